@@ -1,0 +1,274 @@
+//! Key-encryption keys (KEKs) and the providers that hold them.
+//!
+//! A KEK never encrypts PHI itself: it wraps data keys. Rotating the KEK therefore
+//! rewraps a few thousand 32-byte keys instead of re-encrypting the database, and
+//! the old KEK stays available until every data key has moved, so a running
+//! server keeps working during rotation.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::envelope::{DataKey, WrappedKey, wrap_context};
+use crate::{CryptoError, Result};
+
+/// Source of key-encryption keys. Implementations: [`LocalKeyFile`] (default);
+/// a PKCS#11 HSM provider keeps the KEK non-extractable behind the same calls.
+pub trait KeyProvider: Send + Sync {
+    /// The KEK that new data keys are wrapped with.
+    fn current_kek_id(&self) -> String;
+    /// Wraps `key` (whose row id is `data_key_id`) under the current KEK.
+    fn wrap(&self, data_key_id: &str, key: &DataKey) -> Result<WrappedKey>;
+    /// Unwraps a data key wrapped under any KEK the provider still holds.
+    fn unwrap(&self, data_key_id: &str, wrapped: &WrappedKey) -> Result<DataKey>;
+}
+
+const FORMAT: &str = "wardline-keyring-v1";
+
+#[derive(Serialize, Deserialize)]
+struct KeyringFile {
+    format: String,
+    current: String,
+    /// KEK id → base64 key.
+    keys: BTreeMap<String, String>,
+}
+
+struct Keyring {
+    current: String,
+    keys: BTreeMap<String, DataKey>,
+}
+
+/// KEKs in a local file (mode 0600), created on first start. Suitable for a
+/// single-host clinic install; the file must be backed up separately from the
+/// database, since either alone is useless.
+pub struct LocalKeyFile {
+    path: PathBuf,
+    ring: RwLock<Keyring>,
+}
+
+impl LocalKeyFile {
+    /// Opens the key file, creating it with a fresh KEK if it does not exist.
+    pub fn open_or_create(path: &Path) -> Result<LocalKeyFile> {
+        if !path.exists() {
+            let id = new_kek_id();
+            let mut keys = BTreeMap::new();
+            keys.insert(id.clone(), DataKey::generate());
+            write_keyring(path, &Keyring { current: id, keys })?;
+        }
+        let ring = read_keyring(path)?;
+        Ok(LocalKeyFile { path: path.to_owned(), ring: RwLock::new(ring) })
+    }
+
+    /// Adds a new KEK and makes it current. Data keys wrapped under older KEKs
+    /// still unwrap; rewrap them, then [`LocalKeyFile::retire`] the old ones.
+    pub fn rotate(&self) -> Result<String> {
+        let mut ring = self.ring.write().expect("keyring lock poisoned");
+        // Another process (the CLI, another node) may have rotated meanwhile.
+        *ring = read_keyring(&self.path)?;
+        let id = new_kek_id();
+        ring.keys.insert(id.clone(), DataKey::generate());
+        ring.current = id.clone();
+        write_keyring(&self.path, &ring)?;
+        Ok(id)
+    }
+
+    /// Removes every KEK except the current one. Call only after all data keys
+    /// have been rewrapped, or they become unreadable.
+    pub fn retire_all_but_current(&self) -> Result<Vec<String>> {
+        let mut ring = self.ring.write().expect("keyring lock poisoned");
+        *ring = read_keyring(&self.path)?;
+        let current = ring.current.clone();
+        let retired: Vec<String> = ring.keys.keys().filter(|k| **k != current).cloned().collect();
+        ring.keys.retain(|k, _| *k == current);
+        write_keyring(&self.path, &ring)?;
+        Ok(retired)
+    }
+
+    pub fn kek_ids(&self) -> Vec<String> {
+        self.ring.read().expect("keyring lock poisoned").keys.keys().cloned().collect()
+    }
+
+    fn with_kek<T>(&self, kek_id: &str, f: impl Fn(&DataKey) -> Result<T>) -> Result<T> {
+        {
+            let ring = self.ring.read().expect("keyring lock poisoned");
+            if let Some(kek) = ring.keys.get(kek_id) {
+                return f(kek);
+            }
+        }
+        // Unknown id: the file may have been rotated by another process since we
+        // loaded it. Reload once; this is what makes rotation need no restart.
+        let mut ring = self.ring.write().expect("keyring lock poisoned");
+        *ring = read_keyring(&self.path)?;
+        match ring.keys.get(kek_id) {
+            Some(kek) => f(kek),
+            None => Err(CryptoError::UnknownKek(kek_id.to_owned())),
+        }
+    }
+}
+
+impl KeyProvider for LocalKeyFile {
+    fn current_kek_id(&self) -> String {
+        self.ring.read().expect("keyring lock poisoned").current.clone()
+    }
+
+    fn wrap(&self, data_key_id: &str, key: &DataKey) -> Result<WrappedKey> {
+        let kek_id = self.current_kek_id();
+        let wrapped = self.with_kek(&kek_id, |kek| Ok(kek.seal(key.expose(), &wrap_context(data_key_id))))?;
+        Ok(WrappedKey { kek_id, wrapped })
+    }
+
+    fn unwrap(&self, data_key_id: &str, wrapped: &WrappedKey) -> Result<DataKey> {
+        self.with_kek(&wrapped.kek_id, |kek| {
+            let raw = Zeroizing::new(kek.open(&wrapped.wrapped, &wrap_context(data_key_id))?);
+            DataKey::from_bytes(&raw)
+        })
+    }
+}
+
+fn new_kek_id() -> String {
+    let mut r = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut r);
+    format!("kek-{}", hex::encode(r))
+}
+
+fn key_file_error(path: &Path, reason: impl std::fmt::Display) -> CryptoError {
+    CryptoError::KeyFile { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+fn read_keyring(path: &Path) -> Result<Keyring> {
+    let meta = fs::metadata(path).map_err(|e| key_file_error(path, e))?;
+    // A KEK readable by other local users defeats at-rest encryption.
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(key_file_error(
+            path,
+            format!(
+                "permissions are {:o}; must not be readable by group or others (chmod 600)",
+                meta.permissions().mode() & 0o777
+            ),
+        ));
+    }
+    let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| key_file_error(path, e))?);
+    let file: KeyringFile =
+        serde_json::from_str(&text).map_err(|e| key_file_error(path, format!("not a keyring: {e}")))?;
+    if file.format != FORMAT {
+        return Err(key_file_error(path, format!("unknown format {:?}", file.format)));
+    }
+    let mut keys = BTreeMap::new();
+    for (id, b64) in &file.keys {
+        let raw = Zeroizing::new(
+            STANDARD.decode(b64).map_err(|_| key_file_error(path, format!("key {id} is not base64")))?,
+        );
+        keys.insert(id.clone(), DataKey::from_bytes(&raw).map_err(|e| key_file_error(path, e))?);
+    }
+    // Zeroize the base64 copies as well.
+    for (_, mut v) in file.keys {
+        zeroize::Zeroize::zeroize(&mut v);
+    }
+    if !keys.contains_key(&file.current) {
+        return Err(key_file_error(path, "current key id is not among the keys"));
+    }
+    Ok(Keyring { current: file.current, keys })
+}
+
+fn write_keyring(path: &Path, ring: &Keyring) -> Result<()> {
+    let file = KeyringFile {
+        format: FORMAT.into(),
+        current: ring.current.clone(),
+        keys: ring.keys.iter().map(|(id, k)| (id.clone(), STANDARD.encode(k.expose()))).collect(),
+    };
+    let text = Zeroizing::new(serde_json::to_string_pretty(&file).expect("keyring serialises"));
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| key_file_error(path, e))?;
+    }
+    // Write a sibling and rename it over, so a crash never leaves a half-written
+    // keyring (which would make every PHI field unreadable).
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| key_file_error(&tmp, e))?;
+    f.write_all(text.as_bytes()).map_err(|e| key_file_error(&tmp, e))?;
+    f.sync_all().map_err(|e| key_file_error(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| key_file_error(path, e))?;
+    for (_, mut v) in file.keys {
+        zeroize::Zeroize::zeroize(&mut v);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_file_0600_and_wraps_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/kek.json");
+        let p = LocalKeyFile::open_or_create(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let dk = DataKey::generate();
+        let w = p.wrap("dk1", &dk).unwrap();
+        assert_eq!(p.unwrap("dk1", &w).unwrap().expose(), dk.expose());
+        // Bound to the data key id.
+        assert!(p.unwrap("dk2", &w).is_err());
+        // Reopening reads the same key.
+        let p2 = LocalKeyFile::open_or_create(&path).unwrap();
+        assert_eq!(p2.unwrap("dk1", &w).unwrap().expose(), dk.expose());
+    }
+
+    #[test]
+    fn rotation_keeps_old_keks_until_retired_and_other_instances_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.json");
+        let server = LocalKeyFile::open_or_create(&path).unwrap();
+        let old = server.current_kek_id();
+        let dk = DataKey::generate();
+        let w_old = server.wrap("dk", &dk).unwrap();
+
+        // The CLI rotates in another "process".
+        let cli = LocalKeyFile::open_or_create(&path).unwrap();
+        let new = cli.rotate().unwrap();
+        assert_ne!(old, new);
+        let w_new = cli.wrap("dk", &dk).unwrap();
+        assert_eq!(w_new.kek_id, new);
+
+        // The server has never seen the new KEK but unwraps both.
+        assert_eq!(server.unwrap("dk", &w_new).unwrap().expose(), dk.expose());
+        assert_eq!(server.unwrap("dk", &w_old).unwrap().expose(), dk.expose());
+
+        assert_eq!(cli.retire_all_but_current().unwrap(), vec![old.clone()]);
+        let fresh = LocalKeyFile::open_or_create(&path).unwrap();
+        assert!(matches!(fresh.unwrap("dk", &w_old), Err(CryptoError::UnknownKek(id)) if id == old));
+    }
+
+    #[test]
+    fn refuses_world_readable_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.json");
+        LocalKeyFile::open_or_create(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = LocalKeyFile::open_or_create(&path).err().unwrap();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn rejects_garbage_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.json");
+        fs::write(&path, "not json").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(LocalKeyFile::open_or_create(&path).is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! Organisations and users.
+
+use serde::{Deserialize, Serialize};
+
+use uuid::Uuid;
+use crate::roles::{Permission, Role};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Organisation {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub created_at: i64,
+}
+
+/// Session and MFA policy of one organisation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrgPolicy {
+    /// Seconds without a request after which a session ends (60 ..= 86400).
+    pub idle_timeout_secs: i64,
+    /// Seconds after sign-in after which a session ends whatever the activity
+    /// (300 ..= 604800).
+    pub absolute_lifetime_secs: i64,
+    /// Whether every user must have a second factor. On by default.
+    pub mfa_required: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    /// Temporarily barred from signing in (e.g. leave); reversible.
+    Suspended,
+    /// Left the organisation: signed out everywhere, cannot be reactivated.
+    Deprovisioned,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+            UserStatus::Deprovisioned => "deprovisioned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<UserStatus> {
+        [UserStatus::Active, UserStatus::Suspended, UserStatus::Deprovisioned]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct User {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    pub roles: Vec<Role>,
+    pub status: UserStatus,
+    pub mfa_enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    pub roles: Vec<Role>,
+    /// Initial password; subject to the password policy. The user should change it.
+    pub password: String,
+}
+
+/// Fields left out are not changed. `phone: null` is "leave as is"; to remove a
+/// phone number send `clear_phone: true`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clear_phone: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserList {
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoleInfo {
+    pub role: Role,
+    pub permissions: Vec<Permission>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoleList {
+    pub roles: Vec<RoleInfo>,
+}

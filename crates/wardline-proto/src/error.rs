@@ -1,0 +1,70 @@
+//! The one error shape of the API: `{ "error": { "code", "message" } }`.
+
+use serde::{Deserialize, Serialize};
+
+/// Machine-readable error codes. The HTTP status is derived from the code, so a
+/// client can branch on either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed body, wrong types, bad parameter values (400).
+    BadRequest,
+    /// The body is not JSON or lacks `Content-Type: application/json` (415).
+    UnsupportedMediaType,
+    /// Body larger than the configured limit (413).
+    PayloadTooLarge,
+    /// Well-formed but semantically invalid, e.g. a weak password (422).
+    Validation,
+    /// No, expired, revoked or forged credentials (401).
+    Unauthenticated,
+    /// Wrong password or one-time code (401).
+    InvalidCredentials,
+    /// Authenticated, but MFA enrolment must be completed first (403).
+    MfaEnrolmentRequired,
+    /// Authenticated but not allowed (403).
+    Forbidden,
+    /// Unknown resource, or one that belongs to another organisation (404).
+    NotFound,
+    /// Route exists but not for this method (405).
+    MethodNotAllowed,
+    /// Unique constraint, or a state transition that is not possible (409).
+    Conflict,
+    /// Too many attempts; see the `Retry-After` header (429).
+    RateLimited,
+    /// A bug or an unavailable dependency (500/503). Details are only in the server log.
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Validation => 422,
+            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
+            ErrorCode::MfaEnrolmentRequired | ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}

@@ -1,0 +1,17 @@
+//! Wire types of the Wardline HTTP API.
+//!
+//! Everything here is plain data with serde derives: the server and every client
+//! share these definitions, so a field renamed here is renamed everywhere. Times
+//! are Unix seconds (UTC) so that no client needs a date library to compare them.
+//! No I/O lives in this crate.
+
+pub mod auth;
+pub mod directory;
+pub mod error;
+pub mod ids;
+pub mod roles;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use ids::{DeviceId, OrgId, SessionId, UserId};
+pub use roles::{Permission, Role};
+

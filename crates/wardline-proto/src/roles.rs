@@ -1,0 +1,121 @@
+//! Built-in roles and the permissions they carry. The role → permission table
+//! itself lives here so that clients can show it; the server checks it in one
+//! place (`wardline_server::authz`).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    OrgAdmin,
+    ComplianceOfficer,
+    Physician,
+    Nurse,
+    MedicalAssistant,
+    FrontDesk,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::OrgAdmin,
+        Role::ComplianceOfficer,
+        Role::Physician,
+        Role::Nurse,
+        Role::MedicalAssistant,
+        Role::FrontDesk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::OrgAdmin => "org_admin",
+            Role::ComplianceOfficer => "compliance_officer",
+            Role::Physician => "physician",
+            Role::Nurse => "nurse",
+            Role::MedicalAssistant => "medical_assistant",
+            Role::FrontDesk => "front_desk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// What this role may do. Minimum necessary: clinical roles can look colleagues
+    /// up in the directory but cannot manage accounts; the compliance officer can
+    /// see sessions (who is signed in where) but cannot change users.
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Role::OrgAdmin => &[
+                DirectoryRead,
+                UsersManage,
+                SessionsRead,
+                SessionsRevoke,
+                OrgPolicyManage,
+            ],
+            Role::ComplianceOfficer => &[DirectoryRead, SessionsRead],
+            Role::Physician | Role::Nurse | Role::MedicalAssistant | Role::FrontDesk => {
+                &[DirectoryRead]
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something a caller may be allowed to do. Every handler names exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// List and look up colleagues in one's own organisation.
+    DirectoryRead,
+    /// Create, update, suspend, reactivate and deprovision users; reset MFA.
+    UsersManage,
+    /// List other users' sessions.
+    SessionsRead,
+    /// Revoke other users' sessions.
+    SessionsRevoke,
+    /// Change the organisation's session and MFA policy.
+    OrgPolicyManage,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::DirectoryRead => "directory_read",
+            Permission::UsersManage => "users_manage",
+            Permission::SessionsRead => "sessions_read",
+            Permission::SessionsRevoke => "sessions_revoke",
+            Permission::OrgPolicyManage => "org_policy_manage",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_round_trip_through_serde_and_parse() {
+        for role in Role::ALL {
+            let json = serde_json::to_string(&role).unwrap();
+            assert_eq!(json, format!("\"{}\"", role.as_str()));
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("superuser"), None);
+    }
+
+    #[test]
+    fn only_org_admin_manages_users() {
+        for role in Role::ALL {
+            let manages = role.permissions().contains(&Permission::UsersManage);
+            assert_eq!(manages, role == Role::OrgAdmin, "{role}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Assembly: builds the services from the configuration, the router from the
+//! domain routers, and serves it over TLS.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use wardline_crypto::LocalKeyFile;
+
+use crate::auth::AuthService;
+use crate::auth::password::Passwords;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::directory::DirectoryService;
+use crate::store::{SqlStore, Store, StoreError};
+use crate::vault::{Vault, VaultError};
+use crate::{auth, directory, http, ops, telemetry, tls};
+
+/// Everything a handler may use. Cheap to clone (all `Arc`s inside).
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: AuthService,
+    pub directory: DirectoryService,
+    pub store: Arc<dyn Store>,
+    pub metrics: PrometheusHandle,
+    pub openapi: Arc<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("key provider: {0}")]
+    Keys(#[from] wardline_crypto::CryptoError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Vault(#[from] VaultError),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Wardline API",
+        description = "Secure clinical messaging. Errors are always `{ \"error\": { \"code\", \"message\" } }`. \
+                       Times are Unix seconds. Authenticate with `Authorization: Bearer <session token>`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "setup", description = "First start"),
+        (name = "auth", description = "Sign-in, MFA, sessions"),
+        (name = "sessions", description = "Session administration"),
+        (name = "users", description = "Users and roles"),
+        (name = "organisation", description = "Organisation and policy"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The API routes and the OpenAPI document generated from the same handlers.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    OpenApiRouter::with_openapi(doc)
+        .merge(auth::routes::router())
+        .merge(directory::routes::router())
+        .split_for_parts()
+}
+
+pub struct Server {
+    config: Config,
+    state: AppState,
+    sql: Arc<SqlStore>,
+    setup_code: Option<String>,
+}
+
+impl Server {
+    pub async fn build(config: Config) -> Result<Server, StartError> {
+        Server::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Server::build`], with a clock the caller controls (tests).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Server, StartError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        let keys = Arc::new(LocalKeyFile::open_or_create(&config.key_file())?);
+        let sql = Arc::new(SqlStore::connect(&config.database_url()).await?);
+        let store: Arc<dyn Store> = sql.clone();
+        let vault = Vault::open(keys, store.clone(), clock.clone()).await?;
+        let passwords = Passwords::new();
+        let directory =
+            DirectoryService::new(store.clone(), vault, clock.clone(), passwords.clone(), config.auth.clone());
+        let auth = AuthService::new(store.clone(), directory.clone(), clock, passwords, config.auth.clone());
+        let setup_code = directory.ensure_setup_code().await.map_err(|e| StartError::Setup(e.message))?;
+        let (_, doc) = api();
+        let openapi = Arc::new(doc.to_pretty_json().expect("OpenAPI document serialises"));
+        let state = AppState { auth, directory, store, metrics: telemetry::metrics(), openapi };
+        Ok(Server { config, state, sql, setup_code })
+    }
+
+    /// The one-time setup code, on a server that has no organisation yet.
+    pub fn setup_code(&self) -> Option<&str> {
+        self.setup_code.as_deref()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn sql(&self) -> &Arc<SqlStore> {
+        &self.sql
+    }
+
+    pub fn router(&self) -> Router {
+        let (api, _) = api();
+        api.merge(ops::router())
+            .fallback(http::not_found)
+            .method_not_allowed_fallback(http::method_not_allowed)
+            .layer(axum::middleware::from_fn(http::observe))
+            .layer(DefaultBodyLimit::max(self.config.limits.max_body_bytes))
+            .layer(CatchPanicLayer::custom(http::panic_response))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `handle` is told to shut down.
+    pub async fn serve(self, listener: std::net::TcpListener, handle: Handle<SocketAddr>) -> Result<(), StartError> {
+        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        let addr = listener.local_addr().map_err(|e| StartError::Listen(self.config.listen, e))?;
+        let result = if self.config.tls.insecure_http {
+            tracing::warn!(%addr, "serving plain HTTP (tls.insecure_http); only behind a TLS proxy on this host");
+            axum_server::from_tcp(listener).map_err(|e| StartError::Listen(addr, e))?.handle(handle).serve(app).await
+        } else {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let paths = tls::ensure_certificate(&self.config).map_err(StartError::Tls)?;
+            let tls = RustlsConfig::from_pem_file(&paths.cert, &paths.key).await.map_err(StartError::Tls)?;
+            tracing::info!(%addr, "serving HTTPS (HTTP/1.1 and HTTP/2)");
+            axum_server::from_tcp_rustls(listener, tls)
+                .map_err(|e| StartError::Listen(addr, e))?
+                .handle(handle)
+                .serve(app)
+                .await
+        };
+        self.sql.close().await;
+        result.map_err(|e| StartError::Listen(addr, e))
+    }
+
+    /// Binds `config.listen` and serves until SIGINT or SIGTERM, then drains
+    /// open requests for up to 10 seconds.
+    pub async fn run(self) -> Result<(), StartError> {
+        let listener = std::net::TcpListener::bind(self.config.listen).map_err(|e| StartError::Listen(self.config.listen, e))?;
+        let handle = Handle::new();
+        let h = handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: draining open requests");
+            h.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        self.serve(listener, handle).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

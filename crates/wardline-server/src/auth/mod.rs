@@ -1,0 +1,431 @@
+//! Authentication: password login, the TOTP second factor and recovery codes,
+//! sessions (opaque tokens stored hashed, idle timeout, absolute lifetime,
+//! immediate revocation) and login throttling.
+//!
+//! Throttling keys on (account, source address), on the account alone and on the
+//! source address, each with its own free attempts and exponential back-off
+//! capped at `auth.lockout_max_secs`. The cap is what keeps an attacker from
+//! locking a real user out for good; keying on (account, address) first means a
+//! guesser elsewhere mostly slows themself down.
+
+pub mod password;
+pub mod routes;
+pub mod totp;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use uuid::Uuid;
+use wardline_crypto::token::{hash_token, new_code, new_token};
+use wardline_proto::auth::{
+    ChangePasswordRequest, CurrentSession, IssuedSession, LoginRequest, LoginResponse, LoginStep, MfaVerifyRequest,
+    SessionSummary, TotpEnrolment,
+};
+use wardline_proto::directory::UserStatus;
+use wardline_proto::{DeviceId, ErrorCode, OrgId, SessionId, UserId};
+
+use crate::authz::Principal;
+use crate::clock::Clock;
+use crate::config::AuthConfig;
+use crate::directory::{DirectoryService, org_to_wire};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{MfaChallengeRow, OrgRow, SessionRow, Store, StoreError, UserRow};
+use password::Passwords;
+
+const MFA_CHALLENGE_SECS: i64 = 300;
+const MFA_MAX_ATTEMPTS: i64 = 5;
+const RECOVERY_CODES: usize = 10;
+/// A failure streak is forgotten after a day without failures.
+const THROTTLE_DECAY_SECS: i64 = 24 * 3600;
+
+#[derive(Clone)]
+pub struct AuthService {
+    store: Arc<dyn Store>,
+    directory: DirectoryService,
+    clock: Arc<dyn Clock>,
+    passwords: Passwords,
+    cfg: AuthConfig,
+}
+
+fn invalid_login() -> ApiError {
+    ApiError::new(ErrorCode::InvalidCredentials, "organisation, e-mail or password is wrong")
+}
+
+fn invalid_code() -> ApiError {
+    ApiError::new(ErrorCode::InvalidCredentials, "the code is wrong or has already been used")
+}
+
+/// Seconds of back-off after `failures` failures with `free` free attempts.
+fn backoff_secs(failures: i64, free: i64, max: i64) -> i64 {
+    if failures < free {
+        return 0;
+    }
+    let exp = (failures - free).min(30) as u32;
+    (1i64 << exp).min(max)
+}
+
+/// Recovery codes are compared without case, spaces or dashes.
+fn normalise_recovery_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+struct ThrottleKey {
+    key: String,
+    free: i64,
+}
+
+impl AuthService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        directory: DirectoryService,
+        clock: Arc<dyn Clock>,
+        passwords: Passwords,
+        cfg: AuthConfig,
+    ) -> AuthService {
+        AuthService { store, directory, clock, passwords, cfg }
+    }
+
+    fn throttle_keys(&self, org_slug: &str, email: &str, ip: IpAddr) -> [ThrottleKey; 3] {
+        // Keys name the account by a keyed hash: the throttle table holds no e-mail.
+        let email = email.trim().to_lowercase();
+        let acct = blind_index_for_throttle(&self.directory, org_slug, &email);
+        let free = self.cfg.lockout_free_attempts;
+        [
+            ThrottleKey { key: format!("acct-ip:{acct}:{ip}"), free },
+            ThrottleKey { key: format!("acct:{acct}"), free: free * 10 },
+            ThrottleKey { key: format!("ip:{ip}"), free: free * 4 },
+        ]
+    }
+
+    /// Refuses early, before any password hashing, while a back-off is running.
+    async fn check_throttle(&self, keys: &[ThrottleKey]) -> ApiResult<()> {
+        let now = self.clock.now();
+        let mut wait = 0;
+        for k in keys {
+            if let Some(t) = self.store.get_throttle(&k.key).await? {
+                if t.last_failure_at < now - THROTTLE_DECAY_SECS {
+                    continue;
+                }
+                let until = t.last_failure_at + backoff_secs(t.failures, k.free, self.cfg.lockout_max_secs);
+                wait = wait.max(until - now);
+            }
+        }
+        if wait > 0 {
+            metrics::counter!("wardline_login_throttled_total").increment(1);
+            return Err(ApiError::rate_limited(wait));
+        }
+        Ok(())
+    }
+
+    async fn record_failure(&self, keys: &[ThrottleKey]) -> ApiResult<()> {
+        let now = self.clock.now();
+        for k in keys {
+            self.store.record_failure(&k.key, now, now - THROTTLE_DECAY_SECS).await?;
+        }
+        metrics::counter!("wardline_login_failures_total").increment(1);
+        Ok(())
+    }
+
+    pub async fn login(&self, req: LoginRequest, ip: IpAddr) -> ApiResult<LoginResponse> {
+        let keys = self.throttle_keys(&req.org, &req.email, ip);
+        self.check_throttle(&keys).await?;
+
+        let org = match self.directory.org_by_slug(req.org.trim()).await {
+            Ok(o) => Some(o),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let user = match &org {
+            Some(o) => self.directory.find_by_email(o.id, &req.email).await?,
+            None => None,
+        };
+        let ok = self.passwords.verify(user.as_ref().map(|u| u.password_hash.as_str()), &req.password).await?;
+        let (Some(org), Some(user), true) = (org, user, ok) else {
+            self.record_failure(&keys).await?;
+            return Err(invalid_login());
+        };
+        // Only someone who knows the password learns that the account is barred.
+        if user.status != UserStatus::Active {
+            return Err(ApiError::forbidden("this account is suspended or deprovisioned; contact your administrator"));
+        }
+        // Success clears the account's streaks, not the address's.
+        self.store.clear_throttle(&keys[0].key).await?;
+        self.store.clear_throttle(&keys[1].key).await?;
+
+        if user.totp_enabled {
+            let token = new_token("wlm_");
+            self.store
+                .insert_mfa_challenge(&MfaChallengeRow {
+                    token_hash: hash_token(&token),
+                    org_id: org.id,
+                    user_id: user.id,
+                    device_id: req.device_id,
+                    expires_at: self.clock.now() + MFA_CHALLENGE_SECS,
+                    attempts: 0,
+                })
+                .await?;
+            return Ok(LoginResponse { step: LoginStep::MfaRequired, mfa_token: Some(token), session: None });
+        }
+        if org.policy.mfa_required {
+            let session = self.issue_session(&org, &user, req.device_id, false).await?;
+            return Ok(LoginResponse { step: LoginStep::MfaEnrolmentRequired, mfa_token: None, session: Some(session) });
+        }
+        let session = self.issue_session(&org, &user, req.device_id, true).await?;
+        Ok(LoginResponse { step: LoginStep::Complete, mfa_token: None, session: Some(session) })
+    }
+
+    pub async fn verify_mfa(&self, req: MfaVerifyRequest) -> ApiResult<IssuedSession> {
+        let hash = hash_token(req.mfa_token.trim());
+        let now = self.clock.now();
+        let challenge = match self.store.get_mfa_challenge(&hash).await? {
+            Some(c) if c.expires_at > now => c,
+            Some(_) => {
+                self.store.delete_mfa_challenge(&hash).await?;
+                return Err(ApiError::new(ErrorCode::Unauthenticated, "sign-in expired; sign in again"));
+            }
+            None => return Err(ApiError::new(ErrorCode::Unauthenticated, "unknown or used sign-in; sign in again")),
+        };
+        if self.store.bump_mfa_challenge_attempts(&hash).await? > MFA_MAX_ATTEMPTS {
+            self.store.delete_mfa_challenge(&hash).await?;
+            return Err(ApiError::new(ErrorCode::Unauthenticated, "too many wrong codes; sign in again"));
+        }
+        let user = self.directory.user_row(challenge.org_id, challenge.user_id).await?;
+        if user.status != UserStatus::Active {
+            return Err(ApiError::forbidden("this account is suspended or deprovisioned"));
+        }
+        if !self.check_second_factor(&user, &req.code).await? {
+            return Err(invalid_code());
+        }
+        self.store.delete_mfa_challenge(&hash).await?;
+        let org = self.directory.org(challenge.org_id).await?;
+        self.issue_session(&org, &user, challenge.device_id, true).await
+    }
+
+    /// A TOTP code (each time step accepted once) or a recovery code (each
+    /// accepted once).
+    async fn check_second_factor(&self, user: &UserRow, code: &str) -> ApiResult<bool> {
+        let code = code.trim();
+        if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+            let Some(secret) = self.directory.open_totp_secret(user).await? else { return Ok(false) };
+            let t = totp::totp(&secret, "Wardline", "user")?;
+            return match totp::check(&t, code, self.clock.now()) {
+                Some(step) => Ok(self.store.advance_totp_step(user.org_id, user.id, step).await?),
+                None => Ok(false),
+            };
+        }
+        let normalised = normalise_recovery_code(code);
+        if normalised.is_empty() {
+            return Ok(false);
+        }
+        Ok(self.store.consume_recovery_code(user.org_id, user.id, &hash_token(&normalised)).await?)
+    }
+
+    async fn issue_session(&self, org: &OrgRow, user: &UserRow, device: DeviceId, mfa_complete: bool) -> ApiResult<IssuedSession> {
+        let token = new_token("wls_");
+        let now = self.clock.now();
+        let row = SessionRow {
+            id: Uuid::new_v4(),
+            org_id: org.id,
+            user_id: user.id,
+            device_id: device,
+            token_hash: hash_token(&token),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + org.policy.absolute_lifetime_secs,
+            idle_timeout_secs: org.policy.idle_timeout_secs,
+            mfa_complete,
+            revoked_at: None,
+        };
+        self.store.insert_session(&row).await?;
+        metrics::counter!("wardline_sessions_created_total").increment(1);
+        Ok(IssuedSession {
+            token,
+            session_id: row.id,
+            expires_at: row.expires_at,
+            idle_timeout_secs: row.idle_timeout_secs,
+        })
+    }
+
+    /// Resolves a bearer token to a principal, enforcing revocation, absolute
+    /// expiry, idle timeout and the user's status on every request.
+    pub async fn authenticate(&self, token: &str) -> ApiResult<Principal> {
+        let now = self.clock.now();
+        let Some(s) = self.store.get_session_by_token_hash(&hash_token(token)).await? else {
+            return Err(ApiError::unauthenticated());
+        };
+        if s.revoked_at.is_some() || now >= s.expires_at {
+            return Err(ApiError::unauthenticated());
+        }
+        if now - s.last_seen_at >= s.idle_timeout_secs {
+            self.store.revoke_session(s.id, now).await?;
+            return Err(ApiError::new(ErrorCode::Unauthenticated, "session ended after inactivity; sign in again"));
+        }
+        let user = self.directory.user_row(s.org_id, s.user_id).await.map_err(|_| ApiError::unauthenticated())?;
+        if user.status != UserStatus::Active {
+            return Err(ApiError::unauthenticated());
+        }
+        // Writing on every request would serialise all traffic on the sessions
+        // table; a write at most every 1/10 of the idle timeout keeps the
+        // timeout accurate to 10 %.
+        if now - s.last_seen_at >= (s.idle_timeout_secs / 10).clamp(1, 60) {
+            self.store.touch_session(s.id, now).await?;
+        }
+        Ok(Principal {
+            session_id: s.id,
+            org_id: s.org_id,
+            user_id: s.user_id,
+            device_id: s.device_id,
+            roles: user.roles,
+            mfa_complete: s.mfa_complete,
+        })
+    }
+
+    pub async fn current(&self, p: &Principal) -> ApiResult<CurrentSession> {
+        let user = self.directory.user(p.org_id, p.user_id).await?;
+        let org = self.directory.org(p.org_id).await?;
+        let sessions = self.store.list_user_sessions(p.org_id, p.user_id, self.clock.now()).await?;
+        let s = sessions.iter().find(|s| s.id == p.session_id).ok_or_else(ApiError::unauthenticated)?;
+        Ok(CurrentSession {
+            session_id: s.id,
+            device_id: s.device_id,
+            user,
+            organisation: org_to_wire(&org),
+            permissions: p.permissions(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            idle_timeout_secs: s.idle_timeout_secs,
+            mfa_enrolment_required: !s.mfa_complete,
+        })
+    }
+
+    pub async fn logout(&self, p: &Principal) -> ApiResult<()> {
+        self.store.revoke_session(p.session_id, self.clock.now()).await?;
+        Ok(())
+    }
+
+    pub async fn begin_totp_enrolment(&self, p: &Principal) -> ApiResult<TotpEnrolment> {
+        let mut user = self.directory.user_row(p.org_id, p.user_id).await?;
+        if user.totp_enabled {
+            return Err(ApiError::conflict("an authenticator is already set up; an administrator can reset it"));
+        }
+        let secret = totp::new_secret();
+        user.totp_secret_enc = Some(self.directory.seal_totp_secret(&user, &secret).await?);
+        user.updated_at = self.clock.now();
+        self.directory.save_row(&user).await?;
+        let wire = self.directory.to_wire(&user).await?;
+        let org = self.directory.org(p.org_id).await?;
+        let t = totp::totp(&secret, &format!("Wardline ({})", org.name), &wire.email)?;
+        Ok(TotpEnrolment { secret_base32: totp::to_base32(&secret), otpauth_uri: t.to_url().map_err(ApiError::internal)? })
+    }
+
+    /// Confirms enrolment with a first code; returns fresh recovery codes and
+    /// upgrades the calling session to a full one.
+    pub async fn confirm_totp(&self, p: &Principal, code: &str) -> ApiResult<Vec<String>> {
+        let mut user = self.directory.user_row(p.org_id, p.user_id).await?;
+        if user.totp_enabled {
+            return Err(ApiError::conflict("an authenticator is already set up"));
+        }
+        let Some(secret) = self.directory.open_totp_secret(&user).await? else {
+            return Err(ApiError::conflict("start with POST /api/v1/auth/totp/enroll"));
+        };
+        let t = totp::totp(&secret, "Wardline", "user")?;
+        let Some(step) = totp::check(&t, code, self.clock.now()) else { return Err(invalid_code()) };
+        if !self.store.advance_totp_step(user.org_id, user.id, step).await? {
+            return Err(invalid_code());
+        }
+        user.totp_enabled = true;
+        user.updated_at = self.clock.now();
+        self.directory.save_row(&user).await?;
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_code(3, 5)).collect();
+        let hashes: Vec<Vec<u8>> = codes.iter().map(|c| hash_token(&normalise_recovery_code(c))).collect();
+        self.store.replace_recovery_codes(user.org_id, user.id, &hashes).await?;
+        self.store.complete_session_mfa(p.session_id).await?;
+        Ok(codes)
+    }
+
+    /// An administrator clears a user's authenticator (lost phone): the user
+    /// must enrol again at next sign-in, and is signed out everywhere now.
+    pub async fn reset_mfa(&self, org: OrgId, user_id: UserId) -> ApiResult<()> {
+        let mut user = self.directory.user_row(org, user_id).await?;
+        user.totp_enabled = false;
+        user.totp_secret_enc = None;
+        user.updated_at = self.clock.now();
+        self.directory.save_row(&user).await?;
+        self.store.replace_recovery_codes(org, user_id, &[]).await?;
+        self.store.revoke_user_sessions(org, user_id, None, None, self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// Changes the caller's password and signs out their other sessions.
+    pub async fn change_password(&self, p: &Principal, req: ChangePasswordRequest) -> ApiResult<()> {
+        let mut user = self.directory.user_row(p.org_id, p.user_id).await?;
+        if !self.passwords.verify(Some(&user.password_hash), &req.current_password).await? {
+            return Err(ApiError::new(ErrorCode::InvalidCredentials, "current password is wrong"));
+        }
+        let wire = self.directory.to_wire(&user).await?;
+        password::check_policy(&req.new_password, &[&wire.email, &wire.display_name])?;
+        user.password_hash = self.passwords.hash(&req.new_password).await?;
+        user.updated_at = self.clock.now();
+        self.directory.save_row(&user).await?;
+        self.store.revoke_user_sessions(p.org_id, p.user_id, None, Some(p.session_id), self.clock.now()).await?;
+        Ok(())
+    }
+
+    pub async fn list_sessions(&self, org: OrgId, user: UserId) -> ApiResult<Vec<SessionSummary>> {
+        self.directory.user_row(org, user).await?;
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .list_user_sessions(org, user, now)
+            .await?
+            .into_iter()
+            .filter(|s| now - s.last_seen_at < s.idle_timeout_secs)
+            .map(|s| SessionSummary {
+                id: s.id,
+                device_id: s.device_id,
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+                expires_at: s.expires_at,
+                mfa_complete: s.mfa_complete,
+            })
+            .collect())
+    }
+
+    pub async fn revoke_sessions(&self, org: OrgId, user: UserId, device: Option<DeviceId>) -> ApiResult<u64> {
+        self.directory.user_row(org, user).await?;
+        Ok(self.store.revoke_user_sessions(org, user, device, None, self.clock.now()).await?)
+    }
+
+    pub async fn revoke_session(&self, org: OrgId, user: UserId, session: SessionId) -> ApiResult<()> {
+        let sessions = self.store.list_user_sessions(org, user, self.clock.now()).await?;
+        if !sessions.iter().any(|s| s.id == session) {
+            return Err(ApiError::not_found("session"));
+        }
+        self.store.revoke_session(session, self.clock.now()).await?;
+        Ok(())
+    }
+}
+
+fn blind_index_for_throttle(directory: &DirectoryService, org_slug: &str, email: &str) -> String {
+    directory.vault().throttle_index(&format!("{}\u{0}{email}", org_slug.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_after_free_attempts_and_is_capped() {
+        assert_eq!(backoff_secs(4, 5, 900), 0);
+        assert_eq!(backoff_secs(5, 5, 900), 1);
+        assert_eq!(backoff_secs(6, 5, 900), 2);
+        assert_eq!(backoff_secs(10, 5, 900), 32);
+        assert_eq!(backoff_secs(100, 5, 900), 900);
+        assert_eq!(backoff_secs(i64::MAX, 5, 900), 900);
+    }
+
+    #[test]
+    fn recovery_codes_compare_loosely() {
+        assert_eq!(normalise_recovery_code(" ABcde-fgh23 "), "abcdefgh23");
+    }
+}

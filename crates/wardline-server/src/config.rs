@@ -1,0 +1,220 @@
+//! Server configuration: one TOML file plus `WARDLINE_*` environment overrides
+//! (nested keys with `__`, e.g. `WARDLINE_AUTH__IDLE_TIMEOUT_SECS=600`).
+//! Every option has a safe default; the README's configuration section lists
+//! them all and must be kept in step with this file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database, the key file and the development certificate live.
+    pub data_dir: PathBuf,
+    /// Address to listen on. Loopback by default: exposing the server is a decision.
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`; empty means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    pub tls: TlsConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`. Unset: a self-signed development
+    /// certificate is generated in `data_dir/tls/` on first start.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Serve plain HTTP. Only allowed on a loopback address (behind a TLS proxy).
+    pub insecure_http: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `wardline_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Json, level: "info".into() }
+    }
+}
+
+/// Defaults for new organisations; each organisation can change its own policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub idle_timeout_secs: i64,
+    pub absolute_lifetime_secs: i64,
+    pub mfa_required: bool,
+    /// Failed logins per account and source address before back-off starts.
+    pub lockout_free_attempts: i64,
+    /// Back-off never exceeds this, so a lockout can delay but never bar a user.
+    pub lockout_max_secs: i64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            idle_timeout_secs: 15 * 60,
+            absolute_lifetime_secs: 12 * 3600,
+            mfa_required: true,
+            lockout_free_attempts: 5,
+            lockout_max_secs: 15 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_body_bytes: 64 * 1024 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("wardline-data"),
+            listen: "127.0.0.1:8443".parse().expect("valid default address"),
+            database_url: None,
+            tls: TlsConfig::default(),
+            log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Top-level keys; other `WARDLINE_*` variables (the CLI's, the tests') are not
+/// server configuration and are ignored rather than rejected.
+const KEYS: &[&str] = &["data_dir", "listen", "database_url", "tls", "log", "auth", "limits"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(
+            Env::prefixed("WARDLINE_")
+                .split("__")
+                .filter(|k| KEYS.iter().any(|known| k.as_str() == *known || k.as_str().starts_with(&format!("{known}.")))),
+        );
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls.insecure_http && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "tls.insecure_http is only allowed on a loopback address, not {}",
+                self.listen
+            )));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid("tls.cert and tls.key must be given together".into()));
+        }
+        if !(60..=86_400).contains(&self.auth.idle_timeout_secs) {
+            return Err(ConfigError::Invalid("auth.idle_timeout_secs must be between 60 and 86400".into()));
+        }
+        if !(300..=604_800).contains(&self.auth.absolute_lifetime_secs) {
+            return Err(ConfigError::Invalid("auth.absolute_lifetime_secs must be between 300 and 604800".into()));
+        }
+        if self.auth.lockout_free_attempts < 1 || self.auth.lockout_max_secs < 1 {
+            return Err(ConfigError::Invalid("auth.lockout_* must be positive".into()));
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid("limits.max_body_bytes must be at least 1024".into()));
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => crate::store::SqlStore::sqlite_url(&self.data_dir),
+        }
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir.join("keys").join("kek.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = Config::default();
+        assert!(c.listen.ip().is_loopback());
+        assert!(!c.tls.insecure_http);
+        assert!(c.auth.mfa_required);
+        assert_eq!(c.auth.idle_timeout_secs, 900);
+        assert_eq!(c.auth.absolute_lifetime_secs, 43_200);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("w.toml", "listen = \"127.0.0.1:9000\"\n[auth]\nidle_timeout_secs = 600\n")?;
+            jail.set_env("WARDLINE_AUTH__IDLE_TIMEOUT_SECS", "300");
+            jail.set_env("WARDLINE_TEST_POSTGRES_URL", "ignored");
+            let c = Config::load(Some(Path::new("w.toml"))).unwrap();
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.auth.idle_timeout_secs, 300);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_public_plain_http() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "lisen = \"127.0.0.1:9000\"\n")?;
+            assert!(Config::load(Some(Path::new("typo.toml"))).is_err());
+            jail.create_file("open.toml", "listen = \"0.0.0.0:80\"\n[tls]\ninsecure_http = true\n")?;
+            let err = Config::load(Some(Path::new("open.toml"))).unwrap_err().to_string();
+            assert!(err.contains("loopback"), "{err}");
+            Ok(())
+        });
+    }
+}

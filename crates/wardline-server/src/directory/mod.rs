@@ -1,0 +1,357 @@
+//! Organisations and users: the directory of who works where and in which role.
+//!
+//! All user PHI (e-mail, name, phone) and the TOTP secret pass through
+//! [`crate::vault`] here and nowhere else; the rest of the server sees decoded
+//! [`User`] values or opaque [`UserRow`]s.
+
+pub mod routes;
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+use wardline_crypto::DataKey;
+use wardline_proto::auth::{SetupRequest, SetupResponse};
+use wardline_proto::directory::{CreateUserRequest, OrgPolicy, Organisation, UpdateUserRequest, User, UserStatus};
+use wardline_proto::{OrgId, Role, UserId};
+
+use crate::auth::password::{self, Passwords};
+use crate::clock::Clock;
+use crate::config::AuthConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{OrgRow, Store, StoreError, UserRow};
+use crate::vault::{FieldRef, Vault};
+
+const SETUP_CODE_KEY: &str = "setup_code_sha256";
+
+#[derive(Clone)]
+pub struct DirectoryService {
+    store: Arc<dyn Store>,
+    vault: Vault,
+    clock: Arc<dyn Clock>,
+    passwords: Passwords,
+    defaults: AuthConfig,
+}
+
+/// Lower-cases and trims an e-mail address and checks its shape.
+pub fn normalise_email(raw: &str) -> ApiResult<String> {
+    let e = raw.trim().to_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid { Ok(e) } else { Err(ApiError::validation("email is not a valid e-mail address")) }
+}
+
+fn validate_display_name(raw: &str) -> ApiResult<String> {
+    let n = raw.trim().to_owned();
+    if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
+        return Err(ApiError::validation("display_name must be 1 to 200 printable characters"));
+    }
+    Ok(n)
+}
+
+/// Accepts `+` and 7 to 15 digits (E.164), ignoring spaces, dots, dashes and brackets.
+fn normalise_phone(raw: &str) -> ApiResult<String> {
+    let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let ok = digits.starts_with('+') && (8..=16).contains(&digits.len()) && digits[1..].bytes().all(|b| b.is_ascii_digit());
+    if ok { Ok(digits) } else { Err(ApiError::validation("phone must be in international format, e.g. +15551234567")) }
+}
+
+fn validate_roles(roles: &[Role]) -> ApiResult<Vec<Role>> {
+    let mut r = roles.to_vec();
+    r.sort();
+    r.dedup();
+    if r.is_empty() {
+        return Err(ApiError::validation("a user needs at least one role"));
+    }
+    Ok(r)
+}
+
+pub fn validate_slug(slug: &str) -> ApiResult<()> {
+    let ok = (2..=48).contains(&slug.len())
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if ok { Ok(()) } else { Err(ApiError::validation("org slug must be 2-48 characters of a-z, 0-9 and '-'")) }
+}
+
+pub fn validate_policy(p: &OrgPolicy) -> ApiResult<()> {
+    if !(60..=86_400).contains(&p.idle_timeout_secs) {
+        return Err(ApiError::validation("idle_timeout_secs must be between 60 and 86400"));
+    }
+    if !(300..=604_800).contains(&p.absolute_lifetime_secs) {
+        return Err(ApiError::validation("absolute_lifetime_secs must be between 300 and 604800"));
+    }
+    if p.idle_timeout_secs > p.absolute_lifetime_secs {
+        return Err(ApiError::validation("idle_timeout_secs cannot exceed absolute_lifetime_secs"));
+    }
+    Ok(())
+}
+
+pub fn org_to_wire(o: &OrgRow) -> Organisation {
+    Organisation { id: o.id, name: o.name.clone(), slug: o.slug.clone(), created_at: o.created_at }
+}
+
+fn field<'a>(row_id: &'a str, column: &'a str) -> FieldRef<'a> {
+    FieldRef { table: "users", row_id, column }
+}
+
+impl DirectoryService {
+    pub fn new(store: Arc<dyn Store>, vault: Vault, clock: Arc<dyn Clock>, passwords: Passwords, defaults: AuthConfig) -> Self {
+        DirectoryService { store, vault, clock, passwords, defaults }
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    // ---- setup -------------------------------------------------------------
+
+    /// On a server with no organisation, makes sure a one-time setup code
+    /// exists and returns it (to be shown on the console, never logged). The
+    /// database keeps only its hash. `None` once an organisation exists.
+    pub async fn ensure_setup_code(&self) -> ApiResult<Option<String>> {
+        if self.store.count_orgs().await? > 0 {
+            return Ok(None);
+        }
+        let code = wardline_crypto::token::new_code(4, 5);
+        self.store.put_setting(SETUP_CODE_KEY, &hex::encode(wardline_crypto::token::hash_token(&code))).await?;
+        Ok(Some(code))
+    }
+
+    /// `POST /api/v1/setup`: consumes the setup code, creates the first
+    /// organisation and its administrator.
+    pub async fn setup(&self, req: SetupRequest) -> ApiResult<SetupResponse> {
+        // Validate everything before burning the one-time code.
+        validate_slug(&req.org_slug)?;
+        let email = normalise_email(&req.admin_email)?;
+        validate_display_name(&req.admin_display_name)?;
+        password::check_policy(&req.admin_password, &[&email, &req.admin_display_name, &req.org_name, &req.org_slug])?;
+        let hash = hex::encode(wardline_crypto::token::hash_token(req.setup_code.trim()));
+        if !self.store.consume_setting(SETUP_CODE_KEY, &hash).await? {
+            return Err(ApiError::new(
+                wardline_proto::ErrorCode::InvalidCredentials,
+                "setup code is wrong or has already been used",
+            ));
+        }
+        let org = self.create_org(&req.org_name, &req.org_slug).await?;
+        let admin = self
+            .create_user(
+                org.id,
+                CreateUserRequest {
+                    email,
+                    display_name: req.admin_display_name,
+                    phone: None,
+                    roles: vec![Role::OrgAdmin],
+                    password: req.admin_password,
+                },
+            )
+            .await?;
+        Ok(SetupResponse { organisation: org_to_wire(&org), admin })
+    }
+
+    // ---- organisations -------------------------------------------------------
+
+    pub async fn create_org(&self, name: &str, slug: &str) -> ApiResult<OrgRow> {
+        validate_slug(slug)?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(ApiError::validation("organisation name must be 1 to 200 characters"));
+        }
+        let org = OrgRow {
+            id: Uuid::new_v4(),
+            name: name.to_owned(),
+            slug: slug.to_owned(),
+            policy: OrgPolicy {
+                idle_timeout_secs: self.defaults.idle_timeout_secs,
+                absolute_lifetime_secs: self.defaults.absolute_lifetime_secs,
+                mfa_required: self.defaults.mfa_required,
+            },
+            created_at: self.clock.now(),
+        };
+        self.store.insert_org(&org).await?;
+        // Creating an organisation closes the first-start window for good.
+        let _ = self.store.put_setting(SETUP_CODE_KEY, "used").await;
+        Ok(org)
+    }
+
+    pub async fn org(&self, id: OrgId) -> ApiResult<OrgRow> {
+        Ok(self.store.get_org(id).await?)
+    }
+
+    pub async fn org_by_slug(&self, slug: &str) -> Result<OrgRow, StoreError> {
+        self.store.get_org_by_slug(slug).await
+    }
+
+    pub async fn update_policy(&self, org: OrgId, policy: OrgPolicy) -> ApiResult<OrgPolicy> {
+        validate_policy(&policy)?;
+        self.store.update_org_policy(org, &policy).await?;
+        Ok(policy)
+    }
+
+    // ---- users ---------------------------------------------------------------
+
+    pub async fn create_user(&self, org: OrgId, req: CreateUserRequest) -> ApiResult<User> {
+        let email = normalise_email(&req.email)?;
+        let name = validate_display_name(&req.display_name)?;
+        let phone = req.phone.as_deref().map(normalise_phone).transpose()?;
+        let roles = validate_roles(&req.roles)?;
+        password::check_policy(&req.password, &[&email, &name])?;
+        let email_bidx = self.vault.email_index(org, &email);
+        if self.store.find_user_by_email(org, &email_bidx).await?.is_some() {
+            return Err(ApiError::conflict("a user with this e-mail already exists"));
+        }
+        let password_hash = self.passwords.hash(&req.password).await?;
+        let id = Uuid::new_v4();
+        let sid = id.to_string();
+        let (dek_id, key) = self.vault.new_record_key(Some(org)).await?;
+        let now = self.clock.now();
+        let row = UserRow {
+            id,
+            org_id: org,
+            dek_id,
+            email_bidx,
+            email_enc: Vault::seal(&key, field(&sid, "email"), &email),
+            display_name_enc: Vault::seal(&key, field(&sid, "display_name"), &name),
+            phone_enc: phone.as_deref().map(|p| Vault::seal(&key, field(&sid, "phone"), p)),
+            roles,
+            status: UserStatus::Active,
+            password_hash,
+            totp_secret_enc: None,
+            totp_enabled: false,
+            totp_last_step: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_user(&row).await?;
+        self.decode(&row, &key)
+    }
+
+    pub async fn user_row(&self, org: OrgId, id: UserId) -> ApiResult<UserRow> {
+        self.store.get_user(org, id).await.map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("user"),
+            other => other.into(),
+        })
+    }
+
+    pub async fn user(&self, org: OrgId, id: UserId) -> ApiResult<User> {
+        let row = self.user_row(org, id).await?;
+        self.to_wire(&row).await
+    }
+
+    pub async fn find_by_email(&self, org: OrgId, email: &str) -> ApiResult<Option<UserRow>> {
+        let Ok(email) = normalise_email(email) else { return Ok(None) };
+        Ok(self.store.find_user_by_email(org, &self.vault.email_index(org, &email)).await?)
+    }
+
+    pub async fn list(&self, org: OrgId) -> ApiResult<Vec<User>> {
+        let rows = self.store.list_users(org).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(self.to_wire(row).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn update(&self, org: OrgId, id: UserId, req: UpdateUserRequest) -> ApiResult<User> {
+        let mut row = self.user_row(org, id).await?;
+        if row.status == UserStatus::Deprovisioned {
+            return Err(ApiError::conflict("user is deprovisioned"));
+        }
+        let key = self.vault.record_key(&row.dek_id).await?;
+        let sid = row.id.to_string();
+        if let Some(email) = &req.email {
+            let email = normalise_email(email)?;
+            let bidx = self.vault.email_index(org, &email);
+            if bidx != row.email_bidx {
+                if self.store.find_user_by_email(org, &bidx).await?.is_some() {
+                    return Err(ApiError::conflict("a user with this e-mail already exists"));
+                }
+                row.email_bidx = bidx;
+                row.email_enc = Vault::seal(&key, field(&sid, "email"), &email);
+            }
+        }
+        if let Some(name) = &req.display_name {
+            row.display_name_enc = Vault::seal(&key, field(&sid, "display_name"), &validate_display_name(name)?);
+        }
+        if req.clear_phone && req.phone.is_some() {
+            return Err(ApiError::bad_request("give either phone or clear_phone, not both"));
+        }
+        if let Some(phone) = &req.phone {
+            row.phone_enc = Some(Vault::seal(&key, field(&sid, "phone"), &normalise_phone(phone)?));
+        }
+        if req.clear_phone {
+            row.phone_enc = None;
+        }
+        if let Some(roles) = &req.roles {
+            row.roles = validate_roles(roles)?;
+        }
+        row.updated_at = self.clock.now();
+        self.store.update_user(&row).await?;
+        self.decode(&row, &key)
+    }
+
+    /// Suspend, reactivate or deprovision. Leaving `Active` ends every session
+    /// at once; a deprovisioned user is final.
+    pub async fn set_status(&self, org: OrgId, id: UserId, status: UserStatus) -> ApiResult<User> {
+        let mut row = self.user_row(org, id).await?;
+        if row.status == UserStatus::Deprovisioned {
+            return Err(ApiError::conflict("user is deprovisioned; create a new account"));
+        }
+        row.status = status;
+        row.updated_at = self.clock.now();
+        if status == UserStatus::Deprovisioned {
+            // Offboarding leaves nothing to sign in with.
+            row.totp_secret_enc = None;
+            row.totp_enabled = false;
+            row.password_hash = "!deprovisioned".into();
+            self.store.replace_recovery_codes(org, id, &[]).await?;
+        }
+        self.store.update_user(&row).await?;
+        if status != UserStatus::Active {
+            self.store.revoke_user_sessions(org, id, None, None, self.clock.now()).await?;
+        }
+        self.to_wire(&row).await
+    }
+
+    /// Writes a row the auth service changed (password, TOTP).
+    pub async fn save_row(&self, row: &UserRow) -> ApiResult<()> {
+        Ok(self.store.update_user(row).await?)
+    }
+
+    pub async fn to_wire(&self, row: &UserRow) -> ApiResult<User> {
+        let key = self.vault.record_key(&row.dek_id).await?;
+        self.decode(row, &key)
+    }
+
+    fn decode(&self, row: &UserRow, key: &DataKey) -> ApiResult<User> {
+        let sid = row.id.to_string();
+        Ok(User {
+            id: row.id,
+            org_id: row.org_id,
+            email: Vault::open_str(key, field(&sid, "email"), &row.email_enc)?,
+            display_name: Vault::open_str(key, field(&sid, "display_name"), &row.display_name_enc)?,
+            phone: row.phone_enc.as_deref().map(|p| Vault::open_str(key, field(&sid, "phone"), p)).transpose()?,
+            roles: row.roles.clone(),
+            status: row.status,
+            mfa_enabled: row.totp_enabled,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    /// Seals a TOTP secret into the user's record.
+    pub async fn seal_totp_secret(&self, row: &UserRow, secret: &[u8]) -> ApiResult<Vec<u8>> {
+        let key = self.vault.record_key(&row.dek_id).await?;
+        let sid = row.id.to_string();
+        Ok(key.seal(secret, &field(&sid, "totp_secret").context_bytes()))
+    }
+
+    pub async fn open_totp_secret(&self, row: &UserRow) -> ApiResult<Option<Vec<u8>>> {
+        let Some(sealed) = &row.totp_secret_enc else { return Ok(None) };
+        let key = self.vault.record_key(&row.dek_id).await?;
+        let sid = row.id.to_string();
+        Ok(Some(key.open(sealed, &field(&sid, "totp_secret").context_bytes())?))
+    }
+}

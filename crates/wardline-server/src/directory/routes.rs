@@ -1,0 +1,134 @@
+//! Routes for the organisation, its policy, users and roles.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+use wardline_proto::directory::*;
+use wardline_proto::{ErrorBody, Permission, Role};
+
+use crate::app::AppState;
+use crate::authz::Authenticated;
+use crate::directory::org_to_wire;
+use crate::error::ApiResult;
+use crate::http::{ApiJson, ApiPath};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_org))
+        .routes(routes!(get_policy, update_policy))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user))
+        .routes(routes!(suspend_user))
+        .routes(routes!(reactivate_user))
+        .routes(routes!(deprovision_user))
+        .routes(routes!(list_roles))
+}
+
+/// The caller's organisation.
+#[utoipa::path(get, path = "/api/v1/org", tag = "organisation", security(("bearer" = [])),
+    responses((status = 200, body = Organisation), (status = 401, body = ErrorBody)))]
+async fn get_org(State(s): State<AppState>, Authenticated(p): Authenticated) -> ApiResult<Json<Organisation>> {
+    p.authorize(Permission::DirectoryRead)?;
+    Ok(Json(org_to_wire(&s.directory.org(p.org_id).await?)))
+}
+
+/// Session and MFA policy of the caller's organisation.
+#[utoipa::path(get, path = "/api/v1/org/policy", tag = "organisation", security(("bearer" = [])),
+    responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody)))]
+async fn get_policy(State(s): State<AppState>, Authenticated(p): Authenticated) -> ApiResult<Json<OrgPolicy>> {
+    p.authorize(Permission::OrgPolicyManage)?;
+    Ok(Json(s.directory.org(p.org_id).await?.policy))
+}
+
+/// Replace the organisation's session and MFA policy (applies to new sessions).
+#[utoipa::path(put, path = "/api/v1/org/policy", tag = "organisation", security(("bearer" = [])), request_body = OrgPolicy,
+    responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_policy(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(policy): ApiJson<OrgPolicy>,
+) -> ApiResult<Json<OrgPolicy>> {
+    p.authorize(Permission::OrgPolicyManage)?;
+    Ok(Json(s.directory.update_policy(p.org_id, policy).await?))
+}
+
+/// Everyone in the caller's organisation.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = UserList), (status = 403, body = ErrorBody)))]
+async fn list_users(State(s): State<AppState>, Authenticated(p): Authenticated) -> ApiResult<Json<UserList>> {
+    p.authorize(Permission::DirectoryRead)?;
+    Ok(Json(UserList { users: s.directory.list(p.org_id).await? }))
+}
+
+/// Create a user in the caller's organisation.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
+    responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_user(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(req): ApiJson<CreateUserRequest>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    p.authorize(Permission::UsersManage)?;
+    Ok((StatusCode::CREATED, Json(s.directory.create_user(p.org_id, req).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
+async fn get_user(State(s): State<AppState>, Authenticated(p): Authenticated, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<User>> {
+    p.authorize_self_or(id, Permission::DirectoryRead)?;
+    Ok(Json(s.directory.user(p.org_id, id).await?))
+}
+
+/// Change e-mail, name, phone or roles.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), request_body = UpdateUserRequest,
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn update_user(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<UpdateUserRequest>,
+) -> ApiResult<Json<User>> {
+    p.authorize(Permission::UsersManage)?;
+    Ok(Json(s.directory.update(p.org_id, id, req).await?))
+}
+
+/// Bar a user from signing in (reversible); their sessions end now.
+#[utoipa::path(post, path = "/api/v1/users/{id}/suspend", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn suspend_user(State(s): State<AppState>, Authenticated(p): Authenticated, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<User>> {
+    p.authorize(Permission::UsersManage)?;
+    Ok(Json(s.directory.set_status(p.org_id, id, UserStatus::Suspended).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{id}/reactivate", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn reactivate_user(State(s): State<AppState>, Authenticated(p): Authenticated, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<User>> {
+    p.authorize(Permission::UsersManage)?;
+    Ok(Json(s.directory.set_status(p.org_id, id, UserStatus::Active).await?))
+}
+
+/// Offboard a user for good: sessions end, credentials are erased.
+#[utoipa::path(post, path = "/api/v1/users/{id}/deprovision", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn deprovision_user(State(s): State<AppState>, Authenticated(p): Authenticated, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<User>> {
+    p.authorize(Permission::UsersManage)?;
+    Ok(Json(s.directory.set_status(p.org_id, id, UserStatus::Deprovisioned).await?))
+}
+
+/// The built-in roles and their permissions.
+#[utoipa::path(get, path = "/api/v1/roles", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = RoleList)))]
+async fn list_roles(Authenticated(p): Authenticated) -> ApiResult<Json<RoleList>> {
+    p.authorize(Permission::DirectoryRead)?;
+    Ok(Json(RoleList {
+        roles: Role::ALL.into_iter().map(|role| RoleInfo { role, permissions: role.permissions().to_vec() }).collect(),
+    }))
+}

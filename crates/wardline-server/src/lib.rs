@@ -1,0 +1,24 @@
+//! The Wardline server.
+//!
+//! Layout: one module per domain, each with its service (the logic) and its
+//! `routes` (thin HTTP handlers): [`auth`], [`directory`]. Cross-cutting:
+//! [`authz`] (the one place permissions are checked), [`vault`] (the one place
+//! PHI is encrypted), [`store`] (storage trait and its SQL engines), [`http`]
+//! (extractors and middleware), [`app`] (assembly and serving).
+
+pub mod app;
+pub mod auth;
+pub mod authz;
+pub mod clock;
+pub mod config;
+pub mod directory;
+pub mod error;
+pub mod http;
+pub mod ops;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+pub mod vault;
+
+pub use app::{AppState, Server};
+pub use config::Config;
