@@ -45,6 +45,16 @@ struct KeyringFile {
 struct Keyring {
     current: String,
     keys: BTreeMap<String, DataKey>,
+    /// (modified time, length, inode) of the file when it was read.
+    stamp: Option<FileStamp>,
+}
+
+type FileStamp = (std::time::SystemTime, u64, u64);
+
+fn stamp_of(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
 /// KEKs in a local file (mode 0600), created on first start. Suitable for a
@@ -62,7 +72,7 @@ impl LocalKeyFile {
             let id = new_kek_id();
             let mut keys = BTreeMap::new();
             keys.insert(id.clone(), DataKey::generate());
-            write_keyring(path, &Keyring { current: id, keys })?;
+            write_keyring(path, &Keyring { current: id, keys, stamp: None })?;
         }
         let ring = read_keyring(path)?;
         Ok(LocalKeyFile { path: path.to_owned(), ring: RwLock::new(ring) })
@@ -78,6 +88,7 @@ impl LocalKeyFile {
         ring.keys.insert(id.clone(), DataKey::generate());
         ring.current = id.clone();
         write_keyring(&self.path, &ring)?;
+        ring.stamp = stamp_of(&self.path);
         Ok(id)
     }
 
@@ -90,6 +101,7 @@ impl LocalKeyFile {
         let retired: Vec<String> = ring.keys.keys().filter(|k| **k != current).cloned().collect();
         ring.keys.retain(|k, _| *k == current);
         write_keyring(&self.path, &ring)?;
+        ring.stamp = stamp_of(&self.path);
         Ok(retired)
     }
 
@@ -115,8 +127,26 @@ impl LocalKeyFile {
     }
 }
 
+impl LocalKeyFile {
+    /// Rereads the file if another process (the rotation CLI, another node)
+    /// replaced it, so that new data keys are never wrapped with a KEK that is
+    /// about to be retired. One `stat` per call; wrapping is rare.
+    fn refresh_if_changed(&self) {
+        let now = stamp_of(&self.path);
+        if now.is_none() || self.ring.read().expect("keyring lock poisoned").stamp == now {
+            return;
+        }
+        match read_keyring(&self.path) {
+            Ok(ring) => *self.ring.write().expect("keyring lock poisoned") = ring,
+            // Keep the keys we have; the next unwrap of an unknown id reports it.
+            Err(_) => (),
+        }
+    }
+}
+
 impl KeyProvider for LocalKeyFile {
     fn current_kek_id(&self) -> String {
+        self.refresh_if_changed();
         self.ring.read().expect("keyring lock poisoned").current.clone()
     }
 
@@ -176,7 +206,7 @@ fn read_keyring(path: &Path) -> Result<Keyring> {
     if !keys.contains_key(&file.current) {
         return Err(key_file_error(path, "current key id is not among the keys"));
     }
-    Ok(Keyring { current: file.current, keys })
+    Ok(Keyring { current: file.current, keys, stamp: stamp_of(path) })
 }
 
 fn write_keyring(path: &Path, ring: &Keyring) -> Result<()> {
@@ -244,7 +274,9 @@ mod tests {
         let w_new = cli.wrap("dk", &dk).unwrap();
         assert_eq!(w_new.kek_id, new);
 
-        // The server has never seen the new KEK but unwraps both.
+        // The server picks up the new current KEK for new wraps...
+        assert_eq!(server.current_kek_id(), new);
+        // ...and unwraps under both.
         assert_eq!(server.unwrap("dk", &w_new).unwrap().expose(), dk.expose());
         assert_eq!(server.unwrap("dk", &w_old).unwrap().expose(), dk.expose());
 

@@ -1,1 +1,131 @@
-fn main() {}
+//! `wardline`: the one binary. `serve` runs the server; `login`, `whoami` and
+//! `admin …` talk to a running server as a client; `admin bootstrap` and
+//! `admin rotate-kek` work on the data directory and database directly (host
+//! operator tasks that need the key file).
+
+mod input;
+mod offline;
+mod remote;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wardline", version, about = "Secure clinical messaging")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options naming the server's configuration (for `serve` and offline admin).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerOpts {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "WARDLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database, key file, development certificate).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…`.
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+/// Options for commands that talk to a running server.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClientOpts {
+    /// Profile file (holds the session token; mode 0600).
+    #[arg(long, env = "WARDLINE_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Create the first organisation with the setup code printed at first start.
+    Setup(remote::SetupArgs),
+    /// Sign in (password, then authenticator code) and keep the session in the profile.
+    Login(remote::LoginArgs),
+    /// End the session in the profile.
+    Logout(ClientOpts),
+    /// Show who the profile is signed in as.
+    Whoami(ClientOpts),
+    /// Administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Print the current code for a base32 TOTP secret (a development aid, like
+    /// an authenticator app).
+    TotpCode { secret: String },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Users (via the API, as the signed-in administrator).
+    #[command(subcommand)]
+    Users(remote::UsersCommand),
+    /// Sessions (via the API).
+    #[command(subcommand)]
+    Sessions(remote::SessionsCommand),
+    /// List the built-in roles and their permissions (via the API).
+    Roles(ClientOpts),
+    /// Show or change the organisation's session and MFA policy (via the API).
+    Policy(remote::PolicyArgs),
+    /// Create an organisation and its first administrator directly in the
+    /// database (host operator; no server needed).
+    Bootstrap(offline::BootstrapArgs),
+    /// Generate a new key-encryption key and rewrap every data key under it,
+    /// while the server keeps running.
+    RotateKek(offline::RotateArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Setup(args) => remote::setup(args).await,
+        Command::Login(args) => remote::login(args).await,
+        Command::Logout(opts) => remote::logout(opts).await,
+        Command::Whoami(opts) => remote::whoami(opts).await,
+        Command::Admin(AdminCommand::Users(cmd)) => remote::users(cmd).await,
+        Command::Admin(AdminCommand::Sessions(cmd)) => remote::sessions(cmd).await,
+        Command::Admin(AdminCommand::Roles(opts)) => remote::roles(opts).await,
+        Command::Admin(AdminCommand::Policy(args)) => remote::policy(args).await,
+        Command::Admin(AdminCommand::Bootstrap(args)) => offline::bootstrap(args).await,
+        Command::Admin(AdminCommand::RotateKek(args)) => offline::rotate_kek(args).await,
+        Command::TotpCode { secret } => totp_code(&secret),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn totp_code(secret: &str) -> anyhow::Result<()> {
+    let bytes = totp_rs::Secret::try_from_base32(secret.trim().to_uppercase())
+        .map_err(|_| anyhow::anyhow!("not a base32 secret"))?;
+    let t = totp_rs::Builder::new().with_secret(bytes).build()?;
+    println!("{}", t.generate_current());
+    Ok(())
+}
+
+/// Loads the server configuration with command-line overrides applied.
+pub fn load_config(opts: &ServerOpts) -> anyhow::Result<wardline_server::Config> {
+    let mut cfg = wardline_server::Config::load(opts.config.as_deref())?;
+    if let Some(d) = &opts.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(u) = &opts.database_url {
+        cfg.database_url = Some(u.clone());
+    }
+    Ok(cfg)
+}

@@ -1,0 +1,204 @@
+//! Typed HTTP client for the Wardline API.
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+use wardline_proto::auth::*;
+use wardline_proto::directory::*;
+use wardline_proto::{ErrorBody, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{message} ({status}, {code:?})")]
+    Api { status: u16, code: ErrorCode, message: String },
+    #[error("cannot reach the server: {0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("profile: {0}")]
+    Profile(String),
+    #[error("unexpected response ({status}): {body}")]
+    Unexpected { status: u16, body: String },
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// `ca_pem`: a CA or self-signed certificate to trust instead of the
+    /// system's roots (the server's development certificate).
+    pub fn new(base: &str, ca_pem: Option<&[u8]>) -> Result<ApiClient> {
+        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        if let Some(pem) = ca_pem {
+            // Trust exactly this certificate (bundle), not the system roots.
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Tls(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ClientError::Tls("no certificate in the CA file".into()));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        Ok(ApiClient { http: builder.build()?, base: base.trim_end_matches('/').to_owned(), token: None })
+    }
+
+    pub fn with_token(mut self, token: Option<String>) -> ApiClient {
+        self.token = token;
+        self
+    }
+
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            let body: &[u8] = if status == StatusCode::NO_CONTENT || bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(body).map_err(|_| ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => Err(ClientError::Api { status: status.as_u16(), code: e.error.code, message: e.error.message }),
+            Err(_) => Err(ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            }),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send::<(), T>(Method::GET, path, None).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send::<(), T>(Method::POST, path, None).await
+    }
+
+    pub async fn setup(&self, req: &SetupRequest) -> Result<SetupResponse> {
+        self.post("/api/v1/setup", req).await
+    }
+
+    pub async fn login(&self, req: &LoginRequest) -> Result<LoginResponse> {
+        self.post("/api/v1/auth/login", req).await
+    }
+
+    pub async fn verify_mfa(&self, mfa_token: &str, code: &str) -> Result<IssuedSession> {
+        self.post("/api/v1/auth/mfa/verify", &MfaVerifyRequest { mfa_token: mfa_token.into(), code: code.into() }).await
+    }
+
+    pub async fn enroll_totp(&self) -> Result<TotpEnrolment> {
+        self.post_empty("/api/v1/auth/totp/enroll").await
+    }
+
+    pub async fn confirm_totp(&self, code: &str) -> Result<TotpConfirmResponse> {
+        self.post("/api/v1/auth/totp/confirm", &TotpConfirmRequest { code: code.into() }).await
+    }
+
+    pub async fn current_session(&self) -> Result<CurrentSession> {
+        self.get("/api/v1/auth/session").await
+    }
+
+    pub async fn logout(&self) -> Result<()> {
+        self.post_empty("/api/v1/auth/logout").await
+    }
+
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<()> {
+        self.post(
+            "/api/v1/auth/password",
+            &ChangePasswordRequest { current_password: current.into(), new_password: new.into() },
+        )
+        .await
+    }
+
+    pub async fn org(&self) -> Result<Organisation> {
+        self.get("/api/v1/org").await
+    }
+
+    pub async fn policy(&self) -> Result<OrgPolicy> {
+        self.get("/api/v1/org/policy").await
+    }
+
+    pub async fn set_policy(&self, p: &OrgPolicy) -> Result<OrgPolicy> {
+        self.send(Method::PUT, "/api/v1/org/policy", Some(p)).await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        Ok(self.get::<UserList>("/api/v1/users").await?.users)
+    }
+
+    pub async fn create_user(&self, req: &CreateUserRequest) -> Result<User> {
+        self.post("/api/v1/users", req).await
+    }
+
+    pub async fn user(&self, id: Uuid) -> Result<User> {
+        self.get(&format!("/api/v1/users/{id}")).await
+    }
+
+    pub async fn update_user(&self, id: Uuid, req: &UpdateUserRequest) -> Result<User> {
+        self.send(Method::PATCH, &format!("/api/v1/users/{id}"), Some(req)).await
+    }
+
+    pub async fn suspend_user(&self, id: Uuid) -> Result<User> {
+        self.post_empty(&format!("/api/v1/users/{id}/suspend")).await
+    }
+
+    pub async fn reactivate_user(&self, id: Uuid) -> Result<User> {
+        self.post_empty(&format!("/api/v1/users/{id}/reactivate")).await
+    }
+
+    pub async fn deprovision_user(&self, id: Uuid) -> Result<User> {
+        self.post_empty(&format!("/api/v1/users/{id}/deprovision")).await
+    }
+
+    pub async fn reset_mfa(&self, id: Uuid) -> Result<()> {
+        self.post_empty(&format!("/api/v1/users/{id}/mfa/reset")).await
+    }
+
+    pub async fn roles(&self) -> Result<Vec<RoleInfo>> {
+        Ok(self.get::<RoleList>("/api/v1/roles").await?.roles)
+    }
+
+    pub async fn list_sessions(&self, user: Uuid) -> Result<Vec<SessionSummary>> {
+        self.get(&format!("/api/v1/users/{user}/sessions")).await
+    }
+
+    pub async fn revoke_sessions(&self, user: Uuid, device: Option<Uuid>) -> Result<RevokedSessions> {
+        let q = device.map(|d| format!("?device_id={d}")).unwrap_or_default();
+        self.send::<(), _>(Method::DELETE, &format!("/api/v1/users/{user}/sessions{q}"), None).await
+    }
+}

@@ -1,0 +1,75 @@
+//! The demo organisation for `wardline serve --demo`: one user per built-in
+//! role, so that a newcomer can sign in and try every permission at once.
+//! The generated password is kept in `data_dir/demo-credentials.json` (0600)
+//! so that later starts can show it again; a real deployment never uses this.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use wardline_proto::Role;
+use wardline_proto::directory::CreateUserRequest;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::store::StoreError;
+
+pub const DEMO_SLUG: &str = "demo";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoCredentials {
+    pub org: String,
+    pub password: String,
+    /// (role, e-mail)
+    pub users: Vec<(Role, String)>,
+}
+
+pub fn demo_email(role: Role) -> String {
+    format!("{}@demo.wardline.test", role.as_str().replace('_', "."))
+}
+
+/// Creates the demo organisation if it does not exist; returns its credentials.
+pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCredentials, ApiError> {
+    let file = data_dir.join("demo-credentials.json");
+    match state.directory.org_by_slug(DEMO_SLUG).await {
+        Ok(_) => {
+            let text = fs::read_to_string(&file)
+                .map_err(|e| ApiError::internal(format!("demo organisation exists but {}: {e}", file.display())))?;
+            return serde_json::from_str(&text).map_err(ApiError::internal);
+        }
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let org = state.directory.create_org("Riverside Demo Clinic", DEMO_SLUG).await?;
+    let password = format!(
+        "{}-{}",
+        wardline_crypto::token::new_code(3, 5),
+        wardline_crypto::token::new_code(1, 5)
+    );
+    let mut users = Vec::new();
+    for role in Role::ALL {
+        let email = demo_email(role);
+        let name = format!("Demo {}", role.as_str().replace('_', " "));
+        state
+            .directory
+            .create_user(
+                org.id,
+                CreateUserRequest { email: email.clone(), display_name: name, phone: None, roles: vec![role], password: password.clone() },
+            )
+            .await?;
+        users.push((role, email));
+    }
+    let creds = DemoCredentials { org: DEMO_SLUG.into(), password, users };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&file)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", file.display())))?;
+    f.write_all(serde_json::to_string_pretty(&creds).map_err(ApiError::internal)?.as_bytes())
+        .map_err(|e| ApiError::internal(format!("{}: {e}", file.display())))?;
+    Ok(creds)
+}

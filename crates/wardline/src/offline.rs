@@ -1,0 +1,88 @@
+//! Host-operator commands that work on the data directory and the database
+//! directly: they need the key file, which the API never exposes.
+
+use std::sync::Arc;
+
+use wardline_crypto::{KeyProvider, LocalKeyFile};
+use wardline_proto::Role;
+use wardline_proto::directory::CreateUserRequest;
+use wardline_server::Server;
+use wardline_server::store::{SqlStore, Store};
+use wardline_server::vault::rewrap_all;
+
+use crate::{ServerOpts, input, load_config};
+
+#[derive(clap::Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    server: ServerOpts,
+    #[arg(long)]
+    org_name: String,
+    #[arg(long)]
+    org_slug: String,
+    #[arg(long)]
+    email: String,
+    #[arg(long)]
+    name: String,
+}
+
+pub async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args.server)?;
+    let server = Server::build(cfg).await?;
+    let password = input::secret("Administrator password: ")?;
+    let dir = &server.state().directory;
+    let org = dir.create_org(&args.org_name, &args.org_slug).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let admin = dir
+        .create_user(
+            org.id,
+            CreateUserRequest {
+                email: args.email,
+                display_name: args.name,
+                phone: None,
+                roles: vec![Role::OrgAdmin],
+                password,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    println!("created organisation {} ({}) with administrator {} ({})", org.name, org.slug, admin.email, admin.id);
+    println!("the administrator sets up an authenticator at first sign-in (`wardline login`)");
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    server: ServerOpts,
+    /// After rewrapping, delete the old KEKs from the key file. Without it they
+    /// stay (harmless), so that a backup of the key file taken earlier still
+    /// opens backups of the database taken earlier.
+    #[arg(long)]
+    retire_old: bool,
+}
+
+pub async fn rotate_kek(args: RotateArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args.server)?;
+    let keys = Arc::new(LocalKeyFile::open_or_create(&cfg.key_file())?);
+    let store = SqlStore::connect(&cfg.database_url()).await?;
+    let old = keys.current_kek_id();
+    let new = keys.rotate()?;
+    let moved = rewrap_all(keys.as_ref(), &store).await?;
+    println!("new key-encryption key {new} (was {old}); rewrapped {moved} data keys");
+    if args.retire_old {
+        // A server that wrapped a key under the old KEK just before noticing the
+        // rotation is caught by this second pass.
+        let late = rewrap_all(keys.as_ref(), &store).await?;
+        let counts = store.count_data_keys_by_kek().await?;
+        if counts.iter().any(|(k, n)| *k != new && *n > 0) {
+            anyhow::bail!("data keys are still wrapped under old KEKs ({counts:?}); not retiring");
+        }
+        let retired = keys.retire_all_but_current()?;
+        println!("rewrapped {late} more; retired {}", retired.join(", "));
+    }
+    for (kek, n) in store.count_data_keys_by_kek().await? {
+        println!("  {kek}: {n} data keys");
+    }
+    store.close().await;
+    Ok(())
+}
