@@ -134,7 +134,11 @@ impl Config {
         fig = fig.merge(
             Env::prefixed("WARDLINE_")
                 .split("__")
-                .filter(|k| KEYS.iter().any(|known| k.as_str() == *known || k.as_str().starts_with(&format!("{known}.")))),
+                // The filter sees the split key (`AUTH.IDLE_TIMEOUT_SECS`) before lowercasing.
+                .filter(|k| {
+                    let k = k.as_str().to_ascii_lowercase();
+                    KEYS.iter().any(|known| k == *known || k.starts_with(&format!("{known}.")))
+                }),
         );
         let cfg: Config = fig.extract().map_err(Box::new)?;
         cfg.validate()?;

@@ -1,0 +1,275 @@
+//! Test harness: starts the real server on a free loopback port over TLS and
+//! talks to it like a client. Each server gets its own data directory and, on
+//! PostgreSQL, its own schema. The server's clock is a [`ManualClock`] so that
+//! expiry and back-off are tested by moving time, not by sleeping.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum_server::Handle;
+use totp_rs::{Algorithm, Builder, Secret};
+use uuid::Uuid;
+use wardline_client::ApiClient;
+use wardline_proto::Role;
+use wardline_proto::auth::{LoginRequest, LoginStep, SetupRequest};
+use wardline_proto::directory::{CreateUserRequest, User};
+use wardline_server::clock::{Clock, ManualClock};
+use wardline_server::store::SqlStore;
+use wardline_server::{AppState, Config, Server};
+
+pub const PASSWORD: &str = "lantern orbit mossy teacup";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL URL for tests. Without it the PostgreSQL variant is skipped
+/// with a message, except in CI (`CI` set), where skipping is a failure.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("WARDLINE_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but WARDLINE_TEST_POSTGRES_URL is not: PostgreSQL tests must run in CI")
+        }
+        _ => {
+            eprintln!("SKIPPED: set WARDLINE_TEST_POSTGRES_URL to run the PostgreSQL variant");
+            None
+        }
+    }
+}
+
+/// A database URL for a fresh, empty schema (PostgreSQL) or file (SQLite).
+pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(SqlStore::sqlite_url(dir)),
+        Backend::Postgres => {
+            let base = postgres_url()?;
+            let schema = format!("wl_test_{}", Uuid::new_v4().simple());
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base).await.expect("connect to PostgreSQL");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.expect("create schema");
+            let sep = if base.contains('?') { '&' } else { '?' };
+            Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+        }
+    }
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    pub state: AppState,
+    pub sql: Arc<SqlStore>,
+    pub config: Config,
+    pub ca_pem: Vec<u8>,
+    pub setup_code: Option<String>,
+    pub data_dir: tempfile::TempDir,
+    handle: Handle<SocketAddr>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+impl TestServer {
+    /// `None` when the backend is not available here (PostgreSQL outside CI).
+    pub async fn start(backend: Backend) -> Option<TestServer> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let database_url = fresh_database(backend, data_dir.path()).await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().unwrap();
+        let mut config = Config { data_dir: data_dir.path().to_owned(), listen: addr, database_url: Some(database_url), ..Config::default() };
+        tweak(&mut config);
+        let paths = wardline_server::tls::ensure_certificate(&config).expect("dev certificate");
+        let ca_pem = std::fs::read(&paths.cert).unwrap();
+        let clock = Arc::new(ManualClock::new());
+        let server = Server::build_with_clock(config.clone(), clock.clone()).await.expect("server builds");
+        let state = server.state().clone();
+        let sql = server.sql().clone();
+        let setup_code = server.setup_code().map(str::to_owned);
+        let handle = Handle::new();
+        let h = handle.clone();
+        tokio::spawn(async move { server.serve(listener, h).await.expect("server runs") });
+        handle.listening().await.expect("server listening");
+        Some(TestServer {
+            url: format!("https://127.0.0.1:{}", addr.port()),
+            addr,
+            clock,
+            state,
+            sql,
+            config,
+            ca_pem,
+            setup_code,
+            data_dir,
+            handle,
+        })
+    }
+
+    /// An unauthenticated API client that trusts the server's certificate.
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.url, Some(&self.ca_pem)).expect("client")
+    }
+
+    /// A raw HTTP client for malformed requests.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&self.ca_pem).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Moves to the start of the next TOTP step, so a fresh code is never a replay.
+    pub fn next_totp_step(&self) {
+        let now = self.clock.now();
+        self.clock.advance(30 - now.rem_euclid(30));
+    }
+
+    pub fn totp_code(&self, secret_base32: &str) -> String {
+        let t = Builder::new()
+            .with_algorithm(Algorithm::SHA1)
+            .with_secret(Secret::try_from_base32(secret_base32).unwrap())
+            .build()
+            .unwrap();
+        t.generate(self.clock.now() as u64).to_string()
+    }
+
+    /// Runs first-start setup through the API and returns the signed-in
+    /// administrator of the new organisation.
+    pub async fn setup_org(&self, slug: &str) -> Actor {
+        let code = self.setup_code.clone().expect("fresh server has a setup code");
+        let resp = self
+            .client()
+            .setup(&SetupRequest {
+                setup_code: code,
+                org_name: format!("Org {slug}"),
+                org_slug: slug.into(),
+                admin_email: format!("admin@{slug}.test"),
+                admin_display_name: "Ada Admin".into(),
+                admin_password: PASSWORD.into(),
+            })
+            .await
+            .expect("setup");
+        self.sign_in_enrolling(slug, &resp.admin).await
+    }
+
+    /// A further organisation, created as the host operator would (`admin bootstrap`).
+    pub async fn create_org(&self, slug: &str) -> Actor {
+        let dir = &self.state.directory;
+        let org = dir.create_org(&format!("Org {slug}"), slug).await.expect("org");
+        let admin = dir
+            .create_user(
+                org.id,
+                CreateUserRequest {
+                    email: format!("admin@{slug}.test"),
+                    display_name: "Other Admin".into(),
+                    phone: None,
+                    roles: vec![Role::OrgAdmin],
+                    password: PASSWORD.into(),
+                },
+            )
+            .await
+            .expect("admin");
+        self.sign_in_enrolling(slug, &admin).await
+    }
+
+    /// Password login, TOTP enrolment and confirmation: a full session.
+    pub async fn sign_in_enrolling(&self, org_slug: &str, user: &User) -> Actor {
+        let device_id = Uuid::new_v4();
+        let mut client = self.client();
+        let resp = client
+            .login(&LoginRequest { org: org_slug.into(), email: user.email.clone(), password: PASSWORD.into(), device_id })
+            .await
+            .expect("login");
+        assert_eq!(resp.step, LoginStep::MfaEnrolmentRequired);
+        let session = resp.session.unwrap();
+        client.set_token(Some(session.token.clone()));
+        let enrol = client.enroll_totp().await.expect("enroll");
+        let codes = client.confirm_totp(&self.totp_code(&enrol.secret_base32)).await.expect("confirm").recovery_codes;
+        self.next_totp_step();
+        Actor {
+            client,
+            user: user.clone(),
+            org_slug: org_slug.into(),
+            token: session.token,
+            device_id,
+            totp_secret: enrol.secret_base32,
+            recovery_codes: codes,
+        }
+    }
+
+    /// Creates a user with `role` as `admin` and signs them in fully.
+    pub async fn user_with_role(&self, admin: &Actor, role: Role) -> Actor {
+        let user = admin
+            .client
+            .create_user(&CreateUserRequest {
+                email: format!("{}-{}@{}.test", role.as_str(), &Uuid::new_v4().simple().to_string()[..6], admin.org_slug),
+                display_name: format!("Test {}", role.as_str()),
+                phone: Some("+15550100123".into()),
+                roles: vec![role],
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("create user");
+        self.sign_in_enrolling(&admin.org_slug, &user).await
+    }
+}
+
+/// A signed-in user.
+pub struct Actor {
+    pub client: ApiClient,
+    pub user: User,
+    pub org_slug: String,
+    pub token: String,
+    pub device_id: Uuid,
+    pub totp_secret: String,
+    pub recovery_codes: Vec<String>,
+}
+
+/// Defines `<name>_sqlite` and `<name>_postgres` tests from one
+/// `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            paste::paste! {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn [<$name _sqlite>]() { $name(common::Backend::Sqlite).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn [<$name _postgres>]() { $name(common::Backend::Postgres).await }
+            }
+        )*
+    };
+}
+
+impl TestServer {
+    /// A further full session (new device) for an already enrolled user.
+    pub async fn sign_in_mfa(&self, who: &Actor) -> ApiClient {
+        self.next_totp_step();
+        let c = self.client();
+        let resp = c
+            .login(&LoginRequest {
+                org: who.org_slug.clone(),
+                email: who.user.email.clone(),
+                password: PASSWORD.into(),
+                device_id: Uuid::new_v4(),
+            })
+            .await
+            .expect("login");
+        assert_eq!(resp.step, LoginStep::MfaRequired);
+        let s = c.verify_mfa(resp.mfa_token.as_deref().unwrap(), &self.totp_code(&who.totp_secret)).await.expect("mfa");
+        c.with_token(Some(s.token))
+    }
+}
