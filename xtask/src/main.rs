@@ -1,1 +1,110 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's own build, test and bench entry points.
+//!
+//! * `serve [args…]`   build and run the server (`cargo xtask serve --demo`)
+//! * `test [args…]`    the whole test suite (nextest if installed, else cargo test)
+//! * `lint`            rustfmt check and clippy with warnings as errors
+//! * `bench [args…]`   the benchmarks in `bench/` (release build)
+//!
+//! No dependencies, so it builds in a second.
+
+use std::env;
+use std::process::{Command, ExitCode};
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(mut cmd: Command) -> ExitCode {
+    eprintln!("xtask: running {cmd:?}");
+    match cmd.status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(1, 255) as u8),
+        Err(e) => {
+            eprintln!("xtask: cannot run {cmd:?}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn main() -> ExitCode {
+    let mut args = env::args().skip(1);
+    let Some(cmd) = args.next() else {
+        eprintln!("usage: cargo xtask <serve|test|lint|bench> [args…]");
+        return ExitCode::FAILURE;
+    };
+    let rest: Vec<String> = args.collect();
+    match cmd.as_str() {
+        "serve" => {
+            let mut c = cargo();
+            c.args(["run", "--quiet", "--package", "wardline", "--", "serve"])
+                .args(&rest);
+            run(c)
+        }
+        "test" => {
+            // In CI, PostgreSQL is part of the suite, never optional.
+            if env::var_os("CI").is_some() && env::var_os("WARDLINE_TEST_POSTGRES_URL").is_none() {
+                eprintln!(
+                    "xtask: CI is set but WARDLINE_TEST_POSTGRES_URL is not; PostgreSQL tests are required"
+                );
+                return ExitCode::FAILURE;
+            }
+            if env::var_os("WARDLINE_TEST_POSTGRES_URL").is_none() {
+                eprintln!(
+                    "xtask: WARDLINE_TEST_POSTGRES_URL is not set: PostgreSQL variants will be skipped"
+                );
+            }
+            let mut c = cargo();
+            if has_nextest() {
+                c.args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                    .args(&rest);
+            } else {
+                c.args(["test", "--workspace", "--no-fail-fast"])
+                    .args(&rest);
+            }
+            run(c)
+        }
+        "lint" => {
+            let mut fmt = cargo();
+            fmt.args(["fmt", "--all", "--check"]);
+            let code = run(fmt);
+            if code != ExitCode::SUCCESS {
+                return code;
+            }
+            let mut clippy = cargo();
+            clippy.args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]);
+            run(clippy)
+        }
+        "bench" => {
+            let mut c = cargo();
+            c.args([
+                "run",
+                "--quiet",
+                "--release",
+                "--package",
+                "wardline-bench",
+                "--",
+            ])
+            .args(&rest);
+            run(c)
+        }
+        other => {
+            eprintln!("xtask: unknown command {other:?}; expected serve, test, lint or bench");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -12,7 +12,11 @@ use wardline_proto::{ErrorBody, ErrorCode};
 pub enum ClientError {
     /// The server answered with an error.
     #[error("{message} ({status}, {code:?})")]
-    Api { status: u16, code: ErrorCode, message: String },
+    Api {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
     #[error("cannot reach the server: {0}")]
     Transport(#[from] reqwest::Error),
     #[error("TLS setup: {0}")]
@@ -48,13 +52,18 @@ impl ApiClient {
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
         if let Some(pem) = ca_pem {
             // Trust exactly this certificate (bundle), not the system roots.
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Tls(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
             if certs.is_empty() {
                 return Err(ClientError::Tls("no certificate in the CA file".into()));
             }
             builder = builder.tls_certs_only(certs);
         }
-        Ok(ApiClient { http: builder.build()?, base: base.trim_end_matches('/').to_owned(), token: None })
+        Ok(ApiClient {
+            http: builder.build()?,
+            base: base.trim_end_matches('/').to_owned(),
+            token: None,
+        })
     }
 
     pub fn with_token(mut self, token: Option<String>) -> ApiClient {
@@ -70,7 +79,12 @@ impl ApiClient {
         &self.base
     }
 
-    async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T> {
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -82,14 +96,22 @@ impl ApiClient {
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {
-            let body: &[u8] = if status == StatusCode::NO_CONTENT || bytes.is_empty() { b"null" } else { &bytes };
+            let body: &[u8] = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+                b"null"
+            } else {
+                &bytes
+            };
             return serde_json::from_slice(body).map_err(|_| ClientError::Unexpected {
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
             });
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => Err(ClientError::Api { status: status.as_u16(), code: e.error.code, message: e.error.message }),
+            Ok(e) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: e.error.code,
+                message: e.error.message,
+            }),
             Err(_) => Err(ClientError::Unexpected {
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
@@ -118,7 +140,14 @@ impl ApiClient {
     }
 
     pub async fn verify_mfa(&self, mfa_token: &str, code: &str) -> Result<IssuedSession> {
-        self.post("/api/v1/auth/mfa/verify", &MfaVerifyRequest { mfa_token: mfa_token.into(), code: code.into() }).await
+        self.post(
+            "/api/v1/auth/mfa/verify",
+            &MfaVerifyRequest {
+                mfa_token: mfa_token.into(),
+                code: code.into(),
+            },
+        )
+        .await
     }
 
     pub async fn enroll_totp(&self) -> Result<TotpEnrolment> {
@@ -126,7 +155,11 @@ impl ApiClient {
     }
 
     pub async fn confirm_totp(&self, code: &str) -> Result<TotpConfirmResponse> {
-        self.post("/api/v1/auth/totp/confirm", &TotpConfirmRequest { code: code.into() }).await
+        self.post(
+            "/api/v1/auth/totp/confirm",
+            &TotpConfirmRequest { code: code.into() },
+        )
+        .await
     }
 
     pub async fn current_session(&self) -> Result<CurrentSession> {
@@ -140,7 +173,10 @@ impl ApiClient {
     pub async fn change_password(&self, current: &str, new: &str) -> Result<()> {
         self.post(
             "/api/v1/auth/password",
-            &ChangePasswordRequest { current_password: current.into(), new_password: new.into() },
+            &ChangePasswordRequest {
+                current_password: current.into(),
+                new_password: new.into(),
+            },
         )
         .await
     }
@@ -170,23 +206,28 @@ impl ApiClient {
     }
 
     pub async fn update_user(&self, id: Uuid, req: &UpdateUserRequest) -> Result<User> {
-        self.send(Method::PATCH, &format!("/api/v1/users/{id}"), Some(req)).await
+        self.send(Method::PATCH, &format!("/api/v1/users/{id}"), Some(req))
+            .await
     }
 
     pub async fn suspend_user(&self, id: Uuid) -> Result<User> {
-        self.post_empty(&format!("/api/v1/users/{id}/suspend")).await
+        self.post_empty(&format!("/api/v1/users/{id}/suspend"))
+            .await
     }
 
     pub async fn reactivate_user(&self, id: Uuid) -> Result<User> {
-        self.post_empty(&format!("/api/v1/users/{id}/reactivate")).await
+        self.post_empty(&format!("/api/v1/users/{id}/reactivate"))
+            .await
     }
 
     pub async fn deprovision_user(&self, id: Uuid) -> Result<User> {
-        self.post_empty(&format!("/api/v1/users/{id}/deprovision")).await
+        self.post_empty(&format!("/api/v1/users/{id}/deprovision"))
+            .await
     }
 
     pub async fn reset_mfa(&self, id: Uuid) -> Result<()> {
-        self.post_empty(&format!("/api/v1/users/{id}/mfa/reset")).await
+        self.post_empty(&format!("/api/v1/users/{id}/mfa/reset"))
+            .await
     }
 
     pub async fn roles(&self) -> Result<Vec<RoleInfo>> {
@@ -197,8 +238,19 @@ impl ApiClient {
         self.get(&format!("/api/v1/users/{user}/sessions")).await
     }
 
-    pub async fn revoke_sessions(&self, user: Uuid, device: Option<Uuid>) -> Result<RevokedSessions> {
-        let q = device.map(|d| format!("?device_id={d}")).unwrap_or_default();
-        self.send::<(), _>(Method::DELETE, &format!("/api/v1/users/{user}/sessions{q}"), None).await
+    pub async fn revoke_sessions(
+        &self,
+        user: Uuid,
+        device: Option<Uuid>,
+    ) -> Result<RevokedSessions> {
+        let q = device
+            .map(|d| format!("?device_id={d}"))
+            .unwrap_or_default();
+        self.send::<(), _>(
+            Method::DELETE,
+            &format!("/api/v1/users/{user}/sessions{q}"),
+            None,
+        )
+        .await
     }
 }

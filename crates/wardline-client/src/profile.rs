@@ -68,7 +68,12 @@ impl Profile {
         }
         let tmp = path.with_extension("tmp");
         let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
         let mut text = serde_json::to_string_pretty(self).expect("profile serialises");
         let written = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
         text.zeroize();
@@ -96,10 +101,17 @@ mod tests {
             token: Some("wls_x".into()),
         };
         p.save(&path).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let back = Profile::load(&path).unwrap().unwrap();
         assert_eq!(back.token.as_deref(), Some("wls_x"));
         assert_eq!(back.device_id, p.device_id);
-        assert!(Profile::load(&dir.path().join("missing.json")).unwrap().is_none());
+        assert!(
+            Profile::load(&dir.path().join("missing.json"))
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -12,8 +12,8 @@ use crate::DataKey;
 /// separates indexes (e.g. `user-email/<org id>`) so equal values in different
 /// tenants or fields do not collide.
 pub fn blind_index(key: &DataKey, domain: &str, value: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose())
-        .expect("HMAC accepts any key length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key.expose()).expect("HMAC accepts any key length");
     mac.update(domain.as_bytes());
     mac.update(&[0]);
     mac.update(value.as_bytes());
@@ -30,7 +30,10 @@ mod tests {
         let a = blind_index(&k, "user-email/org1", "a@b.test");
         assert_eq!(a, blind_index(&k, "user-email/org1", "a@b.test"));
         assert_ne!(a, blind_index(&k, "user-email/org2", "a@b.test"));
-        assert_ne!(a, blind_index(&DataKey::generate(), "user-email/org1", "a@b.test"));
+        assert_ne!(
+            a,
+            blind_index(&DataKey::generate(), "user-email/org1", "a@b.test")
+        );
         assert_eq!(a.len(), 64);
     }
 }

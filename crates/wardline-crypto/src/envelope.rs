@@ -53,7 +53,13 @@ impl DataKey {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ct = self
             .cipher()
-            .encrypt(&nonce, Payload { msg: plaintext, aad: context })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
             // aes-gcm only fails for plaintexts over 64 GiB.
             .expect("AES-GCM encryption of an in-memory field cannot fail");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
@@ -73,7 +79,13 @@ impl DataKey {
         }
         let nonce = Nonce::from_slice(&sealed[1..1 + NONCE_LEN]);
         self.cipher()
-            .decrypt(nonce, Payload { msg: &sealed[1 + NONCE_LEN..], aad: context })
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &sealed[1 + NONCE_LEN..],
+                    aad: context,
+                },
+            )
             .map_err(|_| CryptoError::Decrypt)
     }
 }
@@ -113,7 +125,10 @@ mod tests {
     fn wrong_context_or_key_fails() {
         let k = DataKey::generate();
         let sealed = k.seal(b"555-0100", b"users/1/phone");
-        assert!(matches!(k.open(&sealed, b"users/2/phone"), Err(CryptoError::Decrypt)));
+        assert!(matches!(
+            k.open(&sealed, b"users/2/phone"),
+            Err(CryptoError::Decrypt)
+        ));
         assert!(matches!(
             DataKey::generate().open(&sealed, b"users/1/phone"),
             Err(CryptoError::Decrypt)
@@ -127,8 +142,14 @@ mod tests {
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         assert!(k.open(&sealed, b"ctx").is_err());
-        assert!(matches!(k.open(&sealed[..10], b"ctx"), Err(CryptoError::Malformed(_))));
-        assert!(matches!(k.open(&[], b"ctx"), Err(CryptoError::Malformed(_))));
+        assert!(matches!(
+            k.open(&sealed[..10], b"ctx"),
+            Err(CryptoError::Malformed(_))
+        ));
+        assert!(matches!(
+            k.open(&[], b"ctx"),
+            Err(CryptoError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -72,10 +72,20 @@ impl LocalKeyFile {
             let id = new_kek_id();
             let mut keys = BTreeMap::new();
             keys.insert(id.clone(), DataKey::generate());
-            write_keyring(path, &Keyring { current: id, keys, stamp: None })?;
+            write_keyring(
+                path,
+                &Keyring {
+                    current: id,
+                    keys,
+                    stamp: None,
+                },
+            )?;
         }
         let ring = read_keyring(path)?;
-        Ok(LocalKeyFile { path: path.to_owned(), ring: RwLock::new(ring) })
+        Ok(LocalKeyFile {
+            path: path.to_owned(),
+            ring: RwLock::new(ring),
+        })
     }
 
     /// Adds a new KEK and makes it current. Data keys wrapped under older KEKs
@@ -98,7 +108,12 @@ impl LocalKeyFile {
         let mut ring = self.ring.write().expect("keyring lock poisoned");
         *ring = read_keyring(&self.path)?;
         let current = ring.current.clone();
-        let retired: Vec<String> = ring.keys.keys().filter(|k| **k != current).cloned().collect();
+        let retired: Vec<String> = ring
+            .keys
+            .keys()
+            .filter(|k| **k != current)
+            .cloned()
+            .collect();
         ring.keys.retain(|k, _| *k == current);
         write_keyring(&self.path, &ring)?;
         ring.stamp = stamp_of(&self.path);
@@ -106,7 +121,13 @@ impl LocalKeyFile {
     }
 
     pub fn kek_ids(&self) -> Vec<String> {
-        self.ring.read().expect("keyring lock poisoned").keys.keys().cloned().collect()
+        self.ring
+            .read()
+            .expect("keyring lock poisoned")
+            .keys
+            .keys()
+            .cloned()
+            .collect()
     }
 
     fn with_kek<T>(&self, kek_id: &str, f: impl Fn(&DataKey) -> Result<T>) -> Result<T> {
@@ -147,12 +168,18 @@ impl LocalKeyFile {
 impl KeyProvider for LocalKeyFile {
     fn current_kek_id(&self) -> String {
         self.refresh_if_changed();
-        self.ring.read().expect("keyring lock poisoned").current.clone()
+        self.ring
+            .read()
+            .expect("keyring lock poisoned")
+            .current
+            .clone()
     }
 
     fn wrap(&self, data_key_id: &str, key: &DataKey) -> Result<WrappedKey> {
         let kek_id = self.current_kek_id();
-        let wrapped = self.with_kek(&kek_id, |kek| Ok(kek.seal(key.expose(), &wrap_context(data_key_id))))?;
+        let wrapped = self.with_kek(&kek_id, |kek| {
+            Ok(kek.seal(key.expose(), &wrap_context(data_key_id)))
+        })?;
         Ok(WrappedKey { kek_id, wrapped })
     }
 
@@ -171,7 +198,10 @@ fn new_kek_id() -> String {
 }
 
 fn key_file_error(path: &Path, reason: impl std::fmt::Display) -> CryptoError {
-    CryptoError::KeyFile { path: path.display().to_string(), reason: reason.to_string() }
+    CryptoError::KeyFile {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 fn read_keyring(path: &Path) -> Result<Keyring> {
@@ -187,17 +217,25 @@ fn read_keyring(path: &Path) -> Result<Keyring> {
         ));
     }
     let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| key_file_error(path, e))?);
-    let file: KeyringFile =
-        serde_json::from_str(&text).map_err(|e| key_file_error(path, format!("not a keyring: {e}")))?;
+    let file: KeyringFile = serde_json::from_str(&text)
+        .map_err(|e| key_file_error(path, format!("not a keyring: {e}")))?;
     if file.format != FORMAT {
-        return Err(key_file_error(path, format!("unknown format {:?}", file.format)));
+        return Err(key_file_error(
+            path,
+            format!("unknown format {:?}", file.format),
+        ));
     }
     let mut keys = BTreeMap::new();
     for (id, b64) in &file.keys {
         let raw = Zeroizing::new(
-            STANDARD.decode(b64).map_err(|_| key_file_error(path, format!("key {id} is not base64")))?,
+            STANDARD
+                .decode(b64)
+                .map_err(|_| key_file_error(path, format!("key {id} is not base64")))?,
         );
-        keys.insert(id.clone(), DataKey::from_bytes(&raw).map_err(|e| key_file_error(path, e))?);
+        keys.insert(
+            id.clone(),
+            DataKey::from_bytes(&raw).map_err(|e| key_file_error(path, e))?,
+        );
     }
     // Zeroize the base64 copies as well.
     for (_, mut v) in file.keys {
@@ -206,14 +244,22 @@ fn read_keyring(path: &Path) -> Result<Keyring> {
     if !keys.contains_key(&file.current) {
         return Err(key_file_error(path, "current key id is not among the keys"));
     }
-    Ok(Keyring { current: file.current, keys, stamp: stamp_of(path) })
+    Ok(Keyring {
+        current: file.current,
+        keys,
+        stamp: stamp_of(path),
+    })
 }
 
 fn write_keyring(path: &Path, ring: &Keyring) -> Result<()> {
     let file = KeyringFile {
         format: FORMAT.into(),
         current: ring.current.clone(),
-        keys: ring.keys.iter().map(|(id, k)| (id.clone(), STANDARD.encode(k.expose()))).collect(),
+        keys: ring
+            .keys
+            .iter()
+            .map(|(id, k)| (id.clone(), STANDARD.encode(k.expose())))
+            .collect(),
     };
     let text = Zeroizing::new(serde_json::to_string_pretty(&file).expect("keyring serialises"));
     if let Some(parent) = path.parent() {
@@ -229,7 +275,8 @@ fn write_keyring(path: &Path, ring: &Keyring) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| key_file_error(&tmp, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| key_file_error(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| key_file_error(&tmp, e))?;
     f.sync_all().map_err(|e| key_file_error(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| key_file_error(path, e))?;
     for (_, mut v) in file.keys {
@@ -247,7 +294,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys/kek.json");
         let p = LocalKeyFile::open_or_create(&path).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let dk = DataKey::generate();
         let w = p.wrap("dk1", &dk).unwrap();
         assert_eq!(p.unwrap("dk1", &w).unwrap().expose(), dk.expose());
@@ -282,7 +332,9 @@ mod tests {
 
         assert_eq!(cli.retire_all_but_current().unwrap(), vec![old.clone()]);
         let fresh = LocalKeyFile::open_or_create(&path).unwrap();
-        assert!(matches!(fresh.unwrap("dk", &w_old), Err(CryptoError::UnknownKek(id)) if id == old));
+        assert!(
+            matches!(fresh.unwrap("dk", &w_old), Err(CryptoError::UnknownKek(id)) if id == old)
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::directory::{Organisation, User};
-use uuid::Uuid;
 use crate::roles::Permission;
+use uuid::Uuid;
 
 /// First-start bootstrap: the one-time setup code printed by the server creates
 /// the first organisation and its administrator. The code works once.

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use uuid::Uuid;
 use crate::roles::{Permission, Role};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -48,9 +48,13 @@ impl UserStatus {
     }
 
     pub fn parse(s: &str) -> Option<UserStatus> {
-        [UserStatus::Active, UserStatus::Suspended, UserStatus::Deprovisioned]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            UserStatus::Active,
+            UserStatus::Suspended,
+            UserStatus::Deprovisioned,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 

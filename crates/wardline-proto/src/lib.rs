@@ -14,4 +14,3 @@ pub mod roles;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{DeviceId, OrgId, SessionId, UserId};
 pub use roles::{Permission, Role};
-

@@ -77,7 +77,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -104,9 +107,13 @@ impl Server {
     }
 
     /// As [`Server::build`], with a clock the caller controls (tests).
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Server, StartError> {
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Server, StartError> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
         let keys = Arc::new(LocalKeyFile::open_or_create(&config.key_file())?);
@@ -114,14 +121,39 @@ impl Server {
         let store: Arc<dyn Store> = sql.clone();
         let vault = Vault::open(keys, store.clone(), clock.clone()).await?;
         let passwords = Passwords::new();
-        let directory =
-            DirectoryService::new(store.clone(), vault, clock.clone(), passwords.clone(), config.auth.clone());
-        let auth = AuthService::new(store.clone(), directory.clone(), clock, passwords, config.auth.clone());
-        let setup_code = directory.ensure_setup_code().await.map_err(|e| StartError::Setup(e.message))?;
+        let directory = DirectoryService::new(
+            store.clone(),
+            vault,
+            clock.clone(),
+            passwords.clone(),
+            config.auth.clone(),
+        );
+        let auth = AuthService::new(
+            store.clone(),
+            directory.clone(),
+            clock,
+            passwords,
+            config.auth.clone(),
+        );
+        let setup_code = directory
+            .ensure_setup_code()
+            .await
+            .map_err(|e| StartError::Setup(e.message))?;
         let (_, doc) = api();
         let openapi = Arc::new(doc.to_pretty_json().expect("OpenAPI document serialises"));
-        let state = AppState { auth, directory, store, metrics: telemetry::metrics(), openapi };
-        Ok(Server { config, state, sql, setup_code })
+        let state = AppState {
+            auth,
+            directory,
+            store,
+            metrics: telemetry::metrics(),
+            openapi,
+        };
+        Ok(Server {
+            config,
+            state,
+            sql,
+            setup_code,
+        })
     }
 
     /// The one-time setup code, on a server that has no organisation yet.
@@ -153,16 +185,30 @@ impl Server {
     }
 
     /// Serves on `listener` until `handle` is told to shut down.
-    pub async fn serve(self, listener: std::net::TcpListener, handle: Handle<SocketAddr>) -> Result<(), StartError> {
-        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
-        let addr = listener.local_addr().map_err(|e| StartError::Listen(self.config.listen, e))?;
+    pub async fn serve(
+        self,
+        listener: std::net::TcpListener,
+        handle: Handle<SocketAddr>,
+    ) -> Result<(), StartError> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Listen(self.config.listen, e))?;
         let result = if self.config.tls.insecure_http {
             tracing::warn!(%addr, "serving plain HTTP (tls.insecure_http); only behind a TLS proxy on this host");
-            axum_server::from_tcp(listener).map_err(|e| StartError::Listen(addr, e))?.handle(handle).serve(app).await
+            axum_server::from_tcp(listener)
+                .map_err(|e| StartError::Listen(addr, e))?
+                .handle(handle)
+                .serve(app)
+                .await
         } else {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let paths = tls::ensure_certificate(&self.config).map_err(StartError::Tls)?;
-            let tls = RustlsConfig::from_pem_file(&paths.cert, &paths.key).await.map_err(StartError::Tls)?;
+            let tls = RustlsConfig::from_pem_file(&paths.cert, &paths.key)
+                .await
+                .map_err(StartError::Tls)?;
             tracing::info!(%addr, "serving HTTPS (HTTP/1.1 and HTTP/2)");
             axum_server::from_tcp_rustls(listener, tls)
                 .map_err(|e| StartError::Listen(addr, e))?
@@ -177,7 +223,8 @@ impl Server {
     /// Binds `config.listen` and serves until SIGINT or SIGTERM, then drains
     /// open requests for up to 10 seconds.
     pub async fn run(self) -> Result<(), StartError> {
-        let listener = std::net::TcpListener::bind(self.config.listen).map_err(|e| StartError::Listen(self.config.listen, e))?;
+        let listener = std::net::TcpListener::bind(self.config.listen)
+            .map_err(|e| StartError::Listen(self.config.listen, e))?;
         let handle = Handle::new();
         let h = handle.clone();
         tokio::spawn(async move {
@@ -193,7 +240,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -25,21 +25,30 @@ pub struct Principal {
 
 impl Principal {
     pub fn has(&self, permission: Permission) -> bool {
-        self.roles.iter().any(|r| r.permissions().contains(&permission))
+        self.roles
+            .iter()
+            .any(|r| r.permissions().contains(&permission))
     }
 
     pub fn authorize(&self, permission: Permission) -> ApiResult<()> {
         if self.has(permission) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("requires the {} permission", permission.as_str())))
+            Err(ApiError::forbidden(format!(
+                "requires the {} permission",
+                permission.as_str()
+            )))
         }
     }
 
     /// For resources that belong to a user: the user themself, or someone with
     /// `permission`.
     pub fn authorize_self_or(&self, user: UserId, permission: Permission) -> ApiResult<()> {
-        if self.user_id == user { Ok(()) } else { self.authorize(permission) }
+        if self.user_id == user {
+            Ok(())
+        } else {
+            self.authorize(permission)
+        }
     }
 
     pub fn permissions(&self) -> Vec<Permission> {
@@ -71,7 +80,10 @@ pub struct Authenticated(pub Principal);
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let p = AnySession::from_request_parts(parts, state).await?.0;
         if !p.mfa_complete {
             return Err(ApiError::new(
@@ -90,7 +102,10 @@ pub struct AnySession(pub Principal);
 impl FromRequestParts<AppState> for AnySession {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
         Ok(AnySession(state.auth.authenticate(token).await?))
     }

@@ -53,7 +53,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Json, level: "info".into() }
+        LogConfig {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
     }
 }
 
@@ -91,7 +94,9 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_body_bytes: 64 * 1024 }
+        LimitsConfig {
+            max_body_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -111,7 +116,15 @@ impl Default for Config {
 
 /// Top-level keys; other `WARDLINE_*` variables (the CLI's, the tests') are not
 /// server configuration and are ignored rather than rejected.
-const KEYS: &[&str] = &["data_dir", "listen", "database_url", "tls", "log", "auth", "limits"];
+const KEYS: &[&str] = &[
+    "data_dir",
+    "listen",
+    "database_url",
+    "tls",
+    "log",
+    "auth",
+    "limits",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -127,7 +140,10 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             fig = fig.merge(Toml::file(path));
         }
@@ -137,7 +153,8 @@ impl Config {
                 // The filter sees the split key (`AUTH.IDLE_TIMEOUT_SECS`) before lowercasing.
                 .filter(|k| {
                     let k = k.as_str().to_ascii_lowercase();
-                    KEYS.iter().any(|known| k == *known || k.starts_with(&format!("{known}.")))
+                    KEYS.iter()
+                        .any(|known| k == *known || k.starts_with(&format!("{known}.")))
                 }),
         );
         let cfg: Config = fig.extract().map_err(Box::new)?;
@@ -153,19 +170,29 @@ impl Config {
             )));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
-            return Err(ConfigError::Invalid("tls.cert and tls.key must be given together".into()));
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key must be given together".into(),
+            ));
         }
         if !(60..=86_400).contains(&self.auth.idle_timeout_secs) {
-            return Err(ConfigError::Invalid("auth.idle_timeout_secs must be between 60 and 86400".into()));
+            return Err(ConfigError::Invalid(
+                "auth.idle_timeout_secs must be between 60 and 86400".into(),
+            ));
         }
         if !(300..=604_800).contains(&self.auth.absolute_lifetime_secs) {
-            return Err(ConfigError::Invalid("auth.absolute_lifetime_secs must be between 300 and 604800".into()));
+            return Err(ConfigError::Invalid(
+                "auth.absolute_lifetime_secs must be between 300 and 604800".into(),
+            ));
         }
         if self.auth.lockout_free_attempts < 1 || self.auth.lockout_max_secs < 1 {
-            return Err(ConfigError::Invalid("auth.lockout_* must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "auth.lockout_* must be positive".into(),
+            ));
         }
         if self.limits.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid("limits.max_body_bytes must be at least 1024".into()));
+            return Err(ConfigError::Invalid(
+                "limits.max_body_bytes must be at least 1024".into(),
+            ));
         }
         Ok(())
     }
@@ -200,7 +227,10 @@ mod tests {
     #[test]
     fn file_then_env_override() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("w.toml", "listen = \"127.0.0.1:9000\"\n[auth]\nidle_timeout_secs = 600\n")?;
+            jail.create_file(
+                "w.toml",
+                "listen = \"127.0.0.1:9000\"\n[auth]\nidle_timeout_secs = 600\n",
+            )?;
             jail.set_env("WARDLINE_AUTH__IDLE_TIMEOUT_SECS", "300");
             jail.set_env("WARDLINE_TEST_POSTGRES_URL", "ignored");
             let c = Config::load(Some(Path::new("w.toml"))).unwrap();
@@ -215,8 +245,13 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "lisen = \"127.0.0.1:9000\"\n")?;
             assert!(Config::load(Some(Path::new("typo.toml"))).is_err());
-            jail.create_file("open.toml", "listen = \"0.0.0.0:80\"\n[tls]\ninsecure_http = true\n")?;
-            let err = Config::load(Some(Path::new("open.toml"))).unwrap_err().to_string();
+            jail.create_file(
+                "open.toml",
+                "listen = \"0.0.0.0:80\"\n[tls]\ninsecure_http = true\n",
+            )?;
+            let err = Config::load(Some(Path::new("open.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("loopback"), "{err}");
             Ok(())
         });

@@ -35,14 +35,21 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
     let file = data_dir.join("demo-credentials.json");
     match state.directory.org_by_slug(DEMO_SLUG).await {
         Ok(_) => {
-            let text = fs::read_to_string(&file)
-                .map_err(|e| ApiError::internal(format!("demo organisation exists but {}: {e}", file.display())))?;
+            let text = fs::read_to_string(&file).map_err(|e| {
+                ApiError::internal(format!(
+                    "demo organisation exists but {}: {e}",
+                    file.display()
+                ))
+            })?;
             return serde_json::from_str(&text).map_err(ApiError::internal);
         }
         Err(StoreError::NotFound) => {}
         Err(e) => return Err(e.into()),
     }
-    let org = state.directory.create_org("Riverside Demo Clinic", DEMO_SLUG).await?;
+    let org = state
+        .directory
+        .create_org("Riverside Demo Clinic", DEMO_SLUG)
+        .await?;
     let password = format!(
         "{}-{}",
         wardline_crypto::token::new_code(3, 5),
@@ -56,12 +63,22 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
             .directory
             .create_user(
                 org.id,
-                CreateUserRequest { email: email.clone(), display_name: name, phone: None, roles: vec![role], password: password.clone() },
+                CreateUserRequest {
+                    email: email.clone(),
+                    display_name: name,
+                    phone: None,
+                    roles: vec![role],
+                    password: password.clone(),
+                },
             )
             .await?;
         users.push((role, email));
     }
-    let creds = DemoCredentials { org: DEMO_SLUG.into(), password, users };
+    let creds = DemoCredentials {
+        org: DEMO_SLUG.into(),
+        password,
+        users,
+    };
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -69,7 +86,11 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
         .mode(0o600)
         .open(&file)
         .map_err(|e| ApiError::internal(format!("{}: {e}", file.display())))?;
-    f.write_all(serde_json::to_string_pretty(&creds).map_err(ApiError::internal)?.as_bytes())
-        .map_err(|e| ApiError::internal(format!("{}: {e}", file.display())))?;
+    f.write_all(
+        serde_json::to_string_pretty(&creds)
+            .map_err(ApiError::internal)?
+            .as_bytes(),
+    )
+    .map_err(|e| ApiError::internal(format!("{}: {e}", file.display())))?;
     Ok(creds)
 }

@@ -23,22 +23,39 @@ pub fn dev_cert_path(data_dir: &Path) -> PathBuf {
 
 pub fn ensure_certificate(cfg: &Config) -> std::io::Result<CertPaths> {
     if let (Some(cert), Some(key)) = (&cfg.tls.cert, &cfg.tls.key) {
-        return Ok(CertPaths { cert: cert.clone(), key: key.clone(), self_signed: false });
+        return Ok(CertPaths {
+            cert: cert.clone(),
+            key: key.clone(),
+            self_signed: false,
+        });
     }
     let cert = dev_cert_path(&cfg.data_dir);
     let key = cfg.data_dir.join("tls").join("key.pem");
     if !(cert.exists() && key.exists()) {
         fs::create_dir_all(cert.parent().expect("has parent"))?;
-        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        let mut names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
         if !cfg.listen.ip().is_unspecified() && !names.contains(&cfg.listen.ip().to_string()) {
             names.push(cfg.listen.ip().to_string());
         }
         let generated = rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
-        let mut kf = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&key)?;
+        let mut kf = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key)?;
         kf.write_all(generated.signing_key.serialize_pem().as_bytes())?;
         kf.sync_all()?;
         fs::write(&cert, generated.cert.pem())?;
         tracing::info!(cert = %cert.display(), "generated a self-signed development TLS certificate");
     }
-    Ok(CertPaths { cert, key, self_signed: true })
+    Ok(CertPaths {
+        cert,
+        key,
+        self_signed: true,
+    })
 }

@@ -63,7 +63,11 @@ impl FieldRef<'_> {
 
 impl Vault {
     /// Loads the blind-index key, creating it on first start.
-    pub async fn open(keys: Arc<dyn KeyProvider>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Vault, VaultError> {
+    pub async fn open(
+        keys: Arc<dyn KeyProvider>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault, VaultError> {
         let index_key = match store.get_data_key(INDEX_KEY_ID).await {
             Ok(row) => unwrap_row(keys.as_ref(), &row)?,
             Err(StoreError::NotFound) => {
@@ -79,22 +83,38 @@ impl Vault {
                 match store.insert_data_key(&row).await {
                     Ok(()) => key,
                     // Another node created it first: use theirs.
-                    Err(StoreError::Conflict(_)) => unwrap_row(keys.as_ref(), &store.get_data_key(INDEX_KEY_ID).await?)?,
+                    Err(StoreError::Conflict(_)) => {
+                        unwrap_row(keys.as_ref(), &store.get_data_key(INDEX_KEY_ID).await?)?
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(Vault { keys, store, clock, index_key: Arc::new(index_key) })
+        Ok(Vault {
+            keys,
+            store,
+            clock,
+            index_key: Arc::new(index_key),
+        })
     }
 
     /// A fresh data key for a new record, stored wrapped. Returns its id.
-    pub async fn new_record_key(&self, org: Option<OrgId>) -> Result<(String, DataKey), VaultError> {
+    pub async fn new_record_key(
+        &self,
+        org: Option<OrgId>,
+    ) -> Result<(String, DataKey), VaultError> {
         let id = format!("dk-{}", uuid::Uuid::new_v4());
         let key = DataKey::generate();
         let w = self.keys.wrap(&id, &key)?;
         self.store
-            .insert_data_key(&DataKeyRow { id: id.clone(), org_id: org, kek_id: w.kek_id, wrapped: w.wrapped, created_at: self.clock.now() })
+            .insert_data_key(&DataKeyRow {
+                id: id.clone(),
+                org_id: org,
+                kek_id: w.kek_id,
+                wrapped: w.wrapped,
+                created_at: self.clock.now(),
+            })
             .await?;
         Ok((id, key))
     }
@@ -108,7 +128,11 @@ impl Vault {
         key.seal(value.as_bytes(), &field.context())
     }
 
-    pub fn open_str(key: &DataKey, field: FieldRef<'_>, sealed: &[u8]) -> Result<String, VaultError> {
+    pub fn open_str(
+        key: &DataKey,
+        field: FieldRef<'_>,
+        sealed: &[u8],
+    ) -> Result<String, VaultError> {
         let bytes = key.open(sealed, &field.context())?;
         String::from_utf8(bytes).map_err(|_| VaultError::NotUtf8)
     }
@@ -120,12 +144,22 @@ impl Vault {
 
     /// Blind index of a normalised e-mail address within one organisation.
     pub fn email_index(&self, org: OrgId, normalised_email: &str) -> String {
-        blind_index(&self.index_key, &format!("user-email/{org}"), normalised_email)
+        blind_index(
+            &self.index_key,
+            &format!("user-email/{org}"),
+            normalised_email,
+        )
     }
 }
 
 fn unwrap_row(keys: &dyn KeyProvider, row: &DataKeyRow) -> Result<DataKey, VaultError> {
-    Ok(keys.unwrap(&row.id, &WrappedKey { kek_id: row.kek_id.clone(), wrapped: row.wrapped.clone() })?)
+    Ok(keys.unwrap(
+        &row.id,
+        &WrappedKey {
+            kek_id: row.kek_id.clone(),
+            wrapped: row.wrapped.clone(),
+        },
+    )?)
 }
 
 /// Rewraps every data key not yet under the provider's current KEK, in batches,
@@ -142,7 +176,10 @@ pub async fn rewrap_all(keys: &dyn KeyProvider, store: &dyn Store) -> Result<u64
         for row in batch {
             let key = unwrap_row(keys, &row)?;
             let w = keys.wrap(&row.id, &key)?;
-            if store.rewrap_data_key(&row.id, &row.kek_id, &w.kek_id, &w.wrapped).await? {
+            if store
+                .rewrap_data_key(&row.id, &row.kek_id, &w.kek_id, &w.wrapped)
+                .await?
+            {
                 moved += 1;
             }
         }

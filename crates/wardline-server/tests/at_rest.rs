@@ -19,7 +19,13 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 async fn raw_sqlite_file_holds_no_phi_written_through_the_api() {
     let t = TestServer::start(Backend::Sqlite).await.unwrap();
     let admin = t.setup_org("riverside").await;
-    let phi = ["Zebulon Quixotic-Marchbanks", "zq.marchbanks.unique@riverside.test", "+15559876543", "Philippa Oyelaran-Thistlewood", "+447700900123"];
+    let phi = [
+        "Zebulon Quixotic-Marchbanks",
+        "zq.marchbanks.unique@riverside.test",
+        "+15559876543",
+        "Philippa Oyelaran-Thistlewood",
+        "+447700900123",
+    ];
     let user = admin
         .client
         .create_user(&CreateUserRequest {
@@ -34,12 +40,25 @@ async fn raw_sqlite_file_holds_no_phi_written_through_the_api() {
     // Updated values too (old ciphertext rewritten, new one sealed).
     admin
         .client
-        .update_user(user.id, &UpdateUserRequest { display_name: Some(phi[3].into()), phone: Some(phi[4].into()), ..Default::default() })
+        .update_user(
+            user.id,
+            &UpdateUserRequest {
+                display_name: Some(phi[3].into()),
+                phone: Some(phi[4].into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    let doc = t.sign_in_enrolling("riverside", &admin.client.user(user.id).await.unwrap()).await;
+    let doc = t
+        .sign_in_enrolling("riverside", &admin.client.user(user.id).await.unwrap())
+        .await;
     let back = admin.client.user(user.id).await.unwrap();
-    assert_eq!((back.display_name.as_str(), back.phone.as_deref()), (phi[3], Some(phi[4])), "reads decrypt");
+    assert_eq!(
+        (back.display_name.as_str(), back.phone.as_deref()),
+        (phi[3], Some(phi[4])),
+        "reads decrypt"
+    );
 
     t.sql.checkpoint().await.unwrap();
     let mut bytes = Vec::new();
@@ -50,8 +69,18 @@ async fn raw_sqlite_file_holds_no_phi_written_through_the_api() {
     }
     assert!(bytes.len() > 10_000, "scanned the real file");
     // Positive control: non-PHI written through the API is visible in clear.
-    assert!(contains(&bytes, "riverside"), "org slug should be in clear; is the scan reading the database?");
-    for s in phi.iter().chain([admin.user.email.as_str(), "Ada Admin", doc.totp_secret.as_str()].iter()) {
+    assert!(
+        contains(&bytes, "riverside"),
+        "org slug should be in clear; is the scan reading the database?"
+    );
+    for s in phi.iter().chain(
+        [
+            admin.user.email.as_str(),
+            "Ada Admin",
+            doc.totp_secret.as_str(),
+        ]
+        .iter(),
+    ) {
         assert!(!contains(&bytes, s), "found {s:?} in the raw database file");
     }
     // Nor are tokens or recovery codes stored in clear.
@@ -62,7 +91,9 @@ async fn raw_sqlite_file_holds_no_phi_written_through_the_api() {
 }
 
 async fn kek_rotation_under_a_running_server(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else { return };
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
     let admin = t.setup_org("riverside").await;
     let nurse = t.user_with_role(&admin, Role::Nurse).await;
     let before = t.sql.count_data_keys_by_kek().await.unwrap();
@@ -74,7 +105,10 @@ async fn kek_rotation_under_a_running_server(backend: Backend) {
     let new = keys.rotate().unwrap();
     let moved = rewrap_all(&keys, t.sql.as_ref()).await.unwrap();
     assert_eq!(moved as i64, before[0].1);
-    assert_eq!(t.sql.count_data_keys_by_kek().await.unwrap(), vec![(new.clone(), before[0].1)]);
+    assert_eq!(
+        t.sql.count_data_keys_by_kek().await.unwrap(),
+        vec![(new.clone(), before[0].1)]
+    );
     assert_eq!(keys.retire_all_but_current().unwrap(), vec![old]);
 
     // The running server reads everything and wraps new keys with the new KEK.

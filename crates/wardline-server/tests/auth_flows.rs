@@ -9,11 +9,18 @@ use wardline_proto::directory::OrgPolicy;
 use wardline_proto::{ErrorCode, Role};
 
 fn login_req(org: &str, email: &str, password: &str) -> LoginRequest {
-    LoginRequest { org: org.into(), email: email.into(), password: password.into(), device_id: Uuid::new_v4() }
+    LoginRequest {
+        org: org.into(),
+        email: email.into(),
+        password: password.into(),
+        device_id: Uuid::new_v4(),
+    }
 }
 
 async fn setup_code_works_once_and_mfa_is_required_by_default(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else { return };
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
     let admin = t.setup_org("riverside").await;
     assert_eq!(admin.recovery_codes.len(), 10);
     let me = admin.client.current_session().await.unwrap();
@@ -47,24 +54,55 @@ async fn setup_code_works_once_and_mfa_is_required_by_default(backend: Backend) 
         })
         .await
         .unwrap();
-    let resp = t.client().login(&login_req("riverside", &nurse.email, PASSWORD)).await.unwrap();
+    let resp = t
+        .client()
+        .login(&login_req("riverside", &nurse.email, PASSWORD))
+        .await
+        .unwrap();
     assert_eq!(resp.step, LoginStep::MfaEnrolmentRequired);
     let pending = t.client().with_token(Some(resp.session.unwrap().token));
-    assert_eq!(pending.list_users().await.unwrap_err().code(), Some(ErrorCode::MfaEnrolmentRequired));
-    assert!(pending.current_session().await.unwrap().mfa_enrolment_required);
+    assert_eq!(
+        pending.list_users().await.unwrap_err().code(),
+        Some(ErrorCode::MfaEnrolmentRequired)
+    );
+    assert!(
+        pending
+            .current_session()
+            .await
+            .unwrap()
+            .mfa_enrolment_required
+    );
     let enrol = pending.enroll_totp().await.unwrap();
     assert!(enrol.otpauth_uri.starts_with("otpauth://totp/"));
-    assert_eq!(pending.confirm_totp("000000").await.unwrap_err().code(), Some(ErrorCode::InvalidCredentials));
-    pending.confirm_totp(&t.totp_code(&enrol.secret_base32)).await.unwrap();
-    assert_eq!(pending.list_users().await.unwrap().len(), 2, "the same session is now complete");
-    assert_eq!(pending.enroll_totp().await.unwrap_err().code(), Some(ErrorCode::Conflict));
+    assert_eq!(
+        pending.confirm_totp("000000").await.unwrap_err().code(),
+        Some(ErrorCode::InvalidCredentials)
+    );
+    pending
+        .confirm_totp(&t.totp_code(&enrol.secret_base32))
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.list_users().await.unwrap().len(),
+        2,
+        "the same session is now complete"
+    );
+    assert_eq!(
+        pending.enroll_totp().await.unwrap_err().code(),
+        Some(ErrorCode::Conflict)
+    );
 }
 
 async fn totp_login_rejects_replay_and_recovery_codes_work_once(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else { return };
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
     let admin = t.setup_org("riverside").await;
     let c = t.client();
-    let start = c.login(&login_req("riverside", &admin.user.email, PASSWORD)).await.unwrap();
+    let start = c
+        .login(&login_req("riverside", &admin.user.email, PASSWORD))
+        .await
+        .unwrap();
     assert_eq!(start.step, LoginStep::MfaRequired);
     assert!(start.session.is_none());
     let code = t.totp_code(&admin.totp_secret);
@@ -72,96 +110,200 @@ async fn totp_login_rejects_replay_and_recovery_codes_work_once(backend: Backend
     let s = c.verify_mfa(&mfa, &code).await.unwrap();
     assert!(s.token.starts_with("wls_"));
     // The same code again, in the same 30 s step, is a replay.
-    let second = c.login(&login_req("riverside", &admin.user.email, PASSWORD)).await.unwrap();
-    let err = c.verify_mfa(second.mfa_token.as_deref().unwrap(), &code).await.unwrap_err();
+    let second = c
+        .login(&login_req("riverside", &admin.user.email, PASSWORD))
+        .await
+        .unwrap();
+    let err = c
+        .verify_mfa(second.mfa_token.as_deref().unwrap(), &code)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::InvalidCredentials));
     // The challenge token is single-use too.
-    assert_eq!(c.verify_mfa(&mfa, &code).await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
+    assert_eq!(
+        c.verify_mfa(&mfa, &code).await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
 
     let rc = admin.recovery_codes[0].to_uppercase();
-    c.verify_mfa(second.mfa_token.as_deref().unwrap(), &rc).await.unwrap();
-    let third = c.login(&login_req("riverside", &admin.user.email, PASSWORD)).await.unwrap();
-    let err = c.verify_mfa(third.mfa_token.as_deref().unwrap(), &rc).await.unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::InvalidCredentials), "a recovery code works once");
+    c.verify_mfa(second.mfa_token.as_deref().unwrap(), &rc)
+        .await
+        .unwrap();
+    let third = c
+        .login(&login_req("riverside", &admin.user.email, PASSWORD))
+        .await
+        .unwrap();
+    let err = c
+        .verify_mfa(third.mfa_token.as_deref().unwrap(), &rc)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::InvalidCredentials),
+        "a recovery code works once"
+    );
 
     // Five wrong codes end the challenge.
-    let fourth = c.login(&login_req("riverside", &admin.user.email, PASSWORD)).await.unwrap();
+    let fourth = c
+        .login(&login_req("riverside", &admin.user.email, PASSWORD))
+        .await
+        .unwrap();
     let tok = fourth.mfa_token.unwrap();
     for _ in 0..5 {
-        assert_eq!(c.verify_mfa(&tok, "123456").await.unwrap_err().code(), Some(ErrorCode::InvalidCredentials));
+        assert_eq!(
+            c.verify_mfa(&tok, "123456").await.unwrap_err().code(),
+            Some(ErrorCode::InvalidCredentials)
+        );
     }
     t.next_totp_step();
     let good = t.totp_code(&admin.totp_secret);
-    assert_eq!(c.verify_mfa(&tok, &good).await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
+    assert_eq!(
+        c.verify_mfa(&tok, &good).await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
 
     // And a challenge expires after five minutes.
-    let fifth = c.login(&login_req("riverside", &admin.user.email, PASSWORD)).await.unwrap();
+    let fifth = c
+        .login(&login_req("riverside", &admin.user.email, PASSWORD))
+        .await
+        .unwrap();
     t.clock.advance(301);
     let code = t.totp_code(&admin.totp_secret);
-    assert_eq!(c.verify_mfa(fifth.mfa_token.as_deref().unwrap(), &code).await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
+    assert_eq!(
+        c.verify_mfa(fifth.mfa_token.as_deref().unwrap(), &code)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::Unauthenticated)
+    );
 }
 
 async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else { return };
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
     let admin = t.setup_org("riverside").await;
     // Activity keeps the session alive...
     for _ in 0..5 {
         t.clock.advance(800);
-        admin.client.current_session().await.expect("active within the idle timeout");
+        admin
+            .client
+            .current_session()
+            .await
+            .expect("active within the idle timeout");
     }
     // ...silence past 15 minutes ends it, for good.
     t.clock.advance(901);
     let err = admin.client.current_session().await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Unauthenticated));
     t.clock.advance(-901);
-    assert_eq!(admin.client.current_session().await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
+    assert_eq!(
+        admin.client.current_session().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
 
     // The organisation shortens its policy; new sessions follow it.
     let fresh = t.sign_in_mfa(&admin).await;
     fresh
-        .set_policy(&OrgPolicy { idle_timeout_secs: 120, absolute_lifetime_secs: 600, mfa_required: true })
+        .set_policy(&OrgPolicy {
+            idle_timeout_secs: 120,
+            absolute_lifetime_secs: 600,
+            mfa_required: true,
+        })
         .await
         .unwrap();
     let short = t.sign_in_mfa(&admin).await;
-    assert_eq!(short.current_session().await.unwrap().idle_timeout_secs, 120);
+    assert_eq!(
+        short.current_session().await.unwrap().idle_timeout_secs,
+        120
+    );
     for _ in 0..5 {
         t.clock.advance(100);
-        short.current_session().await.expect("active within the idle timeout");
+        short
+            .current_session()
+            .await
+            .expect("active within the idle timeout");
     }
     t.clock.advance(101);
-    assert_eq!(short.current_session().await.unwrap_err().code(), Some(ErrorCode::Unauthenticated), "absolute lifetime");
+    assert_eq!(
+        short.current_session().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated),
+        "absolute lifetime"
+    );
     // Bad policy values are refused.
     let again = t.sign_in_mfa(&admin).await;
     let err = again
-        .set_policy(&OrgPolicy { idle_timeout_secs: 5, absolute_lifetime_secs: 600, mfa_required: true })
+        .set_policy(&OrgPolicy {
+            idle_timeout_secs: 5,
+            absolute_lifetime_secs: 600,
+            mfa_required: true,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Validation));
 }
 
 async fn revocation_takes_effect_immediately(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else { return };
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
     let admin = t.setup_org("riverside").await;
     let nurse = t.user_with_role(&admin, Role::Nurse).await;
     // A second device of the nurse.
     let tablet = t.sign_in_mfa(&nurse).await;
-    assert_eq!(admin.client.list_sessions(nurse.user.id).await.unwrap().len(), 2);
+    assert_eq!(
+        admin
+            .client
+            .list_sessions(nurse.user.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Revoke only the first device.
-    let r = admin.client.revoke_sessions(nurse.user.id, Some(nurse.device_id)).await.unwrap();
+    let r = admin
+        .client
+        .revoke_sessions(nurse.user.id, Some(nurse.device_id))
+        .await
+        .unwrap();
     assert_eq!(r.revoked, 1);
-    assert_eq!(nurse.client.current_session().await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
-    tablet.current_session().await.expect("the other device is untouched");
+    assert_eq!(
+        nurse.client.current_session().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
+    tablet
+        .current_session()
+        .await
+        .expect("the other device is untouched");
 
     // Revoke everything.
-    assert_eq!(admin.client.revoke_sessions(nurse.user.id, None).await.unwrap().revoked, 1);
-    assert_eq!(tablet.current_session().await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
+    assert_eq!(
+        admin
+            .client
+            .revoke_sessions(nurse.user.id, None)
+            .await
+            .unwrap()
+            .revoked,
+        1
+    );
+    assert_eq!(
+        tablet.current_session().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
 
     // Suspension ends sessions and bars sign-in; reactivation restores sign-in.
     let laptop = t.sign_in_mfa(&nurse).await;
     admin.client.suspend_user(nurse.user.id).await.unwrap();
-    assert_eq!(laptop.current_session().await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
-    let err = t.client().login(&login_req("riverside", &nurse.user.email, PASSWORD)).await.unwrap_err();
+    assert_eq!(
+        laptop.current_session().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
+    let err = t
+        .client()
+        .login(&login_req("riverside", &nurse.user.email, PASSWORD))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden));
     admin.client.reactivate_user(nurse.user.id).await.unwrap();
     let back = t.sign_in_mfa(&nurse).await;
@@ -169,43 +311,113 @@ async fn revocation_takes_effect_immediately(backend: Backend) {
 
     // Logout ends only that session.
     back.logout().await.unwrap();
-    assert_eq!(back.current_session().await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
+    assert_eq!(
+        back.current_session().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
 
     // Deprovisioning is final.
     admin.client.deprovision_user(nurse.user.id).await.unwrap();
-    assert_eq!(t.client().login(&login_req("riverside", &nurse.user.email, PASSWORD)).await.unwrap_err().code(), Some(ErrorCode::InvalidCredentials));
-    assert_eq!(admin.client.reactivate_user(nurse.user.id).await.unwrap_err().code(), Some(ErrorCode::Conflict));
+    assert_eq!(
+        t.client()
+            .login(&login_req("riverside", &nurse.user.email, PASSWORD))
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::InvalidCredentials)
+    );
+    assert_eq!(
+        admin
+            .client
+            .reactivate_user(nurse.user.id)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::Conflict)
+    );
 }
 
 async fn password_change_and_mfa_reset(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else { return };
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
     let admin = t.setup_org("riverside").await;
     let doc = t.user_with_role(&admin, Role::Physician).await;
     let other = t.sign_in_mfa(&doc).await;
-    assert_eq!(doc.client.change_password("wrong password here", "harbor quill ember violet").await.unwrap_err().code(), Some(ErrorCode::InvalidCredentials));
-    assert_eq!(doc.client.change_password(PASSWORD, "password123456").await.unwrap_err().code(), Some(ErrorCode::Validation));
-    doc.client.change_password(PASSWORD, "harbor quill ember violet").await.unwrap();
-    doc.client.current_session().await.expect("the changing session stays");
-    assert_eq!(other.current_session().await.unwrap_err().code(), Some(ErrorCode::Unauthenticated), "other sessions end");
-    assert_eq!(t.client().login(&login_req("riverside", &doc.user.email, PASSWORD)).await.unwrap_err().code(), Some(ErrorCode::InvalidCredentials));
+    assert_eq!(
+        doc.client
+            .change_password("wrong password here", "harbor quill ember violet")
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::InvalidCredentials)
+    );
+    assert_eq!(
+        doc.client
+            .change_password(PASSWORD, "password123456")
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::Validation)
+    );
+    doc.client
+        .change_password(PASSWORD, "harbor quill ember violet")
+        .await
+        .unwrap();
+    doc.client
+        .current_session()
+        .await
+        .expect("the changing session stays");
+    assert_eq!(
+        other.current_session().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated),
+        "other sessions end"
+    );
+    assert_eq!(
+        t.client()
+            .login(&login_req("riverside", &doc.user.email, PASSWORD))
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::InvalidCredentials)
+    );
 
     // Lost phone: the admin resets MFA; the user must enrol again.
     admin.client.reset_mfa(doc.user.id).await.unwrap();
-    assert_eq!(doc.client.current_session().await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
-    let resp = t.client().login(&login_req("riverside", &doc.user.email, "harbor quill ember violet")).await.unwrap();
+    assert_eq!(
+        doc.client.current_session().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
+    let resp = t
+        .client()
+        .login(&login_req(
+            "riverside",
+            &doc.user.email,
+            "harbor quill ember violet",
+        ))
+        .await
+        .unwrap();
     assert_eq!(resp.step, LoginStep::MfaEnrolmentRequired);
 }
 
 async fn lockout_backs_off_but_never_bars_forever(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else { return };
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
     let admin = t.setup_org("riverside").await;
     let c = t.client();
     let bad = login_req("riverside", &admin.user.email, "not the password at all");
     for _ in 0..5 {
-        assert_eq!(c.login(&bad).await.unwrap_err().code(), Some(ErrorCode::InvalidCredentials));
+        assert_eq!(
+            c.login(&bad).await.unwrap_err().code(),
+            Some(ErrorCode::InvalidCredentials)
+        );
     }
     // Back-off now: even the right password waits, and says how long.
-    let err = c.login(&login_req("riverside", &admin.user.email, PASSWORD)).await.unwrap_err();
+    let err = c
+        .login(&login_req("riverside", &admin.user.email, PASSWORD))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::RateLimited));
     let resp = t
         .http()
@@ -221,20 +433,49 @@ async fn lockout_backs_off_but_never_bars_forever(backend: Backend) {
         t.clock.advance(1000);
         c.login(&bad).await.unwrap_err();
     }
-    let r = t.http().post(format!("{}/api/v1/auth/login", t.url)).json(&bad).send().await.unwrap();
+    let r = t
+        .http()
+        .post(format!("{}/api/v1/auth/login", t.url))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
-    let wait: i64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: i64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(wait <= 900, "capped, got {wait}");
     t.clock.advance(901);
-    let ok = c.login(&login_req("riverside", &admin.user.email, PASSWORD)).await.unwrap();
-    assert_eq!(ok.step, LoginStep::MfaRequired, "after the back-off the user gets in");
+    let ok = c
+        .login(&login_req("riverside", &admin.user.email, PASSWORD))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.step,
+        LoginStep::MfaRequired,
+        "after the back-off the user gets in"
+    );
 
     // Unknown accounts and organisations fail the same way as a wrong password
     // (the clock moves past the per-address back-off this test has built up).
     t.clock.advance(1000);
-    assert_eq!(c.login(&login_req("riverside", "ghost@riverside.test", PASSWORD)).await.unwrap_err().code(), Some(ErrorCode::InvalidCredentials));
+    assert_eq!(
+        c.login(&login_req("riverside", "ghost@riverside.test", PASSWORD))
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::InvalidCredentials)
+    );
     t.clock.advance(1000);
-    assert_eq!(c.login(&login_req("nowhere", &admin.user.email, PASSWORD)).await.unwrap_err().code(), Some(ErrorCode::InvalidCredentials));
+    assert_eq!(
+        c.login(&login_req("nowhere", &admin.user.email, PASSWORD))
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::InvalidCredentials)
+    );
 }
 
 both_backends!(

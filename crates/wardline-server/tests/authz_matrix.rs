@@ -43,7 +43,10 @@ enum Rule {
     /// Any complete session; `self_scoped` routes act on the caller.
     AnySession { allowed: Expect },
     /// Requires a permission; `tenant_target` routes name a user of org A.
-    Permission { perm: Permission, tenant_target: bool },
+    Permission {
+        perm: Permission,
+        tenant_target: bool,
+    },
 }
 
 struct Route {
@@ -60,32 +63,180 @@ fn no_body() -> Option<Value> {
 
 fn routes() -> Vec<Route> {
     use Permission::*;
-    let perm = |perm, tenant_target| Rule::Permission { perm, tenant_target };
+    let perm = |perm, tenant_target| Rule::Permission {
+        perm,
+        tenant_target,
+    };
     vec![
-        Route { method: Method::POST, template: "/api/v1/setup", rule: Rule::Public, body: || Some(json!({"setup_code": "wrong", "org_name": "X", "org_slug": "xx", "admin_email": "a@x.test", "admin_display_name": "A", "admin_password": "lantern orbit mossy teacup"})) },
-        Route { method: Method::POST, template: "/api/v1/auth/login", rule: Rule::Public, body: || Some(json!({"org": "nope", "email": "a@b.test", "password": "x", "device_id": Uuid::new_v4()})) },
-        Route { method: Method::POST, template: "/api/v1/auth/mfa/verify", rule: Rule::Public, body: || Some(json!({"mfa_token": "wlm_forged", "code": "123456"})) },
-        Route { method: Method::GET, template: "/api/v1/auth/session", rule: Rule::AnySession { allowed: Expect::Ok }, body: no_body },
-        Route { method: Method::POST, template: "/api/v1/auth/totp/enroll", rule: Rule::AnySession { allowed: Expect::Error(409, "conflict") }, body: no_body },
-        Route { method: Method::POST, template: "/api/v1/auth/totp/confirm", rule: Rule::AnySession { allowed: Expect::Error(409, "conflict") }, body: || Some(json!({"code": "000000"})) },
-        Route { method: Method::POST, template: "/api/v1/auth/password", rule: Rule::AnySession { allowed: Expect::Error(401, "invalid_credentials") }, body: || Some(json!({"current_password": "not my password", "new_password": "harbor quill ember violet"})) },
-        Route { method: Method::GET, template: "/api/v1/org", rule: perm(DirectoryRead, false), body: no_body },
-        Route { method: Method::GET, template: "/api/v1/org/policy", rule: perm(OrgPolicyManage, false), body: no_body },
-        Route { method: Method::PUT, template: "/api/v1/org/policy", rule: perm(OrgPolicyManage, false), body: || Some(json!({"idle_timeout_secs": 900, "absolute_lifetime_secs": 43200, "mfa_required": true})) },
-        Route { method: Method::GET, template: "/api/v1/users", rule: perm(DirectoryRead, false), body: no_body },
-        Route { method: Method::POST, template: "/api/v1/users", rule: perm(UsersManage, false), body: || Some(json!({"email": format!("new-{}@x.test", Uuid::new_v4().simple()), "display_name": "New Person", "roles": ["nurse"], "password": PASSWORD})) },
-        Route { method: Method::GET, template: "/api/v1/roles", rule: perm(DirectoryRead, false), body: no_body },
-        Route { method: Method::GET, template: "/api/v1/users/{id}", rule: perm(DirectoryRead, true), body: no_body },
-        Route { method: Method::PATCH, template: "/api/v1/users/{id}", rule: perm(UsersManage, true), body: || Some(json!({"display_name": "Renamed"})) },
-        Route { method: Method::POST, template: "/api/v1/users/{id}/reactivate", rule: perm(UsersManage, true), body: no_body },
-        Route { method: Method::POST, template: "/api/v1/users/{id}/mfa/reset", rule: perm(UsersManage, true), body: no_body },
-        Route { method: Method::GET, template: "/api/v1/users/{id}/sessions", rule: perm(SessionsRead, true), body: no_body },
-        Route { method: Method::DELETE, template: "/api/v1/users/{id}/sessions/{session_id}", rule: perm(SessionsRevoke, true), body: no_body },
-        Route { method: Method::DELETE, template: "/api/v1/users/{id}/sessions", rule: perm(SessionsRevoke, true), body: no_body },
-        Route { method: Method::POST, template: "/api/v1/users/{id}/suspend", rule: perm(UsersManage, true), body: no_body },
-        Route { method: Method::POST, template: "/api/v1/users/{id}/deprovision", rule: perm(UsersManage, true), body: no_body },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/setup",
+            rule: Rule::Public,
+            body: || {
+                Some(
+                    json!({"setup_code": "wrong", "org_name": "X", "org_slug": "xx", "admin_email": "a@x.test", "admin_display_name": "A", "admin_password": "lantern orbit mossy teacup"}),
+                )
+            },
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/auth/login",
+            rule: Rule::Public,
+            body: || {
+                Some(
+                    json!({"org": "nope", "email": "a@b.test", "password": "x", "device_id": Uuid::new_v4()}),
+                )
+            },
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/auth/mfa/verify",
+            rule: Rule::Public,
+            body: || Some(json!({"mfa_token": "wlm_forged", "code": "123456"})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/auth/session",
+            rule: Rule::AnySession {
+                allowed: Expect::Ok,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/auth/totp/enroll",
+            rule: Rule::AnySession {
+                allowed: Expect::Error(409, "conflict"),
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/auth/totp/confirm",
+            rule: Rule::AnySession {
+                allowed: Expect::Error(409, "conflict"),
+            },
+            body: || Some(json!({"code": "000000"})),
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/auth/password",
+            rule: Rule::AnySession {
+                allowed: Expect::Error(401, "invalid_credentials"),
+            },
+            body: || {
+                Some(
+                    json!({"current_password": "not my password", "new_password": "harbor quill ember violet"}),
+                )
+            },
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/org",
+            rule: perm(DirectoryRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/org/policy",
+            rule: perm(OrgPolicyManage, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::PUT,
+            template: "/api/v1/org/policy",
+            rule: perm(OrgPolicyManage, false),
+            body: || {
+                Some(
+                    json!({"idle_timeout_secs": 900, "absolute_lifetime_secs": 43200, "mfa_required": true}),
+                )
+            },
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/users",
+            rule: perm(DirectoryRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/users",
+            rule: perm(UsersManage, false),
+            body: || {
+                Some(
+                    json!({"email": format!("new-{}@x.test", Uuid::new_v4().simple()), "display_name": "New Person", "roles": ["nurse"], "password": PASSWORD}),
+                )
+            },
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/roles",
+            rule: perm(DirectoryRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/users/{id}",
+            rule: perm(DirectoryRead, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::PATCH,
+            template: "/api/v1/users/{id}",
+            rule: perm(UsersManage, true),
+            body: || Some(json!({"display_name": "Renamed"})),
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/users/{id}/reactivate",
+            rule: perm(UsersManage, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/users/{id}/mfa/reset",
+            rule: perm(UsersManage, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/users/{id}/sessions",
+            rule: perm(SessionsRead, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/api/v1/users/{id}/sessions/{session_id}",
+            rule: perm(SessionsRevoke, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/api/v1/users/{id}/sessions",
+            rule: perm(SessionsRevoke, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/users/{id}/suspend",
+            rule: perm(UsersManage, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/users/{id}/deprovision",
+            rule: perm(UsersManage, true),
+            body: no_body,
+        },
         // Ends the caller's session: keep last.
-        Route { method: Method::POST, template: "/api/v1/auth/logout", rule: Rule::AnySession { allowed: Expect::Ok }, body: no_body },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/auth/logout",
+            rule: Rule::AnySession {
+                allowed: Expect::Ok,
+            },
+            body: no_body,
+        },
     ]
 }
 
@@ -94,16 +245,28 @@ fn expected(rule: Rule, caller: Caller) -> Option<Expect> {
         (Rule::Public, _) => None,
         (_, Caller::Anonymous) => Some(Expect::Unauthenticated),
         (Rule::AnySession { allowed }, _) => Some(allowed),
-        (Rule::Permission { tenant_target: true, .. }, Caller::OtherOrgAdmin) => Some(Expect::NotFound),
+        (
+            Rule::Permission {
+                tenant_target: true,
+                ..
+            },
+            Caller::OtherOrgAdmin,
+        ) => Some(Expect::NotFound),
         (Rule::Permission { .. }, Caller::OtherOrgAdmin) => Some(Expect::Ok),
         (Rule::Permission { perm, .. }, Caller::Role(r)) => {
-            Some(if r.permissions().contains(&perm) { Expect::Ok } else { Expect::Forbidden })
+            Some(if r.permissions().contains(&perm) {
+                Expect::Ok
+            } else {
+                Expect::Forbidden
+            })
         }
     }
 }
 
 async fn matrix(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else { return };
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
     let admin = t.setup_org("alpha").await;
     let mut actors: Vec<(Caller, Option<String>)> = vec![(Caller::Anonymous, None)];
     let other = t.create_org("beta").await;
@@ -136,11 +299,19 @@ async fn matrix(backend: Backend) {
             .unwrap();
         let login = t
             .client()
-            .login(&LoginRequest { org: "alpha".into(), email: target.email.clone(), password: PASSWORD.into(), device_id: Uuid::new_v4() })
+            .login(&LoginRequest {
+                org: "alpha".into(),
+                email: target.email.clone(),
+                password: PASSWORD.into(),
+                device_id: Uuid::new_v4(),
+            })
             .await
             .unwrap();
         let target_session = login.session.unwrap().session_id;
-        let path = route.template.replace("{id}", &target.id.to_string()).replace("{session_id}", &target_session.to_string());
+        let path = route
+            .template
+            .replace("{id}", &target.id.to_string())
+            .replace("{session_id}", &target_session.to_string());
 
         for (caller, token) in &actors {
             let mut req = http.request(route.method.clone(), format!("{}{path}", t.url));
@@ -155,11 +326,18 @@ async fn matrix(backend: Backend) {
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
             if status >= 500 {
-                failures.push(format!("{} {} as {caller:?}: {status} {body}", route.method, route.template));
+                failures.push(format!(
+                    "{} {} as {caller:?}: {status} {body}",
+                    route.method, route.template
+                ));
                 continue;
             }
             let Some(want) = expected(route.rule, *caller) else {
-                assert!((400..500).contains(&status), "public route {} answered {status}", route.template);
+                assert!(
+                    (400..500).contains(&status),
+                    "public route {} answered {status}",
+                    route.template
+                );
                 continue;
             };
             let ok = match want {
@@ -170,20 +348,48 @@ async fn matrix(backend: Backend) {
                 Expect::Error(s, c) => status == s && code == c,
             };
             if !ok {
-                failures.push(format!("{} {} as {caller:?}: wanted {want:?}, got {status} {body}", route.method, route.template));
+                failures.push(format!(
+                    "{} {} as {caller:?}: wanted {want:?}, got {status} {body}",
+                    route.method, route.template
+                ));
             }
             // Listing users as another organisation never shows org A's people.
-            if *caller == Caller::OtherOrgAdmin && route.template == "/api/v1/users" && route.method == Method::GET {
-                let ids: Vec<&str> = body["users"].as_array().unwrap().iter().filter_map(|u| u["id"].as_str()).collect();
-                assert!(!ids.contains(&target.id.to_string().as_str()), "tenant leak in user list");
-                assert!(!ids.contains(&admin.user.id.to_string().as_str()), "tenant leak in user list");
+            if *caller == Caller::OtherOrgAdmin
+                && route.template == "/api/v1/users"
+                && route.method == Method::GET
+            {
+                let ids: Vec<&str> = body["users"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|u| u["id"].as_str())
+                    .collect();
+                assert!(
+                    !ids.contains(&target.id.to_string().as_str()),
+                    "tenant leak in user list"
+                );
+                assert!(
+                    !ids.contains(&admin.user.id.to_string().as_str()),
+                    "tenant leak in user list"
+                );
             }
         }
     }
-    assert!(failures.is_empty(), "authorization matrix failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "authorization matrix failures:\n{}",
+        failures.join("\n")
+    );
 
     // Every documented operation is in the matrix.
-    let doc: Value = http.get(format!("{}/api/openapi.json", t.url)).send().await.unwrap().json().await.unwrap();
+    let doc: Value = http
+        .get(format!("{}/api/openapi.json", t.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut documented = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
@@ -191,23 +397,63 @@ async fn matrix(backend: Backend) {
         }
     }
     let missing: Vec<_> = documented.difference(&covered).collect();
-    assert!(missing.is_empty(), "routes without a row in the authorization matrix: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes without a row in the authorization matrix: {missing:?}"
+    );
     let stale: Vec<_> = covered.difference(&documented).collect();
-    assert!(stale.is_empty(), "matrix rows for routes that do not exist: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "matrix rows for routes that do not exist: {stale:?}"
+    );
 }
 
 /// Self-scoped access: a user may see and end their own sessions without the
 /// session permissions, but not a colleague's.
 async fn self_service_sessions(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else { return };
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
     let admin = t.setup_org("alpha").await;
     let nurse = t.user_with_role(&admin, Role::Nurse).await;
     let doc = t.user_with_role(&admin, Role::Physician).await;
-    assert_eq!(nurse.client.list_sessions(nurse.user.id).await.unwrap().len(), 1);
-    assert_eq!(nurse.client.list_sessions(doc.user.id).await.unwrap_err().code(), Some(wardline_proto::ErrorCode::Forbidden));
-    assert_eq!(nurse.client.revoke_sessions(doc.user.id, None).await.unwrap_err().code(), Some(wardline_proto::ErrorCode::Forbidden));
+    assert_eq!(
+        nurse
+            .client
+            .list_sessions(nurse.user.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        nurse
+            .client
+            .list_sessions(doc.user.id)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(wardline_proto::ErrorCode::Forbidden)
+    );
+    assert_eq!(
+        nurse
+            .client
+            .revoke_sessions(doc.user.id, None)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(wardline_proto::ErrorCode::Forbidden)
+    );
     nurse.client.user(nurse.user.id).await.unwrap();
-    assert_eq!(nurse.client.revoke_sessions(nurse.user.id, None).await.unwrap().revoked, 1);
+    assert_eq!(
+        nurse
+            .client
+            .revoke_sessions(nurse.user.id, None)
+            .await
+            .unwrap()
+            .revoked,
+        1
+    );
     doc.client.current_session().await.unwrap();
 }
 

@@ -6,7 +6,9 @@ use common::{Backend, fresh_database};
 use uuid::Uuid;
 use wardline_proto::Role;
 use wardline_proto::directory::{OrgPolicy, UserStatus};
-use wardline_server::store::{DataKeyRow, MfaChallengeRow, OrgRow, SessionRow, SqlStore, Store, StoreError, UserRow};
+use wardline_server::store::{
+    DataKeyRow, MfaChallengeRow, OrgRow, SessionRow, SqlStore, Store, StoreError, UserRow,
+};
 
 async fn open(backend: Backend, dir: &std::path::Path) -> Option<SqlStore> {
     let url = fresh_database(backend, dir).await?;
@@ -18,7 +20,11 @@ fn org(slug: &str) -> OrgRow {
         id: Uuid::new_v4(),
         name: format!("Org {slug}"),
         slug: slug.into(),
-        policy: OrgPolicy { idle_timeout_secs: 900, absolute_lifetime_secs: 43_200, mfa_required: true },
+        policy: OrgPolicy {
+            idle_timeout_secs: 900,
+            absolute_lifetime_secs: 43_200,
+            mfa_required: true,
+        },
         created_at: 1_700_000_000,
     }
 }
@@ -26,7 +32,13 @@ fn org(slug: &str) -> OrgRow {
 async fn key(store: &SqlStore, org: Option<Uuid>) -> String {
     let id = format!("dk-{}", Uuid::new_v4());
     store
-        .insert_data_key(&DataKeyRow { id: id.clone(), org_id: org, kek_id: "kek-a".into(), wrapped: vec![1, 2, 3], created_at: 1 })
+        .insert_data_key(&DataKeyRow {
+            id: id.clone(),
+            org_id: org,
+            kek_id: "kek-a".into(),
+            wrapped: vec![1, 2, 3],
+            created_at: 1,
+        })
         .await
         .unwrap();
     id
@@ -70,19 +82,38 @@ fn session(org: Uuid, user: Uuid, device: Uuid) -> SessionRow {
 
 async fn organisations_and_settings(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s) = open(backend, dir.path()).await else { return };
+    let Some(s) = open(backend, dir.path()).await else {
+        return;
+    };
     s.ping().await.unwrap();
     assert_eq!(s.count_orgs().await.unwrap(), 0);
     let a = org("alpha");
     s.insert_org(&a).await.unwrap();
-    assert!(matches!(s.insert_org(&OrgRow { id: Uuid::new_v4(), ..a.clone() }).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.insert_org(&OrgRow {
+            id: Uuid::new_v4(),
+            ..a.clone()
+        })
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.get_org(a.id).await.unwrap(), a);
     assert_eq!(s.get_org_by_slug("alpha").await.unwrap(), a);
-    assert!(matches!(s.get_org(Uuid::new_v4()).await, Err(StoreError::NotFound)));
-    let p = OrgPolicy { idle_timeout_secs: 300, absolute_lifetime_secs: 3600, mfa_required: false };
+    assert!(matches!(
+        s.get_org(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+    let p = OrgPolicy {
+        idle_timeout_secs: 300,
+        absolute_lifetime_secs: 3600,
+        mfa_required: false,
+    };
     s.update_org_policy(a.id, &p).await.unwrap();
     assert_eq!(s.get_org(a.id).await.unwrap().policy, p);
-    assert!(matches!(s.update_org_policy(Uuid::new_v4(), &p).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.update_org_policy(Uuid::new_v4(), &p).await,
+        Err(StoreError::NotFound)
+    ));
 
     assert_eq!(s.get_setting("k").await.unwrap(), None);
     s.put_setting("k", "v1").await.unwrap();
@@ -90,32 +121,61 @@ async fn organisations_and_settings(backend: Backend) {
     assert_eq!(s.get_setting("k").await.unwrap().as_deref(), Some("v2"));
     assert!(!s.consume_setting("k", "v1").await.unwrap());
     assert!(s.consume_setting("k", "v2").await.unwrap());
-    assert!(!s.consume_setting("k", "v2").await.unwrap(), "a one-time value is consumed once");
+    assert!(
+        !s.consume_setting("k", "v2").await.unwrap(),
+        "a one-time value is consumed once"
+    );
 }
 
 async fn data_keys_rewrap_is_compare_and_swap(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s) = open(backend, dir.path()).await else { return };
+    let Some(s) = open(backend, dir.path()).await else {
+        return;
+    };
     let k1 = key(&s, None).await;
     let k2 = key(&s, Some(Uuid::new_v4())).await;
     assert!(matches!(
-        s.insert_data_key(&DataKeyRow { id: k1.clone(), org_id: None, kek_id: "x".into(), wrapped: vec![], created_at: 0 }).await,
+        s.insert_data_key(&DataKeyRow {
+            id: k1.clone(),
+            org_id: None,
+            kek_id: "x".into(),
+            wrapped: vec![],
+            created_at: 0
+        })
+        .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.data_keys_not_under("kek-b", 10).await.unwrap().len(), 2);
-    assert!(s.rewrap_data_key(&k1, "kek-a", "kek-b", &[7, 7]).await.unwrap());
-    assert!(!s.rewrap_data_key(&k1, "kek-a", "kek-c", &[0]).await.unwrap(), "stale rewrap must not apply");
+    assert!(
+        s.rewrap_data_key(&k1, "kek-a", "kek-b", &[7, 7])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.rewrap_data_key(&k1, "kek-a", "kek-c", &[0])
+            .await
+            .unwrap(),
+        "stale rewrap must not apply"
+    );
     let row = s.get_data_key(&k1).await.unwrap();
-    assert_eq!((row.kek_id.as_str(), row.wrapped.as_slice()), ("kek-b", &[7u8, 7][..]));
+    assert_eq!(
+        (row.kek_id.as_str(), row.wrapped.as_slice()),
+        ("kek-b", &[7u8, 7][..])
+    );
     let left = s.data_keys_not_under("kek-b", 10).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].id, k2);
-    assert_eq!(s.count_data_keys_by_kek().await.unwrap(), vec![("kek-a".to_string(), 1), ("kek-b".to_string(), 1)]);
+    assert_eq!(
+        s.count_data_keys_by_kek().await.unwrap(),
+        vec![("kek-a".to_string(), 1), ("kek-b".to_string(), 1)]
+    );
 }
 
 async fn users_are_scoped_by_organisation(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s) = open(backend, dir.path()).await else { return };
+    let Some(s) = open(backend, dir.path()).await else {
+        return;
+    };
     let (a, b) = (org("alpha"), org("beta"));
     s.insert_org(&a).await.unwrap();
     s.insert_org(&b).await.unwrap();
@@ -125,13 +185,33 @@ async fn users_are_scoped_by_organisation(backend: Backend) {
     s.insert_user(&u).await.unwrap();
     assert_eq!(s.get_user(a.id, u.id).await.unwrap(), u);
     // Same e-mail index in the same org conflicts; in another org it does not.
-    assert!(matches!(s.insert_user(&user(a.id, &k, "idx-1")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.insert_user(&user(a.id, &k, "idx-1")).await,
+        Err(StoreError::Conflict(_))
+    ));
     let kb = key(&s, Some(b.id)).await;
     s.insert_user(&user(b.id, &kb, "idx-1")).await.unwrap();
     // Another organisation's id is indistinguishable from a missing one.
-    assert!(matches!(s.get_user(b.id, u.id).await, Err(StoreError::NotFound)));
-    assert!(s.find_user_by_email(b.id, "idx-1").await.unwrap().unwrap().id != u.id);
-    assert_eq!(s.find_user_by_email(a.id, "idx-1").await.unwrap().unwrap().id, u.id);
+    assert!(matches!(
+        s.get_user(b.id, u.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        s.find_user_by_email(b.id, "idx-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+            != u.id
+    );
+    assert_eq!(
+        s.find_user_by_email(a.id, "idx-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        u.id
+    );
     assert!(s.find_user_by_email(a.id, "nope").await.unwrap().is_none());
     assert_eq!(s.list_users(a.id).await.unwrap().len(), 1);
 
@@ -144,26 +224,54 @@ async fn users_are_scoped_by_organisation(backend: Backend) {
     changed.updated_at = 20;
     s.update_user(&changed).await.unwrap();
     let back = s.get_user(a.id, u.id).await.unwrap();
-    assert_eq!(back, UserRow { totp_last_step: 0, ..changed.clone() });
+    assert_eq!(
+        back,
+        UserRow {
+            totp_last_step: 0,
+            ..changed.clone()
+        }
+    );
     // An update aimed at the wrong tenant changes nothing.
-    assert!(matches!(s.update_user(&UserRow { org_id: b.id, ..changed }).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.update_user(&UserRow {
+            org_id: b.id,
+            ..changed
+        })
+        .await,
+        Err(StoreError::NotFound)
+    ));
 
     assert!(s.advance_totp_step(a.id, u.id, 5).await.unwrap());
-    assert!(!s.advance_totp_step(a.id, u.id, 5).await.unwrap(), "a TOTP step is accepted once");
+    assert!(
+        !s.advance_totp_step(a.id, u.id, 5).await.unwrap(),
+        "a TOTP step is accepted once"
+    );
     assert!(!s.advance_totp_step(a.id, u.id, 4).await.unwrap());
     assert!(!s.advance_totp_step(b.id, u.id, 9).await.unwrap());
 
-    s.replace_recovery_codes(a.id, u.id, &[vec![1], vec![2]]).await.unwrap();
+    s.replace_recovery_codes(a.id, u.id, &[vec![1], vec![2]])
+        .await
+        .unwrap();
     assert!(!s.consume_recovery_code(b.id, u.id, &[1]).await.unwrap());
     assert!(s.consume_recovery_code(a.id, u.id, &[1]).await.unwrap());
-    assert!(!s.consume_recovery_code(a.id, u.id, &[1]).await.unwrap(), "a recovery code works once");
-    s.replace_recovery_codes(a.id, u.id, &[vec![3]]).await.unwrap();
-    assert!(!s.consume_recovery_code(a.id, u.id, &[2]).await.unwrap(), "replacing drops old codes");
+    assert!(
+        !s.consume_recovery_code(a.id, u.id, &[1]).await.unwrap(),
+        "a recovery code works once"
+    );
+    s.replace_recovery_codes(a.id, u.id, &[vec![3]])
+        .await
+        .unwrap();
+    assert!(
+        !s.consume_recovery_code(a.id, u.id, &[2]).await.unwrap(),
+        "replacing drops old codes"
+    );
 }
 
 async fn sessions_and_revocation(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s) = open(backend, dir.path()).await else { return };
+    let Some(s) = open(backend, dir.path()).await else {
+        return;
+    };
     let a = org("alpha");
     s.insert_org(&a).await.unwrap();
     let k = key(&s, Some(a.id)).await;
@@ -176,30 +284,85 @@ async fn sessions_and_revocation(backend: Backend) {
     for x in [&s1, &s2, &s3] {
         s.insert_session(x).await.unwrap();
     }
-    assert_eq!(s.get_session_by_token_hash(&s1.token_hash).await.unwrap().unwrap(), s1);
-    assert!(s.get_session_by_token_hash(b"nope").await.unwrap().is_none());
+    assert_eq!(
+        s.get_session_by_token_hash(&s1.token_hash)
+            .await
+            .unwrap()
+            .unwrap(),
+        s1
+    );
+    assert!(
+        s.get_session_by_token_hash(b"nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
     s.touch_session(s1.id, 150).await.unwrap();
     s.touch_session(s1.id, 120).await.unwrap(); // never moves backwards
-    assert_eq!(s.get_session_by_token_hash(&s1.token_hash).await.unwrap().unwrap().last_seen_at, 150);
+    assert_eq!(
+        s.get_session_by_token_hash(&s1.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
+        150
+    );
     s.complete_session_mfa(s1.id).await.unwrap();
-    assert!(s.get_session_by_token_hash(&s1.token_hash).await.unwrap().unwrap().mfa_complete);
+    assert!(
+        s.get_session_by_token_hash(&s1.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .mfa_complete
+    );
 
-    assert_eq!(s.list_user_sessions(a.id, u.id, 500).await.unwrap().len(), 3);
-    assert_eq!(s.list_user_sessions(a.id, u.id, 1000).await.unwrap().len(), 0, "expired sessions are not listed");
+    assert_eq!(
+        s.list_user_sessions(a.id, u.id, 500).await.unwrap().len(),
+        3
+    );
+    assert_eq!(
+        s.list_user_sessions(a.id, u.id, 1000).await.unwrap().len(),
+        0,
+        "expired sessions are not listed"
+    );
     // One device, sparing the caller's own session.
-    assert_eq!(s.revoke_user_sessions(a.id, u.id, Some(laptop), Some(s3.id), 200).await.unwrap(), 1);
-    assert_eq!(s.revoke_user_sessions(Uuid::new_v4(), u.id, None, None, 200).await.unwrap(), 0);
+    assert_eq!(
+        s.revoke_user_sessions(a.id, u.id, Some(laptop), Some(s3.id), 200)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.revoke_user_sessions(Uuid::new_v4(), u.id, None, None, 200)
+            .await
+            .unwrap(),
+        0
+    );
     assert!(s.revoke_session(s3.id, 210).await.unwrap());
     assert!(!s.revoke_session(s3.id, 220).await.unwrap());
     let live = s.list_user_sessions(a.id, u.id, 500).await.unwrap();
     assert_eq!(live.iter().map(|x| x.id).collect::<Vec<_>>(), vec![s1.id]);
-    assert_eq!(s.revoke_user_sessions(a.id, u.id, None, None, 300).await.unwrap(), 1);
-    assert_eq!(s.get_session_by_token_hash(&s1.token_hash).await.unwrap().unwrap().revoked_at, Some(300));
+    assert_eq!(
+        s.revoke_user_sessions(a.id, u.id, None, None, 300)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.get_session_by_token_hash(&s1.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(300)
+    );
 }
 
 async fn mfa_challenges_and_throttle(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s) = open(backend, dir.path()).await else { return };
+    let Some(s) = open(backend, dir.path()).await else {
+        return;
+    };
     let c = MfaChallengeRow {
         token_hash: vec![4; 32],
         org_id: Uuid::new_v4(),
@@ -209,12 +372,24 @@ async fn mfa_challenges_and_throttle(backend: Backend) {
         attempts: 0,
     };
     s.insert_mfa_challenge(&c).await.unwrap();
-    assert_eq!(s.get_mfa_challenge(&c.token_hash).await.unwrap().unwrap(), c);
-    assert_eq!(s.bump_mfa_challenge_attempts(&c.token_hash).await.unwrap(), 1);
-    assert_eq!(s.bump_mfa_challenge_attempts(&c.token_hash).await.unwrap(), 2);
+    assert_eq!(
+        s.get_mfa_challenge(&c.token_hash).await.unwrap().unwrap(),
+        c
+    );
+    assert_eq!(
+        s.bump_mfa_challenge_attempts(&c.token_hash).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        s.bump_mfa_challenge_attempts(&c.token_hash).await.unwrap(),
+        2
+    );
     s.delete_mfa_challenge(&c.token_hash).await.unwrap();
     assert!(s.get_mfa_challenge(&c.token_hash).await.unwrap().is_none());
-    assert!(matches!(s.bump_mfa_challenge_attempts(&c.token_hash).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.bump_mfa_challenge_attempts(&c.token_hash).await,
+        Err(StoreError::NotFound)
+    ));
 
     assert!(s.get_throttle("ip:1").await.unwrap().is_none());
     assert_eq!(s.record_failure("ip:1", 100, 0).await.unwrap().failures, 1);
@@ -222,29 +397,41 @@ async fn mfa_challenges_and_throttle(backend: Backend) {
     let t = s.get_throttle("ip:1").await.unwrap().unwrap();
     assert_eq!((t.failures, t.last_failure_at), (2, 101));
     // A streak older than the decay horizon starts over.
-    assert_eq!(s.record_failure("ip:1", 5000, 200).await.unwrap().failures, 1);
+    assert_eq!(
+        s.record_failure("ip:1", 5000, 200).await.unwrap().failures,
+        1
+    );
     s.clear_throttle("ip:1").await.unwrap();
     assert!(s.get_throttle("ip:1").await.unwrap().is_none());
 }
 
 async fn concurrent_failures_are_all_counted(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s) = open(backend, dir.path()).await else { return };
+    let Some(s) = open(backend, dir.path()).await else {
+        return;
+    };
     let s = std::sync::Arc::new(s);
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.record_failure("acct:x", 100, 0).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            s.record_failure("acct:x", 100, 0).await.unwrap()
+        }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(s.get_throttle("acct:x").await.unwrap().unwrap().failures, 20);
+    assert_eq!(
+        s.get_throttle("acct:x").await.unwrap().unwrap().failures,
+        20
+    );
 }
 
 async fn migrations_are_idempotent(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(url) = fresh_database(backend, dir.path()).await else { return };
+    let Some(url) = fresh_database(backend, dir.path()).await else {
+        return;
+    };
     let first = SqlStore::connect(&url).await.unwrap();
     first.insert_org(&org("alpha")).await.unwrap();
     // A second node (or a restart) finds the schema in place and the data kept.

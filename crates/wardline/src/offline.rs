@@ -31,7 +31,10 @@ pub async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
     let server = Server::build(cfg).await?;
     let password = input::secret("Administrator password: ")?;
     let dir = &server.state().directory;
-    let org = dir.create_org(&args.org_name, &args.org_slug).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let org = dir
+        .create_org(&args.org_name, &args.org_slug)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     let admin = dir
         .create_user(
             org.id,
@@ -45,7 +48,10 @@ pub async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
         )
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    println!("created organisation {} ({}) with administrator {} ({})", org.name, org.slug, admin.email, admin.id);
+    println!(
+        "created organisation {} ({}) with administrator {} ({})",
+        org.name, org.slug, admin.email, admin.id
+    );
     println!("the administrator sets up an authenticator at first sign-in (`wardline login`)");
     Ok(())
 }

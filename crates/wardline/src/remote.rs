@@ -16,15 +16,27 @@ fn profile_path(opts: &ClientOpts) -> PathBuf {
 }
 
 fn client_for(server: &str, ca_cert: Option<&Path>) -> anyhow::Result<ApiClient> {
-    let pem = ca_cert.map(|p| std::fs::read(p).with_context(|| format!("reading CA certificate {}", p.display()))).transpose()?;
+    let pem = ca_cert
+        .map(|p| {
+            std::fs::read(p).with_context(|| format!("reading CA certificate {}", p.display()))
+        })
+        .transpose()?;
     Ok(ApiClient::new(server, pem.as_deref())?)
 }
 
 /// The signed-in client from the profile.
 fn signed_in(opts: &ClientOpts) -> anyhow::Result<(ApiClient, Profile)> {
     let path = profile_path(opts);
-    let profile = Profile::load(&path)?.with_context(|| format!("no profile at {}; run `wardline login` first", path.display()))?;
-    let token = profile.token.clone().context("not signed in; run `wardline login`")?;
+    let profile = Profile::load(&path)?.with_context(|| {
+        format!(
+            "no profile at {}; run `wardline login` first",
+            path.display()
+        )
+    })?;
+    let token = profile
+        .token
+        .clone()
+        .context("not signed in; run `wardline login`")?;
     let client = client_for(&profile.server, profile.ca_cert.as_deref())?.with_token(Some(token));
     Ok((client, profile))
 }
@@ -68,7 +80,12 @@ pub async fn setup(a: SetupArgs) -> anyhow::Result<()> {
         .await?;
     println!(
         "created organisation {} ({}); administrator {}. Next: wardline login --server {} --org {} --email {}",
-        resp.organisation.name, resp.organisation.slug, resp.admin.email, a.server, resp.organisation.slug, resp.admin.email
+        resp.organisation.name,
+        resp.organisation.slug,
+        resp.admin.email,
+        a.server,
+        resp.organisation.slug,
+        resp.admin.email
     );
     Ok(())
 }
@@ -97,19 +114,35 @@ pub struct LoginArgs {
 pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
     let path = profile_path(&a.opts);
     let old = Profile::load(&path)?;
-    let pick = |given: Option<String>, from: Option<String>, what: &str| -> anyhow::Result<String> {
-        given.or(from).with_context(|| format!("--{what} is required (no profile yet)"))
-    };
+    let pick =
+        |given: Option<String>, from: Option<String>, what: &str| -> anyhow::Result<String> {
+            given
+                .or(from)
+                .with_context(|| format!("--{what} is required (no profile yet)"))
+        };
     let server = pick(a.server, old.as_ref().map(|p| p.server.clone()), "server")?;
     let org = pick(a.org, old.as_ref().map(|p| p.org.clone()), "org")?;
     let email = pick(a.email, old.as_ref().map(|p| p.email.clone()), "email")?;
-    let ca_cert = a.ca_cert.or_else(|| old.as_ref().and_then(|p| p.ca_cert.clone()));
+    let ca_cert = a
+        .ca_cert
+        .or_else(|| old.as_ref().and_then(|p| p.ca_cert.clone()));
     // Keep the device id across sign-ins on this installation.
-    let device_id = old.as_ref().filter(|p| p.server == server).map(|p| p.device_id).unwrap_or_else(Uuid::new_v4);
+    let device_id = old
+        .as_ref()
+        .filter(|p| p.server == server)
+        .map(|p| p.device_id)
+        .unwrap_or_else(Uuid::new_v4);
     let mut client = client_for(&server, ca_cert.as_deref())?;
 
     let password = input::secret("Password: ")?;
-    let resp = client.login(&LoginRequest { org: org.clone(), email: email.clone(), password, device_id }).await?;
+    let resp = client
+        .login(&LoginRequest {
+            org: org.clone(),
+            email: email.clone(),
+            password,
+            device_id,
+        })
+        .await?;
     let session = match resp.step {
         LoginStep::Complete => resp.session.context("server sent no session")?,
         LoginStep::MfaRequired => {
@@ -117,13 +150,22 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
                 Some(c) => c,
                 None => input::line("Authenticator code (or a recovery code): ")?,
             };
-            client.verify_mfa(resp.mfa_token.as_deref().context("server sent no MFA token")?, &code).await?
+            client
+                .verify_mfa(
+                    resp.mfa_token
+                        .as_deref()
+                        .context("server sent no MFA token")?,
+                    &code,
+                )
+                .await?
         }
         LoginStep::MfaEnrolmentRequired => {
             let session = resp.session.context("server sent no session")?;
             client.set_token(Some(session.token.clone()));
             let enrol = client.enroll_totp().await?;
-            eprintln!("Your organisation requires a second factor. Add this account to an authenticator app:");
+            eprintln!(
+                "Your organisation requires a second factor. Add this account to an authenticator app:"
+            );
             eprintln!("  {}", enrol.otpauth_uri);
             eprintln!("  (or enter the secret by hand: {})", enrol.secret_base32);
             let code = input::line("Code shown by the app: ")?;
@@ -135,9 +177,20 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
             session
         }
     };
-    let profile = Profile { server, ca_cert, org, email, device_id, token: Some(session.token.clone()) };
+    let profile = Profile {
+        server,
+        ca_cert,
+        org,
+        email,
+        device_id,
+        token: Some(session.token.clone()),
+    };
     profile.save(&path)?;
-    eprintln!("signed in; session kept in {} (ends after {} s idle)", path.display(), session.idle_timeout_secs);
+    eprintln!(
+        "signed in; session kept in {} (ends after {} s idle)",
+        path.display(),
+        session.idle_timeout_secs
+    );
     Ok(())
 }
 
@@ -158,9 +211,27 @@ pub async fn whoami(opts: ClientOpts) -> anyhow::Result<()> {
     if opts.json {
         return print_json(&s);
     }
-    println!("{} <{}> in {} ({})", s.user.display_name, s.user.email, s.organisation.name, s.organisation.slug);
-    println!("roles: {}", s.user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "));
-    println!("permissions: {}", s.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "{} <{}> in {} ({})",
+        s.user.display_name, s.user.email, s.organisation.name, s.organisation.slug
+    );
+    println!(
+        "roles: {}",
+        s.user
+            .roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "permissions: {}",
+        s.permissions
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("session {} on device {}", s.session_id, s.device_id);
     Ok(())
 }
@@ -226,7 +297,14 @@ pub enum UsersCommand {
 
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| {
-        format!("unknown role {s:?}; one of {}", Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
+        format!(
+            "unknown role {s:?}; one of {}",
+            Role::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     })
 }
 
@@ -236,14 +314,23 @@ async fn resolve(client: &ApiClient, user: &str) -> anyhow::Result<Uuid> {
         return Ok(id);
     }
     let wanted = user.trim().to_lowercase();
-    client.list_users().await?.into_iter().find(|u| u.email == wanted).map(|u| u.id).with_context(|| format!("no user {user}"))
+    client
+        .list_users()
+        .await?
+        .into_iter()
+        .find(|u| u.email == wanted)
+        .map(|u| u.id)
+        .with_context(|| format!("no user {user}"))
 }
 
 fn print_users(users: &[User], json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&users);
     }
-    println!("{:<36}  {:<34}  {:<26}  {:<13}  {:<3}  roles", "id", "email", "name", "status", "mfa");
+    println!(
+        "{:<36}  {:<34}  {:<26}  {:<13}  {:<3}  roles",
+        "id", "email", "name", "status", "mfa"
+    );
     for u in users {
         println!(
             "{:<36}  {:<34}  {:<26}  {:<13}  {:<3}  {}",
@@ -252,7 +339,11 @@ fn print_users(users: &[User], json: bool) -> anyhow::Result<()> {
             u.display_name,
             u.status.as_str(),
             if u.mfa_enabled { "yes" } else { "no" },
-            u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+            u.roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         );
     }
     Ok(())
@@ -264,10 +355,24 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             let (c, _) = signed_in(&opts)?;
             print_users(&c.list_users().await?, opts.json)
         }
-        UsersCommand::Create { opts, email, name, phone, roles } => {
+        UsersCommand::Create {
+            opts,
+            email,
+            name,
+            phone,
+            roles,
+        } => {
             let (c, _) = signed_in(&opts)?;
             let password = input::secret("Initial password for the new user: ")?;
-            let u = c.create_user(&CreateUserRequest { email, display_name: name, phone, roles, password }).await?;
+            let u = c
+                .create_user(&CreateUserRequest {
+                    email,
+                    display_name: name,
+                    phone,
+                    roles,
+                    password,
+                })
+                .await?;
             print_users(&[u], opts.json)
         }
         UsersCommand::Show { opts, user } => {
@@ -275,7 +380,14 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             let id = resolve(&c, &user).await?;
             print_users(&[c.user(id).await?], opts.json)
         }
-        UsersCommand::Update { opts, user, email, name, phone, roles } => {
+        UsersCommand::Update {
+            opts,
+            user,
+            email,
+            name,
+            phone,
+            roles,
+        } => {
             let (c, _) = signed_in(&opts)?;
             let id = resolve(&c, &user).await?;
             let req = UpdateUserRequest {
@@ -339,9 +451,15 @@ pub async fn sessions(cmd: SessionsCommand) -> anyhow::Result<()> {
             if opts.json {
                 return print_json(&list);
             }
-            println!("{:<36}  {:<36}  {:<12}  {:<12}  mfa", "session", "device", "created", "last seen");
+            println!(
+                "{:<36}  {:<36}  {:<12}  {:<12}  mfa",
+                "session", "device", "created", "last seen"
+            );
             for s in list {
-                println!("{:<36}  {:<36}  {:<12}  {:<12}  {}", s.id, s.device_id, s.created_at, s.last_seen_at, s.mfa_complete);
+                println!(
+                    "{:<36}  {:<36}  {:<12}  {:<12}  {}",
+                    s.id, s.device_id, s.created_at, s.last_seen_at, s.mfa_complete
+                );
             }
             Ok(())
         }
@@ -365,7 +483,15 @@ pub async fn roles(opts: ClientOpts) -> anyhow::Result<()> {
         return print_json(&roles);
     }
     for r in roles {
-        println!("{:<20} {}", r.role.as_str(), r.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "));
+        println!(
+            "{:<20} {}",
+            r.role.as_str(),
+            r.permissions
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(())
 }
@@ -385,7 +511,10 @@ pub struct PolicyArgs {
 pub async fn policy(a: PolicyArgs) -> anyhow::Result<()> {
     let (c, _) = signed_in(&a.opts)?;
     let mut p: OrgPolicy = c.policy().await?;
-    if a.idle_timeout_secs.is_some() || a.absolute_lifetime_secs.is_some() || a.mfa_required.is_some() {
+    if a.idle_timeout_secs.is_some()
+        || a.absolute_lifetime_secs.is_some()
+        || a.mfa_required.is_some()
+    {
         p.idle_timeout_secs = a.idle_timeout_secs.unwrap_or(p.idle_timeout_secs);
         p.absolute_lifetime_secs = a.absolute_lifetime_secs.unwrap_or(p.absolute_lifetime_secs);
         p.mfa_required = a.mfa_required.unwrap_or(p.mfa_required);

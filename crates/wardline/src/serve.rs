@@ -48,23 +48,53 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     wardline_server::telemetry::init_logging(&cfg.log);
 
     let server = Server::build(cfg.clone()).await?;
-    let scheme = if cfg.tls.insecure_http { "http" } else { "https" };
-    let host = if cfg.listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { cfg.listen.ip().to_string() };
+    let scheme = if cfg.tls.insecure_http {
+        "http"
+    } else {
+        "https"
+    };
+    let host = if cfg.listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        cfg.listen.ip().to_string()
+    };
     let url = format!("{scheme}://{host}:{}", cfg.listen.port());
-    let dev_cert = (!cfg.tls.insecure_http && cfg.tls.cert.is_none()).then(|| wardline_server::tls::dev_cert_path(&cfg.data_dir));
-    let ca_flag = dev_cert.as_ref().map(|p| format!(" --ca-cert {}", p.display())).unwrap_or_default();
+    let dev_cert = (!cfg.tls.insecure_http && cfg.tls.cert.is_none())
+        .then(|| wardline_server::tls::dev_cert_path(&cfg.data_dir));
+    let ca_flag = dev_cert
+        .as_ref()
+        .map(|p| format!(" --ca-cert {}", p.display()))
+        .unwrap_or_default();
 
     // The banner goes to stdout, not the log: it may carry a one-time code.
-    println!("Wardline {} is starting at {url}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "Wardline {} is starting at {url}",
+        env!("CARGO_PKG_VERSION")
+    );
     println!("  health:   {url}/healthz   metrics: {url}/metrics   API: {url}/api/openapi.json");
-    println!("  database: {}", if cfg.database_url().starts_with("postgres") { "PostgreSQL" } else { "SQLite (embedded)" });
+    println!(
+        "  database: {}",
+        if cfg.database_url().starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite (embedded)"
+        }
+    );
     if let Some(cert) = &dev_cert {
-        println!("  TLS:      self-signed development certificate {} (pass it to clients)", cert.display());
+        println!(
+            "  TLS:      self-signed development certificate {} (pass it to clients)",
+            cert.display()
+        );
     }
     if args.demo {
-        let creds = wardline_server::demo::ensure_demo(server.state(), &cfg.data_dir).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        let creds = wardline_server::demo::ensure_demo(server.state(), &cfg.data_dir)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
         println!();
-        println!("Demo organisation '{}' (Riverside Demo Clinic). Every user's password: {}", creds.org, creds.password);
+        println!(
+            "Demo organisation '{}' (Riverside Demo Clinic). Every user's password: {}",
+            creds.org, creds.password
+        );
         for (role, email) in &creds.users {
             println!("  {:<20} {}", role.as_str(), email);
         }
@@ -74,11 +104,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "  cargo run -q -p wardline -- login --server {url}{ca_flag} --org {} --email {}",
             creds.org, creds.users[0].1
         );
-        println!("No authenticator app at hand? `cargo run -q -p wardline -- totp-code <secret>` prints the current code.");
+        println!(
+            "No authenticator app at hand? `cargo run -q -p wardline -- totp-code <secret>` prints the current code."
+        );
     } else if let Some(code) = server.setup_code() {
         println!();
         println!("First start: no organisation yet. One-time setup code: {code}");
-        println!("  cargo run -q -p wardline -- setup --server {url}{ca_flag} --code {code} --org-name \"My Clinic\" --org-slug my-clinic --email you@example.org --name \"Your Name\"");
+        println!(
+            "  cargo run -q -p wardline -- setup --server {url}{ca_flag} --code {code} --org-name \"My Clinic\" --org-slug my-clinic --email you@example.org --name \"Your Name\""
+        );
     }
     println!();
     server.run().await?;

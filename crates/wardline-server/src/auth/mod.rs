@@ -18,8 +18,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 use wardline_crypto::token::{hash_token, new_code, new_token};
 use wardline_proto::auth::{
-    ChangePasswordRequest, CurrentSession, IssuedSession, LoginRequest, LoginResponse, LoginStep, MfaVerifyRequest,
-    SessionSummary, TotpEnrolment,
+    ChangePasswordRequest, CurrentSession, IssuedSession, LoginRequest, LoginResponse, LoginStep,
+    MfaVerifyRequest, SessionSummary, TotpEnrolment,
 };
 use wardline_proto::directory::UserStatus;
 use wardline_proto::{DeviceId, ErrorCode, OrgId, SessionId, UserId};
@@ -48,11 +48,17 @@ pub struct AuthService {
 }
 
 fn invalid_login() -> ApiError {
-    ApiError::new(ErrorCode::InvalidCredentials, "organisation, e-mail or password is wrong")
+    ApiError::new(
+        ErrorCode::InvalidCredentials,
+        "organisation, e-mail or password is wrong",
+    )
 }
 
 fn invalid_code() -> ApiError {
-    ApiError::new(ErrorCode::InvalidCredentials, "the code is wrong or has already been used")
+    ApiError::new(
+        ErrorCode::InvalidCredentials,
+        "the code is wrong or has already been used",
+    )
 }
 
 /// Seconds of back-off after `failures` failures with `free` free attempts.
@@ -66,7 +72,10 @@ fn backoff_secs(failures: i64, free: i64, max: i64) -> i64 {
 
 /// Recovery codes are compared without case, spaces or dashes.
 fn normalise_recovery_code(code: &str) -> String {
-    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 struct ThrottleKey {
@@ -82,7 +91,13 @@ impl AuthService {
         passwords: Passwords,
         cfg: AuthConfig,
     ) -> AuthService {
-        AuthService { store, directory, clock, passwords, cfg }
+        AuthService {
+            store,
+            directory,
+            clock,
+            passwords,
+            cfg,
+        }
     }
 
     fn throttle_keys(&self, org_slug: &str, email: &str, ip: IpAddr) -> [ThrottleKey; 3] {
@@ -91,9 +106,18 @@ impl AuthService {
         let acct = blind_index_for_throttle(&self.directory, org_slug, &email);
         let free = self.cfg.lockout_free_attempts;
         [
-            ThrottleKey { key: format!("acct-ip:{acct}:{ip}"), free },
-            ThrottleKey { key: format!("acct:{acct}"), free: free * 10 },
-            ThrottleKey { key: format!("ip:{ip}"), free: free * 4 },
+            ThrottleKey {
+                key: format!("acct-ip:{acct}:{ip}"),
+                free,
+            },
+            ThrottleKey {
+                key: format!("acct:{acct}"),
+                free: free * 10,
+            },
+            ThrottleKey {
+                key: format!("ip:{ip}"),
+                free: free * 4,
+            },
         ]
     }
 
@@ -106,7 +130,8 @@ impl AuthService {
                 if t.last_failure_at < now - THROTTLE_DECAY_SECS {
                     continue;
                 }
-                let until = t.last_failure_at + backoff_secs(t.failures, k.free, self.cfg.lockout_max_secs);
+                let until =
+                    t.last_failure_at + backoff_secs(t.failures, k.free, self.cfg.lockout_max_secs);
                 wait = wait.max(until - now);
             }
         }
@@ -120,7 +145,9 @@ impl AuthService {
     async fn record_failure(&self, keys: &[ThrottleKey]) -> ApiResult<()> {
         let now = self.clock.now();
         for k in keys {
-            self.store.record_failure(&k.key, now, now - THROTTLE_DECAY_SECS).await?;
+            self.store
+                .record_failure(&k.key, now, now - THROTTLE_DECAY_SECS)
+                .await?;
         }
         metrics::counter!("wardline_login_failures_total").increment(1);
         Ok(())
@@ -139,14 +166,22 @@ impl AuthService {
             Some(o) => self.directory.find_by_email(o.id, &req.email).await?,
             None => None,
         };
-        let ok = self.passwords.verify(user.as_ref().map(|u| u.password_hash.as_str()), &req.password).await?;
+        let ok = self
+            .passwords
+            .verify(
+                user.as_ref().map(|u| u.password_hash.as_str()),
+                &req.password,
+            )
+            .await?;
         let (Some(org), Some(user), true) = (org, user, ok) else {
             self.record_failure(&keys).await?;
             return Err(invalid_login());
         };
         // Only someone who knows the password learns that the account is barred.
         if user.status != UserStatus::Active {
-            return Err(ApiError::forbidden("this account is suspended or deprovisioned; contact your administrator"));
+            return Err(ApiError::forbidden(
+                "this account is suspended or deprovisioned; contact your administrator",
+            ));
         }
         // Success clears the account's streaks, not the address's.
         self.store.clear_throttle(&keys[0].key).await?;
@@ -164,14 +199,28 @@ impl AuthService {
                     attempts: 0,
                 })
                 .await?;
-            return Ok(LoginResponse { step: LoginStep::MfaRequired, mfa_token: Some(token), session: None });
+            return Ok(LoginResponse {
+                step: LoginStep::MfaRequired,
+                mfa_token: Some(token),
+                session: None,
+            });
         }
         if org.policy.mfa_required {
-            let session = self.issue_session(&org, &user, req.device_id, false).await?;
-            return Ok(LoginResponse { step: LoginStep::MfaEnrolmentRequired, mfa_token: None, session: Some(session) });
+            let session = self
+                .issue_session(&org, &user, req.device_id, false)
+                .await?;
+            return Ok(LoginResponse {
+                step: LoginStep::MfaEnrolmentRequired,
+                mfa_token: None,
+                session: Some(session),
+            });
         }
         let session = self.issue_session(&org, &user, req.device_id, true).await?;
-        Ok(LoginResponse { step: LoginStep::Complete, mfa_token: None, session: Some(session) })
+        Ok(LoginResponse {
+            step: LoginStep::Complete,
+            mfa_token: None,
+            session: Some(session),
+        })
     }
 
     pub async fn verify_mfa(&self, req: MfaVerifyRequest) -> ApiResult<IssuedSession> {
@@ -181,24 +230,41 @@ impl AuthService {
             Some(c) if c.expires_at > now => c,
             Some(_) => {
                 self.store.delete_mfa_challenge(&hash).await?;
-                return Err(ApiError::new(ErrorCode::Unauthenticated, "sign-in expired; sign in again"));
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "sign-in expired; sign in again",
+                ));
             }
-            None => return Err(ApiError::new(ErrorCode::Unauthenticated, "unknown or used sign-in; sign in again")),
+            None => {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "unknown or used sign-in; sign in again",
+                ));
+            }
         };
         if self.store.bump_mfa_challenge_attempts(&hash).await? > MFA_MAX_ATTEMPTS {
             self.store.delete_mfa_challenge(&hash).await?;
-            return Err(ApiError::new(ErrorCode::Unauthenticated, "too many wrong codes; sign in again"));
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "too many wrong codes; sign in again",
+            ));
         }
-        let user = self.directory.user_row(challenge.org_id, challenge.user_id).await?;
+        let user = self
+            .directory
+            .user_row(challenge.org_id, challenge.user_id)
+            .await?;
         if user.status != UserStatus::Active {
-            return Err(ApiError::forbidden("this account is suspended or deprovisioned"));
+            return Err(ApiError::forbidden(
+                "this account is suspended or deprovisioned",
+            ));
         }
         if !self.check_second_factor(&user, &req.code).await? {
             return Err(invalid_code());
         }
         self.store.delete_mfa_challenge(&hash).await?;
         let org = self.directory.org(challenge.org_id).await?;
-        self.issue_session(&org, &user, challenge.device_id, true).await
+        self.issue_session(&org, &user, challenge.device_id, true)
+            .await
     }
 
     /// A TOTP code (each time step accepted once) or a recovery code (each
@@ -206,10 +272,15 @@ impl AuthService {
     async fn check_second_factor(&self, user: &UserRow, code: &str) -> ApiResult<bool> {
         let code = code.trim();
         if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-            let Some(secret) = self.directory.open_totp_secret(user).await? else { return Ok(false) };
+            let Some(secret) = self.directory.open_totp_secret(user).await? else {
+                return Ok(false);
+            };
             let t = totp::totp(&secret, "Wardline", "user")?;
             return match totp::check(&t, code, self.clock.now()) {
-                Some(step) => Ok(self.store.advance_totp_step(user.org_id, user.id, step).await?),
+                Some(step) => Ok(self
+                    .store
+                    .advance_totp_step(user.org_id, user.id, step)
+                    .await?),
                 None => Ok(false),
             };
         }
@@ -217,10 +288,19 @@ impl AuthService {
         if normalised.is_empty() {
             return Ok(false);
         }
-        Ok(self.store.consume_recovery_code(user.org_id, user.id, &hash_token(&normalised)).await?)
+        Ok(self
+            .store
+            .consume_recovery_code(user.org_id, user.id, &hash_token(&normalised))
+            .await?)
     }
 
-    async fn issue_session(&self, org: &OrgRow, user: &UserRow, device: DeviceId, mfa_complete: bool) -> ApiResult<IssuedSession> {
+    async fn issue_session(
+        &self,
+        org: &OrgRow,
+        user: &UserRow,
+        device: DeviceId,
+        mfa_complete: bool,
+    ) -> ApiResult<IssuedSession> {
         let token = new_token("wls_");
         let now = self.clock.now();
         let row = SessionRow {
@@ -250,7 +330,11 @@ impl AuthService {
     /// expiry, idle timeout and the user's status on every request.
     pub async fn authenticate(&self, token: &str) -> ApiResult<Principal> {
         let now = self.clock.now();
-        let Some(s) = self.store.get_session_by_token_hash(&hash_token(token)).await? else {
+        let Some(s) = self
+            .store
+            .get_session_by_token_hash(&hash_token(token))
+            .await?
+        else {
             return Err(ApiError::unauthenticated());
         };
         if s.revoked_at.is_some() || now >= s.expires_at {
@@ -258,9 +342,16 @@ impl AuthService {
         }
         if now - s.last_seen_at >= s.idle_timeout_secs {
             self.store.revoke_session(s.id, now).await?;
-            return Err(ApiError::new(ErrorCode::Unauthenticated, "session ended after inactivity; sign in again"));
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "session ended after inactivity; sign in again",
+            ));
         }
-        let user = self.directory.user_row(s.org_id, s.user_id).await.map_err(|_| ApiError::unauthenticated())?;
+        let user = self
+            .directory
+            .user_row(s.org_id, s.user_id)
+            .await
+            .map_err(|_| ApiError::unauthenticated())?;
         if user.status != UserStatus::Active {
             return Err(ApiError::unauthenticated());
         }
@@ -283,8 +374,14 @@ impl AuthService {
     pub async fn current(&self, p: &Principal) -> ApiResult<CurrentSession> {
         let user = self.directory.user(p.org_id, p.user_id).await?;
         let org = self.directory.org(p.org_id).await?;
-        let sessions = self.store.list_user_sessions(p.org_id, p.user_id, self.clock.now()).await?;
-        let s = sessions.iter().find(|s| s.id == p.session_id).ok_or_else(ApiError::unauthenticated)?;
+        let sessions = self
+            .store
+            .list_user_sessions(p.org_id, p.user_id, self.clock.now())
+            .await?;
+        let s = sessions
+            .iter()
+            .find(|s| s.id == p.session_id)
+            .ok_or_else(ApiError::unauthenticated)?;
         Ok(CurrentSession {
             session_id: s.id,
             device_id: s.device_id,
@@ -299,14 +396,18 @@ impl AuthService {
     }
 
     pub async fn logout(&self, p: &Principal) -> ApiResult<()> {
-        self.store.revoke_session(p.session_id, self.clock.now()).await?;
+        self.store
+            .revoke_session(p.session_id, self.clock.now())
+            .await?;
         Ok(())
     }
 
     pub async fn begin_totp_enrolment(&self, p: &Principal) -> ApiResult<TotpEnrolment> {
         let mut user = self.directory.user_row(p.org_id, p.user_id).await?;
         if user.totp_enabled {
-            return Err(ApiError::conflict("an authenticator is already set up; an administrator can reset it"));
+            return Err(ApiError::conflict(
+                "an authenticator is already set up; an administrator can reset it",
+            ));
         }
         let secret = totp::new_secret();
         user.totp_secret_enc = Some(self.directory.seal_totp_secret(&user, &secret).await?);
@@ -315,7 +416,10 @@ impl AuthService {
         let wire = self.directory.to_wire(&user).await?;
         let org = self.directory.org(p.org_id).await?;
         let t = totp::totp(&secret, &format!("Wardline ({})", org.name), &wire.email)?;
-        Ok(TotpEnrolment { secret_base32: totp::to_base32(&secret), otpauth_uri: t.to_url().map_err(ApiError::internal)? })
+        Ok(TotpEnrolment {
+            secret_base32: totp::to_base32(&secret),
+            otpauth_uri: t.to_url().map_err(ApiError::internal)?,
+        })
     }
 
     /// Confirms enrolment with a first code; returns fresh recovery codes and
@@ -326,19 +430,32 @@ impl AuthService {
             return Err(ApiError::conflict("an authenticator is already set up"));
         }
         let Some(secret) = self.directory.open_totp_secret(&user).await? else {
-            return Err(ApiError::conflict("start with POST /api/v1/auth/totp/enroll"));
+            return Err(ApiError::conflict(
+                "start with POST /api/v1/auth/totp/enroll",
+            ));
         };
         let t = totp::totp(&secret, "Wardline", "user")?;
-        let Some(step) = totp::check(&t, code, self.clock.now()) else { return Err(invalid_code()) };
-        if !self.store.advance_totp_step(user.org_id, user.id, step).await? {
+        let Some(step) = totp::check(&t, code, self.clock.now()) else {
+            return Err(invalid_code());
+        };
+        if !self
+            .store
+            .advance_totp_step(user.org_id, user.id, step)
+            .await?
+        {
             return Err(invalid_code());
         }
         user.totp_enabled = true;
         user.updated_at = self.clock.now();
         self.directory.save_row(&user).await?;
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_code(3, 5)).collect();
-        let hashes: Vec<Vec<u8>> = codes.iter().map(|c| hash_token(&normalise_recovery_code(c))).collect();
-        self.store.replace_recovery_codes(user.org_id, user.id, &hashes).await?;
+        let hashes: Vec<Vec<u8>> = codes
+            .iter()
+            .map(|c| hash_token(&normalise_recovery_code(c)))
+            .collect();
+        self.store
+            .replace_recovery_codes(user.org_id, user.id, &hashes)
+            .await?;
         self.store.complete_session_mfa(p.session_id).await?;
         Ok(codes)
     }
@@ -352,22 +469,43 @@ impl AuthService {
         user.updated_at = self.clock.now();
         self.directory.save_row(&user).await?;
         self.store.replace_recovery_codes(org, user_id, &[]).await?;
-        self.store.revoke_user_sessions(org, user_id, None, None, self.clock.now()).await?;
+        self.store
+            .revoke_user_sessions(org, user_id, None, None, self.clock.now())
+            .await?;
         Ok(())
     }
 
     /// Changes the caller's password and signs out their other sessions.
-    pub async fn change_password(&self, p: &Principal, req: ChangePasswordRequest) -> ApiResult<()> {
+    pub async fn change_password(
+        &self,
+        p: &Principal,
+        req: ChangePasswordRequest,
+    ) -> ApiResult<()> {
         let mut user = self.directory.user_row(p.org_id, p.user_id).await?;
-        if !self.passwords.verify(Some(&user.password_hash), &req.current_password).await? {
-            return Err(ApiError::new(ErrorCode::InvalidCredentials, "current password is wrong"));
+        if !self
+            .passwords
+            .verify(Some(&user.password_hash), &req.current_password)
+            .await?
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidCredentials,
+                "current password is wrong",
+            ));
         }
         let wire = self.directory.to_wire(&user).await?;
         password::check_policy(&req.new_password, &[&wire.email, &wire.display_name])?;
         user.password_hash = self.passwords.hash(&req.new_password).await?;
         user.updated_at = self.clock.now();
         self.directory.save_row(&user).await?;
-        self.store.revoke_user_sessions(p.org_id, p.user_id, None, Some(p.session_id), self.clock.now()).await?;
+        self.store
+            .revoke_user_sessions(
+                p.org_id,
+                p.user_id,
+                None,
+                Some(p.session_id),
+                self.clock.now(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -391,13 +529,29 @@ impl AuthService {
             .collect())
     }
 
-    pub async fn revoke_sessions(&self, org: OrgId, user: UserId, device: Option<DeviceId>) -> ApiResult<u64> {
+    pub async fn revoke_sessions(
+        &self,
+        org: OrgId,
+        user: UserId,
+        device: Option<DeviceId>,
+    ) -> ApiResult<u64> {
         self.directory.user_row(org, user).await?;
-        Ok(self.store.revoke_user_sessions(org, user, device, None, self.clock.now()).await?)
+        Ok(self
+            .store
+            .revoke_user_sessions(org, user, device, None, self.clock.now())
+            .await?)
     }
 
-    pub async fn revoke_session(&self, org: OrgId, user: UserId, session: SessionId) -> ApiResult<()> {
-        let sessions = self.store.list_user_sessions(org, user, self.clock.now()).await?;
+    pub async fn revoke_session(
+        &self,
+        org: OrgId,
+        user: UserId,
+        session: SessionId,
+    ) -> ApiResult<()> {
+        let sessions = self
+            .store
+            .list_user_sessions(org, user, self.clock.now())
+            .await?;
         if !sessions.iter().any(|s| s.id == session) {
             return Err(ApiError::not_found("session"));
         }
@@ -407,7 +561,9 @@ impl AuthService {
 }
 
 fn blind_index_for_throttle(directory: &DirectoryService, org_slug: &str, email: &str) -> String {
-    directory.vault().throttle_index(&format!("{}\u{0}{email}", org_slug.trim()))
+    directory
+        .vault()
+        .throttle_index(&format!("{}\u{0}{email}", org_slug.trim()))
 }
 
 #[cfg(test)]

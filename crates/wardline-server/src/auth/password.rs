@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString, rand_core::OsRng};
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString, rand_core::OsRng,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
@@ -32,19 +34,26 @@ fn argon2() -> Argon2<'static> {
 
 impl Passwords {
     pub fn new() -> Passwords {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let dummy = argon2()
             .hash_password(b"not-a-real-password", &SaltString::generate(&mut OsRng))
             .expect("hashing a constant cannot fail")
             .to_string();
-        Passwords { permits: Arc::new(Semaphore::new(cores * 2)), dummy_hash: Arc::new(dummy) }
+        Passwords {
+            permits: Arc::new(Semaphore::new(cores * 2)),
+            dummy_hash: Arc::new(dummy),
+        }
     }
 
     pub async fn hash(&self, password: &str) -> ApiResult<String> {
         let pw = Zeroizing::new(password.to_owned());
         let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
         tokio::task::spawn_blocking(move || {
-            argon2().hash_password(pw.as_bytes(), &SaltString::generate(&mut OsRng)).map(|h| h.to_string())
+            argon2()
+                .hash_password(pw.as_bytes(), &SaltString::generate(&mut OsRng))
+                .map(|h| h.to_string())
         })
         .await
         .map_err(ApiError::internal)?
@@ -55,7 +64,9 @@ impl Passwords {
     /// no account or the stored value is not a hash (an erased credential),
     /// taking the same time either way.
     pub async fn verify(&self, hash: Option<&str>, password: &str) -> ApiResult<bool> {
-        let real = hash.filter(|h| PasswordHash::new(h).is_ok()).map(str::to_owned);
+        let real = hash
+            .filter(|h| PasswordHash::new(h).is_ok())
+            .map(str::to_owned);
         let exists = real.is_some();
         let hash = real.unwrap_or_else(|| self.dummy_hash.as_ref().clone());
         let pw = Zeroizing::new(password.to_owned());
@@ -84,13 +95,19 @@ impl Default for Passwords {
 pub fn check_policy(password: &str, context: &[&str]) -> ApiResult<()> {
     let len = password.chars().count();
     if len < MIN_LEN {
-        return Err(ApiError::validation(format!("password must be at least {MIN_LEN} characters")));
+        return Err(ApiError::validation(format!(
+            "password must be at least {MIN_LEN} characters"
+        )));
     }
     if len > MAX_LEN {
-        return Err(ApiError::validation(format!("password must be at most {MAX_LEN} characters")));
+        return Err(ApiError::validation(format!(
+            "password must be at most {MAX_LEN} characters"
+        )));
     }
     if password.chars().any(char::is_control) {
-        return Err(ApiError::validation("password must not contain control characters"));
+        return Err(ApiError::validation(
+            "password must not contain control characters",
+        ));
     }
     let estimate = zxcvbn::zxcvbn(password, context);
     if (estimate.score() as u8) < 3 {
@@ -114,7 +131,13 @@ mod tests {
         assert!(check_policy("short", &[]).is_err());
         assert!(check_policy("password1234", &[]).is_err());
         assert!(check_policy("qwertyuiop123", &[]).is_err());
-        assert!(check_policy("nora.nurse@riverside.test", &["nora.nurse@riverside.test", "Nora Nurse"]).is_err());
+        assert!(
+            check_policy(
+                "nora.nurse@riverside.test",
+                &["nora.nurse@riverside.test", "Nora Nurse"]
+            )
+            .is_err()
+        );
         assert!(check_policy(&"x".repeat(MAX_LEN + 1), &[]).is_err());
     }
 
@@ -129,8 +152,16 @@ mod tests {
         let p = Passwords::new();
         let h = p.hash("lantern orbit mossy teacup").await.unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(p.verify(Some(&h), "lantern orbit mossy teacup").await.unwrap());
-        assert!(!p.verify(Some(&h), "lantern orbit mossy teacuP").await.unwrap());
+        assert!(
+            p.verify(Some(&h), "lantern orbit mossy teacup")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !p.verify(Some(&h), "lantern orbit mossy teacuP")
+                .await
+                .unwrap()
+        );
         assert!(!p.verify(None, "anything").await.unwrap());
         assert!(!p.verify(Some("!deprovisioned"), "anything").await.unwrap());
     }

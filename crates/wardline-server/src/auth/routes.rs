@@ -38,7 +38,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// setup code printed at first start.
 #[utoipa::path(post, path = "/api/v1/setup", tag = "setup", request_body = SetupRequest,
     responses((status = 201, body = SetupResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn setup(State(s): State<AppState>, ApiJson(req): ApiJson<SetupRequest>) -> ApiResult<(StatusCode, Json<SetupResponse>)> {
+async fn setup(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<SetupRequest>,
+) -> ApiResult<(StatusCode, Json<SetupResponse>)> {
     Ok((StatusCode::CREATED, Json(s.directory.setup(req).await?)))
 }
 
@@ -56,14 +59,20 @@ async fn login(
 /// Complete sign-in with a TOTP or recovery code.
 #[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerifyRequest,
     responses((status = 200, body = IssuedSession), (status = 401, body = ErrorBody)))]
-async fn verify_mfa(State(s): State<AppState>, ApiJson(req): ApiJson<MfaVerifyRequest>) -> ApiResult<Json<IssuedSession>> {
+async fn verify_mfa(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<MfaVerifyRequest>,
+) -> ApiResult<Json<IssuedSession>> {
     Ok(Json(s.auth.verify_mfa(req).await?))
 }
 
 /// Who am I: the session, user, organisation and permissions.
 #[utoipa::path(get, path = "/api/v1/auth/session", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = CurrentSession), (status = 401, body = ErrorBody)))]
-async fn current_session(State(s): State<AppState>, AnySession(p): AnySession) -> ApiResult<Json<CurrentSession>> {
+async fn current_session(
+    State(s): State<AppState>,
+    AnySession(p): AnySession,
+) -> ApiResult<Json<CurrentSession>> {
     Ok(Json(s.auth.current(&p).await?))
 }
 
@@ -78,7 +87,10 @@ async fn logout(State(s): State<AppState>, AnySession(p): AnySession) -> ApiResu
 /// Start TOTP enrolment: returns the secret and an otpauth URI.
 #[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = TotpEnrolment), (status = 409, body = ErrorBody)))]
-async fn enroll_totp(State(s): State<AppState>, AnySession(p): AnySession) -> ApiResult<Json<TotpEnrolment>> {
+async fn enroll_totp(
+    State(s): State<AppState>,
+    AnySession(p): AnySession,
+) -> ApiResult<Json<TotpEnrolment>> {
     Ok(Json(s.auth.begin_totp_enrolment(&p).await?))
 }
 
@@ -90,7 +102,9 @@ async fn confirm_totp(
     AnySession(p): AnySession,
     ApiJson(req): ApiJson<TotpConfirmRequest>,
 ) -> ApiResult<Json<TotpConfirmResponse>> {
-    Ok(Json(TotpConfirmResponse { recovery_codes: s.auth.confirm_totp(&p, &req.code).await? }))
+    Ok(Json(TotpConfirmResponse {
+        recovery_codes: s.auth.confirm_totp(&p, &req.code).await?,
+    }))
 }
 
 /// Change one's own password; other sessions are signed out.
@@ -136,7 +150,9 @@ async fn revoke_user_sessions(
     ApiQuery(f): ApiQuery<RevokeFilter>,
 ) -> ApiResult<Json<RevokedSessions>> {
     p.authorize_self_or(id, Permission::SessionsRevoke)?;
-    Ok(Json(RevokedSessions { revoked: s.auth.revoke_sessions(p.org_id, id, f.device_id).await? }))
+    Ok(Json(RevokedSessions {
+        revoked: s.auth.revoke_sessions(p.org_id, id, f.device_id).await?,
+    }))
 }
 
 /// Revoke one session of a user.
@@ -157,7 +173,11 @@ async fn revoke_one_session(
 #[utoipa::path(post, path = "/api/v1/users/{id}/mfa/reset", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn reset_mfa(State(s): State<AppState>, Authenticated(p): Authenticated, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
+async fn reset_mfa(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
     p.authorize(Permission::UsersManage)?;
     s.auth.reset_mfa(p.org_id, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -59,7 +59,11 @@ mod tests {
             (2000000000, "69279037", "90698825", "38618901"),
             (20000000000, "65353130", "77737706", "47863826"),
         ];
-        for (alg, seed, col) in [(Algorithm::SHA1, &sha1, 1), (Algorithm::SHA256, &sha256, 2), (Algorithm::SHA512, &sha512, 3)] {
+        for (alg, seed, col) in [
+            (Algorithm::SHA1, &sha1, 1),
+            (Algorithm::SHA256, &sha256, 2),
+            (Algorithm::SHA512, &sha512, 3),
+        ] {
             let t = Builder::new()
                 .with_algorithm(alg)
                 .with_digits(8)
@@ -70,7 +74,12 @@ mod tests {
                 .unwrap();
             for v in vectors {
                 let expected = [v.1, v.2, v.3][col - 1];
-                assert_eq!(t.generate(v.0).to_string(), expected, "{alg:?} at T={}", v.0);
+                assert_eq!(
+                    t.generate(v.0).to_string(),
+                    expected,
+                    "{alg:?} at T={}",
+                    v.0
+                );
             }
         }
     }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 use wardline_crypto::DataKey;
 use wardline_proto::auth::{SetupRequest, SetupResponse};
-use wardline_proto::directory::{CreateUserRequest, OrgPolicy, Organisation, UpdateUserRequest, User, UserStatus};
+use wardline_proto::directory::{
+    CreateUserRequest, OrgPolicy, Organisation, UpdateUserRequest, User, UserStatus,
+};
 use wardline_proto::{OrgId, Role, UserId};
 
 use crate::auth::password::{self, Passwords};
@@ -37,25 +39,46 @@ pub fn normalise_email(raw: &str) -> ApiResult<String> {
     let e = raw.trim().to_lowercase();
     let valid = e.len() <= 254
         && e.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
         })
         && !e.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid { Ok(e) } else { Err(ApiError::validation("email is not a valid e-mail address")) }
+    if valid {
+        Ok(e)
+    } else {
+        Err(ApiError::validation("email is not a valid e-mail address"))
+    }
 }
 
 fn validate_display_name(raw: &str) -> ApiResult<String> {
     let n = raw.trim().to_owned();
     if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
-        return Err(ApiError::validation("display_name must be 1 to 200 printable characters"));
+        return Err(ApiError::validation(
+            "display_name must be 1 to 200 printable characters",
+        ));
     }
     Ok(n)
 }
 
 /// Accepts `+` and 7 to 15 digits (E.164), ignoring spaces, dots, dashes and brackets.
 fn normalise_phone(raw: &str) -> ApiResult<String> {
-    let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
-    let ok = digits.starts_with('+') && (8..=16).contains(&digits.len()) && digits[1..].bytes().all(|b| b.is_ascii_digit());
-    if ok { Ok(digits) } else { Err(ApiError::validation("phone must be in international format, e.g. +15551234567")) }
+    let digits: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let ok = digits.starts_with('+')
+        && (8..=16).contains(&digits.len())
+        && digits[1..].bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(digits)
+    } else {
+        Err(ApiError::validation(
+            "phone must be in international format, e.g. +15551234567",
+        ))
+    }
 }
 
 fn validate_roles(roles: &[Role]) -> ApiResult<Vec<Role>> {
@@ -70,36 +93,71 @@ fn validate_roles(roles: &[Role]) -> ApiResult<Vec<Role>> {
 
 pub fn validate_slug(slug: &str) -> ApiResult<()> {
     let ok = (2..=48).contains(&slug.len())
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-');
-    if ok { Ok(()) } else { Err(ApiError::validation("org slug must be 2-48 characters of a-z, 0-9 and '-'")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "org slug must be 2-48 characters of a-z, 0-9 and '-'",
+        ))
+    }
 }
 
 pub fn validate_policy(p: &OrgPolicy) -> ApiResult<()> {
     if !(60..=86_400).contains(&p.idle_timeout_secs) {
-        return Err(ApiError::validation("idle_timeout_secs must be between 60 and 86400"));
+        return Err(ApiError::validation(
+            "idle_timeout_secs must be between 60 and 86400",
+        ));
     }
     if !(300..=604_800).contains(&p.absolute_lifetime_secs) {
-        return Err(ApiError::validation("absolute_lifetime_secs must be between 300 and 604800"));
+        return Err(ApiError::validation(
+            "absolute_lifetime_secs must be between 300 and 604800",
+        ));
     }
     if p.idle_timeout_secs > p.absolute_lifetime_secs {
-        return Err(ApiError::validation("idle_timeout_secs cannot exceed absolute_lifetime_secs"));
+        return Err(ApiError::validation(
+            "idle_timeout_secs cannot exceed absolute_lifetime_secs",
+        ));
     }
     Ok(())
 }
 
 pub fn org_to_wire(o: &OrgRow) -> Organisation {
-    Organisation { id: o.id, name: o.name.clone(), slug: o.slug.clone(), created_at: o.created_at }
+    Organisation {
+        id: o.id,
+        name: o.name.clone(),
+        slug: o.slug.clone(),
+        created_at: o.created_at,
+    }
 }
 
 fn field<'a>(row_id: &'a str, column: &'a str) -> FieldRef<'a> {
-    FieldRef { table: "users", row_id, column }
+    FieldRef {
+        table: "users",
+        row_id,
+        column,
+    }
 }
 
 impl DirectoryService {
-    pub fn new(store: Arc<dyn Store>, vault: Vault, clock: Arc<dyn Clock>, passwords: Passwords, defaults: AuthConfig) -> Self {
-        DirectoryService { store, vault, clock, passwords, defaults }
+    pub fn new(
+        store: Arc<dyn Store>,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+        passwords: Passwords,
+        defaults: AuthConfig,
+    ) -> Self {
+        DirectoryService {
+            store,
+            vault,
+            clock,
+            passwords,
+            defaults,
+        }
     }
 
     pub fn vault(&self) -> &Vault {
@@ -116,7 +174,12 @@ impl DirectoryService {
             return Ok(None);
         }
         let code = wardline_crypto::token::new_code(4, 5);
-        self.store.put_setting(SETUP_CODE_KEY, &hex::encode(wardline_crypto::token::hash_token(&code))).await?;
+        self.store
+            .put_setting(
+                SETUP_CODE_KEY,
+                &hex::encode(wardline_crypto::token::hash_token(&code)),
+            )
+            .await?;
         Ok(Some(code))
     }
 
@@ -127,7 +190,15 @@ impl DirectoryService {
         validate_slug(&req.org_slug)?;
         let email = normalise_email(&req.admin_email)?;
         validate_display_name(&req.admin_display_name)?;
-        password::check_policy(&req.admin_password, &[&email, &req.admin_display_name, &req.org_name, &req.org_slug])?;
+        password::check_policy(
+            &req.admin_password,
+            &[
+                &email,
+                &req.admin_display_name,
+                &req.org_name,
+                &req.org_slug,
+            ],
+        )?;
         let hash = hex::encode(wardline_crypto::token::hash_token(req.setup_code.trim()));
         if !self.store.consume_setting(SETUP_CODE_KEY, &hash).await? {
             return Err(ApiError::new(
@@ -148,7 +219,10 @@ impl DirectoryService {
                 },
             )
             .await?;
-        Ok(SetupResponse { organisation: org_to_wire(&org), admin })
+        Ok(SetupResponse {
+            organisation: org_to_wire(&org),
+            admin,
+        })
     }
 
     // ---- organisations -------------------------------------------------------
@@ -157,7 +231,9 @@ impl DirectoryService {
         validate_slug(slug)?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(ApiError::validation("organisation name must be 1 to 200 characters"));
+            return Err(ApiError::validation(
+                "organisation name must be 1 to 200 characters",
+            ));
         }
         let org = OrgRow {
             id: Uuid::new_v4(),
@@ -199,7 +275,12 @@ impl DirectoryService {
         let roles = validate_roles(&req.roles)?;
         password::check_policy(&req.password, &[&email, &name])?;
         let email_bidx = self.vault.email_index(org, &email);
-        if self.store.find_user_by_email(org, &email_bidx).await?.is_some() {
+        if self
+            .store
+            .find_user_by_email(org, &email_bidx)
+            .await?
+            .is_some()
+        {
             return Err(ApiError::conflict("a user with this e-mail already exists"));
         }
         let password_hash = self.passwords.hash(&req.password).await?;
@@ -214,7 +295,9 @@ impl DirectoryService {
             email_bidx,
             email_enc: Vault::seal(&key, field(&sid, "email"), &email),
             display_name_enc: Vault::seal(&key, field(&sid, "display_name"), &name),
-            phone_enc: phone.as_deref().map(|p| Vault::seal(&key, field(&sid, "phone"), p)),
+            phone_enc: phone
+                .as_deref()
+                .map(|p| Vault::seal(&key, field(&sid, "phone"), p)),
             roles,
             status: UserStatus::Active,
             password_hash,
@@ -241,8 +324,13 @@ impl DirectoryService {
     }
 
     pub async fn find_by_email(&self, org: OrgId, email: &str) -> ApiResult<Option<UserRow>> {
-        let Ok(email) = normalise_email(email) else { return Ok(None) };
-        Ok(self.store.find_user_by_email(org, &self.vault.email_index(org, &email)).await?)
+        let Ok(email) = normalise_email(email) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .find_user_by_email(org, &self.vault.email_index(org, &email))
+            .await?)
     }
 
     pub async fn list(&self, org: OrgId) -> ApiResult<Vec<User>> {
@@ -273,13 +361,23 @@ impl DirectoryService {
             }
         }
         if let Some(name) = &req.display_name {
-            row.display_name_enc = Vault::seal(&key, field(&sid, "display_name"), &validate_display_name(name)?);
+            row.display_name_enc = Vault::seal(
+                &key,
+                field(&sid, "display_name"),
+                &validate_display_name(name)?,
+            );
         }
         if req.clear_phone && req.phone.is_some() {
-            return Err(ApiError::bad_request("give either phone or clear_phone, not both"));
+            return Err(ApiError::bad_request(
+                "give either phone or clear_phone, not both",
+            ));
         }
         if let Some(phone) = &req.phone {
-            row.phone_enc = Some(Vault::seal(&key, field(&sid, "phone"), &normalise_phone(phone)?));
+            row.phone_enc = Some(Vault::seal(
+                &key,
+                field(&sid, "phone"),
+                &normalise_phone(phone)?,
+            ));
         }
         if req.clear_phone {
             row.phone_enc = None;
@@ -297,7 +395,9 @@ impl DirectoryService {
     pub async fn set_status(&self, org: OrgId, id: UserId, status: UserStatus) -> ApiResult<User> {
         let mut row = self.user_row(org, id).await?;
         if row.status == UserStatus::Deprovisioned {
-            return Err(ApiError::conflict("user is deprovisioned; create a new account"));
+            return Err(ApiError::conflict(
+                "user is deprovisioned; create a new account",
+            ));
         }
         row.status = status;
         row.updated_at = self.clock.now();
@@ -310,7 +410,9 @@ impl DirectoryService {
         }
         self.store.update_user(&row).await?;
         if status != UserStatus::Active {
-            self.store.revoke_user_sessions(org, id, None, None, self.clock.now()).await?;
+            self.store
+                .revoke_user_sessions(org, id, None, None, self.clock.now())
+                .await?;
         }
         self.to_wire(&row).await
     }
@@ -332,7 +434,11 @@ impl DirectoryService {
             org_id: row.org_id,
             email: Vault::open_str(key, field(&sid, "email"), &row.email_enc)?,
             display_name: Vault::open_str(key, field(&sid, "display_name"), &row.display_name_enc)?,
-            phone: row.phone_enc.as_deref().map(|p| Vault::open_str(key, field(&sid, "phone"), p)).transpose()?,
+            phone: row
+                .phone_enc
+                .as_deref()
+                .map(|p| Vault::open_str(key, field(&sid, "phone"), p))
+                .transpose()?,
             roles: row.roles.clone(),
             status: row.status,
             mfa_enabled: row.totp_enabled,
@@ -349,9 +455,14 @@ impl DirectoryService {
     }
 
     pub async fn open_totp_secret(&self, row: &UserRow) -> ApiResult<Option<Vec<u8>>> {
-        let Some(sealed) = &row.totp_secret_enc else { return Ok(None) };
+        let Some(sealed) = &row.totp_secret_enc else {
+            return Ok(None);
+        };
         let key = self.vault.record_key(&row.dek_id).await?;
         let sid = row.id.to_string();
-        Ok(Some(key.open(sealed, &field(&sid, "totp_secret").context_bytes())?))
+        Ok(Some(key.open(
+            sealed,
+            &field(&sid, "totp_secret").context_bytes(),
+        )?))
     }
 }

@@ -30,7 +30,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The caller's organisation.
 #[utoipa::path(get, path = "/api/v1/org", tag = "organisation", security(("bearer" = [])),
     responses((status = 200, body = Organisation), (status = 401, body = ErrorBody)))]
-async fn get_org(State(s): State<AppState>, Authenticated(p): Authenticated) -> ApiResult<Json<Organisation>> {
+async fn get_org(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<Organisation>> {
     p.authorize(Permission::DirectoryRead)?;
     Ok(Json(org_to_wire(&s.directory.org(p.org_id).await?)))
 }
@@ -38,7 +41,10 @@ async fn get_org(State(s): State<AppState>, Authenticated(p): Authenticated) -> 
 /// Session and MFA policy of the caller's organisation.
 #[utoipa::path(get, path = "/api/v1/org/policy", tag = "organisation", security(("bearer" = [])),
     responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody)))]
-async fn get_policy(State(s): State<AppState>, Authenticated(p): Authenticated) -> ApiResult<Json<OrgPolicy>> {
+async fn get_policy(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<OrgPolicy>> {
     p.authorize(Permission::OrgPolicyManage)?;
     Ok(Json(s.directory.org(p.org_id).await?.policy))
 }
@@ -58,9 +64,14 @@ async fn update_policy(
 /// Everyone in the caller's organisation.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserList), (status = 403, body = ErrorBody)))]
-async fn list_users(State(s): State<AppState>, Authenticated(p): Authenticated) -> ApiResult<Json<UserList>> {
+async fn list_users(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<UserList>> {
     p.authorize(Permission::DirectoryRead)?;
-    Ok(Json(UserList { users: s.directory.list(p.org_id).await? }))
+    Ok(Json(UserList {
+        users: s.directory.list(p.org_id).await?,
+    }))
 }
 
 /// Create a user in the caller's organisation.
@@ -72,13 +83,20 @@ async fn create_user(
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     p.authorize(Permission::UsersManage)?;
-    Ok((StatusCode::CREATED, Json(s.directory.create_user(p.org_id, req).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.directory.create_user(p.org_id, req).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
-async fn get_user(State(s): State<AppState>, Authenticated(p): Authenticated, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<User>> {
+async fn get_user(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<User>> {
     p.authorize_self_or(id, Permission::DirectoryRead)?;
     Ok(Json(s.directory.user(p.org_id, id).await?))
 }
@@ -101,26 +119,50 @@ async fn update_user(
 #[utoipa::path(post, path = "/api/v1/users/{id}/suspend", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn suspend_user(State(s): State<AppState>, Authenticated(p): Authenticated, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<User>> {
+async fn suspend_user(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
-    Ok(Json(s.directory.set_status(p.org_id, id, UserStatus::Suspended).await?))
+    Ok(Json(
+        s.directory
+            .set_status(p.org_id, id, UserStatus::Suspended)
+            .await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/reactivate", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn reactivate_user(State(s): State<AppState>, Authenticated(p): Authenticated, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<User>> {
+async fn reactivate_user(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
-    Ok(Json(s.directory.set_status(p.org_id, id, UserStatus::Active).await?))
+    Ok(Json(
+        s.directory
+            .set_status(p.org_id, id, UserStatus::Active)
+            .await?,
+    ))
 }
 
 /// Offboard a user for good: sessions end, credentials are erased.
 #[utoipa::path(post, path = "/api/v1/users/{id}/deprovision", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn deprovision_user(State(s): State<AppState>, Authenticated(p): Authenticated, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<User>> {
+async fn deprovision_user(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
-    Ok(Json(s.directory.set_status(p.org_id, id, UserStatus::Deprovisioned).await?))
+    Ok(Json(
+        s.directory
+            .set_status(p.org_id, id, UserStatus::Deprovisioned)
+            .await?,
+    ))
 }
 
 /// The built-in roles and their permissions.
@@ -129,6 +171,12 @@ async fn deprovision_user(State(s): State<AppState>, Authenticated(p): Authentic
 async fn list_roles(Authenticated(p): Authenticated) -> ApiResult<Json<RoleList>> {
     p.authorize(Permission::DirectoryRead)?;
     Ok(Json(RoleList {
-        roles: Role::ALL.into_iter().map(|role| RoleInfo { role, permissions: role.permissions().to_vec() }).collect(),
+        roles: Role::ALL
+            .into_iter()
+            .map(|role| RoleInfo {
+                role,
+                permissions: role.permissions().to_vec(),
+            })
+            .collect(),
     }))
 }

@@ -138,7 +138,13 @@ pub trait Store: Send + Sync + 'static {
     async fn data_keys_not_under(&self, kek_id: &str, limit: i64) -> Result<Vec<DataKeyRow>>;
     /// Replaces the wrapping of a data key if it is still wrapped under
     /// `old_kek_id` (compare-and-swap, so concurrent rotations do not clash).
-    async fn rewrap_data_key(&self, id: &str, old_kek_id: &str, new_kek_id: &str, wrapped: &[u8]) -> Result<bool>;
+    async fn rewrap_data_key(
+        &self,
+        id: &str,
+        old_kek_id: &str,
+        new_kek_id: &str,
+        wrapped: &[u8],
+    ) -> Result<bool>;
     /// (kek id, number of data keys under it).
     async fn count_data_keys_by_kek(&self) -> Result<Vec<(String, i64)>>;
 
@@ -158,7 +164,12 @@ pub trait Store: Send + Sync + 'static {
     async fn update_user(&self, user: &UserRow) -> Result<()>;
     /// Records `step` as the last used TOTP step if it is newer; false means replay.
     async fn advance_totp_step(&self, org: OrgId, user: UserId, step: i64) -> Result<bool>;
-    async fn replace_recovery_codes(&self, org: OrgId, user: UserId, hashes: &[Vec<u8>]) -> Result<()>;
+    async fn replace_recovery_codes(
+        &self,
+        org: OrgId,
+        user: UserId,
+        hashes: &[Vec<u8>],
+    ) -> Result<()>;
     /// Deletes the code if present; true if it was there.
     async fn consume_recovery_code(&self, org: OrgId, user: UserId, hash: &[u8]) -> Result<bool>;
 
@@ -179,7 +190,12 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<u64>;
     /// Sessions that are neither revoked nor past their absolute expiry.
-    async fn list_user_sessions(&self, org: OrgId, user: UserId, now: i64) -> Result<Vec<SessionRow>>;
+    async fn list_user_sessions(
+        &self,
+        org: OrgId,
+        user: UserId,
+        now: i64,
+    ) -> Result<Vec<SessionRow>>;
 
     // Login MFA challenges.
     async fn insert_mfa_challenge(&self, c: &MfaChallengeRow) -> Result<()>;

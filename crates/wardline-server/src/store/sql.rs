@@ -18,8 +18,8 @@ use wardline_proto::directory::{OrgPolicy, UserStatus};
 use wardline_proto::{DeviceId, OrgId, Role, SessionId, UserId};
 
 use super::{
-    Backend, DataKeyRow, MfaChallengeRow, OrgRow, Result, SessionRow, Store, StoreError, ThrottleRow, UserRow,
-    migrations,
+    Backend, DataKeyRow, MfaChallengeRow, OrgRow, Result, SessionRow, Store, StoreError,
+    ThrottleRow, UserRow, migrations,
 };
 
 pub struct SqlStore {
@@ -63,7 +63,11 @@ impl SqlStore {
                     .await?
             }
             Backend::Postgres => {
-                AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?
             }
         };
         migrations::run(&pool, backend).await?;
@@ -72,14 +76,19 @@ impl SqlStore {
 
     /// The SQLite URL of the embedded database in `data_dir`.
     pub fn sqlite_url(data_dir: &Path) -> String {
-        format!("sqlite://{}?mode=rwc", data_dir.join("wardline.db").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("wardline.db").display()
+        )
     }
 
     /// Folds the SQLite write-ahead log into the main file (used by tests that
     /// scan the raw file, and by backups).
     pub async fn checkpoint(&self) -> Result<()> {
         if self.backend == Backend::Sqlite {
-            sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+            sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
         }
         Ok(())
     }
@@ -106,7 +115,11 @@ fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
 }
 
 fn roles_to_text(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn roles_from_text(s: &str) -> Result<Vec<Role>> {
@@ -134,7 +147,10 @@ fn data_key_from_row(row: &AnyRow) -> Result<DataKeyRow> {
     let org: Option<String> = row.try_get("org_id")?;
     Ok(DataKeyRow {
         id: row.try_get("id")?,
-        org_id: org.map(|s| Uuid::from_str(&s)).transpose().map_err(|_| StoreError::Corrupt("org_id".into()))?,
+        org_id: org
+            .map(|s| Uuid::from_str(&s))
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("org_id".into()))?,
         kek_id: row.try_get("kek_id")?,
         wrapped: row.try_get("wrapped")?,
         created_at: row.try_get("created_at")?,
@@ -162,7 +178,8 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow> {
         display_name_enc: row.try_get("display_name_enc")?,
         phone_enc: row.try_get("phone_enc")?,
         roles: roles_from_text(&roles)?,
-        status: UserStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
         password_hash: row.try_get("password_hash")?,
         totp_secret_enc: row.try_get("totp_secret_enc")?,
         totp_enabled: bool_col(row, "totp_enabled")?,
@@ -226,7 +243,10 @@ impl Store for SqlStore {
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.try_get("value")).transpose()?)
     }
 
@@ -262,11 +282,13 @@ impl Store for SqlStore {
     }
 
     async fn get_data_key(&self, id: &str) -> Result<DataKeyRow> {
-        let row = sqlx::query("SELECT id, org_id, kek_id, wrapped, created_at FROM data_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(
+            "SELECT id, org_id, kek_id, wrapped, created_at FROM data_keys WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         data_key_from_row(&row)
     }
 
@@ -281,22 +303,34 @@ impl Store for SqlStore {
         rows.iter().map(data_key_from_row).collect()
     }
 
-    async fn rewrap_data_key(&self, id: &str, old_kek_id: &str, new_kek_id: &str, wrapped: &[u8]) -> Result<bool> {
-        let done = sqlx::query("UPDATE data_keys SET kek_id = $1, wrapped = $2 WHERE id = $3 AND kek_id = $4")
-            .bind(new_kek_id)
-            .bind(wrapped)
-            .bind(id)
-            .bind(old_kek_id)
-            .execute(&self.pool)
-            .await?;
+    async fn rewrap_data_key(
+        &self,
+        id: &str,
+        old_kek_id: &str,
+        new_kek_id: &str,
+        wrapped: &[u8],
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE data_keys SET kek_id = $1, wrapped = $2 WHERE id = $3 AND kek_id = $4",
+        )
+        .bind(new_kek_id)
+        .bind(wrapped)
+        .bind(id)
+        .bind(old_kek_id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn count_data_keys_by_kek(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT kek_id, COUNT(*) AS n FROM data_keys GROUP BY kek_id ORDER BY kek_id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get("kek_id")?, r.try_get("n")?))).collect()
+        let rows = sqlx::query(
+            "SELECT kek_id, COUNT(*) AS n FROM data_keys GROUP BY kek_id ORDER BY kek_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("kek_id")?, r.try_get("n")?)))
+            .collect()
     }
 
     async fn insert_org(&self, org: &OrgRow) -> Result<()> {
@@ -336,7 +370,9 @@ impl Store for SqlStore {
     }
 
     async fn count_orgs(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM organisations").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM organisations")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get("n")?)
     }
 
@@ -357,7 +393,11 @@ impl Store for SqlStore {
     }
 
     async fn insert_user(&self, u: &UserRow) -> Result<()> {
-        sqlx::query(concat!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"))
+        sqlx::query(concat!(
+            "INSERT INTO users (",
+            user_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
         .bind(u.id.to_string())
         .bind(u.org_id.to_string())
         .bind(&u.dek_id)
@@ -380,29 +420,41 @@ impl Store for SqlStore {
     }
 
     async fn get_user(&self, org: OrgId, id: UserId) -> Result<UserRow> {
-        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE org_id = $1 AND id = $2"))
-            .bind(org.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         user_from_row(&row)
     }
 
     async fn find_user_by_email(&self, org: OrgId, email_bidx: &str) -> Result<Option<UserRow>> {
-        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE org_id = $1 AND email_bidx = $2"))
-            .bind(org.to_string())
-            .bind(email_bidx)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE org_id = $1 AND email_bidx = $2"
+        ))
+        .bind(org.to_string())
+        .bind(email_bidx)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn list_users(&self, org: OrgId) -> Result<Vec<UserRow>> {
-        let rows = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE org_id = $1 ORDER BY created_at, id"))
-            .bind(org.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE org_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(org.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -443,7 +495,12 @@ impl Store for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn replace_recovery_codes(&self, org: OrgId, user: UserId, hashes: &[Vec<u8>]) -> Result<()> {
+    async fn replace_recovery_codes(
+        &self,
+        org: OrgId,
+        user: UserId,
+        hashes: &[Vec<u8>],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM recovery_codes WHERE org_id = $1 AND user_id = $2")
             .bind(org.to_string())
@@ -451,29 +508,37 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         for h in hashes {
-            sqlx::query("INSERT INTO recovery_codes (org_id, user_id, code_hash) VALUES ($1, $2, $3)")
-                .bind(org.to_string())
-                .bind(user.to_string())
-                .bind(h)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO recovery_codes (org_id, user_id, code_hash) VALUES ($1, $2, $3)",
+            )
+            .bind(org.to_string())
+            .bind(user.to_string())
+            .bind(h)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     async fn consume_recovery_code(&self, org: OrgId, user: UserId, hash: &[u8]) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM recovery_codes WHERE org_id = $1 AND user_id = $2 AND code_hash = $3")
-            .bind(org.to_string())
-            .bind(user.to_string())
-            .bind(hash)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM recovery_codes WHERE org_id = $1 AND user_id = $2 AND code_hash = $3",
+        )
+        .bind(org.to_string())
+        .bind(user.to_string())
+        .bind(hash)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn insert_session(&self, s: &SessionRow) -> Result<()> {
-        sqlx::query(concat!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
         .bind(s.id.to_string())
         .bind(s.org_id.to_string())
         .bind(s.user_id.to_string())
@@ -492,10 +557,14 @@ impl Store for SqlStore {
     }
 
     async fn get_session_by_token_hash(&self, hash: &[u8]) -> Result<Option<SessionRow>> {
-        let row = sqlx::query(concat!("SELECT ", session_cols!(), " FROM sessions WHERE token_hash = $1"))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE token_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -509,16 +578,20 @@ impl Store for SqlStore {
     }
 
     async fn complete_session_mfa(&self, id: SessionId) -> Result<()> {
-        sqlx::query("UPDATE sessions SET mfa_complete = 1 WHERE id = $1").bind(id.to_string()).execute(&self.pool).await?;
+        sqlx::query("UPDATE sessions SET mfa_complete = 1 WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn revoke_session(&self, id: SessionId, now: i64) -> Result<bool> {
-        let done = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -545,9 +618,18 @@ impl Store for SqlStore {
         Ok(done.rows_affected())
     }
 
-    async fn list_user_sessions(&self, org: OrgId, user: UserId, now: i64) -> Result<Vec<SessionRow>> {
-        let rows = sqlx::query(concat!("SELECT ", session_cols!(), " FROM sessions WHERE org_id = $1 AND user_id = $2 AND revoked_at IS NULL \
-             AND expires_at > $3 ORDER BY created_at, id"))
+    async fn list_user_sessions(
+        &self,
+        org: OrgId,
+        user: UserId,
+        now: i64,
+    ) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE org_id = $1 AND user_id = $2 AND revoked_at IS NULL \
+             AND expires_at > $3 ORDER BY created_at, id"
+        ))
         .bind(org.to_string())
         .bind(user.to_string())
         .bind(now)
@@ -574,7 +656,10 @@ impl Store for SqlStore {
     }
 
     async fn get_mfa_challenge(&self, hash: &[u8]) -> Result<Option<MfaChallengeRow>> {
-        let row = sqlx::query("SELECT * FROM mfa_challenges WHERE token_hash = $1").bind(hash).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM mfa_challenges WHERE token_hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(challenge_from_row).transpose()
     }
 
@@ -588,15 +673,19 @@ impl Store for SqlStore {
     }
 
     async fn delete_mfa_challenge(&self, hash: &[u8]) -> Result<()> {
-        sqlx::query("DELETE FROM mfa_challenges WHERE token_hash = $1").bind(hash).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM mfa_challenges WHERE token_hash = $1")
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn get_throttle(&self, key: &str) -> Result<Option<ThrottleRow>> {
-        let row = sqlx::query("SELECT key, failures, last_failure_at FROM login_throttle WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT key, failures, last_failure_at FROM login_throttle WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(throttle_from_row).transpose()
     }
 
@@ -618,7 +707,10 @@ impl Store for SqlStore {
     }
 
     async fn clear_throttle(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

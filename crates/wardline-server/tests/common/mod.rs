@@ -32,7 +32,9 @@ pub fn postgres_url() -> Option<String> {
     match std::env::var("WARDLINE_TEST_POSTGRES_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but WARDLINE_TEST_POSTGRES_URL is not: PostgreSQL tests must run in CI")
+            panic!(
+                "CI is set but WARDLINE_TEST_POSTGRES_URL is not: PostgreSQL tests must run in CI"
+            )
         }
         _ => {
             eprintln!("SKIPPED: set WARDLINE_TEST_POSTGRES_URL to run the PostgreSQL variant");
@@ -49,8 +51,13 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<S
             let base = postgres_url()?;
             let schema = format!("wl_test_{}", Uuid::new_v4().simple());
             sqlx::any::install_default_drivers();
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base).await.expect("connect to PostgreSQL");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.expect("create schema");
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&mut conn)
+                .await
+                .expect("create schema");
             let sep = if base.contains('?') { '&' } else { '?' };
             Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
         }
@@ -82,17 +89,27 @@ impl TestServer {
         Self::start_with(backend, |_| {}).await
     }
 
-    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
+    pub async fn start_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<TestServer> {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database(backend, data_dir.path()).await?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().unwrap();
-        let mut config = Config { data_dir: data_dir.path().to_owned(), listen: addr, database_url: Some(database_url), ..Config::default() };
+        let mut config = Config {
+            data_dir: data_dir.path().to_owned(),
+            listen: addr,
+            database_url: Some(database_url),
+            ..Config::default()
+        };
         tweak(&mut config);
         let paths = wardline_server::tls::ensure_certificate(&config).expect("dev certificate");
         let ca_pem = std::fs::read(&paths.cert).unwrap();
         let clock = Arc::new(ManualClock::new());
-        let server = Server::build_with_clock(config.clone(), clock.clone()).await.expect("server builds");
+        let server = Server::build_with_clock(config.clone(), clock.clone())
+            .await
+            .expect("server builds");
         let state = server.state().clone();
         let sql = server.sql().clone();
         let setup_code = server.setup_code().map(str::to_owned);
@@ -149,7 +166,10 @@ impl TestServer {
     /// Runs first-start setup through the API and returns the signed-in
     /// administrator of the new organisation.
     pub async fn setup_org(&self, slug: &str) -> Actor {
-        let code = self.setup_code.clone().expect("fresh server has a setup code");
+        let code = self
+            .setup_code
+            .clone()
+            .expect("fresh server has a setup code");
         let resp = self
             .client()
             .setup(&SetupRequest {
@@ -168,7 +188,10 @@ impl TestServer {
     /// A further organisation, created as the host operator would (`admin bootstrap`).
     pub async fn create_org(&self, slug: &str) -> Actor {
         let dir = &self.state.directory;
-        let org = dir.create_org(&format!("Org {slug}"), slug).await.expect("org");
+        let org = dir
+            .create_org(&format!("Org {slug}"), slug)
+            .await
+            .expect("org");
         let admin = dir
             .create_user(
                 org.id,
@@ -190,14 +213,23 @@ impl TestServer {
         let device_id = Uuid::new_v4();
         let mut client = self.client();
         let resp = client
-            .login(&LoginRequest { org: org_slug.into(), email: user.email.clone(), password: PASSWORD.into(), device_id })
+            .login(&LoginRequest {
+                org: org_slug.into(),
+                email: user.email.clone(),
+                password: PASSWORD.into(),
+                device_id,
+            })
             .await
             .expect("login");
         assert_eq!(resp.step, LoginStep::MfaEnrolmentRequired);
         let session = resp.session.unwrap();
         client.set_token(Some(session.token.clone()));
         let enrol = client.enroll_totp().await.expect("enroll");
-        let codes = client.confirm_totp(&self.totp_code(&enrol.secret_base32)).await.expect("confirm").recovery_codes;
+        let codes = client
+            .confirm_totp(&self.totp_code(&enrol.secret_base32))
+            .await
+            .expect("confirm")
+            .recovery_codes;
         self.next_totp_step();
         Actor {
             client,
@@ -215,7 +247,12 @@ impl TestServer {
         let user = admin
             .client
             .create_user(&CreateUserRequest {
-                email: format!("{}-{}@{}.test", role.as_str(), &Uuid::new_v4().simple().to_string()[..6], admin.org_slug),
+                email: format!(
+                    "{}-{}@{}.test",
+                    role.as_str(),
+                    &Uuid::new_v4().simple().to_string()[..6],
+                    admin.org_slug
+                ),
                 display_name: format!("Test {}", role.as_str()),
                 phone: Some("+15550100123".into()),
                 roles: vec![role],
@@ -269,7 +306,13 @@ impl TestServer {
             .await
             .expect("login");
         assert_eq!(resp.step, LoginStep::MfaRequired);
-        let s = c.verify_mfa(resp.mfa_token.as_deref().unwrap(), &self.totp_code(&who.totp_secret)).await.expect("mfa");
+        let s = c
+            .verify_mfa(
+                resp.mfa_token.as_deref().unwrap(),
+                &self.totp_code(&who.totp_secret),
+            )
+            .await
+            .expect("mfa");
         c.with_token(Some(s.token))
     }
 }

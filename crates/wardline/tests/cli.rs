@@ -1,0 +1,300 @@
+//! The `wardline` binary end to end: offline bootstrap, a real server process,
+//! `login` with TOTP enrolment driven through stdin, admin commands, KEK
+//! rotation while the server runs, revocation, and graceful shutdown.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wardline");
+const PASSWORD: &str = "lantern orbit mossy teacup";
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wardline(profile: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("WARDLINE_PROFILE", profile)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn totp_now(secret: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["totp-code", secret])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn bootstrap_serve_login_admin_rotate_and_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let profile = dir.path().join("profile.json");
+
+    // Host operator creates the organisation offline.
+    let (ok, out, err) = wardline(
+        &profile,
+        &[
+            "admin",
+            "bootstrap",
+            "--data-dir",
+            data_s,
+            "--org-name",
+            "Test Clinic",
+            "--org-slug",
+            "test",
+            "--email",
+            "ada@test.example",
+            "--name",
+            "Ada Admin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "bootstrap: {out} {err}");
+    assert!(out.contains("created organisation Test Clinic"), "{out}");
+
+    // The server, as a separate process.
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let server = Command::new(BIN)
+        .args([
+            "serve",
+            "--data-dir",
+            data_s,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Killed(server);
+    let cert = data.join("tls/cert.pem");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if cert.exists() {
+            let http = reqwest::blocking::Client::builder()
+                .tls_certs_only(
+                    reqwest::Certificate::from_pem_bundle(&std::fs::read(&cert).unwrap()).unwrap(),
+                )
+                .build()
+                .unwrap();
+            if http
+                .get(format!("{url}/readyz"))
+                .send()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+            {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Login with enrolment: read the secret from stderr, answer with a code.
+    let mut login = Command::new(BIN)
+        .args([
+            "login",
+            "--server",
+            &url,
+            "--ca-cert",
+            cert.to_str().unwrap(),
+            "--org",
+            "test",
+            "--email",
+            "ada@test.example",
+        ])
+        .env("WARDLINE_PROFILE", &profile)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = login.stdin.take().unwrap();
+    writeln!(stdin, "{PASSWORD}").unwrap();
+    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let mut transcript = String::new();
+    let mut secret = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        transcript.push_str(&line);
+        transcript.push('\n');
+        if let Some(s) = line.split("by hand: ").nth(1) {
+            let s = s.trim_end_matches(')').to_owned();
+            writeln!(stdin, "{}", totp_now(&s)).unwrap();
+            secret = Some(s);
+        }
+    }
+    assert!(
+        login.wait().unwrap().success(),
+        "login failed:\n{transcript}"
+    );
+    assert!(secret.is_some(), "no enrolment prompt:\n{transcript}");
+    assert!(transcript.contains("recovery codes"), "{transcript}");
+    assert_eq!(
+        std::fs::metadata(&profile).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !transcript.contains("wls_"),
+        "the session token is never printed"
+    );
+
+    let (ok, out, err) = wardline(&profile, &["whoami"], "");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Ada Admin <ada@test.example> in Test Clinic"),
+        "{out}"
+    );
+
+    let (ok, _, err) = wardline(
+        &profile,
+        &[
+            "admin",
+            "users",
+            "create",
+            "--email",
+            "nina@test.example",
+            "--name",
+            "Nina Nurse",
+            "--role",
+            "nurse",
+            "--phone",
+            "+15550100200",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = wardline(&profile, &["admin", "users", "list", "--json"], "");
+    assert!(ok, "{err}");
+    let users: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 2);
+    let (ok, _, err) = wardline(
+        &profile,
+        &["admin", "users", "suspend", "nina@test.example"],
+        "",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = wardline(
+        &profile,
+        &[
+            "admin",
+            "users",
+            "create",
+            "--email",
+            "x@test.example",
+            "--name",
+            "X",
+            "--role",
+            "surgeon",
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("unknown role"), "{err}");
+
+    // Rotate the KEK while the server runs; everything keeps working.
+    let (ok, out, err) = wardline(
+        &profile,
+        &["admin", "rotate-kek", "--data-dir", data_s, "--retire-old"],
+        "",
+    );
+    assert!(ok, "rotate: {out} {err}");
+    assert!(
+        out.contains("rewrapped") && out.contains("retired"),
+        "{out}"
+    );
+    let (ok, out, err) = wardline(
+        &profile,
+        &["admin", "users", "show", "nina@test.example", "--json"],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Nina Nurse") && out.contains("suspended"),
+        "{out}"
+    );
+
+    // Revoking one's own sessions signs the CLI out at once.
+    let (ok, out, _) = wardline(
+        &profile,
+        &["admin", "sessions", "revoke", "ada@test.example"],
+        "",
+    );
+    assert!(ok && out.contains("revoked 1"), "{out}");
+    let (ok, _, err) = wardline(&profile, &["whoami"], "");
+    assert!(!ok && err.contains("session"), "{err}");
+
+    // SIGTERM: graceful shutdown, exit status 0.
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            assert!(status.success(), "server exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut log = String::new();
+    std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    for secret_text in [
+        PASSWORD,
+        "ada@test.example",
+        "Nina Nurse",
+        "+15550100200",
+        "wls_",
+    ] {
+        assert!(
+            !log.contains(secret_text),
+            "server log contains {secret_text:?}"
+        );
+    }
+    assert!(
+        log.contains("\"route\":\"/api/v1/users/{id}/suspend\""),
+        "request log uses route templates: {log}"
+    );
+}
