@@ -61,10 +61,10 @@ impl Profile {
     /// Writes atomically with mode 0600 (the file holds a bearer token).
     pub fn save(&self, path: &Path) -> Result<(), ClientError> {
         let err = |e: std::io::Error| ClientError::Profile(format!("{}: {e}", path.display()));
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                fs::create_dir_all(dir).map_err(err)?;
-            }
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            fs::create_dir_all(dir).map_err(err)?;
         }
         let tmp = path.with_extension("tmp");
         let _ = fs::remove_file(&tmp);

@@ -157,10 +157,9 @@ impl LocalKeyFile {
         if now.is_none() || self.ring.read().expect("keyring lock poisoned").stamp == now {
             return;
         }
-        match read_keyring(&self.path) {
-            Ok(ring) => *self.ring.write().expect("keyring lock poisoned") = ring,
-            // Keep the keys we have; the next unwrap of an unknown id reports it.
-            Err(_) => (),
+        // On a read error keep the keys we have; an unwrap of an unknown id reports it.
+        if let Ok(ring) = read_keyring(&self.path) {
+            *self.ring.write().expect("keyring lock poisoned") = ring;
         }
     }
 }
