@@ -1,1 +1,295 @@
-fn main() {}
+//! Wardline benchmarks, run by `cargo xtask bench`.
+//!
+//! * `argon2`: cost of hashing and verifying one password with the production
+//!   parameters (Argon2id, 19 MiB, 2 passes): the floor under every login.
+//! * `login`: the password step of `POST /api/v1/auth/login` over HTTPS,
+//!   sequential, on SQLite and on PostgreSQL.
+//! * `requests`: authenticated `GET /api/v1/auth/session` (token lookup,
+//!   idle check, user load) and `GET /api/v1/users` (plus PHI decryption of
+//!   every user) with N concurrent clients, on SQLite and on PostgreSQL.
+//!
+//! Client and server share this machine (loopback, TLS, HTTP/1.1 keep-alive),
+//! so the figures are for the whole path on two cores, not server-only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use uuid::Uuid;
+use wardline_client::ApiClient;
+use wardline_proto::Role;
+use wardline_proto::auth::{LoginRequest, SetupRequest};
+use wardline_proto::directory::{CreateUserRequest, OrgPolicy};
+use wardline_server::auth::password::Passwords;
+use wardline_server::{Config, Server};
+
+const PASSWORD: &str = "lantern orbit mossy teacup";
+
+#[derive(Parser)]
+struct Args {
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 5)]
+    secs: u64,
+    /// Concurrent clients for the throughput measurements.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Sequential logins per backend.
+    #[arg(long, default_value_t = 30)]
+    logins: usize,
+    /// PostgreSQL URL; defaults to $WARDLINE_TEST_POSTGRES_URL. Skipped if neither.
+    #[arg(long)]
+    postgres: Option<String>,
+}
+
+struct Running {
+    url: String,
+    ca: Vec<u8>,
+    handle: axum_server::Handle<std::net::SocketAddr>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(database: Option<String>) -> anyhow::Result<(Running, ApiClient, String)> {
+    let dir = tempfile::tempdir()?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let database_url = match database {
+        Some(base) => {
+            let schema = format!("wl_bench_{}", Uuid::new_v4().simple());
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&mut conn)
+                .await?;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+        }
+        None => None,
+    };
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        listen: addr,
+        database_url,
+        ..Config::default()
+    };
+    config.log.level = "warn".into();
+    let cert = wardline_server::tls::ensure_certificate(&config)?;
+    let ca = std::fs::read(cert.cert)?;
+    let server = Server::build(config).await?;
+    let code = server
+        .setup_code()
+        .context("fresh server has a setup code")?
+        .to_owned();
+    let state = server.state().clone();
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move { server.serve(listener, h).await });
+    handle.listening().await.context("listening")?;
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let client = ApiClient::new(&url, Some(&ca))?;
+    let setup = client
+        .setup(&SetupRequest {
+            setup_code: code,
+            org_name: "Bench Clinic".into(),
+            org_slug: "bench".into(),
+            admin_email: "admin@bench.test".into(),
+            admin_display_name: "Bench Admin".into(),
+            admin_password: PASSWORD.into(),
+        })
+        .await?;
+    // MFA changes nothing per request; turning it off keeps the set-up short.
+    state
+        .directory
+        .update_policy(
+            setup.organisation.id,
+            OrgPolicy {
+                idle_timeout_secs: 900,
+                absolute_lifetime_secs: 43_200,
+                mfa_required: false,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    for i in 0..50 {
+        state
+            .directory
+            .create_user(
+                setup.organisation.id,
+                CreateUserRequest {
+                    email: format!("user{i}@bench.test"),
+                    display_name: format!("Bench User {i}"),
+                    phone: Some(format!("+1555010{i:04}")),
+                    roles: vec![Role::Nurse],
+                    password: PASSWORD.into(),
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+    }
+    Ok((
+        Running {
+            url,
+            ca,
+            handle,
+            _dir: dir,
+        },
+        client,
+        setup.admin.email,
+    ))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+async fn throughput(
+    r: &Running,
+    token: &str,
+    path: &str,
+    clients: usize,
+    secs: u64,
+) -> anyhow::Result<(f64, Duration, Duration)> {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let http = reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&r.ca)?)
+            .http1_only()
+            .build()?;
+        let url = format!("{}{path}", r.url);
+        let token = token.to_owned();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let resp = http.get(&url).bearer_auth(&token).send().await?;
+                anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
+                resp.bytes().await?;
+                lat.push(t.elapsed());
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    all.sort();
+    Ok((rate, percentile(&all, 0.5), percentile(&all, 0.99)))
+}
+
+async fn backend_rows(
+    name: &str,
+    db: Option<String>,
+    args: &Args,
+    rows: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    eprintln!("bench: {name}: starting server and seeding 50 users");
+    let (r, client, email) = start(db).await?;
+    // Sequential logins (password step); different device each time.
+    let mut lat = Vec::new();
+    let mut token = String::new();
+    for _ in 0..args.logins {
+        let t = Instant::now();
+        let resp = client
+            .login(&LoginRequest {
+                org: "bench".into(),
+                email: email.clone(),
+                password: PASSWORD.into(),
+                device_id: Uuid::new_v4(),
+            })
+            .await?;
+        lat.push(t.elapsed());
+        token = resp.session.context("session")?.token;
+    }
+    lat.sort();
+    rows.push(format!(
+        "| {name} | login (password step), sequential | {:.1} /s | {} | {} |",
+        1.0 / (lat.iter().sum::<Duration>().as_secs_f64() / lat.len() as f64),
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99))
+    ));
+    for (label, path) in [
+        ("GET /api/v1/auth/session", "/api/v1/auth/session"),
+        ("GET /api/v1/users (51 users decrypted)", "/api/v1/users"),
+    ] {
+        eprintln!(
+            "bench: {name}: {label}, {} clients, {} s",
+            args.clients, args.secs
+        );
+        let (rate, p50, p99) = throughput(&r, &token, path, args.clients, args.secs).await?;
+        rows.push(format!(
+            "| {name} | {label}, {} clients | {rate:.0} /s | {} | {} |",
+            args.clients,
+            ms(p50),
+            ms(p99)
+        ));
+    }
+    r.handle.shutdown();
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut rows = Vec::new();
+
+    let passwords = Passwords::new();
+    let n = 20;
+    let t = Instant::now();
+    let mut hash = String::new();
+    for _ in 0..n {
+        hash = passwords
+            .hash(PASSWORD)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+    }
+    let per_hash = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        passwords
+            .verify(Some(&hash), PASSWORD)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+    }
+    let per_verify = t.elapsed() / n;
+    rows.push(format!(
+        "| — | Argon2id hash (m=19 MiB, t=2, p=1) | {:.1} /s | {} | — |",
+        1.0 / per_hash.as_secs_f64(),
+        ms(per_hash)
+    ));
+    rows.push(format!(
+        "| — | Argon2id verify | {:.1} /s | {} | — |",
+        1.0 / per_verify.as_secs_f64(),
+        ms(per_verify)
+    ));
+
+    backend_rows("SQLite", None, &args, &mut rows).await?;
+    match args
+        .postgres
+        .clone()
+        .or_else(|| std::env::var("WARDLINE_TEST_POSTGRES_URL").ok())
+    {
+        Some(pg) => backend_rows("PostgreSQL", Some(pg), &args, &mut rows).await?,
+        None => eprintln!(
+            "bench: no PostgreSQL URL (--postgres or WARDLINE_TEST_POSTGRES_URL); skipped"
+        ),
+    }
+
+    println!("| backend | operation | rate | p50 ms | p99 ms |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}
