@@ -478,7 +478,57 @@ async fn lockout_backs_off_but_never_bars_forever(backend: Backend) {
     );
 }
 
+async fn administrators_cannot_lock_themselves_out(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("riverside").await;
+    let me = admin.user.id;
+    assert_eq!(
+        admin.client.suspend_user(me).await.unwrap_err().code(),
+        Some(ErrorCode::Conflict)
+    );
+    assert_eq!(
+        admin.client.deprovision_user(me).await.unwrap_err().code(),
+        Some(ErrorCode::Conflict)
+    );
+    let demote = wardline_proto::directory::UpdateUserRequest {
+        roles: Some(vec![Role::Nurse]),
+        ..Default::default()
+    };
+    assert_eq!(
+        admin
+            .client
+            .update_user(me, &demote)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::Conflict)
+    );
+    // Adding a role to oneself, or renaming oneself, is fine.
+    let more = wardline_proto::directory::UpdateUserRequest {
+        roles: Some(vec![Role::OrgAdmin, Role::Physician]),
+        ..Default::default()
+    };
+    assert_eq!(
+        admin.client.update_user(me, &more).await.unwrap().roles,
+        vec![Role::OrgAdmin, Role::Physician]
+    );
+    admin
+        .client
+        .current_session()
+        .await
+        .expect("still signed in");
+    // Another administrator can demote this one.
+    let second = t.user_with_role(&admin, Role::OrgAdmin).await;
+    assert_eq!(
+        second.client.update_user(me, &demote).await.unwrap().roles,
+        vec![Role::Nurse]
+    );
+}
+
 both_backends!(
+    administrators_cannot_lock_themselves_out,
     setup_code_works_once_and_mfa_is_required_by_default,
     totp_login_rejects_replay_and_recovery_codes_work_once,
     sessions_end_after_idle_timeout_and_absolute_lifetime,

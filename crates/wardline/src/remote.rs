@@ -323,6 +323,13 @@ async fn resolve(client: &ApiClient, user: &str) -> anyhow::Result<Uuid> {
         .with_context(|| format!("no user {user}"))
 }
 
+/// The signed-in client and the id of the user named on the command line.
+async fn client_and_user(opts: &ClientOpts, user: &str) -> anyhow::Result<(ApiClient, Uuid)> {
+    let (c, _) = signed_in(opts)?;
+    let id = resolve(&c, user).await?;
+    Ok((c, id))
+}
+
 fn print_users(users: &[User], json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&users);
@@ -376,8 +383,7 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             print_users(&[u], opts.json)
         }
         UsersCommand::Show { opts, user } => {
-            let (c, _) = signed_in(&opts)?;
-            let id = resolve(&c, &user).await?;
+            let (c, id) = client_and_user(&opts, &user).await?;
             print_users(&[c.user(id).await?], opts.json)
         }
         UsersCommand::Update {
@@ -388,8 +394,7 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             phone,
             roles,
         } => {
-            let (c, _) = signed_in(&opts)?;
-            let id = resolve(&c, &user).await?;
+            let (c, id) = client_and_user(&opts, &user).await?;
             let req = UpdateUserRequest {
                 email,
                 display_name: name,
@@ -400,23 +405,19 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             print_users(&[c.update_user(id, &req).await?], opts.json)
         }
         UsersCommand::Suspend { opts, user } => {
-            let (c, _) = signed_in(&opts)?;
-            let id = resolve(&c, &user).await?;
+            let (c, id) = client_and_user(&opts, &user).await?;
             print_users(&[c.suspend_user(id).await?], opts.json)
         }
         UsersCommand::Reactivate { opts, user } => {
-            let (c, _) = signed_in(&opts)?;
-            let id = resolve(&c, &user).await?;
+            let (c, id) = client_and_user(&opts, &user).await?;
             print_users(&[c.reactivate_user(id).await?], opts.json)
         }
         UsersCommand::Deprovision { opts, user } => {
-            let (c, _) = signed_in(&opts)?;
-            let id = resolve(&c, &user).await?;
+            let (c, id) = client_and_user(&opts, &user).await?;
             print_users(&[c.deprovision_user(id).await?], opts.json)
         }
         UsersCommand::ResetMfa { opts, user } => {
-            let (c, _) = signed_in(&opts)?;
-            let id = resolve(&c, &user).await?;
+            let (c, id) = client_and_user(&opts, &user).await?;
             c.reset_mfa(id).await?;
             eprintln!("authenticator cleared; the user enrols again at next sign-in");
             Ok(())
@@ -445,8 +446,7 @@ pub enum SessionsCommand {
 pub async fn sessions(cmd: SessionsCommand) -> anyhow::Result<()> {
     match cmd {
         SessionsCommand::List { opts, user } => {
-            let (c, _) = signed_in(&opts)?;
-            let id = resolve(&c, &user).await?;
+            let (c, id) = client_and_user(&opts, &user).await?;
             let list = c.list_sessions(id).await?;
             if opts.json {
                 return print_json(&list);
@@ -464,8 +464,7 @@ pub async fn sessions(cmd: SessionsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SessionsCommand::Revoke { opts, user, device } => {
-            let (c, _) = signed_in(&opts)?;
-            let id = resolve(&c, &user).await?;
+            let (c, id) = client_and_user(&opts, &user).await?;
             let r = c.revoke_sessions(id, device).await?;
             if opts.json {
                 return print_json(&r);

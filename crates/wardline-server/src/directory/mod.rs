@@ -342,8 +342,25 @@ impl DirectoryService {
         Ok(out)
     }
 
-    pub async fn update(&self, org: OrgId, id: UserId, req: UpdateUserRequest) -> ApiResult<User> {
+    /// `actor` is the administrator making the change: nobody can take their
+    /// own administrator role away (an organisation must not lock itself out).
+    pub async fn update(
+        &self,
+        org: OrgId,
+        actor: UserId,
+        id: UserId,
+        req: UpdateUserRequest,
+    ) -> ApiResult<User> {
         let mut row = self.user_row(org, id).await?;
+        if let Some(roles) = &req.roles
+            && actor == id
+            && row.roles.contains(&Role::OrgAdmin)
+            && !roles.contains(&Role::OrgAdmin)
+        {
+            return Err(ApiError::conflict(
+                "you cannot remove your own org_admin role; ask another administrator",
+            ));
+        }
         if row.status == UserStatus::Deprovisioned {
             return Err(ApiError::conflict("user is deprovisioned"));
         }
@@ -391,8 +408,20 @@ impl DirectoryService {
     }
 
     /// Suspend, reactivate or deprovision. Leaving `Active` ends every session
-    /// at once; a deprovisioned user is final.
-    pub async fn set_status(&self, org: OrgId, id: UserId, status: UserStatus) -> ApiResult<User> {
+    /// at once; a deprovisioned user is final. Nobody suspends or deprovisions
+    /// their own account (`actor`), so an organisation keeps an administrator.
+    pub async fn set_status(
+        &self,
+        org: OrgId,
+        actor: UserId,
+        id: UserId,
+        status: UserStatus,
+    ) -> ApiResult<User> {
+        if actor == id && status != UserStatus::Active {
+            return Err(ApiError::conflict(
+                "you cannot suspend or deprovision your own account",
+            ));
+        }
         let mut row = self.user_row(org, id).await?;
         if row.status == UserStatus::Deprovisioned {
             return Err(ApiError::conflict(

@@ -112,7 +112,9 @@ async fn update_user(
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
-    Ok(Json(s.directory.update(p.org_id, id, req).await?))
+    Ok(Json(
+        s.directory.update(p.org_id, p.user_id, id, req).await?,
+    ))
 }
 
 /// Bar a user from signing in (reversible); their sessions end now.
@@ -127,7 +129,7 @@ async fn suspend_user(
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
         s.directory
-            .set_status(p.org_id, id, UserStatus::Suspended)
+            .set_status(p.org_id, p.user_id, id, UserStatus::Suspended)
             .await?,
     ))
 }
@@ -143,7 +145,7 @@ async fn reactivate_user(
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
         s.directory
-            .set_status(p.org_id, id, UserStatus::Active)
+            .set_status(p.org_id, p.user_id, id, UserStatus::Active)
             .await?,
     ))
 }
@@ -160,7 +162,7 @@ async fn deprovision_user(
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
         s.directory
-            .set_status(p.org_id, id, UserStatus::Deprovisioned)
+            .set_status(p.org_id, p.user_id, id, UserStatus::Deprovisioned)
             .await?,
     ))
 }
