@@ -34,6 +34,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: PrometheusHandle,
     pub openapi: Arc<String>,
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +148,7 @@ impl Server {
             store,
             metrics: telemetry::metrics(),
             openapi,
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         };
         Ok(Server {
             config,

@@ -19,6 +19,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://…` or `postgres://…`; empty means SQLite in `data_dir`.
     pub database_url: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. Empty: the TCP peer
+    /// is the client. Behind a proxy, list it, or every client shares its
+    /// address and the per-address sign-in back-off hits them all.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub tls: TlsConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
@@ -106,6 +110,7 @@ impl Default for Config {
             data_dir: PathBuf::from("wardline-data"),
             listen: "127.0.0.1:8443".parse().expect("valid default address"),
             database_url: None,
+            trusted_proxies: Vec::new(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),

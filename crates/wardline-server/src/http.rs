@@ -3,12 +3,13 @@
 //! the 404/405 fallbacks, the panic guard, and per-request metrics, logging and
 //! security headers.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -86,6 +87,27 @@ fn query_rejection(rej: QueryRejection) -> ApiError {
     ApiError::bad_request(format!("invalid query string: {}", rej.body_text()))
 }
 
+/// The client's address: the TCP peer, unless the peer is a trusted proxy, in
+/// which case the right-most `X-Forwarded-For` entry that is not itself a
+/// trusted proxy. Entries left of that are client-supplied and never believed.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| part.trim().parse().ok())
+        .collect();
+    chain
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
@@ -143,4 +165,35 @@ pub async fn observe(req: Request, next: Next) -> Response {
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        // Untrusted peer: its header is ignored.
+        assert_eq!(client_ip(client, &xff("198.51.100.1"), &[proxy]), client);
+        // Trusted proxy: the right-most untrusted entry; spoofed entries to its left are ignored.
+        assert_eq!(
+            client_ip(proxy, &xff("198.51.100.1, 203.0.113.7"), &[proxy]),
+            client
+        );
+        assert_eq!(
+            client_ip(proxy, &xff("203.0.113.7, 10.0.0.1"), &[proxy]),
+            client
+        );
+        // No usable header: the proxy itself.
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
+        assert_eq!(client_ip(proxy, &xff("garbage"), &[proxy]), proxy);
+    }
 }

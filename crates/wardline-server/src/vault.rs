@@ -121,7 +121,12 @@ impl Vault {
 
     pub async fn record_key(&self, id: &str) -> Result<DataKey, VaultError> {
         let row = self.store.get_data_key(id).await?;
-        unwrap_row(self.keys.as_ref(), &row)
+        self.unwrap_key(&row)
+    }
+
+    /// Unwraps a data key row the caller already fetched.
+    pub fn unwrap_key(&self, row: &DataKeyRow) -> Result<DataKey, VaultError> {
+        unwrap_row(self.keys.as_ref(), row)
     }
 
     pub fn seal(key: &DataKey, field: FieldRef<'_>, value: &str) -> Vec<u8> {

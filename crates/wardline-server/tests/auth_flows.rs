@@ -536,3 +536,54 @@ both_backends!(
     password_change_and_mfa_reset,
     lockout_backs_off_but_never_bars_forever,
 );
+
+/// Behind a trusted proxy, back-off follows the real client address, so one
+/// guesser does not slow down everyone else behind the same proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_off_follows_the_client_behind_a_trusted_proxy() {
+    let t = TestServer::start_with(Backend::Sqlite, |c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]
+    })
+    .await
+    .unwrap();
+    let admin = t.setup_org("riverside").await;
+    let http = t.http();
+    let login = |who: &str, xff: &str, password: &str| {
+        http.post(format!("{}/api/v1/auth/login", t.url))
+            .header("x-forwarded-for", xff)
+            .json(&login_req("riverside", who, password))
+            .send()
+    };
+    // Password spraying: a different account each time, so only the
+    // per-address back-off can stop it.
+    for i in 0..25 {
+        login(
+            &format!("ghost{i}@riverside.test"),
+            "198.51.100.1",
+            "wrong password",
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        login("someone@riverside.test", "198.51.100.1", "x")
+            .await
+            .unwrap()
+            .status(),
+        429,
+        "the guesser waits"
+    );
+    // A spoofed left-most entry does not help the guesser.
+    assert_eq!(
+        login("someone@riverside.test", "203.0.113.9, 198.51.100.1", "x")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    // Another client behind the same proxy signs in normally.
+    let ok = login(&admin.user.email, "203.0.113.9", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}

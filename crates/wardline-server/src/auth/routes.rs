@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -51,9 +51,11 @@ async fn setup(
 async fn login(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    Ok(Json(s.auth.login(req, peer.ip()).await?))
+    let ip = crate::http::client_ip(peer.ip(), &headers, &s.trusted_proxies);
+    Ok(Json(s.auth.login(req, ip).await?))
 }
 
 /// Complete sign-in with a TOTP or recovery code.

@@ -334,12 +334,10 @@ impl DirectoryService {
     }
 
     pub async fn list(&self, org: OrgId) -> ApiResult<Vec<User>> {
-        let rows = self.store.list_users(org).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(self.to_wire(row).await?);
-        }
-        Ok(out)
+        let rows = self.store.list_users_with_keys(org).await?;
+        rows.iter()
+            .map(|(row, key)| self.decode(row, &self.vault.unwrap_key(key)?))
+            .collect()
     }
 
     /// `actor` is the administrator making the change: nobody can take their

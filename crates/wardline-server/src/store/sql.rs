@@ -189,6 +189,14 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow> {
     })
 }
 
+/// `user_cols!` qualified with the alias `u`, for joins.
+macro_rules! user_cols_u {
+    () => {
+        "u.id, u.org_id, u.dek_id, u.email_bidx, u.email_enc, u.display_name_enc, u.phone_enc, u.roles, u.status, \
+         u.password_hash, u.totp_secret_enc, u.totp_enabled, u.totp_last_step, u.created_at, u.updated_at"
+    };
+}
+
 macro_rules! session_cols {
     () => {
         "id, org_id, user_id, device_id, token_hash, created_at, last_seen_at, expires_at, \
@@ -456,6 +464,36 @@ impl Store for SqlStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    async fn list_users_with_keys(&self, org: OrgId) -> Result<Vec<(UserRow, DataKeyRow)>> {
+        // The data key's columns are aliased so they cannot shadow the user's.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_cols_u!(),
+            ", k.id AS k_id, k.org_id AS k_org_id, k.kek_id AS k_kek_id, k.wrapped AS k_wrapped, \
+             k.created_at AS k_created_at \
+             FROM users u JOIN data_keys k ON k.id = u.dek_id WHERE u.org_id = $1 ORDER BY u.created_at, u.id"
+        ))
+        .bind(org.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let key_org: Option<String> = r.try_get("k_org_id")?;
+                let key = DataKeyRow {
+                    id: r.try_get("k_id")?,
+                    org_id: key_org
+                        .map(|s| Uuid::from_str(&s))
+                        .transpose()
+                        .map_err(|_| StoreError::Corrupt("data key org_id".into()))?,
+                    kek_id: r.try_get("k_kek_id")?,
+                    wrapped: r.try_get("k_wrapped")?,
+                    created_at: r.try_get("k_created_at")?,
+                };
+                Ok((user_from_row(r)?, key))
+            })
+            .collect()
     }
 
     async fn update_user(&self, u: &UserRow) -> Result<()> {
