@@ -11,12 +11,24 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetupRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub setup_code: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub org_name: String,
     /// Short lowercase handle used at login, e.g. `riverside-clinic`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[a-z0-9][a-z0-9-]{0,46}[a-z0-9]$")
+    )]
     pub org_slug: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(format = "email", min_length = 3, max_length = 254)
+    )]
     pub admin_email: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub admin_display_name: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 128))]
     pub admin_password: String,
 }
 

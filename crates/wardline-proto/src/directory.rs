@@ -19,9 +19,11 @@ pub struct Organisation {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrgPolicy {
     /// Seconds without a request after which a session ends (60 ..= 86400).
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 86400))]
     pub idle_timeout_secs: i64,
     /// Seconds after sign-in after which a session ends whatever the activity
-    /// (300 ..= 604800).
+    /// (300 ..= 604800), not less than `idle_timeout_secs`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 300, maximum = 604800))]
     pub absolute_lifetime_secs: i64,
     /// Whether every user must have a second factor. On by default.
     pub mfa_required: bool,
@@ -77,12 +79,22 @@ pub struct User {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateUserRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(format = "email", min_length = 3, max_length = 254)
+    )]
     pub email: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub display_name: String,
+    /// International format (E.164), e.g. `+15551234567`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+[1-9][0-9]{6,14}$"))]
     pub phone: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub roles: Vec<Role>,
-    /// Initial password; subject to the password policy. The user should change it.
+    /// Initial password; subject to the password policy (12 to 128 characters,
+    /// not common or guessable). The user should change it.
+    #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 128))]
     pub password: String,
 }
 

@@ -85,14 +85,71 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Declares the errors that every operation can return, so that handlers only
+/// document their own: 400 (bad parameters or body), 413/415/422 (bodies), and for
+/// operations that need a session 401 and 403 (including MFA enrolment pending).
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = op.request_body.is_some();
+                let r = &mut op.responses.responses;
+                r.entry("400".into())
+                    .or_insert_with(|| error("Malformed parameters or body"));
+                if has_body {
+                    r.entry("413".into())
+                        .or_insert_with(|| error("Body larger than limits.max_body_bytes"));
+                    r.entry("415".into())
+                        .or_insert_with(|| error("Body is not application/json"));
+                    r.entry("422".into())
+                        .or_insert_with(|| error("Well-formed but invalid values"));
+                }
+                if secured {
+                    r.entry("401".into())
+                        .or_insert_with(|| error("Missing, expired or revoked session"));
+                    r.entry("403".into())
+                        .or_insert_with(|| error("Not permitted, or MFA enrolment pending"));
+                }
+            }
+        }
+    }
+}
+
 /// The API routes and the OpenAPI document generated from the same handlers.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    OpenApiRouter::with_openapi(doc)
+    let (router, mut doc) = OpenApiRouter::with_openapi(doc)
         .merge(auth::routes::router())
         .merge(directory::routes::router())
-        .split_for_parts()
+        .split_for_parts();
+    // After the merge: the derive's own modifiers run before any path exists.
+    CommonErrors.modify(&mut doc);
+    (router, doc)
 }
 
 pub struct Server {
