@@ -143,13 +143,16 @@ async fn totp_login_rejects_replay_and_recovery_codes_work_once(backend: Backend
         "a recovery code works once"
     );
 
-    // Five wrong codes end the challenge.
+    // Five wrong codes end the challenge. (The clock moves past the per-user
+    // back-off between attempts, which `wrong_mfa_codes_back_off_across_challenges`
+    // tests on its own.)
     let fourth = c
         .login(&login_req("riverside", &admin.user.email, PASSWORD))
         .await
         .unwrap();
     let tok = fourth.mfa_token.unwrap();
     for _ in 0..5 {
+        t.clock.advance(20);
         assert_eq!(
             c.verify_mfa(&tok, "123456").await.unwrap_err().code(),
             Some(ErrorCode::InvalidCredentials)
@@ -527,7 +530,54 @@ async fn administrators_cannot_lock_themselves_out(backend: Backend) {
     );
 }
 
+async fn wrong_mfa_codes_back_off_across_challenges(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("riverside").await;
+    let c = t.client();
+    let wrong = |code: &str| {
+        if code == "000000" {
+            "111111".to_string()
+        } else {
+            "000000".to_string()
+        }
+    };
+    // Five wrong codes, each on a fresh challenge (password known).
+    for _ in 0..5 {
+        let ch = c
+            .login(&login_req("riverside", &admin.user.email, PASSWORD))
+            .await
+            .unwrap();
+        let code = wrong(&t.totp_code(&admin.totp_secret));
+        let err = c
+            .verify_mfa(ch.mfa_token.as_deref().unwrap(), &code)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::InvalidCredentials));
+    }
+    // A new challenge does not reset the count: even the right code waits.
+    let ch = c
+        .login(&login_req("riverside", &admin.user.email, PASSWORD))
+        .await
+        .unwrap();
+    let right = t.totp_code(&admin.totp_secret);
+    let err = c
+        .verify_mfa(ch.mfa_token.as_deref().unwrap(), &right)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::RateLimited));
+    // After the back-off the right code works, and success clears the count.
+    t.clock.advance(2);
+    t.next_totp_step();
+    let right = t.totp_code(&admin.totp_secret);
+    c.verify_mfa(ch.mfa_token.as_deref().unwrap(), &right)
+        .await
+        .unwrap();
+}
+
 both_backends!(
+    wrong_mfa_codes_back_off_across_challenges,
     administrators_cannot_lock_themselves_out,
     setup_code_works_once_and_mfa_is_required_by_default,
     totp_login_rejects_replay_and_recovery_codes_work_once,

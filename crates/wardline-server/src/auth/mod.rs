@@ -258,9 +258,19 @@ impl AuthService {
                 "this account is suspended or deprovisioned",
             ));
         }
+        // Wrong codes count per user across challenges: otherwise anyone who
+        // knows the password could open challenge after challenge and try the
+        // whole code space.
+        let mfa_key = [ThrottleKey {
+            key: format!("mfa:{}", user.id),
+            free: self.cfg.lockout_free_attempts,
+        }];
+        self.check_throttle(&mfa_key).await?;
         if !self.check_second_factor(&user, &req.code).await? {
+            self.record_failure(&mfa_key).await?;
             return Err(invalid_code());
         }
+        self.store.clear_throttle(&mfa_key[0].key).await?;
         self.store.delete_mfa_challenge(&hash).await?;
         let org = self.directory.org(challenge.org_id).await?;
         self.issue_session(&org, &user, challenge.device_id, true)
