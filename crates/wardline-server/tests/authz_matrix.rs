@@ -382,14 +382,7 @@ async fn matrix(backend: Backend) {
     );
 
     // Every documented operation is in the matrix.
-    let doc: Value = http
-        .get(format!("{}/api/openapi.json", t.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = t.openapi().await;
     let mut documented = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {

@@ -37,14 +37,7 @@ async fn sweep_every_operation_with_malformed_bodies(backend: Backend) {
     };
     let admin = t.setup_org("alpha").await;
     let http = t.http();
-    let doc: Value = http
-        .get(format!("{}/api/openapi.json", t.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = t.openapi().await;
     let some_id = Uuid::new_v4().to_string();
     let bodies: Vec<(&str, Vec<u8>, &str)> = vec![
         (

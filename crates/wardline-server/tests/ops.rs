@@ -42,14 +42,7 @@ async fn health_readiness_metrics_and_openapi() {
     assert!(m.contains("route=\"/api/v1/users/{id}\""), "{m}");
     assert!(m.contains("wardline_http_request_duration_seconds"), "{m}");
 
-    let doc: Value = http
-        .get(format!("{}/api/openapi.json", t.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = t.openapi().await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),
         "{}",

@@ -144,6 +144,17 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The served OpenAPI document.
+    pub async fn openapi(&self) -> serde_json::Value {
+        let resp = self
+            .http()
+            .get(format!("{}/api/openapi.json", self.url))
+            .send()
+            .await
+            .unwrap();
+        resp.json().await.unwrap()
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
