@@ -75,10 +75,6 @@ impl ApiClient {
         self.token = token;
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     async fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

@@ -120,16 +120,6 @@ impl LocalKeyFile {
         Ok(retired)
     }
 
-    pub fn kek_ids(&self) -> Vec<String> {
-        self.ring
-            .read()
-            .expect("keyring lock poisoned")
-            .keys
-            .keys()
-            .cloned()
-            .collect()
-    }
-
     fn with_kek<T>(&self, kek_id: &str, f: impl Fn(&DataKey) -> Result<T>) -> Result<T> {
         {
             let ring = self.ring.read().expect("keyring lock poisoned");

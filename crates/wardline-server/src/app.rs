@@ -224,10 +224,6 @@ impl Server {
         &self.state
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     pub fn sql(&self) -> &Arc<SqlStore> {
         &self.sql
     }

@@ -213,7 +213,11 @@ async fn users_are_scoped_by_organisation(backend: Backend) {
         u.id
     );
     assert!(s.find_user_by_email(a.id, "nope").await.unwrap().is_none());
-    assert_eq!(s.list_users(a.id).await.unwrap().len(), 1);
+    let listed = s.list_users_with_keys(a.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, u);
+    assert_eq!(listed[0].1.id, k);
+    assert_eq!(listed[0].1.wrapped, vec![1, 2, 3]);
 
     let mut changed = u.clone();
     changed.status = UserStatus::Suspended;

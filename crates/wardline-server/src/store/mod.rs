@@ -159,9 +159,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_user(&self, user: &UserRow) -> Result<()>;
     async fn get_user(&self, org: OrgId, id: UserId) -> Result<UserRow>;
     async fn find_user_by_email(&self, org: OrgId, email_bidx: &str) -> Result<Option<UserRow>>;
-    async fn list_users(&self, org: OrgId) -> Result<Vec<UserRow>>;
-    /// As `list_users`, each with its wrapped data key, in one round trip
-    /// (listing decrypts every user's fields).
+    /// The organisation's users, each with its wrapped data key, in one
+    /// round trip (listing decrypts every user's fields).
     async fn list_users_with_keys(&self, org: OrgId) -> Result<Vec<(UserRow, DataKeyRow)>>;
     /// Writes every mutable column of `user` (matched by org and id).
     async fn update_user(&self, user: &UserRow) -> Result<()>;

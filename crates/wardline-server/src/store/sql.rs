@@ -454,18 +454,6 @@ impl Store for SqlStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn list_users(&self, org: OrgId) -> Result<Vec<UserRow>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM users WHERE org_id = $1 ORDER BY created_at, id"
-        ))
-        .bind(org.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(user_from_row).collect()
-    }
-
     async fn list_users_with_keys(&self, org: OrgId) -> Result<Vec<(UserRow, DataKeyRow)>> {
         // The data key's columns are aliased so they cannot shadow the user's.
         let rows = sqlx::query(concat!(
