@@ -143,17 +143,20 @@ fn org_from_row(row: &AnyRow) -> Result<OrgRow> {
     })
 }
 
-fn data_key_from_row(row: &AnyRow) -> Result<DataKeyRow> {
-    let org: Option<String> = row.try_get("org_id")?;
+/// Decodes a data key whose columns carry `prefix` (`""`, or `"k_"` where a
+/// join aliased them away from the user's columns of the same name).
+fn data_key_from_row(row: &AnyRow, prefix: &str) -> Result<DataKeyRow> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let org: Option<String> = row.try_get(col("org_id").as_str())?;
     Ok(DataKeyRow {
-        id: row.try_get("id")?,
+        id: row.try_get(col("id").as_str())?,
         org_id: org
             .map(|s| Uuid::from_str(&s))
             .transpose()
-            .map_err(|_| StoreError::Corrupt("org_id".into()))?,
-        kek_id: row.try_get("kek_id")?,
-        wrapped: row.try_get("wrapped")?,
-        created_at: row.try_get("created_at")?,
+            .map_err(|_| StoreError::Corrupt("data key org_id".into()))?,
+        kek_id: row.try_get(col("kek_id").as_str())?,
+        wrapped: row.try_get(col("wrapped").as_str())?,
+        created_at: row.try_get(col("created_at").as_str())?,
     })
 }
 
@@ -297,7 +300,7 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
-        data_key_from_row(&row)
+        data_key_from_row(&row, "")
     }
 
     async fn data_keys_not_under(&self, kek_id: &str, limit: i64) -> Result<Vec<DataKeyRow>> {
@@ -308,7 +311,7 @@ impl Store for SqlStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(data_key_from_row).collect()
+        rows.iter().map(|r| data_key_from_row(r, "")).collect()
     }
 
     async fn rewrap_data_key(
@@ -467,20 +470,7 @@ impl Store for SqlStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                let key_org: Option<String> = r.try_get("k_org_id")?;
-                let key = DataKeyRow {
-                    id: r.try_get("k_id")?,
-                    org_id: key_org
-                        .map(|s| Uuid::from_str(&s))
-                        .transpose()
-                        .map_err(|_| StoreError::Corrupt("data key org_id".into()))?,
-                    kek_id: r.try_get("k_kek_id")?,
-                    wrapped: r.try_get("k_wrapped")?,
-                    created_at: r.try_get("k_created_at")?,
-                };
-                Ok((user_from_row(r)?, key))
-            })
+            .map(|r| Ok((user_from_row(r)?, data_key_from_row(r, "k_")?)))
             .collect()
     }
 
