@@ -52,11 +52,8 @@ pub struct FieldRef<'a> {
 }
 
 impl FieldRef<'_> {
-    pub fn context_bytes(&self) -> Vec<u8> {
-        self.context()
-    }
-
-    fn context(&self) -> Vec<u8> {
+    /// The associated data a field is sealed with.
+    pub fn context(&self) -> Vec<u8> {
         format!("{}/{}/{}", self.table, self.row_id, self.column).into_bytes()
     }
 }

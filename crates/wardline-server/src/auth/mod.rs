@@ -103,7 +103,10 @@ impl AuthService {
     fn throttle_keys(&self, org_slug: &str, email: &str, ip: IpAddr) -> [ThrottleKey; 3] {
         // Keys name the account by a keyed hash: the throttle table holds no e-mail.
         let email = email.trim().to_lowercase();
-        let acct = blind_index_for_throttle(&self.directory, org_slug, &email);
+        let acct = self
+            .directory
+            .vault()
+            .throttle_index(&format!("{}\u{0}{email}", org_slug.trim()));
         let free = self.cfg.lockout_free_attempts;
         [
             ThrottleKey {
@@ -568,12 +571,6 @@ impl AuthService {
         self.store.revoke_session(session, self.clock.now()).await?;
         Ok(())
     }
-}
-
-fn blind_index_for_throttle(directory: &DirectoryService, org_slug: &str, email: &str) -> String {
-    directory
-        .vault()
-        .throttle_index(&format!("{}\u{0}{email}", org_slug.trim()))
 }
 
 #[cfg(test)]

@@ -478,7 +478,7 @@ impl DirectoryService {
     pub async fn seal_totp_secret(&self, row: &UserRow, secret: &[u8]) -> ApiResult<Vec<u8>> {
         let key = self.vault.record_key(&row.dek_id).await?;
         let sid = row.id.to_string();
-        Ok(key.seal(secret, &field(&sid, "totp_secret").context_bytes()))
+        Ok(key.seal(secret, &field(&sid, "totp_secret").context()))
     }
 
     pub async fn open_totp_secret(&self, row: &UserRow) -> ApiResult<Option<Vec<u8>>> {
@@ -487,9 +487,8 @@ impl DirectoryService {
         };
         let key = self.vault.record_key(&row.dek_id).await?;
         let sid = row.id.to_string();
-        Ok(Some(key.open(
-            sealed,
-            &field(&sid, "totp_secret").context_bytes(),
-        )?))
+        Ok(Some(
+            key.open(sealed, &field(&sid, "totp_secret").context())?,
+        ))
     }
 }
