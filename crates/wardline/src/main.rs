@@ -33,6 +33,21 @@ pub struct ServerOpts {
     pub database_url: Option<String>,
 }
 
+/// A new organisation and its first administrator (`setup` and `admin bootstrap`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct NewOrgArgs {
+    #[arg(long)]
+    pub org_name: String,
+    #[arg(long)]
+    pub org_slug: String,
+    /// The administrator's e-mail.
+    #[arg(long)]
+    pub email: String,
+    /// The administrator's display name.
+    #[arg(long)]
+    pub name: String,
+}
+
 /// Options for commands that talk to a running server.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ClientOpts {

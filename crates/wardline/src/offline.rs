@@ -10,20 +10,14 @@ use wardline_server::Server;
 use wardline_server::store::{SqlStore, Store};
 use wardline_server::vault::rewrap_all;
 
-use crate::{ServerOpts, input, load_config};
+use crate::{NewOrgArgs, ServerOpts, input, load_config};
 
 #[derive(clap::Args)]
 pub struct BootstrapArgs {
     #[command(flatten)]
     server: ServerOpts,
-    #[arg(long)]
-    org_name: String,
-    #[arg(long)]
-    org_slug: String,
-    #[arg(long)]
-    email: String,
-    #[arg(long)]
-    name: String,
+    #[command(flatten)]
+    new_org: NewOrgArgs,
 }
 
 pub async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
@@ -31,16 +25,17 @@ pub async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
     let server = Server::build(cfg).await?;
     let password = input::secret("Administrator password: ")?;
     let dir = &server.state().directory;
+    let new = args.new_org;
     let org = dir
-        .create_org(&args.org_name, &args.org_slug)
+        .create_org(&new.org_name, &new.org_slug)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let admin = dir
         .create_user(
             org.id,
             CreateUserRequest {
-                email: args.email,
-                display_name: args.name,
+                email: new.email,
+                display_name: new.name,
                 phone: None,
                 roles: vec![Role::OrgAdmin],
                 password,

@@ -9,7 +9,7 @@ use wardline_proto::Role;
 use wardline_proto::auth::{LoginRequest, LoginStep, SetupRequest};
 use wardline_proto::directory::{CreateUserRequest, OrgPolicy, UpdateUserRequest, User};
 
-use crate::{ClientOpts, input};
+use crate::{ClientOpts, NewOrgArgs, input};
 
 fn profile_path(opts: &ClientOpts) -> PathBuf {
     opts.profile.clone().unwrap_or_else(Profile::default_path)
@@ -55,14 +55,8 @@ pub struct SetupArgs {
     /// The one-time setup code the server printed at first start.
     #[arg(long)]
     code: String,
-    #[arg(long)]
-    org_name: String,
-    #[arg(long)]
-    org_slug: String,
-    #[arg(long)]
-    email: String,
-    #[arg(long)]
-    name: String,
+    #[command(flatten)]
+    new_org: NewOrgArgs,
 }
 
 pub async fn setup(a: SetupArgs) -> anyhow::Result<()> {
@@ -71,10 +65,10 @@ pub async fn setup(a: SetupArgs) -> anyhow::Result<()> {
     let resp = client
         .setup(&SetupRequest {
             setup_code: a.code,
-            org_name: a.org_name,
-            org_slug: a.org_slug,
-            admin_email: a.email,
-            admin_display_name: a.name,
+            org_name: a.new_org.org_name,
+            org_slug: a.new_org.org_slug,
+            admin_email: a.new_org.email,
+            admin_display_name: a.new_org.name,
             admin_password: password,
         })
         .await?;
