@@ -30,6 +30,29 @@ pub trait KeyProvider: Send + Sync {
     fn wrap(&self, data_key_id: &str, key: &DataKey) -> Result<WrappedKey>;
     /// Unwraps a data key wrapped under any KEK the provider still holds.
     fn unwrap(&self, data_key_id: &str, wrapped: &WrappedKey) -> Result<DataKey>;
+    /// Signs an audit checkpoint with the current audit signing key (Ed25519),
+    /// creating that key on first use. The private key never leaves the provider.
+    fn sign_checkpoint(&self, message: &[u8]) -> Result<CheckpointSignature>;
+    /// The public half of an audit signing key, current or earlier: signing keys
+    /// are never retired, since old checkpoints must stay verifiable.
+    fn checkpoint_public_key(&self, key_id: &str) -> Result<[u8; 32]>;
+}
+
+/// An Ed25519 signature over a checkpoint and the id of the key that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSignature {
+    pub key_id: String,
+    pub signature: [u8; 64],
+}
+
+/// Checks an Ed25519 checkpoint signature (strict verification: no malleable
+/// or small-order encodings).
+pub fn verify_checkpoint_signature(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
+        return false;
+    };
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+        .is_ok()
 }
 
 const FORMAT: &str = "wardline-keyring-v1";
@@ -40,11 +63,18 @@ struct KeyringFile {
     current: String,
     /// KEK id → base64 key.
     keys: BTreeMap<String, String>,
+    /// Audit signing key id → base64 Ed25519 seed. Absent until first used.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    signing: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    current_signing: Option<String>,
 }
 
 struct Keyring {
     current: String,
     keys: BTreeMap<String, DataKey>,
+    signing: BTreeMap<String, ed25519_dalek::SigningKey>,
+    current_signing: Option<String>,
     /// (modified time, length, inode) of the file when it was read.
     stamp: Option<FileStamp>,
 }
@@ -77,6 +107,8 @@ impl LocalKeyFile {
                 &Keyring {
                     current: id,
                     keys,
+                    signing: BTreeMap::new(),
+                    current_signing: None,
                     stamp: None,
                 },
             )?;
@@ -178,6 +210,49 @@ impl KeyProvider for LocalKeyFile {
             DataKey::from_bytes(&raw)
         })
     }
+
+    fn sign_checkpoint(&self, message: &[u8]) -> Result<CheckpointSignature> {
+        use ed25519_dalek::Signer;
+        self.refresh_if_changed();
+        {
+            let ring = self.ring.read().expect("keyring lock poisoned");
+            if let Some(id) = &ring.current_signing {
+                let key = &ring.signing[id];
+                return Ok(CheckpointSignature {
+                    key_id: id.clone(),
+                    signature: key.sign(message).to_bytes(),
+                });
+            }
+        }
+        let mut ring = self.ring.write().expect("keyring lock poisoned");
+        // Another process may have created the key meanwhile: reread first.
+        *ring = read_keyring(&self.path)?;
+        if ring.current_signing.is_none() {
+            let mut seed = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(seed.as_mut());
+            let id = format!("audit-{}", new_kek_id().trim_start_matches("kek-"));
+            ring.signing
+                .insert(id.clone(), ed25519_dalek::SigningKey::from_bytes(&seed));
+            ring.current_signing = Some(id);
+            write_keyring(&self.path, &ring)?;
+            ring.stamp = stamp_of(&self.path);
+        }
+        let id = ring.current_signing.clone().expect("just ensured");
+        Ok(CheckpointSignature {
+            signature: ring.signing[&id].sign(message).to_bytes(),
+            key_id: id,
+        })
+    }
+
+    fn checkpoint_public_key(&self, key_id: &str) -> Result<[u8; 32]> {
+        let lookup = |ring: &Keyring| ring.signing.get(key_id).map(|k| k.verifying_key().to_bytes());
+        if let Some(k) = lookup(&self.ring.read().expect("keyring lock poisoned")) {
+            return Ok(k);
+        }
+        let mut ring = self.ring.write().expect("keyring lock poisoned");
+        *ring = read_keyring(&self.path)?;
+        lookup(&ring).ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))
+    }
 }
 
 fn new_kek_id() -> String {
@@ -233,9 +308,32 @@ fn read_keyring(path: &Path) -> Result<Keyring> {
     if !keys.contains_key(&file.current) {
         return Err(key_file_error(path, "current key id is not among the keys"));
     }
+    let mut signing = BTreeMap::new();
+    for (id, b64) in &file.signing {
+        let raw = Zeroizing::new(
+            STANDARD
+                .decode(b64)
+                .map_err(|_| key_file_error(path, format!("key {id} is not base64")))?,
+        );
+        let seed: &[u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| key_file_error(path, format!("signing key {id} is not 32 bytes")))?;
+        signing.insert(id.clone(), ed25519_dalek::SigningKey::from_bytes(seed));
+    }
+    for (_, mut v) in file.signing {
+        zeroize::Zeroize::zeroize(&mut v);
+    }
+    if let Some(id) = &file.current_signing
+        && !signing.contains_key(id)
+    {
+        return Err(key_file_error(path, "current signing key id is not among the keys"));
+    }
     Ok(Keyring {
         current: file.current,
         keys,
+        signing,
+        current_signing: file.current_signing,
         stamp: stamp_of(path),
     })
 }
@@ -249,6 +347,12 @@ fn write_keyring(path: &Path, ring: &Keyring) -> Result<()> {
             .iter()
             .map(|(id, k)| (id.clone(), STANDARD.encode(k.expose())))
             .collect(),
+        signing: ring
+            .signing
+            .iter()
+            .map(|(id, k)| (id.clone(), STANDARD.encode(k.as_bytes())))
+            .collect(),
+        current_signing: ring.current_signing.clone(),
     };
     let text = Zeroizing::new(serde_json::to_string_pretty(&file).expect("keyring serialises"));
     if let Some(parent) = path.parent() {
@@ -268,7 +372,7 @@ fn write_keyring(path: &Path, ring: &Keyring) -> Result<()> {
         .map_err(|e| key_file_error(&tmp, e))?;
     f.sync_all().map_err(|e| key_file_error(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| key_file_error(path, e))?;
-    for (_, mut v) in file.keys {
+    for (_, mut v) in file.keys.into_iter().chain(file.signing) {
         zeroize::Zeroize::zeroize(&mut v);
     }
     Ok(())
@@ -324,6 +428,30 @@ mod tests {
         assert!(
             matches!(fresh.unwrap("dk", &w_old), Err(CryptoError::UnknownKek(id)) if id == old)
         );
+    }
+
+    #[test]
+    fn checkpoint_signing_key_is_created_once_survives_kek_retirement_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.json");
+        let server = LocalKeyFile::open_or_create(&path).unwrap();
+        let a = server.sign_checkpoint(b"checkpoint 1").unwrap();
+        let b = server.sign_checkpoint(b"checkpoint 2").unwrap();
+        assert_eq!(a.key_id, b.key_id);
+
+        // The verifier (another process) finds the public key; KEK rotation and
+        // retirement leave the signing key alone.
+        let cli = LocalKeyFile::open_or_create(&path).unwrap();
+        cli.rotate().unwrap();
+        cli.retire_all_but_current().unwrap();
+        let fresh = LocalKeyFile::open_or_create(&path).unwrap();
+        let public = fresh.checkpoint_public_key(&a.key_id).unwrap();
+        assert!(verify_checkpoint_signature(&public, b"checkpoint 1", &a.signature));
+        assert!(!verify_checkpoint_signature(&public, b"checkpoint 2", &a.signature));
+        assert!(matches!(
+            fresh.checkpoint_public_key("audit-nope"),
+            Err(CryptoError::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -7,16 +7,21 @@
 //! * [`blind_index`]: keyed hashes that let the server look up an encrypted value
 //!   (an e-mail address at login) without storing it in clear.
 //! * [`token`]: random bearer tokens and the hashes the server stores instead.
+//! * [`merkle`]: the audit log's RFC 9162 Merkle tree, proofs and their
+//!   verification; checkpoint signatures come from the key provider.
 //!
 //! No I/O here except the key provider reading and writing its own key file.
 
 pub mod blind_index;
 pub mod envelope;
 pub mod key_provider;
+pub mod merkle;
 pub mod token;
 
 pub use envelope::{DataKey, WrappedKey};
-pub use key_provider::{KeyProvider, LocalKeyFile};
+pub use key_provider::{
+    CheckpointSignature, KeyProvider, LocalKeyFile, verify_checkpoint_signature,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -27,6 +32,8 @@ pub enum CryptoError {
     Malformed(&'static str),
     #[error("key-encryption key {0:?} is not in the key provider")]
     UnknownKek(String),
+    #[error("signing key {0:?} is not in the key provider")]
+    UnknownKey(String),
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
 }

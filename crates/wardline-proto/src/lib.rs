@@ -5,6 +5,7 @@
 //! are Unix seconds (UTC) so that no client needs a date library to compare them.
 //! No I/O lives in this crate.
 
+pub mod audit;
 pub mod auth;
 pub mod directory;
 pub mod error;

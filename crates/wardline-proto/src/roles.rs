@@ -54,7 +54,7 @@ impl Role {
                 SessionsRevoke,
                 OrgPolicyManage,
             ],
-            Role::ComplianceOfficer => &[DirectoryRead, SessionsRead],
+            Role::ComplianceOfficer => &[DirectoryRead, SessionsRead, AuditRead],
             Role::Physician | Role::Nurse | Role::MedicalAssistant | Role::FrontDesk => {
                 &[DirectoryRead]
             }
@@ -83,6 +83,8 @@ pub enum Permission {
     SessionsRevoke,
     /// Change the organisation's session and MFA policy.
     OrgPolicyManage,
+    /// Search the audit trail, run access reports and exports, fetch proofs.
+    AuditRead,
 }
 
 impl Permission {
@@ -93,6 +95,7 @@ impl Permission {
             Permission::SessionsRead => "sessions_read",
             Permission::SessionsRevoke => "sessions_revoke",
             Permission::OrgPolicyManage => "org_policy_manage",
+            Permission::AuditRead => "audit_read",
         }
     }
 }
@@ -109,6 +112,14 @@ mod tests {
             assert_eq!(Role::parse(role.as_str()), Some(role));
         }
         assert_eq!(Role::parse("superuser"), None);
+    }
+
+    #[test]
+    fn only_the_compliance_officer_reads_the_audit_trail() {
+        for role in Role::ALL {
+            let reads = role.permissions().contains(&Permission::AuditRead);
+            assert_eq!(reads, role == Role::ComplianceOfficer, "{role}");
+        }
     }
 
     #[test]

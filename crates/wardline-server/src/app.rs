@@ -15,22 +15,28 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-use wardline_crypto::LocalKeyFile;
+use wardline_crypto::{KeyProvider, LocalKeyFile};
 
+use crate::audit::AuditLog;
+use crate::audit::service::AuditService;
 use crate::auth::AuthService;
 use crate::auth::password::Passwords;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::directory::DirectoryService;
-use crate::store::{SqlStore, Store, StoreError};
+use crate::store::{AuditStore, SqlStore, Store, StoreError};
 use crate::vault::{Vault, VaultError};
-use crate::{auth, directory, http, ops, telemetry, tls};
+use crate::{audit, auth, directory, http, ops, telemetry, tls};
 
 /// Everything a handler may use. Cheap to clone (all `Arc`s inside).
 #[derive(Clone)]
 pub struct AppState {
     pub auth: AuthService,
     pub directory: DirectoryService,
+    /// Appends to the audit trail (the request middleware and services).
+    pub audit: AuditLog,
+    /// Reads the audit trail (search, reports, proofs).
+    pub audit_reader: AuditService,
     pub store: Arc<dyn Store>,
     pub metrics: PrometheusHandle,
     pub openapi: Arc<String>,
@@ -53,6 +59,8 @@ pub enum StartError {
     Listen(SocketAddr, std::io::Error),
     #[error("{0}")]
     Setup(String),
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 #[derive(OpenApi)]
@@ -69,6 +77,7 @@ pub enum StartError {
         (name = "sessions", description = "Session administration"),
         (name = "users", description = "Users and roles"),
         (name = "organisation", description = "Organisation and policy"),
+        (name = "audit", description = "Audit trail: search, access reports, exports, proofs (compliance officer)"),
     )
 )]
 struct ApiDoc;
@@ -146,6 +155,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(doc)
         .merge(auth::routes::router())
         .merge(directory::routes::router())
+        .merge(audit::routes::router())
         .split_for_parts();
     // After the merge: the derive's own modifiers run before any path exists.
     CommonErrors.modify(&mut doc);
@@ -174,10 +184,22 @@ impl Server {
             .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
-        let keys = Arc::new(LocalKeyFile::open_or_create(&config.key_file())?);
+        let keys: Arc<dyn KeyProvider> =
+            Arc::new(LocalKeyFile::open_or_create(&config.key_file())?);
         let sql = Arc::new(SqlStore::connect(&config.database_url()).await?);
         let store: Arc<dyn Store> = sql.clone();
-        let vault = Vault::open(keys, store.clone(), clock.clone()).await?;
+        let audit_store: Arc<dyn AuditStore> = sql.clone();
+        let audit =
+            AuditLog::start(audit_store.clone(), keys.clone(), clock.clone(), &config.audit).await?;
+        audit::siem::start(&config.audit, audit_store.clone(), clock.clone())
+            .map_err(StartError::Audit)?;
+        audit::retention::spawn_daily(
+            audit_store.clone(),
+            audit.clone(),
+            clock.clone(),
+            config.audit.retention_days,
+        );
+        let vault = Vault::open(keys.clone(), store.clone(), clock.clone()).await?;
         let passwords = Passwords::new();
         let directory = DirectoryService::new(
             store.clone(),
@@ -202,6 +224,8 @@ impl Server {
         let state = AppState {
             auth,
             directory,
+            audit,
+            audit_reader: AuditService::new(audit_store, keys),
             store,
             metrics: telemetry::metrics(),
             openapi,
@@ -233,6 +257,10 @@ impl Server {
         api.merge(ops::router())
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                audit::scope::record_requests,
+            ))
             .layer(axum::middleware::from_fn(http::observe))
             .layer(DefaultBodyLimit::max(self.config.limits.max_body_bytes))
             .layer(CatchPanicLayer::custom(http::panic_response))

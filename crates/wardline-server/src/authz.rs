@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, header};
 use wardline_proto::{DeviceId, ErrorCode, OrgId, Permission, Role, SessionId, UserId};
 
 use crate::app::AppState;
+use crate::audit::AuditScope;
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Debug, Clone)]
@@ -107,6 +108,10 @@ impl FromRequestParts<AppState> for AnySession {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        Ok(AnySession(state.auth.authenticate(token).await?))
+        let principal = state.auth.authenticate(token).await?;
+        if let Some(scope) = parts.extensions.get::<AuditScope>() {
+            scope.actor(&principal);
+        }
+        Ok(AnySession(principal))
     }
 }

@@ -7,6 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// Unix seconds.
     fn now(&self) -> i64;
+    /// Unix milliseconds (audit timestamps).
+    fn now_ms(&self) -> i64 {
+        self.now() * 1000
+    }
 }
 
 pub fn unix_now() -> i64 {
@@ -21,6 +25,13 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
         unix_now()
+    }
+
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
     }
 }
 

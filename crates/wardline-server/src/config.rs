@@ -27,6 +27,7 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -104,6 +105,38 @@ impl Default for LimitsConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Sign a checkpoint after this many new entries…
+    pub checkpoint_every: u64,
+    /// …or after this many seconds with new entries, whichever comes first.
+    pub checkpoint_interval_secs: u64,
+    /// Entries older than this are purged (signed checkpoints are kept).
+    /// HIPAA asks for six years of documentation; the default is six years.
+    pub retention_days: u32,
+    /// SIEM export: RFC 5424 syslog over TCP (`tcp://host:port`) or TLS
+    /// (`tls://host:port`, RFC 5425). Unset: no syslog export.
+    pub syslog_url: Option<String>,
+    /// PEM CA certificates to trust for `tls://` (default: the system roots).
+    pub syslog_ca_file: Option<PathBuf>,
+    /// SIEM export to a JSON Lines file (one event per line, appended).
+    pub jsonl_path: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 60,
+            retention_days: 6 * 365 + 2,
+            syslog_url: None,
+            syslog_ca_file: None,
+            jsonl_path: None,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -115,6 +148,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -129,6 +163,7 @@ const KEYS: &[&str] = &[
     "log",
     "auth",
     "limits",
+    "audit",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +228,20 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "auth.lockout_* must be positive".into(),
             ));
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint_every and audit.checkpoint_interval_secs must be positive"
+                    .into(),
+            ));
+        }
+        if self.audit.retention_days < 365 {
+            return Err(ConfigError::Invalid(
+                "audit.retention_days must be at least 365 (HIPAA expects six years)".into(),
+            ));
+        }
+        if let Some(url) = &self.audit.syslog_url {
+            crate::audit::siem::SyslogTarget::parse(url).map_err(ConfigError::Invalid)?;
         }
         if self.limits.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(

@@ -79,6 +79,8 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
+        // For the audit middleware: the outcome's reason.
+        resp.extensions_mut().insert(self.code);
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

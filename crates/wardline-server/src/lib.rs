@@ -1,12 +1,14 @@
 //! The Wardline server.
 //!
 //! Layout: one module per domain, each with its service (the logic) and its
-//! `routes` (thin HTTP handlers): [`auth`], [`directory`]. Cross-cutting:
-//! [`authz`] (the one place permissions are checked), [`vault`] (the one place
-//! PHI is encrypted), [`store`] (storage trait and its SQL engines), [`http`]
+//! `routes` (thin HTTP handlers): [`auth`], [`directory`], [`audit`].
+//! Cross-cutting: [`authz`] (the one place permissions are checked),
+//! [`audit::scope`] (the one place requests are audited), [`vault`] (the one
+//! place PHI is encrypted), [`store`] (storage trait and its SQL engines), [`http`]
 //! (extractors and middleware), [`app`] (assembly and serving).
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod clock;

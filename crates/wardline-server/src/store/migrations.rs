@@ -16,12 +16,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit",
+        sqlite: include_str!("../../migrations/sqlite/0002_audit.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_audit.sql"),
+    },
+];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.
 const PG_MIGRATION_LOCK: i64 = 0x5741_5244_4c49_4e45; // "WARDLINE"

@@ -11,13 +11,16 @@
 //!   cannot tell and does not care;
 //! * tokens and codes are stored as hashes only.
 
+pub mod audit;
 pub mod migrations;
 pub mod sql;
+mod sql_audit;
 
 use async_trait::async_trait;
 use wardline_proto::directory::{OrgPolicy, UserStatus};
 use wardline_proto::{DeviceId, OrgId, Role, SessionId, UserId};
 
+pub use audit::{AuditRow, AuditStore, CheckpointRow};
 pub use sql::SqlStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,8 +23,8 @@ use super::{
 };
 
 pub struct SqlStore {
-    pool: AnyPool,
-    backend: Backend,
+    pub(super) pool: AnyPool,
+    pub(super) backend: Backend,
 }
 
 impl SqlStore {
@@ -98,7 +98,7 @@ impl SqlStore {
     }
 }
 
-fn map_unique(e: sqlx::Error, what: &'static str) -> StoreError {
+pub(super) fn map_unique(e: sqlx::Error, what: &'static str) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
         _ => StoreError::Database(e),

@@ -1,0 +1,278 @@
+//! The audit trail: events, their canonical form (what the Merkle leaf hashes),
+//! search filters, checkpoints and proofs.
+//!
+//! An event never carries message content or PHI values: only ids (users,
+//! devices, conversations, patients), the action, the outcome and a short
+//! machine reason.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A signed-in user (`actor_id` is the user id, `device_id` their device).
+    User,
+    /// The server itself or an integration (`actor_id` names it, e.g. `retention`).
+    Service,
+    /// No one identified yet (a failed sign-in for an unknown account).
+    Anonymous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    /// Attempted and failed (wrong password, wrong code).
+    Failure,
+    /// Refused by authorization.
+    Denied,
+}
+
+macro_rules! actions {
+    ($($variant:ident => $name:literal, $doc:literal;)*) => {
+        /// What happened. The string form (`auth.login`) is what is stored, hashed and
+        /// searched; variants are only ever added, never renamed.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        pub enum AuditAction {
+            $(#[doc = $doc] #[serde(rename = $name)] $variant,)*
+        }
+
+        impl AuditAction {
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(AuditAction::$variant => $name),* }
+            }
+
+            pub fn parse(s: &str) -> Option<AuditAction> {
+                match s { $($name => Some(AuditAction::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+actions! {
+    Setup => "org.setup", "The first organisation and administrator were created.";
+    Login => "auth.login", "Password sign-in (success, or failure with the reason).";
+    MfaVerify => "auth.mfa.verify", "Second-factor code at sign-in.";
+    MfaEnrolStart => "auth.mfa.enrol_start", "TOTP enrolment started.";
+    MfaEnrolled => "auth.mfa.enrolled", "TOTP enrolment confirmed.";
+    MfaReset => "auth.mfa.reset", "An administrator reset a user's second factor.";
+    PasswordChange => "auth.password.change", "A user changed their password.";
+    SessionCreate => "auth.session.create", "A session was issued.";
+    SessionView => "auth.session.view", "A user looked at their own session.";
+    SessionRevoke => "auth.session.revoke", "A session was revoked (sign-out or by an administrator).";
+    SessionsList => "auth.sessions.list", "Someone listed a user's sessions.";
+    OrgView => "org.view", "The organisation and its policy were read.";
+    OrgPolicyUpdate => "org.policy.update", "The organisation's policy changed.";
+    UsersList => "user.list", "The directory was listed.";
+    UserView => "user.view", "One user's record was read.";
+    UserCreate => "user.create", "A user was created.";
+    UserUpdate => "user.update", "A user's name, phone or roles changed.";
+    UserSuspend => "user.suspend", "A user was suspended.";
+    UserReactivate => "user.reactivate", "A user was reactivated.";
+    UserDeprovision => "user.deprovision", "A user was deprovisioned.";
+    KekRotate => "admin.kek.rotate", "The key-encryption key was rotated.";
+    AuditSearch => "audit.search", "Someone searched the audit trail.";
+    AuditAccessReport => "audit.access_report", "Someone ran a patient access report.";
+    AuditExport => "audit.export", "Someone exported audit events.";
+    AuditProof => "audit.proof", "Someone asked for a checkpoint or a proof.";
+    AuditPurge => "audit.purge", "Entries past the retention period were purged.";
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of the audit trail.
+///
+/// The field order is the canonical order: [`AuditEvent::canonical_bytes`] is
+/// the compact JSON of this struct without `leaf_hash`, and that is what the
+/// Merkle leaf and the hash chain commit to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEvent {
+    /// 1, 2, 3 … without gaps; entry `seq` is Merkle leaf `seq - 1`.
+    pub seq: i64,
+    /// Unix milliseconds (UTC).
+    pub at_ms: i64,
+    pub org_id: Option<Uuid>,
+    pub actor_kind: ActorKind,
+    /// User id for users, a service name for services.
+    pub actor_id: Option<String>,
+    pub device_id: Option<Uuid>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub action: AuditAction,
+    /// `user`, `session`, `organisation`, `conversation`, `message`, `route` …
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// Set when the action happened in a patient's context.
+    pub patient_id: Option<String>,
+    pub outcome: Outcome,
+    /// A short machine reason (`wrong_password`, `requires users_manage`), or the
+    /// justification given for break-glass access.
+    pub reason: Option<String>,
+    /// Hex SHA-256 Merkle leaf hash, for inclusion proofs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_hash: Option<String>,
+}
+
+impl AuditEvent {
+    /// The bytes the Merkle leaf hashes: compact JSON in field order, without
+    /// `leaf_hash`. Deterministic because the struct's field order is fixed and
+    /// serde_json does not reorder or pad.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut core = self.clone();
+        core.leaf_hash = None;
+        serde_json::to_vec(&core).expect("an audit event always serialises")
+    }
+}
+
+/// Search filters; all optional, combined with AND. Results are newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct AuditQuery {
+    /// The acting user (user id) or service name.
+    pub actor: Option<String>,
+    pub patient: Option<String>,
+    pub device: Option<Uuid>,
+    /// The target's id (a user, session, conversation …).
+    pub target: Option<String>,
+    /// An action such as `auth.login`.
+    pub action: Option<String>,
+    /// From this time (Unix ms, inclusive).
+    pub from_ms: Option<i64>,
+    /// Until this time (Unix ms, exclusive).
+    pub to_ms: Option<i64>,
+    /// Only entries with `seq` below this (the `next_before` of the previous page).
+    pub before_seq: Option<i64>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// Pass as `before_seq` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// "Who accessed patient X's information": every event in the patient's
+/// context, and a summary per user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessReport {
+    pub patient_id: String,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub accessors: Vec<AccessorSummary>,
+    pub events: Vec<AuditEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessorSummary {
+    pub actor_kind: ActorKind,
+    pub actor_id: Option<String>,
+    pub events: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub devices: Vec<Uuid>,
+    pub actions: Vec<AuditAction>,
+}
+
+/// A signed tree head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Checkpoint {
+    /// Number of entries covered (entries 1..=size).
+    pub size: i64,
+    pub at_ms: i64,
+    /// Hex RFC 9162 Merkle tree hash of the first `size` entries.
+    pub root: String,
+    /// Hex hash chain value after entry `size`.
+    pub chain_head: String,
+    pub key_id: String,
+    /// Hex Ed25519 public key of `key_id`.
+    pub public_key: String,
+    /// Hex Ed25519 signature over [`checkpoint_message`].
+    pub signature: String,
+}
+
+/// The exact bytes a checkpoint signature covers.
+pub fn checkpoint_message(size: i64, at_ms: i64, root_hex: &str, chain_hex: &str) -> Vec<u8> {
+    format!("wardline-audit-checkpoint-v1\n{size}\n{at_ms}\n{root_hex}\n{chain_hex}\n").into_bytes()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InclusionProof {
+    pub seq: i64,
+    pub tree_size: i64,
+    pub leaf_hash: String,
+    /// Hex hashes, leaf to root (RFC 9162 §2.1.3).
+    pub path: Vec<String>,
+    pub root: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsistencyProof {
+    pub from_size: i64,
+    pub to_size: i64,
+    pub from_root: String,
+    pub to_root: String,
+    /// Hex hashes (RFC 9162 §2.1.4).
+    pub path: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_round_trip() {
+        for a in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(a.as_str()), Some(*a));
+            assert_eq!(
+                serde_json::to_string(a).unwrap(),
+                format!("\"{}\"", a.as_str())
+            );
+        }
+        assert_eq!(AuditAction::parse("auth.nope"), None);
+    }
+
+    #[test]
+    fn canonical_bytes_ignore_the_leaf_hash_and_fix_field_order() {
+        let e = AuditEvent {
+            seq: 7,
+            at_ms: 1_700_000_000_000,
+            org_id: None,
+            actor_kind: ActorKind::Service,
+            actor_id: Some("retention".into()),
+            device_id: None,
+            source_ip: None,
+            user_agent: None,
+            action: AuditAction::AuditPurge,
+            target_type: None,
+            target_id: None,
+            patient_id: None,
+            outcome: Outcome::Success,
+            reason: None,
+            leaf_hash: Some("ab".into()),
+        };
+        let bytes = String::from_utf8(e.canonical_bytes()).unwrap();
+        assert!(bytes.starts_with(r#"{"seq":7,"at_ms":1700000000000,"org_id":null,"actor_kind":"service""#));
+        assert!(!bytes.contains("leaf_hash"));
+    }
+}

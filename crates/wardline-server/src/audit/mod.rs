@@ -1,0 +1,373 @@
+//! The audit trail: every PHI-touching request leaves an entry that cannot be
+//! altered or removed without detection.
+//!
+//! * [`AuditLog`] appends. One writer task per server takes entries from a
+//!   channel, numbers them, hashes each into the RFC 9162 Merkle tree and the
+//!   hash chain, and commits a whole batch in one transaction (group commit):
+//!   callers wait for the commit, so an acknowledged action is always audited.
+//!   Every `audit.checkpoint_every` entries or `checkpoint_interval_secs`
+//!   seconds it signs a checkpoint (tree size, root, chain head) with the key
+//!   provider's Ed25519 key.
+//! * [`scope`] records one event per request to an audited route (the route
+//!   table is [`scope::ROUTES`]; a test fails if a route is missing from it).
+//! * [`verify`] recomputes everything from the stored rows and names the first
+//!   place they depart from what was written and signed.
+//! * [`service`] answers searches, access reports, exports and proofs;
+//!   [`siem`] streams entries to syslog and JSON Lines; [`retention`] purges.
+
+pub mod record;
+pub mod retention;
+pub mod routes;
+pub mod scope;
+pub mod service;
+pub mod siem;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+use wardline_crypto::KeyProvider;
+use wardline_crypto::merkle::{CHAIN_GENESIS, CompactRange, Hash, chain_hash, leaf_hash};
+use wardline_proto::audit::{ActorKind, AuditAction, AuditEvent, Outcome, checkpoint_message};
+use wardline_proto::{ErrorCode, OrgId};
+
+use crate::clock::Clock;
+use crate::config::AuditConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{AuditStore, CheckpointRow, StoreError};
+
+pub use scope::AuditScope;
+
+/// An event to append; the writer adds the sequence number and time.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub org_id: Option<OrgId>,
+    pub actor_kind: ActorKind,
+    pub actor_id: Option<String>,
+    pub device_id: Option<Uuid>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub action: AuditAction,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+}
+
+impl NewEvent {
+    /// An action by the server itself or an operator tool (`retention`, `cli`).
+    pub fn service(name: &str, action: AuditAction) -> NewEvent {
+        NewEvent {
+            org_id: None,
+            actor_kind: ActorKind::Service,
+            actor_id: Some(name.to_owned()),
+            device_id: None,
+            source_ip: None,
+            user_agent: None,
+            action,
+            target_type: None,
+            target_id: None,
+            patient_id: None,
+            outcome: Outcome::Success,
+            reason: None,
+        }
+    }
+
+    pub fn target(mut self, kind: &str, id: impl ToString) -> NewEvent {
+        self.target_type = Some(kind.to_owned());
+        self.target_id = Some(id.to_string());
+        self
+    }
+
+    pub fn reason(mut self, reason: impl Into<String>) -> NewEvent {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+enum Command {
+    Append(NewEvent, oneshot::Sender<Result<i64, String>>),
+    Checkpoint(oneshot::Sender<Result<Option<i64>, String>>),
+}
+
+/// Handle to the audit writer. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Command>,
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the audit trail could not be written, so the request was not completed; try again",
+    )
+}
+
+impl AuditLog {
+    /// Loads the log's tip (latest checkpoint plus the entries after it) and
+    /// starts the writer task.
+    pub async fn start(
+        store: Arc<dyn AuditStore>,
+        keys: Arc<dyn KeyProvider>,
+        clock: Arc<dyn Clock>,
+        cfg: &AuditConfig,
+    ) -> Result<AuditLog, StoreError> {
+        let tip = load_tip(store.as_ref(), clock.as_ref()).await?;
+        let (tx, rx) = mpsc::channel(16_384);
+        let writer = Writer {
+            store,
+            keys,
+            clock,
+            every: cfg.checkpoint_every,
+            interval_ms: (cfg.checkpoint_interval_secs as i64).saturating_mul(1000),
+            tip,
+        };
+        tokio::spawn(writer.run(rx));
+        Ok(AuditLog { tx })
+    }
+
+    /// Appends `event` and returns its sequence number once it is durable.
+    pub async fn record(&self, event: NewEvent) -> ApiResult<i64> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Command::Append(event, done))
+            .await
+            .map_err(|_| unavailable())?;
+        match wait.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "audit append failed");
+                Err(unavailable())
+            }
+            Err(_) => Err(unavailable()),
+        }
+    }
+
+    /// Signs a checkpoint now if there are entries since the last one; returns
+    /// the size of the newest checkpoint.
+    pub async fn checkpoint_now(&self) -> ApiResult<Option<i64>> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Command::Checkpoint(done))
+            .await
+            .map_err(|_| unavailable())?;
+        match wait.await {
+            Ok(Ok(size)) => Ok(size),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "audit checkpoint failed");
+                Err(unavailable())
+            }
+            Err(_) => Err(unavailable()),
+        }
+    }
+}
+
+/// The writer's view of the end of the log.
+#[derive(Clone)]
+struct Tip {
+    range: CompactRange,
+    chain: Hash,
+    last_cp_size: u64,
+    last_cp_at_ms: i64,
+}
+
+pub(crate) fn hash32(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+pub(crate) fn frontier_of(cp: &CheckpointRow) -> Result<CompactRange, StoreError> {
+    let nodes = cp
+        .frontier
+        .chunks(32)
+        .map(|c| hash32(c, "checkpoint frontier node"))
+        .collect::<Result<Vec<_>, _>>()?;
+    CompactRange::from_parts(cp.size as u64, nodes).ok_or_else(|| {
+        StoreError::Corrupt(format!("checkpoint {} has a malformed frontier", cp.size))
+    })
+}
+
+async fn load_tip(store: &dyn AuditStore, clock: &dyn Clock) -> Result<Tip, StoreError> {
+    let (mut range, mut chain, mut after, last_cp_at_ms) =
+        match store.latest_audit_checkpoint().await? {
+            Some(cp) => (
+                frontier_of(&cp)?,
+                hash32(&cp.chain_head, "checkpoint chain head")?,
+                cp.size,
+                cp.at_ms,
+            ),
+            None => (CompactRange::new(), CHAIN_GENESIS, 0, clock.now_ms()),
+        };
+    let last_cp_size = range.size();
+    loop {
+        let rows = store.audit_entries(after, 10_000).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for r in &rows {
+            range.push(hash32(&r.leaf_hash, "leaf hash")?);
+            chain = hash32(&r.chain_hash, "chain hash")?;
+        }
+    }
+    Ok(Tip {
+        range,
+        chain,
+        last_cp_size,
+        last_cp_at_ms,
+    })
+}
+
+struct Writer {
+    store: Arc<dyn AuditStore>,
+    keys: Arc<dyn KeyProvider>,
+    clock: Arc<dyn Clock>,
+    every: u64,
+    interval_ms: i64,
+    tip: Tip,
+}
+
+/// Most entries committed in one transaction.
+const MAX_BATCH: usize = 2048;
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let tick = Duration::from_millis(self.interval_ms.clamp(100, 1000) as u64);
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(first) = cmd else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(c) => batch.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                    self.handle(batch).await;
+                }
+                _ = ticker.tick() => {
+                    let due = self.tip.range.size() > self.tip.last_cp_size
+                        && self.clock.now_ms() - self.tip.last_cp_at_ms >= self.interval_ms;
+                    if due && let Err(e) = self.write(Vec::new(), true).await {
+                        tracing::error!(error = %e, "audit checkpoint failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, batch: Vec<Command>) {
+        let mut events = Vec::new();
+        let mut appends = Vec::new();
+        let mut checkpoints = Vec::new();
+        for c in batch {
+            match c {
+                Command::Append(e, done) => {
+                    events.push(e);
+                    appends.push(done);
+                }
+                Command::Checkpoint(done) => checkpoints.push(done),
+            }
+        }
+        let force = !checkpoints.is_empty();
+        match self.write(events, force).await {
+            Ok(seqs) => {
+                for (done, seq) in appends.into_iter().zip(seqs) {
+                    let _ = done.send(Ok(seq));
+                }
+                let size = (self.tip.last_cp_size > 0).then_some(self.tip.last_cp_size as i64);
+                for done in checkpoints {
+                    let _ = done.send(Ok(size));
+                }
+            }
+            Err(e) => {
+                for done in appends {
+                    let _ = done.send(Err(e.to_string()));
+                }
+                for done in checkpoints {
+                    let _ = done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Commits `events` (and a checkpoint when due or `force`d). On a sequence
+    /// conflict (another node appended) it reloads the tip and tries once more.
+    async fn write(&mut self, events: Vec<NewEvent>, force: bool) -> Result<Vec<i64>, StoreError> {
+        match self.try_write(&events, force).await {
+            Err(StoreError::Conflict(_)) => {
+                self.tip = load_tip(self.store.as_ref(), self.clock.as_ref()).await?;
+                self.try_write(&events, force).await
+            }
+            other => other,
+        }
+    }
+
+    async fn try_write(&mut self, events: &[NewEvent], force: bool) -> Result<Vec<i64>, StoreError> {
+        let mut tip = self.tip.clone();
+        let now = self.clock.now_ms();
+        let mut rows = Vec::with_capacity(events.len());
+        let mut seqs = Vec::with_capacity(events.len());
+        for e in events {
+            let seq = tip.range.size() as i64 + 1;
+            let event = AuditEvent {
+                seq,
+                at_ms: now,
+                org_id: e.org_id,
+                actor_kind: e.actor_kind,
+                actor_id: e.actor_id.clone(),
+                device_id: e.device_id,
+                source_ip: e.source_ip.clone(),
+                user_agent: e.user_agent.clone(),
+                action: e.action,
+                target_type: e.target_type.clone(),
+                target_id: e.target_id.clone(),
+                patient_id: e.patient_id.clone(),
+                outcome: e.outcome,
+                reason: e.reason.clone(),
+                leaf_hash: None,
+            };
+            let leaf = leaf_hash(&event.canonical_bytes());
+            tip.chain = chain_hash(&tip.chain, &leaf);
+            tip.range.push(leaf);
+            rows.push(record::to_row(&event, &leaf, &tip.chain));
+            seqs.push(seq);
+        }
+        let size = tip.range.size();
+        let due = size >= tip.last_cp_size + self.every || force;
+        let checkpoint = if due && size > tip.last_cp_size {
+            let cp = sign_checkpoint(self.keys.as_ref(), &tip, now)?;
+            tip.last_cp_size = size;
+            tip.last_cp_at_ms = now;
+            Some(cp)
+        } else {
+            None
+        };
+        self.store.append_audit(&rows, checkpoint.as_ref()).await?;
+        self.tip = tip;
+        Ok(seqs)
+    }
+}
+
+fn sign_checkpoint(keys: &dyn KeyProvider, tip: &Tip, now: i64) -> Result<CheckpointRow, StoreError> {
+    let size = tip.range.size() as i64;
+    let root = tip.range.root();
+    let msg = checkpoint_message(size, now, &hex::encode(root), &hex::encode(tip.chain));
+    let sig = keys
+        .sign_checkpoint(&msg)
+        .map_err(|e| StoreError::Corrupt(format!("signing the audit checkpoint: {e}")))?;
+    Ok(CheckpointRow {
+        size,
+        at_ms: now,
+        root: root.to_vec(),
+        chain_head: tip.chain.to_vec(),
+        key_id: sig.key_id,
+        signature: sig.signature.to_vec(),
+        frontier: tip.range.nodes().concat(),
+    })
+}

@@ -1,0 +1,81 @@
+//! Between [`AuditEvent`] and the stored [`AuditRow`]. Decoding is strict: a
+//! value that does not read back to exactly the stored text (an unknown action,
+//! a UUID in another case) is an error, because the verifier must hash what
+//! was written, not a normalised version of it.
+
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+use wardline_crypto::merkle::Hash;
+use wardline_proto::audit::{AuditAction, AuditEvent};
+
+use crate::store::AuditRow;
+
+pub fn to_row(e: &AuditEvent, leaf: &Hash, chain: &Hash) -> AuditRow {
+    AuditRow {
+        seq: e.seq,
+        at_ms: e.at_ms,
+        org_id: e.org_id.map(|u| u.to_string()),
+        actor_kind: enum_text(&e.actor_kind),
+        actor_id: e.actor_id.clone(),
+        device_id: e.device_id.map(|u| u.to_string()),
+        source_ip: e.source_ip.clone(),
+        user_agent: e.user_agent.clone(),
+        action: e.action.as_str().to_owned(),
+        target_type: e.target_type.clone(),
+        target_id: e.target_id.clone(),
+        patient_id: e.patient_id.clone(),
+        outcome: enum_text(&e.outcome),
+        reason: e.reason.clone(),
+        leaf_hash: leaf.to_vec(),
+        chain_hash: chain.to_vec(),
+    }
+}
+
+fn enum_text<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => unreachable!("unit enums serialise as strings"),
+    }
+}
+
+fn parse_enum<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("{what} {s:?} is not a known value"))
+}
+
+fn parse_uuid(s: &Option<String>, what: &str) -> Result<Option<Uuid>, String> {
+    match s {
+        None => Ok(None),
+        Some(text) => {
+            let u = Uuid::from_str(text).map_err(|_| format!("{what} is not a UUID"))?;
+            if u.to_string() != *text {
+                return Err(format!("{what} is not in canonical form"));
+            }
+            Ok(Some(u))
+        }
+    }
+}
+
+/// The event a row holds, with its stored leaf hash filled in (hex).
+pub fn decode(r: &AuditRow) -> Result<AuditEvent, String> {
+    Ok(AuditEvent {
+        seq: r.seq,
+        at_ms: r.at_ms,
+        org_id: parse_uuid(&r.org_id, "org_id")?,
+        actor_kind: parse_enum(&r.actor_kind, "actor_kind")?,
+        actor_id: r.actor_id.clone(),
+        device_id: parse_uuid(&r.device_id, "device_id")?,
+        source_ip: r.source_ip.clone(),
+        user_agent: r.user_agent.clone(),
+        action: AuditAction::parse(&r.action)
+            .ok_or_else(|| format!("action {:?} is not a known value", r.action))?,
+        target_type: r.target_type.clone(),
+        target_id: r.target_id.clone(),
+        patient_id: r.patient_id.clone(),
+        outcome: parse_enum(&r.outcome, "outcome")?,
+        reason: r.reason.clone(),
+        leaf_hash: Some(hex::encode(&r.leaf_hash)),
+    })
+}

@@ -1,0 +1,329 @@
+//! One audit event per request to an audited route, recorded by middleware so
+//! that no handler can forget it.
+//!
+//! [`ROUTES`] names every API route with the action it is audited as, or why it
+//! is not audited. The middleware [`record_requests`] puts an [`AuditScope`] in
+//! the request; the session extractor fills in the actor, handlers and
+//! services add what only they know (the user a sign-in was for, the id of a
+//! created user); after the handler, the middleware derives the outcome from
+//! the response and appends the event *before* the response leaves, so a
+//! client never sees data whose access was not recorded. If the audit write
+//! fails, the client gets 503 instead of the data.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+use wardline_proto::audit::{ActorKind, AuditAction, Outcome};
+use wardline_proto::{ErrorCode, OrgId, UserId};
+
+use super::NewEvent;
+use crate::app::AppState;
+use crate::authz::Principal;
+
+/// How a route is audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAudit {
+    /// One event with this action; `target` names the path parameter that is
+    /// the target (type, parameter name), if any.
+    Event {
+        action: AuditAction,
+        target: Option<(&'static str, &'static str)>,
+    },
+    /// Not audited, with the reason (no PHI, no account data, no state change).
+    Exempt(&'static str),
+}
+
+const fn ev(action: AuditAction) -> RouteAudit {
+    RouteAudit::Event {
+        action,
+        target: None,
+    }
+}
+
+const fn on(action: AuditAction, kind: &'static str, param: &'static str) -> RouteAudit {
+    RouteAudit::Event {
+        action,
+        target: Some((kind, param)),
+    }
+}
+
+/// Every API route. `tests/audit_trail.rs` checks this against the OpenAPI
+/// document, and the authorization matrix checks that each call left its event.
+pub const ROUTES: &[(&str, &str, RouteAudit)] = {
+    use AuditAction::*;
+    &[
+        ("POST", "/api/v1/setup", ev(Setup)),
+        ("POST", "/api/v1/auth/login", ev(Login)),
+        ("POST", "/api/v1/auth/mfa/verify", ev(MfaVerify)),
+        ("GET", "/api/v1/auth/session", ev(SessionView)),
+        ("POST", "/api/v1/auth/logout", ev(SessionRevoke)),
+        ("POST", "/api/v1/auth/totp/enroll", ev(MfaEnrolStart)),
+        ("POST", "/api/v1/auth/totp/confirm", ev(MfaEnrolled)),
+        ("POST", "/api/v1/auth/password", ev(PasswordChange)),
+        ("GET", "/api/v1/users/{id}/sessions", on(SessionsList, "user", "id")),
+        ("DELETE", "/api/v1/users/{id}/sessions", on(SessionRevoke, "user", "id")),
+        (
+            "DELETE",
+            "/api/v1/users/{id}/sessions/{session_id}",
+            on(SessionRevoke, "session", "session_id"),
+        ),
+        ("POST", "/api/v1/users/{id}/mfa/reset", on(MfaReset, "user", "id")),
+        ("GET", "/api/v1/org", ev(OrgView)),
+        ("GET", "/api/v1/org/policy", ev(OrgView)),
+        ("PUT", "/api/v1/org/policy", ev(OrgPolicyUpdate)),
+        ("GET", "/api/v1/users", ev(UsersList)),
+        ("POST", "/api/v1/users", ev(UserCreate)),
+        ("GET", "/api/v1/users/{id}", on(UserView, "user", "id")),
+        ("PATCH", "/api/v1/users/{id}", on(UserUpdate, "user", "id")),
+        ("POST", "/api/v1/users/{id}/suspend", on(UserSuspend, "user", "id")),
+        ("POST", "/api/v1/users/{id}/reactivate", on(UserReactivate, "user", "id")),
+        ("POST", "/api/v1/users/{id}/deprovision", on(UserDeprovision, "user", "id")),
+        (
+            "GET",
+            "/api/v1/roles",
+            RouteAudit::Exempt("the built-in role table: no user or patient data"),
+        ),
+        ("GET", "/api/v1/audit/events", ev(AuditSearch)),
+        ("GET", "/api/v1/audit/export", ev(AuditExport)),
+        (
+            "GET",
+            "/api/v1/audit/patients/{patient_id}/access-report",
+            on(AuditAccessReport, "patient", "patient_id"),
+        ),
+        ("GET", "/api/v1/audit/checkpoints/latest", ev(AuditProof)),
+        ("GET", "/api/v1/audit/proofs/inclusion", ev(AuditProof)),
+        ("GET", "/api/v1/audit/proofs/consistency", ev(AuditProof)),
+    ]
+};
+
+pub fn route_audit(method: &str, template: &str) -> Option<RouteAudit> {
+    ROUTES
+        .iter()
+        .find(|(m, t, _)| *m == method && *t == template)
+        .map(|(_, _, a)| *a)
+}
+
+#[derive(Debug, Default)]
+struct ScopeData {
+    org_id: Option<OrgId>,
+    actor: Option<(UserId, Uuid)>,
+    target: Option<(String, String)>,
+    patient_id: Option<String>,
+    reason: Option<String>,
+    /// Further events the request caused (a sign-in that issued a session).
+    also: Vec<(AuditAction, String, String)>,
+}
+
+/// What the request's audit event will say; filled in as the request goes.
+#[derive(Clone, Default)]
+pub struct AuditScope(Arc<Mutex<ScopeData>>);
+
+impl AuditScope {
+    fn with(&self, f: impl FnOnce(&mut ScopeData)) {
+        f(&mut self.0.lock().expect("audit scope lock poisoned"));
+    }
+
+    /// The signed-in caller.
+    pub fn actor(&self, p: &Principal) {
+        self.actor_user(p.org_id, p.user_id, p.device_id);
+    }
+
+    pub fn actor_user(&self, org: OrgId, user: UserId, device: Uuid) {
+        self.with(|d| {
+            d.org_id = Some(org);
+            d.actor = Some((user, device));
+        });
+    }
+
+    /// The organisation acted in, before anyone is signed in (a sign-in attempt).
+    pub fn org(&self, org: OrgId) {
+        self.with(|d| d.org_id = Some(org));
+    }
+
+    pub fn target(&self, kind: &str, id: impl ToString) {
+        self.with(|d| d.target = Some((kind.to_owned(), id.to_string())));
+    }
+
+    pub fn patient(&self, patient_id: &str) {
+        self.with(|d| d.patient_id = Some(patient_id.to_owned()));
+    }
+
+    /// A further successful event of this request, e.g. the session a
+    /// sign-in issued; recorded after the request's own event.
+    pub fn also(&self, action: AuditAction, kind: &str, id: impl ToString) {
+        self.with(|d| d.also.push((action, kind.to_owned(), id.to_string())));
+    }
+
+    /// A machine reason beside the outcome (`mfa_required`).
+    pub fn reason(&self, reason: &str) {
+        self.with(|d| d.reason = Some(reason.to_owned()));
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuditScope {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // Outside an audited route the scope is a detached, discarded one.
+        Ok(parts.extensions.get::<AuditScope>().cloned().unwrap_or_default())
+    }
+}
+
+/// The raw path segment where `template` has `{param}`.
+fn path_param(template: &str, path: &str, param: &str) -> Option<String> {
+    let want = format!("{{{param}}}");
+    template
+        .split('/')
+        .zip(path.split('/'))
+        .find(|(t, _)| *t == want)
+        .map(|(_, p)| p.chars().take(64).collect())
+}
+
+fn outcome_of(status: u16, code: Option<ErrorCode>) -> (Outcome, Option<String>) {
+    if status < 400 {
+        return (Outcome::Success, None);
+    }
+    let reason = code
+        .and_then(|c| serde_json::to_value(c).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("http_{status}"));
+    let outcome = match code {
+        Some(ErrorCode::Unauthenticated | ErrorCode::Forbidden | ErrorCode::MfaEnrolmentRequired) => {
+            Outcome::Denied
+        }
+        _ => Outcome::Failure,
+    };
+    (outcome, Some(reason))
+}
+
+/// Middleware: the request's audit event (see the module docs).
+pub async fn record_requests(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let Some(template) = template else {
+        return next.run(req).await;
+    };
+    let method = req.method().clone();
+    let Some(RouteAudit::Event { action, target }) = route_audit(method.as_str(), &template)
+    else {
+        return next.run(req).await;
+    };
+    let scope = AuditScope::default();
+    req.extensions_mut().insert(scope.clone());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let ip = crate::http::client_ip(peer, req.headers(), &state.trusted_proxies);
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect::<String>());
+    let path_target = target.and_then(|(kind, param)| {
+        path_param(&template, req.uri().path(), param).map(|id| (kind.to_owned(), id))
+    });
+
+    let resp = next.run(req).await;
+
+    // Failed and refused attempts are recorded too: they are what an
+    // investigation looks for.
+    let (outcome, error_reason) =
+        outcome_of(resp.status().as_u16(), resp.extensions().get::<ErrorCode>().copied());
+    let data = std::mem::take(&mut *scope.0.lock().expect("audit scope lock poisoned"));
+    let (actor_kind, actor_id, device_id) = match data.actor {
+        Some((user, device)) => (ActorKind::User, Some(user.to_string()), Some(device)),
+        None => (ActorKind::Anonymous, None, None),
+    };
+    let (target_type, target_id) = match data.target.or(path_target) {
+        Some((k, id)) => (Some(k), Some(id)),
+        None => (None, None),
+    };
+    let event = NewEvent {
+        org_id: data.org_id,
+        actor_kind,
+        actor_id,
+        device_id,
+        source_ip: Some(ip.to_string()),
+        user_agent,
+        action,
+        target_type,
+        target_id,
+        patient_id: data.patient_id,
+        outcome,
+        reason: error_reason.or(data.reason),
+    };
+    let mut events = vec![event.clone()];
+    for (action, kind, id) in data.also {
+        events.push(NewEvent {
+            action,
+            outcome: Outcome::Success,
+            reason: None,
+            target_type: Some(kind),
+            target_id: Some(id),
+            ..event.clone()
+        });
+    }
+    for e in events {
+        if let Err(err) = state.audit.record(e).await {
+            return err.into_response();
+        }
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_params_are_read_by_template_position() {
+        let id = "3f1c5b9e-0000-4000-8000-000000000001";
+        assert_eq!(
+            path_param(
+                "/api/v1/users/{id}/sessions/{session_id}",
+                &format!("/api/v1/users/{id}/sessions/abc"),
+                "session_id"
+            )
+            .as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            path_param("/api/v1/users/{id}", &format!("/api/v1/users/{id}"), "id").as_deref(),
+            Some(id)
+        );
+        assert_eq!(path_param("/api/v1/users", "/api/v1/users", "id"), None);
+    }
+
+    #[test]
+    fn outcomes_follow_the_error_code() {
+        assert_eq!(outcome_of(200, None), (Outcome::Success, None));
+        assert_eq!(
+            outcome_of(403, Some(ErrorCode::Forbidden)),
+            (Outcome::Denied, Some("forbidden".into()))
+        );
+        assert_eq!(
+            outcome_of(401, Some(ErrorCode::InvalidCredentials)),
+            (Outcome::Failure, Some("invalid_credentials".into()))
+        );
+    }
+
+    #[test]
+    fn route_table_has_no_duplicates() {
+        for (i, (m, t, _)) in ROUTES.iter().enumerate() {
+            assert!(
+                !ROUTES[i + 1..].iter().any(|(m2, t2, _)| m == m2 && t == t2),
+                "{m} {t} listed twice"
+            );
+        }
+    }
+}

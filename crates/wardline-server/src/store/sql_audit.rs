@@ -1,0 +1,288 @@
+//! [`AuditStore`] on SQLite and PostgreSQL (same SQL, see `sql.rs`).
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use wardline_proto::OrgId;
+use wardline_proto::audit::AuditQuery;
+
+use super::audit::{AuditRow, AuditStore, CheckpointRow};
+use super::sql::{SqlStore, map_unique};
+use super::Result;
+
+macro_rules! audit_cols {
+    () => {
+        "seq, at_ms, org_id, actor_kind, actor_id, device_id, source_ip, user_agent, action, \
+         target_type, target_id, patient_id, outcome, reason, leaf_hash, chain_hash"
+    };
+}
+
+macro_rules! checkpoint_cols {
+    () => {
+        "size, at_ms, root, chain_head, key_id, signature, frontier"
+    };
+}
+
+fn audit_from_row(r: &AnyRow) -> Result<AuditRow> {
+    Ok(AuditRow {
+        seq: r.try_get("seq")?,
+        at_ms: r.try_get("at_ms")?,
+        org_id: r.try_get("org_id")?,
+        actor_kind: r.try_get("actor_kind")?,
+        actor_id: r.try_get("actor_id")?,
+        device_id: r.try_get("device_id")?,
+        source_ip: r.try_get("source_ip")?,
+        user_agent: r.try_get("user_agent")?,
+        action: r.try_get("action")?,
+        target_type: r.try_get("target_type")?,
+        target_id: r.try_get("target_id")?,
+        patient_id: r.try_get("patient_id")?,
+        outcome: r.try_get("outcome")?,
+        reason: r.try_get("reason")?,
+        leaf_hash: r.try_get("leaf_hash")?,
+        chain_hash: r.try_get("chain_hash")?,
+    })
+}
+
+fn checkpoint_from_row(r: &AnyRow) -> Result<CheckpointRow> {
+    Ok(CheckpointRow {
+        size: r.try_get("size")?,
+        at_ms: r.try_get("at_ms")?,
+        root: r.try_get("root")?,
+        chain_head: r.try_get("chain_head")?,
+        key_id: r.try_get("key_id")?,
+        signature: r.try_get("signature")?,
+        frontier: r.try_get("frontier")?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn append_audit(
+        &self,
+        entries: &[AuditRow],
+        checkpoint: Option<&CheckpointRow>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in entries {
+            sqlx::query(concat!(
+                "INSERT INTO audit_log (",
+                audit_cols!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            ))
+            .bind(e.seq)
+            .bind(e.at_ms)
+            .bind(&e.org_id)
+            .bind(&e.actor_kind)
+            .bind(&e.actor_id)
+            .bind(&e.device_id)
+            .bind(&e.source_ip)
+            .bind(&e.user_agent)
+            .bind(&e.action)
+            .bind(&e.target_type)
+            .bind(&e.target_id)
+            .bind(&e.patient_id)
+            .bind(&e.outcome)
+            .bind(&e.reason)
+            .bind(&e.leaf_hash)
+            .bind(&e.chain_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_unique(e, "audit sequence number"))?;
+        }
+        if let Some(c) = checkpoint {
+            sqlx::query(concat!(
+                "INSERT INTO audit_checkpoints (",
+                checkpoint_cols!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ))
+            .bind(c.size)
+            .bind(c.at_ms)
+            .bind(&c.root)
+            .bind(&c.chain_head)
+            .bind(&c.key_id)
+            .bind(&c.signature)
+            .bind(&c.frontier)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_unique(e, "audit checkpoint"))?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn last_audit_entry(&self) -> Result<Option<AuditRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            audit_cols!(),
+            " FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(audit_from_row)
+        .transpose()
+    }
+
+    async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            audit_cols!(),
+            " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
+    }
+
+    async fn audit_leaf_hashes(&self, after: i64, up_to: i64) -> Result<Vec<Vec<u8>>> {
+        let rows = sqlx::query(
+            "SELECT leaf_hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+        )
+        .bind(after)
+        .bind(up_to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<Vec<u8>, _>("leaf_hash")?))
+            .collect()
+    }
+
+    async fn search_audit(&self, org: OrgId, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRow>> {
+        // One static statement: a NULL parameter switches its filter off.
+        sqlx::query(concat!(
+            "SELECT ",
+            audit_cols!(),
+            " FROM audit_log WHERE org_id = $1",
+            " AND (CAST($2 AS TEXT) IS NULL OR actor_id = $2)",
+            " AND (CAST($3 AS TEXT) IS NULL OR patient_id = $3)",
+            " AND (CAST($4 AS TEXT) IS NULL OR device_id = $4)",
+            " AND (CAST($5 AS TEXT) IS NULL OR target_id = $5)",
+            " AND (CAST($6 AS TEXT) IS NULL OR action = $6)",
+            " AND (CAST($7 AS BIGINT) IS NULL OR at_ms >= $7)",
+            " AND (CAST($8 AS BIGINT) IS NULL OR at_ms < $8)",
+            " AND (CAST($9 AS BIGINT) IS NULL OR seq < $9)",
+            " ORDER BY seq DESC LIMIT $10"
+        ))
+        .bind(org.to_string())
+        .bind(&q.actor)
+        .bind(&q.patient)
+        .bind(q.device.map(|d| d.to_string()))
+        .bind(&q.target)
+        .bind(&q.action)
+        .bind(q.from_ms)
+        .bind(q.to_ms)
+        .bind(q.before_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
+    }
+
+    async fn latest_audit_checkpoint(&self) -> Result<Option<CheckpointRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            checkpoint_cols!(),
+            " FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(checkpoint_from_row)
+        .transpose()
+    }
+
+    async fn audit_checkpoint(&self, size: i64) -> Result<Option<CheckpointRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            checkpoint_cols!(),
+            " FROM audit_checkpoints WHERE size = $1"
+        ))
+        .bind(size)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(checkpoint_from_row)
+        .transpose()
+    }
+
+    async fn audit_checkpoints(&self, after: i64, limit: i64) -> Result<Vec<CheckpointRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            checkpoint_cols!(),
+            " FROM audit_checkpoints WHERE size > $1 ORDER BY size LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(checkpoint_from_row)
+        .collect()
+    }
+
+    async fn audit_purged_up_to(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(up_to), 0) AS up_to FROM audit_purges")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("up_to")?)
+    }
+
+    async fn audit_purgeable_size(&self, cutoff_ms: i64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(c.size) AS size FROM audit_checkpoints c JOIN audit_log l ON l.seq = c.size \
+             WHERE l.at_ms < $1",
+        )
+        .bind(cutoff_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("size")?)
+    }
+
+    async fn purge_audit(&self, up_to: i64, now_ms: i64, cutoff_ms: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO audit_purges (up_to, at_ms, cutoff_ms) VALUES ($1, $2, $3)")
+            .bind(up_to)
+            .bind(now_ms)
+            .bind(cutoff_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_unique(e, "audit purge"))?;
+        let done = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
+            .bind(up_to)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn audit_export_cursor(&self, sink: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT last_seq FROM audit_export_cursors WHERE sink = $1")
+            .bind(sink)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("last_seq")?,
+            None => 0,
+        })
+    }
+
+    async fn set_audit_export_cursor(&self, sink: &str, seq: i64, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_export_cursors (sink, last_seq, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (sink) DO UPDATE SET last_seq = excluded.last_seq, updated_ms = excluded.updated_ms",
+        )
+        .bind(sink)
+        .bind(seq)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
