@@ -4,6 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
+use wardline_proto::audit::*;
 use wardline_proto::auth::*;
 use wardline_proto::directory::*;
 use wardline_proto::{ErrorBody, ErrorCode};
@@ -117,6 +118,101 @@ impl ApiClient {
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send::<(), T>(Method::GET, path, None).await
+    }
+
+    /// GET any API path (with its query string) as JSON.
+    pub async fn get_json<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T> {
+        self.get(path_and_query).await
+    }
+
+    /// `path?k=v&…` from the non-null fields of `query`, percent-encoded.
+    fn with_query(path: &str, query: &impl Serialize) -> String {
+        let mut url = reqwest::Url::parse("http://x").expect("static URL");
+        url.set_path(path);
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(query) {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in fields {
+                match v {
+                    serde_json::Value::Null => {}
+                    serde_json::Value::String(s) => {
+                        pairs.append_pair(&k, &s);
+                    }
+                    other => {
+                        pairs.append_pair(&k, &other.to_string());
+                    }
+                }
+            }
+        }
+        match url.query() {
+            Some(q) if !q.is_empty() => format!("{}?{q}", url.path()),
+            _ => url.path().to_owned(),
+        }
+    }
+
+    pub async fn audit_search(&self, q: &AuditQuery) -> Result<AuditPage> {
+        self.get(&Self::with_query("/api/v1/audit/events", q)).await
+    }
+
+    pub async fn audit_access_report(&self, patient: &str) -> Result<AccessReport> {
+        let mut url = reqwest::Url::parse("http://x/api/v1/audit/patients").expect("static URL");
+        url.path_segments_mut()
+            .expect("http URLs have paths")
+            .push(patient)
+            .push("access-report");
+        self.get(url.path()).await
+    }
+
+    /// CSV (`csv`) or JSON Lines (`jsonl`) export, as bytes.
+    pub async fn audit_export(&self, format: &str, q: &AuditQuery) -> Result<Vec<u8>> {
+        #[derive(Serialize)]
+        struct WithFormat<'a> {
+            format: &'a str,
+            #[serde(flatten)]
+            q: &'a AuditQuery,
+        }
+        let path = Self::with_query("/api/v1/audit/export", &WithFormat { format, q });
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: e.error.code,
+                message: e.error.message,
+            }),
+            Err(_) => Err(ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            }),
+        }
+    }
+
+    pub async fn audit_latest_checkpoint(&self) -> Result<Checkpoint> {
+        self.get("/api/v1/audit/checkpoints/latest").await
+    }
+
+    pub async fn audit_inclusion_proof(
+        &self,
+        seq: i64,
+        tree_size: Option<i64>,
+    ) -> Result<InclusionProof> {
+        let size = tree_size.map(|s| format!("&tree_size={s}")).unwrap_or_default();
+        self.get(&format!("/api/v1/audit/proofs/inclusion?seq={seq}{size}"))
+            .await
+    }
+
+    pub async fn audit_consistency_proof(&self, from: i64, to: i64) -> Result<ConsistencyProof> {
+        self.get(&format!(
+            "/api/v1/audit/proofs/consistency?from_size={from}&to_size={to}"
+        ))
+        .await
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use wardline_proto::auth::LoginRequest;
 use wardline_proto::{Permission, Role};
+use wardline_server::audit::scope::{RouteAudit, route_audit};
+use wardline_server::store::AuditStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
@@ -53,6 +55,8 @@ struct Route {
     method: Method,
     /// OpenAPI template, e.g. `/api/v1/users/{id}`.
     template: &'static str,
+    /// Query string for routes with required parameters (`?format=csv`).
+    query: &'static str,
     rule: Rule,
     body: fn() -> Option<Value>,
 }
@@ -71,6 +75,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: Method::POST,
             template: "/api/v1/setup",
+            query: "",
             rule: Rule::Public,
             body: || {
                 Some(
@@ -81,6 +86,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: Method::POST,
             template: "/api/v1/auth/login",
+            query: "",
             rule: Rule::Public,
             body: || {
                 Some(
@@ -91,12 +97,14 @@ fn routes() -> Vec<Route> {
         Route {
             method: Method::POST,
             template: "/api/v1/auth/mfa/verify",
+            query: "",
             rule: Rule::Public,
             body: || Some(json!({"mfa_token": "wlm_forged", "code": "123456"})),
         },
         Route {
             method: Method::GET,
             template: "/api/v1/auth/session",
+            query: "",
             rule: Rule::AnySession {
                 allowed: Expect::Ok,
             },
@@ -105,6 +113,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: Method::POST,
             template: "/api/v1/auth/totp/enroll",
+            query: "",
             rule: Rule::AnySession {
                 allowed: Expect::Error(409, "conflict"),
             },
@@ -113,6 +122,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: Method::POST,
             template: "/api/v1/auth/totp/confirm",
+            query: "",
             rule: Rule::AnySession {
                 allowed: Expect::Error(409, "conflict"),
             },
@@ -121,6 +131,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: Method::POST,
             template: "/api/v1/auth/password",
+            query: "",
             rule: Rule::AnySession {
                 allowed: Expect::Error(401, "invalid_credentials"),
             },
@@ -133,18 +144,21 @@ fn routes() -> Vec<Route> {
         Route {
             method: Method::GET,
             template: "/api/v1/org",
+            query: "",
             rule: perm(DirectoryRead, false),
             body: no_body,
         },
         Route {
             method: Method::GET,
             template: "/api/v1/org/policy",
+            query: "",
             rule: perm(OrgPolicyManage, false),
             body: no_body,
         },
         Route {
             method: Method::PUT,
             template: "/api/v1/org/policy",
+            query: "",
             rule: perm(OrgPolicyManage, false),
             body: || {
                 Some(
@@ -155,12 +169,14 @@ fn routes() -> Vec<Route> {
         Route {
             method: Method::GET,
             template: "/api/v1/users",
+            query: "",
             rule: perm(DirectoryRead, false),
             body: no_body,
         },
         Route {
             method: Method::POST,
             template: "/api/v1/users",
+            query: "",
             rule: perm(UsersManage, false),
             body: || {
                 Some(
@@ -171,67 +187,120 @@ fn routes() -> Vec<Route> {
         Route {
             method: Method::GET,
             template: "/api/v1/roles",
+            query: "",
             rule: perm(DirectoryRead, false),
             body: no_body,
         },
         Route {
             method: Method::GET,
             template: "/api/v1/users/{id}",
+            query: "",
             rule: perm(DirectoryRead, true),
             body: no_body,
         },
         Route {
             method: Method::PATCH,
             template: "/api/v1/users/{id}",
+            query: "",
             rule: perm(UsersManage, true),
             body: || Some(json!({"display_name": "Renamed"})),
         },
         Route {
             method: Method::POST,
             template: "/api/v1/users/{id}/reactivate",
+            query: "",
             rule: perm(UsersManage, true),
             body: no_body,
         },
         Route {
             method: Method::POST,
             template: "/api/v1/users/{id}/mfa/reset",
+            query: "",
             rule: perm(UsersManage, true),
             body: no_body,
         },
         Route {
             method: Method::GET,
             template: "/api/v1/users/{id}/sessions",
+            query: "",
             rule: perm(SessionsRead, true),
             body: no_body,
         },
         Route {
             method: Method::DELETE,
             template: "/api/v1/users/{id}/sessions/{session_id}",
+            query: "",
             rule: perm(SessionsRevoke, true),
             body: no_body,
         },
         Route {
             method: Method::DELETE,
             template: "/api/v1/users/{id}/sessions",
+            query: "",
             rule: perm(SessionsRevoke, true),
             body: no_body,
         },
         Route {
             method: Method::POST,
             template: "/api/v1/users/{id}/suspend",
+            query: "",
             rule: perm(UsersManage, true),
             body: no_body,
         },
         Route {
             method: Method::POST,
             template: "/api/v1/users/{id}/deprovision",
+            query: "",
             rule: perm(UsersManage, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/audit/events",
+            query: "?action=auth.login&limit=5",
+            rule: perm(AuditRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/audit/export",
+            query: "?format=jsonl&limit=5",
+            rule: perm(AuditRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/audit/patients/{patient_id}/access-report",
+            query: "",
+            rule: perm(AuditRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/audit/checkpoints/latest",
+            query: "",
+            rule: perm(AuditRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/audit/proofs/inclusion",
+            query: "?seq=1",
+            rule: perm(AuditRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/audit/proofs/consistency",
+            query: "?from_size=1&to_size=3",
+            rule: perm(AuditRead, false),
             body: no_body,
         },
         // Ends the caller's session: keep last.
         Route {
             method: Method::POST,
             template: "/api/v1/auth/logout",
+            query: "",
             rule: Rule::AnySession {
                 allowed: Expect::Ok,
             },
@@ -248,10 +317,17 @@ fn expected(rule: Rule, caller: Caller) -> Option<Expect> {
         (
             Rule::Permission {
                 tenant_target: true,
-                ..
+                perm,
             },
             Caller::OtherOrgAdmin,
-        ) => Some(Expect::NotFound),
+        ) if Role::OrgAdmin.permissions().contains(&perm) => Some(Expect::NotFound),
+        // Another organisation's administrator holds the administrator's
+        // permissions, in their own organisation only.
+        (Rule::Permission { perm, .. }, Caller::OtherOrgAdmin)
+            if !Role::OrgAdmin.permissions().contains(&perm) =>
+        {
+            Some(Expect::Forbidden)
+        }
         (Rule::Permission { .. }, Caller::OtherOrgAdmin) => Some(Expect::Ok),
         (Rule::Permission { perm, .. }, Caller::Role(r)) => {
             Some(if r.permissions().contains(&perm) {
@@ -264,7 +340,8 @@ fn expected(rule: Rule, caller: Caller) -> Option<Expect> {
 }
 
 async fn matrix(backend: Backend) {
-    let Some(t) = TestServer::start(backend).await else {
+    // Small checkpoint interval: the proof routes need a signed checkpoint.
+    let Some(t) = TestServer::start_with(backend, |c| c.audit.checkpoint_every = 4).await else {
         return;
     };
     let admin = t.setup_org("alpha").await;
@@ -311,9 +388,20 @@ async fn matrix(backend: Backend) {
         let path = route
             .template
             .replace("{id}", &target.id.to_string())
-            .replace("{session_id}", &target_session.to_string());
+            .replace("{session_id}", &target_session.to_string())
+            .replace("{patient_id}", "patient-7")
+            + route.query;
+        let audited = match route_audit(route.method.as_str(), route.template) {
+            Some(RouteAudit::Event { action, .. }) => Some(action),
+            Some(RouteAudit::Exempt(_)) => None,
+            None => panic!(
+                "{} {} is not in audit::scope::ROUTES",
+                route.method, route.template
+            ),
+        };
 
         for (caller, token) in &actors {
+            let before = t.sql.last_audit_entry().await.unwrap().map_or(0, |r| r.seq);
             let mut req = http.request(route.method.clone(), format!("{}{path}", t.url));
             if let Some(tok) = token {
                 req = req.bearer_auth(tok);
@@ -325,6 +413,29 @@ async fn matrix(backend: Backend) {
             let status = resp.status().as_u16();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
+            // The request left its audit event, with the outcome it had, before
+            // the response was sent.
+            if let Some(action) = audited {
+                let outcome = match (status, code.as_str()) {
+                    (200..=299, _) => "success",
+                    (_, "unauthenticated" | "forbidden" | "mfa_enrolment_required") => "denied",
+                    _ => "failure",
+                };
+                let new = t.sql.audit_entries(before, 100).await.unwrap();
+                if !new
+                    .iter()
+                    .any(|r| r.action == action.as_str() && r.outcome == outcome)
+                {
+                    failures.push(format!(
+                        "{} {} as {caller:?}: no {action} event with outcome {outcome} (got {:?})",
+                        route.method,
+                        route.template,
+                        new.iter()
+                            .map(|r| (r.action.as_str(), r.outcome.as_str()))
+                            .collect::<Vec<_>>()
+                    ));
+                }
+            }
             if status >= 500 {
                 failures.push(format!(
                     "{} {} as {caller:?}: {status} {body}",

@@ -142,6 +142,9 @@ struct Walk {
     stored_chain: Hash,
     /// The sequence number the next row should have.
     next_seq: i64,
+    /// The previous row had a finding, so its stored chain value says nothing
+    /// about where the next row belongs.
+    prev_row_flagged: bool,
     last_checkpoint: i64,
     /// A row-level finding since the last checkpoint (which then needs no
     /// second report as a checkpoint mismatch).
@@ -183,6 +186,7 @@ pub async fn verify(
         chain: CHAIN_GENESIS,
         stored_chain: CHAIN_GENESIS,
         next_seq: 1,
+        prev_row_flagged: false,
         last_checkpoint: 0,
         row_finding_since_checkpoint: false,
         trusted: None,
@@ -292,6 +296,16 @@ fn check_checkpoint(keys: &dyn KeyProvider, cp: &CheckpointRow, walk: &mut Walk)
     }
     walk.last_checkpoint = cp.size;
     walk.row_finding_since_checkpoint = false;
+    // A correctly signed checkpoint is an anchor: judge the next interval
+    // against it, not against a recomputation an earlier change already bent.
+    if let Ok(frontier) = frontier_of(cp)
+        && frontier.root().as_slice() == cp.root.as_slice()
+        && let Ok(chain) = hash32(&cp.chain_head, "chain head")
+        && !matches!(walk.issues.last(), Some(RowIssue::Other(Finding::BadSignature { size, .. })) if *size == cp.size)
+    {
+        walk.range = frontier;
+        walk.chain = chain;
+    }
     if walk.clean {
         walk.trusted = Some(Trusted {
             size: cp.size,
@@ -331,7 +345,10 @@ fn check_row(row: &AuditRow, walk: &mut Walk) {
                         detail: "content does not match its hash".into(),
                     })),
                 }
-            } else if !gap && chain_hash(&walk.stored_chain, &stored_leaf) != stored_chain {
+            } else if !gap
+                && !walk.prev_row_flagged
+                && chain_hash(&walk.stored_chain, &stored_leaf) != stored_chain
+            {
                 walk.issues
                     .push(RowIssue::Other(Finding::Inserted { seq: row.seq }));
             }
@@ -342,7 +359,8 @@ fn check_row(row: &AuditRow, walk: &mut Walk) {
     walk.chain = chain_hash(&walk.chain, &leaf);
     walk.range.push(leaf);
     walk.stored_chain = stored_chain;
-    if walk.issues.len() > issues_before {
+    walk.prev_row_flagged = walk.issues.len() > issues_before;
+    if walk.prev_row_flagged {
         walk.clean = false;
         walk.row_finding_since_checkpoint = true;
     }

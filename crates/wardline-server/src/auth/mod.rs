@@ -21,9 +21,11 @@ use wardline_proto::auth::{
     ChangePasswordRequest, CurrentSession, IssuedSession, LoginRequest, LoginResponse, LoginStep,
     MfaVerifyRequest, SessionSummary, TotpEnrolment,
 };
+use wardline_proto::audit::AuditAction;
 use wardline_proto::directory::UserStatus;
 use wardline_proto::{DeviceId, ErrorCode, OrgId, SessionId, UserId};
 
+use crate::audit::AuditScope;
 use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::config::AuthConfig;
@@ -156,7 +158,14 @@ impl AuthService {
         Ok(())
     }
 
-    pub async fn login(&self, req: LoginRequest, ip: IpAddr) -> ApiResult<LoginResponse> {
+    /// Password sign-in. `audit` learns the organisation and account as soon
+    /// as they are known, so that failed attempts are recorded against them.
+    pub async fn login(
+        &self,
+        req: LoginRequest,
+        ip: IpAddr,
+        audit: &AuditScope,
+    ) -> ApiResult<LoginResponse> {
         let keys = self.throttle_keys(&req.org, &req.email, ip);
         self.check_throttle(&keys).await?;
 
@@ -166,9 +175,15 @@ impl AuthService {
             Err(e) => return Err(e.into()),
         };
         let user = match &org {
-            Some(o) => self.directory.find_by_email(o.id, &req.email).await?,
+            Some(o) => {
+                audit.org(o.id);
+                self.directory.find_by_email(o.id, &req.email).await?
+            }
             None => None,
         };
+        if let Some(u) = &user {
+            audit.target("user", u.id);
+        }
         let ok = self
             .passwords
             .verify(
@@ -186,6 +201,7 @@ impl AuthService {
                 "this account is suspended or deprovisioned; contact your administrator",
             ));
         }
+        audit.actor_user(org.id, user.id, req.device_id);
         // Success clears the account's streaks, not the address's.
         self.store.clear_throttle(&keys[0].key).await?;
         self.store.clear_throttle(&keys[1].key).await?;
@@ -202,6 +218,7 @@ impl AuthService {
                     attempts: 0,
                 })
                 .await?;
+            audit.reason("mfa_required");
             return Ok(LoginResponse {
                 step: LoginStep::MfaRequired,
                 mfa_token: Some(token),
@@ -212,6 +229,8 @@ impl AuthService {
             let session = self
                 .issue_session(&org, &user, req.device_id, false)
                 .await?;
+            audit.reason("mfa_enrolment_required");
+            audit.also(AuditAction::SessionCreate, "session", session.session_id);
             return Ok(LoginResponse {
                 step: LoginStep::MfaEnrolmentRequired,
                 mfa_token: None,
@@ -219,6 +238,7 @@ impl AuthService {
             });
         }
         let session = self.issue_session(&org, &user, req.device_id, true).await?;
+        audit.also(AuditAction::SessionCreate, "session", session.session_id);
         Ok(LoginResponse {
             step: LoginStep::Complete,
             mfa_token: None,
@@ -226,7 +246,11 @@ impl AuthService {
         })
     }
 
-    pub async fn verify_mfa(&self, req: MfaVerifyRequest) -> ApiResult<IssuedSession> {
+    pub async fn verify_mfa(
+        &self,
+        req: MfaVerifyRequest,
+        audit: &AuditScope,
+    ) -> ApiResult<IssuedSession> {
         let hash = hash_token(req.mfa_token.trim());
         let now = self.clock.now();
         let challenge = match self.store.get_mfa_challenge(&hash).await? {
@@ -245,6 +269,7 @@ impl AuthService {
                 ));
             }
         };
+        audit.actor_user(challenge.org_id, challenge.user_id, challenge.device_id);
         if self.store.bump_mfa_challenge_attempts(&hash).await? > MFA_MAX_ATTEMPTS {
             self.store.delete_mfa_challenge(&hash).await?;
             return Err(ApiError::new(
@@ -276,8 +301,11 @@ impl AuthService {
         self.store.clear_throttle(&mfa_key[0].key).await?;
         self.store.delete_mfa_challenge(&hash).await?;
         let org = self.directory.org(challenge.org_id).await?;
-        self.issue_session(&org, &user, challenge.device_id, true)
-            .await
+        let session = self
+            .issue_session(&org, &user, challenge.device_id, true)
+            .await?;
+        audit.also(AuditAction::SessionCreate, "session", session.session_id);
+        Ok(session)
     }
 
     /// A TOTP code (each time step accepted once) or a recovery code (each

@@ -15,6 +15,7 @@ use wardline_proto::auth::*;
 use wardline_proto::{ErrorBody, Permission};
 
 use crate::app::AppState;
+use crate::audit::AuditScope;
 use crate::authz::{AnySession, Authenticated};
 use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath, ApiQuery};
@@ -40,9 +41,13 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 201, body = SetupResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn setup(
     State(s): State<AppState>,
+    audit: AuditScope,
     ApiJson(req): ApiJson<SetupRequest>,
 ) -> ApiResult<(StatusCode, Json<SetupResponse>)> {
-    Ok((StatusCode::CREATED, Json(s.directory.setup(req).await?)))
+    let done = s.directory.setup(req).await?;
+    audit.org(done.organisation.id);
+    audit.target("user", done.admin.id);
+    Ok((StatusCode::CREATED, Json(done)))
 }
 
 /// Sign in with organisation, e-mail and password.
@@ -52,10 +57,11 @@ async fn login(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    audit: AuditScope,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     let ip = crate::http::client_ip(peer.ip(), &headers, &s.trusted_proxies);
-    Ok(Json(s.auth.login(req, ip).await?))
+    Ok(Json(s.auth.login(req, ip, &audit).await?))
 }
 
 /// Complete sign-in with a TOTP or recovery code.
@@ -63,9 +69,10 @@ async fn login(
     responses((status = 200, body = IssuedSession), (status = 401, body = ErrorBody)))]
 async fn verify_mfa(
     State(s): State<AppState>,
+    audit: AuditScope,
     ApiJson(req): ApiJson<MfaVerifyRequest>,
 ) -> ApiResult<Json<IssuedSession>> {
-    Ok(Json(s.auth.verify_mfa(req).await?))
+    Ok(Json(s.auth.verify_mfa(req, &audit).await?))
 }
 
 /// Who am I: the session, user, organisation and permissions.
@@ -73,15 +80,22 @@ async fn verify_mfa(
     responses((status = 200, body = CurrentSession), (status = 401, body = ErrorBody)))]
 async fn current_session(
     State(s): State<AppState>,
+    audit: AuditScope,
     AnySession(p): AnySession,
 ) -> ApiResult<Json<CurrentSession>> {
+    audit.target("session", p.session_id);
     Ok(Json(s.auth.current(&p).await?))
 }
 
 /// End the current session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
-async fn logout(State(s): State<AppState>, AnySession(p): AnySession) -> ApiResult<StatusCode> {
+async fn logout(
+    State(s): State<AppState>,
+    audit: AuditScope,
+    AnySession(p): AnySession,
+) -> ApiResult<StatusCode> {
+    audit.target("session", p.session_id);
     s.auth.logout(&p).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,6 +10,7 @@ use wardline_proto::directory::*;
 use wardline_proto::{ErrorBody, Permission, Role};
 
 use crate::app::AppState;
+use crate::audit::AuditScope;
 use crate::authz::Authenticated;
 use crate::directory::org_to_wire;
 use crate::error::ApiResult;
@@ -80,13 +81,13 @@ async fn list_users(
 async fn create_user(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     p.authorize(Permission::UsersManage)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(s.directory.create_user(p.org_id, req).await?),
-    ))
+    let user = s.directory.create_user(p.org_id, req).await?;
+    audit.target("user", user.id);
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
