@@ -166,6 +166,7 @@ pub struct Server {
     config: Config,
     state: AppState,
     sql: Arc<SqlStore>,
+    clock: Arc<dyn Clock>,
     setup_code: Option<String>,
 }
 
@@ -191,14 +192,8 @@ impl Server {
         let audit_store: Arc<dyn AuditStore> = sql.clone();
         let audit =
             AuditLog::start(audit_store.clone(), keys.clone(), clock.clone(), &config.audit).await?;
-        audit::siem::start(&config.audit, audit_store.clone(), clock.clone())
-            .map_err(StartError::Audit)?;
-        audit::retention::spawn_daily(
-            audit_store.clone(),
-            audit.clone(),
-            clock.clone(),
-            config.audit.retention_days,
-        );
+        // Fail at start, not later in the background, on a bad SIEM setting.
+        audit::siem::check(&config.audit).map_err(StartError::Audit)?;
         let vault = Vault::open(keys.clone(), store.clone(), clock.clone()).await?;
         let passwords = Passwords::new();
         let directory = DirectoryService::new(
@@ -211,7 +206,7 @@ impl Server {
         let auth = AuthService::new(
             store.clone(),
             directory.clone(),
-            clock,
+            clock.clone(),
             passwords,
             config.auth.clone(),
         );
@@ -235,6 +230,7 @@ impl Server {
             config,
             state,
             sql,
+            clock,
             setup_code,
         })
     }
@@ -273,6 +269,7 @@ impl Server {
         listener: std::net::TcpListener,
         handle: Handle<SocketAddr>,
     ) -> Result<(), StartError> {
+        self.start_jobs()?;
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -301,6 +298,22 @@ impl Server {
         };
         self.sql.close().await;
         result.map_err(|e| StartError::Listen(addr, e))
+    }
+
+    /// Background work of a serving node: SIEM export and audit retention.
+    /// Not started by [`Server::build`], so that CLI commands that build a
+    /// server to reach its services do not export or purge.
+    fn start_jobs(&self) -> Result<(), StartError> {
+        let audit_store: Arc<dyn AuditStore> = self.sql.clone();
+        audit::siem::start(&self.config.audit, audit_store.clone(), self.clock.clone())
+            .map_err(StartError::Audit)?;
+        audit::retention::spawn_daily(
+            audit_store,
+            self.state.audit.clone(),
+            self.clock.clone(),
+            self.config.audit.retention_days,
+        );
+        Ok(())
     }
 
     /// Binds `config.listen` and serves until SIGINT or SIGTERM, then drains

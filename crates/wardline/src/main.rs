@@ -1,8 +1,10 @@
 //! `wardline`: the one binary. `serve` runs the server; `login`, `whoami` and
 //! `admin …` talk to a running server as a client; `admin bootstrap` and
 //! `admin rotate-kek` work on the data directory and database directly (host
-//! operator tasks that need the key file).
+//! operator tasks that need the key file). `audit verify` also reads the
+//! database directly; the other `audit` commands use the API.
 
+mod audit;
 mod input;
 mod offline;
 mod remote;
@@ -74,6 +76,9 @@ enum Command {
     /// Administration.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The audit trail: verify it, search it, report on a patient, export it.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the current code for a base32 TOTP secret (a development aid, like
     /// an authenticator app).
     TotpCode { secret: String },
@@ -114,6 +119,7 @@ async fn main() -> std::process::ExitCode {
         Command::Admin(AdminCommand::Policy(args)) => remote::policy(args).await,
         Command::Admin(AdminCommand::Bootstrap(args)) => offline::bootstrap(args).await,
         Command::Admin(AdminCommand::RotateKek(args)) => offline::rotate_kek(args).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
         Command::TotpCode { secret } => totp_code(&secret),
     };
     match result {

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use wardline_crypto::{KeyProvider, LocalKeyFile};
 use wardline_proto::Role;
 use wardline_proto::directory::CreateUserRequest;
+use wardline_proto::audit::AuditAction;
 use wardline_server::Server;
+use wardline_server::audit::{AuditLog, NewEvent};
+use wardline_server::clock::SystemClock;
 use wardline_server::store::{SqlStore, Store};
 use wardline_server::vault::rewrap_all;
 
@@ -43,6 +46,18 @@ pub async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
         )
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
+    server
+        .state()
+        .audit
+        .record(
+            NewEvent {
+                org_id: Some(org.id),
+                ..NewEvent::service("cli", AuditAction::Setup)
+            }
+            .target("user", admin.id),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     println!(
         "created organisation {} ({}) with administrator {} ({})",
         org.name, org.slug, admin.email, admin.id
@@ -65,15 +80,16 @@ pub struct RotateArgs {
 pub async fn rotate_kek(args: RotateArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args.server)?;
     let keys = Arc::new(LocalKeyFile::open_or_create(&cfg.key_file())?);
-    let store = SqlStore::connect(&cfg.database_url()).await?;
+    let store = Arc::new(SqlStore::connect(&cfg.database_url()).await?);
+    let audit = AuditLog::start(store.clone(), keys.clone(), Arc::new(SystemClock), &cfg.audit).await?;
     let old = keys.current_kek_id();
     let new = keys.rotate()?;
-    let moved = rewrap_all(keys.as_ref(), &store).await?;
+    let moved = rewrap_all(keys.as_ref(), store.as_ref()).await?;
     println!("new key-encryption key {new} (was {old}); rewrapped {moved} data keys");
     if args.retire_old {
         // A server that wrapped a key under the old KEK just before noticing the
         // rotation is caught by this second pass.
-        let late = rewrap_all(keys.as_ref(), &store).await?;
+        let late = rewrap_all(keys.as_ref(), store.as_ref()).await?;
         let counts = store.count_data_keys_by_kek().await?;
         if counts.iter().any(|(k, n)| *k != new && *n > 0) {
             anyhow::bail!("data keys are still wrapped under old KEKs ({counts:?}); not retiring");
@@ -81,6 +97,17 @@ pub async fn rotate_kek(args: RotateArgs) -> anyhow::Result<()> {
         let retired = keys.retire_all_but_current()?;
         println!("rewrapped {late} more; retired {}", retired.join(", "));
     }
+    audit
+        .record(
+            NewEvent::service("cli", AuditAction::KekRotate)
+                .target("kek", &new)
+                .reason(format!(
+                    "rewrapped {moved} data keys{}",
+                    if args.retire_old { "; old KEKs retired" } else { "" }
+                )),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     for (kek, n) in store.count_data_keys_by_kek().await? {
         println!("  {kek}: {n} data keys");
     }

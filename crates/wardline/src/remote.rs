@@ -25,7 +25,7 @@ fn client_for(server: &str, ca_cert: Option<&Path>) -> anyhow::Result<ApiClient>
 }
 
 /// The signed-in client from the profile.
-fn signed_in(opts: &ClientOpts) -> anyhow::Result<(ApiClient, Profile)> {
+pub(crate) fn signed_in(opts: &ClientOpts) -> anyhow::Result<(ApiClient, Profile)> {
     let path = profile_path(opts);
     let profile = Profile::load(&path)?.with_context(|| {
         format!(
@@ -41,7 +41,7 @@ fn signed_in(opts: &ClientOpts) -> anyhow::Result<(ApiClient, Profile)> {
     Ok((client, profile))
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

@@ -2,18 +2,21 @@
 //! TLS (RFC 5425, octet-counted frames) and/or to a JSON Lines file.
 //!
 //! At-least-once: each sink has a cursor in the database (the last sequence
-//! number it accepted). The cursor moves only after a batch was written and
-//! flushed (TCP/TLS) or fsynced (file); after an outage or a restart the sink
-//! gets everything after its cursor again, so nothing is lost, and a SIEM
-//! deduplicates by `seq`. Syslog has no application-level acknowledgement: a
-//! batch the peer's kernel accepted just before it crashed can only be resent
-//! by resetting the cursor (RELP would close that gap).
+//! number it accepted). For the file the cursor moves once the batch is
+//! fsynced. Syslog has no acknowledgement, and a write to a peer that has just
+//! died still succeeds into the kernel's buffer; so a syslog batch is only
+//! *confirmed* (cursor moved) when a later check finds the same connection
+//! still open. A connection found closed is reopened and everything after the
+//! cursor is sent again. A SIEM therefore sees every entry at least once and
+//! deduplicates by `seq`. The remaining gap — a peer that accepted bytes,
+//! stayed connected and then lost them — needs an acknowledging protocol
+//! (RELP).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wardline_proto::audit::{AuditEvent, Outcome};
 
@@ -125,11 +128,28 @@ enum Conn {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 impl Conn {
-    fn writer(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
+    fn io(&mut self) -> &mut dyn Io {
         match self {
             Conn::Tcp(s) => s,
             Conn::Tls(s) => s.as_mut(),
+        }
+    }
+
+    /// False if the peer closed or reset the connection. A syslog receiver
+    /// never sends application data, so anything readable is either the end
+    /// of the stream or TLS housekeeping (session tickets), which is drained.
+    async fn is_open(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_millis(20), self.io().read(&mut buf)).await {
+                Err(_) => return true,
+                Ok(Ok(0)) | Ok(Err(_)) => return false,
+                Ok(Ok(_)) => continue,
+            }
         }
     }
 }
@@ -140,6 +160,8 @@ enum Sink {
         tls: Option<tokio_rustls::TlsConnector>,
         conn: Option<Conn>,
         host: String,
+        /// Last seq written on `conn` but not yet confirmed.
+        unconfirmed: Option<i64>,
     },
     Jsonl {
         path: PathBuf,
@@ -154,13 +176,41 @@ impl Sink {
         }
     }
 
-    async fn send(&mut self, events: &[AuditEvent]) -> std::io::Result<()> {
+    /// The seq up to which delivery is certain, and where to continue
+    /// reading from: for syslog, confirms what the open connection carried, or
+    /// forgets it if the connection is gone.
+    async fn settle(&mut self, cursor: i64) -> (Option<i64>, i64) {
+        match self {
+            Sink::Syslog {
+                conn, unconfirmed, ..
+            } => {
+                let open = match conn.as_mut() {
+                    Some(c) => c.is_open().await,
+                    None => false,
+                };
+                if !open {
+                    *conn = None;
+                    *unconfirmed = None;
+                    return (None, cursor);
+                }
+                match unconfirmed.take() {
+                    Some(seq) => (Some(seq), seq),
+                    None => (None, cursor),
+                }
+            }
+            Sink::Jsonl { .. } => (None, cursor),
+        }
+    }
+
+    /// Sends `events` (ending at `last`); returns the seq now certain, if any.
+    async fn send(&mut self, events: &[AuditEvent], last: i64) -> std::io::Result<Option<i64>> {
         match self {
             Sink::Syslog {
                 target,
                 tls,
                 conn,
                 host,
+                unconfirmed,
             } => {
                 if conn.is_none() {
                     *conn = Some(connect(target, tls.as_ref()).await?);
@@ -170,16 +220,22 @@ impl Sink {
                     let msg = format_rfc5424(e, host);
                     frames.extend_from_slice(format!("{} {msg}", msg.len()).as_bytes());
                 }
-                let w = conn.as_mut().expect("connected above").writer();
+                let w = conn.as_mut().expect("connected above").io();
                 let result = async {
                     w.write_all(&frames).await?;
                     w.flush().await
                 }
                 .await;
-                if result.is_err() {
-                    *conn = None;
+                match result {
+                    Ok(()) => {
+                        *unconfirmed = Some(last);
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        *conn = None;
+                        Err(e)
+                    }
                 }
-                result
             }
             Sink::Jsonl { path } => {
                 let mut lines = Vec::new();
@@ -193,7 +249,8 @@ impl Sink {
                     .open(&*path)
                     .await?;
                 f.write_all(&lines).await?;
-                f.sync_data().await
+                f.sync_data().await?;
+                Ok(Some(last))
             }
         }
     }
@@ -247,6 +304,16 @@ fn tls_connector(ca_file: Option<&PathBuf>) -> Result<tokio_rustls::TlsConnector
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
+/// Checks the SIEM settings (URL, CA file) without connecting.
+pub fn check(cfg: &AuditConfig) -> Result<(), String> {
+    if let Some(url) = &cfg.syslog_url
+        && let SyslogTarget::Tls { .. } = SyslogTarget::parse(url)?
+    {
+        tls_connector(cfg.syslog_ca_file.as_ref())?;
+    }
+    Ok(())
+}
+
 /// Runs the configured sinks until the process ends. Returns `Ok(None)` when
 /// no sink is configured.
 pub fn start(
@@ -266,6 +333,7 @@ pub fn start(
             tls,
             conn: None,
             host: hostname(),
+            unconfirmed: None,
         });
     }
     if let Some(path) = &cfg.jsonl_path {
@@ -322,7 +390,11 @@ async fn pump(
     clock: &dyn Clock,
 ) -> Result<usize, PumpError> {
     let cursor = store.audit_export_cursor(name).await?;
-    let rows = store.audit_entries(cursor, BATCH).await?;
+    let (confirmed, after) = sink.settle(cursor).await;
+    if let Some(seq) = confirmed {
+        store.set_audit_export_cursor(name, seq, clock.now_ms()).await?;
+    }
+    let rows = store.audit_entries(after, BATCH).await?;
     let Some(last) = rows.last().map(|r| r.seq) else {
         return Ok(0);
     };
@@ -337,10 +409,9 @@ async fn pump(
             }
         })
         .collect();
-    sink.send(&events).await?;
-    store
-        .set_audit_export_cursor(name, last, clock.now_ms())
-        .await?;
+    if let Some(seq) = sink.send(&events, last).await? {
+        store.set_audit_export_cursor(name, seq, clock.now_ms()).await?;
+    }
     metrics::counter!("wardline_audit_exported_total", "sink" => name.to_owned())
         .increment(events.len() as u64);
     Ok(events.len().max(1))

@@ -1,0 +1,351 @@
+//! `wardline audit …`: `verify` works on the database and key file directly
+//! (it must not trust the server it checks); `search`, `report`, `export` and
+//! `checkpoint` go through the API as the signed-in compliance officer.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use uuid::Uuid;
+use wardline_crypto::{LocalKeyFile, verify_checkpoint_signature};
+use wardline_proto::audit::{AuditEvent, AuditQuery, checkpoint_message};
+use wardline_server::audit::verify::{Trusted, verify};
+use wardline_server::store::SqlStore;
+
+use crate::remote::{print_json, signed_in};
+use crate::{ClientOpts, ServerOpts, load_config};
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log from the database and check every signed
+    /// checkpoint; exits 1 and says where if anything was altered.
+    Verify(VerifyArgs),
+    /// Search the organisation's audit trail (newest first).
+    Search(SearchArgs),
+    /// Who accessed this patient's information.
+    Report {
+        patient: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Export matching events as CSV or JSON Lines.
+    Export {
+        #[arg(long, value_parser = ["csv", "jsonl"])]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        filter: Filter,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show the latest signed checkpoint and check its signature.
+    Checkpoint(ClientOpts),
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    server: ServerOpts,
+    /// Where the last verified checkpoint is remembered (default:
+    /// `<data_dir>/audit-verified.json`). Keep it off the database host to
+    /// also catch a rollback of database and state together.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Verify from the beginning instead of from the last verified checkpoint.
+    #[arg(long)]
+    full: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Default)]
+pub struct Filter {
+    /// The acting user's id (or a service name).
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    patient: Option<String>,
+    #[arg(long)]
+    device: Option<Uuid>,
+    /// The target's id.
+    #[arg(long)]
+    target: Option<String>,
+    /// An action such as `auth.login`.
+    #[arg(long)]
+    action: Option<String>,
+    /// From (Unix ms).
+    #[arg(long)]
+    from_ms: Option<i64>,
+    /// Until (Unix ms).
+    #[arg(long)]
+    to_ms: Option<i64>,
+}
+
+impl Filter {
+    fn query(&self, limit: Option<i64>) -> AuditQuery {
+        AuditQuery {
+            actor: self.actor.clone(),
+            patient: self.patient.clone(),
+            device: self.device,
+            target: self.target.clone(),
+            action: self.action.clone(),
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            before_seq: None,
+            limit,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    filter: Filter,
+    /// At most this many events (1–1000).
+    #[arg(long, default_value_t = 50)]
+    limit: i64,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::Verify(args) => verify_log(args).await,
+        AuditCommand::Search(args) => search(args).await,
+        AuditCommand::Report { patient, opts } => report(&patient, opts).await,
+        AuditCommand::Export {
+            format,
+            output,
+            filter,
+            opts,
+        } => export(&format, output, &filter, opts).await,
+        AuditCommand::Checkpoint(opts) => checkpoint(opts).await,
+    }
+}
+
+async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args.server)?;
+    let keys = LocalKeyFile::open_or_create(&cfg.key_file())?;
+    let store = SqlStore::connect(&cfg.database_url()).await?;
+    let state_path = args
+        .state
+        .unwrap_or_else(|| cfg.data_dir.join("audit-verified.json"));
+    let trusted: Option<Trusted> = if args.full || !state_path.exists() {
+        None
+    } else {
+        let text = std::fs::read_to_string(&state_path)
+            .with_context(|| format!("reading {}", state_path.display()))?;
+        Some(serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a verification state file", state_path.display())
+        })?)
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} verifying [{bar:40}] {pos}/{len} entries ({per_sec}, {eta} left)",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = verify(&store, &keys, trusted.as_ref(), |done, total| {
+        bar.set_length(total.max(0) as u64);
+        bar.set_position(done.max(0) as u64);
+    })
+    .await?;
+    bar.finish_and_clear();
+    store.close().await;
+
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "checked {} entries ({}..={}) and {} checkpoints{}",
+            report.entries_checked,
+            report.started_at + 1,
+            report.last_seq,
+            report.checkpoints_checked,
+            if trusted.is_some() {
+                format!(" (incremental from checkpoint {})", report.started_at)
+            } else {
+                String::new()
+            }
+        );
+        for f in &report.findings {
+            println!("TAMPERING: {f}");
+        }
+    }
+    if !report.ok() {
+        // Keep the old state: the next run must see the same problem.
+        std::process::exit(1);
+    }
+    if let Some(t) = &report.trusted {
+        write_state(&state_path, t)?;
+        if !args.json {
+            println!(
+                "OK: the log is intact; verified up to the signed checkpoint at {} entries",
+                t.size
+            );
+        }
+    } else if !args.json {
+        println!("OK: the log is intact (no signed checkpoint yet)");
+    }
+    Ok(())
+}
+
+fn write_state(path: &std::path::Path, t: &Trusted) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(t)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn print_events(events: &[AuditEvent]) {
+    println!(
+        "{:>8}  {:<24}  {:<22}  {:<8}  {:<36}  {:<8} target",
+        "seq", "time (UTC)", "action", "outcome", "actor", "patient"
+    );
+    for e in events {
+        let when = time_text(e.at_ms);
+        let outcome = serde_json::to_value(e.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        println!(
+            "{:>8}  {:<24}  {:<22}  {:<8}  {:<36}  {:<8} {}",
+            e.seq,
+            when,
+            e.action,
+            outcome,
+            e.actor_id.as_deref().unwrap_or("-"),
+            e.patient_id.as_deref().unwrap_or("-"),
+            match (&e.target_type, &e.target_id) {
+                (Some(t), Some(id)) => format!("{t} {id}"),
+                _ => "-".into(),
+            }
+        );
+    }
+}
+
+fn time_text(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => ms.to_string(),
+    }
+}
+
+async fn search(args: SearchArgs) -> anyhow::Result<()> {
+    let (c, _) = signed_in(&args.opts)?;
+    let page = c.audit_search(&args.filter.query(Some(args.limit))).await?;
+    if args.opts.json {
+        return print_json(&page);
+    }
+    print_events(&page.events);
+    if let Some(b) = page.next_before {
+        println!("(more: older than entry {b})");
+    }
+    Ok(())
+}
+
+async fn report(patient: &str, opts: ClientOpts) -> anyhow::Result<()> {
+    let (c, _) = signed_in(&opts)?;
+    let r = c.audit_access_report(patient).await?;
+    if opts.json {
+        return print_json(&r);
+    }
+    println!("access to patient {}: {} events", r.patient_id, r.events.len());
+    for a in &r.accessors {
+        println!(
+            "  {:<36}  {:>4} events  {} – {}  devices: {}  actions: {}",
+            a.actor_id.as_deref().unwrap_or("(anonymous)"),
+            a.events,
+            time_text(a.first_ms),
+            time_text(a.last_ms),
+            a.devices.len(),
+            a.actions
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!();
+    print_events(&r.events);
+    Ok(())
+}
+
+async fn export(
+    format: &str,
+    output: Option<PathBuf>,
+    filter: &Filter,
+    opts: ClientOpts,
+) -> anyhow::Result<()> {
+    let (c, _) = signed_in(&opts)?;
+    let bytes = c.audit_export(format, &filter.query(None)).await?;
+    match output {
+        Some(path) => {
+            std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
+        }
+        None => std::io::stdout().write_all(&bytes)?,
+    }
+    Ok(())
+}
+
+async fn checkpoint(opts: ClientOpts) -> anyhow::Result<()> {
+    let (c, _) = signed_in(&opts)?;
+    let cp = c.audit_latest_checkpoint().await?;
+    let public: [u8; 32] = hex::decode(&cp.public_key)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("public key is not 32 bytes"))?;
+    let sig: [u8; 64] = hex::decode(&cp.signature)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("signature is not 64 bytes"))?;
+    let ok = verify_checkpoint_signature(
+        &public,
+        &checkpoint_message(cp.size, cp.at_ms, &cp.root, &cp.chain_head),
+        &sig,
+    );
+    if opts.json {
+        return print_json(&cp);
+    }
+    println!("size        {}", cp.size);
+    println!("time        {}", time_text(cp.at_ms));
+    println!("root        {}", cp.root);
+    println!("chain head  {}", cp.chain_head);
+    println!("key         {} ({})", cp.key_id, cp.public_key);
+    println!(
+        "signature   {}",
+        if ok { "valid" } else { "INVALID" }
+    );
+    if !ok {
+        anyhow::bail!("the checkpoint signature does not verify");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_render_as_utc_dates() {
+        assert_eq!(super::time_text(0), "1970-01-01 00:00:00");
+        assert_eq!(super::time_text(1_700_000_000_123), "2023-11-14 22:13:20");
+        assert_eq!(super::time_text(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}
