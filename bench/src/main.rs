@@ -8,6 +8,11 @@
 //!   idle check, user load) and `GET /api/v1/users` (plus PHI decryption of
 //!   every user) with N concurrent clients, on SQLite and on PostgreSQL.
 //!
+//! * `audit`: durable audit appends per second through the group-committing
+//!   writer (many concurrent producers) against one producer waiting for each
+//!   commit, and the time `wardline audit verify` takes per entry, on SQLite
+//!   and PostgreSQL.
+//!
 //! Client and server share this machine (loopback, TLS, HTTP/1.1 keep-alive),
 //! so the figures are for the whole path on two cores, not server-only.
 
@@ -19,10 +24,17 @@ use anyhow::Context;
 use clap::Parser;
 use uuid::Uuid;
 use wardline_client::ApiClient;
+use wardline_crypto::LocalKeyFile;
 use wardline_proto::Role;
+use wardline_proto::audit::{ActorKind, AuditAction, Outcome};
 use wardline_proto::auth::{LoginRequest, SetupRequest};
 use wardline_proto::directory::{CreateUserRequest, OrgPolicy};
+use wardline_server::audit::verify::verify;
+use wardline_server::audit::{AuditLog, NewEvent};
 use wardline_server::auth::password::Passwords;
+use wardline_server::clock::SystemClock;
+use wardline_server::config::AuditConfig;
+use wardline_server::store::{AuditStore, SqlStore};
 use wardline_server::{Config, Server};
 
 const PASSWORD: &str = "lantern orbit mossy teacup";
@@ -41,6 +53,12 @@ struct Args {
     /// PostgreSQL URL; defaults to $WARDLINE_TEST_POSTGRES_URL. Skipped if neither.
     #[arg(long)]
     postgres: Option<String>,
+    /// Concurrent producers for the audit append measurement.
+    #[arg(long, default_value_t = 256)]
+    audit_producers: usize,
+    /// Entries in the log that is verified (SQLite; PostgreSQL gets a fifth).
+    #[arg(long, default_value_t = 1_000_000)]
+    verify_entries: u64,
 }
 
 struct Running {
@@ -50,21 +68,152 @@ struct Running {
     _dir: tempfile::TempDir,
 }
 
+async fn fresh_schema(base: &str) -> anyhow::Result<String> {
+    let schema = format!("wl_bench_{}", Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(base).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await?;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+fn audit_event(i: u64) -> NewEvent {
+    NewEvent {
+        org_id: Some(Uuid::new_v4()),
+        actor_kind: ActorKind::User,
+        actor_id: Some(Uuid::new_v4().to_string()),
+        device_id: Some(Uuid::new_v4()),
+        source_ip: Some("10.20.30.40".into()),
+        user_agent: Some("wardline-bench/1".into()),
+        action: AuditAction::UserView,
+        target_type: Some("user".into()),
+        target_id: Some(Uuid::new_v4().to_string()),
+        patient_id: Some(format!("patient-{}", i % 5000)),
+        outcome: Outcome::Success,
+        reason: None,
+    }
+}
+
+/// Appends `n` entries with `producers` concurrent producers; returns the
+/// rate and the p50/p99 of the wait for durability.
+async fn append_load(
+    log: &AuditLog,
+    producers: usize,
+    until: impl Fn(u64, Instant) -> bool + Send + Sync + 'static,
+) -> anyhow::Result<(u64, f64, Duration, Duration)> {
+    let done = Arc::new(AtomicU64::new(0));
+    let until = Arc::new(until);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..producers {
+        let log = log.clone();
+        let done = done.clone();
+        let until = until.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = done.fetch_add(1, Ordering::Relaxed);
+                if until(i, started) {
+                    break;
+                }
+                let t = Instant::now();
+                log.record(audit_event(i))
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message))?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let n = all.len() as u64;
+    Ok((
+        n,
+        n as f64 / elapsed,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+    ))
+}
+
+async fn audit_rows(
+    name: &str,
+    db: Option<String>,
+    args: &Args,
+    verify_entries: u64,
+    rows: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = match db {
+        Some(base) => fresh_schema(&base).await?,
+        None => SqlStore::sqlite_url(dir.path()),
+    };
+    let store = Arc::new(SqlStore::connect(&url).await?);
+    let keys = Arc::new(LocalKeyFile::open_or_create(&dir.path().join("kek.json"))?);
+    let log = AuditLog::start(
+        store.clone(),
+        keys.clone(),
+        Arc::new(SystemClock),
+        &AuditConfig::default(),
+    )
+    .await?;
+    let secs = args.secs;
+    eprintln!("bench: {name}: audit appends, 1 producer, {secs} s");
+    let (_, rate1, p50, p99) =
+        append_load(&log, 1, move |_, t| t.elapsed().as_secs() >= secs).await?;
+    rows.push(format!(
+        "| {name} | audit append, 1 producer (one commit each) | {rate1:.0} /s | {} | {} |",
+        ms(p50),
+        ms(p99)
+    ));
+    let producers = args.audit_producers;
+    eprintln!("bench: {name}: audit appends, {producers} producers, {secs} s");
+    let (_, rate, p50, p99) =
+        append_load(&log, producers, move |_, t| t.elapsed().as_secs() >= secs).await?;
+    rows.push(format!(
+        "| {name} | audit append, {producers} producers (group commit) | {rate:.0} /s ({:.0}× one producer) | {} | {} |",
+        rate / rate1,
+        ms(p50),
+        ms(p99)
+    ));
+    let have = store.last_audit_entry().await?.map_or(0, |r| r.seq) as u64;
+    if verify_entries > have {
+        let more = verify_entries - have;
+        eprintln!("bench: {name}: filling the log to {verify_entries} entries");
+        append_load(&log, producers, move |i, _| i >= more).await?;
+    }
+    log.checkpoint_now()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let total = store.last_audit_entry().await?.map_or(0, |r| r.seq);
+    eprintln!("bench: {name}: verifying {total} entries");
+    let t = Instant::now();
+    let report = verify(store.as_ref(), keys.as_ref(), None, |_, _| {}).await?;
+    let took = t.elapsed();
+    anyhow::ensure!(report.ok(), "verification found {:?}", report.findings);
+    let per_sec = total as f64 / took.as_secs_f64();
+    rows.push(format!(
+        "| {name} | audit verify, full ({total} entries, {} checkpoints) | {per_sec:.0} entries/s | {:.2} s total | 10M extrapolated: {:.0} s |",
+        report.checkpoints_checked,
+        took.as_secs_f64(),
+        1e7 / per_sec
+    ));
+    store.close().await;
+    Ok(())
+}
+
 async fn start(database: Option<String>) -> anyhow::Result<(Running, ApiClient, String)> {
     let dir = tempfile::tempdir()?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let database_url = match database {
-        Some(base) => {
-            let schema = format!("wl_bench_{}", Uuid::new_v4().simple());
-            sqlx::any::install_default_drivers();
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base).await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&mut conn)
-                .await?;
-            let sep = if base.contains('?') { '&' } else { '?' };
-            Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
-        }
+        Some(base) => Some(fresh_schema(&base).await?),
         None => None,
     };
     let mut config = Config {
@@ -275,12 +424,23 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     backend_rows("SQLite", None, &args, &mut rows).await?;
+    audit_rows("SQLite", None, &args, args.verify_entries, &mut rows).await?;
     match args
         .postgres
         .clone()
         .or_else(|| std::env::var("WARDLINE_TEST_POSTGRES_URL").ok())
     {
-        Some(pg) => backend_rows("PostgreSQL", Some(pg), &args, &mut rows).await?,
+        Some(pg) => {
+            backend_rows("PostgreSQL", Some(pg.clone()), &args, &mut rows).await?;
+            audit_rows(
+                "PostgreSQL",
+                Some(pg),
+                &args,
+                args.verify_entries / 5,
+                &mut rows,
+            )
+            .await?;
+        }
         None => eprintln!(
             "bench: no PostgreSQL URL (--postgres or WARDLINE_TEST_POSTGRES_URL); skipped"
         ),

@@ -203,7 +203,9 @@ impl ApiClient {
         seq: i64,
         tree_size: Option<i64>,
     ) -> Result<InclusionProof> {
-        let size = tree_size.map(|s| format!("&tree_size={s}")).unwrap_or_default();
+        let size = tree_size
+            .map(|s| format!("&tree_size={s}"))
+            .unwrap_or_default();
         self.get(&format!("/api/v1/audit/proofs/inclusion?seq={seq}{size}"))
             .await
     }

@@ -47,7 +47,11 @@ pub struct CheckpointSignature {
 
 /// Checks an Ed25519 checkpoint signature (strict verification: no malleable
 /// or small-order encodings).
-pub fn verify_checkpoint_signature(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+pub fn verify_checkpoint_signature(
+    public_key: &[u8; 32],
+    message: &[u8],
+    signature: &[u8; 64],
+) -> bool {
     let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
         return false;
     };
@@ -245,7 +249,11 @@ impl KeyProvider for LocalKeyFile {
     }
 
     fn checkpoint_public_key(&self, key_id: &str) -> Result<[u8; 32]> {
-        let lookup = |ring: &Keyring| ring.signing.get(key_id).map(|k| k.verifying_key().to_bytes());
+        let lookup = |ring: &Keyring| {
+            ring.signing
+                .get(key_id)
+                .map(|k| k.verifying_key().to_bytes())
+        };
         if let Some(k) = lookup(&self.ring.read().expect("keyring lock poisoned")) {
             return Ok(k);
         }
@@ -327,7 +335,10 @@ fn read_keyring(path: &Path) -> Result<Keyring> {
     if let Some(id) = &file.current_signing
         && !signing.contains_key(id)
     {
-        return Err(key_file_error(path, "current signing key id is not among the keys"));
+        return Err(key_file_error(
+            path,
+            "current signing key id is not among the keys",
+        ));
     }
     Ok(Keyring {
         current: file.current,
@@ -446,8 +457,16 @@ mod tests {
         cli.retire_all_but_current().unwrap();
         let fresh = LocalKeyFile::open_or_create(&path).unwrap();
         let public = fresh.checkpoint_public_key(&a.key_id).unwrap();
-        assert!(verify_checkpoint_signature(&public, b"checkpoint 1", &a.signature));
-        assert!(!verify_checkpoint_signature(&public, b"checkpoint 2", &a.signature));
+        assert!(verify_checkpoint_signature(
+            &public,
+            b"checkpoint 1",
+            &a.signature
+        ));
+        assert!(!verify_checkpoint_signature(
+            &public,
+            b"checkpoint 2",
+            &a.signature
+        ));
         assert!(matches!(
             fresh.checkpoint_public_key("audit-nope"),
             Err(CryptoError::UnknownKey(_))

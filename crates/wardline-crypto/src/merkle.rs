@@ -133,9 +133,7 @@ impl<'a> LeafSet<'a> {
     fn subtree(&self, lo: u64, hi: u64) -> Result<Hash, ProofError> {
         let p = self.purged.size;
         if lo >= p {
-            return Ok(mth(
-                &self.leaves[(lo - p) as usize..(hi - p) as usize],
-            ));
+            return Ok(mth(&self.leaves[(lo - p) as usize..(hi - p) as usize]));
         }
         if hi <= p {
             // Inside the purged prefix only its own perfect subtrees are known;
@@ -251,7 +249,10 @@ impl<'a> LeafSet<'a> {
 
 /// Powers of two of the set bits of `n`, largest first.
 fn set_bits_desc(n: u64) -> impl Iterator<Item = u64> {
-    (0..64).rev().map(|b| 1u64 << b).filter(move |bit| n & bit != 0)
+    (0..64)
+        .rev()
+        .map(|b| 1u64 << b)
+        .filter(move |bit| n & bit != 0)
 }
 
 /// `MTH` over a slice of leaf hashes, via a compact range (linear, no recursion).
@@ -386,8 +387,8 @@ mod tests {
             &[0x40, 0x41, 0x42, 0x43],
             &[0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57],
             &[
-                0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c,
-                0x6d, 0x6e, 0x6f,
+                0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d,
+                0x6e, 0x6f,
             ],
         ];
         let l: Vec<Hash> = inputs.iter().map(|d| leaf_hash(d)).collect();
@@ -420,7 +421,10 @@ mod tests {
             for m in 0..=n {
                 let old_root = set.root(m).unwrap();
                 let proof = set.consistency_proof(m, n).unwrap();
-                assert!(verify_consistency(m, n, &old_root, &root, &proof), "m={m} n={n}");
+                assert!(
+                    verify_consistency(m, n, &old_root, &root, &proof),
+                    "m={m} n={n}"
+                );
                 if m > 0 && m < n {
                     let wrong = leaf_hash(b"forged");
                     assert!(!verify_consistency(m, n, &wrong, &root, &proof));
@@ -455,10 +459,7 @@ mod tests {
                 );
             }
             if purged > 1 {
-                assert_eq!(
-                    rest.inclusion_proof(0, 45),
-                    Err(ProofError::Purged(purged))
-                );
+                assert_eq!(rest.inclusion_proof(0, 45), Err(ProofError::Purged(purged)));
             }
         }
     }

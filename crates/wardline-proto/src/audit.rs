@@ -272,7 +272,11 @@ mod tests {
             leaf_hash: Some("ab".into()),
         };
         let bytes = String::from_utf8(e.canonical_bytes()).unwrap();
-        assert!(bytes.starts_with(r#"{"seq":7,"at_ms":1700000000000,"org_id":null,"actor_kind":"service""#));
+        assert!(
+            bytes.starts_with(
+                r#"{"seq":7,"at_ms":1700000000000,"org_id":null,"actor_kind":"service""#
+            )
+        );
         assert!(!bytes.contains("leaf_hash"));
     }
 }

@@ -190,8 +190,13 @@ impl Server {
         let sql = Arc::new(SqlStore::connect(&config.database_url()).await?);
         let store: Arc<dyn Store> = sql.clone();
         let audit_store: Arc<dyn AuditStore> = sql.clone();
-        let audit =
-            AuditLog::start(audit_store.clone(), keys.clone(), clock.clone(), &config.audit).await?;
+        let audit = AuditLog::start(
+            audit_store.clone(),
+            keys.clone(),
+            clock.clone(),
+            &config.audit,
+        )
+        .await?;
         // Fail at start, not later in the background, on a bad SIEM setting.
         audit::siem::check(&config.audit).map_err(StartError::Audit)?;
         let vault = Vault::open(keys.clone(), store.clone(), clock.clone()).await?;
@@ -296,6 +301,11 @@ impl Server {
                 .serve(app)
                 .await
         };
+        // Sign what the last interval appended, so that a stopped node leaves
+        // no unsigned tail.
+        if let Err(e) = self.state.audit.checkpoint_now().await {
+            tracing::error!(error = %e.message, "final audit checkpoint failed");
+        }
         self.sql.close().await;
         result.map_err(|e| StartError::Listen(addr, e))
     }

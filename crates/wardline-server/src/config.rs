@@ -231,8 +231,7 @@ impl Config {
         }
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
             return Err(ConfigError::Invalid(
-                "audit.checkpoint_every and audit.checkpoint_interval_secs must be positive"
-                    .into(),
+                "audit.checkpoint_every and audit.checkpoint_interval_secs must be positive".into(),
             ));
         }
         if self.audit.retention_days < 365 {

@@ -30,7 +30,9 @@ async fn fill(t: &TestServer, n: usize) {
 }
 
 async fn raw(t: &TestServer) -> AnyConnection {
-    AnyConnection::connect(&t.config.database_url()).await.unwrap()
+    AnyConnection::connect(&t.config.database_url())
+        .await
+        .unwrap()
 }
 
 async fn exec(conn: &mut AnyConnection, sql: &str) {
@@ -114,7 +116,11 @@ async fn detects_a_modified_entry(backend: Backend) {
     };
     let mut conn = raw(&t).await;
     drop_guards(&mut conn, backend).await;
-    exec(&mut conn, "UPDATE audit_log SET target_id = '999' WHERE seq = 15").await;
+    exec(
+        &mut conn,
+        "UPDATE audit_log SET target_id = '999' WHERE seq = 15",
+    )
+    .await;
     let r = run_verify(&t, None).await;
     assert_eq!(
         r.findings,
@@ -153,7 +159,11 @@ async fn detects_a_deletion_hidden_by_renumbering(backend: Backend) {
     exec(&mut conn, "DELETE FROM audit_log WHERE seq = 15").await;
     // Two steps, so that the primary key never collides mid-update.
     exec(&mut conn, "UPDATE audit_log SET seq = -seq WHERE seq > 15").await;
-    exec(&mut conn, "UPDATE audit_log SET seq = -seq - 1 WHERE seq < 0").await;
+    exec(
+        &mut conn,
+        "UPDATE audit_log SET seq = -seq - 1 WHERE seq < 0",
+    )
+    .await;
     let r = run_verify(&t, None).await;
     assert_eq!(
         r.findings,
@@ -178,7 +188,11 @@ async fn detects_an_inserted_entry(backend: Backend) {
     let mut conn = raw(&t).await;
     drop_guards(&mut conn, backend).await;
     exec(&mut conn, "UPDATE audit_log SET seq = -seq WHERE seq >= 15").await;
-    exec(&mut conn, "UPDATE audit_log SET seq = -seq + 1 WHERE seq < 0").await;
+    exec(
+        &mut conn,
+        "UPDATE audit_log SET seq = -seq + 1 WHERE seq < 0",
+    )
+    .await;
     // A careful forger: correct leaf hash and chain link for the new row.
     let prev = t.sql.audit_entries(13, 1).await.unwrap().remove(0);
     let forged = AuditEvent {
@@ -327,7 +341,10 @@ async fn detects_a_change_with_recomputed_hashes(backend: Backend) {
     // it still match their own checkpoint.
     assert_eq!(
         r.findings,
-        vec![Finding::CheckpointMismatch { size: 20, after: 10 }]
+        vec![Finding::CheckpointMismatch {
+            size: 20,
+            after: 10
+        }]
     );
     assert_eq!(r.trusted.unwrap().size, 10);
 }
@@ -338,7 +355,11 @@ async fn detects_a_forged_checkpoint(backend: Backend) {
     };
     let mut conn = raw(&t).await;
     drop_guards(&mut conn, backend).await;
-    exec(&mut conn, "UPDATE audit_checkpoints SET at_ms = at_ms + 1 WHERE size = 20").await;
+    exec(
+        &mut conn,
+        "UPDATE audit_checkpoints SET at_ms = at_ms + 1 WHERE size = 20",
+    )
+    .await;
     let r = run_verify(&t, None).await;
     assert_eq!(
         r.findings,
@@ -369,11 +390,19 @@ async fn proofs_through_the_api_verify(backend: Backend) {
     let admin = t.setup_org("alpha").await;
     let officer = t.user_with_role(&admin, Role::ComplianceOfficer).await;
     fill(&t, 20).await;
-    let first: Checkpoint = officer.client.get_json("/api/v1/audit/checkpoints/latest").await.unwrap();
+    let first: Checkpoint = officer
+        .client
+        .get_json("/api/v1/audit/checkpoints/latest")
+        .await
+        .unwrap();
     admin.client.list_users().await.unwrap();
     fill(&t, 20).await;
     t.state.audit.checkpoint_now().await.unwrap();
-    let latest: Checkpoint = officer.client.get_json("/api/v1/audit/checkpoints/latest").await.unwrap();
+    let latest: Checkpoint = officer
+        .client
+        .get_json("/api/v1/audit/checkpoints/latest")
+        .await
+        .unwrap();
     assert!(latest.size > first.size);
 
     // The signature checks out with the published key, and that key is the
@@ -397,7 +426,10 @@ async fn proofs_through_the_api_verify(backend: Backend) {
     assert_eq!(listing.actor_id, Some(admin.user.id.to_string()));
     let proof: InclusionProof = officer
         .client
-        .get_json(&format!("/api/v1/audit/proofs/inclusion?seq={}", listing.seq))
+        .get_json(&format!(
+            "/api/v1/audit/proofs/inclusion?seq={}",
+            listing.seq
+        ))
         .await
         .unwrap();
     assert_eq!(proof.tree_size, latest.size);
@@ -476,7 +508,11 @@ async fn search_reports_and_exports(backend: Backend) {
     let other = t.create_org("beta").await;
     // Patient-context events as the messaging and patient features record them.
     let device = uuid::Uuid::new_v4();
-    for (who, patient) in [(&nurse, "patient-1"), (&nurse, "patient-1"), (&admin, "patient-2")] {
+    for (who, patient) in [
+        (&nurse, "patient-1"),
+        (&nurse, "patient-1"),
+        (&admin, "patient-2"),
+    ] {
         t.state
             .audit
             .record(NewEvent {
@@ -504,7 +540,10 @@ async fn search_reports_and_exports(backend: Backend) {
         .unwrap();
     assert_eq!(report.events.len(), 2);
     assert_eq!(report.accessors.len(), 1);
-    assert_eq!(report.accessors[0].actor_id, Some(nurse.user.id.to_string()));
+    assert_eq!(
+        report.accessors[0].actor_id,
+        Some(nurse.user.id.to_string())
+    );
     assert_eq!(report.accessors[0].devices, vec![device]);
     // The report itself is audited, in the patient's context.
     let page: AuditPage = officer
@@ -539,8 +578,16 @@ async fn search_reports_and_exports(backend: Backend) {
         .get_json(&format!("/api/v1/audit/events?actor={}", nurse.user.id))
         .await
         .unwrap();
-    assert!(page.events.iter().all(|e| e.actor_id == Some(nurse.user.id.to_string())));
-    assert!(page.events.iter().any(|e| e.patient_id.as_deref() == Some("patient-1")));
+    assert!(
+        page.events
+            .iter()
+            .all(|e| e.actor_id == Some(nurse.user.id.to_string()))
+    );
+    assert!(
+        page.events
+            .iter()
+            .any(|e| e.patient_id.as_deref() == Some("patient-1"))
+    );
     // Another organisation's officer sees none of it.
     let beta_officer = t.user_with_role(&other, Role::ComplianceOfficer).await;
     let page: AuditPage = beta_officer
@@ -553,7 +600,10 @@ async fn search_reports_and_exports(backend: Backend) {
     // Exports: CSV with a header and JSON Lines that parse back.
     let http = t.http();
     let csv = http
-        .get(format!("{}/api/v1/audit/export?format=csv&patient=patient-1", t.url))
+        .get(format!(
+            "{}/api/v1/audit/export?format=csv&patient=patient-1",
+            t.url
+        ))
         .bearer_auth(&officer.token)
         .send()
         .await
@@ -561,7 +611,12 @@ async fn search_reports_and_exports(backend: Backend) {
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let text = csv.text().await.unwrap();
     let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("seq,at_ms,org_id,actor_kind"));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("seq,at_ms,org_id,actor_kind")
+    );
     // The two accesses, the report, the search and this export itself.
     assert_eq!(lines.filter(|l| l.contains("patient-1")).count(), 5);
     let jsonl = http
@@ -677,9 +732,15 @@ async fn every_route_is_declared_in_the_audit_table() {
         .map(|(m, p, _)| (m.to_string(), p.to_string()))
         .collect();
     let missing: Vec<_> = documented.difference(&declared).collect();
-    assert!(missing.is_empty(), "routes with no audit declaration: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes with no audit declaration: {missing:?}"
+    );
     let stale: Vec<_> = declared.difference(&documented).collect();
-    assert!(stale.is_empty(), "audit declarations for no route: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "audit declarations for no route: {stale:?}"
+    );
     let exempt: Vec<_> = ROUTES
         .iter()
         .filter(|(_, _, a)| matches!(a, RouteAudit::Exempt(_)))

@@ -49,7 +49,13 @@ impl Drop for Rsyslog {
 
 /// Starts rsyslogd in the foreground, receiving on `port` and writing
 /// `msgid|structured-data|msg` lines to `out`.
-fn start_rsyslog(bin: &Path, dir: &Path, port: u16, out: &Path, tls: Option<(&Path, &Path)>) -> Rsyslog {
+fn start_rsyslog(
+    bin: &Path,
+    dir: &Path,
+    port: u16,
+    out: &Path,
+    tls: Option<(&Path, &Path)>,
+) -> Rsyslog {
     let work = dir.join("rsyslog-work");
     std::fs::create_dir_all(&work).unwrap();
     let mut conf = format!("global(workDirectory=\"{}\")\n", work.display());
@@ -83,7 +89,10 @@ fn start_rsyslog(bin: &Path, dir: &Path, port: u16, out: &Path, tls: Option<(&Pa
         .expect("start rsyslogd");
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "rsyslogd did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "rsyslogd did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Rsyslog { child }
@@ -167,8 +176,16 @@ async fn syslog_tcp_and_jsonl_export_survive_an_outage() {
         )),
         "{sd}"
     );
-    let stored = t.sql.audit_entries(event.seq - 1, 1).await.unwrap().remove(0);
-    assert_eq!(*event, wardline_server::audit::record::decode(&stored).unwrap());
+    let stored = t
+        .sql
+        .audit_entries(event.seq - 1, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        *event,
+        wardline_server::audit::record::decode(&stored).unwrap()
+    );
 
     // The SIEM goes away; entries written meanwhile arrive once it is back.
     drop(rsyslog);
@@ -176,7 +193,10 @@ async fn syslog_tcp_and_jsonl_export_survive_an_outage() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before_restart: BTreeSet<i64> = received(&out).iter().map(|(_, _, e)| e.seq).collect();
     let last = t.sql.last_audit_entry().await.unwrap().unwrap().seq;
-    assert!(!before_restart.contains(&last), "nothing can arrive while rsyslog is down");
+    assert!(
+        !before_restart.contains(&last),
+        "nothing can arrive while rsyslog is down"
+    );
     let _rsyslog = start_rsyslog(&bin, dir.path(), port, &out, None);
     let got = wait_for_all(&t, &out).await;
     assert!(got.len() as i64 >= last);
@@ -212,7 +232,13 @@ async fn syslog_over_tls_rfc5425() {
         ..wardline_server::Config::default()
     };
     let paths = wardline_server::tls::ensure_certificate(&cfg).unwrap();
-    let _rsyslog = start_rsyslog(&bin, dir.path(), port, &out, Some((&paths.cert, &paths.key)));
+    let _rsyslog = start_rsyslog(
+        &bin,
+        dir.path(),
+        port,
+        &out,
+        Some((&paths.cert, &paths.key)),
+    );
     let ca = paths.cert.clone();
     let t = TestServer::start_with(Backend::Sqlite, |c| {
         c.audit.syslog_url = Some(format!("tls://localhost:{port}"));

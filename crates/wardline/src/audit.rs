@@ -269,7 +269,11 @@ async fn report(patient: &str, opts: ClientOpts) -> anyhow::Result<()> {
     if opts.json {
         return print_json(&r);
     }
-    println!("access to patient {}: {} events", r.patient_id, r.events.len());
+    println!(
+        "access to patient {}: {} events",
+        r.patient_id,
+        r.events.len()
+    );
     for a in &r.accessors {
         println!(
             "  {:<36}  {:>4} events  {} – {}  devices: {}  actions: {}",
@@ -330,10 +334,7 @@ async fn checkpoint(opts: ClientOpts) -> anyhow::Result<()> {
     println!("root        {}", cp.root);
     println!("chain head  {}", cp.chain_head);
     println!("key         {} ({})", cp.key_id, cp.public_key);
-    println!(
-        "signature   {}",
-        if ok { "valid" } else { "INVALID" }
-    );
+    println!("signature   {}", if ok { "valid" } else { "INVALID" });
     if !ok {
         anyhow::bail!("the checkpoint signature does not verify");
     }

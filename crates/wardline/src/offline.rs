@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use wardline_crypto::{KeyProvider, LocalKeyFile};
 use wardline_proto::Role;
-use wardline_proto::directory::CreateUserRequest;
 use wardline_proto::audit::AuditAction;
+use wardline_proto::directory::CreateUserRequest;
 use wardline_server::Server;
 use wardline_server::audit::{AuditLog, NewEvent};
 use wardline_server::clock::SystemClock;
@@ -81,7 +81,13 @@ pub async fn rotate_kek(args: RotateArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args.server)?;
     let keys = Arc::new(LocalKeyFile::open_or_create(&cfg.key_file())?);
     let store = Arc::new(SqlStore::connect(&cfg.database_url()).await?);
-    let audit = AuditLog::start(store.clone(), keys.clone(), Arc::new(SystemClock), &cfg.audit).await?;
+    let audit = AuditLog::start(
+        store.clone(),
+        keys.clone(),
+        Arc::new(SystemClock),
+        &cfg.audit,
+    )
+    .await?;
     let old = keys.current_kek_id();
     let new = keys.rotate()?;
     let moved = rewrap_all(keys.as_ref(), store.as_ref()).await?;
@@ -103,7 +109,11 @@ pub async fn rotate_kek(args: RotateArgs) -> anyhow::Result<()> {
                 .target("kek", &new)
                 .reason(format!(
                     "rewrapped {moved} data keys{}",
-                    if args.retire_old { "; old KEKs retired" } else { "" }
+                    if args.retire_old {
+                        "; old KEKs retired"
+                    } else {
+                        ""
+                    }
                 )),
         )
         .await

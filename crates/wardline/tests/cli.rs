@@ -251,6 +251,10 @@ fn bootstrap_serve_login_admin_rotate_and_shutdown() {
         "{out}"
     );
 
+    // The audit trail is the compliance officer's, not the administrator's.
+    let (ok, _, err) = wardline(&profile, &["audit", "search", "--action", "auth.login"], "");
+    assert!(!ok && err.contains("audit_read"), "{err}");
+
     // Revoking one's own sessions signs the CLI out at once.
     let (ok, out, _) = wardline(
         &profile,
@@ -297,4 +301,37 @@ fn bootstrap_serve_login_admin_rotate_and_shutdown() {
         log.contains("\"route\":\"/api/v1/users/{id}/suspend\""),
         "request log uses route templates: {log}"
     );
+
+    // The audit trail verifies (the server signed a last checkpoint on the way
+    // out), then incrementally, and a changed row is named.
+    let verify = || wardline(&profile, &["audit", "verify", "--data-dir", data_s], "");
+    let (ok, out, err) = verify();
+    assert!(ok, "verify: {out} {err}");
+    assert!(
+        out.contains("OK: the log is intact; verified up to the signed checkpoint"),
+        "{out}"
+    );
+    let (ok, out, _) = verify();
+    assert!(ok && out.contains("incremental from checkpoint"), "{out}");
+    let db = data.join("wardline.db");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET outcome = 'failure' WHERE seq = 3",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+    });
+    let (ok, out, _) = wardline(
+        &profile,
+        &["audit", "verify", "--full", "--data-dir", data_s],
+        "",
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("TAMPERING: entry 3 was modified"), "{out}");
 }

@@ -23,6 +23,8 @@ CREATE TABLE audit_log (
     leaf_hash   BYTEA NOT NULL,
     chain_hash  BYTEA NOT NULL
 );
+-- Searches page newest first within one organisation.
+CREATE INDEX audit_log_org_seq ON audit_log (org_id, seq);
 CREATE INDEX audit_log_org_at ON audit_log (org_id, at_ms);
 CREATE INDEX audit_log_actor ON audit_log (org_id, actor_id, seq);
 CREATE INDEX audit_log_patient ON audit_log (org_id, patient_id, seq);

@@ -308,7 +308,11 @@ impl Writer {
         }
     }
 
-    async fn try_write(&mut self, events: &[NewEvent], force: bool) -> Result<Vec<i64>, StoreError> {
+    async fn try_write(
+        &mut self,
+        events: &[NewEvent],
+        force: bool,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut tip = self.tip.clone();
         let now = self.clock.now_ms();
         let mut rows = Vec::with_capacity(events.len());
@@ -349,12 +353,21 @@ impl Writer {
             None
         };
         self.store.append_audit(&rows, checkpoint.as_ref()).await?;
+        metrics::counter!("wardline_audit_appended_total").increment(rows.len() as u64);
+        metrics::histogram!("wardline_audit_batch_size").record(rows.len() as f64);
+        if checkpoint.is_some() {
+            metrics::counter!("wardline_audit_checkpoints_total").increment(1);
+        }
         self.tip = tip;
         Ok(seqs)
     }
 }
 
-fn sign_checkpoint(keys: &dyn KeyProvider, tip: &Tip, now: i64) -> Result<CheckpointRow, StoreError> {
+fn sign_checkpoint(
+    keys: &dyn KeyProvider,
+    tip: &Tip,
+    now: i64,
+) -> Result<CheckpointRow, StoreError> {
     let size = tip.range.size() as i64;
     let root = tip.range.root();
     let msg = checkpoint_message(size, now, &hex::encode(root), &hex::encode(tip.chain));

@@ -57,7 +57,8 @@ pub fn spawn_daily(
         let mut every = tokio::time::interval(Duration::from_secs(24 * 3600));
         loop {
             every.tick().await;
-            if let Err(e) = purge_expired(store.as_ref(), &log, clock.as_ref(), retention_days).await
+            if let Err(e) =
+                purge_expired(store.as_ref(), &log, clock.as_ref(), retention_days).await
             {
                 tracing::error!(error = %e.message, "audit retention purge failed");
             }

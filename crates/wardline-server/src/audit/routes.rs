@@ -111,7 +111,8 @@ fn csv_rows(events: &[AuditEvent], header: bool) -> std::io::Result<Vec<u8>> {
             .collect();
         w.write_record(&cells)?;
     }
-    w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
+    w.into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 fn jsonl_rows(events: &[AuditEvent]) -> std::io::Result<Vec<u8>> {
@@ -206,7 +207,9 @@ async fn access_report(
 ) -> ApiResult<Json<AccessReport>> {
     p.authorize(Permission::AuditRead)?;
     if patient_id.is_empty() || patient_id.len() > 128 {
-        return Err(ApiError::validation("patient_id must be 1 to 128 characters"));
+        return Err(ApiError::validation(
+            "patient_id must be 1 to 128 characters",
+        ));
     }
     scope.patient(&patient_id);
     Ok(Json(

@@ -14,8 +14,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
@@ -66,14 +66,26 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("POST", "/api/v1/auth/totp/enroll", ev(MfaEnrolStart)),
         ("POST", "/api/v1/auth/totp/confirm", ev(MfaEnrolled)),
         ("POST", "/api/v1/auth/password", ev(PasswordChange)),
-        ("GET", "/api/v1/users/{id}/sessions", on(SessionsList, "user", "id")),
-        ("DELETE", "/api/v1/users/{id}/sessions", on(SessionRevoke, "user", "id")),
+        (
+            "GET",
+            "/api/v1/users/{id}/sessions",
+            on(SessionsList, "user", "id"),
+        ),
+        (
+            "DELETE",
+            "/api/v1/users/{id}/sessions",
+            on(SessionRevoke, "user", "id"),
+        ),
         (
             "DELETE",
             "/api/v1/users/{id}/sessions/{session_id}",
             on(SessionRevoke, "session", "session_id"),
         ),
-        ("POST", "/api/v1/users/{id}/mfa/reset", on(MfaReset, "user", "id")),
+        (
+            "POST",
+            "/api/v1/users/{id}/mfa/reset",
+            on(MfaReset, "user", "id"),
+        ),
         ("GET", "/api/v1/org", ev(OrgView)),
         ("GET", "/api/v1/org/policy", ev(OrgView)),
         ("PUT", "/api/v1/org/policy", ev(OrgPolicyUpdate)),
@@ -81,9 +93,21 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("POST", "/api/v1/users", ev(UserCreate)),
         ("GET", "/api/v1/users/{id}", on(UserView, "user", "id")),
         ("PATCH", "/api/v1/users/{id}", on(UserUpdate, "user", "id")),
-        ("POST", "/api/v1/users/{id}/suspend", on(UserSuspend, "user", "id")),
-        ("POST", "/api/v1/users/{id}/reactivate", on(UserReactivate, "user", "id")),
-        ("POST", "/api/v1/users/{id}/deprovision", on(UserDeprovision, "user", "id")),
+        (
+            "POST",
+            "/api/v1/users/{id}/suspend",
+            on(UserSuspend, "user", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/users/{id}/reactivate",
+            on(UserReactivate, "user", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/users/{id}/deprovision",
+            on(UserDeprovision, "user", "id"),
+        ),
         (
             "GET",
             "/api/v1/roles",
@@ -171,7 +195,11 @@ impl<S: Send + Sync> FromRequestParts<S> for AuditScope {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         // Outside an audited route the scope is a detached, discarded one.
-        Ok(parts.extensions.get::<AuditScope>().cloned().unwrap_or_default())
+        Ok(parts
+            .extensions
+            .get::<AuditScope>()
+            .cloned()
+            .unwrap_or_default())
     }
 }
 
@@ -194,16 +222,20 @@ fn outcome_of(status: u16, code: Option<ErrorCode>) -> (Outcome, Option<String>)
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("http_{status}"));
     let outcome = match code {
-        Some(ErrorCode::Unauthenticated | ErrorCode::Forbidden | ErrorCode::MfaEnrolmentRequired) => {
-            Outcome::Denied
-        }
+        Some(
+            ErrorCode::Unauthenticated | ErrorCode::Forbidden | ErrorCode::MfaEnrolmentRequired,
+        ) => Outcome::Denied,
         _ => Outcome::Failure,
     };
     (outcome, Some(reason))
 }
 
 /// Middleware: the request's audit event (see the module docs).
-pub async fn record_requests(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn record_requests(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let template = req
         .extensions()
         .get::<MatchedPath>()
@@ -212,8 +244,7 @@ pub async fn record_requests(State(state): State<AppState>, mut req: Request, ne
         return next.run(req).await;
     };
     let method = req.method().clone();
-    let Some(RouteAudit::Event { action, target }) = route_audit(method.as_str(), &template)
-    else {
+    let Some(RouteAudit::Event { action, target }) = route_audit(method.as_str(), &template) else {
         return next.run(req).await;
     };
     let scope = AuditScope::default();
@@ -237,8 +268,10 @@ pub async fn record_requests(State(state): State<AppState>, mut req: Request, ne
 
     // Failed and refused attempts are recorded too: they are what an
     // investigation looks for.
-    let (outcome, error_reason) =
-        outcome_of(resp.status().as_u16(), resp.extensions().get::<ErrorCode>().copied());
+    let (outcome, error_reason) = outcome_of(
+        resp.status().as_u16(),
+        resp.extensions().get::<ErrorCode>().copied(),
+    );
     let data = std::mem::take(&mut *scope.0.lock().expect("audit scope lock poisoned"));
     let (actor_kind, actor_id, device_id) = match data.actor {
         Some((user, device)) => (ActorKind::User, Some(user.to_string()), Some(device)),

@@ -10,8 +10,8 @@ use wardline_crypto::KeyProvider;
 use wardline_crypto::merkle::{CompactRange, Hash, LeafSet, ProofError};
 use wardline_proto::OrgId;
 use wardline_proto::audit::{
-    AccessReport, AccessorSummary, AuditEvent, AuditPage, AuditQuery, Checkpoint,
-    ConsistencyProof, InclusionProof,
+    AccessReport, AccessorSummary, AuditEvent, AuditPage, AuditQuery, Checkpoint, ConsistencyProof,
+    InclusionProof,
 };
 
 use super::{frontier_of, hash32, record};
@@ -91,7 +91,11 @@ impl AuditService {
         rows.truncate(limit as usize);
         let events = decode_all(&rows)?;
         Ok(AuditPage {
-            next_before: if more { events.last().map(|e| e.seq) } else { None },
+            next_before: if more {
+                events.last().map(|e| e.seq)
+            } else {
+                None
+            },
             events,
         })
     }
@@ -236,14 +240,18 @@ impl AuditService {
             )));
         }
         let own = self.store.audit_entries(seq - 1, 1).await?;
-        let Some(row) = own.first().filter(|r| r.seq == seq && r.org_id == Some(org.to_string()))
+        let Some(row) = own
+            .first()
+            .filter(|r| r.seq == seq && r.org_id == Some(org.to_string()))
         else {
             return Err(ApiError::not_found("audit entry"));
         };
         let (prefix, leaves) = self.leaves(size).await?;
         let set = LeafSet::new(&prefix, &leaves);
         let index = (seq - 1) as u64;
-        let path = set.inclusion_proof(index, size as u64).map_err(proof_error)?;
+        let path = set
+            .inclusion_proof(index, size as u64)
+            .map_err(proof_error)?;
         Ok(InclusionProof {
             seq,
             tree_size: size,

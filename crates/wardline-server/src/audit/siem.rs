@@ -37,13 +37,14 @@ pub enum SyslogTarget {
 
 impl SyslogTarget {
     pub fn parse(url: &str) -> Result<SyslogTarget, String> {
-        let bad = || {
-            format!("audit.syslog_url {url:?} must be tcp://host:port or tls://host:port")
-        };
+        let bad = || format!("audit.syslog_url {url:?} must be tcp://host:port or tls://host:port");
         let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
         let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
         let port: u16 = port.parse().map_err(|_| bad())?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         if host.is_empty() {
             return Err(bad());
         }
@@ -90,7 +91,10 @@ pub fn format_rfc5424(e: &AuditEvent, host: &str) -> String {
     let pri = 13 * 8 + severity;
     let ts = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at_ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "-".to_owned());
     let outcome = match e.outcome {
         Outcome::Success => "success",
@@ -392,7 +396,9 @@ async fn pump(
     let cursor = store.audit_export_cursor(name).await?;
     let (confirmed, after) = sink.settle(cursor).await;
     if let Some(seq) = confirmed {
-        store.set_audit_export_cursor(name, seq, clock.now_ms()).await?;
+        store
+            .set_audit_export_cursor(name, seq, clock.now_ms())
+            .await?;
     }
     let rows = store.audit_entries(after, BATCH).await?;
     let Some(last) = rows.last().map(|r| r.seq) else {
@@ -410,7 +416,9 @@ async fn pump(
         })
         .collect();
     if let Some(seq) = sink.send(&events, last).await? {
-        store.set_audit_export_cursor(name, seq, clock.now_ms()).await?;
+        store
+            .set_audit_export_cursor(name, seq, clock.now_ms())
+            .await?;
     }
     metrics::counter!("wardline_audit_exported_total", "sink" => name.to_owned())
         .increment(events.len() as u64);

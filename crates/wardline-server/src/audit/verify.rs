@@ -66,9 +66,16 @@ impl std::fmt::Display for Finding {
                 write!(f, "entries {from_seq}–{to_seq} were deleted")
             }
             Finding::Reordered { seq, original_seq } => {
-                write!(f, "entry {seq} was reordered: it was written as entry {original_seq}")
+                write!(
+                    f,
+                    "entry {seq} was reordered: it was written as entry {original_seq}"
+                )
             }
-            Finding::Renumbered { from_seq, to_seq, by } if *by < 0 => write!(
+            Finding::Renumbered {
+                from_seq,
+                to_seq,
+                by,
+            } if *by < 0 => write!(
                 f,
                 "entr{} {}–{} inserted: entries {from_seq}–{to_seq} were written {} position{} earlier",
                 if *by == -1 { "y" } else { "ies" },
@@ -77,14 +84,22 @@ impl std::fmt::Display for Finding {
                 -by,
                 if *by == -1 { "" } else { "s" }
             ),
-            Finding::Renumbered { from_seq, to_seq, by } => write!(
+            Finding::Renumbered {
+                from_seq,
+                to_seq,
+                by,
+            } => write!(
                 f,
                 "{by} entr{} deleted before entry {from_seq} and the rest renumbered: entries {from_seq}–{to_seq} were written {by} position{} later",
                 if *by == 1 { "y was" } else { "ies were" },
                 if *by == 1 { "" } else { "s" }
             ),
             Finding::Inserted { seq } => {
-                write!(f, "entry {seq} was inserted (it does not follow entry {} in the hash chain)", seq - 1)
+                write!(
+                    f,
+                    "entry {seq} was inserted (it does not follow entry {} in the hash chain)",
+                    seq - 1
+                )
             }
             Finding::CheckpointMismatch { size, after } => write!(
                 f,
@@ -170,7 +185,9 @@ pub async fn verify(
     if let Some(t) = trusted {
         match store.audit_checkpoint(t.size).await? {
             Some(cp) if hex::encode(&cp.root) == t.root => start = Some(cp),
-            _ => issues.push(RowIssue::Other(Finding::TrustedCheckpointChanged { size: t.size })),
+            _ => issues.push(RowIssue::Other(Finding::TrustedCheckpointChanged {
+                size: t.size,
+            })),
         }
     }
     if start.is_none() && purged > 0 {
@@ -201,10 +218,11 @@ pub async fn verify(
         walk.last_checkpoint = cp.size;
         walk.next_seq = cp.size + 1;
         if walk.range.root().as_slice() != cp.root.as_slice() {
-            walk.issues.push(RowIssue::Other(Finding::CheckpointMismatch {
-                size: cp.size,
-                after: 0,
-            }));
+            walk.issues
+                .push(RowIssue::Other(Finding::CheckpointMismatch {
+                    size: cp.size,
+                    after: 0,
+                }));
         }
         if walk.clean && walk.issues.is_empty() {
             walk.trusted = Some(Trusted {
@@ -267,7 +285,10 @@ fn check_signature(keys: &dyn KeyProvider, cp: &CheckpointRow, walk: &mut Walk) 
         &hex::encode(&cp.root),
         &hex::encode(&cp.chain_head),
     );
-    let detail = match (keys.checkpoint_public_key(&cp.key_id), <[u8; 64]>::try_from(cp.signature.as_slice())) {
+    let detail = match (
+        keys.checkpoint_public_key(&cp.key_id),
+        <[u8; 64]>::try_from(cp.signature.as_slice()),
+    ) {
         (Ok(public), Ok(sig)) if verify_checkpoint_signature(&public, &msg, &sig) => return,
         (Ok(_), Ok(_)) => "signature does not match".to_owned(),
         (Err(e), _) => e.to_string(),
@@ -286,10 +307,11 @@ fn check_checkpoint(keys: &dyn KeyProvider, cp: &CheckpointRow, walk: &mut Walk)
     let differs = walk.range.root().as_slice() != cp.root.as_slice()
         || walk.chain.as_slice() != cp.chain_head.as_slice();
     if differs && !walk.row_finding_since_checkpoint {
-        walk.issues.push(RowIssue::Other(Finding::CheckpointMismatch {
-            size: cp.size,
-            after: walk.last_checkpoint,
-        }));
+        walk.issues
+            .push(RowIssue::Other(Finding::CheckpointMismatch {
+                size: cp.size,
+                after: walk.last_checkpoint,
+            }));
     }
     if walk.issues.len() > before {
         walk.clean = false;
@@ -373,12 +395,10 @@ fn find_original_position(
     stored_leaf: &Hash,
 ) -> Option<i64> {
     let seq = event.seq;
-    let found = (1..=MOVE_WINDOW)
-        .flat_map(|d| [d, -d])
-        .find(|d| {
-            event.seq = seq + d;
-            leaf_hash(&event.canonical_bytes()) == *stored_leaf
-        });
+    let found = (1..=MOVE_WINDOW).flat_map(|d| [d, -d]).find(|d| {
+        event.seq = seq + d;
+        leaf_hash(&event.canonical_bytes()) == *stored_leaf
+    });
     event.seq = seq;
     found
 }

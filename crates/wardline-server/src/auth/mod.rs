@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use wardline_crypto::token::{hash_token, new_code, new_token};
+use wardline_proto::audit::AuditAction;
 use wardline_proto::auth::{
     ChangePasswordRequest, CurrentSession, IssuedSession, LoginRequest, LoginResponse, LoginStep,
     MfaVerifyRequest, SessionSummary, TotpEnrolment,
 };
-use wardline_proto::audit::AuditAction;
 use wardline_proto::directory::UserStatus;
 use wardline_proto::{DeviceId, ErrorCode, OrgId, SessionId, UserId};
 

@@ -50,8 +50,11 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Appends entries (consecutive seqs) and optionally a checkpoint in one
     /// transaction. A seq that already exists (another writer got there first)
     /// is [`super::StoreError::Conflict`] and nothing is written.
-    async fn append_audit(&self, entries: &[AuditRow], checkpoint: Option<&CheckpointRow>)
-    -> Result<()>;
+    async fn append_audit(
+        &self,
+        entries: &[AuditRow],
+        checkpoint: Option<&CheckpointRow>,
+    ) -> Result<()>;
     async fn last_audit_entry(&self) -> Result<Option<AuditRow>>;
     /// Entries with `seq > after`, ascending, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>>;

@@ -6,9 +6,9 @@ use sqlx::any::AnyRow;
 use wardline_proto::OrgId;
 use wardline_proto::audit::AuditQuery;
 
+use super::Result;
 use super::audit::{AuditRow, AuditStore, CheckpointRow};
 use super::sql::{SqlStore, map_unique};
-use super::Result;
 
 macro_rules! audit_cols {
     () => {
