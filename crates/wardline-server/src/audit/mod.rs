@@ -88,6 +88,9 @@ impl NewEvent {
     }
 }
 
+// The channel is sized in commands; most are appends, so the big variant is
+// the common one and boxing it would only add an allocation per entry.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Append(NewEvent, oneshot::Sender<Result<i64, String>>),
     Checkpoint(oneshot::Sender<Result<Option<i64>, String>>),

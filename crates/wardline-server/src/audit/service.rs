@@ -168,7 +168,7 @@ impl AuditService {
             }
         }
         let mut accessors: Vec<AccessorSummary> = by_actor.into_values().collect();
-        accessors.sort_by(|a, b| b.last_ms.cmp(&a.last_ms));
+        accessors.sort_by_key(|a| std::cmp::Reverse(a.last_ms));
         Ok(AccessReport {
             patient_id: patient_id.to_owned(),
             from_ms,

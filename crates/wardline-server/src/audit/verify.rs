@@ -429,8 +429,8 @@ fn summarise(issues: Vec<RowIssue>) -> Vec<Finding> {
                     i = j;
                     continue;
                 }
-                for k in i..j {
-                    if let RowIssue::Moved { seq, by } = issues[k] {
+                for issue in &issues[i..j] {
+                    if let RowIssue::Moved { seq, by } = *issue {
                         out.push(Finding::Reordered {
                             seq,
                             original_seq: seq + by,
