@@ -18,17 +18,6 @@ use wardline_server::audit::verify::{Finding, Report, Trusted, verify};
 use wardline_server::audit::{NewEvent, retention};
 use wardline_server::store::AuditStore;
 
-/// Test events: a service acting on numbered targets.
-async fn fill(t: &TestServer, n: usize) {
-    for i in 0..n {
-        t.state
-            .audit
-            .record(NewEvent::service("test", AuditAction::AuditSearch).target("item", i))
-            .await
-            .unwrap();
-    }
-}
-
 async fn raw(t: &TestServer) -> AnyConnection {
     AnyConnection::connect(&t.config.database_url())
         .await
@@ -72,7 +61,7 @@ async fn run_verify(t: &TestServer, trusted: Option<&Trusted>) -> Report {
 /// A server with 30 test entries and checkpoints at 10, 20 and 30.
 async fn log_of_30(backend: Backend) -> Option<TestServer> {
     let t = TestServer::start_with(backend, |c| c.audit.checkpoint_every = 10).await?;
-    fill(&t, 30).await;
+    t.fill_audit(30).await;
     let report = run_verify(&t, None).await;
     assert!(report.ok(), "{:?}", report.findings);
     assert_eq!(report.checkpoints_checked, 3);
@@ -375,7 +364,7 @@ async fn incremental_verification_starts_at_the_trusted_checkpoint(backend: Back
         return;
     };
     let trusted = run_verify(&t, None).await.trusted.unwrap();
-    fill(&t, 10).await;
+    t.fill_audit(10).await;
     let r = run_verify(&t, Some(&trusted)).await;
     assert!(r.ok(), "{:?}", r.findings);
     assert_eq!(r.started_at, 30);
@@ -389,14 +378,14 @@ async fn proofs_through_the_api_verify(backend: Backend) {
     };
     let admin = t.setup_org("alpha").await;
     let officer = t.user_with_role(&admin, Role::ComplianceOfficer).await;
-    fill(&t, 20).await;
+    t.fill_audit(20).await;
     let first: Checkpoint = officer
         .client
         .get_json("/api/v1/audit/checkpoints/latest")
         .await
         .unwrap();
     admin.client.list_users().await.unwrap();
-    fill(&t, 20).await;
+    t.fill_audit(20).await;
     t.state.audit.checkpoint_now().await.unwrap();
     let latest: Checkpoint = officer
         .client
@@ -665,11 +654,11 @@ async fn retention_purges_old_entries_and_keeps_verification(backend: Backend) {
     let Some(t) = TestServer::start_with(backend, |c| c.audit.checkpoint_every = 5).await else {
         return;
     };
-    fill(&t, 12).await;
+    t.fill_audit(12).await;
     t.state.audit.checkpoint_now().await.unwrap();
     // Seven years later.
     t.clock.advance(7 * 365 * 86_400);
-    fill(&t, 3).await;
+    t.fill_audit(3).await;
     let purged = retention::purge_expired(t.sql.as_ref(), &t.state.audit, t.clock.as_ref(), 2192)
         .await
         .unwrap();

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, TestServer};
 use wardline_proto::audit::{AuditAction, AuditEvent};
-use wardline_server::audit::NewEvent;
 use wardline_server::store::AuditStore;
 
 fn rsyslogd() -> Option<PathBuf> {
@@ -98,16 +97,6 @@ fn start_rsyslog(
     Rsyslog { child }
 }
 
-async fn fill(t: &TestServer, n: usize) {
-    for i in 0..n {
-        t.state
-            .audit
-            .record(NewEvent::service("test", AuditAction::AuditSearch).target("item", i))
-            .await
-            .unwrap();
-    }
-}
-
 /// The events in rsyslog's output file, parsed back from the JSON payload.
 fn received(out: &Path) -> Vec<(String, String, AuditEvent)> {
     let text = std::fs::read_to_string(out).unwrap_or_default();
@@ -160,7 +149,7 @@ async fn syslog_tcp_and_jsonl_export_survive_an_outage() {
     .unwrap();
     let admin = t.setup_org("alpha").await;
     admin.client.list_users().await.unwrap();
-    fill(&t, 20).await;
+    t.fill_audit(20).await;
     let got = wait_for_all(&t, &out).await;
 
     // Header, structured data and payload as a SIEM sees them.
@@ -189,7 +178,7 @@ async fn syslog_tcp_and_jsonl_export_survive_an_outage() {
 
     // The SIEM goes away; entries written meanwhile arrive once it is back.
     drop(rsyslog);
-    fill(&t, 25).await;
+    t.fill_audit(25).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before_restart: BTreeSet<i64> = received(&out).iter().map(|(_, _, e)| e.seq).collect();
     let last = t.sql.last_audit_entry().await.unwrap().unwrap().seq;
@@ -246,7 +235,7 @@ async fn syslog_over_tls_rfc5425() {
     })
     .await
     .unwrap();
-    fill(&t, 10).await;
+    t.fill_audit(10).await;
     let got = wait_for_all(&t, &out).await;
     assert!(got.iter().all(|(msgid, _, _)| msgid == "audit.search"));
 }

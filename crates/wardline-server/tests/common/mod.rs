@@ -303,6 +303,24 @@ macro_rules! both_backends {
 }
 
 impl TestServer {
+    /// Appends `n` test entries to the audit trail (a service acting on
+    /// numbered items), straight through the writer.
+    pub async fn fill_audit(&self, n: usize) {
+        for i in 0..n {
+            self.state
+                .audit
+                .record(
+                    wardline_server::audit::NewEvent::service(
+                        "test",
+                        wardline_proto::audit::AuditAction::AuditSearch,
+                    )
+                    .target("item", i),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
     /// A further full session (new device) for an already enrolled user.
     pub async fn sign_in_mfa(&self, who: &Actor) -> ApiClient {
         self.next_totp_step();
