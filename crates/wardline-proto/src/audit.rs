@@ -66,6 +66,7 @@ actions! {
     PasswordChange => "auth.password.change", "A user changed their password.";
     SessionCreate => "auth.session.create", "A session was issued.";
     SessionView => "auth.session.view", "A user looked at their own session.";
+    SessionExpire => "auth.session.expire", "A session reached its idle timeout or absolute lifetime and was ended.";
     SessionRevoke => "auth.session.revoke", "A session was revoked (sign-out or by an administrator).";
     SessionsList => "auth.sessions.list", "Someone listed a user's sessions.";
     OrgView => "org.view", "The organisation and its policy were read.";

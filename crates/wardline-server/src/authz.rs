@@ -108,10 +108,14 @@ impl FromRequestParts<AppState> for AnySession {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        let principal = state.auth.authenticate(token).await?;
-        if let Some(scope) = parts.extensions.get::<AuditScope>() {
-            scope.actor(&principal);
-        }
+        // Outside an audited route the scope is a detached one, dropped unread.
+        let scope = parts
+            .extensions
+            .get::<AuditScope>()
+            .cloned()
+            .unwrap_or_default();
+        let principal = state.auth.authenticate(token, &scope).await?;
+        scope.actor(&principal);
         Ok(AnySession(principal))
     }
 }

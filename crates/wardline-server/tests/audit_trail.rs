@@ -686,7 +686,38 @@ async fn retention_purges_old_entries_and_keeps_verification(backend: Backend) {
     assert!(err.to_string().contains("append-only"), "{err}");
 }
 
+/// A session found past its idle timeout is ended once, and that is audited
+/// in its organisation with the session as target; later uses of the token
+/// are refusals, not further expiries.
+async fn session_expiry_is_audited_once(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let session = nurse.client.current_session().await.unwrap().session_id;
+    t.clock.advance(16 * 60);
+    for _ in 0..2 {
+        let err = nurse.client.current_session().await.unwrap_err();
+        assert_eq!(err.code(), Some(wardline_proto::ErrorCode::Unauthenticated));
+    }
+    let rows = t.sql.audit_entries(0, 10_000).await.unwrap();
+    let expiries: Vec<_> = rows
+        .iter()
+        .filter(|r| r.action == "auth.session.expire")
+        .collect();
+    assert_eq!(expiries.len(), 1);
+    assert_eq!(expiries[0].target_id, Some(session.to_string()));
+    assert_eq!(expiries[0].org_id, Some(admin.user.org_id.to_string()));
+    let refusals = rows
+        .iter()
+        .filter(|r| r.action == "auth.session.view" && r.outcome == "denied")
+        .count();
+    assert_eq!(refusals, 2);
+}
+
 both_backends!(
+    session_expiry_is_audited_once,
     untouched_log_verifies_and_guards_refuse_changes,
     detects_a_modified_entry,
     detects_a_deleted_entry,

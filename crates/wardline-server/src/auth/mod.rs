@@ -369,7 +369,10 @@ impl AuthService {
 
     /// Resolves a bearer token to a principal, enforcing revocation, absolute
     /// expiry, idle timeout and the user's status on every request.
-    pub async fn authenticate(&self, token: &str) -> ApiResult<Principal> {
+    /// The caller behind a session token. A session found past its idle
+    /// timeout or absolute lifetime is ended here, once, and `audit` records
+    /// that as `auth.session.expire`.
+    pub async fn authenticate(&self, token: &str, audit: &AuditScope) -> ApiResult<Principal> {
         let now = self.clock.now();
         let Some(s) = self
             .store
@@ -378,14 +381,22 @@ impl AuthService {
         else {
             return Err(ApiError::unauthenticated());
         };
-        if s.revoked_at.is_some() || now >= s.expires_at {
+        if s.revoked_at.is_some() {
             return Err(ApiError::unauthenticated());
         }
-        if now - s.last_seen_at >= s.idle_timeout_secs {
-            self.store.revoke_session(s.id, now).await?;
+        let idle = now - s.last_seen_at >= s.idle_timeout_secs;
+        if idle || now >= s.expires_at {
+            if self.store.revoke_session(s.id, now).await? {
+                audit.org(s.org_id);
+                audit.also(AuditAction::SessionExpire, "session", s.id);
+            }
             return Err(ApiError::new(
                 ErrorCode::Unauthenticated,
-                "session ended after inactivity; sign in again",
+                if idle {
+                    "session ended after inactivity; sign in again"
+                } else {
+                    "session reached its maximum lifetime; sign in again"
+                },
             ));
         }
         let user = self
