@@ -54,7 +54,7 @@ struct Args {
     #[arg(long)]
     postgres: Option<String>,
     /// Concurrent producers for the audit append measurements (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = [64, 1024])]
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 256, 1024])]
     audit_producers: Vec<usize>,
     /// Entries in the log that is verified (SQLite; PostgreSQL gets a fifth).
     #[arg(long, default_value_t = 1_000_000)]
