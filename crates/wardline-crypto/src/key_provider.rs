@@ -36,6 +36,10 @@ pub trait KeyProvider: Send + Sync {
     /// The public half of an audit signing key, current or earlier: signing keys
     /// are never retired, since old checkpoints must stay verifiable.
     fn checkpoint_public_key(&self, key_id: &str) -> Result<[u8; 32]>;
+    /// HMAC-SHA256 of `message` under a secret only the provider holds, for
+    /// authenticating each audit entry between checkpoints: someone who can
+    /// write to the database can recompute hashes, not this.
+    fn audit_entry_mac(&self, message: &[u8]) -> Result<[u8; 32]>;
 }
 
 /// An Ed25519 signature over a checkpoint and the id of the key that made it.
@@ -79,6 +83,10 @@ struct Keyring {
     keys: BTreeMap<String, DataKey>,
     signing: BTreeMap<String, ed25519_dalek::SigningKey>,
     current_signing: Option<String>,
+    /// Audit entry MAC, keyed with a key derived from the current signing key
+    /// (so it needs no storage of its own; one signing key is ever created).
+    /// Kept keyed and cloned per use: the verifier checks one per entry.
+    mac: Option<hmac::Hmac<sha2::Sha256>>,
     /// (modified time, length, inode) of the file when it was read.
     stamp: Option<FileStamp>,
 }
@@ -113,6 +121,7 @@ impl LocalKeyFile {
                     keys,
                     signing: BTreeMap::new(),
                     current_signing: None,
+                    mac: None,
                     stamp: None,
                 },
             )?;
@@ -235,8 +244,9 @@ impl KeyProvider for LocalKeyFile {
             let mut seed = Zeroizing::new([0u8; 32]);
             rand::rngs::OsRng.fill_bytes(seed.as_mut());
             let id = format!("audit-{}", new_kek_id().trim_start_matches("kek-"));
-            ring.signing
-                .insert(id.clone(), ed25519_dalek::SigningKey::from_bytes(&seed));
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            ring.mac = Some(entry_mac(&key));
+            ring.signing.insert(id.clone(), key);
             ring.current_signing = Some(id);
             write_keyring(&self.path, &ring)?;
             ring.stamp = stamp_of(&self.path);
@@ -246,6 +256,19 @@ impl KeyProvider for LocalKeyFile {
             signature: ring.signing[&id].sign(message).to_bytes(),
             key_id: id,
         })
+    }
+
+    fn audit_entry_mac(&self, message: &[u8]) -> Result<[u8; 32]> {
+        use hmac::Mac;
+        let mut ring = self.ring.read().expect("keyring lock poisoned");
+        if ring.current_signing.is_none() {
+            drop(ring);
+            self.sign_checkpoint(b"")?; // creates the signing key
+            ring = self.ring.read().expect("keyring lock poisoned");
+        }
+        let mut mac = ring.mac.clone().expect("keyed with the signing key");
+        mac.update(message);
+        Ok(mac.finalize().into_bytes().into())
     }
 
     fn checkpoint_public_key(&self, key_id: &str) -> Result<[u8; 32]> {
@@ -261,6 +284,17 @@ impl KeyProvider for LocalKeyFile {
         *ring = read_keyring(&self.path)?;
         lookup(&ring).ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))
     }
+}
+
+/// The keyed audit entry MAC: HMAC-SHA256 under a key derived from the
+/// signing key.
+fn entry_mac(signing: &ed25519_dalek::SigningKey) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::{Hmac, Mac};
+    let mut derive = <Hmac<sha2::Sha256> as Mac>::new_from_slice(signing.as_bytes())
+        .expect("HMAC accepts any key length");
+    derive.update(b"wardline-audit-entry-mac-v1");
+    let key = Zeroizing::new(<[u8; 32]>::from(derive.finalize().into_bytes()));
+    <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_ref()).expect("HMAC accepts any key length")
 }
 
 fn new_kek_id() -> String {
@@ -340,11 +374,16 @@ fn read_keyring(path: &Path) -> Result<Keyring> {
             "current signing key id is not among the keys",
         ));
     }
+    let mac = file
+        .current_signing
+        .as_ref()
+        .map(|id| entry_mac(&signing[id]));
     Ok(Keyring {
         current: file.current,
         keys,
         signing,
         current_signing: file.current_signing,
+        mac,
         stamp: stamp_of(path),
     })
 }
@@ -467,6 +506,20 @@ mod tests {
             b"checkpoint 2",
             &a.signature
         ));
+        // Entry MACs are stable across instances and KEK rotation, and keyed.
+        assert_eq!(
+            server.audit_entry_mac(b"entry").unwrap(),
+            fresh.audit_entry_mac(b"entry").unwrap()
+        );
+        assert_ne!(
+            fresh.audit_entry_mac(b"entry").unwrap(),
+            fresh.audit_entry_mac(b"entrz").unwrap()
+        );
+        let other = LocalKeyFile::open_or_create(&dir.path().join("other.json")).unwrap();
+        assert_ne!(
+            other.audit_entry_mac(b"entry").unwrap(),
+            fresh.audit_entry_mac(b"entry").unwrap()
+        );
         assert!(matches!(
             fresh.checkpoint_public_key("audit-nope"),
             Err(CryptoError::UnknownKey(_))

@@ -21,6 +21,22 @@ pub enum ActorKind {
     Anonymous,
 }
 
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::User => "user",
+            ActorKind::Service => "service",
+            ActorKind::Anonymous => "anonymous",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ActorKind> {
+        [ActorKind::User, ActorKind::Service, ActorKind::Anonymous]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -30,6 +46,22 @@ pub enum Outcome {
     Failure,
     /// Refused by authorization.
     Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [Outcome::Success, Outcome::Failure, Outcome::Denied]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
 }
 
 macro_rules! actions {
@@ -131,9 +163,42 @@ impl AuditEvent {
     /// `leaf_hash`. Deterministic because the struct's field order is fixed and
     /// serde_json does not reorder or pad.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut core = self.clone();
-        core.leaf_hash = None;
-        serde_json::to_vec(&core).expect("an audit event always serialises")
+        // Same field names and order as `AuditEvent`, borrowed: the verifier
+        // computes this once per entry, so no clone.
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            seq: i64,
+            at_ms: i64,
+            org_id: &'a Option<Uuid>,
+            actor_kind: ActorKind,
+            actor_id: &'a Option<String>,
+            device_id: &'a Option<Uuid>,
+            source_ip: &'a Option<String>,
+            user_agent: &'a Option<String>,
+            action: AuditAction,
+            target_type: &'a Option<String>,
+            target_id: &'a Option<String>,
+            patient_id: &'a Option<String>,
+            outcome: Outcome,
+            reason: &'a Option<String>,
+        }
+        serde_json::to_vec(&Canonical {
+            seq: self.seq,
+            at_ms: self.at_ms,
+            org_id: &self.org_id,
+            actor_kind: self.actor_kind,
+            actor_id: &self.actor_id,
+            device_id: &self.device_id,
+            source_ip: &self.source_ip,
+            user_agent: &self.user_agent,
+            action: self.action,
+            target_type: &self.target_type,
+            target_id: &self.target_id,
+            patient_id: &self.patient_id,
+            outcome: self.outcome,
+            reason: &self.reason,
+        })
+        .expect("an audit event always serialises")
     }
 }
 
@@ -279,5 +344,23 @@ mod tests {
             )
         );
         assert!(!bytes.contains("leaf_hash"));
+        // Exactly the event's own JSON without the leaf hash.
+        let mut plain = e.clone();
+        plain.leaf_hash = None;
+        assert_eq!(bytes, serde_json::to_string(&plain).unwrap());
+        for k in [ActorKind::User, ActorKind::Service, ActorKind::Anonymous] {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+            assert_eq!(ActorKind::parse(k.as_str()), Some(k));
+        }
+        for o in [Outcome::Success, Outcome::Failure, Outcome::Denied] {
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.as_str())
+            );
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
+        }
     }
 }

@@ -206,25 +206,32 @@ async fn detects_an_inserted_entry(backend: Backend) {
     exec(
         &mut conn,
         &format!(
-            "INSERT INTO audit_log (seq, at_ms, actor_kind, actor_id, action, target_type, target_id, outcome, leaf_hash, chain_hash) \
-             VALUES (15, {}, 'service', 'test', 'audit.search', 'item', 'alibi', 'success', {}, {})",
+            "INSERT INTO audit_log (seq, at_ms, actor_kind, actor_id, action, target_type, target_id, outcome, leaf_hash, chain_hash, mac) \
+             VALUES (15, {}, 'service', 'test', 'audit.search', 'item', 'alibi', 'success', {}, {}, {})",
             prev.at_ms,
             blob(backend, &leaf),
-            blob(backend, &chain)
+            blob(backend, &chain),
+            blob(backend, &[7u8; 32])
         ),
     )
     .await;
     let r = run_verify(&t, None).await;
     assert_eq!(
         r.findings,
-        vec![Finding::Renumbered {
-            from_seq: 16,
-            to_seq: 31,
-            by: -1
-        }]
+        vec![
+            Finding::Forged {
+                from_seq: 15,
+                to_seq: 15
+            },
+            Finding::Renumbered {
+                from_seq: 16,
+                to_seq: 31,
+                by: -1
+            }
+        ]
     );
     assert_eq!(
-        r.findings[0].to_string(),
+        r.findings[1].to_string(),
         "entry 15–15 inserted: entries 16–31 were written 1 position earlier"
     );
 }
@@ -326,16 +333,58 @@ async fn detects_a_change_with_recomputed_hashes(backend: Backend) {
         .await;
     }
     let r = run_verify(&t, None).await;
-    // Pinned to the signed interval that holds the change; the entries after
-    // it still match their own checkpoint.
+    // Hashes can be recomputed by anyone; the entries' MACs cannot.
     assert_eq!(
         r.findings,
-        vec![Finding::CheckpointMismatch {
-            size: 20,
-            after: 10
+        vec![Finding::Forged {
+            from_seq: 15,
+            to_seq: 30
         }]
     );
     assert_eq!(r.trusted.unwrap().size, 10);
+}
+
+/// An entry slipped in after the last checkpoint, with correct hashes, is
+/// adopted by the writer (the sequence must go on) and then covered by the
+/// next signed checkpoint; its MAC still gives it away.
+async fn detects_a_forged_entry_at_the_unsigned_tail(backend: Backend) {
+    let Some(t) = log_of_30(backend).await else {
+        return;
+    };
+    let last = t.sql.last_audit_entry().await.unwrap().unwrap();
+    let mut forged = wardline_server::audit::record::decode(&last).unwrap();
+    forged.seq = 31;
+    forged.leaf_hash = None;
+    forged.target_id = Some("alibi".into());
+    let leaf = merkle::leaf_hash(&forged.canonical_bytes());
+    let chain = merkle::chain_hash(&last.chain_hash.clone().try_into().unwrap(), &leaf);
+    let mut conn = raw(&t).await;
+    exec(
+        &mut conn,
+        &format!(
+            "INSERT INTO audit_log (seq, at_ms, actor_kind, actor_id, action, target_type, target_id, outcome, leaf_hash, chain_hash, mac) \
+             VALUES (31, {}, 'service', 'test', 'audit.search', 'item', 'alibi', 'success', {}, {}, {})",
+            forged.at_ms,
+            blob(backend, &leaf),
+            blob(backend, &chain),
+            blob(backend, &[7u8; 32])
+        ),
+    )
+    .await;
+    t.fill_audit(5).await;
+    t.state.audit.checkpoint_now().await.unwrap();
+    let r = run_verify(&t, None).await;
+    assert_eq!(
+        r.findings,
+        vec![Finding::Forged {
+            from_seq: 31,
+            to_seq: 31
+        }]
+    );
+    assert_eq!(
+        r.findings[0].to_string(),
+        "entry 31 was not written by Wardline (its authentication code does not match)"
+    );
 }
 
 async fn detects_a_forged_checkpoint(backend: Backend) {
@@ -726,6 +775,7 @@ both_backends!(
     detects_reordered_entries,
     detects_truncation,
     detects_a_change_with_recomputed_hashes,
+    detects_a_forged_entry_at_the_unsigned_tail,
     detects_a_forged_checkpoint,
     incremental_verification_starts_at_the_trusted_checkpoint,
     proofs_through_the_api_verify,

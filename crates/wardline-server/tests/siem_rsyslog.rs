@@ -173,7 +173,7 @@ async fn syslog_tcp_and_jsonl_export_survive_an_outage() {
         .remove(0);
     assert_eq!(
         *event,
-        wardline_server::audit::record::decode(&stored).unwrap()
+        wardline_server::audit::record::decode_for_wire(&stored).unwrap()
     );
 
     // The SIEM goes away; entries written meanwhile arrive once it is back.

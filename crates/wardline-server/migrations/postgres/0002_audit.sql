@@ -21,7 +21,10 @@ CREATE TABLE audit_log (
     outcome     TEXT NOT NULL,
     reason      TEXT,
     leaf_hash   BYTEA NOT NULL,
-    chain_hash  BYTEA NOT NULL
+    chain_hash  BYTEA NOT NULL,
+    -- HMAC of chain_hash under a key-provider secret: entries written by
+    -- Wardline, as opposed to rows added by someone with database access.
+    mac         BYTEA NOT NULL
 );
 -- Searches page newest first within one organisation.
 CREATE INDEX audit_log_org_seq ON audit_log (org_id, seq);

@@ -118,7 +118,7 @@ impl AuditLog {
         clock: Arc<dyn Clock>,
         cfg: &AuditConfig,
     ) -> Result<AuditLog, StoreError> {
-        let tip = load_tip(store.as_ref(), clock.as_ref()).await?;
+        let tip = load_tip(store.as_ref(), keys.as_ref(), clock.as_ref()).await?;
         let (tx, rx) = mpsc::channel(16_384);
         let writer = Writer {
             store,
@@ -194,7 +194,14 @@ pub(crate) fn frontier_of(cp: &CheckpointRow) -> Result<CompactRange, StoreError
     })
 }
 
-async fn load_tip(store: &dyn AuditStore, clock: &dyn Clock) -> Result<Tip, StoreError> {
+/// The end of the log as stored. Entries after the last checkpoint whose MAC
+/// does not check were not written by a Wardline writer: they are adopted
+/// (the sequence must go on) but reported loudly, and `audit verify` names them.
+async fn load_tip(
+    store: &dyn AuditStore,
+    keys: &dyn KeyProvider,
+    clock: &dyn Clock,
+) -> Result<Tip, StoreError> {
     let (mut range, mut chain, mut after, last_cp_at_ms) =
         match store.latest_audit_checkpoint().await? {
             Some(cp) => (
@@ -213,6 +220,19 @@ async fn load_tip(store: &dyn AuditStore, clock: &dyn Clock) -> Result<Tip, Stor
         for r in &rows {
             range.push(hash32(&r.leaf_hash, "leaf hash")?);
             chain = hash32(&r.chain_hash, "chain hash")?;
+            if keys
+                .audit_entry_mac(&chain)
+                .ok()
+                .as_ref()
+                .map(|m| m.as_slice())
+                != Some(r.mac.as_slice())
+            {
+                tracing::error!(
+                    seq = r.seq,
+                    "audit entry not written by Wardline found at the end of the log; run `wardline audit verify`"
+                );
+                metrics::counter!("wardline_audit_forged_entries_total").increment(1);
+            }
         }
     }
     Ok(Tip {
@@ -304,7 +324,8 @@ impl Writer {
     async fn write(&mut self, events: Vec<NewEvent>, force: bool) -> Result<Vec<i64>, StoreError> {
         match self.try_write(&events, force).await {
             Err(StoreError::Conflict(_)) => {
-                self.tip = load_tip(self.store.as_ref(), self.clock.as_ref()).await?;
+                self.tip =
+                    load_tip(self.store.as_ref(), self.keys.as_ref(), self.clock.as_ref()).await?;
                 self.try_write(&events, force).await
             }
             other => other,
@@ -342,7 +363,11 @@ impl Writer {
             let leaf = leaf_hash(&event.canonical_bytes());
             tip.chain = chain_hash(&tip.chain, &leaf);
             tip.range.push(leaf);
-            rows.push(record::to_row(&event, &leaf, &tip.chain));
+            let mac = self
+                .keys
+                .audit_entry_mac(&tip.chain)
+                .map_err(|e| StoreError::Corrupt(format!("authenticating the audit entry: {e}")))?;
+            rows.push(record::to_row(&event, &leaf, &tip.chain, &mac));
             seqs.push(seq);
         }
         let size = tip.range.size();

@@ -5,19 +5,18 @@
 
 use std::str::FromStr;
 
-use serde::de::DeserializeOwned;
 use uuid::Uuid;
 use wardline_crypto::merkle::Hash;
-use wardline_proto::audit::{AuditAction, AuditEvent};
+use wardline_proto::audit::{ActorKind, AuditAction, AuditEvent, Outcome};
 
 use crate::store::AuditRow;
 
-pub fn to_row(e: &AuditEvent, leaf: &Hash, chain: &Hash) -> AuditRow {
+pub fn to_row(e: &AuditEvent, leaf: &Hash, chain: &Hash, mac: &Hash) -> AuditRow {
     AuditRow {
         seq: e.seq,
         at_ms: e.at_ms,
         org_id: e.org_id.map(|u| u.to_string()),
-        actor_kind: enum_text(&e.actor_kind),
+        actor_kind: e.actor_kind.as_str().to_owned(),
         actor_id: e.actor_id.clone(),
         device_id: e.device_id.map(|u| u.to_string()),
         source_ip: e.source_ip.clone(),
@@ -26,23 +25,12 @@ pub fn to_row(e: &AuditEvent, leaf: &Hash, chain: &Hash) -> AuditRow {
         target_type: e.target_type.clone(),
         target_id: e.target_id.clone(),
         patient_id: e.patient_id.clone(),
-        outcome: enum_text(&e.outcome),
+        outcome: e.outcome.as_str().to_owned(),
         reason: e.reason.clone(),
         leaf_hash: leaf.to_vec(),
         chain_hash: chain.to_vec(),
+        mac: mac.to_vec(),
     }
-}
-
-fn enum_text<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => unreachable!("unit enums serialise as strings"),
-    }
-}
-
-fn parse_enum<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned()))
-        .map_err(|_| format!("{what} {s:?} is not a known value"))
 }
 
 fn parse_uuid(s: &Option<String>, what: &str) -> Result<Option<Uuid>, String> {
@@ -58,13 +46,22 @@ fn parse_uuid(s: &Option<String>, what: &str) -> Result<Option<Uuid>, String> {
     }
 }
 
-/// The event a row holds, with its stored leaf hash filled in (hex).
+/// The event a row holds, with its stored leaf hash (hex), as the API and
+/// exports show it.
+pub fn decode_for_wire(r: &AuditRow) -> Result<AuditEvent, String> {
+    let mut e = decode(r)?;
+    e.leaf_hash = Some(hex::encode(&r.leaf_hash));
+    Ok(e)
+}
+
+/// The event a row holds, without its leaf hash (what the leaf commits to).
 pub fn decode(r: &AuditRow) -> Result<AuditEvent, String> {
     Ok(AuditEvent {
         seq: r.seq,
         at_ms: r.at_ms,
         org_id: parse_uuid(&r.org_id, "org_id")?,
-        actor_kind: parse_enum(&r.actor_kind, "actor_kind")?,
+        actor_kind: ActorKind::parse(&r.actor_kind)
+            .ok_or_else(|| format!("actor_kind {:?} is not a known value", r.actor_kind))?,
         actor_id: r.actor_id.clone(),
         device_id: parse_uuid(&r.device_id, "device_id")?,
         source_ip: r.source_ip.clone(),
@@ -74,8 +71,9 @@ pub fn decode(r: &AuditRow) -> Result<AuditEvent, String> {
         target_type: r.target_type.clone(),
         target_id: r.target_id.clone(),
         patient_id: r.patient_id.clone(),
-        outcome: parse_enum(&r.outcome, "outcome")?,
+        outcome: Outcome::parse(&r.outcome)
+            .ok_or_else(|| format!("outcome {:?} is not a known value", r.outcome))?,
         reason: r.reason.clone(),
-        leaf_hash: Some(hex::encode(&r.leaf_hash)),
+        leaf_hash: None,
     })
 }

@@ -33,7 +33,7 @@ pub struct AuditService {
 fn decode_all(rows: &[AuditRow]) -> ApiResult<Vec<AuditEvent>> {
     rows.iter()
         .map(|r| {
-            record::decode(r).map_err(|e| {
+            record::decode_for_wire(r).map_err(|e| {
                 ApiError::internal(format!("audit entry {} is unreadable: {e}", r.seq))
             })
         })

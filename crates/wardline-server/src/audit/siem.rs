@@ -406,7 +406,7 @@ async fn pump(
     };
     let events: Vec<AuditEvent> = rows
         .iter()
-        .filter_map(|r| match record::decode(r) {
+        .filter_map(|r| match record::decode_for_wire(r) {
             Ok(e) => Some(e),
             Err(e) => {
                 // Exported anyway would be worse: `wardline audit verify` reports it.

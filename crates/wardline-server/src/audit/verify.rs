@@ -43,6 +43,10 @@ pub enum Finding {
     /// An entry that matches its own hash but does not follow the entry before
     /// it in the hash chain: inserted, or its predecessor was replaced.
     Inserted { seq: i64 },
+    /// Entries that are internally consistent (content, leaf and chain agree)
+    /// but whose MAC does not check: written or rewritten by someone with
+    /// database access, not by Wardline. Catches what no checkpoint covers yet.
+    Forged { from_seq: i64, to_seq: i64 },
     /// The recomputed tree or chain of the first `size` entries differs from
     /// the signed checkpoint: something in `(after, size]` changed even though
     /// its stored hashes were recomputed to hide it.
@@ -101,6 +105,14 @@ impl std::fmt::Display for Finding {
                     seq - 1
                 )
             }
+            Finding::Forged { from_seq, to_seq } if from_seq == to_seq => write!(
+                f,
+                "entry {from_seq} was not written by Wardline (its authentication code does not match)"
+            ),
+            Finding::Forged { from_seq, to_seq } => write!(
+                f,
+                "entries {from_seq}–{to_seq} were not written by Wardline (their authentication codes do not match)"
+            ),
             Finding::CheckpointMismatch { size, after } => write!(
                 f,
                 "the signed checkpoint at {size} entries does not match: entries {}–{size} were altered and their hashes recomputed",
@@ -247,7 +259,7 @@ pub async fn verify(
         let Some(last) = rows.last() else { break };
         after = last.seq;
         for row in &rows {
-            check_row(row, &mut walk);
+            check_row(row, keys, &mut walk);
             checked += 1;
             let size = walk.range.size() as i64;
             if let Some(cp) = checkpoints.get(&size) {
@@ -336,7 +348,7 @@ fn check_checkpoint(keys: &dyn KeyProvider, cp: &CheckpointRow, walk: &mut Walk)
     }
 }
 
-fn check_row(row: &AuditRow, walk: &mut Walk) {
+fn check_row(row: &AuditRow, keys: &dyn KeyProvider, walk: &mut Walk) {
     let issues_before = walk.issues.len();
     let gap = row.seq > walk.next_seq;
     if gap {
@@ -357,7 +369,6 @@ fn check_row(row: &AuditRow, walk: &mut Walk) {
             None
         }
         Ok(mut event) => {
-            event.leaf_hash = None;
             let leaf = leaf_hash(&event.canonical_bytes());
             if leaf != stored_leaf {
                 match find_original_position(&mut event, &stored_leaf) {
@@ -367,6 +378,14 @@ fn check_row(row: &AuditRow, walk: &mut Walk) {
                         detail: "content does not match its hash".into(),
                     })),
                 }
+            } else if keys
+                .audit_entry_mac(&stored_chain)
+                .map_or(true, |mac| mac.as_slice() != row.mac.as_slice())
+            {
+                walk.issues.push(RowIssue::Other(Finding::Forged {
+                    from_seq: row.seq,
+                    to_seq: row.seq,
+                }));
             } else if !gap
                 && !walk.prev_row_flagged
                 && chain_hash(&walk.stored_chain, &stored_leaf) != stored_chain
@@ -458,5 +477,22 @@ fn summarise(issues: Vec<RowIssue>) -> Vec<Finding> {
             .any(|(from, by)| *by < 0 && (from + by..*from).contains(seq)),
         _ => true,
     });
-    out
+    // Consecutive forged entries are one finding.
+    let mut merged: Vec<Finding> = Vec::with_capacity(out.len());
+    for f in out {
+        if let (
+            Some(Finding::Forged { to_seq, .. }),
+            Finding::Forged {
+                from_seq: next,
+                to_seq: next_to,
+            },
+        ) = (merged.last_mut(), &f)
+            && *next == *to_seq + 1
+        {
+            *to_seq = *next_to;
+            continue;
+        }
+        merged.push(f);
+    }
+    merged
 }

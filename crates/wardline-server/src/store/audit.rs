@@ -30,6 +30,8 @@ pub struct AuditRow {
     pub reason: Option<String>,
     pub leaf_hash: Vec<u8>,
     pub chain_hash: Vec<u8>,
+    /// The key provider's HMAC of `chain_hash`.
+    pub mac: Vec<u8>,
 }
 
 /// A signed checkpoint as stored; `frontier` is the compact range at `size`,

@@ -13,7 +13,7 @@ use super::sql::{BulkPool, SqlStore, map_unique};
 macro_rules! audit_cols {
     () => {
         "seq, at_ms, org_id, actor_kind, actor_id, device_id, source_ip, user_agent, action, \
-         target_type, target_id, patient_id, outcome, reason, leaf_hash, chain_hash"
+         target_type, target_id, patient_id, outcome, reason, leaf_hash, chain_hash, mac"
     };
 }
 
@@ -50,6 +50,7 @@ where
         reason: r.try_get("reason")?,
         leaf_hash: r.try_get("leaf_hash")?,
         chain_hash: r.try_get("chain_hash")?,
+        mac: r.try_get("mac")?,
     })
 }
 
@@ -64,7 +65,9 @@ fn insert_sql(rows: usize) -> &'static str {
     cache.entry(rows).or_insert_with(|| {
         let groups: Vec<String> = (0..rows)
             .map(|r| {
-                let params: Vec<String> = (1..=16).map(|c| format!("${}", r * 16 + c)).collect();
+                let params: Vec<String> = (1..=AUDIT_COLUMNS)
+                    .map(|c| format!("${}", r * AUDIT_COLUMNS + c))
+                    .collect();
                 format!("({})", params.join(", "))
             })
             .collect();
@@ -78,9 +81,10 @@ fn insert_sql(rows: usize) -> &'static str {
 }
 
 /// Rows per INSERT statement: one statement per row costs more than the
-/// commit's fsync once batches are large (16 × 64 = 1024 parameters, within
+/// commit's fsync once batches are large (17 × 64 = 1088 parameters, within
 /// both engines' limits).
 const INSERT_CHUNK: usize = 64;
+const AUDIT_COLUMNS: usize = 17;
 
 fn checkpoint_from_row(r: &AnyRow) -> Result<CheckpointRow> {
     Ok(CheckpointRow {
@@ -121,7 +125,8 @@ impl AuditStore for SqlStore {
                     .bind(&e.outcome)
                     .bind(&e.reason)
                     .bind(&e.leaf_hash)
-                    .bind(&e.chain_hash);
+                    .bind(&e.chain_hash)
+                    .bind(&e.mac);
             }
             q.execute(&mut *tx)
                 .await
