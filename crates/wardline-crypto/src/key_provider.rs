@@ -184,6 +184,34 @@ impl LocalKeyFile {
 }
 
 impl LocalKeyFile {
+    /// Runs `f` with the keyring and the audit signing key's id, creating the
+    /// key on first use. Once created the key never changes, so no reread is
+    /// needed afterwards (the verifier calls this once per entry).
+    fn with_signing_key<T>(&self, f: impl FnOnce(&Keyring, &str) -> T) -> Result<T> {
+        {
+            let ring = self.ring.read().expect("keyring lock poisoned");
+            if let Some(id) = &ring.current_signing {
+                return Ok(f(&ring, id));
+            }
+        }
+        let mut ring = self.ring.write().expect("keyring lock poisoned");
+        // Another process may have created the key meanwhile: reread first.
+        *ring = read_keyring(&self.path)?;
+        if ring.current_signing.is_none() {
+            let mut seed = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(seed.as_mut());
+            let id = format!("audit-{}", new_kek_id().trim_start_matches("kek-"));
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            ring.mac = Some(entry_mac(&key));
+            ring.signing.insert(id.clone(), key);
+            ring.current_signing = Some(id);
+            write_keyring(&self.path, &ring)?;
+            ring.stamp = stamp_of(&self.path);
+        }
+        let id = ring.current_signing.clone().expect("just ensured");
+        Ok(f(&ring, &id))
+    }
+
     /// Rereads the file if another process (the rotation CLI, another node)
     /// replaced it, so that new data keys are never wrapped with a KEK that is
     /// about to be retired. One `stat` per call; wrapping is rare.
@@ -226,49 +254,19 @@ impl KeyProvider for LocalKeyFile {
 
     fn sign_checkpoint(&self, message: &[u8]) -> Result<CheckpointSignature> {
         use ed25519_dalek::Signer;
-        self.refresh_if_changed();
-        {
-            let ring = self.ring.read().expect("keyring lock poisoned");
-            if let Some(id) = &ring.current_signing {
-                let key = &ring.signing[id];
-                return Ok(CheckpointSignature {
-                    key_id: id.clone(),
-                    signature: key.sign(message).to_bytes(),
-                });
-            }
-        }
-        let mut ring = self.ring.write().expect("keyring lock poisoned");
-        // Another process may have created the key meanwhile: reread first.
-        *ring = read_keyring(&self.path)?;
-        if ring.current_signing.is_none() {
-            let mut seed = Zeroizing::new([0u8; 32]);
-            rand::rngs::OsRng.fill_bytes(seed.as_mut());
-            let id = format!("audit-{}", new_kek_id().trim_start_matches("kek-"));
-            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            ring.mac = Some(entry_mac(&key));
-            ring.signing.insert(id.clone(), key);
-            ring.current_signing = Some(id);
-            write_keyring(&self.path, &ring)?;
-            ring.stamp = stamp_of(&self.path);
-        }
-        let id = ring.current_signing.clone().expect("just ensured");
-        Ok(CheckpointSignature {
-            signature: ring.signing[&id].sign(message).to_bytes(),
-            key_id: id,
+        self.with_signing_key(|ring, id| CheckpointSignature {
+            key_id: id.to_owned(),
+            signature: ring.signing[id].sign(message).to_bytes(),
         })
     }
 
     fn audit_entry_mac(&self, message: &[u8]) -> Result<[u8; 32]> {
         use hmac::Mac;
-        let mut ring = self.ring.read().expect("keyring lock poisoned");
-        if ring.current_signing.is_none() {
-            drop(ring);
-            self.sign_checkpoint(b"")?; // creates the signing key
-            ring = self.ring.read().expect("keyring lock poisoned");
-        }
-        let mut mac = ring.mac.clone().expect("keyed with the signing key");
-        mac.update(message);
-        Ok(mac.finalize().into_bytes().into())
+        self.with_signing_key(|ring, _| {
+            let mut mac = ring.mac.clone().expect("keyed with the signing key");
+            mac.update(message);
+            mac.finalize().into_bytes().into()
+        })
     }
 
     fn checkpoint_public_key(&self, key_id: &str) -> Result<[u8; 32]> {
