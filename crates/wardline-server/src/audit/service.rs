@@ -100,29 +100,6 @@ impl AuditService {
         })
     }
 
-    /// Calls `sink` with successive pages (newest first) of everything `q`
-    /// matches, for exports.
-    pub async fn for_each_page(
-        &self,
-        org: OrgId,
-        q: &AuditQuery,
-        mut sink: impl FnMut(Vec<AuditEvent>) -> bool,
-    ) -> ApiResult<()> {
-        Self::validate(q)?;
-        let mut q = q.clone();
-        loop {
-            let rows = self.store.search_audit(org, &q, MAX_PAGE).await?;
-            let Some(last) = rows.last() else {
-                return Ok(());
-            };
-            q.before_seq = Some(last.seq);
-            let full = rows.len() as i64 == MAX_PAGE;
-            if !sink(decode_all(&rows)?) || !full {
-                return Ok(());
-            }
-        }
-    }
-
     pub async fn access_report(
         &self,
         org: OrgId,
@@ -130,18 +107,23 @@ impl AuditService {
         from_ms: Option<i64>,
         to_ms: Option<i64>,
     ) -> ApiResult<AccessReport> {
-        let q = AuditQuery {
+        let mut q = AuditQuery {
             patient: Some(patient_id.to_owned()),
             from_ms,
             to_ms,
+            limit: Some(MAX_PAGE),
             ..AuditQuery::default()
         };
         let mut events = Vec::new();
-        self.for_each_page(org, &q, |page| {
-            events.extend(page);
-            events.len() < REPORT_MAX_EVENTS
-        })
-        .await?;
+        // The same keyset pages as search and export, until the cap.
+        loop {
+            let page = self.search(org, &q).await?;
+            events.extend(page.events);
+            match page.next_before {
+                Some(b) if events.len() < REPORT_MAX_EVENTS => q.before_seq = Some(b),
+                _ => break,
+            }
+        }
         events.truncate(REPORT_MAX_EVENTS);
         let mut by_actor: BTreeMap<(String, Option<String>), AccessorSummary> = BTreeMap::new();
         for e in &events {
