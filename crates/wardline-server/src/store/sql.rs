@@ -29,7 +29,7 @@ pub struct SqlStore {
 }
 
 /// An engine-native pool beside the `Any` one, for reading the audit log in
-/// bulk (verification, SIEM export): the `Any` driver's per-row conversion
+/// bulk (verification, SIEM export, proofs): the `Any` driver's per-row conversion
 /// makes those reads three times slower (see bench/RESULTS.md). Same SQL.
 pub(super) enum BulkPool {
     Sqlite(sqlx::SqlitePool),

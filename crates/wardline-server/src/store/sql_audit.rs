@@ -86,6 +86,18 @@ fn insert_sql(rows: usize) -> &'static str {
 const INSERT_CHUNK: usize = 64;
 const AUDIT_COLUMNS: usize = 17;
 
+/// Runs `query` on the engine-native bulk pool and decodes every row with
+/// `decode`. A macro because the query and row types differ per engine; the
+/// SQL and the decoding are the same.
+macro_rules! bulk_fetch {
+    ($store:expr, $query:expr, $decode:expr) => {
+        match &$store.bulk {
+            BulkPool::Sqlite(p) => $query.fetch_all(p).await?.iter().map($decode).collect(),
+            BulkPool::Postgres(p) => $query.fetch_all(p).await?.iter().map($decode).collect(),
+        }
+    };
+}
+
 fn checkpoint_from_row(r: &AnyRow) -> Result<CheckpointRow> {
     Ok(CheckpointRow {
         size: r.try_get("size")?,
@@ -172,37 +184,19 @@ impl AuditStore for SqlStore {
             audit_cols!(),
             " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
         );
-        match &self.bulk {
-            BulkPool::Sqlite(p) => sqlx::query(SQL)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(p)
-                .await?
-                .iter()
-                .map(audit_from_row)
-                .collect(),
-            BulkPool::Postgres(p) => sqlx::query(SQL)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(p)
-                .await?
-                .iter()
-                .map(audit_from_row)
-                .collect(),
-        }
+        bulk_fetch!(
+            self,
+            sqlx::query(SQL).bind(after).bind(limit),
+            audit_from_row
+        )
     }
 
     async fn audit_leaf_hashes(&self, after: i64, up_to: i64) -> Result<Vec<Vec<u8>>> {
-        let rows = sqlx::query(
-            "SELECT leaf_hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-        )
-        .bind(after)
-        .bind(up_to)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get::<Vec<u8>, _>("leaf_hash")?))
-            .collect()
+        const SQL: &str =
+            "SELECT leaf_hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq";
+        bulk_fetch!(self, sqlx::query(SQL).bind(after).bind(up_to), |r| Ok(
+            r.try_get::<Vec<u8>, _>("leaf_hash")?
+        ))
     }
 
     async fn search_audit(&self, org: OrgId, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRow>> {
