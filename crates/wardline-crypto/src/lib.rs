@@ -9,16 +9,23 @@
 //! * [`token`]: random bearer tokens and the hashes the server stores instead.
 //! * [`merkle`]: the audit log's RFC 9162 Merkle tree, proofs and their
 //!   verification; checkpoint signatures come from the key provider.
+//! * [`mls`]: what server and clients agree on about MLS (RFC 9420): the
+//!   ciphersuite, the group configuration, how a credential names a user's
+//!   device, and the delivery service's checks of messages it cannot read.
 //!
-//! No I/O here except the key provider reading and writing its own key file.
+//! No I/O here except the key provider reading and writing its own key file
+//! (not built for WebAssembly, where the client core uses this crate).
 
 pub mod blind_index;
 pub mod envelope;
+#[cfg(not(target_family = "wasm"))]
 pub mod key_provider;
 pub mod merkle;
+pub mod mls;
 pub mod token;
 
 pub use envelope::{DataKey, WrappedKey};
+#[cfg(not(target_family = "wasm"))]
 pub use key_provider::{
     CheckpointSignature, KeyProvider, LocalKeyFile, verify_checkpoint_signature,
 };

@@ -116,6 +116,23 @@ actions! {
     AuditExport => "audit.export", "Someone exported audit events.";
     AuditProof => "audit.proof", "Someone asked for a checkpoint or a proof.";
     AuditPurge => "audit.purge", "Entries past the retention period were purged.";
+    DeviceRegister => "device.register", "A device registered for messaging (its identity key and key packages).";
+    DeviceList => "device.list", "Someone listed a user's devices.";
+    KeyPackagesUpload => "device.key_packages.upload", "A device uploaded key packages.";
+    KeyPackagesClaim => "device.key_packages.claim", "Key packages were handed out to add devices to a conversation.";
+    ConversationCreate => "conversation.create", "A conversation was created (or the existing direct one returned).";
+    ConversationList => "conversation.list", "A user listed their conversations.";
+    ConversationView => "conversation.view", "A conversation's details were read.";
+    ConversationMemberAdd => "conversation.member.add", "A member was added to a conversation.";
+    ConversationMemberRemove => "conversation.member.remove", "A member was removed from (or left) a conversation.";
+    MessageSubmit => "message.submit", "An MLS commit or (encrypted) message was submitted.";
+    MessageSync => "message.sync", "A device fetched its inbox or opened its sync socket.";
+    MessageAck => "message.ack", "A device acknowledged its inbox (delivery receipts).";
+    MessageRead => "message.read", "A device marked a conversation read (read receipts).";
+    ReceiptsView => "message.receipts.view", "Someone looked at a message's receipts.";
+    AttachmentUpload => "attachment.upload", "An encrypted attachment was uploaded.";
+    AttachmentDownload => "attachment.download", "An encrypted attachment was downloaded.";
+    MessagingPreferences => "messaging.preferences", "A user read or changed their messaging preferences.";
 }
 
 impl std::fmt::Display for AuditAction {

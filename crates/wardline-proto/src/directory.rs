@@ -27,6 +27,9 @@ pub struct OrgPolicy {
     pub absolute_lifetime_secs: i64,
     /// Whether every user must have a second factor. On by default.
     pub mfa_required: bool,
+    /// Read receipts, attachment and group size limits.
+    #[serde(default)]
+    pub messaging: crate::messaging::MessagingPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

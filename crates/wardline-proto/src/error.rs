@@ -30,6 +30,16 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Unique constraint, or a state transition that is not possible (409).
     Conflict,
+    /// The conversation moved to a later MLS epoch: process the inbox, then
+    /// rebuild the message and submit it again (409).
+    StaleEpoch,
+    /// These MLS message bytes were accepted before under another id (409).
+    Replayed,
+    /// The caller's device has not registered for messaging (409).
+    DeviceNotRegistered,
+    /// A removed member's device is still in the group: commit its removal
+    /// before sending messages (409).
+    MembershipPending,
     /// Too many attempts; see the `Retry-After` header (429).
     RateLimited,
     /// A bug or an unavailable dependency (500/503). Details are only in the server log.
@@ -48,7 +58,11 @@ impl ErrorCode {
             ErrorCode::MfaEnrolmentRequired | ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict
+            | ErrorCode::StaleEpoch
+            | ErrorCode::Replayed
+            | ErrorCode::DeviceNotRegistered
+            | ErrorCode::MembershipPending => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod ids;
+pub mod messaging;
 pub mod roles;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

@@ -53,10 +53,11 @@ impl Role {
                 SessionsRead,
                 SessionsRevoke,
                 OrgPolicyManage,
+                Messaging,
             ],
-            Role::ComplianceOfficer => &[DirectoryRead, SessionsRead, AuditRead],
+            Role::ComplianceOfficer => &[DirectoryRead, SessionsRead, AuditRead, Messaging],
             Role::Physician | Role::Nurse | Role::MedicalAssistant | Role::FrontDesk => {
-                &[DirectoryRead]
+                &[DirectoryRead, Messaging]
             }
         }
     }
@@ -85,6 +86,8 @@ pub enum Permission {
     OrgPolicyManage,
     /// Search the audit trail, run access reports and exports, fetch proofs.
     AuditRead,
+    /// Register devices, take part in conversations (as a member only).
+    Messaging,
 }
 
 impl Permission {
@@ -96,6 +99,7 @@ impl Permission {
             Permission::SessionsRevoke => "sessions_revoke",
             Permission::OrgPolicyManage => "org_policy_manage",
             Permission::AuditRead => "audit_read",
+            Permission::Messaging => "messaging",
         }
     }
 }

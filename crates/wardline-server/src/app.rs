@@ -24,9 +24,10 @@ use crate::auth::password::Passwords;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::directory::DirectoryService;
+use crate::messaging::MessagingService;
 use crate::store::{AuditStore, SqlStore, Store, StoreError};
 use crate::vault::{Vault, VaultError};
-use crate::{audit, auth, directory, http, ops, telemetry, tls};
+use crate::{audit, auth, directory, http, messaging, ops, telemetry, tls};
 
 /// Everything a handler may use. Cheap to clone (all `Arc`s inside).
 #[derive(Clone)]
@@ -38,6 +39,10 @@ pub struct AppState {
     /// Reads the audit trail (search, reports, proofs).
     pub audit_reader: AuditService,
     pub store: Arc<dyn Store>,
+    /// Devices, conversations, delivery (the MLS delivery service).
+    pub messaging: MessagingService,
+    /// Moves when a session may have ended (open sockets re-check theirs).
+    pub session_changes: tokio::sync::watch::Receiver<u64>,
     pub metrics: PrometheusHandle,
     pub openapi: Arc<String>,
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
@@ -78,6 +83,7 @@ pub enum StartError {
         (name = "users", description = "Users and roles"),
         (name = "organisation", description = "Organisation and policy"),
         (name = "audit", description = "Audit trail: search, access reports, exports, proofs (compliance officer)"),
+        (name = "messaging", description = "Devices, conversations, MLS message delivery, sync, receipts"),
     )
 )]
 struct ApiDoc;
@@ -156,6 +162,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::routes::router())
         .merge(directory::routes::router())
         .merge(audit::routes::router())
+        .merge(messaging::routes::router())
         .split_for_parts();
     // After the merge: the derive's own modifiers run before any path exists.
     CommonErrors.modify(&mut doc);
@@ -200,6 +207,7 @@ impl Server {
         // Fail at start, not later in the background, on a bad SIEM setting.
         audit::siem::check(&config.audit).map_err(StartError::Audit)?;
         let vault = Vault::open(keys.clone(), store.clone(), clock.clone()).await?;
+        let messaging = MessagingService::new(sql.clone(), store.clone(), vault.clone(), clock.clone());
         let passwords = Passwords::new();
         let directory = DirectoryService::new(
             store.clone(),
@@ -227,6 +235,8 @@ impl Server {
             audit,
             audit_reader: AuditService::new(audit_store, keys),
             store,
+            messaging,
+            session_changes: sql.session_changes(),
             metrics: telemetry::metrics(),
             openapi,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),

@@ -1,7 +1,8 @@
 //! The Wardline server.
 //!
 //! Layout: one module per domain, each with its service (the logic) and its
-//! `routes` (thin HTTP handlers): [`auth`], [`directory`], [`audit`].
+//! `routes` (thin HTTP handlers): [`auth`], [`directory`], [`audit`],
+//! [`messaging`] (the MLS delivery service).
 //! Cross-cutting: [`authz`] (the one place permissions are checked),
 //! [`audit::scope`] (the one place requests are audited), [`vault`] (the one
 //! place PHI is encrypted), [`store`] (storage trait and its SQL engines), [`http`]
@@ -17,6 +18,7 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod http;
+pub mod messaging;
 pub mod ops;
 pub mod store;
 pub mod telemetry;

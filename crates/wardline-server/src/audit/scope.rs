@@ -123,6 +123,62 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("GET", "/api/v1/audit/checkpoints/latest", ev(AuditProof)),
         ("GET", "/api/v1/audit/proofs/inclusion", ev(AuditProof)),
         ("GET", "/api/v1/audit/proofs/consistency", ev(AuditProof)),
+        ("POST", "/api/v1/devices", ev(DeviceRegister)),
+        ("GET", "/api/v1/devices", ev(DeviceList)),
+        ("POST", "/api/v1/devices/key-packages", ev(KeyPackagesUpload)),
+        ("GET", "/api/v1/users/{id}/devices", on(DeviceList, "user", "id")),
+        ("POST", "/api/v1/conversations", ev(ConversationCreate)),
+        ("GET", "/api/v1/conversations", ev(ConversationList)),
+        (
+            "GET",
+            "/api/v1/conversations/{id}",
+            on(ConversationView, "conversation", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/conversations/{id}/members",
+            on(ConversationMemberAdd, "conversation", "id"),
+        ),
+        (
+            "DELETE",
+            "/api/v1/conversations/{id}/members/{user_id}",
+            on(ConversationMemberRemove, "conversation", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/conversations/{id}/key-packages/claim",
+            on(KeyPackagesClaim, "conversation", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/conversations/{id}/messages",
+            on(MessageSubmit, "conversation", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/conversations/{id}/read",
+            on(MessageRead, "conversation", "id"),
+        ),
+        (
+            "GET",
+            "/api/v1/conversations/{id}/messages/{message_id}/receipts",
+            on(ReceiptsView, "message", "message_id"),
+        ),
+        (
+            "POST",
+            "/api/v1/conversations/{id}/attachments",
+            on(AttachmentUpload, "conversation", "id"),
+        ),
+        (
+            "GET",
+            "/api/v1/conversations/{id}/attachments/{attachment_id}",
+            on(AttachmentDownload, "attachment", "attachment_id"),
+        ),
+        ("GET", "/api/v1/sync", ev(MessageSync)),
+        ("POST", "/api/v1/sync/ack", ev(MessageAck)),
+        ("GET", "/api/v1/sync/ws", ev(MessageSync)),
+        ("GET", "/api/v1/messaging/preferences", ev(MessagingPreferences)),
+        ("PUT", "/api/v1/messaging/preferences", ev(MessagingPreferences)),
     ]
 };
 

@@ -123,6 +123,16 @@ pub fn validate_policy(p: &OrgPolicy) -> ApiResult<()> {
             "idle_timeout_secs cannot exceed absolute_lifetime_secs",
         ));
     }
+    if !(1024..=100 * 1024 * 1024).contains(&p.messaging.max_attachment_bytes) {
+        return Err(ApiError::validation(
+            "messaging.max_attachment_bytes must be between 1024 and 104857600",
+        ));
+    }
+    if !(2..=5000).contains(&p.messaging.max_group_members) {
+        return Err(ApiError::validation(
+            "messaging.max_group_members must be between 2 and 5000",
+        ));
+    }
     Ok(())
 }
 
@@ -243,6 +253,7 @@ impl DirectoryService {
                 idle_timeout_secs: self.defaults.idle_timeout_secs,
                 absolute_lifetime_secs: self.defaults.absolute_lifetime_secs,
                 mfa_required: self.defaults.mfa_required,
+                messaging: Default::default(),
             },
             created_at: self.clock.now(),
         };

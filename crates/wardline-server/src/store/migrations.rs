@@ -29,6 +29,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_audit.sql"),
         postgres: include_str!("../../migrations/postgres/0002_audit.sql"),
     },
+    Migration {
+        version: 3,
+        name: "messaging",
+        sqlite: include_str!("../../migrations/sqlite/0003_messaging.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_messaging.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

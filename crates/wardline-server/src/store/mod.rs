@@ -12,15 +12,18 @@
 //! * tokens and codes are stored as hashes only.
 
 pub mod audit;
+pub mod messaging;
 pub mod migrations;
 pub mod sql;
 mod sql_audit;
+mod sql_messaging;
 
 use async_trait::async_trait;
 use wardline_proto::directory::{OrgPolicy, UserStatus};
 use wardline_proto::{DeviceId, OrgId, Role, SessionId, UserId};
 
 pub use audit::{AuditRow, AuditStore, CheckpointRow};
+pub use messaging::MessagingStore;
 pub use sql::SqlStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,9 @@ pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) backend: Backend,
     pub(super) bulk: BulkPool,
+    /// Bumped after every change that can end sessions (revocation, a user's
+    /// status or roles): open WebSockets re-check their session when it moves.
+    session_changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// An engine-native pool beside the `Any` one, for reading the audit log in
@@ -110,7 +113,17 @@ impl SqlStore {
             pool,
             backend,
             bulk,
+            session_changes: tokio::sync::watch::channel(0).0,
         })
+    }
+
+    /// Changes whenever a session may have ended on this node.
+    pub fn session_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.session_changes.subscribe()
+    }
+
+    fn sessions_changed(&self) {
+        self.session_changes.send_modify(|n| *n += 1);
     }
 
     /// The SQLite URL of the embedded database in `data_dir`.
@@ -148,12 +161,12 @@ pub(super) fn map_unique(e: sqlx::Error, what: &'static str) -> StoreError {
     }
 }
 
-fn uuid_col(row: &AnyRow, col: &str) -> Result<Uuid> {
+pub(super) fn uuid_col(row: &AnyRow, col: &str) -> Result<Uuid> {
     let s: String = row.try_get(col)?;
     Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a uuid")))
 }
 
-fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
+pub(super) fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
     Ok(row.try_get::<i64, _>(col)? != 0)
 }
 
@@ -172,6 +185,10 @@ fn roles_from_text(s: &str) -> Result<Vec<Role>> {
         .collect()
 }
 
+fn policy_json(p: &OrgPolicy) -> String {
+    serde_json::to_string(&p.messaging).expect("policy serialises")
+}
+
 fn org_from_row(row: &AnyRow) -> Result<OrgRow> {
     Ok(OrgRow {
         id: uuid_col(row, "id")?,
@@ -181,6 +198,8 @@ fn org_from_row(row: &AnyRow) -> Result<OrgRow> {
             idle_timeout_secs: row.try_get("idle_timeout_secs")?,
             absolute_lifetime_secs: row.try_get("absolute_lifetime_secs")?,
             mfa_required: bool_col(row, "mfa_required")?,
+            messaging: serde_json::from_str(&row.try_get::<String, _>("messaging_policy")?)
+                .map_err(|e| StoreError::Corrupt(format!("messaging_policy: {e}")))?,
         },
         created_at: row.try_get("created_at")?,
     })
@@ -389,8 +408,8 @@ impl Store for SqlStore {
 
     async fn insert_org(&self, org: &OrgRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO organisations (id, name, slug, idle_timeout_secs, absolute_lifetime_secs, mfa_required, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO organisations (id, name, slug, idle_timeout_secs, absolute_lifetime_secs, mfa_required, created_at, messaging_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(org.id.to_string())
         .bind(&org.name)
@@ -399,6 +418,7 @@ impl Store for SqlStore {
         .bind(org.policy.absolute_lifetime_secs)
         .bind(org.policy.mfa_required as i64)
         .bind(org.created_at)
+        .bind(policy_json(&org.policy))
         .execute(&self.pool)
         .await
         .map_err(|e| map_unique(e, "organisation slug"))?;
@@ -432,12 +452,13 @@ impl Store for SqlStore {
 
     async fn update_org_policy(&self, id: OrgId, policy: &OrgPolicy) -> Result<()> {
         let done = sqlx::query(
-            "UPDATE organisations SET idle_timeout_secs = $1, absolute_lifetime_secs = $2, mfa_required = $3 WHERE id = $4",
+            "UPDATE organisations SET idle_timeout_secs = $1, absolute_lifetime_secs = $2, mfa_required = $3, messaging_policy = $5 WHERE id = $4",
         )
         .bind(policy.idle_timeout_secs)
         .bind(policy.absolute_lifetime_secs)
         .bind(policy.mfa_required as i64)
         .bind(id.to_string())
+        .bind(policy_json(policy))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -537,6 +558,7 @@ impl Store for SqlStore {
         .bind(u.id.to_string())
         .execute(&self.pool)
         .await
+        .inspect(|_| self.sessions_changed())
         .map_err(|e| map_unique(e, "user e-mail"))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -651,6 +673,7 @@ impl Store for SqlStore {
                 .bind(id.to_string())
                 .execute(&self.pool)
                 .await?;
+        self.sessions_changed();
         Ok(done.rows_affected() == 1)
     }
 
@@ -674,6 +697,7 @@ impl Store for SqlStore {
         .bind(except.map(|s| s.to_string()).unwrap_or_default())
         .execute(&self.pool)
         .await?;
+        self.sessions_changed();
         Ok(done.rows_affected())
     }
 

@@ -1,0 +1,528 @@
+//! Devices, conversations and message delivery.
+//!
+//! The server is the MLS delivery service: message bodies ([`B64`] fields named
+//! `mls`) are MLS messages it cannot read. What it can see is the metadata it
+//! needs to route and order them: conversation, sender device, epoch, priority,
+//! and receipts.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+
+/// Opaque bytes, base64 (standard alphabet, padded) on the wire.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct B64(pub Vec<u8>);
+
+impl std::fmt::Debug for B64 {
+    // Never prints the bytes: they may be key material or ciphertext.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "B64({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for B64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for B64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<B64, D::Error> {
+        use base64::Engine;
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map(B64)
+            .map_err(|_| serde::de::Error::custom("expected standard base64"))
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for B64 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .content_encoding("base64")
+            .description(Some("Base64 (standard alphabet, padded) bytes"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for B64 {}
+
+// ---------------------------------------------------------------- devices
+
+/// Registers the caller's device (the one its session is bound to) for
+/// messaging: its Ed25519 identity key, which is also the signature key of its
+/// MLS credential, and a first batch of key packages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegisterDeviceRequest {
+    /// Shown to the user's other devices ("Ward 3 iPad"), 1–64 characters.
+    pub name: String,
+    /// Ed25519 public key (32 bytes).
+    pub identity_key: B64,
+    /// One-use key packages, each signed by `identity_key`.
+    pub key_packages: Vec<B64>,
+    /// A reusable key package handed out when the one-use ones run out.
+    pub last_resort: B64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadKeyPackagesRequest {
+    pub key_packages: Vec<B64>,
+    /// Replaces the device's last-resort key package.
+    #[serde(default)]
+    pub last_resort: Option<B64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Device {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub identity_key: B64,
+    pub created_at: i64,
+    /// One-use key packages left; the device should upload more when low.
+    pub key_packages_available: i64,
+    pub has_last_resort: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceList {
+    pub devices: Vec<Device>,
+}
+
+/// A key package handed out so that a device can be added to a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimedKeyPackage {
+    pub device_id: Uuid,
+    pub user_id: Uuid,
+    pub key_package: B64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimKeyPackagesRequest {
+    /// Devices waiting to be added to the conversation (state `pending_add`).
+    pub device_ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimedKeyPackages {
+    pub key_packages: Vec<ClaimedKeyPackage>,
+}
+
+// ---------------------------------------------------------- conversations
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    /// Two people; at most one per pair.
+    Direct,
+    Group,
+}
+
+impl ConversationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationKind::Direct => "direct",
+            ConversationKind::Group => "group",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ConversationKind> {
+        match s {
+            "direct" => Some(ConversationKind::Direct),
+            "group" => Some(ConversationKind::Group),
+            _ => None,
+        }
+    }
+}
+
+/// The kinds of conversation an organisation's read-receipt policy can name.
+/// A conversation with a patient context is a clinical thread, whatever its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationClass {
+    Direct,
+    Group,
+    Clinical,
+}
+
+/// Messaging policy of an organisation (part of its policy document).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct MessagingPolicy {
+    /// Classes of conversation where read receipts are always shown, whatever
+    /// a user's own preference. Clinical threads by default.
+    pub mandatory_read_receipts: Vec<ConversationClass>,
+    /// Largest attachment (encrypted bytes) a device may upload.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1024, maximum = 104857600))]
+    pub max_attachment_bytes: i64,
+    /// Most members a group conversation may have.
+    #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 5000))]
+    pub max_group_members: i64,
+}
+
+impl Default for MessagingPolicy {
+    fn default() -> Self {
+        MessagingPolicy {
+            mandatory_read_receipts: vec![ConversationClass::Clinical],
+            max_attachment_bytes: 25 * 1024 * 1024,
+            max_group_members: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateConversationRequest {
+    pub kind: ConversationKind,
+    /// Group title (1–200 characters); none for direct conversations.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// The other members (not the caller). Exactly one for `direct`.
+    pub members: Vec<Uuid>,
+    /// Makes this a clinical thread about a patient (an identifier in the
+    /// organisation's records; stored encrypted, shown to members only).
+    #[serde(default)]
+    pub patient_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Should be in the MLS group; any member's client adds it (with a claimed
+    /// key package) and sends it a Welcome.
+    PendingAdd,
+    /// In the MLS group; receives the conversation's messages.
+    Member,
+    /// Its user left or was removed, or the device was retired: receives
+    /// nothing more, and the next commit must remove it from the group.
+    PendingRemove,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::PendingAdd => "pending_add",
+            DeviceState::Member => "member",
+            DeviceState::PendingRemove => "pending_remove",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DeviceState> {
+        match s {
+            "pending_add" => Some(DeviceState::PendingAdd),
+            "member" => Some(DeviceState::Member),
+            "pending_remove" => Some(DeviceState::PendingRemove),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationDevice {
+    pub device_id: Uuid,
+    pub user_id: Uuid,
+    pub state: DeviceState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Conversation {
+    pub id: Uuid,
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub patient_ref: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: i64,
+    /// The MLS epoch the server expects the next commit or message in.
+    pub epoch: i64,
+    /// Current members (users).
+    pub members: Vec<Uuid>,
+    /// Every device that is, should be, or should stop being in the group.
+    pub devices: Vec<ConversationDevice>,
+    /// Read receipts are shown here whatever a member's preference.
+    pub read_receipts_mandatory: bool,
+    pub last_activity_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationList {
+    pub conversations: Vec<Conversation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddMemberRequest {
+    pub user_id: Uuid,
+}
+
+// --------------------------------------------------------------- messages
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    #[default]
+    Routine,
+    Urgent,
+    /// Immediate clinical attention.
+    Stat,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Routine => "routine",
+            Priority::Urgent => "urgent",
+            Priority::Stat => "stat",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Priority> {
+        match s {
+            "routine" => Some(Priority::Routine),
+            "urgent" => Some(Priority::Urgent),
+            "stat" => Some(Priority::Stat),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// An MLS commit: moves the group to the next epoch.
+    Commit,
+    /// An MLS application message (the content clinicians exchange).
+    Application,
+    /// An MLS Welcome for devices a commit added.
+    Welcome,
+    /// From the server: the conversation's membership changed; fetch it and
+    /// bring the MLS group in line (no body).
+    Membership,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Commit => "commit",
+            MessageKind::Application => "application",
+            MessageKind::Welcome => "welcome",
+            MessageKind::Membership => "membership",
+        }
+    }
+    pub fn parse(s: &str) -> Option<MessageKind> {
+        match s {
+            "commit" => Some(MessageKind::Commit),
+            "application" => Some(MessageKind::Application),
+            "welcome" => Some(MessageKind::Welcome),
+            "membership" => Some(MessageKind::Membership),
+            _ => None,
+        }
+    }
+}
+
+/// A commit or application message for a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubmitMessageRequest {
+    /// Chosen by the client; resubmitting the same id and bytes is answered
+    /// with the first acceptance (safe retry), never stored twice.
+    pub message_id: Uuid,
+    /// `commit` or `application`.
+    pub kind: MessageKind,
+    /// The MLS message (TLS-serialized `MLSMessage`).
+    pub mls: B64,
+    #[serde(default)]
+    pub priority: Priority,
+    /// For a commit that adds devices: the Welcome for them.
+    #[serde(default)]
+    pub welcome: Option<B64>,
+    /// Devices this commit adds (must be `pending_add`).
+    #[serde(default)]
+    pub added_devices: Vec<Uuid>,
+    /// Devices this commit removes (must be `pending_remove`).
+    #[serde(default)]
+    pub removed_devices: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubmitMessageResponse {
+    pub message_id: Uuid,
+    /// The conversation's epoch after this message.
+    pub epoch: i64,
+    pub created_at: i64,
+    /// True when this was a retry of a message already accepted.
+    pub duplicate: bool,
+}
+
+/// One entry of a device's inbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InboxEntry {
+    /// Position in this device's inbox; the sync cursor.
+    pub seq: i64,
+    pub message_id: Uuid,
+    pub conversation_id: Uuid,
+    pub kind: MessageKind,
+    pub sender_user: Option<Uuid>,
+    pub sender_device: Option<Uuid>,
+    pub epoch: i64,
+    pub priority: Priority,
+    pub created_at: i64,
+    /// The MLS message; absent for `membership` entries.
+    pub mls: Option<B64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct SyncQuery {
+    /// Return entries after this position (the last one the device stored).
+    #[serde(default)]
+    pub after: i64,
+    /// At most this many entries (1–500, default 100).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SyncResponse {
+    pub entries: Vec<InboxEntry>,
+    /// Entries remain after the last one returned.
+    pub more: bool,
+    /// The highest position the device has acknowledged.
+    pub acked: i64,
+}
+
+/// Confirms that the device has stored every inbox entry up to `up_to`; marks
+/// them delivered (delivery receipts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AckRequest {
+    pub up_to: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AckResponse {
+    pub acked: i64,
+}
+
+/// Marks the conversation read on this device up to and including a message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadRequest {
+    pub up_to_message_id: Uuid,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadResponse {
+    /// Messages newly marked read.
+    pub marked: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Receipt {
+    pub user_id: Uuid,
+    pub device_id: Uuid,
+    pub delivered_at: Option<i64>,
+    /// Hidden (null) when the reader does not share read receipts and the
+    /// conversation's policy does not make them mandatory.
+    pub read_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageReceipts {
+    pub message_id: Uuid,
+    pub priority: Priority,
+    pub receipts: Vec<Receipt>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessagingPreferences {
+    /// Whether others see when this user has read their messages (where the
+    /// organisation's policy leaves it to the user).
+    pub share_read_receipts: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttachmentUploaded {
+    pub attachment_id: Uuid,
+    pub size: i64,
+}
+
+/// A frame the server sends on the sync WebSocket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Entry(InboxEntry),
+    /// Everything up to the device's inbox end has been sent.
+    Idle,
+}
+
+/// A frame the client sends on the sync WebSocket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Ack { up_to: i64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_base64_and_never_debug_printed() {
+        let b = B64(vec![0, 1, 2, 250]);
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(json, "\"AAEC+g==\"");
+        assert_eq!(serde_json::from_str::<B64>(&json).unwrap(), b);
+        assert!(serde_json::from_str::<B64>("\"not base64!\"").is_err());
+        assert_eq!(format!("{b:?}"), "B64(4 bytes)");
+    }
+
+    #[test]
+    fn enums_round_trip() {
+        for p in [Priority::Routine, Priority::Urgent, Priority::Stat] {
+            assert_eq!(Priority::parse(p.as_str()), Some(p));
+        }
+        for k in [
+            MessageKind::Commit,
+            MessageKind::Application,
+            MessageKind::Welcome,
+            MessageKind::Membership,
+        ] {
+            assert_eq!(MessageKind::parse(k.as_str()), Some(k));
+        }
+        for s in [
+            DeviceState::PendingAdd,
+            DeviceState::Member,
+            DeviceState::PendingRemove,
+        ] {
+            assert_eq!(DeviceState::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,881 @@
+//! The MLS delivery service: devices and their key packages, conversations
+//! and who should be in them, ordering and fan-out of MLS messages, sync,
+//! receipts and encrypted attachments.
+//!
+//! The server decides *who* belongs in a conversation (organisation, policy,
+//! membership); the MLS group is the cryptographic enforcement of that, kept
+//! in line by the members' clients. When the server's view changes (a member
+//! added or removed, a new device registered) it marks the devices
+//! `pending_add` / `pending_remove` and tells the members' devices; any of
+//! them commits the change (one commit per epoch wins, the others get
+//! `stale_epoch` and see the winner's commit in their inbox). Until a removed
+//! member's devices are out of the group, no application message is accepted,
+//! so nothing sent after a removal is encrypted to them.
+
+pub mod hub;
+pub mod routes;
+pub mod ws;
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use wardline_crypto::mls::{self, FramedContent};
+use wardline_proto::directory::UserStatus;
+use wardline_proto::messaging::*;
+use wardline_proto::{ErrorCode, OrgId, UserId};
+
+use crate::audit::AuditScope;
+use crate::authz::Principal;
+use crate::clock::Clock;
+use crate::error::{ApiError, ApiResult};
+use crate::store::messaging::*;
+use crate::store::{Store, StoreError};
+use crate::vault::{FieldRef, Vault};
+pub use hub::DeliveryHub;
+
+/// Most key packages accepted in one upload, and most a device may hold.
+const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 200;
+const MAX_KEY_PACKAGE_BYTES: usize = 16 * 1024;
+const MAX_SYNC_LIMIT: i64 = 500;
+
+#[derive(Clone)]
+pub struct MessagingService {
+    store: Arc<dyn MessagingStore>,
+    directory_store: Arc<dyn Store>,
+    vault: Vault,
+    clock: Arc<dyn Clock>,
+    pub hub: DeliveryHub,
+}
+
+fn store_err(e: StoreError) -> ApiError {
+    e.into()
+}
+
+fn conversation_not_found() -> ApiError {
+    ApiError::not_found("conversation")
+}
+
+impl MessagingService {
+    pub fn new(
+        store: Arc<dyn MessagingStore>,
+        directory_store: Arc<dyn Store>,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        MessagingService {
+            store,
+            directory_store,
+            vault,
+            clock,
+            hub: DeliveryHub::default(),
+        }
+    }
+
+    /// The caller's registered device (the one its session is bound to).
+    pub async fn device_of(&self, p: &Principal) -> ApiResult<DeviceRow> {
+        match self.store.get_device(p.org_id, p.device_id).await {
+            Ok(d) if d.user_id == p.user_id && d.retired_at.is_none() => Ok(d),
+            Ok(_) | Err(StoreError::NotFound) => Err(ApiError::new(
+                ErrorCode::DeviceNotRegistered,
+                "register this device first: POST /api/v1/devices",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ------------------------------------------------------------ devices
+
+    fn check_key_packages(
+        p: &Principal,
+        identity_key: &[u8],
+        kps: &[B64],
+        last_resort: Option<&B64>,
+    ) -> ApiResult<Vec<(Vec<u8>, bool)>> {
+        if kps.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
+            return Err(ApiError::validation(format!(
+                "at most {MAX_KEY_PACKAGES_PER_UPLOAD} key packages per upload"
+            )));
+        }
+        let mut out = Vec::with_capacity(kps.len() + 1);
+        let all = kps
+            .iter()
+            .map(|k| (k, false))
+            .chain(last_resort.map(|k| (k, true)));
+        for (i, (kp, want_last_resort)) in all.enumerate() {
+            if kp.0.len() > MAX_KEY_PACKAGE_BYTES {
+                return Err(ApiError::validation(format!(
+                    "key package {i} is larger than {MAX_KEY_PACKAGE_BYTES} bytes"
+                )));
+            }
+            let checked = mls::check_key_package(&kp.0)
+                .map_err(|e| ApiError::validation(format!("key package {i}: {e}")))?;
+            if (checked.user, checked.device) != (p.user_id, p.device_id) {
+                return Err(ApiError::validation(format!(
+                    "key package {i}: its credential names another user or device"
+                )));
+            }
+            if checked.signature_key != identity_key {
+                return Err(ApiError::validation(format!(
+                    "key package {i}: not signed by this device's identity key"
+                )));
+            }
+            if checked.last_resort != want_last_resort {
+                return Err(ApiError::validation(format!(
+                    "key package {i}: {}",
+                    if want_last_resort {
+                        "last_resort must carry the last-resort extension"
+                    } else {
+                        "one-use key packages must not carry the last-resort extension"
+                    }
+                )));
+            }
+            out.push((kp.0.clone(), want_last_resort));
+        }
+        Ok(out)
+    }
+
+    pub async fn register_device(
+        &self,
+        p: &Principal,
+        req: RegisterDeviceRequest,
+        audit: &AuditScope,
+    ) -> ApiResult<Device> {
+        audit.target("device", p.device_id);
+        let name = req.name.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(ApiError::validation("name must be 1 to 64 characters"));
+        }
+        if req.identity_key.0.len() != 32 {
+            return Err(ApiError::validation(
+                "identity_key must be a 32-byte Ed25519 public key",
+            ));
+        }
+        let kps = Self::check_key_packages(
+            p,
+            &req.identity_key.0,
+            &req.key_packages,
+            Some(&req.last_resort),
+        )?;
+        let now = self.clock.now();
+        let row = DeviceRow {
+            id: p.device_id,
+            org_id: p.org_id,
+            user_id: p.user_id,
+            name: name.to_owned(),
+            identity_key: req.identity_key.0,
+            created_at: now,
+            retired_at: None,
+            inbox_seq: 0,
+            acked_seq: 0,
+        };
+        let woken = self.store.insert_device(&row, &kps).await.map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::conflict(
+                "this device is already registered; upload key packages with POST /api/v1/devices/key-packages",
+            ),
+            e => e.into(),
+        })?;
+        self.hub.wake(&woken);
+        Ok(Device {
+            id: row.id,
+            user_id: row.user_id,
+            name: row.name,
+            identity_key: B64(row.identity_key),
+            created_at: now,
+            key_packages_available: kps.iter().filter(|(_, lr)| !lr).count() as i64,
+            has_last_resort: true,
+        })
+    }
+
+    pub async fn list_devices(&self, org: OrgId, user: UserId) -> ApiResult<DeviceList> {
+        let rows = self
+            .store
+            .list_user_devices(org, user)
+            .await
+            .map_err(store_err)?;
+        Ok(DeviceList {
+            devices: rows
+                .into_iter()
+                .map(|s| Device {
+                    id: s.device.id,
+                    user_id: s.device.user_id,
+                    name: s.device.name,
+                    identity_key: B64(s.device.identity_key),
+                    created_at: s.device.created_at,
+                    key_packages_available: s.available,
+                    has_last_resort: s.has_last_resort,
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn upload_key_packages(
+        &self,
+        p: &Principal,
+        req: UploadKeyPackagesRequest,
+    ) -> ApiResult<DeviceList> {
+        let device = self.device_of(p).await?;
+        let kps = Self::check_key_packages(
+            p,
+            &device.identity_key,
+            &req.key_packages,
+            req.last_resort.as_ref(),
+        )?;
+        self.store
+            .add_key_packages(device.id, &kps, self.clock.now())
+            .await?;
+        self.list_devices(p.org_id, p.user_id).await
+    }
+
+    // ------------------------------------------------------ conversations
+
+    /// The conversation, if the caller is a member; 404 otherwise (whether it
+    /// exists is not the caller's business).
+    async fn member_conversation(&self, p: &Principal, id: Uuid) -> ApiResult<ConversationRow> {
+        let c = match self.store.get_conversation(p.org_id, id).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound) => return Err(conversation_not_found()),
+            Err(e) => return Err(e.into()),
+        };
+        if !self.store.conversation_members(id).await?.contains(&p.user_id) {
+            return Err(conversation_not_found());
+        }
+        Ok(c)
+    }
+
+    async fn to_wire(&self, c: &ConversationRow, audit: Option<&AuditScope>) -> ApiResult<Conversation> {
+        let id = c.id.to_string();
+        let (title, patient_ref) = if c.title_enc.is_some() || c.patient_ref_enc.is_some() {
+            let key = self.vault.record_key(&c.dek_id).await?;
+            let open = |col: &str, v: &Option<Vec<u8>>| -> ApiResult<Option<String>> {
+                v.as_ref()
+                    .map(|v| {
+                        Vault::open_str(
+                            &key,
+                            FieldRef {
+                                table: "conversations",
+                                row_id: &id,
+                                column: col,
+                            },
+                            v,
+                        )
+                        .map_err(ApiError::internal)
+                    })
+                    .transpose()
+            };
+            (open("title", &c.title_enc)?, open("patient_ref", &c.patient_ref_enc)?)
+        } else {
+            (None, None)
+        };
+        if let (Some(a), Some(pr)) = (audit, &patient_ref) {
+            a.patient(pr);
+        }
+        let policy = self.directory_store.get_org(c.org_id).await?.policy.messaging;
+        let class = if patient_ref.is_some() {
+            ConversationClass::Clinical
+        } else if c.kind == ConversationKind::Direct {
+            ConversationClass::Direct
+        } else {
+            ConversationClass::Group
+        };
+        Ok(Conversation {
+            id: c.id,
+            kind: c.kind,
+            title,
+            patient_ref,
+            created_by: c.created_by,
+            created_at: c.created_at,
+            epoch: c.epoch,
+            members: self.store.conversation_members(c.id).await?,
+            devices: self
+                .store
+                .conversation_devices(c.id)
+                .await?
+                .into_iter()
+                .map(|d| ConversationDevice {
+                    device_id: d.device_id,
+                    user_id: d.user_id,
+                    state: d.state,
+                })
+                .collect(),
+            read_receipts_mandatory: policy.mandatory_read_receipts.contains(&class),
+            last_activity_at: c.last_activity_at,
+        })
+    }
+
+    /// Records the patient of a clinical thread on the request's audit event,
+    /// so that the patient's access report lists who wrote there.
+    async fn tag_patient(&self, c: &ConversationRow, audit: &AuditScope) -> ApiResult<()> {
+        if c.patient_ref_enc.is_some() {
+            self.to_wire(c, Some(audit)).await?;
+        }
+        Ok(())
+    }
+
+    async fn active_colleague(&self, org: OrgId, user: UserId) -> ApiResult<()> {
+        match self.directory_store.get_user(org, user).await {
+            Ok(u) if u.status == UserStatus::Active => Ok(()),
+            Ok(_) => Err(ApiError::validation(format!(
+                "user {user} is not active and cannot join conversations"
+            ))),
+            Err(StoreError::NotFound) => Err(ApiError::validation(format!(
+                "user {user} is not in this organisation"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn create_conversation(
+        &self,
+        p: &Principal,
+        req: CreateConversationRequest,
+        audit: &AuditScope,
+    ) -> ApiResult<(bool, Conversation)> {
+        let device = self.device_of(p).await?;
+        let policy = self.directory_store.get_org(p.org_id).await?.policy.messaging;
+        let mut others: Vec<UserId> = req.members.clone();
+        others.sort();
+        others.dedup();
+        if others.contains(&p.user_id) {
+            return Err(ApiError::validation(
+                "members lists the other participants, not yourself",
+            ));
+        }
+        let title = req.title.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        if title.is_some_and(|t| t.chars().count() > 200) {
+            return Err(ApiError::validation("title must be at most 200 characters"));
+        }
+        let patient_ref = req
+            .patient_ref
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if patient_ref.is_some_and(|t| t.chars().count() > 100) {
+            return Err(ApiError::validation(
+                "patient_ref must be at most 100 characters",
+            ));
+        }
+        let direct_key = match req.kind {
+            ConversationKind::Direct => {
+                if others.len() != 1 {
+                    return Err(ApiError::validation(
+                        "a direct conversation has exactly one other member",
+                    ));
+                }
+                if title.is_some() || patient_ref.is_some() {
+                    return Err(ApiError::validation(
+                        "a direct conversation has no title or patient context; create a group",
+                    ));
+                }
+                let mut pair = [p.user_id, others[0]];
+                pair.sort();
+                Some(format!("{}:{}", pair[0], pair[1]))
+            }
+            ConversationKind::Group => {
+                if others.is_empty() {
+                    return Err(ApiError::validation("a group needs at least one other member"));
+                }
+                if others.len() as i64 + 1 > policy.max_group_members {
+                    return Err(ApiError::validation(format!(
+                        "a group may have at most {} members (organisation policy)",
+                        policy.max_group_members
+                    )));
+                }
+                None
+            }
+        };
+        for u in &others {
+            self.active_colleague(p.org_id, *u).await?;
+        }
+        if let Some(key) = &direct_key
+            && let Some(existing) = self.store.find_direct(p.org_id, key).await?
+        {
+            audit.target("conversation", existing.id);
+            return Ok((false, self.to_wire(&existing, Some(audit)).await?));
+        }
+        let id = Uuid::new_v4();
+        let now = self.clock.now();
+        let (dek_id, key) = self.vault.new_record_key(Some(p.org_id)).await?;
+        let row_id = id.to_string();
+        let seal = |col: &str, v: &str| {
+            Vault::seal(
+                &key,
+                FieldRef {
+                    table: "conversations",
+                    row_id: &row_id,
+                    column: col,
+                },
+                v,
+            )
+        };
+        let row = ConversationRow {
+            id,
+            org_id: p.org_id,
+            kind: req.kind,
+            dek_id,
+            title_enc: title.map(|t| seal("title", t)),
+            patient_ref_enc: patient_ref.map(|t| seal("patient_ref", t)),
+            direct_key,
+            created_by: p.user_id,
+            created_at: now,
+            epoch: 0,
+            last_activity_at: now,
+        };
+        let mut members = vec![p.user_id];
+        members.extend(others.iter().copied());
+        let mut devices = Vec::new();
+        for u in &members {
+            for d in self.store.list_user_devices(p.org_id, *u).await? {
+                devices.push(ConversationDeviceRow {
+                    device_id: d.device.id,
+                    user_id: *u,
+                    // The creator's device makes the group; it adds the rest.
+                    state: if d.device.id == device.id {
+                        DeviceState::Member
+                    } else {
+                        DeviceState::PendingAdd
+                    },
+                });
+            }
+        }
+        audit.target("conversation", id);
+        match self.store.create_conversation(&row, &members, &devices).await {
+            Ok(()) => {}
+            // Lost a race with the other participant creating the same pair.
+            Err(StoreError::Conflict(_)) if row.direct_key.is_some() => {
+                let key = row.direct_key.as_deref().unwrap_or_default();
+                let existing = self
+                    .store
+                    .find_direct(p.org_id, key)
+                    .await?
+                    .ok_or_else(conversation_not_found)?;
+                return Ok((false, self.to_wire(&existing, Some(audit)).await?));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok((true, self.to_wire(&row, Some(audit)).await?))
+    }
+
+    pub async fn list_conversations(&self, p: &Principal) -> ApiResult<ConversationList> {
+        let rows = self.store.user_conversations(p.org_id, p.user_id).await?;
+        let mut conversations = Vec::with_capacity(rows.len());
+        for c in &rows {
+            conversations.push(self.to_wire(c, None).await?);
+        }
+        Ok(ConversationList { conversations })
+    }
+
+    pub async fn conversation(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        audit: &AuditScope,
+    ) -> ApiResult<Conversation> {
+        let c = self.member_conversation(p, id).await?;
+        self.to_wire(&c, Some(audit)).await
+    }
+
+    pub async fn add_member(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        user: UserId,
+        audit: &AuditScope,
+    ) -> ApiResult<Conversation> {
+        let c = self.member_conversation(p, id).await?;
+        if c.kind == ConversationKind::Direct {
+            return Err(ApiError::validation(
+                "a direct conversation has two members; create a group to add people",
+            ));
+        }
+        self.active_colleague(p.org_id, user).await?;
+        let policy = self.directory_store.get_org(p.org_id).await?.policy.messaging;
+        if self.store.conversation_members(id).await?.len() as i64 >= policy.max_group_members {
+            return Err(ApiError::validation(format!(
+                "a group may have at most {} members (organisation policy)",
+                policy.max_group_members
+            )));
+        }
+        let devices: Vec<_> = self
+            .store
+            .list_user_devices(p.org_id, user)
+            .await?
+            .into_iter()
+            .map(|d| d.device.id)
+            .collect();
+        let notice = MessageRow::membership_notice(id, c.epoch, p.user_id, self.clock.now());
+        let (added, woken) = self.store.add_member(id, user, &devices, &notice).await?;
+        if !added {
+            return Err(ApiError::conflict("already a member"));
+        }
+        self.hub.wake(&woken);
+        self.to_wire(&self.store.get_conversation(p.org_id, id).await?, Some(audit))
+            .await
+    }
+
+    /// Removes `user` (the caller themself: leaving).
+    pub async fn remove_member(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        user: UserId,
+        audit: &AuditScope,
+    ) -> ApiResult<Conversation> {
+        let c = self.member_conversation(p, id).await?;
+        if c.kind == ConversationKind::Direct {
+            return Err(ApiError::validation(
+                "nobody can be removed from a direct conversation",
+            ));
+        }
+        let notice = MessageRow::membership_notice(id, c.epoch, p.user_id, self.clock.now());
+        let (removed, woken) = self.store.remove_member(id, user, &notice).await?;
+        if !removed {
+            return Err(ApiError::not_found("member"));
+        }
+        self.hub.wake(&woken);
+        let c = self.store.get_conversation(p.org_id, id).await?;
+        self.to_wire(&c, Some(audit)).await
+    }
+
+    pub async fn claim_key_packages(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        req: ClaimKeyPackagesRequest,
+    ) -> ApiResult<ClaimedKeyPackages> {
+        self.device_of(p).await?;
+        self.member_conversation(p, id).await?;
+        if req.device_ids.len() > 5000 {
+            return Err(ApiError::validation("too many devices in one claim"));
+        }
+        let devices = self.store.conversation_devices(id).await?;
+        let mut out = Vec::new();
+        for want in &req.device_ids {
+            let Some(d) = devices.iter().find(|d| d.device_id == *want) else {
+                return Err(ApiError::validation(format!(
+                    "device {want} is not waiting to join this conversation"
+                )));
+            };
+            if d.state != DeviceState::PendingAdd {
+                return Err(ApiError::validation(format!(
+                    "device {want} is not waiting to join this conversation"
+                )));
+            }
+            if let Some(kp) = self.store.claim_key_package(*want).await? {
+                out.push(ClaimedKeyPackage {
+                    device_id: *want,
+                    user_id: d.user_id,
+                    key_package: B64(kp),
+                });
+            }
+        }
+        Ok(ClaimedKeyPackages { key_packages: out })
+    }
+
+    // ----------------------------------------------------------- messages
+
+    pub async fn submit(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        req: SubmitMessageRequest,
+        audit: &AuditScope,
+    ) -> ApiResult<SubmitMessageResponse> {
+        let device = self.device_of(p).await?;
+        let c = self.member_conversation(p, id).await?;
+        self.tag_patient(&c, audit).await?;
+        let framing = mls::inspect_message(&req.mls.0)
+            .map_err(|e| ApiError::bad_request(format!("mls: {e}")))?;
+        if framing.group_id != mls::group_id(id).as_slice() {
+            return Err(ApiError::bad_request(
+                "mls: the message belongs to another conversation's group",
+            ));
+        }
+        let want = match req.kind {
+            MessageKind::Commit => FramedContent::Commit,
+            MessageKind::Application => FramedContent::Application,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "kind must be commit or application; Welcomes travel with their commit",
+                ));
+            }
+        };
+        if framing.content != want {
+            return Err(ApiError::bad_request(format!(
+                "mls: kind is {} but the message is {}",
+                req.kind.as_str(),
+                framing.content.as_str()
+            )));
+        }
+        if want == FramedContent::Application && !framing.encrypted {
+            return Err(ApiError::bad_request(
+                "mls: application messages must be encrypted (PrivateMessage)",
+            ));
+        }
+        let is_commit = req.kind == MessageKind::Commit;
+        if !is_commit
+            && (req.welcome.is_some() || !req.added_devices.is_empty() || !req.removed_devices.is_empty())
+        {
+            return Err(ApiError::bad_request(
+                "welcome, added_devices and removed_devices belong to commits",
+            ));
+        }
+        if req.welcome.is_some() != !req.added_devices.is_empty() {
+            return Err(ApiError::bad_request(
+                "a commit that adds devices carries their Welcome, and only then",
+            ));
+        }
+        if let Some(w) = &req.welcome {
+            mls::check_welcome(&w.0).map_err(|e| ApiError::bad_request(format!("welcome: {e}")))?;
+        }
+        let now = self.clock.now();
+        let hash = |b: &[u8]| Sha256::digest(b).to_vec();
+        let message = MessageRow {
+            id: req.message_id,
+            conversation_id: id,
+            kind: req.kind,
+            sender_user: Some(p.user_id),
+            sender_device: Some(device.id),
+            epoch: framing.epoch as i64,
+            // A commit is plumbing, not a clinical message.
+            priority: if is_commit { Priority::Routine } else { req.priority },
+            body_hash: Some(hash(&req.mls.0)),
+            body: Some(req.mls.0),
+            created_at: now,
+        };
+        let welcome = req.welcome.map(|w| MessageRow {
+            id: Uuid::new_v4(),
+            kind: MessageKind::Welcome,
+            body_hash: Some(hash(&w.0)),
+            body: Some(w.0),
+            ..message.clone()
+        });
+        let outcome = self
+            .store
+            .submit(&Submission {
+                message,
+                welcome,
+                added: req.added_devices,
+                removed: req.removed_devices,
+            })
+            .await?;
+        match outcome {
+            SubmitOutcome::Accepted { epoch, recipients } => {
+                self.hub.wake(&recipients);
+                Ok(SubmitMessageResponse {
+                    message_id: req.message_id,
+                    epoch,
+                    created_at: now,
+                    duplicate: false,
+                })
+            }
+            SubmitOutcome::Duplicate { epoch, created_at } => Ok(SubmitMessageResponse {
+                message_id: req.message_id,
+                epoch,
+                created_at,
+                duplicate: true,
+            }),
+            SubmitOutcome::StaleEpoch { current } => Err(ApiError::new(
+                ErrorCode::StaleEpoch,
+                format!(
+                    "the conversation is at epoch {current}, the message was made for epoch {}; process the inbox and retry",
+                    framing.epoch
+                ),
+            )),
+            SubmitOutcome::Replayed => Err(ApiError::new(
+                ErrorCode::Replayed,
+                "this MLS message was already delivered",
+            )),
+            SubmitOutcome::IdTaken => Err(ApiError::conflict(
+                "message_id is already used by a different message",
+            )),
+            SubmitOutcome::NotMember => Err(ApiError::forbidden(
+                "this device is not in the conversation's group (yet); wait for its Welcome",
+            )),
+            SubmitOutcome::WrongDevices(why) => Err(ApiError::validation(why)),
+            SubmitOutcome::PendingRemovals => Err(ApiError::new(
+                ErrorCode::MembershipPending,
+                "a removed member's device is still in the group; commit its removal first",
+            )),
+        }
+    }
+
+    pub async fn sync(&self, p: &Principal, q: SyncQuery) -> ApiResult<SyncResponse> {
+        let device = self.device_of(p).await?;
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=MAX_SYNC_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {MAX_SYNC_LIMIT}"
+            )));
+        }
+        if q.after < 0 {
+            return Err(ApiError::bad_request("after must not be negative"));
+        }
+        let rows = self.store.inbox_after(device.id, q.after, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        Ok(SyncResponse {
+            entries: rows.into_iter().take(limit as usize).map(entry).collect(),
+            more,
+            acked: device.acked_seq,
+        })
+    }
+
+    pub async fn inbox_after(&self, device: Uuid, after: i64, limit: i64) -> ApiResult<Vec<InboxEntry>> {
+        Ok(self
+            .store
+            .inbox_after(device, after, limit)
+            .await?
+            .into_iter()
+            .map(entry)
+            .collect())
+    }
+
+    pub async fn ack(&self, p: &Principal, up_to: i64) -> ApiResult<AckResponse> {
+        let device = self.device_of(p).await?;
+        self.ack_device(device.id, up_to).await
+    }
+
+    pub async fn ack_device(&self, device: Uuid, up_to: i64) -> ApiResult<AckResponse> {
+        if up_to < 0 {
+            return Err(ApiError::validation("up_to must not be negative"));
+        }
+        match self.store.ack(device, up_to, self.clock.now()).await? {
+            Some(acked) => Ok(AckResponse { acked }),
+            None => Err(ApiError::validation(
+                "up_to is beyond the last entry handed to this device",
+            )),
+        }
+    }
+
+    pub async fn mark_read(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        message: Uuid,
+    ) -> ApiResult<ReadResponse> {
+        let device = self.device_of(p).await?;
+        self.member_conversation(p, id).await?;
+        match self
+            .store
+            .mark_read(device.id, id, message, self.clock.now())
+            .await?
+        {
+            Some(marked) => Ok(ReadResponse { marked }),
+            None => Err(ApiError::not_found("message in this device's inbox")),
+        }
+    }
+
+    pub async fn receipts(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        message: Uuid,
+    ) -> ApiResult<MessageReceipts> {
+        let c = self.member_conversation(p, id).await?;
+        let m = match self.store.get_message(id, message).await {
+            Err(StoreError::NotFound) => return Err(ApiError::not_found("message")),
+            other => other?,
+        };
+        let mandatory = self.to_wire(&c, None).await?.read_receipts_mandatory;
+        let rows = self.store.receipts(message).await?;
+        Ok(MessageReceipts {
+            message_id: message,
+            priority: m.priority,
+            receipts: rows
+                .into_iter()
+                .map(|r| Receipt {
+                    user_id: r.user_id,
+                    device_id: r.device_id,
+                    delivered_at: r.delivered_at,
+                    read_at: if mandatory || r.shares_read_receipts || r.user_id == p.user_id {
+                        r.read_at
+                    } else {
+                        None
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn preferences(&self, p: &Principal) -> ApiResult<MessagingPreferences> {
+        Ok(MessagingPreferences {
+            share_read_receipts: self.store.share_read_receipts(p.user_id).await?,
+        })
+    }
+
+    pub async fn set_preferences(
+        &self,
+        p: &Principal,
+        prefs: MessagingPreferences,
+    ) -> ApiResult<MessagingPreferences> {
+        self.store
+            .set_share_read_receipts(p.user_id, prefs.share_read_receipts)
+            .await?;
+        Ok(prefs)
+    }
+
+    // -------------------------------------------------------- attachments
+
+    pub async fn upload_attachment(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        data: Vec<u8>,
+        audit: &AuditScope,
+    ) -> ApiResult<AttachmentUploaded> {
+        let device = self.device_of(p).await?;
+        let c = self.member_conversation(p, id).await?;
+        self.tag_patient(&c, audit).await?;
+        let max = self.directory_store.get_org(p.org_id).await?.policy.messaging.max_attachment_bytes;
+        if data.len() as i64 > max {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("attachments may be at most {max} bytes (organisation policy)"),
+            ));
+        }
+        if data.is_empty() {
+            return Err(ApiError::validation("an attachment cannot be empty"));
+        }
+        let row = AttachmentRow {
+            id: Uuid::new_v4(),
+            conversation_id: id,
+            uploader_device: device.id,
+            data,
+            created_at: self.clock.now(),
+        };
+        self.store.insert_attachment(&row).await?;
+        Ok(AttachmentUploaded {
+            attachment_id: row.id,
+            size: row.data.len() as i64,
+        })
+    }
+
+    pub async fn attachment(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        attachment: Uuid,
+    ) -> ApiResult<Vec<u8>> {
+        self.member_conversation(p, id).await?;
+        match self.store.get_attachment(id, attachment).await {
+            Ok(a) => Ok(a.data),
+            Err(StoreError::NotFound) => Err(ApiError::not_found("attachment")),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn entry((seq, m): (i64, MessageRow)) -> InboxEntry {
+    InboxEntry {
+        seq,
+        message_id: m.id,
+        conversation_id: m.conversation_id,
+        kind: m.kind,
+        sender_user: m.sender_user,
+        sender_device: m.sender_device,
+        epoch: m.epoch,
+        priority: m.priority,
+        created_at: m.created_at,
+        mls: m.body.map(B64),
+    }
+}

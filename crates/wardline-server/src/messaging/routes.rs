@@ -1,0 +1,330 @@
+//! Routes for devices, conversations, messages, sync and receipts. Thin: each
+//! authorizes, then hands over to [`MessagingService`](super::MessagingService).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+use uuid::Uuid;
+use wardline_proto::messaging::*;
+use wardline_proto::{ErrorBody, ErrorCode, Permission};
+
+use crate::app::AppState;
+use crate::audit::AuditScope;
+use crate::authz::Authenticated;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{ApiJson, ApiPath, ApiQuery};
+
+/// MLS commits carry a Welcome with the ratchet tree: a thousand-member group's
+/// is a few hundred kilobytes, base64 on the wire.
+pub const MAX_MESSAGE_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The HTTP ceiling for attachments; the organisation's policy sets the real
+/// limit (`messaging.max_attachment_bytes`, at most this).
+pub const MAX_ATTACHMENT_BODY_BYTES: usize = 100 * 1024 * 1024;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_device, list_my_devices))
+        .routes(routes!(upload_key_packages))
+        .routes(routes!(list_user_devices))
+        .routes(routes!(create_conversation, list_conversations))
+        .routes(routes!(get_conversation))
+        .routes(routes!(add_member))
+        .routes(routes!(remove_member))
+        .routes(routes!(claim_key_packages))
+        .routes(routes!(submit_message).layer(DefaultBodyLimit::max(MAX_MESSAGE_BODY_BYTES)))
+        .routes(routes!(mark_read))
+        .routes(routes!(message_receipts))
+        .routes(routes!(upload_attachment).layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BODY_BYTES)))
+        .routes(routes!(download_attachment))
+        .routes(routes!(sync))
+        .routes(routes!(ack))
+        .routes(routes!(super::ws::sync_socket))
+        .routes(routes!(get_preferences, set_preferences))
+}
+
+/// Register the caller's device (the one its session is bound to) for messaging.
+/// Its other devices see it in `GET /api/v1/devices`, and it becomes
+/// `pending_add` in each of the user's conversations.
+#[utoipa::path(post, path = "/api/v1/devices", tag = "messaging", security(("bearer" = [])), request_body = RegisterDeviceRequest,
+    responses((status = 201, body = Device), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn register_device(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    audit: AuditScope,
+    ApiJson(req): ApiJson<RegisterDeviceRequest>,
+) -> ApiResult<(StatusCode, Json<Device>)> {
+    p.authorize(Permission::Messaging)?;
+    let d = s.messaging.register_device(&p, req, &audit).await?;
+    Ok((StatusCode::CREATED, Json(d)))
+}
+
+/// The caller's devices and their key-package stock.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "messaging", security(("bearer" = [])),
+    responses((status = 200, body = DeviceList)))]
+async fn list_my_devices(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<DeviceList>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.list_devices(p.org_id, p.user_id).await?))
+}
+
+/// Upload more key packages for the caller's device.
+#[utoipa::path(post, path = "/api/v1/devices/key-packages", tag = "messaging", security(("bearer" = [])), request_body = UploadKeyPackagesRequest,
+    responses((status = 200, body = DeviceList), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn upload_key_packages(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(req): ApiJson<UploadKeyPackagesRequest>,
+) -> ApiResult<Json<DeviceList>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.upload_key_packages(&p, req).await?))
+}
+
+/// A colleague's devices and identity keys (to compare with the credentials
+/// in a conversation's group).
+#[utoipa::path(get, path = "/api/v1/users/{id}/devices", tag = "messaging", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = DeviceList)))]
+async fn list_user_devices(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<DeviceList>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.list_devices(p.org_id, id).await?))
+}
+
+/// Start a conversation. The caller's device then creates the MLS group and
+/// adds the other devices (claim their key packages, submit the commit with
+/// the Welcome). A direct conversation that exists already is returned (200).
+#[utoipa::path(post, path = "/api/v1/conversations", tag = "messaging", security(("bearer" = [])), request_body = CreateConversationRequest,
+    responses((status = 201, body = Conversation), (status = 200, body = Conversation), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_conversation(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    audit: AuditScope,
+    ApiJson(req): ApiJson<CreateConversationRequest>,
+) -> ApiResult<(StatusCode, Json<Conversation>)> {
+    p.authorize(Permission::Messaging)?;
+    let (created, c) = s.messaging.create_conversation(&p, req, &audit).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(c)))
+}
+
+/// The caller's conversations, most recently active first.
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "messaging", security(("bearer" = [])),
+    responses((status = 200, body = ConversationList)))]
+async fn list_conversations(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<ConversationList>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.list_conversations(&p).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "messaging", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 200, body = Conversation), (status = 404, body = ErrorBody)))]
+async fn get_conversation(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    audit: AuditScope,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Conversation>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.conversation(&p, id, &audit).await?))
+}
+
+/// Add a colleague to a group; their devices become `pending_add`.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/members", tag = "messaging", security(("bearer" = [])), request_body = AddMemberRequest,
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 200, body = Conversation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_member(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    audit: AuditScope,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<AddMemberRequest>,
+) -> ApiResult<Json<Conversation>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(
+        s.messaging.add_member(&p, id, req.user_id, &audit).await?,
+    ))
+}
+
+/// Remove a member from a group, or leave it (your own user id). Their
+/// devices receive nothing more at once; the next commit removes them from
+/// the MLS group, and no message is accepted until it has.
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}/members/{user_id}", tag = "messaging", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "conversation id"), ("user_id" = Uuid, Path, description = "member")),
+    responses((status = 200, body = Conversation), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn remove_member(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    audit: AuditScope,
+    ApiPath((id, user_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Conversation>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(
+        s.messaging.remove_member(&p, id, user_id, &audit).await?,
+    ))
+}
+
+/// Key packages of devices waiting to join, one each (consumed).
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/key-packages/claim", tag = "messaging", security(("bearer" = [])), request_body = ClaimKeyPackagesRequest,
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 200, body = ClaimedKeyPackages), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn claim_key_packages(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<ClaimKeyPackagesRequest>,
+) -> ApiResult<Json<ClaimedKeyPackages>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.claim_key_packages(&p, id, req).await?))
+}
+
+/// Submit an MLS commit (one per epoch is accepted; a stale one gets 409
+/// `stale_epoch`) or an encrypted application message.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "messaging", security(("bearer" = [])), request_body = SubmitMessageRequest,
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 200, body = SubmitMessageResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn submit_message(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    audit: AuditScope,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<SubmitMessageRequest>,
+) -> ApiResult<Json<SubmitMessageResponse>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.submit(&p, id, req, &audit).await?))
+}
+
+/// Mark the conversation read on this device, up to a message.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/read", tag = "messaging", security(("bearer" = [])), request_body = ReadRequest,
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 200, body = ReadResponse), (status = 404, body = ErrorBody)))]
+async fn mark_read(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<ReadRequest>,
+) -> ApiResult<Json<ReadResponse>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(
+        s.messaging.mark_read(&p, id, req.up_to_message_id).await?,
+    ))
+}
+
+/// Delivery and read receipts of a message, per recipient device.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages/{message_id}/receipts", tag = "messaging", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "conversation id"), ("message_id" = Uuid, Path, description = "message id")),
+    responses((status = 200, body = MessageReceipts), (status = 404, body = ErrorBody)))]
+async fn message_receipts(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath((id, message_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<MessageReceipts>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.receipts(&p, id, message_id).await?))
+}
+
+/// Upload an attachment the client encrypted with a fresh key (the key travels
+/// inside the MLS message). Body: the ciphertext.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/attachments", tag = "messaging", security(("bearer" = [])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 201, body = AttachmentUploaded), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn upload_attachment(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    audit: AuditScope,
+    ApiPath(id): ApiPath<Uuid>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<AttachmentUploaded>)> {
+    p.authorize(Permission::Messaging)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorCode::PayloadTooLarge, "attachment is too large")
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    let up = s
+        .messaging
+        .upload_attachment(&p, id, body.to_vec(), &audit)
+        .await?;
+    Ok((StatusCode::CREATED, Json(up)))
+}
+
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/attachments/{attachment_id}", tag = "messaging", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "conversation id"), ("attachment_id" = Uuid, Path, description = "attachment id")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorBody)))]
+async fn download_attachment(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath((id, attachment_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<impl IntoResponse> {
+    p.authorize(Permission::Messaging)?;
+    let data = s.messaging.attachment(&p, id, attachment_id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data))
+}
+
+/// This device's inbox after a position: catch-up after being offline.
+#[utoipa::path(get, path = "/api/v1/sync", tag = "messaging", security(("bearer" = [])),
+    params(SyncQuery),
+    responses((status = 200, body = SyncResponse), (status = 409, body = ErrorBody)))]
+async fn sync(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiQuery(q): ApiQuery<SyncQuery>,
+) -> ApiResult<Json<SyncResponse>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.sync(&p, q).await?))
+}
+
+/// Acknowledge the inbox up to a position (the device has stored those
+/// entries): marks them delivered.
+#[utoipa::path(post, path = "/api/v1/sync/ack", tag = "messaging", security(("bearer" = [])), request_body = AckRequest,
+    responses((status = 200, body = AckResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn ack(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(req): ApiJson<AckRequest>,
+) -> ApiResult<Json<AckResponse>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.ack(&p, req.up_to).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/messaging/preferences", tag = "messaging", security(("bearer" = [])),
+    responses((status = 200, body = MessagingPreferences)))]
+async fn get_preferences(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<MessagingPreferences>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.preferences(&p).await?))
+}
+
+/// Whether others see when you have read their messages (where the
+/// organisation's policy does not make read receipts mandatory).
+#[utoipa::path(put, path = "/api/v1/messaging/preferences", tag = "messaging", security(("bearer" = [])), request_body = MessagingPreferences,
+    responses((status = 200, body = MessagingPreferences)))]
+async fn set_preferences(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(req): ApiJson<MessagingPreferences>,
+) -> ApiResult<Json<MessagingPreferences>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.set_preferences(&p, req).await?))
+}

@@ -1,0 +1,143 @@
+//! The sync WebSocket: pushes a device's inbox entries as they arrive.
+//!
+//! The socket is a faster path to the same inbox as `GET /api/v1/sync`: it
+//! sends every entry after the client's position, then an `idle` frame, then
+//! waits for a wake-up (a message for this device on this node), a change to
+//! sessions (revocation closes the socket at once), a frame from the client
+//! (acknowledgements) or the poll interval (messages accepted on another node,
+//! and a backstop session check). Acknowledgements move the same cursor as
+//! `POST /api/v1/sync/ack`, so delivery is at-least-once whichever path is used.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use uuid::Uuid;
+use wardline_proto::messaging::{ClientFrame, ServerFrame, SyncQuery};
+use wardline_proto::{ErrorBody, Permission};
+use zeroize::Zeroizing;
+
+use crate::app::AppState;
+use crate::audit::AuditScope;
+use crate::authz::{Authenticated, Principal, bearer_token};
+use crate::error::{ApiError, ApiResult};
+use crate::http::ApiQuery;
+
+/// How often an idle socket looks at its inbox and session without a wake-up.
+const POLL: Duration = Duration::from_secs(5);
+const BATCH: i64 = 100;
+/// Close code: the session ended (RFC 6455 "policy violation").
+const CLOSE_SESSION_ENDED: u16 = 1008;
+
+/// Real-time delivery: upgrade to a WebSocket that streams this device's inbox
+/// after `after`. Frames are JSON: from the server `{"type":"entry",…}` and
+/// `{"type":"idle"}`; from the client `{"type":"ack","up_to":N}`.
+#[utoipa::path(get, path = "/api/v1/sync/ws", tag = "messaging", security(("bearer" = [])),
+    params(SyncQuery),
+    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 409, body = ErrorBody)))]
+pub async fn sync_socket(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<SyncQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    p.authorize(Permission::Messaging)?;
+    let device = s.messaging.device_of(&p).await?;
+    let ws = ws.map_err(|_| {
+        ApiError::bad_request("expected a WebSocket upgrade (GET with Upgrade: websocket)")
+    })?;
+    if q.after < 0 {
+        return Err(ApiError::bad_request("after must not be negative"));
+    }
+    let token = Zeroizing::new(bearer_token(&headers).unwrap_or_default().to_owned());
+    Ok(ws.on_upgrade(move |socket| async move {
+        run(s, p, device.id, token, q.after, socket).await;
+    }))
+}
+
+async fn session_alive(s: &AppState, p: &Principal, token: &str) -> bool {
+    match s.auth.authenticate(token, &AuditScope::default()).await {
+        Ok(now) => now.session_id == p.session_id,
+        Err(_) => false,
+    }
+}
+
+async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
+    let text = serde_json::to_string(frame).expect("frames serialise");
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
+
+async fn close(socket: &mut WebSocket, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: CLOSE_SESSION_ENDED,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+async fn run(
+    s: AppState,
+    p: Principal,
+    device: Uuid,
+    token: Zeroizing<String>,
+    mut cursor: i64,
+    mut socket: WebSocket,
+) {
+    let mut wake = s.messaging.hub.subscribe(device);
+    let mut sessions = s.session_changes.clone();
+    sessions.mark_unchanged();
+    loop {
+        loop {
+            let entries = match s.messaging.inbox_after(device, cursor, BATCH).await {
+                Ok(e) => e,
+                Err(_) => return close(&mut socket, "server error; reconnect").await,
+            };
+            let n = entries.len() as i64;
+            for e in entries {
+                let seq = e.seq;
+                if !send(&mut socket, &ServerFrame::Entry(e)).await {
+                    return;
+                }
+                cursor = seq;
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+        if !send(&mut socket, &ServerFrame::Idle).await {
+            return;
+        }
+        tokio::select! {
+            changed = wake.changed() => if changed.is_err() { return },
+            changed = sessions.changed() => {
+                if changed.is_err() || !session_alive(&s, &p, &token).await {
+                    return close(&mut socket, "session ended").await;
+                }
+            }
+            _ = tokio::time::sleep(POLL) => {
+                if !session_alive(&s, &p, &token).await {
+                    return close(&mut socket, "session ended").await;
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    match serde_json::from_str::<ClientFrame>(&text) {
+                        Ok(ClientFrame::Ack { up_to }) => {
+                            // An acknowledgement beyond the inbox is the client's
+                            // bug; the cursor simply does not move.
+                            let _ = s.messaging.ack_device(device, up_to).await;
+                        }
+                        Err(_) => return close(&mut socket, "unknown frame").await,
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Storage of devices, conversations and each device's inbox.
+//!
+//! The server is the MLS delivery service: bodies are MLS messages it cannot
+//! read. What this store guarantees is order and delivery: exactly one commit
+//! per epoch ([`MessagingStore::submit`] compares and swaps the epoch in the
+//! same transaction that stores and fans out the message), a gap-free inbox per
+//! device with a cursor that only the device moves, and receipts per device.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+use wardline_proto::messaging::{ConversationKind, DeviceState, MessageKind, Priority};
+use wardline_proto::{DeviceId, OrgId, UserId};
+
+use super::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub id: DeviceId,
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    pub name: String,
+    pub identity_key: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    /// Last inbox position handed out.
+    pub inbox_seq: i64,
+    /// Last inbox position the device acknowledged.
+    pub acked_seq: i64,
+}
+
+/// A device with its key-package stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStock {
+    pub device: DeviceRow,
+    pub available: i64,
+    pub has_last_resort: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRow {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub kind: ConversationKind,
+    pub dek_id: String,
+    pub title_enc: Option<Vec<u8>>,
+    pub patient_ref_enc: Option<Vec<u8>>,
+    /// Direct conversations: `<smaller user id>:<larger user id>` (unique).
+    pub direct_key: Option<String>,
+    pub created_by: UserId,
+    pub created_at: i64,
+    pub epoch: i64,
+    pub last_activity_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationDeviceRow {
+    pub device_id: DeviceId,
+    pub user_id: UserId,
+    pub state: DeviceState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub kind: MessageKind,
+    pub sender_user: Option<UserId>,
+    pub sender_device: Option<DeviceId>,
+    pub epoch: i64,
+    pub priority: Priority,
+    pub body: Option<Vec<u8>>,
+    pub body_hash: Option<Vec<u8>>,
+    pub created_at: i64,
+}
+
+impl MessageRow {
+    /// A server notice that the conversation's membership changed.
+    pub fn membership_notice(conversation: Uuid, epoch: i64, actor: UserId, now: i64) -> Self {
+        MessageRow {
+            id: Uuid::new_v4(),
+            conversation_id: conversation,
+            kind: MessageKind::Membership,
+            sender_user: Some(actor),
+            sender_device: None,
+            epoch,
+            priority: Priority::Routine,
+            body: None,
+            body_hash: None,
+            created_at: now,
+        }
+    }
+}
+
+/// A commit or application message to store, fan out and order.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub message: MessageRow,
+    /// The Welcome of a commit that adds devices (delivered to them only).
+    pub welcome: Option<MessageRow>,
+    pub added: Vec<DeviceId>,
+    pub removed: Vec<DeviceId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// Stored and in the recipients' inboxes; the conversation is now at `epoch`.
+    Accepted { epoch: i64, recipients: Vec<DeviceId> },
+    /// The same message id and bytes were accepted before (a client retry).
+    Duplicate { epoch: i64, created_at: i64 },
+    /// The conversation has moved on: process the inbox and try again.
+    StaleEpoch { current: i64 },
+    /// These bytes were accepted before under another id: a replay.
+    Replayed,
+    /// The message id is taken by a different message.
+    IdTaken,
+    /// The sender's device is not a member of the group (anymore).
+    NotMember,
+    /// A commit named devices that are not waiting for that change.
+    WrongDevices(&'static str),
+    /// Devices must be removed first (an application message is refused
+    /// while a removed member's device is still in the group).
+    PendingRemovals,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRow {
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+    pub shares_read_receipts: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentRow {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub uploader_device: DeviceId,
+    pub data: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// Devices that a store change put something in front of: the service wakes
+/// their open connections.
+pub type Woken = Vec<DeviceId>;
+
+#[async_trait]
+pub trait MessagingStore: Send + Sync + 'static {
+    // Devices and key packages.
+    /// Registers a device with its first key packages (`(bytes, last_resort)`)
+    /// and makes it `pending_add` in every conversation of its user.
+    async fn insert_device(
+        &self,
+        device: &DeviceRow,
+        key_packages: &[(Vec<u8>, bool)],
+    ) -> Result<Woken>;
+    async fn get_device(&self, org: OrgId, id: DeviceId) -> Result<DeviceRow>;
+    async fn list_user_devices(&self, org: OrgId, user: UserId) -> Result<Vec<DeviceStock>>;
+    /// Adds one-use key packages; a last-resort one replaces the previous.
+    async fn add_key_packages(&self, device: DeviceId, kps: &[(Vec<u8>, bool)], now: i64)
+    -> Result<()>;
+    /// Hands out (and deletes) a one-use key package, or else the last-resort one.
+    async fn claim_key_package(&self, device: DeviceId) -> Result<Option<Vec<u8>>>;
+
+    // Conversations.
+    /// Fails with `Conflict("direct conversation")` if the pair already has one.
+    async fn create_conversation(
+        &self,
+        c: &ConversationRow,
+        members: &[UserId],
+        devices: &[ConversationDeviceRow],
+    ) -> Result<()>;
+    async fn get_conversation(&self, org: OrgId, id: Uuid) -> Result<ConversationRow>;
+    async fn find_direct(&self, org: OrgId, direct_key: &str) -> Result<Option<ConversationRow>>;
+    async fn conversation_members(&self, id: Uuid) -> Result<Vec<UserId>>;
+    async fn conversation_devices(&self, id: Uuid) -> Result<Vec<ConversationDeviceRow>>;
+    async fn user_conversations(&self, org: OrgId, user: UserId) -> Result<Vec<ConversationRow>>;
+    /// Adds the user and makes their devices `pending_add`; false if already a member.
+    async fn add_member(
+        &self,
+        conversation: Uuid,
+        user: UserId,
+        devices: &[DeviceId],
+        notice: &MessageRow,
+    ) -> Result<(bool, Woken)>;
+    /// Removes the user: their devices stop receiving at once and become
+    /// `pending_remove`; false if not a member.
+    async fn remove_member(
+        &self,
+        conversation: Uuid,
+        user: UserId,
+        notice: &MessageRow,
+    ) -> Result<(bool, Woken)>;
+
+    // Messages and delivery.
+    async fn submit(&self, s: &Submission) -> Result<SubmitOutcome>;
+    async fn get_message(&self, conversation: Uuid, id: Uuid) -> Result<MessageRow>;
+    /// The device's inbox after `after`, in order, with the messages.
+    async fn inbox_after(
+        &self,
+        device: DeviceId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, MessageRow)>>;
+    /// Moves the device's cursor to `up_to` (never back) and marks those
+    /// entries delivered. `None` if `up_to` is beyond what was handed out.
+    async fn ack(&self, device: DeviceId, up_to: i64, now: i64) -> Result<Option<i64>>;
+    /// Marks the device's entries of the conversation up to the one carrying
+    /// `message` read (and delivered). `None` if that message is not in its inbox.
+    async fn mark_read(
+        &self,
+        device: DeviceId,
+        conversation: Uuid,
+        message: Uuid,
+        now: i64,
+    ) -> Result<Option<i64>>;
+    async fn receipts(&self, message: Uuid) -> Result<Vec<ReceiptRow>>;
+
+    async fn share_read_receipts(&self, user: UserId) -> Result<bool>;
+    async fn set_share_read_receipts(&self, user: UserId, share: bool) -> Result<()>;
+
+    async fn insert_attachment(&self, a: &AttachmentRow) -> Result<()>;
+    async fn get_attachment(&self, conversation: Uuid, id: Uuid) -> Result<AttachmentRow>;
+}
