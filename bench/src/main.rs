@@ -267,6 +267,7 @@ async fn start(database: Option<String>) -> anyhow::Result<(Running, ApiClient, 
                 idle_timeout_secs: 900,
                 absolute_lifetime_secs: 43_200,
                 mfa_required: false,
+                messaging: Default::default(),
             },
         )
         .await

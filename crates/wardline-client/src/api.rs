@@ -7,6 +7,7 @@ use uuid::Uuid;
 use wardline_proto::audit::*;
 use wardline_proto::auth::*;
 use wardline_proto::directory::*;
+use wardline_proto::messaging::*;
 use wardline_proto::{ErrorBody, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,9 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// The certificate trusted instead of the system roots, kept for the
+    /// WebSocket connection (which does not go through reqwest).
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl ApiClient {
@@ -80,6 +84,7 @@ impl ApiClient {
             http: builder.build()?,
             base: base.trim_end_matches('/').to_owned(),
             token: None,
+            ca_pem: ca_pem.map(<[u8]>::to_vec),
         })
     }
 
@@ -211,6 +216,174 @@ impl ApiClient {
             "/api/v1/audit/proofs/consistency?from_size={from}&to_size={to}"
         ))
         .await
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
+    }
+
+    // Messaging.
+
+    pub async fn register_device(&self, req: &RegisterDeviceRequest) -> Result<Device> {
+        self.post("/api/v1/devices", req).await
+    }
+
+    pub async fn my_devices(&self) -> Result<DeviceList> {
+        self.get("/api/v1/devices").await
+    }
+
+    pub async fn user_devices(&self, user: Uuid) -> Result<DeviceList> {
+        self.get(&format!("/api/v1/users/{user}/devices")).await
+    }
+
+    pub async fn upload_key_packages(&self, req: &UploadKeyPackagesRequest) -> Result<DeviceList> {
+        self.post("/api/v1/devices/key-packages", req).await
+    }
+
+    pub async fn create_conversation(
+        &self,
+        req: &CreateConversationRequest,
+    ) -> Result<Conversation> {
+        self.post("/api/v1/conversations", req).await
+    }
+
+    pub async fn conversations(&self) -> Result<ConversationList> {
+        self.get("/api/v1/conversations").await
+    }
+
+    pub async fn conversation(&self, id: Uuid) -> Result<Conversation> {
+        self.get(&format!("/api/v1/conversations/{id}")).await
+    }
+
+    pub async fn add_member(&self, id: Uuid, user: Uuid) -> Result<Conversation> {
+        self.post(
+            &format!("/api/v1/conversations/{id}/members"),
+            &AddMemberRequest { user_id: user },
+        )
+        .await
+    }
+
+    pub async fn remove_member(&self, id: Uuid, user: Uuid) -> Result<Conversation> {
+        self.send::<(), _>(
+            Method::DELETE,
+            &format!("/api/v1/conversations/{id}/members/{user}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn claim_key_packages(
+        &self,
+        id: Uuid,
+        devices: &[Uuid],
+    ) -> Result<ClaimedKeyPackages> {
+        self.post(
+            &format!("/api/v1/conversations/{id}/key-packages/claim"),
+            &ClaimKeyPackagesRequest {
+                device_ids: devices.to_vec(),
+            },
+        )
+        .await
+    }
+
+    pub async fn submit(
+        &self,
+        id: Uuid,
+        req: &SubmitMessageRequest,
+    ) -> Result<SubmitMessageResponse> {
+        self.post(&format!("/api/v1/conversations/{id}/messages"), req)
+            .await
+    }
+
+    pub async fn sync(&self, after: i64, limit: i64) -> Result<SyncResponse> {
+        self.get(&format!("/api/v1/sync?after={after}&limit={limit}"))
+            .await
+    }
+
+    pub async fn ack(&self, up_to: i64) -> Result<AckResponse> {
+        self.post("/api/v1/sync/ack", &AckRequest { up_to }).await
+    }
+
+    pub async fn mark_read(&self, id: Uuid, up_to: Uuid) -> Result<ReadResponse> {
+        self.post(
+            &format!("/api/v1/conversations/{id}/read"),
+            &ReadRequest {
+                up_to_message_id: up_to,
+            },
+        )
+        .await
+    }
+
+    pub async fn receipts(&self, id: Uuid, message: Uuid) -> Result<MessageReceipts> {
+        self.get(&format!(
+            "/api/v1/conversations/{id}/messages/{message}/receipts"
+        ))
+        .await
+    }
+
+    pub async fn messaging_preferences(&self) -> Result<MessagingPreferences> {
+        self.get("/api/v1/messaging/preferences").await
+    }
+
+    pub async fn set_messaging_preferences(
+        &self,
+        p: &MessagingPreferences,
+    ) -> Result<MessagingPreferences> {
+        self.send(Method::PUT, "/api/v1/messaging/preferences", Some(p))
+            .await
+    }
+
+    pub async fn upload_attachment(
+        &self,
+        id: Uuid,
+        ciphertext: Vec<u8>,
+    ) -> Result<AttachmentUploaded> {
+        let mut req = self
+            .http
+            .post(format!(
+                "{}/api/v1/conversations/{id}/attachments",
+                self.base
+            ))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(ciphertext);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            });
+        }
+        Err(error_of(status, &bytes))
+    }
+
+    pub async fn download_attachment(&self, id: Uuid, attachment: Uuid) -> Result<Vec<u8>> {
+        let mut req = self.http.get(format!(
+            "{}/api/v1/conversations/{id}/attachments/{attachment}",
+            self.base
+        ));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(error_of(status, &bytes))
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {

@@ -1,14 +1,23 @@
 //! Wardline client SDK.
 //!
-//! * [`ApiClient`]: typed calls to the HTTP API, with the server's errors
-//!   surfaced as [`ClientError::Api`] (code and message from the server).
-//! * [`Profile`]: what a signed-in client keeps between runs (server, device id,
-//!   session token), stored in a file only its owner can read.
-//!
-//! Later: device identity, MLS state, sync and the local encrypted store.
+//! * [`core`]: the protocol core — device identity, MLS groups, the chat state
+//!   machine with its offline outbox, and the passphrase-sealed local store.
+//!   No I/O: it builds for `wasm32-unknown-unknown` (`--no-default-features`).
+//! * natively (feature `native`, on by default): [`ApiClient`] (typed HTTP
+//!   calls, the server's errors as [`ClientError::Api`]), [`Profile`] (server,
+//!   device id and session token in an owner-only file), and [`chat::Chat`]
+//!   (the core driven over HTTP and the sync WebSocket, state in a file).
 
+pub mod core;
+
+#[cfg(feature = "native")]
 pub mod api;
+#[cfg(feature = "native")]
+pub mod chat;
+#[cfg(feature = "native")]
 pub mod profile;
 
+#[cfg(feature = "native")]
 pub use api::{ApiClient, ClientError};
+#[cfg(feature = "native")]
 pub use profile::Profile;

@@ -60,28 +60,34 @@ impl Profile {
 
     /// Writes atomically with mode 0600 (the file holds a bearer token).
     pub fn save(&self, path: &Path) -> Result<(), ClientError> {
-        let err = |e: std::io::Error| ClientError::Profile(format!("{}: {e}", path.display()));
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            fs::create_dir_all(dir).map_err(err)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        let mut text = serde_json::to_string_pretty(self).expect("profile serialises");
-        let written = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
-        text.zeroize();
-        written.map_err(err)?;
-        fs::rename(&tmp, path).map_err(err)?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(err)?;
-        Ok(())
+        let text = zeroize::Zeroizing::new(
+            serde_json::to_string_pretty(self).expect("profile serialises"),
+        );
+        write_private(path, text.as_bytes())
+            .map_err(|e| ClientError::Profile(format!("{}: {e}", path.display())))
     }
+}
+
+/// Replaces `path` atomically (temporary file, fsync, rename) with a file only
+/// its owner can read: profiles and the encrypted local store.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-
 /// Opaque bytes, base64 (standard alphabet, padded) on the wire.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct B64(pub Vec<u8>);

@@ -207,7 +207,8 @@ impl Server {
         // Fail at start, not later in the background, on a bad SIEM setting.
         audit::siem::check(&config.audit).map_err(StartError::Audit)?;
         let vault = Vault::open(keys.clone(), store.clone(), clock.clone()).await?;
-        let messaging = MessagingService::new(sql.clone(), store.clone(), vault.clone(), clock.clone());
+        let messaging =
+            MessagingService::new(sql.clone(), store.clone(), vault.clone(), clock.clone());
         let passwords = Passwords::new();
         let directory = DirectoryService::new(
             store.clone(),

@@ -212,6 +212,7 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
             idle_timeout_secs: 120,
             absolute_lifetime_secs: 600,
             mfa_required: true,
+            messaging: Default::default(),
         })
         .await
         .unwrap();
@@ -240,6 +241,7 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
             idle_timeout_secs: 5,
             absolute_lifetime_secs: 600,
             mfa_required: true,
+            messaging: Default::default(),
         })
         .await
         .unwrap_err();

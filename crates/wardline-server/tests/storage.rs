@@ -24,6 +24,7 @@ fn org(slug: &str) -> OrgRow {
             idle_timeout_secs: 900,
             absolute_lifetime_secs: 43_200,
             mfa_required: true,
+            messaging: Default::default(),
         },
         created_at: 1_700_000_000,
     }
@@ -107,6 +108,7 @@ async fn organisations_and_settings(backend: Backend) {
         idle_timeout_secs: 300,
         absolute_lifetime_secs: 3600,
         mfa_required: false,
+        messaging: Default::default(),
     };
     s.update_org_policy(a.id, &p).await.unwrap();
     assert_eq!(s.get_org(a.id).await.unwrap().policy, p);

@@ -125,8 +125,16 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("GET", "/api/v1/audit/proofs/consistency", ev(AuditProof)),
         ("POST", "/api/v1/devices", ev(DeviceRegister)),
         ("GET", "/api/v1/devices", ev(DeviceList)),
-        ("POST", "/api/v1/devices/key-packages", ev(KeyPackagesUpload)),
-        ("GET", "/api/v1/users/{id}/devices", on(DeviceList, "user", "id")),
+        (
+            "POST",
+            "/api/v1/devices/key-packages",
+            ev(KeyPackagesUpload),
+        ),
+        (
+            "GET",
+            "/api/v1/users/{id}/devices",
+            on(DeviceList, "user", "id"),
+        ),
         ("POST", "/api/v1/conversations", ev(ConversationCreate)),
         ("GET", "/api/v1/conversations", ev(ConversationList)),
         (
@@ -177,8 +185,16 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("GET", "/api/v1/sync", ev(MessageSync)),
         ("POST", "/api/v1/sync/ack", ev(MessageAck)),
         ("GET", "/api/v1/sync/ws", ev(MessageSync)),
-        ("GET", "/api/v1/messaging/preferences", ev(MessagingPreferences)),
-        ("PUT", "/api/v1/messaging/preferences", ev(MessagingPreferences)),
+        (
+            "GET",
+            "/api/v1/messaging/preferences",
+            ev(MessagingPreferences),
+        ),
+        (
+            "PUT",
+            "/api/v1/messaging/preferences",
+            ev(MessagingPreferences),
+        ),
     ]
 };
 

@@ -237,13 +237,22 @@ impl MessagingService {
             Err(StoreError::NotFound) => return Err(conversation_not_found()),
             Err(e) => return Err(e.into()),
         };
-        if !self.store.conversation_members(id).await?.contains(&p.user_id) {
+        if !self
+            .store
+            .conversation_members(id)
+            .await?
+            .contains(&p.user_id)
+        {
             return Err(conversation_not_found());
         }
         Ok(c)
     }
 
-    async fn to_wire(&self, c: &ConversationRow, audit: Option<&AuditScope>) -> ApiResult<Conversation> {
+    async fn to_wire(
+        &self,
+        c: &ConversationRow,
+        audit: Option<&AuditScope>,
+    ) -> ApiResult<Conversation> {
         let id = c.id.to_string();
         let (title, patient_ref) = if c.title_enc.is_some() || c.patient_ref_enc.is_some() {
             let key = self.vault.record_key(&c.dek_id).await?;
@@ -263,14 +272,22 @@ impl MessagingService {
                     })
                     .transpose()
             };
-            (open("title", &c.title_enc)?, open("patient_ref", &c.patient_ref_enc)?)
+            (
+                open("title", &c.title_enc)?,
+                open("patient_ref", &c.patient_ref_enc)?,
+            )
         } else {
             (None, None)
         };
         if let (Some(a), Some(pr)) = (audit, &patient_ref) {
             a.patient(pr);
         }
-        let policy = self.directory_store.get_org(c.org_id).await?.policy.messaging;
+        let policy = self
+            .directory_store
+            .get_org(c.org_id)
+            .await?
+            .policy
+            .messaging;
         let class = if patient_ref.is_some() {
             ConversationClass::Clinical
         } else if c.kind == ConversationKind::Direct {
@@ -332,7 +349,12 @@ impl MessagingService {
         audit: &AuditScope,
     ) -> ApiResult<(bool, Conversation)> {
         let device = self.device_of(p).await?;
-        let policy = self.directory_store.get_org(p.org_id).await?.policy.messaging;
+        let policy = self
+            .directory_store
+            .get_org(p.org_id)
+            .await?
+            .policy
+            .messaging;
         let mut others: Vec<UserId> = req.members.clone();
         others.sort();
         others.dedup();
@@ -341,7 +363,11 @@ impl MessagingService {
                 "members lists the other participants, not yourself",
             ));
         }
-        let title = req.title.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let title = req
+            .title
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
         if title.is_some_and(|t| t.chars().count() > 200) {
             return Err(ApiError::validation("title must be at most 200 characters"));
         }
@@ -373,7 +399,9 @@ impl MessagingService {
             }
             ConversationKind::Group => {
                 if others.is_empty() {
-                    return Err(ApiError::validation("a group needs at least one other member"));
+                    return Err(ApiError::validation(
+                        "a group needs at least one other member",
+                    ));
                 }
                 if others.len() as i64 + 1 > policy.max_group_members {
                     return Err(ApiError::validation(format!(
@@ -439,7 +467,11 @@ impl MessagingService {
             }
         }
         audit.target("conversation", id);
-        match self.store.create_conversation(&row, &members, &devices).await {
+        match self
+            .store
+            .create_conversation(&row, &members, &devices)
+            .await
+        {
             Ok(()) => {}
             // Lost a race with the other participant creating the same pair.
             Err(StoreError::Conflict(_)) if row.direct_key.is_some() => {
@@ -489,7 +521,12 @@ impl MessagingService {
             ));
         }
         self.active_colleague(p.org_id, user).await?;
-        let policy = self.directory_store.get_org(p.org_id).await?.policy.messaging;
+        let policy = self
+            .directory_store
+            .get_org(p.org_id)
+            .await?
+            .policy
+            .messaging;
         if self.store.conversation_members(id).await?.len() as i64 >= policy.max_group_members {
             return Err(ApiError::validation(format!(
                 "a group may have at most {} members (organisation policy)",
@@ -509,8 +546,11 @@ impl MessagingService {
             return Err(ApiError::conflict("already a member"));
         }
         self.hub.wake(&woken);
-        self.to_wire(&self.store.get_conversation(p.org_id, id).await?, Some(audit))
-            .await
+        self.to_wire(
+            &self.store.get_conversation(p.org_id, id).await?,
+            Some(audit),
+        )
+        .await
     }
 
     /// Removes `user` (the caller themself: leaving).
@@ -614,7 +654,9 @@ impl MessagingService {
         }
         let is_commit = req.kind == MessageKind::Commit;
         if !is_commit
-            && (req.welcome.is_some() || !req.added_devices.is_empty() || !req.removed_devices.is_empty())
+            && (req.welcome.is_some()
+                || !req.added_devices.is_empty()
+                || !req.removed_devices.is_empty())
         {
             return Err(ApiError::bad_request(
                 "welcome, added_devices and removed_devices belong to commits",
@@ -638,7 +680,11 @@ impl MessagingService {
             sender_device: Some(device.id),
             epoch: framing.epoch as i64,
             // A commit is plumbing, not a clinical message.
-            priority: if is_commit { Priority::Routine } else { req.priority },
+            priority: if is_commit {
+                Priority::Routine
+            } else {
+                req.priority
+            },
             body_hash: Some(hash(&req.mls.0)),
             body: Some(req.mls.0),
             created_at: now,
@@ -711,7 +757,10 @@ impl MessagingService {
         if q.after < 0 {
             return Err(ApiError::bad_request("after must not be negative"));
         }
-        let rows = self.store.inbox_after(device.id, q.after, limit + 1).await?;
+        let rows = self
+            .store
+            .inbox_after(device.id, q.after, limit + 1)
+            .await?;
         let more = rows.len() as i64 > limit;
         Ok(SyncResponse {
             entries: rows.into_iter().take(limit as usize).map(entry).collect(),
@@ -720,7 +769,12 @@ impl MessagingService {
         })
     }
 
-    pub async fn inbox_after(&self, device: Uuid, after: i64, limit: i64) -> ApiResult<Vec<InboxEntry>> {
+    pub async fn inbox_after(
+        &self,
+        device: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> ApiResult<Vec<InboxEntry>> {
         Ok(self
             .store
             .inbox_after(device, after, limit)
@@ -826,7 +880,13 @@ impl MessagingService {
         let device = self.device_of(p).await?;
         let c = self.member_conversation(p, id).await?;
         self.tag_patient(&c, audit).await?;
-        let max = self.directory_store.get_org(p.org_id).await?.policy.messaging.max_attachment_bytes;
+        let max = self
+            .directory_store
+            .get_org(p.org_id)
+            .await?
+            .policy
+            .messaging
+            .max_attachment_bytes;
         if data.len() as i64 > max {
             return Err(ApiError::new(
                 ErrorCode::PayloadTooLarge,

@@ -104,7 +104,10 @@ pub struct Submission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitOutcome {
     /// Stored and in the recipients' inboxes; the conversation is now at `epoch`.
-    Accepted { epoch: i64, recipients: Vec<DeviceId> },
+    Accepted {
+        epoch: i64,
+        recipients: Vec<DeviceId>,
+    },
     /// The same message id and bytes were accepted before (a client retry).
     Duplicate { epoch: i64, created_at: i64 },
     /// The conversation has moved on: process the inbox and try again.
@@ -157,8 +160,12 @@ pub trait MessagingStore: Send + Sync + 'static {
     async fn get_device(&self, org: OrgId, id: DeviceId) -> Result<DeviceRow>;
     async fn list_user_devices(&self, org: OrgId, user: UserId) -> Result<Vec<DeviceStock>>;
     /// Adds one-use key packages; a last-resort one replaces the previous.
-    async fn add_key_packages(&self, device: DeviceId, kps: &[(Vec<u8>, bool)], now: i64)
-    -> Result<()>;
+    async fn add_key_packages(
+        &self,
+        device: DeviceId,
+        kps: &[(Vec<u8>, bool)],
+        now: i64,
+    ) -> Result<()>;
     /// Hands out (and deletes) a one-use key package, or else the last-resort one.
     async fn claim_key_package(&self, device: DeviceId) -> Result<Option<Vec<u8>>>;
 

@@ -20,7 +20,6 @@ use super::messaging::*;
 use super::sql::{SqlStore, bool_col, map_unique, uuid_col};
 use super::{Backend, Result, StoreError};
 
-
 fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>> {
     let s: Option<String> = row.try_get(col)?;
     s.map(|s| Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a uuid"))))
@@ -172,11 +171,7 @@ impl SqlStore {
     }
 
     /// Takes the conversation's lock (see the module comment) and returns its epoch.
-    async fn lock_conversation(
-        tx: &mut Transaction<'_, Any>,
-        id: Uuid,
-        now: i64,
-    ) -> Result<i64> {
+    async fn lock_conversation(tx: &mut Transaction<'_, Any>, id: Uuid, now: i64) -> Result<i64> {
         let row = sqlx::query(
             "UPDATE conversations SET last_activity_at = $2 WHERE id = $1 RETURNING epoch",
         )
@@ -564,17 +559,18 @@ impl MessagingStore for SqlStore {
                 },
             );
         }
-        let seen = sqlx::query(
-            "SELECT id FROM messages WHERE conversation_id = $1 AND body_hash = $2",
-        )
-        .bind(m.conversation_id.to_string())
-        .bind(m.body_hash.clone())
-        .fetch_optional(&mut *tx)
-        .await?;
+        let seen =
+            sqlx::query("SELECT id FROM messages WHERE conversation_id = $1 AND body_hash = $2")
+                .bind(m.conversation_id.to_string())
+                .bind(m.body_hash.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
         if seen.is_some() {
             return Ok(SubmitOutcome::Replayed);
         }
-        if Self::device_state(&mut tx, m.conversation_id, sender).await? != Some(DeviceState::Member) {
+        if Self::device_state(&mut tx, m.conversation_id, sender).await?
+            != Some(DeviceState::Member)
+        {
             return Ok(SubmitOutcome::NotMember);
         }
         if m.epoch != epoch {
@@ -771,12 +767,11 @@ impl MessagingStore for SqlStore {
     }
 
     async fn share_read_receipts(&self, user: UserId) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT share_read_receipts FROM messaging_preferences WHERE user_id = $1",
-        )
-        .bind(user.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT share_read_receipts FROM messaging_preferences WHERE user_id = $1")
+                .bind(user.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map_or(Ok(true), |r| bool_col(&r, "share_read_receipts"))
     }
 
@@ -808,14 +803,12 @@ impl MessagingStore for SqlStore {
     }
 
     async fn get_attachment(&self, conversation: Uuid, id: Uuid) -> Result<AttachmentRow> {
-        let row = sqlx::query(
-            "SELECT * FROM attachments WHERE id = $1 AND conversation_id = $2",
-        )
-        .bind(id.to_string())
-        .bind(conversation.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query("SELECT * FROM attachments WHERE id = $1 AND conversation_id = $2")
+            .bind(id.to_string())
+            .bind(conversation.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         Ok(AttachmentRow {
             id: uuid_col(&row, "id")?,
             conversation_id: uuid_col(&row, "conversation_id")?,

@@ -323,14 +323,20 @@ impl TestServer {
 
     /// A further full session (new device) for an already enrolled user.
     pub async fn sign_in_mfa(&self, who: &Actor) -> ApiClient {
+        self.sign_in_device(who).await.0
+    }
+
+    /// As [`TestServer::sign_in_mfa`], also returning the new device's id.
+    pub async fn sign_in_device(&self, who: &Actor) -> (ApiClient, Uuid) {
         self.next_totp_step();
         let c = self.client();
+        let device_id = Uuid::new_v4();
         let resp = c
             .login(&LoginRequest {
                 org: who.org_slug.clone(),
                 email: who.user.email.clone(),
                 password: PASSWORD.into(),
-                device_id: Uuid::new_v4(),
+                device_id,
             })
             .await
             .expect("login");
@@ -342,6 +348,6 @@ impl TestServer {
             )
             .await
             .expect("mfa");
-        c.with_token(Some(s.token))
+        (c.with_token(Some(s.token)), device_id)
     }
 }

@@ -1,0 +1,475 @@
+//! The chat core driven over the network: HTTP for sync, submission and
+//! membership, the sync WebSocket for real-time delivery, and the sealed local
+//! store in a file. This is what `wardline chat …` and the tests use.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use uuid::Uuid;
+use wardline_proto::ErrorCode;
+use wardline_proto::messaging::*;
+
+use crate::api::{ApiClient, ClientError};
+use crate::core::{ChatCore, CoreError, Event, MessageContent, SealedStateKey, derive_key};
+use crate::profile::write_private;
+
+/// Key packages uploaded at registration and whenever stock runs low.
+const KEY_PACKAGE_BATCH: usize = 20;
+const KEY_PACKAGE_LOW_WATER: i64 = 5;
+/// Commits and sends retried after losing an epoch race, before giving up.
+const MAX_ATTEMPTS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error(transparent)]
+    Api(#[from] ClientError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("local store {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("WebSocket: {0}")]
+    Socket(String),
+    #[error("{0}")]
+    State(String),
+}
+
+impl ChatError {
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ChatError::Api(e) => e.code(),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ChatError>;
+
+pub struct Chat {
+    pub api: ApiClient,
+    pub core: ChatCore,
+    path: PathBuf,
+    key: SealedStateKey,
+}
+
+impl Chat {
+    /// Opens this device's local store at `path`, unlocking it with
+    /// `passphrase`. On first use, creates the device's identity and registers
+    /// it with the server.
+    pub async fn open(
+        api: ApiClient,
+        path: &Path,
+        passphrase: &str,
+        user: Uuid,
+        device: Uuid,
+        device_name: &str,
+    ) -> Result<Chat> {
+        match std::fs::read(path) {
+            Ok(sealed) => {
+                let key = derive_key(passphrase, Some(&sealed)).map_err(CoreError::from)?;
+                let core = ChatCore::open(&sealed, &key)?;
+                if core.mls.user != user || core.mls.device != device {
+                    return Err(ChatError::State(format!(
+                        "{} belongs to another user or device",
+                        path.display()
+                    )));
+                }
+                Ok(Chat {
+                    api,
+                    core,
+                    path: path.to_owned(),
+                    key,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let core = ChatCore::new(user, device)?;
+                let key = derive_key(passphrase, None).map_err(CoreError::from)?;
+                let registration = core.registration(device_name, KEY_PACKAGE_BATCH)?;
+                let chat = Chat {
+                    api,
+                    core,
+                    path: path.to_owned(),
+                    key,
+                };
+                // The key packages' private keys are on disk before the server
+                // can hand them out.
+                chat.save()?;
+                match chat.api.register_device(&registration).await {
+                    Ok(_) => Ok(chat),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(path);
+                        if e.code() == Some(ErrorCode::Conflict) {
+                            return Err(ChatError::State(
+                                "this device is registered already but its local store is gone; sign in again as a new device".into(),
+                            ));
+                        }
+                        Err(e.into())
+                    }
+                }
+            }
+            Err(e) => Err(ChatError::Io(path.display().to_string(), e)),
+        }
+    }
+
+    pub fn save(&self) -> Result<()> {
+        write_private(&self.path, &self.core.seal(&self.key))
+            .map_err(|e| ChatError::Io(self.path.display().to_string(), e))
+    }
+
+    pub fn user(&self) -> Uuid {
+        self.core.mls.user
+    }
+
+    /// Applies entries, saves, then acknowledges them (never the other way round).
+    async fn apply(&mut self, entries: &[InboxEntry]) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        for e in entries {
+            events.extend(self.core.apply(e));
+        }
+        self.save()?;
+        if let Some(last) = entries.last() {
+            self.api.ack(last.seq).await?;
+        }
+        Ok(events)
+    }
+
+    /// Catches up with the inbox over HTTP.
+    async fn pull(&mut self) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        loop {
+            let page = self.api.sync(self.core.cursor, 200).await?;
+            events.extend(self.apply(&page.entries).await?);
+            if !page.more {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// Catches up, brings groups in line with membership changes, refreshes
+    /// joined conversations, sends the outbox, and keeps key packages stocked.
+    pub async fn sync(&mut self) -> Result<Vec<Event>> {
+        let mut events = self.pull().await?;
+        events.extend(self.after_events(&events.clone()).await?);
+        Ok(events)
+    }
+
+    async fn after_events(&mut self, events: &[Event]) -> Result<Vec<Event>> {
+        let mut more = Vec::new();
+        let mut touched: Vec<Uuid> = Vec::new();
+        for e in events {
+            if let Event::MembershipChanged { conversation } | Event::Joined { conversation } = e
+                && !touched.contains(conversation)
+            {
+                touched.push(*conversation);
+            }
+        }
+        for conv in touched {
+            more.extend(self.reconcile(conv).await?);
+        }
+        self.flush().await?;
+        self.top_up_key_packages().await?;
+        Ok(more)
+    }
+
+    async fn top_up_key_packages(&mut self) -> Result<()> {
+        let mine = self.api.my_devices().await?;
+        if let Some(d) = mine.devices.iter().find(|d| d.id == self.core.mls.device)
+            && d.key_packages_available < KEY_PACKAGE_LOW_WATER
+        {
+            let req = self.core.more_key_packages(KEY_PACKAGE_BATCH)?;
+            self.save()?;
+            self.api.upload_key_packages(&req).await?;
+        }
+        Ok(())
+    }
+
+    /// Submits a commit made by the core; `Ok(false)` if another device won the
+    /// epoch (the commit is dropped and the inbox pulled).
+    async fn commit(
+        &mut self,
+        conv: Uuid,
+        req: SubmitMessageRequest,
+    ) -> Result<(bool, Vec<Event>)> {
+        match self.api.submit(conv, &req).await {
+            Ok(_) => {
+                self.core.mls.merge_pending(conv).map_err(CoreError::from)?;
+                self.save()?;
+                Ok((true, Vec::new()))
+            }
+            Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => {
+                self.core.mls.clear_pending(conv).map_err(CoreError::from)?;
+                let events = self.pull().await?;
+                Ok((false, events))
+            }
+            Err(e) => {
+                let _ = self.core.mls.clear_pending(conv);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Makes the conversation's MLS group match the server's membership:
+    /// removes the devices of removed members, adds waiting devices.
+    pub async fn reconcile(&mut self, conv: Uuid) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        for _ in 0..MAX_ATTEMPTS {
+            let c = match self.api.conversation(conv).await {
+                Ok(c) => c,
+                // No longer a member: nothing to bring in line.
+                Err(e) if e.code() == Some(ErrorCode::NotFound) => return Ok(events),
+                Err(e) => return Err(e.into()),
+            };
+            self.core.update_conversation(&c);
+            let plan = self.core.plan(&c)?;
+            if !plan.remove.is_empty() {
+                let req = self.core.commit_remove(conv, &plan.remove)?;
+                let (_, ev) = self.commit(conv, req).await?;
+                events.extend(ev);
+                continue;
+            }
+            if !plan.add.is_empty() {
+                let claimed = self.api.claim_key_packages(conv, &plan.add).await?;
+                if claimed.key_packages.is_empty() {
+                    break;
+                }
+                let req = self.core.commit_add(conv, &claimed.key_packages)?;
+                let (_, ev) = self.commit(conv, req).await?;
+                events.extend(ev);
+                continue;
+            }
+            break;
+        }
+        self.save()?;
+        Ok(events)
+    }
+
+    /// Starts a conversation: the server records it, this device makes the
+    /// group and adds everyone's devices.
+    pub async fn create(&mut self, req: &CreateConversationRequest) -> Result<Conversation> {
+        let c = self.api.create_conversation(req).await?;
+        let mine = c
+            .devices
+            .iter()
+            .any(|d| d.device_id == self.core.mls.device && d.state == DeviceState::Member);
+        if mine && c.epoch == 0 && !self.core.mls.has_group(c.id) {
+            self.core.mls.create_group(c.id).map_err(CoreError::from)?;
+        }
+        self.core.update_conversation(&c);
+        self.save()?;
+        self.reconcile(c.id).await?;
+        Ok(self.api.conversation(c.id).await?)
+    }
+
+    /// Queues a message and sends the outbox. Offline, the message stays in
+    /// the (encrypted) outbox and goes out, in order, on the next sync.
+    pub async fn send(
+        &mut self,
+        conv: Uuid,
+        content: MessageContent,
+        priority: Priority,
+    ) -> Result<Uuid> {
+        let id = self.core.queue(conv, content, priority);
+        self.save()?;
+        match self.flush().await {
+            Ok(_) => Ok(id),
+            Err(ChatError::Api(ClientError::Transport(_))) => Ok(id),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends the outbox in order; returns how many went out.
+    pub async fn flush(&mut self) -> Result<usize> {
+        let mut sent = 0;
+        let mut attempts = 0;
+        while let Some(next) = self.core.outbox.first().cloned() {
+            if attempts >= MAX_ATTEMPTS {
+                return Err(ChatError::State(format!(
+                    "could not send to conversation {} after {MAX_ATTEMPTS} attempts",
+                    next.conversation
+                )));
+            }
+            attempts += 1;
+            if !self.core.mls.has_group(next.conversation) {
+                // Not joined yet (Welcome pending) or removed: wait, or drop.
+                let closed = self
+                    .core
+                    .conversations
+                    .get(&next.conversation)
+                    .is_some_and(|c| c.closed);
+                if closed {
+                    self.core.drop_next();
+                    self.save()?;
+                    continue;
+                }
+                return Ok(sent);
+            }
+            let req = self.core.encrypt_next().expect("outbox is not empty")?;
+            // The ratchet moved: keep that before the bytes leave.
+            self.save()?;
+            match self.api.submit(next.conversation, &req).await {
+                Ok(r) => {
+                    self.core.sent_next(r.created_at);
+                    self.save()?;
+                    sent += 1;
+                    attempts = 0;
+                }
+                Err(e) => match e.code() {
+                    Some(ErrorCode::StaleEpoch) => {
+                        let events = self.pull().await?;
+                        Box::pin(self.after_events_no_flush(&events)).await?;
+                    }
+                    Some(ErrorCode::MembershipPending) => {
+                        self.reconcile(next.conversation).await?;
+                    }
+                    Some(ErrorCode::NotFound) => {
+                        self.core.drop_next();
+                        self.save()?;
+                    }
+                    _ => return Err(e.into()),
+                },
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn after_events_no_flush(&mut self, events: &[Event]) -> Result<()> {
+        for e in events {
+            if let Event::MembershipChanged { conversation } = e {
+                self.reconcile(*conversation).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the conversation read up to its latest message from someone else.
+    pub async fn mark_read(&mut self, conv: Uuid) -> Result<Option<Uuid>> {
+        let last = self
+            .core
+            .conversations
+            .get(&conv)
+            .and_then(|c| c.messages.iter().rev().find(|m| !m.mine))
+            .map(|m| m.id);
+        if let Some(id) = last {
+            self.api.mark_read(conv, id).await?;
+        }
+        Ok(last)
+    }
+
+    /// Streams the inbox over the sync WebSocket, calling `on_event` for each
+    /// event, until the socket closes (the caller reconnects) or `on_event`
+    /// returns false.
+    pub async fn watch(&mut self, mut on_event: impl FnMut(&Event) -> bool) -> Result<()> {
+        let events = self.sync().await?;
+        for e in &events {
+            if !on_event(e) {
+                return Ok(());
+            }
+        }
+        let mut socket = self.connect().await?;
+        let mut batch: Vec<InboxEntry> = Vec::new();
+        while let Some(msg) = socket.next().await {
+            let msg = msg.map_err(|e| ChatError::Socket(e.to_string()))?;
+            let text = match msg {
+                Message::Text(t) => t,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            let frame: ServerFrame = serde_json::from_str(&text)
+                .map_err(|e| ChatError::Socket(format!("unexpected frame: {e}")))?;
+            match frame {
+                ServerFrame::Entry(e) => batch.push(e),
+                ServerFrame::Idle => {
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let mut events = Vec::new();
+                    for e in batch.drain(..) {
+                        events.extend(self.core.apply(&e));
+                    }
+                    self.save()?;
+                    let ack = serde_json::to_string(&ClientFrame::Ack {
+                        up_to: self.core.cursor,
+                    })
+                    .expect("frames serialise");
+                    socket
+                        .send(Message::Text(ack.into()))
+                        .await
+                        .map_err(|e| ChatError::Socket(e.to_string()))?;
+                    let more = self.after_events(&events).await?;
+                    for e in events.iter().chain(more.iter()) {
+                        if !on_event(e) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    > {
+        let base = self.api.base_url();
+        let url = if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            return Err(ChatError::Socket(format!("unsupported server URL {base}")));
+        };
+        let url = format!("{url}/api/v1/sync/ws?after={}", self.core.cursor);
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| ChatError::Socket(e.to_string()))?;
+        if let Some(t) = self.api.token() {
+            let value = format!("Bearer {t}")
+                .parse()
+                .map_err(|_| ChatError::Socket("session token is not a header value".into()))?;
+            request
+                .headers_mut()
+                .insert(tungstenite::http::header::AUTHORIZATION, value);
+        }
+        let connector = match self.api.ca_pem() {
+            Some(pem) => {
+                use rustls_pki_types::pem::PemObject;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| ChatError::Socket(format!("CA file: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| ChatError::Socket(format!("CA file: {e}")))?;
+                }
+                let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| ChatError::Socket(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                Some(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
+            }
+            None => None,
+        };
+        let (socket, _) = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector),
+        )
+        .await
+        .map_err(|_| ChatError::Socket("timed out connecting".into()))?
+        .map_err(|e| match e {
+            tungstenite::Error::Http(resp) => {
+                ChatError::Socket(format!("server refused the upgrade: {}", resp.status()))
+            }
+            e => ChatError::Socket(e.to_string()),
+        })?;
+        Ok(socket)
+    }
+}

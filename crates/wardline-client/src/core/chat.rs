@@ -1,0 +1,397 @@
+//! The sans-I/O chat state machine of one device: what it knows (local
+//! state), what it does with each inbox entry, and the requests it wants
+//! sent. The network layer (`crate::chat` natively, a web client's own in a
+//! browser) moves bytes and calls back in.
+//!
+//! Invariants:
+//! * an inbox entry is applied at most once: entries at or below `cursor` and
+//!   message ids already seen are skipped (delivery is at-least-once);
+//! * the local state, MLS state included, is saved *before* the cursor is
+//!   acknowledged, so an acknowledged entry is never lost;
+//! * the outbox keeps the plaintext of unsent messages in order; a message is
+//!   encrypted only when it is about to be submitted, in the epoch the server
+//!   expects, and leaves the outbox only once the server accepted it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use wardline_proto::messaging::*;
+use zeroize::Zeroizing;
+
+use super::content::MessageContent;
+use super::mls::{Incoming, MlsDevice, MlsError};
+use super::store::{self, SealedStateKey, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalMessage {
+    pub id: Uuid,
+    pub sender_user: Uuid,
+    pub sender_device: Uuid,
+    pub content: MessageContent,
+    pub priority: Priority,
+    pub sent_at: i64,
+    pub mine: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LocalConversation {
+    pub id: Uuid,
+    pub title: Option<String>,
+    pub patient_ref: Option<String>,
+    pub members: Vec<Uuid>,
+    pub messages: Vec<LocalMessage>,
+    /// This device was removed from the group.
+    pub closed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub id: Uuid,
+    pub conversation: Uuid,
+    pub content: MessageContent,
+    pub priority: Priority,
+}
+
+/// What applying an entry did, for the user interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Message {
+        conversation: Uuid,
+        message: LocalMessage,
+    },
+    Joined {
+        conversation: Uuid,
+    },
+    /// The group moved to a new epoch (members may have changed).
+    Commit {
+        conversation: Uuid,
+    },
+    /// The server says membership changed: bring the group in line.
+    MembershipChanged {
+        conversation: Uuid,
+    },
+    Removed {
+        conversation: Uuid,
+    },
+    /// An entry could not be applied (forged, replayed, or for a group this
+    /// device is not in); it is skipped, never retried.
+    Rejected {
+        conversation: Uuid,
+        message_id: Uuid,
+        reason: String,
+    },
+}
+
+/// The serializable part of a device's state.
+#[derive(Serialize, Deserialize)]
+struct Persisted {
+    user: Uuid,
+    device: Uuid,
+    identity_key: Vec<u8>,
+    cursor: i64,
+    conversations: BTreeMap<Uuid, LocalConversation>,
+    outbox: Vec<Outgoing>,
+    seen: BTreeSet<Uuid>,
+    mls: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+pub struct ChatCore {
+    pub mls: MlsDevice,
+    /// Highest inbox position applied (and saved).
+    pub cursor: i64,
+    pub conversations: BTreeMap<Uuid, LocalConversation>,
+    pub outbox: Vec<Outgoing>,
+    seen: BTreeSet<Uuid>,
+}
+
+/// Devices a group must gain or lose to match the server's membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub add: Vec<Uuid>,
+    pub remove: Vec<Uuid>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Mls(#[from] MlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ChatCore {
+    pub fn new(user: Uuid, device: Uuid) -> Result<ChatCore, CoreError> {
+        Ok(ChatCore {
+            mls: MlsDevice::generate(user, device)?,
+            cursor: 0,
+            conversations: BTreeMap::new(),
+            outbox: Vec::new(),
+            seen: BTreeSet::new(),
+        })
+    }
+
+    /// The whole state, encrypted under `key` (see [`store`]).
+    pub fn seal(&self, key: &SealedStateKey) -> Vec<u8> {
+        let p = Persisted {
+            user: self.mls.user,
+            device: self.mls.device,
+            identity_key: self.mls.identity_key(),
+            cursor: self.cursor,
+            conversations: self.conversations.clone(),
+            outbox: self.outbox.clone(),
+            seen: self.seen.clone(),
+            mls: self.mls.export(),
+        };
+        let json = Zeroizing::new(serde_json::to_vec(&p).expect("state serialises"));
+        key.seal(&json)
+    }
+
+    pub fn open(sealed: &[u8], key: &SealedStateKey) -> Result<ChatCore, CoreError> {
+        let json = key.open(sealed)?;
+        let p: Persisted = serde_json::from_slice(&json)
+            .map_err(|e| StoreError::Corrupt(format!("state: {e}")))?;
+        Ok(ChatCore {
+            mls: MlsDevice::restore(p.user, p.device, &p.identity_key, p.mls)?,
+            cursor: p.cursor,
+            conversations: p.conversations,
+            outbox: p.outbox,
+            seen: p.seen,
+        })
+    }
+
+    pub fn registration(
+        &self,
+        name: &str,
+        key_packages: usize,
+    ) -> Result<RegisterDeviceRequest, CoreError> {
+        let (kps, lr) = self.mls.key_packages(key_packages)?;
+        Ok(RegisterDeviceRequest {
+            name: name.to_owned(),
+            identity_key: B64(self.mls.identity_key()),
+            key_packages: kps.into_iter().map(B64).collect(),
+            last_resort: B64(lr),
+        })
+    }
+
+    pub fn more_key_packages(&self, n: usize) -> Result<UploadKeyPackagesRequest, CoreError> {
+        let (kps, _) = self.mls.key_packages(n)?;
+        Ok(UploadKeyPackagesRequest {
+            key_packages: kps.into_iter().map(B64).collect(),
+            last_resort: None,
+        })
+    }
+
+    /// Keeps the server's view of a conversation (title, members).
+    pub fn update_conversation(&mut self, c: &Conversation) {
+        let local = self
+            .conversations
+            .entry(c.id)
+            .or_insert_with(|| LocalConversation {
+                id: c.id,
+                ..Default::default()
+            });
+        local.title = c.title.clone();
+        local.patient_ref = c.patient_ref.clone();
+        local.members = c.members.clone();
+    }
+
+    /// Applies one inbox entry. Entries already applied are ignored.
+    pub fn apply(&mut self, e: &InboxEntry) -> Vec<Event> {
+        if e.seq <= self.cursor {
+            return Vec::new();
+        }
+        self.cursor = e.seq;
+        if !self.seen.insert(e.message_id) {
+            return Vec::new();
+        }
+        let conversation = e.conversation_id;
+        let reject = |reason: String| {
+            vec![Event::Rejected {
+                conversation,
+                message_id: e.message_id,
+                reason,
+            }]
+        };
+        match (e.kind, &e.mls) {
+            (MessageKind::Membership, _) => vec![Event::MembershipChanged { conversation }],
+            (MessageKind::Welcome, Some(body)) => match self.mls.join(&body.0) {
+                Ok(conv) if conv == conversation => {
+                    let c = self.conversations.entry(conv).or_default();
+                    c.id = conv;
+                    c.closed = false;
+                    vec![Event::Joined { conversation }]
+                }
+                Ok(_) => reject("Welcome for another group than its conversation".into()),
+                Err(err) => reject(err.to_string()),
+            },
+            (MessageKind::Commit | MessageKind::Application, Some(body)) => {
+                match self.mls.process(conversation, &body.0) {
+                    Ok(Incoming::Application {
+                        user,
+                        device,
+                        plaintext,
+                    }) => {
+                        let Some(content) = MessageContent::from_bytes(&plaintext) else {
+                            return reject("content is not a Wardline message".into());
+                        };
+                        let message = LocalMessage {
+                            id: e.message_id,
+                            sender_user: user,
+                            sender_device: device,
+                            content,
+                            priority: e.priority,
+                            sent_at: e.created_at,
+                            mine: user == self.mls.user,
+                        };
+                        let c = self.conversations.entry(conversation).or_default();
+                        c.id = conversation;
+                        c.messages.push(message.clone());
+                        vec![Event::Message {
+                            conversation,
+                            message,
+                        }]
+                    }
+                    Ok(Incoming::Commit { removed_self: true }) => {
+                        if let Some(c) = self.conversations.get_mut(&conversation) {
+                            c.closed = true;
+                        }
+                        vec![Event::Removed { conversation }]
+                    }
+                    Ok(Incoming::Commit { .. }) => vec![Event::Commit { conversation }],
+                    Ok(Incoming::Proposal) => Vec::new(),
+                    Err(err) => reject(err.to_string()),
+                }
+            }
+            _ => reject("entry without a body".into()),
+        }
+    }
+
+    /// What the group must change to match the server's view.
+    pub fn plan(&mut self, c: &Conversation) -> Result<Plan, CoreError> {
+        if !self.mls.has_group(c.id) {
+            return Ok(Plan::default());
+        }
+        let in_group: BTreeSet<Uuid> = self
+            .mls
+            .members(c.id)?
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        let mut plan = Plan::default();
+        for d in &c.devices {
+            match d.state {
+                DeviceState::PendingAdd if !in_group.contains(&d.device_id) => {
+                    plan.add.push(d.device_id)
+                }
+                DeviceState::PendingRemove if in_group.contains(&d.device_id) => {
+                    plan.remove.push(d.device_id)
+                }
+                _ => {}
+            }
+        }
+        Ok(plan)
+    }
+
+    /// A commit removing `devices` (pending until accepted or refused).
+    pub fn commit_remove(
+        &mut self,
+        conv: Uuid,
+        devices: &[Uuid],
+    ) -> Result<SubmitMessageRequest, CoreError> {
+        let commit = self.mls.remove(conv, devices)?;
+        Ok(SubmitMessageRequest {
+            message_id: Uuid::new_v4(),
+            kind: MessageKind::Commit,
+            mls: B64(commit),
+            priority: Priority::Routine,
+            welcome: None,
+            added_devices: Vec::new(),
+            removed_devices: devices.to_vec(),
+        })
+    }
+
+    /// A commit adding the devices of the claimed key packages, with their Welcome.
+    pub fn commit_add(
+        &mut self,
+        conv: Uuid,
+        claimed: &[ClaimedKeyPackage],
+    ) -> Result<SubmitMessageRequest, CoreError> {
+        let kps: Vec<Vec<u8>> = claimed.iter().map(|k| k.key_package.0.clone()).collect();
+        let (commit, welcome) = self.mls.add(conv, &kps)?;
+        Ok(SubmitMessageRequest {
+            message_id: Uuid::new_v4(),
+            kind: MessageKind::Commit,
+            mls: B64(commit),
+            priority: Priority::Routine,
+            welcome: Some(B64(welcome)),
+            added_devices: claimed.iter().map(|k| k.device_id).collect(),
+            removed_devices: Vec::new(),
+        })
+    }
+
+    /// Puts a message in the outbox; returns its id.
+    pub fn queue(
+        &mut self,
+        conversation: Uuid,
+        content: MessageContent,
+        priority: Priority,
+    ) -> Uuid {
+        let id = Uuid::new_v4();
+        self.outbox.push(Outgoing {
+            id,
+            conversation,
+            content,
+            priority,
+        });
+        id
+    }
+
+    /// Encrypts the outbox's first message for submission now.
+    pub fn encrypt_next(&mut self) -> Option<Result<SubmitMessageRequest, CoreError>> {
+        let out = self.outbox.first()?.clone();
+        Some(
+            self.mls
+                .encrypt(out.conversation, &out.content.to_bytes())
+                .map(|mls| SubmitMessageRequest {
+                    message_id: out.id,
+                    kind: MessageKind::Application,
+                    mls: B64(mls),
+                    priority: out.priority,
+                    welcome: None,
+                    added_devices: Vec::new(),
+                    removed_devices: Vec::new(),
+                })
+                .map_err(CoreError::from),
+        )
+    }
+
+    /// The server accepted the outbox's first message.
+    pub fn sent_next(&mut self, at: i64) -> Option<LocalMessage> {
+        if self.outbox.is_empty() {
+            return None;
+        }
+        let out = self.outbox.remove(0);
+        self.seen.insert(out.id);
+        let m = LocalMessage {
+            id: out.id,
+            sender_user: self.mls.user,
+            sender_device: self.mls.device,
+            content: out.content,
+            priority: out.priority,
+            sent_at: at,
+            mine: true,
+        };
+        let c = self.conversations.entry(out.conversation).or_default();
+        c.id = out.conversation;
+        c.messages.push(m.clone());
+        Some(m)
+    }
+
+    /// Drops the outbox's first message (its conversation is closed to us).
+    pub fn drop_next(&mut self) -> Option<Outgoing> {
+        (!self.outbox.is_empty()).then(|| self.outbox.remove(0))
+    }
+}
+
+pub use store::derive_key;

@@ -1,0 +1,892 @@
+//! End-to-end encrypted messaging through the real server, with real MLS
+//! clients (`wardline_client::chat::Chat`), on SQLite and PostgreSQL:
+//! conversations across devices, offline catch-up, receipts, the WebSocket,
+//! the security properties (no plaintext at rest, removed and new members,
+//! forged, replayed, stale and misaddressed messages) and bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Actor, Backend, TestServer};
+use sqlx::Row;
+use uuid::Uuid;
+use wardline_client::ApiClient;
+use wardline_client::chat::Chat;
+use wardline_client::core::{Event, MessageContent};
+use wardline_proto::messaging::*;
+use wardline_proto::{ErrorCode, Role};
+use wardline_server::store::Store;
+
+const PASSPHRASE: &str = "4821 quiet harbour";
+
+struct Devices {
+    dir: tempfile::TempDir,
+}
+
+impl Devices {
+    fn new() -> Devices {
+        Devices {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    async fn open(&self, api: ApiClient, user: Uuid, device: Uuid, name: &str) -> Chat {
+        let path = self.dir.path().join(format!("{device}.wls"));
+        Chat::open(api, &path, PASSPHRASE, user, device, name)
+            .await
+            .expect("open chat")
+    }
+
+    async fn of(&self, a: &Actor, name: &str) -> Chat {
+        self.open(a.client.clone(), a.user.id, a.device_id, name)
+            .await
+    }
+}
+
+fn texts(chat: &Chat, conv: Uuid) -> Vec<String> {
+    chat.core
+        .conversations
+        .get(&conv)
+        .map(|c| c.messages.iter().map(|m| m.content.text.clone()).collect())
+        .unwrap_or_default()
+}
+
+async fn group(
+    t: &TestServer,
+    creator: &mut Chat,
+    members: &[Uuid],
+    patient: Option<&str>,
+) -> Uuid {
+    let _ = t;
+    creator
+        .create(&CreateConversationRequest {
+            kind: ConversationKind::Group,
+            title: Some("Ward 4 night team".into()),
+            members: members.to_vec(),
+            patient_ref: patient.map(str::to_owned),
+        })
+        .await
+        .expect("create group")
+        .id
+}
+
+/// Every table's rows as text (PostgreSQL) or the raw database file (SQLite):
+/// what an attacker with the database would see.
+async fn database_bytes(t: &TestServer) -> Vec<u8> {
+    match t.sql.backend() {
+        wardline_server::store::Backend::Sqlite => {
+            t.sql.checkpoint().await.unwrap();
+            std::fs::read(t.data_dir.path().join("wardline.db")).unwrap()
+        }
+        wardline_server::store::Backend::Postgres => {
+            let url = t.config.database_url.clone().unwrap();
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let tables: Vec<String> = sqlx::query(
+                "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = current_schema()",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("t"))
+            .collect();
+            assert!(tables.contains(&"messages".to_owned()));
+            let mut out = Vec::new();
+            for table in tables {
+                let sql = format!("SELECT x::text AS r FROM \"{table}\" x");
+                for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                {
+                    out.extend_from_slice(row.get::<String, _>("r").as_bytes());
+                    out.push(b'\n');
+                }
+            }
+            out
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    let hex_needle = hex::encode(needle);
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+        || hay
+            .windows(hex_needle.len())
+            .any(|w| w.eq_ignore_ascii_case(hex_needle.as_bytes()))
+}
+
+/// Two users on three devices: a clinical thread, one device offline and
+/// catching up, replies, receipts, and no plaintext on the server.
+async fn conversation_across_devices(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let alice = t.user_with_role(&admin, Role::Physician).await;
+    let bob = t.user_with_role(&admin, Role::Nurse).await;
+    let devices = Devices::new();
+    let mut a = devices.of(&alice, "Alice's phone").await;
+    let mut b1 = devices.of(&bob, "Bob's phone").await;
+    let (bob2_api, bob2_id) = t.sign_in_device(&bob).await;
+    let mut b2 = devices
+        .open(bob2_api, bob.user.id, bob2_id, "Bob's ward iPad")
+        .await;
+
+    // Bob's devices see each other.
+    let mine = b1.api.my_devices().await.unwrap();
+    assert_eq!(mine.devices.len(), 2);
+    assert!(
+        mine.devices
+            .iter()
+            .all(|d| d.key_packages_available == 20 && d.has_last_resort)
+    );
+
+    let conv = group(&t, &mut a, &[bob.user.id], Some("MRN-0042-canary")).await;
+    let c = a.api.conversation(conv).await.unwrap();
+    assert_eq!(c.epoch, 1, "one commit added both of Bob's devices");
+    assert!(c.devices.iter().all(|d| d.state == DeviceState::Member));
+    assert!(c.read_receipts_mandatory, "clinical thread");
+
+    // Bob's phone joins and reads; the iPad stays offline.
+    let ev = b1.sync().await.unwrap();
+    assert!(ev.contains(&Event::Joined { conversation: conv }));
+    let canary = "PLAINTEXT-CANARY potassium 6.8 bed 12";
+    let sent = a
+        .send(conv, MessageContent::text(canary), Priority::Stat)
+        .await
+        .unwrap();
+    b1.sync().await.unwrap();
+    assert_eq!(texts(&b1, conv), vec![canary]);
+    let got = &b1.core.conversations[&conv].messages[0];
+    assert_eq!(
+        (got.priority, got.sender_user),
+        (Priority::Stat, alice.user.id)
+    );
+    let reply = MessageContent {
+        text: "PLAINTEXT-CANARY-REPLY repeat K+ drawn".into(),
+        reply_to: Some(sent),
+        attachments: vec![],
+    };
+    b1.send(conv, reply.clone(), Priority::Urgent)
+        .await
+        .unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(texts(&a, conv), vec![canary, &reply.text]);
+    assert_eq!(
+        a.core.conversations[&conv].messages[1].content.reply_to,
+        Some(sent)
+    );
+
+    // Receipts before the iPad is back: delivered to Bob's phone only.
+    let r = a.api.receipts(conv, sent).await.unwrap();
+    assert_eq!(r.priority, Priority::Stat);
+    let by_device = |r: &MessageReceipts, d: Uuid| {
+        r.receipts
+            .iter()
+            .find(|x| x.device_id == d)
+            .cloned()
+            .unwrap()
+    };
+    assert!(by_device(&r, bob.device_id).delivered_at.is_some());
+    assert!(by_device(&r, bob2_id).delivered_at.is_none());
+
+    // The iPad catches up: it joined before the messages, so it reads both.
+    let ev = b2.sync().await.unwrap();
+    assert!(ev.contains(&Event::Joined { conversation: conv }));
+    assert_eq!(texts(&b2, conv), vec![canary, &reply.text]);
+    assert!(
+        !b2.core.conversations[&conv].messages[1].mine
+            || b2.core.conversations[&conv].messages[1].sender_device == bob.device_id
+    );
+
+    // Read receipts are mandatory in a clinical thread, whatever Bob prefers.
+    b1.api
+        .set_messaging_preferences(&MessagingPreferences {
+            share_read_receipts: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(b1.mark_read(conv).await.unwrap(), Some(sent));
+    let r = a.api.receipts(conv, sent).await.unwrap();
+    assert!(by_device(&r, bob.device_id).read_at.is_some());
+    assert!(by_device(&r, bob2_id).delivered_at.is_some());
+
+    // In an ordinary group Bob's preference hides them.
+    let plain = group(&t, &mut a, &[bob.user.id], None).await;
+    b1.sync().await.unwrap();
+    let m = a
+        .send(plain, MessageContent::text("coffee?"), Priority::Routine)
+        .await
+        .unwrap();
+    b1.sync().await.unwrap();
+    b1.mark_read(plain).await.unwrap();
+    let r = a.api.receipts(plain, m).await.unwrap();
+    let bob_phone = by_device(&r, bob.device_id);
+    assert!(bob_phone.delivered_at.is_some() && bob_phone.read_at.is_none());
+
+    // Nothing of the content on the server, nor the title.
+    let db = database_bytes(&t).await;
+    for needle in [
+        "PLAINTEXT-CANARY",
+        "potassium",
+        "K+ drawn",
+        "Ward 4 night team",
+    ] {
+        assert!(
+            !contains(&db, needle),
+            "{needle:?} found in the {backend:?} database"
+        );
+    }
+    // The patient reference is sealed in the conversation; only the audit
+    // trail names it in clear (its access reports search by it, see issue 4).
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT patient_ref_enc FROM conversations WHERE id = '{conv}'"
+    )))
+    .fetch_one(
+        &sqlx::AnyPool::connect(&t.config.database_url.clone().unwrap())
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let sealed: Vec<u8> = row.get("patient_ref_enc");
+    assert!(!contains(&sealed, "MRN-0042"));
+    // … nor in the devices' local stores.
+    for entry in std::fs::read_dir(devices.dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!contains(&bytes, "PLAINTEXT-CANARY"));
+    }
+    // The local store reopens with the passphrase, and only with it.
+    let path = devices.dir.path().join(format!("{}.wls", alice.device_id));
+    drop(a);
+    assert!(
+        Chat::open(
+            alice.client.clone(),
+            &path,
+            "wrong",
+            alice.user.id,
+            alice.device_id,
+            "x"
+        )
+        .await
+        .is_err()
+    );
+    let a = Chat::open(
+        alice.client.clone(),
+        &path,
+        PASSPHRASE,
+        alice.user.id,
+        alice.device_id,
+        "x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(texts(&a, conv), vec![canary, &reply.text]);
+
+    // The patient's access report lists who opened the clinical thread.
+    let report: serde_json::Value = serde_json::to_value(
+        t.state
+            .audit_reader
+            .access_report(
+                t.state.store.get_org_by_slug("alpha").await.unwrap().id,
+                "MRN-0042-canary",
+                None,
+                None,
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        report.to_string().contains("conversation.create"),
+        "{report}"
+    );
+    assert!(report.to_string().contains("message.submit"), "{report}");
+}
+
+/// A removed member cannot read what is sent after; a new member cannot read
+/// what was sent before; nothing is accepted while a removal is pending.
+async fn membership_changes_are_cryptographic(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let alice = t.user_with_role(&admin, Role::Physician).await;
+    let bob = t.user_with_role(&admin, Role::Nurse).await;
+    let carol = t.user_with_role(&admin, Role::MedicalAssistant).await;
+    let dave = t.user_with_role(&admin, Role::Nurse).await;
+    let devices = Devices::new();
+    let mut a = devices.of(&alice, "a").await;
+    let mut b = devices.of(&bob, "b").await;
+    let mut c = devices.of(&carol, "c").await;
+    let mut d = devices.of(&dave, "d").await;
+    let conv = group(&t, &mut a, &[bob.user.id, carol.user.id], None).await;
+    b.sync().await.unwrap();
+    c.sync().await.unwrap();
+    a.send(
+        conv,
+        MessageContent::text("before removal"),
+        Priority::Routine,
+    )
+    .await
+    .unwrap();
+    c.sync().await.unwrap();
+    assert_eq!(texts(&c, conv), vec!["before removal"]);
+
+    // Carol is removed on the server; until a commit takes her device out of
+    // the group, no message is accepted.
+    a.api.remove_member(conv, carol.user.id).await.unwrap();
+    a.core
+        .queue(conv, MessageContent::text("too early"), Priority::Routine);
+    let early = a.core.encrypt_next().unwrap().unwrap();
+    let err = a.api.submit(conv, &early).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::MembershipPending));
+    a.core.drop_next();
+    // Bob's client notices and commits the removal itself.
+    b.sync().await.unwrap();
+    let after = a.api.conversation(conv).await.unwrap();
+    assert!(after.devices.iter().all(|x| x.user_id != carol.user.id));
+    a.sync().await.unwrap();
+    let secret = a
+        .send(
+            conv,
+            MessageContent::text("after removal"),
+            Priority::Routine,
+        )
+        .await
+        .unwrap();
+    // Carol's device gets nothing more, and could not read it if it did.
+    c.sync().await.unwrap();
+    assert_eq!(texts(&c, conv), vec!["before removal"]);
+    let body: Vec<u8> = t
+        .state
+        .messaging
+        .inbox_after(bob.device_id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.message_id == secret)
+        .and_then(|e| e.mls)
+        .unwrap()
+        .0;
+    assert!(
+        c.core.mls.process(conv, &body).is_err(),
+        "removed member decrypted a later message"
+    );
+    // Nor can she send: her device is not in the group.
+    let mut fake = b.core.mls.encrypt(conv, b"x").map(B64).unwrap();
+    fake.0.push(0); // different bytes, so not caught as a replay
+    let err = c
+        .api
+        .submit(
+            conv,
+            &SubmitMessageRequest {
+                message_id: Uuid::new_v4(),
+                kind: MessageKind::Application,
+                mls: B64(b.core.mls.encrypt(conv, b"y").unwrap()),
+                priority: Priority::Routine,
+                welcome: None,
+                added_devices: vec![],
+                removed_devices: vec![],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
+
+    // Dave joins later and cannot read what came before.
+    a.api.add_member(conv, dave.user.id).await.unwrap();
+    a.reconcile(conv).await.unwrap();
+    let ev = d.sync().await.unwrap();
+    assert!(ev.contains(&Event::Joined { conversation: conv }));
+    assert!(texts(&d, conv).is_empty());
+    assert!(
+        d.core.mls.process(conv, &body).is_err(),
+        "new member decrypted an earlier message"
+    );
+    a.send(
+        conv,
+        MessageContent::text("welcome Dave"),
+        Priority::Routine,
+    )
+    .await
+    .unwrap();
+    d.sync().await.unwrap();
+    assert_eq!(texts(&d, conv), vec!["welcome Dave"]);
+
+    // A new device of an existing member joins all of that user's conversations.
+    let (bob2_api, bob2_id) = t.sign_in_device(&bob).await;
+    let mut b2 = devices.open(bob2_api, bob.user.id, bob2_id, "b2").await;
+    let pending = a.api.conversation(conv).await.unwrap();
+    assert!(
+        pending
+            .devices
+            .iter()
+            .any(|x| x.device_id == bob2_id && x.state == DeviceState::PendingAdd)
+    );
+    d.sync().await.unwrap(); // any member's client adds it
+    let ev = b2.sync().await.unwrap();
+    assert!(ev.contains(&Event::Joined { conversation: conv }), "{ev:?}");
+    a.sync().await.unwrap();
+    a.send(
+        conv,
+        MessageContent::text("hi Bob's second device"),
+        Priority::Routine,
+    )
+    .await
+    .unwrap();
+    b2.sync().await.unwrap();
+    assert_eq!(texts(&b2, conv), vec!["hi Bob's second device"]);
+    drop(fake);
+}
+
+/// Forged, replayed, stale, misaddressed and non-member messages are refused
+/// with clear errors and change nothing.
+async fn bad_messages_change_nothing(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let alice = t.user_with_role(&admin, Role::Physician).await;
+    let bob = t.user_with_role(&admin, Role::Nurse).await;
+    let eve = t.user_with_role(&admin, Role::FrontDesk).await;
+    let dave = t.user_with_role(&admin, Role::Nurse).await;
+    let devices = Devices::new();
+    let mut a = devices.of(&alice, "a").await;
+    let mut b = devices.of(&bob, "b").await;
+    let e = devices.of(&eve, "e").await;
+    let _d = devices.of(&dave, "d").await;
+    let conv = group(&t, &mut a, &[bob.user.id], None).await;
+    b.sync().await.unwrap();
+
+    let submit = |api: &ApiClient, conv: Uuid, kind: MessageKind, mls: Vec<u8>, id: Uuid| {
+        let api = api.clone();
+        async move {
+            api.submit(
+                conv,
+                &SubmitMessageRequest {
+                    message_id: id,
+                    kind,
+                    mls: B64(mls),
+                    priority: Priority::Routine,
+                    welcome: None,
+                    added_devices: vec![],
+                    removed_devices: vec![],
+                },
+            )
+            .await
+        }
+    };
+    let state = |api: ApiClient| async move {
+        let c = api.conversation(conv).await.unwrap();
+        (c.epoch, c.devices)
+    };
+    let before = state(a.api.clone()).await;
+    let bob_inbox = b.api.sync(0, 500).await.unwrap().entries.len();
+
+    // Not MLS at all.
+    let err = submit(
+        &a.api,
+        conv,
+        MessageKind::Application,
+        b"hello in clear".to_vec(),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
+    // An MLS message of another group.
+    let other = group(&t, &mut a, &[bob.user.id], None).await;
+    let foreign = a.core.mls.encrypt(other, b"elsewhere").unwrap();
+    let err = submit(
+        &a.api,
+        conv,
+        MessageKind::Application,
+        foreign,
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
+    // Unknown conversation.
+    let good = a
+        .core
+        .mls
+        .encrypt(conv, &MessageContent::text("real").to_bytes())
+        .unwrap();
+    let err = submit(
+        &a.api,
+        Uuid::new_v4(),
+        MessageKind::Application,
+        good.clone(),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    // A non-member (registered, same organisation).
+    let err = submit(
+        &e.api,
+        conv,
+        MessageKind::Application,
+        good.clone(),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    // Labelled as a commit.
+    let err = submit(
+        &a.api,
+        conv,
+        MessageKind::Commit,
+        good.clone(),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+    assert_eq!(state(a.api.clone()).await, before);
+
+    // Accepted once; the same id again is an idempotent retry; a replay under a new id is refused.
+    let id = Uuid::new_v4();
+    let ok = submit(&a.api, conv, MessageKind::Application, good.clone(), id)
+        .await
+        .unwrap();
+    assert!(!ok.duplicate);
+    let again = submit(&a.api, conv, MessageKind::Application, good.clone(), id)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    let err = submit(
+        &a.api,
+        conv,
+        MessageKind::Application,
+        good.clone(),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Replayed));
+    // Bob received it exactly once and reads it; a byte-flipped copy (which the
+    // server cannot tell from a real one) is rejected by his client.
+    let mut forged = good.clone();
+    let n = forged.len();
+    forged[n - 5] ^= 0x40;
+    submit(
+        &a.api,
+        conv,
+        MessageKind::Application,
+        forged,
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    let ev = b.sync().await.unwrap();
+    assert_eq!(texts(&b, conv), vec!["real"]);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Rejected { .. })),
+        "{ev:?}"
+    );
+    // The second group's Welcome, the real message and the forged copy.
+    assert_eq!(
+        b.api.sync(0, 500).await.unwrap().entries.len(),
+        bob_inbox + 3
+    );
+
+    // Two commits for the same epoch: exactly one wins; the other is told so.
+    a.api.add_member(conv, dave.user.id).await.unwrap();
+    let c = a.api.conversation(conv).await.unwrap();
+    let dave_dev = dave.device_id;
+    let ka = a.api.claim_key_packages(conv, &[dave_dev]).await.unwrap();
+    let kb = b.api.claim_key_packages(conv, &[dave_dev]).await.unwrap();
+    let ca = a.core.commit_add(conv, &ka.key_packages).unwrap();
+    let cb = b.core.commit_add(conv, &kb.key_packages).unwrap();
+    a.api.submit(conv, &ca).await.unwrap();
+    a.core.mls.merge_pending(conv).unwrap();
+    let err = b.api.submit(conv, &cb).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::StaleEpoch), "{err}");
+    let after = a.api.conversation(conv).await.unwrap();
+    assert_eq!(after.epoch, c.epoch + 1);
+    // The loser recovers: drops its commit, applies the winner's, keeps talking.
+    b.core.mls.clear_pending(conv).unwrap();
+    b.sync().await.unwrap();
+    b.send(
+        conv,
+        MessageContent::text("still in sync"),
+        Priority::Routine,
+    )
+    .await
+    .unwrap();
+    a.sync().await.unwrap();
+    assert!(texts(&a, conv).contains(&"still in sync".to_owned()));
+}
+
+/// Real-time delivery over the WebSocket, and revocation closing it.
+async fn websocket_delivery(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let alice = t.user_with_role(&admin, Role::Physician).await;
+    let bob = t.user_with_role(&admin, Role::Nurse).await;
+    let devices = Devices::new();
+    let mut a = devices.of(&alice, "a").await;
+    let mut b = devices.of(&bob, "b").await;
+    let conv = group(&t, &mut a, &[bob.user.id], None).await;
+    b.sync().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = tokio::spawn(async move {
+        let r = b
+            .watch(|e| {
+                let _ = tx.send(e.clone());
+                true
+            })
+            .await;
+        (r, b)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.send(
+        conv,
+        MessageContent::text("over the socket"),
+        Priority::Urgent,
+    )
+    .await
+    .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(Event::Message { message, .. }) = rx.recv().await {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("message pushed over the WebSocket");
+    assert_eq!(got.content.text, "over the socket");
+    // Signing Bob out everywhere closes his socket at once.
+    admin
+        .client
+        .revoke_sessions(bob.user.id, None)
+        .await
+        .unwrap();
+    let (result, b) = tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .expect("socket closed on revocation")
+        .unwrap();
+    result.unwrap();
+    // What arrived over the socket was acknowledged: delivered.
+    let r = a.api.receipts(conv, got.id).await.unwrap();
+    assert!(r.receipts.iter().all(|x| x.delivered_at.is_some()));
+    drop(b);
+}
+
+/// Messages written offline wait in the encrypted outbox and go out in order.
+async fn offline_outbox(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let alice = t.user_with_role(&admin, Role::Physician).await;
+    let bob = t.user_with_role(&admin, Role::Nurse).await;
+    let devices = Devices::new();
+    let mut a = devices.of(&alice, "a").await;
+    let mut b = devices.of(&bob, "b").await;
+    let conv = group(&t, &mut a, &[bob.user.id], None).await;
+    b.sync().await.unwrap();
+    // Offline: nothing listens on this port.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("https://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let online = std::mem::replace(
+        &mut a.api,
+        ApiClient::new(&dead_url, Some(&t.ca_pem))
+            .unwrap()
+            .with_token(Some(alice.token.clone())),
+    );
+    for i in 1..=3 {
+        a.send(
+            conv,
+            MessageContent::text(format!("offline {i}")),
+            Priority::Routine,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(a.core.outbox.len(), 3);
+    a.api = online;
+    assert_eq!(a.flush().await.unwrap(), 3);
+    b.sync().await.unwrap();
+    assert_eq!(texts(&b, conv), vec!["offline 1", "offline 2", "offline 3"]);
+}
+
+/// Attachments: encrypted by the client, size-limited by policy, members only.
+async fn attachments(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let alice = t.user_with_role(&admin, Role::Physician).await;
+    let bob = t.user_with_role(&admin, Role::Nurse).await;
+    let eve = t.user_with_role(&admin, Role::Nurse).await;
+    let devices = Devices::new();
+    let mut a = devices.of(&alice, "a").await;
+    let mut b = devices.of(&bob, "b").await;
+    let e = devices.of(&eve, "e").await;
+    let conv = group(&t, &mut a, &[bob.user.id], None).await;
+    b.sync().await.unwrap();
+    let photo = b"\x89PNG wound photo, day 3".repeat(100);
+    let (sealed, key) = wardline_client::core::content::seal_attachment(&photo);
+    let up = a.api.upload_attachment(conv, sealed).await.unwrap();
+    let content = MessageContent {
+        text: "wound photo".into(),
+        reply_to: None,
+        attachments: vec![wardline_client::core::AttachmentRef {
+            id: up.attachment_id,
+            kind: wardline_client::core::AttachmentKind::Photo,
+            name: "wound.png".into(),
+            mime: "image/png".into(),
+            size: photo.len() as u64,
+            key,
+        }],
+    };
+    a.send(conv, content, Priority::Routine).await.unwrap();
+    b.sync().await.unwrap();
+    let got = b.core.conversations[&conv].messages[0].content.attachments[0].clone();
+    let blob = b.api.download_attachment(conv, got.id).await.unwrap();
+    assert_eq!(
+        wardline_client::core::content::open_attachment(&blob, &got.key).unwrap(),
+        photo
+    );
+    assert!(!contains(&database_bytes(&t).await, "wound photo"));
+    // Not a member: not found.
+    let err = e.api.download_attachment(conv, got.id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    // Over the organisation's limit: 413.
+    let mut policy = admin.client.policy().await.unwrap();
+    policy.messaging.max_attachment_bytes = 1024;
+    admin.client.set_policy(&policy).await.unwrap();
+    let err = a
+        .api
+        .upload_attachment(conv, vec![7u8; 2048])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::PayloadTooLarge));
+}
+
+/// Registration and conversation input errors are 4xx with clear codes.
+async fn bad_registration_and_conversation_input(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let alice = t.user_with_role(&admin, Role::Physician).await;
+    let bob = t.user_with_role(&admin, Role::Nurse).await;
+    // Messaging before registering the device.
+    let err = alice.client.sync(0, 10).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::DeviceNotRegistered));
+    // Key packages of another device, or garbage.
+    let other = wardline_client::core::ChatCore::new(alice.user.id, Uuid::new_v4()).unwrap();
+    let reg = other.registration("stolen", 2).unwrap();
+    let err = alice.client.register_device(&reg).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Validation), "{err}");
+    let mine = wardline_client::core::ChatCore::new(alice.user.id, alice.device_id).unwrap();
+    let mut reg = mine.registration("mine", 2).unwrap();
+    reg.key_packages.push(B64(b"junk".to_vec()));
+    let err = alice.client.register_device(&reg).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Validation), "{err}");
+    let mut reg = mine.registration("mine", 2).unwrap();
+    reg.identity_key = B64(other.mls.identity_key());
+    assert_eq!(
+        alice.client.register_device(&reg).await.unwrap_err().code(),
+        Some(ErrorCode::Validation)
+    );
+    let reg = mine.registration("mine", 2).unwrap();
+    alice.client.register_device(&reg).await.unwrap();
+    assert_eq!(
+        alice.client.register_device(&reg).await.unwrap_err().code(),
+        Some(ErrorCode::Conflict)
+    );
+    // Conversations: self, strangers, direct rules.
+    let create = |kind, members: Vec<Uuid>| CreateConversationRequest {
+        kind,
+        title: None,
+        members,
+        patient_ref: None,
+    };
+    for (req, why) in [
+        (
+            create(ConversationKind::Direct, vec![]),
+            "direct without partner",
+        ),
+        (create(ConversationKind::Group, vec![]), "empty group"),
+        (
+            create(ConversationKind::Group, vec![alice.user.id]),
+            "self as member",
+        ),
+        (
+            create(ConversationKind::Group, vec![Uuid::new_v4()]),
+            "stranger",
+        ),
+    ] {
+        let err = alice.client.create_conversation(&req).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Validation), "{why}: {err}");
+    }
+    // A direct conversation is unique per pair, whoever creates it.
+    let d1 = alice
+        .client
+        .create_conversation(&create(ConversationKind::Direct, vec![bob.user.id]))
+        .await
+        .unwrap();
+    let d2 = alice
+        .client
+        .create_conversation(&create(ConversationKind::Direct, vec![bob.user.id]))
+        .await
+        .unwrap();
+    assert_eq!(d1.id, d2.id);
+    // Raw malformed bodies.
+    let http = t.http();
+    let resp = http
+        .post(format!("{}/api/v1/conversations/{}/messages", t.url, d1.id))
+        .bearer_auth(&alice.token)
+        .json(
+            &serde_json::json!({"message_id": Uuid::new_v4(), "kind": "application", "mls": "%%%"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = http
+        .get(format!("{}/api/v1/sync?after=-1", t.url))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = http
+        .post(format!("{}/api/v1/sync/ack", t.url))
+        .bearer_auth(&alice.token)
+        .json(&serde_json::json!({"up_to": 99999}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let resp = http
+        .get(format!("{}/api/v1/sync/ws", t.url))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "plain GET on the socket route");
+}
+
+both_backends!(
+    conversation_across_devices,
+    membership_changes_are_cryptographic,
+    bad_messages_change_nothing,
+    websocket_delivery,
+    offline_outbox,
+    attachments,
+    bad_registration_and_conversation_input,
+);
