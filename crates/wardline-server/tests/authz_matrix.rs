@@ -49,6 +49,10 @@ enum Rule {
         perm: Permission,
         tenant_target: bool,
     },
+    /// Requires a permission, and then answers holders with `allowed`: the
+    /// messaging routes, where callers without a registered device get 409
+    /// `device_not_registered` and non-members of a conversation 404.
+    PermissionThen { perm: Permission, allowed: Expect },
 }
 
 struct Route {
@@ -61,6 +65,9 @@ struct Route {
     body: fn() -> Option<Value>,
 }
 
+/// Messaging routes that need the caller's device registered first.
+const NO_DEVICE: Expect = Expect::Error(409, "device_not_registered");
+
 fn no_body() -> Option<Value> {
     None
 }
@@ -70,6 +77,10 @@ fn routes() -> Vec<Route> {
     let perm = |perm, tenant_target| Rule::Permission {
         perm,
         tenant_target,
+    };
+    let then = |allowed| Rule::PermissionThen {
+        perm: Messaging,
+        allowed,
     };
     vec![
         Route {
@@ -296,6 +307,152 @@ fn routes() -> Vec<Route> {
             rule: perm(AuditRead, false),
             body: no_body,
         },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/devices",
+            query: "",
+            rule: then(Expect::Error(422, "validation")),
+            body: || {
+                Some(
+                    json!({"name": "x", "identity_key": "AAAA", "key_packages": [], "last_resort": "AAAA"}),
+                )
+            },
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/devices",
+            query: "",
+            rule: then(Expect::Ok),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/devices/key-packages",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: || Some(json!({"key_packages": []})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/users/{id}/devices",
+            query: "",
+            rule: perm(Messaging, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/conversations",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: || Some(json!({"kind": "group", "members": [Uuid::new_v4()]})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/conversations",
+            query: "",
+            rule: then(Expect::Ok),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/conversations/{id}",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/conversations/{id}/members",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: || Some(json!({"user_id": Uuid::new_v4()})),
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/api/v1/conversations/{id}/members/{user_id}",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/conversations/{id}/key-packages/claim",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: || Some(json!({"device_ids": []})),
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/conversations/{id}/messages",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: || {
+                Some(json!({"message_id": Uuid::new_v4(), "kind": "application", "mls": "AAAA"}))
+            },
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/conversations/{id}/read",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: || Some(json!({"up_to_message_id": Uuid::new_v4()})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/conversations/{id}/messages/{message_id}/receipts",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/conversations/{id}/attachments",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/conversations/{id}/attachments/{attachment_id}",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/sync",
+            query: "?after=0",
+            rule: then(NO_DEVICE),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/sync/ack",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: || Some(json!({"up_to": 0})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/sync/ws",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/messaging/preferences",
+            query: "",
+            rule: then(Expect::Ok),
+            body: no_body,
+        },
+        Route {
+            method: Method::PUT,
+            template: "/api/v1/messaging/preferences",
+            query: "",
+            rule: then(Expect::Ok),
+            body: || Some(json!({"share_read_receipts": true})),
+        },
         // Ends the caller's session: keep last.
         Route {
             method: Method::POST,
@@ -314,6 +471,17 @@ fn expected(rule: Rule, caller: Caller) -> Option<Expect> {
         (Rule::Public, _) => None,
         (_, Caller::Anonymous) => Some(Expect::Unauthenticated),
         (Rule::AnySession { allowed }, _) => Some(allowed),
+        (Rule::PermissionThen { perm, allowed }, c) => {
+            let role = match c {
+                Caller::Role(r) => r,
+                _ => Role::OrgAdmin,
+            };
+            Some(if role.permissions().contains(&perm) {
+                allowed
+            } else {
+                Expect::Forbidden
+            })
+        }
         (
             Rule::Permission {
                 tenant_target: true,
@@ -390,6 +558,9 @@ async fn matrix(backend: Backend) {
             .replace("{id}", &target.id.to_string())
             .replace("{session_id}", &target_session.to_string())
             .replace("{patient_id}", "patient-7")
+            .replace("{user_id}", &Uuid::new_v4().to_string())
+            .replace("{message_id}", &Uuid::new_v4().to_string())
+            .replace("{attachment_id}", &Uuid::new_v4().to_string())
             + route.query;
         let audited = match route_audit(route.method.as_str(), route.template) {
             Some(RouteAudit::Event { action, .. }) => Some(action),

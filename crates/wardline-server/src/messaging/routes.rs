@@ -97,6 +97,8 @@ async fn list_user_devices(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<DeviceList>> {
     p.authorize(Permission::Messaging)?;
+    // Another organisation's user does not exist for the caller.
+    s.directory.user_row(p.org_id, id).await?;
     Ok(Json(s.messaging.list_devices(p.org_id, id).await?))
 }
 
