@@ -67,11 +67,23 @@ impl Chat {
         device: Uuid,
         device_name: &str,
     ) -> Result<Chat> {
+        Self::open_as(api, path, passphrase, Some(user), device, device_name).await
+    }
+
+    /// As [`Chat::open`]; `user` may be unknown (offline) when the store exists.
+    pub async fn open_as(
+        api: ApiClient,
+        path: &Path,
+        passphrase: &str,
+        user: Option<Uuid>,
+        device: Uuid,
+        device_name: &str,
+    ) -> Result<Chat> {
         match std::fs::read(path) {
             Ok(sealed) => {
                 let key = derive_key(passphrase, Some(&sealed)).map_err(CoreError::from)?;
                 let core = ChatCore::open(&sealed, &key)?;
-                if core.mls.user != user || core.mls.device != device {
+                if user.is_some_and(|u| u != core.mls.user) || core.mls.device != device {
                     return Err(ChatError::State(format!(
                         "{} belongs to another user or device",
                         path.display()
@@ -85,6 +97,9 @@ impl Chat {
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let user = user.ok_or_else(|| {
+                    ChatError::State("the first use of a device needs the server".into())
+                })?;
                 let core = ChatCore::new(user, device)?;
                 let key = derive_key(passphrase, None).map_err(CoreError::from)?;
                 let registration = core.registration(device_name, KEY_PACKAGE_BATCH)?;

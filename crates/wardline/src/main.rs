@@ -2,9 +2,11 @@
 //! `admin …` talk to a running server as a client; `admin bootstrap` and
 //! `admin rotate-kek` work on the data directory and database directly (host
 //! operator tasks that need the key file). `audit verify` also reads the
-//! database directly; the other `audit` commands use the API.
+//! database directly; the other `audit` commands use the API. `chat …` is an
+//! end-to-end encrypted messaging client.
 
 mod audit;
+mod chat;
 mod input;
 mod offline;
 mod remote;
@@ -79,6 +81,9 @@ enum Command {
     /// The audit trail: verify it, search it, report on a patient, export it.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// End-to-end encrypted conversations (MLS) from this terminal.
+    #[command(subcommand)]
+    Chat(chat::ChatCommand),
     /// Print the current code for a base32 TOTP secret (a development aid, like
     /// an authenticator app).
     TotpCode { secret: String },
@@ -120,6 +125,7 @@ async fn main() -> std::process::ExitCode {
         Command::Admin(AdminCommand::Bootstrap(args)) => offline::bootstrap(args).await,
         Command::Admin(AdminCommand::RotateKek(args)) => offline::rotate_kek(args).await,
         Command::Audit(cmd) => audit::run(cmd).await,
+        Command::Chat(cmd) => chat::run(cmd).await,
         Command::TotpCode { secret } => totp_code(&secret),
     };
     match result {

@@ -11,7 +11,7 @@ use wardline_proto::directory::{CreateUserRequest, OrgPolicy, UpdateUserRequest,
 
 use crate::{ClientOpts, NewOrgArgs, input};
 
-fn profile_path(opts: &ClientOpts) -> PathBuf {
+pub(crate) fn profile_path(opts: &ClientOpts) -> PathBuf {
     opts.profile.clone().unwrap_or_else(Profile::default_path)
 }
 

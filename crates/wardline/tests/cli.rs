@@ -2,63 +2,14 @@
 //! `login` with TOTP enrolment driven through stdin, admin commands, KEK
 //! rotation while the server runs, revocation, and graceful shutdown.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wardline");
-const PASSWORD: &str = "lantern orbit mossy teacup";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wardline(profile: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("WARDLINE_PROFILE", profile)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn totp_now(secret: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["totp-code", secret])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::*;
 
 #[test]
 fn bootstrap_serve_login_admin_rotate_and_shutdown() {
@@ -90,43 +41,7 @@ fn bootstrap_serve_login_admin_rotate_and_shutdown() {
     assert!(out.contains("created organisation Test Clinic"), "{out}");
 
     // The server, as a separate process.
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let server = Command::new(BIN)
-        .args([
-            "serve",
-            "--data-dir",
-            data_s,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut server = Killed(server);
-    let cert = data.join("tls/cert.pem");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if cert.exists() {
-            let http = reqwest::blocking::Client::builder()
-                .tls_certs_only(
-                    reqwest::Certificate::from_pem_bundle(&std::fs::read(&cert).unwrap()).unwrap(),
-                )
-                .build()
-                .unwrap();
-            if http
-                .get(format!("{url}/readyz"))
-                .send()
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
-            {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "server did not become ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut server, url, cert) = serve(&data, free_port());
 
     // Login with enrolment: read the secret from stderr, answer with a code.
     let mut login = Command::new(BIN)

@@ -1,0 +1,625 @@
+//! `wardline chat …`: end-to-end encrypted conversations from a terminal.
+//!
+//! The device's MLS state, messages and outbox live in a local store next to
+//! the profile (`<profile>.chat`), sealed under a passphrase (asked for, or
+//! `WARDLINE_PASSPHRASE`). Every command first catches up with the server, so
+//! messages written offline go out, in order, at the next command.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use uuid::Uuid;
+use wardline_client::chat::Chat;
+use wardline_client::core::{
+    AttachmentKind, AttachmentRef, Event, LocalMessage, MessageContent, content,
+};
+use wardline_proto::messaging::*;
+
+use crate::remote::{print_json, profile_path, signed_in};
+use crate::{ClientOpts, input};
+
+#[derive(clap::Subcommand)]
+pub enum ChatCommand {
+    /// Start a conversation with colleagues (by e-mail).
+    New(NewArgs),
+    /// Your conversations.
+    List(ClientOpts),
+    /// Send a message (queued and sent later if the server is unreachable).
+    Send(SendArgs),
+    /// Show a conversation's messages and mark them read.
+    Read(ReadArgs),
+    /// Print messages as they arrive (WebSocket), until interrupted.
+    Watch(WatchArgs),
+    /// Delivery and read receipts of a message (default: your latest).
+    Receipts(ReceiptsArgs),
+    /// Add a colleague to a group.
+    Add(MemberArgs),
+    /// Remove a colleague from a group.
+    Remove(MemberArgs),
+    /// Leave a group.
+    Leave(ConvArgs),
+    /// Save an attachment of a message to a file.
+    Download(DownloadArgs),
+}
+
+#[derive(clap::Args)]
+pub struct NewArgs {
+    /// Colleagues' e-mail addresses.
+    #[arg(long = "with", required = true, num_args = 1..)]
+    with: Vec<String>,
+    /// Group title (a group is made when there is a title or several people).
+    #[arg(long)]
+    title: Option<String>,
+    /// Patient reference: makes this a clinical thread.
+    #[arg(long)]
+    patient: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct SendArgs {
+    /// Conversation id (or a unique prefix).
+    conversation: String,
+    /// The message.
+    #[arg(required = true, num_args = 1..)]
+    text: Vec<String>,
+    /// routine, urgent or stat.
+    #[arg(long, default_value = "routine")]
+    priority: String,
+    /// Answer this message (id or unique prefix).
+    #[arg(long)]
+    reply_to: Option<String>,
+    /// Attach a file (encrypted before upload).
+    #[arg(long)]
+    attach: Vec<PathBuf>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct ReadArgs {
+    conversation: String,
+    /// Show only the last N messages.
+    #[arg(long, default_value_t = 50)]
+    last: usize,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// Only this conversation.
+    conversation: Option<String>,
+    /// Stop after this many messages (scripts and tests).
+    #[arg(long)]
+    count: Option<usize>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct ReceiptsArgs {
+    conversation: String,
+    message: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct MemberArgs {
+    conversation: String,
+    email: String,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct ConvArgs {
+    conversation: String,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct DownloadArgs {
+    conversation: String,
+    message: String,
+    /// Where to write the attachment (the first one of the message).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+fn passphrase(creating: bool) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("WARDLINE_PASSPHRASE") {
+        return Ok(p);
+    }
+    let p = input::secret("Passphrase for this device's message store: ")?;
+    if creating {
+        if p.chars().count() < 4 {
+            bail!("choose a passphrase or PIN of at least 4 characters");
+        }
+        if input::secret("Again: ")? != p {
+            bail!("the passphrases differ");
+        }
+    }
+    Ok(p)
+}
+
+/// Opens (or on first use creates and registers) this device's chat state.
+async fn open(opts: &ClientOpts) -> anyhow::Result<Chat> {
+    let (api, profile) = signed_in(opts)?;
+    let path = profile_path(opts).with_extension("chat");
+    // Offline, the store knows whose it is; the server is asked only when it
+    // can answer (and must be, to create the store).
+    let user = match api.current_session().await {
+        Ok(me) => Some(me.user.id),
+        Err(wardline_client::ClientError::Transport(_)) if path.exists() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let pass = passphrase(!path.exists())?;
+    let chat = Chat::open_as(
+        api,
+        &path,
+        &pass,
+        user,
+        profile.device_id,
+        &format!("CLI on {}", hostname()),
+    )
+    .await
+    .with_context(|| format!("opening the message store {}", path.display()))?;
+    Ok(chat)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "this computer".into())
+}
+
+/// Everyone's display name, for showing senders.
+async fn names(chat: &Chat) -> HashMap<Uuid, String> {
+    chat.api
+        .list_users()
+        .await
+        .map(|users| users.into_iter().map(|u| (u.id, u.display_name)).collect())
+        .unwrap_or_default()
+}
+
+fn resolve(chat: &Chat, prefix: &str) -> anyhow::Result<Uuid> {
+    if let Ok(id) = Uuid::parse_str(prefix) {
+        return Ok(id);
+    }
+    let hits: Vec<Uuid> = chat
+        .core
+        .conversations
+        .keys()
+        .filter(|id| id.to_string().starts_with(prefix))
+        .copied()
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no conversation starts with {prefix:?}; see `wardline chat list`"),
+        _ => bail!("{prefix:?} matches several conversations; give more of the id"),
+    }
+}
+
+fn resolve_message(chat: &Chat, conv: Uuid, prefix: &str) -> anyhow::Result<Uuid> {
+    if let Ok(id) = Uuid::parse_str(prefix) {
+        return Ok(id);
+    }
+    let hits: Vec<Uuid> = chat
+        .core
+        .conversations
+        .get(&conv)
+        .map(|c| {
+            c.messages
+                .iter()
+                .filter(|m| m.id.to_string().starts_with(prefix))
+                .map(|m| m.id)
+                .collect()
+        })
+        .unwrap_or_default();
+    match hits.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no message starts with {prefix:?}"),
+        _ => bail!("{prefix:?} matches several messages"),
+    }
+}
+
+async fn user_by_email(chat: &Chat, email: &str) -> anyhow::Result<Uuid> {
+    let want = email.trim().to_lowercase();
+    chat.api
+        .list_users()
+        .await?
+        .into_iter()
+        .find(|u| u.email.to_lowercase() == want)
+        .map(|u| u.id)
+        .with_context(|| format!("nobody in your organisation has the e-mail {email}"))
+}
+
+fn time(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_else(|_| ts.to_string())
+}
+
+fn short(id: Uuid) -> String {
+    id.to_string()[..8].to_owned()
+}
+
+fn print_message(m: &LocalMessage, names: &HashMap<Uuid, String>) {
+    let who = if m.mine {
+        "you".to_owned()
+    } else {
+        names
+            .get(&m.sender_user)
+            .cloned()
+            .unwrap_or_else(|| short(m.sender_user))
+    };
+    let flag = match m.priority {
+        Priority::Routine => String::new(),
+        p => format!(" [{}]", p.as_str().to_uppercase()),
+    };
+    let reply = m
+        .content
+        .reply_to
+        .map(|r| format!(" (reply to {})", short(r)))
+        .unwrap_or_default();
+    println!(
+        "{}  {}  {who}{flag}{reply}: {}",
+        short(m.id),
+        time(m.sent_at),
+        m.content.text
+    );
+    for a in &m.content.attachments {
+        println!(
+            "          attachment {:?} {} ({}, {} bytes)",
+            a.kind, a.name, a.mime, a.size
+        );
+    }
+}
+
+fn report(events: &[Event]) {
+    for e in events {
+        if let Event::Rejected { reason, .. } = e {
+            eprintln!("warning: a message could not be opened and was skipped: {reason}");
+        }
+    }
+}
+
+pub async fn run(cmd: ChatCommand) -> anyhow::Result<()> {
+    match cmd {
+        ChatCommand::New(args) => new(args).await,
+        ChatCommand::List(opts) => list(opts).await,
+        ChatCommand::Send(args) => send(args).await,
+        ChatCommand::Read(args) => read(args).await,
+        ChatCommand::Watch(args) => watch(args).await,
+        ChatCommand::Receipts(args) => receipts(args).await,
+        ChatCommand::Add(args) => member(args, true).await,
+        ChatCommand::Remove(args) => member(args, false).await,
+        ChatCommand::Leave(args) => leave(args).await,
+        ChatCommand::Download(args) => download(args).await,
+    }
+}
+
+async fn new(args: NewArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let mut members = Vec::new();
+    for e in &args.with {
+        members.push(user_by_email(&chat, e).await?);
+    }
+    let kind = if members.len() == 1 && args.title.is_none() && args.patient.is_none() {
+        ConversationKind::Direct
+    } else {
+        ConversationKind::Group
+    };
+    let c = chat
+        .create(&CreateConversationRequest {
+            kind,
+            title: args.title,
+            members,
+            patient_ref: args.patient,
+        })
+        .await?;
+    if args.opts.json {
+        return print_json(&c);
+    }
+    println!("{}", c.id);
+    Ok(())
+}
+
+async fn list(opts: ClientOpts) -> anyhow::Result<()> {
+    let mut chat = open(&opts).await?;
+    report(&chat.sync().await?);
+    let list = chat.api.conversations().await?;
+    if opts.json {
+        return print_json(&list);
+    }
+    let names = names(&chat).await;
+    println!(
+        "{:<36}  {:<6}  {:<16}  {:>4}  title / members",
+        "id", "kind", "last activity", "msgs"
+    );
+    for c in &list.conversations {
+        let who: Vec<String> = c
+            .members
+            .iter()
+            .filter(|m| **m != chat.user())
+            .map(|m| names.get(m).cloned().unwrap_or_else(|| short(*m)))
+            .collect();
+        let msgs = chat
+            .core
+            .conversations
+            .get(&c.id)
+            .map_or(0, |l| l.messages.len());
+        let mut label = c.title.clone().unwrap_or_default();
+        if let Some(p) = &c.patient_ref {
+            label = format!("{label} [patient {p}]");
+        }
+        println!(
+            "{}  {:<6}  {:<16}  {msgs:>4}  {} — {}",
+            c.id,
+            c.kind.as_str(),
+            time(c.last_activity_at),
+            label.trim(),
+            who.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    let online = match chat.sync().await {
+        Ok(ev) => {
+            report(&ev);
+            true
+        }
+        Err(e) => {
+            eprintln!("offline ({e}); the message will be queued");
+            false
+        }
+    };
+    let conv = resolve(&chat, &args.conversation)?;
+    let priority = Priority::parse(&args.priority.to_lowercase())
+        .context("priority must be routine, urgent or stat")?;
+    let reply_to = args
+        .reply_to
+        .as_deref()
+        .map(|r| resolve_message(&chat, conv, r))
+        .transpose()?;
+    let mut attachments = Vec::new();
+    for path in &args.attach {
+        if !online {
+            bail!("attachments need the server; try again when online");
+        }
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let (sealed, key) = content::seal_attachment(&data);
+        let up = chat.api.upload_attachment(conv, sealed).await?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "attachment".into());
+        let ext = name.rsplit('.').next().unwrap_or("").to_lowercase();
+        let (kind, mime) = match ext.as_str() {
+            "png" => (AttachmentKind::Photo, "image/png"),
+            "jpg" | "jpeg" => (AttachmentKind::Photo, "image/jpeg"),
+            "m4a" | "ogg" | "opus" | "wav" => (AttachmentKind::Voice, "audio/*"),
+            "pdf" => (AttachmentKind::File, "application/pdf"),
+            _ => (AttachmentKind::File, "application/octet-stream"),
+        };
+        attachments.push(AttachmentRef {
+            id: up.attachment_id,
+            kind,
+            name,
+            mime: mime.into(),
+            size: data.len() as u64,
+            key,
+        });
+    }
+    let content = MessageContent {
+        text: args.text.join(" "),
+        reply_to,
+        attachments,
+    };
+    let id = chat.send(conv, content, priority).await?;
+    if chat.core.outbox.iter().any(|o| o.id == id) {
+        println!("{id} queued (offline): it is sent, in order, by the next chat command");
+    } else {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+async fn read(args: ReadArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let conv = resolve(&chat, &args.conversation)?;
+    let names = names(&chat).await;
+    let Some(c) = chat.core.conversations.get(&conv) else {
+        bail!("this device has no messages of {conv} (yet)");
+    };
+    if args.opts.json {
+        let msgs: Vec<_> = c.messages.iter().collect();
+        print_json(&msgs)?;
+    } else {
+        let title = c
+            .title
+            .clone()
+            .unwrap_or_else(|| "direct conversation".into());
+        println!("— {title} —");
+        let skip = c.messages.len().saturating_sub(args.last);
+        for m in &c.messages[skip..] {
+            print_message(m, &names);
+        }
+        for o in chat.core.outbox.iter().filter(|o| o.conversation == conv) {
+            println!("{}  (queued)  you: {}", short(o.id), o.content.text);
+        }
+    }
+    chat.mark_read(conv).await?;
+    Ok(())
+}
+
+async fn watch(args: WatchArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    let only = args
+        .conversation
+        .as_deref()
+        .map(|c| resolve(&chat, c))
+        .transpose()?;
+    let names = names(&chat).await;
+    let mut seen = 0usize;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let result = chat
+            .watch(|e| {
+                match e {
+                    Event::Message {
+                        conversation,
+                        message,
+                    } if only.is_none_or(|c| c == *conversation) => {
+                        if args.opts.json {
+                            let _ = print_json(message);
+                        } else {
+                            print!("[{}] ", short(*conversation));
+                            print_message(message, &names);
+                        }
+                        seen += 1;
+                    }
+                    Event::Joined { conversation } => {
+                        eprintln!("joined conversation {conversation}");
+                    }
+                    Event::Removed { conversation } => {
+                        eprintln!("removed from conversation {conversation}");
+                    }
+                    Event::Rejected { reason, .. } => {
+                        eprintln!("warning: skipped a message that could not be opened: {reason}");
+                    }
+                    _ => {}
+                }
+                args.count.is_none_or(|n| seen < n)
+            })
+            .await;
+        if args.count.is_some_and(|n| seen >= n) {
+            return Ok(());
+        }
+        match result {
+            Ok(()) => eprintln!("connection closed; reconnecting"),
+            Err(e) if e.code() == Some(wardline_proto::ErrorCode::Unauthenticated) => {
+                bail!("the session ended; run `wardline login`")
+            }
+            Err(e) => eprintln!(
+                "connection lost ({e}); reconnecting in {} s",
+                backoff.as_secs()
+            ),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        if chat.api.current_session().await.is_err() {
+            bail!("the session ended; run `wardline login`");
+        }
+    }
+}
+
+async fn receipts(args: ReceiptsArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let conv = resolve(&chat, &args.conversation)?;
+    let message = match &args.message {
+        Some(m) => resolve_message(&chat, conv, m)?,
+        None => chat
+            .core
+            .conversations
+            .get(&conv)
+            .and_then(|c| c.messages.iter().rev().find(|m| m.mine))
+            .map(|m| m.id)
+            .context("you have sent nothing in this conversation from this device")?,
+    };
+    let r = chat.api.receipts(conv, message).await?;
+    if args.opts.json {
+        return print_json(&r);
+    }
+    let names = names(&chat).await;
+    println!("message {} ({})", message, r.priority.as_str());
+    println!(
+        "{:<24}  {:<8}  {:<16}  {:<16}",
+        "recipient", "device", "delivered", "read"
+    );
+    let show = |t: Option<i64>| t.map(time).unwrap_or_else(|| "—".into());
+    for x in &r.receipts {
+        println!(
+            "{:<24}  {:<8}  {:<16}  {:<16}",
+            names
+                .get(&x.user_id)
+                .cloned()
+                .unwrap_or_else(|| short(x.user_id)),
+            short(x.device_id),
+            show(x.delivered_at),
+            show(x.read_at)
+        );
+    }
+    Ok(())
+}
+
+async fn member(args: MemberArgs, add: bool) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let conv = resolve(&chat, &args.conversation)?;
+    let user = user_by_email(&chat, &args.email).await?;
+    if add {
+        chat.api.add_member(conv, user).await?;
+    } else {
+        chat.api.remove_member(conv, user).await?;
+    }
+    chat.reconcile(conv).await?;
+    println!("{} {}", if add { "added" } else { "removed" }, args.email);
+    Ok(())
+}
+
+async fn leave(args: ConvArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let conv = resolve(&chat, &args.conversation)?;
+    let me = chat.user();
+    chat.api.remove_member(conv, me).await?;
+    chat.save()?;
+    println!("left {conv}");
+    Ok(())
+}
+
+async fn download(args: DownloadArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let conv = resolve(&chat, &args.conversation)?;
+    let msg = resolve_message(&chat, conv, &args.message)?;
+    let att = chat
+        .core
+        .conversations
+        .get(&conv)
+        .and_then(|c| c.messages.iter().find(|m| m.id == msg))
+        .and_then(|m| m.content.attachments.first().cloned())
+        .context("that message has no attachment")?;
+    let sealed = chat.api.download_attachment(conv, att.id).await?;
+    let data = content::open_attachment(&sealed, &att.key)
+        .context("the attachment does not match its key (altered on the server?)")?;
+    std::fs::write(&args.out, data)?;
+    println!("{} ({} bytes) → {}", att.name, att.size, args.out.display());
+    Ok(())
+}

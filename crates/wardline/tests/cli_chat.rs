@@ -1,0 +1,240 @@
+//! `wardline chat` end to end, as people at terminals would use it: two users
+//! on three devices (Nina has two) against `wardline serve`, one device offline
+//! and catching up, a message written while the server is down and sent on
+//! reconnect, real-time delivery with `chat watch`, receipts, and no message
+//! text in the server's log or database.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+const PASS_ENV: (&str, &str) = ("WARDLINE_PASSPHRASE", "7314 lantern");
+
+fn chat(profile: &Path, args: &[&str]) -> String {
+    let mut full = vec!["chat"];
+    full.extend_from_slice(args);
+    let (ok, out, err) = wardline_env(profile, &full, "", &[PASS_ENV]);
+    assert!(ok, "wardline chat {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+#[test]
+fn two_users_three_devices_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let p = |name: &str| dir.path().join(format!("{name}.json"));
+    let (ada, bo, nina1, nina2) = (p("ada"), p("bo"), p("nina-phone"), p("nina-ipad"));
+
+    let (ok, out, err) = wardline(
+        &ada,
+        &[
+            "admin",
+            "bootstrap",
+            "--data-dir",
+            data_s,
+            "--org-name",
+            "Test Clinic",
+            "--org-slug",
+            "test",
+            "--email",
+            "ada@test.example",
+            "--name",
+            "Ada Admin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{out} {err}");
+    let port = free_port();
+    let (server, url, cert) = serve(&data, port);
+    login_enrolling(&ada, &url, &cert, "test", "ada@test.example");
+    for (email, name, role) in [
+        ("bo@test.example", "Dr Bo Physician", "physician"),
+        ("nina@test.example", "Nina Nurse", "nurse"),
+    ] {
+        let (ok, _, err) = wardline(
+            &ada,
+            &[
+                "admin", "users", "create", "--email", email, "--name", name, "--role", role,
+            ],
+            &format!("{PASSWORD}\n"),
+        );
+        assert!(ok, "{err}");
+    }
+    login_enrolling(&bo, &url, &cert, "test", "bo@test.example");
+    let (nina_secret, _) = login_enrolling(&nina1, &url, &cert, "test", "nina@test.example");
+    // Nina's second device: same account, its own device id and session.
+    std::thread::sleep(Duration::from_secs(1));
+    let code = {
+        // A fresh TOTP step, so the code is not refused as a replay.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        std::thread::sleep(Duration::from_secs(30 - now % 30 + 1));
+        totp_now(&nina_secret)
+    };
+    let (ok, _, err) = wardline(
+        &nina2,
+        &[
+            "login",
+            "--server",
+            &url,
+            "--ca-cert",
+            cert.to_str().unwrap(),
+            "--org",
+            "test",
+            "--email",
+            "nina@test.example",
+            "--code",
+            &code,
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{err}");
+
+    // Each device registers on first use (its store is sealed by the passphrase).
+    chat(&nina1, &["list"]);
+    chat(&nina2, &["list"]);
+    let conv = chat(
+        &bo,
+        &[
+            "new",
+            "--with",
+            "nina@test.example",
+            "--title",
+            "Bed 7 handover",
+            "--patient",
+            "MRN-777001",
+        ],
+    )
+    .trim()
+    .to_owned();
+    assert_eq!(conv.len(), 36, "{conv}");
+    let listed = chat(&bo, &["list"]);
+    assert!(
+        listed.contains("Bed 7 handover") && listed.contains("Nina Nurse"),
+        "{listed}"
+    );
+
+    chat(
+        &bo,
+        &[
+            "send",
+            &conv[..8],
+            "CANARY-CLI potassium 6.9, repeat stat",
+            "--priority",
+            "stat",
+        ],
+    );
+    // Nina's phone reads (and so marks read); her iPad stays offline.
+    let read = chat(&nina1, &["read", &conv[..8]]);
+    assert!(
+        read.contains("CANARY-CLI potassium 6.9") && read.contains("[STAT]"),
+        "{read}"
+    );
+    let canary_id = read.lines().find(|l| l.contains("CANARY-CLI")).unwrap()[..8].to_owned();
+    chat(
+        &nina1,
+        &["send", &conv[..8], "on my way", "--reply-to", &canary_id],
+    );
+
+    // The iPad catches up: both messages, the reply marked as one.
+    let read = chat(&nina2, &["read", &conv[..8]]);
+    assert!(read.contains("CANARY-CLI potassium 6.9"), "{read}");
+    assert!(
+        read.contains(&format!("you (reply to {canary_id}): on my way")),
+        "{read}"
+    );
+
+    // Receipts of Bo's message, per device of Nina's.
+    let receipts = chat(&bo, &["receipts", &conv[..8]]);
+    let rows: Vec<Vec<&str>> = receipts
+        .lines()
+        .filter(|l| l.starts_with("Nina Nurse"))
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{receipts}");
+    // Columns: recipient, device, delivered, read ("—" when not yet).
+    assert!(
+        rows.iter().all(|r| r.len() == 4 && r[2] != "—"),
+        "both delivered: {receipts}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r[3] != "—").count(),
+        1,
+        "the phone read it: {receipts}"
+    );
+
+    // Real time: Bo watches while the iPad writes.
+    let watcher = Command::new(BIN)
+        .args(["chat", "watch", &conv[..8], "--count", "1"])
+        .env("WARDLINE_PROFILE", &bo)
+        .env(PASS_ENV.0, PASS_ENV.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watcher = Killed(watcher);
+    std::thread::sleep(Duration::from_secs(2));
+    chat(&nina2, &["send", &conv[..8], "from the ward iPad"]);
+    let out = {
+        let mut w = watcher;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while w.0.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watch did not print the message"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut s = String::new();
+        std::io::Read::read_to_string(w.0.stdout.as_mut().unwrap(), &mut s).unwrap();
+        s
+    };
+    assert!(out.contains("Nina Nurse: from the ward iPad"), "{out}");
+
+    // The server goes down; Nina writes anyway; it is sent when it is back.
+    let mut log = stop_and_log(server);
+    let (ok, out, err) = wardline_env(
+        &nina1,
+        &["chat", "send", &conv[..8], "written offline"],
+        "",
+        &[PASS_ENV],
+    );
+    assert!(ok && out.contains("queued (offline)"), "{out} {err}");
+    let (server, _, _) = serve(&data, port);
+    chat(&nina1, &["list"]); // any command flushes the outbox
+    let read = chat(&bo, &["read", &conv[..8]]);
+    assert!(read.contains("Nina Nurse: written offline"), "{read}");
+
+    // Neither the log nor the database holds message text.
+    log.push_str(&stop_and_log(server));
+    let db = std::fs::read(data.join("wardline.db")).unwrap();
+    for needle in [
+        "CANARY-CLI",
+        "potassium",
+        "on my way",
+        "written offline",
+        "Bed 7 handover",
+    ] {
+        assert!(!log.contains(needle), "server log contains {needle:?}");
+        assert!(
+            !db.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "database contains {needle:?}"
+        );
+    }
+    assert!(
+        log.contains("/api/v1/conversations/{id}/messages"),
+        "request log has message routes"
+    );
+}

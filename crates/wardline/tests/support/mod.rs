@@ -1,0 +1,177 @@
+//! Running the `wardline` binary in tests: a command with a profile, a server
+//! process, sign-in with TOTP enrolment driven through stdin.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wardline");
+pub const PASSWORD: &str = "lantern orbit mossy teacup";
+
+/// A child process killed (and reaped) when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `wardline args…` with `stdin`, returning (success, stdout, stderr).
+pub fn wardline(profile: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    wardline_env(profile, args, stdin, &[])
+}
+
+pub fn wardline_env(
+    profile: &Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("WARDLINE_PROFILE", profile)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+pub fn totp_now(secret: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["totp-code", secret])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `wardline serve` on `port`, once `/readyz` answers. Returns the process,
+/// the base URL and the development certificate.
+pub fn serve(data: &Path, port: u16) -> (Killed, String, PathBuf) {
+    let url = format!("https://127.0.0.1:{port}");
+    let server = Command::new(BIN)
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let server = Killed(server);
+    let cert = data.join("tls/cert.pem");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if cert.exists() {
+            let http = reqwest::blocking::Client::builder()
+                .tls_certs_only(
+                    reqwest::Certificate::from_pem_bundle(&std::fs::read(&cert).unwrap()).unwrap(),
+                )
+                .build()
+                .unwrap();
+            if http
+                .get(format!("{url}/readyz"))
+                .send()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+            {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, url, cert)
+}
+
+/// First sign-in of a user: password, TOTP enrolment answered from the
+/// printed secret. Returns the TOTP secret and the transcript (stderr).
+pub fn login_enrolling(
+    profile: &Path,
+    url: &str,
+    cert: &Path,
+    org: &str,
+    email: &str,
+) -> (String, String) {
+    let mut login = Command::new(BIN)
+        .args([
+            "login",
+            "--server",
+            url,
+            "--ca-cert",
+            cert.to_str().unwrap(),
+            "--org",
+            org,
+            "--email",
+            email,
+        ])
+        .env("WARDLINE_PROFILE", profile)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = login.stdin.take().unwrap();
+    writeln!(stdin, "{PASSWORD}").unwrap();
+    let lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let mut transcript = String::new();
+    let mut secret = None;
+    for line in lines {
+        let line = line.unwrap();
+        transcript.push_str(&line);
+        transcript.push('\n');
+        if let Some(s) = line.split("by hand: ").nth(1) {
+            let s = s.trim_end_matches(')').to_owned();
+            writeln!(stdin, "{}", totp_now(&s)).unwrap();
+            secret = Some(s);
+        }
+    }
+    assert!(
+        login.wait().unwrap().success(),
+        "login failed:\n{transcript}"
+    );
+    (secret.expect("no enrolment prompt"), transcript)
+}
+
+/// Server log (stderr) of a stopped server process.
+pub fn stop_and_log(mut server: Killed) -> String {
+    let pid = server.0.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut log = String::new();
+    std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    log
+}
