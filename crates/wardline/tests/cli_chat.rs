@@ -169,11 +169,8 @@ fn two_users_three_devices_through_the_cli() {
         rows.iter().all(|r| r.len() == 4 && r[2] != "—"),
         "both delivered: {receipts}"
     );
-    assert_eq!(
-        rows.iter().filter(|r| r[3] != "—").count(),
-        1,
-        "the phone read it: {receipts}"
-    );
+    // Both of Nina's devices ran `chat read`, which marks the thread read.
+    assert!(rows.iter().all(|r| r[3] != "—"), "both read: {receipts}");
 
     // Real time: Bo watches while the iPad writes.
     let watcher = Command::new(BIN)
