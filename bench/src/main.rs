@@ -13,8 +13,13 @@
 //!   commit, and the time `wardline audit verify` takes per entry, on SQLite
 //!   and PostgreSQL.
 //!
+//! * `messaging` (see `messaging.rs`): MLS commit cost by group size, and a
+//!   20-member conversation's message rate and delivery latency on both engines.
+//!
 //! Client and server share this machine (loopback, TLS, HTTP/1.1 keep-alive),
 //! so the figures are for the whole path on two cores, not server-only.
+
+mod messaging;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -59,6 +64,9 @@ struct Args {
     /// Entries in the log that is verified (SQLite; PostgreSQL gets a fifth).
     #[arg(long, default_value_t = 1_000_000)]
     verify_entries: u64,
+    /// Run only the messaging benchmarks (MLS commit cost, delivery).
+    #[arg(long)]
+    only_messaging: bool,
 }
 
 struct Running {
@@ -405,6 +413,20 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut rows = Vec::new();
 
+    let pg = args
+        .postgres
+        .clone()
+        .or_else(|| std::env::var("WARDLINE_TEST_POSTGRES_URL").ok());
+    if args.only_messaging {
+        messaging::mls_rows(&mut rows)?;
+        messaging::delivery_rows("SQLite", None, &args, &mut rows).await?;
+        if let Some(pg) = pg {
+            messaging::delivery_rows("PostgreSQL", Some(pg), &args, &mut rows).await?;
+        }
+        print_rows(rows);
+        return Ok(());
+    }
+
     let passwords = Passwords::new();
     let n = 20;
     let t = Instant::now();
@@ -435,6 +457,8 @@ async fn main() -> anyhow::Result<()> {
         ms(per_verify)
     ));
 
+    messaging::mls_rows(&mut rows)?;
+    messaging::delivery_rows("SQLite", None, &args, &mut rows).await?;
     backend_rows("SQLite", None, &args, &mut rows).await?;
     audit_rows("SQLite", None, &args, args.verify_entries, &mut rows).await?;
     match args
@@ -443,6 +467,7 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|| std::env::var("WARDLINE_TEST_POSTGRES_URL").ok())
     {
         Some(pg) => {
+            messaging::delivery_rows("PostgreSQL", Some(pg.clone()), &args, &mut rows).await?;
             backend_rows("PostgreSQL", Some(pg.clone()), &args, &mut rows).await?;
             audit_rows(
                 "PostgreSQL",
@@ -458,10 +483,14 @@ async fn main() -> anyhow::Result<()> {
         ),
     }
 
+    print_rows(rows);
+    Ok(())
+}
+
+fn print_rows(rows: Vec<String>) {
     println!("| backend | operation | rate | p50 ms | p99 ms |");
     println!("| --- | --- | --- | --- | --- |");
     for r in rows {
         println!("{r}");
     }
-    Ok(())
 }
