@@ -85,11 +85,26 @@ pub fn mls_rows(rows: &mut Vec<String>) -> anyhow::Result<()> {
         rows.push(row(
             "commit adding one device (committer)",
             median(add),
-            format!("commit {commit_bytes} B, Welcome {} kB", welcome_bytes / 1024),
+            format!(
+                "commit {commit_bytes} B, Welcome {} kB",
+                welcome_bytes / 1024
+            ),
         ));
-        rows.push(row("process that commit (receiver)", median(add_proc), "—".into()));
-        rows.push(row("commit removing one device (committer)", median(rem), "—".into()));
-        rows.push(row("process that commit (receiver)", median(rem_proc), "—".into()));
+        rows.push(row(
+            "process that commit (receiver)",
+            median(add_proc),
+            "—".into(),
+        ));
+        rows.push(row(
+            "commit removing one device (committer)",
+            median(rem),
+            "—".into(),
+        ));
+        rows.push(row(
+            "process that commit (receiver)",
+            median(rem_proc),
+            "—".into(),
+        ));
     }
     Ok(())
 }
@@ -156,7 +171,11 @@ pub async fn delivery_rows(
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
-                chat.core.queue(conv, MessageContent::text("bench message of ordinary length, about one line"), Priority::Routine);
+                chat.core.queue(
+                    conv,
+                    MessageContent::text("bench message of ordinary length, about one line"),
+                    Priority::Routine,
+                );
                 let req = chat.core.encrypt_next().context("queued")??;
                 let t = Instant::now();
                 let resp = chat.api.submit(conv, &req).await?;
@@ -188,7 +207,12 @@ pub async fn delivery_rows(
     let url = format!(
         "{}/api/v1/sync/ws?after={}",
         r.url.replace("https://", "wss://"),
-        receiver.api.sync(0, 500).await.map(|s| s.entries.last().map_or(0, |e| e.seq)).unwrap_or(0)
+        receiver
+            .api
+            .sync(0, 500)
+            .await
+            .map(|s| s.entries.last().map_or(0, |e| e.seq))
+            .unwrap_or(0)
     );
     let mut request = url.into_client_request()?;
     request.headers_mut().insert(
@@ -220,13 +244,15 @@ pub async fn delivery_rows(
     let listener = tokio::spawn(async move {
         let mut lat = Vec::new();
         while lat.len() < total {
-            let Some(msg) = socket.next().await else { break };
-            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg? {
-                if let ServerFrame::Entry(e) = serde_json::from_str::<ServerFrame>(&t)? {
-                    let now = Instant::now();
-                    if let Some(at) = sent.lock().unwrap().get(&e.message_id) {
-                        lat.push(now - *at);
-                    }
+            let Some(msg) = socket.next().await else {
+                break;
+            };
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg?
+                && let ServerFrame::Entry(e) = serde_json::from_str::<ServerFrame>(&t)?
+            {
+                let now = Instant::now();
+                if let Some(at) = sent.lock().unwrap().get(&e.message_id) {
+                    lat.push(now - *at);
                 }
             }
         }
@@ -234,9 +260,14 @@ pub async fn delivery_rows(
     });
     let mut sender = back.pop().context("a sender")?;
     for _ in 0..total {
-        sender.core.queue(conv, MessageContent::text("latency probe"), Priority::Stat);
+        sender
+            .core
+            .queue(conv, MessageContent::text("latency probe"), Priority::Stat);
         let req = sender.core.encrypt_next().context("queued")??;
-        sent_at.lock().unwrap().insert(req.message_id, Instant::now());
+        sent_at
+            .lock()
+            .unwrap()
+            .insert(req.message_id, Instant::now());
         let resp = sender.api.submit(conv, &req).await?;
         sender.core.sent_next(resp.created_at);
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -1,7 +1,9 @@
 //! `cargo xtask <command>`: the project's own build, test and bench entry points.
 //!
 //! * `serve [args…]`   build and run the server (`cargo xtask serve --demo`)
-//! * `test [args…]`    the whole test suite (nextest if installed, else cargo test)
+//! * `test [args…]`    the whole test suite (nextest if installed, else cargo test),
+//!   then the client core's WebAssembly build (`wasm`)
+//! * `wasm`            `cargo check` of `wardline-client`'s core for wasm32-unknown-unknown
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build)
 //!
@@ -34,10 +36,45 @@ fn has_nextest() -> bool {
         .unwrap_or(false)
 }
 
+/// The client's protocol core must build for the browser: a web client will
+/// reuse it. The WebAssembly standard library comes from rustup if missing;
+/// the getrandom backends need the cfg flag (host build scripts are unaffected).
+fn wasm_check() -> ExitCode {
+    const TARGET: &str = "wasm32-unknown-unknown";
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == TARGET)
+        })
+        .unwrap_or(false);
+    if !installed {
+        let mut add = Command::new("rustup");
+        add.args(["target", "add", TARGET]);
+        let code = run(add);
+        if code != ExitCode::SUCCESS {
+            return code;
+        }
+    }
+    let mut c = cargo();
+    c.args([
+        "check",
+        "--package",
+        "wardline-client",
+        "--no-default-features",
+        "--target",
+        TARGET,
+    ])
+    .env("RUSTFLAGS", "--cfg getrandom_backend=\"wasm_js\"");
+    run(c)
+}
+
 fn main() -> ExitCode {
     let mut args = env::args().skip(1);
     let Some(cmd) = args.next() else {
-        eprintln!("usage: cargo xtask <serve|test|lint|bench> [args…]");
+        eprintln!("usage: cargo xtask <serve|test|wasm|lint|bench> [args…]");
         return ExitCode::FAILURE;
     };
     let rest: Vec<String> = args.collect();
@@ -69,8 +106,13 @@ fn main() -> ExitCode {
                 c.args(["test", "--workspace", "--no-fail-fast"])
                     .args(&rest);
             }
-            run(c)
+            let code = run(c);
+            if code != ExitCode::SUCCESS {
+                return code;
+            }
+            wasm_check()
         }
+        "wasm" => wasm_check(),
         "lint" => {
             let mut fmt = cargo();
             fmt.args(["fmt", "--all", "--check"]);
@@ -103,7 +145,9 @@ fn main() -> ExitCode {
             run(c)
         }
         other => {
-            eprintln!("xtask: unknown command {other:?}; expected serve, test, lint or bench");
+            eprintln!(
+                "xtask: unknown command {other:?}; expected serve, test, wasm, lint or bench"
+            );
             ExitCode::FAILURE
         }
     }

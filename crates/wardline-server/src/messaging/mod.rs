@@ -662,7 +662,7 @@ impl MessagingService {
                 "welcome, added_devices and removed_devices belong to commits",
             ));
         }
-        if req.welcome.is_some() != !req.added_devices.is_empty() {
+        if req.welcome.is_some() == req.added_devices.is_empty() {
             return Err(ApiError::bad_request(
                 "a commit that adds devices carries their Welcome, and only then",
             ));
