@@ -185,12 +185,18 @@ impl Chat {
             more.extend(self.reconcile(conv).await?);
         }
         self.flush().await?;
-        self.top_up_key_packages().await?;
+        more.extend(self.check_devices().await?);
         Ok(more)
     }
 
-    async fn top_up_key_packages(&mut self) -> Result<()> {
+    /// Points out devices newly registered to the account, and keeps this
+    /// device's key packages stocked.
+    async fn check_devices(&mut self) -> Result<Vec<Event>> {
         let mine = self.api.my_devices().await?;
+        let events = self.core.check_devices(&mine);
+        if !events.is_empty() {
+            self.save()?;
+        }
         if let Some(d) = mine.devices.iter().find(|d| d.id == self.core.mls.device)
             && d.key_packages_available < KEY_PACKAGE_LOW_WATER
         {
@@ -198,7 +204,7 @@ impl Chat {
             self.save()?;
             self.api.upload_key_packages(&req).await?;
         }
-        Ok(())
+        Ok(events)
     }
 
     /// Submits a commit made by the core; `Ok(false)` if another device won the

@@ -16,7 +16,7 @@ use wardline_client::chat::Chat;
 use wardline_client::core::{Event, MessageContent};
 use wardline_proto::messaging::*;
 use wardline_proto::{ErrorCode, Role};
-use wardline_server::store::Store;
+use wardline_server::store::{AuditStore, Store};
 
 const PASSPHRASE: &str = "4821 quiet harbour";
 
@@ -149,9 +149,37 @@ async fn conversation_across_devices(backend: Backend) {
     assert!(c.devices.iter().all(|d| d.state == DeviceState::Member));
     assert!(c.read_receipts_mandatory, "clinical thread");
 
-    // Bob's phone joins and reads; the iPad stays offline.
+    // Bob's phone joins and reads; the iPad stays offline. The phone is told
+    // that the iPad was registered to Bob's account after it.
     let ev = b1.sync().await.unwrap();
     assert!(ev.contains(&Event::Joined { conversation: conv }));
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::NewDevice { device, .. } if *device == bob2_id)),
+        "{ev:?}"
+    );
+    assert!(
+        !b1.sync()
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::NewDevice { .. }))
+    );
+    // Every device's identity key is in the tamper-evident audit trail.
+    let trail = t.sql.audit_entries(0, 10_000).await.unwrap();
+    for key in [
+        a.core.mls.identity_key(),
+        b1.core.mls.identity_key(),
+        b2.core.mls.identity_key(),
+    ] {
+        let fp = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&key));
+        assert!(
+            trail.iter().any(|r| r.action == "device.register"
+                && r.target_type.as_deref() == Some("identity_key_sha256")
+                && r.target_id.as_deref() == Some(fp.as_str())),
+            "identity key {fp} not in the audit trail"
+        );
+    }
     let canary = "PLAINTEXT-CANARY potassium 6.8 bed 12";
     let sent = a
         .send(conv, MessageContent::text(canary), Priority::Stat)

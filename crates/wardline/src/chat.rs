@@ -42,6 +42,8 @@ pub enum ChatCommand {
     Leave(ConvArgs),
     /// Save an attachment of a message to a file.
     Download(DownloadArgs),
+    /// Your devices: name, identity key fingerprint, key packages left.
+    Devices(ClientOpts),
 }
 
 #[derive(clap::Args)]
@@ -297,10 +299,21 @@ fn print_message(m: &LocalMessage, names: &HashMap<Uuid, String>) {
 
 fn report(events: &[Event]) {
     for e in events {
-        if let Event::Rejected { reason, .. } = e {
-            eprintln!("warning: a message could not be opened and was skipped: {reason}");
+        match e {
+            Event::Rejected { reason, .. } => {
+                eprintln!("warning: a message could not be opened and was skipped: {reason}");
+            }
+            Event::NewDevice { device, name } => new_device(*device, name),
+            _ => {}
         }
     }
+}
+
+fn new_device(device: Uuid, name: &str) {
+    eprintln!(
+        "notice: a new device was registered to your account: {name:?} ({device}). \
+         If that was not you, tell your administrator now."
+    );
 }
 
 pub async fn run(cmd: ChatCommand) -> anyhow::Result<()> {
@@ -315,6 +328,7 @@ pub async fn run(cmd: ChatCommand) -> anyhow::Result<()> {
         ChatCommand::Remove(args) => member(args, false).await,
         ChatCommand::Leave(args) => leave(args).await,
         ChatCommand::Download(args) => download(args).await,
+        ChatCommand::Devices(opts) => devices(opts).await,
     }
 }
 
@@ -512,6 +526,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                     Event::Rejected { reason, .. } => {
                         eprintln!("warning: skipped a message that could not be opened: {reason}");
                     }
+                    Event::NewDevice { device, name } => new_device(*device, name),
                     _ => {}
                 }
                 args.count.is_none_or(|n| seen < n)
@@ -621,5 +636,35 @@ async fn download(args: DownloadArgs) -> anyhow::Result<()> {
         .context("the attachment does not match its key (altered on the server?)")?;
     std::fs::write(&args.out, data)?;
     println!("{} ({} bytes) → {}", att.name, att.size, args.out.display());
+    Ok(())
+}
+
+async fn devices(opts: ClientOpts) -> anyhow::Result<()> {
+    let mut chat = open(&opts).await?;
+    report(&chat.sync().await?);
+    let list = chat.api.my_devices().await?;
+    if opts.json {
+        return print_json(&list);
+    }
+    println!(
+        "{:<36}  {:<24}  {:<16}  {:<16}  key packages",
+        "device", "name", "registered", "identity key"
+    );
+    for d in &list.devices {
+        let this = if d.id == chat.core.mls.device {
+            " (this one)"
+        } else {
+            ""
+        };
+        println!(
+            "{}  {:<24}  {:<16}  {:<16}  {}{}",
+            d.id,
+            d.name,
+            time(d.created_at),
+            &hex::encode(d.identity_key.0.as_slice())[..16],
+            d.key_packages_available,
+            this
+        );
+    }
     Ok(())
 }

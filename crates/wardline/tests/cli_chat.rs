@@ -100,6 +100,21 @@ fn two_users_three_devices_through_the_cli() {
     // Each device registers on first use (its store is sealed by the passphrase).
     chat(&nina1, &["list"]);
     chat(&nina2, &["list"]);
+    // Nina's phone is told about the new device on her account, once.
+    let (ok, _, err) = wardline_env(&nina1, &["chat", "list"], "", &[PASS_ENV]);
+    assert!(
+        ok && err.contains("a new device was registered to your account"),
+        "{err}"
+    );
+    let (_, _, err) = wardline_env(&nina1, &["chat", "list"], "", &[PASS_ENV]);
+    assert!(!err.contains("new device"), "{err}");
+    let devices = chat(&nina1, &["devices"]);
+    assert_eq!(
+        devices.lines().count(),
+        3,
+        "header and two devices: {devices}"
+    );
+    assert!(devices.contains("(this one)"), "{devices}");
     let conv = chat(
         &bo,
         &[

@@ -74,6 +74,12 @@ pub enum Event {
     Removed {
         conversation: Uuid,
     },
+    /// A device this one has not seen before was registered to the same
+    /// account (if that was not the user, the account is compromised).
+    NewDevice {
+        device: Uuid,
+        name: String,
+    },
     /// An entry could not be applied (forged, replayed, or for a group this
     /// device is not in); it is skipped, never retried.
     Rejected {
@@ -93,6 +99,8 @@ struct Persisted {
     conversations: BTreeMap<Uuid, LocalConversation>,
     outbox: Vec<Outgoing>,
     seen: BTreeSet<Uuid>,
+    #[serde(default)]
+    known_devices: BTreeSet<Uuid>,
     mls: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -103,6 +111,8 @@ pub struct ChatCore {
     pub conversations: BTreeMap<Uuid, LocalConversation>,
     pub outbox: Vec<Outgoing>,
     seen: BTreeSet<Uuid>,
+    /// The account's devices this device knows of (to point out new ones).
+    known_devices: BTreeSet<Uuid>,
 }
 
 /// Devices a group must gain or lose to match the server's membership.
@@ -128,6 +138,7 @@ impl ChatCore {
             conversations: BTreeMap::new(),
             outbox: Vec::new(),
             seen: BTreeSet::new(),
+            known_devices: BTreeSet::from([device]),
         })
     }
 
@@ -141,6 +152,7 @@ impl ChatCore {
             conversations: self.conversations.clone(),
             outbox: self.outbox.clone(),
             seen: self.seen.clone(),
+            known_devices: self.known_devices.clone(),
             mls: self.mls.export(),
         };
         let json = Zeroizing::new(serde_json::to_vec(&p).expect("state serialises"));
@@ -157,6 +169,7 @@ impl ChatCore {
             conversations: p.conversations,
             outbox: p.outbox,
             seen: p.seen,
+            known_devices: p.known_devices,
         })
     }
 
@@ -180,6 +193,21 @@ impl ChatCore {
             key_packages: kps.into_iter().map(B64).collect(),
             last_resort: None,
         })
+    }
+
+    /// Compares the account's device list with the ones seen before; new
+    /// ones are events (and known from then on).
+    pub fn check_devices(&mut self, devices: &DeviceList) -> Vec<Event> {
+        let mut events = Vec::new();
+        for d in &devices.devices {
+            if self.known_devices.insert(d.id) {
+                events.push(Event::NewDevice {
+                    device: d.id,
+                    name: d.name.clone(),
+                });
+            }
+        }
+        events
     }
 
     /// Keeps the server's view of a conversation (title, members).

@@ -176,6 +176,13 @@ impl MessagingService {
             e => e.into(),
         })?;
         self.hub.wake(&woken);
+        // Publish the identity key in the tamper-evident trail, so that a
+        // device added behind a user's back would show there for good.
+        audit.also(
+            wardline_proto::audit::AuditAction::DeviceRegister,
+            "identity_key_sha256",
+            hex::encode(Sha256::digest(&row.identity_key)),
+        );
         Ok(Device {
             id: row.id,
             user_id: row.user_id,
