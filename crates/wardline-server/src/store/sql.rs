@@ -29,6 +29,11 @@ pub struct SqlStore {
     /// Bumped after every change that can end sessions (revocation, a user's
     /// status or roles): open WebSockets re-check their session when it moves.
     session_changes: tokio::sync::watch::Sender<u64>,
+    /// SQLite has one writer at a time; a writer that finds the database busy
+    /// sleeps in SQLite's busy handler (1, 2, 5 … 100 ms) and retries. Write
+    /// transactions queue here instead, and so start the moment the previous
+    /// one commits (see bench/RESULTS.md). Unused on PostgreSQL.
+    write_lock: tokio::sync::Mutex<()>,
 }
 
 /// An engine-native pool beside the `Any` one, for reading the audit log in
@@ -114,7 +119,23 @@ impl SqlStore {
             backend,
             bulk,
             session_changes: tokio::sync::watch::channel(0).0,
+            write_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Begins a transaction that will write: on SQLite, first waits its turn
+    /// among this process's writers. Keep the guard until after the commit.
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<(
+        Option<tokio::sync::MutexGuard<'_, ()>>,
+        sqlx::Transaction<'static, sqlx::Any>,
+    )> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.lock().await),
+            Backend::Postgres => None,
+        };
+        Ok((guard, self.pool.begin().await?))
     }
 
     /// Changes whenever a session may have ended on this node.
@@ -582,7 +603,7 @@ impl Store for SqlStore {
         user: UserId,
         hashes: &[Vec<u8>],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query("DELETE FROM recovery_codes WHERE org_id = $1 AND user_id = $2")
             .bind(org.to_string())
             .bind(user.to_string())

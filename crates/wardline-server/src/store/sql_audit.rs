@@ -117,7 +117,7 @@ impl AuditStore for SqlStore {
         entries: &[AuditRow],
         checkpoint: Option<&CheckpointRow>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         for chunk in entries.chunks(INSERT_CHUNK) {
             let mut q = sqlx::query(insert_sql(chunk.len()));
             for e in chunk {
@@ -293,7 +293,7 @@ impl AuditStore for SqlStore {
     }
 
     async fn purge_audit(&self, up_to: i64, now_ms: i64, cutoff_ms: i64) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query("INSERT INTO audit_purges (up_to, at_ms, cutoff_ms) VALUES ($1, $2, $3)")
             .bind(up_to)
             .bind(now_ms)

@@ -210,7 +210,7 @@ impl MessagingStore for SqlStore {
         d: &DeviceRow,
         key_packages: &[(Vec<u8>, bool)],
     ) -> Result<Woken> {
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO devices (id, org_id, user_id, name, identity_key, created_at, retired_at, inbox_seq, acked_seq) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, 0)",
@@ -300,7 +300,7 @@ impl MessagingStore for SqlStore {
         kps: &[(Vec<u8>, bool)],
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         if kps.iter().any(|(_, lr)| *lr) {
             sqlx::query("DELETE FROM key_packages WHERE device_id = $1 AND last_resort = 1")
                 .bind(device.to_string())
@@ -349,7 +349,7 @@ impl MessagingStore for SqlStore {
         members: &[UserId],
         devices: &[ConversationDeviceRow],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO conversations (id, org_id, kind, dek_id, title_enc, patient_ref_enc, direct_key, created_by, created_at, epoch, last_activity_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -461,7 +461,7 @@ impl MessagingStore for SqlStore {
         devices: &[DeviceId],
         notice: &MessageRow,
     ) -> Result<(bool, Woken)> {
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         Self::lock_conversation(&mut tx, conversation, notice.created_at).await?;
         let added = sqlx::query(
             "INSERT INTO conversation_members (conversation_id, user_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -501,7 +501,7 @@ impl MessagingStore for SqlStore {
         user: UserId,
         notice: &MessageRow,
     ) -> Result<(bool, Woken)> {
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         Self::lock_conversation(&mut tx, conversation, notice.created_at).await?;
         let removed = sqlx::query(
             "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
@@ -540,7 +540,7 @@ impl MessagingStore for SqlStore {
         let sender = m
             .sender_device
             .ok_or_else(|| StoreError::Corrupt("submission without a sender device".into()))?;
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let epoch = Self::lock_conversation(&mut tx, m.conversation_id, m.created_at).await?;
         if let Some(prev) = sqlx::query("SELECT * FROM messages WHERE id = $1")
             .bind(m.id.to_string())
@@ -687,7 +687,7 @@ impl MessagingStore for SqlStore {
     }
 
     async fn ack(&self, device: DeviceId, up_to: i64, now: i64) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE devices SET acked_seq = CASE WHEN acked_seq < $2 THEN $2 ELSE acked_seq END \
              WHERE id = $1 AND $2 <= inbox_seq RETURNING acked_seq",
