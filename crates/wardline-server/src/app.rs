@@ -321,7 +321,8 @@ impl Server {
         result.map_err(|e| StartError::Listen(addr, e))
     }
 
-    /// Background work of a serving node: SIEM export and audit retention.
+    /// Background work of a serving node: SIEM export, audit retention, and
+    /// (on PostgreSQL) inbox wake-ups from other nodes.
     /// Not started by [`Server::build`], so that CLI commands that build a
     /// server to reach its services do not export or purge.
     fn start_jobs(&self) -> Result<(), StartError> {
@@ -334,6 +335,12 @@ impl Server {
             self.clock.clone(),
             self.config.audit.retention_days,
         );
+        if self.sql.backend() == crate::store::Backend::Postgres {
+            messaging::bus::spawn_listener(
+                self.config.database_url(),
+                self.state.messaging.hub.clone(),
+            );
+        }
         Ok(())
     }
 

@@ -918,3 +918,42 @@ both_backends!(
     attachments,
     bad_registration_and_conversation_input,
 );
+
+/// Two nodes on one PostgreSQL database: a message accepted on one wakes the
+/// recipient's socket on the other (LISTEN/NOTIFY), without waiting for a poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_ups_reach_other_nodes_postgres() {
+    let Some(a_node) = TestServer::start(Backend::Postgres).await else {
+        return;
+    };
+    // Same database and same key file (nodes share the KEK), own port.
+    let (db, dir) = (
+        a_node.config.database_url.clone(),
+        a_node.config.data_dir.clone(),
+    );
+    let b_node = TestServer::start_with(Backend::Postgres, |c| {
+        c.database_url = db;
+        c.data_dir = dir;
+    })
+    .await
+    .unwrap();
+    // Node B started last, so its setup code is the live one; the clients
+    // talk to node B.
+    let admin = b_node.setup_org("alpha").await;
+    let alice = b_node.user_with_role(&admin, Role::Physician).await;
+    let bob = b_node.user_with_role(&admin, Role::Nurse).await;
+    let devices = Devices::new();
+    let mut a = devices.of(&alice, "a").await;
+    let mut b = devices.of(&bob, "b").await;
+    let conv = group(&b_node, &mut a, &[bob.user.id], None).await;
+    b.sync().await.unwrap();
+    // Bob's socket would be on node A: watch node A's hub for his device.
+    let mut woken = a_node.state.messaging.hub.subscribe(bob.device_id);
+    a.send(conv, MessageContent::text("across nodes"), Priority::Urgent)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(3), woken.changed())
+        .await
+        .expect("node A was told about the message accepted on node B")
+        .unwrap();
+}

@@ -3,8 +3,9 @@
 //! The database is the truth: a wake-up only says "look at your inbox again".
 //! A `watch` channel per device never loses one (a receiver sees that the value
 //! changed, however many times) and several connections of one device each see
-//! it. Other nodes' connections also poll on a timer (see `ws.rs`), so a
-//! message accepted on one node reaches a socket on another.
+//! it. Other nodes hear of a fan-out through `bus.rs` (PostgreSQL
+//! LISTEN/NOTIFY); sockets also poll on a timer (see `ws.rs`), so even a lost
+//! notification only delays delivery.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

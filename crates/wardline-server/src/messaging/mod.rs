@@ -12,6 +12,7 @@
 //! member's devices are out of the group, no application message is accepted,
 //! so nothing sent after a removal is encrypted to them.
 
+pub mod bus;
 pub mod hub;
 pub mod routes;
 pub mod ws;
@@ -69,6 +70,19 @@ impl MessagingService {
             vault,
             clock,
             hub: DeliveryHub::default(),
+        }
+    }
+
+    /// Wakes the devices' open sockets here and, through the store's
+    /// notification (PostgreSQL), on every other node.
+    async fn wake(&self, devices: &[Uuid]) {
+        if devices.is_empty() {
+            return;
+        }
+        self.hub.wake(devices);
+        if let Err(e) = self.store.announce(devices).await {
+            // Delivery does not depend on it: other nodes' sockets poll.
+            tracing::warn!(error = %e, "inbox wake-up notification failed");
         }
     }
 
@@ -175,7 +189,7 @@ impl MessagingService {
             ),
             e => e.into(),
         })?;
-        self.hub.wake(&woken);
+        self.wake(&woken).await;
         // Publish the identity key in the tamper-evident trail, so that a
         // device added behind a user's back would show there for good.
         audit.also(
@@ -552,7 +566,7 @@ impl MessagingService {
         if !added {
             return Err(ApiError::conflict("already a member"));
         }
-        self.hub.wake(&woken);
+        self.wake(&woken).await;
         self.to_wire(
             &self.store.get_conversation(p.org_id, id).await?,
             Some(audit),
@@ -579,7 +593,7 @@ impl MessagingService {
         if !removed {
             return Err(ApiError::not_found("member"));
         }
-        self.hub.wake(&woken);
+        self.wake(&woken).await;
         let c = self.store.get_conversation(p.org_id, id).await?;
         self.to_wire(&c, Some(audit)).await
     }
@@ -714,7 +728,7 @@ impl MessagingService {
             .await?;
         match outcome {
             SubmitOutcome::Accepted { epoch, recipients } => {
-                self.hub.wake(&recipients);
+                self.wake(&recipients).await;
                 Ok(SubmitMessageResponse {
                     message_id: req.message_id,
                     epoch,

@@ -4,8 +4,8 @@
 //! sends every entry after the client's position, then an `idle` frame, then
 //! waits for a wake-up (a message for this device on this node), a change to
 //! sessions (revocation closes the socket at once), a frame from the client
-//! (acknowledgements) or the poll interval (messages accepted on another node,
-//! and a backstop session check). Acknowledgements move the same cursor as
+//! (acknowledgements) or the poll interval (a backstop for a lost cross-node
+//! notification, and for the session check). Acknowledgements move the same cursor as
 //! `POST /api/v1/sync/ack`, so delivery is at-least-once whichever path is used.
 
 use std::time::Duration;

@@ -226,6 +226,10 @@ pub trait MessagingStore: Send + Sync + 'static {
     async fn share_read_receipts(&self, user: UserId) -> Result<bool>;
     async fn set_share_read_receipts(&self, user: UserId, share: bool) -> Result<()>;
 
+    /// Tells other nodes that these devices' inboxes grew (PostgreSQL
+    /// NOTIFY; nothing on SQLite, which has one node).
+    async fn announce(&self, devices: &[DeviceId]) -> Result<()>;
+
     async fn insert_attachment(&self, a: &AttachmentRow) -> Result<()>;
     async fn get_attachment(&self, conversation: Uuid, id: Uuid) -> Result<AttachmentRow>;
 }

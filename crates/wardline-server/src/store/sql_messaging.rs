@@ -787,6 +787,20 @@ impl MessagingStore for SqlStore {
         Ok(())
     }
 
+    async fn announce(&self, devices: &[DeviceId]) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        for payload in crate::messaging::bus::payloads(devices) {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::messaging::bus::CHANNEL)
+                .bind(payload)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn insert_attachment(&self, a: &AttachmentRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO attachments (id, conversation_id, uploader_device, size, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
