@@ -258,12 +258,7 @@ impl MessagingService {
             Err(StoreError::NotFound) => return Err(conversation_not_found()),
             Err(e) => return Err(e.into()),
         };
-        if !self
-            .store
-            .conversation_members(id)
-            .await?
-            .contains(&p.user_id)
-        {
+        if !self.store.is_member(id, p.user_id).await? {
             return Err(conversation_not_found());
         }
         Ok(c)

@@ -180,6 +180,7 @@ pub trait MessagingStore: Send + Sync + 'static {
     async fn get_conversation(&self, org: OrgId, id: Uuid) -> Result<ConversationRow>;
     async fn find_direct(&self, org: OrgId, direct_key: &str) -> Result<Option<ConversationRow>>;
     async fn conversation_members(&self, id: Uuid) -> Result<Vec<UserId>>;
+    async fn is_member(&self, id: Uuid, user: UserId) -> Result<bool>;
     async fn conversation_devices(&self, id: Uuid) -> Result<Vec<ConversationDeviceRow>>;
     async fn user_conversations(&self, org: OrgId, user: UserId) -> Result<Vec<ConversationRow>>;
     /// Adds the user and makes their devices `pending_add`; false if already a member.

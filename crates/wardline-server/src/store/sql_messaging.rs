@@ -422,6 +422,17 @@ impl MessagingStore for SqlStore {
         rows.iter().map(|r| uuid_col(r, "user_id")).collect()
     }
 
+    async fn is_member(&self, id: Uuid, user: UserId) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 AS one FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     async fn conversation_devices(&self, id: Uuid) -> Result<Vec<ConversationDeviceRow>> {
         let rows = sqlx::query(
             "SELECT device_id, user_id, state FROM conversation_devices WHERE conversation_id = $1 ORDER BY user_id, device_id",
