@@ -215,8 +215,8 @@ impl Chat {
         req: SubmitMessageRequest,
     ) -> Result<(bool, Vec<Event>)> {
         match self.api.submit(conv, &req).await {
-            Ok(_) => {
-                self.core.mls.merge_pending(conv).map_err(CoreError::from)?;
+            Ok(r) => {
+                self.core.commit_accepted(conv, r.created_at)?;
                 self.save()?;
                 Ok((true, Vec::new()))
             }

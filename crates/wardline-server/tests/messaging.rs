@@ -424,12 +424,25 @@ async fn membership_changes_are_cryptographic(backend: Backend) {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
 
+    // Everyone's client records the removal as the MLS commit made it.
+    let change = a.core.conversations[&conv].changes.last().cloned().unwrap();
+    assert_eq!(change.removed, vec![(carol.user.id, carol.device_id)]);
+    assert_eq!(change.by, Some(bob.user.id));
+    assert_eq!(
+        b.core.conversations[&conv].changes.last().unwrap().removed,
+        change.removed
+    );
+
     // Dave joins later and cannot read what came before.
     a.api.add_member(conv, dave.user.id).await.unwrap();
     a.reconcile(conv).await.unwrap();
     let ev = d.sync().await.unwrap();
     assert!(ev.contains(&Event::Joined { conversation: conv }));
     assert!(texts(&d, conv).is_empty());
+    assert_eq!(
+        a.core.conversations[&conv].changes.last().unwrap().added,
+        vec![(dave.user.id, dave.device_id)]
+    );
     assert!(
         d.core.mls.process(conv, &body).is_err(),
         "new member decrypted an earlier message"

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use uuid::Uuid;
 use wardline_client::chat::Chat;
 use wardline_client::core::{
-    AttachmentKind, AttachmentRef, Event, LocalMessage, MessageContent, content,
+    AttachmentKind, AttachmentRef, Event, GroupChange, LocalMessage, MessageContent, content,
 };
 use wardline_proto::messaging::*;
 
@@ -297,6 +297,22 @@ fn print_message(m: &LocalMessage, names: &HashMap<Uuid, String>) {
     }
 }
 
+/// "Nina Nurse's device 1a2b3c4d joined; Carl's device 9f8e7d6c left", as
+/// the MLS commit made it (not as the server says).
+fn print_change(c: &GroupChange, names: &HashMap<Uuid, String>) {
+    let name = |u: &Uuid| names.get(u).cloned().unwrap_or_else(|| short(*u));
+    let mut parts = Vec::new();
+    for (u, d) in &c.added {
+        parts.push(format!("{}'s device {} joined", name(u), short(*d)));
+    }
+    for (u, d) in &c.removed {
+        parts.push(format!("{}'s device {} left", name(u), short(*d)));
+    }
+    if !parts.is_empty() {
+        println!("--------  {}  — {}", time(c.at), parts.join("; "));
+    }
+}
+
 fn report(events: &[Event]) {
     for e in events {
         match e {
@@ -480,8 +496,21 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "direct conversation".into());
         println!("— {title} —");
         let skip = c.messages.len().saturating_sub(args.last);
-        for m in &c.messages[skip..] {
+        let shown = &c.messages[skip..];
+        // Changes older than the first message shown only when all are shown.
+        let from = match shown.first() {
+            Some(m) if skip > 0 => m.sent_at,
+            _ => i64::MIN,
+        };
+        let mut changes = c.changes.iter().filter(|g| g.at >= from).peekable();
+        for m in shown {
+            while let Some(g) = changes.next_if(|g| g.at <= m.sent_at) {
+                print_change(g, &names);
+            }
             print_message(m, &names);
+        }
+        for g in changes {
+            print_change(g, &names);
         }
         for o in chat.core.outbox.iter().filter(|o| o.conversation == conv) {
             println!("{}  (queued)  you: {}", short(o.id), o.content.text);
@@ -519,6 +548,13 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                     }
                     Event::Joined { conversation } => {
                         eprintln!("joined conversation {conversation}");
+                    }
+                    Event::Commit {
+                        conversation,
+                        change,
+                    } if only.is_none_or(|c| c == *conversation) && !args.opts.json => {
+                        print!("[{}] ", short(*conversation));
+                        print_change(change, &names);
                     }
                     Event::Removed { conversation } => {
                         eprintln!("removed from conversation {conversation}");

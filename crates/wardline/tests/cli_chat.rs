@@ -228,6 +228,8 @@ fn two_users_three_devices_through_the_cli() {
     chat(&nina1, &["list"]); // any command flushes the outbox
     let read = chat(&bo, &["read", &conv[..8]]);
     assert!(read.contains("Nina Nurse: written offline"), "{read}");
+    // Who is in the group, as the MLS commits made it: both of Nina's devices.
+    assert_eq!(read.matches("Nina Nurse's device").count(), 2, "{read}");
 
     // Neither the log nor the database holds message text.
     log.push_str(&stop_and_log(server));

@@ -34,6 +34,17 @@ pub struct LocalMessage {
     pub mine: bool,
 }
 
+/// A change of the group's membership, as the MLS commit made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupChange {
+    pub at: i64,
+    /// The member whose device committed it.
+    pub by: Option<Uuid>,
+    /// `(user, device)` pairs.
+    pub added: Vec<(Uuid, Uuid)>,
+    pub removed: Vec<(Uuid, Uuid)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct LocalConversation {
     pub id: Uuid,
@@ -41,6 +52,9 @@ pub struct LocalConversation {
     pub patient_ref: Option<String>,
     pub members: Vec<Uuid>,
     pub messages: Vec<LocalMessage>,
+    /// Who joined and left the group, and when (shown beside the messages).
+    #[serde(default)]
+    pub changes: Vec<GroupChange>,
     /// This device was removed from the group.
     pub closed: bool,
 }
@@ -63,9 +77,10 @@ pub enum Event {
     Joined {
         conversation: Uuid,
     },
-    /// The group moved to a new epoch (members may have changed).
+    /// The group moved to a new epoch; devices may have joined or left.
     Commit {
         conversation: Uuid,
+        change: GroupChange,
     },
     /// The server says membership changed: bring the group in line.
     MembershipChanged {
@@ -280,13 +295,29 @@ impl ChatCore {
                             message,
                         }]
                     }
-                    Ok(Incoming::Commit { removed_self: true }) => {
+                    Ok(Incoming::Commit {
+                        removed_self: true, ..
+                    }) => {
                         if let Some(c) = self.conversations.get_mut(&conversation) {
                             c.closed = true;
                         }
                         vec![Event::Removed { conversation }]
                     }
-                    Ok(Incoming::Commit { .. }) => vec![Event::Commit { conversation }],
+                    Ok(Incoming::Commit { added, removed, .. }) => {
+                        let change = GroupChange {
+                            at: e.created_at,
+                            by: e.sender_user,
+                            added,
+                            removed,
+                        };
+                        let c = self.conversations.entry(conversation).or_default();
+                        c.id = conversation;
+                        c.changes.push(change.clone());
+                        vec![Event::Commit {
+                            conversation,
+                            change,
+                        }]
+                    }
                     Ok(Incoming::Proposal) => Vec::new(),
                     Err(err) => reject(err.to_string()),
                 }
@@ -356,6 +387,21 @@ impl ChatCore {
             added_devices: claimed.iter().map(|k| k.device_id).collect(),
             removed_devices: Vec::new(),
         })
+    }
+
+    /// The server accepted this device's pending commit: merge it and record
+    /// the membership change it made.
+    pub fn commit_accepted(&mut self, conv: Uuid, at: i64) -> Result<(), CoreError> {
+        let (added, removed) = self.mls.merge_pending(conv)?;
+        let c = self.conversations.entry(conv).or_default();
+        c.id = conv;
+        c.changes.push(GroupChange {
+            at,
+            by: Some(self.mls.user),
+            added,
+            removed,
+        });
+        Ok(())
     }
 
     /// Puts a message in the outbox; returns its id.

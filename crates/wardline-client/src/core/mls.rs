@@ -34,6 +34,9 @@ fn proto(e: impl std::fmt::Display) -> MlsError {
 
 pub type Result<T> = std::result::Result<T, MlsError>;
 
+/// `(user, device)` of group leaves.
+pub type Leaves = Vec<(Uuid, Uuid)>;
+
 /// What an incoming group message turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -47,6 +50,10 @@ pub enum Incoming {
     Commit {
         /// This device was removed by it: the conversation is closed to it.
         removed_self: bool,
+        /// `(user, device)` of the leaves it added and removed: what the
+        /// group's membership really became, whatever the server says.
+        added: Leaves,
+        removed: Leaves,
     },
     /// A proposal, stored for the next commit.
     Proposal,
@@ -230,12 +237,30 @@ impl MlsDevice {
         Ok(wardline_crypto::mls::serialize(&commit))
     }
 
-    /// The server accepted this device's pending commit.
-    pub fn merge_pending(&mut self, conv: Uuid) -> Result<()> {
+    /// The server accepted this device's pending commit. Returns the
+    /// `(user, device)` pairs it added and removed.
+    pub fn merge_pending(&mut self, conv: Uuid) -> Result<(Leaves, Leaves)> {
         self.group(conv)?;
         let provider = &self.provider;
         let g = self.groups.get_mut(&conv).expect("loaded above");
-        g.merge_pending_commit(provider).map_err(proto)
+        let (added, removed) = match g.pending_commit() {
+            Some(staged) => (
+                staged
+                    .add_proposals()
+                    .filter_map(|a| {
+                        member_identity(a.add_proposal().key_package().leaf_node().credential())
+                    })
+                    .collect(),
+                staged
+                    .remove_proposals()
+                    .filter_map(|r| g.member(r.remove_proposal().removed()))
+                    .filter_map(member_identity)
+                    .collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        g.merge_pending_commit(provider).map_err(proto)?;
+        Ok((added, removed))
     }
 
     /// The server refused this device's pending commit (another won the epoch).
@@ -282,11 +307,31 @@ impl MlsDevice {
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 let removed_self = staged.self_removed();
+                // Every leaf must be a Wardline device: a commit that brings in
+                // anything else is not merged (the group stays where it was).
+                let mut added = Vec::new();
+                for a in staged.add_proposals() {
+                    let cred = a.add_proposal().key_package().leaf_node().credential();
+                    added.push(member_identity(cred).ok_or_else(|| {
+                        MlsError::Protocol(
+                            "commit adds a leaf that is not a Wardline device".into(),
+                        )
+                    })?);
+                }
+                let removed: Leaves = staged
+                    .remove_proposals()
+                    .filter_map(|r| g.member(r.remove_proposal().removed()))
+                    .filter_map(member_identity)
+                    .collect();
                 g.merge_staged_commit(provider, *staged).map_err(proto)?;
                 if removed_self {
                     self.groups.remove(&conv);
                 }
-                Ok(Incoming::Commit { removed_self })
+                Ok(Incoming::Commit {
+                    removed_self,
+                    added,
+                    removed,
+                })
             }
             ProcessedMessageContent::ProposalMessage(p) => {
                 g.store_pending_proposal(provider.storage(), *p)
@@ -312,5 +357,74 @@ impl MlsDevice {
             .map_err(|_| MlsError::Malformed("group id is not a conversation id".into()))?;
         self.groups.insert(conv, g);
         Ok(conv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> MlsDevice {
+        MlsDevice::generate(Uuid::new_v4(), Uuid::new_v4()).unwrap()
+    }
+
+    fn kp(d: &MlsDevice) -> Vec<u8> {
+        d.key_packages(1).unwrap().0.remove(0)
+    }
+
+    #[test]
+    fn members_see_who_joins_and_leaves_and_refuse_foreign_leaves() {
+        let conv = Uuid::new_v4();
+        let (mut alice, mut bob, carol) = (device(), device(), device());
+        alice.create_group(conv).unwrap();
+        let (_, welcome) = alice.add(conv, &[kp(&bob)]).unwrap();
+        alice.merge_pending(conv).unwrap();
+        assert_eq!(bob.join(&welcome).unwrap(), conv);
+
+        let (commit, _) = alice.add(conv, &[kp(&carol)]).unwrap();
+        let (added, _) = alice.merge_pending(conv).unwrap();
+        assert_eq!(added, vec![(carol.user, carol.device)]);
+        let got = bob.process(conv, &commit).unwrap();
+        assert_eq!(
+            got,
+            Incoming::Commit {
+                removed_self: false,
+                added: vec![(carol.user, carol.device)],
+                removed: vec![],
+            }
+        );
+        let commit = alice.remove(conv, &[carol.device]).unwrap();
+        alice.merge_pending(conv).unwrap();
+        let Incoming::Commit { removed, .. } = bob.process(conv, &commit).unwrap() else {
+            panic!("not a commit")
+        };
+        assert_eq!(removed, vec![(carol.user, carol.device)]);
+
+        // A key package whose credential is not a Wardline device.
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+        signer.store(provider.storage()).unwrap();
+        let foreign = KeyPackage::builder()
+            .build(
+                CIPHERSUITE,
+                &provider,
+                &signer,
+                CredentialWithKey {
+                    credential: BasicCredential::new(b"mallory".to_vec()).into(),
+                    signature_key: signer.to_public_vec().into(),
+                },
+            )
+            .unwrap()
+            .key_package()
+            .tls_serialize_detached()
+            .unwrap();
+        let epoch = bob.epoch(conv).unwrap();
+        let (commit, _) = alice.add(conv, &[foreign]).unwrap();
+        assert!(bob.process(conv, &commit).is_err());
+        assert_eq!(
+            bob.epoch(conv).unwrap(),
+            epoch,
+            "the foreign commit was not merged"
+        );
     }
 }

@@ -13,6 +13,6 @@ pub mod content;
 pub mod mls;
 pub mod store;
 
-pub use chat::{ChatCore, CoreError, Event, LocalConversation, LocalMessage, Plan};
+pub use chat::{ChatCore, CoreError, Event, GroupChange, LocalConversation, LocalMessage, Plan};
 pub use content::{AttachmentKind, AttachmentRef, MessageContent};
 pub use store::{SealedStateKey, derive_key};
