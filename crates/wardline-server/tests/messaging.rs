@@ -457,6 +457,24 @@ async fn membership_changes_are_cryptographic(backend: Backend) {
     d.sync().await.unwrap();
     assert_eq!(texts(&d, conv), vec!["welcome Dave"]);
 
+    // Deprovisioning takes a user out of every conversation: Dave's device is
+    // cut off at once and removed from the group by the next member's client.
+    admin.client.deprovision_user(dave.user.id).await.unwrap();
+    let c = a.api.conversation(conv).await.unwrap();
+    assert!(!c.members.contains(&dave.user.id));
+    assert!(
+        c.devices
+            .iter()
+            .any(|x| x.device_id == dave.device_id && x.state == DeviceState::PendingRemove)
+    );
+    a.sync().await.unwrap(); // Alice's client commits the removal
+    let c = a.api.conversation(conv).await.unwrap();
+    assert!(c.devices.iter().all(|x| x.user_id != dave.user.id));
+    assert_eq!(
+        a.core.conversations[&conv].changes.last().unwrap().removed,
+        vec![(dave.user.id, dave.device_id)]
+    );
+
     // A new device of an existing member joins all of that user's conversations.
     let (bob2_api, bob2_id) = t.sign_in_device(&bob).await;
     let mut b2 = devices.open(bob2_api, bob.user.id, bob2_id, "b2").await;
@@ -467,7 +485,7 @@ async fn membership_changes_are_cryptographic(backend: Backend) {
             .iter()
             .any(|x| x.device_id == bob2_id && x.state == DeviceState::PendingAdd)
     );
-    d.sync().await.unwrap(); // any member's client adds it
+    b.sync().await.unwrap(); // any member's client adds it
     let ev = b2.sync().await.unwrap();
     assert!(ev.contains(&Event::Joined { conversation: conv }), "{ev:?}");
     a.sync().await.unwrap();

@@ -151,7 +151,9 @@ async fn reactivate_user(
     ))
 }
 
-/// Offboard a user for good: sessions end, credentials are erased.
+/// Offboard a user for good: sessions end, credentials are erased, and they
+/// leave every conversation (their devices are removed from the groups by the
+/// next commit; nothing is sent to them before that).
 #[utoipa::path(post, path = "/api/v1/users/{id}/deprovision", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -161,11 +163,14 @@ async fn deprovision_user(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
-    Ok(Json(
-        s.directory
-            .set_status(p.org_id, p.user_id, id, UserStatus::Deprovisioned)
-            .await?,
-    ))
+    let user = s
+        .directory
+        .set_status(p.org_id, p.user_id, id, UserStatus::Deprovisioned)
+        .await?;
+    s.messaging
+        .remove_from_all_conversations(p.org_id, id, p.user_id)
+        .await?;
+    Ok(Json(user))
 }
 
 /// The built-in roles and their permissions.

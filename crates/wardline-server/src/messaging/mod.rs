@@ -593,6 +593,21 @@ impl MessagingService {
         self.to_wire(&c, Some(audit)).await
     }
 
+    /// Takes a departing user out of every conversation (deprovisioning).
+    pub async fn remove_from_all_conversations(
+        &self,
+        org: OrgId,
+        user: UserId,
+        actor: UserId,
+    ) -> ApiResult<()> {
+        for c in self.store.user_conversations(org, user).await? {
+            let notice = MessageRow::membership_notice(c.id, c.epoch, actor, self.clock.now());
+            let (_, woken) = self.store.remove_member(c.id, user, &notice).await?;
+            self.wake(&woken).await;
+        }
+        Ok(())
+    }
+
     pub async fn claim_key_packages(
         &self,
         p: &Principal,
