@@ -49,10 +49,6 @@ pub struct MessagingService {
     pub hub: DeliveryHub,
 }
 
-fn store_err(e: StoreError) -> ApiError {
-    e.into()
-}
-
 fn conversation_not_found() -> ApiError {
     ApiError::not_found("conversation")
 }
@@ -209,11 +205,7 @@ impl MessagingService {
     }
 
     pub async fn list_devices(&self, org: OrgId, user: UserId) -> ApiResult<DeviceList> {
-        let rows = self
-            .store
-            .list_user_devices(org, user)
-            .await
-            .map_err(store_err)?;
+        let rows = self.store.list_user_devices(org, user).await?;
         Ok(DeviceList {
             devices: rows
                 .into_iter()
@@ -264,53 +256,74 @@ impl MessagingService {
         Ok(c)
     }
 
-    async fn to_wire(
+    /// The conversation's title and patient reference, opened from the vault.
+    async fn open_sealed(
         &self,
         c: &ConversationRow,
-        audit: Option<&AuditScope>,
-    ) -> ApiResult<Conversation> {
-        let id = c.id.to_string();
-        let (title, patient_ref) = if c.title_enc.is_some() || c.patient_ref_enc.is_some() {
-            let key = self.vault.record_key(&c.dek_id).await?;
-            let open = |col: &str, v: &Option<Vec<u8>>| -> ApiResult<Option<String>> {
-                v.as_ref()
-                    .map(|v| {
-                        Vault::open_str(
-                            &key,
-                            FieldRef {
-                                table: "conversations",
-                                row_id: &id,
-                                column: col,
-                            },
-                            v,
-                        )
-                        .map_err(ApiError::internal)
-                    })
-                    .transpose()
-            };
-            (
-                open("title", &c.title_enc)?,
-                open("patient_ref", &c.patient_ref_enc)?,
-            )
-        } else {
-            (None, None)
-        };
-        if let (Some(a), Some(pr)) = (audit, &patient_ref) {
-            a.patient(pr);
+    ) -> ApiResult<(Option<String>, Option<String>)> {
+        if c.title_enc.is_none() && c.patient_ref_enc.is_none() {
+            return Ok((None, None));
         }
-        let policy = self
-            .directory_store
-            .get_org(c.org_id)
-            .await?
-            .policy
-            .messaging;
-        let class = if patient_ref.is_some() {
+        let id = c.id.to_string();
+        let key = self.vault.record_key(&c.dek_id).await?;
+        let open = |col: &str, v: &Option<Vec<u8>>| -> ApiResult<Option<String>> {
+            v.as_ref()
+                .map(|v| {
+                    Vault::open_str(
+                        &key,
+                        FieldRef {
+                            table: "conversations",
+                            row_id: &id,
+                            column: col,
+                        },
+                        v,
+                    )
+                    .map_err(ApiError::internal)
+                })
+                .transpose()
+        };
+        Ok((
+            open("title", &c.title_enc)?,
+            open("patient_ref", &c.patient_ref_enc)?,
+        ))
+    }
+
+    async fn policy(&self, org: OrgId) -> ApiResult<MessagingPolicy> {
+        Ok(self.directory_store.get_org(org).await?.policy.messaging)
+    }
+
+    /// Whether the organisation's policy shows read receipts here whatever a
+    /// member prefers. A conversation with a patient is a clinical thread.
+    fn receipts_mandatory(policy: &MessagingPolicy, c: &ConversationRow) -> bool {
+        let class = if c.patient_ref_enc.is_some() {
             ConversationClass::Clinical
         } else if c.kind == ConversationKind::Direct {
             ConversationClass::Direct
         } else {
             ConversationClass::Group
         };
+        policy.mandatory_read_receipts.contains(&class)
+    }
+
+    async fn to_wire(
+        &self,
+        c: &ConversationRow,
+        audit: Option<&AuditScope>,
+    ) -> ApiResult<Conversation> {
+        let policy = self.policy(c.org_id).await?;
+        self.to_wire_with(c, &policy, audit).await
+    }
+
+    async fn to_wire_with(
+        &self,
+        c: &ConversationRow,
+        policy: &MessagingPolicy,
+        audit: Option<&AuditScope>,
+    ) -> ApiResult<Conversation> {
+        let (title, patient_ref) = self.open_sealed(c).await?;
+        if let (Some(a), Some(pr)) = (audit, &patient_ref) {
+            a.patient(pr);
+        }
         Ok(Conversation {
             id: c.id,
             kind: c.kind,
@@ -331,7 +344,7 @@ impl MessagingService {
                     state: d.state,
                 })
                 .collect(),
-            read_receipts_mandatory: policy.mandatory_read_receipts.contains(&class),
+            read_receipts_mandatory: Self::receipts_mandatory(policy, c),
             last_activity_at: c.last_activity_at,
         })
     }
@@ -339,8 +352,8 @@ impl MessagingService {
     /// Records the patient of a clinical thread on the request's audit event,
     /// so that the patient's access report lists who wrote there.
     async fn tag_patient(&self, c: &ConversationRow, audit: &AuditScope) -> ApiResult<()> {
-        if c.patient_ref_enc.is_some() {
-            self.to_wire(c, Some(audit)).await?;
+        if let (_, Some(patient)) = self.open_sealed(c).await? {
+            audit.patient(&patient);
         }
         Ok(())
     }
@@ -365,12 +378,7 @@ impl MessagingService {
         audit: &AuditScope,
     ) -> ApiResult<(bool, Conversation)> {
         let device = self.device_of(p).await?;
-        let policy = self
-            .directory_store
-            .get_org(p.org_id)
-            .await?
-            .policy
-            .messaging;
+        let policy = self.policy(p.org_id).await?;
         let mut others: Vec<UserId> = req.members.clone();
         others.sort();
         others.dedup();
@@ -506,9 +514,10 @@ impl MessagingService {
 
     pub async fn list_conversations(&self, p: &Principal) -> ApiResult<ConversationList> {
         let rows = self.store.user_conversations(p.org_id, p.user_id).await?;
+        let policy = self.policy(p.org_id).await?;
         let mut conversations = Vec::with_capacity(rows.len());
         for c in &rows {
-            conversations.push(self.to_wire(c, None).await?);
+            conversations.push(self.to_wire_with(c, &policy, None).await?);
         }
         Ok(ConversationList { conversations })
     }
@@ -537,12 +546,7 @@ impl MessagingService {
             ));
         }
         self.active_colleague(p.org_id, user).await?;
-        let policy = self
-            .directory_store
-            .get_org(p.org_id)
-            .await?
-            .policy
-            .messaging;
+        let policy = self.policy(p.org_id).await?;
         if self.store.conversation_members(id).await?.len() as i64 >= policy.max_group_members {
             return Err(ApiError::validation(format!(
                 "a group may have at most {} members (organisation policy)",
@@ -861,7 +865,7 @@ impl MessagingService {
             Err(StoreError::NotFound) => return Err(ApiError::not_found("message")),
             other => other?,
         };
-        let mandatory = self.to_wire(&c, None).await?.read_receipts_mandatory;
+        let mandatory = Self::receipts_mandatory(&self.policy(p.org_id).await?, &c);
         let rows = self.store.receipts(message).await?;
         Ok(MessageReceipts {
             message_id: message,
@@ -911,13 +915,7 @@ impl MessagingService {
         let device = self.device_of(p).await?;
         let c = self.member_conversation(p, id).await?;
         self.tag_patient(&c, audit).await?;
-        let max = self
-            .directory_store
-            .get_org(p.org_id)
-            .await?
-            .policy
-            .messaging
-            .max_attachment_bytes;
+        let max = self.policy(p.org_id).await?.max_attachment_bytes;
         if data.len() as i64 > max {
             return Err(ApiError::new(
                 ErrorCode::PayloadTooLarge,

@@ -98,6 +98,27 @@ async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result
     Ok(())
 }
 
+/// Key packages as `(bytes, last_resort)`.
+async fn insert_key_packages(
+    tx: &mut Transaction<'_, Any>,
+    device: DeviceId,
+    kps: &[(Vec<u8>, bool)],
+    now: i64,
+) -> Result<()> {
+    for (kp, last_resort) in kps {
+        sqlx::query(
+            "INSERT INTO key_packages (device_id, data, last_resort, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(device.to_string())
+        .bind(kp.clone())
+        .bind(*last_resort as i64)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 impl SqlStore {
     /// Puts `m` in the inbox of every member device of its conversation except
     /// `except` (the sender's), in one statement each for the positions and
@@ -224,17 +245,7 @@ impl MessagingStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| map_unique(e, "device"))?;
-        for (kp, last_resort) in key_packages {
-            sqlx::query(
-                "INSERT INTO key_packages (device_id, data, last_resort, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(d.id.to_string())
-            .bind(kp.clone())
-            .bind(*last_resort as i64)
-            .bind(d.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_key_packages(&mut tx, d.id, key_packages, d.created_at).await?;
         // A new device of an existing member joins all of that user's conversations.
         let convs = sqlx::query(
             "SELECT conversation_id FROM conversation_members WHERE user_id = $1 ORDER BY conversation_id",
@@ -307,17 +318,7 @@ impl MessagingStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        for (kp, last_resort) in kps {
-            sqlx::query(
-                "INSERT INTO key_packages (device_id, data, last_resort, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(device.to_string())
-            .bind(kp.clone())
-            .bind(*last_resort as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_key_packages(&mut tx, device, kps, now).await?;
         tx.commit().await?;
         Ok(())
     }
