@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wardline_client::chat::Chat;
 use wardline_client::core::MessageContent;
 use wardline_client::core::mls::MlsDevice;
@@ -202,43 +201,11 @@ pub async fn delivery_rows(
     ));
 
     // Latency: one sender, a recipient's WebSocket, 200 messages one at a time.
-    let receiver = chats.pop().context("a receiver")?;
+    // The recipient first catches up, so the socket carries only the probes.
+    let mut receiver = chats.pop().context("a receiver")?;
+    receiver.sync().await?;
     let sent_at: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
-    let url = format!(
-        "{}/api/v1/sync/ws?after={}",
-        r.url.replace("https://", "wss://"),
-        receiver
-            .api
-            .sync(0, 500)
-            .await
-            .map(|s| s.entries.last().map_or(0, |e| e.seq))
-            .unwrap_or(0)
-    );
-    let mut request = url.into_client_request()?;
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", receiver.api.token().context("token")?).parse()?,
-    );
-    let mut roots = rustls::RootCertStore::empty();
-    {
-        use rustls_pki_types::pem::PemObject;
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&r.ca) {
-            roots.add(c?)?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        None,
-        true,
-        Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls))),
-    )
-    .await?;
+    let mut socket = receiver.connect().await?;
     let total = 200;
     let sent = sent_at.clone();
     let listener = tokio::spawn(async move {

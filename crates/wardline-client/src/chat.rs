@@ -48,6 +48,10 @@ impl ChatError {
 
 pub type Result<T> = std::result::Result<T, ChatError>;
 
+/// The sync WebSocket: JSON [`ServerFrame`]s in, [`ClientFrame`]s out.
+pub type SyncSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 pub struct Chat {
     pub api: ApiClient,
     pub core: ChatCore,
@@ -167,12 +171,21 @@ impl Chat {
     /// joined conversations, sends the outbox, and keeps key packages stocked.
     pub async fn sync(&mut self) -> Result<Vec<Event>> {
         let mut events = self.pull().await?;
-        events.extend(self.after_events(&events.clone()).await?);
+        let more = self.after_events(&events).await?;
+        events.extend(more);
         Ok(events)
     }
 
     async fn after_events(&mut self, events: &[Event]) -> Result<Vec<Event>> {
-        let mut more = Vec::new();
+        let mut more = self.reconcile_touched(events).await?;
+        self.flush().await?;
+        more.extend(self.check_devices().await?);
+        Ok(more)
+    }
+
+    /// Brings in line the groups whose membership the events say changed
+    /// (or that this device just joined), each once.
+    async fn reconcile_touched(&mut self, events: &[Event]) -> Result<Vec<Event>> {
         let mut touched: Vec<Uuid> = Vec::new();
         for e in events {
             if let Event::MembershipChanged { conversation } | Event::Joined { conversation } = e
@@ -181,11 +194,10 @@ impl Chat {
                 touched.push(*conversation);
             }
         }
+        let mut more = Vec::new();
         for conv in touched {
             more.extend(self.reconcile(conv).await?);
         }
-        self.flush().await?;
-        more.extend(self.check_devices().await?);
         Ok(more)
     }
 
@@ -340,7 +352,7 @@ impl Chat {
                 Err(e) => match e.code() {
                     Some(ErrorCode::StaleEpoch) => {
                         let events = self.pull().await?;
-                        Box::pin(self.after_events_no_flush(&events)).await?;
+                        Box::pin(self.reconcile_touched(&events)).await?;
                     }
                     Some(ErrorCode::MembershipPending) => {
                         self.reconcile(next.conversation).await?;
@@ -354,15 +366,6 @@ impl Chat {
             }
         }
         Ok(sent)
-    }
-
-    async fn after_events_no_flush(&mut self, events: &[Event]) -> Result<()> {
-        for e in events {
-            if let Event::MembershipChanged { conversation } = e {
-                self.reconcile(*conversation).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Marks the conversation read up to its latest message from someone else.
@@ -431,13 +434,9 @@ impl Chat {
         Ok(())
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-    > {
+    /// Opens the sync WebSocket from this device's position (what [`Chat::watch`]
+    /// reads; public for tools that want the raw frames).
+    pub async fn connect(&self) -> Result<SyncSocket> {
         let base = self.api.base_url();
         let url = if let Some(rest) = base.strip_prefix("https://") {
             format!("wss://{rest}")
