@@ -19,24 +19,7 @@ fn bootstrap_serve_login_admin_rotate_and_shutdown() {
     let profile = dir.path().join("profile.json");
 
     // Host operator creates the organisation offline.
-    let (ok, out, err) = wardline(
-        &profile,
-        &[
-            "admin",
-            "bootstrap",
-            "--data-dir",
-            data_s,
-            "--org-name",
-            "Test Clinic",
-            "--org-slug",
-            "test",
-            "--email",
-            "ada@test.example",
-            "--name",
-            "Ada Admin",
-        ],
-        &format!("{PASSWORD}\n"),
-    );
+    let (ok, out, err) = bootstrap_test_clinic(&profile, &data);
     assert!(ok, "bootstrap: {out} {err}");
     assert!(out.contains("created organisation Test Clinic"), "{out}");
 

@@ -26,28 +26,10 @@ fn chat(profile: &Path, args: &[&str]) -> String {
 fn two_users_three_devices_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let data_s = data.to_str().unwrap();
     let p = |name: &str| dir.path().join(format!("{name}.json"));
     let (ada, bo, nina1, nina2) = (p("ada"), p("bo"), p("nina-phone"), p("nina-ipad"));
 
-    let (ok, out, err) = wardline(
-        &ada,
-        &[
-            "admin",
-            "bootstrap",
-            "--data-dir",
-            data_s,
-            "--org-name",
-            "Test Clinic",
-            "--org-slug",
-            "test",
-            "--email",
-            "ada@test.example",
-            "--name",
-            "Ada Admin",
-        ],
-        &format!("{PASSWORD}\n"),
-    );
+    let (ok, out, err) = bootstrap_test_clinic(&ada, &data);
     assert!(ok, "{out} {err}");
     let port = free_port();
     let (server, url, cert) = serve(&data, port);

@@ -54,6 +54,29 @@ pub fn wardline_env(
     )
 }
 
+/// `admin bootstrap` of the organisation "Test Clinic" (`test`) with its
+/// administrator ada@test.example, as a host operator would, offline.
+pub fn bootstrap_test_clinic(profile: &Path, data: &Path) -> (bool, String, String) {
+    wardline(
+        profile,
+        &[
+            "admin",
+            "bootstrap",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--org-name",
+            "Test Clinic",
+            "--org-slug",
+            "test",
+            "--email",
+            "ada@test.example",
+            "--name",
+            "Ada Admin",
+        ],
+        &format!("{PASSWORD}\n"),
+    )
+}
+
 pub fn totp_now(secret: &str) -> String {
     let out = Command::new(BIN)
         .args(["totp-code", secret])
