@@ -19,6 +19,9 @@ pub enum ActorKind {
     Service,
     /// No one identified yet (a failed sign-in for an unknown account).
     Anonymous,
+    /// A patient on their secure-message page or texting from their number
+    /// (`actor_id` is the patient id).
+    Patient,
 }
 
 impl ActorKind {
@@ -27,13 +30,19 @@ impl ActorKind {
             ActorKind::User => "user",
             ActorKind::Service => "service",
             ActorKind::Anonymous => "anonymous",
+            ActorKind::Patient => "patient",
         }
     }
 
     pub fn parse(s: &str) -> Option<ActorKind> {
-        [ActorKind::User, ActorKind::Service, ActorKind::Anonymous]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            ActorKind::User,
+            ActorKind::Service,
+            ActorKind::Anonymous,
+            ActorKind::Patient,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -133,6 +142,27 @@ actions! {
     AttachmentUpload => "attachment.upload", "An encrypted attachment was uploaded.";
     AttachmentDownload => "attachment.download", "An encrypted attachment was downloaded.";
     MessagingPreferences => "messaging.preferences", "A user read or changed their messaging preferences.";
+    PatientCreate => "patient.create", "A patient record was created.";
+    PatientsList => "patient.list", "Someone listed the organisation's patients.";
+    PatientView => "patient.view", "One patient's record was read.";
+    ConsentRecord => "patient.consent.record", "Texting consent was given or withdrawn for a patient.";
+    ConsentView => "patient.consent.view", "Someone read a patient's consent history.";
+    PatientTextSend => "patient.text.send", "A template was sent to a patient (plain SMS, or a secure message behind a link).";
+    PatientMessageSend => "patient.message.send", "A secure message was written to a patient.";
+    PatientThreadView => "patient.thread.view", "Someone in the practice read a patient thread.";
+    PatientThreadsList => "patient.threads.list", "Someone listed the practice's patient threads.";
+    PatientSmsView => "patient.sms.view", "Someone listed the SMS sent to a patient and their status.";
+    PatientLinksRevoke => "patient.links.revoke", "A patient's open secure links were revoked.";
+    SmsTemplatesView => "sms.templates.view", "Someone listed the SMS templates.";
+    SmsTemplateUpdate => "sms.template.update", "An administrator changed an SMS template.";
+    SmsSend => "sms.send", "The server handed an SMS to the gateway (or gave up on it).";
+    SmsInbound => "sms.inbound", "An SMS arrived from a patient's number (a keyword, or a message).";
+    SmsStatus => "sms.status", "The gateway reported an SMS's delivery status.";
+    PortalOpen => "portal.open", "A secure link was opened (before any identity check).";
+    PortalVerify => "portal.verify", "A patient's date of birth was checked on a secure link (a code is texted on success).";
+    PortalCode => "portal.code", "A patient's one-time code was checked on a secure link.";
+    PortalThreadView => "portal.thread.view", "A verified patient read their messages.";
+    PortalReply => "portal.reply", "A verified patient replied.";
 }
 
 impl std::fmt::Display for AuditAction {
@@ -365,7 +395,12 @@ mod tests {
         let mut plain = e.clone();
         plain.leaf_hash = None;
         assert_eq!(bytes, serde_json::to_string(&plain).unwrap());
-        for k in [ActorKind::User, ActorKind::Service, ActorKind::Anonymous] {
+        for k in [
+            ActorKind::User,
+            ActorKind::Service,
+            ActorKind::Anonymous,
+            ActorKind::Patient,
+        ] {
             assert_eq!(
                 serde_json::to_string(&k).unwrap(),
                 format!("\"{}\"", k.as_str())

@@ -30,6 +30,9 @@ pub struct OrgPolicy {
     /// Read receipts, attachment and group size limits.
     #[serde(default)]
     pub messaging: crate::messaging::MessagingPolicy,
+    /// Patient texting: links, identity checks, quiet hours, sender number.
+    #[serde(default)]
+    pub patients: crate::patients::PatientTextingPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,6 +40,12 @@ pub enum ErrorCode {
     /// A removed member's device is still in the group: commit its removal
     /// before sending messages (409).
     MembershipPending,
+    /// The patient has not consented to this kind of text, or withdrew
+    /// consent: record their consent first (409).
+    ConsentRequired,
+    /// The patient's number texted STOP: nothing is sent to it until the
+    /// patient texts START (409).
+    PatientOptedOut,
     /// Too many attempts; see the `Retry-After` header (429).
     RateLimited,
     /// A bug or an unavailable dependency (500/503). Details are only in the server log.
@@ -62,7 +68,9 @@ impl ErrorCode {
             | ErrorCode::StaleEpoch
             | ErrorCode::Replayed
             | ErrorCode::DeviceNotRegistered
-            | ErrorCode::MembershipPending => 409,
+            | ErrorCode::MembershipPending
+            | ErrorCode::ConsentRequired
+            | ErrorCode::PatientOptedOut => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

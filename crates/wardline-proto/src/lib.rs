@@ -11,6 +11,7 @@ pub mod directory;
 pub mod error;
 pub mod ids;
 pub mod messaging;
+pub mod patients;
 pub mod roles;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

@@ -57,7 +57,7 @@ impl Role {
             ],
             Role::ComplianceOfficer => &[DirectoryRead, SessionsRead, AuditRead, Messaging],
             Role::Physician | Role::Nurse | Role::MedicalAssistant | Role::FrontDesk => {
-                &[DirectoryRead, Messaging]
+                &[DirectoryRead, Messaging, PatientTexting]
             }
         }
     }
@@ -88,6 +88,9 @@ pub enum Permission {
     AuditRead,
     /// Register devices, take part in conversations (as a member only).
     Messaging,
+    /// Patient records, texting consent, texts and secure messages to patients,
+    /// patient threads. The care staff's, not the administrator's.
+    PatientTexting,
 }
 
 impl Permission {
@@ -100,6 +103,7 @@ impl Permission {
             Permission::OrgPolicyManage => "org_policy_manage",
             Permission::AuditRead => "audit_read",
             Permission::Messaging => "messaging",
+            Permission::PatientTexting => "patient_texting",
         }
     }
 }

@@ -25,9 +25,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::directory::DirectoryService;
 use crate::messaging::MessagingService;
+use crate::patients::{PatientService, TextingSetup};
 use crate::store::{AuditStore, SqlStore, Store, StoreError};
 use crate::vault::{Vault, VaultError};
-use crate::{audit, auth, directory, http, messaging, ops, telemetry, tls};
+use crate::{audit, auth, directory, http, messaging, ops, patients, telemetry, tls};
 
 /// Everything a handler may use. Cheap to clone (all `Arc`s inside).
 #[derive(Clone)]
@@ -41,6 +42,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Devices, conversations, delivery (the MLS delivery service).
     pub messaging: MessagingService,
+    /// Patients, consent, templates, SMS, secure links.
+    pub patients: PatientService,
     /// Moves when a session may have ended (open sockets re-check theirs).
     pub session_changes: tokio::sync::watch::Receiver<u64>,
     pub metrics: PrometheusHandle,
@@ -84,6 +87,9 @@ pub enum StartError {
         (name = "organisation", description = "Organisation and policy"),
         (name = "audit", description = "Audit trail: search, access reports, exports, proofs (compliance officer)"),
         (name = "messaging", description = "Devices, conversations, MLS message delivery, sync, receipts"),
+        (name = "patients", description = "Patients, texting consent, templates, SMS and secure messages to patients, patient threads"),
+        (name = "sms-webhooks", description = "The SMS provider's callbacks (signed): inbound texts and delivery status"),
+        (name = "patient-portal", description = "The patient's HTML pages behind a secure link (identity check, messages, reply)"),
     )
 )]
 struct ApiDoc;
@@ -163,6 +169,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(directory::routes::router())
         .merge(audit::routes::router())
         .merge(messaging::routes::router())
+        .merge(patients::routes::router())
         .split_for_parts();
     // After the merge: the derive's own modifiers run before any path exists.
     CommonErrors.modify(&mut doc);
@@ -209,6 +216,18 @@ impl Server {
         let vault = Vault::open(keys.clone(), store.clone(), clock.clone()).await?;
         let messaging =
             MessagingService::new(sql.clone(), store.clone(), vault.clone(), clock.clone());
+        let patients = PatientService::new(
+            sql.clone(),
+            store.clone(),
+            vault.clone(),
+            clock.clone(),
+            audit.clone(),
+            TextingSetup {
+                public_url: config.public_url(),
+                default_from: config.sms.from.clone(),
+                webhook_token: config.sms.auth_token.clone(),
+            },
+        );
         let passwords = Passwords::new();
         let directory = DirectoryService::new(
             store.clone(),
@@ -237,6 +256,7 @@ impl Server {
             audit_reader: AuditService::new(audit_store, keys),
             store,
             messaging,
+            patients,
             session_changes: sql.session_changes(),
             metrics: telemetry::metrics(),
             openapi,
@@ -321,8 +341,8 @@ impl Server {
         result.map_err(|e| StartError::Listen(addr, e))
     }
 
-    /// Background work of a serving node: SIEM export, audit retention, and
-    /// (on PostgreSQL) inbox wake-ups from other nodes.
+    /// Background work of a serving node: SIEM export, audit retention, the
+    /// SMS sender, and (on PostgreSQL) inbox wake-ups from other nodes.
     /// Not started by [`Server::build`], so that CLI commands that build a
     /// server to reach its services do not export or purge.
     fn start_jobs(&self) -> Result<(), StartError> {
@@ -335,6 +355,22 @@ impl Server {
             self.clock.clone(),
             self.config.audit.retention_days,
         );
+        let gateway: Arc<dyn patients::gateway::SmsGateway> = match self.config.sms.gateway {
+            crate::config::SmsGatewayKind::File => Arc::new(patients::gateway::FileGateway::new(
+                self.config.sms_file_path(),
+            )),
+            crate::config::SmsGatewayKind::Http => Arc::new(patients::gateway::HttpGateway::new(
+                &self.config.sms.api_url,
+                &self.config.sms.account_sid,
+                self.config.sms.auth_token.as_deref().unwrap_or_default(),
+            )),
+        };
+        patients::delivery::Sender::new(
+            self.state.patients.clone(),
+            gateway,
+            self.config.sms.max_attempts,
+        )
+        .spawn();
         if self.sql.backend() == crate::store::Backend::Postgres {
             messaging::bus::spawn_listener(
                 self.config.database_url(),

@@ -28,6 +28,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub audit: AuditConfig,
+    pub sms: SmsConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -137,6 +138,55 @@ impl Default for AuditConfig {
     }
 }
 
+/// Patient texting: which SMS gateway, the sender number, and the address
+/// patients reach the server at (secure links, webhooks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    /// `file` (default: each SMS is appended to `file_path`, no account
+    /// needed) or `http` (a REST SMS provider with the common
+    /// `Accounts/{sid}/Messages.json` shape).
+    pub gateway: SmsGatewayKind,
+    /// Sender number (E.164), unless the organisation's policy names its own.
+    pub from: String,
+    /// Base URL of this server as patients and the provider reach it; secure
+    /// links are `<public_url>/p/<token>`. Unset: `https://<listen>`.
+    pub public_url: Option<String>,
+    /// The file gateway's log. Unset: `<data_dir>/sms-outbox.log`.
+    pub file_path: Option<PathBuf>,
+    /// The provider's API base URL (`http` gateway).
+    pub api_url: String,
+    pub account_sid: String,
+    /// The provider's auth token: authenticates sends and validates the
+    /// signature (`X-Twilio-Signature`) of inbound and status webhooks. Without
+    /// it, webhooks are refused.
+    pub auth_token: Option<String>,
+    /// Sending attempts before an SMS is marked failed (back-off doubles from 30 s).
+    pub max_attempts: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsGatewayKind {
+    File,
+    Http,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            gateway: SmsGatewayKind::File,
+            from: "+15550100000".into(),
+            public_url: None,
+            file_path: None,
+            api_url: "https://api.twilio.com".into(),
+            account_sid: String::new(),
+            auth_token: None,
+            max_attempts: 6,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -149,6 +199,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             audit: AuditConfig::default(),
+            sms: SmsConfig::default(),
         }
     }
 }
@@ -164,6 +215,7 @@ const KEYS: &[&str] = &[
     "auth",
     "limits",
     "audit",
+    "sms",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +294,25 @@ impl Config {
         if let Some(url) = &self.audit.syslog_url {
             crate::audit::siem::SyslogTarget::parse(url).map_err(ConfigError::Invalid)?;
         }
+        if self.sms.gateway == SmsGatewayKind::Http
+            && (self.sms.account_sid.is_empty() || self.sms.auth_token.is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "sms.gateway = \"http\" needs sms.account_sid and sms.auth_token".into(),
+            ));
+        }
+        if !(1..=20).contains(&self.sms.max_attempts) {
+            return Err(ConfigError::Invalid(
+                "sms.max_attempts must be between 1 and 20".into(),
+            ));
+        }
+        if let Some(url) = &self.sms.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid(
+                "sms.public_url must be an http(s) URL".into(),
+            ));
+        }
         if self.limits.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "limits.max_body_bytes must be at least 1024".into(),
@@ -255,6 +326,28 @@ impl Config {
             Some(url) if !url.is_empty() => url.clone(),
             _ => crate::store::SqlStore::sqlite_url(&self.data_dir),
         }
+    }
+
+    /// Where patients and the SMS provider reach this server.
+    pub fn public_url(&self) -> String {
+        match &self.sms.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.tls.insecure_http {
+                    "http"
+                } else {
+                    "https"
+                };
+                format!("{scheme}://{}", self.listen)
+            }
+        }
+    }
+
+    pub fn sms_file_path(&self) -> PathBuf {
+        self.sms
+            .file_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("sms-outbox.log"))
     }
 
     pub fn key_file(&self) -> PathBuf {

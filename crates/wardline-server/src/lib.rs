@@ -2,7 +2,8 @@
 //!
 //! Layout: one module per domain, each with its service (the logic) and its
 //! `routes` (thin HTTP handlers): [`auth`], [`directory`], [`audit`],
-//! [`messaging`] (the MLS delivery service).
+//! [`messaging`] (the MLS delivery service), [`patients`] (patient texting:
+//! consent, templates, SMS, secure links and the patient's pages).
 //! Cross-cutting: [`authz`] (the one place permissions are checked),
 //! [`audit::scope`] (the one place requests are audited), [`vault`] (the one
 //! place PHI is encrypted), [`store`] (storage trait and its SQL engines), [`http`]
@@ -20,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod messaging;
 pub mod ops;
+pub mod patients;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

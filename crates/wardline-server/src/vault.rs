@@ -144,6 +144,12 @@ impl Vault {
         blind_index(&self.index_key, "login-throttle", account)
     }
 
+    /// Blind index of a value of one kind within one organisation (a
+    /// patient's phone number, an MRN).
+    pub fn index(&self, org: OrgId, kind: &str, value: &str) -> String {
+        blind_index(&self.index_key, &format!("{kind}/{org}"), value)
+    }
+
     /// Blind index of a normalised e-mail address within one organisation.
     pub fn email_index(&self, org: OrgId, normalised_email: &str) -> String {
         blind_index(

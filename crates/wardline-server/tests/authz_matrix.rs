@@ -453,6 +453,178 @@ fn routes() -> Vec<Route> {
             rule: then(Expect::Ok),
             body: || Some(json!({"share_read_receipts": true})),
         },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/patients",
+            query: "",
+            rule: perm(PatientTexting, false),
+            body: || {
+                Some(
+                    json!({"name": "Pat Matrix", "date_of_birth": "1970-01-02", "phone": "+15550001111"}),
+                )
+            },
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/patients",
+            query: "",
+            rule: perm(PatientTexting, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/patients/{id}",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: PatientTexting,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/patients/{id}/consents",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: PatientTexting,
+                allowed: Expect::NotFound,
+            },
+            body: || Some(json!({"scope": "reminders", "granted": true, "method": "verbal"})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/patients/{id}/consents",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: PatientTexting,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/patients/{id}/texts",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: PatientTexting,
+                allowed: Expect::NotFound,
+            },
+            body: || {
+                Some(
+                    json!({"template": "appointment_reminder", "params": {"date": "2026-12-01", "time": "09:30"}}),
+                )
+            },
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/patients/{id}/messages",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: PatientTexting,
+                allowed: Expect::NotFound,
+            },
+            body: || Some(json!({"text": "hello"})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/patients/{id}/messages",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: PatientTexting,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/patients/{id}/sms",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: PatientTexting,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/patients/{id}/links/revoke",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: PatientTexting,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/patient-threads",
+            query: "",
+            rule: perm(PatientTexting, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/sms/templates",
+            query: "",
+            rule: perm(PatientTexting, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::PUT,
+            template: "/api/v1/sms/templates/{key}/{language}",
+            query: "",
+            rule: perm(OrgPolicyManage, false),
+            body: || Some(json!({"body": "See you on {date} at {time}.", "class": "no_phi"})),
+        },
+        Route {
+            method: Method::POST,
+            template: "/sms/inbound/{org_id}",
+            query: "",
+            rule: Rule::Public,
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/sms/status/{org_id}",
+            query: "",
+            rule: Rule::Public,
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/p/{token}",
+            query: "",
+            rule: Rule::Public,
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/p/{token}/verify",
+            query: "",
+            rule: Rule::Public,
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/p/{token}/code",
+            query: "",
+            rule: Rule::Public,
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/p/{token}/thread",
+            query: "",
+            rule: Rule::Public,
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/p/{token}/reply",
+            query: "",
+            rule: Rule::Public,
+            body: no_body,
+        },
         // Ends the caller's session: keep last.
         Route {
             method: Method::POST,
@@ -561,6 +733,10 @@ async fn matrix(backend: Backend) {
             .replace("{user_id}", &Uuid::new_v4().to_string())
             .replace("{message_id}", &Uuid::new_v4().to_string())
             .replace("{attachment_id}", &Uuid::new_v4().to_string())
+            .replace("{org_id}", &Uuid::new_v4().to_string())
+            .replace("{token}", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            .replace("{key}", "appointment_reminder")
+            .replace("{language}", "fr")
             + route.query;
         let audited = match route_audit(route.method.as_str(), route.template) {
             Some(RouteAudit::Event { action, .. }) => Some(action),

@@ -195,6 +195,63 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
             "/api/v1/messaging/preferences",
             ev(MessagingPreferences),
         ),
+        ("POST", "/api/v1/patients", ev(PatientCreate)),
+        ("GET", "/api/v1/patients", ev(PatientsList)),
+        (
+            "GET",
+            "/api/v1/patients/{id}",
+            on(PatientView, "patient", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/patients/{id}/consents",
+            on(ConsentRecord, "patient", "id"),
+        ),
+        (
+            "GET",
+            "/api/v1/patients/{id}/consents",
+            on(ConsentView, "patient", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/patients/{id}/texts",
+            on(PatientTextSend, "patient", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/patients/{id}/messages",
+            on(PatientMessageSend, "patient", "id"),
+        ),
+        (
+            "GET",
+            "/api/v1/patients/{id}/messages",
+            on(PatientThreadView, "patient", "id"),
+        ),
+        (
+            "GET",
+            "/api/v1/patients/{id}/sms",
+            on(PatientSmsView, "patient", "id"),
+        ),
+        (
+            "POST",
+            "/api/v1/patients/{id}/links/revoke",
+            on(PatientLinksRevoke, "patient", "id"),
+        ),
+        ("GET", "/api/v1/patient-threads", ev(PatientThreadsList)),
+        ("GET", "/api/v1/sms/templates", ev(SmsTemplatesView)),
+        (
+            "PUT",
+            "/api/v1/sms/templates/{key}/{language}",
+            ev(SmsTemplateUpdate),
+        ),
+        ("POST", "/sms/inbound/{org_id}", ev(SmsInbound)),
+        ("POST", "/sms/status/{org_id}", ev(SmsStatus)),
+        // The token is a secret: the event names the link by its id instead.
+        ("GET", "/p/{token}", ev(PortalOpen)),
+        ("POST", "/p/{token}/verify", ev(PortalVerify)),
+        ("POST", "/p/{token}/code", ev(PortalCode)),
+        ("GET", "/p/{token}/thread", ev(PortalThreadView)),
+        ("POST", "/p/{token}/reply", ev(PortalReply)),
     ]
 };
 
@@ -209,6 +266,8 @@ pub fn route_audit(method: &str, template: &str) -> Option<RouteAudit> {
 struct ScopeData {
     org_id: Option<OrgId>,
     actor: Option<(UserId, Uuid)>,
+    /// A patient acting on their secure link (when there is no user actor).
+    patient_actor: Option<String>,
     target: Option<(String, String)>,
     patient_id: Option<String>,
     reason: Option<String>,
@@ -234,6 +293,15 @@ impl AuditScope {
         self.with(|d| {
             d.org_id = Some(org);
             d.actor = Some((user, device));
+        });
+    }
+
+    /// A patient who reached their secure link (also the event's patient).
+    pub fn actor_patient(&self, org: OrgId, patient: Uuid) {
+        self.with(|d| {
+            d.org_id = Some(org);
+            d.patient_actor = Some(patient.to_string());
+            d.patient_id = Some(patient.to_string());
         });
     }
 
@@ -345,9 +413,10 @@ pub async fn record_requests(
         resp.extensions().get::<ErrorCode>().copied(),
     );
     let data = std::mem::take(&mut *scope.0.lock().expect("audit scope lock poisoned"));
-    let (actor_kind, actor_id, device_id) = match data.actor {
-        Some((user, device)) => (ActorKind::User, Some(user.to_string()), Some(device)),
-        None => (ActorKind::Anonymous, None, None),
+    let (actor_kind, actor_id, device_id) = match (data.actor, data.patient_actor) {
+        (Some((user, device)), _) => (ActorKind::User, Some(user.to_string()), Some(device)),
+        (None, Some(patient)) => (ActorKind::Patient, Some(patient), None),
+        (None, None) => (ActorKind::Anonymous, None, None),
     };
     let (target_type, target_id) = match data.target.or(path_target) {
         Some((k, id)) => (Some(k), Some(id)),

@@ -133,7 +133,7 @@ pub fn validate_policy(p: &OrgPolicy) -> ApiResult<()> {
             "messaging.max_group_members must be between 2 and 5000",
         ));
     }
-    Ok(())
+    crate::patients::validate_policy(&p.patients)
 }
 
 pub fn org_to_wire(o: &OrgRow) -> Organisation {
@@ -254,6 +254,7 @@ impl DirectoryService {
                 absolute_lifetime_secs: self.defaults.absolute_lifetime_secs,
                 mfa_required: self.defaults.mfa_required,
                 messaging: Default::default(),
+                patients: Default::default(),
             },
             created_at: self.clock.now(),
         };

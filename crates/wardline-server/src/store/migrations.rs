@@ -35,6 +35,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_messaging.sql"),
         postgres: include_str!("../../migrations/postgres/0003_messaging.sql"),
     },
+    Migration {
+        version: 4,
+        name: "patients",
+        sqlite: include_str!("../../migrations/sqlite/0004_patients.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_patients.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

@@ -14,9 +14,11 @@
 pub mod audit;
 pub mod messaging;
 pub mod migrations;
+pub mod patients;
 pub mod sql;
 mod sql_audit;
 mod sql_messaging;
+mod sql_patients;
 
 use async_trait::async_trait;
 use wardline_proto::directory::{OrgPolicy, UserStatus};
@@ -24,6 +26,7 @@ use wardline_proto::{DeviceId, OrgId, Role, SessionId, UserId};
 
 pub use audit::{AuditRow, AuditStore, CheckpointRow};
 pub use messaging::MessagingStore;
+pub use patients::PatientStore;
 pub use sql::SqlStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

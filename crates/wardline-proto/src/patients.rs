@@ -1,0 +1,522 @@
+//! Patients and patient texting: consent, templates, SMS, secure messages.
+//!
+//! Standard SMS is not encrypted, so PHI never goes into one. An SMS carries
+//! either a template classified `no_phi` (an appointment reminder with a date
+//! and a time) or a neutral notice with a short-lived secure link; whatever
+//! else a practice writes to a patient is stored encrypted on the server and
+//! shown only after the patient proves who they are on the link's page.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Patient-texting policy of an organisation (part of its policy document).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct PatientTextingPolicy {
+    /// The practice's phone line, filled into `{practice_phone}` and the HELP reply.
+    pub practice_phone: String,
+    /// Seconds a secure link stays valid (300 ..= 604800; 24 hours by default).
+    #[cfg_attr(feature = "openapi", schema(minimum = 300, maximum = 604800))]
+    pub link_ttl_secs: i64,
+    /// Successful identity checks one link allows (1 ..= 50).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 50))]
+    pub link_max_uses: i64,
+    /// Failed identity checks (date of birth or code) after which a link locks (1 ..= 20).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 20))]
+    pub verify_max_failures: i64,
+    /// No reminders or notices in these hours (patient-initiated replies such
+    /// as verification codes and keyword answers still go out). None: no quiet hours.
+    pub quiet_hours: Option<QuietHours>,
+    /// Sender number for this organisation's SMS; unset: the server's `sms.from`.
+    pub sms_from: Option<String>,
+}
+
+impl Default for PatientTextingPolicy {
+    fn default() -> Self {
+        PatientTextingPolicy {
+            practice_phone: String::new(),
+            link_ttl_secs: 24 * 3600,
+            link_max_uses: 5,
+            verify_max_failures: 5,
+            quiet_hours: Some(QuietHours::default()),
+            sms_from: None,
+        }
+    }
+}
+
+/// Local times `start` (inclusive) to `end` (exclusive), `HH:MM`, in an IANA
+/// time zone; `start` after `end` spans midnight.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuietHours {
+    pub start: String,
+    pub end: String,
+    pub time_zone: String,
+}
+
+impl Default for QuietHours {
+    fn default() -> Self {
+        QuietHours {
+            start: "21:00".into(),
+            end: "08:00".into(),
+            time_zone: "UTC".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- patients
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatePatientRequest {
+    /// Full name (1–200 characters).
+    pub name: String,
+    /// `YYYY-MM-DD`; the patient confirms it before a secure message opens.
+    pub date_of_birth: String,
+    /// Medical record number, unique in the organisation.
+    #[serde(default)]
+    pub mrn: Option<String>,
+    /// Mobile number, E.164 (`+15551234567`).
+    pub phone: String,
+    /// Preferred language (BCP 47 primary tag such as `en`, `es`); `en` if unset.
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Patient {
+    pub id: Uuid,
+    pub name: String,
+    pub date_of_birth: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrn: Option<String>,
+    pub phone: String,
+    pub language: String,
+    /// Scopes the patient currently consents to.
+    pub consent: Vec<ConsentScope>,
+    /// The patient's number texted STOP: nothing is sent until they text START.
+    pub sms_opted_out: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PatientList {
+    pub patients: Vec<Patient>,
+}
+
+// ---------------------------------------------------------------- consent
+
+/// What a patient agreed to be texted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentScope {
+    /// Plain-SMS reminders from `no_phi` templates.
+    Reminders,
+    /// Notices of secure messages (and the messages behind the link).
+    SecureMessages,
+}
+
+impl ConsentScope {
+    pub const ALL: [ConsentScope; 2] = [ConsentScope::Reminders, ConsentScope::SecureMessages];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentScope::Reminders => "reminders",
+            ConsentScope::SecureMessages => "secure_messages",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConsentScope> {
+        ConsentScope::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// How consent was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMethod {
+    Verbal,
+    Written,
+    Electronic,
+    /// The patient texted a keyword (STOP / START).
+    SmsKeyword,
+}
+
+impl ConsentMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentMethod::Verbal => "verbal",
+            ConsentMethod::Written => "written",
+            ConsentMethod::Electronic => "electronic",
+            ConsentMethod::SmsKeyword => "sms_keyword",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConsentMethod> {
+        [
+            ConsentMethod::Verbal,
+            ConsentMethod::Written,
+            ConsentMethod::Electronic,
+            ConsentMethod::SmsKeyword,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+}
+
+/// Records a consent decision (given or withdrawn) for one scope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordConsentRequest {
+    pub scope: ConsentScope,
+    /// True: consent given; false: withdrawn.
+    pub granted: bool,
+    pub method: ConsentMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentAction {
+    Granted,
+    Revoked,
+    /// STOP from the patient's number (all scopes).
+    OptedOut,
+    /// START from the patient's number (lifts the opt-out; consents stand as they were).
+    OptedIn,
+}
+
+impl ConsentAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentAction::Granted => "granted",
+            ConsentAction::Revoked => "revoked",
+            ConsentAction::OptedOut => "opted_out",
+            ConsentAction::OptedIn => "opted_in",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConsentAction> {
+        [
+            ConsentAction::Granted,
+            ConsentAction::Revoked,
+            ConsentAction::OptedOut,
+            ConsentAction::OptedIn,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+/// One entry of a patient's consent history (kept forever, never edited).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsentEvent {
+    pub id: Uuid,
+    /// None for opt-out and opt-in, which cover every scope.
+    pub scope: Option<ConsentScope>,
+    pub action: ConsentAction,
+    pub method: ConsentMethod,
+    /// `user` (who recorded it) or `patient` (a keyword from their number).
+    pub recorded_by_kind: String,
+    pub recorded_by: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsentHistory {
+    pub patient_id: Uuid,
+    pub consent: Vec<ConsentScope>,
+    pub sms_opted_out: bool,
+    /// Oldest first.
+    pub events: Vec<ConsentEvent>,
+}
+
+// ---------------------------------------------------------------- templates
+
+/// Whether a template's text may travel in plain SMS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateClass {
+    /// May go in a plain SMS: only typed placeholders (dates, times, phone
+    /// numbers, the link), never free text.
+    NoPhi,
+    /// Sent as a secure message behind a link; the SMS is only the notice.
+    Phi,
+}
+
+impl TemplateClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateClass::NoPhi => "no_phi",
+            TemplateClass::Phi => "phi",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TemplateClass> {
+        [TemplateClass::NoPhi, TemplateClass::Phi]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Template {
+    /// `appointment_reminder`, `pre_visit_instructions`, `lab_result_available`,
+    /// `new_secure_message`, or one the organisation added.
+    pub key: String,
+    pub language: String,
+    pub body: String,
+    pub class: TemplateClass,
+    /// Placeholders the sender fills in (`{date}` …); the server fills
+    /// `{link}`, `{expires_hours}`, `{practice_phone}` and `{code}` itself.
+    pub placeholders: Vec<String>,
+    /// Built-in text (false once the organisation has its own for this key and language).
+    pub built_in: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TemplateList {
+    pub templates: Vec<Template>,
+}
+
+/// The organisation's approved text for a template key and language.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PutTemplateRequest {
+    /// 1–600 characters; placeholders in braces.
+    pub body: String,
+    pub class: TemplateClass,
+}
+
+// ---------------------------------------------------------------- sending
+
+/// Sends a template to a patient. A `no_phi` template goes as a plain SMS; a
+/// `phi` one becomes a secure message and the SMS carries only the notice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendTemplateRequest {
+    pub template: String,
+    /// Values for the template's placeholders: `…date` as `YYYY-MM-DD`,
+    /// `…time` as `HH:MM`, `…phone` as a phone number; other placeholders only
+    /// in `phi` templates.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// A secure message to a patient (1–4000 characters). Stored encrypted; the
+/// patient gets an SMS notice with a link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendSecureMessageRequest {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SmsKind {
+    /// A `no_phi` template in plain text.
+    Reminder,
+    /// "You have a new secure message" with a link.
+    SecureNotice,
+    /// A one-time code for the link's identity check.
+    VerificationCode,
+    /// The answer to STOP / START / HELP.
+    KeywordReply,
+}
+
+impl SmsKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmsKind::Reminder => "reminder",
+            SmsKind::SecureNotice => "secure_notice",
+            SmsKind::VerificationCode => "verification_code",
+            SmsKind::KeywordReply => "keyword_reply",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SmsKind> {
+        [
+            SmsKind::Reminder,
+            SmsKind::SecureNotice,
+            SmsKind::VerificationCode,
+            SmsKind::KeywordReply,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SmsStatus {
+    /// Waiting for its time (quiet hours, back-off) or a sender.
+    Queued,
+    /// Handed to a sender, not yet confirmed by the gateway.
+    Sending,
+    /// The gateway accepted it.
+    Sent,
+    /// The carrier confirmed delivery (status callback).
+    Delivered,
+    /// The carrier could not deliver it (status callback).
+    Undelivered,
+    /// The gateway refused it, or every retry failed.
+    Failed,
+    /// Not sent: the number opted out while it waited.
+    Cancelled,
+}
+
+impl SmsStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmsStatus::Queued => "queued",
+            SmsStatus::Sending => "sending",
+            SmsStatus::Sent => "sent",
+            SmsStatus::Delivered => "delivered",
+            SmsStatus::Undelivered => "undelivered",
+            SmsStatus::Failed => "failed",
+            SmsStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SmsStatus> {
+        [
+            SmsStatus::Queued,
+            SmsStatus::Sending,
+            SmsStatus::Sent,
+            SmsStatus::Delivered,
+            SmsStatus::Undelivered,
+            SmsStatus::Failed,
+            SmsStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One outbound SMS as the practice may see it (never its text: a notice's
+/// text holds the link).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SmsRecord {
+    pub id: Uuid,
+    pub kind: SmsKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    pub status: SmsStatus,
+    pub attempts: i64,
+    pub created_at: i64,
+    /// Not before this time (quiet hours, retry back-off).
+    pub send_after: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SmsList {
+    pub sms: Vec<SmsRecord>,
+}
+
+/// What a send did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendOutcome {
+    pub sms: SmsRecord,
+    /// The secure message the SMS announces, if it is a notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<Uuid>,
+}
+
+// ---------------------------------------------------------------- threads
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PatientMessageDirection {
+    /// From the practice to the patient.
+    ToPatient,
+    /// From the patient (their secure page or a text).
+    FromPatient,
+}
+
+impl PatientMessageDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatientMessageDirection::ToPatient => "to_patient",
+            PatientMessageDirection::FromPatient => "from_patient",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PatientMessageDirection> {
+        [
+            PatientMessageDirection::ToPatient,
+            PatientMessageDirection::FromPatient,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PatientMessage {
+    pub id: Uuid,
+    pub direction: PatientMessageDirection,
+    /// The staff member who wrote it (to the patient).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Uuid>,
+    pub text: String,
+    /// `portal`, `sms` or `staff`.
+    pub via: String,
+    pub created_at: i64,
+    /// When the other side first read it (the patient on their page, or staff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PatientThread {
+    pub patient_id: Uuid,
+    /// Oldest first.
+    pub messages: Vec<PatientMessage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PatientThreadSummary {
+    pub patient_id: Uuid,
+    pub patient_name: String,
+    pub last_message_at: i64,
+    /// Messages from the patient no one in the practice has read yet.
+    pub unread: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PatientThreadList {
+    /// Most recent activity first.
+    pub threads: Vec<PatientThreadSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LinksRevoked {
+    pub revoked: i64,
+}

@@ -1,0 +1,123 @@
+-- Patients and patient texting (sqlite). Keep in step with the other engine's
+-- 0004_patients.sql. Every patient field, every patient message and every
+-- outbound SMS (number and text: a notice holds its link) is sealed by the
+-- vault; link tokens, portal sessions and codes are stored as hashes.
+
+ALTER TABLE organisations ADD COLUMN patient_policy TEXT NOT NULL DEFAULT '{}';
+
+CREATE TABLE patients (
+    id           TEXT PRIMARY KEY,
+    org_id       TEXT NOT NULL REFERENCES organisations (id),
+    dek_id       TEXT NOT NULL REFERENCES data_keys (id),
+    name_enc     BLOB NOT NULL,
+    dob_enc      BLOB NOT NULL,
+    mrn_enc      BLOB,
+    phone_enc    BLOB NOT NULL,
+    language_enc BLOB NOT NULL,
+    -- Blind indexes: inbound SMS are matched by number, MRNs are unique.
+    phone_index  TEXT NOT NULL,
+    mrn_index    TEXT,
+    created_by   TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    UNIQUE (org_id, mrn_index)
+);
+CREATE INDEX patients_phone ON patients (org_id, phone_index);
+
+-- Consent history: appended, never changed.
+CREATE TABLE patient_consents (
+    id         TEXT PRIMARY KEY,
+    org_id     TEXT NOT NULL REFERENCES organisations (id),
+    patient_id TEXT NOT NULL REFERENCES patients (id),
+    scope      TEXT,
+    action     TEXT NOT NULL,
+    method     TEXT NOT NULL,
+    actor_kind TEXT NOT NULL,
+    actor_id   TEXT NOT NULL,
+    at         BIGINT NOT NULL
+);
+CREATE INDEX patient_consents_patient ON patient_consents (org_id, patient_id, at);
+
+-- Numbers that texted STOP (per organisation: its sender number).
+CREATE TABLE sms_opt_outs (
+    org_id      TEXT NOT NULL REFERENCES organisations (id),
+    phone_index TEXT NOT NULL,
+    since       BIGINT NOT NULL,
+    PRIMARY KEY (org_id, phone_index)
+);
+
+-- The organisation's own template texts (placeholders only, no PHI).
+CREATE TABLE sms_templates (
+    org_id     TEXT NOT NULL REFERENCES organisations (id),
+    key        TEXT NOT NULL,
+    language   TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    class      TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (org_id, key, language)
+);
+
+CREATE TABLE patient_messages (
+    id          TEXT PRIMARY KEY,
+    org_id      TEXT NOT NULL REFERENCES organisations (id),
+    patient_id  TEXT NOT NULL REFERENCES patients (id),
+    direction   TEXT NOT NULL,
+    author_user TEXT,
+    via         TEXT NOT NULL,
+    body_enc    BLOB NOT NULL,
+    created_at  BIGINT NOT NULL,
+    read_at     BIGINT
+);
+CREATE INDEX patient_messages_thread ON patient_messages (org_id, patient_id, created_at);
+
+CREATE TABLE secure_links (
+    id              TEXT PRIMARY KEY,
+    org_id          TEXT NOT NULL REFERENCES organisations (id),
+    patient_id      TEXT NOT NULL REFERENCES patients (id),
+    token_hash      TEXT NOT NULL UNIQUE,
+    created_by      TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    expires_at      BIGINT NOT NULL,
+    max_uses        BIGINT NOT NULL,
+    uses            BIGINT NOT NULL DEFAULT 0,
+    failures        BIGINT NOT NULL DEFAULT 0,
+    locked_at       BIGINT,
+    revoked_at      BIGINT,
+    -- The pending one-time code after a correct date of birth, bound to the
+    -- browser that gave it by a challenge in its form.
+    challenge_hash  TEXT,
+    code_hash       TEXT,
+    code_expires_at BIGINT
+);
+CREATE INDEX secure_links_patient ON secure_links (org_id, patient_id);
+
+CREATE TABLE portal_sessions (
+    token_hash TEXT PRIMARY KEY,
+    link_id    TEXT NOT NULL REFERENCES secure_links (id),
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+
+CREATE TABLE sms_outbox (
+    id          TEXT PRIMARY KEY,
+    org_id      TEXT NOT NULL REFERENCES organisations (id),
+    patient_id  TEXT,
+    dek_id      TEXT NOT NULL REFERENCES data_keys (id),
+    from_number TEXT NOT NULL,
+    to_enc      BLOB NOT NULL,
+    body_enc    BLOB NOT NULL,
+    phone_index TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    template    TEXT,
+    status      TEXT NOT NULL,
+    attempts    BIGINT NOT NULL DEFAULT 0,
+    send_after  BIGINT NOT NULL,
+    lease_until BIGINT,
+    provider_id TEXT UNIQUE,
+    error       TEXT,
+    created_at  BIGINT NOT NULL,
+    sent_at     BIGINT,
+    updated_at  BIGINT NOT NULL
+);
+CREATE INDEX sms_outbox_due ON sms_outbox (status, send_after);
+CREATE INDEX sms_outbox_patient ON sms_outbox (org_id, patient_id, created_at);

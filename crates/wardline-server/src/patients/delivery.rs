@@ -1,0 +1,159 @@
+//! The SMS sender: takes due rows from the outbox and hands them to the gateway.
+//!
+//! Rows are claimed with a lease (`claim_due_sms`), so several nodes can run
+//! senders and a row whose sender died goes out once its lease lapses. A
+//! gateway error worth retrying puts the row back with a doubling back-off;
+//! `sms.max_attempts` failures, or a refusal, mark it failed. Just before
+//! sending, a number that texted STOP since the row was queued cancels it
+//! (keyword replies excepted: the STOP confirmation itself must go).
+//! Delivery is at least once: a node that dies between the gateway's
+//! acceptance and the database update sends that SMS again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wardline_proto::audit::{AuditAction, Outcome};
+use wardline_proto::patients::{SmsKind, SmsStatus};
+
+use super::gateway::{GatewayError, OutboundSms, SmsGateway};
+use super::{PatientService, open};
+use crate::audit::NewEvent;
+use crate::error::ApiResult;
+use crate::store::patients::SmsRow;
+
+const LEASE_SECS: i64 = 60;
+const BATCH: i64 = 20;
+const IDLE_POLL: Duration = Duration::from_secs(2);
+
+/// Back-off before attempt `attempts + 1`: 30 s doubling, at most an hour.
+pub fn backoff_secs(attempts: i64) -> i64 {
+    (30i64 << (attempts - 1).clamp(0, 7)).min(3600)
+}
+
+pub struct Sender {
+    patients: PatientService,
+    gateway: Arc<dyn SmsGateway>,
+    max_attempts: i64,
+}
+
+impl Sender {
+    pub fn new(patients: PatientService, gateway: Arc<dyn SmsGateway>, max_attempts: i64) -> Self {
+        Sender {
+            patients,
+            gateway,
+            max_attempts,
+        }
+    }
+
+    /// Runs until the process ends.
+    pub fn spawn(self) {
+        tokio::spawn(async move {
+            loop {
+                let sent = match self.run_once().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "sms sender: outbox unavailable");
+                        0
+                    }
+                };
+                if sent == 0 {
+                    tokio::select! {
+                        _ = self.patients.outbox.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                }
+            }
+        });
+    }
+
+    /// Sends what is due now; returns how many rows it handled.
+    pub async fn run_once(&self) -> ApiResult<usize> {
+        let now = self.patients.clock().now();
+        let due = self
+            .patients
+            .store()
+            .claim_due_sms(now, LEASE_SECS, BATCH)
+            .await?;
+        for row in &due {
+            if let Err(e) = self.deliver(row).await {
+                // Stays leased; another pass retries it when the lease lapses.
+                tracing::warn!(sms = %row.id, error = %e.message, "sms sender: could not finish an SMS");
+            }
+        }
+        Ok(due.len())
+    }
+
+    async fn deliver(&self, row: &SmsRow) -> ApiResult<()> {
+        let p = &self.patients;
+        let now = p.clock().now();
+        let event = |outcome: Outcome, reason: &str| {
+            let mut e = NewEvent::service("sms", AuditAction::SmsSend)
+                .target("sms", row.id)
+                .reason(reason);
+            e.org_id = Some(row.org_id);
+            e.patient_id = row.patient_id.map(|id| id.to_string());
+            e.outcome = outcome;
+            e
+        };
+        if row.kind != SmsKind::KeywordReply
+            && p.store().is_opted_out(row.org_id, &row.phone_index).await?
+        {
+            p.store()
+                .sms_finished(row.id, SmsStatus::Cancelled, "the number opted out", now)
+                .await?;
+            p.audit()
+                .record(event(Outcome::Failure, "opted_out"))
+                .await?;
+            return Ok(());
+        }
+        let key = p.vault().record_key(&row.dek_id).await?;
+        let to = open(&key, "sms_outbox", row.id, "to", &row.to_enc)?;
+        let body = open(&key, "sms_outbox", row.id, "body", &row.body_enc)?;
+        let callback = format!("{}/sms/status/{}", p.setup().public_url, row.org_id);
+        let result = self
+            .gateway
+            .send(&OutboundSms {
+                id: row.id,
+                from: &row.from_number,
+                to: &to,
+                body: &body,
+                status_callback: &callback,
+            })
+            .await;
+        let now = p.clock().now();
+        match result {
+            Ok(provider_id) => {
+                p.store().sms_sent(row.id, &provider_id, now).await?;
+                p.audit()
+                    .record(event(Outcome::Success, row.kind.as_str()))
+                    .await?;
+            }
+            Err(GatewayError::Transient(e)) if row.attempts < self.max_attempts => {
+                p.store()
+                    .sms_retry(row.id, now + backoff_secs(row.attempts), &e, now)
+                    .await?;
+                p.audit().record(event(Outcome::Failure, "retry")).await?;
+            }
+            Err(GatewayError::Transient(e) | GatewayError::Permanent(e)) => {
+                p.store()
+                    .sms_finished(row.id, SmsStatus::Failed, &e, now)
+                    .await?;
+                p.audit().record(event(Outcome::Failure, "failed")).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_secs;
+
+    #[test]
+    fn backoff_doubles_to_an_hour() {
+        assert_eq!(backoff_secs(1), 30);
+        assert_eq!(backoff_secs(2), 60);
+        assert_eq!(backoff_secs(5), 480);
+        assert_eq!(backoff_secs(12), 3600);
+    }
+}

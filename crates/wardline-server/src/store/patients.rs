@@ -1,0 +1,209 @@
+//! Storage of patients, texting consent, templates, patient threads, secure
+//! links and the SMS outbox.
+//!
+//! Every PHI column receives vault ciphertext; lookups go through blind
+//! indexes (`phone_index`, `mrn_index`); link tokens, codes and portal
+//! sessions are SHA-256 hashes. The outbox is a durable queue: a row is
+//! claimed with a lease, so a crashed sender's rows go out from another node
+//! once the lease lapses, and two nodes never claim the same row at once.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+use wardline_proto::OrgId;
+use wardline_proto::patients::{
+    ConsentAction, ConsentMethod, ConsentScope, PatientMessageDirection, SmsKind, SmsStatus,
+    TemplateClass,
+};
+
+use super::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientRow {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub dek_id: String,
+    pub name_enc: Vec<u8>,
+    pub dob_enc: Vec<u8>,
+    pub mrn_enc: Option<Vec<u8>>,
+    pub phone_enc: Vec<u8>,
+    pub language_enc: Vec<u8>,
+    pub phone_index: String,
+    pub mrn_index: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRow {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub patient_id: Uuid,
+    pub scope: Option<ConsentScope>,
+    pub action: ConsentAction,
+    pub method: ConsentMethod,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRow {
+    pub org_id: OrgId,
+    pub key: String,
+    pub language: String,
+    pub body: String,
+    pub class: TemplateClass,
+    pub updated_by: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientMessageRow {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub patient_id: Uuid,
+    pub direction: PatientMessageDirection,
+    pub author_user: Option<Uuid>,
+    pub via: String,
+    pub body_enc: Vec<u8>,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}
+
+/// A patient thread's activity: last message time and unread patient messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadActivity {
+    pub patient_id: Uuid,
+    pub last_message_at: i64,
+    pub unread: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRow {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub patient_id: Uuid,
+    pub token_hash: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub max_uses: i64,
+    pub uses: i64,
+    pub failures: i64,
+    pub locked_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub challenge_hash: Option<String>,
+    pub code_hash: Option<String>,
+    pub code_expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsRow {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub patient_id: Option<Uuid>,
+    pub dek_id: String,
+    pub from_number: String,
+    pub to_enc: Vec<u8>,
+    pub body_enc: Vec<u8>,
+    pub phone_index: String,
+    pub kind: SmsKind,
+    pub template: Option<String>,
+    pub status: SmsStatus,
+    pub attempts: i64,
+    pub send_after: i64,
+    pub lease_until: Option<i64>,
+    pub provider_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+#[async_trait]
+pub trait PatientStore: Send + Sync {
+    // Patients.
+    /// `Conflict("patient mrn")` if the MRN is taken in the organisation.
+    async fn insert_patient(&self, p: &PatientRow) -> Result<()>;
+    async fn get_patient(&self, org: OrgId, id: Uuid) -> Result<PatientRow>;
+    async fn list_patients(&self, org: OrgId) -> Result<Vec<PatientRow>>;
+    async fn patients_by_phone(&self, org: OrgId, phone_index: &str) -> Result<Vec<PatientRow>>;
+
+    // Consent.
+    async fn insert_consent(&self, c: &ConsentRow) -> Result<()>;
+    /// Oldest first.
+    async fn consents(&self, org: OrgId, patient: Uuid) -> Result<Vec<ConsentRow>>;
+    /// Records a STOP; false if the number had already opted out.
+    async fn opt_out(&self, org: OrgId, phone_index: &str, at: i64) -> Result<bool>;
+    /// Lifts a STOP; false if the number had not opted out.
+    async fn opt_in(&self, org: OrgId, phone_index: &str) -> Result<bool>;
+    async fn is_opted_out(&self, org: OrgId, phone_index: &str) -> Result<bool>;
+
+    // Templates.
+    async fn templates(&self, org: OrgId) -> Result<Vec<TemplateRow>>;
+    async fn put_template(&self, t: &TemplateRow) -> Result<()>;
+
+    // Threads.
+    async fn insert_patient_message(&self, m: &PatientMessageRow) -> Result<()>;
+    /// Oldest first.
+    async fn patient_messages(&self, org: OrgId, patient: Uuid) -> Result<Vec<PatientMessageRow>>;
+    /// Marks unread messages of `direction` read at `at`.
+    async fn mark_patient_messages_read(
+        &self,
+        org: OrgId,
+        patient: Uuid,
+        direction: PatientMessageDirection,
+        at: i64,
+    ) -> Result<()>;
+    /// Every patient with messages, most recent first.
+    async fn thread_activity(&self, org: OrgId) -> Result<Vec<ThreadActivity>>;
+
+    // Secure links.
+    async fn insert_link(&self, l: &LinkRow) -> Result<()>;
+    /// The one public lookup: by token hash, across organisations (the token names its link).
+    async fn link_by_token(&self, token_hash: &str) -> Result<LinkRow>;
+    /// Counts a failed check; locks the link at `max_failures`. Returns the new count.
+    async fn link_failure(&self, id: Uuid, max_failures: i64, at: i64) -> Result<i64>;
+    async fn link_set_code(
+        &self,
+        id: Uuid,
+        challenge_hash: &str,
+        code_hash: &str,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// Consumes the pending code and one use, if one is left. False: none left.
+    async fn link_use(&self, id: Uuid) -> Result<bool>;
+    /// Revokes a patient's open links; returns how many.
+    async fn revoke_links(&self, org: OrgId, patient: Uuid, at: i64) -> Result<i64>;
+    async fn insert_portal_session(
+        &self,
+        token_hash: &str,
+        link: Uuid,
+        at: i64,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// The link of a live portal session.
+    async fn portal_session(&self, token_hash: &str, now: i64) -> Result<Uuid>;
+
+    // SMS outbox.
+    async fn enqueue_sms(&self, s: &SmsRow) -> Result<()>;
+    /// Claims up to `limit` due rows (queued and due, or sending with a lapsed
+    /// lease) for `lease_secs`, oldest first.
+    async fn claim_due_sms(&self, now: i64, lease_secs: i64, limit: i64) -> Result<Vec<SmsRow>>;
+    async fn sms_sent(&self, id: Uuid, provider_id: &str, at: i64) -> Result<()>;
+    async fn sms_retry(&self, id: Uuid, send_after: i64, error: &str, at: i64) -> Result<()>;
+    /// A final state without a provider id (failed, cancelled).
+    async fn sms_finished(&self, id: Uuid, status: SmsStatus, error: &str, at: i64) -> Result<()>;
+    /// A status callback; returns the row it updated (NotFound if none).
+    async fn sms_status_by_provider(
+        &self,
+        org: OrgId,
+        provider_id: &str,
+        status: SmsStatus,
+        error: Option<&str>,
+        at: i64,
+    ) -> Result<SmsRow>;
+    async fn get_sms(&self, org: OrgId, id: Uuid) -> Result<SmsRow>;
+    /// Newest first.
+    async fn sms_for_patient(&self, org: OrgId, patient: Uuid, limit: i64) -> Result<Vec<SmsRow>>;
+}
