@@ -488,7 +488,7 @@ fn portal_form<T: serde::de::DeserializeOwned>(
     read_form::<T>(headers, body).map(|(_, f)| f).map_err(|e| {
         let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         let t = pages::strings("en");
-        html(status, pages::notice(t, &e.message, None))
+        Box::new(html(status, pages::notice(t, &e.message, None)))
     })
 }
 
