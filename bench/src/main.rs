@@ -276,6 +276,7 @@ async fn start(database: Option<String>) -> anyhow::Result<(Running, ApiClient, 
                 absolute_lifetime_secs: 43_200,
                 mfa_required: false,
                 messaging: Default::default(),
+                patients: Default::default(),
             },
         )
         .await

@@ -213,6 +213,7 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
             absolute_lifetime_secs: 600,
             mfa_required: true,
             messaging: Default::default(),
+            patients: Default::default(),
         })
         .await
         .unwrap();
@@ -242,6 +243,7 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
             absolute_lifetime_secs: 600,
             mfa_required: true,
             messaging: Default::default(),
+            patients: Default::default(),
         })
         .await
         .unwrap_err();

@@ -25,6 +25,7 @@ fn org(slug: &str) -> OrgRow {
             absolute_lifetime_secs: 43_200,
             mfa_required: true,
             messaging: Default::default(),
+            patients: Default::default(),
         },
         created_at: 1_700_000_000,
     }
@@ -109,6 +110,7 @@ async fn organisations_and_settings(backend: Backend) {
         absolute_lifetime_secs: 3600,
         mfa_required: false,
         messaging: Default::default(),
+        patients: Default::default(),
     };
     s.update_org_policy(a.id, &p).await.unwrap();
     assert_eq!(s.get_org(a.id).await.unwrap().policy, p);
