@@ -8,6 +8,7 @@ use wardline_proto::audit::*;
 use wardline_proto::auth::*;
 use wardline_proto::directory::*;
 use wardline_proto::messaging::*;
+use wardline_proto::patients::*;
 use wardline_proto::{ErrorBody, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -384,6 +385,86 @@ impl ApiClient {
             return Ok(bytes.to_vec());
         }
         Err(error_of(status, &bytes))
+    }
+
+    // Patients.
+
+    pub async fn create_patient(&self, req: &CreatePatientRequest) -> Result<Patient> {
+        self.post("/api/v1/patients", req).await
+    }
+
+    pub async fn patients(&self) -> Result<PatientList> {
+        self.get("/api/v1/patients").await
+    }
+
+    pub async fn patient(&self, id: Uuid) -> Result<Patient> {
+        self.get(&format!("/api/v1/patients/{id}")).await
+    }
+
+    pub async fn record_consent(
+        &self,
+        id: Uuid,
+        req: &RecordConsentRequest,
+    ) -> Result<ConsentHistory> {
+        self.post(&format!("/api/v1/patients/{id}/consents"), req)
+            .await
+    }
+
+    pub async fn consent_history(&self, id: Uuid) -> Result<ConsentHistory> {
+        self.get(&format!("/api/v1/patients/{id}/consents")).await
+    }
+
+    pub async fn send_patient_text(
+        &self,
+        id: Uuid,
+        req: &SendTemplateRequest,
+    ) -> Result<SendOutcome> {
+        self.post(&format!("/api/v1/patients/{id}/texts"), req)
+            .await
+    }
+
+    pub async fn send_patient_message(
+        &self,
+        id: Uuid,
+        req: &SendSecureMessageRequest,
+    ) -> Result<SendOutcome> {
+        self.post(&format!("/api/v1/patients/{id}/messages"), req)
+            .await
+    }
+
+    pub async fn patient_thread(&self, id: Uuid) -> Result<PatientThread> {
+        self.get(&format!("/api/v1/patients/{id}/messages")).await
+    }
+
+    pub async fn patient_sms(&self, id: Uuid) -> Result<SmsList> {
+        self.get(&format!("/api/v1/patients/{id}/sms")).await
+    }
+
+    pub async fn revoke_patient_links(&self, id: Uuid) -> Result<LinksRevoked> {
+        self.post_empty(&format!("/api/v1/patients/{id}/links/revoke"))
+            .await
+    }
+
+    pub async fn patient_threads(&self) -> Result<PatientThreadList> {
+        self.get("/api/v1/patient-threads").await
+    }
+
+    pub async fn sms_templates(&self) -> Result<TemplateList> {
+        self.get("/api/v1/sms/templates").await
+    }
+
+    pub async fn put_sms_template(
+        &self,
+        key: &str,
+        language: &str,
+        req: &PutTemplateRequest,
+    ) -> Result<TemplateList> {
+        self.send(
+            Method::PUT,
+            &format!("/api/v1/sms/templates/{key}/{language}"),
+            Some(req),
+        )
+        .await
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {

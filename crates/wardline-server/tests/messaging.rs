@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Actor, Backend, TestServer};
+use common::{Actor, Backend, TestServer, contains, database_bytes};
 use sqlx::Row;
 use uuid::Uuid;
 use wardline_client::ApiClient;
@@ -16,7 +16,7 @@ use wardline_client::chat::Chat;
 use wardline_client::core::{Event, MessageContent};
 use wardline_proto::messaging::*;
 use wardline_proto::{ErrorCode, Role};
-use wardline_server::store::{AuditStore, Store};
+use wardline_server::store::AuditStore;
 
 const PASSPHRASE: &str = "4821 quiet harbour";
 
@@ -63,52 +63,6 @@ async fn group(creator: &mut Chat, members: &[Uuid], patient: Option<&str>) -> U
         .await
         .expect("create group")
         .id
-}
-
-/// Every table's rows as text (PostgreSQL) or the raw database file (SQLite):
-/// what an attacker with the database would see.
-async fn database_bytes(t: &TestServer) -> Vec<u8> {
-    match t.sql.backend() {
-        wardline_server::store::Backend::Sqlite => {
-            t.sql.checkpoint().await.unwrap();
-            std::fs::read(t.data_dir.path().join("wardline.db")).unwrap()
-        }
-        wardline_server::store::Backend::Postgres => {
-            let url = t.config.database_url.clone().unwrap();
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            let tables: Vec<String> = sqlx::query(
-                "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = current_schema()",
-            )
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>("t"))
-            .collect();
-            assert!(tables.contains(&"messages".to_owned()));
-            let mut out = Vec::new();
-            for table in tables {
-                let sql = format!("SELECT x::text AS r FROM \"{table}\" x");
-                for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap()
-                {
-                    out.extend_from_slice(row.get::<String, _>("r").as_bytes());
-                    out.push(b'\n');
-                }
-            }
-            out
-        }
-    }
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    let hex_needle = hex::encode(needle);
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-        || hay
-            .windows(hex_needle.len())
-            .any(|w| w.eq_ignore_ascii_case(hex_needle.as_bytes()))
 }
 
 /// Two users on three devices: a clinical thread, one device offline and

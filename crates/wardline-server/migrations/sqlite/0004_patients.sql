@@ -23,9 +23,11 @@ CREATE TABLE patients (
 );
 CREATE INDEX patients_phone ON patients (org_id, phone_index);
 
--- Consent history: appended, never changed.
+-- Consent history: appended, never changed; `seq` keeps the order of
+-- decisions made within one second.
 CREATE TABLE patient_consents (
-    id         TEXT PRIMARY KEY,
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
     org_id     TEXT NOT NULL REFERENCES organisations (id),
     patient_id TEXT NOT NULL REFERENCES patients (id),
     scope      TEXT,
@@ -35,7 +37,7 @@ CREATE TABLE patient_consents (
     actor_id   TEXT NOT NULL,
     at         BIGINT NOT NULL
 );
-CREATE INDEX patient_consents_patient ON patient_consents (org_id, patient_id, at);
+CREATE INDEX patient_consents_patient ON patient_consents (org_id, patient_id, seq);
 
 -- Numbers that texted STOP (per organisation: its sender number).
 CREATE TABLE sms_opt_outs (
@@ -57,8 +59,10 @@ CREATE TABLE sms_templates (
     PRIMARY KEY (org_id, key, language)
 );
 
+-- `seq` orders a thread (several messages can share a second).
 CREATE TABLE patient_messages (
-    id          TEXT PRIMARY KEY,
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
     org_id      TEXT NOT NULL REFERENCES organisations (id),
     patient_id  TEXT NOT NULL REFERENCES patients (id),
     direction   TEXT NOT NULL,
@@ -68,7 +72,7 @@ CREATE TABLE patient_messages (
     created_at  BIGINT NOT NULL,
     read_at     BIGINT
 );
-CREATE INDEX patient_messages_thread ON patient_messages (org_id, patient_id, created_at);
+CREATE INDEX patient_messages_thread ON patient_messages (org_id, patient_id, seq);
 
 CREATE TABLE secure_links (
     id              TEXT PRIMARY KEY,

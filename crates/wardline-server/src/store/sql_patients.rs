@@ -207,10 +207,8 @@ impl PatientStore for SqlStore {
     }
 
     async fn consents(&self, org: OrgId, patient: Uuid) -> Result<Vec<ConsentRow>> {
-        // `at` ties are broken by insertion order where the engine keeps it;
-        // the service never records two decisions for one scope in a second.
         sqlx::query(
-            "SELECT * FROM patient_consents WHERE org_id = $1 AND patient_id = $2 ORDER BY at, id",
+            "SELECT * FROM patient_consents WHERE org_id = $1 AND patient_id = $2 ORDER BY seq",
         )
         .bind(org.to_string())
         .bind(patient.to_string())
@@ -314,7 +312,7 @@ impl PatientStore for SqlStore {
 
     async fn patient_messages(&self, org: OrgId, patient: Uuid) -> Result<Vec<PatientMessageRow>> {
         sqlx::query(
-            "SELECT * FROM patient_messages WHERE org_id = $1 AND patient_id = $2 ORDER BY created_at, id",
+            "SELECT * FROM patient_messages WHERE org_id = $1 AND patient_id = $2 ORDER BY seq",
         )
         .bind(org.to_string())
         .bind(patient.to_string())

@@ -351,3 +351,49 @@ impl TestServer {
         (c.with_token(Some(s.token)), device_id)
     }
 }
+
+/// Every table's rows as text (PostgreSQL) or the raw database file (SQLite):
+/// what an attacker with the database would see.
+pub async fn database_bytes(t: &TestServer) -> Vec<u8> {
+    match wardline_server::store::Store::backend(t.sql.as_ref()) {
+        wardline_server::store::Backend::Sqlite => {
+            t.sql.checkpoint().await.unwrap();
+            std::fs::read(t.data_dir.path().join("wardline.db")).unwrap()
+        }
+        wardline_server::store::Backend::Postgres => {
+            let url = t.config.database_url.clone().unwrap();
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let tables: Vec<String> = sqlx::query(
+                "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = current_schema()",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, "t"))
+            .collect();
+            assert!(tables.contains(&"messages".to_owned()));
+            let mut out = Vec::new();
+            for table in tables {
+                let sql = format!("SELECT x::text AS r FROM \"{table}\" x");
+                for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                {
+                    out.extend_from_slice(sqlx::Row::get::<String, _>(&row, "r").as_bytes());
+                    out.push(b'\n');
+                }
+            }
+            out
+        }
+    }
+}
+
+pub fn contains(hay: &[u8], needle: &str) -> bool {
+    let hex_needle = hex::encode(needle);
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+        || hay
+            .windows(hex_needle.len())
+            .any(|w| w.eq_ignore_ascii_case(hex_needle.as_bytes()))
+}

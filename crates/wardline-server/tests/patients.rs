@@ -1,0 +1,940 @@
+//! Patient texting end to end: consent, reminders, secure messages read in a
+//! real headless Chromium after the identity check, replies, STOP; the REST
+//! gateway against a stand-in provider that checks the request shape and signs
+//! its webhooks; and the refusals (consent, free text, locked and expired links).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::{Actor, Backend, TestServer, contains, database_bytes};
+use serde_json::Value;
+use uuid::Uuid;
+use wardline_proto::patients::*;
+use wardline_proto::{ErrorCode, Role};
+use wardline_server::patients::gateway::webhook_signature;
+use wardline_server::store::AuditStore;
+
+const WEBHOOK_TOKEN: &str = "test-webhook-token-0123456789";
+const PHONE: &str = "+15551230001";
+const DOB: &str = "1984-03-07";
+const SECRET_TEXT: &str = "Your biopsy result is benign; continue metformin 500mg";
+const REPLY: &str = "Thank you, doctor. Should I still come on Friday?";
+
+async fn server(
+    backend: Backend,
+    tweak: impl FnOnce(&mut wardline_server::Config),
+) -> Option<TestServer> {
+    TestServer::start_with(backend, |c| {
+        c.sms.auth_token = Some(WEBHOOK_TOKEN.into());
+        tweak(c);
+    })
+    .await
+}
+
+/// The organisation's admin and a nurse; the policy without quiet hours (the
+/// test clock may sit at night) and with a practice line.
+async fn practice(t: &TestServer) -> (Actor, Actor) {
+    let admin = t.setup_org("clinic").await;
+    let mut policy = admin.client.policy().await.unwrap();
+    policy.patients.quiet_hours = None;
+    policy.patients.practice_phone = "+1 555 010 2000".into();
+    admin.client.set_policy(&policy).await.unwrap();
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    (admin, nurse)
+}
+
+async fn new_patient(nurse: &Actor, language: &str) -> Patient {
+    nurse
+        .client
+        .create_patient(&CreatePatientRequest {
+            name: "Maria Quintero".into(),
+            date_of_birth: DOB.into(),
+            mrn: Some(format!("MRN-{}", &Uuid::new_v4().simple().to_string()[..8])),
+            phone: PHONE.into(),
+            language: Some(language.into()),
+        })
+        .await
+        .expect("create patient")
+}
+
+async fn consent(nurse: &Actor, id: Uuid, scope: ConsentScope, granted: bool) -> ConsentHistory {
+    nurse
+        .client
+        .record_consent(
+            id,
+            &RecordConsentRequest {
+                scope,
+                granted,
+                method: ConsentMethod::Written,
+            },
+        )
+        .await
+        .expect("consent")
+}
+
+/// Every line of the file gateway's log.
+fn sms_log(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits for the sender to have written `n` SMS.
+async fn wait_for_sms(path: &Path, n: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let lines = sms_log(path);
+        if lines.len() >= n {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the SMS log never reached {n} lines: {:?}", sms_log(path));
+}
+
+/// POSTs a form to a webhook, signed as the provider would.
+async fn signed_post(
+    t: &TestServer,
+    path: &str,
+    fields: &[(&str, &str)],
+    token: &str,
+) -> reqwest::Response {
+    let owned: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let signature = webhook_signature(token, &format!("{}{path}", t.url), &owned);
+    t.http()
+        .post(format!("{}{path}", t.url))
+        .header("x-twilio-signature", signature)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&owned).unwrap())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn texts_from(t: &TestServer, org: Uuid, body: &str) -> reqwest::Response {
+    signed_post(
+        t,
+        &format!("/sms/inbound/{org}"),
+        &[
+            ("From", PHONE),
+            ("To", "+15550100000"),
+            ("Body", body),
+            ("MessageSid", "SM1"),
+        ],
+        WEBHOOK_TOKEN,
+    )
+    .await
+}
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Chromium and playwright-core are installed by `.ci/run` and `cargo xtask
+/// test`; outside CI a machine without them skips (CI fails instead).
+fn browser_available() -> bool {
+    let ok = Path::new("/usr/bin/chromium").exists()
+        && browser_dir().join("node_modules/playwright-core").exists();
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!("CI must run the browser test: install chromium and run npm ci in tests/browser");
+    }
+    if !ok {
+        eprintln!("skipping: no /usr/bin/chromium or tests/browser/node_modules");
+    }
+    ok
+}
+
+async fn audit_actions(t: &TestServer) -> Vec<(String, String, String, Option<String>)> {
+    t.sql
+        .audit_entries(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.action, r.outcome, r.actor_kind, r.patient_id))
+        .collect()
+}
+
+/// The walk-through: consent → plain reminder → secure message (the
+/// SMS is only a notice and a link) → the patient in Chromium fails the check
+/// twice, verifies, reads, replies → staff see the reply → STOP → the next
+/// send is refused. Every step audited; no message text in the SMS log or the
+/// database.
+async fn patient_texting_end_to_end(backend: Backend) {
+    if !browser_available() {
+        return;
+    }
+    let Some(t) = server(backend, |_| {}).await else {
+        return;
+    };
+    let (admin, nurse) = practice(&t).await;
+    let org = admin.user.org_id;
+    let log = t.config.sms_file_path();
+    let patient = new_patient(&nurse, "en").await;
+
+    // Nothing is sent without consent.
+    let err = nurse
+        .client
+        .send_patient_text(
+            patient.id,
+            &SendTemplateRequest {
+                template: "appointment_reminder".into(),
+                params: BTreeMap::from([
+                    ("date".into(), "2026-12-01".into()),
+                    ("time".into(), "09:30".into()),
+                ]),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ConsentRequired));
+    consent(&nurse, patient.id, ConsentScope::Reminders, true).await;
+    let history = consent(&nurse, patient.id, ConsentScope::SecureMessages, true).await;
+    assert_eq!(
+        history.consent,
+        vec![ConsentScope::Reminders, ConsentScope::SecureMessages]
+    );
+    assert_eq!(history.events[0].recorded_by, nurse.user.id.to_string());
+
+    // A reminder: plain SMS, typed values only.
+    let sent = nurse
+        .client
+        .send_patient_text(
+            patient.id,
+            &SendTemplateRequest {
+                template: "appointment_reminder".into(),
+                params: BTreeMap::from([
+                    ("date".into(), "2026-12-01".into()),
+                    ("time".into(), "09:30".into()),
+                ]),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.sms.kind, SmsKind::Reminder);
+    let lines = wait_for_sms(&log, 1).await;
+    assert_eq!(lines[0]["to"], PHONE);
+    assert_eq!(
+        lines[0]["body"],
+        "Reminder: you have an appointment on 2026-12-01 at 09:30. To change it, call +1 555 010 2000. Reply STOP to opt out."
+    );
+
+    // A secure message: the SMS is the notice and a link, nothing else.
+    let sent = nurse
+        .client
+        .send_patient_message(
+            patient.id,
+            &SendSecureMessageRequest {
+                text: SECRET_TEXT.into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.sms.kind, SmsKind::SecureNotice);
+    let lines = wait_for_sms(&log, 2).await;
+    let notice = lines[1]["body"].as_str().unwrap().to_owned();
+    let url = notice
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .expect("a link in the notice")
+        .to_owned();
+    assert!(url.starts_with(&format!("{}/p/", t.url)), "{url}");
+    assert!(
+        !notice.contains("biopsy") && !notice.contains("Maria"),
+        "{notice}"
+    );
+
+    // The patient, in Chromium.
+    let cfg = serde_json::json!({
+        "url": url,
+        "wrongDob": "1984-07-03",
+        "dob": DOB,
+        "smsLog": log,
+        "phone": PHONE,
+        "expectText": SECRET_TEXT,
+        "forbidden": [SECRET_TEXT, "Maria", "Quintero", patient.mrn.clone().unwrap()],
+        "reply": REPLY,
+        "dobLabel": "Your date of birth",
+        "codeLabel": "6-digit code",
+        "replyLabel": "Your reply",
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(browser_dir().join("patient_portal.mjs"))
+            .arg(cfg.to_string())
+            .current_dir(browser_dir())
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(steps[0]["lang"], "en");
+    assert!(
+        steps[1]["alert"]
+            .as_str()
+            .unwrap()
+            .contains("left before this link locks: 4"),
+        "{steps:?}"
+    );
+    assert!(
+        steps[2]["alert"].as_str().unwrap().contains(": 3"),
+        "{steps:?}"
+    );
+    assert_eq!(steps.last().unwrap()["step"], "stranger");
+    assert_eq!(steps.last().unwrap()["status"], 401);
+
+    // Staff see the reply, unread until they open the thread.
+    let threads = nurse.client.patient_threads().await.unwrap().threads;
+    assert_eq!(threads.len(), 1);
+    assert_eq!(
+        (threads[0].patient_name.as_str(), threads[0].unread),
+        ("Maria Quintero", 1)
+    );
+    let thread = nurse.client.patient_thread(patient.id).await.unwrap();
+    let texts: Vec<&str> = thread.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, vec![SECRET_TEXT, REPLY]);
+    assert_eq!(
+        thread.messages[1].direction,
+        PatientMessageDirection::FromPatient
+    );
+    assert_eq!(thread.messages[1].via, "portal");
+    assert!(thread.messages[0].read_at.is_some(), "the patient read it");
+    assert_eq!(
+        nurse.client.patient_threads().await.unwrap().threads[0].unread,
+        0
+    );
+
+    // STOP: one confirmation, then nothing.
+    assert_eq!(texts_from(&t, org, "Stop").await.status(), 200);
+    let lines = wait_for_sms(&log, 4).await;
+    assert!(
+        lines[3]["body"].as_str().unwrap().contains("unsubscribed"),
+        "{lines:?}"
+    );
+    assert_eq!(texts_from(&t, org, "STOP").await.status(), 200);
+    let err = nurse
+        .client
+        .send_patient_message(
+            patient.id,
+            &SendSecureMessageRequest {
+                text: "Another note".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::PatientOptedOut));
+    assert!(err.to_string().contains("STOP"), "{err}");
+    let p = nurse.client.patient(patient.id).await.unwrap();
+    assert!(p.sms_opted_out);
+    let history = nurse.client.consent_history(patient.id).await.unwrap();
+    assert_eq!(
+        history.events.last().unwrap().action,
+        ConsentAction::OptedOut
+    );
+    assert_eq!(
+        history.events.last().unwrap().method,
+        ConsentMethod::SmsKeyword
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sms_log(&log).len(),
+        4,
+        "a second STOP gets no second confirmation"
+    );
+
+    // Audited: each step, the patient's own as the patient.
+    let events = audit_actions(&t).await;
+    let pid = patient.id.to_string();
+    for (action, outcome, actor) in [
+        ("patient.create", "success", "user"),
+        ("patient.consent.record", "success", "user"),
+        ("patient.text.send", "failure", "user"),
+        ("patient.text.send", "success", "user"),
+        ("patient.message.send", "success", "user"),
+        ("sms.send", "success", "service"),
+        ("portal.open", "success", "patient"),
+        ("portal.verify", "failure", "patient"),
+        ("portal.verify", "success", "patient"),
+        ("portal.code", "success", "patient"),
+        ("portal.thread.view", "success", "patient"),
+        ("portal.reply", "success", "patient"),
+        ("patient.thread.view", "success", "user"),
+        ("sms.inbound", "success", "anonymous"),
+        ("patient.message.send", "failure", "user"),
+    ] {
+        assert!(
+            events.iter().any(|(a, o, k, p)| a == action
+                && o == outcome
+                && k == actor
+                && p.as_deref() == Some(&pid)),
+            "no {action}/{outcome} by {actor} for the patient in {events:?}"
+        );
+    }
+    let failures = events
+        .iter()
+        .filter(|(a, o, _, _)| a == "portal.verify" && o == "failure")
+        .count();
+    assert_eq!(failures, 2);
+
+    // No message text, reply or patient detail in the database; the SMS log
+    // has the number and the notices, never the message.
+    let db = database_bytes(&t).await;
+    for secret in [
+        SECRET_TEXT,
+        REPLY,
+        "Maria Quintero",
+        DOB,
+        PHONE,
+        patient.mrn.as_deref().unwrap(),
+    ] {
+        assert!(!contains(&db, secret), "{secret:?} stored in plaintext");
+    }
+    let raw_log = std::fs::read_to_string(&log).unwrap();
+    for secret in [SECRET_TEXT, REPLY, "Maria", DOB] {
+        assert!(!raw_log.contains(secret), "{secret:?} in the SMS log");
+    }
+    // The link token is stored only as a hash.
+    let token = url.rsplit('/').next().unwrap();
+    assert!(!contains(&db, token), "link token stored in plaintext");
+    let server_log =
+        std::fs::read_to_string(t.data_dir.path().join("server.log")).unwrap_or_default();
+    assert!(!server_log.contains(token) && !server_log.contains(SECRET_TEXT));
+}
+
+/// What the stand-in provider saw.
+#[derive(Default)]
+struct Provider {
+    requests: Vec<(String, Option<String>, BTreeMap<String, String>)>,
+    fail_next: bool,
+}
+
+async fn provider_messages(
+    State(seen): State<Arc<Mutex<Provider>>>,
+    axum::extract::Path(account): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, axum::Json<Value>) {
+    let form: BTreeMap<String, String> = serde_urlencoded::from_str(&body).unwrap_or_default();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut p = seen.lock().unwrap();
+    p.requests
+        .push((account.clone(), auth.clone(), form.clone()));
+    use base64::Engine;
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("AC0123456789:provider-secret")
+    );
+    if account != "AC0123456789"
+        || auth.as_deref() != Some(want.as_str())
+        || content_type != "application/x-www-form-urlencoded"
+        || ["To", "From", "Body", "StatusCallback"]
+            .iter()
+            .any(|k| !form.contains_key(*k))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"code": 21602, "message": "bad request shape"})),
+        );
+    }
+    if std::mem::take(&mut p.fail_next) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"code": 20503, "message": "try later"})),
+        );
+    }
+    let sid = format!("SM{:032}", p.requests.len());
+    (
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"sid": sid, "status": "queued"})),
+    )
+}
+
+/// The REST gateway against a stand-in provider: request shape and
+/// authentication, a retry after a 503, a signed delivery callback, signed
+/// inbound keywords, and unsigned or forged webhooks refused.
+async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
+    let seen = Arc::new(Mutex::new(Provider {
+        fail_next: true,
+        ..Default::default()
+    }));
+    let app = axum::Router::new()
+        .route(
+            "/2010-04-01/Accounts/{account}/Messages.json",
+            axum::routing::post(provider_messages),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let provider = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let Some(t) = TestServer::start_with(backend, |c| {
+        c.sms.gateway = wardline_server::config::SmsGatewayKind::Http;
+        c.sms.api_url = provider.clone();
+        c.sms.account_sid = "AC0123456789".into();
+        c.sms.auth_token = Some("provider-secret".into());
+        c.sms.from = "+15550109999".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let (admin, nurse) = practice(&t).await;
+    let org = admin.user.org_id;
+    let patient = new_patient(&nurse, "es").await;
+    consent(&nurse, patient.id, ConsentScope::Reminders, true).await;
+    nurse
+        .client
+        .send_patient_text(
+            patient.id,
+            &SendTemplateRequest {
+                template: "appointment_reminder".into(),
+                params: BTreeMap::from([
+                    ("date".into(), "2026-12-01".into()),
+                    ("time".into(), "16:00".into()),
+                ]),
+            },
+        )
+        .await
+        .unwrap();
+
+    // The first attempt meets a 503 and is retried after its back-off.
+    let status = |t: &TestServer, nurse: &Actor, id: Uuid| {
+        let c = nurse.client.clone();
+        let _ = t;
+        async move { c.patient_sms(id).await.unwrap().sms.remove(0) }
+    };
+    for _ in 0..100 {
+        if status(&t, &nurse, patient.id).await.attempts == 1
+            && status(&t, &nurse, patient.id).await.status == SmsStatus::Queued
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sms = status(&t, &nurse, patient.id).await;
+    assert_eq!(
+        (sms.status, sms.attempts),
+        (SmsStatus::Queued, 1),
+        "{sms:?}"
+    );
+    assert!(sms.error.as_deref().unwrap().contains("503"), "{sms:?}");
+    assert_eq!(sms.send_after, t.now() + 30);
+    t.clock.advance(31);
+    let mut sms = status(&t, &nurse, patient.id).await;
+    for _ in 0..100 {
+        if sms.status == SmsStatus::Sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sms = status(&t, &nurse, patient.id).await;
+    }
+    assert_eq!((sms.status, sms.attempts), (SmsStatus::Sent, 2), "{sms:?}");
+    let (to, body, callback, sid) = {
+        let p = seen.lock().unwrap();
+        assert_eq!(p.requests.len(), 2);
+        let form = &p.requests[1].2;
+        (
+            form["To"].clone(),
+            form["Body"].clone(),
+            form["StatusCallback"].clone(),
+            format!("SM{:032}", 2),
+        )
+    };
+    assert_eq!(to, PHONE);
+    assert!(
+        body.starts_with("Recordatorio: tiene una cita el 2026-12-01 a las 16:00"),
+        "{body}"
+    );
+    assert_eq!(callback, format!("{}/sms/status/{org}", t.url));
+
+    // The provider reports delivery, signed with the account's token.
+    let path = format!("/sms/status/{org}");
+    let fields = [("MessageSid", sid.as_str()), ("MessageStatus", "delivered")];
+    let forged = signed_post(&t, &path, &fields, "someone-else").await;
+    assert_eq!(forged.status(), 403);
+    let resp = t
+        .http()
+        .post(format!("{}{path}", t.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("MessageSid=x&MessageStatus=delivered")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "unsigned");
+    assert_eq!(
+        signed_post(&t, &path, &fields, "provider-secret")
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        status(&t, &nurse, patient.id).await.status,
+        SmsStatus::Delivered
+    );
+    let unknown = signed_post(
+        &t,
+        &path,
+        &[("MessageSid", "SMnope"), ("MessageStatus", "delivered")],
+        "provider-secret",
+    )
+    .await;
+    assert_eq!(unknown.status(), 404);
+
+    // HELP is answered (in Spanish), a plain text joins the thread, and the
+    // reply goes through the provider too.
+    let inbound = format!("/sms/inbound/{org}");
+    let resp = signed_post(
+        &t,
+        &inbound,
+        &[("From", PHONE), ("To", "+15550109999"), ("Body", "help")],
+        "provider-secret",
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/xml");
+    let resp = signed_post(
+        &t,
+        &inbound,
+        &[
+            ("From", PHONE),
+            ("To", "+15550109999"),
+            ("Body", "Can I bring my daughter?"),
+        ],
+        "provider-secret",
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    for _ in 0..100 {
+        if seen.lock().unwrap().requests.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let help = seen.lock().unwrap().requests[2].2["Body"].clone();
+    assert!(
+        help.starts_with("Mensajes seguros") && help.contains("+1 555 010 2000"),
+        "{help}"
+    );
+    let thread = nurse.client.patient_thread(patient.id).await.unwrap();
+    assert_eq!(
+        thread.messages.last().unwrap().text,
+        "Can I bring my daughter?"
+    );
+    assert_eq!(thread.messages.last().unwrap().via, "sms");
+}
+
+/// Refusals: bad records, free text into a plain SMS, consent withdrawn,
+/// quiet hours, a link locked by failures, an expired and a revoked link.
+async fn refusals(backend: Backend) {
+    let Some(t) = server(backend, |_| {}).await else {
+        return;
+    };
+    let (admin, nurse) = practice(&t).await;
+    let http = t.http();
+
+    // Bad records.
+    for (dob, phone, lang) in [
+        ("1984-13-01", PHONE, "en"),
+        ("2999-01-01", PHONE, "en"),
+        (DOB, "555-1234", "en"),
+        (DOB, PHONE, "English"),
+    ] {
+        let err = nurse
+            .client
+            .create_patient(&CreatePatientRequest {
+                name: "X".into(),
+                date_of_birth: dob.into(),
+                mrn: None,
+                phone: phone.into(),
+                language: Some(lang.into()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(ErrorCode::Validation),
+            "{dob} {phone} {lang}"
+        );
+    }
+    let patient = new_patient(&nurse, "en").await;
+    let dup = nurse
+        .client
+        .create_patient(&CreatePatientRequest {
+            name: "Someone Else".into(),
+            date_of_birth: DOB.into(),
+            mrn: patient.mrn.clone(),
+            phone: PHONE.into(),
+            language: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), Some(ErrorCode::Conflict));
+    // A clinician of another organisation cannot see the patient.
+    let other = t.create_org("elsewhere").await;
+    let other_nurse = t.user_with_role(&other, Role::Nurse).await;
+    assert_eq!(
+        other_nurse
+            .client
+            .patient(patient.id)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::NotFound)
+    );
+
+    // Free text cannot be approved into a plain-SMS template, nor sent through one.
+    let err = admin
+        .client
+        .put_sms_template(
+            "follow_up",
+            "en",
+            &PutTemplateRequest {
+                body: "About your {condition}: call us".into(),
+                class: TemplateClass::NoPhi,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Validation));
+    consent(&nurse, patient.id, ConsentScope::Reminders, true).await;
+    let send = |template: &str, params: &[(&str, &str)]| {
+        let req = SendTemplateRequest {
+            template: template.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let c = nurse.client.clone();
+        let id = patient.id;
+        async move { c.send_patient_text(id, &req).await }
+    };
+    for (template, params) in [
+        (
+            "appointment_reminder",
+            vec![
+                ("date", "next Friday, about your HIV test"),
+                ("time", "09:30"),
+            ],
+        ),
+        (
+            "appointment_reminder",
+            vec![("date", "2026-12-01"), ("time", "09:30"), ("note", "x")],
+        ),
+        ("new_secure_message", vec![]),
+        ("no_such_template", vec![]),
+    ] {
+        let err = send(template, &params).await.unwrap_err();
+        assert!(
+            matches!(
+                err.code(),
+                Some(ErrorCode::Validation | ErrorCode::NotFound)
+            ),
+            "{template} {params:?}: {err}"
+        );
+    }
+    // A `phi` template needs secure-message consent: it never goes plain.
+    let err = send(
+        "lab_result_available",
+        &[("test", "HbA1c"), ("date", "2026-11-20")],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ConsentRequired));
+    consent(&nurse, patient.id, ConsentScope::SecureMessages, true).await;
+    let out = send(
+        "lab_result_available",
+        &[("test", "HbA1c"), ("date", "2026-11-20")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.sms.kind, SmsKind::SecureNotice);
+    assert!(out.message_id.is_some());
+    let log = t.config.sms_file_path();
+    let lines = wait_for_sms(&log, 1).await;
+    assert!(!lines[0]["body"].as_str().unwrap().contains("HbA1c"));
+
+    // Withdrawn consent is honoured at once.
+    consent(&nurse, patient.id, ConsentScope::Reminders, false).await;
+    let err = send(
+        "appointment_reminder",
+        &[("date", "2026-12-01"), ("time", "09:30")],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ConsentRequired));
+    consent(&nurse, patient.id, ConsentScope::Reminders, true).await;
+
+    // Quiet hours: a reminder written now waits for their end.
+    let hour = (t.now() / 3600) % 24;
+    let mut policy = admin.client.policy().await.unwrap();
+    policy.patients.quiet_hours = Some(QuietHours {
+        start: format!("{hour:02}:00"),
+        end: format!("{:02}:00", (hour + 2) % 24),
+        time_zone: "UTC".into(),
+    });
+    admin.client.set_policy(&policy).await.unwrap();
+    let out = send(
+        "appointment_reminder",
+        &[("date", "2026-12-01"), ("time", "09:30")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.sms.status, SmsStatus::Queued);
+    let wait = out.sms.send_after - t.now();
+    assert!((3600..=7200).contains(&wait), "waits {wait}s");
+    policy.patients.quiet_hours = Some(QuietHours {
+        start: "25:00".into(),
+        end: "08:00".into(),
+        time_zone: "UTC".into(),
+    });
+    assert_eq!(
+        admin.client.set_policy(&policy).await.unwrap_err().code(),
+        Some(ErrorCode::Validation)
+    );
+    policy.patients.quiet_hours = None;
+    admin.client.set_policy(&policy).await.unwrap();
+
+    // A link locks after the policy's number of failures (5).
+    let url = lines[0]["body"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap()
+        .to_owned();
+    let verify = |dob: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.post(format!("{url}/verify"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("dob={dob}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for _ in 0..4 {
+        assert_eq!(verify("1999-01-01").await, 401);
+    }
+    assert_eq!(verify("1999-01-01").await, 403, "fifth failure locks");
+    assert_eq!(verify(DOB).await, 403, "even the right answer, once locked");
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 403);
+
+    // A fresh link expires with the policy (24 h), and revocation ends it at once.
+    nurse
+        .client
+        .send_patient_message(
+            patient.id,
+            &SendSecureMessageRequest {
+                text: "Please call us.".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let lines = wait_for_sms(&log, 2).await;
+    let second = lines[1]["body"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap()
+        .to_owned();
+    assert_eq!(http.get(&second).send().await.unwrap().status(), 200);
+    // Both open links: the locked one and this one.
+    assert_eq!(
+        nurse
+            .client
+            .revoke_patient_links(patient.id)
+            .await
+            .unwrap()
+            .revoked,
+        2
+    );
+    let page = http.get(&second).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+    assert!(page.text().await.unwrap().contains("no longer valid"));
+    nurse
+        .client
+        .send_patient_message(
+            patient.id,
+            &SendSecureMessageRequest {
+                text: "Again.".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let lines = wait_for_sms(&log, 3).await;
+    let third = lines[2]["body"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap()
+        .to_owned();
+    t.clock.advance(24 * 3600 + 1);
+    assert_eq!(http.get(&third).send().await.unwrap().status(), 404);
+
+    // Malformed portal and webhook input is a 4xx, never a 5xx.
+    let base = format!("{}/p/{}", t.url, "A".repeat(43));
+    for (path, body, ct) in [
+        (
+            "/verify",
+            "dob=1984-03-07",
+            "application/x-www-form-urlencoded",
+        ),
+        ("/code", "%%%", "application/x-www-form-urlencoded"),
+        ("/reply", "{\"text\":1}", "application/json"),
+    ] {
+        let s = http
+            .post(format!("{base}{path}"))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(s.is_client_error(), "{path}: {s}");
+    }
+    let s = http
+        .post(format!("{}/sms/inbound/not-a-uuid", t.url))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(s.is_client_error(), "{s}");
+}
+
+both_backends!(
+    patient_texting_end_to_end,
+    http_gateway_against_a_provider_stand_in,
+    refusals,
+);
