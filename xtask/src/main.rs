@@ -2,7 +2,8 @@
 //!
 //! * `serve [args…]`   build and run the server (`cargo xtask serve --demo`)
 //! * `test [args…]`    the whole test suite (nextest if installed, else cargo test),
-//!   then the client core's WebAssembly build (`wasm`)
+//!   after installing the browser test's Node packages, then the client core's
+//!   WebAssembly build (`wasm`)
 //! * `wasm`            `cargo check` of `wardline-client`'s core for wasm32-unknown-unknown
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build)
@@ -39,6 +40,24 @@ fn has_nextest() -> bool {
 /// The client's protocol core must build for the browser: a web client will
 /// reuse it. The WebAssembly standard library comes from rustup if missing;
 /// the getrandom backends need the cfg flag (host build scripts are unaffected).
+/// The browser test's Node packages (playwright-core, pinned in
+/// `tests/browser/package-lock.json`), installed once. Chromium itself is
+/// Debian's (`apt-get install chromium`, done by `.ci/run`).
+fn browser_deps() -> ExitCode {
+    let dir = std::path::Path::new("crates/wardline-server/tests/browser");
+    if dir.join("node_modules/playwright-core").exists() {
+        return ExitCode::SUCCESS;
+    }
+    let mut npm = Command::new("npm");
+    npm.args(["ci", "--no-audit", "--no-fund"]).current_dir(dir);
+    let code = run(npm);
+    if code != ExitCode::SUCCESS && env::var_os("CI").is_none() {
+        eprintln!("xtask: npm ci failed; the browser test will be skipped outside CI");
+        return ExitCode::SUCCESS;
+    }
+    code
+}
+
 fn wasm_check() -> ExitCode {
     const TARGET: &str = "wasm32-unknown-unknown";
     let installed = Command::new("rustup")
@@ -97,6 +116,10 @@ fn main() -> ExitCode {
                 eprintln!(
                     "xtask: WARDLINE_TEST_POSTGRES_URL is not set: PostgreSQL variants will be skipped"
                 );
+            }
+            let code = browser_deps();
+            if code != ExitCode::SUCCESS {
+                return code;
             }
             let mut c = cargo();
             if has_nextest() {
