@@ -44,12 +44,14 @@ fn has_nextest() -> bool {
 /// `tests/browser/package-lock.json`), installed once. Chromium itself is
 /// Debian's (`apt-get install chromium`, done by `.ci/run`).
 fn browser_deps() -> ExitCode {
-    let dir = std::path::Path::new("crates/wardline-server/tests/browser");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/wardline-server/tests/browser");
     if dir.join("node_modules/playwright-core").exists() {
         return ExitCode::SUCCESS;
     }
     let mut npm = Command::new("npm");
-    npm.args(["ci", "--no-audit", "--no-fund"]).current_dir(dir);
+    npm.args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir);
     let code = run(npm);
     if code != ExitCode::SUCCESS && env::var_os("CI").is_none() {
         eprintln!("xtask: npm ci failed; the browser test will be skipped outside CI");

@@ -167,6 +167,20 @@ pub async fn observe(req: Request, next: Next) -> Response {
     resp
 }
 
+/// A raw body, or the API error its rejection deserves (413 past the limit).
+pub fn body_bytes(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    what: &str,
+) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorCode::PayloadTooLarge, format!("{what} is too large"))
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ mod audit;
 mod chat;
 mod input;
 mod offline;
+mod patients;
 mod remote;
 mod serve;
 
@@ -84,6 +85,9 @@ enum Command {
     /// End-to-end encrypted conversations (MLS) from this terminal.
     #[command(subcommand)]
     Chat(chat::ChatCommand),
+    /// Patient texting: records, consent, templates, secure messages, threads.
+    #[command(subcommand)]
+    Patients(patients::PatientsCommand),
     /// Print the current code for a base32 TOTP secret (a development aid, like
     /// an authenticator app).
     TotpCode { secret: String },
@@ -126,6 +130,7 @@ async fn main() -> std::process::ExitCode {
         Command::Admin(AdminCommand::RotateKek(args)) => offline::rotate_kek(args).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Chat(cmd) => chat::run(cmd).await,
+        Command::Patients(cmd) => patients::run(cmd).await,
         Command::TotpCode { secret } => totp_code(&secret),
     };
     match result {

@@ -11,12 +11,12 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 use uuid::Uuid;
 use wardline_proto::messaging::*;
-use wardline_proto::{ErrorBody, ErrorCode, Permission};
+use wardline_proto::{ErrorBody, Permission};
 
 use crate::app::AppState;
 use crate::audit::AuditScope;
 use crate::authz::Authenticated;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath, ApiQuery};
 
 /// MLS commits carry a Welcome with the ratchet tree: a thousand-member group's
@@ -255,13 +255,7 @@ async fn upload_attachment(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<AttachmentUploaded>)> {
     p.authorize(Permission::Messaging)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::PayloadTooLarge, "attachment is too large")
-        } else {
-            ApiError::bad_request(e.body_text())
-        }
-    })?;
+    let body = crate::http::body_bytes(body, "attachment")?;
     let up = s
         .messaging
         .upload_attachment(&p, id, body.to_vec(), &audit)

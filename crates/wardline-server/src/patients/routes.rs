@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -22,7 +23,7 @@ use crate::app::AppState;
 use crate::audit::AuditScope;
 use crate::authz::Authenticated;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{ApiJson, ApiPath};
+use crate::http::{ApiJson, ApiPath, body_bytes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -343,9 +344,9 @@ async fn sms_inbound(
     OriginalUri(uri): OriginalUri,
     ApiPath(org): ApiPath<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let (fields, form) = read_form::<InboundSmsForm>(&headers, &body)?;
+    let (fields, form) = read_form::<InboundSmsForm>(&headers, &body_bytes(body, "body")?)?;
     check_signature(&s, &headers, &uri, &fields)?;
     s.directory.org(org).await?;
     audit.org(org);
@@ -373,9 +374,9 @@ async fn sms_status(
     OriginalUri(uri): OriginalUri,
     ApiPath(org): ApiPath<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<StatusCode> {
-    let (fields, form) = read_form::<SmsStatusForm>(&headers, &body)?;
+    let (fields, form) = read_form::<SmsStatusForm>(&headers, &body_bytes(body, "body")?)?;
     check_signature(&s, &headers, &uri, &fields)?;
     s.directory.org(org).await?;
     audit.org(org);
@@ -483,13 +484,17 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// A form post's typed fields, or the page to show instead.
 fn portal_form<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
-    body: &[u8],
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<T, Box<Response>> {
-    read_form::<T>(headers, body).map(|(_, f)| f).map_err(|e| {
-        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let t = pages::strings("en");
-        Box::new(html(status, pages::notice(t, &e.message, None)))
-    })
+    body_bytes(body, "form")
+        .and_then(|b: Bytes| read_form::<T>(headers, &b))
+        .map(|(_, f)| f)
+        .map_err(|e| {
+            let status =
+                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let t = pages::strings("en");
+            Box::new(html(status, pages::notice(t, &e.message, None)))
+        })
 }
 
 /// The secure link. Shows nothing about the patient or the message: only the
@@ -527,7 +532,7 @@ async fn portal_verify(
     audit: AuditScope,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let view = match s.patients.portal_link(&token).await {
         Ok(v) => v,
@@ -535,7 +540,7 @@ async fn portal_verify(
     };
     as_patient(&audit, &view);
     let lang = view.patient.language.clone();
-    let form: DobForm = match portal_form(&headers, &body) {
+    let form: DobForm = match portal_form(&headers, body) {
         Ok(f) => f,
         Err(resp) => return *resp,
     };
@@ -562,7 +567,7 @@ async fn portal_code(
     audit: AuditScope,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let view = match s.patients.portal_link(&token).await {
         Ok(v) => v,
@@ -570,7 +575,7 @@ async fn portal_code(
     };
     as_patient(&audit, &view);
     let lang = view.patient.language.clone();
-    let form: CodeForm = match portal_form(&headers, &body) {
+    let form: CodeForm = match portal_form(&headers, body) {
         Ok(f) => f,
         Err(resp) => return *resp,
     };
@@ -648,7 +653,7 @@ async fn portal_reply(
     audit: AuditScope,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let view = match s
         .patients
@@ -661,7 +666,7 @@ async fn portal_reply(
     as_patient(&audit, &view);
     audit.patient(&view.patient.row.id.to_string());
     let t = pages::strings(&view.patient.language);
-    let form: ReplyForm = match portal_form(&headers, &body) {
+    let form: ReplyForm = match portal_form(&headers, body) {
         Ok(f) => f,
         Err(resp) => return *resp,
     };

@@ -1,0 +1,212 @@
+//! `wardline patients …`: patient texting from the terminal (over the API, as
+//! the signed-in care-team member).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use clap::Subcommand;
+use uuid::Uuid;
+use wardline_proto::patients::*;
+
+use crate::ClientOpts;
+use crate::remote::{print_json, signed_in};
+
+#[derive(Subcommand)]
+pub enum PatientsCommand {
+    /// Create a patient record.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// YYYY-MM-DD
+        #[arg(long)]
+        dob: String,
+        /// Mobile number, E.164 (+15551234567).
+        #[arg(long)]
+        phone: String,
+        #[arg(long)]
+        mrn: Option<String>,
+        #[arg(long, default_value = "en")]
+        language: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// The organisation's patients.
+    List(ClientOpts),
+    /// Record consent given (or, with --withdraw, withdrawn).
+    Consent {
+        patient: Uuid,
+        #[arg(long, value_parser = ["reminders", "secure_messages"])]
+        scope: String,
+        #[arg(long, value_parser = ["verbal", "written", "electronic"])]
+        method: String,
+        #[arg(long)]
+        withdraw: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Send a template: `--param date=2026-12-01 --param time=09:30`.
+    Text {
+        patient: Uuid,
+        template: String,
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Write a secure message (the SMS carries only a notice and a link).
+    Send {
+        patient: Uuid,
+        text: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Read a patient thread (marks the patient's messages read).
+    Thread {
+        patient: Uuid,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// The practice's patient threads with unread counts.
+    Threads(ClientOpts),
+}
+
+pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
+    match cmd {
+        PatientsCommand::Add {
+            name,
+            dob,
+            phone,
+            mrn,
+            language,
+            opts,
+        } => {
+            let (c, _) = signed_in(&opts)?;
+            let p = c
+                .create_patient(&CreatePatientRequest {
+                    name,
+                    date_of_birth: dob,
+                    mrn,
+                    phone,
+                    language: Some(language),
+                })
+                .await?;
+            if opts.json {
+                return print_json(&p);
+            }
+            println!("{}", p.id);
+            Ok(())
+        }
+        PatientsCommand::List(opts) => {
+            let (c, _) = signed_in(&opts)?;
+            let list = c.patients().await?;
+            if opts.json {
+                return print_json(&list);
+            }
+            for p in list.patients {
+                let consent: Vec<&str> = p.consent.iter().map(|s| s.as_str()).collect();
+                println!(
+                    "{}  {:<28} {}  consent: {}{}",
+                    p.id,
+                    p.name,
+                    p.date_of_birth,
+                    if consent.is_empty() {
+                        "none".into()
+                    } else {
+                        consent.join(", ")
+                    },
+                    if p.sms_opted_out {
+                        "  (texted STOP)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
+        PatientsCommand::Consent {
+            patient,
+            scope,
+            method,
+            withdraw,
+            opts,
+        } => {
+            let (c, _) = signed_in(&opts)?;
+            let h = c
+                .record_consent(
+                    patient,
+                    &RecordConsentRequest {
+                        scope: ConsentScope::parse(&scope).context("scope")?,
+                        granted: !withdraw,
+                        method: ConsentMethod::parse(&method).context("method")?,
+                    },
+                )
+                .await?;
+            print_json(&h)
+        }
+        PatientsCommand::Text {
+            patient,
+            template,
+            params,
+            opts,
+        } => {
+            let (c, _) = signed_in(&opts)?;
+            let mut map = BTreeMap::new();
+            for p in params {
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("--param {p:?} is not NAME=VALUE"))?;
+                map.insert(k.to_owned(), v.to_owned());
+            }
+            let out = c
+                .send_patient_text(
+                    patient,
+                    &SendTemplateRequest {
+                        template,
+                        params: map,
+                    },
+                )
+                .await?;
+            print_json(&out)
+        }
+        PatientsCommand::Send {
+            patient,
+            text,
+            opts,
+        } => {
+            let (c, _) = signed_in(&opts)?;
+            let out = c
+                .send_patient_message(patient, &SendSecureMessageRequest { text })
+                .await?;
+            print_json(&out)
+        }
+        PatientsCommand::Thread { patient, opts } => {
+            let (c, _) = signed_in(&opts)?;
+            let t = c.patient_thread(patient).await?;
+            if opts.json {
+                return print_json(&t);
+            }
+            for m in t.messages {
+                let who = match m.direction {
+                    PatientMessageDirection::ToPatient => "practice",
+                    PatientMessageDirection::FromPatient => "patient ",
+                };
+                println!("[{}] {who} ({}): {}", m.created_at, m.via, m.text);
+            }
+            Ok(())
+        }
+        PatientsCommand::Threads(opts) => {
+            let (c, _) = signed_in(&opts)?;
+            let list = c.patient_threads().await?;
+            if opts.json {
+                return print_json(&list);
+            }
+            for t in list.threads {
+                println!(
+                    "{}  {:<28} unread {}",
+                    t.patient_id, t.patient_name, t.unread
+                );
+            }
+            Ok(())
+        }
+    }
+}

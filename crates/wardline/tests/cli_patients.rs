@@ -1,0 +1,119 @@
+//! `wardline patients …` against `wardline serve`: a nurse records a patient
+//! and their consent, writes a secure message, and reads the thread; nothing
+//! without consent.
+
+mod support;
+
+use support::*;
+
+fn patients(profile: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let mut full = vec!["patients"];
+    full.extend_from_slice(args);
+    wardline(profile, &full, "")
+}
+
+#[test]
+fn a_nurse_texts_a_patient_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ada, nina) = (dir.path().join("ada.json"), dir.path().join("nina.json"));
+    let (ok, out, err) = bootstrap_test_clinic(&ada, &data);
+    assert!(ok, "{out} {err}");
+    let port = free_port();
+    let (server, url, cert) = serve(&data, port);
+    login_enrolling(&ada, &url, &cert, "test", "ada@test.example");
+    let (ok, _, err) = wardline(
+        &ada,
+        &[
+            "admin",
+            "users",
+            "create",
+            "--email",
+            "nina@test.example",
+            "--name",
+            "Nina Nurse",
+            "--role",
+            "nurse",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{err}");
+    login_enrolling(&nina, &url, &cert, "test", "nina@test.example");
+
+    let (ok, id, err) = patients(
+        &nina,
+        &[
+            "add",
+            "--name",
+            "Maria Quintero",
+            "--dob",
+            "1984-03-07",
+            "--phone",
+            "+1 555 123 0001",
+            "--mrn",
+            "MRN-CLI-1",
+            "--language",
+            "es",
+        ],
+    );
+    assert!(ok, "{err}");
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 36, "{id}");
+
+    // Without consent the send is refused, with the reason.
+    let (ok, _, err) = patients(&nina, &["send", &id, "CANARY-PATIENT results normal"]);
+    assert!(!ok && err.contains("consent"), "{err}");
+    for scope in ["reminders", "secure_messages"] {
+        let (ok, _, err) = patients(
+            &nina,
+            &["consent", &id, "--scope", scope, "--method", "written"],
+        );
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = patients(&nina, &["list"]);
+    assert!(
+        ok && out.contains("Maria Quintero") && out.contains("reminders, secure_messages"),
+        "{out} {err}"
+    );
+
+    let (ok, out, err) = patients(&nina, &["send", &id, "CANARY-PATIENT results normal"]);
+    assert!(ok, "{err}");
+    let sent: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sent["sms"]["kind"], "secure_notice");
+    let (ok, out, err) = patients(
+        &nina,
+        &[
+            "text",
+            &id,
+            "appointment_reminder",
+            "--param",
+            "date=2026-12-01",
+            "--param",
+            "time=09:30",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\"reminder\""), "{out}");
+    let (ok, out, err) = patients(
+        &nina,
+        &["text", &id, "appointment_reminder", "--param", "date=soon"],
+    );
+    assert!(!ok && err.contains("{date}"), "{out} {err}");
+
+    let (ok, out, err) = patients(&nina, &["thread", &id]);
+    assert!(
+        ok && out.contains("practice (staff): CANARY-PATIENT results normal"),
+        "{out} {err}"
+    );
+    let (ok, out, err) = patients(&nina, &["threads"]);
+    assert!(
+        ok && out.contains("Maria Quintero") && out.contains("unread 0"),
+        "{out} {err}"
+    );
+
+    let log = stop_and_log(server);
+    assert!(
+        !log.contains("CANARY-PATIENT") && !log.contains("Maria"),
+        "{log}"
+    );
+}
