@@ -15,6 +15,8 @@ pub mod api;
 #[cfg(feature = "native")]
 pub mod chat;
 #[cfg(feature = "native")]
+pub mod patient_keys;
+#[cfg(feature = "native")]
 pub mod profile;
 
 #[cfg(feature = "native")]

@@ -315,12 +315,38 @@ pub struct SendTemplateRequest {
     pub params: BTreeMap<String, String>,
 }
 
-/// A secure message to a patient (1–4000 characters). Stored encrypted; the
-/// patient gets an SMS notice with a link.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A secure message to a patient. The patient gets an SMS notice with a
+/// link. Exactly one of `text` (1–4000 characters, sealed by the server) and
+/// `sealed` (sealed by the writer's client, so the server never holds it readable).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendSecureMessageRequest {
-    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<ClientSealed>,
+}
+
+/// A message sealed by the writer's client (`wardline_client::core::patient`):
+/// AES-256-GCM under a fresh key that goes only into the link's `#fragment`.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClientSealed {
+    /// `1 || nonce (12) || ciphertext || tag (16)`, at most 16 KiB.
+    pub ciphertext: crate::messaging::B64,
+    /// `k=` and the 256-bit key in unpadded base64url. Put after the link in
+    /// the SMS and erased from the server once the SMS has gone.
+    pub key_fragment: String,
+}
+
+impl std::fmt::Debug for ClientSealed {
+    // Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSealed")
+            .field("ciphertext", &self.ciphertext)
+            .field("key_fragment", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -481,7 +507,11 @@ pub struct PatientMessage {
     /// The staff member who wrote it (to the patient).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<Uuid>,
+    /// Empty when the message was sealed by its writer's client (see `sealed`).
     pub text: String,
+    /// The client-sealed ciphertext, which only a holder of the link's key can open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<crate::messaging::B64>,
     /// `portal`, `sms` or `staff`.
     pub via: String,
     pub created_at: i64,

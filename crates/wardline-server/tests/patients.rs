@@ -15,6 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use common::{Actor, Backend, TestServer, contains, database_bytes};
 use serde_json::Value;
 use uuid::Uuid;
+use wardline_client::core::patient::{open_for_patient, seal_for_patient};
+use wardline_proto::messaging::B64;
 use wardline_proto::patients::*;
 use wardline_proto::{ErrorCode, Role};
 use wardline_server::patients::gateway::webhook_signature;
@@ -25,6 +27,8 @@ const PHONE: &str = "+15551230001";
 const DOB: &str = "1984-03-07";
 const SECRET_TEXT: &str = "Your biopsy result is benign; continue metformin 500mg";
 const REPLY: &str = "Thank you, doctor. Should I still come on Friday?";
+const SEALED_TEXT: &str =
+    "Sealed on the nurse's laptop: your TSH is 2.1, no change to levothyroxine";
 
 async fn server(
     backend: Backend,
@@ -234,7 +238,8 @@ async fn patient_texting_end_to_end(backend: Backend) {
         .send_patient_message(
             patient.id,
             &SendSecureMessageRequest {
-                text: SECRET_TEXT.into(),
+                text: Some(SECRET_TEXT.into()),
+                ..Default::default()
             },
         )
         .await
@@ -255,6 +260,7 @@ async fn patient_texting_end_to_end(backend: Backend) {
 
     // The patient, in Chromium.
     let cfg = serde_json::json!({
+        "wrongAttempts": 2,
         "url": url,
         "wrongDob": "1984-07-03",
         "dob": DOB,
@@ -267,26 +273,7 @@ async fn patient_texting_end_to_end(backend: Backend) {
         "codeLabel": "6-digit code",
         "replyLabel": "Your reply",
     });
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(browser_dir().join("patient_portal.mjs"))
-            .arg(cfg.to_string())
-            .current_dir(browser_dir())
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let steps: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let steps = browser(cfg).await;
     assert_eq!(steps[0]["lang"], "en");
     assert!(
         steps[1]["alert"]
@@ -323,11 +310,68 @@ async fn patient_texting_end_to_end(backend: Backend) {
         0
     );
 
+    // A message sealed by the nurse's client: the server stores ciphertext,
+    // the key rides only in the link's fragment, the patient's page opens it.
+    let (ciphertext, fragment) = seal_for_patient(SEALED_TEXT);
+    let sent = nurse
+        .client
+        .send_patient_message(
+            patient.id,
+            &SendSecureMessageRequest {
+                text: None,
+                sealed: Some(ClientSealed {
+                    ciphertext: B64(ciphertext.clone()),
+                    key_fragment: fragment.to_string(),
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let lines = wait_for_sms(&log, 4).await;
+    let notice = lines[3]["body"].as_str().unwrap().to_owned();
+    let sealed_url = notice
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        sealed_url.ends_with(&format!("#{}", fragment.as_str())),
+        "{notice}"
+    );
+    let steps = browser(serde_json::json!({
+        "url": sealed_url,
+        "wrongAttempts": 0,
+        "wrongDob": "",
+        "dob": DOB,
+        "smsLog": log,
+        "phone": PHONE,
+        "expectText": SEALED_TEXT,
+        "forbidden": [SEALED_TEXT, "Maria"],
+        "dobLabel": "Your date of birth",
+        "codeLabel": "6-digit code",
+        "replyLabel": "Your reply",
+    }))
+    .await;
+    let verified = steps.iter().find(|s| s["step"] == "verified").unwrap();
+    assert_eq!(verified["hash"], "", "the key left the address bar");
+    let thread = nurse.client.patient_thread(patient.id).await.unwrap();
+    let m = thread
+        .messages
+        .iter()
+        .find(|m| Some(m.id) == sent.message_id)
+        .unwrap();
+    assert_eq!(m.text, "");
+    assert_eq!(m.sealed.as_ref().unwrap().0, ciphertext);
+    assert_eq!(
+        open_for_patient(&m.sealed.as_ref().unwrap().0, &fragment).as_deref(),
+        Some(SEALED_TEXT)
+    );
+
     // STOP: one confirmation, then nothing.
     assert_eq!(texts_from(&t, org, "Stop").await.status(), 200);
-    let lines = wait_for_sms(&log, 4).await;
+    let lines = wait_for_sms(&log, 6).await;
     assert!(
-        lines[3]["body"].as_str().unwrap().contains("unsubscribed"),
+        lines[5]["body"].as_str().unwrap().contains("unsubscribed"),
         "{lines:?}"
     );
     assert_eq!(texts_from(&t, org, "STOP").await.status(), 200);
@@ -336,7 +380,8 @@ async fn patient_texting_end_to_end(backend: Backend) {
         .send_patient_message(
             patient.id,
             &SendSecureMessageRequest {
-                text: "Another note".into(),
+                text: Some("Another note".into()),
+                ..Default::default()
             },
         )
         .await
@@ -357,7 +402,7 @@ async fn patient_texting_end_to_end(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         sms_log(&log).len(),
-        4,
+        6,
         "a second STOP gets no second confirmation"
     );
 
@@ -398,18 +443,32 @@ async fn patient_texting_end_to_end(backend: Backend) {
     // No message text, reply or patient detail in the database; the SMS log
     // has the number and the notices, never the message.
     let db = database_bytes(&t).await;
+    // Nor the sealed message's key: erased from the outbox once the SMS went.
+    let key = fragment.strip_prefix("k=").unwrap();
     for secret in [
         SECRET_TEXT,
+        SEALED_TEXT,
         REPLY,
         "Maria Quintero",
         DOB,
         PHONE,
         patient.mrn.as_deref().unwrap(),
+        key,
     ] {
         assert!(!contains(&db, secret), "{secret:?} stored in plaintext");
     }
+    // The carrier gets the key, never the ciphertext.
     let raw_log = std::fs::read_to_string(&log).unwrap();
-    for secret in [SECRET_TEXT, REPLY, "Maria", DOB] {
+    use base64::Engine;
+    let ciphertext_b64 = base64::engine::general_purpose::STANDARD.encode(&ciphertext);
+    for secret in [
+        SECRET_TEXT,
+        SEALED_TEXT,
+        REPLY,
+        "Maria",
+        DOB,
+        &ciphertext_b64[..24],
+    ] {
         assert!(!raw_log.contains(secret), "{secret:?} in the SMS log");
     }
     // The link token is stored only as a hash.
@@ -418,6 +477,30 @@ async fn patient_texting_end_to_end(backend: Backend) {
     let server_log =
         std::fs::read_to_string(t.data_dir.path().join("server.log")).unwrap_or_default();
     assert!(!server_log.contains(token) && !server_log.contains(SECRET_TEXT));
+}
+
+/// Runs `browser/patient_portal.mjs` with `cfg`; returns its steps.
+async fn browser(cfg: Value) -> Vec<Value> {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(browser_dir().join("patient_portal.mjs"))
+            .arg(cfg.to_string())
+            .current_dir(browser_dir())
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// What the stand-in provider saw.
@@ -780,6 +863,39 @@ async fn refusals(backend: Backend) {
     let lines = wait_for_sms(&log, 1).await;
     assert!(!lines[0]["body"].as_str().unwrap().contains("HbA1c"));
 
+    // A secure message is text or client-sealed, never both, never malformed.
+    for req in [
+        SendSecureMessageRequest::default(),
+        SendSecureMessageRequest {
+            text: Some("x".into()),
+            sealed: Some(ClientSealed {
+                ciphertext: B64(vec![1; 64]),
+                key_fragment: format!("k={}", "A".repeat(43)),
+            }),
+        },
+        SendSecureMessageRequest {
+            text: None,
+            sealed: Some(ClientSealed {
+                ciphertext: B64(vec![1; 64]),
+                key_fragment: "k=tooshort".into(),
+            }),
+        },
+        SendSecureMessageRequest {
+            text: None,
+            sealed: Some(ClientSealed {
+                ciphertext: B64(vec![1; 8]),
+                key_fragment: format!("k={}", "A".repeat(43)),
+            }),
+        },
+    ] {
+        let err = nurse
+            .client
+            .send_patient_message(patient.id, &req)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Validation), "{req:?}");
+    }
+
     // Withdrawn consent is honoured at once.
     consent(&nurse, patient.id, ConsentScope::Reminders, false).await;
     let err = send(
@@ -855,7 +971,8 @@ async fn refusals(backend: Backend) {
         .send_patient_message(
             patient.id,
             &SendSecureMessageRequest {
-                text: "Please call us.".into(),
+                text: Some("Please call us.".into()),
+                ..Default::default()
             },
         )
         .await
@@ -887,7 +1004,8 @@ async fn refusals(backend: Backend) {
         .send_patient_message(
             patient.id,
             &SendSecureMessageRequest {
-                text: "Again.".into(),
+                text: Some("Again.".into()),
+                ..Default::default()
             },
         )
         .await

@@ -8,8 +8,12 @@ use clap::Subcommand;
 use uuid::Uuid;
 use wardline_proto::patients::*;
 
+use wardline_client::core::patient::{open_for_patient, seal_for_patient};
+use wardline_client::patient_keys::PatientKeys;
+use wardline_proto::messaging::B64;
+
 use crate::ClientOpts;
-use crate::remote::{print_json, signed_in};
+use crate::remote::{print_json, profile_path, signed_in};
 
 #[derive(Subcommand)]
 pub enum PatientsCommand {
@@ -54,9 +58,15 @@ pub enum PatientsCommand {
         opts: ClientOpts,
     },
     /// Write a secure message (the SMS carries only a notice and a link).
+    /// Sealed here with a fresh key that travels only in the link's fragment,
+    /// so the server never holds it readable; this profile keeps the key to
+    /// show it again. `--team-readable` lets the server seal it instead, so
+    /// colleagues can read it in the thread too.
     Send {
         patient: Uuid,
         text: String,
+        #[arg(long)]
+        team_readable: bool,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -171,17 +181,55 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
         PatientsCommand::Send {
             patient,
             text,
+            team_readable,
             opts,
         } => {
             let (c, _) = signed_in(&opts)?;
+            if team_readable {
+                let out = c
+                    .send_patient_message(
+                        patient,
+                        &SendSecureMessageRequest {
+                            text: Some(text),
+                            sealed: None,
+                        },
+                    )
+                    .await?;
+                return print_json(&out);
+            }
+            let (ciphertext, fragment) = seal_for_patient(&text);
             let out = c
-                .send_patient_message(patient, &SendSecureMessageRequest { text })
+                .send_patient_message(
+                    patient,
+                    &SendSecureMessageRequest {
+                        text: None,
+                        sealed: Some(ClientSealed {
+                            ciphertext: B64(ciphertext),
+                            key_fragment: fragment.to_string(),
+                        }),
+                    },
+                )
                 .await?;
+            let id = out
+                .message_id
+                .context("the server did not name the message")?;
+            PatientKeys::load(&PatientKeys::path_for(&profile_path(&opts)))?
+                .insert(id, &fragment)
+                .context("saving the message key")?;
             print_json(&out)
         }
         PatientsCommand::Thread { patient, opts } => {
             let (c, _) = signed_in(&opts)?;
-            let t = c.patient_thread(patient).await?;
+            let mut t = c.patient_thread(patient).await?;
+            // Open what this profile sealed; others' sealed messages stay sealed.
+            let keys = PatientKeys::load(&PatientKeys::path_for(&profile_path(&opts)))?;
+            for m in &mut t.messages {
+                if let (Some(sealed), Some(key)) = (&m.sealed, keys.get(m.id))
+                    && let Some(text) = open_for_patient(&sealed.0, key)
+                {
+                    m.text = text;
+                }
+            }
             if opts.json {
                 return print_json(&t);
             }
@@ -190,7 +238,12 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
                     PatientMessageDirection::ToPatient => "practice",
                     PatientMessageDirection::FromPatient => "patient ",
                 };
-                println!("[{}] {who} ({}): {}", m.created_at, m.via, m.text);
+                let text = if m.text.is_empty() && m.sealed.is_some() {
+                    "(sealed by the writer's device: only they and the patient can read it)"
+                } else {
+                    m.text.as_str()
+                };
+                println!("[{}] {who} ({}): {text}", m.created_at, m.via);
             }
             Ok(())
         }

@@ -100,10 +100,31 @@ fn a_nurse_texts_a_patient_through_the_cli() {
     );
     assert!(!ok && err.contains("{date}"), "{out} {err}");
 
+    // Sealed on this machine by default: the key stays in the profile's key
+    // file (0600); a team-readable message is sealed by the server instead.
+    let keys = dir.path().join("nina.json.patient-keys");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (ok, _, err) = patients(
+        &nina,
+        &["send", &id, "CANARY-TEAM see you Friday", "--team-readable"],
+    );
+    assert!(ok, "{err}");
     let (ok, out, err) = patients(&nina, &["thread", &id]);
     assert!(
-        ok && out.contains("practice (staff): CANARY-PATIENT results normal"),
+        ok && out.contains("practice (staff): CANARY-PATIENT results normal")
+            && out.contains("practice (staff): CANARY-TEAM see you Friday"),
         "{out} {err}"
+    );
+    // Without the key (another profile's view), the sealed message stays sealed.
+    std::fs::remove_file(&keys).unwrap();
+    let (ok, out, _) = patients(&nina, &["thread", &id]);
+    assert!(
+        ok && !out.contains("CANARY-PATIENT") && out.contains("sealed by the writer"),
+        "{out}"
     );
     let (ok, out, err) = patients(&nina, &["threads"]);
     assert!(

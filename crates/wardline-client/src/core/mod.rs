@@ -11,6 +11,7 @@
 pub mod chat;
 pub mod content;
 pub mod mls;
+pub mod patient;
 pub mod store;
 
 pub use chat::{ChatCore, CoreError, Event, GroupChange, LocalConversation, LocalMessage, Plan};

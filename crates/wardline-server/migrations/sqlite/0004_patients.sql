@@ -69,6 +69,8 @@ CREATE TABLE patient_messages (
     author_user TEXT,
     via         TEXT NOT NULL,
     body_enc    BLOB NOT NULL,
+    -- 1: body_enc holds the writer's client ciphertext (key only in the link's fragment).
+    client_sealed BIGINT NOT NULL DEFAULT 0,
     created_at  BIGINT NOT NULL,
     read_at     BIGINT
 );
@@ -110,6 +112,9 @@ CREATE TABLE sms_outbox (
     from_number TEXT NOT NULL,
     to_enc      BLOB NOT NULL,
     body_enc    BLOB NOT NULL,
+    -- A client-sealed message's key fragment, appended to the link when the
+    -- SMS goes out and erased once it has gone (or failed for good).
+    fragment_enc BLOB,
     phone_index TEXT NOT NULL,
     kind        TEXT NOT NULL,
     template    TEXT,

@@ -108,7 +108,13 @@ impl Sender {
         }
         let key = p.vault().record_key(&row.dek_id).await?;
         let to = open(&key, "sms_outbox", row.id, "to", &row.to_enc)?;
-        let body = open(&key, "sms_outbox", row.id, "body", &row.body_enc)?;
+        let mut body = open(&key, "sms_outbox", row.id, "body", &row.body_enc)?;
+        if let Some(sealed) = &row.fragment_enc {
+            let fragment =
+                zeroize::Zeroizing::new(open(&key, "sms_outbox", row.id, "fragment", sealed)?);
+            body = with_fragment(&body, &p.setup().public_url, &fragment);
+        }
+        let body = zeroize::Zeroizing::new(body);
         let callback = format!("{}/sms/status/{}", p.setup().public_url, row.org_id);
         let result = self
             .gateway
@@ -145,9 +151,35 @@ impl Sender {
     }
 }
 
+/// The notice with `#<fragment>` right after its link (`<public_url>/p/<token>`).
+pub fn with_fragment(body: &str, public_url: &str, fragment: &str) -> String {
+    let prefix = format!("{public_url}/p/");
+    match body.find(&prefix) {
+        Some(at) => {
+            let token_end = at + prefix.len() + 43;
+            let token_end = token_end.min(body.len());
+            format!("{}#{fragment}{}", &body[..token_end], &body[token_end..])
+        }
+        // A notice template without a link cannot carry the key: send it as is;
+        // the patient's page will say the message cannot be opened.
+        None => body.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::backoff_secs;
+    use super::{backoff_secs, with_fragment};
+
+    #[test]
+    fn the_fragment_follows_the_link() {
+        let token = "A".repeat(43);
+        let body = format!("Open https://h:1/p/{token} to read it (expires).");
+        assert_eq!(
+            with_fragment(&body, "https://h:1", "k=xyz"),
+            format!("Open https://h:1/p/{token}#k=xyz to read it (expires).")
+        );
+        assert_eq!(with_fragment("no link", "https://h:1", "k=xyz"), "no link");
+    }
 
     #[test]
     fn backoff_doubles_to_an_hour() {

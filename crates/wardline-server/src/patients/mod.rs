@@ -242,6 +242,24 @@ pub(crate) fn sms_to_wire(s: &SmsRow) -> SmsRecord {
     }
 }
 
+/// The body of a secure message to a patient.
+enum SecureBody {
+    /// Text the server seals.
+    Text(String),
+    /// Ciphertext sealed by the writer's client, and the key fragment for the link.
+    Sealed(Vec<u8>, String),
+}
+
+/// Where a client-sealed message's bytes live (the vault seals them again at rest).
+fn message_context(id: Uuid) -> Vec<u8> {
+    FieldRef {
+        table: "patient_messages",
+        row_id: &id.to_string(),
+        column: "sealed_body",
+    }
+    .context()
+}
+
 /// What an inbound SMS turned out to be (for the audit reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inbound {
@@ -601,6 +619,7 @@ impl PatientService {
         to: &str,
         phone_index: &str,
         body: &str,
+        fragment: Option<&str>,
         kind: SmsKind,
         template: Option<&str>,
         policy: &PatientTextingPolicy,
@@ -626,6 +645,7 @@ impl PatientService {
                 .unwrap_or_else(|| self.setup.default_from.clone()),
             to_enc: seal(&key, "sms_outbox", id, "to", to),
             body_enc: seal(&key, "sms_outbox", id, "body", body),
+            fragment_enc: fragment.map(|f| seal(&key, "sms_outbox", id, "fragment", f)),
             phone_index: phone_index.to_owned(),
             kind,
             template: template.map(str::to_owned),
@@ -689,6 +709,7 @@ impl PatientService {
                         &p.phone,
                         &p.row.phone_index,
                         &text,
+                        None,
                         SmsKind::Reminder,
                         Some(&t.key),
                         &policy,
@@ -702,7 +723,8 @@ impl PatientService {
             }
             TemplateClass::Phi => {
                 scope.reason("secure_message");
-                self.send_secure_text(by, scope, &p, &text, &policy).await
+                self.send_secure_body(by, scope, &p, SecureBody::Text(text), &policy)
+                    .await
             }
         }
     }
@@ -714,29 +736,70 @@ impl PatientService {
         id: Uuid,
         req: SendSecureMessageRequest,
     ) -> ApiResult<SendOutcome> {
-        let n = req.text.trim().chars().count();
-        if n == 0 || n > 4000 {
-            return Err(ApiError::validation("text must be 1-4000 characters"));
-        }
+        let body = match (req.text, req.sealed) {
+            (Some(text), None) => {
+                let n = text.trim().chars().count();
+                if n == 0 || n > 4000 {
+                    return Err(ApiError::validation("text must be 1-4000 characters"));
+                }
+                SecureBody::Text(text.trim().to_owned())
+            }
+            (None, Some(sealed)) => {
+                // 4000 characters of UTF-8 at most, plus the format's overhead.
+                if sealed.ciphertext.0.len() < 30 || sealed.ciphertext.0.len() > 16 * 1024 {
+                    return Err(ApiError::validation(
+                        "sealed.ciphertext must be 30 bytes to 16 KiB",
+                    ));
+                }
+                let key = sealed.key_fragment.strip_prefix("k=").unwrap_or("");
+                if key.len() != 43
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(ApiError::validation(
+                        "sealed.key_fragment must be k= and a 256-bit key in unpadded base64url",
+                    ));
+                }
+                SecureBody::Sealed(sealed.ciphertext.0, sealed.key_fragment)
+            }
+            _ => {
+                return Err(ApiError::validation("give exactly one of text and sealed"));
+            }
+        };
         let p = self.load(by.org_id, id).await?;
         scope.patient(&id.to_string());
+        if matches!(body, SecureBody::Sealed(..)) {
+            scope.reason("client_sealed");
+        }
         let policy = self.policy(by.org_id).await?;
-        self.send_secure_text(by, scope, &p, req.text.trim(), &policy)
-            .await
+        self.send_secure_body(by, scope, &p, body, &policy).await
     }
 
-    async fn send_secure_text(
+    async fn send_secure_body(
         &self,
         by: &Principal,
         scope: &AuditScope,
         p: &Opened,
-        text: &str,
+        body: SecureBody,
         policy: &PatientTextingPolicy,
     ) -> ApiResult<SendOutcome> {
         self.ensure_may_text(p, ConsentScope::SecureMessages)
             .await?;
         let now = self.clock.now();
         let message_id = Uuid::new_v4();
+        let (body_enc, client_sealed, fragment) = match &body {
+            SecureBody::Text(text) => (
+                seal(&p.key, "patient_messages", message_id, "body", text),
+                false,
+                None,
+            ),
+            SecureBody::Sealed(ciphertext, fragment) => (
+                p.key.seal(ciphertext, &message_context(message_id)),
+                true,
+                Some(fragment.as_str()),
+            ),
+        };
         self.store
             .insert_patient_message(&PatientMessageRow {
                 id: message_id,
@@ -745,7 +808,8 @@ impl PatientService {
                 direction: PatientMessageDirection::ToPatient,
                 author_user: Some(by.user_id),
                 via: "staff".into(),
-                body_enc: seal(&p.key, "patient_messages", message_id, "body", text),
+                body_enc,
+                client_sealed,
                 created_at: now,
                 read_at: None,
             })
@@ -763,6 +827,7 @@ impl PatientService {
                 &p.phone,
                 &p.row.phone_index,
                 &templates::render(&notice.body, &values),
+                fragment,
                 SmsKind::SecureNotice,
                 Some(templates::NEW_SECURE_MESSAGE),
                 policy,
@@ -778,8 +843,18 @@ impl PatientService {
     // ------------------------------------------------------------ threads
 
     fn message_to_wire(&self, p: &Opened, m: PatientMessageRow) -> ApiResult<PatientMessage> {
+        let (text, sealed) = if m.client_sealed {
+            let bytes = p.key.open(&m.body_enc, &message_context(m.id))?;
+            (String::new(), Some(wardline_proto::messaging::B64(bytes)))
+        } else {
+            (
+                open(&p.key, "patient_messages", m.id, "body", &m.body_enc)?,
+                None,
+            )
+        };
         Ok(PatientMessage {
-            text: open(&p.key, "patient_messages", m.id, "body", &m.body_enc)?,
+            text,
+            sealed,
             id: m.id,
             direction: m.direction,
             author: m.author_user,
@@ -907,6 +982,7 @@ impl PatientService {
                 from_ref,
                 index_ref,
                 &text,
+                None,
                 SmsKind::KeywordReply,
                 Some(key),
                 policy_ref,
@@ -954,6 +1030,7 @@ impl PatientService {
                             author_user: None,
                             via: "sms".into(),
                             body_enc: seal(&p.key, "patient_messages", id, "body", &text),
+                            client_sealed: false,
                             created_at: now,
                             read_at: None,
                         })

@@ -1,4 +1,7 @@
-//! The patient's pages: server-rendered HTML, no script, mobile first.
+//! The patient's pages: server-rendered HTML, mobile first.
+//!
+//! One small script (allowed by hash) opens messages sealed by their
+//! writer's client; everything else works without script.
 //!
 //! Accessibility: a `lang` on the page, one `h1`, every field with a visible
 //! label, errors announced (`role="alert"`) and tied to their field
@@ -36,6 +39,9 @@ pub struct Strings {
     pub reply_sent: &'static str,
     pub reply_invalid: &'static str,
     pub no_messages: &'static str,
+    pub sealed_opening: &'static str,
+    pub sealed_missing: &'static str,
+    pub sealed_needs_script: &'static str,
 }
 
 const EN: Strings = Strings {
@@ -65,6 +71,9 @@ const EN: Strings = Strings {
     reply_sent: "Your reply was sent to your care team.",
     reply_invalid: "A reply must be between 1 and 4000 characters.",
     no_messages: "There are no messages yet.",
+    sealed_opening: "Opening your message…",
+    sealed_missing: "This message can only be opened from the link in the text message we sent you, in the same browser tab. Please open that link again.",
+    sealed_needs_script: "This message is encrypted for your phone: please allow JavaScript to read it.",
 };
 
 const ES: Strings = Strings {
@@ -94,6 +103,9 @@ const ES: Strings = Strings {
     reply_sent: "Su respuesta fue enviada a su equipo de atención.",
     reply_invalid: "Una respuesta debe tener entre 1 y 4000 caracteres.",
     no_messages: "Todavía no hay mensajes.",
+    sealed_opening: "Abriendo su mensaje…",
+    sealed_missing: "Este mensaje solo se puede abrir desde el enlace del mensaje de texto que le enviamos, en la misma pestaña del navegador. Abra ese enlace de nuevo.",
+    sealed_needs_script: "Este mensaje está cifrado para su teléfono: permita JavaScript para leerlo.",
 };
 
 pub fn strings(language: &str) -> &'static Strings {
@@ -137,13 +149,50 @@ li.you{background:#f3f6fb}\
 .who{font-weight:600;font-size:.9rem;color:#333}\
 .text{white-space:pre-wrap;overflow-wrap:anywhere}";
 
+/// The pages' one script (allowed by its hash in the CSP). It keeps a key
+/// arriving in the link's `#k=` fragment in this tab's session storage, takes
+/// it out of the address bar, and on the thread page opens the messages their
+/// writer's client sealed (`data-sealed`) with WebCrypto. The key never goes
+/// to the server: browsers do not send fragments.
+pub const SCRIPT: &str = "(function(){\
+var token=location.pathname.split('/')[2],slot='wl_k:'+token,frag=null;\
+if(location.hash.indexOf('#k=')===0){try{sessionStorage.setItem(slot,location.hash.slice(1));}catch(e){}\
+history.replaceState(null,'',location.pathname+location.search);}\
+try{frag=sessionStorage.getItem(slot);}catch(e){}\
+var els=document.querySelectorAll('[data-sealed]');if(!els.length)return;\
+function missing(){els.forEach(function(el){el.textContent=el.getAttribute('data-missing');});}\
+if(!frag||!window.crypto||!crypto.subtle){missing();return;}\
+function bytes(s){s=s.replace(/-/g,'+').replace(/_/g,'/');while(s.length%4)s+='=';\
+var b=atob(s),o=new Uint8Array(b.length);for(var i=0;i<b.length;i++)o[i]=b.charCodeAt(i);return o;}\
+var ad=new TextEncoder().encode('wardline/patient-message/v1');\
+crypto.subtle.importKey('raw',bytes(frag.slice(2)),'AES-GCM',false,['decrypt']).then(function(key){\
+els.forEach(function(el){var d=bytes(el.getAttribute('data-sealed'));\
+crypto.subtle.decrypt({name:'AES-GCM',iv:d.slice(1,13),additionalData:ad},key,d.slice(13)).then(\
+function(p){el.textContent=new TextDecoder().decode(p);},function(){el.textContent=el.getAttribute('data-missing');});});\
+},missing);})();";
+
+/// The Content-Security-Policy of every patient page: nothing but this
+/// page's style and [`SCRIPT`], forms only to this server, no framing.
+pub fn content_security_policy() -> &'static str {
+    static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(SCRIPT));
+        format!(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    });
+    &CSP
+}
+
 /// A whole page.
 pub fn page(t: &Strings, heading: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <meta name=\"robots\" content=\"noindex\"><title>{title}</title><style>{STYLE}</style></head>\
-         <body><main><h1>{heading}</h1>{body}</main></body></html>",
+         <body><main><h1>{heading}</h1>{body}</main><script>{SCRIPT}</script></body></html>",
         lang = t.lang,
         title = escape(heading),
         heading = escape(heading),
@@ -252,11 +301,23 @@ pub fn thread(
         let when = jiff::Timestamp::from_second(m.created_at)
             .map(|ts| ts.strftime("%Y-%m-%d %H:%M UTC").to_string())
             .unwrap_or_default();
+        let text = match &m.sealed {
+            Some(sealed) => {
+                use base64::Engine;
+                format!(
+                    "<p class=\"text\" aria-live=\"polite\" data-sealed=\"{}\" data-missing=\"{}\">{}</p><noscript><p>{}</p></noscript>",
+                    base64::engine::general_purpose::STANDARD.encode(&sealed.0),
+                    escape(t.sealed_missing),
+                    escape(t.sealed_opening),
+                    escape(t.sealed_needs_script),
+                )
+            }
+            None => format!("<p class=\"text\">{}</p>", escape(&m.text)),
+        };
         list.push_str(&format!(
-            "<li{class}><p class=\"who\">{who} · <time datetime=\"{iso}\">{when}</time></p><p class=\"text\">{text}</p></li>",
+            "<li{class}><p class=\"who\">{who} · <time datetime=\"{iso}\">{when}</time></p>{text}</li>",
             who = escape(who),
             iso = escape(&when),
-            text = escape(&m.text),
         ));
     }
     let list = if messages.is_empty() {
@@ -296,6 +357,7 @@ mod tests {
             direction: PatientMessageDirection::FromPatient,
             author: None,
             text: "<img src=x onerror=alert(1)>".into(),
+            sealed: None,
             via: "portal".into(),
             created_at: 0,
             read_at: None,

@@ -214,6 +214,7 @@ impl PatientService {
             &view.patient.phone,
             &view.patient.row.phone_index,
             &templates::render(&t.body, &values),
+            None,
             SmsKind::VerificationCode,
             Some(templates::VERIFICATION_CODE),
             &policy,
@@ -314,6 +315,7 @@ impl PatientService {
                 author_user: None,
                 via: "portal".into(),
                 body_enc: seal(&p.key, "patient_messages", id, "body", text),
+                client_sealed: false,
                 created_at: self.clock().now(),
                 read_at: None,
             })

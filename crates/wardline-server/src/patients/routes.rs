@@ -414,7 +414,7 @@ struct ReplyForm {
 const COOKIE: &str = "wl_portal";
 
 /// An HTML page with the headers every patient page carries: nothing cached,
-/// no referrer (the URL holds the token), no script, no framing.
+/// no referrer (the URL holds the token), only the pages' own script, no framing.
 fn html(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
@@ -426,9 +426,7 @@ fn html(status: StatusCode, body: String) -> Response {
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(pages::content_security_policy()),
     );
     h.insert(
         "x-content-type-options",

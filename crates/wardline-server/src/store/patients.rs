@@ -66,6 +66,8 @@ pub struct PatientMessageRow {
     pub author_user: Option<Uuid>,
     pub via: String,
     pub body_enc: Vec<u8>,
+    /// `body_enc` holds the writer's client ciphertext, not server-sealed text.
+    pub client_sealed: bool,
     pub created_at: i64,
     pub read_at: Option<i64>,
 }
@@ -106,6 +108,8 @@ pub struct SmsRow {
     pub from_number: String,
     pub to_enc: Vec<u8>,
     pub body_enc: Vec<u8>,
+    /// Key fragment to append to the link (client-sealed messages), until sent.
+    pub fragment_enc: Option<Vec<u8>>,
     pub phone_index: String,
     pub kind: SmsKind,
     pub template: Option<String>,
@@ -190,9 +194,10 @@ pub trait PatientStore: Send + Sync {
     /// Claims up to `limit` due rows (queued and due, or sending with a lapsed
     /// lease) for `lease_secs`, oldest first.
     async fn claim_due_sms(&self, now: i64, lease_secs: i64, limit: i64) -> Result<Vec<SmsRow>>;
+    /// Marks the SMS handed over (and erases its key fragment).
     async fn sms_sent(&self, id: Uuid, provider_id: &str, at: i64) -> Result<()>;
     async fn sms_retry(&self, id: Uuid, send_after: i64, error: &str, at: i64) -> Result<()>;
-    /// A final state without a provider id (failed, cancelled).
+    /// A final state without a provider id (failed, cancelled); erases the key fragment.
     async fn sms_finished(&self, id: Uuid, status: SmsStatus, error: &str, at: i64) -> Result<()>;
     /// A status callback; returns the row it updated (NotFound if none).
     async fn sms_status_by_provider(

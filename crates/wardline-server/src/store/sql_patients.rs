@@ -72,6 +72,7 @@ fn message_from_row(row: &AnyRow) -> Result<PatientMessageRow> {
         author_user: opt_uuid(row, "author_user")?,
         via: row.try_get("via")?,
         body_enc: row.try_get("body_enc")?,
+        client_sealed: row.try_get::<i64, _>("client_sealed")? != 0,
         created_at: row.try_get("created_at")?,
         read_at: row.try_get("read_at")?,
     })
@@ -106,6 +107,7 @@ fn sms_from_row(row: &AnyRow) -> Result<SmsRow> {
         from_number: row.try_get("from_number")?,
         to_enc: row.try_get("to_enc")?,
         body_enc: row.try_get("body_enc")?,
+        fragment_enc: row.try_get("fragment_enc")?,
         phone_index: row.try_get("phone_index")?,
         kind: parsed(row, "kind", SmsKind::parse)?,
         template: row.try_get("template")?,
@@ -293,8 +295,8 @@ impl PatientStore for SqlStore {
 
     async fn insert_patient_message(&self, m: &PatientMessageRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO patient_messages (id, org_id, patient_id, direction, author_user, via, body_enc, created_at, read_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO patient_messages (id, org_id, patient_id, direction, author_user, via, body_enc, created_at, read_at, client_sealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(m.id.to_string())
         .bind(m.org_id.to_string())
@@ -305,6 +307,7 @@ impl PatientStore for SqlStore {
         .bind(m.body_enc.clone())
         .bind(m.created_at)
         .bind(m.read_at)
+        .bind(m.client_sealed as i64)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -485,8 +488,8 @@ impl PatientStore for SqlStore {
 
     async fn enqueue_sms(&self, s: &SmsRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sms_outbox (id, org_id, patient_id, dek_id, from_number, to_enc, body_enc, phone_index, kind, template, status, attempts, send_after, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            "INSERT INTO sms_outbox (id, org_id, patient_id, dek_id, from_number, to_enc, body_enc, phone_index, kind, template, status, attempts, send_after, created_at, updated_at, fragment_enc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(s.id.to_string())
         .bind(s.org_id.to_string())
@@ -503,6 +506,7 @@ impl PatientStore for SqlStore {
         .bind(s.send_after)
         .bind(s.created_at)
         .bind(s.updated_at)
+        .bind(s.fragment_enc.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -534,7 +538,7 @@ impl PatientStore for SqlStore {
         // A status callback may have arrived first and moved it past `sent`.
         let done = sqlx::query(
             "UPDATE sms_outbox SET status = CASE WHEN status = 'sending' THEN 'sent' ELSE status END, \
-             provider_id = $2, sent_at = $3, lease_until = NULL, error = NULL, updated_at = $3 WHERE id = $1",
+             provider_id = $2, sent_at = $3, lease_until = NULL, error = NULL, fragment_enc = NULL, updated_at = $3 WHERE id = $1",
         )
         .bind(id.to_string())
         .bind(provider_id)
@@ -560,7 +564,7 @@ impl PatientStore for SqlStore {
 
     async fn sms_finished(&self, id: Uuid, status: SmsStatus, error: &str, at: i64) -> Result<()> {
         let done = sqlx::query(
-            "UPDATE sms_outbox SET status = $2, error = $3, lease_until = NULL, updated_at = $4 WHERE id = $1",
+            "UPDATE sms_outbox SET status = $2, error = $3, lease_until = NULL, fragment_enc = NULL, updated_at = $4 WHERE id = $1",
         )
         .bind(id.to_string())
         .bind(status.as_str())

@@ -3,7 +3,8 @@
 // with one JSON argument; prints one JSON line per step; exits non-zero when a
 // step does not show what a patient should see.
 //
-// {url, wrongDob, dob, smsLog, phone, expectText, forbidden: [..], reply}
+// {url, wrongAttempts, wrongDob, dob, smsLog, phone, expectText, forbidden: [..], reply?,
+//  dobLabel, codeLabel, replyLabel}
 import { chromium } from "playwright-core";
 import { readFileSync, existsSync } from "node:fs";
 
@@ -65,7 +66,7 @@ try {
 
   // 2. Two wrong dates of birth, by keyboard: each says so and counts down.
   const dob = page.getByLabel(cfg.dobLabel);
-  for (let i = 1; i <= 2; i++) {
+  for (let i = 1; i <= cfg.wrongAttempts; i++) {
     await dob.focus();
     await dob.fill(cfg.wrongDob);
     await submit(() => page.keyboard.press("Enter"));
@@ -86,9 +87,18 @@ try {
   await page.getByLabel(cfg.codeLabel).fill(code);
   await page.keyboard.press("Enter");
   await page.waitForURL(/\/thread$/);
-  const thread = await page.locator("main").innerText();
-  if (!thread.includes(cfg.expectText)) fail("the thread does not show the secure message");
-  log("verified", { url_path: new URL(page.url()).pathname.replace(/\/p\/[^/]+/, "/p/<token>") });
+  // A message sealed by its writer's client opens in the page's script.
+  await page
+    .waitForFunction((t) => document.querySelector("main").innerText.includes(t), cfg.expectText, { timeout: 5000 })
+    .catch(() => fail("the thread does not show the secure message"));
+  log("verified", {
+    url_path: new URL(page.url()).pathname.replace(/\/p\/[^/]+/, "/p/<token>"),
+    hash: new URL(page.url()).hash,
+  });
+  if (!cfg.reply) {
+    await browser.close();
+    process.exit(0);
+  }
 
   // 5. A reply.
   await page.getByLabel(cfg.replyLabel).fill(cfg.reply);
