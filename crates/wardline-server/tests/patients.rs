@@ -125,7 +125,10 @@ async fn signed_post(
         .unwrap()
 }
 
+/// An SMS from the patient's phone, as the provider delivers it (a new
+/// provider id each time).
 async fn texts_from(t: &TestServer, org: Uuid, body: &str) -> reqwest::Response {
+    let sid = format!("SM{}", Uuid::new_v4().simple());
     signed_post(
         t,
         &format!("/sms/inbound/{org}"),
@@ -133,7 +136,7 @@ async fn texts_from(t: &TestServer, org: Uuid, body: &str) -> reqwest::Response 
             ("From", PHONE),
             ("To", "+15550100000"),
             ("Body", body),
-            ("MessageSid", "SM1"),
+            ("MessageSid", &sid),
         ],
         WEBHOOK_TOKEN,
     )
@@ -423,7 +426,7 @@ async fn patient_texting_end_to_end(backend: Backend) {
         ("portal.thread.view", "success", "patient"),
         ("portal.reply", "success", "patient"),
         ("patient.thread.view", "success", "user"),
-        ("sms.inbound", "success", "anonymous"),
+        ("sms.inbound", "success", "patient"),
         ("patient.message.send", "failure", "user"),
     ] {
         assert!(
@@ -695,7 +698,12 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
     let resp = signed_post(
         &t,
         &inbound,
-        &[("From", PHONE), ("To", "+15550109999"), ("Body", "help")],
+        &[
+            ("From", PHONE),
+            ("To", "+15550109999"),
+            ("Body", "help"),
+            ("MessageSid", "SMhelp1"),
+        ],
         "provider-secret",
     )
     .await;
@@ -708,11 +716,26 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
             ("From", PHONE),
             ("To", "+15550109999"),
             ("Body", "Can I bring my daughter?"),
+            ("MessageSid", "SMtext1"),
         ],
         "provider-secret",
     )
     .await;
     assert_eq!(resp.status(), 200);
+    // The provider retries a webhook it thinks failed: the text joins the thread once.
+    let retry = signed_post(
+        &t,
+        &inbound,
+        &[
+            ("From", PHONE),
+            ("To", "+15550109999"),
+            ("Body", "Can I bring my daughter?"),
+            ("MessageSid", "SMtext1"),
+        ],
+        "provider-secret",
+    )
+    .await;
+    assert_eq!(retry.status(), 200);
     for _ in 0..100 {
         if seen.lock().unwrap().requests.len() >= 3 {
             break;
@@ -730,6 +753,12 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
         "Can I bring my daughter?"
     );
     assert_eq!(thread.messages.last().unwrap().via, "sms");
+    let copies = thread
+        .messages
+        .iter()
+        .filter(|m| m.text == "Can I bring my daughter?")
+        .count();
+    assert_eq!(copies, 1, "a redelivered SMS acts once");
 }
 
 /// Refusals: bad records, free text into a plain SMS, consent withdrawn,

@@ -47,6 +47,15 @@ CREATE TABLE sms_opt_outs (
     PRIMARY KEY (org_id, phone_index)
 );
 
+-- Inbound SMS already handled, by the provider's id: providers retry a
+-- webhook they think failed, and a replayed STOP or START must not act twice.
+CREATE TABLE sms_inbound_seen (
+    org_id      TEXT NOT NULL REFERENCES organisations (id),
+    provider_id TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (org_id, provider_id)
+);
+
 -- The organisation's own template texts (placeholders only, no PHI).
 CREATE TABLE sms_templates (
     org_id     TEXT NOT NULL REFERENCES organisations (id),

@@ -270,6 +270,8 @@ pub enum Inbound {
     Message,
     /// Neither a keyword nor from a number on file, or from a number that opted out.
     Ignored,
+    /// The provider delivered this SMS before (a webhook retry or a replay).
+    Duplicate,
 }
 
 impl Inbound {
@@ -280,6 +282,7 @@ impl Inbound {
             Inbound::Help => "help",
             Inbound::Message => "message",
             Inbound::Ignored => "ignored",
+            Inbound::Duplicate => "duplicate",
         }
     }
 }
@@ -950,9 +953,20 @@ impl PatientService {
         &self,
         org: OrgId,
         scope: &AuditScope,
+        provider_id: &str,
         from: &str,
         body: &str,
     ) -> ApiResult<Inbound> {
+        if provider_id.is_empty() || provider_id.len() > 64 {
+            return Err(ApiError::bad_request("MessageSid must be 1-64 characters"));
+        }
+        if !self
+            .store
+            .first_sight_of_inbound(org, provider_id, self.clock.now())
+            .await?
+        {
+            return Ok(Inbound::Duplicate);
+        }
         let Ok(from) = normalise_phone(from) else {
             return Ok(Inbound::Ignored);
         };
@@ -963,7 +977,8 @@ impl PatientService {
             patients.push(self.open_patient(row).await?);
         }
         if let Some(first) = patients.first() {
-            scope.patient(&first.row.id.to_string());
+            // The patient texted: they are the actor.
+            scope.actor_patient(org, first.row.id);
         }
         let language = patients
             .first()

@@ -258,8 +258,8 @@ struct InboundSmsForm {
     From: String,
     To: String,
     Body: String,
-    #[serde(default)]
-    MessageSid: Option<String>,
+    /// The provider's id of the SMS: a second delivery of it is ignored.
+    MessageSid: String,
 }
 
 /// A delivery status as the provider posts it.
@@ -332,7 +332,8 @@ fn check_signature(
 
 /// Inbound SMS webhook (the provider posts here). STOP/START/HELP and their
 /// synonyms are honoured first; other texts from a patient's number join
-/// their thread. Signed with the provider's scheme (`X-Twilio-Signature`).
+/// their thread. Signed with the provider's scheme (`X-Twilio-Signature`);
+/// an SMS delivered twice (same `MessageSid`) acts once.
 #[utoipa::path(post, path = "/sms/inbound/{org_id}", tag = "sms-webhooks",
     params(("org_id" = Uuid, Path, description = "the organisation the number belongs to")),
     request_body(content = InboundSmsForm, content_type = "application/x-www-form-urlencoded"),
@@ -352,7 +353,7 @@ async fn sms_inbound(
     audit.org(org);
     let what = s
         .patients
-        .inbound(org, &audit, &form.From, &form.Body)
+        .inbound(org, &audit, &form.MessageSid, &form.From, &form.Body)
         .await?;
     audit.reason(what.as_str());
     Ok((

@@ -142,6 +142,8 @@ pub trait PatientStore: Send + Sync {
     /// Lifts a STOP; false if the number had not opted out.
     async fn opt_in(&self, org: OrgId, phone_index: &str) -> Result<bool>;
     async fn is_opted_out(&self, org: OrgId, phone_index: &str) -> Result<bool>;
+    /// Records an inbound SMS by the provider's id; false if it was seen before.
+    async fn first_sight_of_inbound(&self, org: OrgId, provider_id: &str, at: i64) -> Result<bool>;
 
     // Templates.
     async fn templates(&self, org: OrgId) -> Result<Vec<TemplateRow>>;

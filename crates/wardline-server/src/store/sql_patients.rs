@@ -253,6 +253,19 @@ impl PatientStore for SqlStore {
         Ok(row.is_some())
     }
 
+    async fn first_sight_of_inbound(&self, org: OrgId, provider_id: &str, at: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO sms_inbound_seen (org_id, provider_id, received_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (org_id, provider_id) DO NOTHING",
+        )
+        .bind(org.to_string())
+        .bind(provider_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn templates(&self, org: OrgId) -> Result<Vec<TemplateRow>> {
         let rows =
             sqlx::query("SELECT * FROM sms_templates WHERE org_id = $1 ORDER BY key, language")
