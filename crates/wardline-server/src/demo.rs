@@ -50,6 +50,11 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
         .directory
         .create_org("Riverside Demo Clinic", DEMO_SLUG)
         .await?;
+    // Texts go out at once in the demo (no quiet hours), with a practice line.
+    let mut policy = org.policy.clone();
+    policy.patients.quiet_hours = None;
+    policy.patients.practice_phone = "+1 555 010 2000".into();
+    state.directory.update_policy(org.id, policy).await?;
     let password = format!(
         "{}-{}",
         wardline_crypto::token::new_code(3, 5),

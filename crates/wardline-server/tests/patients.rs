@@ -1085,3 +1085,16 @@ both_backends!(
     http_gateway_against_a_provider_stand_in,
     refusals,
 );
+
+/// The demo organisation (`serve --demo`) texts at once: no quiet hours, and a
+/// practice line for the HELP reply and reminders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_organisation_is_ready_for_patient_texting() {
+    let t = TestServer::start(Backend::Sqlite).await.unwrap();
+    wardline_server::demo::ensure_demo(&t.state, t.data_dir.path())
+        .await
+        .unwrap();
+    let org = t.state.directory.org_by_slug("demo").await.unwrap();
+    assert_eq!(org.policy.patients.quiet_hours, None);
+    assert!(!org.policy.patients.practice_phone.is_empty());
+}
