@@ -966,7 +966,6 @@ async fn refusals(backend: Backend) {
     policy.patients.quiet_hours = None;
     admin.client.set_policy(&policy).await.unwrap();
 
-    // A link locks after the policy's number of failures (5).
     let url = lines[0]["body"]
         .as_str()
         .unwrap()
@@ -974,6 +973,63 @@ async fn refusals(backend: Backend) {
         .find(|w| w.starts_with("https://"))
         .unwrap()
         .to_owned();
+    // A mistyped code can be typed again on the same form.
+    let code_url = url.clone();
+    let page = http
+        .post(format!("{code_url}/verify"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("dob={DOB}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let challenge = page
+        .split("name=\"challenge\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let lines = wait_for_sms(&log, 2).await;
+    let code: String = lines[1]["body"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(6)
+        .collect();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    // Not following the redirect, to see it and its cookie.
+    let no_redirect = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&t.ca_pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post_code = |code: String| {
+        let (http, url, challenge) = (no_redirect.clone(), code_url.clone(), challenge.clone());
+        async move {
+            http.post(format!("{url}/code"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("challenge={challenge}&code={code}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let resp = post_code(wrong.into()).await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().await.unwrap().contains("name=\"code\""));
+    let resp = post_code(code).await;
+    assert_eq!(resp.status(), 303, "the right code after a wrong one");
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly")
+    );
+
+    // A link locks after the policy's number of failures (5): one is spent above.
     let verify = |dob: &'static str| {
         let (http, url) = (http.clone(), url.clone());
         async move {
@@ -987,7 +1043,7 @@ async fn refusals(backend: Backend) {
                 .as_u16()
         }
     };
-    for _ in 0..4 {
+    for _ in 0..3 {
         assert_eq!(verify("1999-01-01").await, 401);
     }
     assert_eq!(verify("1999-01-01").await, 403, "fifth failure locks");
@@ -1006,8 +1062,8 @@ async fn refusals(backend: Backend) {
         )
         .await
         .unwrap();
-    let lines = wait_for_sms(&log, 2).await;
-    let second = lines[1]["body"]
+    let lines = wait_for_sms(&log, 3).await;
+    let second = lines[2]["body"]
         .as_str()
         .unwrap()
         .split_whitespace()
@@ -1039,8 +1095,8 @@ async fn refusals(backend: Backend) {
         )
         .await
         .unwrap();
-    let lines = wait_for_sms(&log, 3).await;
-    let third = lines[2]["body"]
+    let lines = wait_for_sms(&log, 4).await;
+    let third = lines[3]["body"]
         .as_str()
         .unwrap()
         .split_whitespace()

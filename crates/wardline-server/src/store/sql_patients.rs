@@ -409,10 +409,11 @@ impl PatientStore for SqlStore {
 
     async fn link_failure(&self, id: Uuid, max_failures: i64, at: i64) -> Result<i64> {
         // One statement: concurrent failures cannot both slip under the limit.
+        // A pending code stays valid (a mistyped code can be typed again);
+        // every failure, of either step, counts toward the lock.
         let row = sqlx::query(
             "UPDATE secure_links SET failures = failures + 1, \
-             locked_at = CASE WHEN failures + 1 >= $2 THEN COALESCE(locked_at, $3) ELSE locked_at END, \
-             challenge_hash = NULL, code_hash = NULL, code_expires_at = NULL \
+             locked_at = CASE WHEN failures + 1 >= $2 THEN COALESCE(locked_at, $3) ELSE locked_at END \
              WHERE id = $1 RETURNING failures",
         )
         .bind(id.to_string())
