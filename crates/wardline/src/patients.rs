@@ -48,6 +48,21 @@ pub enum PatientsCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// A patient's consent history (every decision and keyword, oldest
+    /// first), for the record: a table, `--json`, or `--csv`.
+    Consents {
+        patient: Uuid,
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// The SMS sent to a patient and their delivery status (never their text).
+    Sms {
+        patient: Uuid,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// Send a template: `--param date=2026-12-01 --param time=09:30`.
     Text {
         patient: Uuid,
@@ -152,6 +167,80 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             print_json(&h)
+        }
+        PatientsCommand::Consents { patient, csv, opts } => {
+            let (c, _) = signed_in(&opts)?;
+            let h = c.consent_history(patient).await?;
+            if opts.json {
+                return print_json(&h);
+            }
+            let scope = |e: &ConsentEvent| e.scope.map(|s| s.as_str()).unwrap_or("all");
+            if csv {
+                let mut w = csv::Writer::from_writer(std::io::stdout());
+                w.write_record([
+                    "at",
+                    "scope",
+                    "action",
+                    "method",
+                    "recorded_by_kind",
+                    "recorded_by",
+                ])?;
+                for e in &h.events {
+                    w.write_record([
+                        e.at.to_string().as_str(),
+                        scope(e),
+                        e.action.as_str(),
+                        e.method.as_str(),
+                        &e.recorded_by_kind,
+                        &e.recorded_by,
+                    ])?;
+                }
+                w.flush()?;
+                return Ok(());
+            }
+            println!(
+                "now: {}{}",
+                h.consent
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if h.sms_opted_out {
+                    " (texted STOP)"
+                } else {
+                    ""
+                }
+            );
+            for e in &h.events {
+                println!(
+                    "{}  {:<16} {:<9} {:<11} by {} {}",
+                    e.at,
+                    scope(e),
+                    e.action.as_str(),
+                    e.method.as_str(),
+                    e.recorded_by_kind,
+                    e.recorded_by
+                );
+            }
+            Ok(())
+        }
+        PatientsCommand::Sms { patient, opts } => {
+            let (c, _) = signed_in(&opts)?;
+            let list = c.patient_sms(patient).await?;
+            if opts.json {
+                return print_json(&list);
+            }
+            for m in list.sms {
+                println!(
+                    "{}  {:<18} {:<11} attempts {}  {}",
+                    m.created_at,
+                    m.kind.as_str(),
+                    m.status.as_str(),
+                    m.attempts,
+                    m.error.unwrap_or_default()
+                );
+            }
+            Ok(())
         }
         PatientsCommand::Text {
             patient,

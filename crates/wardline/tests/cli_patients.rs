@@ -132,6 +132,25 @@ fn a_nurse_texts_a_patient_through_the_cli() {
         "{out} {err}"
     );
 
+    // The consent history for the record, and the SMS status list.
+    let (ok, out, err) = patients(&nina, &["consents", &id, "--csv"]);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        rows[0],
+        "at,scope,action,method,recorded_by_kind,recorded_by"
+    );
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(
+        rows[1].contains(",reminders,granted,written,user,"),
+        "{out}"
+    );
+    let (ok, out, err) = patients(&nina, &["sms", &id]);
+    assert!(
+        ok && out.contains("secure_notice") && out.contains("reminder"),
+        "{out} {err}"
+    );
+
     let log = stop_and_log(server);
     assert!(
         !log.contains("CANARY-PATIENT") && !log.contains("Maria"),
