@@ -40,13 +40,16 @@ fn has_nextest() -> bool {
 /// The client's protocol core must build for the browser: a web client will
 /// reuse it. The WebAssembly standard library comes from rustup if missing;
 /// the getrandom backends need the cfg flag (host build scripts are unaffected).
-/// The browser test's Node packages (playwright-core, pinned in
+/// The browser test's Node packages (playwright-core, axe-core; pinned in
 /// `tests/browser/package-lock.json`), installed once. Chromium itself is
 /// Debian's (`apt-get install chromium`, done by `.ci/run`).
 fn browser_deps() -> ExitCode {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../crates/wardline-server/tests/browser");
-    if dir.join("node_modules/playwright-core").exists() {
+    if ["playwright-core", "axe-core"]
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).exists())
+    {
         return ExitCode::SUCCESS;
     }
     let mut npm = Command::new("npm");

