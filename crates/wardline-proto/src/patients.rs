@@ -73,16 +73,21 @@ impl Default for QuietHours {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatePatientRequest {
     /// Full name (1–200 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: String,
-    /// `YYYY-MM-DD`; the patient confirms it before a secure message opens.
+    /// `YYYY-MM-DD`, in the past; the patient confirms it before a secure message opens.
+    #[cfg_attr(feature = "openapi", schema(format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
     pub date_of_birth: String,
-    /// Medical record number, unique in the organisation.
+    /// Medical record number, unique in the organisation (at most 64 characters).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub mrn: Option<String>,
-    /// Mobile number, E.164 (`+15551234567`).
+    /// Mobile number, E.164 (`+15551234567`; spaces, dashes, dots and brackets are ignored).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^\\+[0-9 ().-]{8,24}$"))]
     pub phone: String,
-    /// Preferred language (BCP 47 primary tag such as `en`, `es`); `en` if unset.
+    /// Preferred language (lower-case primary tag such as `en`, `es`); `en` if unset.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z]{2,3}$"))]
     pub language: Option<String>,
 }
 

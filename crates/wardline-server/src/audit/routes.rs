@@ -63,6 +63,7 @@ enum ExportFormat {
 #[into_params(parameter_in = Query)]
 struct FormatParam {
     /// `csv` or `jsonl`.
+    #[param(inline)]
     format: ExportFormat,
 }
 

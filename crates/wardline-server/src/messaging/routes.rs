@@ -90,7 +90,7 @@ async fn upload_key_packages(
 /// in a conversation's group).
 #[utoipa::path(get, path = "/api/v1/users/{id}/devices", tag = "messaging", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
-    responses((status = 200, body = DeviceList)))]
+    responses((status = 200, body = DeviceList), (status = 404, body = ErrorBody)))]
 async fn list_user_devices(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
@@ -215,7 +215,7 @@ async fn submit_message(
 /// Mark the conversation read on this device, up to a message.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/read", tag = "messaging", security(("bearer" = [])), request_body = ReadRequest,
     params(("id" = Uuid, Path, description = "conversation id")),
-    responses((status = 200, body = ReadResponse), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ReadResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn mark_read(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
@@ -246,7 +246,7 @@ async fn message_receipts(
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/attachments", tag = "messaging", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     params(("id" = Uuid, Path, description = "conversation id")),
-    responses((status = 201, body = AttachmentUploaded), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 201, body = AttachmentUploaded), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn upload_attachment(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,

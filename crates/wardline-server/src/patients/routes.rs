@@ -525,7 +525,9 @@ async fn portal_open(
     responses((status = 200, description = "Code sent; step two", content_type = "text/html", body = String),
         (status = 401, description = "Details do not match", content_type = "text/html", body = String),
         (status = 403, description = "Locked", content_type = "text/html", body = String),
-        (status = 404, description = "Link not valid", content_type = "text/html", body = String)))]
+        (status = 404, description = "Link not valid", content_type = "text/html", body = String),
+        (status = 409, description = "The number opted out of texts: no code can be sent", content_type = "text/html", body = String),
+        (status = 429, description = "A code was sent less than a minute ago", content_type = "text/html", body = String)))]
 async fn portal_verify(
     State(s): State<AppState>,
     audit: AuditScope,
@@ -609,6 +611,7 @@ async fn portal_code(
     params(("token" = String, Path, description = "the link's token")),
     responses((status = 200, description = "The thread", content_type = "text/html", body = String),
         (status = 401, description = "No live portal session", content_type = "text/html", body = String),
+        (status = 403, description = "Locked", content_type = "text/html", body = String),
         (status = 404, description = "Link not valid", content_type = "text/html", body = String)))]
 async fn portal_thread(
     State(s): State<AppState>,
@@ -646,6 +649,8 @@ async fn portal_thread(
     request_body(content = ReplyForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Sent; the thread again", content_type = "text/html", body = String),
         (status = 401, description = "No live portal session", content_type = "text/html", body = String),
+        (status = 403, description = "Locked", content_type = "text/html", body = String),
+        (status = 404, description = "Link not valid", content_type = "text/html", body = String),
         (status = 422, description = "Empty or too long", content_type = "text/html", body = String)))]
 async fn portal_reply(
     State(s): State<AppState>,
