@@ -7,8 +7,11 @@
 //! * `wasm`            `cargo check` of `wardline-client`'s core for wasm32-unknown-unknown
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build)
+//! * `api-fuzz`        schemathesis against the served OpenAPI document (`api_fuzz.rs`)
 //!
 //! No dependencies, so it builds in a second.
+
+mod api_fuzz;
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -172,9 +175,10 @@ fn main() -> ExitCode {
             .args(&rest);
             run(c)
         }
+        "api-fuzz" => api_fuzz::main(&rest),
         other => {
             eprintln!(
-                "xtask: unknown command {other:?}; expected serve, test, wasm, lint or bench"
+                "xtask: unknown command {other:?}; expected serve, test, wasm, lint, bench or api-fuzz"
             );
             ExitCode::FAILURE
         }

@@ -78,7 +78,6 @@ macro_rules! actions {
         /// What happened. The string form (`auth.login`) is what is stored, hashed and
         /// searched; variants are only ever added, never renamed.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum AuditAction {
             $(#[doc = $doc] #[serde(rename = $name)] $variant,)*
         }
@@ -164,6 +163,22 @@ actions! {
     PortalThreadView => "portal.thread.view", "A verified patient read their messages.";
     PortalReply => "portal.reply", "A verified patient replied.";
 }
+
+// Written out rather than derived: the derive cannot see the serde names
+// given inside the macro, and would document the variant names instead.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for AuditAction {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(AuditAction::ALL.iter().map(|a| a.as_str())))
+            .description(Some("What happened: `auth.login`, `patient.view`, …"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for AuditAction {}
 
 impl std::fmt::Display for AuditAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -129,7 +129,9 @@ fn jsonl_rows(events: &[AuditEvent]) -> std::io::Result<Vec<u8>> {
 /// (newest first).
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = [])),
     params(FormatParam, AuditQuery),
-    responses((status = 200, description = "text/csv or application/x-ndjson", content_type = "text/csv"),
+    responses((status = 200, description = "CSV (`format=csv`) or JSON Lines (`format=jsonl`)", content(
+            (String = "text/csv"),
+            (String = "application/x-ndjson"))),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn export(
     State(s): State<AppState>,
