@@ -8,10 +8,12 @@
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build)
 //! * `api-fuzz`        schemathesis against the served OpenAPI document (`api_fuzz.rs`)
+//! * `fuzz`            the cargo-fuzz targets in `fuzz/`, N seconds each (`fuzz.rs`)
 //!
 //! No dependencies, so it builds in a second.
 
 mod api_fuzz;
+mod fuzz;
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -176,9 +178,10 @@ fn main() -> ExitCode {
             run(c)
         }
         "api-fuzz" => api_fuzz::main(&rest),
+        "fuzz" => fuzz::main(&rest),
         other => {
             eprintln!(
-                "xtask: unknown command {other:?}; expected serve, test, wasm, lint, bench or api-fuzz"
+                "xtask: unknown command {other:?}; expected serve, test, wasm, lint, bench, api-fuzz or fuzz"
             );
             ExitCode::FAILURE
         }

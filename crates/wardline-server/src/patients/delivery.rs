@@ -156,9 +156,15 @@ pub fn with_fragment(body: &str, public_url: &str, fragment: &str) -> String {
     let prefix = format!("{public_url}/p/");
     match body.find(&prefix) {
         Some(at) => {
-            let token_end = at + prefix.len() + 43;
-            let token_end = token_end.min(body.len());
-            format!("{}#{fragment}{}", &body[..token_end], &body[token_end..])
+            // The token is base64url (ASCII), so its end is a character boundary.
+            let start = at + prefix.len();
+            let token_len = body[start..]
+                .bytes()
+                .take(43)
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+                .count();
+            let end = start + token_len;
+            format!("{}#{fragment}{}", &body[..end], &body[end..])
         }
         // A notice template without a link cannot carry the key: send it as is;
         // the patient's page will say the message cannot be opened.
@@ -179,6 +185,11 @@ mod tests {
             format!("Open https://h:1/p/{token}#k=xyz to read it (expires).")
         );
         assert_eq!(with_fragment("no link", "https://h:1", "k=xyz"), "no link");
+        // Found by the fuzzer: text right after a link prefix, not a token.
+        assert_eq!(
+            with_fragment("x https://h:1/p/é!", "https://h:1", "k=1"),
+            "x https://h:1/p/#k=1é!"
+        );
     }
 
     #[test]

@@ -1,0 +1,59 @@
+//! Patient texting's own parsers: template placeholders and the rules for
+//! what may go in a plain SMS, rendering, phone numbers, dates, quiet hours,
+//! webhook signatures, the link fragment, HTML escaping, and opening a
+//! client-sealed message with a fragment from a URL.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use libfuzzer_sys::fuzz_target;
+use wardline_proto::patients::{QuietHours, TemplateClass};
+use wardline_server::patients::{self, delivery, gateway, pages, templates};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let parts: Vec<&str> = text.splitn(4, '\u{1}').collect();
+    let a = parts.first().copied().unwrap_or("");
+    let b = parts.get(1).copied().unwrap_or("");
+    let c = parts.get(2).copied().unwrap_or("");
+
+    // Templates: whatever validates for a plain SMS renders with no free text.
+    if let Ok(names) = templates::placeholders(a) {
+        let params: BTreeMap<String, String> = names
+            .iter()
+            .filter(|n| !templates::SERVER_FILLED.contains(&n.as_str()))
+            .map(|n| (n.clone(), b.to_owned()))
+            .collect();
+        if templates::validate("fuzz", "en", a, TemplateClass::NoPhi).is_ok()
+            && templates::check_params(a, &params).is_ok()
+        {
+            let out = templates::render(a, &params);
+            assert!(!out.contains('{') || a.matches('{').count() > names.len());
+        }
+        let _ = templates::render(a, &params);
+    }
+    let _ = templates::validate(a, b, c, TemplateClass::Phi);
+
+    let _ = patients::normalise_phone(a);
+    let _ = patients::validate_dob(a);
+    let _ = patients::validate_language(a);
+    let _ = patients::quiet_hours_end(
+        &QuietHours {
+            start: a.chars().take(8).collect(),
+            end: b.chars().take(8).collect(),
+            time_zone: c.chars().take(40).collect(),
+        },
+        i64::from(data.first().copied().unwrap_or(0)) * 86_400 * 400,
+    );
+
+    let fields = vec![(a.to_owned(), b.to_owned())];
+    let _ = gateway::verify_webhook("token", c, &fields, b);
+
+    let with = delivery::with_fragment(a, b, c);
+    assert!(with.len() == a.len() || with.len() == a.len() + c.len() + 1);
+
+    let escaped = pages::escape(a);
+    assert!(!escaped.contains(['<', '>', '"', '\'']));
+
+    let _ = wardline_client::core::patient::open_for_patient(data, a);
+});
