@@ -103,6 +103,17 @@ async fn wait_for_sms(path: &Path, n: usize) -> Vec<Value> {
     panic!("the SMS log never reached {n} lines: {:?}", sms_log(path));
 }
 
+/// The link in a logged SMS (a secure-message notice).
+fn link_in(sms: &Value) -> String {
+    sms["body"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .expect("a link in the notice")
+        .to_owned()
+}
+
 /// POSTs a form to a webhook, signed as the provider would.
 async fn signed_post(
     t: &TestServer,
@@ -250,11 +261,7 @@ async fn patient_texting_end_to_end(backend: Backend) {
     assert_eq!(sent.sms.kind, SmsKind::SecureNotice);
     let lines = wait_for_sms(&log, 2).await;
     let notice = lines[1]["body"].as_str().unwrap().to_owned();
-    let url = notice
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .expect("a link in the notice")
-        .to_owned();
+    let url = link_in(&lines[1]);
     assert!(url.starts_with(&format!("{}/p/", t.url)), "{url}");
     assert!(
         !notice.contains("biopsy") && !notice.contains("Maria"),
@@ -336,11 +343,7 @@ async fn patient_texting_end_to_end(backend: Backend) {
         .unwrap();
     let lines = wait_for_sms(&log, 4).await;
     let notice = lines[3]["body"].as_str().unwrap().to_owned();
-    let sealed_url = notice
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap()
-        .to_owned();
+    let sealed_url = link_in(&lines[3]);
     assert!(
         sealed_url.ends_with(&format!("#{}", fragment.as_str())),
         "{notice}"
@@ -970,13 +973,7 @@ async fn refusals(backend: Backend) {
     policy.patients.quiet_hours = None;
     admin.client.set_policy(&policy).await.unwrap();
 
-    let url = lines[0]["body"]
-        .as_str()
-        .unwrap()
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap()
-        .to_owned();
+    let url = link_in(&lines[0]);
     // A mistyped code can be typed again on the same form.
     let code_url = url.clone();
     let page = http
@@ -1067,13 +1064,7 @@ async fn refusals(backend: Backend) {
         .await
         .unwrap();
     let lines = wait_for_sms(&log, 3).await;
-    let second = lines[2]["body"]
-        .as_str()
-        .unwrap()
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap()
-        .to_owned();
+    let second = link_in(&lines[2]);
     assert_eq!(http.get(&second).send().await.unwrap().status(), 200);
     // Both open links: the locked one and this one.
     assert_eq!(
@@ -1100,13 +1091,7 @@ async fn refusals(backend: Backend) {
         .await
         .unwrap();
     let lines = wait_for_sms(&log, 4).await;
-    let third = lines[3]["body"]
-        .as_str()
-        .unwrap()
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap()
-        .to_owned();
+    let third = link_in(&lines[3]);
     t.clock.advance(24 * 3600 + 1);
     assert_eq!(http.get(&third).send().await.unwrap().status(), 404);
 

@@ -68,10 +68,10 @@ impl Sender {
 
     /// Sends what is due now; returns how many rows it handled.
     pub async fn run_once(&self) -> ApiResult<usize> {
-        let now = self.patients.clock().now();
+        let now = self.patients.clock.now();
         let due = self
             .patients
-            .store()
+            .store
             .claim_due_sms(now, LEASE_SECS, BATCH)
             .await?;
         for row in &due {
@@ -85,7 +85,7 @@ impl Sender {
 
     async fn deliver(&self, row: &SmsRow) -> ApiResult<()> {
         let p = &self.patients;
-        let now = p.clock().now();
+        let now = p.clock.now();
         let event = |outcome: Outcome, reason: &str| {
             let mut e = NewEvent::service("sms", AuditAction::SmsSend)
                 .target("sms", row.id)
@@ -96,26 +96,24 @@ impl Sender {
             e
         };
         if row.kind != SmsKind::KeywordReply
-            && p.store().is_opted_out(row.org_id, &row.phone_index).await?
+            && p.store.is_opted_out(row.org_id, &row.phone_index).await?
         {
-            p.store()
+            p.store
                 .sms_finished(row.id, SmsStatus::Cancelled, "the number opted out", now)
                 .await?;
-            p.audit()
-                .record(event(Outcome::Failure, "opted_out"))
-                .await?;
+            p.audit.record(event(Outcome::Failure, "opted_out")).await?;
             return Ok(());
         }
-        let key = p.vault().record_key(&row.dek_id).await?;
+        let key = p.vault.record_key(&row.dek_id).await?;
         let to = open(&key, "sms_outbox", row.id, "to", &row.to_enc)?;
         let mut body = open(&key, "sms_outbox", row.id, "body", &row.body_enc)?;
         if let Some(sealed) = &row.fragment_enc {
             let fragment =
                 zeroize::Zeroizing::new(open(&key, "sms_outbox", row.id, "fragment", sealed)?);
-            body = with_fragment(&body, &p.setup().public_url, &fragment);
+            body = with_fragment(&body, &p.setup.public_url, &fragment);
         }
         let body = zeroize::Zeroizing::new(body);
-        let callback = format!("{}/sms/status/{}", p.setup().public_url, row.org_id);
+        let callback = format!("{}/sms/status/{}", p.setup.public_url, row.org_id);
         let result = self
             .gateway
             .send(&OutboundSms {
@@ -126,25 +124,25 @@ impl Sender {
                 status_callback: &callback,
             })
             .await;
-        let now = p.clock().now();
+        let now = p.clock.now();
         match result {
             Ok(provider_id) => {
-                p.store().sms_sent(row.id, &provider_id, now).await?;
-                p.audit()
+                p.store.sms_sent(row.id, &provider_id, now).await?;
+                p.audit
                     .record(event(Outcome::Success, row.kind.as_str()))
                     .await?;
             }
             Err(GatewayError::Transient(e)) if row.attempts < self.max_attempts => {
-                p.store()
+                p.store
                     .sms_retry(row.id, now + backoff_secs(row.attempts), &e, now)
                     .await?;
-                p.audit().record(event(Outcome::Failure, "retry")).await?;
+                p.audit.record(event(Outcome::Failure, "retry")).await?;
             }
             Err(GatewayError::Transient(e) | GatewayError::Permanent(e)) => {
-                p.store()
+                p.store
                     .sms_finished(row.id, SmsStatus::Failed, &e, now)
                     .await?;
-                p.audit().record(event(Outcome::Failure, "failed")).await?;
+                p.audit.record(event(Outcome::Failure, "failed")).await?;
             }
         }
         Ok(())

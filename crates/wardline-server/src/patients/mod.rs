@@ -321,10 +321,6 @@ impl PatientService {
         }
     }
 
-    pub fn setup(&self) -> &TextingSetup {
-        &self.setup
-    }
-
     async fn policy(&self, org: OrgId) -> ApiResult<PatientTextingPolicy> {
         Ok(self.orgs.get_org(org).await?.policy.patients)
     }
@@ -1107,22 +1103,6 @@ impl PatientService {
             Err(StoreError::NotFound) => Err(ApiError::not_found("message")),
             Err(e) => Err(e.into()),
         }
-    }
-
-    pub(crate) fn audit(&self) -> &AuditLog {
-        &self.audit
-    }
-
-    pub(crate) fn store(&self) -> &Arc<dyn PatientStore> {
-        &self.store
-    }
-
-    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
-    pub(crate) fn vault(&self) -> &Vault {
-        &self.vault
     }
 }
 

@@ -94,8 +94,8 @@ impl PatientService {
         policy: &PatientTextingPolicy,
     ) -> ApiResult<String> {
         let token = new_token("");
-        let now = self.clock().now();
-        self.store()
+        let now = self.clock.now();
+        self.store
             .insert_link(&LinkRow {
                 id: Uuid::new_v4(),
                 org_id: p.row.org_id,
@@ -114,7 +114,7 @@ impl PatientService {
                 code_expires_at: None,
             })
             .await?;
-        Ok(format!("{}/p/{token}", self.setup().public_url))
+        Ok(format!("{}/p/{token}", self.setup.public_url))
     }
 
     /// The link behind `token` if it may still be used.
@@ -128,13 +128,13 @@ impl PatientService {
         if !well_formed(token) {
             return Err(PortalError::Invalid);
         }
-        let link = match self.store().link_by_token(&hashed(token)).await {
+        let link = match self.store.link_by_token(&hashed(token)).await {
             Ok(l) => l,
             Err(StoreError::NotFound) => return Err(PortalError::Invalid),
             Err(e) => return Err(e.into()),
         };
         if link.revoked_at.is_some()
-            || link.expires_at <= self.clock().now()
+            || link.expires_at <= self.clock.now()
             || (uses_left && link.uses >= link.max_uses)
         {
             return Err(PortalError::Invalid);
@@ -142,10 +142,7 @@ impl PatientService {
         if link.locked_at.is_some() {
             return Err(PortalError::Locked);
         }
-        let row = self
-            .store()
-            .get_patient(link.org_id, link.patient_id)
-            .await?;
+        let row = self.store.get_patient(link.org_id, link.patient_id).await?;
         let patient = self.open_patient(row).await?;
         Ok(LinkView { link, patient })
     }
@@ -156,8 +153,8 @@ impl PatientService {
             Err(e) => return e.into(),
         };
         match self
-            .store()
-            .link_failure(view.link.id, max, self.clock().now())
+            .store
+            .link_failure(view.link.id, max, self.clock.now())
             .await
         {
             Ok(n) if n >= max => PortalError::Locked,
@@ -176,7 +173,7 @@ impl PatientService {
         if dob.trim() != view.patient.dob {
             return Err(self.failure(view).await);
         }
-        let now = self.clock().now();
+        let now = self.clock.now();
         if view
             .link
             .code_expires_at
@@ -186,7 +183,7 @@ impl PatientService {
         }
         let org = view.link.org_id;
         if self
-            .store()
+            .store
             .is_opted_out(org, &view.patient.row.phone_index)
             .await?
         {
@@ -194,7 +191,7 @@ impl PatientService {
         }
         let challenge = new_token("");
         let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000));
-        self.store()
+        self.store
             .link_set_code(
                 view.link.id,
                 &hashed(&challenge),
@@ -231,7 +228,7 @@ impl PatientService {
         challenge: &str,
         code: &str,
     ) -> Result<String, PortalError> {
-        let now = self.clock().now();
+        let now = self.clock.now();
         let pending = view.link.challenge_hash.as_deref() == Some(hashed(challenge).as_str())
             && view.link.code_expires_at.is_some_and(|e| e > now);
         if !pending {
@@ -243,12 +240,12 @@ impl PatientService {
         {
             return Err(self.failure(view).await);
         }
-        if !self.store().link_use(view.link.id).await? {
+        if !self.store.link_use(view.link.id).await? {
             // Another browser used the code, or the last use, first.
             return Err(PortalError::Invalid);
         }
         let session = new_token("wlp_");
-        self.store()
+        self.store
             .insert_portal_session(
                 &hashed(&session),
                 view.link.id,
@@ -267,8 +264,8 @@ impl PatientService {
     ) -> Result<LinkView, PortalError> {
         let link_of_session = match session {
             Some(s) => match self
-                .store()
-                .portal_session(&hashed(s), self.clock().now())
+                .store
+                .portal_session(&hashed(s), self.clock.now())
                 .await
             {
                 Ok(id) => Some(id),
@@ -287,12 +284,12 @@ impl PatientService {
     /// The patient's thread; marks the practice's messages read.
     pub async fn portal_thread(&self, view: &LinkView) -> ApiResult<Vec<PatientMessage>> {
         let messages = self.messages(&view.patient).await?;
-        self.store()
+        self.store
             .mark_patient_messages_read(
                 view.link.org_id,
                 view.patient.row.id,
                 PatientMessageDirection::ToPatient,
-                self.clock().now(),
+                self.clock.now(),
             )
             .await?;
         Ok(messages)
@@ -306,7 +303,7 @@ impl PatientService {
         }
         let id = Uuid::new_v4();
         let p = &view.patient;
-        self.store()
+        self.store
             .insert_patient_message(&PatientMessageRow {
                 id,
                 org_id: p.row.org_id,
@@ -316,7 +313,7 @@ impl PatientService {
                 via: "portal".into(),
                 body_enc: seal(&p.key, "patient_messages", id, "body", text),
                 client_sealed: false,
-                created_at: self.clock().now(),
+                created_at: self.clock.now(),
                 read_at: None,
             })
             .await?;

@@ -309,14 +309,14 @@ fn check_signature(
     uri: &axum::http::Uri,
     fields: &[(String, String)],
 ) -> ApiResult<()> {
-    let Some(token) = &s.patients.setup().webhook_token else {
+    let Some(token) = &s.patients.setup.webhook_token else {
         return Err(ApiError::forbidden(
             "SMS webhooks are not configured on this server (sms.auth_token)",
         ));
     };
     let url = format!(
         "{}{}",
-        s.patients.setup().public_url,
+        s.patients.setup.public_url,
         uri.path_and_query().map(|p| p.as_str()).unwrap_or("")
     );
     let given = headers
@@ -464,9 +464,21 @@ fn portal_error(e: PortalError, token: &str, lang: &str) -> Response {
     }
 }
 
-fn as_patient(audit: &AuditScope, view: &LinkView) {
-    audit.actor_patient(view.link.org_id, view.patient.row.id);
-    audit.target("link", view.link.id);
+/// The link (or session) a portal request reached, with the patient as the
+/// request's audit actor; or the page that says why not.
+fn admitted(
+    audit: &AuditScope,
+    token: &str,
+    view: Result<LinkView, PortalError>,
+) -> Result<LinkView, Box<Response>> {
+    match view {
+        Ok(view) => {
+            audit.actor_patient(view.link.org_id, view.patient.row.id);
+            audit.target("link", view.link.id);
+            Ok(view)
+        }
+        Err(e) => Err(Box::new(portal_error(e, token, "en"))),
+    }
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
@@ -508,13 +520,12 @@ async fn portal_open(
     audit: AuditScope,
     ApiPath(token): ApiPath<String>,
 ) -> Response {
-    match s.patients.portal_link(&token).await {
+    match admitted(&audit, &token, s.patients.portal_link(&token).await) {
         Ok(view) => {
-            as_patient(&audit, &view);
             let t = pages::strings(&view.patient.language);
             html(StatusCode::OK, pages::dob_form(t, &token, None))
         }
-        Err(e) => portal_error(e, &token, "en"),
+        Err(resp) => *resp,
     }
 }
 
@@ -535,11 +546,10 @@ async fn portal_verify(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let view = match s.patients.portal_link(&token).await {
+    let view = match admitted(&audit, &token, s.patients.portal_link(&token).await) {
         Ok(v) => v,
-        Err(e) => return portal_error(e, &token, "en"),
+        Err(resp) => return *resp,
     };
-    as_patient(&audit, &view);
     let lang = view.patient.language.clone();
     let form: DobForm = match portal_form(&headers, body) {
         Ok(f) => f,
@@ -570,11 +580,10 @@ async fn portal_code(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let view = match s.patients.portal_link(&token).await {
+    let view = match admitted(&audit, &token, s.patients.portal_link(&token).await) {
         Ok(v) => v,
-        Err(e) => return portal_error(e, &token, "en"),
+        Err(resp) => return *resp,
     };
-    as_patient(&audit, &view);
     let lang = view.patient.language.clone();
     let form: CodeForm = match portal_form(&headers, body) {
         Ok(f) => f,
@@ -619,16 +628,14 @@ async fn portal_thread(
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let view = match s
+    let session = s
         .patients
         .portal_session(&token, session_cookie(&headers).as_deref())
-        .await
-    {
+        .await;
+    let view = match admitted(&audit, &token, session) {
         Ok(v) => v,
-        Err(e) => return portal_error(e, &token, "en"),
+        Err(resp) => return *resp,
     };
-    as_patient(&audit, &view);
-    audit.patient(&view.patient.row.id.to_string());
     match s.patients.portal_thread(&view).await {
         Ok(messages) => html(
             StatusCode::OK,
@@ -659,16 +666,14 @@ async fn portal_reply(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let view = match s
+    let session = s
         .patients
         .portal_session(&token, session_cookie(&headers).as_deref())
-        .await
-    {
+        .await;
+    let view = match admitted(&audit, &token, session) {
         Ok(v) => v,
-        Err(e) => return portal_error(e, &token, "en"),
+        Err(resp) => return *resp,
     };
-    as_patient(&audit, &view);
-    audit.patient(&view.patient.row.id.to_string());
     let t = pages::strings(&view.patient.language);
     let form: ReplyForm = match portal_form(&headers, body) {
         Ok(f) => f,

@@ -187,6 +187,12 @@ pub(super) fn uuid_col(row: &AnyRow, col: &str) -> Result<Uuid> {
     Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a uuid")))
 }
 
+pub(super) fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a uuid"))))
+        .transpose()
+}
+
 pub(super) fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
     Ok(row.try_get::<i64, _>(col)? != 0)
 }

@@ -7,8 +7,6 @@
 //! per device (`devices.inbox_seq`), allocated inside the same transaction, so
 //! a device's cursor never skips an entry committed late.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -17,14 +15,8 @@ use wardline_proto::messaging::{ConversationKind, DeviceState, MessageKind, Prio
 use wardline_proto::{DeviceId, OrgId, UserId};
 
 use super::messaging::*;
-use super::sql::{SqlStore, bool_col, map_unique, uuid_col};
+use super::sql::{SqlStore, bool_col, map_unique, opt_uuid, uuid_col};
 use super::{Backend, Result, StoreError};
-
-fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>> {
-    let s: Option<String> = row.try_get(col)?;
-    s.map(|s| Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a uuid"))))
-        .transpose()
-}
 
 fn device_from_row(row: &AnyRow) -> Result<DeviceRow> {
     Ok(DeviceRow {

@@ -1,7 +1,5 @@
 //! [`PatientStore`] on SQLite and PostgreSQL.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -13,14 +11,8 @@ use wardline_proto::patients::{
 };
 
 use super::patients::*;
-use super::sql::{SqlStore, map_unique, uuid_col};
+use super::sql::{SqlStore, map_unique, opt_uuid, uuid_col};
 use super::{Result, StoreError};
-
-fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>> {
-    let s: Option<String> = row.try_get(col)?;
-    s.map(|s| Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a uuid"))))
-        .transpose()
-}
 
 fn parsed<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
     let s: String = row.try_get(col)?;
