@@ -351,10 +351,14 @@ impl Chat {
                 }
                 Err(e) => match e.code() {
                     Some(ErrorCode::StaleEpoch) => {
+                        self.core.reencrypt_next();
+                        self.save()?;
                         let events = self.pull().await?;
                         Box::pin(self.reconcile_touched(&events)).await?;
                     }
                     Some(ErrorCode::MembershipPending) => {
+                        self.core.reencrypt_next();
+                        self.save()?;
                         self.reconcile(next.conversation).await?;
                     }
                     Some(ErrorCode::NotFound) => {

@@ -10,7 +10,12 @@
 //!   acknowledged, so an acknowledged entry is never lost;
 //! * the outbox keeps the plaintext of unsent messages in order; a message is
 //!   encrypted only when it is about to be submitted, in the epoch the server
-//!   expects, and leaves the outbox only once the server accepted it.
+//!   expects, and leaves the outbox only once the server accepted it;
+//! * once encrypted, a message keeps its ciphertext until the server accepts
+//!   it or says it stored nothing (stale epoch, membership pending): a retry
+//!   after a lost answer sends the same bytes under the same id, which the
+//!   server recognises as a duplicate. Encrypting again would make a second
+//!   message under an id the server already holds, refused for ever.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,6 +70,9 @@ pub struct Outgoing {
     pub conversation: Uuid,
     pub content: MessageContent,
     pub priority: Priority,
+    /// The MLS ciphertext of the last submission attempt, kept for retries.
+    #[serde(default)]
+    pub encrypted: Option<B64>,
 }
 
 /// What applying an entry did, for the user interface.
@@ -417,27 +425,43 @@ impl ChatCore {
             conversation,
             content,
             priority,
+            encrypted: None,
         });
         id
     }
 
-    /// Encrypts the outbox's first message for submission now.
+    /// The outbox's first message, ready for submission: its earlier
+    /// ciphertext if an attempt was made (see the module's invariants),
+    /// otherwise encrypted now (save the state before sending it).
     pub fn encrypt_next(&mut self) -> Option<Result<SubmitMessageRequest, CoreError>> {
         let out = self.outbox.first()?.clone();
-        Some(
-            self.mls
-                .encrypt(out.conversation, &out.content.to_bytes())
-                .map(|mls| SubmitMessageRequest {
-                    message_id: out.id,
-                    kind: MessageKind::Application,
-                    mls: B64(mls),
-                    priority: out.priority,
-                    welcome: None,
-                    added_devices: Vec::new(),
-                    removed_devices: Vec::new(),
-                })
-                .map_err(CoreError::from),
-        )
+        let mls = match out.encrypted {
+            Some(bytes) => bytes,
+            None => match self.mls.encrypt(out.conversation, &out.content.to_bytes()) {
+                Ok(bytes) => {
+                    self.outbox[0].encrypted = Some(B64(bytes.clone()));
+                    B64(bytes)
+                }
+                Err(e) => return Some(Err(e.into())),
+            },
+        };
+        Some(Ok(SubmitMessageRequest {
+            message_id: out.id,
+            kind: MessageKind::Application,
+            mls,
+            priority: out.priority,
+            welcome: None,
+            added_devices: Vec::new(),
+            removed_devices: Vec::new(),
+        }))
+    }
+
+    /// The server stored nothing of the first message's last attempt (its
+    /// epoch is past): the next attempt encrypts it afresh.
+    pub fn reencrypt_next(&mut self) {
+        if let Some(out) = self.outbox.first_mut() {
+            out.encrypted = None;
+        }
     }
 
     /// The server accepted the outbox's first message.
