@@ -12,6 +12,7 @@
 //! member's devices are out of the group, no application message is accepted,
 //! so nothing sent after a removal is encrypted to them.
 
+pub mod acks;
 pub mod bus;
 pub mod hub;
 pub mod routes;
@@ -47,6 +48,7 @@ pub struct MessagingService {
     vault: Vault,
     clock: Arc<dyn Clock>,
     pub hub: DeliveryHub,
+    acks: acks::AckBatcher,
 }
 
 fn conversation_not_found() -> ApiError {
@@ -66,6 +68,7 @@ impl MessagingService {
             vault,
             clock,
             hub: DeliveryHub::default(),
+            acks: acks::AckBatcher::default(),
         }
     }
 
@@ -822,6 +825,14 @@ impl MessagingService {
     pub async fn ack(&self, p: &Principal, up_to: i64) -> ApiResult<AckResponse> {
         let device = self.device_of(p).await?;
         self.ack_device(device.id, up_to).await
+    }
+
+    /// An acknowledgement from a sync WebSocket: written with others within
+    /// a moment (see [`acks`]); one beyond the inbox is ignored.
+    pub fn queue_ack(&self, device: Uuid, up_to: i64) {
+        if up_to >= 0 {
+            self.acks.queue(device, up_to, &self.store, &self.clock);
+        }
     }
 
     pub async fn ack_device(&self, device: Uuid, up_to: i64) -> ApiResult<AckResponse> {

@@ -213,6 +213,9 @@ pub trait MessagingStore: Send + Sync + 'static {
     /// Moves the device's cursor to `up_to` (never back) and marks those
     /// entries delivered. `None` if `up_to` is beyond what was handed out.
     async fn ack(&self, device: DeviceId, up_to: i64, now: i64) -> Result<Option<i64>>;
+    /// [`MessagingStore::ack`] for several devices in one transaction;
+    /// acknowledgements beyond what was handed out are ignored.
+    async fn ack_many(&self, acks: &[(DeviceId, i64)], now: i64) -> Result<()>;
     /// Marks the device's entries of the conversation up to the one carrying
     /// `message` read (and delivered). `None` if that message is not in its inbox.
     async fn mark_read(

@@ -91,6 +91,36 @@ async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result
 }
 
 /// Key packages as `(bytes, last_resort)`.
+/// Moves the device's cursor to `up_to` (never back) and marks those entries
+/// delivered; `None` (nothing changed) if `up_to` is beyond its inbox.
+async fn ack_in(
+    tx: &mut Transaction<'_, Any>,
+    device: DeviceId,
+    up_to: i64,
+    now: i64,
+) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "UPDATE devices SET acked_seq = CASE WHEN acked_seq < $2 THEN $2 ELSE acked_seq END \
+             WHERE id = $1 AND $2 <= inbox_seq RETURNING acked_seq",
+    )
+    .bind(device.to_string())
+    .bind(up_to)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    sqlx::query(
+            "UPDATE inbox SET delivered_at = $3 WHERE device_id = $1 AND seq <= $2 AND delivered_at IS NULL",
+        )
+        .bind(device.to_string())
+        .bind(up_to)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(row.try_get("acked_seq")?))
+}
+
 async fn insert_key_packages(
     tx: &mut Transaction<'_, Any>,
     device: DeviceId,
@@ -692,27 +722,24 @@ impl MessagingStore for SqlStore {
 
     async fn ack(&self, device: DeviceId, up_to: i64, now: i64) -> Result<Option<i64>> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let row = sqlx::query(
-            "UPDATE devices SET acked_seq = CASE WHEN acked_seq < $2 THEN $2 ELSE acked_seq END \
-             WHERE id = $1 AND $2 <= inbox_seq RETURNING acked_seq",
-        )
-        .bind(device.to_string())
-        .bind(up_to)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        sqlx::query(
-            "UPDATE inbox SET delivered_at = $3 WHERE device_id = $1 AND seq <= $2 AND delivered_at IS NULL",
-        )
-        .bind(device.to_string())
-        .bind(up_to)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let acked = ack_in(&mut tx, device, up_to, now).await?;
         tx.commit().await?;
-        Ok(Some(row.try_get("acked_seq")?))
+        Ok(acked)
+    }
+
+    async fn ack_many(&self, acks: &[(DeviceId, i64)], now: i64) -> Result<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let mut acks = acks.to_vec();
+        // One lock order for every writer (PostgreSQL: no deadlocks between batches).
+        acks.sort();
+        let (_writer, mut tx) = self.begin_write().await?;
+        for (device, up_to) in acks {
+            ack_in(&mut tx, device, up_to, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn mark_read(
