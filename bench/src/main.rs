@@ -16,10 +16,21 @@
 //! * `messaging` (see `messaging.rs`): MLS commit cost by group size, and a
 //!   20-member conversation's message rate and delivery latency on both engines.
 //!
+//! Commands (each its own module), with the server as a separate process
+//! (`process.rs`) so that its CPU and memory can be read and it can be killed:
+//!
+//! * `load`: simulated clients over WebSocket with real MLS (`load.rs`);
+//! * `side-by-side`: the same room workload against Matrix Synapse (`synapse.rs`);
+//! * `crash-loss`: SIGKILL under load, then exactly-once checks (`crash_loss.rs`).
+//!
 //! Client and server share this machine (loopback, TLS, HTTP/1.1 keep-alive),
 //! so the figures are for the whole path on two cores, not server-only.
 
+mod crash_loss;
+mod load;
 mod messaging;
+mod process;
+mod synapse;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -56,7 +67,7 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     logins: usize,
     /// PostgreSQL URL; defaults to $WARDLINE_TEST_POSTGRES_URL. Skipped if neither.
-    #[arg(long)]
+    #[arg(long, global = true)]
     postgres: Option<String>,
     /// Concurrent producers for the audit append measurements (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [64, 256, 1024])]
@@ -67,13 +78,75 @@ struct Args {
     /// Run only the messaging benchmarks (MLS commit cost, delivery).
     #[arg(long)]
     only_messaging: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Kill -9 the server under continuous load, restart it, and check that
+    /// nothing acknowledged was lost, duplicated or reordered.
+    CrashLoss {
+        /// SIGKILLs per backend.
+        #[arg(long, default_value_t = 100)]
+        kills: usize,
+        /// Members of the conversation (each sends and receives).
+        #[arg(long, default_value_t = 4)]
+        members: usize,
+    },
+    /// Simulated clients over WebSocket with real MLS: rates, delivery
+    /// latency, server CPU and memory, memory per idle WebSocket.
+    Load {
+        /// Simulated clients (devices), each its own user.
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        /// Conversation sizes, one phase each (divide the clients evenly).
+        #[arg(long, value_delimiter = ',', default_values_t = [2, 20, 200])]
+        sizes: Vec<usize>,
+        /// Offered messages per second over all clients, per size (then a
+        /// second phase as fast as the server accepts).
+        #[arg(long, value_delimiter = ',', default_values_t = [200.0, 50.0, 5.0])]
+        rates: Vec<f64>,
+        /// Seconds of sending per phase.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Idle sync WebSockets to open at the end (0: skip).
+        #[arg(long, default_value_t = 10_000)]
+        idle_sockets: usize,
+    },
+    /// The same room workload against Wardline and Matrix Synapse (from
+    /// PyPI, SQLite), with the ratios.
+    SideBySide {
+        /// Members of the room / conversation; each sends and receives.
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        /// Offered messages per second over all members (then a second
+        /// phase as fast as each server accepts).
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Seconds of sending per phase.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
+    /// The server process the other commands start (not for direct use).
+    #[command(hide = true)]
+    Server {
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 struct Running {
     url: String,
     ca: Vec<u8>,
     handle: axum_server::Handle<std::net::SocketAddr>,
-    _dir: tempfile::TempDir,
+    listen: std::net::SocketAddr,
+    database_url: Option<String>,
+    dir: tempfile::TempDir,
 }
 
 async fn fresh_schema(base: &str) -> anyhow::Result<String> {
@@ -227,7 +300,12 @@ async fn audit_rows(
     Ok(())
 }
 
-async fn start(database: Option<String>) -> anyhow::Result<(Running, ApiClient, String)> {
+/// A fresh server (in-process) with the organisation `bench` and `users`
+/// nurses `user{i}@bench.test`, MFA off.
+async fn start(
+    database: Option<String>,
+    users: usize,
+) -> anyhow::Result<(Running, ApiClient, String)> {
     let dir = tempfile::tempdir()?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -238,7 +316,7 @@ async fn start(database: Option<String>) -> anyhow::Result<(Running, ApiClient, 
     let mut config = Config {
         data_dir: dir.path().to_owned(),
         listen: addr,
-        database_url,
+        database_url: database_url.clone(),
         ..Config::default()
     };
     config.log.level = "warn".into();
@@ -281,7 +359,7 @@ async fn start(database: Option<String>) -> anyhow::Result<(Running, ApiClient, 
         )
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    for i in 0..50 {
+    for i in 0..users {
         state
             .directory
             .create_user(
@@ -302,7 +380,9 @@ async fn start(database: Option<String>) -> anyhow::Result<(Running, ApiClient, 
             url,
             ca,
             handle,
-            _dir: dir,
+            listen: addr,
+            database_url,
+            dir,
         },
         client,
         setup.admin.email,
@@ -365,7 +445,7 @@ async fn backend_rows(
     rows: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     eprintln!("bench: {name}: starting server and seeding 50 users");
-    let (r, client, email) = start(db).await?;
+    let (r, client, email) = start(db, 50).await?;
     // Sequential logins (password step); different device each time.
     let mut lat = Vec::new();
     let mut token = String::new();
@@ -418,6 +498,36 @@ async fn main() -> anyhow::Result<()> {
         .postgres
         .clone()
         .or_else(|| std::env::var("WARDLINE_TEST_POSTGRES_URL").ok());
+    match args.command {
+        Some(Cmd::Server {
+            data_dir,
+            listen,
+            database_url,
+        }) => return process::serve_child(data_dir, listen, database_url).await,
+        Some(Cmd::CrashLoss { kills, members }) => {
+            return crash_loss::main(kills, members, pg).await;
+        }
+        Some(Cmd::Load {
+            clients,
+            sizes,
+            rates,
+            secs,
+            idle_sockets,
+        }) => {
+            let args = load::LoadArgs {
+                clients,
+                sizes,
+                rates,
+                secs,
+                idle_sockets,
+            };
+            return load::main(args, pg).await;
+        }
+        Some(Cmd::SideBySide { users, rate, secs }) => {
+            return synapse::main(users, rate, secs).await;
+        }
+        None => {}
+    }
     if args.only_messaging {
         messaging::mls_rows(&mut rows)?;
         messaging::delivery_rows("SQLite", None, &args, &mut rows).await?;

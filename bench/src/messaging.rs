@@ -109,9 +109,9 @@ pub fn mls_rows(rows: &mut Vec<String>) -> anyhow::Result<()> {
 }
 
 /// A signed-in device of bench user `i` with its chat state in `dir`.
-async fn device(r: &Running, i: usize, dir: &std::path::Path) -> anyhow::Result<Chat> {
+pub async fn device(url: &str, ca: &[u8], i: usize, dir: &std::path::Path) -> anyhow::Result<Chat> {
     let device = Uuid::new_v4();
-    let api = ApiClient::new(&r.url, Some(&r.ca))?;
+    let api = ApiClient::new(url, Some(ca))?;
     let resp = api
         .login(&LoginRequest {
             org: "bench".into(),
@@ -142,11 +142,11 @@ pub async fn delivery_rows(
 ) -> anyhow::Result<()> {
     const MEMBERS: usize = 20;
     eprintln!("bench: {name}: {MEMBERS}-member conversation");
-    let (r, _admin, _) = start(db).await?;
+    let (r, _admin, _) = start(db, MEMBERS).await?;
     let dir = tempfile::tempdir()?;
     let mut chats = Vec::new();
     for i in 0..MEMBERS {
-        chats.push(device(&r, i, dir.path()).await?);
+        chats.push(device(&r.url, &r.ca, i, dir.path()).await?);
     }
     let others: Vec<Uuid> = chats[1..].iter().map(|c| c.user()).collect();
     let conv = chats[0]

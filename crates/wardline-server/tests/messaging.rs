@@ -679,13 +679,23 @@ async fn websocket_delivery(backend: Backend) {
         .expect("socket closed on revocation")
         .unwrap();
     result.unwrap();
-    // What arrived over the socket was acknowledged: delivered.
-    let r = a.api.receipts(conv, got.id).await.unwrap();
-    assert!(r.receipts.iter().all(|x| x.delivered_at.is_some()));
+    // What arrived over the socket was acknowledged: delivered (socket
+    // acknowledgements are written in batches, within a moment).
+    let mut delivered = false;
+    for _ in 0..40 {
+        let r = a.api.receipts(conv, got.id).await.unwrap();
+        if r.receipts.iter().all(|x| x.delivered_at.is_some()) {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "the socket's acknowledgement was never written");
     drop(b);
 }
 
-/// Messages written offline wait in the encrypted outbox and go out in order.
+/// Messages written offline wait in the encrypted outbox and go out in order;
+/// a retry after a lost answer delivers the message once.
 async fn offline_outbox(backend: Backend) {
     let Some(t) = TestServer::start(backend).await else {
         return;
@@ -722,6 +732,25 @@ async fn offline_outbox(backend: Backend) {
     assert_eq!(a.flush().await.unwrap(), 3);
     b.sync().await.unwrap();
     assert_eq!(texts(&b, conv), vec!["offline 1", "offline 2", "offline 3"]);
+
+    // The server stores a message but its answer is lost (a crash, a dropped
+    // connection): the retry sends the same bytes under the same id and is
+    // taken as that message, not refused as another one under its id
+    // (found by `cargo xtask bench crash-loss`).
+    a.core
+        .queue(conv, MessageContent::text("answer lost"), Priority::Routine);
+    let first = a.core.encrypt_next().unwrap().unwrap();
+    a.api.submit(conv, &first).await.unwrap();
+    let retry = a.core.encrypt_next().unwrap().unwrap();
+    assert_eq!(retry.mls, first.mls);
+    assert!(a.api.submit(conv, &retry).await.unwrap().duplicate);
+    assert_eq!(a.flush().await.unwrap(), 1);
+    assert!(a.core.outbox.is_empty());
+    b.sync().await.unwrap();
+    assert_eq!(
+        texts(&b, conv),
+        vec!["offline 1", "offline 2", "offline 3", "answer lost"]
+    );
 }
 
 /// Attachments: encrypted by the client, size-limited by policy, members only.
