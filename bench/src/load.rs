@@ -84,7 +84,10 @@ impl Tracker {
 
 /// One measured phase.
 pub struct Stats {
+    /// From the first send to the last arrival (or the drain's end).
     pub secs: f64,
+    /// The sending window.
+    pub send_secs: f64,
     pub stored: u64,
     pub delivered: u64,
     pub per_delivery: Vec<Duration>,
@@ -94,11 +97,15 @@ pub struct Stats {
     /// Server CPU time over the phase ÷ wall time (1.0 = one core busy).
     pub server_cpu: Option<f64>,
     pub server_rss: Option<u64>,
+    /// This process's (the simulated clients') CPU over the phase ÷ wall time.
+    pub clients_cpu: f64,
+    /// All PostgreSQL processes' CPU over the phase ÷ wall time, when asked.
+    pub postgres_cpu: Option<f64>,
 }
 
 impl Stats {
     pub fn stored_rate(&self) -> f64 {
-        self.stored as f64 / self.secs
+        self.stored as f64 / self.send_secs
     }
 
     pub fn delivered_rate(&self) -> f64 {
@@ -293,6 +300,7 @@ pub async fn phase(
     pace: Pace,
     secs: u64,
     server_pid: Option<u32>,
+    postgres: bool,
 ) -> anyhow::Result<(Vec<Chat>, Stats)> {
     let tracker = Arc::new(Tracker::default());
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -312,7 +320,7 @@ pub async fn phase(
             stop.clone(),
         )));
     }
-    let stats = observe(label, started, until, &tracker, server_pid, cpu0).await?;
+    let stats = observe(label, started, until, &tracker, server_pid, cpu0, postgres).await?;
     stop_tx.send(true)?;
     let mut back = Vec::new();
     for t in tasks {
@@ -340,8 +348,15 @@ pub async fn observe(
     tracker: &Tracker,
     server_pid: Option<u32>,
     cpu0: Option<Duration>,
+    postgres: bool,
 ) -> anyhow::Result<Stats> {
+    let pg0 = postgres.then(process::postgres_cpu_time).transpose()?;
     let secs = (until - started).as_secs();
+    let (me, mine0, t0) = (
+        std::process::id(),
+        process::cpu_time(std::process::id())?,
+        Instant::now(),
+    );
     let bar = indicatif::ProgressBar::new(secs).with_style(
         indicatif::ProgressStyle::with_template("{prefix}: {bar:30} {pos}/{len} s  {msg}")?,
     );
@@ -367,6 +382,7 @@ pub async fn observe(
     bar.finish();
     Ok(Stats {
         secs: secs_f,
+        send_secs: (until - started).as_secs_f64(),
         stored: tracker.stored.load(Ordering::Relaxed),
         delivered: tracker.delivered.load(Ordering::Relaxed),
         per_delivery: std::mem::take(&mut tracker.per_delivery.lock().unwrap()),
@@ -375,6 +391,13 @@ pub async fn observe(
         errors: tracker.errors.load(Ordering::Relaxed),
         server_cpu: cpu,
         server_rss: server_pid.map(process::rss).transpose()?,
+        clients_cpu: (process::cpu_time(me)? - mine0).as_secs_f64() / t0.elapsed().as_secs_f64(),
+        postgres_cpu: match pg0 {
+            Some(p0) => Some(
+                (process::postgres_cpu_time()? - p0).as_secs_f64() / t0.elapsed().as_secs_f64(),
+            ),
+            None => None,
+        },
     })
 }
 
@@ -462,18 +485,21 @@ pub async fn main(args: LoadArgs, pg: Option<String>) -> anyhow::Result<()> {
                     pace,
                     args.secs,
                     Some(server.pid()),
+                    backend == "PostgreSQL",
                 )
                 .await?;
                 chats = back;
                 let (p50, p99, max) = s.to_all_ms();
                 let (one50, one99, _) = s.per_delivery_ms();
                 rows.push(format!(
-                    "| {backend} | {} × {size} | {pace} | {:.0} | {:.0} | {one50} / {one99} | {p50} | {p99} | {max} | {:.0} % | {} MiB | {} |",
+                    "| {backend} | {} × {size} | {pace} | {:.0} | {:.0} | {one50} / {one99} | {p50} | {p99} | {max} | {:.0} % | {} MiB | {} | {:.0} % | {} |",
                     args.clients / size,
                     s.stored_rate(),
                     s.delivered_rate(),
                     s.server_cpu.unwrap_or(0.0) * 100.0,
                     s.server_rss.unwrap_or(0) / (1024 * 1024),
+                    s.postgres_cpu.map_or("—".into(), |c| format!("{:.0} %", c * 100.0)),
+                    s.clients_cpu * 100.0,
                     s.errors + s.undelivered as u64,
                 ));
             }
@@ -492,9 +518,11 @@ pub async fn main(args: LoadArgs, pg: Option<String>) -> anyhow::Result<()> {
         drop(server);
     }
     println!(
-        "| backend | conversations × members | pace | stored msg/s | delivered/s | one recipient p50 / p99 ms | every recipient p50 ms | p99 ms | max ms | server CPU | server RSS | errors + undelivered |"
+        "| backend | conversations × members | pace | stored msg/s | delivered/s | one recipient p50 / p99 ms | every recipient p50 ms | p99 ms | max ms | server CPU | server RSS | PostgreSQL CPU | clients' CPU | errors + undelivered |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
     for r in rows {
         println!("{r}");
     }

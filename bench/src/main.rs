@@ -120,10 +120,10 @@ enum Cmd {
         /// Members of the room / conversation; each sends and receives.
         #[arg(long, default_value_t = 20)]
         users: usize,
-        /// Offered messages per second over all members (then a second
-        /// phase as fast as each server accepts).
-        #[arg(long, default_value_t = 50.0)]
-        rate: f64,
+        /// Offered messages per second over all members, one phase each
+        /// (then a phase as fast as each server accepts).
+        #[arg(long, value_delimiter = ',', default_values_t = [10.0, 50.0])]
+        rates: Vec<f64>,
         /// Seconds of sending per phase.
         #[arg(long, default_value_t = 10)]
         secs: u64,
@@ -523,8 +523,8 @@ async fn main() -> anyhow::Result<()> {
             };
             return load::main(args, pg).await;
         }
-        Some(Cmd::SideBySide { users, rate, secs }) => {
-            return synapse::main(users, rate, secs).await;
+        Some(Cmd::SideBySide { users, rates, secs }) => {
+            return synapse::main(users, &rates, secs).await;
         }
         None => {}
     }

@@ -160,6 +160,24 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(ticks * 10))
 }
 
+/// CPU time of every PostgreSQL process on this machine (the server's
+/// backends do the query work a PostgreSQL deployment moves out of Wardline).
+pub fn postgres_cpu_time() -> anyhow::Result<Duration> {
+    let mut total = Duration::ZERO;
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim() == "postgres")
+            && let Ok(t) = cpu_time(pid)
+        {
+            total += t;
+        }
+    }
+    Ok(total)
+}
+
 /// Resident set size of process `pid`, in bytes.
 pub fn rss(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -53,6 +53,7 @@ rc_login:
 rc_joins:
   local: {per_second: 10000, burst_count: 10000}
   remote: {per_second: 10000, burst_count: 10000}
+rc_joins_per_room: {per_second: 10000, burst_count: 10000}
 "#;
 
 /// What the clients ask `/sync` for: the room timeline, nothing else.
@@ -157,6 +158,8 @@ async fn start_synapse() -> anyhow::Result<Synapse> {
 struct MatrixUser {
     id: String,
     token: String,
+    /// The id of the uploaded sync filter (as Matrix clients do).
+    filter: String,
     http: reqwest::Client,
 }
 
@@ -188,7 +191,7 @@ async fn sync(
     timeout_ms: u64,
 ) -> anyhow::Result<Value> {
     let mut q = vec![
-        ("filter", FILTER.to_owned()),
+        ("filter", u.filter.clone()),
         ("timeout", timeout_ms.to_string()),
     ];
     if let Some(s) = since {
@@ -216,14 +219,27 @@ async fn room_of(base: &str, n: usize) -> anyhow::Result<(Vec<MatrixUser>, Strin
             .await?
             .json()
             .await?;
-        users.push(MatrixUser {
+        let mut u = MatrixUser {
             id: v["user_id"].as_str().context("user_id")?.to_owned(),
             token: v["access_token"]
                 .as_str()
                 .context("access_token")?
                 .to_owned(),
+            filter: String::new(),
             http,
-        });
+        };
+        let f = call(
+            &u,
+            reqwest::Method::POST,
+            &format!(
+                "{base}/user/{}/filter",
+                u.id.replace('@', "%40").replace(':', "%3A")
+            ),
+            Some(serde_json::from_str(FILTER)?),
+        )
+        .await?;
+        u.filter = f["filter_id"].as_str().context("filter_id")?.to_owned();
+        users.push(u);
     }
     let room = call(
         &users[0],
@@ -341,7 +357,16 @@ async fn synapse_phase(
             }
         }));
     }
-    let stats = load::observe(label, started, until, &tracker, Some(pid), Some(cpu0)).await?;
+    let stats = load::observe(
+        label,
+        started,
+        until,
+        &tracker,
+        Some(pid),
+        Some(cpu0),
+        false,
+    )
+    .await?;
     for t in tasks {
         t.abort();
     }
@@ -351,11 +376,12 @@ async fn synapse_phase(
 fn row(system: &str, users: usize, pace: Pace, s: &Stats) -> String {
     let (p50, p99, max) = s.to_all_ms();
     format!(
-        "| {system} | {users} | {pace} | {:.0} | {:.0} | {p50} | {p99} | {max} | {:.0} % | {} MiB | {} |",
+        "| {system} | {users} | {pace} | {:.0} | {:.0} | {p50} | {p99} | {max} | {:.0} % | {} MiB | {:.0} % | {} |",
         s.stored_rate(),
         s.delivered_rate(),
         s.server_cpu.unwrap_or(0.0) * 100.0,
         s.server_rss.unwrap_or(0) / (1024 * 1024),
+        s.clients_cpu * 100.0,
         s.errors + s.undelivered as u64
     )
 }
@@ -369,8 +395,12 @@ fn p(v: &[Duration], q: f64) -> f64 {
     percentile(&v, q).as_secs_f64()
 }
 
-pub async fn main(users: usize, rate: f64, secs: u64) -> anyhow::Result<()> {
-    let paces = [Pace::Rate(rate), Pace::Flat];
+pub async fn main(users: usize, rates: &[f64], secs: u64) -> anyhow::Result<()> {
+    let paces: Vec<Pace> = rates
+        .iter()
+        .map(|r| Pace::Rate(*r))
+        .chain([Pace::Flat])
+        .collect();
 
     eprintln!("side-by-side: Wardline (SQLite), {users} users in one conversation");
     let seeded = seed(None, users).await?;
@@ -379,7 +409,7 @@ pub async fn main(users: usize, rate: f64, secs: u64) -> anyhow::Result<()> {
     let mut chats = load::devices(&seeded.url, &seeded.ca, users, dir.path()).await?;
     let convs = load::conversations(&mut chats, users).await?;
     let mut wardline = Vec::new();
-    for pace in paces {
+    for pace in paces.iter().copied() {
         let (back, s) = load::phase(
             &format!("Wardline, {pace}"),
             chats,
@@ -388,6 +418,7 @@ pub async fn main(users: usize, rate: f64, secs: u64) -> anyhow::Result<()> {
             pace,
             secs,
             Some(server.pid()),
+            false,
         )
         .await?;
         chats = back;
@@ -400,7 +431,7 @@ pub async fn main(users: usize, rate: f64, secs: u64) -> anyhow::Result<()> {
     let synapse = start_synapse().await?;
     let (musers, room) = room_of(&synapse.base, users).await?;
     let mut matrix = Vec::new();
-    for pace in paces {
+    for pace in paces.iter().copied() {
         matrix.push(
             synapse_phase(
                 &format!("Synapse, {pace}"),
@@ -416,9 +447,9 @@ pub async fn main(users: usize, rate: f64, secs: u64) -> anyhow::Result<()> {
     drop(synapse);
 
     println!(
-        "| server | members | pace | stored msg/s | delivered/s | to every recipient p50 ms | p99 ms | max ms | server CPU | server RSS | errors + undelivered |"
+        "| server | members | pace | stored msg/s | delivered/s | to every recipient p50 ms | p99 ms | max ms | server CPU | server RSS | clients' CPU | errors + undelivered |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (i, pace) in paces.iter().enumerate() {
         println!("{}", row("Wardline", users, *pace, &wardline[i]));
         println!(

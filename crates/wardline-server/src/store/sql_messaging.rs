@@ -93,32 +93,37 @@ async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result
 /// Key packages as `(bytes, last_resort)`.
 /// Moves the device's cursor to `up_to` (never back) and marks those entries
 /// delivered; `None` (nothing changed) if `up_to` is beyond its inbox.
+///
+/// Only the entries after the previous cursor are looked at: scanning the
+/// whole inbox made every acknowledgement cost more as history grew.
 async fn ack_in(
     tx: &mut Transaction<'_, Any>,
     device: DeviceId,
     up_to: i64,
     now: i64,
 ) -> Result<Option<i64>> {
+    sqlx::query(
+        "UPDATE inbox SET delivered_at = $3 WHERE device_id = $1 AND seq <= $2 AND delivered_at IS NULL \
+         AND seq > (SELECT acked_seq FROM devices WHERE id = $1) \
+         AND $2 <= (SELECT inbox_seq FROM devices WHERE id = $1)",
+    )
+    .bind(device.to_string())
+    .bind(up_to)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     let row = sqlx::query(
         "UPDATE devices SET acked_seq = CASE WHEN acked_seq < $2 THEN $2 ELSE acked_seq END \
-             WHERE id = $1 AND $2 <= inbox_seq RETURNING acked_seq",
+         WHERE id = $1 AND $2 <= inbox_seq RETURNING acked_seq",
     )
     .bind(device.to_string())
     .bind(up_to)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    sqlx::query(
-            "UPDATE inbox SET delivered_at = $3 WHERE device_id = $1 AND seq <= $2 AND delivered_at IS NULL",
-        )
-        .bind(device.to_string())
-        .bind(up_to)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(Some(row.try_get("acked_seq")?))
+    match row {
+        Some(row) => Ok(Some(row.try_get("acked_seq")?)),
+        None => Ok(None),
+    }
 }
 
 async fn insert_key_packages(
