@@ -132,7 +132,7 @@ pub async fn run(
                     Ok(_) => {}
                     Err(e) => m.failed(e),
                 }
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     m.sync().await;
                 }
                 let pause = rand::thread_rng().gen_range(5..25);
@@ -230,15 +230,15 @@ pub async fn run(
         .collect();
     let accepted: usize = sent.iter().map(Vec::len).sum();
     let mut deliveries = 0;
-    for r in 0..members {
+    for (r, mine) in held.iter().enumerate() {
         let mut seen = HashSet::new();
-        for (_, id) in &held[r] {
+        for (_, id) in mine {
             if !seen.insert(*id) {
                 problems.push(format!("member {r}: message {id} held twice"));
             }
         }
         for s in (0..members).filter(|s| *s != r) {
-            let got: Vec<Uuid> = held[r]
+            let got: Vec<Uuid> = mine
                 .iter()
                 .filter(|(d, _)| *d == device_of[s])
                 .map(|(_, id)| *id)

@@ -135,6 +135,13 @@ fn quantiles(v: &[Duration]) -> (String, String, String) {
     )
 }
 
+/// The server process a phase watches, and whether its PostgreSQL too.
+#[derive(Clone, Copy)]
+pub struct Observed {
+    pub pid: u32,
+    pub postgres: bool,
+}
+
 /// How fast senders send.
 #[derive(Clone, Copy)]
 pub enum Pace {
@@ -299,9 +306,9 @@ pub async fn phase(
     size: usize,
     pace: Pace,
     secs: u64,
-    server_pid: Option<u32>,
-    postgres: bool,
+    server: Option<Observed>,
 ) -> anyhow::Result<(Vec<Chat>, Stats)> {
+    let (server_pid, postgres) = server.map_or((None, false), |s| (Some(s.pid), s.postgres));
     let tracker = Arc::new(Tracker::default());
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let every = pace.interval(chats.len());
@@ -484,8 +491,10 @@ pub async fn main(args: LoadArgs, pg: Option<String>) -> anyhow::Result<()> {
                     size,
                     pace,
                     args.secs,
-                    Some(server.pid()),
-                    backend == "PostgreSQL",
+                    Some(Observed {
+                        pid: server.pid(),
+                        postgres: backend == "PostgreSQL",
+                    }),
                 )
                 .await?;
                 chats = back;

@@ -417,8 +417,10 @@ pub async fn main(users: usize, rates: &[f64], secs: u64) -> anyhow::Result<()> 
             users,
             pace,
             secs,
-            Some(server.pid()),
-            false,
+            Some(load::Observed {
+                pid: server.pid(),
+                postgres: false,
+            }),
         )
         .await?;
         chats = back;
