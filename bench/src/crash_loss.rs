@@ -12,13 +12,18 @@
 //! * each device's inbox on the server, read again from position 0, has
 //!   gap-free positions and no message twice.
 //!
+//! Half the members receive over the sync WebSocket (reconnecting after each
+//! crash), half by HTTP sync, so both delivery paths are killed mid-flight.
+//!
 //! Any violation is reported with the message ids and fails the run.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 
+use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
-use wardline_client::chat::{Chat, ChatError};
+use tokio_tungstenite::tungstenite::Message;
+use wardline_client::chat::{Chat, ChatError, SyncSocket};
 use wardline_client::core::{Event, MessageContent};
 use wardline_proto::messaging::*;
 
@@ -33,6 +38,7 @@ pub struct Report {
     pub deliveries: usize,
     pub transport_errors: u64,
     pub queued_offline: u64,
+    pub over_websocket: u64,
     pub mean_restart: Duration,
     pub secs: f64,
     pub problems: Vec<String>,
@@ -44,6 +50,7 @@ struct Member {
     errors: Vec<String>,
     transport_errors: u64,
     queued_offline: u64,
+    over_websocket: u64,
 }
 
 fn is_transport(e: &ChatError) -> bool {
@@ -121,7 +128,13 @@ pub async fn run(
                 errors: Vec::new(),
                 transport_errors: 0,
                 queued_offline: 0,
+                over_websocket: 0,
             };
+            // Odd members receive on the sync WebSocket (reconnecting after
+            // each crash, as a client does), even ones by HTTP sync.
+            let websocket = i % 2 == 1;
+            let mut socket: Option<SyncSocket> = None;
+            let mut batch: Vec<InboxEntry> = Vec::new();
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
@@ -132,11 +145,65 @@ pub async fn run(
                     Ok(_) => {}
                     Err(e) => m.failed(e),
                 }
-                if n.is_multiple_of(3) {
-                    m.sync().await;
+                let pause = Duration::from_millis(rand::thread_rng().gen_range(5..25));
+                if !websocket {
+                    if n.is_multiple_of(3) {
+                        m.sync().await;
+                    }
+                    tokio::time::sleep(pause).await;
+                    continue;
                 }
-                let pause = rand::thread_rng().gen_range(5..25);
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                if socket.is_none() {
+                    match m.chat.connect().await {
+                        Ok(s) => socket = Some(s),
+                        Err(e) => m.failed(e),
+                    }
+                }
+                // Read what the socket has until the pause is over.
+                let until = tokio::time::Instant::now() + pause;
+                while let Some(s) = socket.as_mut() {
+                    let frame = match tokio::time::timeout_at(until, s.next()).await {
+                        Err(_) => break,
+                        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<ServerFrame>(&t),
+                        Ok(Some(Ok(_))) => continue,
+                        // Closed or broken (the server was killed): reconnect next time.
+                        Ok(_) => {
+                            socket = None;
+                            batch.clear();
+                            m.transport_errors += 1;
+                            break;
+                        }
+                    };
+                    match frame {
+                        Ok(ServerFrame::Entry(e)) => {
+                            m.over_websocket += 1;
+                            batch.push(e);
+                        }
+                        Ok(ServerFrame::Idle) if !batch.is_empty() => {
+                            let mut events = Vec::new();
+                            for e in batch.drain(..) {
+                                events.extend(m.chat.core.apply(&e));
+                            }
+                            m.note(&events);
+                            // Saved before acknowledged, as the SDK's watch loop does.
+                            if let Err(e) = m.chat.save() {
+                                m.failed(e);
+                            }
+                            let ack = ClientFrame::Ack {
+                                up_to: m.chat.core.cursor,
+                            };
+                            let ack = serde_json::to_string(&ack).expect("frames serialise");
+                            if s.send(Message::Text(ack.into())).await.is_err() {
+                                socket = None;
+                            }
+                        }
+                        Ok(ServerFrame::Idle) => {}
+                        Err(e) => m.errors.push(format!("unexpected frame: {e}")),
+                    }
+                }
+                if socket.is_none() {
+                    tokio::time::sleep_until(until).await;
+                }
             }
             m
         }));
@@ -310,6 +377,10 @@ pub async fn run(
     }
     let transport_errors = members_back.iter().map(|m| m.transport_errors).sum();
     let queued_offline = members_back.iter().map(|m| m.queued_offline).sum();
+    let over_websocket = members_back.iter().map(|m| m.over_websocket).sum();
+    if members > 1 && over_websocket == 0 {
+        problems.push("no entry arrived over the WebSocket".into());
+    }
     drop(server);
     Ok(Report {
         backend: backend.to_owned(),
@@ -319,6 +390,7 @@ pub async fn run(
         deliveries,
         transport_errors,
         queued_offline,
+        over_websocket,
         mean_restart: restarts / kills.max(1) as u32,
         secs,
         problems,
@@ -335,18 +407,19 @@ pub async fn main(kills: usize, members: usize, pg: Option<String>) -> anyhow::R
         None => eprintln!("crash-loss: no PostgreSQL URL; PostgreSQL not tested"),
     }
     println!(
-        "| backend | kills (SIGKILL) | members | messages accepted | deliveries checked | sent while the server was down (outbox) | syncs that found it down | mean restart to ready | run | losses, duplicates, misorders |"
+        "| backend | kills (SIGKILL) | members | messages accepted | deliveries checked | entries pushed over the WebSocket | sent while the server was down (outbox) | syncs that found it down | mean restart to ready | run | losses, duplicates, misorders |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut failed = false;
     for r in &reports {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} ms | {:.0} s | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} ms | {:.0} s | {} |",
             r.backend,
             r.kills,
             r.members,
             r.accepted,
             r.deliveries,
+            r.over_websocket,
             r.queued_offline,
             r.transport_errors,
             r.mean_restart.as_millis(),
