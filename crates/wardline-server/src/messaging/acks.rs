@@ -31,21 +31,25 @@ struct Pending {
     scheduled: bool,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct AckBatcher {
     pending: Arc<Mutex<Pending>>,
+    store: Arc<dyn MessagingStore>,
+    clock: Arc<dyn Clock>,
 }
 
 impl AckBatcher {
+    pub fn new(store: Arc<dyn MessagingStore>, clock: Arc<dyn Clock>) -> AckBatcher {
+        AckBatcher {
+            pending: Arc::default(),
+            store,
+            clock,
+        }
+    }
+
     /// Records that `device` has everything up to `up_to`; written within
     /// [`WINDOW`] together with whatever else arrived.
-    pub fn queue(
-        &self,
-        device: Uuid,
-        up_to: i64,
-        store: &Arc<dyn MessagingStore>,
-        clock: &Arc<dyn Clock>,
-    ) {
+    pub fn queue(&self, device: Uuid, up_to: i64) {
         let mut p = self.pending.lock().expect("ack batch lock");
         let seq = p.latest.entry(device).or_insert(up_to);
         *seq = (*seq).max(up_to);
@@ -53,7 +57,8 @@ impl AckBatcher {
             return;
         }
         p.scheduled = true;
-        let (pending, store, clock) = (self.pending.clone(), store.clone(), clock.clone());
+        let (pending, store, clock) =
+            (self.pending.clone(), self.store.clone(), self.clock.clone());
         tokio::spawn(async move {
             tokio::time::sleep(WINDOW).await;
             let batch: Vec<(Uuid, i64)> = {

@@ -63,12 +63,12 @@ impl MessagingService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         MessagingService {
+            acks: acks::AckBatcher::new(store.clone(), clock.clone()),
             store,
             directory_store,
             vault,
             clock,
             hub: DeliveryHub::default(),
-            acks: acks::AckBatcher::default(),
         }
     }
 
@@ -831,7 +831,7 @@ impl MessagingService {
     /// a moment (see [`acks`]); one beyond the inbox is ignored.
     pub fn queue_ack(&self, device: Uuid, up_to: i64) {
         if up_to >= 0 {
-            self.acks.queue(device, up_to, &self.store, &self.clock);
+            self.acks.queue(device, up_to);
         }
     }
 

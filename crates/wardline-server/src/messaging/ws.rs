@@ -11,13 +11,12 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use rand::Rng;
 use uuid::Uuid;
 use wardline_proto::messaging::{ClientFrame, ServerFrame, SyncQuery};
 use wardline_proto::{ErrorBody, Permission};
