@@ -98,23 +98,8 @@ pub async fn run(
     let seeded = seed(db, members).await?;
     let mut server = ServerProcess::spawn(&seeded).await?;
     let dir = tempfile::tempdir()?;
-    let mut chats = Vec::new();
-    for i in 0..members {
-        chats.push(messaging::device(&seeded.url, &seeded.ca, i, dir.path()).await?);
-    }
-    let others: Vec<Uuid> = chats[1..].iter().map(|c| c.user()).collect();
-    let conv = chats[0]
-        .create(&CreateConversationRequest {
-            kind: ConversationKind::Group,
-            title: Some("crash-loss".into()),
-            members: others,
-            patient_ref: None,
-        })
-        .await?
-        .id;
-    for c in chats.iter_mut().skip(1) {
-        c.sync().await?;
-    }
+    let mut chats = messaging::devices(&seeded.url, &seeded.ca, members, dir.path()).await?;
+    let conv = messaging::conversations(&mut chats, members).await?[0];
 
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -259,6 +244,7 @@ pub async fn run(
         }
         // Errors other than an unreachable server, each kind once.
         let mut kinds: Vec<&String> = m.errors.iter().collect();
+        kinds.sort();
         kinds.dedup();
         for e in kinds {
             problems.push(format!("member {i}: error: {e}"));

@@ -32,9 +32,9 @@ use super::*;
 pub struct Tracker {
     pending: Mutex<HashMap<Uuid, Track>>,
     /// Submission start → arrival on one recipient's socket.
-    pub per_delivery: Mutex<Vec<Duration>>,
+    per_delivery: Mutex<Vec<Duration>>,
     /// Submission start → arrival on the last recipient's socket.
-    pub to_all: Mutex<Vec<Duration>>,
+    to_all: Mutex<Vec<Duration>>,
     pub stored: AtomicU64,
     pub delivered: AtomicU64,
     pub errors: AtomicU64,
@@ -90,6 +90,7 @@ pub struct Stats {
     pub send_secs: f64,
     pub stored: u64,
     pub delivered: u64,
+    /// Sorted, as are `to_all`'s.
     pub per_delivery: Vec<Duration>,
     pub to_all: Vec<Duration>,
     pub undelivered: usize,
@@ -112,6 +113,15 @@ impl Stats {
         self.delivered as f64 / self.secs
     }
 
+    /// The `q` quantile of the latency to every recipient, in seconds (NaN
+    /// if nothing arrived).
+    pub fn to_all_secs(&self, q: f64) -> f64 {
+        if self.to_all.is_empty() {
+            return f64::NAN;
+        }
+        percentile(&self.to_all, q).as_secs_f64()
+    }
+
     /// p50, p99, max of the latency to every recipient.
     pub fn to_all_ms(&self) -> (String, String, String) {
         quantiles(&self.to_all)
@@ -122,17 +132,22 @@ impl Stats {
     }
 }
 
+/// p50, p99, max of sorted latencies.
 fn quantiles(v: &[Duration]) -> (String, String, String) {
     if v.is_empty() {
         return ("—".into(), "—".into(), "—".into());
     }
-    let mut v = v.to_vec();
-    v.sort();
     (
-        ms(percentile(&v, 0.5)),
-        ms(percentile(&v, 0.99)),
+        ms(percentile(v, 0.5)),
+        ms(percentile(v, 0.99)),
         ms(*v.last().unwrap()),
     )
+}
+
+fn sorted(v: &Mutex<Vec<Duration>>) -> Vec<Duration> {
+    let mut v = std::mem::take(&mut *v.lock().unwrap());
+    v.sort();
+    v
 }
 
 /// The server process a phase watches, and whether its PostgreSQL too.
@@ -158,53 +173,6 @@ impl std::fmt::Display for Pace {
             Pace::Flat => write!(f, "as fast as accepted"),
         }
     }
-}
-
-/// Signs in `n` devices of bench users `0..n`.
-pub async fn devices(
-    url: &str,
-    ca: &[u8],
-    n: usize,
-    dir: &std::path::Path,
-) -> anyhow::Result<Vec<Chat>> {
-    let bar =
-        indicatif::ProgressBar::new(n as u64).with_style(indicatif::ProgressStyle::with_template(
-            "devices: {bar:30} {pos}/{len} signed in, {elapsed}",
-        )?);
-    let mut chats = Vec::new();
-    for i in 0..n {
-        chats.push(messaging::device(url, ca, i, dir).await?);
-        bar.inc(1);
-    }
-    bar.finish();
-    Ok(chats)
-}
-
-/// Puts `chats` into conversations of `size` (the last may be smaller);
-/// every member's device joins the group. Returns each chat's conversation.
-pub async fn conversations(chats: &mut [Chat], size: usize) -> anyhow::Result<Vec<Uuid>> {
-    let mut convs = Vec::new();
-    for group in chats.chunks_mut(size) {
-        if group.len() < 2 {
-            anyhow::bail!("a conversation needs two members; use a size that divides the clients");
-        }
-        let others: Vec<Uuid> = group[1..].iter().map(|c| c.user()).collect();
-        let conv = group[0]
-            .create(&CreateConversationRequest {
-                kind: ConversationKind::Group,
-                title: Some(format!("load {size}")),
-                members: others,
-                patient_ref: None,
-            })
-            .await?
-            .id;
-        for c in group.iter_mut().skip(1) {
-            c.sync().await?;
-            anyhow::ensure!(c.core.mls.has_group(conv), "a member did not join");
-        }
-        convs.extend(std::iter::repeat_n(conv, group.len()));
-    }
-    Ok(convs)
 }
 
 /// One simulated client for one phase: sends on its pace until `until`,
@@ -392,8 +360,8 @@ pub async fn observe(
         send_secs: (until - started).as_secs_f64(),
         stored: tracker.stored.load(Ordering::Relaxed),
         delivered: tracker.delivered.load(Ordering::Relaxed),
-        per_delivery: std::mem::take(&mut tracker.per_delivery.lock().unwrap()),
-        to_all: std::mem::take(&mut tracker.to_all.lock().unwrap()),
+        per_delivery: sorted(&tracker.per_delivery),
+        to_all: sorted(&tracker.to_all),
         undelivered: tracker.outstanding(),
         errors: tracker.errors.load(Ordering::Relaxed),
         server_cpu: cpu,
@@ -473,7 +441,8 @@ pub async fn main(args: LoadArgs, pg: Option<String>) -> anyhow::Result<()> {
         let seeded = seed(db, args.clients).await?;
         let server = ServerProcess::spawn(&seeded).await?;
         let dir = tempfile::tempdir()?;
-        let mut chats = devices(&seeded.url, &seeded.ca, args.clients, dir.path()).await?;
+        let mut chats =
+            messaging::devices(&seeded.url, &seeded.ca, args.clients, dir.path()).await?;
         for (i, size) in args.sizes.iter().copied().enumerate() {
             let rate = args
                 .rates
@@ -481,7 +450,7 @@ pub async fn main(args: LoadArgs, pg: Option<String>) -> anyhow::Result<()> {
                 .copied()
                 .unwrap_or(*args.rates.last().unwrap_or(&100.0));
             eprintln!("load: {backend}: conversations of {size}");
-            let convs = conversations(&mut chats, size).await?;
+            let convs = messaging::conversations(&mut chats, size).await?;
             for pace in [Pace::Rate(rate), Pace::Flat] {
                 let label = format!("{backend}, size {size}, {pace}");
                 let (back, s) = phase(

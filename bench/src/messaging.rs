@@ -134,6 +134,53 @@ pub async fn device(url: &str, ca: &[u8], i: usize, dir: &std::path::Path) -> an
     .await?)
 }
 
+/// Signs in `n` devices of bench users `0..n`.
+pub async fn devices(
+    url: &str,
+    ca: &[u8],
+    n: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<Chat>> {
+    let bar =
+        indicatif::ProgressBar::new(n as u64).with_style(indicatif::ProgressStyle::with_template(
+            "devices: {bar:30} {pos}/{len} signed in, {elapsed}",
+        )?);
+    let mut chats = Vec::new();
+    for i in 0..n {
+        chats.push(messaging::device(url, ca, i, dir).await?);
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok(chats)
+}
+
+/// Puts `chats` into conversations of `size` (the last may be smaller);
+/// every member's device joins the group. Returns each chat's conversation.
+pub async fn conversations(chats: &mut [Chat], size: usize) -> anyhow::Result<Vec<Uuid>> {
+    let mut convs = Vec::new();
+    for group in chats.chunks_mut(size) {
+        if group.len() < 2 {
+            anyhow::bail!("a conversation needs two members; use a size that divides the clients");
+        }
+        let others: Vec<Uuid> = group[1..].iter().map(|c| c.user()).collect();
+        let conv = group[0]
+            .create(&CreateConversationRequest {
+                kind: ConversationKind::Group,
+                title: Some(format!("bench {size}")),
+                members: others,
+                patient_ref: None,
+            })
+            .await?
+            .id;
+        for c in group.iter_mut().skip(1) {
+            c.sync().await?;
+            anyhow::ensure!(c.core.mls.has_group(conv), "a member did not join");
+        }
+        convs.extend(std::iter::repeat_n(conv, group.len()));
+    }
+    Ok(convs)
+}
+
 pub async fn delivery_rows(
     name: &str,
     db: Option<String>,
@@ -144,23 +191,8 @@ pub async fn delivery_rows(
     eprintln!("bench: {name}: {MEMBERS}-member conversation");
     let (r, _admin, _) = start(db, MEMBERS).await?;
     let dir = tempfile::tempdir()?;
-    let mut chats = Vec::new();
-    for i in 0..MEMBERS {
-        chats.push(device(&r.url, &r.ca, i, dir.path()).await?);
-    }
-    let others: Vec<Uuid> = chats[1..].iter().map(|c| c.user()).collect();
-    let conv = chats[0]
-        .create(&CreateConversationRequest {
-            kind: ConversationKind::Group,
-            title: Some("bench".into()),
-            members: others,
-            patient_ref: None,
-        })
-        .await?
-        .id;
-    for c in chats.iter_mut().skip(1) {
-        c.sync().await?;
-    }
+    let mut chats = devices(&r.url, &r.ca, MEMBERS, dir.path()).await?;
+    let conv = conversations(&mut chats, MEMBERS).await?[0];
 
     // Throughput: several members send at once, as fast as the server takes it.
     let senders = 4;

@@ -46,23 +46,21 @@ pub async fn serve_child(
         ..Config::default()
     };
     config.log.level = "warn".into();
-    let listener = bind_reusing(listen)?;
+    let listener = bind_retrying(listen)?;
     let server = Server::build(config).await?;
     let handle = axum_server::Handle::new();
     server.serve(listener, handle).await?;
     Ok(())
 }
 
-/// Binds with SO_REUSEADDR: a killed server's port has connections in TIME_WAIT.
-fn bind_reusing(addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+/// Binds `addr`, retrying for up to 10 s: the killed server it replaces may
+/// not have let go of the port yet.
+fn bind_retrying(addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match std::net::TcpListener::bind(addr) {
             Ok(l) => return Ok(l),
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => return Err(e.into()),
         }
     }

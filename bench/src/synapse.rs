@@ -386,15 +386,6 @@ fn row(system: &str, users: usize, pace: Pace, s: &Stats) -> String {
     )
 }
 
-fn p(v: &[Duration], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    percentile(&v, q).as_secs_f64()
-}
-
 pub async fn main(users: usize, rates: &[f64], secs: u64) -> anyhow::Result<()> {
     let paces: Vec<Pace> = rates
         .iter()
@@ -406,8 +397,8 @@ pub async fn main(users: usize, rates: &[f64], secs: u64) -> anyhow::Result<()> 
     let seeded = seed(None, users).await?;
     let server = ServerProcess::spawn(&seeded).await?;
     let dir = tempfile::tempdir()?;
-    let mut chats = load::devices(&seeded.url, &seeded.ca, users, dir.path()).await?;
-    let convs = load::conversations(&mut chats, users).await?;
+    let mut chats = messaging::devices(&seeded.url, &seeded.ca, users, dir.path()).await?;
+    let convs = messaging::conversations(&mut chats, users).await?;
     let mut wardline = Vec::new();
     for pace in paces.iter().copied() {
         let (back, s) = load::phase(
@@ -475,8 +466,8 @@ pub async fn main(users: usize, rates: &[f64], secs: u64) -> anyhow::Result<()> 
             "| {pace} | {:.2} | {:.2} | {:.2} | {:.2} |",
             w.stored_rate() / m.stored_rate(),
             w.delivered_rate() / m.delivered_rate(),
-            p(&w.to_all, 0.5) / p(&m.to_all, 0.5),
-            p(&w.to_all, 0.99) / p(&m.to_all, 0.99),
+            w.to_all_secs(0.5) / m.to_all_secs(0.5),
+            w.to_all_secs(0.99) / m.to_all_secs(0.99),
         );
     }
     Ok(())
