@@ -223,12 +223,12 @@ async fn client(
         let sending = Instant::now() < until;
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()), if sending => {
-                chat.core.queue(conv, MessageContent::text("load test message of ordinary length, about one line"), Priority::Routine);
+                chat.core.queue(conv, MessageContent::text("load test message of ordinary length, about one line"), Priority::Routine, None);
                 let req = chat.core.encrypt_next().context("queued")??;
                 tracker.sending(req.message_id, recipients);
                 match chat.api.submit(conv, &req).await {
                     Ok(r) => {
-                        chat.core.sent_next(r.created_at);
+                        chat.core.sent_next(r.created_at, r.expires_at);
                         tracker.stored.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(_) => {

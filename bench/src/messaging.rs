@@ -206,12 +206,13 @@ pub async fn delivery_rows(
                     conv,
                     MessageContent::text("bench message of ordinary length, about one line"),
                     Priority::Routine,
+                    None,
                 );
                 let req = chat.core.encrypt_next().context("queued")??;
                 let t = Instant::now();
                 let resp = chat.api.submit(conv, &req).await?;
                 lat.push(t.elapsed());
-                chat.core.sent_next(resp.created_at);
+                chat.core.sent_next(resp.created_at, resp.expires_at);
             }
             Ok::<_, anyhow::Error>((lat, chat))
         }));
@@ -259,16 +260,19 @@ pub async fn delivery_rows(
     });
     let mut sender = back.pop().context("a sender")?;
     for _ in 0..total {
-        sender
-            .core
-            .queue(conv, MessageContent::text("latency probe"), Priority::Stat);
+        sender.core.queue(
+            conv,
+            MessageContent::text("latency probe"),
+            Priority::Stat,
+            None,
+        );
         let req = sender.core.encrypt_next().context("queued")??;
         sent_at
             .lock()
             .unwrap()
             .insert(req.message_id, Instant::now());
         let resp = sender.api.submit(conv, &req).await?;
-        sender.core.sent_next(resp.created_at);
+        sender.core.sent_next(resp.created_at, resp.expires_at);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut lat = tokio::time::timeout(Duration::from_secs(60), listener).await???;

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use wardline_proto::audit::*;
 use wardline_proto::auth::*;
 use wardline_proto::directory::*;
+use wardline_proto::lifecycle::*;
 use wardline_proto::messaging::*;
 use wardline_proto::patients::*;
 use wardline_proto::{ErrorBody, ErrorCode};
@@ -473,6 +474,90 @@ impl ApiClient {
 
     async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send::<(), T>(Method::POST, path, None).await
+    }
+
+    // ---------------------------------------------------------- lifecycle
+
+    pub async fn lifecycle_policy(&self) -> Result<LifecyclePolicy> {
+        self.get("/api/v1/lifecycle/policy").await
+    }
+
+    pub async fn set_lifecycle_policy(&self, p: &LifecyclePolicy) -> Result<LifecyclePolicy> {
+        self.send(Method::PUT, "/api/v1/lifecycle/policy", Some(p))
+            .await
+    }
+
+    pub async fn lifecycle_preview(&self, p: &LifecyclePolicy) -> Result<LifecyclePreview> {
+        self.post("/api/v1/lifecycle/preview", p).await
+    }
+
+    pub async fn lifecycle_run(&self) -> Result<DeletionReceipt> {
+        self.post_empty("/api/v1/lifecycle/run").await
+    }
+
+    pub async fn deletion_receipts(&self) -> Result<Vec<DeletionReceipt>> {
+        self.get("/api/v1/lifecycle/receipts").await
+    }
+
+    pub async fn set_conversation_lifecycle(
+        &self,
+        id: Uuid,
+        own: &ConversationLifecycle,
+    ) -> Result<Conversation> {
+        self.send(
+            Method::PUT,
+            &format!("/api/v1/conversations/{id}/lifecycle"),
+            Some(own),
+        )
+        .await
+    }
+
+    pub async fn place_legal_hold(&self, req: &PlaceHoldRequest) -> Result<LegalHold> {
+        self.post("/api/v1/legal-holds", req).await
+    }
+
+    pub async fn legal_holds(&self) -> Result<LegalHoldList> {
+        self.get("/api/v1/legal-holds").await
+    }
+
+    pub async fn release_legal_hold(&self, id: Uuid, reason: &str) -> Result<LegalHold> {
+        self.post(
+            &format!("/api/v1/legal-holds/{id}/release"),
+            &ReleaseHoldRequest {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+    }
+
+    pub async fn recall(&self, id: Uuid, message: Uuid) -> Result<RecallResult> {
+        self.post_empty(&format!(
+            "/api/v1/conversations/{id}/messages/{message}/recall"
+        ))
+        .await
+    }
+
+    pub async fn wipe_device(&self, device: Uuid, reason: &str) -> Result<DeviceWipe> {
+        self.post(
+            &format!("/api/v1/devices/{device}/wipe"),
+            &WipeDeviceRequest {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+    }
+
+    pub async fn device_wipes(&self) -> Result<DeviceWipeList> {
+        self.get("/api/v1/devices/wipes").await
+    }
+
+    /// Confirms this device's wipe with the session token the wipe ended.
+    pub async fn confirm_wipe(&self) -> Result<DeviceWipe> {
+        self.post(
+            "/api/v1/devices/wipe-confirmation",
+            &WipeConfirmation { erased: true },
+        )
+        .await
     }
 
     pub async fn setup(&self, req: &SetupRequest) -> Result<SetupResponse> {

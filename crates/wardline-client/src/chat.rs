@@ -22,6 +22,9 @@ const KEY_PACKAGE_BATCH: usize = 20;
 const KEY_PACKAGE_LOW_WATER: i64 = 5;
 /// Commits and sends retried after losing an epoch race, before giving up.
 const MAX_ATTEMPTS: usize = 8;
+/// How often (in server time) conversations' retention and lifespans are
+/// fetched again, so that a policy change reaches local copies.
+const LIFECYCLE_REFRESH_SECS: i64 = 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -35,6 +38,10 @@ pub enum ChatError {
     Socket(String),
     #[error("{0}")]
     State(String),
+    /// The device was reported lost: its local store and keys were erased
+    /// (and the erasure confirmed to the server, if it answered).
+    #[error("this device was reported lost and has been wiped: its local store and keys are erased{}", if *.confirmed { " (confirmed to the server)" } else { "" })]
+    Wiped { confirmed: bool },
 }
 
 impl ChatError {
@@ -57,6 +64,8 @@ pub struct Chat {
     pub core: ChatCore,
     path: PathBuf,
     key: SealedStateKey,
+    /// Server time of the last refresh of conversations' lifecycle.
+    lifecycle_checked: Option<i64>,
 }
 
 impl Chat {
@@ -86,7 +95,9 @@ impl Chat {
         match std::fs::read(path) {
             Ok(sealed) => {
                 let key = derive_key(passphrase, Some(&sealed)).map_err(CoreError::from)?;
-                let core = ChatCore::open(&sealed, &key)?;
+                let mut core = ChatCore::open(&sealed, &key)?;
+                // Offline too: what expired is deleted before anything is shown.
+                core.expire(unix_now());
                 if user.is_some_and(|u| u != core.mls.user) || core.mls.device != device {
                     return Err(ChatError::State(format!(
                         "{} belongs to another user or device",
@@ -98,6 +109,7 @@ impl Chat {
                     core,
                     path: path.to_owned(),
                     key,
+                    lifecycle_checked: None,
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -112,6 +124,7 @@ impl Chat {
                     core,
                     path: path.to_owned(),
                     key,
+                    lifecycle_checked: None,
                 };
                 // The key packages' private keys are on disk before the server
                 // can hand them out.
@@ -130,6 +143,33 @@ impl Chat {
                 }
             }
             Err(e) => Err(ChatError::Io(path.display().to_string(), e)),
+        }
+    }
+
+    /// Erases the local store (overwritten, then removed) after the server
+    /// said this device was wiped, and confirms with the ended session.
+    async fn erase_and_confirm(&mut self) -> ChatError {
+        if let Ok(len) = std::fs::metadata(&self.path).map(|m| m.len()) {
+            // Overwrite before unlinking so the sealed state is not left in the
+            // file's blocks (best effort on copy-on-write file systems).
+            let _ = write_private(&self.path, &vec![0u8; len as usize]);
+        }
+        let _ = std::fs::remove_file(&self.path);
+        // The in-memory state (MLS keys included) goes with this object; make
+        // it useless now in case the caller keeps it.
+        self.core.conversations.clear();
+        self.core.outbox.clear();
+        let confirmed = self.api.confirm_wipe().await.is_ok();
+        ChatError::Wiped { confirmed }
+    }
+
+    /// Turns the server's wipe order into the erasure it asks for.
+    async fn obey_wipe<T>(&mut self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(e) if e.code() == Some(ErrorCode::DeviceWiped) => {
+                Err(self.erase_and_confirm().await)
+            }
+            r => r,
         }
     }
 
@@ -155,22 +195,51 @@ impl Chat {
         Ok(events)
     }
 
-    /// Catches up with the inbox over HTTP.
+    /// Fetches the conversations' titles, members, retention and lifespans,
+    /// and deletes local copies the retention now says are past.
+    pub async fn refresh_conversations(&mut self) -> Result<()> {
+        for c in self.api.conversations().await?.conversations {
+            self.core.update_conversation(&c);
+        }
+        self.core.expire(unix_now());
+        self.save()
+    }
+
+    /// Catches up with the inbox over HTTP, then deletes what expired.
     async fn pull(&mut self) -> Result<Vec<Event>> {
         let mut events = Vec::new();
         loop {
             let page = self.api.sync(self.core.cursor, 200).await?;
+            self.core.saw_server_time(page.server_time);
             events.extend(self.apply(&page.entries).await?);
             if !page.more {
-                return Ok(events);
+                break;
             }
         }
+        if self.core.expire(unix_now()) > 0 {
+            self.save()?;
+        }
+        Ok(events)
     }
 
     /// Catches up, brings groups in line with membership changes, refreshes
     /// joined conversations, sends the outbox, and keeps key packages stocked.
+    /// If the server says this device was wiped, erases it (and says so).
     pub async fn sync(&mut self) -> Result<Vec<Event>> {
+        let r = self.sync_inner().await;
+        self.obey_wipe(r).await
+    }
+
+    async fn sync_inner(&mut self) -> Result<Vec<Event>> {
         let mut events = self.pull().await?;
+        let now = self.core.server_time();
+        if self
+            .lifecycle_checked
+            .is_none_or(|t| now - t >= LIFECYCLE_REFRESH_SECS)
+        {
+            self.refresh_conversations().await?;
+            self.lifecycle_checked = Some(now);
+        }
         let more = self.after_events(&events).await?;
         events.extend(more);
         Ok(events)
@@ -304,13 +373,43 @@ impl Chat {
         content: MessageContent,
         priority: Priority,
     ) -> Result<Uuid> {
-        let id = self.core.queue(conv, content, priority);
+        self.send_with_ttl(conv, content, priority, None).await
+    }
+
+    /// As [`Chat::send`]; an ephemeral message if `ttl_secs` (deleted
+    /// everywhere that many seconds after it is sent).
+    pub async fn send_with_ttl(
+        &mut self,
+        conv: Uuid,
+        content: MessageContent,
+        priority: Priority,
+        ttl_secs: Option<i64>,
+    ) -> Result<Uuid> {
+        let id = self.core.queue(conv, content, priority, ttl_secs);
         self.save()?;
-        match self.flush().await {
+        let r = match self.flush().await {
             Ok(_) => Ok(id),
             Err(ChatError::Api(ClientError::Transport(_))) => Ok(id),
             Err(e) => Err(e),
-        }
+        };
+        self.obey_wipe(r).await
+    }
+
+    /// Recalls a message this user sent (or any, for an administrator);
+    /// every device, this one included, deletes it on its next sync.
+    pub async fn recall(
+        &mut self,
+        conv: Uuid,
+        message: Uuid,
+    ) -> Result<wardline_proto::lifecycle::RecallResult> {
+        let r = self
+            .api
+            .recall(conv, message)
+            .await
+            .map_err(ChatError::from);
+        let r = self.obey_wipe(r).await?;
+        self.sync().await?;
+        Ok(r)
     }
 
     /// Sends the outbox in order; returns how many went out.
@@ -344,7 +443,7 @@ impl Chat {
             self.save()?;
             match self.api.submit(next.conversation, &req).await {
                 Ok(r) => {
-                    self.core.sent_next(r.created_at);
+                    self.core.sent_next(r.created_at, r.expires_at);
                     self.save()?;
                     sent += 1;
                     attempts = 0;
@@ -389,7 +488,12 @@ impl Chat {
     /// Streams the inbox over the sync WebSocket, calling `on_event` for each
     /// event, until the socket closes (the caller reconnects) or `on_event`
     /// returns false.
-    pub async fn watch(&mut self, mut on_event: impl FnMut(&Event) -> bool) -> Result<()> {
+    pub async fn watch(&mut self, on_event: impl FnMut(&Event) -> bool) -> Result<()> {
+        let r = self.watch_inner(on_event).await;
+        self.obey_wipe(r).await
+    }
+
+    async fn watch_inner(&mut self, mut on_event: impl FnMut(&Event) -> bool) -> Result<()> {
         let events = self.sync().await?;
         for e in &events {
             if !on_event(e) {
@@ -496,4 +600,10 @@ impl Chat {
         })?;
         Ok(socket)
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -162,6 +162,19 @@ actions! {
     PortalCode => "portal.code", "A patient's one-time code was checked on a secure link.";
     PortalThreadView => "portal.thread.view", "A verified patient read their messages.";
     PortalReply => "portal.reply", "A verified patient replied.";
+    LifecyclePolicyView => "lifecycle.policy.view", "Someone read the organisation's lifecycle policy.";
+    LifecyclePolicyUpdate => "lifecycle.policy.update", "The organisation's lifecycle policy (retention, lifespans, recall window) changed.";
+    LifecyclePreview => "lifecycle.preview", "Someone previewed what a lifecycle policy would delete.";
+    LifecycleRun => "lifecycle.run", "A deletion run deleted what the lifecycle policy says (its signed receipt is on the event).";
+    LifecycleReceipts => "lifecycle.receipts.view", "Someone listed deletion receipts.";
+    ConversationLifecycleUpdate => "conversation.lifecycle.update", "A conversation's own retention or lifespan changed.";
+    LegalHoldPlace => "legal_hold.place", "A legal hold was placed.";
+    LegalHoldRelease => "legal_hold.release", "A legal hold was released.";
+    LegalHoldsList => "legal_hold.list", "Someone listed the legal hold register.";
+    MessageRecall => "message.recall", "A message was recalled (by its sender or an administrator).";
+    DeviceWipe => "device.wipe", "A device was reported lost: sessions ended, removal from its groups and a wipe ordered.";
+    DeviceWipeConfirm => "device.wipe.confirm", "A wiped device confirmed that it erased its store and keys.";
+    DeviceWipesList => "device.wipes.list", "Someone listed remote wipes and their confirmations.";
 }
 
 // Written out rather than derived: the derive cannot see the serde names

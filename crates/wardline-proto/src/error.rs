@@ -40,6 +40,9 @@ pub enum ErrorCode {
     /// A removed member's device is still in the group: commit its removal
     /// before sending messages (409).
     MembershipPending,
+    /// This device was reported lost and must erase its local store and keys,
+    /// then confirm with `POST /api/v1/devices/wipe-confirmation` (401).
+    DeviceWiped,
     /// The patient has not consented to this kind of text, or withdrew
     /// consent: record their consent first (409).
     ConsentRequired,
@@ -60,7 +63,9 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Validation => 422,
-            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
+            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::DeviceWiped => {
+                401
+            }
             ErrorCode::MfaEnrolmentRequired | ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod ids;
+pub mod lifecycle;
 pub mod messaging;
 pub mod patients;
 pub mod roles;

@@ -256,6 +256,13 @@ pub struct Conversation {
     /// Read receipts are shown here whatever a member's preference.
     pub read_receipts_mandatory: bool,
     pub last_activity_at: i64,
+    /// Retention and lifespan of messages here (devices delete their copies
+    /// by it too).
+    pub lifecycle: crate::lifecycle::EffectiveLifecycle,
+    /// The conversation's own settings behind `lifecycle` (what
+    /// `PUT /api/v1/conversations/{id}/lifecycle` replaces).
+    #[serde(default)]
+    pub lifecycle_own: crate::lifecycle::ConversationLifecycle,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -314,6 +321,9 @@ pub enum MessageKind {
     /// From the server: the conversation's membership changed; fetch it and
     /// bring the MLS group in line (no body).
     Membership,
+    /// From the server: the message `recalls` names was recalled; delete it
+    /// and show that it was (no body).
+    Recall,
 }
 
 impl MessageKind {
@@ -323,6 +333,7 @@ impl MessageKind {
             MessageKind::Application => "application",
             MessageKind::Welcome => "welcome",
             MessageKind::Membership => "membership",
+            MessageKind::Recall => "recall",
         }
     }
     pub fn parse(s: &str) -> Option<MessageKind> {
@@ -331,6 +342,7 @@ impl MessageKind {
             "application" => Some(MessageKind::Application),
             "welcome" => Some(MessageKind::Welcome),
             "membership" => Some(MessageKind::Membership),
+            "recall" => Some(MessageKind::Recall),
             _ => None,
         }
     }
@@ -358,6 +370,11 @@ pub struct SubmitMessageRequest {
     /// Devices this commit removes (must be `pending_remove`).
     #[serde(default)]
     pub removed_devices: Vec<Uuid>,
+    /// Application messages: delete it everywhere this many seconds after it
+    /// is sent (60 ..= the policy's `max_ttl_secs`); the conversation's
+    /// lifespan applies if shorter.
+    #[serde(default)]
+    pub ttl_secs: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -369,6 +386,9 @@ pub struct SubmitMessageResponse {
     pub created_at: i64,
     /// True when this was a retry of a message already accepted.
     pub duplicate: bool,
+    /// When the message will be deleted everywhere (ephemeral), if it will.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 /// One entry of a device's inbox.
@@ -385,8 +405,14 @@ pub struct InboxEntry {
     pub epoch: i64,
     pub priority: Priority,
     pub created_at: i64,
-    /// The MLS message; absent for `membership` entries.
+    /// The MLS message; absent for `membership` and `recall` entries.
     pub mls: Option<B64>,
+    /// Ephemeral messages: when every device must have deleted it.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// `recall` entries: the message recalled.
+    #[serde(default)]
+    pub recalls: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -409,6 +435,10 @@ pub struct SyncResponse {
     pub more: bool,
     /// The highest position the device has acknowledged.
     pub acked: i64,
+    /// The server's clock: devices expire messages by the later of it and
+    /// their own, so turning a device's clock back keeps nothing.
+    #[serde(default)]
+    pub server_time: i64,
 }
 
 /// Confirms that the device has stored every inbox entry up to `up_to`; marks

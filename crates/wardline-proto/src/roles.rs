@@ -54,8 +54,18 @@ impl Role {
                 SessionsRevoke,
                 OrgPolicyManage,
                 Messaging,
+                LifecycleManage,
+                DevicesManage,
+                MessagesRecall,
             ],
-            Role::ComplianceOfficer => &[DirectoryRead, SessionsRead, AuditRead, Messaging],
+            Role::ComplianceOfficer => &[
+                DirectoryRead,
+                SessionsRead,
+                AuditRead,
+                Messaging,
+                LifecycleManage,
+                LegalHoldManage,
+            ],
             Role::Physician | Role::Nurse | Role::MedicalAssistant | Role::FrontDesk => {
                 &[DirectoryRead, Messaging, PatientTexting]
             }
@@ -91,6 +101,14 @@ pub enum Permission {
     /// Patient records, texting consent, texts and secure messages to patients,
     /// patient threads. The care staff's, not the administrator's.
     PatientTexting,
+    /// Preview the lifecycle policy's effect, run deletion now, read receipts.
+    LifecycleManage,
+    /// Place, list and release legal holds.
+    LegalHoldManage,
+    /// Mark any device of the organisation lost (remote wipe) and see wipes.
+    DevicesManage,
+    /// Recall anyone's message in the organisation, at any time.
+    MessagesRecall,
 }
 
 impl Permission {
@@ -104,6 +122,10 @@ impl Permission {
             Permission::AuditRead => "audit_read",
             Permission::Messaging => "messaging",
             Permission::PatientTexting => "patient_texting",
+            Permission::LifecycleManage => "lifecycle_manage",
+            Permission::LegalHoldManage => "legal_hold_manage",
+            Permission::DevicesManage => "devices_manage",
+            Permission::MessagesRecall => "messages_recall",
         }
     }
 }

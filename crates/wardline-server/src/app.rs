@@ -24,11 +24,12 @@ use crate::auth::password::Passwords;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::directory::DirectoryService;
+use crate::lifecycle::LifecycleService;
 use crate::messaging::MessagingService;
 use crate::patients::{PatientService, TextingSetup};
 use crate::store::{AuditStore, SqlStore, Store, StoreError};
 use crate::vault::{Vault, VaultError};
-use crate::{audit, auth, directory, http, messaging, ops, patients, telemetry, tls};
+use crate::{audit, auth, directory, http, lifecycle, messaging, ops, patients, telemetry, tls};
 
 /// Everything a handler may use. Cheap to clone (all `Arc`s inside).
 #[derive(Clone)]
@@ -42,6 +43,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Devices, conversations, delivery (the MLS delivery service).
     pub messaging: MessagingService,
+    /// Retention, legal holds, recall, remote wipe.
+    pub lifecycle: LifecycleService,
     /// Patients, consent, templates, SMS, secure links.
     pub patients: PatientService,
     /// Moves when a session may have ended (open sockets re-check theirs).
@@ -169,6 +172,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(directory::routes::router())
         .merge(audit::routes::router())
         .merge(messaging::routes::router())
+        .merge(lifecycle::routes::router())
         .merge(patients::routes::router())
         .split_for_parts();
     // After the merge: the derive's own modifiers run before any path exists.
@@ -214,8 +218,23 @@ impl Server {
         // Fail at start, not later in the background, on a bad SIEM setting.
         audit::siem::check(&config.audit).map_err(StartError::Audit)?;
         let vault = Vault::open(keys.clone(), store.clone(), clock.clone()).await?;
-        let messaging =
-            MessagingService::new(sql.clone(), store.clone(), vault.clone(), clock.clone());
+        let messaging = MessagingService::new(
+            sql.clone(),
+            sql.clone(),
+            store.clone(),
+            vault.clone(),
+            clock.clone(),
+        );
+        let lifecycle = LifecycleService::new(
+            sql.clone(),
+            sql.clone(),
+            store.clone(),
+            messaging.clone(),
+            vault.clone(),
+            keys.clone(),
+            clock.clone(),
+            audit.clone(),
+        );
         let patients = PatientService::new(
             sql.clone(),
             store.clone(),
@@ -238,6 +257,7 @@ impl Server {
         );
         let auth = AuthService::new(
             store.clone(),
+            sql.clone(),
             directory.clone(),
             clock.clone(),
             passwords,
@@ -256,6 +276,7 @@ impl Server {
             audit_reader: AuditService::new(audit_store, keys),
             store,
             messaging,
+            lifecycle,
             patients,
             session_changes: sql.session_changes(),
             metrics: telemetry::metrics(),
@@ -351,6 +372,7 @@ impl Server {
             .map_err(StartError::Audit)?;
         audit::retention::spawn_daily(
             audit_store,
+            self.sql.clone(),
             self.state.audit.clone(),
             self.clock.clone(),
             self.config.audit.retention_days,
@@ -365,6 +387,10 @@ impl Server {
                 self.config.sms.auth_token.as_deref().unwrap_or_default(),
             )),
         };
+        self.state
+            .lifecycle
+            .clone()
+            .spawn(format!("node-{}", uuid::Uuid::new_v4()));
         patients::delivery::Sender::new(
             self.state.patients.clone(),
             gateway,

@@ -19,6 +19,7 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod messaging;
 pub mod ops;
 pub mod patients;

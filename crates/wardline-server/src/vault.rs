@@ -116,6 +116,36 @@ impl Vault {
         Ok((id, key))
     }
 
+    /// A fresh data key for a record whose row is written in the caller's
+    /// transaction (with the record, so that no key outlives a refused write).
+    pub fn new_key_row(&self, org: OrgId) -> Result<(DataKeyRow, DataKey), VaultError> {
+        let id = format!("dk-{}", uuid::Uuid::new_v4());
+        let key = DataKey::generate();
+        let w = self.keys.wrap(&id, &key)?;
+        Ok((
+            DataKeyRow {
+                id,
+                org_id: Some(org),
+                kek_id: w.kek_id,
+                wrapped: w.wrapped,
+                created_at: self.clock.now(),
+            },
+            key,
+        ))
+    }
+
+    pub fn seal_bytes(key: &DataKey, field: FieldRef<'_>, value: &[u8]) -> Vec<u8> {
+        key.seal(value, &field.context())
+    }
+
+    pub fn open_bytes(
+        key: &DataKey,
+        field: FieldRef<'_>,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        Ok(key.open(sealed, &field.context())?)
+    }
+
     pub async fn record_key(&self, id: &str) -> Result<DataKey, VaultError> {
         let row = self.store.get_data_key(id).await?;
         self.unwrap_key(&row)

@@ -708,15 +708,27 @@ async fn retention_purges_old_entries_and_keeps_verification(backend: Backend) {
     // Seven years later.
     t.clock.advance(7 * 365 * 86_400);
     t.fill_audit(3).await;
-    let purged = retention::purge_expired(t.sql.as_ref(), &t.state.audit, t.clock.as_ref(), 2192)
-        .await
-        .unwrap();
+    let purged = retention::purge_expired(
+        t.sql.as_ref(),
+        t.sql.as_ref(),
+        &t.state.audit,
+        t.clock.as_ref(),
+        2192,
+    )
+    .await
+    .unwrap();
     assert_eq!(purged, Some((12, 12)));
     // Nothing more to do on a second run.
     assert_eq!(
-        retention::purge_expired(t.sql.as_ref(), &t.state.audit, t.clock.as_ref(), 2192)
-            .await
-            .unwrap(),
+        retention::purge_expired(
+            t.sql.as_ref(),
+            t.sql.as_ref(),
+            &t.state.audit,
+            t.clock.as_ref(),
+            2192
+        )
+        .await
+        .unwrap(),
         None
     );
     t.state.audit.checkpoint_now().await.unwrap();

@@ -72,6 +72,12 @@ fn no_body() -> Option<Value> {
     None
 }
 
+fn lifecycle_policy() -> Option<Value> {
+    Some(
+        json!({"retention": {"days": 3650}, "minimum_days": 0, "message_ttl_secs": null, "max_ttl_secs": 86400, "recall_window_secs": 900}),
+    )
+}
+
 fn routes() -> Vec<Route> {
     use Permission::*;
     let perm = |perm, tenant_target| Rule::Permission {
@@ -452,6 +458,105 @@ fn routes() -> Vec<Route> {
             query: "",
             rule: then(Expect::Ok),
             body: || Some(json!({"share_read_receipts": true})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/lifecycle/policy",
+            query: "",
+            rule: perm(LifecycleManage, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::PUT,
+            template: "/api/v1/lifecycle/policy",
+            query: "",
+            rule: perm(OrgPolicyManage, false),
+            body: lifecycle_policy,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/lifecycle/preview",
+            query: "",
+            rule: perm(LifecycleManage, false),
+            body: lifecycle_policy,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/lifecycle/run",
+            query: "",
+            rule: perm(LifecycleManage, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/lifecycle/receipts",
+            query: "",
+            rule: perm(LifecycleManage, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::PUT,
+            template: "/api/v1/conversations/{id}/lifecycle",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: || Some(json!({"message_ttl_secs": 3600})),
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/legal-holds",
+            query: "",
+            rule: perm(LegalHoldManage, false),
+            body: || {
+                Some(
+                    json!({"scope": "patient", "target": "MRN-MATRIX", "matter": "Matrix v. Test", "reason": "authorization matrix"}),
+                )
+            },
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/legal-holds",
+            query: "",
+            rule: perm(LegalHoldManage, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/legal-holds/{id}/release",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: LegalHoldManage,
+                allowed: Expect::NotFound,
+            },
+            body: || Some(json!({"reason": "done"})),
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/conversations/{id}/messages/{message_id}/recall",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/devices/{id}/wipe",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: || Some(json!({"reason": "lost"})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/devices/wipes",
+            query: "",
+            rule: then(Expect::Ok),
+            body: no_body,
+        },
+        Route {
+            // Only a wiped device's ended session is accepted here.
+            method: Method::POST,
+            template: "/api/v1/devices/wipe-confirmation",
+            query: "",
+            rule: Rule::Public,
+            body: || Some(json!({"erased": true})),
         },
         Route {
             method: Method::POST,

@@ -313,8 +313,12 @@ async fn membership_changes_are_cryptographic(backend: Backend) {
     // Carol is removed on the server; until a commit takes her device out of
     // the group, no message is accepted.
     a.api.remove_member(conv, carol.user.id).await.unwrap();
-    a.core
-        .queue(conv, MessageContent::text("too early"), Priority::Routine);
+    a.core.queue(
+        conv,
+        MessageContent::text("too early"),
+        Priority::Routine,
+        None,
+    );
     let early = a.core.encrypt_next().unwrap().unwrap();
     let err = a.api.submit(conv, &early).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::MembershipPending));
@@ -363,6 +367,7 @@ async fn membership_changes_are_cryptographic(backend: Backend) {
                 welcome: None,
                 added_devices: vec![],
                 removed_devices: vec![],
+                ttl_secs: None,
             },
         )
         .await
@@ -477,6 +482,7 @@ async fn bad_messages_change_nothing(backend: Backend) {
                     welcome: None,
                     added_devices: vec![],
                     removed_devices: vec![],
+                    ttl_secs: None,
                 },
             )
             .await
@@ -737,8 +743,12 @@ async fn offline_outbox(backend: Backend) {
     // connection): the retry sends the same bytes under the same id and is
     // taken as that message, not refused as another one under its id
     // (found by `cargo xtask bench crash-loss`).
-    a.core
-        .queue(conv, MessageContent::text("answer lost"), Priority::Routine);
+    a.core.queue(
+        conv,
+        MessageContent::text("answer lost"),
+        Priority::Routine,
+        None,
+    );
     let first = a.core.encrypt_next().unwrap().unwrap();
     a.api.submit(conv, &first).await.unwrap();
     let retry = a.core.encrypt_next().unwrap().unwrap();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use uuid::Uuid;
-use wardline_client::chat::Chat;
+use wardline_client::chat::{Chat, ChatError};
 use wardline_client::core::{
     AttachmentKind, AttachmentRef, Event, GroupChange, LocalMessage, MessageContent, content,
 };
@@ -44,6 +44,29 @@ pub enum ChatCommand {
     Download(DownloadArgs),
     /// Your devices: name, identity key fingerprint, key packages left.
     Devices(ClientOpts),
+    /// Recall a message you sent (within the organisation's window; an
+    /// administrator at any time): every device deletes it.
+    Recall(RecallArgs),
+    /// Give a conversation's messages a lifespan (e.g. 24h), or "none".
+    Disappear(DisappearArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RecallArgs {
+    conversation: String,
+    /// Message id (or a unique prefix).
+    message: String,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct DisappearArgs {
+    conversation: String,
+    /// Lifespan of every message from now on (e.g. 3600, 90m, 24h, 7d), or "none".
+    after: String,
+    #[command(flatten)]
+    opts: ClientOpts,
 }
 
 #[derive(clap::Args)]
@@ -77,6 +100,9 @@ pub struct SendArgs {
     /// Attach a file (encrypted before upload).
     #[arg(long)]
     attach: Vec<PathBuf>,
+    /// Delete the message everywhere after this long (e.g. 600, 30m, 24h).
+    #[arg(long)]
+    disappear_after: Option<String>,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -278,13 +304,26 @@ fn print_message(m: &LocalMessage, names: &HashMap<Uuid, String>) {
         Priority::Routine => String::new(),
         p => format!(" [{}]", p.as_str().to_uppercase()),
     };
+    if let Some(at) = m.recalled_at {
+        println!(
+            "{}  {}  {who}: (message recalled {})",
+            short(m.id),
+            time(m.sent_at),
+            time(at)
+        );
+        return;
+    }
     let reply = m
         .content
         .reply_to
         .map(|r| format!(" (reply to {})", short(r)))
         .unwrap_or_default();
+    let disappears = m
+        .expires_at
+        .map(|t| format!(" (disappears {})", time(t)))
+        .unwrap_or_default();
     println!(
-        "{}  {}  {who}{flag}{reply}: {}",
+        "{}  {}  {who}{flag}{reply}{disappears}: {}",
         short(m.id),
         time(m.sent_at),
         m.content.text
@@ -333,6 +372,34 @@ fn new_device(device: Uuid, name: &str) {
 }
 
 pub async fn run(cmd: ChatCommand) -> anyhow::Result<()> {
+    let profile = profile_path(opts_of(&cmd));
+    let r = dispatch(cmd).await;
+    if let Err(e) = &r
+        && let Some(ChatError::Wiped { .. }) = e.downcast_ref::<ChatError>()
+    {
+        // The session token goes with the store.
+        let _ = std::fs::remove_file(&profile);
+    }
+    r
+}
+
+fn opts_of(cmd: &ChatCommand) -> &ClientOpts {
+    match cmd {
+        ChatCommand::New(a) => &a.opts,
+        ChatCommand::List(o) | ChatCommand::Devices(o) => o,
+        ChatCommand::Send(a) => &a.opts,
+        ChatCommand::Read(a) => &a.opts,
+        ChatCommand::Watch(a) => &a.opts,
+        ChatCommand::Receipts(a) => &a.opts,
+        ChatCommand::Add(a) | ChatCommand::Remove(a) => &a.opts,
+        ChatCommand::Leave(a) => &a.opts,
+        ChatCommand::Download(a) => &a.opts,
+        ChatCommand::Recall(a) => &a.opts,
+        ChatCommand::Disappear(a) => &a.opts,
+    }
+}
+
+async fn dispatch(cmd: ChatCommand) -> anyhow::Result<()> {
     match cmd {
         ChatCommand::New(args) => new(args).await,
         ChatCommand::List(opts) => list(opts).await,
@@ -345,7 +412,67 @@ pub async fn run(cmd: ChatCommand) -> anyhow::Result<()> {
         ChatCommand::Leave(args) => leave(args).await,
         ChatCommand::Download(args) => download(args).await,
         ChatCommand::Devices(opts) => devices(opts).await,
+        ChatCommand::Recall(args) => recall(args).await,
+        ChatCommand::Disappear(args) => disappear(args).await,
     }
+}
+
+async fn recall(args: RecallArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let conv = resolve(&chat, &args.conversation)?;
+    let message = resolve_message(&chat, conv, &args.message)?;
+    let r = chat.recall(conv, message).await?;
+    if args.opts.json {
+        return print_json(&r);
+    }
+    let names = names(&chat).await;
+    println!(
+        "{} recalled; {} device(s) told to delete it",
+        short(r.message_id),
+        r.devices_notified
+    );
+    for d in &r.recipients {
+        let who = names
+            .get(&d.user_id)
+            .cloned()
+            .unwrap_or_else(|| short(d.user_id));
+        let state = match (d.read_at, d.delivered_at) {
+            (Some(t), _) => format!("had read it ({})", time(t)),
+            (None, Some(t)) => format!("had received it ({}), not read", time(t)),
+            (None, None) => "had not received it".to_owned(),
+        };
+        println!("  {who} (device {}): {state}", short(d.device_id));
+    }
+    Ok(())
+}
+
+async fn disappear(args: DisappearArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let conv = resolve(&chat, &args.conversation)?;
+    // Only the lifespan changes; the conversation's retention stays as set.
+    let mut own = chat.api.conversation(conv).await?.lifecycle_own;
+    let ttl = if args.after.eq_ignore_ascii_case("none") {
+        None
+    } else {
+        Some(crate::lifecycle::parse_duration(&args.after)?)
+    };
+    let c = chat
+        .api
+        .set_conversation_lifecycle(conv, &{
+            own.message_ttl_secs = ttl;
+            own
+        })
+        .await?;
+    if args.opts.json {
+        return print_json(&c);
+    }
+    match c.lifecycle.message_ttl_secs {
+        Some(t) => println!("messages here now disappear {t} seconds after they are sent"),
+        None => println!("messages here no longer disappear"),
+    }
+    Ok(())
 }
 
 async fn new(args: NewArgs) -> anyhow::Result<()> {
@@ -469,7 +596,12 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         reply_to,
         attachments,
     };
-    let id = chat.send(conv, content, priority).await?;
+    let ttl = args
+        .disappear_after
+        .as_deref()
+        .map(crate::lifecycle::parse_duration)
+        .transpose()?;
+    let id = chat.send_with_ttl(conv, content, priority, ttl).await?;
     if chat.core.outbox.iter().any(|o| o.id == id) {
         println!("{id} queued (offline): it is sent, in order, by the next chat command");
     } else {

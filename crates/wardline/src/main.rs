@@ -8,6 +8,7 @@
 mod audit;
 mod chat;
 mod input;
+mod lifecycle;
 mod offline;
 mod patients;
 mod remote;
@@ -105,6 +106,16 @@ enum AdminCommand {
     Roles(ClientOpts),
     /// Show or change the organisation's session and MFA policy (via the API).
     Policy(remote::PolicyArgs),
+    /// Lifecycle policy (retention, lifespans, recall window), its preview,
+    /// deletion runs and their signed receipts.
+    #[command(subcommand)]
+    Lifecycle(lifecycle::LifecycleCommand),
+    /// The legal hold register.
+    #[command(subcommand)]
+    Holds(lifecycle::HoldsCommand),
+    /// Lost devices: remote wipe and its confirmations.
+    #[command(subcommand)]
+    Devices(lifecycle::DevicesCommand),
     /// Create an organisation and its first administrator directly in the
     /// database (host operator; no server needed).
     Bootstrap(offline::BootstrapArgs),
@@ -126,6 +137,9 @@ async fn main() -> std::process::ExitCode {
         Command::Admin(AdminCommand::Sessions(cmd)) => remote::sessions(cmd).await,
         Command::Admin(AdminCommand::Roles(opts)) => remote::roles(opts).await,
         Command::Admin(AdminCommand::Policy(args)) => remote::policy(args).await,
+        Command::Admin(AdminCommand::Lifecycle(cmd)) => lifecycle::lifecycle(cmd).await,
+        Command::Admin(AdminCommand::Holds(cmd)) => lifecycle::holds(cmd).await,
+        Command::Admin(AdminCommand::Devices(cmd)) => lifecycle::devices(cmd).await,
         Command::Admin(AdminCommand::Bootstrap(args)) => offline::bootstrap(args).await,
         Command::Admin(AdminCommand::RotateKek(args)) => offline::rotate_kek(args).await,
         Command::Audit(cmd) => audit::run(cmd).await,

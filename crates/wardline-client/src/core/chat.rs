@@ -15,12 +15,17 @@
 //!   it or says it stored nothing (stale epoch, membership pending): a retry
 //!   after a lost answer sends the same bytes under the same id, which the
 //!   server recognises as a duplicate. Encrypting again would make a second
-//!   message under an id the server already holds, refused for ever.
+//!   message under an id the server already holds, refused for ever;
+//! * a recalled message loses its content at once (a placeholder says it was
+//!   recalled); an expired one (lifespan or retention) is deleted, judged by
+//!   the later of the device's clock and the last server time it saw, so
+//!   turning the device's clock back keeps nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use wardline_proto::lifecycle::EffectiveLifecycle;
 use wardline_proto::messaging::*;
 use zeroize::Zeroizing;
 
@@ -37,6 +42,12 @@ pub struct LocalMessage {
     pub priority: Priority,
     pub sent_at: i64,
     pub mine: bool,
+    /// Ephemeral: deleted at this time.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// Recalled by its sender or an administrator: the content is gone.
+    #[serde(default)]
+    pub recalled_at: Option<i64>,
 }
 
 /// A change of the group's membership, as the MLS commit made it.
@@ -62,6 +73,9 @@ pub struct LocalConversation {
     pub changes: Vec<GroupChange>,
     /// This device was removed from the group.
     pub closed: bool,
+    /// Retention and lifespan here, as the server last said.
+    #[serde(default)]
+    pub lifecycle: Option<EffectiveLifecycle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +87,9 @@ pub struct Outgoing {
     /// The MLS ciphertext of the last submission attempt, kept for retries.
     #[serde(default)]
     pub encrypted: Option<B64>,
+    /// Lifespan asked for (ephemeral message).
+    #[serde(default)]
+    pub ttl_secs: Option<i64>,
 }
 
 /// What applying an entry did, for the user interface.
@@ -96,6 +113,11 @@ pub enum Event {
     },
     Removed {
         conversation: Uuid,
+    },
+    /// A message was recalled: its content is gone from this device.
+    Recalled {
+        conversation: Uuid,
+        message: Uuid,
     },
     /// A device this one has not seen before was registered to the same
     /// account (if that was not the user, the account is compromised).
@@ -125,6 +147,8 @@ struct Persisted {
     #[serde(default)]
     known_devices: BTreeSet<Uuid>,
     mls: Vec<(Vec<u8>, Vec<u8>)>,
+    #[serde(default)]
+    server_time: i64,
 }
 
 pub struct ChatCore {
@@ -136,6 +160,8 @@ pub struct ChatCore {
     seen: BTreeSet<Uuid>,
     /// The account's devices this device knows of (to point out new ones).
     known_devices: BTreeSet<Uuid>,
+    /// The latest server time seen: expiry never goes by an earlier clock.
+    server_time: i64,
 }
 
 /// Devices a group must gain or lose to match the server's membership.
@@ -162,6 +188,7 @@ impl ChatCore {
             outbox: Vec::new(),
             seen: BTreeSet::new(),
             known_devices: BTreeSet::from([device]),
+            server_time: 0,
         })
     }
 
@@ -177,6 +204,7 @@ impl ChatCore {
             seen: self.seen.clone(),
             known_devices: self.known_devices.clone(),
             mls: self.mls.export(),
+            server_time: self.server_time,
         };
         let json = Zeroizing::new(serde_json::to_vec(&p).expect("state serialises"));
         key.seal(&json)
@@ -193,6 +221,7 @@ impl ChatCore {
             outbox: p.outbox,
             seen: p.seen,
             known_devices: p.known_devices,
+            server_time: p.server_time,
         })
     }
 
@@ -245,6 +274,35 @@ impl ChatCore {
         local.title = c.title.clone();
         local.patient_ref = c.patient_ref.clone();
         local.members = c.members.clone();
+        local.lifecycle = Some(c.lifecycle);
+    }
+
+    /// The latest server time seen.
+    pub fn server_time(&self) -> i64 {
+        self.server_time
+    }
+
+    /// Remembers the server's clock (never moving back).
+    pub fn saw_server_time(&mut self, t: i64) {
+        self.server_time = self.server_time.max(t);
+    }
+
+    /// Deletes local copies whose lifespan or retention has ended, by the
+    /// later of `device_now` and the last server time seen. Returns how many.
+    pub fn expire(&mut self, device_now: i64) -> usize {
+        let now = device_now.max(self.server_time);
+        let mut gone = 0;
+        for c in self.conversations.values_mut() {
+            let retention = c.lifecycle.and_then(|l| l.retention.secs());
+            let before = c.messages.len();
+            c.messages.retain(|m| {
+                let expired = m.expires_at.is_some_and(|e| e <= now);
+                let past_retention = retention.is_some_and(|r| m.sent_at + r <= now);
+                !(expired || past_retention)
+            });
+            gone += before - c.messages.len();
+        }
+        gone
     }
 
     /// Applies one inbox entry. Entries already applied are ignored.
@@ -266,6 +324,28 @@ impl ChatCore {
         };
         match (e.kind, &e.mls) {
             (MessageKind::Membership, _) => vec![Event::MembershipChanged { conversation }],
+            (MessageKind::Recall, _) => {
+                let Some(message) = e.recalls else {
+                    return reject("recall without the message it recalls".into());
+                };
+                let c = self.conversations.entry(conversation).or_default();
+                c.id = conversation;
+                match c.messages.iter_mut().find(|m| m.id == message) {
+                    Some(m) => {
+                        m.content = MessageContent::default();
+                        m.recalled_at = Some(e.created_at);
+                    }
+                    // Recalled before this device fetched it: the server never
+                    // hands it out now; only the placeholder is shown.
+                    None => {
+                        self.seen.insert(message);
+                    }
+                }
+                vec![Event::Recalled {
+                    conversation,
+                    message,
+                }]
+            }
             (MessageKind::Welcome, Some(body)) => match self.mls.join(&body.0) {
                 Ok(conv) if conv == conversation => {
                     let c = self.conversations.entry(conv).or_default();
@@ -294,6 +374,8 @@ impl ChatCore {
                             priority: e.priority,
                             sent_at: e.created_at,
                             mine: user == self.mls.user,
+                            expires_at: e.expires_at,
+                            recalled_at: None,
                         };
                         let c = self.conversations.entry(conversation).or_default();
                         c.id = conversation;
@@ -375,6 +457,7 @@ impl ChatCore {
             welcome: None,
             added_devices: Vec::new(),
             removed_devices: devices.to_vec(),
+            ttl_secs: None,
         })
     }
 
@@ -394,6 +477,7 @@ impl ChatCore {
             welcome: Some(B64(welcome)),
             added_devices: claimed.iter().map(|k| k.device_id).collect(),
             removed_devices: Vec::new(),
+            ttl_secs: None,
         })
     }
 
@@ -412,12 +496,13 @@ impl ChatCore {
         Ok(())
     }
 
-    /// Puts a message in the outbox; returns its id.
+    /// Puts a message in the outbox (with a lifespan if `ttl_secs`); returns its id.
     pub fn queue(
         &mut self,
         conversation: Uuid,
         content: MessageContent,
         priority: Priority,
+        ttl_secs: Option<i64>,
     ) -> Uuid {
         let id = Uuid::new_v4();
         self.outbox.push(Outgoing {
@@ -426,6 +511,7 @@ impl ChatCore {
             content,
             priority,
             encrypted: None,
+            ttl_secs,
         });
         id
     }
@@ -453,6 +539,7 @@ impl ChatCore {
             welcome: None,
             added_devices: Vec::new(),
             removed_devices: Vec::new(),
+            ttl_secs: out.ttl_secs,
         }))
     }
 
@@ -465,7 +552,7 @@ impl ChatCore {
     }
 
     /// The server accepted the outbox's first message.
-    pub fn sent_next(&mut self, at: i64) -> Option<LocalMessage> {
+    pub fn sent_next(&mut self, at: i64, expires_at: Option<i64>) -> Option<LocalMessage> {
         if self.outbox.is_empty() {
             return None;
         }
@@ -479,6 +566,8 @@ impl ChatCore {
             priority: out.priority,
             sent_at: at,
             mine: true,
+            expires_at,
+            recalled_at: None,
         };
         let c = self.conversations.entry(out.conversation).or_default();
         c.id = out.conversation;

@@ -31,7 +31,9 @@ use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::directory::{DirectoryService, org_to_wire};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{MfaChallengeRow, OrgRow, SessionRow, Store, StoreError, UserRow};
+use crate::store::{
+    LifecycleStore, MfaChallengeRow, OrgRow, SessionRow, Store, StoreError, UserRow,
+};
 use password::Passwords;
 
 const MFA_CHALLENGE_SECS: i64 = 300;
@@ -43,6 +45,8 @@ const THROTTLE_DECAY_SECS: i64 = 24 * 3600;
 #[derive(Clone)]
 pub struct AuthService {
     store: Arc<dyn Store>,
+    /// Remote wipe orders (a wiped device's session answers `device_wiped`).
+    wipes: Arc<dyn LifecycleStore>,
     directory: DirectoryService,
     clock: Arc<dyn Clock>,
     passwords: Passwords,
@@ -61,6 +65,33 @@ fn invalid_code() -> ApiError {
         ErrorCode::InvalidCredentials,
         "the code is wrong or has already been used",
     )
+}
+
+fn device_wiped() -> ApiError {
+    ApiError::new(
+        ErrorCode::DeviceWiped,
+        "this device was reported lost: erase its local store and keys, then confirm with POST /api/v1/devices/wipe-confirmation",
+    )
+}
+
+/// The session a wiped device still holds (revoked by the wipe), for its
+/// confirmation; `None` for any other token.
+impl AuthService {
+    pub async fn wiped_session(&self, token: &str) -> ApiResult<Option<SessionRow>> {
+        let Some(s) = self
+            .store
+            .get_session_by_token_hash(&hash_token(token))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let wiped = self
+            .wipes
+            .get_wipe(s.device_id)
+            .await?
+            .is_some_and(|w| w.confirmed_at.is_none() && w.requested_at >= s.created_at);
+        Ok(wiped.then_some(s))
+    }
 }
 
 /// Seconds of back-off after `failures` failures with `free` free attempts.
@@ -88,6 +119,7 @@ struct ThrottleKey {
 impl AuthService {
     pub fn new(
         store: Arc<dyn Store>,
+        wipes: Arc<dyn LifecycleStore>,
         directory: DirectoryService,
         clock: Arc<dyn Clock>,
         passwords: Passwords,
@@ -95,6 +127,7 @@ impl AuthService {
     ) -> AuthService {
         AuthService {
             store,
+            wipes,
             directory,
             clock,
             passwords,
@@ -202,6 +235,10 @@ impl AuthService {
             ));
         }
         audit.actor_user(org.id, user.id, req.device_id);
+        // A wiped device stays retired: whoever holds it is told to erase it.
+        if self.wipes.get_wipe(req.device_id).await?.is_some() {
+            return Err(device_wiped());
+        }
         // Success clears the account's streaks, not the address's.
         self.store.clear_throttle(&keys[0].key).await?;
         self.store.clear_throttle(&keys[1].key).await?;
@@ -382,6 +419,15 @@ impl AuthService {
             return Err(ApiError::unauthenticated());
         };
         if s.revoked_at.is_some() {
+            // Ended by a remote wipe: the device must erase itself and confirm.
+            if self
+                .wipes
+                .get_wipe(s.device_id)
+                .await?
+                .is_some_and(|w| w.confirmed_at.is_none())
+            {
+                return Err(device_wiped());
+            }
             return Err(ApiError::unauthenticated());
         }
         let idle = now - s.last_seen_at >= s.idle_timeout_secs;

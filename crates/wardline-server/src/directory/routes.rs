@@ -170,6 +170,10 @@ async fn deprovision_user(
     s.messaging
         .remove_from_all_conversations(p.org_id, id, p.user_id)
         .await?;
+    // Selective wipe: the departing user's devices erase their stores.
+    s.lifecycle
+        .wipe_user_devices(p.org_id, id, p.user_id)
+        .await?;
     Ok(Json(user))
 }
 

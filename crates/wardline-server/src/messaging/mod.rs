@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use wardline_crypto::mls::{self, FramedContent};
 use wardline_proto::directory::UserStatus;
+use wardline_proto::lifecycle::LifecyclePolicy;
 use wardline_proto::messaging::*;
 use wardline_proto::{ErrorCode, OrgId, UserId};
 
@@ -32,7 +33,7 @@ use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
 use crate::store::messaging::*;
-use crate::store::{Store, StoreError};
+use crate::store::{LifecycleStore, Store, StoreError};
 use crate::vault::{FieldRef, Vault};
 pub use hub::DeliveryHub;
 
@@ -44,6 +45,7 @@ const MAX_SYNC_LIMIT: i64 = 500;
 #[derive(Clone)]
 pub struct MessagingService {
     store: Arc<dyn MessagingStore>,
+    lifecycle: Arc<dyn LifecycleStore>,
     directory_store: Arc<dyn Store>,
     vault: Vault,
     clock: Arc<dyn Clock>,
@@ -58,6 +60,7 @@ fn conversation_not_found() -> ApiError {
 impl MessagingService {
     pub fn new(
         store: Arc<dyn MessagingStore>,
+        lifecycle: Arc<dyn LifecycleStore>,
         directory_store: Arc<dyn Store>,
         vault: Vault,
         clock: Arc<dyn Clock>,
@@ -65,6 +68,7 @@ impl MessagingService {
         MessagingService {
             acks: acks::AckBatcher::new(store.clone(), clock.clone()),
             store,
+            lifecycle,
             directory_store,
             vault,
             clock,
@@ -74,7 +78,7 @@ impl MessagingService {
 
     /// Wakes the devices' open sockets here and, through the store's
     /// notification (PostgreSQL), on every other node.
-    async fn wake(&self, devices: &[Uuid]) {
+    pub async fn wake(&self, devices: &[Uuid]) {
         if devices.is_empty() {
             return;
         }
@@ -308,19 +312,22 @@ impl MessagingService {
         policy.mandatory_read_receipts.contains(&class)
     }
 
-    async fn to_wire(
+    /// The conversation's wire form (the caller must be allowed to see it).
+    pub async fn to_wire(
         &self,
         c: &ConversationRow,
         audit: Option<&AuditScope>,
     ) -> ApiResult<Conversation> {
         let policy = self.policy(c.org_id).await?;
-        self.to_wire_with(c, &policy, audit).await
+        let lifecycle = self.lifecycle.lifecycle_policy(c.org_id).await?;
+        self.to_wire_with(c, &policy, &lifecycle, audit).await
     }
 
     async fn to_wire_with(
         &self,
         c: &ConversationRow,
         policy: &MessagingPolicy,
+        lifecycle: &LifecyclePolicy,
         audit: Option<&AuditScope>,
     ) -> ApiResult<Conversation> {
         let (title, patient_ref) = self.open_sealed(c).await?;
@@ -349,12 +356,14 @@ impl MessagingService {
                 .collect(),
             read_receipts_mandatory: Self::receipts_mandatory(policy, c),
             last_activity_at: c.last_activity_at,
+            lifecycle: crate::lifecycle::effective(lifecycle, &c.lifecycle),
+            lifecycle_own: c.lifecycle.clone(),
         })
     }
 
     /// Records the patient of a clinical thread on the request's audit event,
     /// so that the patient's access report lists who wrote there.
-    async fn tag_patient(&self, c: &ConversationRow, audit: &AuditScope) -> ApiResult<()> {
+    pub async fn tag_patient(&self, c: &ConversationRow, audit: &AuditScope) -> ApiResult<()> {
         if let (_, Some(patient)) = self.open_sealed(c).await? {
             audit.patient(&patient);
         }
@@ -475,6 +484,9 @@ impl MessagingService {
             created_at: now,
             epoch: 0,
             last_activity_at: now,
+            lifecycle: Default::default(),
+            patient_ref_bidx: patient_ref
+                .map(|r| crate::lifecycle::patient_index(&self.vault, p.org_id, r)),
         };
         let mut members = vec![p.user_id];
         members.extend(others.iter().copied());
@@ -518,9 +530,10 @@ impl MessagingService {
     pub async fn list_conversations(&self, p: &Principal) -> ApiResult<ConversationList> {
         let rows = self.store.user_conversations(p.org_id, p.user_id).await?;
         let policy = self.policy(p.org_id).await?;
+        let lifecycle = self.lifecycle.lifecycle_policy(p.org_id).await?;
         let mut conversations = Vec::with_capacity(rows.len());
         for c in &rows {
-            conversations.push(self.to_wire_with(c, &policy, None).await?);
+            conversations.push(self.to_wire_with(c, &policy, &lifecycle, None).await?);
         }
         Ok(ConversationList { conversations })
     }
@@ -709,7 +722,44 @@ impl MessagingService {
             mls::check_welcome(&w.0).map_err(|e| ApiError::bad_request(format!("welcome: {e}")))?;
         }
         let now = self.clock.now();
+        let expires_at = if is_commit {
+            if req.ttl_secs.is_some() {
+                return Err(ApiError::bad_request(
+                    "ttl_secs belongs to application messages",
+                ));
+            }
+            None
+        } else {
+            let policy = self.lifecycle.lifecycle_policy(p.org_id).await?;
+            crate::lifecycle::message_ttl(&policy, &c.lifecycle, req.ttl_secs)?.map(|t| now + t)
+        };
         let hash = |b: &[u8]| Sha256::digest(b).to_vec();
+        // Each body is sealed under its own data key, so that deleting the key
+        // (retention, expiry, recall) destroys every copy of it.
+        let mut keys = Vec::new();
+        let mut seal = |id: Uuid, bytes: &[u8]| -> ApiResult<(Vec<u8>, String)> {
+            let (row, key) = self.vault.new_key_row(p.org_id)?;
+            let id = id.to_string();
+            let sealed = Vault::seal_bytes(
+                &key,
+                FieldRef {
+                    table: "messages",
+                    row_id: &id,
+                    column: "body",
+                },
+                bytes,
+            );
+            let dek = row.id.clone();
+            keys.push(row);
+            Ok((sealed, dek))
+        };
+        let (body, dek) = seal(req.message_id, &req.mls.0)?;
+        let welcome_id = Uuid::new_v4();
+        let welcome_sealed = req
+            .welcome
+            .as_ref()
+            .map(|w| seal(welcome_id, &w.0))
+            .transpose()?;
         let message = MessageRow {
             id: req.message_id,
             conversation_id: id,
@@ -724,16 +774,25 @@ impl MessagingService {
                 req.priority
             },
             body_hash: Some(hash(&req.mls.0)),
-            body: Some(req.mls.0),
+            body: Some(body),
             created_at: now,
+            dek_id: Some(dek),
+            expires_at,
+            recalled_at: None,
+            recalls: None,
         };
-        let welcome = req.welcome.map(|w| MessageRow {
-            id: Uuid::new_v4(),
-            kind: MessageKind::Welcome,
-            body_hash: Some(hash(&w.0)),
-            body: Some(w.0),
-            ..message.clone()
-        });
+        let welcome = req
+            .welcome
+            .zip(welcome_sealed)
+            .map(|(w, (body, dek))| MessageRow {
+                id: welcome_id,
+                kind: MessageKind::Welcome,
+                body_hash: Some(hash(&w.0)),
+                body: Some(body),
+                dek_id: Some(dek),
+                expires_at: None,
+                ..message.clone()
+            });
         let outcome = self
             .store
             .submit(&Submission {
@@ -741,6 +800,7 @@ impl MessagingService {
                 welcome,
                 added: req.added_devices,
                 removed: req.removed_devices,
+                keys,
             })
             .await?;
         match outcome {
@@ -751,13 +811,19 @@ impl MessagingService {
                     epoch,
                     created_at: now,
                     duplicate: false,
+                    expires_at,
                 })
             }
-            SubmitOutcome::Duplicate { epoch, created_at } => Ok(SubmitMessageResponse {
+            SubmitOutcome::Duplicate {
+                epoch,
+                created_at,
+                expires_at,
+            } => Ok(SubmitMessageResponse {
                 message_id: req.message_id,
                 epoch,
                 created_at,
                 duplicate: true,
+                expires_at,
             }),
             SubmitOutcome::StaleEpoch { current } => Err(ApiError::new(
                 ErrorCode::StaleEpoch,
@@ -795,15 +861,21 @@ impl MessagingService {
         if q.after < 0 {
             return Err(ApiError::bad_request("after must not be negative"));
         }
+        let now = self.clock.now();
         let rows = self
             .store
-            .inbox_after(device.id, q.after, limit + 1)
+            .inbox_after(device.id, q.after, limit + 1, now)
             .await?;
         let more = rows.len() as i64 > limit;
         Ok(SyncResponse {
-            entries: rows.into_iter().take(limit as usize).map(entry).collect(),
+            entries: rows
+                .into_iter()
+                .take(limit as usize)
+                .map(|r| self.entry(r))
+                .collect::<ApiResult<_>>()?,
             more,
             acked: device.acked_seq,
+            server_time: now,
         })
     }
 
@@ -813,13 +885,12 @@ impl MessagingService {
         after: i64,
         limit: i64,
     ) -> ApiResult<Vec<InboxEntry>> {
-        Ok(self
-            .store
-            .inbox_after(device, after, limit)
+        self.store
+            .inbox_after(device, after, limit, self.clock.now())
             .await?
             .into_iter()
-            .map(entry)
-            .collect())
+            .map(|r| self.entry(r))
+            .collect()
     }
 
     pub async fn ack(&self, p: &Principal, up_to: i64) -> ApiResult<AckResponse> {
@@ -936,17 +1007,21 @@ impl MessagingService {
         if data.is_empty() {
             return Err(ApiError::validation("an attachment cannot be empty"));
         }
+        let attachment_id = Uuid::new_v4();
+        let size = data.len() as i64;
+        let (key_row, key) = self.vault.new_key_row(p.org_id)?;
         let row = AttachmentRow {
-            id: Uuid::new_v4(),
+            id: attachment_id,
             conversation_id: id,
             uploader_device: device.id,
-            data,
+            data: Vault::seal_bytes(&key, attachment_field(&attachment_id.to_string()), &data),
             created_at: self.clock.now(),
+            dek_id: Some(key_row.id.clone()),
         };
-        self.store.insert_attachment(&row).await?;
+        self.store.insert_attachment(&row, &key_row).await?;
         Ok(AttachmentUploaded {
-            attachment_id: row.id,
-            size: row.data.len() as i64,
+            attachment_id,
+            size,
         })
     }
 
@@ -958,14 +1033,47 @@ impl MessagingService {
     ) -> ApiResult<Vec<u8>> {
         self.member_conversation(p, id).await?;
         match self.store.get_attachment(id, attachment).await {
-            Ok(a) => Ok(a.data),
+            Ok((a, None)) => Ok(a.data),
+            Ok((a, Some(key))) => Ok(Vault::open_bytes(
+                &self.vault.unwrap_key(&key)?,
+                attachment_field(&a.id.to_string()),
+                &a.data,
+            )?),
             Err(StoreError::NotFound) => Err(ApiError::not_found("attachment")),
             Err(e) => Err(e.into()),
         }
     }
 }
 
-fn entry((seq, m): (i64, MessageRow)) -> InboxEntry {
+fn attachment_field(id: &str) -> FieldRef<'_> {
+    FieldRef {
+        table: "attachments",
+        row_id: id,
+        column: "data",
+    }
+}
+
+impl MessagingService {
+    /// An inbox entry for the device, its body opened from the vault.
+    fn entry(&self, r: InboxRow) -> ApiResult<InboxEntry> {
+        let mut m = r.message;
+        if let (Some(body), Some(key)) = (&m.body, &r.key) {
+            let id = m.id.to_string();
+            m.body = Some(Vault::open_bytes(
+                &self.vault.unwrap_key(key)?,
+                FieldRef {
+                    table: "messages",
+                    row_id: &id,
+                    column: "body",
+                },
+                body,
+            )?);
+        }
+        Ok(entry(r.seq, m))
+    }
+}
+
+fn entry(seq: i64, m: MessageRow) -> InboxEntry {
     InboxEntry {
         seq,
         message_id: m.id,
@@ -977,5 +1085,7 @@ fn entry((seq, m): (i64, MessageRow)) -> InboxEntry {
         priority: m.priority,
         created_at: m.created_at,
         mls: m.body.map(B64),
+        expires_at: m.expires_at,
+        recalls: m.recalls,
     }
 }

@@ -8,10 +8,11 @@
 
 use async_trait::async_trait;
 use uuid::Uuid;
+use wardline_proto::lifecycle::ConversationLifecycle;
 use wardline_proto::messaging::{ConversationKind, DeviceState, MessageKind, Priority};
 use wardline_proto::{DeviceId, OrgId, UserId};
 
-use super::Result;
+use super::{DataKeyRow, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
@@ -50,6 +51,10 @@ pub struct ConversationRow {
     pub created_at: i64,
     pub epoch: i64,
     pub last_activity_at: i64,
+    /// The conversation's own retention and lifespan.
+    pub lifecycle: ConversationLifecycle,
+    /// Blind index of the patient reference (legal holds on a patient).
+    pub patient_ref_bidx: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,9 +73,18 @@ pub struct MessageRow {
     pub sender_device: Option<DeviceId>,
     pub epoch: i64,
     pub priority: Priority,
+    /// Sealed under `dek_id` (rows from before sealing: the MLS bytes).
     pub body: Option<Vec<u8>>,
+    /// SHA-256 of the MLS bytes.
     pub body_hash: Option<Vec<u8>>,
     pub created_at: i64,
+    /// The body's own data key; deleting it shreds the body.
+    pub dek_id: Option<String>,
+    /// Ephemeral: gone everywhere after this.
+    pub expires_at: Option<i64>,
+    pub recalled_at: Option<i64>,
+    /// Recall notices: the message recalled.
+    pub recalls: Option<Uuid>,
 }
 
 impl MessageRow {
@@ -87,8 +101,20 @@ impl MessageRow {
             body: None,
             body_hash: None,
             created_at: now,
+            dek_id: None,
+            expires_at: None,
+            recalled_at: None,
+            recalls: None,
         }
     }
+}
+
+/// An inbox entry with its message and the data key its body is sealed under.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub seq: i64,
+    pub message: MessageRow,
+    pub key: Option<DataKeyRow>,
 }
 
 /// A commit or application message to store, fan out and order.
@@ -99,6 +125,9 @@ pub struct Submission {
     pub welcome: Option<MessageRow>,
     pub added: Vec<DeviceId>,
     pub removed: Vec<DeviceId>,
+    /// The data keys the message's and Welcome's bodies are sealed under,
+    /// stored in the same transaction (so a refused submission leaves none).
+    pub keys: Vec<DataKeyRow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +138,11 @@ pub enum SubmitOutcome {
         recipients: Vec<DeviceId>,
     },
     /// The same message id and bytes were accepted before (a client retry).
-    Duplicate { epoch: i64, created_at: i64 },
+    Duplicate {
+        epoch: i64,
+        created_at: i64,
+        expires_at: Option<i64>,
+    },
     /// The conversation has moved on: process the inbox and try again.
     StaleEpoch { current: i64 },
     /// These bytes were accepted before under another id: a replay.
@@ -139,8 +172,10 @@ pub struct AttachmentRow {
     pub id: Uuid,
     pub conversation_id: Uuid,
     pub uploader_device: DeviceId,
+    /// Sealed under `dek_id`.
     pub data: Vec<u8>,
     pub created_at: i64,
+    pub dek_id: Option<String>,
 }
 
 /// Devices that a store change put something in front of: the service wakes
@@ -203,13 +238,15 @@ pub trait MessagingStore: Send + Sync + 'static {
     // Messages and delivery.
     async fn submit(&self, s: &Submission) -> Result<SubmitOutcome>;
     async fn get_message(&self, conversation: Uuid, id: Uuid) -> Result<MessageRow>;
-    /// The device's inbox after `after`, in order, with the messages.
+    /// The device's inbox after `after`, in order, with the messages and
+    /// their keys; recalled messages and ephemeral ones past `now` are left out.
     async fn inbox_after(
         &self,
         device: DeviceId,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, MessageRow)>>;
+        now: i64,
+    ) -> Result<Vec<InboxRow>>;
     /// Moves the device's cursor to `up_to` (never back) and marks those
     /// entries delivered. `None` if `up_to` is beyond what was handed out.
     async fn ack(&self, device: DeviceId, up_to: i64, now: i64) -> Result<Option<i64>>;
@@ -234,6 +271,11 @@ pub trait MessagingStore: Send + Sync + 'static {
     /// NOTIFY; nothing on SQLite, which has one node).
     async fn announce(&self, devices: &[DeviceId]) -> Result<()>;
 
-    async fn insert_attachment(&self, a: &AttachmentRow) -> Result<()>;
-    async fn get_attachment(&self, conversation: Uuid, id: Uuid) -> Result<AttachmentRow>;
+    /// Stores the attachment and the data key it is sealed under.
+    async fn insert_attachment(&self, a: &AttachmentRow, key: &DataKeyRow) -> Result<()>;
+    async fn get_attachment(
+        &self,
+        conversation: Uuid,
+        id: Uuid,
+    ) -> Result<(AttachmentRow, Option<DataKeyRow>)>;
 }

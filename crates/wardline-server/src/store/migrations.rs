@@ -41,6 +41,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_patients.sql"),
         postgres: include_str!("../../migrations/postgres/0004_patients.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lifecycle",
+        sqlite: include_str!("../../migrations/sqlite/0005_lifecycle.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_lifecycle.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

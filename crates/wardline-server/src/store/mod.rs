@@ -12,11 +12,13 @@
 //! * tokens and codes are stored as hashes only.
 
 pub mod audit;
+pub mod lifecycle;
 pub mod messaging;
 pub mod migrations;
 pub mod patients;
 pub mod sql;
 mod sql_audit;
+mod sql_lifecycle;
 mod sql_messaging;
 mod sql_patients;
 
@@ -25,6 +27,7 @@ use wardline_proto::directory::{OrgPolicy, UserStatus};
 use wardline_proto::{DeviceId, OrgId, Role, SessionId, UserId};
 
 pub use audit::{AuditRow, AuditStore, CheckpointRow};
+pub use lifecycle::LifecycleStore;
 pub use messaging::MessagingStore;
 pub use patients::PatientStore;
 pub use sql::SqlStore;

@@ -69,9 +69,11 @@ impl SqlStore {
                             // makes every acknowledged commit survive power loss. A 16 MiB
                             // page cache and a 40 MB WAL between checkpoints keep the audit
                             // log's index pages in memory and its fsyncs few (more audit
-                            // appends per second, bench/RESULTS.md).
+                            // appends per second, bench/RESULTS.md). secure_delete zeroes
+                            // what a deletion frees, so deleted messages do not linger in
+                            // free pages of the file.
                             sqlx::raw_sql(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 10000;",
                             )
                             .execute(conn)
@@ -143,7 +145,7 @@ impl SqlStore {
         self.session_changes.subscribe()
     }
 
-    fn sessions_changed(&self) {
+    pub(super) fn sessions_changed(&self) {
         self.session_changes.send_modify(|n| *n += 1);
     }
 
@@ -240,7 +242,7 @@ fn org_from_row(row: &AnyRow) -> Result<OrgRow> {
 
 /// Decodes a data key whose columns carry `prefix` (`""`, or `"k_"` where a
 /// join aliased them away from the user's columns of the same name).
-fn data_key_from_row(row: &AnyRow, prefix: &str) -> Result<DataKeyRow> {
+pub(super) fn data_key_from_row(row: &AnyRow, prefix: &str) -> Result<DataKeyRow> {
     let col = |name: &str| format!("{prefix}{name}");
     let org: Option<String> = row.try_get(col("org_id").as_str())?;
     Ok(DataKeyRow {

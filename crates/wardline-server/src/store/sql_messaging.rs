@@ -15,8 +15,31 @@ use wardline_proto::messaging::{ConversationKind, DeviceState, MessageKind, Prio
 use wardline_proto::{DeviceId, OrgId, UserId};
 
 use super::messaging::*;
-use super::sql::{SqlStore, bool_col, map_unique, opt_uuid, uuid_col};
-use super::{Backend, Result, StoreError};
+use super::sql::{SqlStore, bool_col, data_key_from_row, map_unique, opt_uuid, uuid_col};
+use super::{Backend, DataKeyRow, Result, StoreError};
+
+/// The data key of a row joined as `k_*` columns (`LEFT JOIN`: may be absent).
+fn joined_key(row: &AnyRow) -> Result<Option<DataKeyRow>> {
+    if row.try_get::<Option<String>, _>("k_id")?.is_none() {
+        return Ok(None);
+    }
+    data_key_from_row(row, "k_").map(Some)
+}
+
+pub(super) async fn insert_key(tx: &mut Transaction<'_, Any>, k: &DataKeyRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO data_keys (id, org_id, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&k.id)
+    .bind(k.org_id.map(|o| o.to_string()))
+    .bind(&k.kek_id)
+    .bind(&k.wrapped)
+    .bind(k.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| map_unique(e, "data key id"))?;
+    Ok(())
+}
 
 fn device_from_row(row: &AnyRow) -> Result<DeviceRow> {
     Ok(DeviceRow {
@@ -47,6 +70,9 @@ fn conversation_from_row(row: &AnyRow) -> Result<ConversationRow> {
         created_at: row.try_get("created_at")?,
         epoch: row.try_get("epoch")?,
         last_activity_at: row.try_get("last_activity_at")?,
+        lifecycle: serde_json::from_str(&row.try_get::<String, _>("lifecycle")?)
+            .map_err(|e| StoreError::Corrupt(format!("conversation lifecycle: {e}")))?,
+        patient_ref_bidx: row.try_get("patient_ref_bidx")?,
     })
 }
 
@@ -66,13 +92,17 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
         body: row.try_get("body")?,
         body_hash: row.try_get("body_hash")?,
         created_at: row.try_get("created_at")?,
+        dek_id: row.try_get("dek_id")?,
+        expires_at: row.try_get("expires_at")?,
+        recalled_at: row.try_get("recalled_at")?,
+        recalls: opt_uuid(row, "recalls")?,
     })
 }
 
-async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result<()> {
+pub(super) async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result<()> {
     sqlx::query(
-        "INSERT INTO messages (id, conversation_id, kind, sender_user, sender_device, epoch, priority, body, body_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO messages (id, conversation_id, kind, sender_user, sender_device, epoch, priority, body, body_hash, created_at, dek_id, expires_at, recalls) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(m.id.to_string())
     .bind(m.conversation_id.to_string())
@@ -84,6 +114,9 @@ async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result
     .bind(m.body.clone())
     .bind(m.body_hash.clone())
     .bind(m.created_at)
+    .bind(m.dek_id.clone())
+    .bind(m.expires_at)
+    .bind(m.recalls.map(|r| r.to_string()))
     .execute(&mut **tx)
     .await
     .map_err(|e| map_unique(e, "message"))?;
@@ -150,7 +183,7 @@ impl SqlStore {
     /// Puts `m` in the inbox of every member device of its conversation except
     /// `except` (the sender's), in one statement each for the positions and
     /// the entries, whatever the group size.
-    async fn fan_out_to_members(
+    pub(super) async fn fan_out_to_members(
         &self,
         tx: &mut Transaction<'_, Any>,
         m: &MessageRow,
@@ -219,7 +252,11 @@ impl SqlStore {
     }
 
     /// Takes the conversation's lock (see the module comment) and returns its epoch.
-    async fn lock_conversation(tx: &mut Transaction<'_, Any>, id: Uuid, now: i64) -> Result<i64> {
+    pub(super) async fn lock_conversation(
+        tx: &mut Transaction<'_, Any>,
+        id: Uuid,
+        now: i64,
+    ) -> Result<i64> {
         let row = sqlx::query(
             "UPDATE conversations SET last_activity_at = $2 WHERE id = $1 RETURNING epoch",
         )
@@ -379,8 +416,8 @@ impl MessagingStore for SqlStore {
     ) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO conversations (id, org_id, kind, dek_id, title_enc, patient_ref_enc, direct_key, created_by, created_at, epoch, last_activity_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO conversations (id, org_id, kind, dek_id, title_enc, patient_ref_enc, direct_key, created_by, created_at, epoch, last_activity_at, lifecycle, patient_ref_bidx) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(c.id.to_string())
         .bind(c.org_id.to_string())
@@ -393,6 +430,8 @@ impl MessagingStore for SqlStore {
         .bind(c.created_at)
         .bind(c.epoch)
         .bind(c.last_activity_at)
+        .bind(serde_json::to_string(&c.lifecycle).expect("lifecycle serialises"))
+        .bind(c.patient_ref_bidx.clone())
         .execute(&mut *tx)
         .await
         .map_err(|e| map_unique(e, "direct conversation"))?;
@@ -592,6 +631,7 @@ impl MessagingStore for SqlStore {
                     SubmitOutcome::Duplicate {
                         epoch,
                         created_at: prev.created_at,
+                        expires_at: prev.expires_at,
                     }
                 } else {
                     SubmitOutcome::IdTaken
@@ -648,11 +688,14 @@ impl MessagingStore for SqlStore {
                     }
                 }
             }
-            MessageKind::Welcome | MessageKind::Membership => {
+            MessageKind::Welcome | MessageKind::Membership | MessageKind::Recall => {
                 return Err(StoreError::Corrupt(
                     "only commits and application messages are submitted".into(),
                 ));
             }
+        }
+        for k in &s.keys {
+            insert_key(&mut tx, k).await?;
         }
         insert_message(&mut tx, m).await?;
         let mut recipients = self.fan_out_to_members(&mut tx, m, Some(sender)).await?;
@@ -710,18 +753,31 @@ impl MessagingStore for SqlStore {
         device: DeviceId,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, MessageRow)>> {
+        now: i64,
+    ) -> Result<Vec<InboxRow>> {
+        // Skipping recalled and expired entries leaves gaps in what a device
+        // sees, never in positions: its cursor still moves past them.
         let rows = sqlx::query(
-            "SELECT i.seq, m.* FROM inbox i JOIN messages m ON m.id = i.message_id \
-             WHERE i.device_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3",
+            "SELECT i.seq, m.*, k.id AS k_id, k.org_id AS k_org_id, k.kek_id AS k_kek_id, \
+               k.wrapped AS k_wrapped, k.created_at AS k_created_at \
+             FROM inbox i JOIN messages m ON m.id = i.message_id LEFT JOIN data_keys k ON k.id = m.dek_id \
+             WHERE i.device_id = $1 AND i.seq > $2 AND m.recalled_at IS NULL \
+               AND (m.expires_at IS NULL OR m.expires_at > $4) ORDER BY i.seq LIMIT $3",
         )
         .bind(device.to_string())
         .bind(after)
         .bind(limit)
+        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("seq")?, message_from_row(r)?)))
+            .map(|r| {
+                Ok(InboxRow {
+                    seq: r.try_get("seq")?,
+                    message: message_from_row(r)?,
+                    key: joined_key(r)?,
+                })
+            })
             .collect()
     }
 
@@ -837,9 +893,11 @@ impl MessagingStore for SqlStore {
         Ok(())
     }
 
-    async fn insert_attachment(&self, a: &AttachmentRow) -> Result<()> {
+    async fn insert_attachment(&self, a: &AttachmentRow, key: &DataKeyRow) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        insert_key(&mut tx, key).await?;
         sqlx::query(
-            "INSERT INTO attachments (id, conversation_id, uploader_device, size, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO attachments (id, conversation_id, uploader_device, size, data, created_at, dek_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(a.id.to_string())
         .bind(a.conversation_id.to_string())
@@ -847,24 +905,39 @@ impl MessagingStore for SqlStore {
         .bind(a.data.len() as i64)
         .bind(a.data.clone())
         .bind(a.created_at)
-        .execute(&self.pool)
+        .bind(a.dek_id.clone())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    async fn get_attachment(&self, conversation: Uuid, id: Uuid) -> Result<AttachmentRow> {
-        let row = sqlx::query("SELECT * FROM attachments WHERE id = $1 AND conversation_id = $2")
-            .bind(id.to_string())
-            .bind(conversation.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        Ok(AttachmentRow {
-            id: uuid_col(&row, "id")?,
-            conversation_id: uuid_col(&row, "conversation_id")?,
-            uploader_device: uuid_col(&row, "uploader_device")?,
-            data: row.try_get("data")?,
-            created_at: row.try_get("created_at")?,
-        })
+    async fn get_attachment(
+        &self,
+        conversation: Uuid,
+        id: Uuid,
+    ) -> Result<(AttachmentRow, Option<DataKeyRow>)> {
+        let row = sqlx::query(
+            "SELECT a.*, k.id AS k_id, k.org_id AS k_org_id, k.kek_id AS k_kek_id, \
+               k.wrapped AS k_wrapped, k.created_at AS k_created_at \
+             FROM attachments a LEFT JOIN data_keys k ON k.id = a.dek_id \
+             WHERE a.id = $1 AND a.conversation_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(conversation.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        Ok((
+            AttachmentRow {
+                id: uuid_col(&row, "id")?,
+                conversation_id: uuid_col(&row, "conversation_id")?,
+                uploader_device: uuid_col(&row, "uploader_device")?,
+                data: row.try_get("data")?,
+                created_at: row.try_get("created_at")?,
+                dek_id: row.try_get("dek_id")?,
+            },
+            joined_key(&row)?,
+        ))
     }
 }

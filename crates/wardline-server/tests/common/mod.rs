@@ -328,9 +328,14 @@ impl TestServer {
 
     /// As [`TestServer::sign_in_mfa`], also returning the new device's id.
     pub async fn sign_in_device(&self, who: &Actor) -> (ApiClient, Uuid) {
+        let device_id = Uuid::new_v4();
+        (self.sign_in_as_device(who, device_id).await, device_id)
+    }
+
+    /// A fresh full session for an existing device (after its session ended).
+    pub async fn sign_in_as_device(&self, who: &Actor, device_id: Uuid) -> ApiClient {
         self.next_totp_step();
         let c = self.client();
-        let device_id = Uuid::new_v4();
         let resp = c
             .login(&LoginRequest {
                 org: who.org_slug.clone(),
@@ -348,7 +353,7 @@ impl TestServer {
             )
             .await
             .expect("mfa");
-        (c.with_token(Some(s.token)), device_id)
+        c.with_token(Some(s.token))
     }
 }
 
