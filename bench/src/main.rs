@@ -355,6 +355,7 @@ async fn start(
                 mfa_required: false,
                 messaging: Default::default(),
                 patients: Default::default(),
+                devices: Default::default(),
             },
         )
         .await

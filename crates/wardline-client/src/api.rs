@@ -547,6 +547,15 @@ impl ApiClient {
         .await
     }
 
+    pub async fn device_status(&self) -> Result<DeviceStatus> {
+        self.get("/api/v1/devices/posture").await
+    }
+
+    pub async fn report_posture(&self, posture: &DevicePosture) -> Result<DeviceStatus> {
+        self.send(Method::PUT, "/api/v1/devices/posture", Some(posture))
+            .await
+    }
+
     pub async fn device_wipes(&self) -> Result<DeviceWipeList> {
         self.get("/api/v1/devices/wipes").await
     }

@@ -38,6 +38,12 @@ pub enum ChatError {
     Socket(String),
     #[error("{0}")]
     State(String),
+    /// The device has not reached the server for longer than the device
+    /// policy allows; the store opens again once the server is reachable.
+    #[error(
+        "this device has not reached the server for {days} days (the organisation allows fewer offline); connect to open its messages"
+    )]
+    Locked { days: i64 },
     /// The device was reported lost: its local store and keys were erased
     /// (and the erasure confirmed to the server, if it answered).
     #[error("this device was reported lost and has been wiped: its local store and keys are erased{}", if *.confirmed { " (confirmed to the server)" } else { "" })]
@@ -96,6 +102,11 @@ impl Chat {
             Ok(sealed) => {
                 let key = derive_key(passphrase, Some(&sealed)).map_err(CoreError::from)?;
                 let mut core = ChatCore::open(&sealed, &key)?;
+                if user.is_none()
+                    && let Some(days) = core.offline_too_long(unix_now())
+                {
+                    return Err(ChatError::Locked { days });
+                }
                 // Offline too: what expired is deleted before anything is shown.
                 core.expire(unix_now());
                 if user.is_some_and(|u| u != core.mls.user) || core.mls.device != device {
@@ -116,7 +127,17 @@ impl Chat {
                 let user = user.ok_or_else(|| {
                     ChatError::State("the first use of a device needs the server".into())
                 })?;
-                let core = ChatCore::new(user, device)?;
+                // The organisation's device policy says how strong the PIN must be.
+                let policy = api.device_status().await?.policy;
+                let pin = passphrase.chars().count() as i64;
+                if policy.require_local_pin && pin < policy.min_pin_length {
+                    return Err(ChatError::State(format!(
+                        "the organisation requires a PIN or passphrase of at least {} characters for this device's store",
+                        policy.min_pin_length
+                    )));
+                }
+                let mut core = ChatCore::new(user, device)?;
+                core.device_policy = Some(policy);
                 let key = derive_key(passphrase, None).map_err(CoreError::from)?;
                 let registration = core.registration(device_name, KEY_PACKAGE_BATCH)?;
                 let chat = Chat {
@@ -149,18 +170,11 @@ impl Chat {
     /// Erases the local store (overwritten, then removed) after the server
     /// said this device was wiped, and confirms with the ended session.
     async fn erase_and_confirm(&mut self) -> ChatError {
-        if let Ok(len) = std::fs::metadata(&self.path).map(|m| m.len()) {
-            // Overwrite before unlinking so the sealed state is not left in the
-            // file's blocks (best effort on copy-on-write file systems).
-            let _ = write_private(&self.path, &vec![0u8; len as usize]);
-        }
-        let _ = std::fs::remove_file(&self.path);
         // The in-memory state (MLS keys included) goes with this object; make
         // it useless now in case the caller keeps it.
         self.core.conversations.clear();
         self.core.outbox.clear();
-        let confirmed = self.api.confirm_wipe().await.is_ok();
-        ChatError::Wiped { confirmed }
+        erase_device(&self.api, &self.path).await
     }
 
     /// Turns the server's wipe order into the erasure it asks for.
@@ -201,6 +215,7 @@ impl Chat {
         for c in self.api.conversations().await?.conversations {
             self.core.update_conversation(&c);
         }
+        self.core.device_policy = Some(self.api.device_status().await?.policy);
         self.core.expire(unix_now());
         self.save()
     }
@@ -393,6 +408,19 @@ impl Chat {
             Err(e) => Err(e),
         };
         self.obey_wipe(r).await
+    }
+
+    /// Reports this device's platform facts; the answer says whether the
+    /// device meets the organisation's policy (if not, messaging calls are
+    /// refused with `device_blocked` until it does).
+    pub async fn report_posture(
+        &mut self,
+        posture: &wardline_proto::lifecycle::DevicePosture,
+    ) -> Result<wardline_proto::lifecycle::DeviceStatus> {
+        let status = self.api.report_posture(posture).await?;
+        self.core.device_policy = Some(status.policy.clone());
+        self.save()?;
+        Ok(status)
     }
 
     /// Recalls a message this user sent (or any, for an administrator);
@@ -600,6 +628,20 @@ impl Chat {
         })?;
         Ok(socket)
     }
+}
+
+/// Obeys a wipe order without opening the store (no passphrase needed):
+/// overwrites and removes the sealed store at `path`, then confirms with the
+/// session the wipe ended. Returns the [`ChatError::Wiped`] to report.
+pub async fn erase_device(api: &ApiClient, path: &Path) -> ChatError {
+    if let Ok(len) = std::fs::metadata(path).map(|m| m.len()) {
+        // Overwrite before unlinking so the sealed state is not left in the
+        // file's blocks (best effort on copy-on-write file systems).
+        let _ = write_private(path, &vec![0u8; len as usize]);
+    }
+    let _ = std::fs::remove_file(path);
+    let confirmed = api.confirm_wipe().await.is_ok();
+    ChatError::Wiped { confirmed }
 }
 
 fn unix_now() -> i64 {

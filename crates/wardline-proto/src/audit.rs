@@ -175,6 +175,8 @@ actions! {
     DeviceWipe => "device.wipe", "A device was reported lost: sessions ended, removal from its groups and a wipe ordered.";
     DeviceWipeConfirm => "device.wipe.confirm", "A wiped device confirmed that it erased its store and keys.";
     DeviceWipesList => "device.wipes.list", "Someone listed remote wipes and their confirmations.";
+    DevicePostureView => "device.posture.view", "A device read the device policy and whether it meets it.";
+    DevicePostureReport => "device.posture.report", "A device reported its platform, OS version and whether it is rooted or jailbroken.";
 }
 
 // Written out rather than derived: the derive cannot see the serde names

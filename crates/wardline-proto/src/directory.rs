@@ -33,6 +33,9 @@ pub struct OrgPolicy {
     /// Patient texting: links, identity checks, quiet hours, sender number.
     #[serde(default)]
     pub patients: crate::patients::PatientTextingPolicy,
+    /// What devices must be (PIN, posture, offline limit) to hold messages.
+    #[serde(default)]
+    pub devices: crate::lifecycle::DevicePolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,6 +43,9 @@ pub enum ErrorCode {
     /// This device was reported lost and must erase its local store and keys,
     /// then confirm with `POST /api/v1/devices/wipe-confirmation` (401).
     DeviceWiped,
+    /// The device does not meet the organisation's device policy (rooted,
+    /// OS too old, posture not reported); the message says why (403).
+    DeviceBlocked,
     /// The patient has not consented to this kind of text, or withdrew
     /// consent: record their consent first (409).
     ConsentRequired,
@@ -66,7 +69,9 @@ impl ErrorCode {
             ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::DeviceWiped => {
                 401
             }
-            ErrorCode::MfaEnrolmentRequired | ErrorCode::Forbidden => 403,
+            ErrorCode::MfaEnrolmentRequired | ErrorCode::Forbidden | ErrorCode::DeviceBlocked => {
+                403
+            }
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict

@@ -303,3 +303,183 @@ pub struct DeviceWipeList {
 pub struct WipeConfirmation {
     pub erased: bool,
 }
+
+// ------------------------------------------------------------- device policy
+
+/// What a device must be and do to hold the organisation's messages. The
+/// server enforces what it can see (posture, offline limits it hands out);
+/// the client SDK enforces the rest on the device (PIN, local lock, copying,
+/// forwarding and attachment types, which the server cannot see inside MLS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicePolicy {
+    /// The local store must be sealed under a PIN or passphrase.
+    pub require_local_pin: bool,
+    /// Shortest PIN or passphrase (4 ..= 64 characters).
+    #[cfg_attr(feature = "openapi", schema(minimum = 4, maximum = 64))]
+    pub min_pin_length: i64,
+    /// The app locks (asks for the PIN again) after this long unattended
+    /// (30 ..= 86400 seconds). The server session's own idle timeout is the
+    /// organisation's `idle_timeout_secs`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 30, maximum = 86400))]
+    pub lock_after_idle_secs: i64,
+    /// Days without reaching the server after which the local store will not
+    /// open offline (1 ..= 365; none: no limit).
+    pub max_offline_days: Option<i64>,
+    /// Whether messages may be forwarded to another conversation.
+    pub allow_forwarding: bool,
+    /// Whether message text may be copied out of the app.
+    pub allow_copy: bool,
+    /// MIME types that may be attached (`image/*` style wildcards; empty: any).
+    pub allowed_attachment_types: Vec<String>,
+    /// Refuse devices that report being rooted or jailbroken.
+    pub block_compromised: bool,
+    /// Refuse devices that have not reported their platform and OS version.
+    pub require_posture: bool,
+    /// Lowest OS version per platform (`ios`, `android`, `macos`, `windows`,
+    /// `linux`), compared number by number (`17.4` < `17.10`).
+    pub min_os_versions: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for DevicePolicy {
+    fn default() -> Self {
+        DevicePolicy {
+            require_local_pin: true,
+            min_pin_length: 6,
+            lock_after_idle_secs: 300,
+            max_offline_days: Some(14),
+            allow_forwarding: true,
+            allow_copy: true,
+            allowed_attachment_types: Vec::new(),
+            block_compromised: true,
+            require_posture: false,
+            min_os_versions: Default::default(),
+        }
+    }
+}
+
+impl DevicePolicy {
+    /// Why a device with this posture may not hold messages (empty: it may).
+    pub fn refusals(&self, posture: Option<&DevicePosture>) -> Vec<String> {
+        let Some(p) = posture else {
+            return if self.require_posture {
+                vec!["the device has not reported its platform and OS version".into()]
+            } else {
+                Vec::new()
+            };
+        };
+        let mut out = Vec::new();
+        if self.block_compromised && p.compromised {
+            out.push("the device reports being rooted or jailbroken".into());
+        }
+        if let Some(min) = self.min_os_versions.get(&p.platform.to_lowercase())
+            && version_less(&p.os_version, min)
+        {
+            out.push(format!(
+                "{} {} is older than the minimum {min}",
+                p.platform, p.os_version
+            ));
+        }
+        out
+    }
+
+    /// Whether an attachment of this MIME type may be sent.
+    pub fn allows_attachment(&self, mime: &str) -> bool {
+        let mime = mime.to_lowercase();
+        self.allowed_attachment_types.is_empty()
+            || self.allowed_attachment_types.iter().any(|t| {
+                let t = t.to_lowercase();
+                match t.strip_suffix("/*") {
+                    Some(major) => mime.split('/').next() == Some(major),
+                    None => t == mime,
+                }
+            })
+    }
+}
+
+/// `a < b` comparing dot-separated numbers (missing parts are 0; a part
+/// that is not a number compares as 0).
+fn version_less(a: &str, b: &str) -> bool {
+    let parts = |s: &str| -> Vec<u64> {
+        s.trim()
+            .split('.')
+            .map(|p| p.trim().parse().unwrap_or(0))
+            .collect()
+    };
+    let (a, b) = (parts(a), parts(b));
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
+        if x != y {
+            return x < y;
+        }
+    }
+    false
+}
+
+/// Platform facts a device reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DevicePosture {
+    /// `ios`, `android`, `macos`, `windows`, `linux`, … (1–32 characters).
+    pub platform: String,
+    /// e.g. `17.4.1` (1–32 characters).
+    pub os_version: String,
+    /// Rooted or jailbroken, as far as the device can tell.
+    pub compromised: bool,
+}
+
+/// The organisation's device policy and whether the caller's device meets it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceStatus {
+    pub policy: DevicePolicy,
+    /// What the device last reported (none yet: absent).
+    pub posture: Option<DevicePosture>,
+    pub allowed: bool,
+    /// Why not, when not allowed.
+    pub refusals: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_number_by_number() {
+        assert!(version_less("17.4", "17.10"));
+        assert!(version_less("16", "17.0"));
+        assert!(!version_less("17.0", "17"));
+        assert!(!version_less("17.0.1", "17"));
+        assert!(version_less("garbage", "1"));
+    }
+
+    #[test]
+    fn attachment_types_with_wildcards() {
+        let mut p = DevicePolicy::default();
+        assert!(p.allows_attachment("application/x-anything"));
+        p.allowed_attachment_types = vec!["image/*".into(), "application/pdf".into()];
+        assert!(p.allows_attachment("image/png"));
+        assert!(p.allows_attachment("Application/PDF"));
+        assert!(!p.allows_attachment("application/zip"));
+        assert!(!p.allows_attachment("imagex/png"));
+    }
+
+    #[test]
+    fn posture_refusals() {
+        let mut p = DevicePolicy::default();
+        p.min_os_versions.insert("ios".into(), "17.0".into());
+        let old = DevicePosture {
+            platform: "iOS".into(),
+            os_version: "16.7".into(),
+            compromised: true,
+        };
+        assert_eq!(p.refusals(Some(&old)).len(), 2);
+        assert!(p.refusals(None).is_empty());
+        p.require_posture = true;
+        assert_eq!(p.refusals(None).len(), 1);
+    }
+}

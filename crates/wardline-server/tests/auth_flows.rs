@@ -214,6 +214,7 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
             mfa_required: true,
             messaging: Default::default(),
             patients: Default::default(),
+            devices: Default::default(),
         })
         .await
         .unwrap();
@@ -244,6 +245,7 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
             mfa_required: true,
             messaging: Default::default(),
             patients: Default::default(),
+            devices: Default::default(),
         })
         .await
         .unwrap_err();

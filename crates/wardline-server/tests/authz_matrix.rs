@@ -545,6 +545,20 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::GET,
+            template: "/api/v1/devices/posture",
+            query: "",
+            rule: then(Expect::Ok),
+            body: no_body,
+        },
+        Route {
+            method: Method::PUT,
+            template: "/api/v1/devices/posture",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: || Some(json!({"platform": "ios", "os_version": "17.4", "compromised": false})),
+        },
+        Route {
+            method: Method::GET,
             template: "/api/v1/devices/wipes",
             query: "",
             rule: then(Expect::Ok),

@@ -15,6 +15,7 @@ use wardline_client::core::{ChatCore, Event, MessageContent, derive_key};
 use wardline_proto::ErrorCode;
 use wardline_proto::Role;
 use wardline_proto::lifecycle::*;
+
 use wardline_proto::messaging::*;
 use wardline_server::audit::retention;
 
@@ -753,4 +754,140 @@ async fn remote_wipe(backend: Backend) {
         && t.as_deref() == Some(nina.device_id.to_string().as_str())));
 }
 
-both_backends!(retention_and_legal_hold, ephemeral_and_recall, remote_wipe);
+/// The device policy: the PIN a store needs, posture that blocks a device
+/// (rooted, OS too old) until it is fixed, and the offline limit.
+async fn device_policy(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("lc-dev").await;
+    let nina = t.user_with_role(&admin, Role::Nurse).await;
+    let paul = t.user_with_role(&admin, Role::Physician).await;
+    let mut org = admin.client.policy().await.unwrap();
+    org.devices.min_pin_length = 8;
+    org.devices.max_offline_days = Some(3);
+    org.devices
+        .min_os_versions
+        .insert("ios".into(), "17.0".into());
+    org.devices.allowed_attachment_types = vec!["image/*".into()];
+    admin.client.set_policy(&org).await.unwrap();
+    let mut bad = org.clone();
+    bad.devices.min_pin_length = 2;
+    let err = admin.client.set_policy(&bad).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Validation));
+
+    // A store sealed under a short PIN is refused before the device registers.
+    let dir = tempfile::tempdir().unwrap();
+    let err = Chat::open(
+        nina.client.clone(),
+        &dir.path().join("n.wls"),
+        "1234",
+        nina.user.id,
+        nina.device_id,
+        "phone",
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("at least 8"), "{err}");
+    assert!(nina.client.my_devices().await.unwrap().devices.is_empty());
+    let devices = Devices::new();
+    let mut n = devices.of(&nina, "Nina's phone").await;
+    let mut p = devices.of(&paul, "Paul's phone").await;
+    assert_eq!(n.core.device_policy.as_ref().unwrap().min_pin_length, 8);
+    assert!(
+        n.core
+            .device_policy
+            .as_ref()
+            .unwrap()
+            .allows_attachment("image/png")
+    );
+    assert!(
+        !n.core
+            .device_policy
+            .as_ref()
+            .unwrap()
+            .allows_attachment("application/zip")
+    );
+    let conv = group(&mut p, &[nina.user.id], None).await;
+    n.sync().await.unwrap();
+
+    // An old iOS is blocked until it is updated; so is a jailbroken phone.
+    let status = n
+        .report_posture(&DevicePosture {
+            platform: "iOS".into(),
+            os_version: "16.7.2".into(),
+            compromised: false,
+        })
+        .await
+        .unwrap();
+    assert!(!status.allowed);
+    assert!(
+        status.refusals[0].contains("older than the minimum 17.0"),
+        "{status:?}"
+    );
+    let err = n.sync().await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::DeviceBlocked), "{err}");
+    let err = n
+        .send(conv, MessageContent::text("x"), Priority::Routine)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::DeviceBlocked), "{err}");
+    n.core.drop_next();
+    let status = n
+        .report_posture(&DevicePosture {
+            platform: "ios".into(),
+            os_version: "17.4".into(),
+            compromised: false,
+        })
+        .await
+        .unwrap();
+    assert!(status.allowed, "{status:?}");
+    n.send(conv, MessageContent::text("updated"), Priority::Routine)
+        .await
+        .unwrap();
+    let status = n
+        .report_posture(&DevicePosture {
+            platform: "ios".into(),
+            os_version: "17.4".into(),
+            compromised: true,
+        })
+        .await
+        .unwrap();
+    assert!(!status.allowed);
+    assert_eq!(
+        n.api.sync(0, 10).await.unwrap_err().code(),
+        Some(ErrorCode::DeviceBlocked)
+    );
+    // Bad reports change nothing.
+    let err = n
+        .api
+        .report_posture(&DevicePosture {
+            platform: "".into(),
+            os_version: "1".into(),
+            compromised: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Validation));
+
+    // Offline for longer than the policy allows, the store does not open
+    // without the server.
+    p.sync().await.unwrap();
+    let now = p.core.server_time();
+    assert_eq!(p.core.offline_too_long(now + 2 * DAY), None);
+    assert_eq!(p.core.offline_too_long(now + 4 * DAY), Some(4));
+
+    let log = actions(&t).await;
+    assert!(
+        log.iter()
+            .any(|(a, o, _, _)| a == "device.posture.report" && o == "success")
+    );
+}
+
+both_backends!(
+    retention_and_legal_hold,
+    ephemeral_and_recall,
+    remote_wipe,
+    device_policy
+);

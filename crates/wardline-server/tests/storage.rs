@@ -26,6 +26,7 @@ fn org(slug: &str) -> OrgRow {
             mfa_required: true,
             messaging: Default::default(),
             patients: Default::default(),
+            devices: Default::default(),
         },
         created_at: 1_700_000_000,
     }
@@ -111,6 +112,7 @@ async fn organisations_and_settings(backend: Backend) {
         mfa_required: false,
         messaging: Default::default(),
         patients: Default::default(),
+        devices: Default::default(),
     };
     s.update_org_policy(a.id, &p).await.unwrap();
     assert_eq!(s.get_org(a.id).await.unwrap().policy, p);

@@ -187,6 +187,9 @@ async fn open(opts: &ClientOpts) -> anyhow::Result<Chat> {
     let user = match api.current_session().await {
         Ok(me) => Some(me.user.id),
         Err(wardline_client::ClientError::Transport(_)) if path.exists() => None,
+        Err(e) if e.code() == Some(wardline_proto::ErrorCode::DeviceWiped) => {
+            return Err(wardline_client::chat::erase_device(&api, &path).await.into());
+        }
         Err(e) => return Err(e.into()),
     };
     let pass = passphrase(!path.exists())?;
@@ -568,8 +571,6 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             bail!("attachments need the server; try again when online");
         }
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let (sealed, key) = content::seal_attachment(&data);
-        let up = chat.api.upload_attachment(conv, sealed).await?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -582,6 +583,16 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             "pdf" => (AttachmentKind::File, "application/pdf"),
             _ => (AttachmentKind::File, "application/octet-stream"),
         };
+        if chat
+            .core
+            .device_policy
+            .as_ref()
+            .is_some_and(|p| !p.allows_attachment(mime))
+        {
+            bail!("{name}: the organisation's device policy does not allow {mime} attachments");
+        }
+        let (sealed, key) = content::seal_attachment(&data);
+        let up = chat.api.upload_attachment(conv, sealed).await?;
         attachments.push(AttachmentRef {
             id: up.attachment_id,
             kind,

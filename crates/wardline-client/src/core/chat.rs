@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use wardline_proto::lifecycle::EffectiveLifecycle;
+use wardline_proto::lifecycle::{DevicePolicy, EffectiveLifecycle};
 use wardline_proto::messaging::*;
 use zeroize::Zeroizing;
 
@@ -149,6 +149,8 @@ struct Persisted {
     mls: Vec<(Vec<u8>, Vec<u8>)>,
     #[serde(default)]
     server_time: i64,
+    #[serde(default)]
+    device_policy: Option<DevicePolicy>,
 }
 
 pub struct ChatCore {
@@ -162,6 +164,8 @@ pub struct ChatCore {
     known_devices: BTreeSet<Uuid>,
     /// The latest server time seen: expiry never goes by an earlier clock.
     server_time: i64,
+    /// The organisation's device policy, as last fetched.
+    pub device_policy: Option<DevicePolicy>,
 }
 
 /// Devices a group must gain or lose to match the server's membership.
@@ -189,6 +193,7 @@ impl ChatCore {
             seen: BTreeSet::new(),
             known_devices: BTreeSet::from([device]),
             server_time: 0,
+            device_policy: None,
         })
     }
 
@@ -205,6 +210,7 @@ impl ChatCore {
             known_devices: self.known_devices.clone(),
             mls: self.mls.export(),
             server_time: self.server_time,
+            device_policy: self.device_policy.clone(),
         };
         let json = Zeroizing::new(serde_json::to_vec(&p).expect("state serialises"));
         key.seal(&json)
@@ -222,6 +228,7 @@ impl ChatCore {
             seen: p.seen,
             known_devices: p.known_devices,
             server_time: p.server_time,
+            device_policy: p.device_policy,
         })
     }
 
@@ -275,6 +282,14 @@ impl ChatCore {
         local.patient_ref = c.patient_ref.clone();
         local.members = c.members.clone();
         local.lifecycle = Some(c.lifecycle);
+    }
+
+    /// Days since this device last reached the server, if that is more than
+    /// the device policy allows offline (the store then opens only online).
+    pub fn offline_too_long(&self, device_now: i64) -> Option<i64> {
+        let max = self.device_policy.as_ref()?.max_offline_days?;
+        let days = (device_now - self.server_time) / 86_400;
+        (self.server_time > 0 && days >= max).then_some(days)
     }
 
     /// The latest server time seen.

@@ -2,6 +2,13 @@
 -- engine's 0005_lifecycle.sql.
 
 ALTER TABLE organisations ADD COLUMN lifecycle_policy TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE organisations ADD COLUMN device_policy TEXT NOT NULL DEFAULT '{}';
+
+-- What each device last reported about itself (device policy).
+ALTER TABLE devices ADD COLUMN platform TEXT;
+ALTER TABLE devices ADD COLUMN os_version TEXT;
+ALTER TABLE devices ADD COLUMN compromised BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN posture_at BIGINT;
 
 -- A conversation's own retention and lifespan (JSON; empty: the policy's), and
 -- the blind index of its patient reference, so that a legal hold on a patient

@@ -163,6 +163,8 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
             on(DeviceWipe, "device", "id"),
         ),
         ("GET", "/api/v1/devices/wipes", ev(DeviceWipesList)),
+        ("GET", "/api/v1/devices/posture", ev(DevicePostureView)),
+        ("PUT", "/api/v1/devices/posture", ev(DevicePostureReport)),
         (
             "POST",
             "/api/v1/devices/wipe-confirmation",

@@ -133,7 +133,8 @@ pub fn validate_policy(p: &OrgPolicy) -> ApiResult<()> {
             "messaging.max_group_members must be between 2 and 5000",
         ));
     }
-    crate::patients::validate_policy(&p.patients)
+    crate::patients::validate_policy(&p.patients)?;
+    crate::lifecycle::validate_device_policy(&p.devices)
 }
 
 pub fn org_to_wire(o: &OrgRow) -> Organisation {
@@ -255,6 +256,7 @@ impl DirectoryService {
                 mfa_required: self.defaults.mfa_required,
                 messaging: Default::default(),
                 patients: Default::default(),
+                devices: Default::default(),
             },
             created_at: self.clock.now(),
         };

@@ -122,6 +122,43 @@ pub fn validate_policy(p: &LifecyclePolicy) -> ApiResult<()> {
     Ok(())
 }
 
+pub fn validate_device_policy(p: &DevicePolicy) -> ApiResult<()> {
+    if !(4..=64).contains(&p.min_pin_length) {
+        return Err(ApiError::validation(
+            "devices.min_pin_length must be between 4 and 64",
+        ));
+    }
+    if !(30..=DAY).contains(&p.lock_after_idle_secs) {
+        return Err(ApiError::validation(
+            "devices.lock_after_idle_secs must be between 30 and 86400",
+        ));
+    }
+    if p.max_offline_days.is_some_and(|d| !(1..=365).contains(&d)) {
+        return Err(ApiError::validation(
+            "devices.max_offline_days must be between 1 and 365",
+        ));
+    }
+    if p.allowed_attachment_types.len() > 100
+        || p.allowed_attachment_types
+            .iter()
+            .any(|t| t.is_empty() || t.len() > 100 || !t.contains('/'))
+    {
+        return Err(ApiError::validation(
+            "devices.allowed_attachment_types are MIME types like image/png or image/* (at most 100)",
+        ));
+    }
+    if p.min_os_versions.len() > 20
+        || p.min_os_versions
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 32 || v.is_empty() || v.len() > 32)
+    {
+        return Err(ApiError::validation(
+            "devices.min_os_versions maps a platform to a version (1–32 characters each)",
+        ));
+    }
+    Ok(())
+}
+
 /// The deletions one conversation owes under a policy.
 #[derive(Debug, Default)]
 struct ConversationPlan {

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use wardline_crypto::mls::{self, FramedContent};
 use wardline_proto::directory::UserStatus;
-use wardline_proto::lifecycle::LifecyclePolicy;
+use wardline_proto::lifecycle::{DevicePosture, DeviceStatus, LifecyclePolicy};
 use wardline_proto::messaging::*;
 use wardline_proto::{ErrorCode, OrgId, UserId};
 
@@ -89,8 +89,26 @@ impl MessagingService {
         }
     }
 
-    /// The caller's registered device (the one its session is bound to).
+    /// The caller's registered device (the one its session is bound to), if
+    /// it meets the organisation's device policy.
     pub async fn device_of(&self, p: &Principal) -> ApiResult<DeviceRow> {
+        let d = self.registered_device(p).await?;
+        let policy = self.directory_store.get_org(p.org_id).await?.policy.devices;
+        let refusals = policy.refusals(d.posture.as_ref());
+        if !refusals.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::DeviceBlocked,
+                format!(
+                    "this device does not meet the organisation's device policy: {}",
+                    refusals.join("; ")
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// The caller's registered device, whatever its posture.
+    async fn registered_device(&self, p: &Principal) -> ApiResult<DeviceRow> {
         match self.store.get_device(p.org_id, p.device_id).await {
             Ok(d) if d.user_id == p.user_id && d.retired_at.is_none() => Ok(d),
             Ok(_) | Err(StoreError::NotFound) => Err(ApiError::new(
@@ -185,6 +203,7 @@ impl MessagingService {
             retired_at: None,
             inbox_seq: 0,
             acked_seq: 0,
+            posture: None,
         };
         let woken = self.store.insert_device(&row, &kps).await.map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::conflict(
@@ -245,6 +264,49 @@ impl MessagingService {
             .add_key_packages(device.id, &kps, self.clock.now())
             .await?;
         self.list_devices(p.org_id, p.user_id).await
+    }
+
+    /// The device policy and whether the caller's device meets it (a device
+    /// not yet registered sees the policy, e.g. the PIN length it needs).
+    pub async fn device_status(&self, p: &Principal) -> ApiResult<DeviceStatus> {
+        let policy = self.directory_store.get_org(p.org_id).await?.policy.devices;
+        let posture = match self.registered_device(p).await {
+            Ok(d) => d.posture,
+            Err(e) if e.code == ErrorCode::DeviceNotRegistered => None,
+            Err(e) => return Err(e),
+        };
+        let refusals = policy.refusals(posture.as_ref());
+        Ok(DeviceStatus {
+            allowed: refusals.is_empty(),
+            refusals,
+            posture,
+            policy,
+        })
+    }
+
+    /// Records what the caller's device reports about itself; answers with
+    /// whether it now meets the policy.
+    pub async fn report_posture(
+        &self,
+        p: &Principal,
+        posture: DevicePosture,
+    ) -> ApiResult<DeviceStatus> {
+        let ok = |s: &str| !s.trim().is_empty() && s.chars().count() <= 32;
+        if !ok(&posture.platform) || !ok(&posture.os_version) {
+            return Err(ApiError::validation(
+                "platform and os_version must be 1 to 32 characters",
+            ));
+        }
+        let d = self.registered_device(p).await?;
+        let posture = DevicePosture {
+            platform: posture.platform.trim().to_lowercase(),
+            os_version: posture.os_version.trim().to_owned(),
+            compromised: posture.compromised,
+        };
+        self.store
+            .set_posture(d.id, &posture, self.clock.now())
+            .await?;
+        self.device_status(p).await
     }
 
     // ------------------------------------------------------ conversations

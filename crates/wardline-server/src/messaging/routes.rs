@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 use uuid::Uuid;
+use wardline_proto::lifecycle::{DevicePosture, DeviceStatus};
 use wardline_proto::messaging::*;
 use wardline_proto::{ErrorBody, Permission};
 
@@ -30,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register_device, list_my_devices))
         .routes(routes!(upload_key_packages))
+        .routes(routes!(device_status, report_posture))
         .routes(routes!(list_user_devices))
         .routes(routes!(create_conversation, list_conversations))
         .routes(routes!(get_conversation))
@@ -72,6 +74,30 @@ async fn list_my_devices(
 ) -> ApiResult<Json<DeviceList>> {
     p.authorize(Permission::Messaging)?;
     Ok(Json(s.messaging.list_devices(p.org_id, p.user_id).await?))
+}
+
+/// The organisation's device policy and whether the caller's device meets it.
+#[utoipa::path(get, path = "/api/v1/devices/posture", tag = "messaging", security(("bearer" = [])),
+    responses((status = 200, body = DeviceStatus)))]
+async fn device_status(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<DeviceStatus>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.device_status(&p).await?))
+}
+
+/// Report the caller's device's platform, OS version and whether it is rooted
+/// or jailbroken; answers whether it now meets the device policy.
+#[utoipa::path(put, path = "/api/v1/devices/posture", tag = "messaging", security(("bearer" = [])), request_body = DevicePosture,
+    responses((status = 200, body = DeviceStatus), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn report_posture(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(posture): ApiJson<DevicePosture>,
+) -> ApiResult<Json<DeviceStatus>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.report_posture(&p, posture).await?))
 }
 
 /// Upload more key packages for the caller's device.

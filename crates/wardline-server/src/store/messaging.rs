@@ -27,6 +27,8 @@ pub struct DeviceRow {
     pub inbox_seq: i64,
     /// Last inbox position the device acknowledged.
     pub acked_seq: i64,
+    /// What the device last reported about itself (device policy).
+    pub posture: Option<wardline_proto::lifecycle::DevicePosture>,
 }
 
 /// A device with its key-package stock.
@@ -199,6 +201,13 @@ pub trait MessagingStore: Send + Sync + 'static {
         &self,
         device: DeviceId,
         kps: &[(Vec<u8>, bool)],
+        now: i64,
+    ) -> Result<()>;
+    /// Records what the device reports about itself.
+    async fn set_posture(
+        &self,
+        device: DeviceId,
+        posture: &wardline_proto::lifecycle::DevicePosture,
         now: i64,
     ) -> Result<()>;
     /// Hands out (and deletes) a one-use key package, or else the last-resort one.

@@ -52,6 +52,18 @@ fn device_from_row(row: &AnyRow) -> Result<DeviceRow> {
         retired_at: row.try_get("retired_at")?,
         inbox_seq: row.try_get("inbox_seq")?,
         acked_seq: row.try_get("acked_seq")?,
+        posture: match row.try_get::<Option<i64>, _>("posture_at")? {
+            None => None,
+            Some(_) => Some(wardline_proto::lifecycle::DevicePosture {
+                platform: row
+                    .try_get::<Option<String>, _>("platform")?
+                    .unwrap_or_default(),
+                os_version: row
+                    .try_get::<Option<String>, _>("os_version")?
+                    .unwrap_or_default(),
+                compromised: bool_col(row, "compromised")?,
+            }),
+        },
     })
 }
 
@@ -384,6 +396,25 @@ impl MessagingStore for SqlStore {
         }
         insert_key_packages(&mut tx, device, kps, now).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_posture(
+        &self,
+        device: DeviceId,
+        posture: &wardline_proto::lifecycle::DevicePosture,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE devices SET platform = $2, os_version = $3, compromised = $4, posture_at = $5 WHERE id = $1",
+        )
+        .bind(device.to_string())
+        .bind(&posture.platform)
+        .bind(&posture.os_version)
+        .bind(posture.compromised as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
