@@ -188,7 +188,9 @@ async fn open(opts: &ClientOpts) -> anyhow::Result<Chat> {
         Ok(me) => Some(me.user.id),
         Err(wardline_client::ClientError::Transport(_)) if path.exists() => None,
         Err(e) if e.code() == Some(wardline_proto::ErrorCode::DeviceWiped) => {
-            return Err(wardline_client::chat::erase_device(&api, &path).await.into());
+            return Err(wardline_client::chat::erase_device(&api, &path)
+                .await
+                .into());
         }
         Err(e) => return Err(e.into()),
     };
@@ -716,6 +718,8 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         }
         match result {
             Ok(()) => eprintln!("connection closed; reconnecting"),
+            // The store is already erased; run() removes the profile.
+            Err(e @ ChatError::Wiped { .. }) => return Err(e.into()),
             Err(e) if e.code() == Some(wardline_proto::ErrorCode::Unauthenticated) => {
                 bail!("the session ended; run `wardline login`")
             }

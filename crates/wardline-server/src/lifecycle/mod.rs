@@ -378,7 +378,18 @@ impl LifecycleService {
     ) -> ApiResult<Option<DeletionReceipt>> {
         let started_at = self.clock.now();
         let policy = self.store.lifecycle_policy(org).await?;
-        let (plans, deleted, holds) = self.plan(org, &policy, started_at).await?;
+        let mut holds_seen = active_hold_ids(&self.store.list_holds(org).await?);
+        let (mut plans, mut deleted, mut holds) = self.plan(org, &policy, started_at).await?;
+        // A hold placed while the plan was made wins: plan again until the
+        // holds stand still, so nothing it covers is deleted.
+        loop {
+            let now_held = active_hold_ids(&self.store.list_holds(org).await?);
+            if now_held == holds_seen {
+                break;
+            }
+            holds_seen = now_held;
+            (plans, deleted, holds) = self.plan(org, &policy, started_at).await?;
+        }
         if plans.is_empty() && run_by.is_none() {
             return Ok(None);
         }
@@ -697,14 +708,13 @@ impl LifecycleService {
             }
         }
         let holds = Holds::of(&self.store.list_holds(p.org_id).await?);
-        let lc = self
-            .store
-            .lifecycle_conversations(p.org_id)
-            .await?
-            .into_iter()
-            .find(|x| x.id == conversation);
-        let held =
-            lc.as_ref().is_some_and(|x| holds.conversation(x)) || holds.sender(m.sender_user);
+        let lc = LifecycleConversation {
+            id: conversation,
+            lifecycle: c.lifecycle.clone(),
+            patient_ref_bidx: c.patient_ref_bidx.clone(),
+            members: self.messages.conversation_members(conversation).await?,
+        };
+        let held = holds.conversation(&lc) || holds.sender(m.sender_user);
         let server_copy = if held {
             ServerCopy::KeptUnderLegalHold
         } else if within_minimum(&policy, m.created_at, now) {
@@ -904,6 +914,13 @@ impl LifecycleService {
 /// Whether the retention minimum still keeps a message sent at `created_at`.
 fn within_minimum(policy: &LifecyclePolicy, created_at: i64, now: i64) -> bool {
     now - created_at < policy.minimum_days * DAY
+}
+
+fn active_hold_ids(rows: &[HoldRow]) -> Vec<Uuid> {
+    rows.iter()
+        .filter(|r| r.released_at.is_none())
+        .map(|r| r.id)
+        .collect()
 }
 
 fn parse_id(s: &str, what: &str) -> ApiResult<Uuid> {
