@@ -356,6 +356,44 @@ async fn retention_and_legal_hold(backend: Backend) {
             && r.as_deref()
                 .is_some_and(|r| r.contains("receipt_sha256=") && r.contains("retention=1"))
     }));
+    // Nodes share the scheduled run through a lease: one at a time, renewable
+    // by its holder, free again once it lapses (a crashed node's).
+    use wardline_server::store::LifecycleStore;
+    let now = t.now();
+    assert!(
+        t.sql
+            .take_lease("test-job", "node-a", now, now + 600)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.sql
+            .take_lease("test-job", "node-b", now + 1, now + 601)
+            .await
+            .unwrap()
+    );
+    assert!(
+        t.sql
+            .take_lease("test-job", "node-a", now + 300, now + 900)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.sql
+            .take_lease("test-job", "node-b", now + 899, now + 1500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        t.sql
+            .take_lease("test-job", "node-b", now + 900, now + 1500)
+            .await
+            .unwrap()
+    );
+    // The scheduled run on two nodes: the second finds the lease taken.
+    t.state.lifecycle.run_all("node-1").await.unwrap();
+    t.state.lifecycle.run_all("node-2").await.unwrap();
+
     // With the hold released, audit retention runs again (checked last: it
     // purges the events above).
     t.state.audit.checkpoint_now().await.unwrap();
