@@ -268,11 +268,10 @@ impl LifecycleService {
         audit: &AuditScope,
     ) -> ApiResult<wardline_proto::messaging::Conversation> {
         audit.target("conversation", id);
-        let c = match self.messages.get_conversation(p.org_id, id).await {
-            Ok(c) => c,
-            Err(StoreError::NotFound) => return Err(ApiError::not_found("conversation")),
-            Err(e) => return Err(e.into()),
-        };
+        let c = found(
+            self.messages.get_conversation(p.org_id, id).await,
+            "conversation",
+        )?;
         let member = self.messages.is_member(id, p.user_id).await?;
         if !member && !p.has(Permission::LifecycleManage) {
             return Err(ApiError::not_found("conversation"));
@@ -519,28 +518,21 @@ impl LifecycleService {
         let matter = req.matter.trim();
         let reason = req.reason.trim();
         let target = req.target.trim();
-        if matter.is_empty() || matter.chars().count() > 200 {
-            return Err(ApiError::validation("matter must be 1 to 200 characters"));
-        }
-        if reason.is_empty() || reason.chars().count() > 2000 {
-            return Err(ApiError::validation("reason must be 1 to 2000 characters"));
-        }
+        check_text(matter, "matter", 200)?;
+        check_text(reason, "reason", 2000)?;
         let stored_target = match req.scope {
             HoldScope::User => {
                 let id = parse_id(target, "user")?;
-                match self.directory.get_user(p.org_id, id).await {
-                    Ok(_) => id.to_string(),
-                    Err(StoreError::NotFound) => return Err(ApiError::not_found("user")),
-                    Err(e) => return Err(e.into()),
-                }
+                found(self.directory.get_user(p.org_id, id).await, "user")?;
+                id.to_string()
             }
             HoldScope::Conversation => {
                 let id = parse_id(target, "conversation")?;
-                match self.messages.get_conversation(p.org_id, id).await {
-                    Ok(_) => id.to_string(),
-                    Err(StoreError::NotFound) => return Err(ApiError::not_found("conversation")),
-                    Err(e) => return Err(e.into()),
-                }
+                found(
+                    self.messages.get_conversation(p.org_id, id).await,
+                    "conversation",
+                )?;
+                id.to_string()
             }
             HoldScope::Patient => {
                 if target.is_empty() || target.chars().count() > 100 {
@@ -635,14 +627,8 @@ impl LifecycleService {
     ) -> ApiResult<LegalHold> {
         audit.target("legal_hold", id);
         let reason = req.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 2000 {
-            return Err(ApiError::validation("reason must be 1 to 2000 characters"));
-        }
-        let h = match self.store.get_hold(p.org_id, id).await {
-            Ok(h) => h,
-            Err(StoreError::NotFound) => return Err(ApiError::not_found("legal hold")),
-            Err(e) => return Err(e.into()),
-        };
+        check_text(reason, "reason", 2000)?;
+        let h = found(self.store.get_hold(p.org_id, id).await, "legal hold")?;
         let key = self.vault.record_key(&h.dek_id).await?;
         let sealed = Vault::seal(
             &key,
@@ -674,11 +660,10 @@ impl LifecycleService {
         audit: &AuditScope,
     ) -> ApiResult<RecallResult> {
         audit.target("message", message);
-        let c = match self.messages.get_conversation(p.org_id, conversation).await {
-            Ok(c) => c,
-            Err(StoreError::NotFound) => return Err(ApiError::not_found("conversation")),
-            Err(e) => return Err(e.into()),
-        };
+        let c = found(
+            self.messages.get_conversation(p.org_id, conversation).await,
+            "conversation",
+        )?;
         let admin = p.has(Permission::MessagesRecall);
         if !admin && !self.messages.is_member(conversation, p.user_id).await? {
             return Err(ApiError::not_found("conversation"));
@@ -787,14 +772,8 @@ impl LifecycleService {
     ) -> ApiResult<DeviceWipe> {
         audit.target("device", device);
         let reason = req.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(ApiError::validation("reason must be 1 to 500 characters"));
-        }
-        let d = match self.messages.get_device(p.org_id, device).await {
-            Ok(d) => d,
-            Err(StoreError::NotFound) => return Err(ApiError::not_found("device")),
-            Err(e) => return Err(e.into()),
-        };
+        check_text(reason, "reason", 500)?;
+        let d = found(self.messages.get_device(p.org_id, device).await, "device")?;
         if d.user_id != p.user_id {
             p.authorize(Permission::DevicesManage)?;
         }
@@ -914,6 +893,24 @@ impl LifecycleService {
 /// Whether the retention minimum still keeps a message sent at `created_at`.
 fn within_minimum(policy: &LifecyclePolicy, created_at: i64, now: i64) -> bool {
     now - created_at < policy.minimum_days * DAY
+}
+
+/// A store lookup whose absence is the caller's 404 ("{what} not found").
+fn found<T>(r: Result<T, StoreError>, what: &str) -> ApiResult<T> {
+    match r {
+        Err(StoreError::NotFound) => Err(ApiError::not_found(what)),
+        other => Ok(other?),
+    }
+}
+
+/// Free text (already trimmed) of 1 to `max` characters.
+fn check_text(value: &str, what: &str, max: usize) -> ApiResult<()> {
+    if value.is_empty() || value.chars().count() > max {
+        return Err(ApiError::validation(format!(
+            "{what} must be 1 to {max} characters"
+        )));
+    }
+    Ok(())
 }
 
 fn active_hold_ids(rows: &[HoldRow]) -> Vec<Uuid> {
