@@ -6,10 +6,11 @@
 
 mod common;
 
-use common::{Actor, Backend, TestServer, contains, database_bytes};
+use common::{
+    Actor, Backend, Devices, PASSPHRASE, TestServer, contains, database_bytes, group, texts,
+};
 use sqlx::Row;
 use uuid::Uuid;
-use wardline_client::ApiClient;
 use wardline_client::chat::{Chat, ChatError};
 use wardline_client::core::{ChatCore, Event, MessageContent, derive_key};
 use wardline_proto::ErrorCode;
@@ -19,56 +20,7 @@ use wardline_proto::lifecycle::*;
 use wardline_proto::messaging::*;
 use wardline_server::audit::retention;
 
-const PASSPHRASE: &str = "7301 amber lantern";
 const DAY: i64 = 86_400;
-
-struct Devices {
-    dir: tempfile::TempDir,
-}
-
-impl Devices {
-    fn new() -> Devices {
-        Devices {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, device: Uuid) -> std::path::PathBuf {
-        self.dir.path().join(format!("{device}.wls"))
-    }
-
-    async fn open(&self, api: ApiClient, user: Uuid, device: Uuid, name: &str) -> Chat {
-        Chat::open(api, &self.path(device), PASSPHRASE, user, device, name)
-            .await
-            .expect("open chat")
-    }
-
-    async fn of(&self, a: &Actor, name: &str) -> Chat {
-        self.open(a.client.clone(), a.user.id, a.device_id, name)
-            .await
-    }
-}
-
-fn texts(chat: &Chat, conv: Uuid) -> Vec<String> {
-    chat.core
-        .conversations
-        .get(&conv)
-        .map(|c| c.messages.iter().map(|m| m.content.text.clone()).collect())
-        .unwrap_or_default()
-}
-
-async fn group(creator: &mut Chat, members: &[Uuid], patient: Option<&str>) -> Uuid {
-    creator
-        .create(&CreateConversationRequest {
-            kind: ConversationKind::Group,
-            title: Some("4 West".into()),
-            members: members.to_vec(),
-            patient_ref: patient.map(str::to_owned),
-        })
-        .await
-        .expect("create group")
-        .id
-}
 
 async fn actions(t: &TestServer) -> Vec<(String, String, Option<String>, Option<String>)> {
     use wardline_server::store::AuditStore;

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Actor, Backend, TestServer, contains, database_bytes};
+use common::{Backend, Devices, PASSPHRASE, TestServer, contains, database_bytes, group, texts};
 use sqlx::Row;
 use uuid::Uuid;
 use wardline_client::ApiClient;
@@ -17,53 +17,6 @@ use wardline_client::core::{Event, MessageContent};
 use wardline_proto::messaging::*;
 use wardline_proto::{ErrorCode, Role};
 use wardline_server::store::AuditStore;
-
-const PASSPHRASE: &str = "4821 quiet harbour";
-
-struct Devices {
-    dir: tempfile::TempDir,
-}
-
-impl Devices {
-    fn new() -> Devices {
-        Devices {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    async fn open(&self, api: ApiClient, user: Uuid, device: Uuid, name: &str) -> Chat {
-        let path = self.dir.path().join(format!("{device}.wls"));
-        Chat::open(api, &path, PASSPHRASE, user, device, name)
-            .await
-            .expect("open chat")
-    }
-
-    async fn of(&self, a: &Actor, name: &str) -> Chat {
-        self.open(a.client.clone(), a.user.id, a.device_id, name)
-            .await
-    }
-}
-
-fn texts(chat: &Chat, conv: Uuid) -> Vec<String> {
-    chat.core
-        .conversations
-        .get(&conv)
-        .map(|c| c.messages.iter().map(|m| m.content.text.clone()).collect())
-        .unwrap_or_default()
-}
-
-async fn group(creator: &mut Chat, members: &[Uuid], patient: Option<&str>) -> Uuid {
-    creator
-        .create(&CreateConversationRequest {
-            kind: ConversationKind::Group,
-            title: Some("Ward 4 night team".into()),
-            members: members.to_vec(),
-            patient_ref: patient.map(str::to_owned),
-        })
-        .await
-        .expect("create group")
-        .id
-}
 
 /// Two users on three devices: a clinical thread, one device offline and
 /// catching up, replies, receipts, and no plaintext on the server.

@@ -402,3 +402,68 @@ pub fn contains(hay: &[u8], needle: &str) -> bool {
             .windows(hex_needle.len())
             .any(|w| w.eq_ignore_ascii_case(hex_needle.as_bytes()))
 }
+
+/// Passphrase of the test devices' local message stores.
+pub const PASSPHRASE: &str = "4821 quiet harbour";
+
+/// Test devices' local message stores (client SDK `Chat`), one directory each test.
+pub struct Devices {
+    pub dir: tempfile::TempDir,
+}
+
+impl Devices {
+    pub fn new() -> Devices {
+        Devices {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, device: Uuid) -> std::path::PathBuf {
+        self.dir.path().join(format!("{device}.wls"))
+    }
+
+    pub async fn open(
+        &self,
+        api: ApiClient,
+        user: Uuid,
+        device: Uuid,
+        name: &str,
+    ) -> wardline_client::chat::Chat {
+        wardline_client::chat::Chat::open(api, &self.path(device), PASSPHRASE, user, device, name)
+            .await
+            .expect("open chat")
+    }
+
+    pub async fn of(&self, a: &Actor, name: &str) -> wardline_client::chat::Chat {
+        self.open(a.client.clone(), a.user.id, a.device_id, name)
+            .await
+    }
+}
+
+/// The texts of a conversation as this device holds them.
+pub fn texts(chat: &wardline_client::chat::Chat, conv: Uuid) -> Vec<String> {
+    chat.core
+        .conversations
+        .get(&conv)
+        .map(|c| c.messages.iter().map(|m| m.content.text.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// A group the creator's device makes with `members` (and a patient, if given).
+pub async fn group(
+    creator: &mut wardline_client::chat::Chat,
+    members: &[Uuid],
+    patient: Option<&str>,
+) -> Uuid {
+    use wardline_proto::messaging::{ConversationKind, CreateConversationRequest};
+    creator
+        .create(&CreateConversationRequest {
+            kind: ConversationKind::Group,
+            title: Some("Ward 4 night team".into()),
+            members: members.to_vec(),
+            patient_ref: patient.map(str::to_owned),
+        })
+        .await
+        .expect("create group")
+        .id
+}
