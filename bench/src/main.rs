@@ -356,6 +356,7 @@ async fn start(
                 messaging: Default::default(),
                 patients: Default::default(),
                 devices: Default::default(),
+                routing: Default::default(),
             },
         )
         .await

@@ -169,6 +169,7 @@ pub async fn conversations(chats: &mut [Chat], size: usize) -> anyhow::Result<Ve
                 title: Some(format!("bench {size}")),
                 members: others,
                 patient_ref: None,
+                care_team_id: None,
             })
             .await?
             .id;

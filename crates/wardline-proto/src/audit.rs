@@ -177,6 +177,29 @@ actions! {
     DeviceWipesList => "device.wipes.list", "Someone listed remote wipes and their confirmations.";
     DevicePostureView => "device.posture.view", "A device read the device policy and whether it meets it.";
     DevicePostureReport => "device.posture.report", "A device reported its platform, OS version and whether it is rooted or jailbroken.";
+    RoutingDirectoryView => "routing.directory.view", "Someone listed departments, care teams and clinical roles.";
+    DepartmentCreate => "routing.department.create", "A department or service line was created.";
+    CareTeamCreate => "routing.care_team.create", "A care team was created.";
+    CareTeamMemberAdd => "routing.care_team.member.add", "Someone was added to a care team.";
+    CareTeamMemberRemove => "routing.care_team.member.remove", "Someone was removed from a care team.";
+    ClinicalRoleCreate => "routing.role.create", "A clinical role (who to page) was created.";
+    PresenceSet => "routing.presence.set", "A user set their availability.";
+    DirectorySearch => "routing.directory.search", "Someone searched the directory by name, role, department or care team.";
+    ShiftsView => "routing.shifts.view", "Someone read a role's on-call schedule.";
+    ShiftCreate => "routing.shift.create", "An on-call shift was added.";
+    ShiftDelete => "routing.shift.delete", "An on-call shift was removed.";
+    ScheduleImport => "routing.schedule.import", "A role's on-call schedule was imported from iCalendar.";
+    OnCallView => "routing.on_call.view", "Someone looked up who is on call for a role.";
+    RolePage => "routing.page", "A user paged a clinical role: a conversation with whoever covers it was opened or reused.";
+    EscalationView => "routing.escalation.view", "A member read where an urgent message's escalation stands.";
+    MessageAcknowledge => "message.acknowledge", "A recipient acknowledged an urgent or STAT message (its escalation stopped).";
+    EscalationStep => "routing.escalation.step", "An unacknowledged urgent or STAT message escalated a step (re-notify, backup, fallback, department, SMS).";
+    PatientOpen => "patient.open", "A user opened a patient's conversations (as a member, through the care team, or by break-glass).";
+    BreakGlassGrant => "break_glass.grant", "Break-glass access to a patient's conversation was granted, with a stated reason; the compliance officer was notified.";
+    BreakGlassExpire => "break_glass.expire", "A break-glass grant ended: the user left the conversation.";
+    BreakGlassList => "break_glass.list", "Someone listed break-glass grants and their reasons.";
+    NotificationsList => "routing.notifications.list", "A compliance officer read their notifications.";
+    RoutingReport => "routing.report", "Someone ran the response-time and escalation report.";
 }
 
 // Written out rather than derived: the derive cannot see the serde names

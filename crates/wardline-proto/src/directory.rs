@@ -36,6 +36,9 @@ pub struct OrgPolicy {
     /// What devices must be (PIN, posture, offline limit) to hold messages.
     #[serde(default)]
     pub devices: crate::lifecycle::DevicePolicy,
+    /// Escalation ladders, alert throttling, break-glass duration.
+    #[serde(default)]
+    pub routing: crate::routing::RoutingPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

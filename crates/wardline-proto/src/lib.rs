@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod messaging;
 pub mod patients;
 pub mod roles;
+pub mod routing;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{DeviceId, OrgId, SessionId, UserId};

@@ -196,6 +196,10 @@ pub struct CreateConversationRequest {
     /// organisation's records; stored encrypted, shown to members only).
     #[serde(default)]
     pub patient_ref: Option<String>,
+    /// With a patient: the care team whose members may open it (others only
+    /// by break-glass).
+    #[serde(default)]
+    pub care_team_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,6 +267,12 @@ pub struct Conversation {
     /// `PUT /api/v1/conversations/{id}/lifecycle` replaces).
     #[serde(default)]
     pub lifecycle_own: crate::lifecycle::ConversationLifecycle,
+    /// The clinical role this conversation was opened to page.
+    #[serde(default)]
+    pub role_id: Option<Uuid>,
+    /// Patient threads: the care team whose members may join.
+    #[serde(default)]
+    pub care_team_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,6 +334,9 @@ pub enum MessageKind {
     /// From the server: the message `recalls` names was recalled; delete it
     /// and show that it was (no body).
     Recall,
+    /// From the server: an urgent or STAT message is waiting for
+    /// acknowledgement (`alert` says which and why; no body).
+    Alert,
 }
 
 impl MessageKind {
@@ -334,6 +347,7 @@ impl MessageKind {
             MessageKind::Welcome => "welcome",
             MessageKind::Membership => "membership",
             MessageKind::Recall => "recall",
+            MessageKind::Alert => "alert",
         }
     }
     pub fn parse(s: &str) -> Option<MessageKind> {
@@ -343,6 +357,7 @@ impl MessageKind {
             "welcome" => Some(MessageKind::Welcome),
             "membership" => Some(MessageKind::Membership),
             "recall" => Some(MessageKind::Recall),
+            "alert" => Some(MessageKind::Alert),
             _ => None,
         }
     }
@@ -413,6 +428,9 @@ pub struct InboxEntry {
     /// `recall` entries: the message recalled.
     #[serde(default)]
     pub recalls: Option<Uuid>,
+    /// `alert` entries: what is waiting for acknowledgement.
+    #[serde(default)]
+    pub alert: Option<crate::routing::AlertNotice>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

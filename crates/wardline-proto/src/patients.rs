@@ -366,6 +366,9 @@ pub enum SmsKind {
     VerificationCode,
     /// The answer to STOP / START / HELP.
     KeywordReply,
+    /// To a clinician: an unacknowledged urgent message is waiting (a notice
+    /// and a sign-in link, never content).
+    StaffAlert,
 }
 
 impl SmsKind {
@@ -375,6 +378,7 @@ impl SmsKind {
             SmsKind::SecureNotice => "secure_notice",
             SmsKind::VerificationCode => "verification_code",
             SmsKind::KeywordReply => "keyword_reply",
+            SmsKind::StaffAlert => "staff_alert",
         }
     }
 
@@ -384,6 +388,7 @@ impl SmsKind {
             SmsKind::SecureNotice,
             SmsKind::VerificationCode,
             SmsKind::KeywordReply,
+            SmsKind::StaffAlert,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -57,6 +57,8 @@ impl Role {
                 LifecycleManage,
                 DevicesManage,
                 MessagesRecall,
+                RoutingManage,
+                RoutingReports,
             ],
             Role::ComplianceOfficer => &[
                 DirectoryRead,
@@ -65,6 +67,8 @@ impl Role {
                 Messaging,
                 LifecycleManage,
                 LegalHoldManage,
+                RoutingReports,
+                BreakGlassReview,
             ],
             Role::Physician | Role::Nurse | Role::MedicalAssistant | Role::FrontDesk => {
                 &[DirectoryRead, Messaging, PatientTexting]
@@ -109,6 +113,12 @@ pub enum Permission {
     DevicesManage,
     /// Recall anyone's message in the organisation, at any time.
     MessagesRecall,
+    /// Departments, care teams, clinical roles and on-call schedules.
+    RoutingManage,
+    /// Response-time, unacknowledged and escalation reports.
+    RoutingReports,
+    /// Break-glass grants with their reasons, and the notifications about them.
+    BreakGlassReview,
 }
 
 impl Permission {
@@ -126,6 +136,9 @@ impl Permission {
             Permission::LegalHoldManage => "legal_hold_manage",
             Permission::DevicesManage => "devices_manage",
             Permission::MessagesRecall => "messages_recall",
+            Permission::RoutingManage => "routing_manage",
+            Permission::RoutingReports => "routing_reports",
+            Permission::BreakGlassReview => "break_glass_review",
         }
     }
 }

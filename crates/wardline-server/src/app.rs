@@ -27,9 +27,12 @@ use crate::directory::DirectoryService;
 use crate::lifecycle::LifecycleService;
 use crate::messaging::MessagingService;
 use crate::patients::{PatientService, TextingSetup};
+use crate::routing::RoutingService;
 use crate::store::{AuditStore, SqlStore, Store, StoreError};
 use crate::vault::{Vault, VaultError};
-use crate::{audit, auth, directory, http, lifecycle, messaging, ops, patients, telemetry, tls};
+use crate::{
+    audit, auth, directory, http, lifecycle, messaging, ops, patients, routing, telemetry, tls,
+};
 
 /// Everything a handler may use. Cheap to clone (all `Arc`s inside).
 #[derive(Clone)]
@@ -47,6 +50,8 @@ pub struct AppState {
     pub lifecycle: LifecycleService,
     /// Patients, consent, templates, SMS, secure links.
     pub patients: PatientService,
+    /// Directory of roles and teams, on-call, pages, escalation, break-glass.
+    pub routing: RoutingService,
     /// Moves when a session may have ended (open sockets re-check theirs).
     pub session_changes: tokio::sync::watch::Receiver<u64>,
     pub metrics: PrometheusHandle,
@@ -93,6 +98,7 @@ pub enum StartError {
         (name = "patients", description = "Patients, texting consent, templates, SMS and secure messages to patients, patient threads"),
         (name = "sms-webhooks", description = "The SMS provider's callbacks (signed): inbound texts and delivery status"),
         (name = "patient-portal", description = "The patient's HTML pages behind a secure link (identity check, messages, reply)"),
+        (name = "routing", description = "Clinical routing: departments, care teams, clinical roles, presence, on-call schedules (iCalendar), pages to a role, acknowledgement and escalation, patient context and break-glass, response reports"),
     )
 )]
 struct ApiDoc;
@@ -174,6 +180,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(messaging::routes::router())
         .merge(lifecycle::routes::router())
         .merge(patients::routes::router())
+        .merge(routing::routes::router())
         .split_for_parts();
     // After the merge: the derive's own modifiers run before any path exists.
     CommonErrors.modify(&mut doc);
@@ -222,6 +229,7 @@ impl Server {
             sql.clone(),
             sql.clone(),
             store.clone(),
+            sql.clone(),
             vault.clone(),
             clock.clone(),
         );
@@ -250,7 +258,7 @@ impl Server {
         let passwords = Passwords::new();
         let directory = DirectoryService::new(
             store.clone(),
-            vault,
+            vault.clone(),
             clock.clone(),
             passwords.clone(),
             config.auth.clone(),
@@ -262,6 +270,18 @@ impl Server {
             clock.clone(),
             passwords,
             config.auth.clone(),
+        );
+        let routing = RoutingService::new(
+            sql.clone(),
+            sql.clone(),
+            store.clone(),
+            directory.clone(),
+            messaging.clone(),
+            patients.clone(),
+            vault,
+            clock.clone(),
+            audit.clone(),
+            config.public_url(),
         );
         let setup_code = directory
             .ensure_setup_code()
@@ -278,6 +298,7 @@ impl Server {
             messaging,
             lifecycle,
             patients,
+            routing,
             session_changes: sql.session_changes(),
             metrics: telemetry::metrics(),
             openapi,
@@ -391,6 +412,7 @@ impl Server {
             .lifecycle
             .clone()
             .spawn(format!("node-{}", uuid::Uuid::new_v4()));
+        self.state.routing.clone().spawn();
         patients::delivery::Sender::new(
             self.state.patients.clone(),
             gateway,

@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod messaging;
 pub mod ops;
 pub mod patients;
+pub mod routing;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

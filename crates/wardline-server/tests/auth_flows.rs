@@ -215,6 +215,7 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
             messaging: Default::default(),
             patients: Default::default(),
             devices: Default::default(),
+            routing: Default::default(),
         })
         .await
         .unwrap();
@@ -246,6 +247,7 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
             messaging: Default::default(),
             patients: Default::default(),
             devices: Default::default(),
+            routing: Default::default(),
         })
         .await
         .unwrap_err();

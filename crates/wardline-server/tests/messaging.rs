@@ -809,6 +809,7 @@ async fn bad_registration_and_conversation_input(backend: Backend) {
         title: None,
         members,
         patient_ref: None,
+        care_team_id: None,
     };
     for (req, why) in [
         (

@@ -27,6 +27,7 @@ fn org(slug: &str) -> OrgRow {
             messaging: Default::default(),
             patients: Default::default(),
             devices: Default::default(),
+            routing: Default::default(),
         },
         created_at: 1_700_000_000,
     }
@@ -113,6 +114,7 @@ async fn organisations_and_settings(backend: Backend) {
         messaging: Default::default(),
         patients: Default::default(),
         devices: Default::default(),
+        routing: Default::default(),
     };
     s.update_org_policy(a.id, &p).await.unwrap();
     assert_eq!(s.get_org(a.id).await.unwrap().policy, p);

@@ -498,6 +498,7 @@ async fn new(args: NewArgs) -> anyhow::Result<()> {
             title: args.title,
             members,
             patient_ref: args.patient,
+            care_team_id: None,
         })
         .await?;
     if args.opts.json {

@@ -134,7 +134,8 @@ pub fn validate_policy(p: &OrgPolicy) -> ApiResult<()> {
         ));
     }
     crate::patients::validate_policy(&p.patients)?;
-    crate::lifecycle::validate_device_policy(&p.devices)
+    crate::lifecycle::validate_device_policy(&p.devices)?;
+    crate::routing::validate_policy(&p.routing)
 }
 
 pub fn org_to_wire(o: &OrgRow) -> Organisation {
@@ -257,6 +258,7 @@ impl DirectoryService {
                 messaging: Default::default(),
                 patients: Default::default(),
                 devices: Default::default(),
+                routing: Default::default(),
             },
             created_at: self.clock.now(),
         };

@@ -734,6 +734,7 @@ impl LifecycleService {
             expires_at: None,
             recalled_at: None,
             recalls: Some(message),
+            alert: None,
         };
         let Some(woken) = self
             .store

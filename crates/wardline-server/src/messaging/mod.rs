@@ -33,7 +33,7 @@ use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
 use crate::store::messaging::*;
-use crate::store::{LifecycleStore, Store, StoreError};
+use crate::store::{LifecycleStore, RoutingStore, Store, StoreError};
 use crate::vault::{FieldRef, Vault};
 pub use hub::DeliveryHub;
 
@@ -47,6 +47,7 @@ pub struct MessagingService {
     store: Arc<dyn MessagingStore>,
     lifecycle: Arc<dyn LifecycleStore>,
     directory_store: Arc<dyn Store>,
+    routing: Arc<dyn RoutingStore>,
     vault: Vault,
     clock: Arc<dyn Clock>,
     pub hub: DeliveryHub,
@@ -62,6 +63,7 @@ impl MessagingService {
         store: Arc<dyn MessagingStore>,
         lifecycle: Arc<dyn LifecycleStore>,
         directory_store: Arc<dyn Store>,
+        routing: Arc<dyn RoutingStore>,
         vault: Vault,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -70,6 +72,7 @@ impl MessagingService {
             store,
             lifecycle,
             directory_store,
+            routing,
             vault,
             clock,
             hub: DeliveryHub::default(),
@@ -420,6 +423,8 @@ impl MessagingService {
             last_activity_at: c.last_activity_at,
             lifecycle: crate::lifecycle::effective(lifecycle, &c.lifecycle),
             lifecycle_own: c.lifecycle.clone(),
+            role_id: c.role_id,
+            care_team_id: c.care_team_id,
         })
     }
 
@@ -549,6 +554,10 @@ impl MessagingService {
             lifecycle: Default::default(),
             patient_ref_bidx: patient_ref
                 .map(|r| crate::lifecycle::patient_index(&self.vault, p.org_id, r)),
+            role_id: None,
+            routed_user: None,
+            routed_via: None,
+            care_team_id: req.care_team_id,
         };
         let mut members = vec![p.user_id];
         members.extend(others.iter().copied());
@@ -842,6 +851,7 @@ impl MessagingService {
             expires_at,
             recalled_at: None,
             recalls: None,
+            alert: None,
         };
         let welcome = req
             .welcome
@@ -855,6 +865,11 @@ impl MessagingService {
                 expires_at: None,
                 ..message.clone()
             });
+        let routed = if is_commit {
+            None
+        } else {
+            self.plan_routed(p, &c, &message).await?
+        };
         let outcome = self
             .store
             .submit(&Submission {
@@ -863,6 +878,7 @@ impl MessagingService {
                 added: req.added_devices,
                 removed: req.removed_devices,
                 keys,
+                routed,
             })
             .await?;
         match outcome {
@@ -910,6 +926,49 @@ impl MessagingService {
                 "a removed member's device is still in the group; commit its removal first",
             )),
         }
+    }
+
+    /// The routing record an application message gets (urgent, STAT, or in a
+    /// conversation opened to page a role): see `routing::escalation`.
+    async fn plan_routed(
+        &self,
+        p: &Principal,
+        c: &ConversationRow,
+        m: &MessageRow,
+    ) -> ApiResult<Option<crate::store::routing::RoutedRow>> {
+        if m.priority == Priority::Routine && c.role_id.is_none() {
+            return Ok(None);
+        }
+        let policy = self.directory_store.get_org(p.org_id).await?.policy.routing;
+        let role = match c.role_id {
+            Some(r) => match self.routing.get_role(p.org_id, r).await {
+                Ok(role) => Some(role),
+                Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let steps = crate::routing::escalation::ladder(&policy, role.as_ref(), m.priority);
+        let open = self.routing.open_in_conversation(c.id).await?;
+        let recipients = self
+            .store
+            .conversation_members(c.id)
+            .await?
+            .into_iter()
+            .filter(|u| *u != p.user_id)
+            .collect();
+        Ok(crate::routing::escalation::plan_routed(
+            m.id,
+            p.org_id,
+            c.id,
+            p.user_id,
+            m.priority,
+            role.map(|r| (r.id, c.routed_user, c.routed_via.clone(), r.department_id)),
+            &steps,
+            open.as_ref(),
+            recipients,
+            m.created_at,
+        ))
     }
 
     pub async fn sync(&self, p: &Principal, q: SyncQuery) -> ApiResult<SyncResponse> {
@@ -1149,5 +1208,7 @@ fn entry(seq: i64, m: MessageRow) -> InboxEntry {
         mls: m.body.map(B64),
         expires_at: m.expires_at,
         recalls: m.recalls,
+        // Written by the server from typed values only.
+        alert: m.alert.and_then(|a| serde_json::from_str(&a).ok()),
     }
 }

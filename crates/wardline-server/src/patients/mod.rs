@@ -665,6 +665,28 @@ impl PatientService {
         Ok(row)
     }
 
+    /// Texts a clinician about an unacknowledged urgent message (escalation):
+    /// the caller writes a notice and a sign-in link, never content. Goes
+    /// through the same outbox, opt-out check and gateway as patient texts.
+    pub async fn staff_alert(&self, org: OrgId, phone: &str, body: &str) -> ApiResult<()> {
+        let phone = normalise_phone(phone)?;
+        let index = self.vault.index(org, "patient-phone", &phone);
+        let policy = self.policy(org).await?;
+        self.enqueue(
+            org,
+            None,
+            &phone,
+            &index,
+            body,
+            None,
+            SmsKind::StaffAlert,
+            None,
+            &policy,
+        )
+        .await?;
+        Ok(())
+    }
+
     fn server_values(&self, policy: &PatientTextingPolicy) -> BTreeMap<String, String> {
         let mut v = BTreeMap::new();
         v.insert("practice_phone".into(), policy.practice_phone.clone());

@@ -57,6 +57,13 @@ pub struct ConversationRow {
     pub lifecycle: ConversationLifecycle,
     /// Blind index of the patient reference (legal holds on a patient).
     pub patient_ref_bidx: Option<String>,
+    /// Opened by a page to this clinical role.
+    pub role_id: Option<Uuid>,
+    /// Who the latest page resolved to, and how (`ResolvedVia`).
+    pub routed_user: Option<UserId>,
+    pub routed_via: Option<String>,
+    /// Patient threads: the care team whose members may join.
+    pub care_team_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +94,8 @@ pub struct MessageRow {
     pub recalled_at: Option<i64>,
     /// Recall notices: the message recalled.
     pub recalls: Option<Uuid>,
+    /// Alerts: the `AlertNotice` as JSON (ids and fixed text, no content).
+    pub alert: Option<String>,
 }
 
 impl MessageRow {
@@ -107,6 +116,7 @@ impl MessageRow {
             expires_at: None,
             recalled_at: None,
             recalls: None,
+            alert: None,
         }
     }
 }
@@ -130,6 +140,9 @@ pub struct Submission {
     /// The data keys the message's and Welcome's bodies are sealed under,
     /// stored in the same transaction (so a refused submission leaves none).
     pub keys: Vec<DataKeyRow>,
+    /// Urgent, STAT and role-addressed messages: the routing record and
+    /// escalation job, stored with the message (so no accepted STAT lacks one).
+    pub routed: Option<super::routing::RoutedRow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -47,6 +47,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_lifecycle.sql"),
         postgres: include_str!("../../migrations/postgres/0005_lifecycle.sql"),
     },
+    Migration {
+        version: 6,
+        name: "routing",
+        sqlite: include_str!("../../migrations/sqlite/0006_routing.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_routing.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

@@ -16,11 +16,13 @@ pub mod lifecycle;
 pub mod messaging;
 pub mod migrations;
 pub mod patients;
+pub mod routing;
 pub mod sql;
 mod sql_audit;
 mod sql_lifecycle;
 mod sql_messaging;
 mod sql_patients;
+mod sql_routing;
 
 use async_trait::async_trait;
 use wardline_proto::directory::{OrgPolicy, UserStatus};
@@ -30,6 +32,7 @@ pub use audit::{AuditRow, AuditStore, CheckpointRow};
 pub use lifecycle::LifecycleStore;
 pub use messaging::MessagingStore;
 pub use patients::PatientStore;
+pub use routing::RoutingStore;
 pub use sql::SqlStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

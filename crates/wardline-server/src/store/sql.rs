@@ -226,6 +226,10 @@ fn device_policy_json(p: &OrgPolicy) -> String {
     serde_json::to_string(&p.devices).expect("policy serialises")
 }
 
+fn routing_policy_json(p: &OrgPolicy) -> String {
+    serde_json::to_string(&p.routing).expect("policy serialises")
+}
+
 fn org_from_row(row: &AnyRow) -> Result<OrgRow> {
     Ok(OrgRow {
         id: uuid_col(row, "id")?,
@@ -241,6 +245,8 @@ fn org_from_row(row: &AnyRow) -> Result<OrgRow> {
                 .map_err(|e| StoreError::Corrupt(format!("patient_policy: {e}")))?,
             devices: serde_json::from_str(&row.try_get::<String, _>("device_policy")?)
                 .map_err(|e| StoreError::Corrupt(format!("device_policy: {e}")))?,
+            routing: serde_json::from_str(&row.try_get::<String, _>("routing_policy")?)
+                .map_err(|e| StoreError::Corrupt(format!("routing_policy: {e}")))?,
         },
         created_at: row.try_get("created_at")?,
     })
@@ -449,8 +455,8 @@ impl Store for SqlStore {
 
     async fn insert_org(&self, org: &OrgRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO organisations (id, name, slug, idle_timeout_secs, absolute_lifetime_secs, mfa_required, created_at, messaging_policy, patient_policy, device_policy) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO organisations (id, name, slug, idle_timeout_secs, absolute_lifetime_secs, mfa_required, created_at, messaging_policy, patient_policy, device_policy, routing_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(org.id.to_string())
         .bind(&org.name)
@@ -462,6 +468,7 @@ impl Store for SqlStore {
         .bind(policy_json(&org.policy))
         .bind(patient_policy_json(&org.policy))
         .bind(device_policy_json(&org.policy))
+        .bind(routing_policy_json(&org.policy))
         .execute(&self.pool)
         .await
         .map_err(|e| map_unique(e, "organisation slug"))?;
@@ -495,7 +502,7 @@ impl Store for SqlStore {
 
     async fn update_org_policy(&self, id: OrgId, policy: &OrgPolicy) -> Result<()> {
         let done = sqlx::query(
-            "UPDATE organisations SET idle_timeout_secs = $1, absolute_lifetime_secs = $2, mfa_required = $3, messaging_policy = $5, patient_policy = $6, device_policy = $7 WHERE id = $4",
+            "UPDATE organisations SET idle_timeout_secs = $1, absolute_lifetime_secs = $2, mfa_required = $3, messaging_policy = $5, patient_policy = $6, device_policy = $7, routing_policy = $8 WHERE id = $4",
         )
         .bind(policy.idle_timeout_secs)
         .bind(policy.absolute_lifetime_secs)
@@ -504,6 +511,7 @@ impl Store for SqlStore {
         .bind(policy_json(policy))
         .bind(patient_policy_json(policy))
         .bind(device_policy_json(policy))
+        .bind(routing_policy_json(policy))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {

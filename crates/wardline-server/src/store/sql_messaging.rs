@@ -85,6 +85,10 @@ fn conversation_from_row(row: &AnyRow) -> Result<ConversationRow> {
         lifecycle: serde_json::from_str(&row.try_get::<String, _>("lifecycle")?)
             .map_err(|e| StoreError::Corrupt(format!("conversation lifecycle: {e}")))?,
         patient_ref_bidx: row.try_get("patient_ref_bidx")?,
+        role_id: opt_uuid(row, "role_id")?,
+        routed_user: opt_uuid(row, "routed_user")?,
+        routed_via: row.try_get("routed_via")?,
+        care_team_id: opt_uuid(row, "care_team_id")?,
     })
 }
 
@@ -108,13 +112,14 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
         expires_at: row.try_get("expires_at")?,
         recalled_at: row.try_get("recalled_at")?,
         recalls: opt_uuid(row, "recalls")?,
+        alert: row.try_get("alert")?,
     })
 }
 
 pub(super) async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result<()> {
     sqlx::query(
-        "INSERT INTO messages (id, conversation_id, kind, sender_user, sender_device, epoch, priority, body, body_hash, created_at, dek_id, expires_at, recalls) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "INSERT INTO messages (id, conversation_id, kind, sender_user, sender_device, epoch, priority, body, body_hash, created_at, dek_id, expires_at, recalls, alert) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(m.id.to_string())
     .bind(m.conversation_id.to_string())
@@ -129,6 +134,7 @@ pub(super) async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow
     .bind(m.dek_id.clone())
     .bind(m.expires_at)
     .bind(m.recalls.map(|r| r.to_string()))
+    .bind(m.alert.clone())
     .execute(&mut **tx)
     .await
     .map_err(|e| map_unique(e, "message"))?;
@@ -234,7 +240,7 @@ impl SqlStore {
         rows.iter().map(|r| uuid_col(r, "id")).collect()
     }
 
-    async fn fan_out_to(
+    pub(super) async fn fan_out_to(
         &self,
         tx: &mut Transaction<'_, Any>,
         m: &MessageRow,
@@ -447,8 +453,8 @@ impl MessagingStore for SqlStore {
     ) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO conversations (id, org_id, kind, dek_id, title_enc, patient_ref_enc, direct_key, created_by, created_at, epoch, last_activity_at, lifecycle, patient_ref_bidx) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO conversations (id, org_id, kind, dek_id, title_enc, patient_ref_enc, direct_key, created_by, created_at, epoch, last_activity_at, lifecycle, patient_ref_bidx, role_id, routed_user, routed_via, care_team_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(c.id.to_string())
         .bind(c.org_id.to_string())
@@ -463,6 +469,10 @@ impl MessagingStore for SqlStore {
         .bind(c.last_activity_at)
         .bind(serde_json::to_string(&c.lifecycle).expect("lifecycle serialises"))
         .bind(c.patient_ref_bidx.clone())
+        .bind(c.role_id.map(|r| r.to_string()))
+        .bind(c.routed_user.map(|r| r.to_string()))
+        .bind(c.routed_via.clone())
+        .bind(c.care_team_id.map(|r| r.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(|e| map_unique(e, "direct conversation"))?;
@@ -719,7 +729,10 @@ impl MessagingStore for SqlStore {
                     }
                 }
             }
-            MessageKind::Welcome | MessageKind::Membership | MessageKind::Recall => {
+            MessageKind::Welcome
+            | MessageKind::Membership
+            | MessageKind::Recall
+            | MessageKind::Alert => {
                 return Err(StoreError::Corrupt(
                     "only commits and application messages are submitted".into(),
                 ));
@@ -729,6 +742,9 @@ impl MessagingStore for SqlStore {
             insert_key(&mut tx, k).await?;
         }
         insert_message(&mut tx, m).await?;
+        if let Some(r) = &s.routed {
+            super::sql_routing::insert_routed(&mut tx, r).await?;
+        }
         let mut recipients = self.fan_out_to_members(&mut tx, m, Some(sender)).await?;
         let mut new_epoch = epoch;
         if m.kind == MessageKind::Commit {

@@ -462,6 +462,7 @@ pub async fn group(
             title: Some("Ward 4 night team".into()),
             members: members.to_vec(),
             patient_ref: patient.map(str::to_owned),
+            care_team_id: None,
         })
         .await
         .expect("create group")

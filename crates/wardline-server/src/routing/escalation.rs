@@ -1,0 +1,543 @@
+//! Acknowledgement and escalation of urgent and STAT messages.
+//!
+//! Each such message gets a `routed_messages` row in its submission's
+//! transaction; the row is the durable job: `next_at` says when the next
+//! ladder step is due, `lease_until` which node is running it. Any node's
+//! ticker claims due rows, so a restart (or a dead node) only delays a step
+//! until the next tick after its lease lapses.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+use wardline_proto::audit::AuditAction;
+use wardline_proto::messaging::{MessageKind, Priority};
+use wardline_proto::routing::*;
+use wardline_proto::{OrgId, UserId};
+
+use super::RoutingService;
+use crate::audit::{AuditScope, NewEvent};
+use crate::authz::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::store::StoreError;
+use crate::store::messaging::MessageRow;
+use crate::store::routing::{EscalationEventRow, RoutedRow, presence_now};
+
+/// How often each node looks for due steps (and expired break-glass grants).
+pub const TICK: Duration = Duration::from_secs(2);
+/// How long a claimed step is this node's before another may take it over.
+const LEASE_SECS: i64 = 30;
+const CLAIM_BATCH: i64 = 50;
+/// Most people a department step brings in.
+const MAX_DEPARTMENT: usize = 20;
+
+/// The ladder that applies to a message: its role's own, else the policy's.
+pub fn ladder(
+    policy: &RoutingPolicy,
+    role: Option<&ClinicalRole>,
+    priority: Priority,
+) -> Vec<EscalationStep> {
+    role.and_then(|r| r.escalation.as_ref())
+        .unwrap_or(&policy.escalation)
+        .ladder(priority)
+        .to_vec()
+}
+
+/// The routing record of a message being submitted, or none for a routine
+/// message outside a role conversation. `open`: the conversation's open
+/// escalation, which a further urgent message joins instead of starting a
+/// second ladder (one alert stream per conversation, not one per message).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_routed(
+    message: Uuid,
+    org: OrgId,
+    conversation: Uuid,
+    sender: UserId,
+    priority: Priority,
+    routed: Option<(Uuid, Option<UserId>, Option<String>, Option<Uuid>)>,
+    steps: &[EscalationStep],
+    open: Option<&RoutedRow>,
+    recipients: Vec<UserId>,
+    now: i64,
+) -> Option<RoutedRow> {
+    if priority == Priority::Routine && routed.is_none() {
+        return None;
+    }
+    let (role_id, resolved_user, resolved_via, department_id) = match routed {
+        Some((r, u, v, d)) => (Some(r), u, v, d),
+        None => (None, None, None, None),
+    };
+    let (state, merged_into, next_at) = match (priority, open) {
+        (Priority::Routine, _) => (EscalationState::None, None, None),
+        (_, Some(o)) => (EscalationState::Merged, Some(o.message_id), None),
+        (_, None) => (
+            EscalationState::Open,
+            None,
+            steps.first().map(|s| now + s.after_secs),
+        ),
+    };
+    Some(RoutedRow {
+        message_id: message,
+        org_id: org,
+        conversation_id: conversation,
+        sender_user: sender,
+        priority,
+        role_id,
+        resolved_user,
+        resolved_via,
+        department_id,
+        state,
+        step: 0,
+        next_at,
+        lease_until: None,
+        notified: recipients,
+        merged_into,
+        escalations: 0,
+        acked_by: None,
+        acked_device: None,
+        acked_at: None,
+        created_at: now,
+    })
+}
+
+fn alert_text(priority: Priority, waited: i64, action: EscalationAction) -> String {
+    let p = match priority {
+        Priority::Stat => "STAT",
+        Priority::Urgent => "Urgent",
+        Priority::Routine => "Routine",
+    };
+    let mins = (waited / 60).max(1);
+    match action {
+        EscalationAction::Handoff => format!("{p} message handed over to you at shift change"),
+        _ => format!("{p} message not acknowledged for {mins} min"),
+    }
+}
+
+impl RoutingService {
+    async fn ladder_for(&self, r: &RoutedRow) -> ApiResult<Vec<EscalationStep>> {
+        let policy = self.policy(r.org_id).await?;
+        let role = match r.role_id {
+            Some(id) => match self.store.get_role(r.org_id, id).await {
+                Ok(role) => Some(role),
+                Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        Ok(ladder(&policy, role.as_ref(), r.priority))
+    }
+
+    /// The wire view of a routed message: state, who was alerted, history.
+    pub async fn escalation_of(&self, r: &RoutedRow) -> ApiResult<Escalation> {
+        let steps = self.ladder_for(r).await?;
+        Ok(Escalation {
+            message_id: r.message_id,
+            conversation_id: r.conversation_id,
+            sender_user: r.sender_user,
+            priority: r.priority,
+            role_id: r.role_id,
+            resolved_user: r.resolved_user,
+            resolved_via: r.resolved_via.as_deref().and_then(ResolvedVia::parse),
+            state: r.state,
+            merged_into: r.merged_into,
+            next_at: r.next_at,
+            next_action: (r.state == EscalationState::Open)
+                .then(|| steps.get(r.step as usize).map(|s| s.action))
+                .flatten(),
+            notified: r.notified.clone(),
+            events: self
+                .store
+                .escalation_events(r.message_id)
+                .await?
+                .into_iter()
+                .map(|e| EscalationEvent {
+                    at: e.at,
+                    action: e.action,
+                    users: e.users,
+                    sms: e.sms,
+                })
+                .collect(),
+            acknowledged_by: r.acked_by,
+            acknowledged_device: r.acked_device,
+            acknowledged_at: r.acked_at,
+            created_at: r.created_at,
+        })
+    }
+
+    async fn member_routed(
+        &self,
+        p: &Principal,
+        conversation: Uuid,
+        message: Uuid,
+    ) -> ApiResult<RoutedRow> {
+        if !self.messages.is_member(conversation, p.user_id).await? {
+            return Err(ApiError::not_found("conversation"));
+        }
+        match self.store.get_routed(p.org_id, message).await {
+            Ok(r) if r.conversation_id == conversation => Ok(r),
+            Ok(_) | Err(StoreError::NotFound) => Err(ApiError::not_found(
+                "urgent, STAT or role-addressed message",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Where a message's escalation stands (any member; the sender watches it).
+    pub async fn escalation(
+        &self,
+        p: &Principal,
+        conversation: Uuid,
+        message: Uuid,
+    ) -> ApiResult<Escalation> {
+        let r = self.member_routed(p, conversation, message).await?;
+        self.escalation_of(&r).await
+    }
+
+    /// A recipient acknowledges: the escalation (and any merged into it)
+    /// stops, recorded with who and on which device.
+    pub async fn acknowledge(
+        &self,
+        p: &Principal,
+        conversation: Uuid,
+        message: Uuid,
+        audit: &AuditScope,
+    ) -> ApiResult<Escalation> {
+        let device = self.messaging.device_of(p).await?;
+        let r = self.member_routed(p, conversation, message).await?;
+        if r.sender_user == p.user_id {
+            return Err(ApiError::forbidden(
+                "the sender cannot acknowledge their own message",
+            ));
+        }
+        let root = r.merged_into.unwrap_or(r.message_id);
+        audit.target("message", root);
+        match r.state {
+            EscalationState::None => {
+                return Err(ApiError::conflict(
+                    "a routine message needs no acknowledgement",
+                ));
+            }
+            EscalationState::Acknowledged => {
+                return Err(ApiError::conflict("already acknowledged"));
+            }
+            _ => {}
+        }
+        if !self
+            .store
+            .acknowledge(root, p.user_id, device.id, self.clock.now())
+            .await?
+        {
+            return Err(ApiError::conflict("already acknowledged"));
+        }
+        let r = self.store.get_routed(p.org_id, message).await?;
+        self.escalation_of(&r).await
+    }
+
+    // ------------------------------------------------------------- the job
+
+    /// Runs on every serving node: due ladder steps, shift hand-offs and
+    /// expired break-glass grants.
+    pub fn spawn(self) {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(TICK);
+            loop {
+                every.tick().await;
+                if let Err(e) = self.run_due().await {
+                    tracing::error!(error = %e.message, "escalation run failed");
+                }
+            }
+        });
+    }
+
+    pub async fn run_due(&self) -> ApiResult<()> {
+        let now = self.clock.now();
+        for r in self
+            .store
+            .claim_due(now, now + LEASE_SECS, CLAIM_BATCH)
+            .await?
+        {
+            let id = r.message_id;
+            if let Err(e) = self.step(r).await {
+                // The lease lapses and the step is tried again.
+                tracing::error!(error = %e.message, message = %id, "escalation step failed");
+            }
+        }
+        self.handoffs().await?;
+        self.end_expired_grants().await
+    }
+
+    /// Runs the due step of one claimed escalation.
+    async fn step(&self, mut r: RoutedRow) -> ApiResult<()> {
+        let steps = self.ladder_for(&r).await?;
+        let now = self.clock.now();
+        let Some(step) = steps.get(r.step as usize).copied() else {
+            r.state = EscalationState::Exhausted;
+            r.next_at = None;
+            self.store.advance(&r, None).await?;
+            return Ok(());
+        };
+        let policy = self.policy(r.org_id).await?;
+        let mut event = EscalationEventRow {
+            message_id: r.message_id,
+            at: now,
+            action: step.action,
+            users: Vec::new(),
+            sms: false,
+        };
+        let mut added = Vec::new();
+        match step.action {
+            EscalationAction::Renotify => {
+                let last = self
+                    .store
+                    .escalation_events(r.message_id)
+                    .await?
+                    .last()
+                    .map(|e| e.at);
+                // Throttle: no second alert within the minimum gap.
+                if last.is_none_or(|t| now - t >= policy.renotify_min_secs) {
+                    event.users = r.notified.clone();
+                }
+            }
+            EscalationAction::Backup => {
+                if let Some(role) = r.role_id
+                    && let Some(s) = self.shift_at(r.org_id, role, now).await?
+                    && let Some(b) = s.backup_user_id
+                    && self.reachable(r.org_id, b, now).await?
+                {
+                    added.push(b);
+                }
+            }
+            EscalationAction::FallbackRole => {
+                if let Some(role) = r.role_id
+                    && let Some(f) = self.store.get_role(r.org_id, role).await?.fallback_role_id
+                    && let Ok(res) = self.resolve(r.org_id, f, r.sender_user).await
+                {
+                    added.push(res.user);
+                }
+            }
+            EscalationAction::Department => {
+                if let Some(d) = r.department_id {
+                    for role in self.store.list_roles(r.org_id).await? {
+                        if role.department_id != Some(d) {
+                            continue;
+                        }
+                        for h in role.holders {
+                            if !added.contains(&h) && self.reachable(r.org_id, h, now).await? {
+                                added.push(h);
+                            }
+                        }
+                    }
+                    added.truncate(MAX_DEPARTMENT);
+                }
+            }
+            EscalationAction::Sms => {
+                event.sms = true;
+                event.users = self.text_alerts(&r, &policy, now).await?;
+            }
+            EscalationAction::Handoff => {}
+        }
+        added.retain(|u| *u != r.sender_user && !r.notified.contains(u));
+        for u in &added {
+            self.add_member(r.org_id, r.conversation_id, *u, r.sender_user)
+                .await?;
+            r.notified.push(*u);
+        }
+        if !added.is_empty() {
+            event.users = added.clone();
+        }
+        r.step += 1;
+        r.escalations += 1;
+        match steps.get(r.step as usize) {
+            Some(next) => r.next_at = Some(r.created_at + next.after_secs),
+            None => {
+                r.state = EscalationState::Exhausted;
+                r.next_at = None;
+            }
+        }
+        if !self.store.advance(&r, Some(&event)).await? {
+            return Ok(()); // acknowledged meanwhile
+        }
+        if !event.users.is_empty() && !event.sms {
+            self.alert(&r, step.action, &event.users, &added, now)
+                .await?;
+        }
+        self.audit
+            .record(
+                NewEvent {
+                    org_id: Some(r.org_id),
+                    ..NewEvent::service("escalation", AuditAction::EscalationStep)
+                }
+                .target("message", r.message_id)
+                .reason(format!(
+                    "{}: {} user(s){}",
+                    step.action.as_str(),
+                    event.users.len(),
+                    if event.sms { " texted" } else { "" }
+                )),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn reachable(&self, org: OrgId, user: UserId, now: i64) -> ApiResult<bool> {
+        let presence = self.store.list_presence(org).await?;
+        let active = matches!(
+            self.directory_store.get_user(org, user).await,
+            Ok(u) if u.status == wardline_proto::directory::UserStatus::Active
+        );
+        Ok(active && presence_now(presence.iter().find(|p| p.user_id == user), now).reachable())
+    }
+
+    /// Puts an alert entry (no content) in the inboxes of `users`' devices
+    /// and the sender's (who watches the escalation, and shares the message
+    /// again with anyone `added`, who cannot read what came before them).
+    async fn alert(
+        &self,
+        r: &RoutedRow,
+        action: EscalationAction,
+        users: &[UserId],
+        added: &[UserId],
+        now: i64,
+    ) -> ApiResult<()> {
+        let notice = AlertNotice {
+            message_id: r.message_id,
+            priority: r.priority,
+            action,
+            added: added.to_vec(),
+            text: alert_text(r.priority, now - r.created_at, action),
+        };
+        let c = self
+            .messages
+            .get_conversation(r.org_id, r.conversation_id)
+            .await?;
+        let mut devices = Vec::new();
+        for u in users.iter().chain(std::iter::once(&r.sender_user)) {
+            for d in self.messages.list_user_devices(r.org_id, *u).await? {
+                if !devices.contains(&d.device.id) {
+                    devices.push(d.device.id);
+                }
+            }
+        }
+        let row = MessageRow {
+            id: Uuid::new_v4(),
+            conversation_id: r.conversation_id,
+            kind: MessageKind::Alert,
+            sender_user: Some(r.sender_user),
+            sender_device: None,
+            epoch: c.epoch,
+            priority: r.priority,
+            body: None,
+            body_hash: None,
+            created_at: now,
+            dek_id: None,
+            expires_at: None,
+            recalled_at: None,
+            recalls: None,
+            alert: Some(serde_json::to_string(&notice).expect("alert serialises")),
+        };
+        let woken = self.store.insert_notice(&row, &devices).await?;
+        self.messaging.wake(&woken).await;
+        Ok(())
+    }
+
+    /// Texts everyone alerted so far who has a phone: a notice and a sign-in
+    /// link, never content; urgent (not STAT) texts wait out quiet hours;
+    /// nobody gets more than the policy's texts per hour.
+    async fn text_alerts(
+        &self,
+        r: &RoutedRow,
+        policy: &RoutingPolicy,
+        now: i64,
+    ) -> ApiResult<Vec<UserId>> {
+        if r.priority != Priority::Stat
+            && let Some(q) = &policy.quiet_hours
+            && crate::patients::quiet_hours_end(q, now)? > now
+        {
+            return Ok(Vec::new());
+        }
+        let mut texted = Vec::new();
+        for u in &r.notified {
+            if self.store.sms_sent_to(*u, now - 3600).await? >= policy.sms_per_hour {
+                continue;
+            }
+            let Some(phone) = self.directory.user(r.org_id, *u).await?.phone else {
+                continue;
+            };
+            let body = format!(
+                "Wardline: {} is waiting for you. Sign in to read and acknowledge it: {}/alerts/{}",
+                match r.priority {
+                    Priority::Stat => "a STAT message",
+                    _ => "an urgent message",
+                },
+                self.public_url.trim_end_matches('/'),
+                r.message_id
+            );
+            self.patients.staff_alert(r.org_id, &phone, &body).await?;
+            texted.push(*u);
+        }
+        Ok(texted)
+    }
+
+    /// The shift changed hands while a message to its role waited: the
+    /// incoming person is brought in and alerted.
+    async fn handoffs(&self) -> ApiResult<()> {
+        let now = self.clock.now();
+        for mut r in self.store.open_role_escalations().await? {
+            let Some(role) = r.role_id else { continue };
+            let Some(s) = self.shift_at(r.org_id, role, now).await? else {
+                continue;
+            };
+            let u = s.user_id;
+            if u == r.sender_user
+                || r.notified.contains(&u)
+                || !self.reachable(r.org_id, u, now).await?
+            {
+                continue;
+            }
+            self.add_member(r.org_id, r.conversation_id, u, r.sender_user)
+                .await?;
+            r.notified.push(u);
+            let event = EscalationEventRow {
+                message_id: r.message_id,
+                at: now,
+                action: EscalationAction::Handoff,
+                users: vec![u],
+                sms: false,
+            };
+            if self.store.advance(&r, Some(&event)).await? {
+                self.alert(&r, EscalationAction::Handoff, &[u], &[u], now)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends break-glass grants past their time: the user leaves the
+    /// conversation (members' clients commit the removal).
+    async fn end_expired_grants(&self) -> ApiResult<()> {
+        let now = self.clock.now();
+        for g in self.store.expired_grants(now).await? {
+            let c = self
+                .messages
+                .get_conversation(g.org_id, g.conversation_id)
+                .await?;
+            let notice = MessageRow::membership_notice(c.id, c.epoch, g.user_id, now);
+            let (_, woken) = self
+                .messages
+                .remove_member(c.id, g.user_id, &notice)
+                .await?;
+            self.messaging.wake(&woken).await;
+            if self.store.end_grant(g.id, now).await? {
+                self.audit
+                    .record(
+                        NewEvent {
+                            org_id: Some(g.org_id),
+                            ..NewEvent::service("break-glass", AuditAction::BreakGlassExpire)
+                        }
+                        .target("break_glass", g.id),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

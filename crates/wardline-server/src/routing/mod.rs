@@ -1,0 +1,1102 @@
+//! Clinical routing: the directory of departments, care teams and clinical
+//! roles with presence; on-call schedules (manual and iCalendar); pages to a
+//! role resolved to whoever covers it now; acknowledgement and the durable
+//! escalation ladder; patient context with care-team access and break-glass;
+//! response reports.
+//!
+//! The server still never reads content: a page opens (or reuses) an MLS
+//! conversation with the person resolved, and escalation alerts are server
+//! entries that name the waiting message, never its text.
+
+pub mod escalation;
+pub mod ical;
+pub mod routes;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+use wardline_proto::directory::UserStatus;
+use wardline_proto::messaging::{ConversationKind, CreateConversationRequest};
+use wardline_proto::routing::*;
+use wardline_proto::{OrgId, UserId};
+
+use crate::audit::{AuditLog, AuditScope};
+use crate::authz::Principal;
+use crate::clock::Clock;
+use crate::directory::DirectoryService;
+use crate::error::{ApiError, ApiResult};
+use crate::messaging::MessagingService;
+use crate::patients::PatientService;
+use crate::store::messaging::{MessageRow, MessagingStore};
+use crate::store::routing::{GrantRow, RoutingStore, presence_now};
+use crate::store::{Store, StoreError};
+use crate::vault::{FieldRef, Vault};
+
+const DAY: i64 = 86_400;
+/// How far a fallback role may lead to another fallback role.
+const MAX_FALLBACK_DEPTH: usize = 3;
+const MAX_SEARCH_RESULTS: usize = 50;
+
+/// A store lookup whose absence is the caller's 404 ("{what} not found").
+fn found<T>(r: Result<T, StoreError>, what: &str) -> ApiResult<T> {
+    match r {
+        Err(StoreError::NotFound) => Err(ApiError::not_found(what)),
+        Err(StoreError::Conflict(what)) => Err(ApiError::conflict(format!("{what} is taken"))),
+        other => Ok(other?),
+    }
+}
+
+/// A name for the directory: trimmed, 1 to 100 characters.
+fn name(value: &str, what: &str) -> ApiResult<String> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > 100 {
+        return Err(ApiError::validation(format!(
+            "{what} must be 1 to 100 characters"
+        )));
+    }
+    Ok(v.to_owned())
+}
+
+/// Checks an escalation ladder: 1–10 steps, 15 s to a day, strictly later
+/// each, and no `handoff` (which the server records, never schedules).
+pub fn validate_escalation(p: &EscalationPolicy) -> ApiResult<()> {
+    for (which, ladder) in [("stat", &p.stat), ("urgent", &p.urgent)] {
+        if ladder.len() > 10 {
+            return Err(ApiError::validation(format!(
+                "escalation.{which} has at most 10 steps"
+            )));
+        }
+        let mut last = 0;
+        for s in ladder {
+            if !(15..=DAY).contains(&s.after_secs) || s.after_secs <= last {
+                return Err(ApiError::validation(format!(
+                    "escalation.{which}: after_secs must be 15..=86400 and increase along the ladder"
+                )));
+            }
+            if s.action == EscalationAction::Handoff {
+                return Err(ApiError::validation(format!(
+                    "escalation.{which}: handoff is recorded by the server, not a step"
+                )));
+            }
+            last = s.after_secs;
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_policy(p: &RoutingPolicy) -> ApiResult<()> {
+    validate_escalation(&p.escalation)?;
+    if !(30..=3600).contains(&p.renotify_min_secs) {
+        return Err(ApiError::validation(
+            "routing.renotify_min_secs must be 30..=3600",
+        ));
+    }
+    if !(1..=30).contains(&p.sms_per_hour) {
+        return Err(ApiError::validation("routing.sms_per_hour must be 1..=30"));
+    }
+    if !(5..=720).contains(&p.break_glass_minutes) {
+        return Err(ApiError::validation(
+            "routing.break_glass_minutes must be 5..=720",
+        ));
+    }
+    if let Some(q) = &p.quiet_hours {
+        crate::patients::quiet_hours_end(q, 0)
+            .map_err(|e| ApiError::validation(format!("routing.quiet_hours: {}", e.message)))?;
+    }
+    Ok(())
+}
+
+/// Who a page to a role reaches now, and how.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub role: ClinicalRole,
+    pub user: UserId,
+    pub via: ResolvedVia,
+    pub nobody_on_call: bool,
+    pub notice: String,
+}
+
+#[derive(Clone)]
+pub struct RoutingService {
+    store: Arc<dyn RoutingStore>,
+    messages: Arc<dyn MessagingStore>,
+    directory_store: Arc<dyn Store>,
+    directory: DirectoryService,
+    messaging: MessagingService,
+    patients: PatientService,
+    vault: Vault,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    public_url: String,
+}
+
+impl RoutingService {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn RoutingStore>,
+        messages: Arc<dyn MessagingStore>,
+        directory_store: Arc<dyn Store>,
+        directory: DirectoryService,
+        messaging: MessagingService,
+        patients: PatientService,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+        audit: AuditLog,
+        public_url: String,
+    ) -> Self {
+        RoutingService {
+            store,
+            messages,
+            directory_store,
+            directory,
+            messaging,
+            patients,
+            vault,
+            clock,
+            audit,
+            public_url,
+        }
+    }
+
+    async fn policy(&self, org: OrgId) -> ApiResult<RoutingPolicy> {
+        Ok(self.directory_store.get_org(org).await?.policy.routing)
+    }
+
+    /// The user is an active member of the organisation.
+    async fn active_user(&self, org: OrgId, user: UserId) -> ApiResult<()> {
+        match self.directory_store.get_user(org, user).await {
+            Ok(u) if u.status == UserStatus::Active => Ok(()),
+            Ok(_) => Err(ApiError::validation(format!("user {user} is not active"))),
+            Err(StoreError::NotFound) => Err(ApiError::validation(format!(
+                "user {user} is not in this organisation"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn department_exists(&self, org: OrgId, id: Option<Uuid>) -> ApiResult<()> {
+        if let Some(id) = id
+            && !self
+                .store
+                .list_departments(org)
+                .await?
+                .iter()
+                .any(|d| d.id == id)
+        {
+            return Err(ApiError::validation(
+                "department_id is not a department here",
+            ));
+        }
+        Ok(())
+    }
+
+    // --------------------------------------------------------- directory
+
+    pub async fn directory(&self, org: OrgId) -> ApiResult<RoutingDirectory> {
+        Ok(RoutingDirectory {
+            departments: self.store.list_departments(org).await?,
+            care_teams: self.store.list_teams(org).await?,
+            roles: self.store.list_roles(org).await?,
+        })
+    }
+
+    pub async fn create_department(
+        &self,
+        org: OrgId,
+        req: CreateDepartmentRequest,
+    ) -> ApiResult<Department> {
+        let d = Department {
+            id: Uuid::new_v4(),
+            name: name(&req.name, "name")?,
+            created_at: self.clock.now(),
+        };
+        found(self.store.insert_department(org, &d).await, "department")?;
+        Ok(d)
+    }
+
+    pub async fn create_team(&self, org: OrgId, req: CreateCareTeamRequest) -> ApiResult<CareTeam> {
+        self.department_exists(org, req.department_id).await?;
+        let mut members = req.members.clone();
+        members.sort();
+        members.dedup();
+        if members.len() > 500 {
+            return Err(ApiError::validation("a care team has at most 500 members"));
+        }
+        for u in &members {
+            self.active_user(org, *u).await?;
+        }
+        let t = CareTeam {
+            id: Uuid::new_v4(),
+            name: name(&req.name, "name")?,
+            department_id: req.department_id,
+            members,
+            created_at: self.clock.now(),
+        };
+        found(self.store.insert_team(org, &t).await, "care team")?;
+        Ok(t)
+    }
+
+    pub async fn add_team_member(
+        &self,
+        org: OrgId,
+        team: Uuid,
+        user: UserId,
+    ) -> ApiResult<CareTeam> {
+        found(self.store.get_team(org, team).await, "care team")?;
+        self.active_user(org, user).await?;
+        if !self
+            .store
+            .add_team_member(org, team, user, self.clock.now())
+            .await?
+        {
+            return Err(ApiError::conflict("already on this care team"));
+        }
+        Ok(self.store.get_team(org, team).await?)
+    }
+
+    pub async fn remove_team_member(
+        &self,
+        org: OrgId,
+        team: Uuid,
+        user: UserId,
+    ) -> ApiResult<CareTeam> {
+        if !found(
+            self.store.remove_team_member(org, team, user).await,
+            "care team",
+        )? {
+            return Err(ApiError::not_found("care team member"));
+        }
+        Ok(self.store.get_team(org, team).await?)
+    }
+
+    pub async fn create_role(&self, org: OrgId, req: CreateRoleRequest) -> ApiResult<ClinicalRole> {
+        self.department_exists(org, req.department_id).await?;
+        if let Some(f) = req.fallback_role_id {
+            found(self.store.get_role(org, f).await, "fallback role")?;
+        }
+        if let Some(e) = &req.escalation {
+            validate_escalation(e)?;
+        }
+        let mut holders = req.holders.clone();
+        holders.sort();
+        holders.dedup();
+        for u in &holders {
+            self.active_user(org, *u).await?;
+        }
+        let r = ClinicalRole {
+            id: Uuid::new_v4(),
+            name: name(&req.name, "name")?,
+            department_id: req.department_id,
+            fallback_role_id: req.fallback_role_id,
+            holders,
+            escalation: req.escalation,
+            created_at: self.clock.now(),
+        };
+        found(self.store.insert_role(org, &r).await, "clinical role")?;
+        Ok(r)
+    }
+
+    pub async fn set_presence(
+        &self,
+        p: &Principal,
+        req: SetPresenceRequest,
+    ) -> ApiResult<Presence> {
+        let now = self.clock.now();
+        if let Some(u) = req.until
+            && !(now < u && u <= now + 7 * DAY)
+        {
+            return Err(ApiError::validation(
+                "until must be in the future and at most 7 days ahead",
+            ));
+        }
+        let presence = Presence {
+            user_id: p.user_id,
+            status: req.status,
+            until: req.until,
+            updated_at: now,
+        };
+        self.store.set_presence(p.org_id, &presence).await?;
+        Ok(presence)
+    }
+
+    async fn presence_map(&self, org: OrgId) -> ApiResult<HashMap<UserId, Presence>> {
+        Ok(self
+            .store
+            .list_presence(org)
+            .await?
+            .into_iter()
+            .map(|p| (p.user_id, p))
+            .collect())
+    }
+
+    async fn person(
+        &self,
+        org: OrgId,
+        user: UserId,
+        presence: &HashMap<UserId, Presence>,
+    ) -> ApiResult<OnCallPerson> {
+        Ok(OnCallPerson {
+            user_id: user,
+            display_name: self.directory.user(org, user).await?.display_name,
+            presence: presence_now(presence.get(&user), self.clock.now()),
+        })
+    }
+
+    /// People whose name, clinical role, department or care team matches `q`.
+    pub async fn search(&self, org: OrgId, q: &str) -> ApiResult<DirectorySearchResult> {
+        let q = q.trim().to_lowercase();
+        if q.is_empty() || q.chars().count() > 100 {
+            return Err(ApiError::bad_request("q must be 1 to 100 characters"));
+        }
+        let now = self.clock.now();
+        let dir = self.directory(org).await?;
+        let presence = self.presence_map(org).await?;
+        let dept_name: HashMap<Uuid, &str> = dir
+            .departments
+            .iter()
+            .map(|d| (d.id, d.name.as_str()))
+            .collect();
+        let mut on_call: HashMap<UserId, Vec<String>> = HashMap::new();
+        for r in &dir.roles {
+            if let Some(s) = self.shift_at(org, r.id, now).await? {
+                on_call.entry(s.user_id).or_default().push(r.name.clone());
+            }
+        }
+        let mut entries = Vec::new();
+        for u in self.directory.list(org).await? {
+            if u.status != UserStatus::Active {
+                continue;
+            }
+            let roles: Vec<&ClinicalRole> = dir
+                .roles
+                .iter()
+                .filter(|r| r.holders.contains(&u.id))
+                .collect();
+            let teams: Vec<&CareTeam> = dir
+                .care_teams
+                .iter()
+                .filter(|t| t.members.contains(&u.id))
+                .collect();
+            let departments: BTreeSet<String> = roles
+                .iter()
+                .filter_map(|r| r.department_id)
+                .chain(teams.iter().filter_map(|t| t.department_id))
+                .filter_map(|d| dept_name.get(&d).map(|n| n.to_string()))
+                .collect();
+            let entry = DirectoryEntry {
+                user_id: u.id,
+                display_name: u.display_name.clone(),
+                roles: roles.iter().map(|r| r.name.clone()).collect(),
+                departments: departments.into_iter().collect(),
+                care_teams: teams.iter().map(|t| t.name.clone()).collect(),
+                presence: presence_now(presence.get(&u.id), now),
+                on_call: on_call.remove(&u.id).unwrap_or_default(),
+            };
+            let hit = std::iter::once(&entry.display_name)
+                .chain(&entry.roles)
+                .chain(&entry.departments)
+                .chain(&entry.care_teams)
+                .chain(&entry.on_call)
+                .any(|s| s.to_lowercase().contains(&q));
+            if hit {
+                entries.push(entry);
+                if entries.len() == MAX_SEARCH_RESULTS {
+                    break;
+                }
+            }
+        }
+        Ok(DirectorySearchResult { entries })
+    }
+
+    // --------------------------------------------------------- schedules
+
+    /// The shift covering `role` at `at`: of overlapping shifts the one that
+    /// started last, so the incoming shift takes over at hand-off.
+    pub async fn shift_at(&self, org: OrgId, role: Uuid, at: i64) -> ApiResult<Option<Shift>> {
+        Ok(self
+            .store
+            .list_shifts(org, role, at, at + 1)
+            .await?
+            .into_iter()
+            .max_by_key(|s| s.starts_at))
+    }
+
+    pub async fn shifts(&self, org: OrgId, role: Uuid, q: ShiftQuery) -> ApiResult<ShiftList> {
+        found(self.store.get_role(org, role).await, "clinical role")?;
+        let from = q.from.unwrap_or_else(|| self.clock.now());
+        let until = q.until.unwrap_or(from + 14 * DAY);
+        if until <= from || until - from > 100 * DAY {
+            return Err(ApiError::bad_request(
+                "until must be after from, at most 100 days later",
+            ));
+        }
+        Ok(ShiftList {
+            shifts: self.store.list_shifts(org, role, from, until).await?,
+        })
+    }
+
+    pub async fn create_shift(
+        &self,
+        org: OrgId,
+        role: Uuid,
+        req: CreateShiftRequest,
+    ) -> ApiResult<Shift> {
+        found(self.store.get_role(org, role).await, "clinical role")?;
+        if req.ends_at <= req.starts_at || req.ends_at - req.starts_at > 7 * DAY {
+            return Err(ApiError::validation(
+                "a shift must end after it starts and last at most 7 days",
+            ));
+        }
+        self.active_user(org, req.user_id).await?;
+        if let Some(b) = req.backup_user_id {
+            if b == req.user_id {
+                return Err(ApiError::validation("the backup must be someone else"));
+            }
+            self.active_user(org, b).await?;
+        }
+        let s = Shift {
+            id: Uuid::new_v4(),
+            role_id: role,
+            user_id: req.user_id,
+            backup_user_id: req.backup_user_id,
+            starts_at: req.starts_at,
+            ends_at: req.ends_at,
+            source: "manual".into(),
+        };
+        self.store.insert_shift(org, &s).await?;
+        Ok(s)
+    }
+
+    pub async fn delete_shift(&self, org: OrgId, role: Uuid, id: Uuid) -> ApiResult<()> {
+        if !self.store.delete_shift(org, role, id).await? {
+            return Err(ApiError::not_found("shift"));
+        }
+        Ok(())
+    }
+
+    /// Imports a role's schedule from iCalendar text or a URL; events seen
+    /// before are replaced (by UID), so a re-import is safe.
+    pub async fn import_schedule(
+        &self,
+        org: OrgId,
+        role: Uuid,
+        req: ImportScheduleRequest,
+    ) -> ApiResult<ImportScheduleResult> {
+        found(self.store.get_role(org, role).await, "clinical role")?;
+        let days = req.days.unwrap_or(90);
+        if !(1..=366).contains(&days) {
+            return Err(ApiError::validation("days must be 1..=366"));
+        }
+        let text = match (req.ics, req.url) {
+            (Some(t), None) => t,
+            (None, Some(u)) => fetch_calendar(&u).await?,
+            _ => {
+                return Err(ApiError::validation(
+                    "give the calendar as ics or as url, not both",
+                ));
+            }
+        };
+        let now = self.clock.now();
+        let parsed =
+            ical::parse(&text, now - DAY, now + days * DAY).map_err(ApiError::validation)?;
+        let mut problems = parsed.problems;
+        let mut shifts = Vec::new();
+        let mut sources = Vec::new();
+        let mut emails: HashMap<String, Option<UserId>> = HashMap::new();
+        for e in parsed.events {
+            let mut lookup = async |email: &str| -> ApiResult<Option<UserId>> {
+                if let Some(u) = emails.get(email) {
+                    return Ok(*u);
+                }
+                let u = self
+                    .directory
+                    .find_by_email(org, email)
+                    .await?
+                    .filter(|u| u.status == UserStatus::Active)
+                    .map(|u| u.id);
+                emails.insert(email.to_owned(), u);
+                Ok(u)
+            };
+            let Some(primary) = lookup(&e.primary).await? else {
+                problems.push(ImportProblem {
+                    event: e.uid,
+                    reason: "its attendee is not an active user here".into(),
+                });
+                continue;
+            };
+            let backup = match &e.backup {
+                Some(b) => match lookup(b).await? {
+                    Some(u) => Some(u),
+                    None => {
+                        problems.push(ImportProblem {
+                            event: e.uid,
+                            reason: "its backup attendee is not an active user here".into(),
+                        });
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let source = format!("ical:{}", e.uid);
+            for (starts_at, ends_at) in e.occurrences {
+                shifts.push(Shift {
+                    id: Uuid::new_v4(),
+                    role_id: role,
+                    user_id: primary,
+                    backup_user_id: backup,
+                    starts_at,
+                    ends_at,
+                    source: source.clone(),
+                });
+            }
+            sources.push(source);
+        }
+        let replaced = self
+            .store
+            .replace_imported(org, role, &sources, &shifts)
+            .await?;
+        Ok(ImportScheduleResult {
+            events: parsed.seen,
+            shifts: shifts.len() as i64,
+            replaced,
+            problems,
+        })
+    }
+
+    pub async fn on_call(&self, org: OrgId, role: Uuid) -> ApiResult<OnCall> {
+        let r = found(self.store.get_role(org, role).await, "clinical role")?;
+        let now = self.clock.now();
+        let presence = self.presence_map(org).await?;
+        let shift = self.shift_at(org, role, now).await?;
+        let (primary, backup) = match &shift {
+            Some(s) => (
+                Some(self.person(org, s.user_id, &presence).await?),
+                match s.backup_user_id {
+                    Some(b) => Some(self.person(org, b, &presence).await?),
+                    None => None,
+                },
+            ),
+            None => (None, None),
+        };
+        Ok(OnCall {
+            role_id: role,
+            role_name: r.name,
+            at: now,
+            shift,
+            primary,
+            backup,
+        })
+    }
+
+    // ------------------------------------------------------------ paging
+
+    /// Whoever a page to `role` reaches now, skipping `except` (the sender)
+    /// and anyone off duty or in a procedure.
+    pub async fn resolve(&self, org: OrgId, role: Uuid, except: UserId) -> ApiResult<Resolution> {
+        let now = self.clock.now();
+        let presence = self.presence_map(org).await?;
+        let reachable = |u: &UserId| *u != except && presence_now(presence.get(u), now).reachable();
+        let first = found(self.store.get_role(org, role).await, "clinical role")?;
+        let mut role = first.clone();
+        let mut notes: Vec<String> = Vec::new();
+        for depth in 0..=MAX_FALLBACK_DEPTH {
+            let fallback = depth > 0;
+            if let Some(s) = self.shift_at(org, role.id, now).await? {
+                if reachable(&s.user_id) {
+                    return Ok(Resolution {
+                        via: if fallback {
+                            ResolvedVia::FallbackRole
+                        } else {
+                            ResolvedVia::OnCall
+                        },
+                        nobody_on_call: fallback,
+                        user: s.user_id,
+                        notice: self.notice(org, &role, s.user_id, &notes).await?,
+                        role: first,
+                    });
+                }
+                notes.push(format!(
+                    "the person on call for {} is {}",
+                    role.name,
+                    presence_now(presence.get(&s.user_id), now)
+                        .as_str()
+                        .replace('_', " ")
+                ));
+                if let Some(b) = s.backup_user_id.filter(|b| reachable(b)) {
+                    return Ok(Resolution {
+                        via: if fallback {
+                            ResolvedVia::FallbackRole
+                        } else {
+                            ResolvedVia::Backup
+                        },
+                        nobody_on_call: fallback,
+                        user: b,
+                        notice: self.notice(org, &role, b, &notes).await?,
+                        role: first,
+                    });
+                }
+            } else {
+                notes.push(format!("nobody is on call for {}", role.name));
+            }
+            if let Some(h) = role.holders.iter().find(|h| reachable(h)) {
+                return Ok(Resolution {
+                    via: if fallback {
+                        ResolvedVia::FallbackRole
+                    } else {
+                        ResolvedVia::Holder
+                    },
+                    nobody_on_call: true,
+                    user: *h,
+                    notice: self.notice(org, &role, *h, &notes).await?,
+                    role: first,
+                });
+            }
+            match role.fallback_role_id {
+                Some(f) if depth < MAX_FALLBACK_DEPTH => {
+                    role = self.store.get_role(org, f).await?;
+                }
+                _ => break,
+            }
+        }
+        Err(ApiError::conflict(format!(
+            "nobody can be reached for {}: {}; page someone directly",
+            first.name,
+            notes.join("; ")
+        )))
+    }
+
+    async fn notice(
+        &self,
+        org: OrgId,
+        role: &ClinicalRole,
+        user: UserId,
+        notes: &[String],
+    ) -> ApiResult<String> {
+        let who = self.directory.user(org, user).await?.display_name;
+        Ok(if notes.is_empty() {
+            format!("{} is covered by {who}", role.name)
+        } else {
+            format!("{}; paging {who} ({})", notes.join("; "), role.name)
+        })
+    }
+
+    /// Opens (or reuses) the caller's conversation to a role with whoever
+    /// covers it now; the message the caller then sends there is recorded as
+    /// sent to the role and resolved to that person.
+    pub async fn page(
+        &self,
+        p: &Principal,
+        role: Uuid,
+        req: PageRoleRequest,
+        audit: &AuditScope,
+    ) -> ApiResult<PageRoleResponse> {
+        let r = self.resolve(p.org_id, role, p.user_id).await?;
+        let reuse = match self
+            .store
+            .role_conversation(p.org_id, p.user_id, role)
+            .await?
+        {
+            Some(c)
+                if req.patient_ref.is_none() && self.messages.is_member(c, p.user_id).await? =>
+            {
+                Some(c)
+            }
+            _ => None,
+        };
+        let conversation = match reuse {
+            Some(c) => {
+                if !self.messages.is_member(c, r.user).await? {
+                    self.add_member(p.org_id, c, r.user, p.user_id).await?;
+                }
+                c
+            }
+            None => {
+                let (_, c) = self
+                    .messaging
+                    .create_conversation(
+                        p,
+                        CreateConversationRequest {
+                            kind: ConversationKind::Group,
+                            title: Some(format!("Page: {}", r.role.name)),
+                            members: vec![r.user],
+                            patient_ref: req.patient_ref,
+                            care_team_id: None,
+                        },
+                        audit,
+                    )
+                    .await?;
+                c.id
+            }
+        };
+        self.store
+            .set_routing(conversation, role, r.user, r.via.as_str())
+            .await?;
+        audit.target("conversation", conversation);
+        let c = self
+            .messages
+            .get_conversation(p.org_id, conversation)
+            .await?;
+        let presence = self.presence_map(p.org_id).await?;
+        Ok(PageRoleResponse {
+            conversation: self.messaging.to_wire(&c, Some(audit)).await?,
+            role_id: role,
+            role_name: r.role.name.clone(),
+            resolved_to: self.person(p.org_id, r.user, &presence).await?,
+            via: r.via,
+            nobody_on_call: r.nobody_on_call,
+            notice: r.notice,
+        })
+    }
+
+    /// Adds a user to a conversation through the usual membership path (a
+    /// member's client commits their devices into the MLS group).
+    async fn add_member(
+        &self,
+        org: OrgId,
+        conversation: Uuid,
+        user: UserId,
+        actor: UserId,
+    ) -> ApiResult<bool> {
+        let c = self.messages.get_conversation(org, conversation).await?;
+        let devices: Vec<_> = self
+            .messages
+            .list_user_devices(org, user)
+            .await?
+            .into_iter()
+            .map(|d| d.device.id)
+            .collect();
+        let notice = MessageRow::membership_notice(conversation, c.epoch, actor, self.clock.now());
+        let (added, woken) = self
+            .messages
+            .add_member(conversation, user, &devices, &notice)
+            .await?;
+        self.messaging.wake(&woken).await;
+        Ok(added)
+    }
+
+    // ----------------------------------------------- patient context
+
+    /// Opens a patient's conversations for the caller: members already are;
+    /// the care team joins; anyone else needs break-glass with a reason,
+    /// which grants time-limited membership, tells the compliance officer
+    /// and is audited.
+    pub async fn open_patient(
+        &self,
+        p: &Principal,
+        req: OpenPatientRequest,
+        audit: &AuditScope,
+    ) -> ApiResult<PatientAccess> {
+        let patient = req.patient_ref.trim();
+        if patient.is_empty() || patient.chars().count() > 100 {
+            return Err(ApiError::validation(
+                "patient_ref must be 1 to 100 characters",
+            ));
+        }
+        audit.patient(patient);
+        let bidx = crate::lifecycle::patient_index(&self.vault, p.org_id, patient);
+        let conversations = self.store.conversations_by_patient(p.org_id, &bidx).await?;
+        if conversations.is_empty() {
+            return Err(ApiError::not_found("conversation about this patient"));
+        }
+        let teams: HashMap<Uuid, CareTeam> = self
+            .store
+            .list_teams(p.org_id)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t))
+            .collect();
+        let mut access = Vec::new();
+        let mut locked = Vec::new();
+        for (c, team) in conversations {
+            if self.messages.is_member(c, p.user_id).await? {
+                access.push((c, AccessVia::Member));
+            } else if team
+                .and_then(|t| teams.get(&t))
+                .is_some_and(|t| t.members.contains(&p.user_id))
+            {
+                access.push((c, AccessVia::CareTeam));
+            } else {
+                locked.push(c);
+            }
+        }
+        let reason = req.reason.as_deref().map(str::trim).unwrap_or_default();
+        if !locked.is_empty() && !(10..=500).contains(&reason.chars().count()) {
+            return Err(ApiError::forbidden(
+                "you are not on this patient's care team: break-glass access needs a stated reason (10 to 500 characters), which the compliance officer reviews",
+            ));
+        }
+        let now = self.clock.now();
+        let policy = self.policy(p.org_id).await?;
+        let mut grants = Vec::new();
+        for c in &locked {
+            let (key_row, key) = self.vault.new_key_row(p.org_id)?;
+            let dek_id = key_row.id.clone();
+            let id = Uuid::new_v4();
+            let row_id = id.to_string();
+            let g = GrantRow {
+                id,
+                org_id: p.org_id,
+                conversation_id: *c,
+                user_id: p.user_id,
+                dek_id,
+                reason_enc: Vault::seal(
+                    &key,
+                    FieldRef {
+                        table: "break_glass",
+                        row_id: &row_id,
+                        column: "reason",
+                    },
+                    reason,
+                ),
+                granted_at: now,
+                expires_at: now + policy.break_glass_minutes * 60,
+                ended_at: None,
+            };
+            self.store.insert_grant(&g, &key_row).await?;
+            self.add_member(p.org_id, *c, p.user_id, p.user_id).await?;
+            self.store
+                .insert_notification(
+                    p.org_id,
+                    &Notification {
+                        id: Uuid::new_v4(),
+                        kind: "break_glass".into(),
+                        subject: p.user_id,
+                        detail: format!(
+                            "break-glass access to conversation {c} until {} (grant {id})",
+                            g.expires_at
+                        ),
+                        created_at: now,
+                    },
+                )
+                .await?;
+            audit.also(
+                wardline_proto::audit::AuditAction::BreakGlassGrant,
+                "break_glass",
+                id,
+            );
+            grants.push(BreakGlassGrant {
+                id,
+                conversation_id: *c,
+                user_id: p.user_id,
+                reason: Some(reason.to_owned()),
+                granted_at: now,
+                expires_at: g.expires_at,
+                ended_at: None,
+            });
+            access.push((*c, AccessVia::BreakGlass));
+        }
+        for (c, via) in &access {
+            if *via == AccessVia::CareTeam {
+                self.add_member(p.org_id, *c, p.user_id, p.user_id).await?;
+            }
+        }
+        Ok(PatientAccess {
+            conversations: access
+                .into_iter()
+                .map(|(conversation_id, via)| PatientConversationAccess {
+                    conversation_id,
+                    via,
+                })
+                .collect(),
+            grants,
+        })
+    }
+
+    pub async fn grants(&self, org: OrgId) -> ApiResult<BreakGlassList> {
+        let mut out = Vec::new();
+        for g in self.store.list_grants(org).await? {
+            let key = self
+                .vault
+                .unwrap_key(&self.directory_store.get_data_key(&g.dek_id).await?)?;
+            let row_id = g.id.to_string();
+            let reason = Vault::open_str(
+                &key,
+                FieldRef {
+                    table: "break_glass",
+                    row_id: &row_id,
+                    column: "reason",
+                },
+                &g.reason_enc,
+            )?;
+            out.push(BreakGlassGrant {
+                id: g.id,
+                conversation_id: g.conversation_id,
+                user_id: g.user_id,
+                reason: Some(reason),
+                granted_at: g.granted_at,
+                expires_at: g.expires_at,
+                ended_at: g.ended_at,
+            });
+        }
+        Ok(BreakGlassList { grants: out })
+    }
+
+    pub async fn notifications(&self, org: OrgId) -> ApiResult<NotificationList> {
+        Ok(NotificationList {
+            notifications: self.store.list_notifications(org).await?,
+        })
+    }
+
+    // ------------------------------------------------------------ reports
+
+    pub async fn report(&self, org: OrgId, q: ReportQuery) -> ApiResult<ResponseReport> {
+        let until = q.until.unwrap_or_else(|| self.clock.now());
+        let since = q.since.unwrap_or(until - 7 * DAY);
+        if until <= since || until - since > 366 * DAY {
+            return Err(ApiError::bad_request(
+                "until must be after since, at most 366 days later",
+            ));
+        }
+        let dir = self.directory(org).await?;
+        let role_name: HashMap<Uuid, String> =
+            dir.roles.iter().map(|r| (r.id, r.name.clone())).collect();
+        let dept_name: HashMap<Uuid, String> = dir
+            .departments
+            .iter()
+            .map(|d| (d.id, d.name.clone()))
+            .collect();
+        let rows = self.store.routed_between(org, since, until).await?;
+        #[derive(Default)]
+        struct Acc {
+            messages: i64,
+            read: Vec<i64>,
+            acked: Vec<i64>,
+            escalated: i64,
+            unacknowledged: i64,
+        }
+        let mut by_role: BTreeMap<Option<Uuid>, Acc> = BTreeMap::new();
+        let mut by_dept: BTreeMap<Option<Uuid>, Acc> = BTreeMap::new();
+        let mut waiting = Vec::new();
+        let mut escalated = Vec::new();
+        for r in &rows {
+            if r.state == EscalationState::Merged {
+                continue;
+            }
+            let first_read = self
+                .messages
+                .receipts(r.message_id)
+                .await?
+                .iter()
+                .filter(|x| x.user_id != r.sender_user)
+                .filter_map(|x| x.read_at)
+                .min();
+            for acc in [
+                by_role.entry(r.role_id).or_default(),
+                by_dept.entry(r.department_id).or_default(),
+            ] {
+                acc.messages += 1;
+                if let Some(t) = first_read {
+                    acc.read.push(t - r.created_at);
+                }
+                if let Some(t) = r.acked_at {
+                    acc.acked.push(t - r.created_at);
+                }
+                acc.escalated += i64::from(r.escalations > 0);
+                acc.unacknowledged += i64::from(matches!(
+                    r.state,
+                    EscalationState::Open | EscalationState::Exhausted
+                ));
+            }
+            if matches!(r.state, EscalationState::Open | EscalationState::Exhausted) {
+                waiting.push(self.escalation_of(r).await?);
+            }
+            if r.escalations > 0 {
+                escalated.push(self.escalation_of(r).await?);
+            }
+        }
+        let times =
+            |id: Option<Uuid>, names: &HashMap<Uuid, String>, none: &str, a: Acc| ResponseTimes {
+                id,
+                name: id
+                    .and_then(|i| names.get(&i).cloned())
+                    .unwrap_or_else(|| none.to_owned()),
+                messages: a.messages,
+                read: a.read.len() as i64,
+                acknowledged: a.acked.len() as i64,
+                escalated: a.escalated,
+                unacknowledged: a.unacknowledged,
+                median_read_secs: percentile(a.read.clone(), 50),
+                median_ack_secs: percentile(a.acked.clone(), 50),
+                p90_ack_secs: percentile(a.acked, 90),
+            };
+        Ok(ResponseReport {
+            since,
+            until,
+            by_role: by_role
+                .into_iter()
+                .map(|(id, a)| times(id, &role_name, "(not sent to a role)", a))
+                .collect(),
+            by_department: by_dept
+                .into_iter()
+                .map(|(id, a)| times(id, &dept_name, "(no department)", a))
+                .collect(),
+            unacknowledged: waiting,
+            escalated,
+        })
+    }
+}
+
+/// Nearest-rank percentile of `v` (none when empty).
+fn percentile(mut v: Vec<i64>, pct: usize) -> Option<i64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let rank = (pct * v.len()).div_ceil(100).max(1);
+    Some(v[rank - 1])
+}
+
+/// Fetches a calendar over http(s): at most 2 MiB, 20 seconds.
+async fn fetch_calendar(url: &str) -> ApiResult<String> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|_| ApiError::validation("url is not a valid URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ApiError::validation("url must be http or https"));
+    }
+    let fail = |e: &dyn std::fmt::Display| {
+        ApiError::validation(format!("the calendar could not be fetched: {e}"))
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .map_err(|e| fail(&e))?;
+    let mut resp = client
+        .get(parsed)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| fail(&e.without_url()))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(&e.without_url()))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > 2 * 1024 * 1024 {
+            return Err(ApiError::validation("the calendar is larger than 2 MiB"));
+        }
+    }
+    String::from_utf8(body).map_err(|_| ApiError::validation("the calendar is not UTF-8 text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        assert_eq!(percentile(vec![], 50), None);
+        assert_eq!(percentile(vec![30], 90), Some(30));
+        assert_eq!(percentile(vec![5, 1, 3, 2, 4], 50), Some(3));
+        assert_eq!(percentile((1..=10).collect(), 90), Some(9));
+    }
+
+    #[test]
+    fn ladders_must_climb() {
+        let mut p = EscalationPolicy::default();
+        assert!(validate_escalation(&p).is_ok());
+        p.stat[1].after_secs = p.stat[0].after_secs;
+        assert!(validate_escalation(&p).is_err());
+        let mut p = EscalationPolicy::default();
+        p.urgent[0].action = EscalationAction::Handoff;
+        assert!(validate_escalation(&p).is_err());
+    }
+}
