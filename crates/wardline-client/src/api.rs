@@ -10,6 +10,7 @@ use wardline_proto::directory::*;
 use wardline_proto::lifecycle::*;
 use wardline_proto::messaging::*;
 use wardline_proto::patients::*;
+use wardline_proto::routing::*;
 use wardline_proto::{ErrorBody, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -689,6 +690,115 @@ impl ApiClient {
             &format!("/api/v1/users/{user}/sessions{q}"),
             None,
         )
+        .await
+    }
+
+    // ------------------------------------------------------------ routing
+
+    pub async fn routing_directory(&self) -> Result<RoutingDirectory> {
+        self.get("/api/v1/routing/directory").await
+    }
+
+    pub async fn create_department(&self, name: &str) -> Result<Department> {
+        self.post(
+            "/api/v1/routing/departments",
+            &CreateDepartmentRequest {
+                name: name.to_owned(),
+            },
+        )
+        .await
+    }
+
+    pub async fn create_care_team(&self, req: &CreateCareTeamRequest) -> Result<CareTeam> {
+        self.post("/api/v1/routing/care-teams", req).await
+    }
+
+    pub async fn add_team_member(&self, team: Uuid, user: Uuid) -> Result<CareTeam> {
+        self.post(
+            &format!("/api/v1/routing/care-teams/{team}/members"),
+            &TeamMemberRequest { user_id: user },
+        )
+        .await
+    }
+
+    pub async fn create_clinical_role(&self, req: &CreateRoleRequest) -> Result<ClinicalRole> {
+        self.post("/api/v1/routing/roles", req).await
+    }
+
+    pub async fn search_directory(&self, q: &str) -> Result<DirectorySearchResult> {
+        let q = serde_urlencoded::to_string([("q", q)]).unwrap_or_default();
+        self.get(&format!("/api/v1/routing/search?{q}")).await
+    }
+
+    pub async fn set_presence(&self, req: &SetPresenceRequest) -> Result<Presence> {
+        self.send(Method::PUT, "/api/v1/routing/presence", Some(req))
+            .await
+    }
+
+    pub async fn shifts(&self, role: Uuid, from: i64, until: i64) -> Result<ShiftList> {
+        self.get(&format!(
+            "/api/v1/routing/roles/{role}/shifts?from={from}&until={until}"
+        ))
+        .await
+    }
+
+    pub async fn create_shift(&self, role: Uuid, req: &CreateShiftRequest) -> Result<Shift> {
+        self.post(&format!("/api/v1/routing/roles/{role}/shifts"), req)
+            .await
+    }
+
+    pub async fn import_schedule(
+        &self,
+        role: Uuid,
+        req: &ImportScheduleRequest,
+    ) -> Result<ImportScheduleResult> {
+        self.post(
+            &format!("/api/v1/routing/roles/{role}/schedule/import"),
+            req,
+        )
+        .await
+    }
+
+    pub async fn on_call(&self, role: Uuid) -> Result<OnCall> {
+        self.get(&format!("/api/v1/routing/roles/{role}/on-call"))
+            .await
+    }
+
+    pub async fn page_role(&self, role: Uuid, req: &PageRoleRequest) -> Result<PageRoleResponse> {
+        self.post(&format!("/api/v1/routing/roles/{role}/page"), req)
+            .await
+    }
+
+    pub async fn escalation(&self, conv: Uuid, message: Uuid) -> Result<Escalation> {
+        self.get(&format!(
+            "/api/v1/conversations/{conv}/messages/{message}/escalation"
+        ))
+        .await
+    }
+
+    pub async fn acknowledge(&self, conv: Uuid, message: Uuid) -> Result<Escalation> {
+        self.post_empty(&format!(
+            "/api/v1/conversations/{conv}/messages/{message}/acknowledge"
+        ))
+        .await
+    }
+
+    pub async fn open_patient(&self, req: &OpenPatientRequest) -> Result<PatientAccess> {
+        self.post("/api/v1/routing/patient-access", req).await
+    }
+
+    pub async fn break_glass_grants(&self) -> Result<BreakGlassList> {
+        self.get("/api/v1/routing/break-glass").await
+    }
+
+    pub async fn notifications(&self) -> Result<NotificationList> {
+        self.get("/api/v1/routing/notifications").await
+    }
+
+    pub async fn response_report(&self, since: i64, until: i64) -> Result<ResponseReport> {
+        self.get(&format!(
+            "/api/v1/routing/reports/responses?since={since}&until={until}"
+        ))
         .await
     }
 }

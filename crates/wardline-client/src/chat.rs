@@ -367,6 +367,12 @@ impl Chat {
     /// group and adds everyone's devices.
     pub async fn create(&mut self, req: &CreateConversationRequest) -> Result<Conversation> {
         let c = self.api.create_conversation(req).await?;
+        self.adopt(c).await
+    }
+
+    /// Makes the group of a conversation the server just opened with this
+    /// device as its first member, and adds everyone else's devices.
+    async fn adopt(&mut self, c: Conversation) -> Result<Conversation> {
         let mine = c
             .devices
             .iter()
@@ -378,6 +384,40 @@ impl Chat {
         self.save()?;
         self.reconcile(c.id).await?;
         Ok(self.api.conversation(c.id).await?)
+    }
+
+    /// Pages a clinical role: the server resolves whoever covers it now and
+    /// opens (or reuses) this user's conversation with them; this device
+    /// brings the group in line, so a message sent there next reaches them.
+    /// The answer says who it resolved to and whether nobody was on call.
+    pub async fn page(
+        &mut self,
+        role: Uuid,
+        patient_ref: Option<String>,
+    ) -> Result<wardline_proto::routing::PageRoleResponse> {
+        let mut r = self
+            .api
+            .page_role(
+                role,
+                &wardline_proto::routing::PageRoleRequest { patient_ref },
+            )
+            .await?;
+        r.conversation = self.adopt(r.conversation).await?;
+        Ok(r)
+    }
+
+    /// Acknowledges an urgent or STAT message (its escalation stops).
+    pub async fn acknowledge(
+        &mut self,
+        conv: Uuid,
+        message: Uuid,
+    ) -> Result<wardline_proto::routing::Escalation> {
+        let r = self
+            .api
+            .acknowledge(conv, message)
+            .await
+            .map_err(ChatError::from);
+        self.obey_wipe(r).await
     }
 
     /// Queues a message and sends the outbox. Offline, the message stays in

@@ -390,6 +390,11 @@ pub struct SubmitMessageRequest {
     /// lifespan applies if shorter.
     #[serde(default)]
     pub ttl_secs: Option<i64>,
+    /// This application message is the sender's own earlier message, shared
+    /// again for members an escalation brought in after it (they cannot
+    /// decrypt the original). Not a new message for routing or escalation.
+    #[serde(default)]
+    pub shared_again: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -430,7 +435,7 @@ pub struct InboxEntry {
     pub recalls: Option<Uuid>,
     /// `alert` entries: what is waiting for acknowledgement.
     #[serde(default)]
-    pub alert: Option<crate::routing::AlertNotice>,
+    pub alert: Option<Box<crate::routing::AlertNotice>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    Actor, Backend, Devices, PASSPHRASE, TestServer, contains, database_bytes, group, texts,
+    Actor, Backend, Devices, PASSPHRASE, TestServer, actions, contains, database_bytes, group,
+    has_action, texts,
 };
 use sqlx::Row;
 use uuid::Uuid;
@@ -21,26 +22,6 @@ use wardline_proto::messaging::*;
 use wardline_server::audit::retention;
 
 const DAY: i64 = 86_400;
-
-async fn actions(t: &TestServer) -> Vec<(String, String, Option<String>, Option<String>)> {
-    use wardline_server::store::AuditStore;
-    t.sql
-        .audit_entries(0, 100_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.action, r.outcome, r.target_id, r.reason))
-        .collect()
-}
-
-fn has_action(
-    log: &[(String, String, Option<String>, Option<String>)],
-    action: &str,
-    target: &str,
-) -> bool {
-    log.iter()
-        .any(|(a, o, t, _)| a == action && o == "success" && t.as_deref() == Some(target))
-}
 
 /// Sessions end when days pass: sign each device in again, as its user would.
 async fn resume(t: &TestServer, who: &Actor, chat: &mut Chat) {

@@ -96,7 +96,7 @@ async fn conversation_across_devices(backend: Backend) {
     let reply = MessageContent {
         text: "PLAINTEXT-CANARY-REPLY repeat K+ drawn".into(),
         reply_to: Some(sent),
-        attachments: vec![],
+        ..Default::default()
     };
     b1.send(conv, reply.clone(), Priority::Urgent)
         .await
@@ -321,6 +321,7 @@ async fn membership_changes_are_cryptographic(backend: Backend) {
                 added_devices: vec![],
                 removed_devices: vec![],
                 ttl_secs: None,
+                shared_again: None,
             },
         )
         .await
@@ -436,6 +437,7 @@ async fn bad_messages_change_nothing(backend: Backend) {
                     added_devices: vec![],
                     removed_devices: vec![],
                     ttl_secs: None,
+                    shared_again: None,
                 },
             )
             .await
@@ -745,6 +747,7 @@ async fn attachments(backend: Backend) {
             size: photo.len() as u64,
             key,
         }],
+        shared_again: None,
     };
     a.send(conv, content, Priority::Routine).await.unwrap();
     b.sync().await.unwrap();

@@ -364,9 +364,25 @@ fn report(events: &[Event]) {
                 eprintln!("warning: a message could not be opened and was skipped: {reason}");
             }
             Event::NewDevice { device, name } => new_device(*device, name),
+            Event::Alert {
+                conversation,
+                alert,
+            } => print_alert(*conversation, alert),
             _ => {}
         }
     }
+}
+
+/// An escalation alert: what waits and where, never content.
+fn print_alert(conversation: Uuid, alert: &wardline_proto::routing::AlertNotice) {
+    eprintln!(
+        "ALERT [{}] {} (message {}; acknowledge with `wardline chat ack {} {}`)",
+        short(conversation),
+        alert.text,
+        alert.message_id,
+        conversation,
+        alert.message_id
+    );
 }
 
 fn new_device(device: Uuid, name: &str) {
@@ -609,6 +625,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         text: args.text.join(" "),
         reply_to,
         attachments,
+        shared_again: None,
     };
     let ttl = args
         .disappear_after
@@ -709,6 +726,12 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                         eprintln!("warning: skipped a message that could not be opened: {reason}");
                     }
                     Event::NewDevice { device, name } => new_device(*device, name),
+                    Event::Alert {
+                        conversation,
+                        alert,
+                    } if only.is_none_or(|c| c == *conversation) => {
+                        print_alert(*conversation, alert)
+                    }
                     _ => {}
                 }
                 args.count.is_none_or(|n| seen < n)

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use wardline_proto::lifecycle::{DevicePolicy, EffectiveLifecycle};
 use wardline_proto::messaging::*;
+use wardline_proto::routing::AlertNotice;
 use zeroize::Zeroizing;
 
 use super::content::MessageContent;
@@ -118,6 +119,11 @@ pub enum Event {
     Recalled {
         conversation: Uuid,
         message: Uuid,
+    },
+    /// An urgent or STAT message waits for acknowledgement (escalation).
+    Alert {
+        conversation: Uuid,
+        alert: AlertNotice,
     },
     /// A device this one has not seen before was registered to the same
     /// account (if that was not the user, the account is compromised).
@@ -339,6 +345,18 @@ impl ChatCore {
         };
         match (e.kind, &e.mls) {
             (MessageKind::Membership, _) => vec![Event::MembershipChanged { conversation }],
+            (MessageKind::Alert, _) => {
+                let Some(alert) = e.alert.as_deref().cloned() else {
+                    return reject("alert without what it is about".into());
+                };
+                if !alert.added.is_empty() {
+                    self.share_again(conversation, alert.message_id);
+                }
+                vec![Event::Alert {
+                    conversation,
+                    alert,
+                }]
+            }
             (MessageKind::Recall, _) => {
                 let Some(message) = e.recalls else {
                     return reject("recall without the message it recalls".into());
@@ -381,6 +399,17 @@ impl ChatCore {
                         let Some(content) = MessageContent::from_bytes(&plaintext) else {
                             return reject("content is not a Wardline message".into());
                         };
+                        // Shared again for newcomers: those who have it already
+                        // keep the one copy.
+                        if let Some(first) = content.shared_again
+                            && self.conversations.get(&conversation).is_some_and(|c| {
+                                c.messages
+                                    .iter()
+                                    .any(|m| m.id == first || m.content.shared_again == Some(first))
+                            })
+                        {
+                            return Vec::new();
+                        }
                         let message = LocalMessage {
                             id: e.message_id,
                             sender_user: user,
@@ -473,6 +502,7 @@ impl ChatCore {
             added_devices: Vec::new(),
             removed_devices: devices.to_vec(),
             ttl_secs: None,
+            shared_again: None,
         })
     }
 
@@ -493,6 +523,7 @@ impl ChatCore {
             added_devices: claimed.iter().map(|k| k.device_id).collect(),
             removed_devices: Vec::new(),
             ttl_secs: None,
+            shared_again: None,
         })
     }
 
@@ -531,6 +562,27 @@ impl ChatCore {
         id
     }
 
+    /// Queues a message this device sent, shared again with members an
+    /// escalation brought in after it (they cannot decrypt the original).
+    /// Only the sending device does it, once; the copy is routine (the
+    /// original's escalation goes on).
+    fn share_again(&mut self, conversation: Uuid, message: Uuid) {
+        let Some(m) = self.conversations.get(&conversation).and_then(|c| {
+            c.messages.iter().find(|m| {
+                m.id == message
+                    && m.mine
+                    && m.sender_device == self.mls.device
+                    && m.recalled_at.is_none()
+            })
+        }) else {
+            return;
+        };
+        let mut content = m.content.clone();
+        content.shared_again = Some(message);
+        let ttl = m.expires_at.map(|e| (e - self.server_time).max(60));
+        self.queue(conversation, content, Priority::Routine, ttl);
+    }
+
     /// The outbox's first message, ready for submission: its earlier
     /// ciphertext if an attempt was made (see the module's invariants),
     /// otherwise encrypted now (save the state before sending it).
@@ -555,6 +607,7 @@ impl ChatCore {
             added_devices: Vec::new(),
             removed_devices: Vec::new(),
             ttl_secs: out.ttl_secs,
+            shared_again: out.content.shared_again,
         }))
     }
 

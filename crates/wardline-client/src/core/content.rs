@@ -38,6 +38,11 @@ pub struct MessageContent {
     pub reply_to: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentRef>,
+    /// This is that earlier message, shared again for members who joined
+    /// after it (MLS gives a new member nothing from before): an escalation
+    /// brought in the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_again: Option<Uuid>,
 }
 
 impl MessageContent {

@@ -518,6 +518,20 @@ impl MessagingService {
         for u in &others {
             self.active_colleague(p.org_id, *u).await?;
         }
+        if let Some(team) = req.care_team_id {
+            if patient_ref.is_none() {
+                return Err(ApiError::validation(
+                    "care_team_id goes with a patient_ref: it says who may open the patient's thread",
+                ));
+            }
+            match self.routing.get_team(p.org_id, team).await {
+                Ok(_) => {}
+                Err(StoreError::NotFound) => {
+                    return Err(ApiError::validation("care_team_id is not a care team here"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         if let Some(key) = &direct_key
             && let Some(existing) = self.store.find_direct(p.org_id, key).await?
         {
@@ -865,10 +879,25 @@ impl MessagingService {
                 expires_at: None,
                 ..message.clone()
             });
-        let routed = if is_commit {
-            None
-        } else {
-            self.plan_routed(p, &c, &message).await?
+        let routed = match req.shared_again {
+            _ if is_commit => None,
+            // A copy of the sender's own message for newcomers: its original
+            // carries the routing and the escalation.
+            Some(original) => {
+                match self.store.get_message(id, original).await {
+                    Ok(m)
+                        if m.kind == MessageKind::Application
+                            && m.sender_user == Some(p.user_id) => {}
+                    Ok(_) | Err(StoreError::NotFound) => {
+                        return Err(ApiError::validation(
+                            "shared_again names none of your messages in this conversation",
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                None
+            }
+            None => self.plan_routed(p, &c, &message).await?,
         };
         let outcome = self
             .store
@@ -963,7 +992,12 @@ impl MessagingService {
             c.id,
             p.user_id,
             m.priority,
-            role.map(|r| (r.id, c.routed_user, c.routed_via.clone(), r.department_id)),
+            role.map(|r| crate::routing::escalation::RoleRoute {
+                role_id: r.id,
+                resolved_user: c.routed_user,
+                resolved_via: c.routed_via.clone(),
+                department_id: r.department_id,
+            }),
             &steps,
             open.as_ref(),
             recipients,
@@ -1209,6 +1243,9 @@ fn entry(seq: i64, m: MessageRow) -> InboxEntry {
         expires_at: m.expires_at,
         recalls: m.recalls,
         // Written by the server from typed values only.
-        alert: m.alert.and_then(|a| serde_json::from_str(&a).ok()),
+        alert: m
+            .alert
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .map(Box::new),
     }
 }

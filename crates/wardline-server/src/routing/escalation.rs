@@ -42,6 +42,15 @@ pub fn ladder(
         .to_vec()
 }
 
+/// The role a conversation was opened to page, and who it resolved to.
+#[derive(Debug, Clone)]
+pub struct RoleRoute {
+    pub role_id: Uuid,
+    pub resolved_user: Option<UserId>,
+    pub resolved_via: Option<String>,
+    pub department_id: Option<Uuid>,
+}
+
 /// The routing record of a message being submitted, or none for a routine
 /// message outside a role conversation. `open`: the conversation's open
 /// escalation, which a further urgent message joins instead of starting a
@@ -53,7 +62,7 @@ pub fn plan_routed(
     conversation: Uuid,
     sender: UserId,
     priority: Priority,
-    routed: Option<(Uuid, Option<UserId>, Option<String>, Option<Uuid>)>,
+    routed: Option<RoleRoute>,
     steps: &[EscalationStep],
     open: Option<&RoutedRow>,
     recipients: Vec<UserId>,
@@ -63,7 +72,12 @@ pub fn plan_routed(
         return None;
     }
     let (role_id, resolved_user, resolved_via, department_id) = match routed {
-        Some((r, u, v, d)) => (Some(r), u, v, d),
+        Some(r) => (
+            Some(r.role_id),
+            r.resolved_user,
+            r.resolved_via,
+            r.department_id,
+        ),
         None => (None, None, None, None),
     };
     let (state, merged_into, next_at) = match (priority, open) {

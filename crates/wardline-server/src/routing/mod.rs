@@ -732,7 +732,13 @@ impl RoutingService {
         self.store
             .set_routing(conversation, role, r.user, r.via.as_str())
             .await?;
+        // The event names the conversation opened; how it was routed, by ids.
         audit.target("conversation", conversation);
+        audit.reason(&format!(
+            "role {role} resolved to user {} ({})",
+            r.user,
+            r.via.as_str()
+        ));
         let c = self
             .messages
             .get_conversation(p.org_id, conversation)
@@ -970,7 +976,8 @@ impl RoutingService {
         let mut waiting = Vec::new();
         let mut escalated = Vec::new();
         for r in &rows {
-            if r.state == EscalationState::Merged {
+            // One escalation stream counts once.
+            if r.merged_into.is_some() {
                 continue;
             }
             let first_read = self

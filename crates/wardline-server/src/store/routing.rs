@@ -144,8 +144,8 @@ pub trait RoutingStore: Send + Sync + 'static {
     async fn escalation_events(&self, message: Uuid) -> Result<Vec<EscalationEventRow>>;
     /// SMS steps that texted `user` since `since`.
     async fn sms_sent_to(&self, user: UserId, since: i64) -> Result<i64>;
-    /// Closes the escalation of `message` and those merged into it; returns
-    /// false if it was not open.
+    /// Closes the escalation of `message` (open, or exhausted: still
+    /// waiting) and those merged into it; false if none was waiting.
     async fn acknowledge(
         &self,
         message: Uuid,

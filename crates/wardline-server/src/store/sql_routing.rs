@@ -540,7 +540,8 @@ impl RoutingStore for SqlStore {
             sqlx::query(
                 "INSERT INTO escalation_events (id, message_id, at, action, users, sms) VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(Uuid::new_v4().to_string())
+            // Time-ordered ids: steps caught up in one instant keep their order.
+            .bind(Uuid::now_v7().to_string())
             .bind(e.message_id.to_string())
             .bind(e.at)
             .bind(e.action.as_str())
@@ -595,7 +596,7 @@ impl RoutingStore for SqlStore {
         let done = sqlx::query(
             "UPDATE routed_messages SET state = 'acknowledged', acked_by = $2, acked_device = $3, \
                acked_at = $4, next_at = NULL, lease_until = NULL \
-             WHERE (message_id = $1 OR merged_into = $1) AND state IN ('open', 'merged')",
+             WHERE (message_id = $1 OR merged_into = $1) AND state IN ('open', 'merged', 'exhausted')",
         )
         .bind(message.to_string())
         .bind(user.to_string())

@@ -75,6 +75,7 @@ pub struct TestServer {
     pub setup_code: Option<String>,
     pub data_dir: tempfile::TempDir,
     handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for TestServer {
@@ -115,7 +116,8 @@ impl TestServer {
         let setup_code = server.setup_code().map(str::to_owned);
         let handle = Handle::new();
         let h = handle.clone();
-        tokio::spawn(async move { server.serve(listener, h).await.expect("server runs") });
+        let task =
+            tokio::spawn(async move { server.serve(listener, h).await.expect("server runs") });
         handle.listening().await.expect("server listening");
         Some(TestServer {
             url: format!("https://127.0.0.1:{}", addr.port()),
@@ -128,7 +130,36 @@ impl TestServer {
             setup_code,
             data_dir,
             handle,
+            task,
         })
+    }
+
+    /// Stops the server (as a crash or a deploy would) and starts a new one
+    /// on the same address, database, keys and clock. Sessions, inboxes and
+    /// durable jobs survive; the old node's background tasks are left with
+    /// a closed pool, like a dead node's.
+    pub async fn restart(&mut self) {
+        self.handle.shutdown();
+        (&mut self.task).await.expect("old server stopped");
+        let listener = loop {
+            match std::net::TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        let server = Server::build_with_clock(self.config.clone(), self.clock.clone())
+            .await
+            .expect("server builds again");
+        self.state = server.state().clone();
+        self.sql = server.sql().clone();
+        self.handle = Handle::new();
+        let h = self.handle.clone();
+        self.task =
+            tokio::spawn(async move { server.serve(listener, h).await.expect("server runs") });
+        self.handle
+            .listening()
+            .await
+            .expect("server listening again");
     }
 
     /// An unauthenticated API client that trusts the server's certificate.
@@ -467,4 +498,26 @@ pub async fn group(
         .await
         .expect("create group")
         .id
+}
+
+/// The audit trail as (action, outcome, target, reason), oldest first.
+pub async fn actions(t: &TestServer) -> Vec<(String, String, Option<String>, Option<String>)> {
+    use wardline_server::store::AuditStore;
+    t.sql
+        .audit_entries(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.action, r.outcome, r.target_id, r.reason))
+        .collect()
+}
+
+/// A successful event of `action` on `target`.
+pub fn has_action(
+    log: &[(String, String, Option<String>, Option<String>)],
+    action: &str,
+    target: &str,
+) -> bool {
+    log.iter()
+        .any(|(a, o, t, _)| a == action && o == "success" && t.as_deref() == Some(target))
 }

@@ -1,0 +1,820 @@
+//! Clinical routing through the real server with real MLS clients, on SQLite
+//! and PostgreSQL: a STAT page to "on-call cardiology" that escalates to the
+//! backup across a server restart and stops when acknowledged; an iCalendar
+//! schedule with recurring shifts in time zones (from a file and a URL);
+//! break-glass (refused without a reason, granted with one, notified, expired);
+//! presence, the directory and the response report.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Actor, Backend, Devices, TestServer, actions, has_action, texts};
+use uuid::Uuid;
+use wardline_client::core::{Event, MessageContent};
+use wardline_proto::messaging::*;
+use wardline_proto::routing::*;
+use wardline_proto::{ErrorCode, Role};
+
+/// Polls `check` until it holds (the escalation job runs every 2 s).
+async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..100 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+struct Cardiology {
+    role: ClinicalRole,
+    charge: ClinicalRole,
+    dept: Department,
+}
+
+/// Cardiology: a department, its charge-nurse role (held by `charge`), and
+/// "Cardiology on-call" with `stat` as its own ladder and the charge nurse
+/// as fallback.
+async fn cardiology(admin: &Actor, charge: &Actor, stat: Vec<EscalationStep>) -> Cardiology {
+    let dept = admin.client.create_department("Cardiology").await.unwrap();
+    let charge_role = admin
+        .client
+        .create_clinical_role(&CreateRoleRequest {
+            name: "Cardiology charge nurse".into(),
+            department_id: Some(dept.id),
+            fallback_role_id: None,
+            holders: vec![charge.user.id],
+            escalation: None,
+        })
+        .await
+        .unwrap();
+    let role = admin
+        .client
+        .create_clinical_role(&CreateRoleRequest {
+            name: "Cardiology on-call".into(),
+            department_id: Some(dept.id),
+            fallback_role_id: Some(charge_role.id),
+            holders: vec![],
+            escalation: Some(EscalationPolicy {
+                stat,
+                urgent: vec![],
+            }),
+        })
+        .await
+        .unwrap();
+    Cardiology {
+        role,
+        charge: charge_role,
+        dept,
+    }
+}
+
+fn step(after_secs: i64, action: EscalationAction) -> EscalationStep {
+    EscalationStep { after_secs, action }
+}
+
+async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backend: Backend) {
+    let Some(mut t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("mercy").await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let ana = t.user_with_role(&admin, Role::Physician).await;
+    let ben = t.user_with_role(&admin, Role::Physician).await;
+    let carla = t.user_with_role(&admin, Role::Nurse).await;
+    let auditor = t.user_with_role(&admin, Role::ComplianceOfficer).await;
+    let c = cardiology(
+        &admin,
+        &carla,
+        vec![
+            step(60, EscalationAction::Renotify),
+            step(120, EscalationAction::Backup),
+            step(180, EscalationAction::Sms),
+        ],
+    )
+    .await;
+    let now = t.now();
+    admin
+        .client
+        .create_shift(
+            c.role.id,
+            &CreateShiftRequest {
+                user_id: ana.user.id,
+                backup_user_id: Some(ben.user.id),
+                starts_at: now - 3600,
+                ends_at: now + 11 * 3600,
+            },
+        )
+        .await
+        .unwrap();
+
+    let devices = Devices::new();
+    let mut n = devices.of(&nurse, "nurse station").await;
+    let mut a = devices.of(&ana, "Ana's phone").await;
+    let mut b = devices.of(&ben, "Ben's phone").await;
+
+    // The nurse pages the role, not a person: it resolves to Ana, on call.
+    let page = n.page(c.role.id, None).await.unwrap();
+    assert_eq!(page.resolved_to.user_id, ana.user.id);
+    assert_eq!(page.via, ResolvedVia::OnCall);
+    assert!(!page.nobody_on_call);
+    let conv = page.conversation.id;
+    assert_eq!(page.conversation.role_id, Some(c.role.id));
+    let text = "PLAINTEXT-CANARY STAT chest pain bed 4, troponin rising";
+    let stat = n
+        .send(conv, MessageContent::text(text), Priority::Stat)
+        .await
+        .unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(texts(&a, conv), vec![text.to_owned()]);
+    let e = n.api.escalation(conv, stat).await.unwrap();
+    assert_eq!(e.state, EscalationState::Open);
+    assert_eq!(e.role_id, Some(c.role.id));
+    assert_eq!(e.resolved_user, Some(ana.user.id));
+    assert_eq!(e.resolved_via, Some(ResolvedVia::OnCall));
+    assert_eq!(e.notified, vec![ana.user.id]);
+    assert_eq!(e.next_action, Some(EscalationAction::Renotify));
+    assert_eq!(e.next_at, Some(e.created_at + 60));
+
+    // Unacknowledged for a minute: Ana is alerted again (an entry without content).
+    t.clock.advance(61);
+    let e = until("the re-notification", async || {
+        let e = n.api.escalation(conv, stat).await.unwrap();
+        (e.events.len() == 1).then_some(e)
+    })
+    .await;
+    assert_eq!(e.events[0].action, EscalationAction::Renotify);
+    assert_eq!(e.events[0].users, vec![ana.user.id]);
+    let events = a.sync().await.unwrap();
+    let alert = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Alert { alert, .. } => Some(alert.clone()),
+            _ => None,
+        })
+        .expect("Ana's device got the alert");
+    assert_eq!(alert.message_id, stat);
+    assert!(!alert.text.contains("CANARY"), "{alert:?}");
+
+    // The server restarts while the next step waits; the new node picks it up.
+    t.clock.advance(40);
+    t.restart().await;
+    t.clock.advance(20);
+    let e = until("the escalation to the backup", async || {
+        let e = n.api.escalation(conv, stat).await.unwrap();
+        (e.events.len() == 2).then_some(e)
+    })
+    .await;
+    assert_eq!(e.events[1].action, EscalationAction::Backup);
+    assert_eq!(e.events[1].users, vec![ben.user.id]);
+    assert_eq!(e.notified, vec![ana.user.id, ben.user.id]);
+    assert_eq!(e.next_action, Some(EscalationAction::Sms));
+
+    // Ben joined after the message: the nurse's device shares it again with
+    // him (MLS gives a newcomer nothing from before), and he reads it.
+    n.sync().await.unwrap();
+    b.sync().await.unwrap();
+    assert_eq!(texts(&b, conv), vec![text.to_owned()]);
+    a.sync().await.unwrap();
+    assert_eq!(
+        texts(&a, conv),
+        vec![text.to_owned()],
+        "no duplicate for Ana"
+    );
+
+    // The sender cannot acknowledge; Ben does, and the escalation stops.
+    let own = n.api.acknowledge(conv, stat).await.unwrap_err();
+    assert_eq!(own.code(), Some(ErrorCode::Forbidden));
+    let e = b.acknowledge(conv, stat).await.unwrap();
+    assert_eq!(e.state, EscalationState::Acknowledged);
+    assert_eq!(e.acknowledged_by, Some(ben.user.id));
+    assert_eq!(e.acknowledged_device, Some(ben.device_id));
+    assert_eq!(e.next_at, None);
+    let again = a.acknowledge(conv, stat).await.unwrap_err();
+    assert_eq!(again.code(), Some(ErrorCode::Conflict));
+    t.clock.advance(120);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let e = n.api.escalation(conv, stat).await.unwrap();
+    assert_eq!(
+        e.events.len(),
+        2,
+        "no step after the acknowledgement: {e:?}"
+    );
+    assert_eq!(e.state, EscalationState::Acknowledged);
+
+    // Two more STATs: the second joins the first's escalation (one alert
+    // stream), which ends in texts that carry no content.
+    let s2 = n
+        .send(
+            conv,
+            MessageContent::text("PLAINTEXT-CANARY again"),
+            Priority::Stat,
+        )
+        .await
+        .unwrap();
+    let s3 = n
+        .send(
+            conv,
+            MessageContent::text("PLAINTEXT-CANARY still"),
+            Priority::Stat,
+        )
+        .await
+        .unwrap();
+    let e3 = n.api.escalation(conv, s3).await.unwrap();
+    assert_eq!(e3.state, EscalationState::Merged);
+    assert_eq!(e3.merged_into, Some(s2));
+    t.clock.advance(185);
+    let e2 = until("the texts", async || {
+        let e = n.api.escalation(conv, s2).await.unwrap();
+        (e.events.len() == 3).then_some(e)
+    })
+    .await;
+    let sms = &e2.events[2];
+    assert_eq!(sms.action, EscalationAction::Sms);
+    assert!(sms.sms);
+    assert_eq!(sms.users, vec![ana.user.id, ben.user.id]);
+    assert_eq!(e2.state, EscalationState::Exhausted);
+    let log = t.config.sms_file_path();
+    let sent = until("the texts to leave", async || {
+        let s = std::fs::read_to_string(&log).unwrap_or_default();
+        (s.matches("staff_alert").count() >= 2 || s.matches("a STAT message").count() >= 2)
+            .then_some(s)
+    })
+    .await;
+    assert!(sent.contains(&format!("/alerts/{s2}")), "{sent}");
+    assert!(
+        !sent.contains("CANARY") && !sent.contains("chest"),
+        "{sent}"
+    );
+    let page = t
+        .http()
+        .get(format!("{}/alerts/{s2}", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains("sign in") && !body.contains("CANARY"),
+        "{body}"
+    );
+    // Acknowledging the merged message closes the escalation it joined.
+    let e = a.acknowledge(conv, s3).await.unwrap();
+    assert_eq!(e.state, EscalationState::Acknowledged);
+    assert_eq!(
+        n.api.escalation(conv, s2).await.unwrap().acknowledged_by,
+        Some(ana.user.id)
+    );
+
+    // Everything is on the audit trail.
+    let log = actions(&t).await;
+    for (action, target) in [
+        ("routing.page", conv.to_string()),
+        ("message.submit", conv.to_string()),
+        ("routing.escalation.step", stat.to_string()),
+        ("message.acknowledge", stat.to_string()),
+        ("routing.escalation.step", s2.to_string()),
+    ] {
+        assert!(has_action(&log, action, &target), "{action} on {target}");
+    }
+    let steps = log
+        .iter()
+        .filter(|(a, _, t, _)| a == "routing.escalation.step" && *t == Some(stat.to_string()))
+        .count();
+    assert_eq!(steps, 2);
+
+    // The report: by role and department, with read and acknowledgement times.
+    let report = admin
+        .client
+        .response_report(t.now() - 3600, t.now() + 1)
+        .await
+        .unwrap();
+    let by_role = report
+        .by_role
+        .iter()
+        .find(|r| r.id == Some(c.role.id))
+        .unwrap();
+    assert_eq!(by_role.name, "Cardiology on-call");
+    assert_eq!(
+        by_role.messages, 2,
+        "the merged message and the copy for Ben count once"
+    );
+    assert_eq!(by_role.acknowledged, 2);
+    assert_eq!(by_role.escalated, 2);
+    assert_eq!(by_role.unacknowledged, 0);
+    assert_eq!(by_role.median_ack_secs.map(|s| s > 0), Some(true));
+    let by_dept = report
+        .by_department
+        .iter()
+        .find(|r| r.id == Some(c.dept.id))
+        .unwrap();
+    assert_eq!(by_dept.name, "Cardiology");
+    assert_eq!(report.escalated.len(), 2);
+    assert!(report.unacknowledged.is_empty());
+    let denied = nurse.client.response_report(0, 1).await.unwrap_err();
+    assert_eq!(denied.code(), Some(ErrorCode::Forbidden));
+    let _ = (auditor, c.charge);
+}
+
+async fn paging_follows_presence_and_falls_back(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("mercy").await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let ana = t.user_with_role(&admin, Role::Physician).await;
+    let ben = t.user_with_role(&admin, Role::Physician).await;
+    let carla = t.user_with_role(&admin, Role::Nurse).await;
+    let c = cardiology(&admin, &carla, vec![step(120, EscalationAction::Renotify)]).await;
+    let devices = Devices::new();
+    let mut n = devices.of(&nurse, "nurse station").await;
+    let _carla = devices.of(&carla, "charge phone").await;
+
+    // Nobody on call: the nurse is told at once and the fallback role is used.
+    let page = n.page(c.role.id, None).await.unwrap();
+    assert!(page.nobody_on_call);
+    assert_eq!(page.via, ResolvedVia::FallbackRole);
+    assert_eq!(page.resolved_to.user_id, carla.user.id);
+    assert!(page.notice.contains("nobody is on call"), "{}", page.notice);
+
+    // On call, but in a procedure: the backup.
+    let now = t.now();
+    admin
+        .client
+        .create_shift(
+            c.role.id,
+            &CreateShiftRequest {
+                user_id: ana.user.id,
+                backup_user_id: Some(ben.user.id),
+                starts_at: now - 60,
+                ends_at: now + 3600,
+            },
+        )
+        .await
+        .unwrap();
+    ana.client
+        .set_presence(&SetPresenceRequest {
+            status: PresenceStatus::InProcedure,
+            until: Some(now + 300),
+        })
+        .await
+        .unwrap();
+    let _b = devices.of(&ben, "Ben's phone").await;
+    let page = n.page(c.role.id, None).await.unwrap();
+    assert_eq!(page.via, ResolvedVia::Backup);
+    assert_eq!(page.resolved_to.user_id, ben.user.id);
+    assert!(page.notice.contains("in procedure"), "{}", page.notice);
+    // The same conversation is reused, with Ben added.
+    assert!(page.conversation.members.contains(&ben.user.id));
+
+    // The directory: by name, role and department, with presence and on-call.
+    let found = nurse.client.search_directory("cardiology").await.unwrap();
+    let ids: Vec<Uuid> = found.entries.iter().map(|e| e.user_id).collect();
+    assert!(ids.contains(&carla.user.id), "{found:?}");
+    let oncall = nurse.client.on_call(c.role.id).await.unwrap();
+    assert_eq!(
+        oncall.primary.unwrap().presence,
+        PresenceStatus::InProcedure
+    );
+    assert_eq!(oncall.backup.unwrap().user_id, ben.user.id);
+    let by_name = nurse
+        .client
+        .search_directory(&ana.user.display_name)
+        .await
+        .unwrap();
+    let ana_entry = by_name
+        .entries
+        .iter()
+        .find(|e| e.user_id == ana.user.id)
+        .unwrap();
+    assert_eq!(ana_entry.on_call, vec!["Cardiology on-call".to_owned()]);
+    assert_eq!(ana_entry.presence, PresenceStatus::InProcedure);
+
+    // Presence lapses back to available.
+    t.clock.advance(301);
+    let page = n.page(c.role.id, None).await.unwrap();
+    assert_eq!(page.via, ResolvedVia::OnCall);
+    assert_eq!(page.resolved_to.user_id, ana.user.id);
+
+    // Bad input: clear errors.
+    let e = ana
+        .client
+        .set_presence(&SetPresenceRequest {
+            status: PresenceStatus::Busy,
+            until: Some(t.now() - 1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Validation));
+    let e = nurse
+        .client
+        .page_role(Uuid::new_v4(), &PageRoleRequest { patient_ref: None })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotFound));
+    let e = admin
+        .client
+        .create_department("Cardiology")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict));
+    let e = nurse
+        .client
+        .create_department("Oncology")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+}
+
+async fn ical_schedule_with_recurrence_and_time_zones(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    // Monday 4 March 2030, 12:00 UTC (07:00 in New York): the file's quarter.
+    // The US changes to summer time on Sunday 10 March 2030.
+    let target = 1_898_856_000;
+    assert!(
+        t.now() < target,
+        "the fixture's dates must stay in the future"
+    );
+    t.clock.advance(target - t.now());
+    let mut admin = t.setup_org("mercy").await;
+    let ana = t.user_with_role(&admin, Role::Physician).await;
+    let ben = t.user_with_role(&admin, Role::Physician).await;
+    let carla = t.user_with_role(&admin, Role::Nurse).await;
+    let c = cardiology(&admin, &carla, vec![]).await;
+    let ics = include_str!("fixtures/cardiology-on-call.ics")
+        .replace("{PRIMARY}", &ana.user.email)
+        .replace("{BACKUP}", &ben.user.email.to_uppercase());
+    let r = admin
+        .client
+        .import_schedule(
+            c.role.id,
+            &ImportScheduleRequest {
+                ics: Some(ics.clone()),
+                url: None,
+                days: Some(14),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.events, 7);
+    assert_eq!(r.replaced, 0);
+    let mut problems: Vec<&str> = r.problems.iter().map(|p| p.event.as_str()).collect();
+    problems.sort();
+    assert_eq!(
+        problems,
+        [
+            "cardio-outlook-0314@oncall.mercy.example",
+            "cardio-visiting-0312@oncall.mercy.example",
+        ],
+        "{:?}",
+        r.problems
+    );
+    let reason = |uid: &str| {
+        r.problems
+            .iter()
+            .find(|p| p.event.starts_with(uid))
+            .unwrap()
+            .reason
+            .clone()
+    };
+    assert!(reason("cardio-visiting").contains("not an active user"));
+    assert!(reason("cardio-outlook").contains("IANA"));
+
+    let shifts = admin
+        .client
+        .shifts(c.role.id, target - 86_400, target + 14 * 86_400)
+        .await
+        .unwrap()
+        .shifts;
+    assert_eq!(shifts.len() as i64, r.shifts);
+    let ny = jiff::tz::TimeZone::get("America/New_York").unwrap();
+    let local = |s: i64| {
+        jiff::Timestamp::from_second(s)
+            .unwrap()
+            .to_zoned_datetime(ny.clone())
+    };
+    let days: Vec<&Shift> = shifts
+        .iter()
+        .filter(|s| s.source == "ical:cardio-days-2030q1@oncall.mercy.example")
+        .collect();
+    let nights: Vec<&Shift> = shifts
+        .iter()
+        .filter(|s| s.source == "ical:cardio-nights-2030q1@oncall.mercy.example")
+        .collect();
+    // Weekdays 4–18 March (the window is 14 days), less the excluded
+    // Wednesday 6th: 10 day shifts; nights every day.
+    assert_eq!(days.len(), 10, "{days:#?}");
+    for s in &days {
+        let start = local(s.starts_at);
+        let end = local(s.ends_at);
+        assert_eq!((start.hour(), start.minute()), (7, 0), "{start}");
+        assert_eq!((end.hour(), end.minute()), (19, 0), "{end}");
+        assert!(!matches!(
+            start.weekday(),
+            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+        ));
+        assert_ne!(start.date(), jiff::civil::date(2030, 3, 6));
+        assert_eq!(s.user_id, ana.user.id);
+        assert_eq!(s.backup_user_id, Some(ben.user.id));
+    }
+    // The same local time is a different UTC time across the change.
+    let fri = days.iter().find(|s| local(s.starts_at).day() == 8).unwrap();
+    let mon = days
+        .iter()
+        .find(|s| local(s.starts_at).day() == 11)
+        .unwrap();
+    assert_eq!(fri.starts_at % 86_400, 12 * 3600, "07:00 EST is 12:00 UTC");
+    assert_eq!(mon.starts_at % 86_400, 11 * 3600, "07:00 EDT is 11:00 UTC");
+    for s in &nights {
+        assert_eq!(local(s.starts_at).hour(), 19);
+        assert_eq!(s.ends_at - s.starts_at, 12 * 3600, "DURATION is exact");
+        assert_eq!(s.user_id, ben.user.id);
+        assert_eq!(s.backup_user_id, Some(ana.user.id));
+    }
+    let change_night = nights
+        .iter()
+        .find(|s| local(s.starts_at).day() == 9)
+        .unwrap();
+    assert_eq!(
+        local(change_night.ends_at).hour(),
+        8,
+        "12 h across 02:00→03:00"
+    );
+    let utc = shifts
+        .iter()
+        .find(|s| s.source.contains("weekend-cover"))
+        .unwrap();
+    assert_eq!(utc.starts_at % 86_400, 14 * 3600);
+    let floating = shifts
+        .iter()
+        .find(|s| s.source.contains("echo-clinic"))
+        .unwrap();
+    assert_eq!(
+        floating.starts_at % 86_400,
+        16 * 3600,
+        "12:00 in the calendar's zone (EDT)"
+    );
+    assert!(!shifts.iter().any(|s| s.source.contains("cancelled")));
+
+    // Who covers now: the day shift that began at 07:00 in New York.
+    let now = admin.client.on_call(c.role.id).await.unwrap();
+    assert_eq!(now.primary.unwrap().user_id, ana.user.id);
+    assert_eq!(now.backup.unwrap().user_id, ben.user.id);
+    // Hand-off at 19:00: the night shift (Ben) takes over.
+    t.clock.advance(12 * 3600);
+    admin.client = t.sign_in_as_device(&admin, admin.device_id).await;
+    let later = admin.client.on_call(c.role.id).await.unwrap();
+    assert_eq!(later.primary.unwrap().user_id, ben.user.id);
+
+    // From a URL, again: the events' earlier shifts are replaced, not doubled.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = ics.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/oncall.ics",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { ([("content-type", "text/calendar")], body) }
+            }),
+        );
+        axum::serve(listener, app).await.unwrap();
+    });
+    let again = admin
+        .client
+        .import_schedule(
+            c.role.id,
+            &ImportScheduleRequest {
+                ics: None,
+                url: Some(format!("http://{addr}/oncall.ics")),
+                days: Some(14),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.replaced, r.shifts);
+    let after = admin
+        .client
+        .shifts(c.role.id, target - 86_400, target + 14 * 86_400)
+        .await
+        .unwrap()
+        .shifts;
+    assert_eq!(after.len(), shifts.len());
+
+    // Bad calendars and URLs are refused with the reason.
+    for req in [
+        ImportScheduleRequest {
+            ics: Some("BEGIN:VCARD\r\nEND:VCARD\r\n".into()),
+            url: None,
+            days: None,
+        },
+        ImportScheduleRequest {
+            ics: None,
+            url: Some("file:///etc/passwd".into()),
+            days: None,
+        },
+        ImportScheduleRequest {
+            ics: None,
+            url: Some(format!("http://{addr}/missing.ics")),
+            days: None,
+        },
+        ImportScheduleRequest {
+            ics: Some(ics),
+            url: None,
+            days: Some(400),
+        },
+    ] {
+        let e = admin
+            .client
+            .import_schedule(c.role.id, &req)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Validation), "{req:?}: {e}");
+    }
+}
+
+async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let mut admin = t.setup_org("mercy").await;
+    let mut policy = admin.client.policy().await.unwrap();
+    policy.routing.break_glass_minutes = 5;
+    admin.client.set_policy(&policy).await.unwrap();
+    let ana = t.user_with_role(&admin, Role::Physician).await;
+    let ben = t.user_with_role(&admin, Role::Nurse).await;
+    let dana = t.user_with_role(&admin, Role::Physician).await;
+    let auditor = t.user_with_role(&admin, Role::ComplianceOfficer).await;
+    let team = admin
+        .client
+        .create_care_team(&CreateCareTeamRequest {
+            name: "Bed 4 team".into(),
+            department_id: None,
+            members: vec![ana.user.id, ben.user.id],
+        })
+        .await
+        .unwrap();
+    let devices = Devices::new();
+    let mut a = devices.of(&ana, "Ana's phone").await;
+    let mut b = devices.of(&ben, "Ben's phone").await;
+    let mut d = devices.of(&dana, "Dana's phone").await;
+    let patient = "MRN-55501";
+    let conv = a
+        .create(&CreateConversationRequest {
+            kind: ConversationKind::Group,
+            title: Some("Bed 4".into()),
+            members: vec![ben.user.id],
+            patient_ref: Some(patient.into()),
+            care_team_id: Some(team.id),
+        })
+        .await
+        .unwrap()
+        .id;
+    b.sync().await.unwrap();
+    a.send(
+        conv,
+        MessageContent::text("PLAINTEXT-CANARY K+ 6.1"),
+        Priority::Routine,
+    )
+    .await
+    .unwrap();
+
+    // Dana is not on the care team: without a reason (or with a token one),
+    // she is refused, and the refusal is audited.
+    for reason in [None, Some("because".to_owned())] {
+        let e = dana
+            .client
+            .open_patient(&OpenPatientRequest {
+                patient_ref: patient.into(),
+                reason,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+        assert!(e.to_string().contains("reason"), "{e}");
+    }
+    assert!(
+        d.api.conversation(conv).await.is_err(),
+        "no access without break-glass"
+    );
+    let log = actions(&t).await;
+    assert!(
+        log.iter()
+            .any(|(a, o, _, _)| a == "patient.open" && o != "success"),
+        "the refusal is on the trail"
+    );
+
+    // With a reason: time-limited membership, the compliance officer is told.
+    let reason = "Covering cardiac arrest in bed 4, primary team unreachable";
+    let access = dana
+        .client
+        .open_patient(&OpenPatientRequest {
+            patient_ref: patient.into(),
+            reason: Some(reason.into()),
+        })
+        .await
+        .unwrap();
+    let grant = access
+        .grants
+        .iter()
+        .find(|g| g.conversation_id == conv)
+        .unwrap()
+        .clone();
+    assert_eq!(grant.expires_at - grant.granted_at, 300);
+    assert!(
+        access
+            .conversations
+            .iter()
+            .any(|c| c.conversation_id == conv && c.via == AccessVia::BreakGlass)
+    );
+    a.sync().await.unwrap(); // Ana's device commits Dana's device in
+    d.sync().await.unwrap();
+    a.send(
+        conv,
+        MessageContent::text("thanks, Dana"),
+        Priority::Routine,
+    )
+    .await
+    .unwrap();
+    d.sync().await.unwrap();
+    assert_eq!(texts(&d, conv), vec!["thanks, Dana".to_owned()]);
+    let note = auditor.client.notifications().await.unwrap();
+    assert!(
+        note.notifications.iter().any(|n| n.kind == "break_glass"
+            && n.subject == dana.user.id
+            && n.detail.contains(&grant.id.to_string())
+            && !n.detail.contains(patient)),
+        "{note:?}"
+    );
+    let grants = auditor.client.break_glass_grants().await.unwrap();
+    assert_eq!(grants.grants[0].reason.as_deref(), Some(reason));
+    let denied = dana.client.break_glass_grants().await.unwrap_err();
+    assert_eq!(denied.code(), Some(ErrorCode::Forbidden));
+    let log = actions(&t).await;
+    assert!(has_action(&log, "break_glass.grant", &grant.id.to_string()));
+
+    // Ben, on the care team, opens it without break-glass (already a member).
+    let ben_access = ben
+        .client
+        .open_patient(&OpenPatientRequest {
+            patient_ref: patient.into(),
+            reason: None,
+        })
+        .await
+        .unwrap();
+    assert!(ben_access.grants.is_empty());
+
+    // Five minutes on, the grant ends: Dana leaves the conversation.
+    t.clock.advance(301);
+    until("the grant to end", async || {
+        let g = auditor.client.break_glass_grants().await.unwrap();
+        g.grants[0].ended_at.is_some().then_some(())
+    })
+    .await;
+    let c = a.api.conversation(conv).await.unwrap();
+    assert!(!c.members.contains(&dana.user.id));
+    let e = d.api.conversation(conv).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotFound));
+    let log = actions(&t).await;
+    assert!(has_action(
+        &log,
+        "break_glass.expire",
+        &grant.id.to_string()
+    ));
+
+    // A care-team member who is not yet in the thread joins it by the team.
+    admin.client = t.sign_in_as_device(&admin, admin.device_id).await;
+    let eve = t.user_with_role(&admin, Role::Nurse).await;
+    admin
+        .client
+        .add_team_member(team.id, eve.user.id)
+        .await
+        .unwrap();
+    let eve_access = eve
+        .client
+        .open_patient(&OpenPatientRequest {
+            patient_ref: patient.into(),
+            reason: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(eve_access.conversations[0].via, AccessVia::CareTeam);
+    assert!(
+        a.api
+            .conversation(conv)
+            .await
+            .unwrap()
+            .members
+            .contains(&eve.user.id)
+    );
+}
+
+both_backends!(
+    stat_page_escalates_across_a_restart_and_stops_when_acknowledged,
+    paging_follows_presence_and_falls_back,
+    ical_schedule_with_recurrence_and_time_zones,
+    break_glass_needs_a_reason_expires_and_is_reported,
+);
