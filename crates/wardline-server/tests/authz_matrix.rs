@@ -42,6 +42,8 @@ enum Expect {
 enum Rule {
     /// No session needed (setup, login, MFA verify): only checked not to 5xx.
     Public,
+    /// No session needed and the same answer for everyone (a fixed page).
+    Open,
     /// Any complete session; `self_scoped` routes act on the caller.
     AnySession { allowed: Expect },
     /// Requires a permission; `tenant_target` routes name a user of org A.
@@ -744,6 +746,174 @@ fn routes() -> Vec<Route> {
             rule: Rule::Public,
             body: no_body,
         },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/routing/directory",
+            query: "",
+            rule: perm(DirectoryRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/routing/departments",
+            query: "",
+            rule: perm(RoutingManage, false),
+            body: || Some(json!({"name": "Matrix department"})),
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/routing/care-teams",
+            query: "",
+            rule: perm(RoutingManage, false),
+            body: || Some(json!({"name": "Matrix team", "members": []})),
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/routing/care-teams/{id}/members",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: RoutingManage,
+                allowed: Expect::NotFound,
+            },
+            body: || Some(json!({"user_id": Uuid::new_v4()})),
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/api/v1/routing/care-teams/{id}/members/{user_id}",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: RoutingManage,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/routing/roles",
+            query: "",
+            rule: perm(RoutingManage, false),
+            body: || Some(json!({"name": "Matrix on-call", "holders": []})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/routing/search",
+            query: "?q=target",
+            rule: perm(DirectoryRead, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::PUT,
+            template: "/api/v1/routing/presence",
+            query: "",
+            rule: perm(Messaging, false),
+            body: || Some(json!({"status": "busy"})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/routing/roles/{id}/shifts",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: DirectoryRead,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/routing/roles/{id}/shifts",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: RoutingManage,
+                allowed: Expect::NotFound,
+            },
+            body: || Some(json!({"user_id": Uuid::new_v4(), "starts_at": 1, "ends_at": 2})),
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/api/v1/routing/roles/{id}/shifts/{shift_id}",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: RoutingManage,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/routing/roles/{id}/schedule/import",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: RoutingManage,
+                allowed: Expect::NotFound,
+            },
+            body: || Some(json!({"ics": "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/routing/roles/{id}/on-call",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: DirectoryRead,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/routing/roles/{id}/page",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: || Some(json!({})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/conversations/{id}/messages/{message_id}/escalation",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/conversations/{id}/messages/{message_id}/acknowledge",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
+            template: "/api/v1/routing/patient-access",
+            query: "",
+            rule: then(Expect::NotFound),
+            body: || Some(json!({"patient_ref": "MRN-MATRIX"})),
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/routing/break-glass",
+            query: "",
+            rule: perm(BreakGlassReview, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/routing/notifications",
+            query: "",
+            rule: perm(BreakGlassReview, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/api/v1/routing/reports/responses",
+            query: "",
+            rule: perm(RoutingReports, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
+            template: "/alerts/{id}",
+            query: "",
+            rule: Rule::Open,
+            body: no_body,
+        },
         // Ends the caller's session: keep last.
         Route {
             method: Method::POST,
@@ -760,6 +930,7 @@ fn routes() -> Vec<Route> {
 fn expected(rule: Rule, caller: Caller) -> Option<Expect> {
     match (rule, caller) {
         (Rule::Public, _) => None,
+        (Rule::Open, _) => Some(Expect::Ok),
         (_, Caller::Anonymous) => Some(Expect::Unauthenticated),
         (Rule::AnySession { allowed }, _) => Some(allowed),
         (Rule::PermissionThen { perm, allowed }, c) => {
@@ -851,6 +1022,7 @@ async fn matrix(backend: Backend) {
             .replace("{patient_id}", "patient-7")
             .replace("{user_id}", &Uuid::new_v4().to_string())
             .replace("{message_id}", &Uuid::new_v4().to_string())
+            .replace("{shift_id}", &Uuid::new_v4().to_string())
             .replace("{attachment_id}", &Uuid::new_v4().to_string())
             .replace("{org_id}", &Uuid::new_v4().to_string())
             .replace("{token}", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")

@@ -49,6 +49,53 @@ pub enum ChatCommand {
     Recall(RecallArgs),
     /// Give a conversation's messages a lifespan (e.g. 24h), or "none".
     Disappear(DisappearArgs),
+    /// Message a clinical role ("Cardiology on-call"): it reaches whoever
+    /// covers it now (or the backup or fallback, and you are told).
+    Page(PageArgs),
+    /// Acknowledge an urgent or STAT message (its escalation stops).
+    Ack(AckArgs),
+    /// Where an urgent or STAT message's escalation stands.
+    Escalation(AckArgs),
+    /// Open a patient's conversations: joined through your care team, or by
+    /// break-glass with --reason (time-limited, audited, reviewed).
+    OpenPatient(OpenPatientArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PageArgs {
+    /// Clinical role (id or name).
+    role: String,
+    /// The message.
+    #[arg(required = true, num_args = 1..)]
+    text: Vec<String>,
+    /// routine, urgent or stat.
+    #[arg(long, default_value = "routine")]
+    priority: String,
+    /// Patient reference (makes it a clinical thread).
+    #[arg(long)]
+    patient: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct AckArgs {
+    conversation: String,
+    /// Message id (or a unique prefix).
+    message: String,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct OpenPatientArgs {
+    /// Patient reference.
+    patient: String,
+    /// Break-glass: why you need access now (10–500 characters).
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
 }
 
 #[derive(clap::Args)]
@@ -417,6 +464,9 @@ fn opts_of(cmd: &ChatCommand) -> &ClientOpts {
         ChatCommand::Download(a) => &a.opts,
         ChatCommand::Recall(a) => &a.opts,
         ChatCommand::Disappear(a) => &a.opts,
+        ChatCommand::Page(a) => &a.opts,
+        ChatCommand::Ack(a) | ChatCommand::Escalation(a) => &a.opts,
+        ChatCommand::OpenPatient(a) => &a.opts,
     }
 }
 
@@ -435,7 +485,129 @@ async fn dispatch(cmd: ChatCommand) -> anyhow::Result<()> {
         ChatCommand::Devices(opts) => devices(opts).await,
         ChatCommand::Recall(args) => recall(args).await,
         ChatCommand::Disappear(args) => disappear(args).await,
+        ChatCommand::Page(args) => page(args).await,
+        ChatCommand::Ack(args) => ack(args, true).await,
+        ChatCommand::Escalation(args) => ack(args, false).await,
+        ChatCommand::OpenPatient(args) => open_patient(args).await,
     }
+}
+
+async fn page(args: PageArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let priority = Priority::parse(&args.priority.to_lowercase())
+        .context("priority must be routine, urgent or stat")?;
+    let d = chat.api.routing_directory().await?;
+    let role = d
+        .roles
+        .iter()
+        .find(|r| r.id.to_string() == args.role || r.name.eq_ignore_ascii_case(args.role.trim()))
+        .with_context(|| {
+            format!(
+                "no clinical role is called {:?}; see `wardline routing directory`",
+                args.role
+            )
+        })?
+        .id;
+    let p = chat.page(role, args.patient).await?;
+    if p.nobody_on_call {
+        eprintln!("nobody on call: {}", p.notice);
+    } else {
+        eprintln!("{}", p.notice);
+    }
+    let id = chat
+        .send(
+            p.conversation.id,
+            MessageContent::text(args.text.join(" ")),
+            priority,
+        )
+        .await?;
+    if args.opts.json {
+        return print_json(&serde_json::json!({
+            "conversation_id": p.conversation.id,
+            "message_id": id,
+            "resolved_to": p.resolved_to,
+            "via": p.via,
+            "nobody_on_call": p.nobody_on_call,
+        }));
+    }
+    println!(
+        "{id} sent to {} in {}",
+        p.resolved_to.display_name, p.conversation.id
+    );
+    Ok(())
+}
+
+/// `ack`: acknowledges; otherwise shows where the escalation stands.
+async fn ack(args: AckArgs, acknowledge: bool) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let conv = resolve(&chat, &args.conversation)?;
+    let message = resolve_message(&chat, conv, &args.message)?;
+    let e = if acknowledge {
+        chat.acknowledge(conv, message).await?
+    } else {
+        chat.api.escalation(conv, message).await?
+    };
+    if args.opts.json {
+        return print_json(&e);
+    }
+    let names = names(&chat).await;
+    let name = |u: Uuid| names.get(&u).cloned().unwrap_or_else(|| short(u));
+    println!(
+        "{} {}: {:?}",
+        short(e.message_id),
+        e.priority.as_str(),
+        e.state
+    );
+    for ev in &e.events {
+        let who: Vec<String> = ev.users.iter().map(|u| name(*u)).collect();
+        println!(
+            "  {}  {}{}  {}",
+            time(ev.at),
+            ev.action.as_str(),
+            if ev.sms { " (text)" } else { "" },
+            who.join(", ")
+        );
+    }
+    if let (Some(by), Some(at)) = (e.acknowledged_by, e.acknowledged_at) {
+        println!(
+            "  acknowledged by {} at {} (device {})",
+            name(by),
+            time(at),
+            e.acknowledged_device.map(short).unwrap_or_default()
+        );
+    } else if let (Some(at), Some(a)) = (e.next_at, e.next_action) {
+        println!("  next: {} at {}", a.as_str(), time(at));
+    }
+    Ok(())
+}
+
+async fn open_patient(args: OpenPatientArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let r = chat
+        .api
+        .open_patient(&wardline_proto::routing::OpenPatientRequest {
+            patient_ref: args.patient,
+            reason: args.reason,
+        })
+        .await?;
+    report(&chat.sync().await?);
+    if args.opts.json {
+        return print_json(&r);
+    }
+    for c in &r.conversations {
+        println!("{}  {:?}", c.conversation_id, c.via);
+    }
+    for g in &r.grants {
+        println!(
+            "break-glass access until {} (grant {}); the compliance officer has been told",
+            time(g.expires_at),
+            g.id
+        );
+    }
+    Ok(())
 }
 
 async fn recall(args: RecallArgs) -> anyhow::Result<()> {

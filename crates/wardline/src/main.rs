@@ -12,6 +12,7 @@ mod lifecycle;
 mod offline;
 mod patients;
 mod remote;
+mod routing;
 mod serve;
 
 use std::path::PathBuf;
@@ -89,6 +90,10 @@ enum Command {
     /// Patient texting: records, consent, templates, secure messages, threads.
     #[command(subcommand)]
     Patients(patients::PatientsCommand),
+    /// Clinical routing: departments, care teams, clinical roles, presence,
+    /// on-call schedules (iCalendar), reports, the break-glass register.
+    #[command(subcommand)]
+    Routing(routing::RoutingCommand),
     /// Print the current code for a base32 TOTP secret (a development aid, like
     /// an authenticator app).
     TotpCode { secret: String },
@@ -145,6 +150,7 @@ async fn main() -> std::process::ExitCode {
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Chat(cmd) => chat::run(cmd).await,
         Command::Patients(cmd) => patients::run(cmd).await,
+        Command::Routing(cmd) => routing::run(cmd).await,
         Command::TotpCode { secret } => totp_code(&secret),
     };
     match result {

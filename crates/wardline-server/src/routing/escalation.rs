@@ -215,8 +215,8 @@ impl RoutingService {
         message: Uuid,
         audit: &AuditScope,
     ) -> ApiResult<Escalation> {
-        let device = self.messaging.device_of(p).await?;
         let r = self.member_routed(p, conversation, message).await?;
+        let device = self.messaging.device_of(p).await?;
         if r.sender_user == p.user_id {
             return Err(ApiError::forbidden(
                 "the sender cannot acknowledge their own message",

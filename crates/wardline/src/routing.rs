@@ -1,0 +1,591 @@
+//! `wardline routing …`: the directory of departments, care teams and
+//! clinical roles, presence, on-call schedules (with iCalendar import), who
+//! is on call, the response report and the break-glass register (over the
+//! API). Paging a role and acknowledging are `wardline chat page|ack`.
+
+use anyhow::{Context, bail};
+use uuid::Uuid;
+use wardline_client::ApiClient;
+use wardline_proto::routing::*;
+
+use crate::ClientOpts;
+use crate::lifecycle::parse_duration;
+use crate::remote::{print_json, signed_in};
+
+#[derive(clap::Subcommand)]
+pub enum RoutingCommand {
+    /// Departments, care teams and clinical roles.
+    Directory(ClientOpts),
+    /// Find colleagues by name, clinical role, department or care team.
+    Search(SearchArgs),
+    /// Set your availability: available, busy, in_procedure or off_duty.
+    Presence(PresenceArgs),
+    /// Add a department or service line.
+    AddDepartment(NameArgs),
+    /// Add a care team (members by e-mail).
+    AddTeam(TeamArgs),
+    /// Add someone (by e-mail) to a care team.
+    AddTeamMember(TeamMemberArgs),
+    /// Add a clinical role to page ("Cardiology on-call").
+    AddRole(RoleArgs),
+    /// A role's shifts.
+    Shifts(ShiftsArgs),
+    /// Add a shift to a role.
+    AddShift(AddShiftArgs),
+    /// Import a role's schedule from an iCalendar file or URL.
+    Import(ImportArgs),
+    /// Who is on call for a role now.
+    OnCall(RoleRef),
+    /// Response times by role and department; unacknowledged and escalated messages.
+    Report(ReportArgs),
+    /// Break-glass grants with their reasons (compliance officer).
+    BreakGlass(ClientOpts),
+    /// What the compliance officer is told (compliance officer).
+    Notifications(ClientOpts),
+}
+
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    query: String,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct PresenceArgs {
+    status: String,
+    /// Back to available after this long (e.g. 90m, 2h).
+    #[arg(long = "for")]
+    duration: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct NameArgs {
+    name: String,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct TeamArgs {
+    name: String,
+    /// Department (id or name).
+    #[arg(long)]
+    department: Option<String>,
+    /// Members' e-mail addresses.
+    #[arg(long = "member")]
+    members: Vec<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct TeamMemberArgs {
+    /// Care team (id or name).
+    team: String,
+    email: String,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct RoleArgs {
+    name: String,
+    /// Department (id or name).
+    #[arg(long)]
+    department: Option<String>,
+    /// Role (id or name) that a page falls back to when nobody covers this one.
+    #[arg(long)]
+    fallback: Option<String>,
+    /// People who hold the role (e-mail), paged when no shift covers it.
+    #[arg(long = "holder")]
+    holders: Vec<String>,
+    /// This role's STAT ladder, e.g. "2m:renotify,4m:backup,6m:fallback_role,8m:sms".
+    #[arg(long)]
+    stat_ladder: Option<String>,
+    /// This role's urgent ladder (same form).
+    #[arg(long)]
+    urgent_ladder: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct RoleRef {
+    /// Clinical role (id or name).
+    role: String,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct ShiftsArgs {
+    role: String,
+    /// How many days ahead (1–100).
+    #[arg(long, default_value_t = 14)]
+    days: i64,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct AddShiftArgs {
+    role: String,
+    /// Who covers (e-mail).
+    #[arg(long)]
+    user: String,
+    /// Backup (e-mail).
+    #[arg(long)]
+    backup: Option<String>,
+    /// Start: RFC 3339 (2026-12-01T19:00:00-05:00) or Unix seconds.
+    #[arg(long)]
+    from: String,
+    /// End: RFC 3339 or Unix seconds.
+    #[arg(long)]
+    to: String,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    role: String,
+    /// An .ics file.
+    #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+    file: Option<std::path::PathBuf>,
+    /// An http(s) URL the server fetches the calendar from.
+    #[arg(long)]
+    url: Option<String>,
+    /// How far ahead recurring shifts are expanded (1–366).
+    #[arg(long, default_value_t = 90)]
+    days: i64,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The last this-many days.
+    #[arg(long, default_value_t = 7)]
+    days: i64,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+/// A role, team or department by id or (case-insensitive) name.
+fn pick<'a, T>(
+    items: &'a [T],
+    key: &str,
+    id: impl Fn(&T) -> Uuid,
+    name: impl Fn(&T) -> &str,
+    what: &str,
+) -> anyhow::Result<&'a T> {
+    if let Ok(u) = Uuid::parse_str(key)
+        && let Some(hit) = items.iter().find(|i| id(i) == u)
+    {
+        return Ok(hit);
+    }
+    items
+        .iter()
+        .find(|i| name(i).eq_ignore_ascii_case(key.trim()))
+        .with_context(|| format!("no {what} is called {key:?}; see `wardline routing directory`"))
+}
+
+async fn role_id(c: &ApiClient, key: &str) -> anyhow::Result<Uuid> {
+    let d = c.routing_directory().await?;
+    Ok(pick(&d.roles, key, |r| r.id, |r| &r.name, "clinical role")?.id)
+}
+
+async fn department_id(c: &ApiClient, key: &str) -> anyhow::Result<Uuid> {
+    let d = c.routing_directory().await?;
+    Ok(pick(&d.departments, key, |r| r.id, |r| &r.name, "department")?.id)
+}
+
+pub async fn user_id(c: &ApiClient, email: &str) -> anyhow::Result<Uuid> {
+    let want = email.trim().to_lowercase();
+    c.list_users()
+        .await?
+        .into_iter()
+        .find(|u| u.email.to_lowercase() == want)
+        .map(|u| u.id)
+        .with_context(|| format!("nobody in your organisation has the e-mail {email}"))
+}
+
+/// `2m:renotify,4m:backup` → ladder steps.
+fn ladder(s: &str) -> anyhow::Result<Vec<EscalationStep>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|part| {
+            let (after, action) = part
+                .split_once(':')
+                .with_context(|| format!("{part:?}: write each step as <time>:<action>"))?;
+            Ok(EscalationStep {
+                after_secs: parse_duration(after)?,
+                action: EscalationAction::parse(action.trim()).with_context(|| {
+                    format!("{action:?}: renotify, backup, fallback_role, department or sms")
+                })?,
+            })
+        })
+        .collect()
+}
+
+/// Unix seconds from RFC 3339 or a number.
+fn instant(s: &str) -> anyhow::Result<i64> {
+    if let Ok(n) = s.trim().parse::<i64>() {
+        return Ok(n);
+    }
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{s:?} is neither RFC 3339 nor Unix seconds"))?;
+    Ok(t.unix_timestamp())
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn when(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ts.to_string())
+}
+
+fn person(p: &Option<OnCallPerson>) -> String {
+    match p {
+        Some(p) => format!("{} ({})", p.display_name, p.presence.as_str()),
+        None => "nobody".into(),
+    }
+}
+
+pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
+    match cmd {
+        RoutingCommand::Directory(opts) => {
+            let (c, _) = signed_in(&opts)?;
+            let d = c.routing_directory().await?;
+            if opts.json {
+                return print_json(&d);
+            }
+            println!("departments:");
+            for x in &d.departments {
+                println!("  {}  {}", x.id, x.name);
+            }
+            println!("care teams:");
+            for t in &d.care_teams {
+                println!("  {}  {} ({} members)", t.id, t.name, t.members.len());
+            }
+            println!("clinical roles:");
+            for r in &d.roles {
+                println!("  {}  {} ({} holders)", r.id, r.name, r.holders.len());
+            }
+            Ok(())
+        }
+        RoutingCommand::Search(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let r = c.search_directory(&a.query).await?;
+            if a.opts.json {
+                return print_json(&r);
+            }
+            for e in &r.entries {
+                let on_call = if e.on_call.is_empty() {
+                    String::new()
+                } else {
+                    format!("  on call: {}", e.on_call.join(", "))
+                };
+                println!(
+                    "{}  {:<24} {:<13} {}{}",
+                    e.user_id,
+                    e.display_name,
+                    e.presence.as_str(),
+                    e.roles.join(", "),
+                    on_call
+                );
+            }
+            if r.entries.is_empty() {
+                println!("nobody matches {:?}", a.query);
+            }
+            Ok(())
+        }
+        RoutingCommand::Presence(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let status = PresenceStatus::parse(&a.status.to_lowercase().replace('-', "_"))
+                .context("status is available, busy, in_procedure or off_duty")?;
+            let until = match &a.duration {
+                Some(d) => Some(now() + parse_duration(d)?),
+                None => None,
+            };
+            let p = c
+                .set_presence(&SetPresenceRequest { status, until })
+                .await?;
+            if a.opts.json {
+                return print_json(&p);
+            }
+            match p.until {
+                Some(u) => println!("{} until {}", p.status.as_str(), when(u)),
+                None => println!("{}", p.status.as_str()),
+            }
+            Ok(())
+        }
+        RoutingCommand::AddDepartment(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let d = c.create_department(&a.name).await?;
+            println!("{}", d.id);
+            Ok(())
+        }
+        RoutingCommand::AddTeam(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let department_id = match &a.department {
+                Some(d) => Some(department_id(&c, d).await?),
+                None => None,
+            };
+            let mut members = Vec::new();
+            for m in &a.members {
+                members.push(user_id(&c, m).await?);
+            }
+            let t = c
+                .create_care_team(&CreateCareTeamRequest {
+                    name: a.name,
+                    department_id,
+                    members,
+                })
+                .await?;
+            println!("{}", t.id);
+            Ok(())
+        }
+        RoutingCommand::AddTeamMember(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let d = c.routing_directory().await?;
+            let team = pick(&d.care_teams, &a.team, |t| t.id, |t| &t.name, "care team")?.id;
+            let t = c
+                .add_team_member(team, user_id(&c, &a.email).await?)
+                .await?;
+            println!("{} now has {} members", t.name, t.members.len());
+            Ok(())
+        }
+        RoutingCommand::AddRole(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let department_id = match &a.department {
+                Some(d) => Some(department_id(&c, d).await?),
+                None => None,
+            };
+            let fallback_role_id = match &a.fallback {
+                Some(f) => Some(role_id(&c, f).await?),
+                None => None,
+            };
+            let mut holders = Vec::new();
+            for h in &a.holders {
+                holders.push(user_id(&c, h).await?);
+            }
+            let escalation = match (&a.stat_ladder, &a.urgent_ladder) {
+                (None, None) => None,
+                (s, u) => Some(EscalationPolicy {
+                    stat: s.as_deref().map(ladder).transpose()?.unwrap_or_default(),
+                    urgent: u.as_deref().map(ladder).transpose()?.unwrap_or_default(),
+                }),
+            };
+            let r = c
+                .create_clinical_role(&CreateRoleRequest {
+                    name: a.name,
+                    department_id,
+                    fallback_role_id,
+                    holders,
+                    escalation,
+                })
+                .await?;
+            println!("{}", r.id);
+            Ok(())
+        }
+        RoutingCommand::Shifts(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let role = role_id(&c, &a.role).await?;
+            let now = now();
+            let list = c.shifts(role, now, now + a.days * 86_400).await?;
+            if a.opts.json {
+                return print_json(&list);
+            }
+            let names: std::collections::HashMap<Uuid, String> = c
+                .list_users()
+                .await?
+                .into_iter()
+                .map(|u| (u.id, u.display_name))
+                .collect();
+            let name = |u: Uuid| names.get(&u).cloned().unwrap_or_else(|| u.to_string());
+            for s in &list.shifts {
+                println!(
+                    "{} → {}  {}{}  [{}]",
+                    when(s.starts_at),
+                    when(s.ends_at),
+                    name(s.user_id),
+                    s.backup_user_id
+                        .map(|b| format!(" (backup {})", name(b)))
+                        .unwrap_or_default(),
+                    s.source
+                );
+            }
+            Ok(())
+        }
+        RoutingCommand::AddShift(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let role = role_id(&c, &a.role).await?;
+            let backup_user_id = match &a.backup {
+                Some(b) => Some(user_id(&c, b).await?),
+                None => None,
+            };
+            let s = c
+                .create_shift(
+                    role,
+                    &CreateShiftRequest {
+                        user_id: user_id(&c, &a.user).await?,
+                        backup_user_id,
+                        starts_at: instant(&a.from)?,
+                        ends_at: instant(&a.to)?,
+                    },
+                )
+                .await?;
+            println!("{}", s.id);
+            Ok(())
+        }
+        RoutingCommand::Import(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let role = role_id(&c, &a.role).await?;
+            let ics = match &a.file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => None,
+            };
+            let r = c
+                .import_schedule(
+                    role,
+                    &ImportScheduleRequest {
+                        ics,
+                        url: a.url,
+                        days: Some(a.days),
+                    },
+                )
+                .await?;
+            if a.opts.json {
+                return print_json(&r);
+            }
+            println!(
+                "{} event(s): {} shift(s) imported, {} earlier imported shift(s) replaced",
+                r.events, r.shifts, r.replaced
+            );
+            for p in &r.problems {
+                println!("  skipped {}: {}", p.event, p.reason);
+            }
+            Ok(())
+        }
+        RoutingCommand::OnCall(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let o = c.on_call(role_id(&c, &a.role).await?).await?;
+            if a.opts.json {
+                return print_json(&o);
+            }
+            println!("{}: {}", o.role_name, person(&o.primary));
+            println!("backup: {}", person(&o.backup));
+            if let Some(s) = &o.shift {
+                println!("shift: {} → {}", when(s.starts_at), when(s.ends_at));
+            }
+            Ok(())
+        }
+        RoutingCommand::Report(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            if !(1..=366).contains(&a.days) {
+                bail!("--days must be 1 to 366");
+            }
+            let now = now();
+            let r = c.response_report(now - a.days * 86_400, now + 1).await?;
+            if a.opts.json {
+                return print_json(&r);
+            }
+            let secs = |s: Option<i64>| s.map(|s| format!("{s}s")).unwrap_or_else(|| "-".into());
+            for (title, rows) in [("by role", &r.by_role), ("by department", &r.by_department)] {
+                println!("{title}:");
+                println!(
+                    "  {:<32} {:>5} {:>5} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8}",
+                    "", "sent", "read", "ack", "esc", "open", "read½", "ack½", "ack90"
+                );
+                for t in rows.iter() {
+                    println!(
+                        "  {:<32} {:>5} {:>5} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8}",
+                        t.name,
+                        t.messages,
+                        t.read,
+                        t.acknowledged,
+                        t.escalated,
+                        t.unacknowledged,
+                        secs(t.median_read_secs),
+                        secs(t.median_ack_secs),
+                        secs(t.p90_ack_secs)
+                    );
+                }
+            }
+            println!("unacknowledged:");
+            for e in &r.unacknowledged {
+                println!(
+                    "  {} {} sent {} ({} step(s) so far)",
+                    e.message_id,
+                    e.priority.as_str(),
+                    when(e.created_at),
+                    e.events.len()
+                );
+            }
+            Ok(())
+        }
+        RoutingCommand::BreakGlass(opts) => {
+            let (c, _) = signed_in(&opts)?;
+            let g = c.break_glass_grants().await?;
+            if opts.json {
+                return print_json(&g);
+            }
+            for x in &g.grants {
+                println!(
+                    "{}  user {}  conversation {}  {} → {}{}\n    reason: {}",
+                    x.id,
+                    x.user_id,
+                    x.conversation_id,
+                    when(x.granted_at),
+                    when(x.expires_at),
+                    if x.ended_at.is_some() { " (ended)" } else { "" },
+                    x.reason.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        RoutingCommand::Notifications(opts) => {
+            let (c, _) = signed_in(&opts)?;
+            let n = c.notifications().await?;
+            if opts.json {
+                return print_json(&n);
+            }
+            for x in &n.notifications {
+                println!("{}  {}  {}", when(x.created_at), x.kind, x.detail);
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ladders_and_instants() {
+        let l = ladder("2m:renotify, 4m:backup,8m:sms").unwrap();
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[1].after_secs, 240);
+        assert_eq!(l[2].action, EscalationAction::Sms);
+        assert!(ladder("2m").is_err());
+        assert!(ladder("2m:page").is_err());
+        assert_eq!(instant("1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(instant("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000);
+        assert!(instant("tomorrow").is_err());
+    }
+}
