@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use support::*;
 
-const PASS_ENV: (&str, &str) = ("WARDLINE_PASSPHRASE", "7314 lantern");
-
 fn chat(profile: &Path, args: &[&str]) -> String {
     let mut full = vec!["chat"];
     full.extend_from_slice(args);

@@ -10,12 +10,8 @@ use std::path::Path;
 
 use support::*;
 
-const PASS_ENV: (&str, &str) = ("WARDLINE_PASSPHRASE", "7314 lantern");
-
 fn run(profile: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = wardline_env(profile, args, "", &[PASS_ENV]);
-    assert!(ok, "wardline {args:?} failed:\n{out}\n{err}");
-    out
+    run_ok(profile, args)
 }
 
 #[test]
@@ -33,14 +29,7 @@ fn lifecycle_through_the_cli() {
         ("bo@test.example", "Dr Bo Physician", "physician"),
         ("cora@test.example", "Cora Compliance", "compliance_officer"),
     ] {
-        let (ok, _, err) = wardline(
-            &ada,
-            &[
-                "admin", "users", "create", "--email", email, "--name", name, "--role", role,
-            ],
-            &format!("{PASSWORD}\n"),
-        );
-        assert!(ok, "{err}");
+        create_user(&ada, email, name, role);
     }
     login_enrolling(&bo, &url, &cert, "test", "bo@test.example");
     login_enrolling(&cora, &url, &cert, "test", "cora@test.example");

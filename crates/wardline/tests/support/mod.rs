@@ -198,3 +198,26 @@ pub fn stop_and_log(mut server: Killed) -> String {
     std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut log).unwrap();
     log
 }
+
+/// Passphrase of the test profiles' message stores.
+pub const PASS_ENV: (&str, &str) = ("WARDLINE_PASSPHRASE", "7314 lantern");
+
+/// Runs `wardline args…` (with the store passphrase) and returns its stdout;
+/// fails the test, with both outputs, if the command fails.
+pub fn run_ok(profile: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = wardline_env(profile, args, "", &[PASS_ENV]);
+    assert!(ok, "wardline {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+/// `admin users create` as the administrator in `admin`.
+pub fn create_user(admin: &Path, email: &str, name: &str, role: &str) {
+    let (ok, _, err) = wardline(
+        admin,
+        &[
+            "admin", "users", "create", "--email", email, "--name", name, "--role", role,
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{err}");
+}
