@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use wardline_proto::{audit, auth, directory, messaging, patients};
+use wardline_proto::{audit, auth, directory, messaging, patients, routing};
 
 fn check<T: DeserializeOwned + Serialize>(body: &[u8]) {
     if let Ok(v) = serde_json::from_slice::<T>(body) {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
-    match which % 16 {
+    match which % 22 {
         0 => check::<auth::LoginRequest>(body),
         1 => check::<directory::CreateUserRequest>(body),
         2 => check::<directory::OrgPolicy>(body),
@@ -34,6 +34,12 @@ fuzz_target!(|data: &[u8]| {
         12 => check::<audit::AuditQuery>(body),
         13 => check::<messaging::AckRequest>(body),
         14 => check::<messaging::MessagingPreferences>(body),
+        15 => check::<routing::CreateRoleRequest>(body),
+        16 => check::<routing::CreateShiftRequest>(body),
+        17 => check::<routing::ImportScheduleRequest>(body),
+        18 => check::<routing::OpenPatientRequest>(body),
+        19 => check::<routing::SetPresenceRequest>(body),
+        20 => check::<routing::RoutingPolicy>(body),
         _ => check::<directory::UpdateUserRequest>(body),
     }
 });

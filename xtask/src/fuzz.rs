@@ -9,7 +9,12 @@ use std::process::{Command, ExitCode};
 
 use crate::run;
 
-pub const TARGETS: [&str; 3] = ["mls_ingest", "request_bodies", "patient_texting"];
+pub const TARGETS: [&str; 4] = [
+    "mls_ingest",
+    "request_bodies",
+    "patient_texting",
+    "schedule_import",
+];
 
 pub fn main(args: &[String]) -> ExitCode {
     let seconds = match args {

@@ -30,6 +30,78 @@ pub fn demo_email(role: Role) -> String {
     format!("{}@demo.wardline.test", role.as_str().replace('_', "."))
 }
 
+/// Clinical routing to try: a Cardiology department, its charge nurse (the
+/// demo nurse), "Cardiology on-call" covered by the demo physician for the
+/// coming week (backup: the medical assistant), and a care team.
+async fn routing_demo(
+    state: &AppState,
+    org: wardline_proto::OrgId,
+    ids: &std::collections::HashMap<Role, uuid::Uuid>,
+) -> Result<(), ApiError> {
+    use wardline_proto::routing::*;
+    let r = &state.routing;
+    let dept = r
+        .create_department(
+            org,
+            CreateDepartmentRequest {
+                name: "Cardiology".into(),
+            },
+        )
+        .await?;
+    let charge = r
+        .create_role(
+            org,
+            CreateRoleRequest {
+                name: "Cardiology charge nurse".into(),
+                department_id: Some(dept.id),
+                fallback_role_id: None,
+                holders: vec![ids[&Role::Nurse]],
+                escalation: None,
+            },
+        )
+        .await?;
+    let on_call = r
+        .create_role(
+            org,
+            CreateRoleRequest {
+                name: "Cardiology on-call".into(),
+                department_id: Some(dept.id),
+                fallback_role_id: Some(charge.id),
+                holders: vec![ids[&Role::Physician]],
+                escalation: None,
+            },
+        )
+        .await?;
+    let now = r.now();
+    for day in 0..7 {
+        r.create_shift(
+            org,
+            on_call.id,
+            CreateShiftRequest {
+                user_id: ids[&Role::Physician],
+                backup_user_id: Some(ids[&Role::MedicalAssistant]),
+                starts_at: now - 3600 + day * 86_400,
+                ends_at: now - 3600 + (day + 1) * 86_400,
+            },
+        )
+        .await?;
+    }
+    r.create_team(
+        org,
+        CreateCareTeamRequest {
+            name: "Riverside cardiology team".into(),
+            department_id: Some(dept.id),
+            members: vec![
+                ids[&Role::Physician],
+                ids[&Role::Nurse],
+                ids[&Role::MedicalAssistant],
+            ],
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// Creates the demo organisation if it does not exist; returns its credentials.
 pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCredentials, ApiError> {
     let file = data_dir.join("demo-credentials.json");
@@ -61,10 +133,11 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
         wardline_crypto::token::new_code(1, 5)
     );
     let mut users = Vec::new();
+    let mut ids = std::collections::HashMap::new();
     for role in Role::ALL {
         let email = demo_email(role);
         let name = format!("Demo {}", role.as_str().replace('_', " "));
-        state
+        let user = state
             .directory
             .create_user(
                 org.id,
@@ -77,8 +150,10 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
                 },
             )
             .await?;
+        ids.insert(role, user.id);
         users.push((role, email));
     }
+    routing_demo(state, org.id, &ids).await?;
     let creds = DemoCredentials {
         org: DEMO_SLUG.into(),
         password,

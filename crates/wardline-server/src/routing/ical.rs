@@ -12,6 +12,9 @@ use wardline_proto::routing::ImportProblem;
 
 /// Most occurrences one event may expand to (a daily shift for a year and more).
 const MAX_OCCURRENCES: u16 = 1000;
+/// How long before the window a recurring event may start: expansion walks
+/// from DTSTART, so an old hourly rule would be a long walk for nothing.
+const MAX_LEAD_SECS: i64 = 2 * 366 * 86_400;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShiftEvent {
@@ -156,6 +159,10 @@ fn event(
         let name = p.name.as_str().to_ascii_uppercase();
         match name.as_str() {
             "RRULE" => {
+                let rule = p.val.as_str().to_ascii_uppercase();
+                if rule.contains("FREQ=MINUTELY") || rule.contains("FREQ=SECONDLY") {
+                    return Err("shifts do not recur more often than hourly".into());
+                }
                 recurring = true;
                 lines.push(format!("RRULE:{}", p.val.as_str().trim()));
             }
@@ -165,6 +172,12 @@ fn event(
             }
             _ => {}
         }
+    }
+    if recurring && start_at < from - MAX_LEAD_SECS {
+        return Err(
+            "the recurring event starts more than two years ago; export the current schedule"
+                .into(),
+        );
     }
     let starts: Vec<i64> = if recurring {
         let set: RRuleSet = lines

@@ -159,6 +159,11 @@ impl RoutingService {
         }
     }
 
+    /// The server's clock (the demo schedules shifts from it).
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     async fn policy(&self, org: OrgId) -> ApiResult<RoutingPolicy> {
         Ok(self.directory_store.get_org(org).await?.policy.routing)
     }
@@ -425,8 +430,8 @@ impl RoutingService {
     pub async fn shifts(&self, org: OrgId, role: Uuid, q: ShiftQuery) -> ApiResult<ShiftList> {
         found(self.store.get_role(org, role).await, "clinical role")?;
         let from = q.from.unwrap_or_else(|| self.clock.now());
-        let until = q.until.unwrap_or(from + 14 * DAY);
-        if until <= from || until - from > 100 * DAY {
+        let until = q.until.unwrap_or(from.saturating_add(14 * DAY));
+        if until <= from || until.saturating_sub(from) > 100 * DAY {
             return Err(ApiError::bad_request(
                 "until must be after from, at most 100 days later",
             ));
@@ -443,7 +448,7 @@ impl RoutingService {
         req: CreateShiftRequest,
     ) -> ApiResult<Shift> {
         found(self.store.get_role(org, role).await, "clinical role")?;
-        if req.ends_at <= req.starts_at || req.ends_at - req.starts_at > 7 * DAY {
+        if req.ends_at <= req.starts_at || req.ends_at.saturating_sub(req.starts_at) > 7 * DAY {
             return Err(ApiError::validation(
                 "a shift must end after it starts and last at most 7 days",
             ));
@@ -948,8 +953,8 @@ impl RoutingService {
 
     pub async fn report(&self, org: OrgId, q: ReportQuery) -> ApiResult<ResponseReport> {
         let until = q.until.unwrap_or_else(|| self.clock.now());
-        let since = q.since.unwrap_or(until - 7 * DAY);
-        if until <= since || until - since > 366 * DAY {
+        let since = q.since.unwrap_or(until.saturating_sub(7 * DAY));
+        if until <= since || until.saturating_sub(since) > 366 * DAY {
             return Err(ApiError::bad_request(
                 "until must be after since, at most 366 days later",
             ));
