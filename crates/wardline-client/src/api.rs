@@ -725,6 +725,19 @@ impl ApiClient {
         self.post("/api/v1/routing/roles", req).await
     }
 
+    pub async fn update_clinical_role(
+        &self,
+        id: Uuid,
+        req: &CreateRoleRequest,
+    ) -> Result<ClinicalRole> {
+        self.send(
+            Method::PUT,
+            &format!("/api/v1/routing/roles/{id}"),
+            Some(req),
+        )
+        .await
+    }
+
     pub async fn search_directory(&self, q: &str) -> Result<DirectorySearchResult> {
         let q = serde_urlencoded::to_string([("q", q)]).unwrap_or_default();
         self.get(&format!("/api/v1/routing/search?{q}")).await

@@ -183,6 +183,7 @@ actions! {
     CareTeamMemberAdd => "routing.care_team.member.add", "Someone was added to a care team.";
     CareTeamMemberRemove => "routing.care_team.member.remove", "Someone was removed from a care team.";
     ClinicalRoleCreate => "routing.role.create", "A clinical role (who to page) was created.";
+    ClinicalRoleUpdate => "routing.role.update", "A clinical role's holders, fallback or escalation ladders changed.";
     PresenceSet => "routing.presence.set", "A user set their availability.";
     DirectorySearch => "routing.directory.search", "Someone searched the directory by name, role, department or care team.";
     ShiftsView => "routing.shifts.view", "Someone read a role's on-call schedule.";

@@ -367,6 +367,8 @@ pub enum EscalationAction {
     Sms,
     /// (Recorded, not configured) the shift changed hands while waiting.
     Handoff,
+    /// (Alerts only) a recipient acknowledged: everyone alerted may stand down.
+    Acknowledged,
 }
 
 impl EscalationAction {
@@ -378,6 +380,7 @@ impl EscalationAction {
             EscalationAction::Department => "department",
             EscalationAction::Sms => "sms",
             EscalationAction::Handoff => "handoff",
+            EscalationAction::Acknowledged => "acknowledged",
         }
     }
     pub fn parse(s: &str) -> Option<EscalationAction> {
@@ -388,6 +391,7 @@ impl EscalationAction {
             EscalationAction::Department,
             EscalationAction::Sms,
             EscalationAction::Handoff,
+            EscalationAction::Acknowledged,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
@@ -563,6 +567,9 @@ pub struct AlertNotice {
     pub added: Vec<Uuid>,
     /// One line without content ("STAT not acknowledged for 2 min").
     pub text: String,
+    /// `acknowledged`: who acknowledged.
+    #[serde(default)]
+    pub by: Option<Uuid>,
 }
 
 // -------------------------------------------------------------- break-glass

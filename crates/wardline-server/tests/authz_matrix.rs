@@ -795,6 +795,16 @@ fn routes() -> Vec<Route> {
             body: || Some(json!({"name": "Matrix on-call", "holders": []})),
         },
         Route {
+            method: Method::PUT,
+            template: "/api/v1/routing/roles/{id}",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: RoutingManage,
+                allowed: Expect::NotFound,
+            },
+            body: || Some(json!({"name": "Matrix on-call", "holders": []})),
+        },
+        Route {
             method: Method::GET,
             template: "/api/v1/routing/search",
             query: "?q=target",

@@ -191,6 +191,17 @@ async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backen
     assert_eq!(e.acknowledged_by, Some(ben.user.id));
     assert_eq!(e.acknowledged_device, Some(ben.device_id));
     assert_eq!(e.next_at, None);
+    // The nurse (and Ana, alerted before) are told, and may stand down.
+    for device in [&mut n, &mut a] {
+        let events = device.sync().await.unwrap();
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Alert { alert, .. }
+                if alert.action == EscalationAction::Acknowledged
+                    && alert.by == Some(ben.user.id)
+                    && alert.message_id == stat)),
+            "{events:?}"
+        );
+    }
     let again = a.acknowledge(conv, stat).await.unwrap_err();
     assert_eq!(again.code(), Some(ErrorCode::Conflict));
     t.clock.advance(120);
@@ -396,6 +407,49 @@ async fn paging_follows_presence_and_falls_back(backend: Backend) {
     let page = n.page(c.role.id, None).await.unwrap();
     assert_eq!(page.via, ResolvedVia::OnCall);
     assert_eq!(page.resolved_to.user_id, ana.user.id);
+
+    // An administrator edits the role: a new ladder, Ben as a holder; a
+    // fallback chain that leads back is refused.
+    let mut edit = CreateRoleRequest {
+        name: c.role.name.clone(),
+        department_id: c.role.department_id,
+        fallback_role_id: c.role.fallback_role_id,
+        holders: vec![ben.user.id],
+        escalation: Some(EscalationPolicy {
+            stat: vec![step(30, EscalationAction::Backup)],
+            urgent: vec![],
+        }),
+    };
+    let edited = admin
+        .client
+        .update_clinical_role(c.role.id, &edit)
+        .await
+        .unwrap();
+    assert_eq!(edited.holders, vec![ben.user.id]);
+    assert_eq!(edited.escalation.unwrap().stat.len(), 1);
+    let back = CreateRoleRequest {
+        name: c.charge.name.clone(),
+        department_id: c.charge.department_id,
+        fallback_role_id: Some(c.role.id),
+        holders: c.charge.holders.clone(),
+        escalation: None,
+    };
+    let e = admin
+        .client
+        .update_clinical_role(c.charge.id, &back)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Validation));
+    edit.escalation = Some(EscalationPolicy {
+        stat: vec![step(5, EscalationAction::Renotify)],
+        urgent: vec![],
+    });
+    let e = admin
+        .client
+        .update_clinical_role(c.role.id, &edit)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Validation));
 
     // Bad input: clear errors.
     let e = ana

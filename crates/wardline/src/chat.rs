@@ -422,6 +422,15 @@ fn report(events: &[Event]) {
 
 /// An escalation alert: what waits and where, never content.
 fn print_alert(conversation: Uuid, alert: &wardline_proto::routing::AlertNotice) {
+    if alert.action == wardline_proto::routing::EscalationAction::Acknowledged {
+        eprintln!(
+            "[{}] {} (message {})",
+            short(conversation),
+            alert.text,
+            alert.message_id
+        );
+        return;
+    }
     eprintln!(
         "ALERT [{}] {} (message {}; acknowledge with `wardline chat ack {} {}`)",
         short(conversation),

@@ -28,6 +28,9 @@ pub enum RoutingCommand {
     AddTeamMember(TeamMemberArgs),
     /// Add a clinical role to page ("Cardiology on-call").
     AddRole(RoleArgs),
+    /// Change a role: what is given replaces what it had (holders, fallback,
+    /// ladders, name); the rest stays.
+    EditRole(EditRoleArgs),
     /// A role's shifts.
     Shifts(ShiftsArgs),
     /// Add a shift to a role.
@@ -106,6 +109,31 @@ pub struct RoleArgs {
     #[arg(long)]
     stat_ladder: Option<String>,
     /// This role's urgent ladder (same form).
+    #[arg(long)]
+    urgent_ladder: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+#[derive(clap::Args)]
+pub struct EditRoleArgs {
+    /// Clinical role (id or name).
+    role: String,
+    #[arg(long)]
+    rename: Option<String>,
+    /// Fallback role (id or name), or "none".
+    #[arg(long)]
+    fallback: Option<String>,
+    /// The holders (e-mail), replacing the current ones.
+    #[arg(long = "holder")]
+    holders: Vec<String>,
+    /// Remove every holder.
+    #[arg(long, conflicts_with = "holders")]
+    no_holders: bool,
+    /// STAT ladder ("2m:renotify,4m:backup"), or "default" for the organisation's.
+    #[arg(long)]
+    stat_ladder: Option<String>,
+    /// Urgent ladder (same form).
     #[arg(long)]
     urgent_ladder: Option<String>,
     #[command(flatten)]
@@ -397,6 +425,67 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             println!("{}", r.id);
+            Ok(())
+        }
+        RoutingCommand::EditRole(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let d = c.routing_directory().await?;
+            let role = pick(&d.roles, &a.role, |r| r.id, |r| &r.name, "clinical role")?.clone();
+            let mut req = CreateRoleRequest {
+                name: a.rename.unwrap_or(role.name),
+                department_id: role.department_id,
+                fallback_role_id: role.fallback_role_id,
+                holders: role.holders,
+                escalation: role.escalation,
+            };
+            if let Some(f) = &a.fallback {
+                req.fallback_role_id = if f.eq_ignore_ascii_case("none") {
+                    None
+                } else {
+                    Some(pick(&d.roles, f, |r| r.id, |r| &r.name, "clinical role")?.id)
+                };
+            }
+            if a.no_holders {
+                req.holders.clear();
+            } else if !a.holders.is_empty() {
+                req.holders.clear();
+                for h in &a.holders {
+                    req.holders.push(user_id(&c, h).await?);
+                }
+            }
+            if a.stat_ladder.is_some() || a.urgent_ladder.is_some() {
+                let org = c.policy().await?.routing.escalation;
+                let mut e = req.escalation.take().unwrap_or(org.clone());
+                if let Some(s) = &a.stat_ladder {
+                    e.stat = if s == "default" {
+                        org.stat.clone()
+                    } else {
+                        ladder(s)?
+                    };
+                }
+                if let Some(u) = &a.urgent_ladder {
+                    e.urgent = if u == "default" {
+                        org.urgent.clone()
+                    } else {
+                        ladder(u)?
+                    };
+                }
+                req.escalation = (e != org).then_some(e);
+            }
+            let r = c.update_clinical_role(role.id, &req).await?;
+            if a.opts.json {
+                return print_json(&r);
+            }
+            println!(
+                "{}: {} holder(s), {}",
+                r.name,
+                r.holders.len(),
+                if r.escalation.is_some() {
+                    "its own escalation ladders"
+                } else {
+                    "the organisation's escalation ladders"
+                }
+            );
             Ok(())
         }
         RoutingCommand::Shifts(a) => {

@@ -80,6 +80,29 @@ fn routing_through_the_cli() {
             "2m:renotify,4m:backup,6m:fallback_role,8m:sms",
         ],
     );
+    let edited = run_ok(
+        &ada,
+        &[
+            "routing",
+            "edit-role",
+            "Cardiology on-call",
+            "--urgent-ladder",
+            "10m:renotify,20m:sms",
+        ],
+    );
+    assert!(edited.contains("its own escalation ladders"), "{edited}");
+    let (ok, _, err) = wardline(
+        &ada,
+        &[
+            "routing",
+            "edit-role",
+            "Cardiology charge nurse",
+            "--fallback",
+            "Cardiology on-call",
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("lead back"), "{err}");
     let ics = dir.path().join("oncall.ics");
     std::fs::write(&ics, calendar()).unwrap();
     let imported = run_ok(

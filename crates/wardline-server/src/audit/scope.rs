@@ -296,6 +296,11 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
             on(CareTeamMemberRemove, "care_team", "id"),
         ),
         ("POST", "/api/v1/routing/roles", ev(ClinicalRoleCreate)),
+        (
+            "PUT",
+            "/api/v1/routing/roles/{id}",
+            on(ClinicalRoleUpdate, "clinical_role", "id"),
+        ),
         ("GET", "/api/v1/routing/search", ev(DirectorySearch)),
         ("PUT", "/api/v1/routing/presence", ev(PresenceSet)),
         (

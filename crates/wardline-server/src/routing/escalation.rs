@@ -122,6 +122,7 @@ fn alert_text(priority: Priority, waited: i64, action: EscalationAction) -> Stri
     let mins = (waited / 60).max(1);
     match action {
         EscalationAction::Handoff => format!("{p} message handed over to you at shift change"),
+        EscalationAction::Acknowledged => format!("{p} message acknowledged"),
         _ => format!("{p} message not acknowledged for {mins} min"),
     }
 }
@@ -235,13 +236,31 @@ impl RoutingService {
             }
             _ => {}
         }
+        let now = self.clock.now();
         if !self
             .store
-            .acknowledge(root, p.user_id, device.id, self.clock.now())
+            .acknowledge(root, p.user_id, device.id, now)
             .await?
         {
             return Err(ApiError::conflict("already acknowledged"));
         }
+        // The sender and everyone alerted stand down.
+        let closed = self.store.get_routed(p.org_id, root).await?;
+        let others: Vec<UserId> = closed
+            .notified
+            .iter()
+            .copied()
+            .filter(|u| *u != p.user_id)
+            .collect();
+        self.alert_with(
+            &closed,
+            EscalationAction::Acknowledged,
+            &others,
+            &[],
+            Some(p.user_id),
+            now,
+        )
+        .await?;
         let r = self.store.get_routed(p.org_id, message).await?;
         self.escalation_of(&r).await
     }
@@ -347,7 +366,7 @@ impl RoutingService {
                 event.sms = true;
                 event.users = self.text_alerts(&r, &policy, now).await?;
             }
-            EscalationAction::Handoff => {}
+            EscalationAction::Handoff | EscalationAction::Acknowledged => {}
         }
         added.retain(|u| *u != r.sender_user && !r.notified.contains(u));
         for u in &added {
@@ -412,12 +431,25 @@ impl RoutingService {
         added: &[UserId],
         now: i64,
     ) -> ApiResult<()> {
+        self.alert_with(r, action, users, added, None, now).await
+    }
+
+    async fn alert_with(
+        &self,
+        r: &RoutedRow,
+        action: EscalationAction,
+        users: &[UserId],
+        added: &[UserId],
+        by: Option<UserId>,
+        now: i64,
+    ) -> ApiResult<()> {
         let notice = AlertNotice {
             message_id: r.message_id,
             priority: r.priority,
             action,
             added: added.to_vec(),
             text: alert_text(r.priority, now - r.created_at, action),
+            by,
         };
         let c = self
             .messages

@@ -74,9 +74,13 @@ pub fn validate_escalation(p: &EscalationPolicy) -> ApiResult<()> {
                     "escalation.{which}: after_secs must be 15..=86400 and increase along the ladder"
                 )));
             }
-            if s.action == EscalationAction::Handoff {
+            if matches!(
+                s.action,
+                EscalationAction::Handoff | EscalationAction::Acknowledged
+            ) {
                 return Err(ApiError::validation(format!(
-                    "escalation.{which}: handoff is recorded by the server, not a step"
+                    "escalation.{which}: {} is recorded by the server, not a step",
+                    s.action.as_str()
                 )));
             }
             last = s.after_secs;
@@ -275,9 +279,19 @@ impl RoutingService {
         Ok(self.store.get_team(org, team).await?)
     }
 
-    pub async fn create_role(&self, org: OrgId, req: CreateRoleRequest) -> ApiResult<ClinicalRole> {
+    /// A role as the request describes it (checked), with `id` and `created_at`.
+    async fn role_from(
+        &self,
+        org: OrgId,
+        id: Uuid,
+        created_at: i64,
+        req: CreateRoleRequest,
+    ) -> ApiResult<ClinicalRole> {
         self.department_exists(org, req.department_id).await?;
         if let Some(f) = req.fallback_role_id {
+            if f == id {
+                return Err(ApiError::validation("a role cannot be its own fallback"));
+            }
             found(self.store.get_role(org, f).await, "fallback role")?;
         }
         if let Some(e) = &req.escalation {
@@ -286,19 +300,53 @@ impl RoutingService {
         let mut holders = req.holders.clone();
         holders.sort();
         holders.dedup();
+        if holders.len() > 500 {
+            return Err(ApiError::validation("a role has at most 500 holders"));
+        }
         for u in &holders {
             self.active_user(org, *u).await?;
         }
-        let r = ClinicalRole {
-            id: Uuid::new_v4(),
+        Ok(ClinicalRole {
+            id,
             name: name(&req.name, "name")?,
             department_id: req.department_id,
             fallback_role_id: req.fallback_role_id,
             holders,
             escalation: req.escalation,
-            created_at: self.clock.now(),
-        };
+            created_at,
+        })
+    }
+
+    pub async fn create_role(&self, org: OrgId, req: CreateRoleRequest) -> ApiResult<ClinicalRole> {
+        let r = self
+            .role_from(org, Uuid::new_v4(), self.clock.now(), req)
+            .await?;
         found(self.store.insert_role(org, &r).await, "clinical role")?;
+        Ok(r)
+    }
+
+    /// Replaces a role's name, department, fallback, holders and ladders
+    /// (shifts stay; open escalations follow the new ladder from their next step).
+    pub async fn update_role(
+        &self,
+        org: OrgId,
+        id: Uuid,
+        req: CreateRoleRequest,
+    ) -> ApiResult<ClinicalRole> {
+        let old = found(self.store.get_role(org, id).await, "clinical role")?;
+        let r = self.role_from(org, id, old.created_at, req).await?;
+        // A fallback chain must not come back to this role.
+        let mut next = r.fallback_role_id;
+        for _ in 0..=MAX_FALLBACK_DEPTH {
+            let Some(f) = next else { break };
+            if f == id {
+                return Err(ApiError::validation(
+                    "the fallback chain would lead back to this role",
+                ));
+            }
+            next = self.store.get_role(org, f).await?.fallback_role_id;
+        }
+        found(self.store.update_role(org, &r).await, "clinical role")?;
         Ok(r)
     }
 

@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_team_member))
         .routes(routes!(remove_team_member))
         .routes(routes!(create_role))
+        .routes(routes!(update_role))
         .routes(routes!(search))
         .routes(routes!(set_presence))
         .routes(routes!(list_shifts, create_shift))
@@ -123,6 +124,20 @@ async fn create_role(
     let r = s.routing.create_role(p.org_id, req).await?;
     audit.target("clinical_role", r.id);
     Ok((StatusCode::CREATED, Json(r)))
+}
+
+/// Replace a clinical role's name, department, fallback, holders and ladders.
+#[utoipa::path(put, path = "/api/v1/routing/roles/{id}", tag = "routing", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = CreateRoleRequest,
+    responses((status = 200, body = ClinicalRole), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_role(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<CreateRoleRequest>,
+) -> ApiResult<Json<ClinicalRole>> {
+    p.authorize(Permission::RoutingManage)?;
+    Ok(Json(s.routing.update_role(p.org_id, id, req).await?))
 }
 
 /// Search colleagues by name, clinical role, department or care team; shows

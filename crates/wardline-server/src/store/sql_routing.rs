@@ -287,6 +287,43 @@ impl RoutingStore for SqlStore {
         Ok(())
     }
 
+    async fn update_role(&self, org: OrgId, r: &ClinicalRole) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE clinical_roles SET name = $3, department_id = $4, fallback_role_id = $5, escalation = $6 \
+             WHERE id = $1 AND org_id = $2",
+        )
+        .bind(r.id.to_string())
+        .bind(org.to_string())
+        .bind(&r.name)
+        .bind(r.department_id.map(|d| d.to_string()))
+        .bind(r.fallback_role_id.map(|d| d.to_string()))
+        .bind(
+            r.escalation
+                .as_ref()
+                .map(|e| serde_json::to_string(e).expect("escalation serialises")),
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_unique(e, "clinical role name"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM role_holders WHERE role_id = $1")
+            .bind(r.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        for u in &r.holders {
+            sqlx::query("INSERT INTO role_holders (role_id, user_id) VALUES ($1, $2)")
+                .bind(r.id.to_string())
+                .bind(u.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn list_roles(&self, org: OrgId) -> Result<Vec<ClinicalRole>> {
         let rows = sqlx::query("SELECT * FROM clinical_roles WHERE org_id = $1 ORDER BY name")
             .bind(org.to_string())
