@@ -27,6 +27,7 @@
 //! so the figures are for the whole path on two cores, not server-only.
 
 mod crash_loss;
+mod escalation;
 mod load;
 mod messaging;
 mod process;
@@ -127,6 +128,16 @@ enum Cmd {
         /// Seconds of sending per phase.
         #[arg(long, default_value_t = 10)]
         secs: u64,
+    },
+    /// STAT pages to one clinical role: how late the escalation's first step
+    /// reaches the person on call when many wait at once (both engines).
+    Escalation {
+        /// Nurses paging (one STAT each), per run; one run per number.
+        #[arg(long, value_delimiter = ',', default_values_t = [10, 200])]
+        pages: Vec<usize>,
+        /// Seconds after sending that the role's ladder re-notifies (15–86400).
+        #[arg(long, default_value_t = 30)]
+        after: i64,
     },
     /// The server process the other commands start (not for direct use).
     #[command(hide = true)]
@@ -527,6 +538,16 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Cmd::SideBySide { users, rates, secs }) => {
             return synapse::main(users, &rates, secs).await;
+        }
+        Some(Cmd::Escalation { pages, after }) => {
+            for n in &pages {
+                escalation::rows("SQLite", None, *n, after, &mut rows).await?;
+                if let Some(pg) = &pg {
+                    escalation::rows("PostgreSQL", Some(pg.clone()), *n, after, &mut rows).await?;
+                }
+            }
+            print_rows(rows);
+            return Ok(());
         }
         None => {}
     }

@@ -282,16 +282,24 @@ impl RoutingService {
     }
 
     pub async fn run_due(&self) -> ApiResult<()> {
-        let now = self.clock.now();
-        for r in self
-            .store
-            .claim_due(now, now + LEASE_SECS, CLAIM_BATCH)
-            .await?
-        {
-            let id = r.message_id;
-            if let Err(e) = self.step(r).await {
-                // The lease lapses and the step is tried again.
-                tracing::error!(error = %e.message, message = %id, "escalation step failed");
+        // A backlog (a burst of STATs, or steps that fell due while no node
+        // ran) drains in batches within one tick, not one batch per tick.
+        loop {
+            let now = self.clock.now();
+            let claimed = self
+                .store
+                .claim_due(now, now + LEASE_SECS, CLAIM_BATCH)
+                .await?;
+            let full = claimed.len() as i64 == CLAIM_BATCH;
+            for r in claimed {
+                let id = r.message_id;
+                if let Err(e) = self.step(r).await {
+                    // The lease lapses and the step is tried again.
+                    tracing::error!(error = %e.message, message = %id, "escalation step failed");
+                }
+            }
+            if !full {
+                break;
             }
         }
         self.handoffs().await?;
