@@ -596,6 +596,8 @@ pub enum AccessVia {
     Member,
     /// On the conversation's care team: joined.
     CareTeam,
+    /// Holds a clinical role in the care team's department: joined.
+    Department,
     /// Break-glass: joined for a limited time.
     BreakGlass,
 }

@@ -376,8 +376,14 @@ async fn paging_follows_presence_and_falls_back(backend: Backend) {
     assert_eq!(page.via, ResolvedVia::Backup);
     assert_eq!(page.resolved_to.user_id, ben.user.id);
     assert!(page.notice.contains("in procedure"), "{}", page.notice);
-    // The same conversation is reused, with Ben added.
+    // A new conversation for the new person: Carla (no longer paged) is not in it.
     assert!(page.conversation.members.contains(&ben.user.id));
+    assert!(!page.conversation.members.contains(&carla.user.id));
+    let again = n.page(c.role.id, None).await.unwrap();
+    assert_eq!(
+        again.conversation.id, page.conversation.id,
+        "same person: reused"
+    );
 
     // The directory: by name, role and department, with presence and on-call.
     let found = nurse.client.search_directory("cardiology").await.unwrap();
@@ -702,11 +708,24 @@ async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
     let ben = t.user_with_role(&admin, Role::Nurse).await;
     let dana = t.user_with_role(&admin, Role::Physician).await;
     let auditor = t.user_with_role(&admin, Role::ComplianceOfficer).await;
+    let frank = t.user_with_role(&admin, Role::Physician).await;
+    let renal = admin.client.create_department("Renal").await.unwrap();
+    admin
+        .client
+        .create_clinical_role(&CreateRoleRequest {
+            name: "Renal registrar".into(),
+            department_id: Some(renal.id),
+            fallback_role_id: None,
+            holders: vec![frank.user.id],
+            escalation: None,
+        })
+        .await
+        .unwrap();
     let team = admin
         .client
         .create_care_team(&CreateCareTeamRequest {
             name: "Bed 4 team".into(),
-            department_id: None,
+            department_id: Some(renal.id),
             members: vec![ana.user.id, ben.user.id],
         })
         .await
@@ -856,6 +875,17 @@ async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(eve_access.conversations[0].via, AccessVia::CareTeam);
+    // So does someone holding a clinical role in the team's department.
+    let frank_access = frank
+        .client
+        .open_patient(&OpenPatientRequest {
+            patient_ref: patient.into(),
+            reason: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(frank_access.conversations[0].via, AccessVia::Department);
+    assert!(frank_access.grants.is_empty());
     assert!(
         a.api
             .conversation(conv)

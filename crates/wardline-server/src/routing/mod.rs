@@ -745,9 +745,12 @@ impl RoutingService {
         audit: &AuditScope,
     ) -> ApiResult<PageRoleResponse> {
         let r = self.resolve(p.org_id, role, p.user_id).await?;
+        // The sender's last page to this role is reused while it reaches the
+        // same person; a new person on call gets a new conversation, so that
+        // nobody off shift keeps receiving the role's messages.
         let reuse = match self
             .store
-            .role_conversation(p.org_id, p.user_id, role)
+            .role_conversation(p.org_id, p.user_id, role, r.user)
             .await?
         {
             Some(c)
@@ -865,16 +868,28 @@ impl RoutingService {
             .into_iter()
             .map(|t| (t.id, t))
             .collect();
+        // The departments where the caller holds a clinical role.
+        let my_departments: BTreeSet<Uuid> = self
+            .store
+            .list_roles(p.org_id)
+            .await?
+            .into_iter()
+            .filter(|r| r.holders.contains(&p.user_id))
+            .filter_map(|r| r.department_id)
+            .collect();
         let mut access = Vec::new();
         let mut locked = Vec::new();
         for (c, team) in conversations {
+            let team = team.and_then(|t| teams.get(&t));
             if self.messages.is_member(c, p.user_id).await? {
                 access.push((c, AccessVia::Member));
-            } else if team
-                .and_then(|t| teams.get(&t))
-                .is_some_and(|t| t.members.contains(&p.user_id))
-            {
+            } else if team.is_some_and(|t| t.members.contains(&p.user_id)) {
                 access.push((c, AccessVia::CareTeam));
+            } else if team
+                .and_then(|t| t.department_id)
+                .is_some_and(|d| my_departments.contains(&d))
+            {
+                access.push((c, AccessVia::Department));
             } else {
                 locked.push(c);
             }
@@ -946,7 +961,7 @@ impl RoutingService {
             access.push((*c, AccessVia::BreakGlass));
         }
         for (c, via) in &access {
-            if *via == AccessVia::CareTeam {
+            if matches!(via, AccessVia::CareTeam | AccessVia::Department) {
                 self.add_member(p.org_id, *c, p.user_id, p.user_id).await?;
             }
         }

@@ -108,12 +108,13 @@ pub trait RoutingStore: Send + Sync + 'static {
     async fn delete_shift(&self, org: OrgId, role: Uuid, id: Uuid) -> Result<bool>;
 
     // Role-addressed conversations.
-    /// The newest conversation `sender` opened to page `role`.
+    /// The newest conversation `sender` opened to page `role` that reached `user`.
     async fn role_conversation(
         &self,
         org: OrgId,
         sender: UserId,
         role: Uuid,
+        user: UserId,
     ) -> Result<Option<Uuid>>;
     async fn set_routing(
         &self,

@@ -451,14 +451,16 @@ impl RoutingStore for SqlStore {
         org: OrgId,
         sender: UserId,
         role: Uuid,
+        user: UserId,
     ) -> Result<Option<Uuid>> {
         sqlx::query(
             "SELECT id FROM conversations WHERE org_id = $1 AND created_by = $2 AND role_id = $3 \
-             ORDER BY created_at DESC LIMIT 1",
+             AND routed_user = $4 ORDER BY created_at DESC LIMIT 1",
         )
         .bind(org.to_string())
         .bind(sender.to_string())
         .bind(role.to_string())
+        .bind(user.to_string())
         .fetch_optional(&self.pool)
         .await?
         .map(|r| uuid_col(&r, "id"))
