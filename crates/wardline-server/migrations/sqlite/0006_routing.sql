@@ -43,8 +43,9 @@ CREATE TABLE clinical_roles (
     UNIQUE (org_id, name)
 );
 CREATE TABLE role_holders (
-    role_id TEXT NOT NULL REFERENCES clinical_roles (id),
-    user_id TEXT NOT NULL REFERENCES users (id),
+    role_id  TEXT NOT NULL REFERENCES clinical_roles (id),
+    user_id  TEXT NOT NULL REFERENCES users (id),
+    added_at BIGINT NOT NULL,
     PRIMARY KEY (role_id, user_id)
 );
 CREATE INDEX role_holders_user ON role_holders (user_id);

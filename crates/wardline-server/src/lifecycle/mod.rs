@@ -19,7 +19,7 @@ use uuid::Uuid;
 use wardline_crypto::KeyProvider;
 use wardline_proto::audit::AuditAction;
 use wardline_proto::lifecycle::*;
-use wardline_proto::messaging::{MessageKind, Priority};
+use wardline_proto::messaging::MessageKind;
 use wardline_proto::{DeviceId, ErrorCode, OrgId, Permission, UserId};
 
 use crate::audit::{AuditLog, AuditScope, NewEvent};
@@ -720,21 +720,8 @@ impl LifecycleService {
             })
             .collect();
         let notice = MessageRow {
-            id: Uuid::new_v4(),
-            conversation_id: conversation,
-            kind: MessageKind::Recall,
-            sender_user: Some(p.user_id),
-            sender_device: None,
-            epoch: c.epoch,
-            priority: Priority::Routine,
-            body: None,
-            body_hash: None,
-            created_at: now,
-            dek_id: None,
-            expires_at: None,
-            recalled_at: None,
             recalls: Some(message),
-            alert: None,
+            ..MessageRow::notice(MessageKind::Recall, conversation, c.epoch, p.user_id, now)
         };
         let Some(woken) = self
             .store

@@ -472,21 +472,15 @@ impl RoutingService {
             }
         }
         let row = MessageRow {
-            id: Uuid::new_v4(),
-            conversation_id: r.conversation_id,
-            kind: MessageKind::Alert,
-            sender_user: Some(r.sender_user),
-            sender_device: None,
-            epoch: c.epoch,
             priority: r.priority,
-            body: None,
-            body_hash: None,
-            created_at: now,
-            dek_id: None,
-            expires_at: None,
-            recalled_at: None,
-            recalls: None,
             alert: Some(serde_json::to_string(&notice).expect("alert serialises")),
+            ..MessageRow::notice(
+                MessageKind::Alert,
+                r.conversation_id,
+                c.epoch,
+                r.sender_user,
+                now,
+            )
         };
         let woken = self.store.insert_notice(&row, &devices).await?;
         self.messaging.wake(&woken).await;

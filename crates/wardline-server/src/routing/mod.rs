@@ -346,7 +346,10 @@ impl RoutingService {
             }
             next = self.store.get_role(org, f).await?.fallback_role_id;
         }
-        found(self.store.update_role(org, &r).await, "clinical role")?;
+        found(
+            self.store.update_role(org, &r, self.clock.now()).await,
+            "clinical role",
+        )?;
         Ok(r)
     }
 

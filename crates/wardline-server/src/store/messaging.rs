@@ -101,10 +101,22 @@ pub struct MessageRow {
 impl MessageRow {
     /// A server notice that the conversation's membership changed.
     pub fn membership_notice(conversation: Uuid, epoch: i64, actor: UserId, now: i64) -> Self {
+        Self::notice(MessageKind::Membership, conversation, epoch, actor, now)
+    }
+
+    /// A server entry without a body (membership, recall, alert notices):
+    /// set `recalls`, `alert` or `priority` on it as its kind needs.
+    pub fn notice(
+        kind: MessageKind,
+        conversation: Uuid,
+        epoch: i64,
+        actor: UserId,
+        now: i64,
+    ) -> Self {
         MessageRow {
             id: Uuid::new_v4(),
             conversation_id: conversation,
-            kind: MessageKind::Membership,
+            kind,
             sender_user: Some(actor),
             sender_device: None,
             epoch,

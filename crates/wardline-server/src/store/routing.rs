@@ -77,8 +77,8 @@ pub trait RoutingStore: Send + Sync + 'static {
     /// False if not a member.
     async fn remove_team_member(&self, org: OrgId, team: Uuid, user: UserId) -> Result<bool>;
     async fn insert_role(&self, org: OrgId, r: &ClinicalRole) -> Result<()>;
-    /// Replaces a role's name, department, fallback, holders and ladder.
-    async fn update_role(&self, org: OrgId, r: &ClinicalRole) -> Result<()>;
+    /// Replaces a role's name, department, fallback, holders (as of `at`) and ladder.
+    async fn update_role(&self, org: OrgId, r: &ClinicalRole, at: i64) -> Result<()>;
     async fn list_roles(&self, org: OrgId) -> Result<Vec<ClinicalRole>>;
     async fn get_role(&self, org: OrgId, id: Uuid) -> Result<ClinicalRole>;
     async fn set_presence(&self, org: OrgId, p: &Presence) -> Result<()>;

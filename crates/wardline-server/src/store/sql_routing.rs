@@ -81,6 +81,31 @@ fn grant_from_row(row: &AnyRow) -> Result<GrantRow> {
     })
 }
 
+/// Inserts `(owner, user)` rows of a membership table (care-team members,
+/// role holders) in the caller's transaction.
+async fn insert_links(
+    tx: &mut Transaction<'_, Any>,
+    sql: &'static str,
+    owner: Uuid,
+    users: &[Uuid],
+    at: i64,
+) -> Result<()> {
+    for u in users {
+        sqlx::query(sql)
+            .bind(owner.to_string())
+            .bind(u.to_string())
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+const TEAM_MEMBER: &str =
+    "INSERT INTO care_team_members (team_id, user_id, added_at) VALUES ($1, $2, $3)";
+const ROLE_HOLDER: &str =
+    "INSERT INTO role_holders (role_id, user_id, added_at) VALUES ($1, $2, $3)";
+
 /// Stores a routed message's record (inside its submission's transaction).
 pub(super) async fn insert_routed(tx: &mut Transaction<'_, Any>, r: &RoutedRow) -> Result<()> {
     sqlx::query(
@@ -198,16 +223,7 @@ impl RoutingStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| map_unique(e, "care team name"))?;
-        for u in &t.members {
-            sqlx::query(
-                "INSERT INTO care_team_members (team_id, user_id, added_at) VALUES ($1, $2, $3)",
-            )
-            .bind(t.id.to_string())
-            .bind(u.to_string())
-            .bind(t.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_links(&mut tx, TEAM_MEMBER, t.id, &t.members, t.created_at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -276,18 +292,12 @@ impl RoutingStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| map_unique(e, "clinical role name"))?;
-        for u in &r.holders {
-            sqlx::query("INSERT INTO role_holders (role_id, user_id) VALUES ($1, $2)")
-                .bind(r.id.to_string())
-                .bind(u.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_links(&mut tx, ROLE_HOLDER, r.id, &r.holders, r.created_at).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn update_role(&self, org: OrgId, r: &ClinicalRole) -> Result<()> {
+    async fn update_role(&self, org: OrgId, r: &ClinicalRole, at: i64) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE clinical_roles SET name = $3, department_id = $4, fallback_role_id = $5, escalation = $6 \
@@ -313,13 +323,7 @@ impl RoutingStore for SqlStore {
             .bind(r.id.to_string())
             .execute(&mut *tx)
             .await?;
-        for u in &r.holders {
-            sqlx::query("INSERT INTO role_holders (role_id, user_id) VALUES ($1, $2)")
-                .bind(r.id.to_string())
-                .bind(u.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_links(&mut tx, ROLE_HOLDER, r.id, &r.holders, at).await?;
         tx.commit().await?;
         Ok(())
     }
