@@ -772,6 +772,20 @@ impl ApiClient {
         .await
     }
 
+    pub async fn schedule_feed(&self, role: Uuid) -> Result<ScheduleFeed> {
+        self.get(&format!("/api/v1/routing/roles/{role}/schedule/feed"))
+            .await
+    }
+
+    pub async fn unsubscribe_feed(&self, role: Uuid) -> Result<()> {
+        self.send::<(), ()>(
+            Method::DELETE,
+            &format!("/api/v1/routing/roles/{role}/schedule/feed"),
+            None,
+        )
+        .await
+    }
+
     pub async fn on_call(&self, role: Uuid) -> Result<OnCall> {
         self.get(&format!("/api/v1/routing/roles/{role}/on-call"))
             .await

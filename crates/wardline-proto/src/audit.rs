@@ -189,7 +189,9 @@ actions! {
     ShiftsView => "routing.shifts.view", "Someone read a role's on-call schedule.";
     ShiftCreate => "routing.shift.create", "An on-call shift was added.";
     ShiftDelete => "routing.shift.delete", "An on-call shift was removed.";
-    ScheduleImport => "routing.schedule.import", "A role's on-call schedule was imported from iCalendar.";
+    ScheduleImport => "routing.schedule.import", "A role's on-call schedule was imported from iCalendar (by a user, or from its subscribed feed).";
+    ScheduleFeedView => "routing.schedule.feed.view", "Someone read a role's schedule feed status.";
+    ScheduleFeedDelete => "routing.schedule.feed.delete", "A role's schedule feed subscription was ended.";
     OnCallView => "routing.on_call.view", "Someone looked up who is on call for a role.";
     RolePage => "routing.page", "A user paged a clinical role: a conversation with whoever covers it was opened or reused.";
     EscalationView => "routing.escalation.view", "A member read where an urgent message's escalation stands.";

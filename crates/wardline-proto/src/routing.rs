@@ -245,6 +245,25 @@ pub struct ImportScheduleRequest {
     /// How far ahead to expand recurring shifts (1–366, default 90).
     #[serde(default)]
     pub days: Option<i64>,
+    /// With `url`: keep the feed and import it again every hour (replacing
+    /// an earlier subscription of the role).
+    #[serde(default)]
+    pub subscribe: bool,
+}
+
+/// A role's subscribed schedule feed. The URL is kept sealed (feeds often
+/// carry an access token); only its host is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScheduleFeed {
+    pub role_id: Uuid,
+    pub host: String,
+    pub days: i64,
+    pub subscribed_at: i64,
+    pub last_fetched_at: Option<i64>,
+    /// What the last fetch did ("12 shifts from 3 events; 0 problems") or why it failed.
+    pub last_result: Option<String>,
+    pub next_fetch_at: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

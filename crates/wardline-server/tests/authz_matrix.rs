@@ -860,6 +860,26 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::GET,
+            template: "/api/v1/routing/roles/{id}/schedule/feed",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: RoutingManage,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/api/v1/routing/roles/{id}/schedule/feed",
+            query: "",
+            rule: Rule::PermissionThen {
+                perm: RoutingManage,
+                allowed: Expect::NotFound,
+            },
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
             template: "/api/v1/routing/roles/{id}/on-call",
             query: "",
             rule: Rule::PermissionThen {

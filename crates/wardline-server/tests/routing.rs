@@ -515,6 +515,7 @@ async fn ical_schedule_with_recurrence_and_time_zones(backend: Backend) {
                 ics: Some(ics.clone()),
                 url: None,
                 days: Some(14),
+                subscribe: false,
             },
         )
         .await
@@ -632,12 +633,13 @@ async fn ical_schedule_with_recurrence_and_time_zones(backend: Backend) {
     // From a URL, again: the events' earlier shifts are replaced, not doubled.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let body = ics.clone();
+    let served = std::sync::Arc::new(std::sync::Mutex::new(ics.clone()));
+    let body = served.clone();
     tokio::spawn(async move {
         let app = axum::Router::new().route(
             "/oncall.ics",
             axum::routing::get(move || {
-                let body = body.clone();
+                let body = body.lock().unwrap().clone();
                 async move { ([("content-type", "text/calendar")], body) }
             }),
         );
@@ -651,6 +653,7 @@ async fn ical_schedule_with_recurrence_and_time_zones(backend: Backend) {
                 ics: None,
                 url: Some(format!("http://{addr}/oncall.ics")),
                 days: Some(14),
+                subscribe: true,
             },
         )
         .await
@@ -664,27 +667,72 @@ async fn ical_schedule_with_recurrence_and_time_zones(backend: Backend) {
         .shifts;
     assert_eq!(after.len(), shifts.len());
 
+    // Subscribed: the scheduling system swaps the night cover; an hour on,
+    // the feed is imported again without anyone asking.
+    let feed = admin.client.schedule_feed(c.role.id).await.unwrap();
+    assert_eq!(feed.host, "127.0.0.1");
+    assert!(
+        feed.last_result
+            .as_deref()
+            .unwrap()
+            .contains("shifts from 7 events")
+    );
+    *served.lock().unwrap() = include_str!("fixtures/cardiology-on-call.ics")
+        .replace("{PRIMARY}", &carla.user.email)
+        .replace("{BACKUP}", &ana.user.email);
+    t.clock.advance(3601);
+    admin.client = t.sign_in_as_device(&admin, admin.device_id).await;
+    until("the feed to be imported again", async || {
+        let f = admin.client.schedule_feed(c.role.id).await.unwrap();
+        (f.last_fetched_at > feed.last_fetched_at).then_some(())
+    })
+    .await;
+    let now_on = admin.client.on_call(c.role.id).await.unwrap();
+    assert_eq!(
+        now_on.primary.unwrap().user_id,
+        ana.user.id,
+        "nights: now Ana"
+    );
+    assert!(has_action(
+        &actions(&t).await,
+        "routing.schedule.import",
+        &c.role.id.to_string()
+    ));
+    admin.client.unsubscribe_feed(c.role.id).await.unwrap();
+    let gone = admin.client.schedule_feed(c.role.id).await.unwrap_err();
+    assert_eq!(gone.code(), Some(ErrorCode::NotFound));
+
     // Bad calendars and URLs are refused with the reason.
     for req in [
         ImportScheduleRequest {
             ics: Some("BEGIN:VCARD\r\nEND:VCARD\r\n".into()),
             url: None,
             days: None,
+            subscribe: false,
         },
         ImportScheduleRequest {
             ics: None,
             url: Some("file:///etc/passwd".into()),
             days: None,
+            subscribe: false,
         },
         ImportScheduleRequest {
             ics: None,
             url: Some(format!("http://{addr}/missing.ics")),
             days: None,
+            subscribe: false,
         },
         ImportScheduleRequest {
             ics: Some(ics),
             url: None,
             days: Some(400),
+            subscribe: false,
+        },
+        ImportScheduleRequest {
+            ics: Some("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n".into()),
+            url: None,
+            days: None,
+            subscribe: true,
         },
     ] {
         let e = admin

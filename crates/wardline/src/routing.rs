@@ -37,6 +37,10 @@ pub enum RoutingCommand {
     AddShift(AddShiftArgs),
     /// Import a role's schedule from an iCalendar file or URL.
     Import(ImportArgs),
+    /// A role's subscribed schedule feed: last fetch and its result.
+    Feed(RoleRef),
+    /// Stop importing a role's feed (its shifts stay).
+    Unsubscribe(RoleRef),
     /// Who is on call for a role now.
     OnCall(RoleRef),
     /// Response times by role and department; unacknowledged and escalated messages.
@@ -189,6 +193,9 @@ pub struct ImportArgs {
     /// How far ahead recurring shifts are expanded (1–366).
     #[arg(long, default_value_t = 90)]
     days: i64,
+    /// With --url: keep the feed and import it again every hour.
+    #[arg(long, requires = "url")]
+    subscribe: bool,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -555,6 +562,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                         ics,
                         url: a.url,
                         days: Some(a.days),
+                        subscribe: a.subscribe,
                     },
                 )
                 .await?;
@@ -568,6 +576,33 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             for p in &r.problems {
                 println!("  skipped {}: {}", p.event, p.reason);
             }
+            Ok(())
+        }
+        RoutingCommand::Feed(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            let f = c.schedule_feed(role_id(&c, &a.role).await?).await?;
+            if a.opts.json {
+                return print_json(&f);
+            }
+            println!(
+                "feed from {} (subscribed {})",
+                f.host,
+                when(f.subscribed_at)
+            );
+            if let Some(t) = f.last_fetched_at {
+                println!(
+                    "last fetched {}: {}",
+                    when(t),
+                    f.last_result.as_deref().unwrap_or("-")
+                );
+            }
+            println!("next fetch {}", when(f.next_fetch_at));
+            Ok(())
+        }
+        RoutingCommand::Unsubscribe(a) => {
+            let (c, _) = signed_in(&a.opts)?;
+            c.unsubscribe_feed(role_id(&c, &a.role).await?).await?;
+            println!("unsubscribed; the shifts already imported stay");
             Ok(())
         }
         RoutingCommand::OnCall(a) => {

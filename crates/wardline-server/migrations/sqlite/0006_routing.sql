@@ -72,6 +72,23 @@ CREATE TABLE shifts (
 );
 CREATE INDEX shifts_role_time ON shifts (role_id, starts_at);
 
+-- A role's subscribed schedule feed (an iCalendar URL, re-imported hourly).
+-- The URL often carries the scheduling system's access token: sealed.
+CREATE TABLE schedule_feeds (
+    role_id         TEXT PRIMARY KEY REFERENCES clinical_roles (id),
+    org_id          TEXT NOT NULL REFERENCES organisations (id),
+    dek_id          TEXT NOT NULL REFERENCES data_keys (id),
+    url_enc         BLOB NOT NULL,
+    host            TEXT NOT NULL,
+    days            BIGINT NOT NULL,
+    subscribed_at   BIGINT NOT NULL,
+    next_fetch_at   BIGINT NOT NULL,
+    lease_until     BIGINT,
+    last_fetched_at BIGINT,
+    last_result     TEXT
+);
+CREATE INDEX schedule_feeds_due ON schedule_feeds (next_fetch_at);
+
 -- A conversation a page to a role opened, and the patient's care team.
 ALTER TABLE conversations ADD COLUMN role_id TEXT;
 ALTER TABLE conversations ADD COLUMN routed_user TEXT;

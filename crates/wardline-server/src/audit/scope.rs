@@ -325,6 +325,16 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ),
         (
             "GET",
+            "/api/v1/routing/roles/{id}/schedule/feed",
+            on(ScheduleFeedView, "clinical_role", "id"),
+        ),
+        (
+            "DELETE",
+            "/api/v1/routing/roles/{id}/schedule/feed",
+            on(ScheduleFeedDelete, "clinical_role", "id"),
+        ),
+        (
+            "GET",
             "/api/v1/routing/roles/{id}/on-call",
             on(OnCallView, "clinical_role", "id"),
         ),

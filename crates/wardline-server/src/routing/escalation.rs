@@ -24,6 +24,8 @@ use crate::store::routing::{EscalationEventRow, RoutedRow, presence_now};
 
 /// How often each node looks for due steps (and expired break-glass grants).
 pub const TICK: Duration = Duration::from_secs(2);
+/// How often a node looks for schedule feeds due for a refresh.
+const FEED_TICK: Duration = Duration::from_secs(5);
 /// How long a claimed step is this node's before another may take it over.
 const LEASE_SECS: i64 = 30;
 const CLAIM_BATCH: i64 = 50;
@@ -268,8 +270,19 @@ impl RoutingService {
     // ------------------------------------------------------------- the job
 
     /// Runs on every serving node: due ladder steps, shift hand-offs and
-    /// expired break-glass grants.
+    /// expired break-glass grants every tick; schedule feeds on their own
+    /// loop (a slow calendar server must not hold up an escalation).
     pub fn spawn(self) {
+        let feeds = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(FEED_TICK);
+            loop {
+                every.tick().await;
+                if let Err(e) = feeds.refresh_feeds().await {
+                    tracing::error!(error = %e.message, "schedule feed refresh failed");
+                }
+            }
+        });
         tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
             loop {

@@ -29,7 +29,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::messaging::MessagingService;
 use crate::patients::PatientService;
 use crate::store::messaging::{MessageRow, MessagingStore};
-use crate::store::routing::{GrantRow, RoutingStore, presence_now};
+use crate::store::routing::{FeedRow, GrantRow, RoutingStore, presence_now};
 use crate::store::{Store, StoreError};
 use crate::vault::{FieldRef, Vault};
 
@@ -37,6 +37,10 @@ const DAY: i64 = 86_400;
 /// How far a fallback role may lead to another fallback role.
 const MAX_FALLBACK_DEPTH: usize = 3;
 const MAX_SEARCH_RESULTS: usize = 50;
+/// How often a subscribed schedule feed is imported again, and how soon
+/// after a failed fetch.
+const FEED_EVERY: i64 = 3600;
+const FEED_RETRY: i64 = 900;
 
 /// A store lookup whose absence is the caller's 404 ("{what} not found").
 fn found<T>(r: Result<T, StoreError>, what: &str) -> ApiResult<T> {
@@ -544,18 +548,146 @@ impl RoutingService {
         if !(1..=366).contains(&days) {
             return Err(ApiError::validation("days must be 1..=366"));
         }
-        let text = match (req.ics, req.url) {
-            (Some(t), None) => t,
-            (None, Some(u)) => fetch_calendar(&u).await?,
+        if req.subscribe && req.url.is_none() {
+            return Err(ApiError::validation("subscribe keeps a feed: give its url"));
+        }
+        let (text, url) = match (req.ics, req.url) {
+            (Some(t), None) => (t, None),
+            (None, Some(u)) => (fetch_calendar(&u).await?, Some(u)),
             _ => {
                 return Err(ApiError::validation(
                     "give the calendar as ics or as url, not both",
                 ));
             }
         };
+        let result = self.import_text(org, role, &text, days).await?;
+        if let (true, Some(url)) = (req.subscribe, url) {
+            self.subscribe(org, role, &url, days, &result).await?;
+        }
+        Ok(result)
+    }
+
+    async fn subscribe(
+        &self,
+        org: OrgId,
+        role: Uuid,
+        url: &str,
+        days: i64,
+        first: &ImportScheduleResult,
+    ) -> ApiResult<()> {
+        let now = self.clock.now();
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let (key_row, key) = self.vault.new_key_row(org)?;
+        let row_id = role.to_string();
+        let feed = FeedRow {
+            role_id: role,
+            org_id: org,
+            dek_id: key_row.id.clone(),
+            url_enc: Vault::seal(
+                &key,
+                FieldRef {
+                    table: "schedule_feeds",
+                    row_id: &row_id,
+                    column: "url",
+                },
+                url,
+            ),
+            host,
+            days,
+            subscribed_at: now,
+            next_fetch_at: now + FEED_EVERY,
+            last_fetched_at: Some(now),
+            last_result: Some(summary(first)),
+        };
+        self.store.put_feed(&feed, &key_row).await?;
+        Ok(())
+    }
+
+    pub async fn feed(&self, org: OrgId, role: Uuid) -> ApiResult<ScheduleFeed> {
+        let f = found(self.store.get_feed(org, role).await, "schedule feed")?;
+        Ok(ScheduleFeed {
+            role_id: f.role_id,
+            host: f.host,
+            days: f.days,
+            subscribed_at: f.subscribed_at,
+            last_fetched_at: f.last_fetched_at,
+            last_result: f.last_result,
+            next_fetch_at: f.next_fetch_at,
+        })
+    }
+
+    pub async fn unsubscribe(&self, org: OrgId, role: Uuid) -> ApiResult<()> {
+        if !self.store.delete_feed(org, role).await? {
+            return Err(ApiError::not_found("schedule feed"));
+        }
+        Ok(())
+    }
+
+    /// Imports the due subscribed feeds again (from the ticker): a failed
+    /// fetch keeps the shifts already imported and is retried sooner.
+    pub async fn refresh_feeds(&self) -> ApiResult<()> {
+        let now = self.clock.now();
+        for f in self.store.claim_feeds(now, now + 300, 5).await? {
+            let key = self
+                .vault
+                .unwrap_key(&self.directory_store.get_data_key(&f.dek_id).await?)?;
+            let row_id = f.role_id.to_string();
+            let url = Vault::open_str(
+                &key,
+                FieldRef {
+                    table: "schedule_feeds",
+                    row_id: &row_id,
+                    column: "url",
+                },
+                &f.url_enc,
+            )?;
+            let outcome = match fetch_calendar(&url).await {
+                Ok(text) => self.import_text(f.org_id, f.role_id, &text, f.days).await,
+                Err(e) => Err(e),
+            };
+            let (result, next) = match &outcome {
+                Ok(r) => (summary(r), now + FEED_EVERY),
+                Err(e) => (format!("failed: {}", e.message), now + FEED_RETRY),
+            };
+            self.store
+                .feed_fetched(f.role_id, now, &result, next)
+                .await?;
+            self.audit
+                .record(
+                    crate::audit::NewEvent {
+                        org_id: Some(f.org_id),
+                        outcome: if outcome.is_ok() {
+                            wardline_proto::audit::Outcome::Success
+                        } else {
+                            wardline_proto::audit::Outcome::Failure
+                        },
+                        ..crate::audit::NewEvent::service(
+                            "schedule-feed",
+                            wardline_proto::audit::AuditAction::ScheduleImport,
+                        )
+                    }
+                    .target("clinical_role", f.role_id)
+                    .reason(result),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Parses a calendar and replaces the role's shifts from its events.
+    async fn import_text(
+        &self,
+        org: OrgId,
+        role: Uuid,
+        text: &str,
+        days: i64,
+    ) -> ApiResult<ImportScheduleResult> {
         let now = self.clock.now();
         let parsed =
-            ical::parse(&text, now - DAY, now + days * DAY).map_err(ApiError::validation)?;
+            ical::parse(text, now - DAY, now + days * DAY).map_err(ApiError::validation)?;
         let mut problems = parsed.problems;
         let mut shifts = Vec::new();
         let mut sources = Vec::new();
@@ -1113,6 +1245,16 @@ impl RoutingService {
             escalated,
         })
     }
+}
+
+/// One line for a feed's status.
+fn summary(r: &ImportScheduleResult) -> String {
+    format!(
+        "{} shifts from {} events; {} problems",
+        r.shifts,
+        r.events,
+        r.problems.len()
+    )
 }
 
 /// Nearest-rank percentile of `v` (none when empty).

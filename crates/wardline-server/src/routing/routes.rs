@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_shifts, create_shift))
         .routes(routes!(delete_shift))
         .routes(routes!(import_schedule))
+        .routes(routes!(schedule_feed, unsubscribe_feed))
         .routes(routes!(on_call))
         .routes(routes!(page))
         .routes(routes!(escalation))
@@ -221,6 +222,34 @@ async fn import_schedule(
 ) -> ApiResult<Json<ImportScheduleResult>> {
     p.authorize(Permission::RoutingManage)?;
     Ok(Json(s.routing.import_schedule(p.org_id, id, req).await?))
+}
+
+/// The role's subscribed schedule feed: its host, when it was last fetched
+/// and with what result, and when it is fetched next.
+#[utoipa::path(get, path = "/api/v1/routing/roles/{id}/schedule/feed", tag = "routing", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = ScheduleFeed), (status = 404, body = ErrorBody)))]
+async fn schedule_feed(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<ScheduleFeed>> {
+    p.authorize(Permission::RoutingManage)?;
+    Ok(Json(s.routing.feed(p.org_id, id).await?))
+}
+
+/// Stop importing the role's feed (the shifts already imported stay).
+#[utoipa::path(delete, path = "/api/v1/routing/roles/{id}/schedule/feed", tag = "routing", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn unsubscribe_feed(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    p.authorize(Permission::RoutingManage)?;
+    s.routing.unsubscribe(p.org_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Who covers a role now, and their backup.

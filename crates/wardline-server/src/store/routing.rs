@@ -64,6 +64,20 @@ pub struct GrantRow {
     pub ended_at: Option<i64>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRow {
+    pub role_id: Uuid,
+    pub org_id: OrgId,
+    pub dek_id: String,
+    pub url_enc: Vec<u8>,
+    pub host: String,
+    pub days: i64,
+    pub subscribed_at: i64,
+    pub next_fetch_at: i64,
+    pub last_fetched_at: Option<i64>,
+    pub last_result: Option<String>,
+}
+
 #[async_trait]
 pub trait RoutingStore: Send + Sync + 'static {
     // Directory. Names are unique per organisation (`Conflict`).
@@ -106,6 +120,23 @@ pub trait RoutingStore: Send + Sync + 'static {
     ) -> Result<Vec<Shift>>;
     /// False if there was no such shift.
     async fn delete_shift(&self, org: OrgId, role: Uuid, id: Uuid) -> Result<bool>;
+
+    // Schedule feeds.
+    /// Subscribes a role to a feed (replacing its earlier one) with its key.
+    async fn put_feed(&self, f: &FeedRow, key: &DataKeyRow) -> Result<()>;
+    async fn get_feed(&self, org: OrgId, role: Uuid) -> Result<FeedRow>;
+    /// False if the role had no feed.
+    async fn delete_feed(&self, org: OrgId, role: Uuid) -> Result<bool>;
+    /// Claims feeds due at `now` until `lease_until`.
+    async fn claim_feeds(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<FeedRow>>;
+    /// Records a fetch and when the next one is due; releases the lease.
+    async fn feed_fetched(
+        &self,
+        role: Uuid,
+        at: i64,
+        result: &str,
+        next_fetch_at: i64,
+    ) -> Result<()>;
 
     // Role-addressed conversations.
     /// The newest conversation `sender` opened to page `role` that reached `user`.

@@ -67,6 +67,21 @@ fn shift_from_row(row: &AnyRow) -> Result<Shift> {
     })
 }
 
+fn feed_from_row(row: &AnyRow) -> Result<FeedRow> {
+    Ok(FeedRow {
+        role_id: uuid_col(row, "role_id")?,
+        org_id: uuid_col(row, "org_id")?,
+        dek_id: row.try_get("dek_id")?,
+        url_enc: row.try_get("url_enc")?,
+        host: row.try_get("host")?,
+        days: row.try_get("days")?,
+        subscribed_at: row.try_get("subscribed_at")?,
+        next_fetch_at: row.try_get("next_fetch_at")?,
+        last_fetched_at: row.try_get("last_fetched_at")?,
+        last_result: row.try_get("last_result")?,
+    })
+}
+
 fn grant_from_row(row: &AnyRow) -> Result<GrantRow> {
     Ok(GrantRow {
         id: uuid_col(row, "id")?,
@@ -448,6 +463,118 @@ impl RoutingStore for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_feed(&self, f: &FeedRow, key: &DataKeyRow) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let old: Option<String> =
+            sqlx::query("SELECT dek_id FROM schedule_feeds WHERE role_id = $1")
+                .bind(f.role_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("dek_id"))
+                .transpose()?;
+        sqlx::query("DELETE FROM schedule_feeds WHERE role_id = $1")
+            .bind(f.role_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(k) = old {
+            // The old URL's key goes with it.
+            sqlx::query("DELETE FROM data_keys WHERE id = $1")
+                .bind(k)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_key(&mut tx, key).await?;
+        sqlx::query(
+            "INSERT INTO schedule_feeds (role_id, org_id, dek_id, url_enc, host, days, subscribed_at, next_fetch_at, last_fetched_at, last_result) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(f.role_id.to_string())
+        .bind(f.org_id.to_string())
+        .bind(&f.dek_id)
+        .bind(f.url_enc.clone())
+        .bind(&f.host)
+        .bind(f.days)
+        .bind(f.subscribed_at)
+        .bind(f.next_fetch_at)
+        .bind(f.last_fetched_at)
+        .bind(f.last_result.clone())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_feed(&self, org: OrgId, role: Uuid) -> Result<FeedRow> {
+        let row = sqlx::query("SELECT * FROM schedule_feeds WHERE role_id = $1 AND org_id = $2")
+            .bind(role.to_string())
+            .bind(org.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        feed_from_row(&row)
+    }
+
+    async fn delete_feed(&self, org: OrgId, role: Uuid) -> Result<bool> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let Some(row) =
+            sqlx::query("SELECT dek_id FROM schedule_feeds WHERE role_id = $1 AND org_id = $2")
+                .bind(role.to_string())
+                .bind(org.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(false);
+        };
+        let key: String = row.try_get("dek_id")?;
+        sqlx::query("DELETE FROM schedule_feeds WHERE role_id = $1")
+            .bind(role.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM data_keys WHERE id = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_feeds(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<FeedRow>> {
+        sqlx::query(
+            "UPDATE schedule_feeds SET lease_until = $2 WHERE role_id IN (\
+               SELECT role_id FROM schedule_feeds WHERE next_fetch_at <= $1 \
+               AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_fetch_at LIMIT $3) \
+             AND next_fetch_at <= $1 AND (lease_until IS NULL OR lease_until < $1) RETURNING *",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(feed_from_row)
+        .collect()
+    }
+
+    async fn feed_fetched(
+        &self,
+        role: Uuid,
+        at: i64,
+        result: &str,
+        next_fetch_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE schedule_feeds SET last_fetched_at = $2, last_result = $3, next_fetch_at = $4, \
+             lease_until = NULL WHERE role_id = $1",
+        )
+        .bind(role.to_string())
+        .bind(at)
+        .bind(result)
+        .bind(next_fetch_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn role_conversation(
