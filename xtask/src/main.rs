@@ -7,7 +7,8 @@
 //! * `wasm`            `cargo check` of `wardline-client`'s core for wasm32-unknown-unknown
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build): no command for
-//!   the micro-benchmarks, `load`, `side-by-side` (Matrix Synapse), `crash-loss`
+//!   the micro-benchmarks, `load`, `side-by-side` (Matrix Synapse), `crash-loss`,
+//!   `escalation`
 //! * `api-fuzz`        schemathesis against the served OpenAPI document (`api_fuzz.rs`)
 //! * `fuzz`            the cargo-fuzz targets in `fuzz/`, N seconds each (`fuzz.rs`)
 //!

@@ -274,6 +274,7 @@ impl Server {
         let routing = RoutingService::new(
             sql.clone(),
             sql.clone(),
+            sql.clone(),
             store.clone(),
             directory.clone(),
             messaging.clone(),
@@ -412,7 +413,10 @@ impl Server {
             .lifecycle
             .clone()
             .spawn(format!("node-{}", uuid::Uuid::new_v4()));
-        self.state.routing.clone().spawn();
+        self.state
+            .routing
+            .clone()
+            .spawn(format!("node-{}", uuid::Uuid::new_v4()));
         patients::delivery::Sender::new(
             self.state.patients.clone(),
             gateway,

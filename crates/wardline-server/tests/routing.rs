@@ -944,7 +944,75 @@ async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
     );
 }
 
+async fn a_waiting_stat_is_handed_over_at_shift_change(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("mercy").await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let day = t.user_with_role(&admin, Role::Physician).await;
+    let night = t.user_with_role(&admin, Role::Physician).await;
+    let carla = t.user_with_role(&admin, Role::Nurse).await;
+    let c = cardiology(&admin, &carla, vec![step(1800, EscalationAction::Renotify)]).await;
+    let now = t.now();
+    for (who, from, to) in [
+        (&day, now - 3600, now + 60),
+        (&night, now + 60, now + 12 * 3600),
+    ] {
+        admin
+            .client
+            .create_shift(
+                c.role.id,
+                &CreateShiftRequest {
+                    user_id: who.user.id,
+                    backup_user_id: None,
+                    starts_at: from,
+                    ends_at: to,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let devices = Devices::new();
+    let mut n = devices.of(&nurse, "nurse station").await;
+    let mut d = devices.of(&day, "day phone").await;
+    let mut nt = devices.of(&night, "night phone").await;
+    let page = n.page(c.role.id, None).await.unwrap();
+    assert_eq!(page.resolved_to.user_id, day.user.id);
+    let conv = page.conversation.id;
+    let text = "PLAINTEXT-CANARY STAT bed 9 rapid AF";
+    let stat = n
+        .send(conv, MessageContent::text(text), Priority::Stat)
+        .await
+        .unwrap();
+    d.sync().await.unwrap();
+
+    // 19:00: the night shift takes over while the STAT still waits.
+    t.clock.advance(61);
+    let e = until("the hand-off", async || {
+        let e = n.api.escalation(conv, stat).await.unwrap();
+        (!e.events.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(e.events[0].action, EscalationAction::Handoff);
+    assert_eq!(e.events[0].users, vec![night.user.id]);
+    assert_eq!(e.notified, vec![day.user.id, night.user.id]);
+    assert_eq!(e.state, EscalationState::Open, "the ladder goes on");
+    assert_eq!(e.next_action, Some(EscalationAction::Renotify));
+    n.sync().await.unwrap(); // commits the night doctor in, shares the STAT again
+    let events = nt.sync().await.unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Alert { alert, .. }
+            if alert.action == EscalationAction::Handoff && alert.message_id == stat)),
+        "{events:?}"
+    );
+    assert_eq!(texts(&nt, conv), vec![text.to_owned()]);
+    let e = nt.acknowledge(conv, stat).await.unwrap();
+    assert_eq!(e.acknowledged_by, Some(night.user.id));
+}
+
 both_backends!(
+    a_waiting_stat_is_handed_over_at_shift_change,
     stat_page_escalates_across_a_restart_and_stops_when_acknowledged,
     paging_follows_presence_and_falls_back,
     ical_schedule_with_recurrence_and_time_zones,

@@ -6,6 +6,7 @@
 //! ticker claims due rows, so a restart (or a dead node) only delays a step
 //! until the next tick after its lease lapses.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -26,6 +27,9 @@ use crate::store::routing::{EscalationEventRow, RoutedRow, presence_now};
 pub const TICK: Duration = Duration::from_secs(2);
 /// How often a node looks for schedule feeds due for a refresh.
 const FEED_TICK: Duration = Duration::from_secs(5);
+/// How often shift hand-offs and break-glass expiry are looked at.
+const HOUSEKEEPING_TICK: Duration = Duration::from_secs(5);
+const HOUSEKEEPING_LEASE: &str = "routing-housekeeping";
 /// How long a claimed step is this node's before another may take it over.
 const LEASE_SECS: i64 = 30;
 const CLAIM_BATCH: i64 = 50;
@@ -269,10 +273,11 @@ impl RoutingService {
 
     // ------------------------------------------------------------- the job
 
-    /// Runs on every serving node: due ladder steps, shift hand-offs and
-    /// expired break-glass grants every tick; schedule feeds on their own
-    /// loop (a slow calendar server must not hold up an escalation).
-    pub fn spawn(self) {
+    /// Runs on every serving node: due ladder steps every tick; shift
+    /// hand-offs and expired break-glass grants on a slower loop (one node
+    /// at a time, under a lease); schedule feeds on their own loop (a slow
+    /// calendar server must not hold up an escalation).
+    pub fn spawn(self, node: String) {
         let feeds = self.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(FEED_TICK);
@@ -280,6 +285,16 @@ impl RoutingService {
                 every.tick().await;
                 if let Err(e) = feeds.refresh_feeds().await {
                     tracing::error!(error = %e.message, "schedule feed refresh failed");
+                }
+            }
+        });
+        let housekeeping = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(HOUSEKEEPING_TICK);
+            loop {
+                every.tick().await;
+                if let Err(e) = housekeeping.housekeeping(&node).await {
+                    tracing::error!(error = %e.message, "routing housekeeping failed");
                 }
             }
         });
@@ -292,6 +307,22 @@ impl RoutingService {
                 }
             }
         });
+    }
+
+    /// Shift hand-offs and expired break-glass grants, on the node holding
+    /// the lease.
+    pub async fn housekeeping(&self, node: &str) -> ApiResult<()> {
+        let now = self.clock.now();
+        let hold = HOUSEKEEPING_TICK.as_secs() as i64 * 3;
+        if !self
+            .leases
+            .take_lease(HOUSEKEEPING_LEASE, node, now, now + hold)
+            .await?
+        {
+            return Ok(());
+        }
+        self.handoffs().await?;
+        self.end_expired_grants().await
     }
 
     pub async fn run_due(&self) -> ApiResult<()> {
@@ -315,8 +346,7 @@ impl RoutingService {
                 break;
             }
         }
-        self.handoffs().await?;
-        self.end_expired_grants().await
+        Ok(())
     }
 
     /// Runs the due step of one claimed escalation.
@@ -326,7 +356,7 @@ impl RoutingService {
         let Some(step) = steps.get(r.step as usize).copied() else {
             r.state = EscalationState::Exhausted;
             r.next_at = None;
-            self.store.advance(&r, None).await?;
+            self.store.advance(&r, r.step, None, None).await?;
             return Ok(());
         };
         let policy = self.policy(r.org_id).await?;
@@ -407,7 +437,11 @@ impl RoutingService {
                 r.next_at = None;
             }
         }
-        if !self.store.advance(&r, Some(&event)).await? {
+        if !self
+            .store
+            .advance(&r, r.step - 1, None, Some(&event))
+            .await?
+        {
             return Ok(()); // acknowledged meanwhile
         }
         if !event.users.is_empty() && !event.sms {
@@ -542,16 +576,25 @@ impl RoutingService {
     /// incoming person is brought in and alerted.
     async fn handoffs(&self) -> ApiResult<()> {
         let now = self.clock.now();
+        // Who covers each role now, looked up once per role.
+        let mut covering: HashMap<Uuid, Option<UserId>> = HashMap::new();
         for mut r in self.store.open_role_escalations().await? {
             let Some(role) = r.role_id else { continue };
-            let Some(s) = self.shift_at(r.org_id, role, now).await? else {
-                continue;
+            let u = match covering.get(&role) {
+                Some(u) => *u,
+                None => {
+                    let u = match self.shift_at(r.org_id, role, now).await? {
+                        Some(s) if self.reachable(r.org_id, s.user_id, now).await? => {
+                            Some(s.user_id)
+                        }
+                        _ => None,
+                    };
+                    covering.insert(role, u);
+                    u
+                }
             };
-            let u = s.user_id;
-            if u == r.sender_user
-                || r.notified.contains(&u)
-                || !self.reachable(r.org_id, u, now).await?
-            {
+            let Some(u) = u else { continue };
+            if u == r.sender_user || r.notified.contains(&u) {
                 continue;
             }
             self.add_member(r.org_id, r.conversation_id, u, r.sender_user)
@@ -564,7 +607,12 @@ impl RoutingService {
                 users: vec![u],
                 sms: false,
             };
-            if self.store.advance(&r, Some(&event)).await? {
+            // Not while a step holds the row: it will be seen next round.
+            if self
+                .store
+                .advance(&r, r.step, Some(now), Some(&event))
+                .await?
+            {
                 self.alert(&r, EscalationAction::Handoff, &[u], &[u], now)
                     .await?;
             }

@@ -30,7 +30,7 @@ use crate::messaging::MessagingService;
 use crate::patients::PatientService;
 use crate::store::messaging::{MessageRow, MessagingStore};
 use crate::store::routing::{FeedRow, GrantRow, RoutingStore, presence_now};
-use crate::store::{Store, StoreError};
+use crate::store::{LifecycleStore, Store, StoreError};
 use crate::vault::{FieldRef, Vault};
 
 const DAY: i64 = 86_400;
@@ -128,6 +128,8 @@ pub struct Resolution {
 #[derive(Clone)]
 pub struct RoutingService {
     store: Arc<dyn RoutingStore>,
+    /// Job leases (one node at a time for shift hand-offs).
+    leases: Arc<dyn LifecycleStore>,
     messages: Arc<dyn MessagingStore>,
     directory_store: Arc<dyn Store>,
     directory: DirectoryService,
@@ -143,6 +145,7 @@ impl RoutingService {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn RoutingStore>,
+        leases: Arc<dyn LifecycleStore>,
         messages: Arc<dyn MessagingStore>,
         directory_store: Arc<dyn Store>,
         directory: DirectoryService,
@@ -155,6 +158,7 @@ impl RoutingService {
     ) -> Self {
         RoutingService {
             store,
+            leases,
             messages,
             directory_store,
             directory,

@@ -172,9 +172,17 @@ pub trait RoutingStore: Send + Sync + 'static {
     async fn claim_due(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<RoutedRow>>;
     /// Open escalations addressed to a role (shift hand-offs).
     async fn open_role_escalations(&self) -> Result<Vec<RoutedRow>>;
-    /// Stores a step's outcome and releases the lease; false if the row is
-    /// no longer open (acknowledged meanwhile: nothing is recorded).
-    async fn advance(&self, r: &RoutedRow, event: Option<&EscalationEventRow>) -> Result<bool>;
+    /// Stores a step's outcome and releases the lease, if the row is still
+    /// open at step `from_step` (and, with `unleased_at`, not leased by a
+    /// running step then); false otherwise (acknowledged or moved on
+    /// meanwhile: nothing is recorded).
+    async fn advance(
+        &self,
+        r: &RoutedRow,
+        from_step: i64,
+        unleased_at: Option<i64>,
+        event: Option<&EscalationEventRow>,
+    ) -> Result<bool>;
     async fn escalation_events(&self, message: Uuid) -> Result<Vec<EscalationEventRow>>;
     /// SMS steps that texted `user` since `since`.
     async fn sms_sent_to(&self, user: UserId, since: i64) -> Result<i64>;

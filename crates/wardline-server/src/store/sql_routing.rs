@@ -689,11 +689,19 @@ impl RoutingStore for SqlStore {
         .collect()
     }
 
-    async fn advance(&self, r: &RoutedRow, event: Option<&EscalationEventRow>) -> Result<bool> {
+    async fn advance(
+        &self,
+        r: &RoutedRow,
+        from_step: i64,
+        unleased_at: Option<i64>,
+        event: Option<&EscalationEventRow>,
+    ) -> Result<bool> {
         let (_writer, mut tx) = self.begin_write().await?;
+        // `unleased_at` of i64::MIN: no lease condition (the caller holds it).
         let done = sqlx::query(
             "UPDATE routed_messages SET step = $2, next_at = $3, state = $4, notified = $5, \
-               escalations = $6, lease_until = NULL WHERE message_id = $1 AND state = 'open'",
+               escalations = $6, lease_until = NULL WHERE message_id = $1 AND state = 'open' \
+               AND step = $7 AND (lease_until IS NULL OR lease_until < $8 OR $8 = $9)",
         )
         .bind(r.message_id.to_string())
         .bind(r.step)
@@ -701,6 +709,9 @@ impl RoutingStore for SqlStore {
         .bind(r.state.as_str())
         .bind(ids_json(&r.notified))
         .bind(r.escalations)
+        .bind(from_step)
+        .bind(unleased_at.unwrap_or(i64::MIN))
+        .bind(i64::MIN)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
