@@ -139,9 +139,10 @@ async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backen
 
     // Unacknowledged for a minute: Ana is alerted again (an entry without content).
     t.clock.advance(61);
+    // (The row and its events are read one after the other: wait for both.)
     let e = until("the re-notification", async || {
         let e = n.api.escalation(conv, stat).await.unwrap();
-        (e.events.len() == 1).then_some(e)
+        (e.events.len() == 1 && e.next_action == Some(EscalationAction::Backup)).then_some(e)
     })
     .await;
     assert_eq!(e.events[0].action, EscalationAction::Renotify);
@@ -163,7 +164,7 @@ async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backen
     t.clock.advance(20);
     let e = until("the escalation to the backup", async || {
         let e = n.api.escalation(conv, stat).await.unwrap();
-        (e.events.len() == 2).then_some(e)
+        (e.events.len() == 2 && e.next_action == Some(EscalationAction::Sms)).then_some(e)
     })
     .await;
     assert_eq!(e.events[1].action, EscalationAction::Backup);
@@ -238,7 +239,7 @@ async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backen
     t.clock.advance(185);
     let e2 = until("the texts", async || {
         let e = n.api.escalation(conv, s2).await.unwrap();
-        (e.events.len() == 3).then_some(e)
+        (e.events.len() == 3 && e.state == EscalationState::Exhausted).then_some(e)
     })
     .await;
     let sms = &e2.events[2];
@@ -991,7 +992,7 @@ async fn a_waiting_stat_is_handed_over_at_shift_change(backend: Backend) {
     t.clock.advance(61);
     let e = until("the hand-off", async || {
         let e = n.api.escalation(conv, stat).await.unwrap();
-        (!e.events.is_empty()).then_some(e)
+        (!e.events.is_empty() && e.notified.len() == 2).then_some(e)
     })
     .await;
     assert_eq!(e.events[0].action, EscalationAction::Handoff);
