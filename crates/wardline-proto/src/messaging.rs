@@ -337,6 +337,10 @@ pub enum MessageKind {
     /// From the server: an urgent or STAT message is waiting for
     /// acknowledgement (`alert` says which and why; no body).
     Alert,
+    /// From the server: `history` joined the conversation (care team or
+    /// break-glass) and cannot decrypt what came before; each member device
+    /// shares its own recent messages again (no body).
+    History,
 }
 
 impl MessageKind {
@@ -348,6 +352,7 @@ impl MessageKind {
             MessageKind::Membership => "membership",
             MessageKind::Recall => "recall",
             MessageKind::Alert => "alert",
+            MessageKind::History => "history",
         }
     }
     pub fn parse(s: &str) -> Option<MessageKind> {
@@ -358,6 +363,7 @@ impl MessageKind {
             "membership" => Some(MessageKind::Membership),
             "recall" => Some(MessageKind::Recall),
             "alert" => Some(MessageKind::Alert),
+            "history" => Some(MessageKind::History),
             _ => None,
         }
     }
@@ -436,6 +442,9 @@ pub struct InboxEntry {
     /// `alert` entries: what is waiting for acknowledgement.
     #[serde(default)]
     pub alert: Option<Box<crate::routing::AlertNotice>>,
+    /// `history` entries: who joined and needs the recent messages.
+    #[serde(default)]
+    pub history: Option<crate::routing::HistoryNotice>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -591,6 +591,16 @@ pub struct AlertNotice {
     pub by: Option<Uuid>,
 }
 
+/// A member who joined a patient's conversation (care team, department or
+/// break-glass) and can read only what is sent from now on: member devices
+/// share their own messages since `since` again (at most the latest 50 each).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryNotice {
+    pub user: Uuid,
+    pub since: i64,
+}
+
 // -------------------------------------------------------------- break-glass
 
 /// Opens a patient's conversations: those whose care team includes the caller

@@ -852,8 +852,12 @@ async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
             .iter()
             .any(|c| c.conversation_id == conv && c.via == AccessVia::BreakGlass)
     );
-    a.sync().await.unwrap(); // Ana's device commits Dana's device in
+    // Ana's device commits Dana's device in and shares its recent messages
+    // again (MLS gives Dana nothing from before she joined); Ben's has none.
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
     d.sync().await.unwrap();
+    assert_eq!(texts(&d, conv), vec!["PLAINTEXT-CANARY K+ 6.1".to_owned()]);
     a.send(
         conv,
         MessageContent::text("thanks, Dana"),
@@ -862,7 +866,13 @@ async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
     .await
     .unwrap();
     d.sync().await.unwrap();
-    assert_eq!(texts(&d, conv), vec!["thanks, Dana".to_owned()]);
+    let both = vec![
+        "PLAINTEXT-CANARY K+ 6.1".to_owned(),
+        "thanks, Dana".to_owned(),
+    ];
+    assert_eq!(texts(&d, conv), both);
+    b.sync().await.unwrap();
+    assert_eq!(texts(&b, conv), both, "members keep one copy");
     let note = auditor.client.notifications().await.unwrap();
     assert!(
         note.notifications.iter().any(|n| n.kind == "break_glass"

@@ -345,6 +345,13 @@ impl ChatCore {
         };
         match (e.kind, &e.mls) {
             (MessageKind::Membership, _) => vec![Event::MembershipChanged { conversation }],
+            (MessageKind::History, _) => {
+                let Some(h) = e.history else {
+                    return reject("history request without whom it is for".into());
+                };
+                self.share_history(conversation, h.since);
+                Vec::new()
+            }
             (MessageKind::Alert, _) => {
                 let Some(alert) = e.alert.as_deref().cloned() else {
                     return reject("alert without what it is about".into());
@@ -577,10 +584,37 @@ impl ChatCore {
         }) else {
             return;
         };
+        if m.expires_at.is_some_and(|e| e <= self.server_time) {
+            return;
+        }
         let mut content = m.content.clone();
         content.shared_again = Some(message);
         let ttl = m.expires_at.map(|e| (e - self.server_time).max(60));
         self.queue(conversation, content, Priority::Routine, ttl);
+    }
+
+    /// Queues this device's own recent messages of a conversation (since
+    /// `since`, the latest 50), shared again for someone who joined it.
+    fn share_history(&mut self, conversation: Uuid, since: i64) {
+        let Some(c) = self.conversations.get(&conversation) else {
+            return;
+        };
+        let mine: Vec<Uuid> = c
+            .messages
+            .iter()
+            .filter(|m| {
+                m.mine
+                    && m.sender_device == self.mls.device
+                    && m.sent_at >= since
+                    && m.recalled_at.is_none()
+                    && m.content.shared_again.is_none()
+            })
+            .map(|m| m.id)
+            .collect();
+        let skip = mine.len().saturating_sub(50);
+        for id in mine.into_iter().skip(skip) {
+            self.share_again(conversation, id);
+        }
     }
 
     /// The outbox's first message, ready for submission: its earlier

@@ -1243,9 +1243,22 @@ fn entry(seq: i64, m: MessageRow) -> InboxEntry {
         expires_at: m.expires_at,
         recalls: m.recalls,
         // Written by the server from typed values only.
-        alert: m
-            .alert
-            .and_then(|a| serde_json::from_str(&a).ok())
+        // The notice payload column: an alert's or a history request's,
+        // written by the server from typed values only.
+        alert: (m.kind == MessageKind::Alert)
+            .then(|| {
+                m.alert
+                    .as_deref()
+                    .and_then(|a| serde_json::from_str(a).ok())
+            })
+            .flatten()
             .map(Box::new),
+        history: (m.kind == MessageKind::History)
+            .then(|| {
+                m.alert
+                    .as_deref()
+                    .and_then(|a| serde_json::from_str(a).ok())
+            })
+            .flatten(),
     }
 }

@@ -94,7 +94,8 @@ pub struct MessageRow {
     pub recalled_at: Option<i64>,
     /// Recall notices: the message recalled.
     pub recalls: Option<Uuid>,
-    /// Alerts: the `AlertNotice` as JSON (ids and fixed text, no content).
+    /// Server notices' payload as JSON (ids and fixed text, no content): an
+    /// alert's `AlertNotice`, a history request's `HistoryNotice`.
     pub alert: Option<String>,
 }
 

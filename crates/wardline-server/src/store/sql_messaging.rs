@@ -732,7 +732,8 @@ impl MessagingStore for SqlStore {
             MessageKind::Welcome
             | MessageKind::Membership
             | MessageKind::Recall
-            | MessageKind::Alert => {
+            | MessageKind::Alert
+            | MessageKind::History => {
                 return Err(StoreError::Corrupt(
                     "only commits and application messages are submitted".into(),
                 ));
