@@ -236,6 +236,20 @@ async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backen
     let e3 = n.api.escalation(conv, s3).await.unwrap();
     assert_eq!(e3.state, EscalationState::Merged);
     assert_eq!(e3.merged_into, Some(s2));
+    // An urgent message joins the open STAT too; a STAT never joins a
+    // weaker (urgent) escalation (checked in `urgent_never_downgrades_a_stat`).
+    let u = n
+        .send(
+            conv,
+            MessageContent::text("PLAINTEXT-CANARY also"),
+            Priority::Urgent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        n.api.escalation(conv, u).await.unwrap().merged_into,
+        Some(s2)
+    );
     t.clock.advance(185);
     let e2 = until("the texts", async || {
         let e = n.api.escalation(conv, s2).await.unwrap();
@@ -1022,7 +1036,37 @@ async fn a_waiting_stat_is_handed_over_at_shift_change(backend: Backend) {
     assert_eq!(e.acknowledged_by, Some(night.user.id));
 }
 
+/// A STAT after an open urgent message starts its own (faster) ladder.
+async fn urgent_never_downgrades_a_stat(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("mercy").await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let doc = t.user_with_role(&admin, Role::Physician).await;
+    let devices = Devices::new();
+    let mut n = devices.of(&nurse, "nurse station").await;
+    let mut d = devices.of(&doc, "doc phone").await;
+    let conv = common::group(&mut n, &[doc.user.id], None).await;
+    d.sync().await.unwrap();
+    let urgent = n
+        .send(conv, MessageContent::text("K+ 5.9"), Priority::Urgent)
+        .await
+        .unwrap();
+    let stat = n
+        .send(conv, MessageContent::text("now VT"), Priority::Stat)
+        .await
+        .unwrap();
+    let e = n.api.escalation(conv, stat).await.unwrap();
+    assert_eq!(e.state, EscalationState::Open, "{e:?}");
+    assert_eq!(e.merged_into, None);
+    assert_eq!(e.next_at, Some(e.created_at + 120), "the STAT ladder");
+    let e = n.api.escalation(conv, urgent).await.unwrap();
+    assert_eq!(e.next_at, Some(e.created_at + 600), "the urgent ladder");
+}
+
 both_backends!(
+    urgent_never_downgrades_a_stat,
     a_waiting_stat_is_handed_over_at_shift_change,
     stat_page_escalates_across_a_restart_and_stops_when_acknowledged,
     paging_follows_presence_and_falls_back,

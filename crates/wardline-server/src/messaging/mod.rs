@@ -978,7 +978,7 @@ impl MessagingService {
             None => None,
         };
         let steps = crate::routing::escalation::ladder(&policy, role.as_ref(), m.priority);
-        let open = self.routing.open_in_conversation(c.id).await?;
+        let open = self.routing.open_in_conversation(c.id, m.priority).await?;
         let recipients = self
             .store
             .conversation_members(c.id)

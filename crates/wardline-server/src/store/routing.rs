@@ -165,8 +165,13 @@ pub trait RoutingStore: Send + Sync + 'static {
 
     // Routed messages and escalation jobs.
     async fn get_routed(&self, org: OrgId, message: Uuid) -> Result<RoutedRow>;
-    /// The open escalation of a conversation, if any (deduplication).
-    async fn open_in_conversation(&self, conversation: Uuid) -> Result<Option<RoutedRow>>;
+    /// The open escalation of a conversation that a new message of
+    /// `priority` may join (deduplication): never a weaker one.
+    async fn open_in_conversation(
+        &self,
+        conversation: Uuid,
+        priority: Priority,
+    ) -> Result<Option<RoutedRow>>;
     /// Claims up to `limit` open escalations due at `now` until `lease_until`
     /// (another node's lapsed lease is taken over).
     async fn claim_due(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<RoutedRow>>;

@@ -646,12 +646,18 @@ impl RoutingStore for SqlStore {
         routed_from_row(&row)
     }
 
-    async fn open_in_conversation(&self, conversation: Uuid) -> Result<Option<RoutedRow>> {
+    async fn open_in_conversation(
+        &self,
+        conversation: Uuid,
+        priority: Priority,
+    ) -> Result<Option<RoutedRow>> {
+        // A STAT joins only an open STAT; an urgent message joins either.
         sqlx::query(
             "SELECT * FROM routed_messages WHERE conversation_id = $1 AND state = 'open' \
-             ORDER BY created_at LIMIT 1",
+             AND (priority = 'stat' OR $2 <> 'stat') ORDER BY created_at LIMIT 1",
         )
         .bind(conversation.to_string())
+        .bind(priority.as_str())
         .fetch_optional(&self.pool)
         .await?
         .map(|r| routed_from_row(&r))
