@@ -429,6 +429,15 @@ async fn paging_follows_presence_and_falls_back(backend: Backend) {
     assert_eq!(page.via, ResolvedVia::OnCall);
     assert_eq!(page.resolved_to.user_id, ana.user.id);
 
+    // A suspended account is never paged, whatever the schedule says.
+    admin.client.suspend_user(ana.user.id).await.unwrap();
+    let page = n.page(c.role.id, None).await.unwrap();
+    assert_eq!(page.via, ResolvedVia::Backup);
+    assert!(page.notice.contains("not active"), "{}", page.notice);
+    admin.client.reactivate_user(ana.user.id).await.unwrap();
+    // Suspension ended her sessions.
+    let ana_client = t.sign_in_as_device(&ana, ana.device_id).await;
+
     // An administrator edits the role: a new ladder, Ben as a holder; a
     // fallback chain that leads back is refused.
     let mut edit = CreateRoleRequest {
@@ -473,8 +482,7 @@ async fn paging_follows_presence_and_falls_back(backend: Backend) {
     assert_eq!(e.code(), Some(ErrorCode::Validation));
 
     // Bad input: clear errors.
-    let e = ana
-        .client
+    let e = ana_client
         .set_presence(&SetPresenceRequest {
             status: PresenceStatus::Busy,
             until: Some(t.now() - 1),

@@ -789,60 +789,63 @@ impl RoutingService {
     /// and anyone off duty or in a procedure.
     pub async fn resolve(&self, org: OrgId, role: Uuid, except: UserId) -> ApiResult<Resolution> {
         let now = self.clock.now();
-        let presence = self.presence_map(org).await?;
-        let reachable = |u: &UserId| *u != except && presence_now(presence.get(u), now).reachable();
+        // Why someone cannot take the page now (none: they can).
+        let unreachable = async |u: UserId| -> ApiResult<Option<String>> {
+            if u == except {
+                return Ok(Some("you".into()));
+            }
+            match self.directory_store.get_user(org, u).await {
+                Ok(row) if row.status == UserStatus::Active => {}
+                Ok(_) | Err(StoreError::NotFound) => return Ok(Some("not active".into())),
+                Err(e) => return Err(e.into()),
+            }
+            let presence = self.store.list_presence(org).await?;
+            let status = presence_now(presence.iter().find(|p| p.user_id == u), now);
+            Ok((!status.reachable()).then(|| status.as_str().replace('_', " ")))
+        };
         let first = found(self.store.get_role(org, role).await, "clinical role")?;
         let mut role = first.clone();
         let mut notes: Vec<String> = Vec::new();
         for depth in 0..=MAX_FALLBACK_DEPTH {
             let fallback = depth > 0;
+            let pick = |user: UserId, direct: ResolvedVia, notes: &[String]| {
+                let via = if fallback {
+                    ResolvedVia::FallbackRole
+                } else {
+                    direct
+                };
+                (user, via, notes.to_vec())
+            };
+            let mut chosen = None;
             if let Some(s) = self.shift_at(org, role.id, now).await? {
-                if reachable(&s.user_id) {
-                    return Ok(Resolution {
-                        via: if fallback {
-                            ResolvedVia::FallbackRole
-                        } else {
-                            ResolvedVia::OnCall
-                        },
-                        nobody_on_call: fallback,
-                        user: s.user_id,
-                        notice: self.notice(org, &role, s.user_id, &notes).await?,
-                        role: first,
-                    });
-                }
-                notes.push(format!(
-                    "the person on call for {} is {}",
-                    role.name,
-                    presence_now(presence.get(&s.user_id), now)
-                        .as_str()
-                        .replace('_', " ")
-                ));
-                if let Some(b) = s.backup_user_id.filter(|b| reachable(b)) {
-                    return Ok(Resolution {
-                        via: if fallback {
-                            ResolvedVia::FallbackRole
-                        } else {
-                            ResolvedVia::Backup
-                        },
-                        nobody_on_call: fallback,
-                        user: b,
-                        notice: self.notice(org, &role, b, &notes).await?,
-                        role: first,
-                    });
+                match unreachable(s.user_id).await? {
+                    None => chosen = Some(pick(s.user_id, ResolvedVia::OnCall, &notes)),
+                    Some(why) => {
+                        notes.push(format!("the person on call for {} is {why}", role.name));
+                        if let Some(b) = s.backup_user_id
+                            && unreachable(b).await?.is_none()
+                        {
+                            chosen = Some(pick(b, ResolvedVia::Backup, &notes));
+                        }
+                    }
                 }
             } else {
                 notes.push(format!("nobody is on call for {}", role.name));
             }
-            if let Some(h) = role.holders.iter().find(|h| reachable(h)) {
+            if chosen.is_none() {
+                for h in &role.holders {
+                    if unreachable(*h).await?.is_none() {
+                        chosen = Some(pick(*h, ResolvedVia::Holder, &notes));
+                        break;
+                    }
+                }
+            }
+            if let Some((user, via, notes)) = chosen {
                 return Ok(Resolution {
-                    via: if fallback {
-                        ResolvedVia::FallbackRole
-                    } else {
-                        ResolvedVia::Holder
-                    },
-                    nobody_on_call: true,
-                    user: *h,
-                    notice: self.notice(org, &role, *h, &notes).await?,
+                    nobody_on_call: fallback || via == ResolvedVia::Holder,
+                    notice: self.notice(org, &role, user, &notes).await?,
+                    via,
+                    user,
                     role: first,
                 });
             }
