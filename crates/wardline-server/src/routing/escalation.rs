@@ -368,6 +368,7 @@ impl RoutingService {
             sms: false,
         };
         let mut added = Vec::new();
+        let mut texts = Vec::new();
         match step.action {
             EscalationAction::Renotify => {
                 let last = self
@@ -415,7 +416,8 @@ impl RoutingService {
             }
             EscalationAction::Sms => {
                 event.sms = true;
-                event.users = self.text_alerts(&r, &policy, now).await?;
+                texts = self.text_targets(&r, &policy, now).await?;
+                event.users = texts.iter().map(|(u, _)| *u).collect();
             }
             EscalationAction::Handoff | EscalationAction::Acknowledged => {}
         }
@@ -448,6 +450,7 @@ impl RoutingService {
             self.alert(&r, step.action, &event.users, &added, now)
                 .await?;
         }
+        self.send_texts(&r, &texts).await?;
         self.audit
             .record(
                 NewEvent {
@@ -534,29 +537,37 @@ impl RoutingService {
         Ok(())
     }
 
-    /// Texts everyone alerted so far who has a phone: a notice and a sign-in
-    /// link, never content; urgent (not STAT) texts wait out quiet hours;
-    /// nobody gets more than the policy's texts per hour.
-    async fn text_alerts(
+    /// Everyone alerted so far who has a phone, with their numbers: urgent
+    /// (not STAT) texts wait out quiet hours; nobody gets more than the
+    /// policy's texts per hour. Decided before the step is stored, sent after
+    /// (so an acknowledgement that wins the race sends nothing).
+    async fn text_targets(
         &self,
         r: &RoutedRow,
         policy: &RoutingPolicy,
         now: i64,
-    ) -> ApiResult<Vec<UserId>> {
+    ) -> ApiResult<Vec<(UserId, String)>> {
         if r.priority != Priority::Stat
             && let Some(q) = &policy.quiet_hours
             && crate::patients::quiet_hours_end(q, now)? > now
         {
             return Ok(Vec::new());
         }
-        let mut texted = Vec::new();
+        let mut targets = Vec::new();
         for u in &r.notified {
             if self.store.sms_sent_to(*u, now - 3600).await? >= policy.sms_per_hour {
                 continue;
             }
-            let Some(phone) = self.directory.user(r.org_id, *u).await?.phone else {
-                continue;
-            };
+            if let Some(phone) = self.directory.user(r.org_id, *u).await?.phone {
+                targets.push((*u, phone));
+            }
+        }
+        Ok(targets)
+    }
+
+    /// A notice and a sign-in link, never content.
+    async fn send_texts(&self, r: &RoutedRow, targets: &[(UserId, String)]) -> ApiResult<()> {
+        for (_, phone) in targets {
             let body = format!(
                 "Wardline: {} is waiting for you. Sign in to read and acknowledge it: {}/alerts/{}",
                 match r.priority {
@@ -566,10 +577,9 @@ impl RoutingService {
                 self.public_url.trim_end_matches('/'),
                 r.message_id
             );
-            self.patients.staff_alert(r.org_id, &phone, &body).await?;
-            texted.push(*u);
+            self.patients.staff_alert(r.org_id, phone, &body).await?;
         }
-        Ok(texted)
+        Ok(())
     }
 
     /// The shift changed hands while a message to its role waited: the
