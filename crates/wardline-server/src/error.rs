@@ -90,6 +90,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A store lookup whose absence is the caller's 404 ("{what} not found");
+/// other store errors convert as usual.
+pub fn found<T>(r: Result<T, StoreError>, what: &str) -> ApiResult<T> {
+    match r {
+        Err(StoreError::NotFound) => Err(ApiError::not_found(what)),
+        other => Ok(other?),
+    }
+}
+
+/// Free text (already trimmed) of 1 to `max` characters.
+pub fn check_text(value: &str, what: &str, max: usize) -> ApiResult<()> {
+    if value.is_empty() || value.chars().count() > max {
+        return Err(ApiError::validation(format!(
+            "{what} must be 1 to {max} characters"
+        )));
+    }
+    Ok(())
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {

@@ -25,7 +25,7 @@ use wardline_proto::{DeviceId, ErrorCode, OrgId, Permission, UserId};
 use crate::audit::{AuditLog, AuditScope, NewEvent};
 use crate::authz::Principal;
 use crate::clock::Clock;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, check_text, found};
 use crate::messaging::MessagingService;
 use crate::store::lifecycle::*;
 use crate::store::messaging::{MessageRow, MessagingStore};
@@ -881,24 +881,6 @@ impl LifecycleService {
 /// Whether the retention minimum still keeps a message sent at `created_at`.
 fn within_minimum(policy: &LifecyclePolicy, created_at: i64, now: i64) -> bool {
     now - created_at < policy.minimum_days * DAY
-}
-
-/// A store lookup whose absence is the caller's 404 ("{what} not found").
-fn found<T>(r: Result<T, StoreError>, what: &str) -> ApiResult<T> {
-    match r {
-        Err(StoreError::NotFound) => Err(ApiError::not_found(what)),
-        other => Ok(other?),
-    }
-}
-
-/// Free text (already trimmed) of 1 to `max` characters.
-fn check_text(value: &str, what: &str, max: usize) -> ApiResult<()> {
-    if value.is_empty() || value.chars().count() > max {
-        return Err(ApiError::validation(format!(
-            "{what} must be 1 to {max} characters"
-        )));
-    }
-    Ok(())
 }
 
 fn active_hold_ids(rows: &[HoldRow]) -> Vec<Uuid> {

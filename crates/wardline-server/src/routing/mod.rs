@@ -25,7 +25,7 @@ use crate::audit::{AuditLog, AuditScope};
 use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::directory::DirectoryService;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, check_text, found};
 use crate::messaging::MessagingService;
 use crate::patients::PatientService;
 use crate::store::messaging::{MessageRow, MessagingStore};
@@ -44,23 +44,10 @@ const FEED_RETRY: i64 = 900;
 /// How far back members' devices share a patient thread with someone who joins it.
 const HISTORY_DAYS: i64 = 14;
 
-/// A store lookup whose absence is the caller's 404 ("{what} not found").
-fn found<T>(r: Result<T, StoreError>, what: &str) -> ApiResult<T> {
-    match r {
-        Err(StoreError::NotFound) => Err(ApiError::not_found(what)),
-        Err(StoreError::Conflict(what)) => Err(ApiError::conflict(format!("{what} is taken"))),
-        other => Ok(other?),
-    }
-}
-
 /// A name for the directory: trimmed, 1 to 100 characters.
 fn name(value: &str, what: &str) -> ApiResult<String> {
     let v = value.trim();
-    if v.is_empty() || v.chars().count() > 100 {
-        return Err(ApiError::validation(format!(
-            "{what} must be 1 to 100 characters"
-        )));
-    }
+    check_text(v, what, 100)?;
     Ok(v.to_owned())
 }
 
@@ -994,11 +981,7 @@ impl RoutingService {
         audit: &AuditScope,
     ) -> ApiResult<PatientAccess> {
         let patient = req.patient_ref.trim();
-        if patient.is_empty() || patient.chars().count() > 100 {
-            return Err(ApiError::validation(
-                "patient_ref must be 1 to 100 characters",
-            ));
-        }
+        check_text(patient, "patient_ref", 100)?;
         audit.patient(patient);
         let bidx = crate::lifecycle::patient_index(&self.vault, p.org_id, patient);
         let conversations = self.store.conversations_by_patient(p.org_id, &bidx).await?;
