@@ -21,7 +21,7 @@ use crate::authz::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::store::StoreError;
 use crate::store::messaging::MessageRow;
-use crate::store::routing::{EscalationEventRow, RoutedRow, presence_now};
+use crate::store::routing::{EscalationEventRow, RoutedRow};
 
 /// How often each node looks for due steps (and expired break-glass grants).
 pub const TICK: Duration = Duration::from_secs(2);
@@ -134,8 +134,11 @@ fn alert_text(priority: Priority, waited: i64, action: EscalationAction) -> Stri
 }
 
 impl RoutingService {
-    async fn ladder_for(&self, r: &RoutedRow) -> ApiResult<Vec<EscalationStep>> {
-        let policy = self.policy(r.org_id).await?;
+    async fn ladder_for(
+        &self,
+        r: &RoutedRow,
+        policy: &RoutingPolicy,
+    ) -> ApiResult<Vec<EscalationStep>> {
         let role = match r.role_id {
             Some(id) => match self.store.get_role(r.org_id, id).await {
                 Ok(role) => Some(role),
@@ -144,12 +147,12 @@ impl RoutingService {
             },
             None => None,
         };
-        Ok(ladder(&policy, role.as_ref(), r.priority))
+        Ok(ladder(policy, role.as_ref(), r.priority))
     }
 
     /// The wire view of a routed message: state, who was alerted, history.
     pub async fn escalation_of(&self, r: &RoutedRow) -> ApiResult<Escalation> {
-        let steps = self.ladder_for(r).await?;
+        let steps = self.ladder_for(r, &self.policy(r.org_id).await?).await?;
         Ok(Escalation {
             message_id: r.message_id,
             conversation_id: r.conversation_id,
@@ -258,7 +261,7 @@ impl RoutingService {
             .copied()
             .filter(|u| *u != p.user_id)
             .collect();
-        self.alert_with(
+        self.alert(
             &closed,
             EscalationAction::Acknowledged,
             &others,
@@ -351,7 +354,8 @@ impl RoutingService {
 
     /// Runs the due step of one claimed escalation.
     async fn step(&self, mut r: RoutedRow) -> ApiResult<()> {
-        let steps = self.ladder_for(&r).await?;
+        let policy = self.policy(r.org_id).await?;
+        let steps = self.ladder_for(&r, &policy).await?;
         let now = self.clock.now();
         let Some(step) = steps.get(r.step as usize).copied() else {
             r.state = EscalationState::Exhausted;
@@ -359,7 +363,6 @@ impl RoutingService {
             self.store.advance(&r, r.step, None, None).await?;
             return Ok(());
         };
-        let policy = self.policy(r.org_id).await?;
         let mut event = EscalationEventRow {
             message_id: r.message_id,
             at: now,
@@ -386,7 +389,7 @@ impl RoutingService {
                 if let Some(role) = r.role_id
                     && let Some(s) = self.shift_at(r.org_id, role, now).await?
                     && let Some(b) = s.backup_user_id
-                    && self.reachable(r.org_id, b, now).await?
+                    && self.unreachable(r.org_id, b, now).await?.is_none()
                 {
                     added.push(b);
                 }
@@ -406,7 +409,9 @@ impl RoutingService {
                             continue;
                         }
                         for h in role.holders {
-                            if !added.contains(&h) && self.reachable(r.org_id, h, now).await? {
+                            if !added.contains(&h)
+                                && self.unreachable(r.org_id, h, now).await?.is_none()
+                            {
                                 added.push(h);
                             }
                         }
@@ -447,7 +452,7 @@ impl RoutingService {
             return Ok(()); // acknowledged meanwhile
         }
         if !event.users.is_empty() && !event.sms {
-            self.alert(&r, step.action, &event.users, &added, now)
+            self.alert(&r, step.action, &event.users, &added, None, now)
                 .await?;
         }
         self.send_texts(&r, &texts).await?;
@@ -469,30 +474,11 @@ impl RoutingService {
         Ok(())
     }
 
-    async fn reachable(&self, org: OrgId, user: UserId, now: i64) -> ApiResult<bool> {
-        let presence = self.store.list_presence(org).await?;
-        let active = matches!(
-            self.directory_store.get_user(org, user).await,
-            Ok(u) if u.status == wardline_proto::directory::UserStatus::Active
-        );
-        Ok(active && presence_now(presence.iter().find(|p| p.user_id == user), now).reachable())
-    }
-
     /// Puts an alert entry (no content) in the inboxes of `users`' devices
     /// and the sender's (who watches the escalation, and shares the message
-    /// again with anyone `added`, who cannot read what came before them).
+    /// again with anyone `added`, who cannot read what came before them);
+    /// `by`: who acknowledged (stand-down alerts).
     async fn alert(
-        &self,
-        r: &RoutedRow,
-        action: EscalationAction,
-        users: &[UserId],
-        added: &[UserId],
-        now: i64,
-    ) -> ApiResult<()> {
-        self.alert_with(r, action, users, added, None, now).await
-    }
-
-    async fn alert_with(
         &self,
         r: &RoutedRow,
         action: EscalationAction,
@@ -594,7 +580,7 @@ impl RoutingService {
                 Some(u) => *u,
                 None => {
                     let u = match self.shift_at(r.org_id, role, now).await? {
-                        Some(s) if self.reachable(r.org_id, s.user_id, now).await? => {
+                        Some(s) if self.unreachable(r.org_id, s.user_id, now).await?.is_none() => {
                             Some(s.user_id)
                         }
                         _ => None,
@@ -623,7 +609,7 @@ impl RoutingService {
                 .advance(&r, r.step, Some(now), Some(&event))
                 .await?
             {
-                self.alert(&r, EscalationAction::Handoff, &[u], &[u], now)
+                self.alert(&r, EscalationAction::Handoff, &[u], &[u], None, now)
                     .await?;
             }
         }

@@ -781,14 +781,7 @@ impl RoutingService {
             if u == except {
                 return Ok(Some("you".into()));
             }
-            match self.directory_store.get_user(org, u).await {
-                Ok(row) if row.status == UserStatus::Active => {}
-                Ok(_) | Err(StoreError::NotFound) => return Ok(Some("not active".into())),
-                Err(e) => return Err(e.into()),
-            }
-            let presence = self.store.list_presence(org).await?;
-            let status = presence_now(presence.iter().find(|p| p.user_id == u), now);
-            Ok((!status.reachable()).then(|| status.as_str().replace('_', " ")))
+            self.unreachable(org, u, now).await
         };
         let first = found(self.store.get_role(org, role).await, "clinical role")?;
         let mut role = first.clone();
@@ -863,6 +856,25 @@ impl RoutingService {
         } else {
             format!("{}; paging {who} ({})", notes.join("; "), role.name)
         })
+    }
+
+    /// Why `user` cannot take a page at `now` (none: they can): an account
+    /// that is not active, or being in a procedure or off duty. The one
+    /// check behind paging, escalation steps and hand-offs.
+    pub(crate) async fn unreachable(
+        &self,
+        org: OrgId,
+        user: UserId,
+        now: i64,
+    ) -> ApiResult<Option<String>> {
+        match self.directory_store.get_user(org, user).await {
+            Ok(row) if row.status == UserStatus::Active => {}
+            Ok(_) | Err(StoreError::NotFound) => return Ok(Some("not active".into())),
+            Err(e) => return Err(e.into()),
+        }
+        let presence = self.store.list_presence(org).await?;
+        let status = presence_now(presence.iter().find(|p| p.user_id == user), now);
+        Ok((!status.reachable()).then(|| status.as_str().replace('_', " ")))
     }
 
     /// Opens (or reuses) the caller's conversation to a role with whoever
