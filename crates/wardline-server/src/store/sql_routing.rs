@@ -120,6 +120,33 @@ const TEAM_MEMBER: &str =
     "INSERT INTO care_team_members (team_id, user_id, added_at) VALUES ($1, $2, $3)";
 const ROLE_HOLDER: &str =
     "INSERT INTO role_holders (role_id, user_id, added_at) VALUES ($1, $2, $3)";
+const TEAM_MEMBERS: &str =
+    "SELECT user_id FROM care_team_members WHERE team_id = $1 ORDER BY user_id";
+const ROLE_HOLDERS: &str = "SELECT user_id FROM role_holders WHERE role_id = $1 ORDER BY user_id";
+
+/// Deletes a role's schedule feed and the data key its URL was sealed under
+/// (so the sealed URL is unreadable from then on); false if it had none.
+async fn remove_feed(tx: &mut Transaction<'_, Any>, org: OrgId, role: Uuid) -> Result<bool> {
+    let Some(row) =
+        sqlx::query("SELECT dek_id FROM schedule_feeds WHERE role_id = $1 AND org_id = $2")
+            .bind(role.to_string())
+            .bind(org.to_string())
+            .fetch_optional(&mut **tx)
+            .await?
+    else {
+        return Ok(false);
+    };
+    let key: String = row.try_get("dek_id")?;
+    sqlx::query("DELETE FROM schedule_feeds WHERE role_id = $1")
+        .bind(role.to_string())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM data_keys WHERE id = $1")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}
 
 /// Stores a routed message's record (inside its submission's transaction).
 pub(super) async fn insert_routed(tx: &mut Transaction<'_, Any>, r: &RoutedRow) -> Result<()> {
@@ -148,14 +175,9 @@ pub(super) async fn insert_routed(tx: &mut Transaction<'_, Any>, r: &RoutedRow) 
 }
 
 impl SqlStore {
-    async fn members_of(&self, table: &'static str, id: Uuid) -> Result<Vec<Uuid>> {
-        let q = match table {
-            "care_team_members" => {
-                "SELECT user_id FROM care_team_members WHERE team_id = $1 ORDER BY user_id"
-            }
-            _ => "SELECT user_id FROM role_holders WHERE role_id = $1 ORDER BY user_id",
-        };
-        sqlx::query(q)
+    /// The users of one owner in a membership table (`TEAM_MEMBERS`, `ROLE_HOLDERS`).
+    async fn members_of(&self, sql: &'static str, id: Uuid) -> Result<Vec<Uuid>> {
+        sqlx::query(sql)
             .bind(id.to_string())
             .fetch_all(&self.pool)
             .await?
@@ -170,7 +192,7 @@ impl SqlStore {
             id,
             name: row.try_get("name")?,
             department_id: opt_uuid(row, "department_id")?,
-            members: self.members_of("care_team_members", id).await?,
+            members: self.members_of(TEAM_MEMBERS, id).await?,
             created_at: row.try_get("created_at")?,
         })
     }
@@ -183,7 +205,7 @@ impl SqlStore {
             name: row.try_get("name")?,
             department_id: opt_uuid(row, "department_id")?,
             fallback_role_id: opt_uuid(row, "fallback_role_id")?,
-            holders: self.members_of("role_holders", id).await?,
+            holders: self.members_of(ROLE_HOLDERS, id).await?,
             escalation: escalation
                 .map(|e| serde_json::from_str(&e))
                 .transpose()
@@ -467,24 +489,8 @@ impl RoutingStore for SqlStore {
 
     async fn put_feed(&self, f: &FeedRow, key: &DataKeyRow) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let old: Option<String> =
-            sqlx::query("SELECT dek_id FROM schedule_feeds WHERE role_id = $1")
-                .bind(f.role_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get("dek_id"))
-                .transpose()?;
-        sqlx::query("DELETE FROM schedule_feeds WHERE role_id = $1")
-            .bind(f.role_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if let Some(k) = old {
-            // The old URL's key goes with it.
-            sqlx::query("DELETE FROM data_keys WHERE id = $1")
-                .bind(k)
-                .execute(&mut *tx)
-                .await?;
-        }
+        // The earlier subscription goes, with its URL's key.
+        remove_feed(&mut tx, f.org_id, f.role_id).await?;
         insert_key(&mut tx, key).await?;
         sqlx::query(
             "INSERT INTO schedule_feeds (role_id, org_id, dek_id, url_enc, host, days, subscribed_at, next_fetch_at, last_fetched_at, last_result) \
@@ -518,26 +524,9 @@ impl RoutingStore for SqlStore {
 
     async fn delete_feed(&self, org: OrgId, role: Uuid) -> Result<bool> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let Some(row) =
-            sqlx::query("SELECT dek_id FROM schedule_feeds WHERE role_id = $1 AND org_id = $2")
-                .bind(role.to_string())
-                .bind(org.to_string())
-                .fetch_optional(&mut *tx)
-                .await?
-        else {
-            return Ok(false);
-        };
-        let key: String = row.try_get("dek_id")?;
-        sqlx::query("DELETE FROM schedule_feeds WHERE role_id = $1")
-            .bind(role.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM data_keys WHERE id = $1")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        let removed = remove_feed(&mut tx, org, role).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(removed)
     }
 
     async fn claim_feeds(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<FeedRow>> {
