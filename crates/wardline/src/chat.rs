@@ -506,18 +506,7 @@ async fn page(args: PageArgs) -> anyhow::Result<()> {
     report(&chat.sync().await?);
     let priority = Priority::parse(&args.priority.to_lowercase())
         .context("priority must be routine, urgent or stat")?;
-    let d = chat.api.routing_directory().await?;
-    let role = d
-        .roles
-        .iter()
-        .find(|r| r.id.to_string() == args.role || r.name.eq_ignore_ascii_case(args.role.trim()))
-        .with_context(|| {
-            format!(
-                "no clinical role is called {:?}; see `wardline routing directory`",
-                args.role
-            )
-        })?
-        .id;
+    let role = crate::routing::role_id(&chat.api, &args.role).await?;
     let p = chat.page(role, args.patient).await?;
     if p.nobody_on_call {
         eprintln!("nobody on call: {}", p.notice);

@@ -303,7 +303,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 /// Accepts a user id or an e-mail address.
-async fn resolve(client: &ApiClient, user: &str) -> anyhow::Result<Uuid> {
+pub async fn resolve(client: &ApiClient, user: &str) -> anyhow::Result<Uuid> {
     if let Ok(id) = Uuid::parse_str(user) {
         return Ok(id);
     }

@@ -10,7 +10,7 @@ use wardline_proto::routing::*;
 
 use crate::ClientOpts;
 use crate::lifecycle::parse_duration;
-use crate::remote::{print_json, signed_in};
+use crate::remote::{print_json, resolve, signed_in};
 
 #[derive(clap::Subcommand)]
 pub enum RoutingCommand {
@@ -228,7 +228,7 @@ fn pick<'a, T>(
         .with_context(|| format!("no {what} is called {key:?}; see `wardline routing directory`"))
 }
 
-async fn role_id(c: &ApiClient, key: &str) -> anyhow::Result<Uuid> {
+pub async fn role_id(c: &ApiClient, key: &str) -> anyhow::Result<Uuid> {
     let d = c.routing_directory().await?;
     Ok(pick(&d.roles, key, |r| r.id, |r| &r.name, "clinical role")?.id)
 }
@@ -236,16 +236,6 @@ async fn role_id(c: &ApiClient, key: &str) -> anyhow::Result<Uuid> {
 async fn department_id(c: &ApiClient, key: &str) -> anyhow::Result<Uuid> {
     let d = c.routing_directory().await?;
     Ok(pick(&d.departments, key, |r| r.id, |r| &r.name, "department")?.id)
-}
-
-pub async fn user_id(c: &ApiClient, email: &str) -> anyhow::Result<Uuid> {
-    let want = email.trim().to_lowercase();
-    c.list_users()
-        .await?
-        .into_iter()
-        .find(|u| u.email.to_lowercase() == want)
-        .map(|u| u.id)
-        .with_context(|| format!("nobody in your organisation has the e-mail {email}"))
 }
 
 /// `2m:renotify,4m:backup` → ladder steps.
@@ -379,7 +369,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             };
             let mut members = Vec::new();
             for m in &a.members {
-                members.push(user_id(&c, m).await?);
+                members.push(resolve(&c, m).await?);
             }
             let t = c
                 .create_care_team(&CreateCareTeamRequest {
@@ -396,7 +386,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             let d = c.routing_directory().await?;
             let team = pick(&d.care_teams, &a.team, |t| t.id, |t| &t.name, "care team")?.id;
             let t = c
-                .add_team_member(team, user_id(&c, &a.email).await?)
+                .add_team_member(team, resolve(&c, &a.email).await?)
                 .await?;
             println!("{} now has {} members", t.name, t.members.len());
             Ok(())
@@ -413,7 +403,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             };
             let mut holders = Vec::new();
             for h in &a.holders {
-                holders.push(user_id(&c, h).await?);
+                holders.push(resolve(&c, h).await?);
             }
             let escalation = match (&a.stat_ladder, &a.urgent_ladder) {
                 (None, None) => None,
@@ -457,7 +447,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             } else if !a.holders.is_empty() {
                 req.holders.clear();
                 for h in &a.holders {
-                    req.holders.push(user_id(&c, h).await?);
+                    req.holders.push(resolve(&c, h).await?);
                 }
             }
             if a.stat_ladder.is_some() || a.urgent_ladder.is_some() {
@@ -528,14 +518,14 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             let (c, _) = signed_in(&a.opts)?;
             let role = role_id(&c, &a.role).await?;
             let backup_user_id = match &a.backup {
-                Some(b) => Some(user_id(&c, b).await?),
+                Some(b) => Some(resolve(&c, b).await?),
                 None => None,
             };
             let s = c
                 .create_shift(
                     role,
                     &CreateShiftRequest {
-                        user_id: user_id(&c, &a.user).await?,
+                        user_id: resolve(&c, &a.user).await?,
                         backup_user_id,
                         starts_at: instant(&a.from)?,
                         ends_at: instant(&a.to)?,
