@@ -152,7 +152,16 @@ impl RoutingService {
 
     /// The wire view of a routed message: state, who was alerted, history.
     pub async fn escalation_of(&self, r: &RoutedRow) -> ApiResult<Escalation> {
-        let steps = self.ladder_for(r, &self.policy(r.org_id).await?).await?;
+        self.escalation_with(r, &self.policy(r.org_id).await?).await
+    }
+
+    /// As [`Self::escalation_of`], under a policy the caller has read.
+    pub(super) async fn escalation_with(
+        &self,
+        r: &RoutedRow,
+        policy: &RoutingPolicy,
+    ) -> ApiResult<Escalation> {
+        let steps = self.ladder_for(r, policy).await?;
         Ok(Escalation {
             message_id: r.message_id,
             conversation_id: r.conversation_id,

@@ -1212,6 +1212,7 @@ impl RoutingService {
             .map(|d| (d.id, d.name.clone()))
             .collect();
         let rows = self.store.routed_between(org, since, until).await?;
+        let policy = self.policy(org).await?;
         #[derive(Default)]
         struct Acc {
             messages: i64,
@@ -1254,11 +1255,15 @@ impl RoutingService {
                     EscalationState::Open | EscalationState::Exhausted
                 ));
             }
-            if matches!(r.state, EscalationState::Open | EscalationState::Exhausted) {
-                waiting.push(self.escalation_of(r).await?);
-            }
-            if r.escalations > 0 {
-                escalated.push(self.escalation_of(r).await?);
+            let is_waiting = matches!(r.state, EscalationState::Open | EscalationState::Exhausted);
+            if is_waiting || r.escalations > 0 {
+                let view = self.escalation_with(r, &policy).await?;
+                if r.escalations > 0 {
+                    escalated.push(view.clone());
+                }
+                if is_waiting {
+                    waiting.push(view);
+                }
             }
         }
         let times =
