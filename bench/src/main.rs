@@ -297,7 +297,13 @@ async fn audit_rows(
     let total = store.last_audit_entry().await?.map_or(0, |r| r.seq);
     eprintln!("bench: {name}: verifying {total} entries");
     let t = Instant::now();
-    let report = verify(store.as_ref(), keys.as_ref(), None, |_, _| {}).await?;
+    let report = verify(
+        store.as_ref(),
+        keys.as_ref(),
+        &Default::default(),
+        |_, _| {},
+    )
+    .await?;
     let took = t.elapsed();
     anyhow::ensure!(report.ok(), "verification found {:?}", report.findings);
     let per_sec = total as f64 / took.as_secs_f64();

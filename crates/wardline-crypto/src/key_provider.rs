@@ -105,6 +105,9 @@ fn stamp_of(path: &Path) -> Option<FileStamp> {
 pub struct LocalKeyFile {
     path: PathBuf,
     ring: RwLock<Keyring>,
+    /// Opened for checking only ([`LocalKeyFile::open_read_only`]): nothing is
+    /// ever written, and no signing key is created.
+    read_only: bool,
 }
 
 impl LocalKeyFile {
@@ -130,12 +133,40 @@ impl LocalKeyFile {
         Ok(LocalKeyFile {
             path: path.to_owned(),
             ring: RwLock::new(ring),
+            read_only: false,
         })
+    }
+
+    /// Opens an existing key file for checking only (the audit verifier): a
+    /// missing file is an error, not a reason to create one, and operations
+    /// that would write it (rotation, creating the signing key) fail. A
+    /// verifier that wrote keys could leave a server started there with the
+    /// wrong ones.
+    pub fn open_read_only(path: &Path) -> Result<LocalKeyFile> {
+        if !path.exists() {
+            return Err(key_file_error(
+                path,
+                "not found (the verifier never creates one; point --data-dir or --config at the server's)",
+            ));
+        }
+        Ok(LocalKeyFile {
+            path: path.to_owned(),
+            ring: RwLock::new(read_keyring(path)?),
+            read_only: true,
+        })
+    }
+
+    fn refuse_if_read_only(&self) -> Result<()> {
+        if self.read_only {
+            return Err(key_file_error(&self.path, "opened read-only"));
+        }
+        Ok(())
     }
 
     /// Adds a new KEK and makes it current. Data keys wrapped under older KEKs
     /// still unwrap; rewrap them, then [`LocalKeyFile::retire`] the old ones.
     pub fn rotate(&self) -> Result<String> {
+        self.refuse_if_read_only()?;
         let mut ring = self.ring.write().expect("keyring lock poisoned");
         // Another process (the CLI, another node) may have rotated meanwhile.
         *ring = read_keyring(&self.path)?;
@@ -150,6 +181,7 @@ impl LocalKeyFile {
     /// Removes every KEK except the current one. Call only after all data keys
     /// have been rewrapped, or they become unreadable.
     pub fn retire_all_but_current(&self) -> Result<Vec<String>> {
+        self.refuse_if_read_only()?;
         let mut ring = self.ring.write().expect("keyring lock poisoned");
         *ring = read_keyring(&self.path)?;
         let current = ring.current.clone();
@@ -198,6 +230,11 @@ impl LocalKeyFile {
         // Another process may have created the key meanwhile: reread first.
         *ring = read_keyring(&self.path)?;
         if ring.current_signing.is_none() {
+            if self.read_only {
+                return Err(CryptoError::UnknownKey(
+                    "(none: this key file has no audit signing key)".into(),
+                ));
+            }
             let mut seed = Zeroizing::new([0u8; 32]);
             rand::rngs::OsRng.fill_bytes(seed.as_mut());
             let id = format!("audit-{}", new_kek_id().trim_start_matches("kek-"));
@@ -447,6 +484,43 @@ mod tests {
         // Reopening reads the same key.
         let p2 = LocalKeyFile::open_or_create(&path).unwrap();
         assert_eq!(p2.unwrap("dk1", &w).unwrap().expose(), dk.expose());
+    }
+
+    /// L3 of the 2026-11-30 security findings: the audit verifier wrote a
+    /// fresh key file (KEK and signing key) when the real one was missing.
+    #[test]
+    fn read_only_open_never_creates_or_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.json");
+        assert!(matches!(
+            LocalKeyFile::open_read_only(&path),
+            Err(CryptoError::KeyFile { .. })
+        ));
+        assert!(!path.exists(), "a missing key file stays missing");
+
+        // A file without a signing key yet: checking an entry MAC must not create one.
+        LocalKeyFile::open_or_create(&path).unwrap();
+        let before = fs::read(&path).unwrap();
+        let ro = LocalKeyFile::open_read_only(&path).unwrap();
+        assert!(ro.audit_entry_mac(b"entry").is_err());
+        assert!(ro.sign_checkpoint(b"cp").is_err());
+        assert!(ro.rotate().is_err());
+        assert!(ro.retire_all_but_current().is_err());
+        assert_eq!(fs::read(&path).unwrap(), before, "nothing was written");
+
+        // Once the server made its signing key, the read-only view checks with it.
+        let server = LocalKeyFile::open_or_create(&path).unwrap();
+        let sig = server.sign_checkpoint(b"cp").unwrap();
+        let ro = LocalKeyFile::open_read_only(&path).unwrap();
+        assert_eq!(
+            ro.audit_entry_mac(b"entry").unwrap(),
+            server.audit_entry_mac(b"entry").unwrap()
+        );
+        assert!(verify_checkpoint_signature(
+            &ro.checkpoint_public_key(&sig.key_id).unwrap(),
+            b"cp",
+            &sig.signature
+        ));
     }
 
     #[test]

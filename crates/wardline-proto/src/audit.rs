@@ -383,6 +383,25 @@ pub fn checkpoint_message(size: i64, at_ms: i64, root_hex: &str, chain_hex: &str
     format!("wardline-audit-checkpoint-v1\n{size}\n{at_ms}\n{root_hex}\n{chain_hex}\n").into_bytes()
 }
 
+/// The exact bytes an audit retention purge's signature covers (same key as
+/// checkpoints, its own domain prefix): entries `1..=up_to` (a checkpoint
+/// size) were deleted at `at_ms` because they were older than `cutoff_ms`,
+/// which is `retention_days` before the purge, and the purge's own
+/// `audit.purge` event is entry `event_seq`. The verifier refuses a purge
+/// whose record does not carry this signature.
+pub fn purge_message(
+    up_to: i64,
+    at_ms: i64,
+    cutoff_ms: i64,
+    retention_days: i64,
+    event_seq: i64,
+) -> Vec<u8> {
+    format!(
+        "wardline-audit-purge-v1\n{up_to}\n{at_ms}\n{cutoff_ms}\n{retention_days}\n{event_seq}\n"
+    )
+    .into_bytes()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InclusionProof {

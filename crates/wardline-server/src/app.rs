@@ -193,6 +193,7 @@ pub struct Server {
     sql: Arc<SqlStore>,
     clock: Arc<dyn Clock>,
     setup_code: Option<String>,
+    keys: Arc<dyn KeyProvider>,
 }
 
 impl Server {
@@ -294,7 +295,7 @@ impl Server {
             auth,
             directory,
             audit,
-            audit_reader: AuditService::new(audit_store, keys),
+            audit_reader: AuditService::new(audit_store, keys.clone()),
             store,
             messaging,
             lifecycle,
@@ -311,6 +312,7 @@ impl Server {
             sql,
             clock,
             setup_code,
+            keys,
         })
     }
 
@@ -325,6 +327,11 @@ impl Server {
 
     pub fn sql(&self) -> &Arc<SqlStore> {
         &self.sql
+    }
+
+    /// The key provider (audit signing, KEKs).
+    pub fn keys(&self) -> &Arc<dyn KeyProvider> {
+        &self.keys
     }
 
     pub fn router(&self) -> Router {
@@ -395,6 +402,7 @@ impl Server {
         audit::retention::spawn_daily(
             audit_store,
             self.sql.clone(),
+            self.keys.clone(),
             self.state.audit.clone(),
             self.clock.clone(),
             self.config.audit.retention_days,

@@ -286,7 +286,7 @@ impl Config {
                 "audit.checkpoint_every and audit.checkpoint_interval_secs must be positive".into(),
             ));
         }
-        if self.audit.retention_days < 365 {
+        if self.audit.retention_days < crate::audit::retention::MIN_RETENTION_DAYS {
             return Err(ConfigError::Invalid(
                 "audit.retention_days must be at least 365 (HIPAA expects six years)".into(),
             ));

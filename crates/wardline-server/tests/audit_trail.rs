@@ -14,8 +14,9 @@ use wardline_proto::audit::{
     AccessReport, ActorKind, AuditAction, AuditEvent, AuditPage, Checkpoint, ConsistencyProof,
     InclusionProof, Outcome, checkpoint_message,
 };
-use wardline_server::audit::verify::{Finding, Report, Trusted, verify};
+use wardline_server::audit::verify::{Finding, Options, Report, Trusted, verify};
 use wardline_server::audit::{NewEvent, retention};
+use wardline_server::clock::Clock;
 use wardline_server::store::AuditStore;
 
 async fn raw(t: &TestServer) -> AnyConnection {
@@ -52,8 +53,25 @@ async fn drop_guards(conn: &mut AnyConnection, backend: Backend) {
 }
 
 async fn run_verify(t: &TestServer, trusted: Option<&Trusted>) -> Report {
-    let keys = LocalKeyFile::open_or_create(&t.config.key_file()).unwrap();
-    verify(t.sql.as_ref(), &keys, trusted, |_, _| {})
+    run_verify_with(
+        t,
+        Options {
+            trusted: trusted.cloned(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// As `wardline audit verify` does it: the key file opened read-only, the
+/// server's retention period.
+async fn run_verify_with(t: &TestServer, opts: Options) -> Report {
+    let keys = LocalKeyFile::open_read_only(&t.config.key_file()).unwrap();
+    let opts = Options {
+        retention_days: t.config.audit.retention_days,
+        ..opts
+    };
+    verify(t.sql.as_ref(), &keys, &opts, |_, _| {})
         .await
         .unwrap()
 }
@@ -711,6 +729,7 @@ async fn retention_purges_old_entries_and_keeps_verification(backend: Backend) {
     let purged = retention::purge_expired(
         t.sql.as_ref(),
         t.sql.as_ref(),
+        t.keys.as_ref(),
         &t.state.audit,
         t.clock.as_ref(),
         2192,
@@ -723,6 +742,7 @@ async fn retention_purges_old_entries_and_keeps_verification(backend: Backend) {
         retention::purge_expired(
             t.sql.as_ref(),
             t.sql.as_ref(),
+            t.keys.as_ref(),
             &t.state.audit,
             t.clock.as_ref(),
             2192
@@ -745,6 +765,373 @@ async fn retention_purges_old_entries_and_keeps_verification(backend: Backend) {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+/// Drops every guard of the audit tables, the purge record's included.
+async fn drop_all_guards(conn: &mut AnyConnection, backend: Backend) {
+    drop_guards(conn, backend).await;
+    match backend {
+        Backend::Sqlite => {
+            exec(conn, "DROP TRIGGER audit_purges_checked").await;
+            exec(conn, "DROP TRIGGER audit_purges_no_delete").await;
+        }
+        Backend::Postgres => exec(conn, "ALTER TABLE audit_purges DISABLE TRIGGER USER").await,
+    }
+}
+
+/// A log of 12 entries checkpointed, then seven years later 3 more: entries
+/// 1–12 are past the default retention.
+async fn log_with_old_entries(backend: Backend) -> Option<TestServer> {
+    let t = TestServer::start_with(backend, |c| c.audit.checkpoint_every = 5).await?;
+    t.fill_audit(12).await;
+    t.state.audit.checkpoint_now().await.unwrap();
+    t.clock.advance(7 * 365 * 86_400);
+    t.fill_audit(3).await;
+    t.state.audit.checkpoint_now().await.unwrap();
+    Some(t)
+}
+
+/// A purge made with the audit key by someone who skips the rules (a
+/// compromised server): an `audit.purge` event, a signed record, the delete.
+async fn rogue_purge(
+    t: &TestServer,
+    up_to: i64,
+    cutoff_ms: i64,
+    retention_days: i64,
+) -> Result<u64, wardline_server::store::StoreError> {
+    let event_seq = t
+        .state
+        .audit
+        .record(NewEvent::service("retention", AuditAction::AuditPurge).target("audit_log", up_to))
+        .await
+        .unwrap();
+    let at_ms = t.sql.audit_entries(event_seq - 1, 1).await.unwrap()[0].at_ms;
+    let sig = t
+        .keys
+        .sign_checkpoint(&wardline_proto::audit::purge_message(
+            up_to,
+            at_ms,
+            cutoff_ms,
+            retention_days,
+            event_seq,
+        ))
+        .unwrap();
+    t.sql
+        .purge_audit(&wardline_server::store::PurgeRow {
+            up_to,
+            at_ms,
+            cutoff_ms,
+            retention_days: Some(retention_days),
+            event_seq: Some(event_seq),
+            key_id: Some(sig.key_id),
+            signature: Some(sig.signature.to_vec()),
+        })
+        .await
+}
+
+/// C1 of the 2026-11-30 findings: one inserted `audit_purges` row let the
+/// delete trigger pass, and the verifier accepted any purge point.
+async fn a_forged_purge_record_is_refused(backend: Backend) {
+    let Some(t) = log_of_30(backend).await else {
+        return;
+    };
+    let state = run_verify(&t, None).await.trusted.unwrap();
+    let mut conn = raw(&t).await;
+    // With the guards in place, an unsigned purge record is refused...
+    let err = sqlx::raw_sql(
+        "INSERT INTO audit_purges (up_to, at_ms, cutoff_ms) VALUES (30, 1796020000000, 1796020000000)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("audit_purges"), "{err}");
+    // ...and so is a delete of entries younger than any purge's cutoff.
+    let err = sqlx::raw_sql("DELETE FROM audit_log WHERE seq <= 30")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+
+    // Someone who can drop triggers gets the rows deleted, not past the verifier.
+    drop_all_guards(&mut conn, backend).await;
+    exec(
+        &mut conn,
+        "INSERT INTO audit_purges (up_to, at_ms, cutoff_ms) VALUES (30, 1796020000000, 1796020000000)",
+    )
+    .await;
+    exec(&mut conn, "DELETE FROM audit_log WHERE seq <= 30").await;
+    let unsigned = Finding::BadPurge {
+        up_to: 30,
+        detail: "its record is not signed".into(),
+    };
+    for r in [
+        run_verify(&t, None).await,
+        run_verify(&t, Some(&state)).await,
+        run_verify_with(
+            &t,
+            Options {
+                trusted: Some(state.clone()),
+                full: true,
+                ..Default::default()
+            },
+        )
+        .await,
+    ] {
+        assert!(!r.ok());
+        assert!(r.findings.contains(&unsigned), "{:?}", r.findings);
+    }
+    assert_eq!(
+        unsigned.to_string(),
+        "the purge of entries 1–30 was not made by Wardline's retention (its record is not signed)"
+    );
+}
+
+/// A purge signed with the real key is still refused when it breaks the
+/// rules: entries younger than the retention period, or a hold open.
+async fn a_signed_purge_against_the_rules_is_refused(backend: Backend) {
+    let Some(t) = log_with_old_entries(backend).await else {
+        return;
+    };
+    let state = run_verify(&t, None).await.trusted.unwrap();
+    // A hold is placed (its event is what the verifier follows) and never released.
+    t.state
+        .audit
+        .record(NewEvent::service("test", AuditAction::LegalHoldPlace).target("legal_hold", "h-1"))
+        .await
+        .unwrap();
+    let now = t.clock.now_ms();
+    let days = 2192;
+    // Entries 1–12 are old enough: the database lets the purge through, the
+    // verifier sees the hold.
+    assert_eq!(
+        rogue_purge(&t, 10, now - days * 86_400_000, days)
+            .await
+            .unwrap(),
+        10
+    );
+    let r = run_verify(&t, Some(&state)).await;
+    assert!(
+        r.findings.contains(&Finding::PurgeDuringHold {
+            up_to: 10,
+            holds: vec!["h-1".into()]
+        }),
+        "{:?}",
+        r.findings
+    );
+
+    // A purge record claiming a shorter retention than the server's.
+    let Some(t) = log_with_old_entries(backend).await else {
+        return;
+    };
+    let now = t.clock.now_ms();
+    rogue_purge(&t, 10, now - 400 * 86_400_000, 400)
+        .await
+        .unwrap();
+    let r = run_verify(&t, None).await;
+    assert_eq!(
+        r.findings,
+        vec![Finding::BadPurge {
+            up_to: 10,
+            detail: "it kept 400 days, less than the 2192-day retention".into()
+        }]
+    );
+    // A purge of entries younger than its cutoff claims: the database refuses
+    // it; with the trigger dropped, the verifier does (signed checkpoint times).
+    let mut conn = raw(&t).await;
+    let young = t.sql.latest_audit_checkpoint().await.unwrap().unwrap().size;
+    let cutoff = now - days * 86_400_000;
+    assert!(
+        rogue_purge(&t, young, cutoff, days).await.is_err(),
+        "the trigger refuses a purge at a checkpoint younger than its cutoff"
+    );
+    drop_all_guards(&mut conn, backend).await;
+    t.state.audit.checkpoint_now().await.unwrap();
+    let young = t.sql.latest_audit_checkpoint().await.unwrap().unwrap().size;
+    rogue_purge(&t, young, cutoff, days).await.unwrap();
+    let r = run_verify(&t, None).await;
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| matches!(f, Finding::BadPurge { up_to, detail }
+            if *up_to == young && detail.contains("signed after its cutoff"))),
+        "{:?}",
+        r.findings
+    );
+
+    // Removing a purge record afterwards does not move the purge point back
+    // for a verifier that remembers it.
+    let Some(t) = log_with_old_entries(backend).await else {
+        return;
+    };
+    retention::purge_expired(
+        t.sql.as_ref(),
+        t.sql.as_ref(),
+        t.keys.as_ref(),
+        &t.state.audit,
+        t.clock.as_ref(),
+        2192,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    t.state.audit.checkpoint_now().await.unwrap();
+    let state = run_verify(&t, None).await.trusted.unwrap();
+    assert_eq!(state.purged_up_to, 12);
+    let mut conn = raw(&t).await;
+    drop_all_guards(&mut conn, backend).await;
+    exec(&mut conn, "DELETE FROM audit_purges").await;
+    let r = run_verify(&t, Some(&state)).await;
+    assert!(
+        r.findings.contains(&Finding::PurgeRolledBack {
+            expected: 12,
+            found: 0
+        }),
+        "{:?}",
+        r.findings
+    );
+}
+
+/// H1 of the 2026-11-30 findings: `--full` ignored the state (tail
+/// truncation passed) and a history re-signed with a substituted key under
+/// the same key id passed.
+async fn full_verification_keeps_the_state_and_pinned_keys(backend: Backend) {
+    let Some(t) = log_of_30(backend).await else {
+        return;
+    };
+    let state = run_verify(&t, None).await.trusted.unwrap();
+    assert_eq!(state.keys.len(), 1, "the first run pins the key it used");
+    let full = |trusted: &Trusted| Options {
+        trusted: Some(trusted.clone()),
+        full: true,
+        ..Default::default()
+    };
+    assert!(run_verify_with(&t, full(&state)).await.ok());
+
+    // Key substitution: a new seed under the same key id, every entry's MAC
+    // and every checkpoint's signature recomputed with it.
+    let key_file = t.config.key_file();
+    let mut ring: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap();
+    let id = ring["current_signing"].as_str().unwrap().to_owned();
+    ring["signing"][&id] = serde_json::json!("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=");
+    std::fs::write(&key_file, serde_json::to_vec(&ring).unwrap()).unwrap();
+    let forger = LocalKeyFile::open_read_only(&key_file).unwrap();
+    let mut conn = raw(&t).await;
+    drop_guards(&mut conn, backend).await;
+    for row in t.sql.audit_entries(0, 100).await.unwrap() {
+        let mac = forger.audit_entry_mac(&row.chain_hash).unwrap();
+        exec(
+            &mut conn,
+            &format!(
+                "UPDATE audit_log SET mac = {} WHERE seq = {}",
+                blob(backend, &mac),
+                row.seq
+            ),
+        )
+        .await;
+    }
+    let attacker_copy = t.data_dir.path().join("attacker-kek.json");
+    std::fs::copy(&key_file, &attacker_copy).unwrap();
+    let signer = LocalKeyFile::open_or_create(&attacker_copy).unwrap();
+    for cp in t.sql.audit_checkpoints(0, 100).await.unwrap() {
+        let msg = checkpoint_message(
+            cp.size,
+            cp.at_ms,
+            &hex::encode(&cp.root),
+            &hex::encode(&cp.chain_head),
+        );
+        let sig = signer.sign_checkpoint(&msg).unwrap();
+        exec(
+            &mut conn,
+            &format!(
+                "UPDATE audit_checkpoints SET signature = {} WHERE size = {}",
+                blob(backend, &sig.signature),
+                cp.size
+            ),
+        )
+        .await;
+    }
+    // With nothing pinned the host's key file is all there is to go by...
+    let r = run_verify(&t, None).await;
+    assert!(r.ok(), "{:?}", r.findings);
+    assert_eq!(r.keys_trusted_on_first_use, vec![id.clone()]);
+    // ...but the state pinned the real key, and so does --public-key.
+    for r in [
+        run_verify_with(&t, full(&state)).await,
+        run_verify(&t, Some(&state)).await,
+        run_verify_with(
+            &t,
+            Options {
+                full: true,
+                pinned_keys: state
+                    .keys
+                    .iter()
+                    .map(|(k, v)| (k.clone(), hex::decode(v).unwrap().try_into().unwrap()))
+                    .collect(),
+                ..Default::default()
+            },
+        )
+        .await,
+    ] {
+        assert!(
+            r.findings.contains(&Finding::BadSignature {
+                size: 30,
+                detail: "signature does not match".into()
+            }),
+            "{:?}",
+            r.findings
+        );
+    }
+    // A key id that was never pinned is refused as such.
+    let other = run_verify_with(
+        &t,
+        Options {
+            pinned_keys: [("audit-other".to_owned(), [9u8; 32])].into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        other
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::BadSignature { detail, .. }
+            if detail.contains("not a pinned key"))),
+        "{:?}",
+        other.findings
+    );
+}
+
+/// `--full` after a tail truncation that removed checkpoints too.
+async fn full_verification_detects_truncation_against_the_state(backend: Backend) {
+    let Some(t) = log_of_30(backend).await else {
+        return;
+    };
+    let state = run_verify(&t, None).await.trusted.unwrap();
+    let mut conn = raw(&t).await;
+    drop_guards(&mut conn, backend).await;
+    exec(&mut conn, "DELETE FROM audit_checkpoints WHERE size > 20").await;
+    exec(&mut conn, "DELETE FROM audit_log WHERE seq > 20").await;
+    let r = run_verify_with(
+        &t,
+        Options {
+            trusted: Some(state.clone()),
+            full: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        r.findings
+            .contains(&Finding::TrustedCheckpointChanged { size: 30 }),
+        "{:?}",
+        r.findings
+    );
+    assert!(r.findings.contains(&Finding::Truncated {
+        expected: 30,
+        found: 20
+    }));
+    assert!(r.trusted.is_none() || r.trusted.as_ref().unwrap().size < state.size);
 }
 
 /// A session found past its idle timeout is ended once, and that is audited
@@ -793,6 +1180,10 @@ both_backends!(
     proofs_through_the_api_verify,
     search_reports_and_exports,
     retention_purges_old_entries_and_keeps_verification,
+    a_forged_purge_record_is_refused,
+    a_signed_purge_against_the_rules_is_refused,
+    full_verification_keeps_the_state_and_pinned_keys,
+    full_verification_detects_truncation_against_the_state,
 );
 
 /// Every route of the API is in the audit route table, and every entry of the

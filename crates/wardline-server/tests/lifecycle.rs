@@ -168,9 +168,10 @@ async fn retention_and_legal_hold(backend: Backend) {
         retention::purge_expired(
             t.sql.as_ref(),
             t.sql.as_ref(),
+            t.keys.as_ref(),
             &t.state.audit,
             t.clock.as_ref(),
-            1
+            365
         )
         .await
         .unwrap(),
@@ -332,15 +333,17 @@ async fn retention_and_legal_hold(backend: Backend) {
     t.state.lifecycle.run_all("node-2").await.unwrap();
 
     // With the hold released, audit retention runs again (checked last: it
-    // purges the events above).
+    // purges the events above), once they are a year old.
     t.state.audit.checkpoint_now().await.unwrap();
+    t.clock.advance(366 * 86_400);
     assert!(
         retention::purge_expired(
             t.sql.as_ref(),
             t.sql.as_ref(),
+            t.keys.as_ref(),
             &t.state.audit,
             t.clock.as_ref(),
-            1
+            365
         )
         .await
         .unwrap()

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 use wardline_crypto::{LocalKeyFile, verify_checkpoint_signature};
 use wardline_proto::audit::{AuditEvent, AuditQuery, checkpoint_message};
-use wardline_server::audit::verify::{Trusted, verify};
+use wardline_server::audit::verify::{Options, Trusted, verify};
 use wardline_server::store::SqlStore;
 
 use crate::remote::{print_json, signed_in};
@@ -55,9 +55,18 @@ pub struct VerifyArgs {
     /// also catch a rollback of database and state together.
     #[arg(long)]
     state: Option<PathBuf>,
-    /// Verify from the beginning instead of from the last verified checkpoint.
+    /// Recompute from the beginning (the purge point) instead of from the
+    /// last verified checkpoint. The state file is still checked: a full run
+    /// never accepts what an incremental one would refuse.
     #[arg(long)]
     full: bool,
+    /// Accept checkpoints and purges signed by this audit key only, given as
+    /// `KEY_ID=HEX_PUBLIC_KEY` (repeatable; `wardline audit checkpoint`
+    /// shows it). Keys pinned in the state file are accepted too. Without
+    /// either, the key file on this host is trusted once and then pinned in
+    /// the state file.
+    #[arg(long = "public-key", value_name = "KEY_ID=HEX")]
+    public_keys: Vec<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -130,19 +139,37 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
 
 async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args.server)?;
-    let keys = LocalKeyFile::open_or_create(&cfg.key_file())?;
+    // Read-only: a verifier never creates or changes keys.
+    let keys = LocalKeyFile::open_read_only(&cfg.key_file())?;
     let store = SqlStore::connect(&cfg.database_url()).await?;
     let state_path = args
         .state
         .unwrap_or_else(|| cfg.data_dir.join("audit-verified.json"));
-    let trusted: Option<Trusted> = if args.full || !state_path.exists() {
-        None
-    } else {
+    let trusted: Option<Trusted> = if state_path.exists() {
         let text = std::fs::read_to_string(&state_path)
             .with_context(|| format!("reading {}", state_path.display()))?;
         Some(serde_json::from_str(&text).with_context(|| {
             format!("{} is not a verification state file", state_path.display())
         })?)
+    } else {
+        None
+    };
+    let mut pinned_keys = std::collections::BTreeMap::new();
+    for pin in &args.public_keys {
+        let (id, hex_key) = pin
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--public-key takes KEY_ID=HEX, not {pin:?}"))?;
+        let key: [u8; 32] = hex::decode(hex_key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| anyhow::anyhow!("--public-key {id}: not 32 bytes of hex"))?;
+        pinned_keys.insert(id.trim().to_owned(), key);
+    }
+    let opts = Options {
+        trusted: trusted.clone(),
+        full: args.full,
+        pinned_keys,
+        retention_days: cfg.audit.retention_days,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -155,7 +182,7 @@ async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
     if args.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let report = verify(&store, &keys, trusted.as_ref(), |done, total| {
+    let report = verify(&store, &keys, &opts, |done, total| {
         bar.set_length(total.max(0) as u64);
         bar.set_position(done.max(0) as u64);
     })
@@ -172,7 +199,7 @@ async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
             report.started_at + 1,
             report.last_seq,
             report.checkpoints_checked,
-            if trusted.is_some() {
+            if trusted.is_some() && !args.full {
                 format!(" (incremental from checkpoint {})", report.started_at)
             } else {
                 String::new()
@@ -186,8 +213,27 @@ async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
         // Keep the old state: the next run must see the same problem.
         std::process::exit(1);
     }
+    if !report.keys_trusted_on_first_use.is_empty() && !args.json {
+        println!(
+            "NOTE: no audit key was pinned; trusted this host's key file for {} and pinned {} in {} (compare with a copy kept elsewhere, or pass --public-key)",
+            report.keys_trusted_on_first_use.join(", "),
+            if report.keys_trusted_on_first_use.len() == 1 {
+                "it"
+            } else {
+                "them"
+            },
+            state_path.display()
+        );
+    }
     if let Some(t) = &report.trusted {
-        write_state(&state_path, t)?;
+        // Never move the state backwards (a clean report cannot, but the
+        // state is the rollback anchor: keep it monotonic by construction).
+        if trusted
+            .as_ref()
+            .is_none_or(|old| t.size >= old.size && t.purged_up_to >= old.purged_up_to)
+        {
+            write_state(&state_path, t)?;
+        }
         if !args.json {
             println!(
                 "OK: the log is intact; verified up to the signed checkpoint at {} entries",
@@ -202,9 +248,26 @@ async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
 
 fn write_state(path: &std::path::Path, t: &Trusted) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(t)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    write_private(&tmp, &serde_json::to_vec_pretty(t)?)?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes `bytes` to a file only its owner can read (mode 0600, also when
+/// the file already existed with wider permissions).
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -304,7 +367,8 @@ async fn export(
     let bytes = c.audit_export(format, &filter.query(None)).await?;
     match output {
         Some(path) => {
-            std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            // Exports hold patient references, addresses and user agents.
+            write_private(&path, &bytes)?;
             eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
         }
         None => std::io::stdout().write_all(&bytes)?,

@@ -2,28 +2,67 @@
 //! it with what was written (per-row leaf hashes and chain links) and with what
 //! was signed (checkpoints).
 //!
-//! Trust comes only from checkpoint signatures (the key provider's Ed25519 key)
-//! and from the checkpoint the caller verified last time (`trusted`, kept
-//! outside the database by the CLI). Stored leaf and chain hashes are only used
-//! to *locate* a change: an editor who does not recompute them is pinned to the
-//! exact row; one who does is still caught by the next checkpoint's root.
+//! Trust comes only from signatures under *pinned* public keys (the caller's
+//! `--public-key` or its state file; the key file on the database host is
+//! trusted only on the very first run, and then pinned) and from the state the
+//! caller kept outside the database after the last run ([`Trusted`]: the
+//! checkpoint verified last, the purge point, the keys, the legal holds open
+//! then). Stored leaf and chain hashes are only used to *locate* a change: an
+//! editor who does not recompute them is pinned to the exact row; one who
+//! does is still caught by the next checkpoint's root.
+//!
+//! Retention purges must be explained: each purge record is signed, names its
+//! own `audit.purge` entry, deletes only entries older than the retention
+//! period (judged from signed times) and happened while no legal hold was
+//! open; the purge point never moves backwards from the state's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use wardline_crypto::merkle::{CHAIN_GENESIS, CompactRange, Hash, chain_hash, leaf_hash};
 use wardline_crypto::{KeyProvider, verify_checkpoint_signature};
-use wardline_proto::audit::checkpoint_message;
+use wardline_proto::audit::{checkpoint_message, purge_message};
 
+use super::retention::DAY_MS;
 use super::{frontier_of, hash32, record};
-use crate::store::{AuditRow, AuditStore, CheckpointRow, StoreError};
+use crate::store::{AuditRow, AuditStore, CheckpointRow, PurgeRow, StoreError};
 
-/// The checkpoint a previous verification ended at: the next run starts there
-/// (incremental) and fails if the log no longer agrees with it (rollback).
+/// What a previous verification established, kept by the caller off the
+/// database host: the next run starts at `size` (incremental) and fails if
+/// the log no longer agrees with any of it (rollback, substituted key,
+/// unexplained purge).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trusted {
+    /// The newest checkpoint that verified, and its root (hex).
     pub size: i64,
     pub root: String,
+    /// Entries `1..=purged_up_to` had been purged (by signed, checked
+    /// purges); the lowest retained entry is the next one.
+    #[serde(default)]
+    pub purged_up_to: i64,
+    /// Audit signing keys by id (hex Ed25519 public keys): checkpoints and
+    /// purges signed by any other key are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
+    /// Legal holds placed and not released as of `size` (their ids).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub open_holds: BTreeSet<String>,
+}
+
+/// How to verify.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The state of the last run, if any.
+    pub trusted: Option<Trusted>,
+    /// Recompute from the purge point even when `trusted` is given; `trusted`
+    /// is still checked (its checkpoint, purge point and keys).
+    pub full: bool,
+    /// Public keys to accept, by key id, besides `trusted.keys`. With none at
+    /// all, the key provider's keys are used (trust on first use) and the
+    /// report names them, so the caller can pin them.
+    pub pinned_keys: BTreeMap<String, [u8; 32]>,
+    /// A purge of entries younger than this many days is refused.
+    pub retention_days: u32,
 }
 
 /// One place where the stored log departs from what was written or signed.
@@ -57,6 +96,13 @@ pub enum Finding {
     Truncated { expected: i64, found: i64 },
     /// The checkpoint verified last time is missing or has another root.
     TrustedCheckpointChanged { size: i64 },
+    /// A retention purge Wardline did not make, or made against its rules.
+    BadPurge { up_to: i64, detail: String },
+    /// Entries were purged while legal holds were open.
+    PurgeDuringHold { up_to: i64, holds: Vec<String> },
+    /// Fewer entries are purged than the last verification saw: a purge
+    /// record was removed.
+    PurgeRolledBack { expected: i64, found: i64 },
 }
 
 impl std::fmt::Display for Finding {
@@ -129,6 +175,21 @@ impl std::fmt::Display for Finding {
                 f,
                 "the checkpoint at {size} entries verified last time is missing or changed (rollback)"
             ),
+            Finding::BadPurge { up_to, detail } => write!(
+                f,
+                "the purge of entries 1–{up_to} was not made by Wardline's retention ({detail})"
+            ),
+            Finding::PurgeDuringHold { up_to, holds } => write!(
+                f,
+                "entries 1–{up_to} were purged while legal hold{} {} {} open",
+                if holds.len() == 1 { "" } else { "s" },
+                holds.join(", "),
+                if holds.len() == 1 { "was" } else { "were" }
+            ),
+            Finding::PurgeRolledBack { expected, found } => write!(
+                f,
+                "entries up to {expected} were purged when last verified, but the purge records now end at {found} (a purge record was removed)"
+            ),
         }
     }
 }
@@ -139,9 +200,13 @@ pub struct Report {
     pub entries_checked: i64,
     pub checkpoints_checked: i64,
     pub last_seq: i64,
-    /// The newest checkpoint that verified with nothing wrong before it: the
-    /// starting point of the next incremental run.
+    /// The newest checkpoint that verified with nothing wrong before it, with
+    /// the purge point, the keys that signed and the holds open there: the
+    /// state for the next run.
     pub trusted: Option<Trusted>,
+    /// Keys that were trusted on first use (no key was pinned): whoever runs
+    /// the verifier should compare them with a copy kept elsewhere.
+    pub keys_trusted_on_first_use: Vec<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -161,7 +226,41 @@ enum RowIssue {
     Other(Finding),
 }
 
-struct Walk {
+/// Public keys signatures are checked with: the pinned ones if any, else the
+/// key provider's (remembered, so the caller can pin them).
+struct Signatures<'a> {
+    provider: &'a dyn KeyProvider,
+    pinned: BTreeMap<String, [u8; 32]>,
+    used: BTreeMap<String, [u8; 32]>,
+}
+
+impl Signatures<'_> {
+    fn check(&mut self, key_id: &str, message: &[u8], signature: &[u8]) -> Result<(), String> {
+        let public = if self.pinned.is_empty() {
+            match self.used.get(key_id) {
+                Some(k) => *k,
+                None => self
+                    .provider
+                    .checkpoint_public_key(key_id)
+                    .map_err(|e| e.to_string())?,
+            }
+        } else {
+            *self
+                .pinned
+                .get(key_id)
+                .ok_or_else(|| format!("signed by key {key_id:?}, which is not a pinned key"))?
+        };
+        let sig = <[u8; 64]>::try_from(signature).map_err(|_| "signature is not 64 bytes")?;
+        if !verify_checkpoint_signature(&public, message, &sig) {
+            return Err("signature does not match".to_owned());
+        }
+        self.used.insert(key_id.to_owned(), public);
+        Ok(())
+    }
+}
+
+struct Walk<'a> {
+    sigs: Signatures<'a>,
     /// Tree and chain recomputed from the rows' content.
     range: CompactRange,
     chain: Hash,
@@ -179,24 +278,73 @@ struct Walk {
     trusted: Option<Trusted>,
     clean: bool,
     issues: Vec<RowIssue>,
+    purged_up_to: i64,
+    /// Legal holds placed and not yet released at this point of the walk.
+    open_holds: BTreeSet<String>,
+    /// Recorded purges by their event's seq.
+    purge_events: BTreeMap<i64, PurgeRow>,
+    /// Purges whose event the walk met (and checked).
+    purge_events_seen: BTreeSet<i64>,
 }
 
 /// Verifies the log. `progress(done, total)` is called after each page.
 pub async fn verify(
     store: &dyn AuditStore,
     keys: &dyn KeyProvider,
-    trusted: Option<&Trusted>,
+    opts: &Options,
     mut progress: impl FnMut(i64, i64),
 ) -> Result<Report, StoreError> {
-    let purged = store.audit_purged_up_to().await?;
+    let trusted = opts.trusted.as_ref();
+    let purges = store.audit_purges().await?;
+    let purged = purges.iter().map(|p| p.up_to).max().unwrap_or(0);
     let last_seq = store.last_audit_entry().await?.map_or(0, |r| r.seq);
     let mut issues = Vec::new();
 
-    // Where to start: the last verified checkpoint, else the purge point, else 0.
+    let mut pinned = opts.pinned_keys.clone();
+    for (id, hex_key) in trusted.map(|t| &t.keys).into_iter().flatten() {
+        match hex::decode(hex_key)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        {
+            Some(k) => {
+                pinned.entry(id.clone()).or_insert(k);
+            }
+            None => {
+                return Err(StoreError::Corrupt(format!(
+                    "the state's public key {id:?} is not 32 bytes of hex"
+                )));
+            }
+        }
+    }
+    let first_use = pinned.is_empty();
+    let sigs = Signatures {
+        provider: keys,
+        pinned,
+        used: BTreeMap::new(),
+    };
+
+    // The purge point never moves backwards from what was verified.
+    if let Some(t) = trusted
+        && t.purged_up_to > purged
+    {
+        issues.push(RowIssue::Other(Finding::PurgeRolledBack {
+            expected: t.purged_up_to,
+            found: purged,
+        }));
+    }
+    // Where to start: the last verified checkpoint (unless `full`), moved up
+    // to the purge point if entries were purged past it; else the purge
+    // point; else 0. The trusted checkpoint is checked either way.
     let mut start: Option<CheckpointRow> = None;
+    let mut open_holds = BTreeSet::new();
     if let Some(t) = trusted {
         match store.audit_checkpoint(t.size).await? {
-            Some(cp) if hex::encode(&cp.root) == t.root => start = Some(cp),
+            Some(cp) if hex::encode(&cp.root) == t.root => {
+                if !opts.full && cp.size >= purged {
+                    start = Some(cp);
+                    open_holds = t.open_holds.clone();
+                }
+            }
             _ => issues.push(RowIssue::Other(Finding::TrustedCheckpointChanged {
                 size: t.size,
             })),
@@ -211,6 +359,7 @@ pub async fn verify(
         }
     }
     let mut walk = Walk {
+        sigs,
         range: CompactRange::new(),
         chain: CHAIN_GENESIS,
         stored_chain: CHAIN_GENESIS,
@@ -221,9 +370,17 @@ pub async fn verify(
         trusted: None,
         clean: issues.is_empty(),
         issues,
+        purged_up_to: purged,
+        open_holds,
+        purge_events: purges
+            .iter()
+            .filter_map(|p| p.event_seq.map(|e| (e, p.clone())))
+            .collect(),
+        purge_events_seen: BTreeSet::new(),
     };
+    check_purges(store, &purges, opts.retention_days, &mut walk).await?;
     if let Some(cp) = &start {
-        check_signature(keys, cp, &mut walk);
+        check_signature(cp, &mut walk);
         walk.range = frontier_of(cp)?;
         walk.chain = hash32(&cp.chain_head, "chain head")?;
         walk.stored_chain = walk.chain;
@@ -237,10 +394,7 @@ pub async fn verify(
                 }));
         }
         if walk.clean && walk.issues.is_empty() {
-            walk.trusted = Some(Trusted {
-                size: cp.size,
-                root: hex::encode(&cp.root),
-            });
+            walk.trusted = Some(walk.state_at(cp));
         }
     }
     let first = walk.range.size() as i64;
@@ -260,14 +414,27 @@ pub async fn verify(
         after = last.seq;
         for row in &rows {
             check_row(row, keys, &mut walk);
+            follow_holds_and_purges(row, &mut walk);
             checked += 1;
             let size = walk.range.size() as i64;
             if let Some(cp) = checkpoints.get(&size) {
                 checkpoints_checked += 1;
-                check_checkpoint(keys, cp, &mut walk);
+                check_checkpoint(cp, &mut walk);
             }
         }
         progress(after - first, last_seq - first);
+    }
+    // The newest purge's own event lies above its purge point, so the walk
+    // must have met it (unless this run started after it: an earlier run did).
+    if let Some(p) = purges.iter().max_by_key(|p| p.up_to)
+        && let Some(e) = p.event_seq
+        && e > first
+        && !walk.purge_events_seen.contains(&e)
+    {
+        walk.fail(Finding::BadPurge {
+            up_to: p.up_to,
+            detail: format!("its audit.purge event {e} is missing"),
+        });
     }
     let found = walk.next_seq - 1;
     let expected = checkpoints
@@ -280,42 +447,161 @@ pub async fn verify(
         walk.issues
             .push(RowIssue::Other(Finding::Truncated { expected, found }));
     }
+    let keys_trusted_on_first_use = if first_use {
+        walk.sigs.used.keys().cloned().collect()
+    } else {
+        Vec::new()
+    };
     Ok(Report {
         started_at: first,
         entries_checked: checked,
         checkpoints_checked,
         last_seq,
         trusted: walk.trusted,
+        keys_trusted_on_first_use,
         findings: summarise(walk.issues),
     })
 }
 
-fn check_signature(keys: &dyn KeyProvider, cp: &CheckpointRow, walk: &mut Walk) {
+impl Walk<'_> {
+    fn fail(&mut self, f: Finding) {
+        self.clean = false;
+        self.issues.push(RowIssue::Other(f));
+    }
+
+    /// The state a clean run ending at `cp` leaves for the next one.
+    fn state_at(&self, cp: &CheckpointRow) -> Trusted {
+        Trusted {
+            size: cp.size,
+            root: hex::encode(&cp.root),
+            purged_up_to: self.purged_up_to,
+            keys: self
+                .sigs
+                .used
+                .iter()
+                .chain(&self.sigs.pinned)
+                .map(|(id, k)| (id.clone(), hex::encode(k)))
+                .collect(),
+            open_holds: self.open_holds.clone(),
+        }
+    }
+}
+
+/// Each purge record: signed by a trusted key, at a signed checkpoint older
+/// than its cutoff, with a cutoff at least the retention period before it.
+/// (Its event and the holds open then are checked as the walk meets it.)
+async fn check_purges(
+    store: &dyn AuditStore,
+    purges: &[PurgeRow],
+    retention_days: u32,
+    walk: &mut Walk<'_>,
+) -> Result<(), StoreError> {
+    for p in purges {
+        let bad = |detail: String| Finding::BadPurge {
+            up_to: p.up_to,
+            detail,
+        };
+        let (Some(days), Some(event_seq), Some(key_id), Some(sig)) =
+            (p.retention_days, p.event_seq, &p.key_id, &p.signature)
+        else {
+            walk.fail(bad("its record is not signed".into()));
+            continue;
+        };
+        let msg = purge_message(p.up_to, p.at_ms, p.cutoff_ms, days, event_seq);
+        if let Err(detail) = walk.sigs.check(key_id, &msg, sig) {
+            walk.fail(bad(format!("its record's {detail}")));
+            continue;
+        }
+        if days < i64::from(retention_days) {
+            walk.fail(bad(format!(
+                "it kept {days} days, less than the {retention_days}-day retention"
+            )));
+        }
+        if p.cutoff_ms > p.at_ms.saturating_sub(days.saturating_mul(DAY_MS)) {
+            walk.fail(bad(format!(
+                "its cutoff is less than {days} days before the purge"
+            )));
+        }
+        if event_seq <= p.up_to {
+            walk.fail(bad(format!(
+                "its event {event_seq} is not above the purge point"
+            )));
+        }
+        match store.audit_checkpoint(p.up_to).await? {
+            None => walk.fail(bad("no checkpoint at its purge point".into())),
+            Some(cp) => {
+                check_signature(&cp, walk);
+                if cp.at_ms >= p.cutoff_ms {
+                    walk.fail(bad(format!(
+                        "the checkpoint at {} entries was signed after its cutoff: those entries were younger than the retention period",
+                        p.up_to
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps track of open legal holds, and checks a purge's event when the
+/// walk reaches it: the right action, target and time, and no hold open.
+fn follow_holds_and_purges(row: &AuditRow, walk: &mut Walk<'_>) {
+    let success = row.outcome == "success";
+    match (row.action.as_str(), &row.target_id) {
+        ("legal_hold.place", Some(id)) if success => {
+            walk.open_holds.insert(id.clone());
+        }
+        ("legal_hold.release", Some(id)) if success => {
+            walk.open_holds.remove(id);
+        }
+        _ => {}
+    }
+    let Some(p) = walk.purge_events.get(&row.seq).cloned() else {
+        return;
+    };
+    walk.purge_events_seen.insert(row.seq);
+    let up_to = p.up_to.to_string();
+    if row.action != "audit.purge"
+        || row.target_id.as_deref() != Some(up_to.as_str())
+        || !success
+        || row.at_ms != p.at_ms
+    {
+        walk.fail(Finding::BadPurge {
+            up_to: p.up_to,
+            detail: format!(
+                "entry {} is not its audit.purge event (action {}, target {:?}, at {} ms)",
+                row.seq, row.action, row.target_id, row.at_ms
+            ),
+        });
+    }
+    if !walk.open_holds.is_empty() {
+        let holds = walk.open_holds.iter().cloned().collect();
+        walk.fail(Finding::PurgeDuringHold {
+            up_to: p.up_to,
+            holds,
+        });
+    }
+}
+
+fn check_signature(cp: &CheckpointRow, walk: &mut Walk<'_>) {
     let msg = checkpoint_message(
         cp.size,
         cp.at_ms,
         &hex::encode(&cp.root),
         &hex::encode(&cp.chain_head),
     );
-    let detail = match (
-        keys.checkpoint_public_key(&cp.key_id),
-        <[u8; 64]>::try_from(cp.signature.as_slice()),
-    ) {
-        (Ok(public), Ok(sig)) if verify_checkpoint_signature(&public, &msg, &sig) => return,
-        (Ok(_), Ok(_)) => "signature does not match".to_owned(),
-        (Err(e), _) => e.to_string(),
-        (_, Err(_)) => "signature is not 64 bytes".to_owned(),
-    };
-    walk.clean = false;
-    walk.issues.push(RowIssue::Other(Finding::BadSignature {
-        size: cp.size,
-        detail,
-    }));
+    if let Err(detail) = walk.sigs.check(&cp.key_id, &msg, &cp.signature) {
+        walk.clean = false;
+        walk.issues.push(RowIssue::Other(Finding::BadSignature {
+            size: cp.size,
+            detail,
+        }));
+    }
 }
 
-fn check_checkpoint(keys: &dyn KeyProvider, cp: &CheckpointRow, walk: &mut Walk) {
+fn check_checkpoint(cp: &CheckpointRow, walk: &mut Walk<'_>) {
     let before = walk.issues.len();
-    check_signature(keys, cp, walk);
+    check_signature(cp, walk);
     let differs = walk.range.root().as_slice() != cp.root.as_slice()
         || walk.chain.as_slice() != cp.chain_head.as_slice();
     if differs && !walk.row_finding_since_checkpoint {
@@ -341,14 +627,11 @@ fn check_checkpoint(keys: &dyn KeyProvider, cp: &CheckpointRow, walk: &mut Walk)
         walk.chain = chain;
     }
     if walk.clean {
-        walk.trusted = Some(Trusted {
-            size: cp.size,
-            root: hex::encode(&cp.root),
-        });
+        walk.trusted = Some(walk.state_at(cp));
     }
 }
 
-fn check_row(row: &AuditRow, keys: &dyn KeyProvider, walk: &mut Walk) {
+fn check_row(row: &AuditRow, keys: &dyn KeyProvider, walk: &mut Walk<'_>) {
     let issues_before = walk.issues.len();
     let gap = row.seq > walk.next_seq;
     if gap {

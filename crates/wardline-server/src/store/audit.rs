@@ -47,6 +47,23 @@ pub struct CheckpointRow {
     pub frontier: Vec<u8>,
 }
 
+/// A retention purge as stored: entries `1..=up_to` were deleted. Every field
+/// after `cutoff_ms` is covered by `signature` (the audit key, over
+/// [`wardline_proto::audit::purge_message`]); they are optional only because a
+/// row written without them is exactly what the verifier must be able to read
+/// and refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeRow {
+    pub up_to: i64,
+    pub at_ms: i64,
+    pub cutoff_ms: i64,
+    pub retention_days: Option<i64>,
+    /// The purge's own `audit.purge` entry.
+    pub event_seq: Option<i64>,
+    pub key_id: Option<String>,
+    pub signature: Option<Vec<u8>>,
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync + 'static {
     /// Appends entries (consecutive seqs) and optionally a checkpoint in one
@@ -73,12 +90,16 @@ pub trait AuditStore: Send + Sync + 'static {
 
     /// Highest `up_to` of the retention purges (0 if none).
     async fn audit_purged_up_to(&self) -> Result<i64>;
-    /// The largest checkpoint size whose last entry is older than `cutoff_ms`
-    /// and above the current purge point.
+    /// Every recorded purge, ascending by `up_to`.
+    async fn audit_purges(&self) -> Result<Vec<PurgeRow>>;
+    /// The largest checkpoint size signed before `cutoff_ms` (so every entry
+    /// it covers is older) and above the current purge point.
     async fn audit_purgeable_size(&self, cutoff_ms: i64) -> Result<Option<i64>>;
-    /// Records a purge up to `up_to` (a checkpoint size) and deletes those
-    /// entries, in one transaction; returns how many were deleted.
-    async fn purge_audit(&self, up_to: i64, now_ms: i64, cutoff_ms: i64) -> Result<u64>;
+    /// Records `purge` (signed, its event already appended) and deletes the
+    /// entries up to its `up_to` (a checkpoint size), in one transaction;
+    /// returns how many were deleted. The database refuses an unsigned record
+    /// and deletes above the record's cutoff (the migration's triggers).
+    async fn purge_audit(&self, purge: &PurgeRow) -> Result<u64>;
 
     /// The last seq a SIEM sink has been sent (0 if never).
     async fn audit_export_cursor(&self, sink: &str) -> Result<i64>;

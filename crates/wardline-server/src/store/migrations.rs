@@ -53,6 +53,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_routing.sql"),
         postgres: include_str!("../../migrations/postgres/0006_routing.sql"),
     },
+    Migration {
+        version: 7,
+        name: "hardening",
+        sqlite: include_str!("../../migrations/sqlite/0007_hardening.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_hardening.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

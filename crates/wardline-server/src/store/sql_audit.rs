@@ -7,7 +7,7 @@ use wardline_proto::OrgId;
 use wardline_proto::audit::AuditQuery;
 
 use super::Result;
-use super::audit::{AuditRow, AuditStore, CheckpointRow};
+use super::audit::{AuditRow, AuditStore, CheckpointRow, PurgeRow};
 use super::sql::{BulkPool, SqlStore, map_unique};
 
 macro_rules! audit_cols {
@@ -281,10 +281,34 @@ impl AuditStore for SqlStore {
         Ok(row.try_get("up_to")?)
     }
 
+    async fn audit_purges(&self) -> Result<Vec<PurgeRow>> {
+        sqlx::query(
+            "SELECT up_to, at_ms, cutoff_ms, retention_days, event_seq, key_id, signature \
+             FROM audit_purges ORDER BY up_to",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PurgeRow {
+                up_to: r.try_get("up_to")?,
+                at_ms: r.try_get("at_ms")?,
+                cutoff_ms: r.try_get("cutoff_ms")?,
+                retention_days: r.try_get("retention_days")?,
+                event_seq: r.try_get("event_seq")?,
+                key_id: r.try_get("key_id")?,
+                signature: r.try_get("signature")?,
+            })
+        })
+        .collect()
+    }
+
     async fn audit_purgeable_size(&self, cutoff_ms: i64) -> Result<Option<i64>> {
+        // The checkpoint's own (signed) time, not its last entry's: the
+        // verifier judges a purge's age from signed times only.
         let row = sqlx::query(
             "SELECT MAX(c.size) AS size FROM audit_checkpoints c JOIN audit_log l ON l.seq = c.size \
-             WHERE l.at_ms < $1",
+             WHERE c.at_ms < $1",
         )
         .bind(cutoff_ms)
         .fetch_one(&self.pool)
@@ -292,17 +316,24 @@ impl AuditStore for SqlStore {
         Ok(row.try_get("size")?)
     }
 
-    async fn purge_audit(&self, up_to: i64, now_ms: i64, cutoff_ms: i64) -> Result<u64> {
+    async fn purge_audit(&self, purge: &PurgeRow) -> Result<u64> {
         let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query("INSERT INTO audit_purges (up_to, at_ms, cutoff_ms) VALUES ($1, $2, $3)")
-            .bind(up_to)
-            .bind(now_ms)
-            .bind(cutoff_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_unique(e, "audit purge"))?;
+        sqlx::query(
+            "INSERT INTO audit_purges (up_to, at_ms, cutoff_ms, retention_days, event_seq, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(purge.up_to)
+        .bind(purge.at_ms)
+        .bind(purge.cutoff_ms)
+        .bind(purge.retention_days)
+        .bind(purge.event_seq)
+        .bind(&purge.key_id)
+        .bind(&purge.signature)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_unique(e, "audit purge"))?;
         let done = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
-            .bind(up_to)
+            .bind(purge.up_to)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

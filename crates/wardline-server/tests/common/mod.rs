@@ -70,6 +70,8 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     pub state: AppState,
     pub sql: Arc<SqlStore>,
+    /// The server's key provider (audit signing key, KEKs).
+    pub keys: Arc<dyn wardline_crypto::KeyProvider>,
     pub config: Config,
     pub ca_pem: Vec<u8>,
     pub setup_code: Option<String>,
@@ -113,6 +115,7 @@ impl TestServer {
             .expect("server builds");
         let state = server.state().clone();
         let sql = server.sql().clone();
+        let keys = server.keys().clone();
         let setup_code = server.setup_code().map(str::to_owned);
         let handle = Handle::new();
         let h = handle.clone();
@@ -125,6 +128,7 @@ impl TestServer {
             clock,
             state,
             sql,
+            keys,
             config,
             ca_pem,
             setup_code,
@@ -152,6 +156,7 @@ impl TestServer {
             .expect("server builds again");
         self.state = server.state().clone();
         self.sql = server.sql().clone();
+        self.keys = server.keys().clone();
         self.handle = Handle::new();
         let h = self.handle.clone();
         self.task =
