@@ -584,7 +584,75 @@ async fn wrong_mfa_codes_back_off_across_challenges(backend: Backend) {
         .unwrap();
 }
 
+/// H2's kind at sign-in: a burst of concurrent guesses at one account's
+/// password, or at its second factor over many challenges, is judged one at a
+/// time (count, then check), never all at once past the limit.
+async fn concurrent_guesses_are_judged_one_at_a_time(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("riverside").await;
+    let bad = login_req("riverside", &admin.user.email, "not the password at all");
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (c, bad) = (t.client(), bad.clone());
+            tokio::spawn(async move { c.login(&bad).await.unwrap_err().code() })
+        })
+        .collect();
+    let mut judged = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Some(ErrorCode::InvalidCredentials) => judged += 1,
+            Some(ErrorCode::RateLimited) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        (1..=5).contains(&judged),
+        "{judged} of 40 concurrent guesses were judged"
+    );
+
+    // Second factor: many challenges (the password is known), then every
+    // code at once.
+    t.clock.advance(3600);
+    let c = t.client();
+    let mut challenges = Vec::new();
+    for _ in 0..30 {
+        let ch = c
+            .login(&login_req("riverside", &admin.user.email, PASSWORD))
+            .await
+            .unwrap();
+        challenges.push(ch.mfa_token.unwrap());
+    }
+    let right = t.totp_code(&admin.totp_secret);
+    let tasks: Vec<_> = challenges
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let c = t.client();
+            let code = format!(
+                "{:06}",
+                (right.parse::<u32>().unwrap() + 1 + i as u32) % 1_000_000
+            );
+            tokio::spawn(async move { c.verify_mfa(&token, &code).await.unwrap_err().code() })
+        })
+        .collect();
+    let mut judged = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Some(ErrorCode::InvalidCredentials) => judged += 1,
+            Some(ErrorCode::RateLimited) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        (1..=5).contains(&judged),
+        "{judged} of 30 concurrent codes were judged"
+    );
+}
+
 both_backends!(
+    concurrent_guesses_are_judged_one_at_a_time,
     wrong_mfa_codes_back_off_across_challenges,
     administrators_cannot_lock_themselves_out,
     setup_code_works_once_and_mfa_is_required_by_default,

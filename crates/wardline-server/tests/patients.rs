@@ -1125,10 +1125,175 @@ async fn refusals(backend: Backend) {
     assert!(s.is_client_error(), "{s}");
 }
 
+/// One burst of form posts, each on its own HTTP/1.1 connection, all sent at
+/// once: the statuses.
+async fn burst(t: &TestServer, url: &str, bodies: Vec<String>) -> Vec<u16> {
+    let clients: Vec<reqwest::Client> = (0..bodies.len())
+        .map(|_| {
+            reqwest::Client::builder()
+                .tls_certs_only(reqwest::Certificate::from_pem_bundle(&t.ca_pem).unwrap())
+                .http1_only()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    // Connect every client first (a GET of the link), so the posts race.
+    for c in &clients {
+        c.get(url.rsplit_once('/').unwrap().0).send().await.unwrap();
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(bodies.len()));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .zip(bodies)
+        .map(|(c, body)| {
+            let (barrier, url) = (barrier.clone(), url.to_owned());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                c.post(url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+async fn link_failures(t: &TestServer) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(&t.config.database_url())
+        .await
+        .unwrap();
+    let row = sqlx::query("SELECT MAX(failures) AS f FROM secure_links")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::Row::try_get(&row, "f").unwrap()
+}
+
+/// H2 of the 2026-11-30 findings: 50–150 concurrent date-of-birth guesses
+/// were all evaluated (the link locks after 5) and the right one answered
+/// 200, disclosing the date of birth. Now each guess takes its attempt
+/// before it is compared, in one statement with the lock check.
+async fn parallel_guesses_stop_at_the_lock(backend: Backend) {
+    let Some(t) = server(backend, |_| {}).await else {
+        return;
+    };
+    let (_, nurse) = practice(&t).await;
+    let patient = new_patient(&nurse, "en").await;
+    consent(&nurse, patient.id, ConsentScope::SecureMessages, true).await;
+    let message = SendSecureMessageRequest {
+        text: Some("Your result is ready.".into()),
+        ..Default::default()
+    };
+    let send = || nurse.client.send_patient_message(patient.id, &message);
+    send().await.unwrap();
+    let log = t.config.sms_file_path();
+    let url = link_in(&wait_for_sms(&log, 1).await[0]);
+
+    // 100 wrong dates of birth at once: at most the limit is evaluated.
+    let statuses = burst(
+        &t,
+        &format!("{url}/verify"),
+        (0..100)
+            .map(|i| format!("dob=1950-01-{:02}", i % 28 + 1))
+            .collect(),
+    )
+    .await;
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        wrong <= 4,
+        "{wrong} wrong guesses answered as such: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 403].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        link_failures(&t).await <= 5,
+        "failures counted past the lock"
+    );
+    let resp = t
+        .http()
+        .post(format!("{url}/verify"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("dob={DOB}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "the right date after the lock");
+
+    // A fresh link, the right date once, then a burst of wrong codes on the
+    // same challenge: the same count, the same lock.
+    send().await.unwrap();
+    let url = link_in(&wait_for_sms(&log, 2).await[1]);
+    let page = t
+        .http()
+        .post(format!("{url}/verify"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("dob={DOB}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    let challenge = page
+        .split("name=\"challenge\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let lines = wait_for_sms(&log, 3).await;
+    let code: String = lines[2]["body"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(6)
+        .collect();
+    let statuses = burst(
+        &t,
+        &format!("{url}/code"),
+        (0..60)
+            .map(|i| {
+                format!(
+                    "challenge={challenge}&code={:06}",
+                    (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000
+                )
+            })
+            .collect(),
+    )
+    .await;
+    assert!(!statuses.contains(&303), "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 401).count() <= 4,
+        "{statuses:?}"
+    );
+    assert!(link_failures(&t).await <= 5);
+    // Locked: the right code opens nothing.
+    let resp = burst(
+        &t,
+        &format!("{url}/code"),
+        vec![format!("challenge={challenge}&code={code}")],
+    )
+    .await;
+    assert_eq!(resp, vec![403]);
+}
+
 both_backends!(
     patient_texting_end_to_end,
     http_gateway_against_a_provider_stand_in,
     refusals,
+    parallel_guesses_stop_at_the_lock,
 );
 
 /// The demo organisation (`serve --demo`) texts at once: no quiet hours, and a

@@ -41,6 +41,9 @@ const MFA_MAX_ATTEMPTS: i64 = 5;
 const RECOVERY_CODES: usize = 10;
 /// A failure streak is forgotten after a day without failures.
 const THROTTLE_DECAY_SECS: i64 = 24 * 3600;
+/// How long an attempt in flight holds its key (until it is judged, then the
+/// back-off or nothing holds it); bounds the wait if a node dies mid-attempt.
+const ATTEMPT_HOLD_SECS: i64 = 10;
 
 #[derive(Clone)]
 pub struct AuthService {
@@ -180,6 +183,46 @@ impl AuthService {
         Ok(())
     }
 
+    /// Takes one attempt under `k` before anything is compared (count, then
+    /// check, in one statement: see [`Store::take_attempt`]); returns the
+    /// attempt's number in the streak. Concurrent attempts under one key are
+    /// refused (429) while one is in flight, so a burst cannot evaluate more
+    /// guesses than the limit allows.
+    async fn take_attempt(&self, k: &ThrottleKey) -> ApiResult<i64> {
+        let now = self.clock.now();
+        match self
+            .store
+            .take_attempt(
+                &k.key,
+                now,
+                now - THROTTLE_DECAY_SECS,
+                now + ATTEMPT_HOLD_SECS,
+            )
+            .await?
+        {
+            Ok(count) => Ok(count),
+            Err(until) => {
+                metrics::counter!("wardline_login_throttled_total").increment(1);
+                Err(ApiError::rate_limited((until - now).max(1)))
+            }
+        }
+    }
+
+    /// The attempt numbered `count` under `k` failed: its back-off holds the key.
+    async fn attempt_failed(&self, k: &ThrottleKey, count: i64) -> ApiResult<()> {
+        let now = self.clock.now();
+        self.store
+            .hold_throttle(
+                &k.key,
+                now + backoff_secs(count, k.free, self.cfg.lockout_max_secs),
+            )
+            .await?;
+        metrics::counter!("wardline_login_failures_total").increment(1);
+        Ok(())
+    }
+
+    /// Counts a failure under each key (the failure itself is counted by
+    /// [`AuthService::attempt_failed`]).
     async fn record_failure(&self, keys: &[ThrottleKey]) -> ApiResult<()> {
         let now = self.clock.now();
         for k in keys {
@@ -187,7 +230,6 @@ impl AuthService {
                 .record_failure(&k.key, now, now - THROTTLE_DECAY_SECS)
                 .await?;
         }
-        metrics::counter!("wardline_login_failures_total").increment(1);
         Ok(())
     }
 
@@ -199,8 +241,13 @@ impl AuthService {
         ip: IpAddr,
         audit: &AuditScope,
     ) -> ApiResult<LoginResponse> {
-        let keys = self.throttle_keys(&req.org, &req.email, ip);
-        self.check_throttle(&keys).await?;
+        let [acct_ip, acct, addr] = self.throttle_keys(&req.org, &req.email, ip);
+        // The address keys refuse early, before any password hashing; the
+        // account's attempt is taken before the password is compared, so
+        // concurrent guesses at one account are judged one at a time.
+        let by_address = [acct_ip, addr];
+        self.check_throttle(&by_address).await?;
+        let attempt = self.take_attempt(&acct).await?;
 
         let org = match self.directory.org_by_slug(req.org.trim()).await {
             Ok(o) => Some(o),
@@ -225,9 +272,13 @@ impl AuthService {
             )
             .await?;
         let (Some(org), Some(user), true) = (org, user, ok) else {
-            self.record_failure(&keys).await?;
+            self.record_failure(&by_address).await?;
+            self.attempt_failed(&acct, attempt).await?;
             return Err(invalid_login());
         };
+        // Success clears the account's streaks, not the address's.
+        self.store.clear_throttle(&by_address[0].key).await?;
+        self.store.clear_throttle(&acct.key).await?;
         // Only someone who knows the password learns that the account is barred.
         if user.status != UserStatus::Active {
             return Err(ApiError::forbidden(
@@ -239,9 +290,6 @@ impl AuthService {
         if self.wipes.get_wipe(req.device_id).await?.is_some() {
             return Err(device_wiped());
         }
-        // Success clears the account's streaks, not the address's.
-        self.store.clear_throttle(&keys[0].key).await?;
-        self.store.clear_throttle(&keys[1].key).await?;
 
         if user.totp_enabled {
             let token = new_token("wlm_");
@@ -330,9 +378,9 @@ impl AuthService {
             key: format!("mfa:{}", user.id),
             free: self.cfg.lockout_free_attempts,
         }];
-        self.check_throttle(&mfa_key).await?;
+        let attempt = self.take_attempt(&mfa_key[0]).await?;
         if !self.check_second_factor(&user, &req.code).await? {
-            self.record_failure(&mfa_key).await?;
+            self.attempt_failed(&mfa_key[0], attempt).await?;
             return Err(invalid_code());
         }
         self.store.clear_throttle(&mfa_key[0].key).await?;
@@ -580,16 +628,25 @@ impl AuthService {
         req: ChangePasswordRequest,
     ) -> ApiResult<()> {
         let mut user = self.directory.user_row(p.org_id, p.user_id).await?;
+        // A session left open is not a licence to guess the password it
+        // would take over: the same attempt limit as sign-in.
+        let key = ThrottleKey {
+            key: format!("password-change:{}", user.id),
+            free: self.cfg.lockout_free_attempts,
+        };
+        let attempt = self.take_attempt(&key).await?;
         if !self
             .passwords
             .verify(Some(&user.password_hash), &req.current_password)
             .await?
         {
+            self.attempt_failed(&key, attempt).await?;
             return Err(ApiError::new(
                 ErrorCode::InvalidCredentials,
                 "current password is wrong",
             ));
         }
+        self.store.clear_throttle(&key.key).await?;
         let wire = self.directory.to_wire(&user).await?;
         password::check_policy(&req.new_password, &[&wire.email, &wire.display_name])?;
         user.password_hash = self.passwords.hash(&req.new_password).await?;

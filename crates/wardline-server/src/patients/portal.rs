@@ -63,6 +63,26 @@ impl From<StoreError> for PortalError {
     }
 }
 
+/// One identity-check attempt taken on a link: `count` attempts (this one
+/// included) stand against the link's `max`.
+struct Attempt {
+    max: i64,
+    count: i64,
+}
+
+impl Attempt {
+    /// The answer to a wrong date of birth or code (already counted).
+    fn failed(&self) -> PortalError {
+        if self.count >= self.max {
+            PortalError::Locked
+        } else {
+            PortalError::Wrong {
+                left: self.max - self.count,
+            }
+        }
+    }
+}
+
 /// A live link and its patient.
 pub struct LinkView {
     pub link: LinkRow,
@@ -147,20 +167,23 @@ impl PatientService {
         Ok(LinkView { link, patient })
     }
 
-    async fn failure(&self, view: &LinkView) -> PortalError {
-        let max = match self.policy(view.link.org_id).await {
-            Ok(p) => p.verify_max_failures,
-            Err(e) => return e.into(),
-        };
+    /// Takes one attempt on the link before anything is compared (see
+    /// [`crate::store::PatientStore::link_attempt`]): a locked link, or one
+    /// whose attempts are all taken by concurrent requests, evaluates nothing.
+    async fn attempt(&self, view: &LinkView) -> Result<Attempt, PortalError> {
+        let max = self.policy(view.link.org_id).await?.verify_max_failures;
         match self
             .store
-            .link_failure(view.link.id, max, self.clock.now())
-            .await
+            .link_attempt(view.link.id, max, self.clock.now())
+            .await?
         {
-            Ok(n) if n >= max => PortalError::Locked,
-            Ok(n) => PortalError::Wrong { left: max - n },
-            Err(e) => e.into(),
+            Some(count) => Ok(Attempt { max, count }),
+            None => Err(PortalError::Locked),
         }
+    }
+
+    async fn attempt_passed(&self, view: &LinkView, a: &Attempt) -> Result<(), PortalError> {
+        Ok(self.store.link_attempt_passed(view.link.id, a.max).await?)
     }
 
     /// Step one: the date of birth. On a match, texts a code and returns the
@@ -170,9 +193,11 @@ impl PatientService {
         view: &LinkView,
         dob: &str,
     ) -> Result<String, PortalError> {
+        let attempt = self.attempt(view).await?;
         if dob.trim() != view.patient.dob {
-            return Err(self.failure(view).await);
+            return Err(attempt.failed());
         }
+        self.attempt_passed(view, &attempt).await?;
         let now = self.clock.now();
         if view
             .link
@@ -235,11 +260,13 @@ impl PatientService {
             return Err(PortalError::CodeExpired);
         }
         let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        let attempt = self.attempt(view).await?;
         if view.link.code_hash.as_deref()
             != Some(code_hash(view.link.id, challenge, &code).as_str())
         {
-            return Err(self.failure(view).await);
+            return Err(attempt.failed());
         }
+        self.attempt_passed(view, &attempt).await?;
         if !self.store.link_use(view.link.id).await? {
             // Another browser used the code, or the last use, first.
             return Err(PortalError::Invalid);

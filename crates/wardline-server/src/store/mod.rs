@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use wardline_proto::directory::{OrgPolicy, UserStatus};
 use wardline_proto::{DeviceId, OrgId, Role, SessionId, UserId};
 
-pub use audit::{AuditRow, AuditStore, CheckpointRow};
+pub use audit::{AuditRow, AuditStore, CheckpointRow, PurgeRow};
 pub use lifecycle::LifecycleStore;
 pub use messaging::MessagingStore;
 pub use patients::PatientStore;
@@ -227,4 +227,20 @@ pub trait Store: Send + Sync + 'static {
     /// than `decay_before`. Returns the row after the update.
     async fn record_failure(&self, key: &str, now: i64, decay_before: i64) -> Result<ThrottleRow>;
     async fn clear_throttle(&self, key: &str) -> Result<()>;
+    /// Takes one attempt under `key` *before* anything is compared, in one
+    /// statement: only if nothing holds the key now (a back-off, or another
+    /// attempt in flight), it counts the attempt as a failure (a streak whose
+    /// last failure is older than `decay_before` restarts at 1) and holds the
+    /// key until `hold_until`. Returns `Ok(count)` with this attempt, or
+    /// `Err(held_until)` when held. Concurrent attempts under one key are
+    /// therefore evaluated one at a time, never past the limit.
+    async fn take_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        decay_before: i64,
+        hold_until: i64,
+    ) -> Result<std::result::Result<i64, i64>>;
+    /// After a failed attempt: hold `key` until `until` (its back-off).
+    async fn hold_throttle(&self, key: &str, until: i64) -> Result<()>;
 }

@@ -168,8 +168,16 @@ pub trait PatientStore: Send + Sync {
     async fn insert_link(&self, l: &LinkRow) -> Result<()>;
     /// The one public lookup: by token hash, across organisations (the token names its link).
     async fn link_by_token(&self, token_hash: &str) -> Result<LinkRow>;
-    /// Counts a failed check; locks the link at `max_failures`. Returns the new count.
-    async fn link_failure(&self, id: Uuid, max_failures: i64, at: i64) -> Result<i64>;
+    /// Takes one identity-check attempt on the link *before* anything is
+    /// compared: in one statement, only while the link is unlocked and under
+    /// `max_failures`; it counts as a failure (locking the link at the limit)
+    /// until [`PatientStore::link_attempt_passed`] gives it back. Returns the
+    /// count with this attempt, or `None` when the link is locked or at the
+    /// limit. So concurrent guesses are never evaluated beyond the limit.
+    async fn link_attempt(&self, id: Uuid, max_failures: i64, at: i64) -> Result<Option<i64>>;
+    /// The attempt taken by `link_attempt` passed: it no longer counts, and a
+    /// lock that it alone caused is lifted.
+    async fn link_attempt_passed(&self, id: Uuid, max_failures: i64) -> Result<()>;
     async fn link_set_code(
         &self,
         id: Uuid,
@@ -177,7 +185,8 @@ pub trait PatientStore: Send + Sync {
         code_hash: &str,
         expires_at: i64,
     ) -> Result<()>;
-    /// Consumes the pending code and one use, if one is left. False: none left.
+    /// Consumes the pending code and one use, if one is left and the link is
+    /// not locked. False: none left, or locked.
     async fn link_use(&self, id: Uuid) -> Result<bool>;
     /// Revokes a patient's open links; returns how many.
     async fn revoke_links(&self, org: OrgId, patient: Uuid, at: i64) -> Result<i64>;

@@ -849,4 +849,47 @@ impl Store for SqlStore {
             .await?;
         Ok(())
     }
+
+    async fn take_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        decay_before: i64,
+        hold_until: i64,
+    ) -> Result<std::result::Result<i64, i64>> {
+        let taken = sqlx::query(
+            "INSERT INTO login_throttle (key, failures, last_failure_at, held_until) VALUES ($1, 1, $2, $4) \
+             ON CONFLICT (key) DO UPDATE SET \
+               failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 ELSE login_throttle.failures + 1 END, \
+               last_failure_at = $2, held_until = $4 \
+             WHERE login_throttle.held_until <= $2 \
+             RETURNING failures",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(decay_before)
+        .bind(hold_until)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = taken {
+            return Ok(Ok(row.try_get("failures")?));
+        }
+        let held = sqlx::query("SELECT held_until FROM login_throttle WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(Err(match held {
+            Some(r) => r.try_get("held_until")?,
+            None => now,
+        }))
+    }
+
+    async fn hold_throttle(&self, key: &str, until: i64) -> Result<()> {
+        sqlx::query("UPDATE login_throttle SET held_until = $2 WHERE key = $1")
+            .bind(key)
+            .bind(until)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

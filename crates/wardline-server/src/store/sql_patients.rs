@@ -399,22 +399,36 @@ impl PatientStore for SqlStore {
         link_from_row(&row)
     }
 
-    async fn link_failure(&self, id: Uuid, max_failures: i64, at: i64) -> Result<i64> {
-        // One statement: concurrent failures cannot both slip under the limit.
-        // A pending code stays valid (a mistyped code can be typed again);
-        // every failure, of either step, counts toward the lock.
+    async fn link_attempt(&self, id: Uuid, max_failures: i64, at: i64) -> Result<Option<i64>> {
+        // Count first, compare after: the lock and the limit are checked in
+        // the same statement that counts, so a burst of concurrent guesses
+        // cannot all pass a check made before any of them was counted.
         let row = sqlx::query(
             "UPDATE secure_links SET failures = failures + 1, \
-             locked_at = CASE WHEN failures + 1 >= $2 THEN COALESCE(locked_at, $3) ELSE locked_at END \
-             WHERE id = $1 RETURNING failures",
+             locked_at = CASE WHEN failures + 1 >= $2 THEN $3 ELSE locked_at END \
+             WHERE id = $1 AND locked_at IS NULL AND failures < $2 RETURNING failures",
         )
         .bind(id.to_string())
         .bind(max_failures)
         .bind(at)
         .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        Ok(row.try_get("failures")?)
+        .await?;
+        row.map(|r| r.try_get("failures"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    async fn link_attempt_passed(&self, id: Uuid, max_failures: i64) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE secure_links SET failures = failures - 1, \
+             locked_at = CASE WHEN failures - 1 < $2 THEN NULL ELSE locked_at END \
+             WHERE id = $1 AND failures > 0",
+        )
+        .bind(id.to_string())
+        .bind(max_failures)
+        .execute(&self.pool)
+        .await?;
+        not_found_if_none(done.rows_affected())
     }
 
     async fn link_set_code(
@@ -439,7 +453,7 @@ impl PatientStore for SqlStore {
     async fn link_use(&self, id: Uuid) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE secure_links SET uses = uses + 1, challenge_hash = NULL, code_hash = NULL, code_expires_at = NULL \
-             WHERE id = $1 AND uses < max_uses AND code_hash IS NOT NULL",
+             WHERE id = $1 AND uses < max_uses AND code_hash IS NOT NULL AND locked_at IS NULL",
         )
         .bind(id.to_string())
         .execute(&self.pool)
