@@ -17,27 +17,169 @@ use wardline_proto::ErrorCode;
 
 use crate::error::ApiError;
 
-/// JSON body. Wrong content type → 415, too large → 413, syntax → 400, wrong
-/// types or missing fields → 400 naming the field.
+/// JSON body. Wrong content type → 415, too large → 413, syntax → 400, not
+/// a JSON object → 400 (every request body is an object: a sequence must not
+/// fill a struct's fields by position), a control character in any string
+/// → 422 ([`control_character_in_json`]), wrong types or missing fields → 400
+/// naming the field.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(not_json());
+        }
+        let bytes = body_bytes(
+            axum::body::Bytes::from_request(req, state).await,
+            "request body",
+        )?;
+        check_json_text(&bytes)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rej) => Err(json_rejection(rej)),
         }
     }
 }
 
+/// `application/json` or any `+json` media type, as axum's `Json` accepts.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The edge checks every JSON body passes before it is deserialised.
+fn check_json_text(body: &[u8]) -> Result<(), ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::bad_request(
+            "invalid request body: expected a JSON object",
+        ));
+    }
+    if let Some(c) = control_character_in_json(body) {
+        return Err(control_character_error(c));
+    }
+    Ok(())
+}
+
+fn control_character_error(c: u32) -> ApiError {
+    ApiError::validation(format!(
+        "text may not contain control characters (found U+{c:04X}); tabs and line breaks are allowed"
+    ))
+}
+
+/// Whether `c` may not appear in any text the API stores: C0 controls other
+/// than tab, line feed and carriage return, DEL and the C1 controls. NUL in
+/// particular: PostgreSQL refuses it in text (SQLite stores it), so letting it
+/// through made the engines hold different data and failed whole audit
+/// batches on PostgreSQL.
+pub fn forbidden_control(c: u32) -> bool {
+    (c < 0x20 && !matches!(c, 0x09 | 0x0a | 0x0d)) || (0x7f..=0x9f).contains(&c)
+}
+
+/// The first forbidden control character in any string of a JSON text, raw
+/// or escaped (`\u0000`, `\b`, `\f`), without parsing it. (Raw C0 bytes
+/// inside strings are invalid JSON, which the parser refuses anyway.)
+pub fn control_character_in_json(body: &[u8]) -> Option<u32> {
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'\\' => {
+                match body.get(i + 1) {
+                    Some(b'u') => {
+                        let c = body
+                            .get(i + 2..i + 6)
+                            .and_then(|h| std::str::from_utf8(h).ok())
+                            .and_then(|h| u32::from_str_radix(h, 16).ok());
+                        if let Some(c) = c
+                            && forbidden_control(c)
+                        {
+                            return Some(c);
+                        }
+                        i += 6;
+                    }
+                    Some(b'b') => return Some(0x08),
+                    Some(b'f') => return Some(0x0c),
+                    _ => i += 2,
+                }
+                continue;
+            }
+            0x7f => return Some(0x7f),
+            0xc2 if body.get(i + 1).is_some_and(|b| (0x80..=0x9f).contains(b)) => {
+                return Some(u32::from(body[i + 1]) & 0xff);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The first forbidden control character in percent-encoded text (a path or
+/// query string), once decoded.
+pub fn control_character_in_url(raw: &str) -> Option<u32> {
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                decoded.push(b);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded)
+        .chars()
+        .map(u32::from)
+        .find(|c| forbidden_control(*c))
+}
+
+/// Form fields (webhooks, patient pages) pass the same text rule.
+pub fn check_form_text(fields: &[(String, String)]) -> Result<(), ApiError> {
+    match fields
+        .iter()
+        .flat_map(|(k, v)| k.chars().chain(v.chars()))
+        .map(u32::from)
+        .find(|c| forbidden_control(*c))
+    {
+        Some(c) => Err(control_character_error(c)),
+        None => Ok(()),
+    }
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        "send the body as JSON with Content-Type: application/json",
+    )
+}
+
 fn json_rejection(rej: JsonRejection) -> ApiError {
     match rej {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "send the body as JSON with Content-Type: application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => not_json(),
         JsonRejection::JsonSyntaxError(e) => {
             ApiError::bad_request(format!("malformed JSON: {}", e.body_text()))
         }
@@ -58,6 +200,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(c) = control_character_in_url(parts.uri.path()) {
+            return Err(control_character_error(c));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
             Err(rej) => Err(path_rejection(rej)),
@@ -76,6 +221,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(c) = parts.uri.query().and_then(control_character_in_url) {
+            return Err(control_character_error(c));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
             Err(rej) => Err(query_rejection(rej)),
@@ -184,6 +332,33 @@ pub fn body_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_found_raw_and_escaped() {
+        for (json, found) in [
+            (r#"{"org":"de\u0000mo"}"#, Some(0)),
+            (r#"{"a":"x\u001Bx"}"#, Some(0x1b)),
+            (r#"{"a":"\b"}"#, Some(8)),
+            (r#"{"a":"\f"}"#, Some(0x0c)),
+            ("{\"a\":\"x\u{7f}\"}", Some(0x7f)),
+            ("{\"a\":\"x\u{85}\"}", Some(0x85)),
+            (r#"{"a":"\u0085"}"#, Some(0x85)),
+            // Allowed: line breaks and tabs, an escaped backslash before "u0000",
+            // non-control text that merely looks close.
+            (r#"{"a":"line\nbreak\ttab\r"}"#, None),
+            (r#"{"a":"\\u0000"}"#, None),
+            ("{\"a\":\"Ça ¢ ß 🛑 \u{a0}\"}", None),
+            (r#"{"a":"\u00e9\u2028"}"#, None),
+        ] {
+            assert_eq!(control_character_in_json(json.as_bytes()), found, "{json}");
+        }
+        assert_eq!(control_character_in_url("/api/v1/x%00y"), Some(0));
+        assert_eq!(control_character_in_url("q=a%C2%85"), Some(0x85));
+        assert_eq!(control_character_in_url("q=caf%C3%A9&x=%0A"), None);
+        assert_eq!(control_character_in_url("q=%zz%"), None);
+        assert!(check_json_text(b" [null, null]").is_err());
+        assert!(check_json_text(b"{}").is_ok());
+    }
 
     fn xff(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -39,7 +39,8 @@ async fn sweep_every_operation_with_malformed_bodies(backend: Backend) {
     let http = t.http();
     let doc = t.openapi().await;
     let some_id = Uuid::new_v4().to_string();
-    let bodies: Vec<(&str, Vec<u8>, &str)> = vec![
+    let bodies: Vec<(&str, Vec<u8>, &str)> =
+        vec![
         (
             "malformed JSON",
             b"{\"email\": ".to_vec(),
@@ -53,6 +54,12 @@ async fn sweep_every_operation_with_malformed_bodies(backend: Backend) {
         ),
         ("empty object", b"{}".to_vec(), "application/json"),
         ("array", b"[1,2,3]".to_vec(), "application/json"),
+        ("sequence of nulls", b"[null,null]".to_vec(), "application/json"),
+        (
+            "NUL in text",
+            br#"{"name":"a\u0000b","text":"\u0000","org":"x\u0000"}"#.to_vec(),
+            "application/json",
+        ),
         ("null", b"null".to_vec(), "application/json"),
         (
             "not JSON content type",
@@ -342,4 +349,152 @@ async fn targeted_cases(backend: Backend) {
     assert_json_error(r, 405, "method_not_allowed", "wrong method").await;
 }
 
-both_backends!(sweep_every_operation_with_malformed_bodies, targeted_cases);
+/// H3 and M6 of the 2026-11-30 findings: on PostgreSQL a NUL in a text field
+/// answered 500 (SQLite stored it, so the engines held different data), and
+/// one user's NUL in a patient reference failed the whole audit group commit,
+/// answering 503 to other users' concurrent requests. Control characters are
+/// now refused at the edge with 422 on both engines, and a bad event cannot
+/// fail its group.
+async fn control_characters_are_refused_without_collateral(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let nurse = t.user_with_role(&admin, wardline_proto::Role::Nurse).await;
+    let http = t.http();
+    let url = |p: &str| format!("{}{p}", t.url);
+    let send = |method: Method, path: &str, token: Option<&str>, body: &str| {
+        let mut req = http
+            .request(method, url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let device = Uuid::new_v4();
+    for (method, path, token, body) in [
+        (
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            format!(
+                r#"{{"org":"al\u0000pha","email":"a@b.test","password":"x","device_id":"{device}"}}"#
+            ),
+        ),
+        (
+            Method::POST,
+            "/api/v1/routing/departments",
+            Some(&admin.token),
+            r#"{"name":"dept\u0000x"}"#.to_owned(),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/sms/templates/custom_nul/en",
+            Some(&admin.token),
+            r#"{"body":"hi\u0000","class":"phi"}"#.to_owned(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/routing/patient-access",
+            Some(&nurse.token),
+            r#"{"patient_ref":"MRN\u0000X","reason":"emergency access needed now"}"#.to_owned(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/routing/departments",
+            Some(&admin.token),
+            "{\"name\":\"C1 \u{85} control\"}".to_owned(),
+        ),
+    ] {
+        let r = send(method.clone(), path, token.map(String::as_str), &body)
+            .await
+            .unwrap();
+        assert_json_error(r, 422, "validation", &format!("{method} {path} {body}")).await;
+    }
+    for path in [
+        "/api/v1/routing/search?q=a%00b".to_owned(),
+        format!("/api/v1/users/{}%00", admin.user.id),
+    ] {
+        let r = http
+            .get(url(&path))
+            .bearer_auth(&admin.token)
+            .send()
+            .await
+            .unwrap();
+        assert_json_error(r, 422, "validation", &path).await;
+    }
+    // A sequence is not an object, even when its length fits a struct.
+    let r = send(
+        Method::PATCH,
+        &format!("/api/v1/users/{}", nurse.user.id),
+        Some(&admin.token),
+        "[null, null]",
+    )
+    .await
+    .unwrap();
+    assert_json_error(r, 400, "bad_request", "[null, null] as a PATCH body").await;
+
+    // One user's NUL bytes beside another user's ordinary requests: the
+    // other user never sees a failure.
+    let bad = (0..150).map(|_| {
+        send(
+            Method::POST,
+            "/api/v1/routing/patient-access",
+            Some(&nurse.token),
+            r#"{"patient_ref":"MRN\u0000X","reason":"emergency access needed now"}"#,
+        )
+    });
+    let good = (0..150).map(|_| {
+        http.get(url("/api/v1/org"))
+            .bearer_auth(&admin.token)
+            .send()
+    });
+    let (bad, good) = tokio::join!(
+        futures_util::future::join_all(bad),
+        futures_util::future::join_all(good)
+    );
+    assert!(bad.iter().all(|r| r.as_ref().unwrap().status() == 422));
+    let statuses: Vec<u16> = good
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    // Events that do carry a control character (from anywhere but the
+    // edge) are still written, on both engines, with it replaced.
+    use wardline_proto::audit::AuditAction;
+    use wardline_server::audit::NewEvent;
+    let mut event = NewEvent::service("test", AuditAction::AuditSearch);
+    event.patient_id = Some("MRN\u{0}X".into());
+    let writes = (0..20).map(|i| {
+        let mut e = if i == 7 {
+            event.clone()
+        } else {
+            NewEvent::service("test", AuditAction::AuditSearch)
+        };
+        e.reason = Some(format!("event {i}"));
+        t.state.audit.record(e)
+    });
+    for r in futures_util::future::join_all(writes).await {
+        r.unwrap();
+    }
+    let rows = wardline_server::store::AuditStore::audit_entries(t.sql.as_ref(), 0, 100_000)
+        .await
+        .unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.patient_id.as_deref() == Some("MRN\u{fffd}X"))
+    );
+    assert!(
+        rows.iter()
+            .all(|r| !r.patient_id.as_deref().unwrap_or("").contains('\0'))
+    );
+}
+
+both_backends!(
+    sweep_every_operation_with_malformed_bodies,
+    targeted_cases,
+    control_characters_are_refused_without_collateral
+);

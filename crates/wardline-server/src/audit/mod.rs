@@ -276,7 +276,7 @@ impl Writer {
                 _ = ticker.tick() => {
                     let due = self.tip.range.size() > self.tip.last_cp_size
                         && self.clock.now_ms() - self.tip.last_cp_at_ms >= self.interval_ms;
-                    if due && let Err(e) = self.write(Vec::new(), true).await {
+                    if due && let Err(e) = self.write(&[], true).await {
                         tracing::error!(error = %e, "audit checkpoint failed");
                     }
                 }
@@ -298,35 +298,53 @@ impl Writer {
             }
         }
         let force = !checkpoints.is_empty();
-        match self.write(events, force).await {
-            Ok(seqs) => {
-                for (done, seq) in appends.into_iter().zip(seqs) {
-                    let _ = done.send(Ok(seq));
+        let mut checkpoint_error = None;
+        let result: Vec<Result<i64, String>> = match self.write(&events, force).await {
+            Ok(seqs) => seqs.into_iter().map(Ok).collect(),
+            // One event the database refuses must not fail the others in its
+            // group (other users' requests): write them one by one, so only
+            // the bad one fails.
+            Err(e) if events.len() > 1 => {
+                tracing::warn!(error = %e, "audit group commit failed; writing its events one by one");
+                let mut each = Vec::with_capacity(events.len());
+                for event in &events {
+                    each.push(
+                        self.write(std::slice::from_ref(event), false)
+                            .await
+                            .map(|seqs| seqs[0])
+                            .map_err(|e| e.to_string()),
+                    );
                 }
-                let size = (self.tip.last_cp_size > 0).then_some(self.tip.last_cp_size as i64);
-                for done in checkpoints {
-                    let _ = done.send(Ok(size));
+                if force && let Err(e) = self.write(&[], true).await {
+                    checkpoint_error = Some(e.to_string());
                 }
+                each
             }
             Err(e) => {
-                for done in appends {
-                    let _ = done.send(Err(e.to_string()));
-                }
-                for done in checkpoints {
-                    let _ = done.send(Err(e.to_string()));
-                }
+                checkpoint_error = Some(e.to_string());
+                vec![Err(e.to_string()); events.len()]
             }
+        };
+        for (done, r) in appends.into_iter().zip(result) {
+            let _ = done.send(r);
+        }
+        let size = (self.tip.last_cp_size > 0).then_some(self.tip.last_cp_size as i64);
+        for done in checkpoints {
+            let _ = done.send(match &checkpoint_error {
+                Some(e) => Err(e.clone()),
+                None => Ok(size),
+            });
         }
     }
 
     /// Commits `events` (and a checkpoint when due or `force`d). On a sequence
     /// conflict (another node appended) it reloads the tip and tries once more.
-    async fn write(&mut self, events: Vec<NewEvent>, force: bool) -> Result<Vec<i64>, StoreError> {
-        match self.try_write(&events, force).await {
+    async fn write(&mut self, events: &[NewEvent], force: bool) -> Result<Vec<i64>, StoreError> {
+        match self.try_write(events, force).await {
             Err(StoreError::Conflict(_)) => {
                 self.tip =
                     load_tip(self.store.as_ref(), self.keys.as_ref(), self.clock.as_ref()).await?;
-                self.try_write(&events, force).await
+                self.try_write(events, force).await
             }
             other => other,
         }
@@ -348,16 +366,16 @@ impl Writer {
                 at_ms: now,
                 org_id: e.org_id,
                 actor_kind: e.actor_kind,
-                actor_id: e.actor_id.clone(),
+                actor_id: storable(&e.actor_id),
                 device_id: e.device_id,
-                source_ip: e.source_ip.clone(),
-                user_agent: e.user_agent.clone(),
+                source_ip: storable(&e.source_ip),
+                user_agent: storable(&e.user_agent),
                 action: e.action,
-                target_type: e.target_type.clone(),
-                target_id: e.target_id.clone(),
-                patient_id: e.patient_id.clone(),
+                target_type: storable(&e.target_type),
+                target_id: storable(&e.target_id),
+                patient_id: storable(&e.patient_id),
                 outcome: e.outcome,
-                reason: e.reason.clone(),
+                reason: storable(&e.reason),
                 leaf_hash: None,
             };
             let leaf = leaf_hash(&event.canonical_bytes());
@@ -389,6 +407,30 @@ impl Writer {
         self.tip = tip;
         Ok(seqs)
     }
+}
+
+/// Text as both engines store it: control characters (which the API refuses
+/// at the edge, but an event can carry from elsewhere) become U+FFFD, so an
+/// event can always be written, and written the same on SQLite and PostgreSQL.
+fn storable(text: &Option<String>) -> Option<String> {
+    let t = text.as_ref()?;
+    if !t
+        .chars()
+        .any(|c| crate::http::forbidden_control(u32::from(c)))
+    {
+        return Some(t.clone());
+    }
+    Some(
+        t.chars()
+            .map(|c| {
+                if crate::http::forbidden_control(u32::from(c)) {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect(),
+    )
 }
 
 fn sign_checkpoint(

@@ -297,6 +297,7 @@ fn read_form<T: serde::de::DeserializeOwned>(
     }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|_| ApiError::bad_request("malformed form body"))?;
+    crate::http::check_form_text(&pairs)?;
     let typed = serde_urlencoded::from_bytes(body)
         .map_err(|e| ApiError::bad_request(format!("form: {e}")))?;
     Ok((pairs, typed))
