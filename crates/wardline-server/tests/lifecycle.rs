@@ -613,6 +613,11 @@ async fn remote_wipe(backend: Backend) {
     // What a thief might copy off the phone (and its passphrase, worst case).
     let stolen = std::fs::read(devices.path(nina.device_id)).unwrap();
 
+    // M8 of the 2026-11-30 findings: another organisation's administrator
+    // signs in with the phone's device id (ids are listed to colleagues).
+    let other = t.create_org("elsewhere").await;
+    let impostor = t.sign_in_as_device(&other, nina.device_id).await;
+
     // Paul may not wipe Nina's phone; Nina may, from her laptop.
     let err = p.api.wipe_device(nina.device_id, "no").await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden));
@@ -634,8 +639,19 @@ async fn remote_wipe(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(w.status, WipeStatus::Pending);
-    assert_eq!(w.sessions_ended, 1);
+    assert_eq!(w.sessions_ended, 1, "only the phone's own session");
     assert_eq!(w.conversations, 1);
+    // The other organisation's session is not the phone's: not ended, not
+    // told of the wipe, and it cannot confirm it in the phone's place.
+    impostor.current_session().await.unwrap();
+    let err = impostor.confirm_wipe().await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unauthenticated));
+    let again = t.sign_in_as_device(&other, nina.device_id).await;
+    again.current_session().await.unwrap();
+    assert_eq!(
+        admin.client.device_wipes().await.unwrap().wipes[0].status,
+        WipeStatus::Pending
+    );
     let err = admin
         .client
         .wipe_device(nina.device_id, "again")

@@ -90,7 +90,7 @@ impl AuthService {
         };
         let wiped = self
             .wipes
-            .get_wipe(s.device_id)
+            .get_wipe(s.org_id, s.user_id, s.device_id)
             .await?
             .is_some_and(|w| w.confirmed_at.is_none() && w.requested_at >= s.created_at);
         Ok(wiped.then_some(s))
@@ -287,7 +287,12 @@ impl AuthService {
         }
         audit.actor_user(org.id, user.id, req.device_id);
         // A wiped device stays retired: whoever holds it is told to erase it.
-        if self.wipes.get_wipe(req.device_id).await?.is_some() {
+        if self
+            .wipes
+            .get_wipe(org.id, user.id, req.device_id)
+            .await?
+            .is_some()
+        {
             return Err(device_wiped());
         }
 
@@ -470,9 +475,9 @@ impl AuthService {
             // Ended by a remote wipe: the device must erase itself and confirm.
             if self
                 .wipes
-                .get_wipe(s.device_id)
+                .get_wipe(s.org_id, s.user_id, s.device_id)
                 .await?
-                .is_some_and(|w| w.confirmed_at.is_none())
+                .is_some_and(|w| w.confirmed_at.is_none() && w.requested_at >= s.created_at)
             {
                 return Err(device_wiped());
             }

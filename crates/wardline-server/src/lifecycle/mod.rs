@@ -848,30 +848,25 @@ impl LifecycleService {
         })
     }
 
-    /// The wipe order of the device a (revoked) session belongs to, if any
-    /// and not yet confirmed.
-    pub async fn pending_wipe(&self, device: DeviceId) -> ApiResult<Option<WipeRow>> {
-        Ok(self
-            .store
-            .get_wipe(device)
-            .await?
-            .filter(|w| w.confirmed_at.is_none()))
-    }
-
+    /// The confirmation of the wiped device's own session (`session` is one
+    /// the wipe ended: [`crate::auth::AuthService::wiped_session`]).
     pub async fn confirm_wipe(
         &self,
-        device: DeviceId,
+        session: &crate::store::SessionRow,
         confirmation: WipeConfirmation,
     ) -> ApiResult<DeviceWipe> {
+        let (org, user, device) = (session.org_id, session.user_id, session.device_id);
         if !confirmation.erased {
             return Err(ApiError::validation(
                 "confirm only after erasing the local store and keys (erased: true)",
             ));
         }
-        self.store.confirm_wipe(device, self.clock.now()).await?;
+        self.store
+            .confirm_wipe(org, user, device, self.clock.now())
+            .await?;
         let w = self
             .store
-            .get_wipe(device)
+            .get_wipe(org, user, device)
             .await?
             .ok_or_else(|| ApiError::not_found("device wipe"))?;
         Ok(wire_wipe(&w))

@@ -220,7 +220,5 @@ async fn confirm_wipe(
         .ok_or_else(ApiError::unauthenticated)?;
     audit.actor_user(session.org_id, session.user_id, session.device_id);
     audit.target("device", session.device_id);
-    Ok(Json(
-        s.lifecycle.confirm_wipe(session.device_id, req).await?,
-    ))
+    Ok(Json(s.lifecycle.confirm_wipe(&session, req).await?))
 }

@@ -142,8 +142,8 @@ pub trait LifecycleStore: Send + Sync + 'static {
     ) -> Result<Option<Woken>>;
 
     // Lost devices.
-    /// Records the order, retires the device, ends its sessions, drops its key
-    /// packages; returns the sessions ended.
+    /// Records the order, retires the device, ends its sessions (the device's
+    /// owner's only), drops its key packages; returns the sessions ended.
     async fn begin_wipe(&self, wipe: &WipeRow) -> Result<i64>;
     /// Makes the retired device `pending_remove` in the conversation (or drops
     /// it if it was only `pending_add`) and tells the members; false if it
@@ -156,10 +156,20 @@ pub trait LifecycleStore: Send + Sync + 'static {
     ) -> Result<(bool, Woken)>;
     /// Conversations the device is in or waiting to join.
     async fn device_conversations(&self, device: DeviceId) -> Result<Vec<Uuid>>;
-    async fn get_wipe(&self, device: DeviceId) -> Result<Option<WipeRow>>;
+    /// The wipe order of `device` if it belongs to `user` of `org`: a session
+    /// of someone else bound to the same device id (ids are chosen by clients
+    /// and listed to colleagues) never sees or answers another's wipe.
+    async fn get_wipe(&self, org: OrgId, user: UserId, device: DeviceId)
+    -> Result<Option<WipeRow>>;
     /// `user`: one user's devices only.
     async fn list_wipes(&self, org: OrgId, user: Option<UserId>) -> Result<Vec<WipeRow>>;
     async fn set_wipe_conversations(&self, device: DeviceId, n: i64) -> Result<()>;
-    /// False if it was confirmed already.
-    async fn confirm_wipe(&self, device: DeviceId, at: i64) -> Result<bool>;
+    /// False if it was confirmed already (or is not this user's).
+    async fn confirm_wipe(
+        &self,
+        org: OrgId,
+        user: UserId,
+        device: DeviceId,
+        at: i64,
+    ) -> Result<bool>;
 }

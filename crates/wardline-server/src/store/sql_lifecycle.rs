@@ -472,10 +472,13 @@ impl LifecycleStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         let ended = sqlx::query(
-            "UPDATE sessions SET revoked_at = $2 WHERE device_id = $1 AND revoked_at IS NULL",
+            "UPDATE sessions SET revoked_at = $2 \
+             WHERE device_id = $1 AND org_id = $3 AND user_id = $4 AND revoked_at IS NULL",
         )
         .bind(w.device_id.to_string())
         .bind(w.requested_at)
+        .bind(w.org_id.to_string())
+        .bind(w.user_id.to_string())
         .execute(&mut *tx)
         .await?
         .rows_affected() as i64;
@@ -538,14 +541,23 @@ impl LifecycleStore for SqlStore {
         .collect()
     }
 
-    async fn get_wipe(&self, device: DeviceId) -> Result<Option<WipeRow>> {
-        sqlx::query("SELECT * FROM device_wipes WHERE device_id = $1")
-            .bind(device.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(wipe_from_row)
-            .transpose()
+    async fn get_wipe(
+        &self,
+        org: OrgId,
+        user: UserId,
+        device: DeviceId,
+    ) -> Result<Option<WipeRow>> {
+        sqlx::query(
+            "SELECT * FROM device_wipes WHERE device_id = $1 AND org_id = $2 AND user_id = $3",
+        )
+        .bind(device.to_string())
+        .bind(org.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(wipe_from_row)
+        .transpose()
     }
 
     async fn list_wipes(&self, org: OrgId, user: Option<UserId>) -> Result<Vec<WipeRow>> {
@@ -571,12 +583,21 @@ impl LifecycleStore for SqlStore {
         Ok(())
     }
 
-    async fn confirm_wipe(&self, device: DeviceId, at: i64) -> Result<bool> {
+    async fn confirm_wipe(
+        &self,
+        org: OrgId,
+        user: UserId,
+        device: DeviceId,
+        at: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE device_wipes SET confirmed_at = $2 WHERE device_id = $1 AND confirmed_at IS NULL",
+            "UPDATE device_wipes SET confirmed_at = $2 \
+             WHERE device_id = $1 AND org_id = $3 AND user_id = $4 AND confirmed_at IS NULL",
         )
         .bind(device.to_string())
         .bind(at)
+        .bind(org.to_string())
+        .bind(user.to_string())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
