@@ -43,11 +43,54 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+const USAGE: &str = "usage: cargo xtask api-fuzz [--max-examples N] [--postgres]";
+
+/// A fresh schema of the PostgreSQL database in `WARDLINE_TEST_POSTGRES_URL`
+/// (created with `psql`), as a URL the server uses.
+fn fresh_postgres_schema() -> Result<String, String> {
+    let base = std::env::var("WARDLINE_TEST_POSTGRES_URL")
+        .map_err(|_| "--postgres needs WARDLINE_TEST_POSTGRES_URL".to_owned())?;
+    let schema = "wardline_api_fuzz";
+    let out = Command::new("psql")
+        .arg(&base)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
 pub fn main(args: &[String]) -> ExitCode {
-    let max_examples = match args {
-        [] => "15".to_owned(),
-        [flag, n] if flag == "--max-examples" && n.parse::<u32>().is_ok() => n.clone(),
-        _ => return fail("usage: cargo xtask api-fuzz [--max-examples N]"),
+    let mut max_examples = "15".to_owned();
+    let mut postgres = false;
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--max-examples" => match rest.next() {
+                Some(n) if n.parse::<u32>().is_ok() => max_examples = n.clone(),
+                _ => return fail(USAGE),
+            },
+            "--postgres" => postgres = true,
+            _ => return fail(USAGE),
+        }
+    }
+    // The same run on PostgreSQL: the engines must refuse the same input.
+    let database_url = if postgres {
+        match fresh_postgres_schema() {
+            Ok(url) => Some(url),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let work = target_dir(&root).join("api-fuzz");
@@ -81,13 +124,16 @@ pub fn main(args: &[String]) -> ExitCode {
         Ok(a) => a.port(),
         Err(e) => return fail(format!("no free port: {e}")),
     };
-    let child = Command::new(&wardline)
+    let mut serve = Command::new(&wardline);
+    serve
         .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn();
+        .arg(&data);
+    if let Some(url) = &database_url {
+        serve.args(["--database-url", url]);
+        eprintln!("xtask api-fuzz: on PostgreSQL");
+    }
+    let child = serve.stdout(Stdio::piped()).stderr(Stdio::null()).spawn();
     let mut server = match child {
         Ok(c) => Server(c),
         Err(e) => return fail(format!("cannot start {}: {e}", wardline.display())),
