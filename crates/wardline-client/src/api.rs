@@ -649,6 +649,18 @@ impl ApiClient {
             .await
     }
 
+    /// Grants (`true`) or removes the compliance officer role (a compliance
+    /// officer's act; never one's own).
+    pub async fn set_compliance_officer(&self, id: Uuid, grant: bool) -> Result<User> {
+        let method = if grant { Method::PUT } else { Method::DELETE };
+        self.send::<(), User>(
+            method,
+            &format!("/api/v1/users/{id}/compliance-officer"),
+            None,
+        )
+        .await
+    }
+
     pub async fn suspend_user(&self, id: Uuid) -> Result<User> {
         self.post_empty(&format!("/api/v1/users/{id}/suspend"))
             .await

@@ -69,6 +69,7 @@ impl Role {
                 LegalHoldManage,
                 RoutingReports,
                 BreakGlassReview,
+                ComplianceRolesManage,
             ],
             Role::Physician | Role::Nurse | Role::MedicalAssistant | Role::FrontDesk => {
                 &[DirectoryRead, Messaging, PatientTexting]
@@ -119,6 +120,9 @@ pub enum Permission {
     RoutingReports,
     /// Break-glass grants with their reasons, and the notifications about them.
     BreakGlassReview,
+    /// Grant and remove the compliance officer role. Separation of duties:
+    /// the role exists to check administrators, so it is not theirs to hand out.
+    ComplianceRolesManage,
 }
 
 impl Permission {
@@ -139,6 +143,7 @@ impl Permission {
             Permission::RoutingManage => "routing_manage",
             Permission::RoutingReports => "routing_reports",
             Permission::BreakGlassReview => "break_glass_review",
+            Permission::ComplianceRolesManage => "compliance_roles_manage",
         }
     }
 }
@@ -162,6 +167,16 @@ mod tests {
         for role in Role::ALL {
             let reads = role.permissions().contains(&Permission::AuditRead);
             assert_eq!(reads, role == Role::ComplianceOfficer, "{role}");
+        }
+    }
+
+    #[test]
+    fn only_the_compliance_officer_hands_out_its_role() {
+        for role in Role::ALL {
+            let grants = role
+                .permissions()
+                .contains(&Permission::ComplianceRolesManage);
+            assert_eq!(grants, role == Role::ComplianceOfficer, "{role}");
         }
     }
 

@@ -669,7 +669,8 @@ pub struct BreakGlassList {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Notification {
     pub id: Uuid,
-    /// `break_glass`.
+    /// `break_glass`, or `compliance_role` (the compliance officer role was
+    /// granted or removed).
     pub kind: String,
     /// The user it is about.
     pub subject: Uuid,

@@ -259,6 +259,7 @@ impl Server {
         let passwords = Passwords::new();
         let directory = DirectoryService::new(
             store.clone(),
+            sql.clone(),
             vault.clone(),
             clock.clone(),
             passwords.clone(),

@@ -157,7 +157,8 @@ pub fn control_character_in_url(raw: &str) -> Option<u32> {
         .find(|c| forbidden_control(*c))
 }
 
-/// Form fields (webhooks, patient pages) pass the same text rule.
+/// Form fields (webhooks, patient pages) pass the same text rule; a form
+/// that breaks it is a malformed form (400).
 pub fn check_form_text(fields: &[(String, String)]) -> Result<(), ApiError> {
     match fields
         .iter()
@@ -165,7 +166,9 @@ pub fn check_form_text(fields: &[(String, String)]) -> Result<(), ApiError> {
         .map(u32::from)
         .find(|c| forbidden_control(*c))
     {
-        Some(c) => Err(control_character_error(c)),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "malformed form body: control character U+{c:04X}"
+        ))),
         None => Ok(()),
     }
 }
@@ -201,13 +204,21 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(c) = control_character_in_url(parts.uri.path()) {
-            return Err(control_character_error(c));
+            return Err(path_rejection_for(c));
         }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
             Err(rej) => Err(path_rejection(rej)),
         }
     }
+}
+
+/// A control character in the path is a malformed path (400), like an id
+/// that does not parse.
+fn path_rejection_for(c: u32) -> ApiError {
+    ApiError::bad_request(format!(
+        "invalid path parameter: control character U+{c:04X}"
+    ))
 }
 
 fn path_rejection(rej: PathRejection) -> ApiError {
@@ -222,7 +233,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(c) = parts.uri.query().and_then(control_character_in_url) {
-            return Err(control_character_error(c));
+            return Err(ApiError::bad_request(format!(
+                "invalid query string: control character U+{c:04X}"
+            )));
         }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),

@@ -516,14 +516,34 @@ async fn administrators_cannot_lock_themselves_out(backend: Backend) {
             .code(),
         Some(ErrorCode::Conflict)
     );
-    // Adding a role to oneself, or renaming oneself, is fine.
+    // Adding a role to oneself is refused too (separation of duties);
+    // renaming oneself is fine.
     let more = wardline_proto::directory::UpdateUserRequest {
         roles: Some(vec![Role::OrgAdmin, Role::Physician]),
         ..Default::default()
     };
     assert_eq!(
-        admin.client.update_user(me, &more).await.unwrap().roles,
-        vec![Role::OrgAdmin, Role::Physician]
+        admin
+            .client
+            .update_user(me, &more)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::Conflict)
+    );
+    let renamed = wardline_proto::directory::UpdateUserRequest {
+        display_name: Some("Ada Renamed".into()),
+        roles: Some(vec![Role::OrgAdmin]),
+        ..Default::default()
+    };
+    assert_eq!(
+        admin
+            .client
+            .update_user(me, &renamed)
+            .await
+            .unwrap()
+            .display_name,
+        "Ada Renamed"
     );
     admin
         .client
@@ -651,7 +671,102 @@ async fn concurrent_guesses_are_judged_one_at_a_time(backend: Backend) {
     );
 }
 
+/// M4 of the 2026-11-30 findings: an administrator gave themselves the
+/// compliance officer role (audit reading, legal-hold release, break-glass
+/// review: the checks on administrators). Now a compliance officer grants
+/// and removes it, nobody changes their own roles, and each change is in the
+/// compliance register.
+async fn the_compliance_role_is_not_the_administrators(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("riverside").await;
+    let me = admin.user.id;
+    let with = |roles: Vec<Role>| wardline_proto::directory::UpdateUserRequest {
+        roles: Some(roles),
+        ..Default::default()
+    };
+    // The reproduction: PATCH own roles to add compliance_officer.
+    let err = admin
+        .client
+        .update_user(me, &with(vec![Role::OrgAdmin, Role::ComplianceOfficer]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict));
+    // An organisation without one may have its first named by an administrator.
+    let officer = t.user_with_role(&admin, Role::ComplianceOfficer).await;
+    // From then on, administrators neither create nor make compliance officers.
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let err = admin
+        .client
+        .update_user(
+            nurse.user.id,
+            &with(vec![Role::Nurse, Role::ComplianceOfficer]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    let err = admin
+        .client
+        .create_user(&wardline_proto::directory::CreateUserRequest {
+            email: "second.officer@riverside.test".into(),
+            display_name: "Second Officer".into(),
+            phone: None,
+            roles: vec![Role::ComplianceOfficer],
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    let err = admin
+        .client
+        .update_user(officer.user.id, &with(vec![Role::Nurse]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "nor remove it");
+    let err = admin
+        .client
+        .set_compliance_officer(nurse.user.id, true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    // The compliance officer grants and removes it, never on themselves.
+    let u = officer
+        .client
+        .set_compliance_officer(nurse.user.id, true)
+        .await
+        .unwrap();
+    assert_eq!(u.roles, vec![Role::ComplianceOfficer, Role::Nurse]);
+    let u = officer
+        .client
+        .set_compliance_officer(nurse.user.id, false)
+        .await
+        .unwrap();
+    assert_eq!(u.roles, vec![Role::Nurse]);
+    let err = officer
+        .client
+        .set_compliance_officer(officer.user.id, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict));
+    // Each change is in the compliance register.
+    let notes = officer.client.notifications().await.unwrap().notifications;
+    let changes: Vec<(Uuid, &str)> = notes
+        .iter()
+        .filter(|n| n.kind == "compliance_role")
+        .map(|n| (n.subject, n.detail.as_str()))
+        .collect();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert!(changes.contains(&(
+        officer.user.id,
+        "the organisation's first compliance officer was named"
+    )));
+    assert!(changes.contains(&(nurse.user.id, "granted the compliance officer role")));
+    assert!(changes.contains(&(nurse.user.id, "removed the compliance officer role")));
+}
+
 both_backends!(
+    the_compliance_role_is_not_the_administrators,
     concurrent_guesses_are_judged_one_at_a_time,
     wrong_mfa_codes_back_off_across_challenges,
     administrators_cannot_lock_themselves_out,

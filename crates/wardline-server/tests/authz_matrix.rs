@@ -225,6 +225,20 @@ fn routes() -> Vec<Route> {
             body: || Some(json!({"display_name": "Renamed"})),
         },
         Route {
+            method: Method::PUT,
+            template: "/api/v1/users/{id}/compliance-officer",
+            query: "",
+            rule: perm(ComplianceRolesManage, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/api/v1/users/{id}/compliance-officer",
+            query: "",
+            rule: perm(ComplianceRolesManage, true),
+            body: no_body,
+        },
+        Route {
             method: Method::POST,
             template: "/api/v1/users/{id}/reactivate",
             query: "",

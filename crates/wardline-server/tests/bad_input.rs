@@ -423,7 +423,7 @@ async fn control_characters_are_refused_without_collateral(backend: Backend) {
             .send()
             .await
             .unwrap();
-        assert_json_error(r, 422, "validation", &path).await;
+        assert_json_error(r, 400, "bad_request", &path).await;
     }
     // A sequence is not an object, even when its length fits a struct.
     let r = send(

@@ -266,6 +266,16 @@ pub enum UsersCommand {
         #[arg(long = "role", value_parser = parse_role)]
         roles: Vec<Role>,
     },
+    /// Grant or remove the compliance officer role (as a compliance officer;
+    /// administrators cannot, and nobody changes their own roles).
+    ComplianceOfficer {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[arg(value_parser = ["grant", "remove"])]
+        action: String,
+        /// User id or e-mail.
+        user: String,
+    },
     Suspend {
         #[command(flatten)]
         opts: ClientOpts,
@@ -397,6 +407,13 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 roles: (!roles.is_empty()).then_some(roles),
             };
             print_users(&[c.update_user(id, &req).await?], opts.json)
+        }
+        UsersCommand::ComplianceOfficer { opts, action, user } => {
+            let (c, id) = client_and_user(&opts, &user).await?;
+            print_users(
+                &[c.set_compliance_officer(id, action == "grant").await?],
+                opts.json,
+            )
         }
         UsersCommand::Suspend { opts, user } => {
             let (c, id) = client_and_user(&opts, &user).await?;

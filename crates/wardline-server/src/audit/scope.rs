@@ -94,6 +94,16 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("GET", "/api/v1/users/{id}", on(UserView, "user", "id")),
         ("PATCH", "/api/v1/users/{id}", on(UserUpdate, "user", "id")),
         (
+            "PUT",
+            "/api/v1/users/{id}/compliance-officer",
+            on(UserUpdate, "user", "id"),
+        ),
+        (
+            "DELETE",
+            "/api/v1/users/{id}/compliance-officer",
+            on(UserUpdate, "user", "id"),
+        ),
+        (
             "POST",
             "/api/v1/users/{id}/suspend",
             on(UserSuspend, "user", "id"),

@@ -20,14 +20,18 @@ use crate::auth::password::{self, Passwords};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{OrgRow, Store, StoreError, UserRow};
+use crate::store::{OrgRow, RoutingStore, Store, StoreError, UserRow};
 use crate::vault::{FieldRef, Vault};
+use wardline_proto::routing::Notification;
 
 const SETUP_CODE_KEY: &str = "setup_code_sha256";
 
 #[derive(Clone)]
 pub struct DirectoryService {
     store: Arc<dyn Store>,
+    /// The compliance register (notifications), where role changes that
+    /// concern the compliance officer are recorded.
+    register: Arc<dyn RoutingStore>,
     vault: Vault,
     clock: Arc<dyn Clock>,
     passwords: Passwords,
@@ -79,6 +83,17 @@ fn normalise_phone(raw: &str) -> ApiResult<String> {
             "phone must be in international format, e.g. +15551234567",
         ))
     }
+}
+
+fn own_roles() -> ApiError {
+    ApiError::conflict("nobody changes their own roles; ask another administrator")
+}
+
+fn compliance_is_not_theirs() -> ApiError {
+    ApiError::forbidden(
+        "the compliance officer role is granted and removed by a compliance officer \
+         (PUT or DELETE /api/v1/users/{id}/compliance-officer; wardline admin users compliance-officer)",
+    )
 }
 
 fn validate_roles(roles: &[Role]) -> ApiResult<Vec<Role>> {
@@ -158,6 +173,7 @@ fn field<'a>(row_id: &'a str, column: &'a str) -> FieldRef<'a> {
 impl DirectoryService {
     pub fn new(
         store: Arc<dyn Store>,
+        register: Arc<dyn RoutingStore>,
         vault: Vault,
         clock: Arc<dyn Clock>,
         passwords: Passwords,
@@ -165,6 +181,7 @@ impl DirectoryService {
     ) -> Self {
         DirectoryService {
             store,
+            register,
             vault,
             clock,
             passwords,
@@ -289,6 +306,10 @@ impl DirectoryService {
         let name = validate_display_name(&req.display_name)?;
         let phone = req.phone.as_deref().map(normalise_phone).transpose()?;
         let roles = validate_roles(&req.roles)?;
+        let names_compliance = roles.contains(&Role::ComplianceOfficer);
+        if names_compliance && self.has_compliance_officer(org).await? {
+            return Err(compliance_is_not_theirs());
+        }
         password::check_policy(&req.password, &[&email, &name])?;
         let email_bidx = self.vault.email_index(org, &email);
         if self
@@ -324,6 +345,14 @@ impl DirectoryService {
             updated_at: now,
         };
         self.store.insert_user(&row).await?;
+        if names_compliance {
+            self.record_compliance_change(
+                org,
+                id,
+                "the organisation's first compliance officer was named",
+            )
+            .await?;
+        }
         self.decode(&row, &key)
     }
 
@@ -356,8 +385,11 @@ impl DirectoryService {
             .collect()
     }
 
-    /// `actor` is the administrator making the change: nobody can take their
-    /// own administrator role away (an organisation must not lock itself out).
+    /// `actor` is the administrator making the change. Separation of duties
+    /// (see [`DirectoryService::set_compliance_officer`]): nobody changes their
+    /// own roles (which also keeps an organisation from locking its last
+    /// administrator out), and the compliance officer role is not changed
+    /// here once the organisation has one.
     pub async fn update(
         &self,
         org: OrgId,
@@ -366,14 +398,21 @@ impl DirectoryService {
         req: UpdateUserRequest,
     ) -> ApiResult<User> {
         let mut row = self.user_row(org, id).await?;
-        if let Some(roles) = &req.roles
-            && actor == id
-            && row.roles.contains(&Role::OrgAdmin)
-            && !roles.contains(&Role::OrgAdmin)
-        {
-            return Err(ApiError::conflict(
-                "you cannot remove your own org_admin role; ask another administrator",
-            ));
+        let mut named_compliance = false;
+        if let Some(roles) = &req.roles {
+            let roles = validate_roles(roles)?;
+            if roles != row.roles {
+                if actor == id {
+                    return Err(own_roles());
+                }
+                let before = row.roles.contains(&Role::ComplianceOfficer);
+                if before != roles.contains(&Role::ComplianceOfficer) {
+                    if self.has_compliance_officer(org).await? {
+                        return Err(compliance_is_not_theirs());
+                    }
+                    named_compliance = true;
+                }
+            }
         }
         if row.status == UserStatus::Deprovisioned {
             return Err(ApiError::conflict("user is deprovisioned"));
@@ -418,7 +457,92 @@ impl DirectoryService {
         }
         row.updated_at = self.clock.now();
         self.store.update_user(&row).await?;
+        if named_compliance {
+            self.record_compliance_change(
+                org,
+                id,
+                "the organisation's first compliance officer was named by an administrator",
+            )
+            .await?;
+        }
         self.decode(&row, &key)
+    }
+
+    /// Grants (`grant`) or removes the compliance officer role: the
+    /// compliance officer's own act (finding M4 of 2026-11-30: an
+    /// administrator granted themselves the role that exists to check
+    /// administrators: audit reading, legal-hold release, break-glass review).
+    /// Nobody changes their own roles; every change is a notification in the
+    /// compliance register, where the other compliance officers see it.
+    pub async fn set_compliance_officer(
+        &self,
+        org: OrgId,
+        actor: UserId,
+        id: UserId,
+        grant: bool,
+    ) -> ApiResult<User> {
+        if actor == id {
+            return Err(own_roles());
+        }
+        let mut row = self.user_row(org, id).await?;
+        if row.status == UserStatus::Deprovisioned {
+            return Err(ApiError::conflict("user is deprovisioned"));
+        }
+        let mut roles = row.roles.clone();
+        roles.retain(|r| *r != Role::ComplianceOfficer);
+        if grant {
+            roles.push(Role::ComplianceOfficer);
+        }
+        let roles = validate_roles(&roles)?;
+        if roles != row.roles {
+            row.roles = roles;
+            row.updated_at = self.clock.now();
+            self.store.update_user(&row).await?;
+            self.record_compliance_change(
+                org,
+                id,
+                if grant {
+                    "granted the compliance officer role"
+                } else {
+                    "removed the compliance officer role"
+                },
+            )
+            .await?;
+        }
+        self.to_wire(&row).await
+    }
+
+    /// Whether an active user of `org` holds the compliance officer role.
+    async fn has_compliance_officer(&self, org: OrgId) -> ApiResult<bool> {
+        Ok(self
+            .store
+            .list_users_with_keys(org)
+            .await?
+            .iter()
+            .any(|(u, _)| {
+                u.status == UserStatus::Active && u.roles.contains(&Role::ComplianceOfficer)
+            }))
+    }
+
+    async fn record_compliance_change(
+        &self,
+        org: OrgId,
+        subject: UserId,
+        detail: &str,
+    ) -> ApiResult<()> {
+        self.register
+            .insert_notification(
+                org,
+                &Notification {
+                    id: Uuid::new_v4(),
+                    kind: "compliance_role".into(),
+                    subject,
+                    detail: detail.into(),
+                    created_at: self.clock.now(),
+                },
+            )
+            .await?;
+        Ok(())
     }
 
     /// Suspend, reactivate or deprovision. Leaving `Active` ends every session

@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_policy, update_policy))
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, update_user))
+        .routes(routes!(grant_compliance_officer, remove_compliance_officer))
         .routes(routes!(suspend_user))
         .routes(routes!(reactivate_user))
         .routes(routes!(deprovision_user))
@@ -102,7 +103,9 @@ async fn get_user(
     Ok(Json(s.directory.user(p.org_id, id).await?))
 }
 
-/// Change e-mail, name, phone or roles.
+/// Change e-mail, name, phone or roles. Nobody changes their own roles; the
+/// compliance officer role is changed only through
+/// `/api/v1/users/{id}/compliance-officer` once the organisation has one.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), request_body = UpdateUserRequest,
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -115,6 +118,43 @@ async fn update_user(
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
         s.directory.update(p.org_id, p.user_id, id, req).await?,
+    ))
+}
+
+/// Grant the compliance officer role (a compliance officer's act: separation
+/// of duties from the administrators it checks; never to oneself). Recorded
+/// in the compliance register.
+#[utoipa::path(put, path = "/api/v1/users/{id}/compliance-officer", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn grant_compliance_officer(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<User>> {
+    p.authorize(Permission::ComplianceRolesManage)?;
+    Ok(Json(
+        s.directory
+            .set_compliance_officer(p.org_id, p.user_id, id, true)
+            .await?,
+    ))
+}
+
+/// Remove the compliance officer role (a compliance officer's act; never
+/// one's own). Recorded in the compliance register.
+#[utoipa::path(delete, path = "/api/v1/users/{id}/compliance-officer", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn remove_compliance_officer(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<User>> {
+    p.authorize(Permission::ComplianceRolesManage)?;
+    Ok(Json(
+        s.directory
+            .set_compliance_officer(p.org_id, p.user_id, id, false)
+            .await?,
     ))
 }
 

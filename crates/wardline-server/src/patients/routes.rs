@@ -493,6 +493,27 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// The link token from the path. Never a rejection: whatever is not a
+/// well-formed token (bad encoding, control characters) gets the same "not
+/// valid" page as an unknown token, in HTML like every patient page.
+struct PortalToken(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PortalToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(PortalToken(
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map(|p| p.0)
+                .unwrap_or_default(),
+        ))
+    }
+}
+
 /// A form post's typed fields, or the page to show instead.
 fn portal_form<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
@@ -519,7 +540,7 @@ fn portal_form<T: serde::de::DeserializeOwned>(
 async fn portal_open(
     State(s): State<AppState>,
     audit: AuditScope,
-    ApiPath(token): ApiPath<String>,
+    PortalToken(token): PortalToken,
 ) -> Response {
     match admitted(&audit, &token, s.patients.portal_link(&token).await) {
         Ok(view) => {
@@ -543,7 +564,7 @@ async fn portal_open(
 async fn portal_verify(
     State(s): State<AppState>,
     audit: AuditScope,
-    ApiPath(token): ApiPath<String>,
+    PortalToken(token): PortalToken,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -577,7 +598,7 @@ async fn portal_verify(
 async fn portal_code(
     State(s): State<AppState>,
     audit: AuditScope,
-    ApiPath(token): ApiPath<String>,
+    PortalToken(token): PortalToken,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -626,7 +647,7 @@ async fn portal_code(
 async fn portal_thread(
     State(s): State<AppState>,
     audit: AuditScope,
-    ApiPath(token): ApiPath<String>,
+    PortalToken(token): PortalToken,
     headers: HeaderMap,
 ) -> Response {
     let session = s
@@ -663,7 +684,7 @@ async fn portal_thread(
 async fn portal_reply(
     State(s): State<AppState>,
     audit: AuditScope,
-    ApiPath(token): ApiPath<String>,
+    PortalToken(token): PortalToken,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
