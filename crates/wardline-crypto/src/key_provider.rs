@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -440,8 +440,15 @@ fn write_keyring(path: &Path, ring: &Keyring) -> Result<()> {
         current_signing: ring.current_signing.clone(),
     };
     let text = Zeroizing::new(serde_json::to_string_pretty(&file).expect("keyring serialises"));
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| key_file_error(path, e))?;
+    if let Some(parent) = path.parent()
+        && !parent.exists()
+    {
+        // Only the server's user lists the key directory (the file is 0600 too).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| key_file_error(path, e))?;
     }
     // Write a sibling and rename it over, so a crash never leaves a half-written
     // keyring (which would make every PHI field unreadable).

@@ -196,6 +196,38 @@ pub struct Server {
     keys: Arc<dyn KeyProvider>,
 }
 
+/// Owner-only modes for what the data directory holds (finding L7: the
+/// database files were 0644 and `keys/`, `tls/` 0755, so only the 0700 data
+/// directory stood between them and other local users). The SQLite database
+/// is created 0600 before SQLite opens it, and SQLite gives its `-wal` and
+/// `-shm` files the database file's mode; files from older versions are
+/// narrowed at every start.
+pub fn restrict_data_files(dir: &std::path::Path, default_sqlite: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let db = dir.join("wardline.db");
+    if default_sqlite && !db.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&db)?;
+    }
+    for (name, mode) in [
+        ("wardline.db", 0o600),
+        ("wardline.db-wal", 0o600),
+        ("wardline.db-shm", 0o600),
+        ("keys", 0o700),
+        ("tls", 0o700),
+    ] {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
+}
+
 impl Server {
     pub async fn build(config: Config) -> Result<Server, StartError> {
         Server::build_with_clock(config, Arc::new(SystemClock)).await
@@ -210,6 +242,9 @@ impl Server {
         std::fs::create_dir_all(dir)
             .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        let default_sqlite = config.database_url() == SqlStore::sqlite_url(dir);
+        restrict_data_files(dir, default_sqlite)
             .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
         let keys: Arc<dyn KeyProvider> =
             Arc::new(LocalKeyFile::open_or_create(&config.key_file())?);
@@ -356,7 +391,7 @@ impl Server {
         listener: std::net::TcpListener,
         handle: Handle<SocketAddr>,
     ) -> Result<(), StartError> {
-        self.start_jobs()?;
+        let jobs = self.start_jobs()?;
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -383,6 +418,16 @@ impl Server {
                 .serve(app)
                 .await
         };
+        // Stop the background loops before the pool closes (a loop that met a
+        // closed pool logged an ERROR on every clean shutdown). Each loop is
+        // built to survive being stopped anywhere, as after a crash: steps
+        // and runs are leased and idempotent, transactions roll back.
+        for job in &jobs {
+            job.abort();
+        }
+        for job in jobs {
+            let _ = job.await;
+        }
         // Sign what the last interval appended, so that a stopped node leaves
         // no unsigned tail.
         if let Err(e) = self.state.audit.checkpoint_now().await {
@@ -396,18 +441,21 @@ impl Server {
     /// SMS sender, and (on PostgreSQL) inbox wake-ups from other nodes.
     /// Not started by [`Server::build`], so that CLI commands that build a
     /// server to reach its services do not export or purge.
-    fn start_jobs(&self) -> Result<(), StartError> {
+    fn start_jobs(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+        let mut jobs = Vec::new();
         let audit_store: Arc<dyn AuditStore> = self.sql.clone();
-        audit::siem::start(&self.config.audit, audit_store.clone(), self.clock.clone())
-            .map_err(StartError::Audit)?;
-        audit::retention::spawn_daily(
+        jobs.extend(
+            audit::siem::start(&self.config.audit, audit_store.clone(), self.clock.clone())
+                .map_err(StartError::Audit)?,
+        );
+        jobs.push(audit::retention::spawn_daily(
             audit_store,
             self.sql.clone(),
             self.keys.clone(),
             self.state.audit.clone(),
             self.clock.clone(),
             self.config.audit.retention_days,
-        );
+        ));
         let gateway: Arc<dyn patients::gateway::SmsGateway> = match self.config.sms.gateway {
             crate::config::SmsGatewayKind::File => Arc::new(patients::gateway::FileGateway::new(
                 self.config.sms_file_path(),
@@ -418,27 +466,33 @@ impl Server {
                 self.config.sms.auth_token.as_deref().unwrap_or_default(),
             )),
         };
-        self.state
-            .lifecycle
-            .clone()
-            .spawn(format!("node-{}", uuid::Uuid::new_v4()));
-        self.state
-            .routing
-            .clone()
-            .spawn(format!("node-{}", uuid::Uuid::new_v4()));
-        patients::delivery::Sender::new(
-            self.state.patients.clone(),
-            gateway,
-            self.config.sms.max_attempts,
-        )
-        .spawn();
+        jobs.push(
+            self.state
+                .lifecycle
+                .clone()
+                .spawn(format!("node-{}", uuid::Uuid::new_v4())),
+        );
+        jobs.extend(
+            self.state
+                .routing
+                .clone()
+                .spawn(format!("node-{}", uuid::Uuid::new_v4())),
+        );
+        jobs.push(
+            patients::delivery::Sender::new(
+                self.state.patients.clone(),
+                gateway,
+                self.config.sms.max_attempts,
+            )
+            .spawn(),
+        );
         if self.sql.backend() == crate::store::Backend::Postgres {
-            messaging::bus::spawn_listener(
+            jobs.push(messaging::bus::spawn_listener(
                 self.config.database_url(),
                 self.state.messaging.hub.clone(),
-            );
+            ));
         }
-        Ok(())
+        Ok(jobs)
     }
 
     /// Binds `config.listen` and serves until SIGINT or SIGTERM, then drains

@@ -32,7 +32,9 @@ pub fn ensure_certificate(cfg: &Config) -> std::io::Result<CertPaths> {
     let cert = dev_cert_path(&cfg.data_dir);
     let key = cfg.data_dir.join("tls").join("key.pem");
     if !(cert.exists() && key.exists()) {
-        fs::create_dir_all(cert.parent().expect("has parent"))?;
+        // The directory holds the private key: only the server's user lists it.
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(cert.parent().expect("has parent"))?;
         let mut names = vec![
             "localhost".to_string(),
             "127.0.0.1".to_string(),

@@ -199,6 +199,27 @@ fn bootstrap_serve_login_admin_rotate_and_shutdown() {
         log.contains("\"route\":\"/api/v1/users/{id}/suspend\""),
         "request log uses route templates: {log}"
     );
+    // L8 of the 2026-11-30 findings: a clean stop logged an ERROR (a loop
+    // met the closed pool). The loops now stop first.
+    assert!(
+        !log.contains("\"level\":\"ERROR\""),
+        "a clean shutdown logged an error: {log}"
+    );
+    // L7: owner-only modes for the database, keys and certificate.
+    for (path, mode) in [
+        ("wardline.db", 0o600),
+        ("keys", 0o700),
+        ("keys/kek.json", 0o600),
+        ("tls", 0o700),
+        ("tls/key.pem", 0o600),
+    ] {
+        let got = std::fs::metadata(data.join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(got, mode, "{path}: {got:o}");
+    }
 
     // The audit trail verifies (the server signed a last checkpoint on the way
     // out), then incrementally, and a changed row is named.
@@ -211,6 +232,12 @@ fn bootstrap_serve_login_admin_rotate_and_shutdown() {
     );
     let (ok, out, _) = verify();
     assert!(ok && out.contains("incremental from checkpoint"), "{out}");
+    let state_file = data.join("audit-verified.json");
+    assert_eq!(
+        std::fs::metadata(&state_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let state = std::fs::read(&state_file).unwrap();
     let db = data.join("wardline.db");
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         use sqlx::Connection;
@@ -232,4 +259,15 @@ fn bootstrap_serve_login_admin_rotate_and_shutdown() {
     );
     assert!(!ok, "{out}");
     assert!(out.contains("TAMPERING: entry 3 was modified"), "{out}");
+    // H1: a failing --full run keeps the state as it was, and the verifier
+    // never creates a key file (L3).
+    assert_eq!(std::fs::read(&state_file).unwrap(), state);
+    std::fs::rename(data.join("keys/kek.json"), data.join("kek.json.aside")).unwrap();
+    let (ok, out, err) = verify();
+    assert!(!ok, "{out}");
+    assert!(err.contains("not found"), "{err}");
+    assert!(
+        !data.join("keys/kek.json").exists(),
+        "the verifier made a key file"
+    );
 }

@@ -110,7 +110,7 @@ pub fn spawn_daily(
     log: AuditLog,
     clock: Arc<dyn Clock>,
     retention_days: u32,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(24 * 3600));
         loop {
@@ -128,5 +128,5 @@ pub fn spawn_daily(
                 tracing::error!(error = %e.message, "audit retention purge failed");
             }
         }
-    });
+    })
 }

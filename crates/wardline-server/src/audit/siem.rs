@@ -347,13 +347,12 @@ pub fn start(
         return Ok(None);
     }
     Ok(Some(tokio::spawn(async move {
-        let tasks: Vec<_> = sinks
-            .into_iter()
-            .map(|sink| tokio::spawn(run_sink(sink, store.clone(), clock.clone())))
-            .collect();
-        for t in tasks {
-            let _ = t.await;
+        // A JoinSet, so that aborting this task (shutdown) aborts every sink.
+        let mut tasks = tokio::task::JoinSet::new();
+        for sink in sinks {
+            tasks.spawn(run_sink(sink, store.clone(), clock.clone()));
         }
+        while tasks.join_next().await.is_some() {}
     })))
 }
 

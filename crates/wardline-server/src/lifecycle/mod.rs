@@ -483,7 +483,7 @@ impl LifecycleService {
 
     /// Runs deletion for every organisation every few minutes, on one node
     /// at a time (a lease); a crashed node's lease lapses.
-    pub fn spawn(self, node: String) {
+    pub fn spawn(self, node: String) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(RUN_EVERY);
             loop {
@@ -492,7 +492,7 @@ impl LifecycleService {
                     tracing::error!(error = %e.message, "lifecycle deletion run failed");
                 }
             }
-        });
+        })
     }
 
     pub async fn run_all(&self, node: &str) -> ApiResult<()> {

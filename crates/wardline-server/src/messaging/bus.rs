@@ -44,7 +44,7 @@ fn parse(payload: &str) -> Vec<Uuid> {
 
 /// Listens on `url` (a PostgreSQL database) for the rest of the process,
 /// reconnecting after failures.
-pub fn spawn_listener(url: String, hub: DeliveryHub) {
+pub fn spawn_listener(url: String, hub: DeliveryHub) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match PgListener::connect(&url).await {
@@ -64,7 +64,7 @@ pub fn spawn_listener(url: String, hub: DeliveryHub) {
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
-    });
+    })
 }
 
 #[cfg(test)]

@@ -45,8 +45,8 @@ impl Sender {
         }
     }
 
-    /// Runs until the process ends.
-    pub fn spawn(self) {
+    /// Runs until the process ends (or the task is aborted at shutdown).
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 let sent = match self.run_once().await {
@@ -63,7 +63,7 @@ impl Sender {
                     }
                 }
             }
-        });
+        })
     }
 
     /// Sends what is due now; returns how many rows it handled.

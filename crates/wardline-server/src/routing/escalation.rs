@@ -289,9 +289,9 @@ impl RoutingService {
     /// hand-offs and expired break-glass grants on a slower loop (one node
     /// at a time, under a lease); schedule feeds on their own loop (a slow
     /// calendar server must not hold up an escalation).
-    pub fn spawn(self, node: String) {
+    pub fn spawn(self, node: String) -> Vec<tokio::task::JoinHandle<()>> {
         let feeds = self.clone();
-        tokio::spawn(async move {
+        let feeds = tokio::spawn(async move {
             let mut every = tokio::time::interval(FEED_TICK);
             loop {
                 every.tick().await;
@@ -301,7 +301,7 @@ impl RoutingService {
             }
         });
         let housekeeping = self.clone();
-        tokio::spawn(async move {
+        let housekeeping = tokio::spawn(async move {
             let mut every = tokio::time::interval(HOUSEKEEPING_TICK);
             loop {
                 every.tick().await;
@@ -310,7 +310,7 @@ impl RoutingService {
                 }
             }
         });
-        tokio::spawn(async move {
+        let due = tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
             loop {
                 every.tick().await;
@@ -319,6 +319,7 @@ impl RoutingService {
                 }
             }
         });
+        vec![feeds, housekeeping, due]
     }
 
     /// Shift hand-offs and expired break-glass grants, on the node holding
