@@ -205,8 +205,14 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
         Some(ErrorCode::Unauthenticated)
     );
 
-    // The organisation shortens its policy; new sessions follow it.
+    // The organisation shortens its policy; new sessions follow it, and so
+    // do the ones already open (finding L4: they kept 900 s).
     let fresh = t.sign_in_mfa(&admin).await;
+    let older = t.sign_in_mfa(&admin).await;
+    assert_eq!(
+        older.current_session().await.unwrap().idle_timeout_secs,
+        900
+    );
     fresh
         .set_policy(&OrgPolicy {
             idle_timeout_secs: 120,
@@ -224,6 +230,16 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
         short.current_session().await.unwrap().idle_timeout_secs,
         120
     );
+    let was = older.current_session().await.unwrap();
+    assert_eq!(was.idle_timeout_secs, 120);
+    assert!(was.expires_at <= was.created_at + 600);
+    t.clock.advance(121);
+    assert_eq!(
+        older.current_session().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated),
+        "the tightened idle timeout ended the older session"
+    );
+    t.clock.advance(-121);
     for _ in 0..5 {
         t.clock.advance(100);
         short

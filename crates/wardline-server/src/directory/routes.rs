@@ -51,7 +51,7 @@ async fn get_policy(
     Ok(Json(s.directory.org(p.org_id).await?.policy))
 }
 
-/// Replace the organisation's session and MFA policy (applies to new sessions).
+/// Replace the organisation's session and MFA policy. A shorter idle timeout or lifetime also applies to sessions already open.
 #[utoipa::path(put, path = "/api/v1/org/policy", tag = "organisation", security(("bearer" = [])), request_body = OrgPolicy,
     responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_policy(

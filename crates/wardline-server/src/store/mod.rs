@@ -168,6 +168,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_org(&self, id: OrgId) -> Result<OrgRow>;
     async fn get_org_by_slug(&self, slug: &str) -> Result<OrgRow>;
     async fn count_orgs(&self) -> Result<i64>;
+    /// Stores the policy and, in the same transaction, brings the
+    /// organisation's live sessions under a tightened idle timeout or
+    /// lifetime (a session never keeps a looser one than the policy).
     async fn update_org_policy(&self, id: OrgId, policy: &OrgPolicy) -> Result<()>;
 
     // Users.

@@ -501,6 +501,7 @@ impl Store for SqlStore {
     }
 
     async fn update_org_policy(&self, id: OrgId, policy: &OrgPolicy) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE organisations SET idle_timeout_secs = $1, absolute_lifetime_secs = $2, mfa_required = $3, messaging_policy = $5, patient_policy = $6, device_policy = $7, routing_policy = $8 WHERE id = $4",
         )
@@ -512,10 +513,29 @@ impl Store for SqlStore {
         .bind(patient_policy_json(policy))
         .bind(device_policy_json(policy))
         .bind(routing_policy_json(policy))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
+        }
+        // Finding L4 of 2026-11-30: sessions kept the timeout and lifetime
+        // they were issued with after the policy tightened.
+        let tightened = sqlx::query(
+            "UPDATE sessions SET \
+               idle_timeout_secs = CASE WHEN idle_timeout_secs > $2 THEN $2 ELSE idle_timeout_secs END, \
+               expires_at = CASE WHEN expires_at > created_at + $3 THEN created_at + $3 ELSE expires_at END \
+             WHERE org_id = $1 AND revoked_at IS NULL \
+               AND (idle_timeout_secs > $2 OR expires_at > created_at + $3)",
+        )
+        .bind(id.to_string())
+        .bind(policy.idle_timeout_secs)
+        .bind(policy.absolute_lifetime_secs)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        if tightened > 0 {
+            self.sessions_changed();
         }
         Ok(())
     }
