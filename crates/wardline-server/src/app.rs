@@ -23,6 +23,7 @@ use crate::auth::AuthService;
 use crate::auth::password::Passwords;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::connections;
 use crate::directory::DirectoryService;
 use crate::lifecycle::LifecycleService;
 use crate::messaging::MessagingService;
@@ -381,6 +382,13 @@ impl Server {
             ))
             .layer(axum::middleware::from_fn(http::observe))
             .layer(DefaultBodyLimit::max(self.config.limits.max_body_bytes))
+            .layer(axum::middleware::map_request({
+                let rate = self.config.limits.body_min_bytes_per_sec;
+                let grace = Duration::from_secs(self.config.limits.header_read_timeout_secs);
+                move |req: axum::extract::Request| async move {
+                    connections::min_rate_body(req, rate, grace)
+                }
+            }))
             .layer(CatchPanicLayer::custom(http::panic_response))
             .with_state(self.state.clone())
     }
@@ -398,13 +406,24 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Listen(self.config.listen, e))?;
+        let limits = &self.config.limits;
+        let acceptor = connections::LimitedAcceptor::new(connections::ConnectionLimits::new(
+            limits.max_connections,
+            limits.max_connections_per_address,
+            self.config.trusted_proxies.clone(),
+        ));
+        let head_timeout = Duration::from_secs(limits.header_read_timeout_secs);
         let result = if self.config.tls.insecure_http {
             tracing::warn!(%addr, "serving plain HTTP (tls.insecure_http); only behind a TLS proxy on this host");
-            axum_server::from_tcp(listener)
+            let mut server = axum_server::from_tcp(listener)
                 .map_err(|e| StartError::Listen(addr, e))?
-                .handle(handle)
-                .serve(app)
-                .await
+                .acceptor(acceptor)
+                .first_request_timeout(head_timeout);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(head_timeout);
+            server.handle(handle).serve(app).await
         } else {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let paths = tls::ensure_certificate(&self.config).map_err(StartError::Tls)?;
@@ -412,11 +431,15 @@ impl Server {
                 .await
                 .map_err(StartError::Tls)?;
             tracing::info!(%addr, "serving HTTPS (HTTP/1.1 and HTTP/2)");
-            axum_server::from_tcp_rustls(listener, tls)
+            let mut server = axum_server::from_tcp_rustls(listener, tls)
                 .map_err(|e| StartError::Listen(addr, e))?
-                .handle(handle)
-                .serve(app)
-                .await
+                .map(|tls| tls.acceptor(acceptor))
+                .first_request_timeout(head_timeout);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(head_timeout);
+            server.handle(handle).serve(app).await
         };
         // Stop the background loops before the pool closes (a loop that met a
         // closed pool logged an ERROR on every clean shutdown). Each loop is

@@ -96,12 +96,29 @@ impl Default for AuthConfig {
 pub struct LimitsConfig {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Open connections in all; past this, new ones are closed at once
+    /// (keep it below the process's file limit).
+    pub max_connections: usize,
+    /// Open connections from one client address (loopback and
+    /// `trusted_proxies` are exempt: everyone behind them shares the address).
+    pub max_connections_per_address: usize,
+    /// Seconds a client has to send a whole request head (HTTP/1), also the
+    /// longest idle wait between requests on a kept-alive connection, and
+    /// the time to a first request after the TLS handshake.
+    pub header_read_timeout_secs: u64,
+    /// Slowest accepted request body, in bytes per second over the whole
+    /// body, once `header_read_timeout_secs` have passed.
+    pub body_min_bytes_per_sec: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_body_bytes: 64 * 1024,
+            max_connections: 16_384,
+            max_connections_per_address: 256,
+            header_read_timeout_secs: 20,
+            body_min_bytes_per_sec: 1024,
         }
     }
 }
@@ -311,6 +328,15 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "sms.public_url must be an http(s) URL".into(),
+            ));
+        }
+        if self.limits.max_connections == 0
+            || self.limits.max_connections_per_address == 0
+            || self.limits.header_read_timeout_secs == 0
+            || self.limits.body_min_bytes_per_sec == 0
+        {
+            return Err(ConfigError::Invalid(
+                "limits.max_connections, max_connections_per_address, header_read_timeout_secs and body_min_bytes_per_sec must be above 0".into(),
             ));
         }
         if self.limits.max_body_bytes < 1024 {

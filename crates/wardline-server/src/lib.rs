@@ -15,6 +15,7 @@ pub mod auth;
 pub mod authz;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod directory;
 pub mod error;

@@ -493,6 +493,112 @@ async fn control_characters_are_refused_without_collateral(backend: Backend) {
     );
 }
 
+/// A TLS connection to the test server, speaking HTTP/1.1.
+async fn tls_connection(
+    t: &TestServer,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&t.ca_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(t.addr).await?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+}
+
+/// Reads until the server closes the connection (or `limit` passes); returns
+/// what it sent and how long the server kept it open.
+async fn until_closed<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    limit: std::time::Duration,
+) -> (String, std::time::Duration) {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("still open after {limit:?}"),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), start.elapsed())
+}
+
+/// M2 of the 2026-11-30 findings (slowloris): partial requests stayed open
+/// indefinitely. Now a request head must arrive within
+/// `limits.header_read_timeout_secs`, a body at `body_min_bytes_per_sec`,
+/// and connections past `max_connections` are closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_excess_connections_are_cut_off() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let t = TestServer::start_with(Backend::Sqlite, |c| {
+        c.limits.header_read_timeout_secs = 2;
+        c.limits.max_connections = 8;
+    })
+    .await
+    .unwrap();
+    // A head that never ends.
+    let mut slow = tls_connection(&t).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (_, open) = until_closed(&mut slow, Duration::from_secs(10)).await;
+    assert!(open < Duration::from_secs(5), "open for {open:?}");
+    // A connection that never sends a request.
+    let mut idle = tls_connection(&t).await.unwrap();
+    let (_, open) = until_closed(&mut idle, Duration::from_secs(10)).await;
+    assert!(open < Duration::from_secs(5), "open for {open:?}");
+    // A body trickled a byte a second.
+    let mut trickle = tls_connection(&t).await.unwrap();
+    trickle
+        .write_all(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let feeding = async {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if trickle.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), feeding).await;
+    let (answer, _) = until_closed(&mut trickle, Duration::from_secs(10)).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    // Connections past the cap are closed before the TLS handshake.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(t.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(tls_connection(&t).await.is_err(), "the ninth connection");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ok = t
+        .http()
+        .get(format!("{}/healthz", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "served again once they closed");
+}
+
 both_backends!(
     sweep_every_operation_with_malformed_bodies,
     targeted_cases,
