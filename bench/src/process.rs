@@ -46,6 +46,10 @@ pub async fn serve_child(
         ..Config::default()
     };
     config.log.level = "warn".into();
+    // The idle-socket phase opens thousands of sockets over the load's few
+    // hundred devices; the per-device and per-user caps are for real clients.
+    config.limits.max_sockets_per_device = usize::MAX;
+    config.limits.max_sockets_per_user = usize::MAX;
     let listener = bind_retrying(listen)?;
     let server = Server::build(config).await?;
     let handle = axum_server::Handle::new();

@@ -292,6 +292,10 @@ impl Server {
                 webhook_token: config.sms.auth_token.clone(),
             },
         );
+        messaging.hub.set_caps(
+            config.limits.max_sockets_per_device,
+            config.limits.max_sockets_per_user,
+        );
         let passwords = Passwords::new();
         let directory = DirectoryService::new(
             store.clone(),

@@ -109,6 +109,10 @@ pub struct LimitsConfig {
     /// Slowest accepted request body, in bytes per second over the whole
     /// body, once `header_read_timeout_secs` have passed.
     pub body_min_bytes_per_sec: u64,
+    /// Open sync WebSockets one device may hold on a node…
+    pub max_sockets_per_device: usize,
+    /// …and one user, over all their devices.
+    pub max_sockets_per_user: usize,
 }
 
 impl Default for LimitsConfig {
@@ -119,6 +123,8 @@ impl Default for LimitsConfig {
             max_connections_per_address: 256,
             header_read_timeout_secs: 20,
             body_min_bytes_per_sec: 1024,
+            max_sockets_per_device: crate::messaging::hub::MAX_SOCKETS_PER_DEVICE,
+            max_sockets_per_user: crate::messaging::hub::MAX_SOCKETS_PER_USER,
         }
     }
 }
@@ -334,6 +340,8 @@ impl Config {
             || self.limits.max_connections_per_address == 0
             || self.limits.header_read_timeout_secs == 0
             || self.limits.body_min_bytes_per_sec == 0
+            || self.limits.max_sockets_per_device == 0
+            || self.limits.max_sockets_per_user == 0
         {
             return Err(ConfigError::Invalid(
                 "limits.max_connections, max_connections_per_address, header_read_timeout_secs and body_min_bytes_per_sec must be above 0".into(),

@@ -601,6 +601,20 @@ async fn websocket_delivery(backend: Backend) {
     let mut b = devices.of(&bob, "b").await;
     let conv = group(&mut a, &[bob.user.id], None).await;
     b.sync().await.unwrap();
+    // L6 of the 2026-11-30 findings: one session opened 2,000 sockets. A
+    // device holds at most 4 on a node; the fifth is refused (429), and a
+    // closed one makes room.
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(a.connect().await.unwrap());
+    }
+    let err = a.connect().await.unwrap_err().to_string();
+    assert!(err.contains("429"), "{err}");
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    open.push(a.connect().await.unwrap());
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let watcher = tokio::spawn(async move {
         let r = b
@@ -919,7 +933,12 @@ async fn wake_ups_reach_other_nodes_postgres() {
     let conv = group(&mut a, &[bob.user.id], None).await;
     b.sync().await.unwrap();
     // Bob's socket would be on node A: watch node A's hub for his device.
-    let mut woken = a_node.state.messaging.hub.subscribe(bob.device_id);
+    let (mut woken, _slot) = a_node
+        .state
+        .messaging
+        .hub
+        .open_socket(bob.user.id, bob.device_id)
+        .unwrap();
     a.send(conv, MessageContent::text("across nodes"), Priority::Urgent)
         .await
         .unwrap();

@@ -49,7 +49,8 @@ const CLOSE_SESSION_ENDED: u16 = 1008;
 /// `{"type":"idle"}`; from the client `{"type":"ack","up_to":N}`.
 #[utoipa::path(get, path = "/api/v1/sync/ws", tag = "messaging", security(("bearer" = [])),
     params(SyncQuery),
-    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 409, body = ErrorBody)))]
+    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 409, body = ErrorBody),
+        (status = 429, description = "Too many open sync sockets for this device (4) or user (16) on this node", body = ErrorBody)))]
 pub async fn sync_socket(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
@@ -66,12 +67,22 @@ pub async fn sync_socket(
         return Err(ApiError::bad_request("after must not be negative"));
     }
     let token = Zeroizing::new(bearer_token(&headers).unwrap_or_default().to_owned());
+    // Taken before the upgrade, so a refusal is an HTTP answer (429).
+    let (wake, slot) = s
+        .messaging
+        .hub
+        .open_socket(p.user_id, device.id)
+        .ok_or_else(|| ApiError {
+            message: "too many open sync sockets for this device or user; close one first".into(),
+            ..ApiError::rate_limited(POLL.as_secs() as i64)
+        })?;
     let ws = ws
         .read_buffer_size(READ_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE);
     Ok(ws.on_upgrade(move |socket| async move {
-        run(s, p, device.id, token, q.after, socket).await;
+        let _slot = slot;
+        run(s, p, device.id, token, q.after, wake, socket).await;
     }))
 }
 
@@ -102,9 +113,9 @@ async fn run(
     device: Uuid,
     token: Zeroizing<String>,
     mut cursor: i64,
+    mut wake: tokio::sync::watch::Receiver<u64>,
     mut socket: WebSocket,
 ) {
-    let mut wake = s.messaging.hub.subscribe(device);
     let mut sessions = s.session_changes.clone();
     sessions.mark_unchanged();
     loop {
