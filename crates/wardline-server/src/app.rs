@@ -58,6 +58,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub openapi: Arc<String>,
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+    /// `metrics_token`: lets another host read `/metrics`.
+    pub metrics_token: Option<Arc<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -346,6 +348,7 @@ impl Server {
             metrics: telemetry::metrics(),
             openapi,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            metrics_token: config.metrics_token.clone().map(Arc::new),
         };
         Ok(Server {
             config,

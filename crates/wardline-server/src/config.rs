@@ -23,6 +23,10 @@ pub struct Config {
     /// is the client. Behind a proxy, list it, or every client shares its
     /// address and the per-address sign-in back-off hits them all.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Bearer token that lets another host read `/metrics`. Unset: only
+    /// loopback clients (the TCP peer, or the forwarded client behind a
+    /// trusted proxy) may; the counts name routes and portal activity.
+    pub metrics_token: Option<String>,
     pub tls: TlsConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
@@ -217,6 +221,7 @@ impl Default for Config {
             listen: "127.0.0.1:8443".parse().expect("valid default address"),
             database_url: None,
             trusted_proxies: Vec::new(),
+            metrics_token: None,
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),

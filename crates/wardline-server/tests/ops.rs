@@ -53,6 +53,52 @@ async fn health_readiness_metrics_and_openapi() {
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
 }
 
+/// L5 of the 2026-11-30 findings: `/metrics` answered anyone. Now only
+/// loopback clients, or a holder of `metrics_token`, read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_for_this_host_or_a_token() {
+    // Behind a (trusted) proxy on loopback, the client is the forwarded one.
+    let t = TestServer::start_with(Backend::Sqlite, |c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.metrics_token = Some("scrape-token-for-tests-0123456789".into());
+    })
+    .await
+    .unwrap();
+    let http = t.http();
+    let get = |xff: &'static str, token: Option<&'static str>| {
+        let mut r = http
+            .get(format!("{}/metrics", t.url))
+            .header("x-forwarded-for", xff);
+        if let Some(tok) = token {
+            r = r.bearer_auth(tok);
+        }
+        r.send()
+    };
+    let remote = get("203.0.113.9", None).await.unwrap();
+    assert_eq!(remote.status(), 404);
+    assert!(!remote.text().await.unwrap().contains("wardline_"));
+    assert_eq!(
+        get("203.0.113.9", Some("wrong")).await.unwrap().status(),
+        404
+    );
+    let scraped = get("203.0.113.9", Some("scrape-token-for-tests-0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("wardline_http_requests_total")
+    );
+    assert_eq!(
+        get("127.0.0.1", None).await.unwrap().status(),
+        200,
+        "this host"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_when_the_database_is_gone() {
     let t = TestServer::start(Backend::Sqlite).await.unwrap();
