@@ -599,6 +599,122 @@ async fn slow_and_excess_connections_are_cut_off() {
     assert_eq!(ok.status(), 200, "served again once they closed");
 }
 
+/// M3 of the 2026-11-30 findings: attachment bodies were buffered up to
+/// 100 MiB, and copied, before the organisation's limit applied (8 refused
+/// uploads took the server to 1 GB). Now a declared size over the limit is
+/// refused before the body is read, an undeclared one is cut at the limit,
+/// and a session has at most two uploads in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_bodies_stop_at_the_organisations_limit() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let t = TestServer::start(Backend::Sqlite).await.unwrap();
+    let admin = t.setup_org("alpha").await;
+    let mut policy = admin.client.policy().await.unwrap();
+    policy.messaging.max_attachment_bytes = 64 * 1024;
+    admin.client.set_policy(&policy).await.unwrap();
+    let alice = t
+        .user_with_role(&admin, wardline_proto::Role::Physician)
+        .await;
+    let bob = t.user_with_role(&admin, wardline_proto::Role::Nurse).await;
+    let devices = common::Devices::new();
+    let mut a = devices.of(&alice, "a").await;
+    let conv = common::group(&mut a, &[bob.user.id], None).await;
+    let head = |extra: &str| {
+        format!(
+            "POST /api/v1/conversations/{conv}/attachments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/octet-stream\r\n{extra}\r\n",
+            alice.token
+        )
+    };
+    let status_of = |answer: &str| answer.split(' ').nth(1).unwrap_or("").to_owned();
+
+    // 100 MiB declared: 413 after 1 KiB, without waiting for the rest.
+    let mut c = tls_connection(&t).await.unwrap();
+    c.write_all(head("Content-Length: 104857600\r\n").as_bytes())
+        .await
+        .unwrap();
+    c.write_all(&[7u8; 1024]).await.unwrap();
+    c.flush().await.unwrap();
+    let (answer, took) = until_closed_or_answered(&mut c, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), "413", "{answer}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // Chunked, no size declared: cut once past the limit.
+    let mut c = tls_connection(&t).await.unwrap();
+    c.write_all(head("Transfer-Encoding: chunked\r\n").as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..80 {
+        let chunk = [7u8; 1024];
+        if c.write_all(b"400\r\n").await.is_err()
+            || c.write_all(&chunk).await.is_err()
+            || c.write_all(b"\r\n").await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = c.flush().await;
+    let (answer, _) = until_closed_or_answered(&mut c, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), "413", "{answer}");
+
+    // Two uploads in flight for this session; the third is refused at once.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut c = tls_connection(&t).await.unwrap();
+        c.write_all(head("Content-Length: 10240\r\n").as_bytes())
+            .await
+            .unwrap();
+        c.write_all(&[7u8; 1024]).await.unwrap();
+        c.flush().await.unwrap();
+        slow.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = tls_connection(&t).await.unwrap();
+    third
+        .write_all(head("Content-Length: 10240\r\n").as_bytes())
+        .await
+        .unwrap();
+    third.write_all(&[7u8; 10240]).await.unwrap();
+    third.flush().await.unwrap();
+    let (answer, _) = until_closed_or_answered(&mut third, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), "429", "{answer}");
+    // Finishing one makes room again.
+    slow[0].write_all(&[7u8; 9216]).await.unwrap();
+    slow[0].flush().await.unwrap();
+    let (answer, _) = until_closed_or_answered(&mut slow[0], Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), "201", "{answer}");
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let up = a
+        .api
+        .upload_attachment(conv, vec![7u8; 2048])
+        .await
+        .unwrap();
+    assert_eq!(up.size, 2048);
+}
+
+/// Reads an HTTP/1.1 answer's head (or until the server closes).
+async fn until_closed_or_answered<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    limit: std::time::Duration,
+) -> (String, std::time::Duration) {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "no answer after {limit:?}; so far: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), start.elapsed())
+}
+
 both_backends!(
     sweep_every_operation_with_malformed_bodies,
     targeted_cases,

@@ -52,6 +52,42 @@ pub struct MessagingService {
     clock: Arc<dyn Clock>,
     pub hub: DeliveryHub,
     acks: acks::AckBatcher,
+    /// Attachment uploads being read, per session (see [`UploadPermit`]).
+    uploads: Arc<std::sync::Mutex<std::collections::HashMap<wardline_proto::SessionId, usize>>>,
+}
+
+/// Uploads one session may have in flight at once: each may hold up to the
+/// organisation's attachment limit in memory while it is read.
+pub const MAX_UPLOADS_PER_SESSION: usize = 2;
+
+/// Leave to read one attachment body: its size limit, the uploading device,
+/// and a place among the session's uploads (given back when dropped).
+pub struct UploadPermit {
+    pub max_bytes: i64,
+    conversation: Uuid,
+    device: Uuid,
+    org: OrgId,
+    session: wardline_proto::SessionId,
+    uploads: Arc<std::sync::Mutex<std::collections::HashMap<wardline_proto::SessionId, usize>>>,
+}
+
+impl Drop for UploadPermit {
+    fn drop(&mut self) {
+        let mut u = self.uploads.lock().expect("uploads lock");
+        if let Some(n) = u.get_mut(&self.session) {
+            *n -= 1;
+            if *n == 0 {
+                u.remove(&self.session);
+            }
+        }
+    }
+}
+
+fn attachment_too_large(max: i64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("attachments may be at most {max} bytes (organisation policy)"),
+    )
 }
 
 fn conversation_not_found() -> ApiError {
@@ -76,6 +112,7 @@ impl MessagingService {
             vault,
             clock,
             hub: DeliveryHub::default(),
+            uploads: Default::default(),
         }
     }
 
@@ -1142,34 +1179,69 @@ impl MessagingService {
 
     // -------------------------------------------------------- attachments
 
-    pub async fn upload_attachment(
+    /// Everything an upload is checked for before its body is read (finding
+    /// M3 of 2026-11-30: bodies up to 100 MiB were buffered, and copied,
+    /// before the organisation's 25 MiB limit applied): the device, the
+    /// membership, the size the caller declares (`content_length`), and a
+    /// place among the session's uploads in flight.
+    pub async fn begin_upload(
         &self,
         p: &Principal,
         id: Uuid,
-        data: Vec<u8>,
+        content_length: Option<u64>,
         audit: &AuditScope,
-    ) -> ApiResult<AttachmentUploaded> {
+    ) -> ApiResult<UploadPermit> {
         let device = self.device_of(p).await?;
         let c = self.member_conversation(p, id).await?;
         self.tag_patient(&c, audit).await?;
         let max = self.policy(p.org_id).await?.max_attachment_bytes;
-        if data.len() as i64 > max {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("attachments may be at most {max} bytes (organisation policy)"),
-            ));
+        if content_length.is_some_and(|n| n > max as u64) {
+            return Err(attachment_too_large(max));
+        }
+        {
+            let mut u = self.uploads.lock().expect("uploads lock");
+            let n = u.entry(p.session_id).or_insert(0);
+            if *n >= MAX_UPLOADS_PER_SESSION {
+                return Err(ApiError {
+                    message: format!(
+                        "at most {MAX_UPLOADS_PER_SESSION} uploads at a time per session; wait for one to finish"
+                    ),
+                    ..ApiError::rate_limited(1)
+                });
+            }
+            *n += 1;
+        }
+        Ok(UploadPermit {
+            max_bytes: max,
+            conversation: id,
+            device: device.id,
+            org: p.org_id,
+            session: p.session_id,
+            uploads: self.uploads.clone(),
+        })
+    }
+
+    /// Stores an attachment read under `permit` (at most its `max_bytes`).
+    pub async fn upload_attachment(
+        &self,
+        permit: UploadPermit,
+        data: &[u8],
+    ) -> ApiResult<AttachmentUploaded> {
+        if data.len() as i64 > permit.max_bytes {
+            return Err(attachment_too_large(permit.max_bytes));
         }
         if data.is_empty() {
             return Err(ApiError::validation("an attachment cannot be empty"));
         }
+        let id = permit.conversation;
         let attachment_id = Uuid::new_v4();
         let size = data.len() as i64;
-        let (key_row, key) = self.vault.new_key_row(p.org_id)?;
+        let (key_row, key) = self.vault.new_key_row(permit.org)?;
         let row = AttachmentRow {
             id: attachment_id,
             conversation_id: id,
-            uploader_device: device.id,
-            data: Vault::seal_bytes(&key, attachment_field(&attachment_id.to_string()), &data),
+            uploader_device: permit.device,
+            data: Vault::seal_bytes(&key, attachment_field(&attachment_id.to_string()), data),
             created_at: self.clock.now(),
             dek_id: Some(key_row.id.clone()),
         };

@@ -2,8 +2,6 @@
 //! authorizes, then hands over to [`MessagingService`](super::MessagingService).
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -17,7 +15,7 @@ use wardline_proto::{ErrorBody, Permission};
 use crate::app::AppState;
 use crate::audit::AuditScope;
 use crate::authz::Authenticated;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiPath, ApiQuery};
 
 /// MLS commits carry a Welcome with the ratchet tree: a thousand-member group's
@@ -41,7 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(submit_message).layer(DefaultBodyLimit::max(MAX_MESSAGE_BODY_BYTES)))
         .routes(routes!(mark_read))
         .routes(routes!(message_receipts))
-        .routes(routes!(upload_attachment).layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BODY_BYTES)))
+        .routes(routes!(upload_attachment))
         .routes(routes!(download_attachment))
         .routes(routes!(sync))
         .routes(routes!(ack))
@@ -278,14 +276,37 @@ async fn upload_attachment(
     Authenticated(p): Authenticated,
     audit: AuditScope,
     ApiPath(id): ApiPath<Uuid>,
-    body: Result<Bytes, BytesRejection>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<AttachmentUploaded>)> {
     p.authorize(Permission::Messaging)?;
-    let body = crate::http::body_bytes(body, "attachment")?;
-    let up = s
-        .messaging
-        .upload_attachment(&p, id, body.to_vec(), &audit)
-        .await?;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Checked (and refused on a declared size) before a byte is read; then
+    // read no further than the organisation's limit.
+    let permit = s.messaging.begin_upload(&p, id, declared, &audit).await?;
+    let limit = usize::try_from(permit.max_bytes)
+        .unwrap_or(usize::MAX)
+        .min(MAX_ATTACHMENT_BODY_BYTES);
+    let mut stream = body.into_data_stream();
+    let mut data = Vec::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the attachment: {e}")))?;
+        if data.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                wardline_proto::ErrorCode::PayloadTooLarge,
+                format!(
+                    "attachments may be at most {} bytes (organisation policy)",
+                    permit.max_bytes
+                ),
+            ));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    let up = s.messaging.upload_attachment(permit, &data).await?;
     Ok((StatusCode::CREATED, Json(up)))
 }
 
