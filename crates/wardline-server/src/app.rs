@@ -323,11 +323,12 @@ impl Server {
             directory.clone(),
             messaging.clone(),
             patients.clone(),
-            vault,
+            vault.clone(),
             clock.clone(),
             audit.clone(),
             config.public_url(),
         );
+        let vault_for_audit = vault;
         let setup_code = directory
             .ensure_setup_code()
             .await
@@ -338,7 +339,12 @@ impl Server {
             auth,
             directory,
             audit,
-            audit_reader: AuditService::new(audit_store, keys.clone()),
+            audit_reader: AuditService::new(
+                audit_store,
+                keys.clone(),
+                vault_for_audit,
+                messaging.clone(),
+            ),
             store,
             messaging,
             lifecycle,

@@ -60,6 +60,47 @@ async fn raw_sqlite_file_holds_no_phi_written_through_the_api() {
         "reads decrypt"
     );
 
+    // M5 of the 2026-11-30 findings: a conversation's patient reference
+    // was stored in clear in the audit trail (and its index). Planted: a
+    // patient thread, read, opened by break-glass, searched for and held.
+    let mrn = "PHIPLANT-MRN-ref-77";
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let officer = t.user_with_role(&admin, Role::ComplianceOfficer).await;
+    let devices = common::Devices::new();
+    let mut chat = devices.of(&doc, "doc").await;
+    let colleague = t.user_with_role(&admin, Role::Physician).await;
+    let conv = common::group(&mut chat, &[colleague.user.id], Some(mrn)).await;
+    chat.api.conversation(conv).await.unwrap();
+    let access = nurse
+        .client
+        .open_patient(&wardline_proto::routing::OpenPatientRequest {
+            patient_ref: mrn.into(),
+            reason: Some("covering the night shift for this patient".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(access.conversations.len(), 1);
+    let report = officer.client.audit_access_report(mrn).await.unwrap();
+    assert!(report.events.len() >= 3, "{:?}", report.events);
+    assert!(
+        report
+            .events
+            .iter()
+            .all(|e| e.patient_id.as_deref() == Some(mrn)),
+        "the compliance officer sees the reference: {:?}",
+        report.events
+    );
+    officer
+        .client
+        .place_legal_hold(&wardline_proto::lifecycle::PlaceHoldRequest {
+            scope: wardline_proto::lifecycle::HoldScope::Patient,
+            target: mrn.into(),
+            matter: "Matter 2026-17".into(),
+            reason: "litigation notice".into(),
+        })
+        .await
+        .unwrap();
+
     t.sql.checkpoint().await.unwrap();
     let mut bytes = Vec::new();
     for name in ["wardline.db", "wardline.db-wal", "wardline.db-shm"] {
@@ -78,6 +119,7 @@ async fn raw_sqlite_file_holds_no_phi_written_through_the_api() {
             admin.user.email.as_str(),
             "Ada Admin",
             doc.totp_secret.as_str(),
+            mrn,
         ]
         .iter(),
     ) {

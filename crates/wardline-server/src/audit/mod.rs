@@ -40,6 +40,10 @@ use crate::store::{AuditStore, CheckpointRow, StoreError};
 
 pub use scope::AuditScope;
 
+/// How a patient reference's blind index is stored in `audit_log.patient_id`
+/// (patient record ids are stored as they are).
+pub const PATIENT_REF_PREFIX: &str = "ref:";
+
 /// An event to append; the writer adds the sequence number and time.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wardline_proto::audit::*;
-use wardline_proto::{ErrorBody, Permission};
+use wardline_proto::{ErrorBody, OrgId, Permission};
 
 use super::AuditScope;
 use super::service::MAX_PAGE;
@@ -31,9 +31,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(consistency_proof))
 }
 
-fn tag_patient(scope: &AuditScope, q: &AuditQuery) {
+fn tag_patient(s: &AppState, org: OrgId, scope: &AuditScope, q: &AuditQuery) {
     if let Some(p) = &q.patient {
-        scope.patient(p);
+        scope.patient(&s.audit_reader.stored_patient(org, p));
     }
 }
 
@@ -48,7 +48,7 @@ async fn search(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
     p.authorize(Permission::AuditRead)?;
-    tag_patient(&scope, &q);
+    tag_patient(&s, p.org_id, &scope, &q);
     Ok(Json(s.audit_reader.search(p.org_id, &q).await?))
 }
 
@@ -141,7 +141,7 @@ async fn export(
     ApiQuery(mut q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Response> {
     p.authorize(Permission::AuditRead)?;
-    tag_patient(&scope, &q);
+    tag_patient(&s, p.org_id, &scope, &q);
     q.limit = Some(MAX_PAGE);
     // Fail before the first byte on bad filters.
     super::service::AuditService::validate(&q)?;
@@ -214,7 +214,7 @@ async fn access_report(
             "patient_id must be 1 to 128 characters",
         ));
     }
-    scope.patient(&patient_id);
+    scope.patient(&s.audit_reader.stored_patient(p.org_id, &patient_id));
     Ok(Json(
         s.audit_reader
             .access_report(p.org_id, &patient_id, range.from_ms, range.to_ms)

@@ -128,7 +128,9 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         (
             "GET",
             "/api/v1/audit/patients/{patient_id}/access-report",
-            on(AuditAccessReport, "patient", "patient_id"),
+            // The patient is recorded by the handler, keyed (a reference
+            // such as an MRN is never stored in clear).
+            ev(AuditAccessReport),
         ),
         ("GET", "/api/v1/audit/checkpoints/latest", ev(AuditProof)),
         ("GET", "/api/v1/audit/proofs/inclusion", ev(AuditProof)),
@@ -447,8 +449,19 @@ impl AuditScope {
         self.with(|d| d.target = Some((kind.to_owned(), id.to_string())));
     }
 
+    /// A patient record's id (not PHI by itself). A free-text patient
+    /// reference (an MRN) goes through [`AuditScope::patient_ref`] instead.
     pub fn patient(&self, patient_id: &str) {
         self.with(|d| d.patient_id = Some(patient_id.to_owned()));
+    }
+
+    /// A patient reference by its keyed blind index (`lifecycle::patient_index`):
+    /// the audit trail, kept for years and sent to the SIEM, never holds the
+    /// reference itself (finding M5 of 2026-11-30). Stored as
+    /// `ref:<index>`; compliance officers see the reference again through
+    /// [`super::service::AuditService`].
+    pub fn patient_ref(&self, index: &str) {
+        self.patient(&format!("{}{index}", super::PATIENT_REF_PREFIX));
     }
 
     /// A further successful event of this request, e.g. the session a

@@ -14,9 +14,11 @@ use wardline_proto::audit::{
     InclusionProof,
 };
 
-use super::{frontier_of, hash32, record};
+use super::{PATIENT_REF_PREFIX, frontier_of, hash32, record};
 use crate::error::{ApiError, ApiResult};
+use crate::messaging::MessagingService;
 use crate::store::{AuditRow, AuditStore, CheckpointRow, StoreError};
+use crate::vault::Vault;
 
 /// Largest search page; also the page size of exports and reports.
 pub const MAX_PAGE: i64 = 1000;
@@ -28,6 +30,10 @@ const REPORT_MAX_EVENTS: usize = 10_000;
 pub struct AuditService {
     store: Arc<dyn AuditStore>,
     keys: Arc<dyn KeyProvider>,
+    vault: Vault,
+    /// Where a patient reference's blind index is opened again (the
+    /// conversations that name it, sealed).
+    references: MessagingService,
 }
 
 fn decode_all(rows: &[AuditRow]) -> ApiResult<Vec<AuditEvent>> {
@@ -60,8 +66,61 @@ pub fn checkpoint_to_wire(cp: &CheckpointRow, public_key: &[u8; 32]) -> Checkpoi
 }
 
 impl AuditService {
-    pub fn new(store: Arc<dyn AuditStore>, keys: Arc<dyn KeyProvider>) -> AuditService {
-        AuditService { store, keys }
+    pub fn new(
+        store: Arc<dyn AuditStore>,
+        keys: Arc<dyn KeyProvider>,
+        vault: Vault,
+        references: MessagingService,
+    ) -> AuditService {
+        AuditService {
+            store,
+            keys,
+            vault,
+            references,
+        }
+    }
+
+    /// How a patient the caller names is stored in the trail: a patient
+    /// record's id as it is, any other reference (an MRN) by its keyed
+    /// blind index (finding M5 of 2026-11-30: MRNs were stored in clear).
+    pub fn stored_patient(&self, org: OrgId, patient: &str) -> String {
+        let patient = patient.trim();
+        if uuid::Uuid::parse_str(patient).is_ok() {
+            patient.to_owned()
+        } else {
+            format!(
+                "{PATIENT_REF_PREFIX}{}",
+                crate::lifecycle::patient_index(&self.vault, org, patient)
+            )
+        }
+    }
+
+    /// Gives the compliance officer the references behind stored blind
+    /// indexes (one lookup per distinct index; an index no conversation
+    /// names any more stays as it is).
+    async fn open_patients(&self, org: OrgId, events: &mut [AuditEvent]) -> ApiResult<()> {
+        let mut opened: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for e in events.iter_mut() {
+            let Some(index) = e
+                .patient_id
+                .as_deref()
+                .and_then(|p| p.strip_prefix(PATIENT_REF_PREFIX))
+            else {
+                continue;
+            };
+            let reference = match opened.get(index) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = self.references.patient_reference(org, index).await?;
+                    opened.insert(index.to_owned(), r.clone());
+                    r
+                }
+            };
+            if let Some(r) = reference {
+                e.patient_id = Some(r);
+            }
+        }
+        Ok(())
     }
 
     pub fn validate(q: &AuditQuery) -> ApiResult<i64> {
@@ -86,10 +145,15 @@ impl AuditService {
 
     pub async fn search(&self, org: OrgId, q: &AuditQuery) -> ApiResult<AuditPage> {
         let limit = Self::validate(q)?;
-        let mut rows = self.store.search_audit(org, q, limit + 1).await?;
+        let stored = AuditQuery {
+            patient: q.patient.as_deref().map(|p| self.stored_patient(org, p)),
+            ..q.clone()
+        };
+        let mut rows = self.store.search_audit(org, &stored, limit + 1).await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let events = decode_all(&rows)?;
+        let mut events = decode_all(&rows)?;
+        self.open_patients(org, &mut events).await?;
         Ok(AuditPage {
             next_before: if more {
                 events.last().map(|e| e.seq)

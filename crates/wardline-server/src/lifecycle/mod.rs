@@ -540,8 +540,9 @@ impl LifecycleService {
                         "a patient reference must be 1 to 100 characters",
                     ));
                 }
-                audit.patient(target);
-                patient_index(&self.vault, p.org_id, target)
+                let index = patient_index(&self.vault, p.org_id, target);
+                audit.patient_ref(&index);
+                index
             }
         };
         let id = Uuid::new_v4();

@@ -433,8 +433,8 @@ impl MessagingService {
         audit: Option<&AuditScope>,
     ) -> ApiResult<Conversation> {
         let (title, patient_ref) = self.open_sealed(c).await?;
-        if let (Some(a), Some(pr)) = (audit, &patient_ref) {
-            a.patient(pr);
+        if let (Some(a), Some(index)) = (audit, &c.patient_ref_bidx) {
+            a.patient_ref(index);
         }
         Ok(Conversation {
             id: c.id,
@@ -468,10 +468,26 @@ impl MessagingService {
     /// Records the patient of a clinical thread on the request's audit event,
     /// so that the patient's access report lists who wrote there.
     pub async fn tag_patient(&self, c: &ConversationRow, audit: &AuditScope) -> ApiResult<()> {
-        if let (_, Some(patient)) = self.open_sealed(c).await? {
-            audit.patient(&patient);
+        if let Some(index) = &c.patient_ref_bidx {
+            audit.patient_ref(index);
         }
         Ok(())
+    }
+
+    /// The patient reference behind a blind index, from a conversation that
+    /// names it (sealed there); `None` if no conversation does.
+    pub async fn patient_reference(&self, org: OrgId, index: &str) -> ApiResult<Option<String>> {
+        let Some((id, _)) = self
+            .routing
+            .conversations_by_patient(org, index)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let c = self.store.get_conversation(org, id).await?;
+        Ok(self.open_sealed(&c).await?.1)
     }
 
     async fn active_colleague(&self, org: OrgId, user: UserId) -> ApiResult<()> {

@@ -994,8 +994,8 @@ impl RoutingService {
     ) -> ApiResult<PatientAccess> {
         let patient = req.patient_ref.trim();
         check_text(patient, "patient_ref", 100)?;
-        audit.patient(patient);
         let bidx = crate::lifecycle::patient_index(&self.vault, p.org_id, patient);
+        audit.patient_ref(&bidx);
         let conversations = self.store.conversations_by_patient(p.org_id, &bidx).await?;
         if conversations.is_empty() {
             return Err(ApiError::not_found("conversation about this patient"));
