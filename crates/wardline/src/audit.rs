@@ -2,6 +2,7 @@
 //! (it must not trust the server it checks); `search`, `report`, `export` and
 //! `checkpoint` go through the API as the signed-in compliance officer.
 
+use crate::term::say;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -193,7 +194,7 @@ async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
     if args.json {
         print_json(&report)?;
     } else {
-        println!(
+        say!(
             "checked {} entries ({}..={}) and {} checkpoints{}",
             report.entries_checked,
             report.started_at + 1,
@@ -206,7 +207,7 @@ async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
             }
         );
         for f in &report.findings {
-            println!("TAMPERING: {f}");
+            say!("TAMPERING: {f}");
         }
     }
     if !report.ok() {
@@ -214,7 +215,7 @@ async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     if !report.keys_trusted_on_first_use.is_empty() && !args.json {
-        println!(
+        say!(
             "NOTE: no audit key was pinned; trusted this host's key file for {} and pinned {} in {} (compare with a copy kept elsewhere, or pass --public-key)",
             report.keys_trusted_on_first_use.join(", "),
             if report.keys_trusted_on_first_use.len() == 1 {
@@ -235,13 +236,13 @@ async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
             write_state(&state_path, t)?;
         }
         if !args.json {
-            println!(
+            say!(
                 "OK: the log is intact; verified up to the signed checkpoint at {} entries",
                 t.size
             );
         }
     } else if !args.json {
-        println!("OK: the log is intact (no signed checkpoint yet)");
+        say!("OK: the log is intact (no signed checkpoint yet)");
     }
     Ok(())
 }
@@ -272,9 +273,14 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Res
 }
 
 fn print_events(events: &[AuditEvent]) {
-    println!(
+    say!(
         "{:>8}  {:<24}  {:<22}  {:<8}  {:<36}  {:<8} target",
-        "seq", "time (UTC)", "action", "outcome", "actor", "patient"
+        "seq",
+        "time (UTC)",
+        "action",
+        "outcome",
+        "actor",
+        "patient"
     );
     for e in events {
         let when = time_text(e.at_ms);
@@ -282,7 +288,7 @@ fn print_events(events: &[AuditEvent]) {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        println!(
+        say!(
             "{:>8}  {:<24}  {:<22}  {:<8}  {:<36}  {:<8} {}",
             e.seq,
             when,
@@ -321,7 +327,7 @@ async fn search(args: SearchArgs) -> anyhow::Result<()> {
     }
     print_events(&page.events);
     if let Some(b) = page.next_before {
-        println!("(more: older than entry {b})");
+        say!("(more: older than entry {b})");
     }
     Ok(())
 }
@@ -332,13 +338,13 @@ async fn report(patient: &str, opts: ClientOpts) -> anyhow::Result<()> {
     if opts.json {
         return print_json(&r);
     }
-    println!(
+    say!(
         "access to patient {}: {} events",
         r.patient_id,
         r.events.len()
     );
     for a in &r.accessors {
-        println!(
+        say!(
             "  {:<36}  {:>4} events  {} – {}  devices: {}  actions: {}",
             a.actor_id.as_deref().unwrap_or("(anonymous)"),
             a.events,
@@ -352,7 +358,7 @@ async fn report(patient: &str, opts: ClientOpts) -> anyhow::Result<()> {
                 .join(", ")
         );
     }
-    println!();
+    say!();
     print_events(&r.events);
     Ok(())
 }
@@ -393,12 +399,12 @@ async fn checkpoint(opts: ClientOpts) -> anyhow::Result<()> {
     if opts.json {
         return print_json(&cp);
     }
-    println!("size        {}", cp.size);
-    println!("time        {}", time_text(cp.at_ms));
-    println!("root        {}", cp.root);
-    println!("chain head  {}", cp.chain_head);
-    println!("key         {} ({})", cp.key_id, cp.public_key);
-    println!("signature   {}", if ok { "valid" } else { "INVALID" });
+    say!("size        {}", cp.size);
+    say!("time        {}", time_text(cp.at_ms));
+    say!("root        {}", cp.root);
+    say!("chain head  {}", cp.chain_head);
+    say!("key         {} ({})", cp.key_id, cp.public_key);
+    say!("signature   {}", if ok { "valid" } else { "INVALID" });
     if !ok {
         anyhow::bail!("the checkpoint signature does not verify");
     }

@@ -5,6 +5,7 @@
 //! `WARDLINE_PASSPHRASE`). Every command first catches up with the server, so
 //! messages written offline go out, in order, at the next command.
 
+use crate::term::say;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -357,7 +358,7 @@ fn print_message(m: &LocalMessage, names: &HashMap<Uuid, String>) {
         p => format!(" [{}]", p.as_str().to_uppercase()),
     };
     if let Some(at) = m.recalled_at {
-        println!(
+        say!(
             "{}  {}  {who}: (message recalled {})",
             short(m.id),
             time(m.sent_at),
@@ -374,16 +375,19 @@ fn print_message(m: &LocalMessage, names: &HashMap<Uuid, String>) {
         .expires_at
         .map(|t| format!(" (disappears {})", time(t)))
         .unwrap_or_default();
-    println!(
+    say!(
         "{}  {}  {who}{flag}{reply}{disappears}: {}",
         short(m.id),
         time(m.sent_at),
         m.content.text
     );
     for a in &m.content.attachments {
-        println!(
+        say!(
             "          attachment {:?} {} ({}, {} bytes)",
-            a.kind, a.name, a.mime, a.size
+            a.kind,
+            a.name,
+            a.mime,
+            a.size
         );
     }
 }
@@ -400,7 +404,7 @@ fn print_change(c: &GroupChange, names: &HashMap<Uuid, String>) {
         parts.push(format!("{}'s device {} left", name(u), short(*d)));
     }
     if !parts.is_empty() {
-        println!("--------  {}  — {}", time(c.at), parts.join("; "));
+        say!("--------  {}  — {}", time(c.at), parts.join("; "));
     }
 }
 
@@ -454,10 +458,24 @@ pub async fn run(cmd: ChatCommand) -> anyhow::Result<()> {
     if let Err(e) = &r
         && let Some(ChatError::Wiped { .. }) = e.downcast_ref::<ChatError>()
     {
-        // The session token goes with the store.
-        let _ = std::fs::remove_file(&profile);
+        erase_profile(&profile);
     }
     r
+}
+
+/// What a wiped device erases besides its message store (which
+/// `wardline_client::chat::erase_device` overwrote and removed before it
+/// confirmed): the keys of messages it sealed for patients (finding L2 of
+/// 2026-11-30: that file stayed behind) and the profile with its session
+/// token. Files are overwritten before they are removed.
+pub(crate) fn erase_profile(profile: &std::path::Path) {
+    let keys = wardline_client::patient_keys::PatientKeys::path_for(profile);
+    for path in [profile.with_extension("chat"), keys, profile.to_owned()] {
+        if let Ok(len) = std::fs::metadata(&path).map(|m| m.len()) {
+            let _ = std::fs::write(&path, vec![0u8; len as usize]);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 fn opts_of(cmd: &ChatCommand) -> &ClientOpts {
@@ -529,9 +547,10 @@ async fn page(args: PageArgs) -> anyhow::Result<()> {
             "nobody_on_call": p.nobody_on_call,
         }));
     }
-    println!(
+    say!(
         "{id} sent to {} in {}",
-        p.resolved_to.display_name, p.conversation.id
+        p.resolved_to.display_name,
+        p.conversation.id
     );
     Ok(())
 }
@@ -552,7 +571,7 @@ async fn ack(args: AckArgs, acknowledge: bool) -> anyhow::Result<()> {
     }
     let names = names(&chat).await;
     let name = |u: Uuid| names.get(&u).cloned().unwrap_or_else(|| short(u));
-    println!(
+    say!(
         "{} {}: {:?}",
         short(e.message_id),
         e.priority.as_str(),
@@ -560,7 +579,7 @@ async fn ack(args: AckArgs, acknowledge: bool) -> anyhow::Result<()> {
     );
     for ev in &e.events {
         let who: Vec<String> = ev.users.iter().map(|u| name(*u)).collect();
-        println!(
+        say!(
             "  {}  {}{}  {}",
             time(ev.at),
             ev.action.as_str(),
@@ -569,14 +588,14 @@ async fn ack(args: AckArgs, acknowledge: bool) -> anyhow::Result<()> {
         );
     }
     if let (Some(by), Some(at)) = (e.acknowledged_by, e.acknowledged_at) {
-        println!(
+        say!(
             "  acknowledged by {} at {} (device {})",
             name(by),
             time(at),
             e.acknowledged_device.map(short).unwrap_or_default()
         );
     } else if let (Some(at), Some(a)) = (e.next_at, e.next_action) {
-        println!("  next: {} at {}", a.as_str(), time(at));
+        say!("  next: {} at {}", a.as_str(), time(at));
     }
     Ok(())
 }
@@ -596,10 +615,10 @@ async fn open_patient(args: OpenPatientArgs) -> anyhow::Result<()> {
         return print_json(&r);
     }
     for c in &r.conversations {
-        println!("{}  {:?}", c.conversation_id, c.via);
+        say!("{}  {:?}", c.conversation_id, c.via);
     }
     for g in &r.grants {
-        println!(
+        say!(
             "break-glass access until {} (grant {}); the compliance officer has been told",
             time(g.expires_at),
             g.id
@@ -618,7 +637,7 @@ async fn recall(args: RecallArgs) -> anyhow::Result<()> {
         return print_json(&r);
     }
     let names = names(&chat).await;
-    println!(
+    say!(
         "{} recalled; {} device(s) told to delete it",
         short(r.message_id),
         r.devices_notified
@@ -633,7 +652,7 @@ async fn recall(args: RecallArgs) -> anyhow::Result<()> {
             (None, Some(t)) => format!("had received it ({}), not read", time(t)),
             (None, None) => "had not received it".to_owned(),
         };
-        println!("  {who} (device {}): {state}", short(d.device_id));
+        say!("  {who} (device {}): {state}", short(d.device_id));
     }
     Ok(())
 }
@@ -660,8 +679,8 @@ async fn disappear(args: DisappearArgs) -> anyhow::Result<()> {
         return print_json(&c);
     }
     match c.lifecycle.message_ttl_secs {
-        Some(t) => println!("messages here now disappear {t} seconds after they are sent"),
-        None => println!("messages here no longer disappear"),
+        Some(t) => say!("messages here now disappear {t} seconds after they are sent"),
+        None => say!("messages here no longer disappear"),
     }
     Ok(())
 }
@@ -690,7 +709,7 @@ async fn new(args: NewArgs) -> anyhow::Result<()> {
     if args.opts.json {
         return print_json(&c);
     }
-    println!("{}", c.id);
+    say!("{}", c.id);
     Ok(())
 }
 
@@ -702,9 +721,12 @@ async fn list(opts: ClientOpts) -> anyhow::Result<()> {
         return print_json(&list);
     }
     let names = names(&chat).await;
-    println!(
+    say!(
         "{:<36}  {:<6}  {:<16}  {:>4}  title / members",
-        "id", "kind", "last activity", "msgs"
+        "id",
+        "kind",
+        "last activity",
+        "msgs"
     );
     for c in &list.conversations {
         let who: Vec<String> = c
@@ -722,7 +744,7 @@ async fn list(opts: ClientOpts) -> anyhow::Result<()> {
         if let Some(p) = &c.patient_ref {
             label = format!("{label} [patient {p}]");
         }
-        println!(
+        say!(
             "{}  {:<6}  {:<16}  {msgs:>4}  {} — {}",
             c.id,
             c.kind.as_str(),
@@ -804,9 +826,9 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         .transpose()?;
     let id = chat.send_with_ttl(conv, content, priority, ttl).await?;
     if chat.core.outbox.iter().any(|o| o.id == id) {
-        println!("{id} queued (offline): it is sent, in order, by the next chat command");
+        say!("{id} queued (offline): it is sent, in order, by the next chat command");
     } else {
-        println!("{id}");
+        say!("{id}");
     }
     Ok(())
 }
@@ -827,7 +849,7 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
             .title
             .clone()
             .unwrap_or_else(|| "direct conversation".into());
-        println!("— {title} —");
+        say!("— {title} —");
         let skip = c.messages.len().saturating_sub(args.last);
         let shown = &c.messages[skip..];
         // Changes older than the first message shown only when all are shown.
@@ -846,7 +868,7 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
             print_change(g, &names);
         }
         for o in chat.core.outbox.iter().filter(|o| o.conversation == conv) {
-            println!("{}  (queued)  you: {}", short(o.id), o.content.text);
+            say!("{}  (queued)  you: {}", short(o.id), o.content.text);
         }
     }
     chat.mark_read(conv).await?;
@@ -949,14 +971,17 @@ async fn receipts(args: ReceiptsArgs) -> anyhow::Result<()> {
         return print_json(&r);
     }
     let names = names(&chat).await;
-    println!("message {} ({})", message, r.priority.as_str());
-    println!(
+    say!("message {} ({})", message, r.priority.as_str());
+    say!(
         "{:<24}  {:<8}  {:<16}  {:<16}",
-        "recipient", "device", "delivered", "read"
+        "recipient",
+        "device",
+        "delivered",
+        "read"
     );
     let show = |t: Option<i64>| t.map(time).unwrap_or_else(|| "—".into());
     for x in &r.receipts {
-        println!(
+        say!(
             "{:<24}  {:<8}  {:<16}  {:<16}",
             names
                 .get(&x.user_id)
@@ -981,7 +1006,7 @@ async fn member(args: MemberArgs, add: bool) -> anyhow::Result<()> {
         chat.api.remove_member(conv, user).await?;
     }
     chat.reconcile(conv).await?;
-    println!("{} {}", if add { "added" } else { "removed" }, args.email);
+    say!("{} {}", if add { "added" } else { "removed" }, args.email);
     Ok(())
 }
 
@@ -992,7 +1017,7 @@ async fn leave(args: ConvArgs) -> anyhow::Result<()> {
     let me = chat.user();
     chat.api.remove_member(conv, me).await?;
     chat.save()?;
-    println!("left {conv}");
+    say!("left {conv}");
     Ok(())
 }
 
@@ -1012,7 +1037,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let data = content::open_attachment(&sealed, &att.key)
         .context("the attachment does not match its key (altered on the server?)")?;
     std::fs::write(&args.out, data)?;
-    println!("{} ({} bytes) → {}", att.name, att.size, args.out.display());
+    say!("{} ({} bytes) → {}", att.name, att.size, args.out.display());
     Ok(())
 }
 
@@ -1023,9 +1048,12 @@ async fn devices(opts: ClientOpts) -> anyhow::Result<()> {
     if opts.json {
         return print_json(&list);
     }
-    println!(
+    say!(
         "{:<36}  {:<24}  {:<16}  {:<16}  key packages",
-        "device", "name", "registered", "identity key"
+        "device",
+        "name",
+        "registered",
+        "identity key"
     );
     for d in &list.devices {
         let this = if d.id == chat.core.mls.device {
@@ -1033,7 +1061,7 @@ async fn devices(opts: ClientOpts) -> anyhow::Result<()> {
         } else {
             ""
         };
-        println!(
+        say!(
             "{}  {:<24}  {:<16}  {:<16}  {}{}",
             d.id,
             d.name,

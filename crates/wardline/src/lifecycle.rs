@@ -2,6 +2,7 @@
 //! preview before it applies, deletion runs and their signed receipts, the
 //! legal hold register, and remote wipe of lost devices (over the API).
 
+use crate::term::say;
 use anyhow::Context;
 use uuid::Uuid;
 use wardline_proto::lifecycle::*;
@@ -150,14 +151,14 @@ impl PolicyChange {
 }
 
 fn print_counts(title: &str, c: &DeletionCounts) {
-    println!("{title}");
-    println!("  messages past retention      {:>8}", c.retention_messages);
-    println!("  ephemeral messages expired   {:>8}", c.expired_messages);
-    println!("  recalled messages' copies    {:>8}", c.recalled_messages);
-    println!("  attachments past retention   {:>8}", c.attachments);
-    println!("  in {} conversation(s)", c.conversations);
-    println!("  kept under legal hold        {:>8}", c.held_back);
-    println!("  kept for the minimum         {:>8}", c.kept_for_minimum);
+    say!("{title}");
+    say!("  messages past retention      {:>8}", c.retention_messages);
+    say!("  ephemeral messages expired   {:>8}", c.expired_messages);
+    say!("  recalled messages' copies    {:>8}", c.recalled_messages);
+    say!("  attachments past retention   {:>8}", c.attachments);
+    say!("  in {} conversation(s)", c.conversations);
+    say!("  kept under legal hold        {:>8}", c.held_back);
+    say!("  kept for the minimum         {:>8}", c.kept_for_minimum);
 }
 
 pub async fn lifecycle(cmd: LifecycleCommand) -> anyhow::Result<()> {
@@ -181,7 +182,7 @@ pub async fn lifecycle(cmd: LifecycleCommand) -> anyhow::Result<()> {
                 ),
                 &r.deleted,
             );
-            println!("  data keys destroyed          {:>8}", r.keys_destroyed);
+            say!("  data keys destroyed          {:>8}", r.keys_destroyed);
             Ok(())
         }
         LifecycleCommand::Receipts(opts) => {
@@ -237,7 +238,7 @@ pub async fn holds(cmd: HoldsCommand) -> anyhow::Result<()> {
             if a.opts.json {
                 return print_json(&h);
             }
-            println!("{}", h.id);
+            say!("{}", h.id);
             Ok(())
         }
         HoldsCommand::List(opts) => {
@@ -246,12 +247,14 @@ pub async fn holds(cmd: HoldsCommand) -> anyhow::Result<()> {
             if opts.json {
                 return print_json(&list);
             }
-            println!(
+            say!(
                 "{:<36}  {:<12}  {:<8}  matter / target",
-                "id", "scope", "status"
+                "id",
+                "scope",
+                "status"
             );
             for h in &list.holds {
-                println!(
+                say!(
                     "{}  {:<12}  {:<8}  {} / {}",
                     h.id,
                     h.scope.as_str(),
@@ -281,9 +284,11 @@ pub async fn devices(cmd: DevicesCommand) -> anyhow::Result<()> {
             if a.opts.json {
                 return print_json(&w);
             }
-            println!(
+            say!(
                 "device {} wiped: {} session(s) ended, leaving {} conversation(s); it erases itself when it next reaches the server",
-                w.device_id, w.sessions_ended, w.conversations
+                w.device_id,
+                w.sessions_ended,
+                w.conversations
             );
             Ok(())
         }
@@ -293,9 +298,9 @@ pub async fn devices(cmd: DevicesCommand) -> anyhow::Result<()> {
             if opts.json {
                 return print_json(&list);
             }
-            println!("{:<36}  {:<36}  {:<10}  reason", "device", "user", "status");
+            say!("{:<36}  {:<36}  {:<10}  reason", "device", "user", "status");
             for w in &list.wipes {
-                println!(
+                say!(
                     "{}  {}  {:<10}  {}",
                     w.device_id,
                     w.user_id,

@@ -14,6 +14,7 @@ mod patients;
 mod remote;
 mod routing;
 mod serve;
+mod term;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,7 @@
 //! `wardline patients …`: patient texting from the terminal (over the API, as
 //! the signed-in care-team member).
 
+use crate::term::say;
 use std::collections::BTreeMap;
 
 use anyhow::Context;
@@ -96,6 +97,33 @@ pub enum PatientsCommand {
 }
 
 pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
+    let profile = profile_path(opts_of(&cmd));
+    let r = dispatch(cmd).await;
+    // A wiped device erases what it holds, whichever command heard of it.
+    if let Err(e) = &r
+        && e.downcast_ref::<wardline_client::ClientError>()
+            .and_then(|e| e.code())
+            == Some(wardline_proto::ErrorCode::DeviceWiped)
+    {
+        crate::chat::erase_profile(&profile);
+    }
+    r
+}
+
+fn opts_of(cmd: &PatientsCommand) -> &ClientOpts {
+    match cmd {
+        PatientsCommand::List(o) | PatientsCommand::Threads(o) => o,
+        PatientsCommand::Add { opts, .. }
+        | PatientsCommand::Consent { opts, .. }
+        | PatientsCommand::Consents { opts, .. }
+        | PatientsCommand::Sms { opts, .. }
+        | PatientsCommand::Text { opts, .. }
+        | PatientsCommand::Send { opts, .. }
+        | PatientsCommand::Thread { opts, .. } => opts,
+    }
+}
+
+async fn dispatch(cmd: PatientsCommand) -> anyhow::Result<()> {
     match cmd {
         PatientsCommand::Add {
             name,
@@ -118,7 +146,7 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
             if opts.json {
                 return print_json(&p);
             }
-            println!("{}", p.id);
+            say!("{}", p.id);
             Ok(())
         }
         PatientsCommand::List(opts) => {
@@ -129,7 +157,7 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
             }
             for p in list.patients {
                 let consent: Vec<&str> = p.consent.iter().map(|s| s.as_str()).collect();
-                println!(
+                say!(
                     "{}  {:<28} {}  consent: {}{}",
                     p.id,
                     p.name,
@@ -198,7 +226,7 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
                 w.flush()?;
                 return Ok(());
             }
-            println!(
+            say!(
                 "now: {}{}",
                 h.consent
                     .iter()
@@ -212,7 +240,7 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
                 }
             );
             for e in &h.events {
-                println!(
+                say!(
                     "{}  {:<16} {:<9} {:<11} by {} {}",
                     e.at,
                     scope(e),
@@ -231,7 +259,7 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
                 return print_json(&list);
             }
             for m in list.sms {
-                println!(
+                say!(
                     "{}  {:<18} {:<11} attempts {}  {}",
                     m.created_at,
                     m.kind.as_str(),
@@ -332,7 +360,7 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
                 } else {
                     m.text.as_str()
                 };
-                println!("[{}] {who} ({}): {text}", m.created_at, m.via);
+                say!("[{}] {who} ({}): {text}", m.created_at, m.via);
             }
             Ok(())
         }
@@ -343,9 +371,11 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
                 return print_json(&list);
             }
             for t in list.threads {
-                println!(
+                say!(
                     "{}  {:<28} unread {}",
-                    t.patient_id, t.patient_name, t.unread
+                    t.patient_id,
+                    t.patient_name,
+                    t.unread
                 );
             }
             Ok(())

@@ -1,5 +1,6 @@
 //! Commands that talk to a running server through the client SDK.
 
+use crate::term::say;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -42,7 +43,7 @@ pub(crate) fn signed_in(opts: &ClientOpts) -> anyhow::Result<(ApiClient, Profile
 }
 
 pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    say!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -72,7 +73,7 @@ pub async fn setup(a: SetupArgs) -> anyhow::Result<()> {
             admin_password: password,
         })
         .await?;
-    println!(
+    say!(
         "created organisation {} ({}); administrator {}. Next: wardline login --server {} --org {} --email {}",
         resp.organisation.name,
         resp.organisation.slug,
@@ -205,11 +206,14 @@ pub async fn whoami(opts: ClientOpts) -> anyhow::Result<()> {
     if opts.json {
         return print_json(&s);
     }
-    println!(
+    say!(
         "{} <{}> in {} ({})",
-        s.user.display_name, s.user.email, s.organisation.name, s.organisation.slug
+        s.user.display_name,
+        s.user.email,
+        s.organisation.name,
+        s.organisation.slug
     );
-    println!(
+    say!(
         "roles: {}",
         s.user
             .roles
@@ -218,7 +222,7 @@ pub async fn whoami(opts: ClientOpts) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
+    say!(
         "permissions: {}",
         s.permissions
             .iter()
@@ -226,7 +230,7 @@ pub async fn whoami(opts: ClientOpts) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("session {} on device {}", s.session_id, s.device_id);
+    say!("session {} on device {}", s.session_id, s.device_id);
     Ok(())
 }
 
@@ -338,12 +342,16 @@ fn print_users(users: &[User], json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&users);
     }
-    println!(
+    say!(
         "{:<36}  {:<34}  {:<26}  {:<13}  {:<3}  roles",
-        "id", "email", "name", "status", "mfa"
+        "id",
+        "email",
+        "name",
+        "status",
+        "mfa"
     );
     for u in users {
-        println!(
+        say!(
             "{:<36}  {:<34}  {:<26}  {:<13}  {:<3}  {}",
             u.id,
             u.email,
@@ -462,14 +470,21 @@ pub async fn sessions(cmd: SessionsCommand) -> anyhow::Result<()> {
             if opts.json {
                 return print_json(&list);
             }
-            println!(
+            say!(
                 "{:<36}  {:<36}  {:<12}  {:<12}  mfa",
-                "session", "device", "created", "last seen"
+                "session",
+                "device",
+                "created",
+                "last seen"
             );
             for s in list {
-                println!(
+                say!(
                     "{:<36}  {:<36}  {:<12}  {:<12}  {}",
-                    s.id, s.device_id, s.created_at, s.last_seen_at, s.mfa_complete
+                    s.id,
+                    s.device_id,
+                    s.created_at,
+                    s.last_seen_at,
+                    s.mfa_complete
                 );
             }
             Ok(())
@@ -480,7 +495,7 @@ pub async fn sessions(cmd: SessionsCommand) -> anyhow::Result<()> {
             if opts.json {
                 return print_json(&r);
             }
-            println!("revoked {} session(s)", r.revoked);
+            say!("revoked {} session(s)", r.revoked);
             Ok(())
         }
     }
@@ -493,7 +508,7 @@ pub async fn roles(opts: ClientOpts) -> anyhow::Result<()> {
         return print_json(&roles);
     }
     for r in roles {
-        println!(
+        say!(
             "{:<20} {}",
             r.role.as_str(),
             r.permissions

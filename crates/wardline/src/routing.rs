@@ -3,6 +3,7 @@
 //! is on call, the response report and the break-glass register (over the
 //! API). Paging a role and acknowledging are `wardline chat page|ack`.
 
+use crate::term::say;
 use anyhow::{Context, bail};
 use uuid::Uuid;
 use wardline_client::ApiClient;
@@ -295,17 +296,17 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             if opts.json {
                 return print_json(&d);
             }
-            println!("departments:");
+            say!("departments:");
             for x in &d.departments {
-                println!("  {}  {}", x.id, x.name);
+                say!("  {}  {}", x.id, x.name);
             }
-            println!("care teams:");
+            say!("care teams:");
             for t in &d.care_teams {
-                println!("  {}  {} ({} members)", t.id, t.name, t.members.len());
+                say!("  {}  {} ({} members)", t.id, t.name, t.members.len());
             }
-            println!("clinical roles:");
+            say!("clinical roles:");
             for r in &d.roles {
-                println!("  {}  {} ({} holders)", r.id, r.name, r.holders.len());
+                say!("  {}  {} ({} holders)", r.id, r.name, r.holders.len());
             }
             Ok(())
         }
@@ -321,7 +322,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                 } else {
                     format!("  on call: {}", e.on_call.join(", "))
                 };
-                println!(
+                say!(
                     "{}  {:<24} {:<13} {}{}",
                     e.user_id,
                     e.display_name,
@@ -331,7 +332,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                 );
             }
             if r.entries.is_empty() {
-                println!("nobody matches {:?}", a.query);
+                say!("nobody matches {:?}", a.query);
             }
             Ok(())
         }
@@ -350,15 +351,15 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                 return print_json(&p);
             }
             match p.until {
-                Some(u) => println!("{} until {}", p.status.as_str(), when(u)),
-                None => println!("{}", p.status.as_str()),
+                Some(u) => say!("{} until {}", p.status.as_str(), when(u)),
+                None => say!("{}", p.status.as_str()),
             }
             Ok(())
         }
         RoutingCommand::AddDepartment(a) => {
             let (c, _) = signed_in(&a.opts)?;
             let d = c.create_department(&a.name).await?;
-            println!("{}", d.id);
+            say!("{}", d.id);
             Ok(())
         }
         RoutingCommand::AddTeam(a) => {
@@ -378,7 +379,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                     members,
                 })
                 .await?;
-            println!("{}", t.id);
+            say!("{}", t.id);
             Ok(())
         }
         RoutingCommand::AddTeamMember(a) => {
@@ -388,7 +389,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             let t = c
                 .add_team_member(team, resolve(&c, &a.email).await?)
                 .await?;
-            println!("{} now has {} members", t.name, t.members.len());
+            say!("{} now has {} members", t.name, t.members.len());
             Ok(())
         }
         RoutingCommand::AddRole(a) => {
@@ -421,7 +422,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                     escalation,
                 })
                 .await?;
-            println!("{}", r.id);
+            say!("{}", r.id);
             Ok(())
         }
         RoutingCommand::EditRole(a) => {
@@ -473,7 +474,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             if a.opts.json {
                 return print_json(&r);
             }
-            println!(
+            say!(
                 "{}: {} holder(s), {}",
                 r.name,
                 r.holders.len(),
@@ -501,7 +502,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                 .collect();
             let name = |u: Uuid| names.get(&u).cloned().unwrap_or_else(|| u.to_string());
             for s in &list.shifts {
-                println!(
+                say!(
                     "{} → {}  {}{}  [{}]",
                     when(s.starts_at),
                     when(s.ends_at),
@@ -532,7 +533,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            println!("{}", s.id);
+            say!("{}", s.id);
             Ok(())
         }
         RoutingCommand::Import(a) => {
@@ -559,12 +560,14 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             if a.opts.json {
                 return print_json(&r);
             }
-            println!(
+            say!(
                 "{} event(s): {} shift(s) imported, {} earlier imported shift(s) replaced",
-                r.events, r.shifts, r.replaced
+                r.events,
+                r.shifts,
+                r.replaced
             );
             for p in &r.problems {
-                println!("  skipped {}: {}", p.event, p.reason);
+                say!("  skipped {}: {}", p.event, p.reason);
             }
             Ok(())
         }
@@ -574,25 +577,25 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             if a.opts.json {
                 return print_json(&f);
             }
-            println!(
+            say!(
                 "feed from {} (subscribed {})",
                 f.host,
                 when(f.subscribed_at)
             );
             if let Some(t) = f.last_fetched_at {
-                println!(
+                say!(
                     "last fetched {}: {}",
                     when(t),
                     f.last_result.as_deref().unwrap_or("-")
                 );
             }
-            println!("next fetch {}", when(f.next_fetch_at));
+            say!("next fetch {}", when(f.next_fetch_at));
             Ok(())
         }
         RoutingCommand::Unsubscribe(a) => {
             let (c, _) = signed_in(&a.opts)?;
             c.unsubscribe_feed(role_id(&c, &a.role).await?).await?;
-            println!("unsubscribed; the shifts already imported stay");
+            say!("unsubscribed; the shifts already imported stay");
             Ok(())
         }
         RoutingCommand::OnCall(a) => {
@@ -601,10 +604,10 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             if a.opts.json {
                 return print_json(&o);
             }
-            println!("{}: {}", o.role_name, person(&o.primary));
-            println!("backup: {}", person(&o.backup));
+            say!("{}: {}", o.role_name, person(&o.primary));
+            say!("backup: {}", person(&o.backup));
             if let Some(s) = &o.shift {
-                println!("shift: {} → {}", when(s.starts_at), when(s.ends_at));
+                say!("shift: {} → {}", when(s.starts_at), when(s.ends_at));
             }
             Ok(())
         }
@@ -620,13 +623,21 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
             }
             let secs = |s: Option<i64>| s.map(|s| format!("{s}s")).unwrap_or_else(|| "-".into());
             for (title, rows) in [("by role", &r.by_role), ("by department", &r.by_department)] {
-                println!("{title}:");
-                println!(
+                say!("{title}:");
+                say!(
                     "  {:<32} {:>5} {:>5} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8}",
-                    "", "sent", "read", "ack", "esc", "open", "read½", "ack½", "ack90"
+                    "",
+                    "sent",
+                    "read",
+                    "ack",
+                    "esc",
+                    "open",
+                    "read½",
+                    "ack½",
+                    "ack90"
                 );
                 for t in rows.iter() {
-                    println!(
+                    say!(
                         "  {:<32} {:>5} {:>5} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8}",
                         t.name,
                         t.messages,
@@ -640,9 +651,9 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                     );
                 }
             }
-            println!("unacknowledged:");
+            say!("unacknowledged:");
             for e in &r.unacknowledged {
-                println!(
+                say!(
                     "  {} {} sent {} ({} step(s) so far)",
                     e.message_id,
                     e.priority.as_str(),
@@ -659,7 +670,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                 return print_json(&g);
             }
             for x in &g.grants {
-                println!(
+                say!(
                     "{}  user {}  conversation {}  {} → {}{}\n    reason: {}",
                     x.id,
                     x.user_id,
@@ -679,7 +690,7 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                 return print_json(&n);
             }
             for x in &n.notifications {
-                println!("{}  {}  {}", when(x.created_at), x.kind, x.detail);
+                say!("{}  {}  {}", when(x.created_at), x.kind, x.detail);
             }
             Ok(())
         }

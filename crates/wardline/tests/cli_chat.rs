@@ -126,8 +126,26 @@ fn two_users_three_devices_through_the_cli() {
             "stat",
         ],
     );
+    // L1 of the 2026-11-30 findings: a sender's terminal escapes reached the
+    // reader's terminal raw (window title, colours, overwritten lines).
+    chat(
+        &bo,
+        &[
+            "send",
+            &conv[..8],
+            "esc \x1b]0;PWNED-TITLE\x07\x1b[31mRED\x1b[0m\roverwrite \u{202e}txt.exe",
+        ],
+    );
     // Nina's phone reads (and so marks read); her iPad stays offline.
     let read = chat(&nina1, &["read", &conv[..8]]);
+    assert!(
+        !read.contains('\x1b') && !read.contains('\r') && !read.contains('\u{202e}'),
+        "raw control characters reached the terminal: {read:?}"
+    );
+    assert!(
+        read.contains("esc ^[]0;PWNED-TITLE^G^[[31mRED^[[0m^Moverwrite <U+202E>txt.exe"),
+        "{read}"
+    );
     assert!(
         read.contains("CANARY-CLI potassium 6.9") && read.contains("[STAT]"),
         "{read}"

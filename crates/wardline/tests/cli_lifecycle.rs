@@ -148,6 +148,16 @@ fn lifecycle_through_the_cli() {
     let profile: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&bo).unwrap()).unwrap();
     let device = profile["device_id"].as_str().unwrap().to_owned();
+    // The keys of messages Bo sealed for patients sit beside the profile
+    // (L2 of the 2026-11-30 findings: the wipe left them).
+    let mut keys_path = bo.as_os_str().to_owned();
+    keys_path.push(".patient-keys");
+    let keys_path = std::path::PathBuf::from(keys_path);
+    std::fs::write(
+        &keys_path,
+        r#"{"0b9e4b1e-7f55-4a4b-9f67-3d2b5f3c9a10":"k=secret"}"#,
+    )
+    .unwrap();
     let wiped = run(
         &ada,
         &[
@@ -164,6 +174,7 @@ fn lifecycle_through_the_cli() {
     assert!(!ok && err.contains("reported lost"), "{err}");
     assert!(!bo.exists(), "profile erased");
     assert!(!bo.with_extension("chat").exists(), "message store erased");
+    assert!(!keys_path.exists(), "patient message keys erased");
     let wipes = run(&ada, &["admin", "devices", "wipes"]);
     assert!(
         wipes.contains(&device) && wipes.contains("confirmed"),
