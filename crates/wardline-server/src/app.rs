@@ -60,6 +60,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// `metrics_token`: lets another host read `/metrics`.
     pub metrics_token: Option<Arc<String>>,
+    /// Anonymous requests' rate, repeated refusals, the disk floor.
+    pub anonymous: Arc<audit::anonymous::AnonymousGate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +357,12 @@ impl Server {
             openapi,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             metrics_token: config.metrics_token.clone().map(Arc::new),
+            anonymous: Arc::new(audit::anonymous::AnonymousGate::new(
+                config.limits.anonymous_per_sec,
+                config.limits.anonymous_burst,
+                config.limits.min_free_disk_mib,
+                config.data_dir.clone(),
+            )),
         };
         Ok(Server {
             config,
@@ -464,6 +472,11 @@ impl Server {
         for job in jobs {
             let _ = job.await;
         }
+        // The last minutes' repeated anonymous refusals, counted in memory.
+        self.state
+            .anonymous
+            .flush(&self.state.audit, i64::MAX)
+            .await;
         // Sign what the last interval appended, so that a stopped node leaves
         // no unsigned tail.
         if let Err(e) = self.state.audit.checkpoint_now().await {
@@ -522,6 +535,17 @@ impl Server {
             )
             .spawn(),
         );
+        let (gate, log) = (self.state.anonymous.clone(), self.state.audit.clone());
+        jobs.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                every.tick().await;
+                let minute = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64 / 60);
+                gate.flush(&log, minute).await;
+            }
+        }));
         if self.sql.backend() == crate::store::Backend::Postgres {
             jobs.push(messaging::bus::spawn_listener(
                 self.config.database_url(),

@@ -117,6 +117,14 @@ pub struct LimitsConfig {
     pub max_sockets_per_device: usize,
     /// …and one user, over all their devices.
     pub max_sockets_per_user: usize,
+    /// Requests per second one address may make without signing in
+    /// (sign-in, patient pages, webhooks, refused calls), sustained…
+    pub anonymous_per_sec: u32,
+    /// …and in a burst.
+    pub anonymous_burst: u32,
+    /// Below this much free space (MiB) for the data directory, anonymous
+    /// requests are refused before they write anything. 0: no floor.
+    pub min_free_disk_mib: u64,
 }
 
 impl Default for LimitsConfig {
@@ -129,6 +137,9 @@ impl Default for LimitsConfig {
             body_min_bytes_per_sec: 1024,
             max_sockets_per_device: crate::messaging::hub::MAX_SOCKETS_PER_DEVICE,
             max_sockets_per_user: crate::messaging::hub::MAX_SOCKETS_PER_USER,
+            anonymous_per_sec: 20,
+            anonymous_burst: 200,
+            min_free_disk_mib: 512,
         }
     }
 }
@@ -347,6 +358,8 @@ impl Config {
             || self.limits.body_min_bytes_per_sec == 0
             || self.limits.max_sockets_per_device == 0
             || self.limits.max_sockets_per_user == 0
+            || self.limits.anonymous_per_sec == 0
+            || self.limits.anonymous_burst == 0
         {
             return Err(ConfigError::Invalid(
                 "limits.max_connections, max_connections_per_address, header_read_timeout_secs and body_min_bytes_per_sec must be above 0".into(),

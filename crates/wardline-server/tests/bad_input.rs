@@ -693,6 +693,43 @@ async fn attachment_bodies_stop_at_the_organisations_limit() {
     assert_eq!(up.size, 2048);
 }
 
+/// M7 of the 2026-11-30 findings: every anonymous request wrote a permanent
+/// audit row (4,700 a second from one client). Now anonymous requests are
+/// rate limited per address and their refusals recorded once a minute per
+/// address and route, with a count; a signed-in user at the same address is
+/// not slowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_flood_leaves_a_few_audit_rows() {
+    use wardline_server::store::AuditStore;
+    let t = TestServer::start(Backend::Sqlite).await.unwrap();
+    let admin = t.setup_org("alpha").await;
+    let http = t.http();
+    let before = t.sql.last_audit_entry().await.unwrap().unwrap().seq;
+    let flood = (0..600).map(|_| http.get(format!("{}/api/v1/org", t.url)).send());
+    let statuses: Vec<u16> = futures_util::future::join_all(flood)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let refused = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(refused + throttled, 600, "{statuses:?}");
+    assert!(throttled >= 300, "{throttled} of 600 throttled");
+    // The signed-in administrator at the same address is not slowed.
+    admin.client.current_session().await.unwrap();
+    let after = t.sql.last_audit_entry().await.unwrap().unwrap().seq;
+    assert!(after - before <= 4, "{} rows for 600 anonymous requests", after - before);
+    // The minute's repeats, counted, become one entry per route and outcome.
+    t.state.anonymous.flush(&t.state.audit, i64::MAX).await;
+    let rows = t.sql.audit_entries(before, 100).await.unwrap();
+    let counted: u64 = rows
+        .iter()
+        .filter_map(|r| r.reason.as_deref()?.strip_prefix("anonymous_repeats: "))
+        .map(|r| r.split(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted, 599, "{rows:?}");
+}
+
 /// Reads an HTTP/1.1 answer's head (or until the server closes).
 async fn until_closed_or_answered<S: tokio::io::AsyncRead + Unpin>(
     s: &mut S,

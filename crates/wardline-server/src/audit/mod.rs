@@ -15,6 +15,7 @@
 //! * [`service`] answers searches, access reports, exports and proofs;
 //!   [`siem`] streams entries to syslog and JSON Lines; [`retention`] purges.
 
+pub mod anonymous;
 pub mod record;
 pub mod retention;
 pub mod routes;

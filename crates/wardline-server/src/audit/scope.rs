@@ -23,8 +23,10 @@ use wardline_proto::audit::{ActorKind, AuditAction, Outcome};
 use wardline_proto::{ErrorCode, OrgId, UserId};
 
 use super::NewEvent;
+use super::anonymous::Admission;
 use crate::app::AppState;
 use crate::authz::Principal;
+use crate::error::ApiError;
 
 /// How a route is audited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -550,7 +552,28 @@ pub async fn record_requests(
         path_param(&template, req.uri().path(), param).map(|id| (kind.to_owned(), id))
     });
 
-    let resp = next.run(req).await;
+    // Anonymous floods (see `anonymous.rs`): refused before they run, and
+    // their refusals recorded once a minute per address and route.
+    let credentials = req.headers().contains_key(header::AUTHORIZATION);
+    let admission = if credentials {
+        Admission::Run
+    } else {
+        state.anonymous.admit(ip)
+    };
+    let resp = match admission {
+        Admission::Run => next.run(req).await,
+        Admission::TooFast => {
+            metrics::counter!("wardline_anonymous_throttled_total").increment(1);
+            ApiError::rate_limited(1).into_response()
+        }
+        Admission::DiskFull => {
+            return ApiError::new(
+                ErrorCode::Unavailable,
+                "the server is low on disk space; try again later",
+            )
+            .into_response();
+        }
+    };
 
     // Failed and refused attempts are recorded too: they are what an
     // investigation looks for.
@@ -582,6 +605,16 @@ pub async fn record_requests(
         outcome,
         reason: error_reason.or(data.reason),
     };
+    if event.actor_kind == ActorKind::Anonymous {
+        state.anonymous.charge(ip);
+        let route = format!("{method} {template}");
+        let minute = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64 / 60);
+        if !state.anonymous.first_of_minute(&event, ip, &route, minute) {
+            return resp;
+        }
+    }
     let mut events = vec![event.clone()];
     for (action, kind, id) in data.also {
         events.push(NewEvent {
