@@ -718,7 +718,11 @@ async fn an_anonymous_flood_leaves_a_few_audit_rows() {
     // The signed-in administrator at the same address is not slowed.
     admin.client.current_session().await.unwrap();
     let after = t.sql.last_audit_entry().await.unwrap().unwrap().seq;
-    assert!(after - before <= 4, "{} rows for 600 anonymous requests", after - before);
+    assert!(
+        after - before <= 4,
+        "{} rows for 600 anonymous requests",
+        after - before
+    );
     // The minute's repeats, counted, become one entry per route and outcome.
     t.state.anonymous.flush(&t.state.audit, i64::MAX).await;
     let rows = t.sql.audit_entries(before, 100).await.unwrap();
