@@ -40,6 +40,7 @@ pub async fn rows(
             email,
             password: PASSWORD.into(),
             device_id: Uuid::new_v4(),
+            device_token: None,
         })
         .await?
         .session

@@ -476,6 +476,7 @@ async fn backend_rows(
                 email: email.clone(),
                 password: PASSWORD.into(),
                 device_id: Uuid::new_v4(),
+                device_token: None,
             })
             .await?;
         lat.push(t.elapsed());

@@ -118,6 +118,7 @@ pub async fn device(url: &str, ca: &[u8], i: usize, dir: &std::path::Path) -> an
             email: format!("user{i}@bench.test"),
             password: PASSWORD.into(),
             device_id: device,
+            device_token: None,
         })
         .await?;
     let session = resp.session.context("session")?;

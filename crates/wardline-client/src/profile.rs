@@ -24,11 +24,18 @@ pub struct Profile {
     pub device_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The server's mark that this device signed in to the account before
+    /// (`IssuedSession::remembered_device`), sent with later sign-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 impl Drop for Profile {
     fn drop(&mut self) {
         if let Some(t) = self.token.as_mut() {
+            t.zeroize();
+        }
+        if let Some(t) = self.device_token.as_mut() {
             t.zeroize();
         }
     }
@@ -105,6 +112,7 @@ mod tests {
             email: "a@b.test".into(),
             device_id: Uuid::new_v4(),
             token: Some("wls_x".into()),
+            device_token: None,
         };
         p.save(&path).unwrap();
         assert_eq!(

@@ -48,6 +48,12 @@ pub struct LoginRequest {
     pub password: String,
     /// The client device's id; the session is bound to it.
     pub device_id: Uuid,
+    /// The `remembered_device` token this device was given at its last full
+    /// sign-in to this account, if any (NIST SP 800-63B §5.2.2): failed
+    /// sign-ins elsewhere, which slow the account down, do not slow down a
+    /// device that has signed in before; its own failures still count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 /// Where a login stands after the password step.
@@ -88,6 +94,12 @@ pub struct IssuedSession {
     pub expires_at: i64,
     /// The session ends after this many seconds without a request.
     pub idle_timeout_secs: i64,
+    /// Marks this device as one that signed in to the account (given with a
+    /// full session): send it as `device_token` on later sign-ins. Keep it
+    /// like the session token; it is good for 180 days and opens nothing by
+    /// itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remembered_device: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ fn login_req(org: &str, email: &str, password: &str) -> LoginRequest {
         email: email.into(),
         password: password.into(),
         device_id: Uuid::new_v4(),
+        device_token: None,
     }
 }
 
@@ -793,6 +794,103 @@ both_backends!(
     password_change_and_mfa_reset,
     lockout_backs_off_but_never_bars_forever,
 );
+
+/// M1 of the 2026-11-30 findings: 65 wrong passwords from 13 addresses put the
+/// account into back-off everywhere, renewable forever, and the on-call
+/// clinician was locked out. A device that signed in before (its
+/// remembered-device token, NIST SP 800-63B §5.2.2) is judged on its own key;
+/// the organisation is told the account is under attack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_guessing_does_not_lock_out_a_known_device() {
+    let t = TestServer::start_with(Backend::Sqlite, |c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]
+    })
+    .await
+    .unwrap();
+    let admin = t.setup_org("riverside").await;
+    let officer = t.user_with_role(&admin, Role::ComplianceOfficer).await;
+    let victim = t.user_with_role(&admin, Role::Physician).await;
+    // The clinician's phone signs in fully once and keeps its mark.
+    let phone = Uuid::new_v4();
+    t.next_totp_step();
+    let c = t.client();
+    let ch = c
+        .login(&LoginRequest {
+            device_id: phone,
+            ..login_req("riverside", &victim.user.email, PASSWORD)
+        })
+        .await
+        .unwrap();
+    let session = c
+        .verify_mfa(
+            ch.mfa_token.as_deref().unwrap(),
+            &t.totp_code(&victim.totp_secret),
+        )
+        .await
+        .unwrap();
+    let mark = session
+        .remembered_device
+        .expect("a full sign-in marks the device");
+
+    let http = t.http();
+    let login = |xff: String, req: LoginRequest| {
+        http.post(format!("{}/api/v1/auth/login", t.url))
+            .header("x-forwarded-for", xff)
+            .json(&req)
+            .send()
+    };
+    // The attack: five wrong passwords from each of 13 addresses.
+    for a in 30..43 {
+        for _ in 0..5 {
+            let r = login(
+                format!("198.51.100.{a}"),
+                login_req("riverside", &victim.user.email, "not the password at all"),
+            )
+            .await
+            .unwrap();
+            assert!([401, 429].contains(&r.status().as_u16()), "{}", r.status());
+        }
+    }
+    // Someone with the right password on a new device waits...
+    let fresh = login(
+        "203.0.113.98".into(),
+        login_req("riverside", &victim.user.email, PASSWORD),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fresh.status(), 429, "the account is in back-off");
+    // ...the phone that signed in before does not, from any address.
+    let known = login(
+        "203.0.113.99".into(),
+        LoginRequest {
+            device_id: phone,
+            device_token: Some(mark.clone()),
+            ..login_req("riverside", &victim.user.email, PASSWORD)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(known.status(), 200, "{}", known.text().await.unwrap());
+    // The mark is bound to its device: on another device id it is ignored.
+    let elsewhere = login(
+        "203.0.113.99".into(),
+        LoginRequest {
+            device_token: Some(mark),
+            ..login_req("riverside", &victim.user.email, PASSWORD)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(elsewhere.status(), 429);
+    // The organisation is told.
+    let notes = officer.client.notifications().await.unwrap().notifications;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.kind == "sign_in_attack" && n.subject == victim.user.id),
+        "{notes:?}"
+    );
+}
 
 /// Behind a trusted proxy, back-off follows the real client address, so one
 /// guesser does not slow down everyone else behind the same proxy.

@@ -1055,6 +1055,7 @@ async fn matrix(backend: Backend) {
                 email: target.email.clone(),
                 password: PASSWORD.into(),
                 device_id: Uuid::new_v4(),
+                device_token: None,
             })
             .await
             .unwrap();

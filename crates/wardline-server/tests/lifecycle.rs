@@ -704,6 +704,7 @@ async fn remote_wipe(backend: Backend) {
             email: nina.user.email.clone(),
             password: common::PASSWORD.into(),
             device_id: nina.device_id,
+            device_token: None,
         })
         .await
         .unwrap_err();

@@ -127,6 +127,11 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
         .filter(|p| p.server == server)
         .map(|p| p.device_id)
         .unwrap_or_else(Uuid::new_v4);
+    // The mark of an earlier sign-in to this same account from this device.
+    let device_token = old
+        .as_ref()
+        .filter(|p| p.server == server && p.org == org && p.email == email)
+        .and_then(|p| p.device_token.clone());
     let mut client = client_for(&server, ca_cert.as_deref())?;
 
     let password = input::secret("Password: ")?;
@@ -136,6 +141,7 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
             email: email.clone(),
             password,
             device_id,
+            device_token: device_token.clone(),
         })
         .await?;
     let session = match resp.step {
@@ -179,6 +185,7 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
         email,
         device_id,
         token: Some(session.token.clone()),
+        device_token: session.remembered_device.clone().or(device_token),
     };
     profile.save(&path)?;
     eprintln!(

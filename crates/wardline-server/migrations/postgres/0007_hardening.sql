@@ -41,3 +41,15 @@ END $$;
 -- (`take_attempt`): `held_until` is the end of a back-off or of an attempt in
 -- flight, so concurrent attempts under one key are evaluated one at a time.
 ALTER TABLE login_throttle ADD COLUMN held_until BIGINT NOT NULL DEFAULT 0;
+
+-- M1: devices that signed in to an account (NIST SP 800-63B §5.2.2). A
+-- remembered device's sign-ins are throttled on their own key, so failed
+-- guesses at the account from elsewhere do not lock it out.
+CREATE TABLE remembered_devices (
+    token_hash TEXT PRIMARY KEY,
+    org_id     TEXT NOT NULL REFERENCES organisations (id),
+    user_id    TEXT NOT NULL REFERENCES users (id),
+    device_id  TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX remembered_devices_user ON remembered_devices (org_id, user_id);

@@ -44,6 +44,9 @@ const THROTTLE_DECAY_SECS: i64 = 24 * 3600;
 /// How long an attempt in flight holds its key (until it is judged, then the
 /// back-off or nothing holds it); bounds the wait if a node dies mid-attempt.
 const ATTEMPT_HOLD_SECS: i64 = 10;
+/// How long a remembered-device token lets its device past account-wide
+/// back-off after the sign-in that issued it.
+const REMEMBER_SECS: i64 = 180 * 24 * 3600;
 
 #[derive(Clone)]
 pub struct AuthService {
@@ -221,6 +224,26 @@ impl AuthService {
         Ok(())
     }
 
+    /// Tells the organisation (the compliance register, the log, a metric)
+    /// that an account's failed sign-ins have put it into back-off: someone
+    /// is guessing its password, probably from many addresses. Its devices
+    /// that signed in before are not slowed.
+    async fn account_under_attack(&self, user: &UserRow) -> ApiResult<()> {
+        tracing::warn!(
+            user = %user.id,
+            "account in sign-in back-off after repeated failures: possible password guessing"
+        );
+        metrics::counter!("wardline_accounts_under_attack_total").increment(1);
+        self.directory
+            .notify(
+                user.org_id,
+                "sign_in_attack",
+                user.id,
+                "repeated failed sign-ins put this account into back-off; devices it signed in on before are not slowed, others wait",
+            )
+            .await
+    }
+
     /// Counts a failure under each key (the failure itself is counted by
     /// [`AuthService::attempt_failed`]).
     async fn record_failure(&self, keys: &[ThrottleKey]) -> ApiResult<()> {
@@ -242,12 +265,9 @@ impl AuthService {
         audit: &AuditScope,
     ) -> ApiResult<LoginResponse> {
         let [acct_ip, acct, addr] = self.throttle_keys(&req.org, &req.email, ip);
-        // The address keys refuse early, before any password hashing; the
-        // account's attempt is taken before the password is compared, so
-        // concurrent guesses at one account are judged one at a time.
+        // The address keys refuse early, before any password hashing.
         let by_address = [acct_ip, addr];
         self.check_throttle(&by_address).await?;
-        let attempt = self.take_attempt(&acct).await?;
 
         let org = match self.directory.org_by_slug(req.org.trim()).await {
             Ok(o) => Some(o),
@@ -264,6 +284,28 @@ impl AuthService {
         if let Some(u) = &user {
             audit.target("user", u.id);
         }
+        // The account's attempt is taken before the password is compared, so
+        // concurrent guesses at one account are judged one at a time. A
+        // device that signed in to this account before (its remembered-device
+        // token, for this same device id) is judged on its own key instead:
+        // guesses at the account from elsewhere, however many, never lock
+        // it out (finding M1 of 2026-11-30; NIST SP 800-63B §5.2.2).
+        let remembered = match (&req.device_token, &org, &user) {
+            (Some(token), Some(o), Some(u)) => {
+                let hash = hex::encode(hash_token(token.trim()));
+                self.store
+                    .remembered_device(&hash, self.clock.now() - REMEMBER_SECS)
+                    .await?
+                    .filter(|(ro, ru, rd)| *ro == o.id && *ru == u.id && *rd == req.device_id)
+                    .map(|_| ThrottleKey {
+                        key: format!("remembered:{hash}"),
+                        free: self.cfg.lockout_free_attempts,
+                    })
+            }
+            _ => None,
+        };
+        let key = remembered.as_ref().unwrap_or(&acct);
+        let attempt = self.take_attempt(key).await?;
         let ok = self
             .passwords
             .verify(
@@ -271,14 +313,24 @@ impl AuthService {
                 &req.password,
             )
             .await?;
-        let (Some(org), Some(user), true) = (org, user, ok) else {
+        let (Some(org), Some(user), true) = (org, user.as_ref(), ok) else {
             self.record_failure(&by_address).await?;
-            self.attempt_failed(&acct, attempt).await?;
+            self.attempt_failed(key, attempt).await?;
+            if remembered.is_none()
+                // The failure that puts the account into back-off (ten times
+                // the per-address allowance: many addresses are guessing).
+                && attempt == acct.free
+                && let Some(u) = &user
+            {
+                self.account_under_attack(u).await?;
+            }
             return Err(invalid_login());
         };
-        // Success clears the account's streaks, not the address's.
+        let user = user.clone();
+        // Success clears the account's streaks (and this device's), not the
+        // address's.
         self.store.clear_throttle(&by_address[0].key).await?;
-        self.store.clear_throttle(&acct.key).await?;
+        self.store.clear_throttle(&key.key).await?;
         // Only someone who knows the password learns that the account is barred.
         if user.status != UserStatus::Active {
             return Err(ApiError::forbidden(
@@ -449,11 +501,28 @@ impl AuthService {
         };
         self.store.insert_session(&row).await?;
         metrics::counter!("wardline_sessions_created_total").increment(1);
+        // A full sign-in marks the device as one this account uses.
+        let remembered_device = if mfa_complete {
+            let mark = new_token("wld_");
+            self.store
+                .remember_device(
+                    &hex::encode(hash_token(&mark)),
+                    org.id,
+                    user.id,
+                    device,
+                    now,
+                )
+                .await?;
+            Some(mark)
+        } else {
+            None
+        };
         Ok(IssuedSession {
             token,
             session_id: row.id,
             expires_at: row.expires_at,
             idle_timeout_secs: row.idle_timeout_secs,
+            remembered_device,
         })
     }
 

@@ -530,12 +530,24 @@ impl DirectoryService {
         subject: UserId,
         detail: &str,
     ) -> ApiResult<()> {
+        self.notify(org, "compliance_role", subject, detail).await
+    }
+
+    /// A notification in the organisation's compliance register (`kind`:
+    /// `compliance_role`, `sign_in_attack`, …; `detail` without PHI).
+    pub async fn notify(
+        &self,
+        org: OrgId,
+        kind: &str,
+        subject: UserId,
+        detail: &str,
+    ) -> ApiResult<()> {
         self.register
             .insert_notification(
                 org,
                 &Notification {
                     id: Uuid::new_v4(),
-                    kind: "compliance_role".into(),
+                    kind: kind.into(),
                     subject,
                     detail: detail.into(),
                     created_at: self.clock.now(),

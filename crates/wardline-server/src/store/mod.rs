@@ -246,4 +246,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<std::result::Result<i64, i64>>;
     /// After a failed attempt: hold `key` until `until` (its back-off).
     async fn hold_throttle(&self, key: &str, until: i64) -> Result<()>;
+
+    // Remembered devices (NIST SP 800-63B §5.2.2).
+    async fn remember_device(
+        &self,
+        token_hash: &str,
+        org: OrgId,
+        user: UserId,
+        device: DeviceId,
+        now: i64,
+    ) -> Result<()>;
+    /// The account and device a remembered-device token was given to, if it
+    /// was given after `not_before`.
+    async fn remembered_device(
+        &self,
+        token_hash: &str,
+        not_before: i64,
+    ) -> Result<Option<(OrgId, UserId, DeviceId)>>;
 }

@@ -904,6 +904,51 @@ impl Store for SqlStore {
         }))
     }
 
+    async fn remember_device(
+        &self,
+        token_hash: &str,
+        org: OrgId,
+        user: UserId,
+        device: DeviceId,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO remembered_devices (token_hash, org_id, user_id, device_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(org.to_string())
+        .bind(user.to_string())
+        .bind(device.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remembered_device(
+        &self,
+        token_hash: &str,
+        not_before: i64,
+    ) -> Result<Option<(OrgId, UserId, DeviceId)>> {
+        let row = sqlx::query(
+            "SELECT org_id, user_id, device_id FROM remembered_devices \
+             WHERE token_hash = $1 AND created_at >= $2",
+        )
+        .bind(token_hash)
+        .bind(not_before)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                uuid_col(&r, "org_id")?,
+                uuid_col(&r, "user_id")?,
+                uuid_col(&r, "device_id")?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn hold_throttle(&self, key: &str, until: i64) -> Result<()> {
         sqlx::query("UPDATE login_throttle SET held_until = $2 WHERE key = $1")
             .bind(key)

@@ -265,6 +265,7 @@ impl TestServer {
                 email: user.email.clone(),
                 password: PASSWORD.into(),
                 device_id,
+                device_token: None,
             })
             .await
             .expect("login");
@@ -378,6 +379,7 @@ impl TestServer {
                 email: who.user.email.clone(),
                 password: PASSWORD.into(),
                 device_id,
+                device_token: None,
             })
             .await
             .expect("login");
