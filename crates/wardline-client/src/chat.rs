@@ -2,6 +2,7 @@
 //! membership, the sync WebSocket for real-time delivery, and the sealed local
 //! store in a file. This is what `wardline chat …` and the tests use.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,32 @@ pub struct Chat {
     key: SealedStateKey,
     /// Server time of the last refresh of conversations' lifecycle.
     lifecycle_checked: Option<i64>,
+    /// Conversations whose outbox messages the last [`Chat::flush`] could
+    /// not send yet, and why.
+    pub waiting: BTreeMap<Uuid, Waiting>,
+}
+
+/// Why a conversation's messages wait in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// This device is not in the conversation's MLS group yet: a member's
+    /// device must add it (its Welcome has not arrived).
+    NotJoined,
+    /// A membership change keeps being pending; tried again at the next sync.
+    MembershipChanging,
+}
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Waiting::NotJoined => {
+                "this device has not joined the conversation yet (a member's device must add it)"
+            }
+            Waiting::MembershipChanging => {
+                "a membership change in the conversation is still pending"
+            }
+        })
+    }
 }
 
 impl Chat {
@@ -121,6 +148,7 @@ impl Chat {
                     path: path.to_owned(),
                     key,
                     lifecycle_checked: None,
+                    waiting: BTreeMap::new(),
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -146,6 +174,7 @@ impl Chat {
                     path: path.to_owned(),
                     key,
                     lifecycle_checked: None,
+                    waiting: BTreeMap::new(),
                 };
                 // The key packages' private keys are on disk before the server
                 // can hand them out.
@@ -480,16 +509,23 @@ impl Chat {
         Ok(r)
     }
 
-    /// Sends the outbox in order; returns how many went out.
+    /// Sends the outbox: each conversation's messages in order, the most
+    /// urgent conversation first, a conversation that cannot take messages
+    /// yet skipped (not holding the others back) and named in
+    /// [`Chat::waiting`] with the reason. Returns how many went out.
     pub async fn flush(&mut self) -> Result<usize> {
         let mut sent = 0;
         let mut attempts = 0;
-        while let Some(next) = self.core.outbox.first().cloned() {
+        let mut blocked: BTreeSet<Uuid> = BTreeSet::new();
+        self.waiting.clear();
+        while let Some(i) = self.core.next_to_send(&blocked) {
+            let next = self.core.outbox[i].clone();
             if attempts >= MAX_ATTEMPTS {
-                return Err(ChatError::State(format!(
-                    "could not send to conversation {} after {MAX_ATTEMPTS} attempts",
-                    next.conversation
-                )));
+                blocked.insert(next.conversation);
+                self.waiting
+                    .insert(next.conversation, Waiting::MembershipChanging);
+                attempts = 0;
+                continue;
             }
             attempts += 1;
             if !self.core.mls.has_group(next.conversation) {
@@ -500,37 +536,41 @@ impl Chat {
                     .get(&next.conversation)
                     .is_some_and(|c| c.closed);
                 if closed {
-                    self.core.drop_next();
+                    self.core.drop_at(i);
                     self.save()?;
-                    continue;
+                } else {
+                    blocked.insert(next.conversation);
+                    self.waiting.insert(next.conversation, Waiting::NotJoined);
                 }
-                return Ok(sent);
+                attempts = 0;
+                continue;
             }
-            let req = self.core.encrypt_next().expect("outbox is not empty")?;
+            let req = self.core.encrypt_at(i).expect("the entry exists")?;
             // The ratchet moved: keep that before the bytes leave.
             self.save()?;
             match self.api.submit(next.conversation, &req).await {
                 Ok(r) => {
-                    self.core.sent_next(r.created_at, r.expires_at);
+                    self.core.sent_at(i, r.created_at, r.expires_at);
                     self.save()?;
                     sent += 1;
                     attempts = 0;
                 }
                 Err(e) => match e.code() {
                     Some(ErrorCode::StaleEpoch) => {
-                        self.core.reencrypt_next();
+                        self.core.reencrypt_at(i);
                         self.save()?;
                         let events = self.pull().await?;
                         Box::pin(self.reconcile_touched(&events)).await?;
                     }
                     Some(ErrorCode::MembershipPending) => {
-                        self.core.reencrypt_next();
+                        self.core.reencrypt_at(i);
                         self.save()?;
                         self.reconcile(next.conversation).await?;
                     }
                     Some(ErrorCode::NotFound) => {
-                        self.core.drop_next();
+                        self.core.drop_at(i);
                         self.save()?;
+                        attempts = 0;
                     }
                     _ => return Err(e.into()),
                 },

@@ -730,6 +730,51 @@ async fn offline_outbox(backend: Backend) {
         texts(&b, conv),
         vec!["offline 1", "offline 2", "offline 3", "answer lost"]
     );
+
+    // M9 of the 2026-11-30 findings: Alice's new device is in the
+    // conversation but not yet its MLS group (no member device has added it).
+    // A message to it waits, and says why; it no longer holds back a STAT to
+    // another conversation.
+    let carol = t.user_with_role(&admin, Role::Nurse).await;
+    let mut c = devices.of(&carol, "c").await;
+    let (api2, device2) = t.sign_in_device(&alice).await;
+    let mut a2 = devices.open(api2, alice.user.id, device2, "a2").await;
+    a2.sync().await.unwrap();
+    let waits = a2
+        .send(
+            conv,
+            MessageContent::text("from the new device"),
+            Priority::Routine,
+        )
+        .await
+        .unwrap();
+    assert!(
+        a2.core.outbox.iter().any(|o| o.id == waits),
+        "waiting {:?}, has group {}, conversations {:?}",
+        a2.waiting,
+        a2.core.mls.has_group(conv),
+        a2.core
+            .conversations
+            .get(&conv)
+            .map(|c| (c.closed, c.messages.len()))
+    );
+    assert_eq!(
+        a2.waiting.get(&conv),
+        Some(&wardline_client::chat::Waiting::NotJoined)
+    );
+    let other = group(&mut a2, &[carol.user.id], None).await;
+    a2.send(other, MessageContent::text("potassium 6.9"), Priority::Stat)
+        .await
+        .unwrap();
+    assert_eq!(a2.core.outbox.len(), 1, "only the waiting message is left");
+    c.sync().await.unwrap();
+    assert_eq!(texts(&c, other), vec!["potassium 6.9"]);
+    // Once a member's device adds it, the waiting message goes out.
+    a.sync().await.unwrap();
+    a2.sync().await.unwrap();
+    assert!(a2.core.outbox.is_empty(), "{:?}", a2.waiting);
+    b.sync().await.unwrap();
+    assert_eq!(texts(&b, conv).last().unwrap(), "from the new device");
 }
 
 /// Attachments: encrypted by the client, size-limited by policy, members only.

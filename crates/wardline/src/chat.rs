@@ -826,9 +826,25 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         .transpose()?;
     let id = chat.send_with_ttl(conv, content, priority, ttl).await?;
     if chat.core.outbox.iter().any(|o| o.id == id) {
-        say!("{id} queued (offline): it is sent, in order, by the next chat command");
+        // Say why: a conversation this device has not joined is not the
+        // same as the server being out of reach.
+        match chat.waiting.get(&conv) {
+            Some(why) => say!(
+                "{id} queued: {why}; it is sent, in order, by the next chat command after that"
+            ),
+            None => say!("{id} queued (offline): it is sent, in order, by the next chat command"),
+        }
     } else {
         say!("{id}");
+    }
+    for (other, why) in chat.waiting.iter().filter(|(c, _)| **c != conv) {
+        let n = chat
+            .core
+            .outbox
+            .iter()
+            .filter(|o| o.conversation == *other)
+            .count();
+        eprintln!("note: {n} message(s) to conversation {other} wait: {why}");
     }
     Ok(())
 }

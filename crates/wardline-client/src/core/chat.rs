@@ -617,16 +617,47 @@ impl ChatCore {
         }
     }
 
-    /// The outbox's first message, ready for submission: its earlier
-    /// ciphertext if an attempt was made (see the module's invariants),
-    /// otherwise encrypted now (save the state before sending it).
+    /// The outbox's first message, ready for submission (see
+    /// [`ChatCore::encrypt_at`]).
     pub fn encrypt_next(&mut self) -> Option<Result<SubmitMessageRequest, CoreError>> {
-        let out = self.outbox.first()?.clone();
+        self.encrypt_at(0)
+    }
+
+    /// Which outbox entry goes next, skipping conversations in `blocked`:
+    /// each conversation's messages keep their order, conversations do not
+    /// wait for each other (finding M9 of 2026-11-30: one message to a
+    /// conversation not joined yet held back every other), and of the
+    /// conversations' first messages the most urgent goes first (a STAT is
+    /// never behind a routine message elsewhere), then the oldest.
+    pub fn next_to_send(&self, blocked: &BTreeSet<Uuid>) -> Option<usize> {
+        let mut heads: Vec<usize> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, o) in self.outbox.iter().enumerate() {
+            if !blocked.contains(&o.conversation) && seen.insert(o.conversation) {
+                heads.push(i);
+            }
+        }
+        heads.into_iter().max_by_key(|i| {
+            let urgency = match self.outbox[*i].priority {
+                Priority::Routine => 0,
+                Priority::Urgent => 1,
+                Priority::Stat => 2,
+            };
+            (urgency, std::cmp::Reverse(*i))
+        })
+    }
+
+    /// Outbox entry `i`, ready for submission: its earlier ciphertext if an
+    /// attempt was made (see the module's invariants), otherwise encrypted
+    /// now (save the state before sending it). Take `i` from
+    /// [`ChatCore::next_to_send`], so a conversation's order is kept.
+    pub fn encrypt_at(&mut self, i: usize) -> Option<Result<SubmitMessageRequest, CoreError>> {
+        let out = self.outbox.get(i)?.clone();
         let mls = match out.encrypted {
             Some(bytes) => bytes,
             None => match self.mls.encrypt(out.conversation, &out.content.to_bytes()) {
                 Ok(bytes) => {
-                    self.outbox[0].encrypted = Some(B64(bytes.clone()));
+                    self.outbox[i].encrypted = Some(B64(bytes.clone()));
                     B64(bytes)
                 }
                 Err(e) => return Some(Err(e.into())),
@@ -648,17 +679,27 @@ impl ChatCore {
     /// The server stored nothing of the first message's last attempt (its
     /// epoch is past): the next attempt encrypts it afresh.
     pub fn reencrypt_next(&mut self) {
-        if let Some(out) = self.outbox.first_mut() {
+        self.reencrypt_at(0);
+    }
+
+    /// As [`ChatCore::reencrypt_next`], for outbox entry `i`.
+    pub fn reencrypt_at(&mut self, i: usize) {
+        if let Some(out) = self.outbox.get_mut(i) {
             out.encrypted = None;
         }
     }
 
     /// The server accepted the outbox's first message.
     pub fn sent_next(&mut self, at: i64, expires_at: Option<i64>) -> Option<LocalMessage> {
-        if self.outbox.is_empty() {
+        self.sent_at(0, at, expires_at)
+    }
+
+    /// The server accepted outbox entry `i`.
+    pub fn sent_at(&mut self, i: usize, at: i64, expires_at: Option<i64>) -> Option<LocalMessage> {
+        if i >= self.outbox.len() {
             return None;
         }
-        let out = self.outbox.remove(0);
+        let out = self.outbox.remove(i);
         self.seen.insert(out.id);
         let m = LocalMessage {
             id: out.id,
@@ -679,7 +720,12 @@ impl ChatCore {
 
     /// Drops the outbox's first message (its conversation is closed to us).
     pub fn drop_next(&mut self) -> Option<Outgoing> {
-        (!self.outbox.is_empty()).then(|| self.outbox.remove(0))
+        self.drop_at(0)
+    }
+
+    /// Drops outbox entry `i`.
+    pub fn drop_at(&mut self, i: usize) -> Option<Outgoing> {
+        (i < self.outbox.len()).then(|| self.outbox.remove(i))
     }
 }
 
