@@ -1287,6 +1287,23 @@ async fn parallel_guesses_stop_at_the_lock(backend: Backend) {
     )
     .await;
     assert_eq!(resp, vec![403]);
+
+    // The right date of birth five times at once texts one code, not five
+    // (each is a paid SMS to the patient; the resend limit was read, then set).
+    send().await.unwrap();
+    let url = link_in(&wait_for_sms(&log, 4).await[3]);
+    let statuses = burst(&t, &format!("{url}/verify"), vec![format!("dob={DOB}"); 5]).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 429].contains(s)),
+        "{statuses:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sms_log(&log).len(), 5, "one code texted");
 }
 
 both_backends!(

@@ -178,13 +178,17 @@ pub trait PatientStore: Send + Sync {
     /// The attempt taken by `link_attempt` passed: it no longer counts, and a
     /// lock that it alone caused is lifted.
     async fn link_attempt_passed(&self, id: Uuid, max_failures: i64) -> Result<()>;
+    /// Sets the pending code, in one statement only if no code was set
+    /// recently (the previous one expires no later than `previous_by`);
+    /// false: one was (each code is a paid SMS to the patient).
     async fn link_set_code(
         &self,
         id: Uuid,
         challenge_hash: &str,
         code_hash: &str,
         expires_at: i64,
-    ) -> Result<()>;
+        previous_by: i64,
+    ) -> Result<bool>;
     /// Consumes the pending code and one use, if one is left and the link is
     /// not locked. False: none left, or locked.
     async fn link_use(&self, id: Uuid) -> Result<bool>;

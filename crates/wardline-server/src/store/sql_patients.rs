@@ -437,17 +437,20 @@ impl PatientStore for SqlStore {
         challenge_hash: &str,
         code_hash: &str,
         expires_at: i64,
-    ) -> Result<()> {
+        previous_by: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE secure_links SET challenge_hash = $2, code_hash = $3, code_expires_at = $4 WHERE id = $1",
+            "UPDATE secure_links SET challenge_hash = $2, code_hash = $3, code_expires_at = $4 \
+             WHERE id = $1 AND (code_expires_at IS NULL OR code_expires_at <= $5)",
         )
         .bind(id.to_string())
         .bind(challenge_hash)
         .bind(code_hash)
         .bind(expires_at)
+        .bind(previous_by)
         .execute(&self.pool)
         .await?;
-        not_found_if_none(done.rows_affected())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn link_use(&self, id: Uuid) -> Result<bool> {
