@@ -187,7 +187,10 @@ pub fn main(args: &[String]) -> ExitCode {
             .arg(&ca)
             .args(["--exclude-path-regex", EXCLUDE])
             .args(["--max-examples", &max_examples])
-            .args(["--checks", CHECKS])
+            .args([
+                "--checks",
+                &std::env::var("WARDLINE_API_FUZZ_CHECKS").unwrap_or_else(|_| CHECKS.to_owned()),
+            ])
             // Reproducible; schemathesis prints the Authorization header as [Filtered].
             .args(["--seed", "20261123"]);
         let status = c.status();

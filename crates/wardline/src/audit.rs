@@ -43,8 +43,15 @@ pub enum AuditCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Show the latest signed checkpoint and check its signature.
-    Checkpoint(ClientOpts),
+    /// Show the latest signed checkpoint and check its signature: against a
+    /// key pinned with `--public-key`, or (said so) the key the server sends.
+    Checkpoint {
+        /// `KEY_ID=HEX_PUBLIC_KEY`, from a copy kept away from the server.
+        #[arg(long = "public-key", value_name = "KEY_ID=HEX")]
+        public_key: Option<String>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
 }
 
 #[derive(clap::Args)]
@@ -134,7 +141,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             filter,
             opts,
         } => export(&format, output, &filter, opts).await,
-        AuditCommand::Checkpoint(opts) => checkpoint(opts).await,
+        AuditCommand::Checkpoint { public_key, opts } => checkpoint(public_key, opts).await,
     }
 }
 
@@ -382,10 +389,28 @@ async fn export(
     Ok(())
 }
 
-async fn checkpoint(opts: ClientOpts) -> anyhow::Result<()> {
+async fn checkpoint(pinned: Option<String>, opts: ClientOpts) -> anyhow::Result<()> {
     let (c, _) = signed_in(&opts)?;
     let cp = c.audit_latest_checkpoint().await?;
-    let public: [u8; 32] = hex::decode(&cp.public_key)?
+    // The server's own word for its key proves nothing about the server: a
+    // pinned key does (the same mistake as finding H1 of 2026-11-30).
+    let key_hex = match &pinned {
+        Some(pin) => {
+            let (id, hex_key) = pin
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--public-key takes KEY_ID=HEX, not {pin:?}"))?;
+            if id.trim() != cp.key_id {
+                anyhow::bail!(
+                    "the checkpoint is signed by key {:?}, not the pinned {:?}",
+                    cp.key_id,
+                    id.trim()
+                );
+            }
+            hex_key.trim().to_owned()
+        }
+        None => cp.public_key.clone(),
+    };
+    let public: [u8; 32] = hex::decode(&key_hex)?
         .try_into()
         .map_err(|_| anyhow::anyhow!("public key is not 32 bytes"))?;
     let sig: [u8; 64] = hex::decode(&cp.signature)?
@@ -404,7 +429,15 @@ async fn checkpoint(opts: ClientOpts) -> anyhow::Result<()> {
     say!("root        {}", cp.root);
     say!("chain head  {}", cp.chain_head);
     say!("key         {} ({})", cp.key_id, cp.public_key);
-    say!("signature   {}", if ok { "valid" } else { "INVALID" });
+    say!(
+        "signature   {}",
+        match (ok, pinned.is_some()) {
+            (true, true) => "valid (pinned key)",
+            (true, false) =>
+                "valid under the key the server sent (not pinned: compare it with a copy kept elsewhere, or pass --public-key)",
+            (false, _) => "INVALID",
+        }
+    );
     if !ok {
         anyhow::bail!("the checkpoint signature does not verify");
     }

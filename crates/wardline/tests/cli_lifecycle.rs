@@ -143,6 +143,41 @@ fn lifecycle_through_the_cli() {
     );
     assert!(released.contains("settled"), "{released}");
 
+    // The latest checkpoint is checked against a pinned key, never just the
+    // one the server sends (the H1 kind, in `audit checkpoint`).
+    let cp = run(&cora, &["audit", "checkpoint"]);
+    assert!(cp.contains("not pinned"), "{cp}");
+    let key_line = cp
+        .lines()
+        .find(|l| l.starts_with("key "))
+        .unwrap()
+        .to_owned();
+    let key_id = key_line.split_whitespace().nth(1).unwrap().to_owned();
+    let public = key_line
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    let pinned = run(
+        &cora,
+        &[
+            "audit",
+            "checkpoint",
+            "--public-key",
+            &format!("{key_id}={public}"),
+        ],
+    );
+    assert!(pinned.contains("valid (pinned key)"), "{pinned}");
+    let other = format!("{key_id}={}", "ab".repeat(32));
+    let (ok, out, _) = wardline_env(
+        &cora,
+        &["audit", "checkpoint", "--public-key", &other],
+        "",
+        &[],
+    );
+    assert!(!ok, "{out}");
+
     // Bo's device is lost: the administrator wipes it; its next command
     // erases the store and the profile.
     let profile: serde_json::Value =

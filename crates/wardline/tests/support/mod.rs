@@ -106,6 +106,8 @@ pub fn serve(data: &Path, port: u16) -> (Killed, String, PathBuf) {
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        // Checkpoints often enough that a short test has signed ones.
+        .env("WARDLINE_AUDIT__CHECKPOINT_EVERY", "20")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
