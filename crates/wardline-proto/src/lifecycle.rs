@@ -189,8 +189,10 @@ pub struct PlaceHoldRequest {
     /// conversations (stored encrypted).
     pub target: String,
     /// The matter (1–200 characters), e.g. a case name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub matter: String,
     /// Why (1–2000 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 2000))]
     pub reason: String,
 }
 
@@ -198,6 +200,7 @@ pub struct PlaceHoldRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseHoldRequest {
     /// Why the hold ends (1–2000 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 2000))]
     pub reason: String,
 }
 
@@ -261,6 +264,7 @@ pub struct RecallResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WipeDeviceRequest {
     /// Why (e.g. "phone lost on the bus"; 1–500 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 500))]
     pub reason: String,
 }
 

@@ -85,6 +85,7 @@ pub struct Department {
 #[serde(deny_unknown_fields)]
 pub struct CreateDepartmentRequest {
     /// A department or service line, 1–100 characters, unique in the organisation.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
 }
 
@@ -102,6 +103,7 @@ pub struct CareTeam {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateCareTeamRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
     #[serde(default)]
     pub department_id: Option<Uuid>,
@@ -135,6 +137,7 @@ pub struct ClinicalRole {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoleRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
     #[serde(default)]
     pub department_id: Option<Uuid>,
@@ -610,10 +613,12 @@ pub struct HistoryNotice {
 #[serde(deny_unknown_fields)]
 pub struct OpenPatientRequest {
     /// The patient reference the conversations carry.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub patient_ref: String,
     /// Break-glass: why access is needed now (10–500 characters). Sealed,
     /// shown to the compliance officer.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 10, max_length = 500))]
     pub reason: Option<String>,
 }
 

@@ -336,7 +336,7 @@ impl Server {
             .await
             .map_err(|e| StartError::Setup(e.message))?;
         let (_, doc) = api();
-        let openapi = Arc::new(doc.to_pretty_json().expect("OpenAPI document serialises"));
+        let openapi = Arc::new(http::served_openapi(&doc));
         let state = AppState {
             auth,
             directory,

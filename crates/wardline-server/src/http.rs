@@ -157,6 +157,45 @@ pub fn control_character_in_url(raw: &str) -> Option<u32> {
         .find(|c| forbidden_control(*c))
 }
 
+/// The OpenAPI document as served: every free-text string (no `format`,
+/// `enum` or `pattern` of its own) carries the edge's rule as a `pattern`
+/// (no control characters but tab, LF and CR), so the schema says what the
+/// server accepts (finding L9 of 2026-11-30).
+pub fn served_openapi(doc: &utoipa::openapi::OpenApi) -> String {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let is_string = match map.get("type") {
+                    Some(serde_json::Value::String(t)) => t == "string",
+                    Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                    _ => false,
+                };
+                if is_string
+                    && !map.contains_key("format")
+                    && !map.contains_key("enum")
+                    && !map.contains_key("pattern")
+                {
+                    map.insert(
+                        "pattern".into(),
+                        serde_json::Value::String(TEXT_PATTERN.into()),
+                    );
+                }
+                for child in map.values_mut() {
+                    walk(child);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(doc).expect("OpenAPI document serialises");
+    walk(&mut v);
+    serde_json::to_string_pretty(&v).expect("OpenAPI document serialises")
+}
+
+/// [`forbidden_control`] as an ECMA-262 pattern.
+pub const TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+
 /// Form fields (webhooks, patient pages) pass the same text rule; a form
 /// that breaks it is a malformed form (400).
 pub fn check_form_text(fields: &[(String, String)]) -> Result<(), ApiError> {

@@ -210,7 +210,7 @@ pub struct DownloadArgs {
     opts: ClientOpts,
 }
 
-fn passphrase(creating: bool) -> anyhow::Result<String> {
+pub(crate) fn passphrase(creating: bool) -> anyhow::Result<String> {
     if let Ok(p) = std::env::var("WARDLINE_PASSPHRASE") {
         return Ok(p);
     }

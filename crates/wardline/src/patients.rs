@@ -110,6 +110,16 @@ pub async fn run(cmd: PatientsCommand) -> anyhow::Result<()> {
     r
 }
 
+/// The keys of the messages this profile sealed for patients, opened with
+/// the device's passphrase (the message store's).
+fn keys_of(opts: &ClientOpts) -> anyhow::Result<PatientKeys> {
+    let profile = profile_path(opts);
+    let path = PatientKeys::path_for(&profile);
+    let creating = !path.exists() && !profile.with_extension("chat").exists();
+    let pass = crate::chat::passphrase(creating)?;
+    PatientKeys::load(&path, &pass).with_context(|| format!("opening {}", path.display()))
+}
+
 fn opts_of(cmd: &PatientsCommand) -> &ClientOpts {
     match cmd {
         PatientsCommand::List(o) | PatientsCommand::Threads(o) => o,
@@ -330,7 +340,7 @@ async fn dispatch(cmd: PatientsCommand) -> anyhow::Result<()> {
             let id = out
                 .message_id
                 .context("the server did not name the message")?;
-            PatientKeys::load(&PatientKeys::path_for(&profile_path(&opts)))?
+            keys_of(&opts)?
                 .insert(id, &fragment)
                 .context("saving the message key")?;
             print_json(&out)
@@ -339,7 +349,7 @@ async fn dispatch(cmd: PatientsCommand) -> anyhow::Result<()> {
             let (c, _) = signed_in(&opts)?;
             let mut t = c.patient_thread(patient).await?;
             // Open what this profile sealed; others' sealed messages stay sealed.
-            let keys = PatientKeys::load(&PatientKeys::path_for(&profile_path(&opts)))?;
+            let keys = keys_of(&opts)?;
             for m in &mut t.messages {
                 if let (Some(sealed), Some(key)) = (&m.sealed, keys.get(m.id))
                     && let Some(text) = open_for_patient(&sealed.0, key)

@@ -9,7 +9,7 @@ use support::*;
 fn patients(profile: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let mut full = vec!["patients"];
     full.extend_from_slice(args);
-    wardline(profile, &full, "")
+    wardline_env(profile, &full, "", &[PASS_ENV])
 }
 
 #[test]
@@ -107,6 +107,13 @@ fn a_nurse_texts_a_patient_through_the_cli() {
     assert_eq!(
         std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
         0o600
+    );
+    // Sealed under the device's passphrase (L2 of the 2026-11-30 findings:
+    // it was plaintext JSON): no key fragment in the file.
+    let raw = std::fs::read(&keys).unwrap();
+    assert!(
+        !raw.windows(2).any(|w| w == b"k="),
+        "a key fragment in clear"
     );
     let (ok, _, err) = patients(
         &nina,

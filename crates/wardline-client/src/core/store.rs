@@ -55,15 +55,26 @@ pub fn derive_key(passphrase: &str, existing: Option<&[u8]>) -> Result<SealedSta
 }
 
 impl SealedStateKey {
+    /// Seals the device state.
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(plaintext.len() + 64);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.salt);
-        out.extend_from_slice(&self.key.seal(plaintext, CONTEXT));
-        out
+        self.seal_as(CONTEXT, plaintext)
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.open_as(CONTEXT, sealed)
+    }
+
+    /// Seals another file of the device under the same passphrase, bound to
+    /// its own `context` (one file can never be passed off as another).
+    pub fn seal_as(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(plaintext.len() + 64);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.salt);
+        out.extend_from_slice(&self.key.seal(plaintext, context));
+        out
+    }
+
+    pub fn open_as(&self, context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         if sealed.len() < MAGIC.len() + SALT_LEN || &sealed[..4] != MAGIC {
             return Err(StoreError::NotAStore);
         }
@@ -71,7 +82,7 @@ impl SealedStateKey {
             return Err(StoreError::WrongPassphrase);
         }
         self.key
-            .open(&sealed[4 + SALT_LEN..], CONTEXT)
+            .open(&sealed[4 + SALT_LEN..], context)
             .map(Zeroizing::new)
             .map_err(|_| StoreError::WrongPassphrase)
     }
