@@ -661,6 +661,12 @@ impl ApiClient {
         .await
     }
 
+    /// Starts a conversation's group again from this device (see the route).
+    pub async fn refound_conversation(&self, id: Uuid) -> Result<Conversation> {
+        self.post_empty(&format!("/api/v1/conversations/{id}/refound"))
+            .await
+    }
+
     pub async fn suspend_user(&self, id: Uuid) -> Result<User> {
         self.post_empty(&format!("/api/v1/users/{id}/suspend"))
             .await

@@ -86,6 +86,9 @@ pub enum Waiting {
     NotJoined,
     /// A membership change keeps being pending; tried again at the next sync.
     MembershipChanging,
+    /// No member device is left to add this one (all were removed or
+    /// wiped): [`Chat::refound`] starts the group again from this device.
+    Orphaned,
 }
 
 impl std::fmt::Display for Waiting {
@@ -96,6 +99,9 @@ impl std::fmt::Display for Waiting {
             }
             Waiting::MembershipChanging => {
                 "a membership change in the conversation is still pending"
+            }
+            Waiting::Orphaned => {
+                "no member device is left to add this one; start the conversation again from this device (`wardline chat refound`)"
             }
         })
     }
@@ -415,6 +421,18 @@ impl Chat {
         Ok(self.api.conversation(c.id).await?)
     }
 
+    /// Starts the conversation's group again from this device, when it is
+    /// waiting to join and no member device is left to add it
+    /// ([`Waiting::Orphaned`]): the server makes this device the only member
+    /// at epoch 0, this device makes a new group, adds everyone's devices, and
+    /// sends what waited in the outbox. Earlier messages stay where they were.
+    pub async fn refound(&mut self, conv: Uuid) -> Result<Conversation> {
+        let c = self.api.refound_conversation(conv).await?;
+        let c = self.adopt(c).await?;
+        self.flush().await?;
+        Ok(c)
+    }
+
     /// Pages a clinical role: the server resolves whoever covers it now and
     /// opens (or reuses) this user's conversation with them; this device
     /// brings the group in line, so a message sent there next reaches them.
@@ -540,7 +558,20 @@ impl Chat {
                     self.save()?;
                 } else {
                     blocked.insert(next.conversation);
-                    self.waiting.insert(next.conversation, Waiting::NotJoined);
+                    // Nobody left to add this device: say so, it will not pass.
+                    let orphaned = self
+                        .api
+                        .conversation(next.conversation)
+                        .await
+                        .is_ok_and(|c| !c.devices.iter().any(|d| d.state == DeviceState::Member));
+                    self.waiting.insert(
+                        next.conversation,
+                        if orphaned {
+                            Waiting::Orphaned
+                        } else {
+                            Waiting::NotJoined
+                        },
+                    );
                 }
                 attempts = 0;
                 continue;

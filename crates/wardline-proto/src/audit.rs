@@ -133,6 +133,7 @@ actions! {
     ConversationView => "conversation.view", "A conversation's details were read.";
     ConversationMemberAdd => "conversation.member.add", "A member was added to a conversation.";
     ConversationMemberRemove => "conversation.member.remove", "A member was removed from (or left) a conversation.";
+    ConversationRefound => "conversation.refound", "A conversation's group was started again from a device waiting to join it (no member device was left).";
     MessageSubmit => "message.submit", "An MLS commit or (encrypted) message was submitted.";
     MessageSync => "message.sync", "A device fetched its inbox or opened its sync socket.";
     MessageAck => "message.ack", "A device acknowledged its inbox (delivery receipts).";

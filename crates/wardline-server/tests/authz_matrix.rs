@@ -398,6 +398,13 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::POST,
+            template: "/api/v1/conversations/{id}/refound",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: no_body,
+        },
+        Route {
+            method: Method::POST,
             template: "/api/v1/conversations/{id}/key-packages/claim",
             query: "",
             rule: then(NO_DEVICE),

@@ -939,7 +939,83 @@ async fn bad_registration_and_conversation_input(backend: Backend) {
     assert_eq!(resp.status(), 400, "plain GET on the socket route");
 }
 
+/// M9 of the 2026-11-30 findings, second half: a conversation whose member
+/// devices were all wiped could never progress (the new devices waited for a
+/// Welcome nobody could send, and every message was refused). The waiting
+/// device is told why, and starts the group again.
+async fn a_group_whose_devices_were_all_wiped_is_founded_again(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let alice = t.user_with_role(&admin, Role::Physician).await;
+    let bob = t.user_with_role(&admin, Role::Nurse).await;
+    let devices = Devices::new();
+    let mut a = devices.of(&alice, "a").await;
+    let mut b = devices.of(&bob, "b").await;
+    let conv = group(&mut a, &[bob.user.id], None).await;
+    b.sync().await.unwrap();
+    a.send(conv, MessageContent::text("before"), Priority::Routine)
+        .await
+        .unwrap();
+    // Both phones are lost.
+    admin
+        .client
+        .wipe_device(alice.device_id, "lost")
+        .await
+        .unwrap();
+    admin
+        .client
+        .wipe_device(bob.device_id, "lost")
+        .await
+        .unwrap();
+    // Their new devices are in the conversation, waiting for a Welcome.
+    let (api, dev) = t.sign_in_device(&alice).await;
+    let mut a2 = devices.open(api, alice.user.id, dev, "a2").await;
+    let (api, dev) = t.sign_in_device(&bob).await;
+    let mut b2 = devices.open(api, bob.user.id, dev, "b2").await;
+    a2.sync().await.unwrap();
+    b2.sync().await.unwrap();
+    a2.send(conv, MessageContent::text("after"), Priority::Urgent)
+        .await
+        .unwrap();
+    assert_eq!(
+        a2.waiting.get(&conv),
+        Some(&wardline_client::chat::Waiting::Orphaned)
+    );
+    // Not for a device that is not waiting, nor while a member device is left.
+    let err = a2
+        .api
+        .refound_conversation(Uuid::new_v4())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    // Started again from Alice's new device: Bob's new device joins and reads.
+    let c = a2.refound(conv).await.unwrap();
+    assert!(
+        c.devices
+            .iter()
+            .all(|d| d.state == DeviceState::Member || d.state == DeviceState::PendingAdd),
+        "{c:?}"
+    );
+    assert!(a2.core.outbox.is_empty(), "{:?}", a2.waiting);
+    b2.sync().await.unwrap();
+    assert_eq!(texts(&b2, conv), vec!["after"]);
+    let err = b2.api.refound_conversation(conv).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::Conflict),
+        "it has members again"
+    );
+    b2.send(conv, MessageContent::text("got it"), Priority::Routine)
+        .await
+        .unwrap();
+    a2.sync().await.unwrap();
+    assert_eq!(texts(&a2, conv), vec!["after", "got it"]);
+}
+
 both_backends!(
+    a_group_whose_devices_were_all_wiped_is_founded_again,
     conversation_across_devices,
     membership_changes_are_cryptographic,
     bad_messages_change_nothing,

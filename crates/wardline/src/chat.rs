@@ -41,6 +41,9 @@ pub enum ChatCommand {
     Remove(MemberArgs),
     /// Leave a group.
     Leave(ConvArgs),
+    /// Start a conversation again from this device, when it waits to join
+    /// and no member device is left to add it (all were removed or wiped).
+    Refound(ConvArgs),
     /// Save an attachment of a message to a file.
     Download(DownloadArgs),
     /// Your devices: name, identity key fingerprint, key packages left.
@@ -487,7 +490,7 @@ fn opts_of(cmd: &ChatCommand) -> &ClientOpts {
         ChatCommand::Watch(a) => &a.opts,
         ChatCommand::Receipts(a) => &a.opts,
         ChatCommand::Add(a) | ChatCommand::Remove(a) => &a.opts,
-        ChatCommand::Leave(a) => &a.opts,
+        ChatCommand::Leave(a) | ChatCommand::Refound(a) => &a.opts,
         ChatCommand::Download(a) => &a.opts,
         ChatCommand::Recall(a) => &a.opts,
         ChatCommand::Disappear(a) => &a.opts,
@@ -508,6 +511,7 @@ async fn dispatch(cmd: ChatCommand) -> anyhow::Result<()> {
         ChatCommand::Add(args) => member(args, true).await,
         ChatCommand::Remove(args) => member(args, false).await,
         ChatCommand::Leave(args) => leave(args).await,
+        ChatCommand::Refound(args) => refound(args).await,
         ChatCommand::Download(args) => download(args).await,
         ChatCommand::Devices(opts) => devices(opts).await,
         ChatCommand::Recall(args) => recall(args).await,
@@ -1034,6 +1038,29 @@ async fn leave(args: ConvArgs) -> anyhow::Result<()> {
     chat.api.remove_member(conv, me).await?;
     chat.save()?;
     say!("left {conv}");
+    Ok(())
+}
+
+async fn refound(args: ConvArgs) -> anyhow::Result<()> {
+    let mut chat = open(&args.opts).await?;
+    report(&chat.sync().await?);
+    let conv = resolve(&chat, &args.conversation)?;
+    let c = chat.refound(conv).await?;
+    let waiting = chat
+        .core
+        .outbox
+        .iter()
+        .filter(|o| o.conversation == conv)
+        .count();
+    say!(
+        "started {conv} again from this device; {} device(s) being added{}",
+        c.devices.len().saturating_sub(1),
+        if waiting == 0 {
+            String::new()
+        } else {
+            format!("; {waiting} message(s) still waiting")
+        }
+    );
     Ok(())
 }
 

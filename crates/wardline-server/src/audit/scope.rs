@@ -203,6 +203,11 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ),
         (
             "POST",
+            "/api/v1/conversations/{id}/refound",
+            on(ConversationRefound, "conversation", "id"),
+        ),
+        (
+            "POST",
             "/api/v1/conversations/{id}/key-packages/claim",
             on(KeyPackagesClaim, "conversation", "id"),
         ),

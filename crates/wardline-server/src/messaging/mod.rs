@@ -751,6 +751,33 @@ impl MessagingService {
         self.to_wire(&c, Some(audit)).await
     }
 
+    /// Starts a conversation's group again from the caller's device, which is
+    /// waiting to join it while no member device is left to add it (see
+    /// [`MessagingStore::refound_conversation`]). Messages sent before stay
+    /// readable only on devices that had them.
+    pub async fn refound(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        audit: &AuditScope,
+    ) -> ApiResult<Conversation> {
+        let device = self.device_of(p).await?;
+        let c = self.member_conversation(p, id).await?;
+        let notice = MessageRow::membership_notice(id, 0, p.user_id, self.clock.now());
+        let (done, woken) = self
+            .store
+            .refound_conversation(id, device.id, &notice)
+            .await?;
+        if !done {
+            return Err(ApiError::conflict(
+                "the conversation still has a member device (it will add this one), or this device is not waiting to join it",
+            ));
+        }
+        self.wake(&woken).await;
+        let c = self.store.get_conversation(p.org_id, c.id).await?;
+        self.to_wire(&c, Some(audit)).await
+    }
+
     /// Takes a departing user out of every conversation (deprovisioning).
     pub async fn remove_from_all_conversations(
         &self,

@@ -35,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_conversation))
         .routes(routes!(add_member))
         .routes(routes!(remove_member))
+        .routes(routes!(refound_conversation))
         .routes(routes!(claim_key_packages))
         .routes(routes!(submit_message).layer(DefaultBodyLimit::max(MAX_MESSAGE_BODY_BYTES)))
         .routes(routes!(mark_read))
@@ -186,6 +187,24 @@ async fn add_member(
     Ok(Json(
         s.messaging.add_member(&p, id, req.user_id, &audit).await?,
     ))
+}
+
+/// Start a conversation's MLS group again from this device, when it is
+/// waiting to join and no member device is left to add it (all were removed
+/// or wiped). This device becomes the only member device at epoch 0; its
+/// client makes a new group and adds everyone's devices. Earlier messages
+/// stay readable only where they already were.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/refound", tag = "messaging", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 200, body = Conversation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn refound_conversation(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    audit: AuditScope,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Conversation>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(s.messaging.refound(&p, id, &audit).await?))
 }
 
 /// Remove a member from a group, or leave it (your own user id). Their

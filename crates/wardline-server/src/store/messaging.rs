@@ -271,6 +271,19 @@ pub trait MessagingStore: Send + Sync + 'static {
     ) -> Result<(bool, Woken)>;
 
     // Messages and delivery.
+    /// Starts the conversation's MLS group again from `device` (finding M9 of
+    /// 2026-11-30): only when no device is a `member` any more (all were
+    /// removed or wiped, so nobody can add the waiting ones) and `device` is
+    /// waiting to join. In one transaction: removed devices leave, `device`
+    /// becomes the only member, the epoch goes back to 0 (its client makes a
+    /// new group and adds the others), and the members are told. False when
+    /// the conditions do not hold.
+    async fn refound_conversation(
+        &self,
+        conversation: Uuid,
+        device: DeviceId,
+        notice: &MessageRow,
+    ) -> Result<(bool, Woken)>;
     async fn submit(&self, s: &Submission) -> Result<SubmitOutcome>;
     async fn get_message(&self, conversation: Uuid, id: Uuid) -> Result<MessageRow>;
     /// The device's inbox after `after`, in order, with the messages and

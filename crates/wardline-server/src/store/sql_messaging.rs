@@ -654,6 +654,50 @@ impl MessagingStore for SqlStore {
         Ok((true, woken))
     }
 
+    async fn refound_conversation(
+        &self,
+        conversation: Uuid,
+        device: DeviceId,
+        notice: &MessageRow,
+    ) -> Result<(bool, Woken)> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        Self::lock_conversation(&mut tx, conversation, notice.created_at).await?;
+        let members: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM conversation_devices WHERE conversation_id = $1 AND state = 'member'",
+        )
+        .bind(conversation.to_string())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if members > 0
+            || Self::device_state(&mut tx, conversation, device).await?
+                != Some(DeviceState::PendingAdd)
+        {
+            return Ok((false, Vec::new()));
+        }
+        sqlx::query(
+            "DELETE FROM conversation_devices WHERE conversation_id = $1 AND state = 'pending_remove'",
+        )
+        .bind(conversation.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE conversation_devices SET state = 'member' WHERE conversation_id = $1 AND device_id = $2",
+        )
+        .bind(conversation.to_string())
+        .bind(device.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET epoch = 0 WHERE id = $1")
+            .bind(conversation.to_string())
+            .execute(&mut *tx)
+            .await?;
+        insert_message(&mut tx, notice).await?;
+        let woken = self.fan_out_to_members(&mut tx, notice, None).await?;
+        tx.commit().await?;
+        Ok((true, woken))
+    }
+
     async fn submit(&self, s: &Submission) -> Result<SubmitOutcome> {
         let m = &s.message;
         let sender = m
