@@ -27,6 +27,9 @@ use wardline_proto::audit::{ActorKind, AuditAction, Outcome};
 
 use super::{AuditLog, NewEvent};
 
+/// (address, route, minute) of refused anonymous requests.
+type RepeatKey = (IpAddr, String, i64);
+
 /// Per-address token buckets, the minute's repeated refusals, and the disk
 /// check's last answer.
 pub struct AnonymousGate {
@@ -37,7 +40,7 @@ pub struct AnonymousGate {
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
     /// (address, route, minute) → the route's action and the refusals after
     /// the first.
-    repeats: Mutex<HashMap<(IpAddr, String, i64), (AuditAction, u64)>>,
+    repeats: Mutex<HashMap<RepeatKey, (AuditAction, u64)>>,
     disk: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -148,7 +151,7 @@ impl AnonymousGate {
     /// Writes one entry per (address, action) for minutes before `now_minute`
     /// that had repeated refusals, with their count.
     pub async fn flush(&self, log: &AuditLog, now_minute: i64) {
-        let done: Vec<((IpAddr, String, i64), (AuditAction, u64))> = {
+        let done: Vec<(RepeatKey, (AuditAction, u64))> = {
             let mut repeats = self.repeats.lock().expect("repeats poisoned");
             let old: Vec<_> = repeats
                 .keys()
@@ -185,7 +188,10 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is a NUL-terminated string and `st` a valid out-pointer.
     let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
-    (rc == 0).then(|| u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+    // The field types differ between platforms (u64 here, c_ulong elsewhere).
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize));
+    (rc == 0).then_some(free)
 }
 
 #[cfg(test)]
