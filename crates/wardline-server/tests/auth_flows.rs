@@ -782,7 +782,56 @@ async fn the_compliance_role_is_not_the_administrators(backend: Backend) {
     assert!(changes.contains(&(nurse.user.id, "removed the compliance officer role")));
 }
 
+/// Issue 19, case 12 (fixture `tests/fixtures/realworld/12-totp-spaced-code.txt`):
+/// the code as the authenticator app shows it, `123 456`, was refused at
+/// enrolment and at sign-in and counted toward the back-off.
+async fn authenticator_codes_are_read_as_typed(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("riverside").await;
+    let user = admin
+        .client
+        .create_user(&wardline_proto::directory::CreateUserRequest {
+            email: "ma@riverside.test".into(),
+            display_name: "Mo Assistant".into(),
+            phone: None,
+            roles: vec![Role::MedicalAssistant],
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    let spaced = |code: String, sep: &str| format!("{}{sep}{}", &code[..3], &code[3..]);
+    // Enrolment with the spaced code.
+    let mut c = t.client();
+    let first = c
+        .login(&login_req("riverside", &user.email, PASSWORD))
+        .await
+        .unwrap();
+    c.set_token(Some(first.session.unwrap().token));
+    let enrol = c.enroll_totp().await.unwrap();
+    c.confirm_totp(&spaced(t.totp_code(&enrol.secret_base32), " "))
+        .await
+        .expect("the code as the app shows it");
+    // Sign-in with a hyphenated one, and with spaces around.
+    for sep in ["-", "\u{a0}"] {
+        t.next_totp_step();
+        let c = t.client();
+        let ch = c
+            .login(&login_req("riverside", &user.email, PASSWORD))
+            .await
+            .unwrap();
+        c.verify_mfa(
+            ch.mfa_token.as_deref().unwrap(),
+            &format!(" {} ", spaced(t.totp_code(&enrol.secret_base32), sep)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{sep:?}: {e}"));
+    }
+}
+
 both_backends!(
+    authenticator_codes_are_read_as_typed,
     the_compliance_role_is_not_the_administrators,
     concurrent_guesses_are_judged_one_at_a_time,
     wrong_mfa_codes_back_off_across_challenges,

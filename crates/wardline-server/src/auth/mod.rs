@@ -453,7 +453,8 @@ impl AuthService {
     /// A TOTP code (each time step accepted once) or a recovery code (each
     /// accepted once).
     async fn check_second_factor(&self, user: &UserRow, code: &str) -> ApiResult<bool> {
-        let code = code.trim();
+        let code = totp::typed_code(code);
+        let code = code.as_str();
         if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
             let Some(secret) = self.directory.open_totp_secret(user).await? else {
                 return Ok(false);

@@ -30,19 +30,58 @@ pub fn to_base32(secret: &[u8]) -> String {
     Secret::from(secret.to_vec()).to_base32()
 }
 
+/// A code as people type it: authenticator apps show `123 456`, copy it with
+/// the space (or a non-breaking one), and people add dashes; all of those
+/// are dropped (real-world case 12 of issue 19). Used wherever a code is
+/// typed: TOTP at sign-in and enrolment, recovery codes, patients' texted
+/// codes.
+pub fn typed_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '‐' | '‑' | '‒' | '–' | '—' | '−'))
+        .collect()
+}
+
 /// The accepted time step, or `None`. The caller must refuse a step that was
 /// already used (RFC 6238 §5.2).
 pub fn check(totp: &Totp, code: &str, now: i64) -> Option<i64> {
-    let code = code.trim();
+    let code = typed_code(code);
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    totp.check(code, now.max(0) as u64).map(|step| step as i64)
+    totp.check(&code, now.max(0) as u64).map(|step| step as i64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19, case 12: codes as authenticator apps show and copy them.
+    #[test]
+    fn codes_are_read_as_people_type_them() {
+        let fixture = include_str!("../../tests/fixtures/realworld/12-totp-spaced-code.txt");
+        assert!(fixture.contains("\"624 632\""), "the case's input");
+        let t = totp(b"12345678901234567890", "Wardline", "user").unwrap();
+        let now = 1_796_000_000;
+        let code = t.generate(now as u64).to_string();
+        let (a, b) = code.split_at(3);
+        for typed in [
+            code.clone(),
+            format!("{a} {b}"),
+            format!(" {a} {b}\t"),
+            format!("{a}-{b}"),
+            format!("{a}\u{a0}{b}"),
+            format!("{a}\u{2009}{b}"),
+            format!("{a}–{b}"),
+        ] {
+            assert!(check(&t, &typed, now).is_some(), "{typed:?}");
+        }
+        // ±1 step of drift, not three.
+        let at = |secs: u64| t.generate(secs).to_string();
+        assert!(check(&t, &at(now as u64 - 30), now).is_some());
+        assert!(check(&t, &at(now as u64 + 30), now).is_some());
+        assert!(check(&t, &at(now as u64 - 90), now).is_none());
+        assert!(check(&t, &format!("{a} {b}7"), now).is_none());
+    }
 
     /// RFC 6238 Appendix B: all 18 published vectors (8 digits; the SHA-256 and
     /// SHA-512 seeds are the ASCII seed repeated to 32 and 64 bytes).

@@ -249,7 +249,7 @@ pub fn code_form(t: &Strings, token: &str, challenge: &str, left: Option<i64>) -
         "<p id=\"code-hint\">{intro}</p>{err}<form method=\"post\" action=\"/p/{token}/code\">\
          <input type=\"hidden\" name=\"challenge\" value=\"{challenge}\">\
          <label for=\"code\">{label}</label>\
-         <input id=\"code\" name=\"code\" required inputmode=\"numeric\" pattern=\"[0-9 ]{{6,7}}\" maxlength=\"7\" \
+         <input id=\"code\" name=\"code\" required inputmode=\"numeric\" pattern=\"[0-9 \\-]{{6,8}}\" maxlength=\"8\" \
          autocomplete=\"one-time-code\" aria-describedby=\"code-hint{errref}\" autofocus{invalid}>\
          <button type=\"submit\">{verify}</button></form>",
         intro = escape(t.code_intro),

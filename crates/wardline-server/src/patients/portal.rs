@@ -259,7 +259,7 @@ impl PatientService {
         if !pending {
             return Err(PortalError::CodeExpired);
         }
-        let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        let code = crate::auth::totp::typed_code(code);
         let attempt = self.attempt(view).await?;
         if view.link.code_hash.as_deref()
             != Some(code_hash(view.link.id, challenge, &code).as_str())
