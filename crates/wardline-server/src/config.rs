@@ -159,6 +159,10 @@ pub struct AuditConfig {
     pub syslog_url: Option<String>,
     /// PEM CA certificates to trust for `tls://` (default: the system roots).
     pub syslog_ca_file: Option<PathBuf>,
+    /// Put a UTF-8 byte-order mark before the JSON (RFC 5424's MSG-UTF8).
+    /// Off by default (MSG-ANY): rsyslog's `%msg%`, `mmjsonparse` and most
+    /// SIEM parsers keep the BOM as text and then fail to parse the JSON.
+    pub syslog_bom: bool,
     /// SIEM export to a JSON Lines file (one event per line, appended).
     pub jsonl_path: Option<PathBuf>,
 }
@@ -171,6 +175,7 @@ impl Default for AuditConfig {
             retention_days: 6 * 365 + 2,
             syslog_url: None,
             syslog_ca_file: None,
+            syslog_bom: false,
             jsonl_path: None,
         }
     }

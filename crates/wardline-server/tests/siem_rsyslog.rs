@@ -68,11 +68,19 @@ fn start_rsyslog(
         )),
         None => conf.push_str("module(load=\"imtcp\")\n"),
     }
+    // Beside the raw fields, what a stock SIEM pipeline does with MSG: the
+    // receiver of real-world case 16 (`tests/fixtures/realworld/16-rsyslog-rw.conf`),
+    // `mmjsonparse` with no cookie, its result as JSON.
     conf.push_str(&format!(
         "input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n\
+         module(load=\"mmjsonparse\")\n\
          template(name=\"wl\" type=\"string\" string=\"%msgid%|%structured-data%|%msg%\\n\")\n\
-         *.* action(type=\"omfile\" file=\"{}\" template=\"wl\")\n",
-        out.display()
+         template(name=\"wljson\" type=\"string\" string=\"%$!all-json%\\n\")\n\
+         *.* action(type=\"omfile\" file=\"{}\" template=\"wl\")\n\
+         *.* action(type=\"mmjsonparse\" cookie=\"\")\n\
+         *.* action(type=\"omfile\" file=\"{}\" template=\"wljson\")\n",
+        out.display(),
+        out.with_extension("parsed").display()
     ));
     let conf_path = dir.join(format!("rsyslog-{port}.conf"));
     std::fs::write(&conf_path, conf).unwrap();
@@ -106,7 +114,8 @@ fn received(out: &Path) -> Vec<(String, String, AuditEvent)> {
             let mut parts = l.splitn(3, '|');
             let msgid = parts.next().unwrap().to_owned();
             let sd = parts.next().unwrap().to_owned();
-            let msg = parts.next().unwrap().trim_start_matches('\u{feff}');
+            // As received: no stripping of a byte-order mark or anything else.
+            let msg = parts.next().unwrap();
             let event: AuditEvent =
                 serde_json::from_str(msg).unwrap_or_else(|e| panic!("payload {msg:?}: {e}"));
             (msgid, sd, event)
@@ -175,6 +184,27 @@ async fn syslog_tcp_and_jsonl_export_survive_an_outage() {
         *event,
         wardline_server::audit::record::decode_for_wire(&stored).unwrap()
     );
+    // Real-world case 16: mmjsonparse finds the event's fields at the top
+    // level (with the RFC 5424 byte-order mark it found no JSON at all).
+    let parsed = std::fs::read_to_string(out.with_extension("parsed")).unwrap();
+    let fields: Vec<serde_json::Value> = parsed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(!fields.is_empty());
+    assert!(
+        fields
+            .iter()
+            .all(|v| v["seq"].is_i64() && v["action"].is_string() && v["outcome"].is_string()),
+        "{parsed}"
+    );
+    assert!(
+        fields.iter().any(|v| v["action"] == "user.list"),
+        "{parsed}"
+    );
+    // The old form, kept as the case's fixture, is what failed.
+    let old = include_str!("fixtures/realworld/16-minimal-msg-with-bom.txt");
+    assert!(serde_json::from_str::<serde_json::Value>(old.trim_end()).is_err());
 
     // The SIEM goes away; entries written meanwhile arrive once it is back.
     drop(rsyslog);

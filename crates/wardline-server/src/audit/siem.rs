@@ -85,8 +85,10 @@ fn hostname() -> String {
 
 /// One RFC 5424 message: facility 13 (log audit), severity informational
 /// for successes and warning otherwise; structured data with the fields a
-/// SIEM rule keys on, and the whole event as JSON in MSG.
-pub fn format_rfc5424(e: &AuditEvent, host: &str) -> String {
+/// SIEM rule keys on, and the whole event as JSON in MSG — as MSG-ANY (no
+/// byte-order mark: what receivers parse as JSON, real-world case 16 of issue
+/// 19) unless `bom` asks for MSG-UTF8.
+pub fn format_rfc5424(e: &AuditEvent, host: &str, bom: bool) -> String {
     let severity = if e.outcome == Outcome::Success { 6 } else { 4 };
     let pri = 13 * 8 + severity;
     let ts = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at_ms) * 1_000_000)
@@ -121,9 +123,10 @@ pub fn format_rfc5424(e: &AuditEvent, host: &str) -> String {
     sd.push(']');
     let json = serde_json::to_string(e).expect("an audit event serialises");
     format!(
-        "<{pri}>1 {ts} {host} wardline {} {} {sd} \u{feff}{json}",
+        "<{pri}>1 {ts} {host} wardline {} {} {sd} {}{json}",
         std::process::id(),
-        e.action
+        e.action,
+        if bom { "\u{feff}" } else { "" }
     )
 }
 
@@ -164,6 +167,8 @@ enum Sink {
         tls: Option<tokio_rustls::TlsConnector>,
         conn: Option<Conn>,
         host: String,
+        /// A byte-order mark before the JSON (`audit.syslog_bom`).
+        bom: bool,
         /// Last seq written on `conn` but not yet confirmed.
         unconfirmed: Option<i64>,
     },
@@ -214,6 +219,7 @@ impl Sink {
                 tls,
                 conn,
                 host,
+                bom,
                 unconfirmed,
             } => {
                 if conn.is_none() {
@@ -221,7 +227,7 @@ impl Sink {
                 }
                 let mut frames = Vec::new();
                 for e in events {
-                    let msg = format_rfc5424(e, host);
+                    let msg = format_rfc5424(e, host, *bom);
                     frames.extend_from_slice(format!("{} {msg}", msg.len()).as_bytes());
                 }
                 let w = conn.as_mut().expect("connected above").io();
@@ -337,6 +343,7 @@ pub fn start(
             tls,
             conn: None,
             host: hostname(),
+            bom: cfg.syslog_bom,
             unconfirmed: None,
         });
     }
@@ -466,13 +473,17 @@ mod tests {
             reason: Some("forbidden".into()),
             leaf_hash: None,
         };
-        let m = format_rfc5424(&e, "host1");
+        let with_bom = format_rfc5424(&e, "host1", true);
+        let json = with_bom.split('\u{feff}').nth(1).unwrap();
+        assert_eq!(serde_json::from_str::<AuditEvent>(json).unwrap(), e);
+        let m = format_rfc5424(&e, "host1", false);
+        assert!(!m.contains('\u{feff}'), "MSG-ANY by default: no BOM");
         assert!(
             m.starts_with("<108>1 2023-11-14T22:13:20.123Z host1 wardline "),
             "{m}"
         );
         assert!(m.contains(r#"[wardline@32473 seq="42" action="auth.login" outcome="denied" actor="u\"1\]" ip="10.0.0.1"]"#), "{m}");
-        let json = m.split('\u{feff}').nth(1).unwrap();
+        let json = &m[m.find("] {").unwrap() + 2..];
         let back: AuditEvent = serde_json::from_str(json).unwrap();
         assert_eq!(back, e);
     }
