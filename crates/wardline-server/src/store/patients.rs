@@ -214,7 +214,10 @@ pub trait PatientStore: Send + Sync {
     async fn sms_retry(&self, id: Uuid, send_after: i64, error: &str, at: i64) -> Result<()>;
     /// A final state without a provider id (failed, cancelled); erases the key fragment.
     async fn sms_finished(&self, id: Uuid, status: SmsStatus, error: &str, at: i64) -> Result<()>;
-    /// A status callback; returns the row it updated (NotFound if none).
+    /// A status callback: moves the row's status only forward (queued →
+    /// sending → sent → a terminal one), never out of a terminal one, and
+    /// sets `error` with the status that carried it. Returns the row as it
+    /// now is (NotFound if there is none).
     async fn sms_status_by_provider(
         &self,
         org: OrgId,

@@ -606,19 +606,38 @@ impl PatientStore for SqlStore {
         error: Option<&str>,
         at: i64,
     ) -> Result<SmsRow> {
-        sqlx::query(
-            "UPDATE sms_outbox SET status = $3, error = COALESCE($4, error), updated_at = $5 \
-             WHERE org_id = $1 AND provider_id = $2 RETURNING *",
+        // One statement: the rank comparison and the update cannot be split
+        // by a concurrent callback.
+        let rank = |s: SmsStatus| match s {
+            SmsStatus::Queued => 0,
+            SmsStatus::Sending => 1,
+            SmsStatus::Sent => 2,
+            _ => 3,
+        };
+        let updated = sqlx::query(
+            "UPDATE sms_outbox SET status = $3, error = $4, updated_at = $5 \
+             WHERE org_id = $1 AND provider_id = $2 \
+               AND (CASE status WHEN 'queued' THEN 0 WHEN 'sending' THEN 1 WHEN 'sent' THEN 2 ELSE 3 END) < $6 \
+             RETURNING *",
         )
         .bind(org.to_string())
         .bind(provider_id)
         .bind(status.as_str())
         .bind(error)
         .bind(at)
+        .bind(rank(status))
         .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
-        .and_then(|r| sms_from_row(&r))
+        .await?;
+        let row = match updated {
+            Some(r) => r,
+            None => sqlx::query("SELECT * FROM sms_outbox WHERE org_id = $1 AND provider_id = $2")
+                .bind(org.to_string())
+                .bind(provider_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound)?,
+        };
+        sms_from_row(&row)
     }
 
     async fn get_sms(&self, org: OrgId, id: Uuid) -> Result<SmsRow> {
