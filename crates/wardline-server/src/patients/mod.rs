@@ -289,12 +289,23 @@ impl Inbound {
 
 /// The carriers' keywords, matched on the whole message.
 fn keyword(body: &str) -> Option<Inbound> {
+    // As patients type them (real-world case 07 of issue 19): whatever is not
+    // a letter or digit around the word goes (smart quotes, an ellipsis, an
+    // emoji, punctuation), and spaces, hyphens and underscores inside it
+    // ("opt out", "Opt-Out"). A sentence keeps its other characters and so
+    // matches nothing ("Stop. Thank you" stays a message for staff).
     let word: String = body
-        .trim()
-        .trim_matches(|c: char| c.is_ascii_punctuation())
-        .to_ascii_uppercase();
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '_' | '‐' | '‑' | '–' | '—'))
+        .flat_map(char::to_uppercase)
+        .collect();
     match word.as_str() {
-        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" => Some(Inbound::Stop),
+        // The carriers' list and the FCC's 2024 revocation words (in
+        // providers' defaults since 2025: REVOKE, OPTOUT).
+        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE" | "OPTOUT" => {
+            Some(Inbound::Stop)
+        }
         "START" | "UNSTOP" | "YES" => Some(Inbound::Start),
         "HELP" | "INFO" => Some(Inbound::Help),
         _ => None,
@@ -1159,6 +1170,42 @@ mod tests {
         assert_eq!(keyword("unstop"), Some(Inbound::Start));
         assert_eq!(keyword("help"), Some(Inbound::Help));
         assert_eq!(keyword("please stop sending me the link twice"), None);
+    }
+
+    /// Issue 19, case 07: every body of `realworld/07-optout-bodies.tsv`.
+    #[test]
+    fn keywords_as_patients_really_type_them() {
+        let fixture = include_str!("../../tests/fixtures/realworld/07-optout-bodies.tsv");
+        let mut rows = 0;
+        for line in fixture
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let mut cols = line.split('\t');
+            let (body, expected) = (cols.next().unwrap(), cols.next().unwrap());
+            let got = match keyword(body) {
+                Some(Inbound::Stop) => "stop",
+                Some(Inbound::Start) => "start",
+                Some(Inbound::Help) => "help",
+                _ => "message",
+            };
+            assert_eq!(got, expected, "{body:?}");
+            rows += 1;
+        }
+        assert_eq!(rows, 17);
+        // More of the same kinds.
+        for body in [
+            "STOP ALL",
+            "Opt_out",
+            "« stop »",
+            "Stop!!! 🙏",
+            "\u{a0}stop\u{a0}",
+            "unsubscribe.",
+        ] {
+            assert_eq!(keyword(body), Some(Inbound::Stop), "{body:?}");
+        }
+        assert_eq!(keyword("Start 👍"), Some(Inbound::Start));
+        assert_eq!(keyword("stop by the clinic?"), None);
     }
 
     #[test]
