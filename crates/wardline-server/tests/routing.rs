@@ -689,6 +689,22 @@ async fn ical_schedule_with_recurrence_and_time_zones(backend: Backend) {
         .unwrap()
         .shifts;
     assert_eq!(after.len(), shifts.len());
+    // Issue 19, case 05: the same feed given as a webcal:// link (what
+    // scheduling tools hand out) is fetched over https, then http.
+    let webcal = admin
+        .client
+        .import_schedule(
+            c.role.id,
+            &ImportScheduleRequest {
+                ics: None,
+                url: Some(format!("webcal://{addr}/oncall.ics")),
+                days: Some(14),
+                subscribe: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(webcal.shifts, again.shifts);
 
     // Subscribed: the scheduling system swaps the night cover; an hour on,
     // the feed is imported again without anyone asking.

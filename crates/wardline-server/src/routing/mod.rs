@@ -1318,13 +1318,43 @@ fn percentile(mut v: Vec<i64>, pct: usize) -> Option<i64> {
     Some(v[rank - 1])
 }
 
+/// Where a calendar link is fetched from, in order of preference.
+/// `webcal://` and `webcals://` are not transports but "open this in a
+/// calendar app" links that scheduling tools hand out (real-world case 05 of
+/// issue 19): every client fetches them as `https://`, and a `webcal://`
+/// link from a plain-http server as `http://`.
+fn calendar_locations(url: &str) -> ApiResult<Vec<reqwest::Url>> {
+    let parsed = reqwest::Url::parse(url.trim())
+        .map_err(|_| ApiError::validation("url is not a valid URL"))?;
+    let with_scheme = |scheme: &str| {
+        let rest = &parsed.as_str()[parsed.scheme().len()..];
+        reqwest::Url::parse(&format!("{scheme}{rest}"))
+            .map_err(|_| ApiError::validation("url is not a valid URL"))
+    };
+    match parsed.scheme() {
+        "http" | "https" => Ok(vec![parsed.clone()]),
+        "webcals" => Ok(vec![with_scheme("https")?]),
+        "webcal" => Ok(vec![with_scheme("https")?, with_scheme("http")?]),
+        other => Err(ApiError::validation(format!(
+            "url must be https:// (or http://, webcal://, webcals://), not {other}://"
+        ))),
+    }
+}
+
 /// Fetches a calendar over http(s): at most 2 MiB, 20 seconds.
 async fn fetch_calendar(url: &str) -> ApiResult<String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|_| ApiError::validation("url is not a valid URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ApiError::validation("url must be http or https"));
+    let locations = calendar_locations(url)?;
+    let mut last = None;
+    for parsed in locations {
+        match fetch_calendar_at(parsed).await {
+            Ok(text) => return Ok(text),
+            Err(e) => last = Some(e),
+        }
     }
+    Err(last.expect("at least one location"))
+}
+
+async fn fetch_calendar_at(parsed: reqwest::Url) -> ApiResult<String> {
     let fail = |e: &dyn std::fmt::Display| {
         ApiError::validation(format!("the calendar could not be fetched: {e}"))
     };
@@ -1351,6 +1381,44 @@ async fn fetch_calendar(url: &str) -> ApiResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19, case 05: every URL of `realworld/05-webcal-urls.txt`.
+    #[test]
+    fn webcal_links_are_fetched_over_https_then_http() {
+        let fixture = include_str!("../../tests/fixtures/realworld/05-webcal-urls.txt");
+        let urls: Vec<String> = fixture
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| l.split('|').next().unwrap().trim().to_owned())
+            .collect();
+        assert_eq!(urls.len(), 4);
+        for u in &urls {
+            let u = u.as_str();
+            let lower = u.to_ascii_lowercase();
+            let got: Vec<String> = calendar_locations(u)
+                .unwrap_or_else(|e| panic!("{u}: {}", e.message))
+                .iter()
+                .map(|l| l.scheme().to_owned())
+                .collect();
+            let want: &[&str] = if lower.starts_with("webcals:") {
+                &["https"]
+            } else if lower.starts_with("webcal:") {
+                &["https", "http"]
+            } else if lower.starts_with("https:") {
+                &["https"]
+            } else {
+                &["http"]
+            };
+            assert_eq!(got, want, "{u}");
+        }
+        let l = calendar_locations("webcal://127.0.0.1:8000/oncall.ics?token=a%20b").unwrap();
+        assert_eq!(
+            l[1].as_str(),
+            "http://127.0.0.1:8000/oncall.ics?token=a%20b"
+        );
+        let e = calendar_locations("ftp://example.org/x.ics").unwrap_err();
+        assert!(e.message.contains("https://"), "{}", e.message);
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {
