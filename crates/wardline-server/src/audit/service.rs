@@ -234,7 +234,12 @@ impl AuditService {
             .store
             .latest_audit_checkpoint()
             .await?
-            .ok_or_else(|| ApiError::not_found("checkpoint (the log has none yet)"))?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    wardline_proto::ErrorCode::NotFound,
+                    "no signed checkpoint yet: the first is signed after audit.checkpoint_every entries or audit.checkpoint_interval_secs (default 60 s)",
+                )
+            })?;
         self.wire_checkpoint(&cp).await
     }
 
