@@ -592,6 +592,11 @@ pub struct AlertNotice {
     /// `acknowledged`: who acknowledged.
     #[serde(default)]
     pub by: Option<Uuid>,
+    /// Who sent the waiting message: the sender's devices get every alert
+    /// (they follow the escalation and share the message with newcomers),
+    /// and must not be asked to acknowledge their own message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Uuid>,
 }
 
 /// A member who joined a patient's conversation (care team, department or

@@ -157,6 +157,9 @@ async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backen
         .expect("Ana's device got the alert");
     assert_eq!(alert.message_id, stat);
     assert!(!alert.text.contains("CANARY"), "{alert:?}");
+    // It names the sender, whose own devices get the alert too (they follow
+    // the escalation) and must not ask them to acknowledge it (issue 18).
+    assert_eq!(alert.sender, Some(nurse.user.id));
 
     // The server restarts while the next step waits; the new node picks it up.
     t.clock.advance(40);

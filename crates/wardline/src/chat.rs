@@ -411,7 +411,9 @@ fn print_change(c: &GroupChange, names: &HashMap<Uuid, String>) {
     }
 }
 
-fn report(events: &[Event]) {
+/// Warnings, new devices and escalation alerts from a sync, for `me`
+/// (alerts about my own message are not asks to acknowledge it).
+fn report(events: &[Event], me: Uuid) {
     for e in events {
         match e {
             Event::Rejected { reason, .. } => {
@@ -421,31 +423,53 @@ fn report(events: &[Event]) {
             Event::Alert {
                 conversation,
                 alert,
-            } => print_alert(*conversation, alert),
+            } => print_alert(*conversation, alert, Some(me)),
             _ => {}
         }
     }
 }
 
-/// An escalation alert: what waits and where, never content.
-fn print_alert(conversation: Uuid, alert: &wardline_proto::routing::AlertNotice) {
-    if alert.action == wardline_proto::routing::EscalationAction::Acknowledged {
-        eprintln!(
+/// An escalation alert: what waits and where, never content. To the sender
+/// (`me`) it reports how their message's escalation goes; to anyone else it
+/// asks for the acknowledgement.
+fn print_alert(conversation: Uuid, alert: &wardline_proto::routing::AlertNotice, me: Option<Uuid>) {
+    eprintln!("{}", alert_line(conversation, alert, me));
+}
+
+fn alert_line(
+    conversation: Uuid,
+    alert: &wardline_proto::routing::AlertNotice,
+    me: Option<Uuid>,
+) -> String {
+    use wardline_proto::routing::EscalationAction;
+    if alert.action == EscalationAction::Acknowledged {
+        return format!(
             "[{}] {} (message {})",
             short(conversation),
             alert.text,
             alert.message_id
         );
-        return;
     }
-    eprintln!(
+    if me.is_some() && alert.sender == me {
+        // Issue 18: the sender was asked to acknowledge their own message.
+        return format!(
+            "[{}] your message {}: {} (step: {}; `wardline chat escalation {} {}` shows where it stands)",
+            short(conversation),
+            alert.message_id,
+            alert.text,
+            alert.action.as_str(),
+            conversation,
+            alert.message_id
+        );
+    }
+    format!(
         "ALERT [{}] {} (message {}; acknowledge with `wardline chat ack {} {}`)",
         short(conversation),
         alert.text,
         alert.message_id,
         conversation,
         alert.message_id
-    );
+    )
 }
 
 fn new_device(device: Uuid, name: &str) {
@@ -525,7 +549,7 @@ async fn dispatch(cmd: ChatCommand) -> anyhow::Result<()> {
 
 async fn page(args: PageArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let priority = Priority::parse(&args.priority.to_lowercase())
         .context("priority must be routine, urgent or stat")?;
     let role = crate::routing::role_id(&chat.api, &args.role).await?;
@@ -562,7 +586,7 @@ async fn page(args: PageArgs) -> anyhow::Result<()> {
 /// `ack`: acknowledges; otherwise shows where the escalation stands.
 async fn ack(args: AckArgs, acknowledge: bool) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     let message = resolve_message(&chat, conv, &args.message)?;
     let e = if acknowledge {
@@ -606,7 +630,7 @@ async fn ack(args: AckArgs, acknowledge: bool) -> anyhow::Result<()> {
 
 async fn open_patient(args: OpenPatientArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let r = chat
         .api
         .open_patient(&wardline_proto::routing::OpenPatientRequest {
@@ -614,7 +638,7 @@ async fn open_patient(args: OpenPatientArgs) -> anyhow::Result<()> {
             reason: args.reason,
         })
         .await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     if args.opts.json {
         return print_json(&r);
     }
@@ -633,7 +657,7 @@ async fn open_patient(args: OpenPatientArgs) -> anyhow::Result<()> {
 
 async fn recall(args: RecallArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     let message = resolve_message(&chat, conv, &args.message)?;
     let r = chat.recall(conv, message).await?;
@@ -663,7 +687,7 @@ async fn recall(args: RecallArgs) -> anyhow::Result<()> {
 
 async fn disappear(args: DisappearArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     // Only the lifespan changes; the conversation's retention stays as set.
     let mut own = chat.api.conversation(conv).await?.lifecycle_own;
@@ -691,7 +715,7 @@ async fn disappear(args: DisappearArgs) -> anyhow::Result<()> {
 
 async fn new(args: NewArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let mut members = Vec::new();
     for e in &args.with {
         members.push(user_by_email(&chat, e).await?);
@@ -719,7 +743,7 @@ async fn new(args: NewArgs) -> anyhow::Result<()> {
 
 async fn list(opts: ClientOpts) -> anyhow::Result<()> {
     let mut chat = open(&opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let list = chat.api.conversations().await?;
     if opts.json {
         return print_json(&list);
@@ -764,7 +788,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
     let online = match chat.sync().await {
         Ok(ev) => {
-            report(&ev);
+            report(&ev, chat.user());
             true
         }
         Err(e) => {
@@ -855,7 +879,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
 
 async fn read(args: ReadArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     let names = names(&chat).await;
     let Some(c) = chat.core.conversations.get(&conv) else {
@@ -903,6 +927,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         .map(|c| resolve(&chat, c))
         .transpose()?;
     let names = names(&chat).await;
+    let me = chat.user();
     let mut seen = 0usize;
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -942,7 +967,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                         conversation,
                         alert,
                     } if only.is_none_or(|c| c == *conversation) => {
-                        print_alert(*conversation, alert)
+                        print_alert(*conversation, alert, Some(me))
                     }
                     _ => {}
                 }
@@ -974,7 +999,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
 
 async fn receipts(args: ReceiptsArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     let message = match &args.message {
         Some(m) => resolve_message(&chat, conv, m)?,
@@ -1017,7 +1042,7 @@ async fn receipts(args: ReceiptsArgs) -> anyhow::Result<()> {
 
 async fn member(args: MemberArgs, add: bool) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     let user = user_by_email(&chat, &args.email).await?;
     if add {
@@ -1032,7 +1057,7 @@ async fn member(args: MemberArgs, add: bool) -> anyhow::Result<()> {
 
 async fn leave(args: ConvArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     let me = chat.user();
     chat.api.remove_member(conv, me).await?;
@@ -1043,7 +1068,7 @@ async fn leave(args: ConvArgs) -> anyhow::Result<()> {
 
 async fn refound(args: ConvArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     let c = chat.refound(conv).await?;
     let waiting = chat
@@ -1066,7 +1091,7 @@ async fn refound(args: ConvArgs) -> anyhow::Result<()> {
 
 async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     let msg = resolve_message(&chat, conv, &args.message)?;
     let att = chat
@@ -1086,7 +1111,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<()> {
 
 async fn devices(opts: ClientOpts) -> anyhow::Result<()> {
     let mut chat = open(&opts).await?;
-    report(&chat.sync().await?);
+    report(&chat.sync().await?, chat.user());
     let list = chat.api.my_devices().await?;
     if opts.json {
         return print_json(&list);
@@ -1115,4 +1140,38 @@ async fn devices(opts: ClientOpts) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use wardline_proto::messaging::Priority;
+    use wardline_proto::routing::{AlertNotice, EscalationAction};
+
+    #[test]
+    fn the_sender_is_not_asked_to_acknowledge_their_own_message() {
+        let (me, other, conv) = (
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+        );
+        let alert = AlertNotice {
+            message_id: uuid::Uuid::new_v4(),
+            priority: Priority::Stat,
+            action: EscalationAction::Renotify,
+            added: Vec::new(),
+            text: "STAT message not acknowledged for 2 min".into(),
+            by: None,
+            sender: Some(me),
+        };
+        let mine = super::alert_line(conv, &alert, Some(me));
+        assert!(
+            mine.contains("your message") && !mine.contains("chat ack"),
+            "{mine}"
+        );
+        let theirs = super::alert_line(conv, &alert, Some(other));
+        assert!(
+            theirs.starts_with("ALERT") && theirs.contains("chat ack"),
+            "{theirs}"
+        );
+    }
 }

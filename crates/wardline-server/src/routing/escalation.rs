@@ -504,6 +504,7 @@ impl RoutingService {
             added: added.to_vec(),
             text: alert_text(r.priority, now - r.created_at, action),
             by,
+            sender: Some(r.sender_user),
         };
         let c = self
             .messages
