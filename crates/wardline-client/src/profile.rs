@@ -76,8 +76,9 @@ impl Profile {
 }
 
 /// Replaces `path` atomically (temporary file, fsync, rename) with a file only
-/// its owner can read: profiles and the encrypted local store.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// its owner can read: profiles, the encrypted local store, and whatever else a
+/// client writes that others must not read (audit exports, verifier state).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {

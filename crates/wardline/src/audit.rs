@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
+use wardline_client::profile::write_private;
 use wardline_crypto::{LocalKeyFile, verify_checkpoint_signature};
 use wardline_proto::audit::{AuditEvent, AuditQuery, checkpoint_message};
 use wardline_server::audit::verify::{Options, Trusted, verify};
@@ -255,28 +256,8 @@ async fn verify_log(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 fn write_state(path: &std::path::Path, t: &Trusted) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    write_private(&tmp, &serde_json::to_vec_pretty(t)?)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// Writes `bytes` to a file only its owner can read (mode 0600, also when
-/// the file already existed with wider permissions).
-pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    write_private(path, &serde_json::to_vec_pretty(t)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn print_events(events: &[AuditEvent]) {
@@ -381,7 +362,7 @@ async fn export(
     match output {
         Some(path) => {
             // Exports hold patient references, addresses and user agents.
-            write_private(&path, &bytes)?;
+            write_private(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
         }
         None => std::io::stdout().write_all(&bytes)?,
