@@ -540,10 +540,7 @@ impl Server {
             let mut every = tokio::time::interval(Duration::from_secs(15));
             loop {
                 every.tick().await;
-                let minute = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64 / 60);
-                gate.flush(&log, minute).await;
+                gate.flush(&log, audit::anonymous::unix_minute()).await;
             }
         }));
         if self.sql.backend() == crate::store::Backend::Postgres {

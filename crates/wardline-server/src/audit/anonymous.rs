@@ -27,6 +27,13 @@ use wardline_proto::audit::{ActorKind, AuditAction, Outcome};
 
 use super::{AuditLog, NewEvent};
 
+/// The current minute since the Unix epoch (the repeats' bucket).
+pub fn unix_minute() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64 / 60)
+}
+
 /// (address, route, minute) of refused anonymous requests.
 type RepeatKey = (IpAddr, String, i64);
 

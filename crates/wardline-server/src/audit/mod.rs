@@ -45,6 +45,11 @@ pub use scope::AuditScope;
 /// (patient record ids are stored as they are).
 pub const PATIENT_REF_PREFIX: &str = "ref:";
 
+/// A patient reference's blind index as the audit trail stores it.
+pub fn patient_ref_key(index: &str) -> String {
+    format!("{PATIENT_REF_PREFIX}{index}")
+}
+
 /// An event to append; the writer adds the sequence number and time.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

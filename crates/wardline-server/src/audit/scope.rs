@@ -468,7 +468,7 @@ impl AuditScope {
     /// `ref:<index>`; compliance officers see the reference again through
     /// [`super::service::AuditService`].
     pub fn patient_ref(&self, index: &str) {
-        self.patient(&format!("{}{index}", super::PATIENT_REF_PREFIX));
+        self.patient(&super::patient_ref_key(index));
     }
 
     /// A further successful event of this request, e.g. the session a
@@ -613,9 +613,7 @@ pub async fn record_requests(
     if event.actor_kind == ActorKind::Anonymous {
         state.anonymous.charge(ip);
         let route = format!("{method} {template}");
-        let minute = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64 / 60);
+        let minute = super::anonymous::unix_minute();
         if !state.anonymous.first_of_minute(&event, ip, &route, minute) {
             return resp;
         }

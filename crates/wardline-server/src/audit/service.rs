@@ -88,10 +88,7 @@ impl AuditService {
         if uuid::Uuid::parse_str(patient).is_ok() {
             patient.to_owned()
         } else {
-            format!(
-                "{PATIENT_REF_PREFIX}{}",
-                crate::lifecycle::patient_index(&self.vault, org, patient)
-            )
+            super::patient_ref_key(&crate::lifecycle::patient_index(&self.vault, org, patient))
         }
     }
 
