@@ -514,21 +514,34 @@ async fn tls_connection(
         .await
 }
 
-/// Reads until the server closes the connection (or `limit` passes); returns
-/// what it sent and how long the server kept it open.
-async fn until_closed<S: tokio::io::AsyncRead + Unpin>(
+/// How far [`read_answer`] reads.
+#[derive(Clone, Copy, PartialEq)]
+enum Until {
+    /// Until the server closes the connection.
+    Closed,
+    /// Until an HTTP/1.1 answer's head has arrived (or the server closes).
+    Head,
+}
+
+/// Reads what the server sends, as far as `until` says, within `limit`;
+/// returns it and how long it took (the connection open or the answer late).
+async fn read_answer<S: tokio::io::AsyncRead + Unpin>(
     s: &mut S,
+    until: Until,
     limit: std::time::Duration,
 ) -> (String, std::time::Duration) {
     use tokio::io::AsyncReadExt;
     let start = std::time::Instant::now();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
+    while !(until == Until::Head && got.windows(4).any(|w| w == b"\r\n\r\n")) {
         match tokio::time::timeout(limit.saturating_sub(start.elapsed()), s.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => panic!("still open after {limit:?}"),
+            Err(_) => panic!(
+                "no end after {limit:?}; so far: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
         }
     }
     (String::from_utf8_lossy(&got).into_owned(), start.elapsed())
@@ -553,11 +566,11 @@ async fn slow_and_excess_connections_are_cut_off() {
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let (_, open) = until_closed(&mut slow, Duration::from_secs(10)).await;
+    let (_, open) = read_answer(&mut slow, Until::Closed, Duration::from_secs(10)).await;
     assert!(open < Duration::from_secs(5), "open for {open:?}");
     // A connection that never sends a request.
     let mut idle = tls_connection(&t).await.unwrap();
-    let (_, open) = until_closed(&mut idle, Duration::from_secs(10)).await;
+    let (_, open) = read_answer(&mut idle, Until::Closed, Duration::from_secs(10)).await;
     assert!(open < Duration::from_secs(5), "open for {open:?}");
     // A body trickled a byte a second.
     let mut trickle = tls_connection(&t).await.unwrap();
@@ -576,7 +589,7 @@ async fn slow_and_excess_connections_are_cut_off() {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), feeding).await;
-    let (answer, _) = until_closed(&mut trickle, Duration::from_secs(10)).await;
+    let (answer, _) = read_answer(&mut trickle, Until::Closed, Duration::from_secs(10)).await;
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
         "{answer}"
@@ -635,7 +648,7 @@ async fn attachment_bodies_stop_at_the_organisations_limit() {
         .unwrap();
     c.write_all(&[7u8; 1024]).await.unwrap();
     c.flush().await.unwrap();
-    let (answer, took) = until_closed_or_answered(&mut c, Duration::from_secs(5)).await;
+    let (answer, took) = read_answer(&mut c, Until::Head, Duration::from_secs(5)).await;
     assert_eq!(status_of(&answer), "413", "{answer}");
     assert!(took < Duration::from_secs(3), "{took:?}");
 
@@ -654,7 +667,7 @@ async fn attachment_bodies_stop_at_the_organisations_limit() {
         }
     }
     let _ = c.flush().await;
-    let (answer, _) = until_closed_or_answered(&mut c, Duration::from_secs(5)).await;
+    let (answer, _) = read_answer(&mut c, Until::Head, Duration::from_secs(5)).await;
     assert_eq!(status_of(&answer), "413", "{answer}");
 
     // Two uploads in flight for this session; the third is refused at once.
@@ -676,12 +689,12 @@ async fn attachment_bodies_stop_at_the_organisations_limit() {
         .unwrap();
     third.write_all(&[7u8; 10240]).await.unwrap();
     third.flush().await.unwrap();
-    let (answer, _) = until_closed_or_answered(&mut third, Duration::from_secs(5)).await;
+    let (answer, _) = read_answer(&mut third, Until::Head, Duration::from_secs(5)).await;
     assert_eq!(status_of(&answer), "429", "{answer}");
     // Finishing one makes room again.
     slow[0].write_all(&[7u8; 9216]).await.unwrap();
     slow[0].flush().await.unwrap();
-    let (answer, _) = until_closed_or_answered(&mut slow[0], Duration::from_secs(5)).await;
+    let (answer, _) = read_answer(&mut slow[0], Until::Head, Duration::from_secs(5)).await;
     assert_eq!(status_of(&answer), "201", "{answer}");
     drop(slow);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -732,28 +745,6 @@ async fn an_anonymous_flood_leaves_a_few_audit_rows() {
         .map(|r| r.split(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(counted, 599, "{rows:?}");
-}
-
-/// Reads an HTTP/1.1 answer's head (or until the server closes).
-async fn until_closed_or_answered<S: tokio::io::AsyncRead + Unpin>(
-    s: &mut S,
-    limit: std::time::Duration,
-) -> (String, std::time::Duration) {
-    use tokio::io::AsyncReadExt;
-    let start = std::time::Instant::now();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => panic!(
-                "no answer after {limit:?}; so far: {:?}",
-                String::from_utf8_lossy(&got)
-            ),
-        }
-    }
-    (String::from_utf8_lossy(&got).into_owned(), start.elapsed())
 }
 
 both_backends!(
