@@ -280,13 +280,23 @@ pub struct ImportProblem {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportScheduleResult {
+    /// VEVENTs read (a series' overrides and cancelled events included).
     pub events: i64,
     /// Shifts created from the events over the window.
     pub shifts: i64,
-    /// Earlier imported shifts of the same events that these replaced.
+    /// Earlier imported shifts, not yet ended, that the import replaced: a
+    /// calendar is the whole schedule, so every one of them goes.
     pub replaced: i64,
+    /// Of those, shifts the calendar no longer has (cancelled, removed, moved
+    /// or given to someone else).
+    #[serde(default)]
+    pub removed: i64,
     /// Events that made no shift, and why.
     pub problems: Vec<ImportProblem>,
+    /// Shifts of different people covering the same time, and who is on call
+    /// then (see `OnCall`: the shift that started last).
+    #[serde(default)]
+    pub warnings: Vec<ImportProblem>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

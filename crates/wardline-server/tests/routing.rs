@@ -656,7 +656,8 @@ async fn ical_schedule_with_recurrence_and_time_zones(backend: Backend) {
     let later = admin.client.on_call(c.role.id).await.unwrap();
     assert_eq!(later.primary.unwrap().user_id, ben.user.id);
 
-    // From a URL, again: the events' earlier shifts are replaced, not doubled.
+    // From a URL, again: the shifts not yet ended are replaced, not doubled
+    // (the day shift that ended at 19:00 stays as it was).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = std::sync::Arc::new(std::sync::Mutex::new(ics.clone()));
@@ -684,7 +685,14 @@ async fn ical_schedule_with_recurrence_and_time_zones(backend: Backend) {
         )
         .await
         .unwrap();
-    assert_eq!(again.replaced, r.shifts);
+    assert_eq!(
+        again.removed, 0,
+        "the same calendar removes nothing: {again:?}"
+    );
+    assert!(
+        again.replaced >= r.shifts - 1,
+        "every shift not ended is replaced: {again:?}"
+    );
     let after = admin
         .client
         .shifts(c.role.id, target - 86_400, target + 14 * 86_400)
@@ -1092,11 +1100,250 @@ async fn urgent_never_downgrades_a_stat(backend: Backend) {
     assert_eq!(e.next_at, Some(e.created_at + 600), "the urgent ladder");
 }
 
+/// A real-world calendar (`tests/fixtures/realworld/`) moved `weeks` weeks
+/// on, so that its dates stay ahead of the clock and keep their weekdays,
+/// with the demo people's addresses replaced by this test's.
+fn moved_on(ics: &str, weeks: i64, people: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(ics.len());
+    let mut rest = ics;
+    // Every 8-digit date after ':', '=' or ',' (DTSTART, UNTIL, RECURRENCE-ID…).
+    while let Some(i) = rest.find([':', '=', ',']) {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 8 && rest.starts_with("20") {
+            let d = jiff::civil::Date::strptime("%Y%m%d", &rest[..8]).unwrap();
+            let moved = d.checked_add(jiff::Span::new().weeks(weeks)).unwrap();
+            out.push_str(&moved.strftime("%Y%m%d").to_string());
+            rest = &rest[8..];
+        }
+    }
+    out.push_str(rest);
+    people
+        .iter()
+        .fold(out, |text, (demo, real)| text.replace(demo, real))
+}
+
+/// Issue 19, cases 01 and 04: a swapped, a moved and a cancelled night of a
+/// series (RECURRENCE-ID), and shifts cancelled or removed upstream, as
+/// scheduling tools export them; overlapping shifts resolved by rule.
+async fn calendar_changes_upstream_change_who_is_on_call(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    // The fixtures' 2026-11-30, 12:00 UTC, 209 weeks on (2030-12-02, a Monday).
+    const WEEKS: i64 = 209;
+    let base = 1_796_040_000 + WEEKS * 7 * 86_400;
+    assert!(
+        t.now() < base,
+        "the fixtures' dates must stay in the future"
+    );
+    t.clock.advance(base - t.now());
+    let day = |d: i64| base + d * 86_400 - 12 * 3600; // midnight UTC of 30 Nov + d
+    let mut admin = t.setup_org("riverside").await;
+    let physician = t.user_with_role(&admin, Role::Physician).await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let assistant = t.user_with_role(&admin, Role::Nurse).await;
+    let people = [
+        (
+            "physician@demo.wardline.test",
+            physician.user.email.as_str(),
+        ),
+        ("nurse@demo.wardline.test", nurse.user.email.as_str()),
+        (
+            "medical.assistant@demo.wardline.test",
+            assistant.user.email.as_str(),
+        ),
+    ];
+    let role = async |admin: &Actor, name: &str| {
+        admin
+            .client
+            .create_clinical_role(&CreateRoleRequest {
+                name: name.into(),
+                department_id: None,
+                fallback_role_id: None,
+                holders: vec![],
+                escalation: None,
+            })
+            .await
+            .unwrap()
+            .id
+    };
+    let import = async |admin: &Actor, role: Uuid, fixture: &str| {
+        admin
+            .client
+            .import_schedule(
+                role,
+                &ImportScheduleRequest {
+                    ics: Some(moved_on(fixture, WEEKS, &people)),
+                    url: None,
+                    days: Some(60),
+                    subscribe: false,
+                },
+            )
+            .await
+            .unwrap()
+    };
+    let shifts = async |admin: &Actor, role: Uuid| {
+        let list = admin
+            .client
+            .shifts(role, base, base + 60 * 86_400)
+            .await
+            .unwrap();
+        list.shifts
+            .into_iter()
+            .map(|s| {
+                (
+                    s.starts_at - day(0),
+                    s.ends_at - s.starts_at,
+                    s.user_id,
+                    s.backup_user_id,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    const H: i64 = 3600;
+
+    // Case 01: eight Tuesday nights 19:00–07:00 Chicago (01:00Z–13:00Z), one
+    // swapped to the nurse, one starting at 21:00, one cancelled.
+    let nights = role(&admin, "RW nights").await;
+    let r = import(
+        &admin,
+        nights,
+        include_str!("fixtures/realworld/01-swap.ics"),
+    )
+    .await;
+    assert!(r.problems.is_empty() && r.warnings.is_empty(), "{r:?}");
+    assert_eq!((r.events, r.shifts), (4, 7));
+    let (p, n, ma) = (physician.user.id, nurse.user.id, Some(assistant.user.id));
+    let night = |d: i64, at: i64, who| (d * 86_400 + at, 12 * H, who, ma);
+    assert_eq!(
+        shifts(&admin, nights).await,
+        [
+            night(2, H, p),
+            night(9, H, n),
+            night(16, 3 * H, p),
+            night(30, H, p),
+            night(37, H, p),
+            night(44, H, p),
+            night(51, H, p),
+        ]
+    );
+    // Case 04: the 12 December weekend cancelled upstream (STATUS:CANCELLED)…
+    let weekend = (24 * H, p, None);
+    let nephrology = role(&admin, "RW nephrology").await;
+    let v1 = import(
+        &admin,
+        nephrology,
+        include_str!("fixtures/realworld/04-v1.ics"),
+    )
+    .await;
+    assert_eq!(v1.shifts, 2);
+    let cancelled = import(
+        &admin,
+        nephrology,
+        include_str!("fixtures/realworld/04-v2-cancelled.ics"),
+    )
+    .await;
+    assert_eq!(
+        (cancelled.shifts, cancelled.replaced, cancelled.removed),
+        (1, 2, 1),
+        "{cancelled:?}"
+    );
+    assert_eq!(
+        shifts(&admin, nephrology).await,
+        [(5 * 86_400 + 14 * H, weekend.0, weekend.1, weekend.2)]
+    );
+    // …or left out of the next export, and given to someone else under a new UID.
+    let dropped_role = role(&admin, "RW nephrology 2").await;
+    import(
+        &admin,
+        dropped_role,
+        include_str!("fixtures/realworld/04-v1.ics"),
+    )
+    .await;
+    let dropped = import(
+        &admin,
+        dropped_role,
+        include_str!("fixtures/realworld/04-v2-dropped.ics"),
+    )
+    .await;
+    assert_eq!((dropped.shifts, dropped.removed), (2, 1), "{dropped:?}");
+    assert!(dropped.warnings.is_empty(), "{dropped:?}");
+    assert_eq!(
+        shifts(&admin, dropped_role).await,
+        [
+            (5 * 86_400 + 14 * H, 24 * H, p, None),
+            (12 * 86_400 + 14 * H, 24 * H, assistant.user.id, None),
+        ]
+    );
+
+    // Two shifts covering the same time: warned at import, and resolved by
+    // the stated rule (a shift entered by hand wins at equal starts).
+    let both = include_str!("fixtures/realworld/04-v1.ics")
+        .replacen(
+            "DTSTART;TZID=America/Chicago:20261212",
+            "DTSTART;TZID=America/Chicago:20261205",
+            1,
+        )
+        .replacen(
+            "DTEND;TZID=America/Chicago:20261213",
+            "DTEND;TZID=America/Chicago:20261206",
+            1,
+        );
+    let overlap_role = role(&admin, "RW overlap").await;
+    let r = import(&admin, overlap_role, &both).await;
+    assert_eq!(r.warnings.len(), 1, "{r:?}");
+    assert!(r.warnings[0].reason.contains("start together"), "{r:?}");
+    t.clock.advance(day(5) + 15 * H - t.now());
+    admin.client = t.sign_in_as_device(&admin, admin.device_id).await;
+    let imported_choice = admin
+        .client
+        .on_call(overlap_role)
+        .await
+        .unwrap()
+        .primary
+        .unwrap()
+        .user_id;
+    for _ in 0..3 {
+        let again = admin.client.on_call(overlap_role).await.unwrap();
+        assert_eq!(
+            again.primary.unwrap().user_id,
+            imported_choice,
+            "never by chance"
+        );
+    }
+    admin
+        .client
+        .create_shift(
+            overlap_role,
+            &CreateShiftRequest {
+                user_id: assistant.user.id,
+                backup_user_id: None,
+                starts_at: day(5) + 14 * H,
+                ends_at: day(6) + 14 * H,
+            },
+        )
+        .await
+        .unwrap();
+    let by_hand = admin.client.on_call(overlap_role).await.unwrap();
+    assert_eq!(by_hand.primary.unwrap().user_id, assistant.user.id);
+
+    // During the swapped night the nurse is on call, every time.
+    t.clock.advance(day(9) + 2 * H - t.now());
+    admin.client = t.sign_in_as_device(&admin, admin.device_id).await;
+    for _ in 0..3 {
+        let on = admin.client.on_call(nights).await.unwrap();
+        assert_eq!(on.primary.unwrap().user_id, n);
+    }
+}
+
 both_backends!(
     urgent_never_downgrades_a_stat,
     a_waiting_stat_is_handed_over_at_shift_change,
     stat_page_escalates_across_a_restart_and_stops_when_acknowledged,
     paging_follows_presence_and_falls_back,
     ical_schedule_with_recurrence_and_time_zones,
+    calendar_changes_upstream_change_who_is_on_call,
     break_glass_needs_a_reason_expires_and_is_reported,
 );

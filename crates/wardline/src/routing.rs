@@ -561,13 +561,17 @@ pub async fn run(cmd: RoutingCommand) -> anyhow::Result<()> {
                 return print_json(&r);
             }
             say!(
-                "{} event(s): {} shift(s) imported, {} earlier imported shift(s) replaced",
+                "{} event(s): {} shift(s) imported, {} earlier imported shift(s) replaced, {} of them removed (no longer in the calendar)",
                 r.events,
                 r.shifts,
-                r.replaced
+                r.replaced,
+                r.removed
             );
             for p in &r.problems {
                 say!("  skipped {}: {}", p.event, p.reason);
+            }
+            for w in &r.warnings {
+                say!("  overlap: {}: {}", w.event, w.reason);
             }
             Ok(())
         }

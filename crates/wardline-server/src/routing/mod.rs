@@ -464,15 +464,14 @@ impl RoutingService {
 
     // --------------------------------------------------------- schedules
 
-    /// The shift covering `role` at `at`: of overlapping shifts the one that
-    /// started last, so the incoming shift takes over at hand-off.
+    /// The shift covering `role` at `at`, by [`on_call_order`].
     pub async fn shift_at(&self, org: OrgId, role: Uuid, at: i64) -> ApiResult<Option<Shift>> {
         Ok(self
             .store
             .list_shifts(org, role, at, at + 1)
             .await?
             .into_iter()
-            .max_by_key(|s| s.starts_at))
+            .max_by(on_call_order))
     }
 
     pub async fn shifts(&self, org: OrgId, role: Uuid, q: ShiftQuery) -> ApiResult<ShiftList> {
@@ -670,7 +669,10 @@ impl RoutingService {
         Ok(())
     }
 
-    /// Parses a calendar and replaces the role's shifts from its events.
+    /// Parses a calendar and makes it the role's imported schedule: every
+    /// imported shift not yet ended is replaced, so a shift cancelled or
+    /// removed upstream goes on the next import or feed refresh. Shifts
+    /// entered by hand stay; overlaps of different people are warned about.
     async fn import_text(
         &self,
         org: OrgId,
@@ -683,65 +685,84 @@ impl RoutingService {
             ical::parse(text, now - DAY, now + days * DAY).map_err(ApiError::validation)?;
         let mut problems = parsed.problems;
         let mut shifts = Vec::new();
-        let mut sources = Vec::new();
         let mut emails: HashMap<String, Option<UserId>> = HashMap::new();
         for e in parsed.events {
-            let mut lookup = async |email: &str| -> ApiResult<Option<UserId>> {
-                if let Some(u) = emails.get(email) {
-                    return Ok(*u);
-                }
-                let u = self
-                    .directory
-                    .find_by_email(org, email)
-                    .await?
-                    .filter(|u| u.status == UserStatus::Active)
-                    .map(|u| u.id);
-                emails.insert(email.to_owned(), u);
-                Ok(u)
-            };
-            let Some(primary) = lookup(&e.primary).await? else {
-                problems.push(ImportProblem {
-                    event: e.uid,
-                    reason: "its attendee is not an active user here".into(),
-                });
-                continue;
-            };
-            let backup = match &e.backup {
-                Some(b) => match lookup(b).await? {
-                    Some(u) => Some(u),
-                    None => {
-                        problems.push(ImportProblem {
-                            event: e.uid,
-                            reason: "its backup attendee is not an active user here".into(),
-                        });
-                        continue;
-                    }
-                },
-                None => None,
-            };
             let source = format!("ical:{}", e.uid);
-            for (starts_at, ends_at) in e.occurrences {
+            // One problem per event and reason, however many occurrences it hits.
+            let mut missing: Vec<&'static str> = Vec::new();
+            for o in e.occurrences {
+                let mut lookup = async |email: &str| -> ApiResult<Option<UserId>> {
+                    if let Some(u) = emails.get(email) {
+                        return Ok(*u);
+                    }
+                    let u = self
+                        .directory
+                        .find_by_email(org, email)
+                        .await?
+                        .filter(|u| u.status == UserStatus::Active)
+                        .map(|u| u.id);
+                    emails.insert(email.to_owned(), u);
+                    Ok(u)
+                };
+                let Some(primary) = lookup(&o.primary).await? else {
+                    missing.push("its attendee is not an active user here");
+                    continue;
+                };
+                let backup = match &o.backup {
+                    Some(b) => match lookup(b).await? {
+                        Some(u) => Some(u),
+                        None => {
+                            missing.push("its backup attendee is not an active user here");
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                // Ended shifts are history, kept as they were.
+                if o.ends_at <= now {
+                    continue;
+                }
                 shifts.push(Shift {
                     id: Uuid::new_v4(),
                     role_id: role,
                     user_id: primary,
                     backup_user_id: backup,
-                    starts_at,
-                    ends_at,
+                    starts_at: o.starts_at,
+                    ends_at: o.ends_at,
                     source: source.clone(),
                 });
             }
-            sources.push(source);
+            for reason in [
+                "its attendee is not an active user here",
+                "its backup attendee is not an active user here",
+            ] {
+                let n = missing.iter().filter(|m| **m == reason).count();
+                if n > 0 {
+                    problems.push(ImportProblem {
+                        event: e.uid.clone(),
+                        reason: format!("{reason} ({n} shift(s) not imported)"),
+                    });
+                }
+            }
         }
-        let replaced = self
-            .store
-            .replace_imported(org, role, &sources, &shifts)
-            .await?;
+        let earlier = self.store.replace_imported(org, role, now, &shifts).await?;
+        let same = |a: &Shift, b: &Shift| {
+            (a.user_id, a.backup_user_id, a.starts_at, a.ends_at)
+                == (b.user_id, b.backup_user_id, b.starts_at, b.ends_at)
+        };
+        let removed = earlier
+            .iter()
+            .filter(|old| !shifts.iter().any(|new| same(old, new)))
+            .count() as i64;
+        let horizon = now + days * DAY;
+        let in_force = self.store.list_shifts(org, role, now, horizon).await?;
         Ok(ImportScheduleResult {
             events: parsed.seen,
             shifts: shifts.len() as i64,
-            replaced,
+            replaced: earlier.len() as i64,
+            removed,
             problems,
+            warnings: overlaps(&in_force),
         })
     }
 
@@ -1301,10 +1322,12 @@ impl RoutingService {
 /// One line for a feed's status.
 fn summary(r: &ImportScheduleResult) -> String {
     format!(
-        "{} shifts from {} events; {} problems",
+        "{} shifts from {} events ({} removed); {} problems; {} overlaps",
         r.shifts,
         r.events,
-        r.problems.len()
+        r.removed,
+        r.problems.len(),
+        r.warnings.len()
     )
 }
 
@@ -1319,6 +1342,79 @@ fn percentile(mut v: Vec<i64>, pct: usize) -> Option<i64> {
 }
 
 /// Where a calendar link is fetched from, in order of preference.
+/// Which of two shifts covering the same moment is on call (the greater),
+/// never left to chance: the one that started last, so the incoming shift
+/// takes over at hand-off; at equal starts a shift entered by hand (a
+/// deliberate change) over an imported one; then the one ending later; then
+/// the lower shift id, so every node and every read agree.
+pub fn on_call_order(a: &Shift, b: &Shift) -> std::cmp::Ordering {
+    a.starts_at
+        .cmp(&b.starts_at)
+        .then_with(|| (a.source == "manual").cmp(&(b.source == "manual")))
+        .then_with(|| a.ends_at.cmp(&b.ends_at))
+        .then_with(|| b.id.cmp(&a.id))
+}
+
+/// Most overlap warnings an import lists.
+const MAX_OVERLAP_WARNINGS: usize = 20;
+
+/// Shifts of different people covering the same time, and who is on call
+/// then by [`on_call_order`]. `shifts` are by start.
+fn overlaps(shifts: &[Shift]) -> Vec<ImportProblem> {
+    let name = |s: &Shift| match s.source.strip_prefix("ical:") {
+        Some(uid) => uid.to_owned(),
+        None => format!("shift {} (entered by hand)", s.id),
+    };
+    let when = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .ok()
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| t.to_string())
+    };
+    let mut out = Vec::new();
+    let mut more = 0;
+    for (i, a) in shifts.iter().enumerate() {
+        for b in shifts[i + 1..]
+            .iter()
+            .take_while(|b| b.starts_at < a.ends_at)
+        {
+            if a.user_id == b.user_id {
+                continue;
+            }
+            if out.len() == MAX_OVERLAP_WARNINGS {
+                more += 1;
+                continue;
+            }
+            let winner = if on_call_order(a, b).is_ge() { a } else { b };
+            let rule = if a.starts_at == b.starts_at {
+                "they start together; the one entered by hand, else the one ending later, is on call"
+            } else {
+                "the one that started later is on call from its start"
+            };
+            out.push(ImportProblem {
+                event: name(b),
+                reason: format!(
+                    "covers the same time as {} from {} to {}: {rule} ({})",
+                    name(a),
+                    when(b.starts_at),
+                    when(a.ends_at.min(b.ends_at)),
+                    name(winner),
+                ),
+            });
+        }
+    }
+    if more > 0 {
+        out.push(ImportProblem {
+            event: "…".into(),
+            reason: format!("{more} more overlapping shift(s)"),
+        });
+    }
+    out
+}
+
 /// `webcal://` and `webcals://` are not transports but "open this in a
 /// calendar app" links that scheduling tools hand out (real-world case 05 of
 /// issue 19): every client fetches them as `https://`, and a `webcal://`

@@ -100,16 +100,16 @@ pub trait RoutingStore: Send + Sync + 'static {
 
     // Shifts.
     async fn insert_shift(&self, org: OrgId, s: &Shift) -> Result<()>;
-    /// Replaces every shift of `role` whose source is one of `sources` (an
-    /// import's events) with `shifts`, in one transaction; returns how many
-    /// were replaced.
+    /// Replaces every imported shift (`ical:` source) of `role` that ends
+    /// after `since` with `shifts`, in one transaction, and returns the ones
+    /// it deleted. Shifts entered by hand and ended ones (history) stay.
     async fn replace_imported(
         &self,
         org: OrgId,
         role: Uuid,
-        sources: &[String],
+        since: i64,
         shifts: &[Shift],
-    ) -> Result<i64>;
+    ) -> Result<Vec<Shift>>;
     /// Shifts of the role overlapping `[from, until)`, by start.
     async fn list_shifts(
         &self,

@@ -432,27 +432,35 @@ impl RoutingStore for SqlStore {
         &self,
         org: OrgId,
         role: Uuid,
-        sources: &[String],
+        since: i64,
         shifts: &[Shift],
-    ) -> Result<i64> {
+    ) -> Result<Vec<Shift>> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let mut replaced = 0;
-        for s in sources {
-            replaced += sqlx::query(
-                "DELETE FROM shifts WHERE org_id = $1 AND role_id = $2 AND source = $3",
-            )
-            .bind(org.to_string())
-            .bind(role.to_string())
-            .bind(s)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected() as i64;
-        }
+        let old = sqlx::query(
+            "SELECT * FROM shifts WHERE org_id = $1 AND role_id = $2 AND source LIKE 'ical:%' AND ends_at > $3 \
+             ORDER BY starts_at, id",
+        )
+        .bind(org.to_string())
+        .bind(role.to_string())
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(shift_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        sqlx::query(
+            "DELETE FROM shifts WHERE org_id = $1 AND role_id = $2 AND source LIKE 'ical:%' AND ends_at > $3",
+        )
+        .bind(org.to_string())
+        .bind(role.to_string())
+        .bind(since)
+        .execute(&mut *tx)
+        .await?;
         for s in shifts {
             insert_shift(&mut tx, org, s).await?;
         }
         tx.commit().await?;
-        Ok(replaced)
+        Ok(old)
     }
 
     async fn list_shifts(
