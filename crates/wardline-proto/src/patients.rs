@@ -32,6 +32,9 @@ pub struct PatientTextingPolicy {
     pub quiet_hours: Option<QuietHours>,
     /// Sender number for this organisation's SMS; unset: the server's `sms.from`.
     pub sms_from: Option<String>,
+    /// ISO 3166-1 alpha-2 region (`US`, `GB`) for patient numbers written
+    /// without a country code; unset: every number needs its `+` and code.
+    pub default_region: Option<String>,
 }
 
 impl Default for PatientTextingPolicy {
@@ -43,6 +46,7 @@ impl Default for PatientTextingPolicy {
             verify_max_failures: 5,
             quiet_hours: Some(QuietHours::default()),
             sms_from: None,
+            default_region: None,
         }
     }
 }
@@ -288,6 +292,36 @@ pub struct Template {
     pub placeholders: Vec<String>,
     /// Built-in text (false once the organisation has its own for this key and language).
     pub built_in: bool,
+    /// What one SMS of it costs, placeholders filled with their usual longest
+    /// values; absent for a `phi` template (it is read behind a link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsSize>,
+}
+
+/// How an SMS is encoded (3GPP TS 23.038).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SmsEncoding {
+    /// GSM 7-bit default alphabet: 160 units in one SMS, 153 per part.
+    Gsm7,
+    /// Any character outside it makes the whole text UCS-2: 70 UTF-16 units
+    /// in one SMS, 67 per part.
+    Ucs2,
+}
+
+/// What a text costs as SMS: providers bill per part (segment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SmsSize {
+    pub encoding: SmsEncoding,
+    /// GSM-7 units (extension characters such as € count 2) or UTF-16 units.
+    pub units: i64,
+    /// Parts the text is sent in.
+    pub segments: i64,
+    /// The characters that made it UCS-2 (control and space characters as `U+XXXX`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_gsm: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -461,6 +495,10 @@ pub struct SmsRecord {
     pub sent_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the text costs; given when it is sent (the server keeps the text
+    /// encrypted and does not open it to list the outbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<SmsSize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod messaging;
 pub mod ops;
 pub mod patients;
+pub mod phone;
 pub mod routing;
 pub mod store;
 pub mod telemetry;

@@ -67,22 +67,9 @@ fn validate_display_name(raw: &str) -> ApiResult<String> {
     Ok(n)
 }
 
-/// Accepts `+` and 7 to 15 digits (E.164), ignoring spaces, dots, dashes and brackets.
+/// A staff member's mobile number as E.164 (see [`crate::phone`]).
 fn normalise_phone(raw: &str) -> ApiResult<String> {
-    let digits: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-        .collect();
-    let ok = digits.starts_with('+')
-        && (8..=16).contains(&digits.len())
-        && digits[1..].bytes().all(|b| b.is_ascii_digit());
-    if ok {
-        Ok(digits)
-    } else {
-        Err(ApiError::validation(
-            "phone must be in international format, e.g. +15551234567",
-        ))
-    }
+    crate::phone::e164(raw, None)
 }
 
 fn own_roles() -> ApiError {

@@ -21,6 +21,7 @@ pub mod gateway;
 pub mod pages;
 pub mod portal;
 pub mod routes;
+pub mod sms_size;
 pub mod templates;
 
 use std::collections::BTreeMap;
@@ -99,19 +100,6 @@ fn seal(key: &DataKey, table: &str, id: Uuid, column: &str, value: &str) -> Vec<
     )
 }
 
-/// E.164: `+` and 8–15 digits; spaces, dashes, dots and brackets are dropped.
-pub fn normalise_phone(raw: &str) -> ApiResult<String> {
-    let s: String = raw.chars().filter(|c| !" -.()".contains(*c)).collect();
-    let digits = s.strip_prefix('+').unwrap_or("");
-    if (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) {
-        Ok(s)
-    } else {
-        Err(ApiError::validation(
-            "phone must be an international number such as +15551234567",
-        ))
-    }
-}
-
 pub fn validate_language(raw: &str) -> ApiResult<()> {
     if (2..=3).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_lowercase()) {
         Ok(())
@@ -159,7 +147,10 @@ pub fn validate_policy(p: &PatientTextingPolicy) -> ApiResult<()> {
         ));
     }
     if let Some(from) = &p.sms_from {
-        normalise_phone(from)?;
+        crate::phone::e164(from, None)?;
+    }
+    if let Some(region) = &p.default_region {
+        crate::phone::validate_region(region)?;
     }
     if let Some(q) = &p.quiet_hours {
         quiet_hours_end(q, 0)?;
@@ -239,6 +230,7 @@ pub(crate) fn sms_to_wire(s: &SmsRow) -> SmsRecord {
         send_after: s.send_after,
         sent_at: s.sent_at,
         error: s.error.clone(),
+        size: None,
     }
 }
 
@@ -393,7 +385,8 @@ impl PatientService {
             return Err(ApiError::validation("name must be 1-200 characters"));
         }
         validate_dob(&req.date_of_birth)?;
-        let phone = normalise_phone(&req.phone)?;
+        let region = self.policy(by.org_id).await?.default_region;
+        let phone = crate::phone::e164(&req.phone, region.as_deref())?;
         let language = req.language.unwrap_or_else(|| "en".into());
         validate_language(&language)?;
         let mrn = req
@@ -556,6 +549,10 @@ impl PatientService {
 
     pub async fn templates(&self, org: OrgId) -> ApiResult<Vec<Template>> {
         let own = self.store.templates(org).await?;
+        let practice_phone = self.policy(org).await?.practice_phone;
+        let sms = |body: &str, class: TemplateClass| {
+            templates::sms_size(body, class, &practice_phone, &self.setup.public_url)
+        };
         let mut all: BTreeMap<(String, String), Template> = BTreeMap::new();
         for (key, lang, class, body) in templates::BUILT_IN {
             all.insert(
@@ -567,6 +564,7 @@ impl PatientService {
                     class: *class,
                     placeholders: templates::placeholders(body)?,
                     built_in: true,
+                    sms: sms(body, *class),
                 },
             );
         }
@@ -575,6 +573,7 @@ impl PatientService {
                 (t.key.clone(), t.language.clone()),
                 Template {
                     placeholders: templates::placeholders(&t.body)?,
+                    sms: sms(&t.body, t.class),
                     key: t.key,
                     language: t.language,
                     body: t.body,
@@ -680,7 +679,7 @@ impl PatientService {
     /// the caller writes a notice and a sign-in link, never content. Goes
     /// through the same outbox, opt-out check and gateway as patient texts.
     pub async fn staff_alert(&self, org: OrgId, phone: &str, body: &str) -> ApiResult<()> {
-        let phone = normalise_phone(phone)?;
+        let phone = crate::phone::e164(phone, None)?;
         let index = self.vault.index(org, "patient-phone", &phone);
         let policy = self.policy(org).await?;
         self.enqueue(
@@ -749,7 +748,10 @@ impl PatientService {
                     .await?;
                 scope.target("sms", sms.id);
                 Ok(SendOutcome {
-                    sms: sms_to_wire(&sms),
+                    sms: SmsRecord {
+                        size: Some(sms_size::size(&text)),
+                        ..sms_to_wire(&sms)
+                    },
                     message_id: None,
                 })
             }
@@ -852,13 +854,18 @@ impl PatientService {
             .await?;
         let mut values = self.server_values(policy);
         values.insert("link".into(), link);
+        let text = templates::render(&notice.body, &values);
+        let sent = match fragment {
+            Some(f) => delivery::with_fragment(&text, &self.setup.public_url, f),
+            None => text.clone(),
+        };
         let sms = self
             .enqueue(
                 p.row.org_id,
                 Some(p),
                 &p.phone,
                 &p.row.phone_index,
-                &templates::render(&notice.body, &values),
+                &text,
                 fragment,
                 SmsKind::SecureNotice,
                 Some(templates::NEW_SECURE_MESSAGE),
@@ -867,7 +874,10 @@ impl PatientService {
             .await?;
         scope.target("patient_message", message_id);
         Ok(SendOutcome {
-            sms: sms_to_wire(&sms),
+            sms: SmsRecord {
+                size: Some(sms_size::size(&sent)),
+                ..sms_to_wire(&sms)
+            },
             message_id: Some(message_id),
         })
     }
@@ -996,7 +1006,7 @@ impl PatientService {
         {
             return Ok(Inbound::Duplicate);
         }
-        let Ok(from) = normalise_phone(from) else {
+        let Ok(from) = crate::phone::e164(from, None) else {
             return Ok(Inbound::Ignored);
         };
         let policy = self.policy(org).await?;
@@ -1227,16 +1237,5 @@ mod tests {
         assert!(quiet_hours_end(&q("21:00", "21:00", "UTC"), t).is_err());
         assert!(quiet_hours_end(&q("9pm", "08:00", "UTC"), t).is_err());
         assert!(quiet_hours_end(&q("21:00", "08:00", "Mars/Olympus"), t).is_err());
-    }
-
-    #[test]
-    fn phones_are_normalised_to_e164() {
-        assert_eq!(
-            normalise_phone("+1 (555) 123-4567").unwrap(),
-            "+15551234567"
-        );
-        assert!(normalise_phone("5551234567").is_err());
-        assert!(normalise_phone("+1555").is_err());
-        assert!(normalise_phone("+1555abc4567").is_err());
     }
 }

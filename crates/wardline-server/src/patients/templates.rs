@@ -32,6 +32,12 @@ pub const KEYWORD_START: &str = "keyword_start";
 pub const KEYWORD_HELP: &str = "keyword_help";
 
 /// `(key, language, class, body)`.
+///
+/// Texts that go as plain SMS are worded in the GSM-7 alphabet so that each
+/// fits one part (see [`super::sms_size`]): Spanish keeps é and ñ, which GSM-7
+/// has, and writes á, í, ó, ú without their accents ("codigo", "atencion"),
+/// as carriers' own Spanish texts do; `phi` texts are read on the secure page
+/// and keep them.
 pub const BUILT_IN: &[(&str, &str, TemplateClass, &str)] = {
     use TemplateClass::*;
     &[
@@ -75,13 +81,13 @@ pub const BUILT_IN: &[(&str, &str, TemplateClass, &str)] = {
             NEW_SECURE_MESSAGE,
             "en",
             NoPhi,
-            "You have a new secure message. Open {link} to read it (the link expires in {expires_hours} hours). Reply STOP to opt out.",
+            "Secure message from your care team: {link} Expires in {expires_hours}h. Reply STOP to opt out.",
         ),
         (
             NEW_SECURE_MESSAGE,
             "es",
             NoPhi,
-            "Tiene un nuevo mensaje seguro. Abra {link} para leerlo (el enlace caduca en {expires_hours} horas). Responda STOP para no recibir mensajes.",
+            "Mensaje seguro de su equipo: {link} Caduca en {expires_hours}h. Responda STOP para cancelar.",
         ),
         (
             VERIFICATION_CODE,
@@ -93,7 +99,7 @@ pub const BUILT_IN: &[(&str, &str, TemplateClass, &str)] = {
             VERIFICATION_CODE,
             "es",
             NoPhi,
-            "Su código de verificación es {code}. Caduca en 10 minutos. No lo comparta.",
+            "Su codigo de verificacion es {code}. Caduca en 10 minutos. No lo comparta.",
         ),
         (
             KEYWORD_STOP,
@@ -105,7 +111,7 @@ pub const BUILT_IN: &[(&str, &str, TemplateClass, &str)] = {
             KEYWORD_STOP,
             "es",
             NoPhi,
-            "Se ha dado de baja y no recibirá más mensajes. Responda START para volver a suscribirse.",
+            "Se ha dado de baja y no recibira mas mensajes. Responda START para volver a suscribirse.",
         ),
         (
             KEYWORD_START,
@@ -129,7 +135,7 @@ pub const BUILT_IN: &[(&str, &str, TemplateClass, &str)] = {
             KEYWORD_HELP,
             "es",
             NoPhi,
-            "Mensajes seguros de su equipo de atención. Para ayuda llame al {practice_phone}. Responda STOP para darse de baja.",
+            "Mensajes seguros de su equipo de atencion. Para ayuda llame al {practice_phone}. Responda STOP para darse de baja.",
         ),
     ]
 };
@@ -273,6 +279,40 @@ pub fn check_params(body: &str, params: &BTreeMap<String, String>) -> ApiResult<
     Ok(())
 }
 
+/// What a template's SMS costs, with its placeholders filled with the
+/// longest values they usually take (a date, `HH:MM`, a 15-character phone,
+/// the practice's line, a link to this server, a 6-digit code); None for a
+/// `phi` template, which goes behind a link (the notice is what is texted).
+pub fn sms_size(
+    body: &str,
+    class: TemplateClass,
+    practice_phone: &str,
+    public_url: &str,
+) -> Option<wardline_proto::patients::SmsSize> {
+    if class == TemplateClass::Phi {
+        return None;
+    }
+    let names = placeholders(body).ok()?;
+    let values: BTreeMap<String, String> = names
+        .into_iter()
+        .map(|name| {
+            let value = match name.as_str() {
+                "link" => format!("{public_url}/p/{}", "x".repeat(43)),
+                "expires_hours" => "24".to_owned(),
+                "code" => "493027".to_owned(),
+                "practice_phone" if !practice_phone.is_empty() => practice_phone.to_owned(),
+                n => match kind_of(n) {
+                    Kind::Date => "2026-12-31".to_owned(),
+                    Kind::Time => "23:59".to_owned(),
+                    _ => "+1 555 010 2000".to_owned(),
+                },
+            };
+            (name, value)
+        })
+        .collect();
+    Some(super::sms_size::size(&render(body, &values)))
+}
+
 /// Fills the placeholders (all present: checked before).
 pub fn render(body: &str, values: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(body.len() + 64);
@@ -310,6 +350,28 @@ mod tests {
     fn built_in_templates_obey_their_own_rules() {
         for (key, lang, class, body) in BUILT_IN {
             validate(key, lang, body, *class).unwrap_or_else(|e| panic!("{key}/{lang}: {e:?}"));
+        }
+    }
+
+    /// Issue 19, case 11: every built-in text that goes as a plain SMS is
+    /// GSM-7 and one part, in every language, with a link to a server whose
+    /// address is as long as `https://wardline.hospital.example.org`.
+    #[test]
+    fn built_in_sms_texts_fit_one_gsm7_part() {
+        for (key, lang, class, body) in BUILT_IN {
+            let Some(s) = sms_size(
+                body,
+                *class,
+                "+1 555 010 2000",
+                "https://wardline.hospital.example.org",
+            ) else {
+                continue;
+            };
+            assert_eq!(
+                (s.encoding, s.segments),
+                (wardline_proto::patients::SmsEncoding::Gsm7, 1),
+                "{key}/{lang}: {s:?}"
+            );
         }
     }
 
