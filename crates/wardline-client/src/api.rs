@@ -315,11 +315,25 @@ impl ApiClient {
         self.post("/api/v1/sync/ack", &AckRequest { up_to }).await
     }
 
+    /// Routine messages up to and including `up_to` (a watermark).
     pub async fn mark_read(&self, id: Uuid, up_to: Uuid) -> Result<ReadResponse> {
         self.post(
             &format!("/api/v1/conversations/{id}/read"),
             &ReadRequest {
-                up_to_message_id: up_to,
+                up_to_message_id: Some(up_to),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Exactly `ids`, each shown to the person.
+    pub async fn mark_shown(&self, id: Uuid, ids: &[Uuid]) -> Result<ReadResponse> {
+        self.post(
+            &format!("/api/v1/conversations/{id}/read"),
+            &ReadRequest {
+                message_ids: ids.to_vec(),
+                ..Default::default()
             },
         )
         .await

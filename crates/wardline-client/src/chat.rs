@@ -610,7 +610,33 @@ impl Chat {
         Ok(sent)
     }
 
-    /// Marks the conversation read up to its latest message from someone else.
+    /// Marks read the messages of `conv` that were shown to the person (a
+    /// read receipt means "seen"); the caller names exactly what it
+    /// displayed. Own messages are left out. Returns how many were newly marked.
+    pub async fn mark_shown(&mut self, conv: Uuid, shown: &[Uuid]) -> Result<i64> {
+        let theirs: Vec<Uuid> = self
+            .core
+            .conversations
+            .get(&conv)
+            .map(|c| {
+                c.messages
+                    .iter()
+                    .filter(|m| !m.mine && shown.contains(&m.id))
+                    .map(|m| m.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut marked = 0;
+        for chunk in theirs.chunks(wardline_proto::messaging::MAX_READ_IDS) {
+            marked += self.api.mark_shown(conv, chunk).await?.marked;
+        }
+        Ok(marked)
+    }
+
+    /// Marks the routine messages of `conv` read up to its latest message
+    /// from someone else (a watermark, as when the conversation is opened at
+    /// its end). Urgent and STAT messages are never marked this way; they
+    /// need [`Chat::mark_shown`].
     pub async fn mark_read(&mut self, conv: Uuid) -> Result<Option<Uuid>> {
         let last = self
             .core

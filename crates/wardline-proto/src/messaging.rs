@@ -487,12 +487,24 @@ pub struct AckResponse {
     pub acked: i64,
 }
 
-/// Marks the conversation read on this device up to and including a message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Marks messages read on this device: a read receipt means the person was
+/// shown the message. Give exactly one of the two.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadRequest {
-    pub up_to_message_id: Uuid,
+    /// Exactly these messages, each displayed to the person (1–500).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<Uuid>,
+    /// A watermark ("read up to here", as when a conversation is opened at
+    /// its end): routine messages up to and including this one. Urgent and
+    /// STAT messages are never marked by a watermark: they need their id in
+    /// `message_ids`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_to_message_id: Option<Uuid>,
 }
+
+/// Most messages one read request names.
+pub const MAX_READ_IDS: usize = 500;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -473,7 +473,7 @@ async fn ephemeral_and_recall(backend: Backend) {
         .await
         .unwrap();
     p1.sync().await.unwrap();
-    p1.mark_read(conv).await.unwrap();
+    p1.mark_shown(conv, &[wrong]).await.unwrap();
     let (body, key) = message_row(&t, wrong).await.unwrap();
     assert!(body.is_some());
     // Paul cannot recall Nina's message.

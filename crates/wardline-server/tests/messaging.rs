@@ -136,9 +136,25 @@ async fn conversation_across_devices(backend: Backend) {
         })
         .await
         .unwrap();
+    // Issue 19, case 15: a watermark ("read up to here") never marks an
+    // urgent or STAT message read; only showing it does.
     assert_eq!(b1.mark_read(conv).await.unwrap(), Some(sent));
     let r = a.api.receipts(conv, sent).await.unwrap();
+    assert!(
+        by_device(&r, bob.device_id).read_at.is_none(),
+        "a STAT is read when shown"
+    );
+    assert_eq!(b1.mark_shown(conv, &[sent]).await.unwrap(), 1);
+    assert_eq!(b1.mark_shown(conv, &[sent]).await.unwrap(), 0, "once");
+    let r = a.api.receipts(conv, sent).await.unwrap();
     assert!(by_device(&r, bob.device_id).read_at.is_some());
+    // A message not in the device's inbox: 404, and nothing marked.
+    let stranger = b1
+        .api
+        .mark_shown(conv, &[Uuid::new_v4()])
+        .await
+        .unwrap_err();
+    assert_eq!(stranger.code(), Some(ErrorCode::NotFound));
     assert!(by_device(&r, bob2_id).delivered_at.is_some());
 
     // In an ordinary group Bob's preference hides them.

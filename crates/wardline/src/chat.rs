@@ -885,8 +885,11 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
     let Some(c) = chat.core.conversations.get(&conv) else {
         bail!("this device has no messages of {conv} (yet)");
     };
+    // A read receipt means "seen": only the messages printed are marked.
+    let shown: Vec<Uuid>;
     if args.opts.json {
         let msgs: Vec<_> = c.messages.iter().collect();
+        shown = msgs.iter().map(|m| m.id).collect();
         print_json(&msgs)?;
     } else {
         let title = c
@@ -895,14 +898,22 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "direct conversation".into());
         say!("— {title} —");
         let skip = c.messages.len().saturating_sub(args.last);
-        let shown = &c.messages[skip..];
+        let unshown = c.messages[..skip].iter().filter(|m| !m.mine).count();
+        if unshown > 0 {
+            say!(
+                "({unshown} earlier message(s) from others not shown here, so not marked read by this; --last {} shows them)",
+                c.messages.len()
+            );
+        }
+        let printed = &c.messages[skip..];
+        shown = printed.iter().map(|m| m.id).collect();
         // Changes older than the first message shown only when all are shown.
-        let from = match shown.first() {
+        let from = match printed.first() {
             Some(m) if skip > 0 => m.sent_at,
             _ => i64::MIN,
         };
         let mut changes = c.changes.iter().filter(|g| g.at >= from).peekable();
-        for m in shown {
+        for m in printed {
             while let Some(g) = changes.next_if(|g| g.at <= m.sent_at) {
                 print_change(g, &names);
             }
@@ -915,7 +926,7 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
             say!("{}  (queued)  you: {}", short(o.id), o.content.text);
         }
     }
-    chat.mark_read(conv).await?;
+    chat.mark_shown(conv, &shown).await?;
     Ok(())
 }
 

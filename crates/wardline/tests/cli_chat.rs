@@ -185,6 +185,64 @@ fn two_users_three_devices_through_the_cli() {
     // Both of Nina's devices ran `chat read`, which marks the thread read.
     assert!(rows.iter().all(|r| r[3] != "—"), "both read: {receipts}");
 
+    // Issue 19, case 15: a receipt means "seen". An urgent instruction and
+    // two routine lines; `read --last 1` shows only the last, so only the
+    // last is marked read, and the reader is told what was not shown.
+    chat(
+        &bo,
+        &[
+            "send",
+            &conv[..8],
+            "Bed 7: hold the 18:00 heparin, platelets 41",
+            "--priority",
+            "urgent",
+        ],
+    );
+    let sent: serde_json::Value =
+        serde_json::from_str(&chat(&bo, &["read", &conv[..8], "--json"])).unwrap();
+    let urgent = sent.as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    chat(
+        &bo,
+        &["send", &conv[..8], "Also: family meeting moved to 15:00"],
+    );
+    chat(&bo, &["send", &conv[..8], "Thanks"]);
+    let last = chat(&nina1, &["read", &conv[..8], "--last", "1"]);
+    assert!(
+        last.contains("Thanks") && !last.contains("heparin"),
+        "{last}"
+    );
+    assert!(
+        last.contains("earlier message(s) from others not shown here, so not marked read"),
+        "{last}"
+    );
+    let read_of = |id: &str| {
+        chat(&bo, &["receipts", &conv[..8], id])
+            .lines()
+            .filter(|l| l.starts_with("Nina Nurse"))
+            .map(|l| {
+                l.split("  ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let rows = read_of(&urgent[..8]);
+    assert!(rows.iter().any(|r| r[2] != "—"), "delivered: {rows:?}");
+    assert!(
+        rows.iter().all(|r| r[3] == "—"),
+        "never shown, so not read: {rows:?}"
+    );
+    chat(&nina1, &["read", &conv[..8]]);
+    assert!(
+        read_of(&urgent[..8]).iter().any(|r| r[3] != "—"),
+        "shown now, so read"
+    );
+
     // Real time: Bo watches while the iPad writes.
     let watcher = Command::new(BIN)
         .args(["chat", "watch", &conv[..8], "--count", "1"])

@@ -1153,17 +1153,28 @@ impl MessagingService {
         }
     }
 
+    /// Read receipts: only for messages shown to the person (issue 19,
+    /// case 15); a watermark covers routine messages only.
     pub async fn mark_read(
         &self,
         p: &Principal,
         id: Uuid,
-        message: Uuid,
+        req: ReadRequest,
     ) -> ApiResult<ReadResponse> {
+        let mark = match (&req.message_ids[..], req.up_to_message_id) {
+            ([], Some(up_to)) => ReadMark::UpTo(up_to),
+            (ids, None) if !ids.is_empty() && ids.len() <= MAX_READ_IDS => ReadMark::Shown(ids),
+            _ => {
+                return Err(ApiError::validation(format!(
+                    "give message_ids (1 to {MAX_READ_IDS} messages shown) or up_to_message_id, not both"
+                )));
+            }
+        };
         let device = self.device_of(p).await?;
         self.member_conversation(p, id).await?;
         match self
             .store
-            .mark_read(device.id, id, message, self.clock.now())
+            .mark_read(device.id, id, mark, self.clock.now())
             .await?
         {
             Some(marked) => Ok(ReadResponse { marked }),

@@ -255,7 +255,7 @@ async fn submit_message(
     Ok(Json(s.messaging.submit(&p, id, req, &audit).await?))
 }
 
-/// Mark the conversation read on this device, up to a message.
+/// Mark messages read on this device: those shown to the person, or routine ones up to a message.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/read", tag = "messaging", security(("bearer" = [])), request_body = ReadRequest,
     params(("id" = Uuid, Path, description = "conversation id")),
     responses((status = 200, body = ReadResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -266,9 +266,7 @@ async fn mark_read(
     ApiJson(req): ApiJson<ReadRequest>,
 ) -> ApiResult<Json<ReadResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(
-        s.messaging.mark_read(&p, id, req.up_to_message_id).await?,
-    ))
+    Ok(Json(s.messaging.mark_read(&p, id, req).await?))
 }
 
 /// Delivery and read receipts of a message, per recipient device.

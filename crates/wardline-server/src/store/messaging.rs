@@ -210,6 +210,16 @@ pub struct AttachmentRow {
 /// their open connections.
 pub type Woken = Vec<DeviceId>;
 
+/// Which messages a read receipt covers.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadMark<'a> {
+    /// Exactly these, each shown to the person.
+    Shown(&'a [Uuid]),
+    /// Routine messages up to and including this one (never urgent or STAT:
+    /// a watermark does not prove they were seen).
+    UpTo(Uuid),
+}
+
 #[async_trait]
 pub trait MessagingStore: Send + Sync + 'static {
     // Devices and key packages.
@@ -301,13 +311,15 @@ pub trait MessagingStore: Send + Sync + 'static {
     /// [`MessagingStore::ack`] for several devices in one transaction;
     /// acknowledgements beyond what was handed out are ignored.
     async fn ack_many(&self, acks: &[(DeviceId, i64)], now: i64) -> Result<()>;
-    /// Marks the device's entries of the conversation up to the one carrying
-    /// `message` read (and delivered). `None` if that message is not in its inbox.
+    /// Marks the device's entries of the conversation read (and delivered):
+    /// those of `mark` (see [`ReadMark`]). Returns how many were newly marked;
+    /// `None` if a message it names is not in the device's inbox (then
+    /// nothing is marked).
     async fn mark_read(
         &self,
         device: DeviceId,
         conversation: Uuid,
-        message: Uuid,
+        mark: ReadMark<'_>,
         now: i64,
     ) -> Result<Option<i64>>;
     async fn receipts(&self, message: Uuid) -> Result<Vec<ReceiptRow>>;

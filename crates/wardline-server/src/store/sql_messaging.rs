@@ -899,32 +899,63 @@ impl MessagingStore for SqlStore {
         &self,
         device: DeviceId,
         conversation: Uuid,
-        message: Uuid,
+        mark: ReadMark<'_>,
         now: i64,
     ) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT seq FROM inbox WHERE device_id = $1 AND message_id = $2 AND conversation_id = $3",
-        )
-        .bind(device.to_string())
-        .bind(message.to_string())
-        .bind(conversation.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
+        let (_writer, mut tx) = self.begin_write().await?;
+        let seq_of = async |tx: &mut Transaction<'static, Any>,
+                            message: Uuid|
+               -> Result<Option<i64>> {
+            Ok(sqlx::query(
+                "SELECT seq FROM inbox WHERE device_id = $1 AND message_id = $2 AND conversation_id = $3",
+            )
+            .bind(device.to_string())
+            .bind(message.to_string())
+            .bind(conversation.to_string())
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| row.try_get::<i64, _>("seq"))
+            .transpose()?)
         };
-        let seq: i64 = row.try_get("seq")?;
-        let done = sqlx::query(
-            "UPDATE inbox SET read_at = $4, delivered_at = COALESCE(delivered_at, $4) \
-             WHERE device_id = $1 AND conversation_id = $2 AND seq <= $3 AND read_at IS NULL",
-        )
-        .bind(device.to_string())
-        .bind(conversation.to_string())
-        .bind(seq)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(Some(done.rows_affected() as i64))
+        let mut marked = 0;
+        match mark {
+            ReadMark::Shown(ids) => {
+                for id in ids {
+                    let Some(seq) = seq_of(&mut tx, *id).await? else {
+                        return Ok(None);
+                    };
+                    marked += sqlx::query(
+                        "UPDATE inbox SET read_at = $3, delivered_at = COALESCE(delivered_at, $3) \
+                         WHERE device_id = $1 AND seq = $2 AND read_at IS NULL",
+                    )
+                    .bind(device.to_string())
+                    .bind(seq)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() as i64;
+                }
+            }
+            ReadMark::UpTo(message) => {
+                let Some(seq) = seq_of(&mut tx, message).await? else {
+                    return Ok(None);
+                };
+                marked = sqlx::query(
+                    "UPDATE inbox SET read_at = $4, delivered_at = COALESCE(delivered_at, $4) \
+                     WHERE device_id = $1 AND conversation_id = $2 AND seq <= $3 AND read_at IS NULL \
+                     AND message_id IN (SELECT id FROM messages WHERE conversation_id = $2 AND priority = 'routine')",
+                )
+                .bind(device.to_string())
+                .bind(conversation.to_string())
+                .bind(seq)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(marked))
     }
 
     async fn receipts(&self, message: Uuid) -> Result<Vec<ReceiptRow>> {
