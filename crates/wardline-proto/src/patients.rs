@@ -566,6 +566,12 @@ pub struct PatientMessage {
     /// When the other side first read it (the patient on their page, or staff).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_at: Option<i64>,
+    /// A patient's message that reads like a request to stop texting
+    /// ("please stop texting me") without being a carrier keyword: staff
+    /// should confirm with the patient and record the opt-out (withdraw
+    /// consent), as the FCC's revocation rule asks of any reasonable means.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub looks_like_opt_out: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

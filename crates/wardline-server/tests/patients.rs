@@ -766,6 +766,36 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
         .filter(|m| m.text == "Can I bring my daughter?")
         .count();
     assert_eq!(copies, 1, "a redelivered SMS acts once");
+    assert!(!thread.messages.last().unwrap().looks_like_opt_out);
+    // Issue 19, case 07: a sentence that asks to stop is not a keyword: it
+    // reaches staff, flagged, and the number is not opted out by a guess.
+    let resp = signed_post(
+        &t,
+        &inbound,
+        &[
+            ("From", PHONE),
+            ("To", "+15550109999"),
+            ("Body", "please stop texting me"),
+            ("MessageSid", "SMlook1"),
+        ],
+        "provider-secret",
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let thread = nurse.client.patient_thread(patient.id).await.unwrap();
+    let last = thread.messages.last().unwrap();
+    assert!(
+        last.text == "please stop texting me" && last.looks_like_opt_out,
+        "{last:?}"
+    );
+    assert!(
+        !nurse
+            .client
+            .patient(patient.id)
+            .await
+            .unwrap()
+            .sms_opted_out
+    );
     // Issue 19, case 09 (fixture `realworld/09-status-sequences.tsv`): the
     // provider's callbacks arrive late and out of order, and statuses it
     // documents were refused. Each arrival order is played on a text of its
@@ -845,6 +875,35 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
         .await;
         assert_eq!(r.status(), 204, "documented status {st}");
     }
+
+    // Issue 19, case 07: an SMS recorded as seen but never acted on (the
+    // server stopped between the two steps) is acted on when the provider
+    // retries it: the STOP is not lost as a "duplicate".
+    use wardline_server::store::patients::PatientStore;
+    let halfway = "SMstop-halfway";
+    assert!(
+        t.sql
+            .claim_inbound(org.into(), halfway, t.now())
+            .await
+            .unwrap()
+    );
+    let stop = [
+        ("From", PHONE),
+        ("To", "+15550109999"),
+        ("Body", "Stop"),
+        ("MessageSid", halfway),
+    ];
+    let resp = signed_post(&t, &inbound, &stop, "provider-secret").await;
+    assert_eq!(resp.status(), 200);
+    let p = nurse.client.patient(patient.id).await.unwrap();
+    assert!(p.sms_opted_out, "the retried STOP was acted on");
+    // Handled now: a further retry is a duplicate.
+    assert!(
+        !t.sql
+            .claim_inbound(org.into(), halfway, t.now())
+            .await
+            .unwrap()
+    );
 }
 
 /// Refusals: bad records, free text into a plain SMS, consent withdrawn,

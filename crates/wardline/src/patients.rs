@@ -371,6 +371,12 @@ async fn dispatch(cmd: PatientsCommand) -> anyhow::Result<()> {
                     m.text.as_str()
                 };
                 say!("[{}] {who} ({}): {text}", m.created_at, m.via);
+                if m.looks_like_opt_out {
+                    say!(
+                        "    ^ reads like a request to stop texting: confirm with the patient and, if so, \
+                         withdraw their consent (patients consent ID --scope … --withdraw)"
+                    );
+                }
             }
             Ok(())
         }

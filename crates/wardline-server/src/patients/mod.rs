@@ -304,6 +304,88 @@ fn keyword(body: &str) -> Option<Inbound> {
     }
 }
 
+/// Whether a patient's message that is not a keyword still asks to stop
+/// ("please stop texting me", "no more texts", "no me manden mensajes"): it
+/// is stored for staff, flagged, and not acted on by itself — a sentence can
+/// mean something else ("stop by tomorrow?"), a person confirms. Phrases in
+/// English and Spanish, matched on lower-case words with punctuation,
+/// apostrophes and accents ignored.
+pub fn looks_like_opt_out(body: &str) -> bool {
+    let plain: String = body
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '’' | '‘'))
+        .map(|c| match c {
+            'á' | 'Á' => 'a',
+            'é' | 'É' => 'e',
+            'í' | 'Í' => 'i',
+            'ó' | 'Ó' => 'o',
+            'ú' | 'Ú' => 'u',
+            c if c.is_alphanumeric() => c,
+            _ => ' ',
+        })
+        .flat_map(char::to_lowercase)
+        .collect();
+    let words: Vec<&str> = plain.split_whitespace().collect();
+    let text = format!(" {} ", words.join(" "));
+    const PHRASES: &[&str] = &[
+        // English.
+        "stop texting",
+        "stop text",
+        "stop sending",
+        "stop messaging",
+        "stop message",
+        "stop contacting",
+        "stop these",
+        "stop this",
+        "stop it",
+        "stop all",
+        "please stop",
+        "stop please",
+        "dont text",
+        "do not text",
+        "dont send",
+        "do not send",
+        "dont message",
+        "do not message",
+        "dont contact",
+        "do not contact",
+        "no more text",
+        "no more message",
+        "no more sms",
+        "unsubscribe",
+        "opt out",
+        "optout",
+        "opt me out",
+        "remove me",
+        "remove my number",
+        "take me off",
+        "leave me alone",
+        "wrong number",
+        "not interested",
+        "revoke",
+        "cancel text",
+        "cancel message",
+        "cancel sms",
+        // Spanish.
+        "no me envie",
+        "no me envien",
+        "no me manden",
+        "no me escriban",
+        "no mas mensaje",
+        "no mas texto",
+        "dejen de",
+        "deje de",
+        "darme de baja",
+        "de baja",
+        "basta",
+        "numero equivocado",
+        "ya no quiero",
+    ];
+    PHRASES
+        .iter()
+        .any(|p| text.contains(&format!(" {p} ")) || text.contains(&format!(" {p}s ")))
+}
+
 impl PatientService {
     pub fn new(
         store: Arc<dyn PatientStore>,
@@ -895,6 +977,8 @@ impl PatientService {
             )
         };
         Ok(PatientMessage {
+            looks_like_opt_out: m.direction == PatientMessageDirection::FromPatient
+                && looks_like_opt_out(&text),
             text,
             sealed,
             id: m.id,
@@ -999,15 +1083,23 @@ impl PatientService {
         if provider_id.is_empty() || provider_id.len() > 64 {
             return Err(ApiError::bad_request("MessageSid must be 1-64 characters"));
         }
+        // Seen and acted on as one: an id is "handled" only once what it
+        // asked for is done (a STOP lost half-way is handled on the retry).
         if !self
             .store
-            .first_sight_of_inbound(org, provider_id, self.clock.now())
+            .claim_inbound(org, provider_id, self.clock.now())
             .await?
         {
             return Ok(Inbound::Duplicate);
         }
+        let handled = async |what: Inbound| -> ApiResult<Inbound> {
+            self.store
+                .inbound_handled(org, provider_id, self.clock.now())
+                .await?;
+            Ok(what)
+        };
         let Ok(from) = crate::phone::e164(from, None) else {
-            return Ok(Inbound::Ignored);
+            return handled(Inbound::Ignored).await;
         };
         let policy = self.policy(org).await?;
         let phone_index = self.vault.index(org, "patient-phone", &from);
@@ -1053,7 +1145,7 @@ impl PatientService {
                     // One confirmation, and nothing after it.
                     reply(templates::KEYWORD_STOP).await?;
                 }
-                Ok(Inbound::Stop)
+                handled(Inbound::Stop).await
             }
             Some(Inbound::Start) => {
                 if self.store.opt_in(org, &phone_index).await? {
@@ -1062,21 +1154,22 @@ impl PatientService {
                     }
                     reply(templates::KEYWORD_START).await?;
                 }
-                Ok(Inbound::Start)
+                handled(Inbound::Start).await
             }
             Some(Inbound::Help) => {
                 reply(templates::KEYWORD_HELP).await?;
-                Ok(Inbound::Help)
+                handled(Inbound::Help).await
             }
             _ => {
                 if patients.is_empty() || self.store.is_opted_out(org, &phone_index).await? {
-                    return Ok(Inbound::Ignored);
+                    return handled(Inbound::Ignored).await;
                 }
                 let text: String = body.chars().take(1600).collect();
-                for p in &patients {
-                    let id = Uuid::new_v4();
-                    self.store
-                        .insert_patient_message(&PatientMessageRow {
+                let rows: Vec<PatientMessageRow> = patients
+                    .iter()
+                    .map(|p| {
+                        let id = Uuid::new_v4();
+                        PatientMessageRow {
                             id,
                             org_id: org,
                             patient_id: p.row.id,
@@ -1087,9 +1180,12 @@ impl PatientService {
                             client_sealed: false,
                             created_at: now,
                             read_at: None,
-                        })
-                        .await?;
-                }
+                        }
+                    })
+                    .collect();
+                self.store
+                    .insert_inbound_messages(org, provider_id, &rows, now)
+                    .await?;
                 Ok(Inbound::Message)
             }
         }
@@ -1216,6 +1312,37 @@ mod tests {
         }
         assert_eq!(keyword("Start 👍"), Some(Inbound::Start));
         assert_eq!(keyword("stop by the clinic?"), None);
+    }
+
+    /// Issue 19, case 07: sentences that ask to stop without being a keyword
+    /// are flagged to staff; ordinary messages are not.
+    #[test]
+    fn look_alike_opt_outs_are_flagged() {
+        for body in [
+            "please stop texting me",
+            "Stop texting me!!",
+            "I don't want these, remove me",
+            "No more texts please",
+            "Do not text this number again",
+            "wrong number",
+            "Can you take me off this list?",
+            "STOP sending these",
+            "Por favor no me manden más mensajes",
+            "Dejen de escribirme",
+            "quiero darme de baja",
+        ] {
+            assert_eq!(keyword(body), None, "{body:?} is a sentence, not a keyword");
+            assert!(looks_like_opt_out(body), "{body:?}");
+        }
+        for body in [
+            "Can I bring my daughter?",
+            "stop by the clinic tomorrow?",
+            "Thanks, see you Monday",
+            "The bus stop is closed",
+            "Gracias, hasta el lunes",
+        ] {
+            assert!(!looks_like_opt_out(body), "{body:?}");
+        }
     }
 
     #[test]

@@ -361,6 +361,7 @@ mod tests {
             via: "portal".into(),
             created_at: 0,
             read_at: None,
+            looks_like_opt_out: false,
         };
         let html = thread(strings("en"), "tok", &[msg], None);
         assert!(!html.contains("<img"));

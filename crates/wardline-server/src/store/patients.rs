@@ -142,8 +142,22 @@ pub trait PatientStore: Send + Sync {
     /// Lifts a STOP; false if the number had not opted out.
     async fn opt_in(&self, org: OrgId, phone_index: &str) -> Result<bool>;
     async fn is_opted_out(&self, org: OrgId, phone_index: &str) -> Result<bool>;
-    /// Records an inbound SMS by the provider's id; false if it was seen before.
-    async fn first_sight_of_inbound(&self, org: OrgId, provider_id: &str, at: i64) -> Result<bool>;
+    /// Records an inbound SMS by the provider's id; false if one with that id
+    /// was already handled (a retry). True again for an id seen but not
+    /// handled (the earlier attempt failed half-way): acting twice on a
+    /// keyword is harmless, losing a STOP is not.
+    async fn claim_inbound(&self, org: OrgId, provider_id: &str, at: i64) -> Result<bool>;
+    /// Records that an inbound SMS was acted on.
+    async fn inbound_handled(&self, org: OrgId, provider_id: &str, at: i64) -> Result<()>;
+    /// Stores a patient's text (one row per matching record) and records the
+    /// SMS as handled, in one transaction.
+    async fn insert_inbound_messages(
+        &self,
+        org: OrgId,
+        provider_id: &str,
+        rows: &[PatientMessageRow],
+        at: i64,
+    ) -> Result<()>;
 
     // Templates.
     async fn templates(&self, org: OrgId) -> Result<Vec<TemplateRow>>;

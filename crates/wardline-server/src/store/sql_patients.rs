@@ -1,8 +1,8 @@
 //! [`PatientStore`] on SQLite and PostgreSQL.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 use wardline_proto::OrgId;
 use wardline_proto::patients::{
@@ -245,17 +245,50 @@ impl PatientStore for SqlStore {
         Ok(row.is_some())
     }
 
-    async fn first_sight_of_inbound(&self, org: OrgId, provider_id: &str, at: i64) -> Result<bool> {
-        let done = sqlx::query(
+    async fn claim_inbound(&self, org: OrgId, provider_id: &str, at: i64) -> Result<bool> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(
             "INSERT INTO sms_inbound_seen (org_id, provider_id, received_at) VALUES ($1, $2, $3) \
              ON CONFLICT (org_id, provider_id) DO NOTHING",
         )
         .bind(org.to_string())
         .bind(provider_id)
         .bind(at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let handled: Option<i64> = sqlx::query(
+            "SELECT handled_at FROM sms_inbound_seen WHERE org_id = $1 AND provider_id = $2",
+        )
+        .bind(org.to_string())
+        .bind(provider_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("handled_at")?;
+        tx.commit().await?;
+        Ok(handled.is_none())
+    }
+
+    async fn inbound_handled(&self, org: OrgId, provider_id: &str, at: i64) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        mark_inbound_handled(&mut tx, org, provider_id, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_inbound_messages(
+        &self,
+        org: OrgId,
+        provider_id: &str,
+        rows: &[PatientMessageRow],
+        at: i64,
+    ) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        for m in rows {
+            insert_patient_message(&mut tx, m).await?;
+        }
+        mark_inbound_handled(&mut tx, org, provider_id, at).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn templates(&self, org: OrgId) -> Result<Vec<TemplateRow>> {
@@ -299,22 +332,9 @@ impl PatientStore for SqlStore {
     }
 
     async fn insert_patient_message(&self, m: &PatientMessageRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO patient_messages (id, org_id, patient_id, direction, author_user, via, body_enc, created_at, read_at, client_sealed) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(m.id.to_string())
-        .bind(m.org_id.to_string())
-        .bind(m.patient_id.to_string())
-        .bind(m.direction.as_str())
-        .bind(m.author_user.map(|u| u.to_string()))
-        .bind(&m.via)
-        .bind(m.body_enc.clone())
-        .bind(m.created_at)
-        .bind(m.read_at)
-        .bind(m.client_sealed as i64)
-        .execute(&self.pool)
-        .await?;
+        let (_writer, mut tx) = self.begin_write().await?;
+        insert_patient_message(&mut tx, m).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -663,4 +683,44 @@ impl PatientStore for SqlStore {
         .map(sms_from_row)
         .collect()
     }
+}
+
+async fn insert_patient_message(
+    tx: &mut Transaction<'_, Any>,
+    m: &PatientMessageRow,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO patient_messages (id, org_id, patient_id, direction, author_user, via, body_enc, created_at, read_at, client_sealed) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(m.id.to_string())
+    .bind(m.org_id.to_string())
+    .bind(m.patient_id.to_string())
+    .bind(m.direction.as_str())
+    .bind(m.author_user.map(|u| u.to_string()))
+    .bind(&m.via)
+    .bind(m.body_enc.clone())
+    .bind(m.created_at)
+    .bind(m.read_at)
+    .bind(m.client_sealed as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn mark_inbound_handled(
+    tx: &mut Transaction<'_, Any>,
+    org: OrgId,
+    provider_id: &str,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sms_inbound_seen SET handled_at = $3 WHERE org_id = $1 AND provider_id = $2",
+    )
+    .bind(org.to_string())
+    .bind(provider_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
