@@ -1,5 +1,5 @@
 //! Patient texting's own parsers: template placeholders and the rules for
-//! what may go in a plain SMS, rendering, phone numbers, dates, quiet hours,
+//! what may go in a plain SMS, rendering, phone numbers (E.164), dates, quiet hours,
 //! webhook signatures, the link fragment, HTML escaping, and opening a
 //! client-sealed message with a fragment from a URL.
 #![no_main]
@@ -34,7 +34,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = templates::validate(a, b, c, TemplateClass::Phi);
 
-    let _ = patients::normalise_phone(a);
+    // Phone numbers: whatever is accepted is E.164 (`+`, 8–15 digits).
+    for region in [None, Some("US"), Some("GB")] {
+        if let Ok(e164) = wardline_server::phone::e164(a, region) {
+            let digits = e164.strip_prefix('+').expect("E.164 starts with +");
+            assert!((8..=15).contains(&digits.len()), "{e164}");
+            assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{e164}");
+        }
+    }
     let _ = patients::validate_dob(a);
     let _ = patients::validate_language(a);
     let _ = patients::quiet_hours_end(

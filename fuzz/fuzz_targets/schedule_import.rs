@@ -22,9 +22,13 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(parsed) = ical::parse(&candidate, FROM, UNTIL) {
             assert!(parsed.events.len() as i64 + parsed.problems.len() as i64 <= parsed.seen);
             for e in &parsed.events {
-                for (s, end) in &e.occurrences {
-                    assert!(*end > FROM && *s < UNTIL, "outside the window");
-                    assert!(end > s && end - s <= 7 * 86_400, "bad length");
+                for o in &e.occurrences {
+                    let (s, end) = (o.starts_at, o.ends_at);
+                    assert!(end > FROM && s < UNTIL, "outside the window");
+                    // A week at most; a wall-clock end may add the hour a
+                    // clock change takes back.
+                    assert!(end > s && end - s <= 7 * 86_400 + 3600, "bad length");
+                    assert!(o.primary.contains('@'), "an attendee covers it");
                 }
             }
         }

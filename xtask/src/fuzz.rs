@@ -43,6 +43,17 @@ pub fn main(args: &[String]) -> ExitCode {
             .arg(format!("-max_total_time={seconds}"))
             .arg("-print_final_stats=1")
             .current_dir(&dir);
+        // Built first, so that a target that no longer compiles (the fuzz
+        // crate is outside the workspace: the suite does not build it) is
+        // not reported as a crash it found.
+        let mut build = Command::new("cargo");
+        build
+            .args(["+nightly", "fuzz", "build", "-O", target])
+            .current_dir(&dir);
+        if run(build) != ExitCode::SUCCESS {
+            eprintln!("xtask fuzz: {target} does not build (fuzz/fuzz_targets/{target}.rs)");
+            return ExitCode::FAILURE;
+        }
         let code = run(c);
         if code != ExitCode::SUCCESS {
             eprintln!("xtask fuzz: {target} found a crash (see fuzz/artifacts/{target}/)");

@@ -101,6 +101,15 @@ pub fn e164(raw: &str, default_region: Option<&str>) -> ApiResult<String> {
         ));
     }
     let e164 = number.format().mode(Mode::E164).to_string();
+    // E.164 allows at most 15 digits; fewer than 8 is a short code or an
+    // extension, not a number a text can reach (found by fuzzing: `+00432080`).
+    let digits = e164.len() - 1;
+    if !(8..=15).contains(&digits) {
+        return Err(ApiError::validation(format!(
+            "phone is too {} for a mobile number",
+            if digits < 8 { "short" } else { "long" }
+        )));
+    }
     let code = number.code().value();
     let national = e164.len() - 1 - code.to_string().len();
     let lengths: Vec<u16> = phonenumber::metadata::DATABASE
@@ -230,6 +239,7 @@ mod tests {
             "+",
             "555-0100", // no country and no region
             "+1 (555) 010-0123;ext=4",
+            "+00432080", // a 6-digit number: possible in Austria, not textable
         ] {
             assert!(
                 e164(bad, None).is_err(),

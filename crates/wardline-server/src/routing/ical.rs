@@ -267,14 +267,7 @@ fn defined(c: &Component<'_>, from: i64, until: i64) -> Result<Defined, String> 
             let set: RRuleSet = format!("DTSTART:{}\nRRULE:{rule}", wall(start))
                 .parse()
                 .map_err(|e| format!("VTIMEZONE: {e}"))?;
-            locals = set
-                .after(Tz::UTC.from_utc_datetime(&lo))
-                .before(Tz::UTC.from_utc_datetime(&hi))
-                .all(MAX_OCCURRENCES)
-                .dates
-                .iter()
-                .map(|d| d.naive_utc())
-                .collect();
+            locals = wall_times(&set, lo, hi);
         }
         for r in props(ob, "RDATE") {
             for v in r.val.as_str().split(',') {
@@ -568,14 +561,20 @@ fn expand(
     // Wall-clock bounds, a day wider than any zone's offset.
     let lo = utc_naive(from - MAX_SHIFT_SECS - 2 * 86_400);
     let hi = utc_naive(until + 2 * 86_400);
-    Ok(set
+    Ok(wall_times(&set, lo, hi))
+}
+
+/// The wall-clock times of a set expanded in the pseudo-UTC of [`wall`],
+/// between `lo` and `hi` (at most [`MAX_OCCURRENCES`]).
+fn wall_times(set: &RRuleSet, lo: NaiveDateTime, hi: NaiveDateTime) -> Vec<NaiveDateTime> {
+    set.clone()
         .after(Tz::UTC.from_utc_datetime(&lo))
         .before(Tz::UTC.from_utc_datetime(&hi))
         .all(MAX_OCCURRENCES)
         .dates
         .iter()
         .map(|d| d.naive_utc())
-        .collect())
+        .collect()
 }
 
 /// One VEVENT of a series.
@@ -719,7 +718,9 @@ fn series(
             backup,
         });
     }
-    occurrences.retain(|o| o.ends_at > from && o.starts_at < until);
+    // In the window; and a wall-clock end that a clock change put at or
+    // before the start (a half-hour shift in the hour taken back) is no shift.
+    occurrences.retain(|o| o.ends_at > from && o.starts_at < until && o.ends_at > o.starts_at);
     occurrences.sort_by_key(|o| o.starts_at);
     Some(ShiftEvent {
         uid: uid.to_owned(),
