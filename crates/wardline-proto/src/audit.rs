@@ -198,6 +198,7 @@ actions! {
     EscalationView => "routing.escalation.view", "A member read where an urgent message's escalation stands.";
     MessageAcknowledge => "message.acknowledge", "A recipient acknowledged an urgent or STAT message (its escalation stopped).";
     EscalationStep => "routing.escalation.step", "An unacknowledged urgent or STAT message escalated a step (re-notify, backup, fallback, department, SMS).";
+    EscalationUnanswered => "routing.escalation.unanswered", "Clinical-safety event: an urgent or STAT message's escalation ladder ran out and nobody acknowledged it; the sender and everyone alerted were told.";
     PatientOpen => "patient.open", "A user opened a patient's conversations (as a member, through the care team, or by break-glass).";
     BreakGlassGrant => "break_glass.grant", "Break-glass access to a patient's conversation was granted, with a stated reason; the compliance officer was notified.";
     BreakGlassExpire => "break_glass.expire", "A break-glass grant ended: the user left the conversation.";

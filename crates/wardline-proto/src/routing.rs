@@ -401,6 +401,10 @@ pub enum EscalationAction {
     Handoff,
     /// (Alerts only) a recipient acknowledged: everyone alerted may stand down.
     Acknowledged,
+    /// (Recorded, not configured) the ladder ran out and nobody acknowledged:
+    /// the sender and everyone alerted are told at once — a clinical-safety
+    /// event, audited and in the response report.
+    Unanswered,
 }
 
 impl EscalationAction {
@@ -413,6 +417,7 @@ impl EscalationAction {
             EscalationAction::Sms => "sms",
             EscalationAction::Handoff => "handoff",
             EscalationAction::Acknowledged => "acknowledged",
+            EscalationAction::Unanswered => "unanswered",
         }
     }
     pub fn parse(s: &str) -> Option<EscalationAction> {
@@ -424,6 +429,7 @@ impl EscalationAction {
             EscalationAction::Sms,
             EscalationAction::Handoff,
             EscalationAction::Acknowledged,
+            EscalationAction::Unanswered,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
@@ -555,7 +561,8 @@ impl EscalationState {
 pub struct EscalationEvent {
     pub at: i64,
     pub action: EscalationAction,
-    /// Who was alerted (or texted).
+    /// Who was alerted (or texted); empty: the step reached nobody (no
+    /// backup, no fallback, no phone number…) and the next one ran at once.
     pub users: Vec<Uuid>,
     pub sms: bool,
 }
@@ -730,6 +737,9 @@ pub struct ResponseTimes {
     pub acknowledged: i64,
     pub escalated: i64,
     pub unacknowledged: i64,
+    /// Ladders that ran out with nobody acknowledging.
+    #[serde(default)]
+    pub unanswered: i64,
     /// Seconds from sent to first read by a recipient.
     pub median_read_secs: Option<i64>,
     /// Seconds from sent to acknowledged.
@@ -746,6 +756,10 @@ pub struct ResponseReport {
     pub by_department: Vec<ResponseTimes>,
     /// Urgent and STAT messages still waiting, oldest first.
     pub unacknowledged: Vec<Escalation>,
+    /// Of those, the ones whose ladder ran out with nobody acknowledging
+    /// (clinical-safety events), oldest first.
+    #[serde(default)]
+    pub unanswered: Vec<Escalation>,
     /// Messages whose ladder went past its first step.
     pub escalated: Vec<Escalation>,
 }
@@ -762,7 +776,14 @@ mod tests {
         for s in ["open", "merged", "acknowledged", "exhausted", "none"] {
             assert_eq!(EscalationState::parse(s).unwrap().as_str(), s);
         }
-        for a in ["renotify", "backup", "fallback_role", "department", "sms"] {
+        for a in [
+            "renotify",
+            "backup",
+            "fallback_role",
+            "department",
+            "sms",
+            "unanswered",
+        ] {
             assert_eq!(EscalationAction::parse(a).unwrap().as_str(), a);
         }
     }

@@ -134,8 +134,11 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
     );
     let mut users = Vec::new();
     let mut ids = std::collections::HashMap::new();
-    for role in Role::ALL {
+    for (i, role) in Role::ALL.into_iter().enumerate() {
         let email = demo_email(role);
+        // Mobiles in the range kept for fiction (555-01xx), so an escalation's
+        // SMS step reaches the demo's file gateway like a real phone would.
+        let phone = format!("+1555010{:04}", 150 + i);
         let name = format!("Demo {}", role.as_str().replace('_', " "));
         let user = state
             .directory
@@ -144,7 +147,7 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
                 CreateUserRequest {
                     email: email.clone(),
                     display_name: name,
-                    phone: None,
+                    phone: Some(phone),
                     roles: vec![role],
                     password: password.clone(),
                 },

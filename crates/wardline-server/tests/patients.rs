@@ -1452,4 +1452,12 @@ async fn the_demo_organisation_is_ready_for_patient_texting() {
     let org = t.state.directory.org_by_slug("demo").await.unwrap();
     assert_eq!(org.policy.patients.quiet_hours, None);
     assert!(!org.policy.patients.practice_phone.is_empty());
+    // Issue 18, item 6: every demo user has a mobile, so the README's
+    // escalation SMS step happens in the demo.
+    let users = t.state.directory.list(org.id).await.unwrap();
+    assert!(!users.is_empty());
+    for u in &users {
+        let phone = u.phone.as_deref().unwrap_or_default();
+        assert!(phone.starts_with("+1555010"), "{}: {phone:?}", u.email);
+    }
 }

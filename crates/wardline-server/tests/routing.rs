@@ -1338,6 +1338,102 @@ async fn calendar_changes_upstream_change_who_is_on_call(backend: Backend) {
     }
 }
 
+/// Issue 18, item 6: a ladder whose steps reach nobody (no backup on shift,
+/// no fallback role, nobody with a phone) does not count them as done: each
+/// is recorded as reaching nobody, the next runs at once, and when the ladder
+/// runs out the sender is told — a clinical-safety event, audited and in the
+/// report.
+async fn a_ladder_that_reaches_nobody_tells_the_sender(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let mut admin = t.setup_org("mercy").await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let ana = t.user_with_role(&admin, Role::Physician).await;
+    let role = admin
+        .client
+        .create_clinical_role(&CreateRoleRequest {
+            name: "Night radiology".into(),
+            department_id: None,
+            fallback_role_id: None,
+            holders: vec![ana.user.id],
+            escalation: Some(EscalationPolicy {
+                stat: vec![
+                    step(60, EscalationAction::Backup),
+                    step(600, EscalationAction::FallbackRole),
+                    step(1200, EscalationAction::Sms),
+                ],
+                urgent: vec![],
+            }),
+        })
+        .await
+        .unwrap();
+    let devices = Devices::new();
+    let mut n = devices.of(&nurse, "nurse station").await;
+    let page = n.page(role.id, None).await.unwrap();
+    assert_eq!(page.resolved_to.user_id, ana.user.id);
+    let conv = page.conversation.id;
+    let stat = n
+        .send(
+            conv,
+            MessageContent::text("STAT read my CT"),
+            Priority::Stat,
+        )
+        .await
+        .unwrap();
+    // A minute on: no backup on shift and no fallback role — those steps
+    // reach nobody, are recorded so, and the next runs at once (not at 10 and
+    // 20 minutes): the text to Ana's phone, the last step.
+    t.clock.advance(61);
+    let e = until("the ladder to run out", async || {
+        let e = n.api.escalation(conv, stat).await.unwrap();
+        (e.state == EscalationState::Exhausted && e.events.len() == 3).then_some(e)
+    })
+    .await;
+    assert!(
+        e.events[0].users.is_empty() && e.events[1].users.is_empty(),
+        "{e:?}"
+    );
+    assert_eq!(e.events[2].users, vec![ana.user.id], "{e:?}");
+    assert!(
+        e.events[2].at - e.created_at < 120,
+        "not at its own time: {e:?}"
+    );
+    assert_eq!(e.notified, vec![ana.user.id]);
+    // The sender is told at once.
+    let told = until("the sender to be told", async || {
+        let events = n.sync().await.unwrap();
+        events.into_iter().find_map(|x| match x {
+            Event::Alert { alert, .. } if alert.action == EscalationAction::Unanswered => {
+                Some(alert)
+            }
+            _ => None,
+        })
+    })
+    .await;
+    assert_eq!(told.message_id, stat);
+    assert!(told.text.contains("nobody acknowledged"), "{told:?}");
+    assert!(has_action(
+        &actions(&t).await,
+        "routing.escalation.unanswered",
+        &stat.to_string()
+    ));
+    admin.client = t.sign_in_as_device(&admin, admin.device_id).await;
+    let report = admin
+        .client
+        .response_report(t.now() - 3600, t.now() + 1)
+        .await
+        .unwrap();
+    assert_eq!(report.unanswered.len(), 1, "{report:?}");
+    assert_eq!(report.unanswered[0].message_id, stat);
+    let by_role = report
+        .by_role
+        .iter()
+        .find(|r| r.id == Some(role.id))
+        .unwrap();
+    assert_eq!(by_role.unanswered, 1);
+}
+
 both_backends!(
     urgent_never_downgrades_a_stat,
     a_waiting_stat_is_handed_over_at_shift_change,
@@ -1345,5 +1441,6 @@ both_backends!(
     paging_follows_presence_and_falls_back,
     ical_schedule_with_recurrence_and_time_zones,
     calendar_changes_upstream_change_who_is_on_call,
+    a_ladder_that_reaches_nobody_tells_the_sender,
     break_glass_needs_a_reason_expires_and_is_reported,
 );

@@ -129,6 +129,9 @@ fn alert_text(priority: Priority, waited: i64, action: EscalationAction) -> Stri
     match action {
         EscalationAction::Handoff => format!("{p} message handed over to you at shift change"),
         EscalationAction::Acknowledged => format!("{p} message acknowledged"),
+        EscalationAction::Unanswered => format!(
+            "{p} message: nobody acknowledged it in {mins} min and every escalation step has run; act on it another way"
+        ),
         _ => format!("{p} message not acknowledged for {mins} min"),
     }
 }
@@ -370,7 +373,9 @@ impl RoutingService {
         let Some(step) = steps.get(r.step as usize).copied() else {
             r.state = EscalationState::Exhausted;
             r.next_at = None;
-            self.store.advance(&r, r.step, None, None).await?;
+            if self.store.advance(&r, r.step, None, None).await? {
+                self.unanswered(&r, now).await?;
+            }
             return Ok(());
         };
         let mut event = EscalationEventRow {
@@ -434,7 +439,9 @@ impl RoutingService {
                 texts = self.text_targets(&r, &policy, now).await?;
                 event.users = texts.iter().map(|(u, _)| *u).collect();
             }
-            EscalationAction::Handoff | EscalationAction::Acknowledged => {}
+            EscalationAction::Handoff
+            | EscalationAction::Acknowledged
+            | EscalationAction::Unanswered => {}
         }
         added.retain(|u| *u != r.sender_user && !r.notified.contains(u));
         for u in &added {
@@ -445,9 +452,17 @@ impl RoutingService {
         if !added.is_empty() {
             event.users = added.clone();
         }
+        // A step that reached nobody (no backup on shift, no fallback role,
+        // nobody with a phone) is recorded as such — its event names nobody —
+        // and the next step runs at once instead of at its time: waiting
+        // would only delay the one that can reach someone. A throttled
+        // re-notify did reach people a moment ago, so it is not "nobody".
+        let throttled = step.action == EscalationAction::Renotify && !r.notified.is_empty();
+        let reached_nobody = event.users.is_empty() && !throttled;
         r.step += 1;
         r.escalations += 1;
         match steps.get(r.step as usize) {
+            Some(_) if reached_nobody => r.next_at = Some(now),
             Some(next) => r.next_at = Some(r.created_at + next.after_secs),
             None => {
                 r.state = EscalationState::Exhausted;
@@ -474,10 +489,42 @@ impl RoutingService {
                 }
                 .target("message", r.message_id)
                 .reason(format!(
-                    "{}: {} user(s){}",
+                    "{}: {}{}",
                     step.action.as_str(),
-                    event.users.len(),
+                    if reached_nobody {
+                        "reached nobody".to_owned()
+                    } else {
+                        format!("{} user(s)", event.users.len())
+                    },
                     if event.sms { " texted" } else { "" }
+                )),
+            )
+            .await?;
+        if r.state == EscalationState::Exhausted {
+            self.unanswered(&r, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The ladder ran out and nobody acknowledged: the sender and everyone
+    /// alerted are told at once, and it is audited as a clinical-safety
+    /// event (the response report lists it under `unanswered`).
+    async fn unanswered(&self, r: &RoutedRow, now: i64) -> ApiResult<()> {
+        self.alert(r, EscalationAction::Unanswered, &r.notified, &[], None, now)
+            .await?;
+        self.audit
+            .record(
+                NewEvent {
+                    org_id: Some(r.org_id),
+                    ..NewEvent::service("escalation", AuditAction::EscalationUnanswered)
+                }
+                .target("message", r.message_id)
+                .reason(format!(
+                    "{} message unanswered after {} step(s) and {} s; {} user(s) alerted",
+                    r.priority.as_str(),
+                    r.step,
+                    now - r.created_at,
+                    r.notified.len()
                 )),
             )
             .await?;

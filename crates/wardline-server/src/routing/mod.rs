@@ -69,7 +69,9 @@ pub fn validate_escalation(p: &EscalationPolicy) -> ApiResult<()> {
             }
             if matches!(
                 s.action,
-                EscalationAction::Handoff | EscalationAction::Acknowledged
+                EscalationAction::Handoff
+                    | EscalationAction::Acknowledged
+                    | EscalationAction::Unanswered
             ) {
                 return Err(ApiError::validation(format!(
                     "escalation.{which}: {} is recorded by the server, not a step",
@@ -1241,11 +1243,13 @@ impl RoutingService {
             acked: Vec<i64>,
             escalated: i64,
             unacknowledged: i64,
+            unanswered: i64,
         }
         let mut by_role: BTreeMap<Option<Uuid>, Acc> = BTreeMap::new();
         let mut by_dept: BTreeMap<Option<Uuid>, Acc> = BTreeMap::new();
         let mut waiting = Vec::new();
         let mut escalated = Vec::new();
+        let mut unanswered = Vec::new();
         for r in &rows {
             // One escalation stream counts once.
             if r.merged_into.is_some() {
@@ -1275,12 +1279,16 @@ impl RoutingService {
                     r.state,
                     EscalationState::Open | EscalationState::Exhausted
                 ));
+                acc.unanswered += i64::from(r.state == EscalationState::Exhausted);
             }
             let is_waiting = matches!(r.state, EscalationState::Open | EscalationState::Exhausted);
             if is_waiting || r.escalations > 0 {
                 let view = self.escalation_with(r, &policy).await?;
                 if r.escalations > 0 {
                     escalated.push(view.clone());
+                }
+                if r.state == EscalationState::Exhausted {
+                    unanswered.push(view.clone());
                 }
                 if is_waiting {
                     waiting.push(view);
@@ -1298,6 +1306,7 @@ impl RoutingService {
                 acknowledged: a.acked.len() as i64,
                 escalated: a.escalated,
                 unacknowledged: a.unacknowledged,
+                unanswered: a.unanswered,
                 median_read_secs: percentile(a.read.clone(), 50),
                 median_ack_secs: percentile(a.acked.clone(), 50),
                 p90_ack_secs: percentile(a.acked, 90),
@@ -1314,6 +1323,7 @@ impl RoutingService {
                 .map(|(id, a)| times(id, &dept_name, "(no department)", a))
                 .collect(),
             unacknowledged: waiting,
+            unanswered,
             escalated,
         })
     }
