@@ -66,11 +66,72 @@ pub type Result<T> = std::result::Result<T, ChatError>;
 pub type SyncSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// How long opening a device's store waits for another process using it.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// The exclusive OS lock on a device's store (`<store>.lock`): one writer per
+/// device. Dropped, it is released (also when the process dies).
+#[derive(Debug)]
+struct StoreLock(#[allow(dead_code)] std::fs::File);
+
+impl StoreLock {
+    /// Waits (up to [`LOCK_WAIT`]) for another process that holds it.
+    async fn acquire(store: &Path) -> Result<StoreLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = lock_path(store);
+        let io = |e| ChatError::Io(path.display().to_string(), e);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(StoreLock(file)),
+                Err(std::fs::TryLockError::WouldBlock)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(ChatError::State(format!(
+                        "another process is using this device's message store ({}) and has not let go for {} s",
+                        store.display(),
+                        LOCK_WAIT.as_secs()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+        }
+    }
+}
+
+/// `<store>.lock`, next to the store.
+fn lock_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn fingerprint(sealed: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(sealed).into()
+}
+
 pub struct Chat {
     pub api: ApiClient,
     pub core: ChatCore,
     path: PathBuf,
     key: SealedStateKey,
+    /// Held while this object may write the store; [`Chat::watch`] lets go
+    /// while it waits, so other commands on the device can run meanwhile.
+    lock: Option<StoreLock>,
+    /// Fingerprint of the store as this object last read or wrote it: a save
+    /// over a store someone else changed is refused, never done.
+    on_disk: std::sync::Mutex<Option<[u8; 32]>>,
     /// Server time of the last refresh of conversations' lifecycle.
     lifecycle_checked: Option<i64>,
     /// Conversations whose outbox messages the last [`Chat::flush`] could
@@ -131,6 +192,8 @@ impl Chat {
         device: Uuid,
         device_name: &str,
     ) -> Result<Chat> {
+        // One writer per device: taken before the store is read.
+        let lock = StoreLock::acquire(path).await?;
         match std::fs::read(path) {
             Ok(sealed) => {
                 let key = derive_key(passphrase, Some(&sealed)).map_err(CoreError::from)?;
@@ -153,6 +216,8 @@ impl Chat {
                     core,
                     path: path.to_owned(),
                     key,
+                    lock: Some(lock),
+                    on_disk: std::sync::Mutex::new(Some(fingerprint(&sealed))),
                     lifecycle_checked: None,
                     waiting: BTreeMap::new(),
                 })
@@ -179,6 +244,8 @@ impl Chat {
                     core,
                     path: path.to_owned(),
                     key,
+                    lock: Some(lock),
+                    on_disk: std::sync::Mutex::new(None),
                     lifecycle_checked: None,
                     waiting: BTreeMap::new(),
                 };
@@ -222,9 +289,61 @@ impl Chat {
         }
     }
 
+    /// Seals the state to the store. Refused, with nothing written, when this
+    /// object does not hold the store's lock or the store changed since it
+    /// last read or wrote it (another writer): a stale copy never overwrites
+    /// newer state.
     pub fn save(&self) -> Result<()> {
-        write_private(&self.path, &self.core.seal(&self.key))
-            .map_err(|e| ChatError::Io(self.path.display().to_string(), e))
+        let io = |e| ChatError::Io(self.path.display().to_string(), e);
+        if self.lock.is_none() {
+            return Err(ChatError::State(
+                "the message store is saved only by the process holding its lock".into(),
+            ));
+        }
+        let mut on_disk = self.on_disk.lock().unwrap_or_else(|p| p.into_inner());
+        let now = match std::fs::read(&self.path) {
+            Ok(bytes) => Some(fingerprint(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(e)),
+        };
+        if now != *on_disk {
+            return Err(ChatError::State(format!(
+                "the message store {} was changed by another writer since this process read it; \
+                 nothing was overwritten (run the command again)",
+                self.path.display()
+            )));
+        }
+        let sealed = self.core.seal(&self.key);
+        write_private(&self.path, &sealed).map_err(io)?;
+        *on_disk = Some(fingerprint(&sealed));
+        Ok(())
+    }
+
+    /// Lets go of the store so that other processes on this device can use
+    /// it; [`Chat::relock`] takes it back.
+    fn unlock(&mut self) {
+        self.lock = None;
+    }
+
+    /// Takes the store's lock again and, if another process changed the
+    /// store meanwhile, reloads the state from it (this object had nothing
+    /// unsaved: every change is saved before the lock is let go).
+    async fn relock(&mut self) -> Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let lock = StoreLock::acquire(&self.path).await?;
+        let sealed = std::fs::read(&self.path)
+            .map_err(|e| ChatError::Io(self.path.display().to_string(), e))?;
+        let now = fingerprint(&sealed);
+        let mut on_disk = self.on_disk.lock().unwrap_or_else(|p| p.into_inner());
+        if *on_disk != Some(now) {
+            self.core = ChatCore::open(&sealed, &self.key)?;
+            *on_disk = Some(now);
+        }
+        drop(on_disk);
+        self.lock = Some(lock);
+        Ok(())
     }
 
     pub fn user(&self) -> Uuid {
@@ -653,8 +772,13 @@ impl Chat {
     /// Streams the inbox over the sync WebSocket, calling `on_event` for each
     /// event, until the socket closes (the caller reconnects) or `on_event`
     /// returns false.
+    /// Between batches the store's lock is let go, so other commands on the
+    /// same device (another terminal, another tab) run meanwhile; each batch
+    /// takes it back and starts from what is on disk.
     pub async fn watch(&mut self, on_event: impl FnMut(&Event) -> bool) -> Result<()> {
         let r = self.watch_inner(on_event).await;
+        let relocked = self.relock().await;
+        let r = r.and(relocked);
         self.obey_wipe(r).await
     }
 
@@ -667,6 +791,7 @@ impl Chat {
         }
         let mut socket = self.connect().await?;
         let mut batch: Vec<InboxEntry> = Vec::new();
+        self.unlock();
         while let Some(msg) = socket.next().await {
             let msg = msg.map_err(|e| ChatError::Socket(e.to_string()))?;
             let text = match msg {
@@ -682,6 +807,7 @@ impl Chat {
                     if batch.is_empty() {
                         continue;
                     }
+                    self.relock().await?;
                     let mut events = Vec::new();
                     for e in batch.drain(..) {
                         events.extend(self.core.apply(&e));
@@ -696,6 +822,7 @@ impl Chat {
                         .await
                         .map_err(|e| ChatError::Socket(e.to_string()))?;
                     let more = self.after_events(&events).await?;
+                    self.unlock();
                     for e in events.iter().chain(more.iter()) {
                         if !on_event(e) {
                             return Ok(());

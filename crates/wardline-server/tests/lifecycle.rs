@@ -210,16 +210,12 @@ async fn retention_and_legal_hold(backend: Backend) {
     p.sync().await.unwrap();
     assert!(texts(&p, chatter).is_empty(), "{:?}", texts(&p, chatter));
     let path = devices.path(paul.device_id);
-    let reopened = Chat::open(
-        p.api.clone(),
-        &path,
-        PASSPHRASE,
-        paul.user.id,
-        paul.device_id,
-        "x",
-    )
-    .await
-    .unwrap();
+    // One writer per device store: this process lets go before opening it again.
+    let api = p.api.clone();
+    drop(p);
+    let reopened = Chat::open(api, &path, PASSPHRASE, paul.user.id, paul.device_id, "x")
+        .await
+        .unwrap();
     assert!(
         texts(&reopened, chatter).is_empty(),
         "gone from the local store on disk"
@@ -508,6 +504,15 @@ async fn ephemeral_and_recall(backend: Backend) {
     p2.sync().await.unwrap();
     assert!(!texts(&p2, conv).iter().any(|t| t.contains("metoprolol")));
     assert!(!texts(&n, conv).iter().any(|t| t.contains("metoprolol")));
+    // Issue 18, item 8: the iPad never received the recalled message, so its
+    // sync acknowledgement and a read watermark past it report nothing of it.
+    p2.mark_read(conv).await.unwrap();
+    let r = n.api.receipts(conv, wrong).await.unwrap();
+    let ipad = r.receipts.iter().find(|d| d.device_id == p2_id).unwrap();
+    assert!(
+        ipad.delivered_at.is_none() && ipad.read_at.is_none(),
+        "receipts only for what a device received: {ipad:?}"
+    );
     let err = n.api.recall(conv, wrong).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Conflict));
 

@@ -44,7 +44,7 @@ pub enum ChatCommand {
     /// Start a conversation again from this device, when it waits to join
     /// and no member device is left to add it (all were removed or wiped).
     Refound(ConvArgs),
-    /// Save an attachment of a message to a file.
+    /// Save the attachments of a message (owner-only files).
     Download(DownloadArgs),
     /// Your devices: name, identity key fingerprint, key packages left.
     Devices(ClientOpts),
@@ -206,7 +206,8 @@ pub struct ConvArgs {
 pub struct DownloadArgs {
     conversation: String,
     message: String,
-    /// Where to write the attachment (the first one of the message).
+    /// Where to write: a file for a message's one attachment, a directory
+    /// (created if need be) for several, each under its own name. Mode 0600.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -448,6 +449,14 @@ fn alert_line(
             short(conversation),
             alert.text,
             alert.message_id
+        );
+    }
+    if me.is_some() && alert.sender == me && alert.action == EscalationAction::Unanswered {
+        return format!(
+            "UNANSWERED [{}] your message {}: {}",
+            short(conversation),
+            alert.message_id,
+            alert.text
         );
     }
     if me.is_some() && alert.sender == me {
@@ -952,7 +961,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                         if args.opts.json {
                             let _ = print_json(message);
                         } else {
-                            print!("[{}] ", short(*conversation));
+                            crate::term::put(&format!("[{}] ", short(*conversation)));
                             print_message(message, &names);
                         }
                         seen += 1;
@@ -964,7 +973,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                         conversation,
                         change,
                     } if only.is_none_or(|c| c == *conversation) && !args.opts.json => {
-                        print!("[{}] ", short(*conversation));
+                        crate::term::put(&format!("[{}] ", short(*conversation)));
                         print_change(change, &names);
                     }
                     Event::Removed { conversation } => {
@@ -1002,8 +1011,15 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
-        if chat.api.current_session().await.is_err() {
-            bail!("the session ended; run `wardline login`");
+        // Only the server's verdict on the session ends it: a restart, a
+        // network cut or a proxy error is a reason to reconnect, not to sign out.
+        match chat.api.current_session().await {
+            Ok(_) => backoff = Duration::from_secs(1),
+            Err(e) if e.code() == Some(wardline_proto::ErrorCode::Unauthenticated) => {
+                bail!("the session ended; run `wardline login`")
+            }
+            // A wipe order is obeyed by the next watch's sync.
+            Err(e) => eprintln!("the server cannot be reached ({e}); trying again"),
         }
     }
 }
@@ -1100,23 +1116,63 @@ async fn refound(args: ConvArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A sender's file name as a name in a local directory: no directories, no
+/// control characters, never empty or hidden.
+fn local_name(name: &str, index: usize) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect();
+    let clean = clean.trim_start_matches('.').trim();
+    if clean.is_empty() {
+        format!("attachment-{}", index + 1)
+    } else {
+        clean.chars().take(200).collect()
+    }
+}
+
 async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
     report(&chat.sync().await?, chat.user());
     let conv = resolve(&chat, &args.conversation)?;
     let msg = resolve_message(&chat, conv, &args.message)?;
-    let att = chat
+    let attachments = chat
         .core
         .conversations
         .get(&conv)
         .and_then(|c| c.messages.iter().find(|m| m.id == msg))
-        .and_then(|m| m.content.attachments.first().cloned())
-        .context("that message has no attachment")?;
-    let sealed = chat.api.download_attachment(conv, att.id).await?;
-    let data = content::open_attachment(&sealed, &att.key)
-        .context("the attachment does not match its key (altered on the server?)")?;
-    std::fs::write(&args.out, data)?;
-    say!("{} ({} bytes) → {}", att.name, att.size, args.out.display());
+        .map(|m| m.content.attachments.clone())
+        .unwrap_or_default();
+    if attachments.is_empty() {
+        bail!("that message has no attachment");
+    }
+    // One attachment to a file name; several (or a directory given) into
+    // that directory under their own names.
+    let into_dir = attachments.len() > 1 || args.out.is_dir();
+    if into_dir {
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+    }
+    let mut used: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for (i, att) in attachments.iter().enumerate() {
+        let sealed = chat.api.download_attachment(conv, att.id).await?;
+        let data = content::open_attachment(&sealed, &att.key)
+            .context("the attachment does not match its key (altered on the server?)")?;
+        let path = if into_dir {
+            let mut name = local_name(&att.name, i);
+            while !used.insert(name.clone()) {
+                name = format!("{}-{name}", i + 1);
+            }
+            args.out.join(name)
+        } else {
+            args.out.clone()
+        };
+        // Owner-only, like the message store: attachments are PHI.
+        wardline_client::profile::write_private(&path, &data)
+            .with_context(|| format!("writing {}", path.display()))?;
+        say!("{} ({} bytes) → {}", att.name, att.size, path.display());
+    }
     Ok(())
 }
 

@@ -130,9 +130,26 @@ enum AdminCommand {
     RotateKek(offline::RotateArgs),
 }
 
+/// The arguments with a `--json` given before the subcommand moved to the
+/// end, where every command that prints takes it (`wardline --json chat list`
+/// is `wardline chat list --json`).
+fn args_with_json_last() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first_word = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map_or(args.len(), |i| i + 1);
+    if let Some(i) = args[..first_word].iter().position(|a| a == "--json") {
+        let json = args.remove(i);
+        args.push(json);
+    }
+    args
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args_with_json_last());
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Setup(args) => remote::setup(args).await,
@@ -167,7 +184,7 @@ fn totp_code(secret: &str) -> anyhow::Result<()> {
     let bytes = totp_rs::Secret::try_from_base32(secret.trim().to_uppercase())
         .map_err(|_| anyhow::anyhow!("not a base32 secret"))?;
     let t = totp_rs::Builder::new().with_secret(bytes).build()?;
-    println!("{}", t.generate_current());
+    term::say!("{}", t.generate_current());
     Ok(())
 }
 

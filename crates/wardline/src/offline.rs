@@ -13,6 +13,7 @@ use wardline_server::clock::SystemClock;
 use wardline_server::store::{SqlStore, Store};
 use wardline_server::vault::rewrap_all;
 
+use crate::term::say;
 use crate::{NewOrgArgs, ServerOpts, input, load_config};
 
 #[derive(clap::Args)]
@@ -58,11 +59,14 @@ pub async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
         )
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    println!(
+    say!(
         "created organisation {} ({}) with administrator {} ({})",
-        org.name, org.slug, admin.email, admin.id
+        org.name,
+        org.slug,
+        admin.email,
+        admin.id
     );
-    println!("the administrator sets up an authenticator at first sign-in (`wardline login`)");
+    say!("the administrator sets up an authenticator at first sign-in (`wardline login`)");
     Ok(())
 }
 
@@ -91,7 +95,7 @@ pub async fn rotate_kek(args: RotateArgs) -> anyhow::Result<()> {
     let old = keys.current_kek_id();
     let new = keys.rotate()?;
     let moved = rewrap_all(keys.as_ref(), store.as_ref()).await?;
-    println!("new key-encryption key {new} (was {old}); rewrapped {moved} data keys");
+    say!("new key-encryption key {new} (was {old}); rewrapped {moved} data keys");
     if args.retire_old {
         // A server that wrapped a key under the old KEK just before noticing the
         // rotation is caught by this second pass.
@@ -101,7 +105,7 @@ pub async fn rotate_kek(args: RotateArgs) -> anyhow::Result<()> {
             anyhow::bail!("data keys are still wrapped under old KEKs ({counts:?}); not retiring");
         }
         let retired = keys.retire_all_but_current()?;
-        println!("rewrapped {late} more; retired {}", retired.join(", "));
+        say!("rewrapped {late} more; retired {}", retired.join(", "));
     }
     audit
         .record(
@@ -119,7 +123,7 @@ pub async fn rotate_kek(args: RotateArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     for (kek, n) in store.count_data_keys_by_kek().await? {
-        println!("  {kek}: {n} data keys");
+        say!("  {kek}: {n} data keys");
     }
     store.close().await;
     Ok(())

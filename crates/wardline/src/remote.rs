@@ -118,8 +118,12 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
     let server = pick(a.server, old.as_ref().map(|p| p.server.clone()), "server")?;
     let org = pick(a.org, old.as_ref().map(|p| p.org.clone()), "org")?;
     let email = pick(a.email, old.as_ref().map(|p| p.email.clone()), "email")?;
+    // Kept absolute: the profile is used from any directory.
     let ca_cert = a
         .ca_cert
+        .map(std::path::absolute)
+        .transpose()
+        .context("the --ca-cert path")?
         .or_else(|| old.as_ref().and_then(|p| p.ca_cert.clone()));
     // Keep the device id across sign-ins on this installation.
     let device_id = old

@@ -43,13 +43,30 @@ fn is_bidi_control(c: char) -> bool {
     )
 }
 
-/// `println!` for anything that may hold text from the network.
+/// Writes `text` to standard output. Output cut short (`wardline … | head`)
+/// ends the command quietly, as for any Unix tool, instead of the panic of
+/// `print!` on a closed pipe. (SIGPIPE stays ignored: a socket write must
+/// never kill a client.)
+pub fn put(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` for anything that may hold text from the network: control
+/// characters made visible ([`safe`]), a closed pipe ends quietly ([`put`]).
 macro_rules! say {
     () => {
-        println!()
+        $crate::term::put("\n")
     };
     ($($arg:tt)*) => {
-        println!("{}", $crate::term::safe(&format!($($arg)*)))
+        $crate::term::put(&format!("{}\n", $crate::term::safe(&format!($($arg)*))))
     };
 }
 pub(crate) use say;

@@ -6,6 +6,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -269,5 +270,27 @@ fn bootstrap_serve_login_admin_rotate_and_shutdown() {
     assert!(
         !data.join("keys/kek.json").exists(),
         "the verifier made a key file"
+    );
+}
+
+/// Issue 18, item 8: `--json` before the subcommand is taken, and output cut
+/// short (`wardline … | head`) ends the command quietly instead of a panic.
+#[test]
+fn json_anywhere_and_a_closed_pipe() {
+    let missing = Path::new("/nonexistent/wardline-profile.json");
+    let (ok, _, err) = wardline(missing, &["--json", "whoami"], "");
+    assert!(!ok && err.contains("no profile"), "{err}");
+    let mut child = Command::new(BIN)
+        .args(["totp-code", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
     );
 }

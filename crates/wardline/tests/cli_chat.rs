@@ -165,17 +165,24 @@ fn two_users_three_devices_through_the_cli() {
     );
 
     // Receipts of Bo's message, per device of Nina's.
-    let receipts = chat(&bo, &["receipts", &conv[..8]]);
-    let rows: Vec<Vec<&str>> = receipts
-        .lines()
-        .filter(|l| l.starts_with("Nina Nurse"))
-        .map(|l| {
-            l.split("  ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect()
-        })
-        .collect();
+    // Columns of Nina's rows: recipient, device, delivered, read ("—" when not yet).
+    let nina_receipts = |args: &[&str]| {
+        let mut all = vec!["receipts", &conv[..8]];
+        all.extend_from_slice(args);
+        chat(&bo, &all)
+            .lines()
+            .filter(|l| l.starts_with("Nina Nurse"))
+            .map(|l| {
+                l.split("  ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let rows = nina_receipts(&[]);
+    let receipts = format!("{rows:?}");
     assert_eq!(rows.len(), 2, "{receipts}");
     // Columns: recipient, device, delivered, read ("—" when not yet).
     assert!(
@@ -218,20 +225,7 @@ fn two_users_three_devices_through_the_cli() {
         last.contains("earlier message(s) from others not shown here, so not marked read"),
         "{last}"
     );
-    let read_of = |id: &str| {
-        chat(&bo, &["receipts", &conv[..8], id])
-            .lines()
-            .filter(|l| l.starts_with("Nina Nurse"))
-            .map(|l| {
-                l.split("  ")
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect::<Vec<_>>()
-    };
-    let rows = read_of(&urgent[..8]);
+    let rows = nina_receipts(&[&urgent[..8]]);
     assert!(rows.iter().any(|r| r[2] != "—"), "delivered: {rows:?}");
     assert!(
         rows.iter().all(|r| r[3] == "—"),
@@ -239,9 +233,54 @@ fn two_users_three_devices_through_the_cli() {
     );
     chat(&nina1, &["read", &conv[..8]]);
     assert!(
-        read_of(&urgent[..8]).iter().any(|r| r[3] != "—"),
+        nina_receipts(&[&urgent[..8]]).iter().any(|r| r[3] != "—"),
         "shown now, so read"
     );
+
+    // Issue 18, item 8: a message's every attachment is saved, owner-only.
+    let (lab, ecg) = (dir.path().join("lab.pdf"), dir.path().join("ecg.png"));
+    std::fs::write(&lab, b"%PDF-1.4 potassium 6.9").unwrap();
+    std::fs::write(&ecg, b"\x89PNG peaked T waves").unwrap();
+    chat(
+        &bo,
+        &[
+            "send",
+            &conv[..8],
+            "two files",
+            "--attach",
+            lab.to_str().unwrap(),
+            "--attach",
+            ecg.to_str().unwrap(),
+        ],
+    );
+    let all: serde_json::Value =
+        serde_json::from_str(&chat(&nina1, &["read", &conv[..8], "--json"])).unwrap();
+    let with_files = all.as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let saved = dir.path().join("saved");
+    chat(
+        &nina1,
+        &[
+            "download",
+            &conv[..8],
+            &with_files[..8],
+            "--out",
+            saved.to_str().unwrap(),
+        ],
+    );
+    for (name, bytes) in [
+        ("lab.pdf", &b"%PDF-1.4 potassium 6.9"[..]),
+        ("ecg.png", &b"\x89PNG peaked T waves"[..]),
+    ] {
+        let path = saved.join(name);
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
 
     // Real time: Bo watches while the iPad writes.
     let watcher = Command::new(BIN)
@@ -271,6 +310,69 @@ fn two_users_three_devices_through_the_cli() {
     };
     assert!(out.contains("Nina Nurse: from the ward iPad"), "{out}");
 
+    // Issue 18, item 1: one device, two processes. Nina's phone watches (as
+    // the README suggests) while the same profile starts a conversation and
+    // sends from another terminal, and Bo writes so that the watcher has
+    // something to save. The watcher used to write its stale copy back,
+    // erasing what the other process created; that device's outbox then
+    // jammed ("queued (offline)" for ever).
+    let nina_watch = Killed(
+        Command::new(BIN)
+            .args(["chat", "watch"])
+            .env("WARDLINE_PROFILE", &nina1)
+            .env(PASS_ENV.0, PASS_ENV.1)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let side = chat(
+        &nina1,
+        &[
+            "new",
+            "--with",
+            "bo@test.example",
+            "--title",
+            "Two terminals",
+        ],
+    )
+    .trim()
+    .to_owned();
+    for i in 0..6 {
+        chat(&bo, &["send", &conv[..8], &format!("from Bo {i}")]);
+        let sent = chat(
+            &nina1,
+            &["send", &side[..8], &format!("second terminal {i}")],
+        );
+        assert!(!sent.contains("queued"), "{sent}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    drop(nina_watch);
+    let listed = chat(&nina1, &["list"]);
+    assert!(listed.contains("Two terminals"), "{listed}");
+    let read = chat(&bo, &["read", &side[..8]]);
+    for i in 0..6 {
+        assert!(read.contains(&format!("second terminal {i}")), "{read}");
+    }
+    let mine = chat(&nina1, &["read", &conv[..8]]);
+    assert!(mine.contains("from Bo 5"), "{mine}");
+
+    // Issue 18, item 3: a server restart is not a sign-out. Bo's watcher
+    // waits through it and shows what arrives afterwards.
+    let bo_watch = Killed(
+        Command::new(BIN)
+            .args(["chat", "watch", &conv[..8], "--count", "1"])
+            .env("WARDLINE_PROFILE", &bo)
+            .env(PASS_ENV.0, PASS_ENV.1)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+
     // The server goes down; Nina writes anyway; it is sent when it is back.
     let mut log = stop_and_log(server);
     let (ok, out, err) = wardline_env(
@@ -282,6 +384,25 @@ fn two_users_three_devices_through_the_cli() {
     assert!(ok && out.contains("queued (offline)"), "{out} {err}");
     let (server, _, _) = serve(&data, port);
     chat(&nina1, &["list"]); // any command flushes the outbox
+    let (watched, watch_err) = {
+        let mut w = bo_watch;
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while w.0.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watcher did not come back after the restart"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (mut out, mut err) = (String::new(), String::new());
+        std::io::Read::read_to_string(w.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+        std::io::Read::read_to_string(w.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        (out, err)
+    };
+    assert!(
+        watched.contains("Nina Nurse: written offline") && !watch_err.contains("session ended"),
+        "{watched}\n{watch_err}"
+    );
     let read = chat(&bo, &["read", &conv[..8]]);
     assert!(read.contains("Nina Nurse: written offline"), "{read}");
     // Who is in the group, as the MLS commits made it: both of Nina's devices.

@@ -156,7 +156,8 @@ async fn ack_in(
     sqlx::query(
         "UPDATE inbox SET delivered_at = $3 WHERE device_id = $1 AND seq <= $2 AND delivered_at IS NULL \
          AND seq > (SELECT acked_seq FROM devices WHERE id = $1) \
-         AND $2 <= (SELECT inbox_seq FROM devices WHERE id = $1)",
+         AND $2 <= (SELECT inbox_seq FROM devices WHERE id = $1) \
+         AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = inbox.message_id AND m.recalled_at IS NOT NULL)",
     )
     .bind(device.to_string())
     .bind(up_to)
@@ -926,7 +927,8 @@ impl MessagingStore for SqlStore {
                     };
                     marked += sqlx::query(
                         "UPDATE inbox SET read_at = $3, delivered_at = COALESCE(delivered_at, $3) \
-                         WHERE device_id = $1 AND seq = $2 AND read_at IS NULL",
+                         WHERE device_id = $1 AND seq = $2 AND read_at IS NULL \
+                         AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = inbox.message_id AND m.recalled_at IS NOT NULL)",
                     )
                     .bind(device.to_string())
                     .bind(seq)
@@ -943,7 +945,8 @@ impl MessagingStore for SqlStore {
                 marked = sqlx::query(
                     "UPDATE inbox SET read_at = $4, delivered_at = COALESCE(delivered_at, $4) \
                      WHERE device_id = $1 AND conversation_id = $2 AND seq <= $3 AND read_at IS NULL \
-                     AND message_id IN (SELECT id FROM messages WHERE conversation_id = $2 AND priority = 'routine')",
+                     AND message_id IN (SELECT id FROM messages WHERE conversation_id = $2 AND priority = 'routine' \
+                     AND recalled_at IS NULL)",
                 )
                 .bind(device.to_string())
                 .bind(conversation.to_string())

@@ -147,18 +147,22 @@ pub fn login_enrolling(
     org: &str,
     email: &str,
 ) -> (String, String) {
+    // Signed in from the certificate's directory with a relative path, as a
+    // person would; every later command runs elsewhere (issue 18, item 8:
+    // the profile kept the relative path and failed in any other directory).
     let mut login = Command::new(BIN)
         .args([
             "login",
             "--server",
             url,
             "--ca-cert",
-            cert.to_str().unwrap(),
+            cert.file_name().unwrap().to_str().unwrap(),
             "--org",
             org,
             "--email",
             email,
         ])
+        .current_dir(cert.parent().unwrap())
         .env("WARDLINE_PROFILE", profile)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
