@@ -504,6 +504,19 @@ pub struct RoutingPolicy {
     /// How long break-glass access lasts (5–720 minutes).
     #[cfg_attr(feature = "openapi", schema(minimum = 5, maximum = 720))]
     pub break_glass_minutes: i64,
+    /// Roles that may break the glass into a patient's conversations they
+    /// are not on (default: the clinical roles — physician, nurse, medical
+    /// assistant). Others see only what they are members of.
+    #[serde(default = "default_break_glass_roles")]
+    pub break_glass_roles: Vec<crate::Role>,
+}
+
+fn default_break_glass_roles() -> Vec<crate::Role> {
+    vec![
+        crate::Role::Physician,
+        crate::Role::Nurse,
+        crate::Role::MedicalAssistant,
+    ]
 }
 
 impl Default for RoutingPolicy {
@@ -514,6 +527,7 @@ impl Default for RoutingPolicy {
             sms_per_hour: 6,
             quiet_hours: None,
             break_glass_minutes: 60,
+            break_glass_roles: default_break_glass_roles(),
         }
     }
 }

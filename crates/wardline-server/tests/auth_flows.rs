@@ -231,6 +231,36 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
         short.current_session().await.unwrap().idle_timeout_secs,
         120
     );
+    // Issue 18, item 8: one part of the policy changes without a hand-built
+    // full document (JSON merge patch, RFC 7396); the rest stays.
+    let patched = fresh
+        .patch_policy(&serde_json::json!({"messaging": {"max_group_members": 200}}))
+        .await
+        .unwrap();
+    assert_eq!(patched.messaging.max_group_members, 200);
+    assert_eq!(patched.idle_timeout_secs, 120, "untouched members stay");
+    let reset = fresh
+        .patch_policy(&serde_json::json!({"messaging": {"max_group_members": null}}))
+        .await
+        .unwrap();
+    assert_eq!(
+        reset.messaging.max_group_members, 1000,
+        "null restores the default"
+    );
+    for bad in [
+        serde_json::json!({"idle_timeout": 60}),
+        serde_json::json!({"messaging": {"max_group_member": 5}}),
+        serde_json::json!({"idle_timeout_secs": "soon"}),
+        serde_json::json!({"idle_timeout_secs": 1}),
+    ] {
+        let e = fresh.patch_policy(&bad).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Validation), "{bad}: {e}");
+    }
+    let e = fresh
+        .patch_policy(&serde_json::json!(["idle_timeout_secs"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BadRequest), "not an object: {e}");
     let was = older.current_session().await.unwrap();
     assert_eq!(was.idle_timeout_secs, 120);
     assert!(was.expires_at <= was.created_at + 600);

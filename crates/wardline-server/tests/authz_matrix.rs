@@ -186,6 +186,13 @@ fn routes() -> Vec<Route> {
             },
         },
         Route {
+            method: Method::PATCH,
+            template: "/api/v1/org/policy",
+            query: "",
+            rule: perm(OrgPolicyManage, false),
+            body: || Some(json!({"idle_timeout_secs": 900})),
+        },
+        Route {
             method: Method::GET,
             template: "/api/v1/users",
             query: "",

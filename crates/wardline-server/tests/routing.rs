@@ -878,6 +878,20 @@ async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
         "the refusal is on the trail"
     );
 
+    // Issue 18, item 8: the front desk may not break the glass at all, with
+    // any reason; the organisation's clinical roles may.
+    let desk = t.user_with_role(&admin, Role::FrontDesk).await;
+    let e = desk
+        .client
+        .open_patient(&OpenPatientRequest {
+            patient_ref: patient.into(),
+            reason: Some("Patient's daughter called asking for an update".into()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+    assert!(e.to_string().contains("may not break the glass"), "{e}");
+
     // With a reason: time-limited membership, the compliance officer is told.
     let reason = "Covering cardiac arrest in bed 4, primary team unreachable";
     let access = dana

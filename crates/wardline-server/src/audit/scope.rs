@@ -91,6 +91,7 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("GET", "/api/v1/org", ev(OrgView)),
         ("GET", "/api/v1/org/policy", ev(OrgView)),
         ("PUT", "/api/v1/org/policy", ev(OrgPolicyUpdate)),
+        ("PATCH", "/api/v1/org/policy", ev(OrgPolicyUpdate)),
         ("GET", "/api/v1/users", ev(UsersList)),
         ("POST", "/api/v1/users", ev(UserCreate)),
         ("GET", "/api/v1/users/{id}", on(UserView, "user", "id")),

@@ -19,7 +19,7 @@ use crate::http::{ApiJson, ApiPath};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_org))
-        .routes(routes!(get_policy, update_policy))
+        .routes(routes!(get_policy, update_policy, patch_policy))
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, update_user))
         .routes(routes!(grant_compliance_officer, remove_compliance_officer))
@@ -61,6 +61,22 @@ async fn update_policy(
 ) -> ApiResult<Json<OrgPolicy>> {
     p.authorize(Permission::OrgPolicyManage)?;
     Ok(Json(s.directory.update_policy(p.org_id, policy).await?))
+}
+
+/// Change part of the organisation's policy: a JSON merge patch (RFC 7396)
+/// of the policy document — members present are set, `null` restores a
+/// default, members absent stay. The result is checked as a whole; unknown
+/// members are refused.
+#[utoipa::path(patch, path = "/api/v1/org/policy", tag = "organisation", security(("bearer" = [])),
+    request_body(content = serde_json::Value, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn patch_policy(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(patch): ApiJson<serde_json::Value>,
+) -> ApiResult<Json<OrgPolicy>> {
+    p.authorize(Permission::OrgPolicyManage)?;
+    Ok(Json(s.directory.patch_policy(p.org_id, &patch).await?))
 }
 
 /// Everyone in the caller's organisation.

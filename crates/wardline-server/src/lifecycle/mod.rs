@@ -283,6 +283,23 @@ impl LifecycleService {
         if let Some(r) = own.retention {
             check_retention(r, "retention", policy.minimum_days)?;
         }
+        // Devices delete their own copies when a lifespan ends, where no
+        // server-side hold reaches: under a legal hold no lifespan is set
+        // (issue 18, item 8).
+        if own.message_ttl_secs.is_some() && own.message_ttl_secs != c.lifecycle.message_ttl_secs {
+            let holds = Holds::of(&self.store.list_holds(p.org_id).await?);
+            let held = self
+                .store
+                .lifecycle_conversations(p.org_id)
+                .await?
+                .iter()
+                .any(|lc| lc.id == id && holds.conversation(lc));
+            if held {
+                return Err(ApiError::conflict(
+                    "a legal hold covers this conversation: its messages cannot be given a lifespan until the hold is released",
+                ));
+            }
+        }
         if let Some(t) = own.message_ttl_secs
             && !(60..=policy.max_ttl_secs).contains(&t)
         {

@@ -1057,13 +1057,19 @@ impl RoutingService {
             }
         }
         let reason = req.reason.as_deref().map(str::trim).unwrap_or_default();
+        let policy = self.policy(p.org_id).await?;
+        if !locked.is_empty() && !p.roles.iter().any(|r| policy.break_glass_roles.contains(r)) {
+            return Err(ApiError::forbidden(
+                "you are not on this patient's care team, and your role may not break the glass \
+                 (the organisation allows it to routing.break_glass_roles)",
+            ));
+        }
         if !locked.is_empty() && !(10..=500).contains(&reason.chars().count()) {
             return Err(ApiError::forbidden(
                 "you are not on this patient's care team: break-glass access needs a stated reason (10 to 500 characters), which the compliance officer reviews",
             ));
         }
         let now = self.clock.now();
-        let policy = self.policy(p.org_id).await?;
         let mut grants = Vec::new();
         for c in &locked {
             let (key_row, key) = self.vault.new_key_row(p.org_id)?;
