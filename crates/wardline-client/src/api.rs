@@ -22,14 +22,36 @@ pub enum ClientError {
         code: ErrorCode,
         message: String,
     },
-    #[error("cannot reach the server: {0}")]
-    Transport(#[from] reqwest::Error),
+    /// Said once: where, and the innermost cause ("Connection refused"),
+    /// not reqwest's chain that names the URL at every level.
+    #[error("cannot reach the server{}: {}", transport_where(.0), transport_cause(.0))]
+    Transport(reqwest::Error),
     #[error("TLS setup: {0}")]
     Tls(String),
     #[error("profile: {0}")]
     Profile(String),
     #[error("unexpected response ({status}): {body}")]
     Unexpected { status: u16, body: String },
+}
+
+impl From<reqwest::Error> for ClientError {
+    fn from(e: reqwest::Error) -> Self {
+        ClientError::Transport(e)
+    }
+}
+
+fn transport_where(e: &reqwest::Error) -> String {
+    e.url()
+        .map(|u| format!(" at {}", u.origin().ascii_serialization()))
+        .unwrap_or_default()
+}
+
+fn transport_cause(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 impl ClientError {
@@ -644,6 +666,12 @@ impl ApiClient {
 
     pub async fn set_policy(&self, p: &OrgPolicy) -> Result<OrgPolicy> {
         self.send(Method::PUT, "/api/v1/org/policy", Some(p)).await
+    }
+
+    /// Changes part of the policy: a JSON merge patch (RFC 7396).
+    pub async fn patch_policy(&self, patch: &serde_json::Value) -> Result<OrgPolicy> {
+        self.send(Method::PATCH, "/api/v1/org/policy", Some(patch))
+            .await
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>> {

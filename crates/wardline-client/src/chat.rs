@@ -49,12 +49,20 @@ pub enum ChatError {
     /// (and the erasure confirmed to the server, if it answered).
     #[error("this device was reported lost and has been wiped: its local store and keys are erased{}", if *.confirmed { " (confirmed to the server)" } else { "" })]
     Wiped { confirmed: bool },
+    /// The server refused the message just sent for good; it is out of the
+    /// outbox (see [`Chat::refused`]).
+    #[error("the server refused the message: {message}")]
+    Refused {
+        code: Option<ErrorCode>,
+        message: String,
+    },
 }
 
 impl ChatError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ChatError::Api(e) => e.code(),
+            ChatError::Refused { code, .. } => *code,
             _ => None,
         }
     }
@@ -137,6 +145,20 @@ pub struct Chat {
     /// Conversations whose outbox messages the last [`Chat::flush`] could
     /// not send yet, and why.
     pub waiting: BTreeMap<Uuid, Waiting>,
+    /// Outbox messages the server refused for good (too large, not allowed,
+    /// not valid) since this object was opened: taken out of the outbox so
+    /// the ones after them go, and reported here with the server's reason —
+    /// an outbox never jams in silence.
+    pub refused: Vec<Refused>,
+}
+
+/// An outbox message the server will never accept, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub message: Uuid,
+    pub conversation: Uuid,
+    pub code: Option<ErrorCode>,
+    pub reason: String,
 }
 
 /// Why a conversation's messages wait in the outbox.
@@ -220,6 +242,7 @@ impl Chat {
                     on_disk: std::sync::Mutex::new(Some(fingerprint(&sealed))),
                     lifecycle_checked: None,
                     waiting: BTreeMap::new(),
+                    refused: Vec::new(),
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -248,6 +271,7 @@ impl Chat {
                     on_disk: std::sync::Mutex::new(None),
                     lifecycle_checked: None,
                     waiting: BTreeMap::new(),
+                    refused: Vec::new(),
                 };
                 // The key packages' private keys are on disk before the server
                 // can hand them out.
@@ -609,7 +633,13 @@ impl Chat {
         let id = self.core.queue(conv, content, priority, ttl_secs);
         self.save()?;
         let r = match self.flush().await {
-            Ok(_) => Ok(id),
+            Ok(_) => match self.refused.iter().find(|r| r.message == id) {
+                Some(r) => Err(ChatError::Refused {
+                    code: r.code,
+                    message: r.reason.clone(),
+                }),
+                None => Ok(id),
+            },
             Err(ChatError::Api(ClientError::Transport(_))) => Ok(id),
             Err(e) => Err(e),
         };
@@ -720,6 +750,24 @@ impl Chat {
                     Some(ErrorCode::NotFound) => {
                         self.core.drop_at(i);
                         self.save()?;
+                        attempts = 0;
+                    }
+                    // Refused for good: retrying would block every message
+                    // behind it. Out of the outbox, and said.
+                    Some(
+                        ErrorCode::Validation
+                        | ErrorCode::PayloadTooLarge
+                        | ErrorCode::BadRequest
+                        | ErrorCode::Forbidden,
+                    ) => {
+                        self.core.drop_at(i);
+                        self.save()?;
+                        self.refused.push(Refused {
+                            message: next.id,
+                            conversation: next.conversation,
+                            code: e.code(),
+                            reason: e.to_string(),
+                        });
                         attempts = 0;
                     }
                     _ => return Err(e.into()),

@@ -107,6 +107,27 @@ async fn retention_and_legal_hold(backend: Backend) {
     let hold = officer.client.place_legal_hold(&hold_req).await.unwrap();
     assert_eq!(hold.target, "mrn-7731");
     assert!(hold.released_at.is_none());
+    // Issue 18, item 8: under the hold no member gives the held thread a
+    // lifespan (devices would delete their copies, beyond any server hold);
+    // an unheld thread still takes one.
+    let lifespan = ConversationLifecycle {
+        retention: None,
+        message_ttl_secs: Some(600),
+    };
+    let err = n
+        .api
+        .set_conversation_lifecycle(clinical, &lifespan)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict), "{err}");
+    n.api
+        .set_conversation_lifecycle(chatter, &lifespan)
+        .await
+        .unwrap();
+    n.api
+        .set_conversation_lifecycle(chatter, &ConversationLifecycle::default())
+        .await
+        .unwrap();
     let register = officer.client.legal_holds().await.unwrap();
     assert_eq!(register.holds.len(), 1);
     assert_eq!(register.holds[0].matter, "Doe v. General Hospital");
@@ -390,7 +411,10 @@ async fn ephemeral_and_recall(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Validation), "{err}");
-    n.core.drop_next();
+    assert!(
+        n.core.outbox.is_empty(),
+        "refused for good: out of the outbox"
+    );
 
     // Two hours later: the iPad, offline until now, never receives it; the
     // others delete theirs; the server deletes it on its next run.

@@ -747,6 +747,38 @@ async fn offline_outbox(backend: Backend) {
         vec!["offline 1", "offline 2", "offline 3", "answer lost"]
     );
 
+    // Issue 18, item 1: a message the server refuses for good (here: larger
+    // than any submission it takes) does not jam the outbox in silence: it is
+    // taken out with the server's reason, and the ones behind it go.
+    let online = std::mem::replace(
+        &mut a.api,
+        ApiClient::new(&dead_url, Some(&t.ca_pem))
+            .unwrap()
+            .with_token(Some(alice.token.clone())),
+    );
+    let huge = a
+        .send(
+            conv,
+            MessageContent::text("x".repeat(9 << 20)),
+            Priority::Routine,
+        )
+        .await
+        .unwrap();
+    a.send(
+        conv,
+        MessageContent::text("behind the refused one"),
+        Priority::Routine,
+    )
+    .await
+    .unwrap();
+    a.api = online;
+    assert_eq!(a.flush().await.unwrap(), 1);
+    assert!(a.core.outbox.is_empty());
+    assert_eq!(a.refused.len(), 1, "{:?}", a.refused);
+    assert_eq!(a.refused[0].message, huge);
+    b.sync().await.unwrap();
+    assert_eq!(texts(&b, conv).last().unwrap(), "behind the refused one");
+
     // M9 of the 2026-11-30 findings: Alice's new device is in the
     // conversation but not yet its MLS group (no member device has added it).
     // A message to it waits, and says why; it no longer holds back a STAT to

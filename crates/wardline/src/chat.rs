@@ -268,6 +268,29 @@ fn hostname() -> String {
         .unwrap_or_else(|| "this computer".into())
 }
 
+/// Syncs; when the server cannot be reached, says so (and since when) and
+/// goes on with this device's copy — reading works offline, within the
+/// device policy's `max_offline_days` (checked when the store opens).
+/// Returns whether the server answered.
+async fn sync_or_offline(chat: &mut Chat) -> anyhow::Result<bool> {
+    match chat.sync().await {
+        Ok(events) => {
+            report(&events, chat.user());
+            report_refused(chat);
+            Ok(true)
+        }
+        Err(ChatError::Api(e @ wardline_client::ClientError::Transport(_))) => {
+            let since = match chat.core.server_time() {
+                0 => "never reached".to_owned(),
+                t => format!("last reached {}", time(t)),
+            };
+            eprintln!("offline: {e}; showing this device's copy (server {since})");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Everyone's display name, for showing senders.
 async fn names(chat: &Chat) -> HashMap<Uuid, String> {
     chat.api
@@ -414,6 +437,16 @@ fn print_change(c: &GroupChange, names: &HashMap<Uuid, String>) {
 
 /// Warnings, new devices and escalation alerts from a sync, for `me`
 /// (alerts about my own message are not asks to acknowledge it).
+/// Outbox messages the server refused for good (see `Chat::refused`).
+fn report_refused(chat: &Chat) {
+    for r in &chat.refused {
+        eprintln!(
+            "not sent: message {} to conversation {} was refused by the server and taken out of the outbox: {}",
+            r.message, r.conversation, r.reason
+        );
+    }
+}
+
 fn report(events: &[Event], me: Uuid) {
     for e in events {
         match e {
@@ -752,7 +785,9 @@ async fn new(args: NewArgs) -> anyhow::Result<()> {
 
 async fn list(opts: ClientOpts) -> anyhow::Result<()> {
     let mut chat = open(&opts).await?;
-    report(&chat.sync().await?, chat.user());
+    if !sync_or_offline(&mut chat).await? {
+        return list_local(&chat, opts.json);
+    }
     let list = chat.api.conversations().await?;
     if opts.json {
         return print_json(&list);
@@ -788,6 +823,45 @@ async fn list(opts: ClientOpts) -> anyhow::Result<()> {
             time(c.last_activity_at),
             label.trim(),
             who.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `chat list` from this device's store (offline): what it holds, newest first.
+fn list_local(chat: &Chat, json: bool) -> anyhow::Result<()> {
+    let mut convs: Vec<_> = chat.core.conversations.values().collect();
+    let last =
+        |c: &&wardline_client::core::LocalConversation| c.messages.last().map_or(0, |m| m.sent_at);
+    convs.sort_by_key(|c| std::cmp::Reverse(last(c)));
+    if json {
+        let rows: Vec<_> = convs
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id,
+                    "title": c.title,
+                    "patient_ref": c.patient_ref,
+                    "members": c.members,
+                    "messages": c.messages.len(),
+                    "last_activity_at": last(c),
+                })
+            })
+            .collect();
+        return print_json(&rows);
+    }
+    say!("{:<36}  {:<16}  {:>4}  title", "id", "last message", "msgs");
+    for c in convs {
+        let mut label = c.title.clone().unwrap_or_default();
+        if let Some(p) = &c.patient_ref {
+            label = format!("{label} [patient {p}]");
+        }
+        say!(
+            "{}  {:<16}  {:>4}  {}",
+            c.id,
+            time(last(&c)),
+            c.messages.len(),
+            label.trim()
         );
     }
     Ok(())
@@ -862,6 +936,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         .map(crate::lifecycle::parse_duration)
         .transpose()?;
     let id = chat.send_with_ttl(conv, content, priority, ttl).await?;
+    report_refused(&chat);
     if chat.core.outbox.iter().any(|o| o.id == id) {
         // Say why: a conversation this device has not joined is not the
         // same as the server being out of reach.
@@ -888,7 +963,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
 
 async fn read(args: ReadArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?, chat.user());
+    let online = sync_or_offline(&mut chat).await?;
     let conv = resolve(&chat, &args.conversation)?;
     let names = names(&chat).await;
     let Some(c) = chat.core.conversations.get(&conv) else {
@@ -935,7 +1010,11 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
             say!("{}  (queued)  you: {}", short(o.id), o.content.text);
         }
     }
-    chat.mark_shown(conv, &shown).await?;
+    if online {
+        chat.mark_shown(conv, &shown).await?;
+    } else {
+        eprintln!("(read receipts need the server: run `chat read` again when online)");
+    }
     Ok(())
 }
 

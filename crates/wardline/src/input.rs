@@ -22,3 +22,12 @@ pub fn line(prompt: &str) -> anyhow::Result<String> {
     }
     Ok(s.trim_end_matches(['\n', '\r']).to_owned())
 }
+
+/// The first line of standard input, without prompting (terminal or not).
+pub fn stdin_line(what: &str) -> anyhow::Result<String> {
+    let mut s = String::new();
+    if std::io::stdin().lock().read_line(&mut s)? == 0 {
+        anyhow::bail!("no input for {what} on standard input");
+    }
+    Ok(s.trim_end_matches(['\n', '\r']).to_owned())
+}

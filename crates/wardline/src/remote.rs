@@ -261,6 +261,11 @@ pub enum UsersCommand {
         /// One or more of: org_admin, compliance_officer, physician, nurse, medical_assistant, front_desk.
         #[arg(long = "role", required = true, value_parser = parse_role)]
         roles: Vec<Role>,
+        /// Read the new user's initial password from the first line of
+        /// standard input instead of prompting for it (it is prompted for,
+        /// without echo, on a terminal; read from standard input otherwise).
+        #[arg(long)]
+        password_stdin: bool,
     },
     Show {
         #[command(flatten)]
@@ -391,9 +396,14 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             name,
             phone,
             roles,
+            password_stdin,
         } => {
             let (c, _) = signed_in(&opts)?;
-            let password = input::secret("Initial password for the new user: ")?;
+            let password = if password_stdin {
+                input::stdin_line("the new user's initial password (--password-stdin)")?
+            } else {
+                input::secret("Initial password for the new user (they change it later): ")?
+            };
             let u = c
                 .create_user(&CreateUserRequest {
                     email,
@@ -542,10 +552,20 @@ pub struct PolicyArgs {
     absolute_lifetime_secs: Option<i64>,
     #[arg(long)]
     mfa_required: Option<bool>,
+    /// Any other part of the policy, as a JSON merge patch (RFC 7396), e.g.
+    /// '{"messaging":{"max_group_members":200},"routing":{"break_glass_minutes":30}}'
+    /// (`null` restores a default).
+    #[arg(long)]
+    patch: Option<String>,
 }
 
 pub async fn policy(a: PolicyArgs) -> anyhow::Result<()> {
     let (c, _) = signed_in(&a.opts)?;
+    if let Some(patch) = &a.patch {
+        let patch: serde_json::Value =
+            serde_json::from_str(patch).context("--patch must be a JSON object")?;
+        c.patch_policy(&patch).await?;
+    }
     let mut p: OrgPolicy = c.policy().await?;
     if a.idle_timeout_secs.is_some()
         || a.absolute_lifetime_secs.is_some()

@@ -39,7 +39,16 @@ fn two_users_three_devices_through_the_cli() {
         let (ok, _, err) = wardline(
             &ada,
             &[
-                "admin", "users", "create", "--email", email, "--name", name, "--role", role,
+                "admin",
+                "users",
+                "create",
+                "--email",
+                email,
+                "--name",
+                name,
+                "--role",
+                role,
+                "--password-stdin",
             ],
             &format!("{PASSWORD}\n"),
         );
@@ -382,6 +391,19 @@ fn two_users_three_devices_through_the_cli() {
         &[PASS_ENV],
     );
     assert!(ok && out.contains("queued (offline)"), "{out} {err}");
+    // Issue 18, item 2: reading works offline, from this device's copy, and
+    // says so (the server's address once, not in every layer of the error).
+    let (ok, out, err) = wardline_env(&nina1, &["chat", "read", &conv[..8]], "", &[PASS_ENV]);
+    assert!(
+        ok && out.contains("CANARY-CLI potassium 6.9") && err.contains("offline"),
+        "{out}\n{err}"
+    );
+    assert_eq!(err.matches("https://").count(), 1, "{err}");
+    let (ok, out, err) = wardline_env(&nina1, &["chat", "list"], "", &[PASS_ENV]);
+    assert!(
+        ok && out.contains("Bed 7 handover") && out.contains("Two terminals"),
+        "{out}\n{err}"
+    );
     let (server, _, _) = serve(&data, port);
     chat(&nina1, &["list"]); // any command flushes the outbox
     let (watched, watch_err) = {
