@@ -20,6 +20,35 @@ fn chat(profile: &Path, args: &[&str]) -> String {
     out
 }
 
+/// `wardline chat watch ARGS…` on `profile`, in the background.
+fn watch(profile: &Path, args: &[&str]) -> Killed {
+    Killed(
+        Command::new(BIN)
+            .args(["chat", "watch"])
+            .args(args)
+            .env("WARDLINE_PROFILE", profile)
+            .env(PASS_ENV.0, PASS_ENV.1)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits (at most `within`) for a watcher started with `--count` to exit;
+/// its (stdout, stderr).
+fn finished(mut w: Killed, within: Duration, what: &str) -> (String, String) {
+    let deadline = std::time::Instant::now() + within;
+    while w.0.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (mut out, mut err) = (String::new(), String::new());
+    std::io::Read::read_to_string(w.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(w.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (out, err)
+}
+
 #[test]
 fn two_users_three_devices_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -292,31 +321,14 @@ fn two_users_three_devices_through_the_cli() {
     }
 
     // Real time: Bo watches while the iPad writes.
-    let watcher = Command::new(BIN)
-        .args(["chat", "watch", &conv[..8], "--count", "1"])
-        .env("WARDLINE_PROFILE", &bo)
-        .env(PASS_ENV.0, PASS_ENV.1)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let watcher = Killed(watcher);
+    let watcher = watch(&bo, &[&conv[..8], "--count", "1"]);
     std::thread::sleep(Duration::from_secs(2));
     chat(&nina2, &["send", &conv[..8], "from the ward iPad"]);
-    let out = {
-        let mut w = watcher;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while w.0.try_wait().unwrap().is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "watch did not print the message"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut s = String::new();
-        std::io::Read::read_to_string(w.0.stdout.as_mut().unwrap(), &mut s).unwrap();
-        s
-    };
+    let (out, _) = finished(
+        watcher,
+        Duration::from_secs(20),
+        "watch did not print the message",
+    );
     assert!(out.contains("Nina Nurse: from the ward iPad"), "{out}");
 
     // Issue 18, item 1: one device, two processes. Nina's phone watches (as
@@ -325,16 +337,7 @@ fn two_users_three_devices_through_the_cli() {
     // something to save. The watcher used to write its stale copy back,
     // erasing what the other process created; that device's outbox then
     // jammed ("queued (offline)" for ever).
-    let nina_watch = Killed(
-        Command::new(BIN)
-            .args(["chat", "watch"])
-            .env("WARDLINE_PROFILE", &nina1)
-            .env(PASS_ENV.0, PASS_ENV.1)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let nina_watch = watch(&nina1, &[]);
     std::thread::sleep(Duration::from_secs(2));
     let side = chat(
         &nina1,
@@ -370,16 +373,7 @@ fn two_users_three_devices_through_the_cli() {
 
     // Issue 18, item 3: a server restart is not a sign-out. Bo's watcher
     // waits through it and shows what arrives afterwards.
-    let bo_watch = Killed(
-        Command::new(BIN)
-            .args(["chat", "watch", &conv[..8], "--count", "1"])
-            .env("WARDLINE_PROFILE", &bo)
-            .env(PASS_ENV.0, PASS_ENV.1)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let bo_watch = watch(&bo, &[&conv[..8], "--count", "1"]);
     std::thread::sleep(Duration::from_secs(2));
 
     // The server goes down; Nina writes anyway; it is sent when it is back.
@@ -406,21 +400,11 @@ fn two_users_three_devices_through_the_cli() {
     );
     let (server, _, _) = serve(&data, port);
     chat(&nina1, &["list"]); // any command flushes the outbox
-    let (watched, watch_err) = {
-        let mut w = bo_watch;
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        while w.0.try_wait().unwrap().is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the watcher did not come back after the restart"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let (mut out, mut err) = (String::new(), String::new());
-        std::io::Read::read_to_string(w.0.stdout.as_mut().unwrap(), &mut out).unwrap();
-        std::io::Read::read_to_string(w.0.stderr.as_mut().unwrap(), &mut err).unwrap();
-        (out, err)
-    };
+    let (watched, watch_err) = finished(
+        bo_watch,
+        Duration::from_secs(90),
+        "the watcher did not come back after the restart",
+    );
     assert!(
         watched.contains("Nina Nurse: written offline") && !watch_err.contains("session ended"),
         "{watched}\n{watch_err}"

@@ -629,12 +629,20 @@ impl PatientService {
 
     // ------------------------------------------------------------ templates
 
+    /// Every template with what its SMS costs (the listing administrators see).
     pub async fn templates(&self, org: OrgId) -> ApiResult<Vec<Template>> {
-        let own = self.store.templates(org).await?;
         let practice_phone = self.policy(org).await?.practice_phone;
-        let sms = |body: &str, class: TemplateClass| {
-            templates::sms_size(body, class, &practice_phone, &self.setup.public_url)
-        };
+        let mut all = self.texts(org).await?;
+        for t in &mut all {
+            t.sms = templates::sms_size(&t.body, t.class, &practice_phone, &self.setup.public_url);
+        }
+        Ok(all)
+    }
+
+    /// Every template, built-in ones overridden by the organisation's own;
+    /// without their cost (sends need the text, not the estimate).
+    async fn texts(&self, org: OrgId) -> ApiResult<Vec<Template>> {
+        let own = self.store.templates(org).await?;
         let mut all: BTreeMap<(String, String), Template> = BTreeMap::new();
         for (key, lang, class, body) in templates::BUILT_IN {
             all.insert(
@@ -646,7 +654,7 @@ impl PatientService {
                     class: *class,
                     placeholders: templates::placeholders(body)?,
                     built_in: true,
-                    sms: sms(body, *class),
+                    sms: None,
                 },
             );
         }
@@ -655,7 +663,7 @@ impl PatientService {
                 (t.key.clone(), t.language.clone()),
                 Template {
                     placeholders: templates::placeholders(&t.body)?,
-                    sms: sms(&t.body, t.class),
+                    sms: None,
                     key: t.key,
                     language: t.language,
                     body: t.body,
@@ -691,7 +699,7 @@ impl PatientService {
 
     /// The template in the patient's language, else English.
     async fn template(&self, org: OrgId, key: &str, language: &str) -> ApiResult<Template> {
-        let all = self.templates(org).await?;
+        let all = self.texts(org).await?;
         all.iter()
             .find(|t| t.key == key && t.language == language)
             .or_else(|| all.iter().find(|t| t.key == key && t.language == "en"))

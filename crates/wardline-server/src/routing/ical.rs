@@ -267,7 +267,7 @@ fn defined(c: &Component<'_>, from: i64, until: i64) -> Result<Defined, String> 
             let set: RRuleSet = format!("DTSTART:{}\nRRULE:{rule}", wall(start))
                 .parse()
                 .map_err(|e| format!("VTIMEZONE: {e}"))?;
-            locals = wall_times(&set, lo, hi);
+            locals = wall_times(set, lo, hi);
         }
         for r in props(ob, "RDATE") {
             for v in r.val.as_str().split(',') {
@@ -561,14 +561,13 @@ fn expand(
     // Wall-clock bounds, a day wider than any zone's offset.
     let lo = utc_naive(from - MAX_SHIFT_SECS - 2 * 86_400);
     let hi = utc_naive(until + 2 * 86_400);
-    Ok(wall_times(&set, lo, hi))
+    Ok(wall_times(set, lo, hi))
 }
 
 /// The wall-clock times of a set expanded in the pseudo-UTC of [`wall`],
 /// between `lo` and `hi` (at most [`MAX_OCCURRENCES`]).
-fn wall_times(set: &RRuleSet, lo: NaiveDateTime, hi: NaiveDateTime) -> Vec<NaiveDateTime> {
-    set.clone()
-        .after(Tz::UTC.from_utc_datetime(&lo))
+fn wall_times(set: RRuleSet, lo: NaiveDateTime, hi: NaiveDateTime) -> Vec<NaiveDateTime> {
+    set.after(Tz::UTC.from_utc_datetime(&lo))
         .before(Tz::UTC.from_utc_datetime(&hi))
         .all(MAX_OCCURRENCES)
         .dates
@@ -613,7 +612,8 @@ fn series(
         .iter()
         .filter(|i| rid_of(i).is_none())
         .max_by_key(|i| i.sequence);
-    let mut overrides: Vec<(When<'_>, &Item<'_>)> = Vec::new();
+    // `(occurrence named, its instant, the override)`.
+    let mut overrides: Vec<(When<'_>, i64, &Item<'_>)> = Vec::new();
     for i in items {
         let Some(rid) = rid_of(i) else { continue };
         if param(rid, "RANGE").is_some_and(|r| r.eq_ignore_ascii_case("THISANDFUTURE")) {
@@ -632,13 +632,11 @@ fn series(
                 return None;
             }
         };
-        match overrides
-            .iter_mut()
-            .find(|(w, _)| w.instant() == at.instant())
-        {
-            Some(slot) if slot.1.sequence <= i.sequence => *slot = (at, i),
+        let instant = at.instant();
+        match overrides.iter_mut().find(|(_, t, _)| *t == instant) {
+            Some(slot) if slot.2.sequence <= i.sequence => *slot = (at, instant, i),
             Some(_) => {}
-            None => overrides.push((at, i)),
+            None => overrides.push((at, instant, i)),
         }
     }
     if master.is_some_and(|m| m.cancelled) {
@@ -667,9 +665,9 @@ fn series(
         };
         for local in starts {
             let starts_at = p.start.zone.instant(local);
-            let replaced = overrides.iter().any(|(w, _)| {
-                w.instant() == starts_at || (w.all_day && w.local.date() == local.date())
-            });
+            let replaced = overrides
+                .iter()
+                .any(|(w, t, _)| *t == starts_at || (w.all_day && w.local.date() == local.date()));
             if !replaced {
                 occurrences.push(Occurrence {
                     starts_at,
@@ -681,7 +679,7 @@ fn series(
         }
         people = (Some(primary), p.backup);
     }
-    for (at, o) in &overrides {
+    for (at, _, o) in &overrides {
         if o.cancelled {
             continue;
         }

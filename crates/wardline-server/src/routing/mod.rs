@@ -690,8 +690,9 @@ impl RoutingService {
         let mut emails: HashMap<String, Option<UserId>> = HashMap::new();
         for e in parsed.events {
             let source = format!("ical:{}", e.uid);
-            // One problem per event and reason, however many occurrences it hits.
-            let mut missing: Vec<&'static str> = Vec::new();
+            // One problem per event and reason, however many occurrences it
+            // hits: `(no active attendee, no active backup)` counts.
+            let mut missing = (0, 0);
             for o in e.occurrences {
                 let mut lookup = async |email: &str| -> ApiResult<Option<UserId>> {
                     if let Some(u) = emails.get(email) {
@@ -707,14 +708,14 @@ impl RoutingService {
                     Ok(u)
                 };
                 let Some(primary) = lookup(&o.primary).await? else {
-                    missing.push("its attendee is not an active user here");
+                    missing.0 += 1;
                     continue;
                 };
                 let backup = match &o.backup {
                     Some(b) => match lookup(b).await? {
                         Some(u) => Some(u),
                         None => {
-                            missing.push("its backup attendee is not an active user here");
+                            missing.1 += 1;
                             continue;
                         }
                     },
@@ -734,11 +735,10 @@ impl RoutingService {
                     source: source.clone(),
                 });
             }
-            for reason in [
-                "its attendee is not an active user here",
-                "its backup attendee is not an active user here",
+            for (n, reason) in [
+                (missing.0, "its attendee is not an active user here"),
+                (missing.1, "its backup attendee is not an active user here"),
             ] {
-                let n = missing.iter().filter(|m| **m == reason).count();
                 if n > 0 {
                     problems.push(ImportProblem {
                         event: e.uid.clone(),

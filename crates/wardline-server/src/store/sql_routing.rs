@@ -437,8 +437,8 @@ impl RoutingStore for SqlStore {
     ) -> Result<Vec<Shift>> {
         let (_writer, mut tx) = self.begin_write().await?;
         let old = sqlx::query(
-            "SELECT * FROM shifts WHERE org_id = $1 AND role_id = $2 AND source LIKE 'ical:%' AND ends_at > $3 \
-             ORDER BY starts_at, id",
+            "DELETE FROM shifts WHERE org_id = $1 AND role_id = $2 AND source LIKE 'ical:%' AND ends_at > $3 \
+             RETURNING *",
         )
         .bind(org.to_string())
         .bind(role.to_string())
@@ -448,14 +448,6 @@ impl RoutingStore for SqlStore {
         .iter()
         .map(shift_from_row)
         .collect::<Result<Vec<_>>>()?;
-        sqlx::query(
-            "DELETE FROM shifts WHERE org_id = $1 AND role_id = $2 AND source LIKE 'ical:%' AND ends_at > $3",
-        )
-        .bind(org.to_string())
-        .bind(role.to_string())
-        .bind(since)
-        .execute(&mut *tx)
-        .await?;
         for s in shifts {
             insert_shift(&mut tx, org, s).await?;
         }
