@@ -16,6 +16,7 @@ use common::{Actor, Backend, TestServer, contains, database_bytes};
 use serde_json::Value;
 use uuid::Uuid;
 use wardline_client::core::patient::{open_for_patient, seal_for_patient};
+use wardline_proto::audit::{AuditAction, Outcome};
 use wardline_proto::messaging::B64;
 use wardline_proto::patients::*;
 use wardline_proto::{ErrorCode, Role};
@@ -1178,6 +1179,37 @@ async fn refusals(backend: Backend) {
     assert_eq!(verify("1999-01-01").await, 403, "fifth failure locks");
     assert_eq!(verify(DOB).await, 403, "even the right answer, once locked");
     assert_eq!(http.get(&url).send().await.unwrap().status(), 403);
+    // Issue 18, item 7: the refusals of the locked link are recorded with
+    // its organisation, link and patient, so they are in the patient's
+    // access report (they were recorded with none of them).
+    let org = admin.user.org_id;
+    let report = t
+        .state
+        .audit_reader
+        .access_report(org, &patient.id.to_string(), None, None)
+        .await
+        .unwrap();
+    let refused: Vec<_> = report
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.action,
+                AuditAction::PortalOpen | AuditAction::PortalVerify
+            ) && e.outcome != Outcome::Success
+        })
+        .collect();
+    assert!(refused.len() >= 3, "{:?}", report.events);
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.org_id == Some(org) && e.target_type.as_deref() == Some("link")),
+        "{refused:?}"
+    );
+    assert!(
+        refused.iter().any(|e| e.action == AuditAction::PortalOpen),
+        "the locked link's GET: {refused:?}"
+    );
 
     // A fresh link expires with the policy (24 h), and revocation ends it at once.
     nurse

@@ -12,6 +12,7 @@
 use rand::Rng;
 use uuid::Uuid;
 use wardline_crypto::token::{hash_token, new_token};
+use wardline_proto::OrgId;
 use wardline_proto::patients::{
     PatientMessage, PatientMessageDirection, PatientTextingPolicy, SmsKind,
 };
@@ -140,6 +141,21 @@ impl PatientService {
     /// The link behind `token` if it may still be used.
     pub async fn portal_link(&self, token: &str) -> Result<LinkView, PortalError> {
         self.link_for(token, true).await
+    }
+
+    /// The link a refused portal request named, if it exists at all
+    /// (locked, expired, revoked or used up): the refusal is audited with
+    /// its organisation, link and patient, so it shows in that patient's
+    /// access report and in the organisation's searches (issue 18, item 7).
+    /// Not told to the requester: the page is the same either way.
+    pub async fn refused_link(&self, token: &str) -> Option<(OrgId, Uuid, Uuid)> {
+        if !well_formed(token) {
+            return None;
+        }
+        match self.store.link_by_token(&hashed(token)).await {
+            Ok(l) => Some((l.org_id, l.id, l.patient_id)),
+            Err(_) => None,
+        }
     }
 
     /// `uses_left`: the link must still have a use for a new identity check;

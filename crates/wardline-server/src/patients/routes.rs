@@ -467,7 +467,10 @@ fn portal_error(e: PortalError, token: &str, lang: &str) -> Response {
 
 /// The link (or session) a portal request reached, with the patient as the
 /// request's audit actor; or the page that says why not.
-fn admitted(
+/// A refusal of a link that exists (locked, expired, revoked, used up, no
+/// session) is recorded against that link's organisation and patient.
+async fn admitted(
+    s: &AppState,
     audit: &AuditScope,
     token: &str,
     view: Result<LinkView, PortalError>,
@@ -478,7 +481,14 @@ fn admitted(
             audit.target("link", view.link.id);
             Ok(view)
         }
-        Err(e) => Err(Box::new(portal_error(e, token, "en"))),
+        Err(e) => {
+            if let Some((org, link, patient)) = s.patients.refused_link(token).await {
+                audit.org(org);
+                audit.patient(&patient.to_string());
+                audit.target("link", link);
+            }
+            Err(Box::new(portal_error(e, token, "en")))
+        }
     }
 }
 
@@ -542,7 +552,7 @@ async fn portal_open(
     audit: AuditScope,
     PortalToken(token): PortalToken,
 ) -> Response {
-    match admitted(&audit, &token, s.patients.portal_link(&token).await) {
+    match admitted(&s, &audit, &token, s.patients.portal_link(&token).await).await {
         Ok(view) => {
             let t = pages::strings(&view.patient.language);
             html(StatusCode::OK, pages::dob_form(t, &token, None))
@@ -568,7 +578,7 @@ async fn portal_verify(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let view = match admitted(&audit, &token, s.patients.portal_link(&token).await) {
+    let view = match admitted(&s, &audit, &token, s.patients.portal_link(&token).await).await {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
@@ -602,7 +612,7 @@ async fn portal_code(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let view = match admitted(&audit, &token, s.patients.portal_link(&token).await) {
+    let view = match admitted(&s, &audit, &token, s.patients.portal_link(&token).await).await {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
@@ -654,7 +664,7 @@ async fn portal_thread(
         .patients
         .portal_session(&token, session_cookie(&headers).as_deref())
         .await;
-    let view = match admitted(&audit, &token, session) {
+    let view = match admitted(&s, &audit, &token, session).await {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
@@ -692,7 +702,7 @@ async fn portal_reply(
         .patients
         .portal_session(&token, session_cookie(&headers).as_deref())
         .await;
-    let view = match admitted(&audit, &token, session) {
+    let view = match admitted(&s, &audit, &token, session).await {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
