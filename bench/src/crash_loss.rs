@@ -162,7 +162,7 @@ pub async fn run(
                     match frame {
                         Ok(ServerFrame::Entry(e)) => {
                             m.over_websocket += 1;
-                            batch.push(e);
+                            batch.push(*e);
                         }
                         Ok(ServerFrame::Idle) if !batch.is_empty() => {
                             let mut events = Vec::new();

@@ -200,7 +200,7 @@ async fn client(
                     if e.kind == MessageKind::Application {
                         t.arrived(e.message_id, Instant::now());
                     }
-                    Some(e)
+                    Some(*e)
                 }
                 Ok(ServerFrame::Idle) => None,
                 Err(_) => {

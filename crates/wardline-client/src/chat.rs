@@ -850,7 +850,7 @@ impl Chat {
             let frame: ServerFrame = serde_json::from_str(&text)
                 .map_err(|e| ChatError::Socket(format!("unexpected frame: {e}")))?;
             match frame {
-                ServerFrame::Entry(e) => batch.push(e),
+                ServerFrame::Entry(e) => batch.push(*e),
                 ServerFrame::Idle => {
                     if batch.is_empty() {
                         continue;

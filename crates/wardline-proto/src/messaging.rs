@@ -171,6 +171,12 @@ pub struct MessagingPolicy {
     /// Most members a group conversation may have.
     #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 5000))]
     pub max_group_members: i64,
+    /// How far back (days, 0–90; 0: nothing) the members' devices share a
+    /// conversation's messages again with a newcomer: a member's first or
+    /// new device, or someone who joins through a care team, a department
+    /// or break-glass. MLS gives a newcomer nothing from before it joined.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 90))]
+    pub history_days: i64,
 }
 
 impl Default for MessagingPolicy {
@@ -179,6 +185,7 @@ impl Default for MessagingPolicy {
             mandatory_read_receipts: vec![ConversationClass::Clinical],
             max_attachment_bytes: 25 * 1024 * 1024,
             max_group_members: 1000,
+            history_days: 14,
         }
     }
 }
@@ -445,6 +452,22 @@ pub struct InboxEntry {
     /// `history` entries: who joined and needs the recent messages.
     #[serde(default)]
     pub history: Option<crate::routing::HistoryNotice>,
+    /// `application` entries that are an earlier message shared again for
+    /// members who joined after it: the original, checked by the server to
+    /// be the sender's own in this conversation. Show, acknowledge, recall
+    /// and reply to the original's id; the entry's `priority` is the
+    /// original's.
+    #[serde(default)]
+    pub shared_again: Option<SharedAgain>,
+}
+
+/// The original of a message shared again.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SharedAgain {
+    pub message_id: Uuid,
+    /// When the original was accepted (Unix seconds).
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -530,6 +553,30 @@ pub struct MessageReceipts {
     pub message_id: Uuid,
     pub priority: Priority,
     pub receipts: Vec<Receipt>,
+    /// Members (other than the sender) none of whose devices has the
+    /// message, and why.
+    #[serde(default)]
+    pub not_received: Vec<NotReceived>,
+}
+
+/// A member who has not received a message on any device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotReceived {
+    pub user_id: Uuid,
+    pub reason: NotReceivedReason,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NotReceivedReason {
+    /// The member has registered no device yet; their first device is
+    /// given the recent history (`messaging.history_days`) when it joins.
+    NoDevice,
+    /// The member's devices joined after the message; the sender's devices
+    /// share it again with them (within `messaging.history_days`).
+    JoinedLater,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -551,7 +598,7 @@ pub struct AttachmentUploaded {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    Entry(InboxEntry),
+    Entry(Box<InboxEntry>),
     /// Everything up to the device's inbox end has been sent.
     Idle,
 }

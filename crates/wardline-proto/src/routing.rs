@@ -630,14 +630,19 @@ pub struct AlertNotice {
     pub sender: Option<Uuid>,
 }
 
-/// A member who joined a patient's conversation (care team, department or
-/// break-glass) and can read only what is sent from now on: member devices
-/// share their own messages since `since` again (at most the latest 50 each).
+/// A newcomer who can read only what is sent from now on — a member who
+/// joined a patient's conversation (care team, department or break-glass),
+/// or a member's first or new device: member devices share their own
+/// messages since `since` again (at most the latest 50 each).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryNotice {
     pub user: Uuid,
     pub since: i64,
+    /// The user's new device (their first, or another one) that needs it;
+    /// absent when the user joined the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Uuid>,
 }
 
 // -------------------------------------------------------------- break-glass

@@ -248,6 +248,9 @@ async fn conversation_across_devices(backend: Backend) {
         "{report}"
     );
     assert!(report.to_string().contains("message.submit"), "{report}");
+    // … and who read it there, and looked at its receipts (issue 18, item 7).
+    assert!(report.to_string().contains("message.read"), "{report}");
+    assert!(report.to_string().contains("receipts.view"), "{report}");
 }
 
 /// A removed member cannot read what is sent after; a new member cannot read
@@ -417,7 +420,17 @@ async fn membership_changes_are_cryptographic(backend: Backend) {
     .await
     .unwrap();
     b2.sync().await.unwrap();
-    assert_eq!(texts(&b2, conv), vec!["hi Bob's second device"]);
+    // It is given the recent history by the devices that wrote it (issue
+    // 18, item 4), then what is sent from now on.
+    assert_eq!(
+        texts(&b2, conv),
+        vec![
+            "before removal",
+            "after removal",
+            "welcome Dave",
+            "hi Bob's second device"
+        ]
+    );
 }
 
 /// Forged, replayed, stale, misaddressed and non-member messages are refused
@@ -838,7 +851,7 @@ async fn attachments(backend: Backend) {
     let mut a = devices.of(&alice, "a").await;
     let mut b = devices.of(&bob, "b").await;
     let e = devices.of(&eve, "e").await;
-    let conv = group(&mut a, &[bob.user.id], None).await;
+    let conv = group(&mut a, &[bob.user.id], Some("MRN-7-wound")).await;
     b.sync().await.unwrap();
     let photo = b"\x89PNG wound photo, day 3".repeat(100);
     let (sealed, key) = wardline_client::core::content::seal_attachment(&photo);
@@ -865,6 +878,20 @@ async fn attachments(backend: Backend) {
         photo
     );
     assert!(!contains(&database_bytes(&t).await, "wound photo"));
+    // The download is in the patient's access report (issue 18, item 7).
+    let report = t
+        .state
+        .audit_reader
+        .access_report(admin.user.org_id, "MRN-7-wound", None, None)
+        .await
+        .unwrap();
+    assert!(
+        report.events.iter().any(|x| x.action
+            == wardline_proto::audit::AuditAction::AttachmentDownload
+            && x.actor_id == Some(bob.user.id.to_string())),
+        "{:?}",
+        report.events
+    );
     // Not a member: not found.
     let err = e.api.download_attachment(conv, got.id).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotFound));
@@ -1062,7 +1089,110 @@ async fn a_group_whose_devices_were_all_wiped_is_founded_again(backend: Backend)
     assert_eq!(texts(&a2, conv), vec!["after", "got it"]);
 }
 
+/// Issue 18, item 4: a member with no device yet, and a user's new device
+/// (staff move between workstations), are given the recent history by the
+/// members' devices, as the originals (ids, times, priorities); receipts
+/// list every member, "no device yet" included, and the sender's device
+/// knows whom a message did not reach. `messaging.history_days = 0` turns
+/// it off.
+async fn members_and_new_devices_are_given_the_recent_history(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let doc = t.user_with_role(&admin, Role::Physician).await;
+    // Carl has an account and no device yet.
+    let carl = t.user_with_role(&admin, Role::Physician).await;
+    let devices = Devices::new();
+    let mut n = devices.of(&nurse, "nurse station").await;
+    let mut d = devices.of(&doc, "doc phone").await;
+    let conv = group(&mut n, &[doc.user.id, carl.user.id], None).await;
+    d.sync().await.unwrap();
+    let canary = "PLAINTEXT-CANARY bed 3 needs review";
+    let first = n
+        .send(conv, MessageContent::text(canary), Priority::Urgent)
+        .await
+        .unwrap();
+    let first_at = n.core.conversations[&conv].messages[0].sent_at;
+    assert_eq!(n.core.unreached_members(conv), vec![carl.user.id]);
+    t.clock.advance(60);
+    d.sync().await.unwrap();
+    d.send(conv, MessageContent::text("on my way"), Priority::Routine)
+        .await
+        .unwrap();
+    let r = n.api.receipts(conv, first).await.unwrap();
+    assert_eq!(
+        r.not_received,
+        vec![NotReceived {
+            user_id: carl.user.id,
+            reason: NotReceivedReason::NoDevice
+        }]
+    );
+    assert!(r.receipts.iter().any(|x| x.user_id == doc.user.id));
+
+    // Carl's first device: each member device shares what it sent.
+    t.clock.advance(60);
+    let mut c = devices.of(&carl, "Carl's phone").await;
+    n.sync().await.unwrap();
+    d.sync().await.unwrap();
+    c.sync().await.unwrap();
+    assert_eq!(texts(&c, conv), vec![canary, "on my way"]);
+    let got = c.core.conversations[&conv].messages[0].clone();
+    assert_eq!(
+        (got.id, got.priority, got.sender_user, got.sent_at),
+        (first, Priority::Urgent, nurse.user.id, first_at),
+        "the original's identity"
+    );
+    assert!(n.core.unreached_members(conv).is_empty());
+    // Read by its own id; the sender sees it.
+    assert_eq!(c.mark_shown(conv, &[first]).await.unwrap(), 1);
+    let r = n.api.receipts(conv, first).await.unwrap();
+    assert!(r.not_received.is_empty(), "{r:?}");
+    let carls = r
+        .receipts
+        .iter()
+        .find(|x| x.user_id == carl.user.id)
+        .expect("Carl's device in the receipts");
+    assert!(carls.delivered_at.is_some() && carls.read_at.is_some());
+    // Those who had them keep one copy.
+    n.sync().await.unwrap();
+    d.sync().await.unwrap();
+    assert_eq!(texts(&n, conv), vec![canary, "on my way"]);
+    assert_eq!(texts(&d, conv), vec![canary, "on my way"]);
+
+    // The nurse moves to a ward PC: her new device is given the history too.
+    let (api, dev) = t.sign_in_device(&nurse).await;
+    let mut n2 = devices.open(api, nurse.user.id, dev, "ward PC").await;
+    for chat in [&mut n, &mut d, &mut c, &mut n2] {
+        chat.sync().await.unwrap();
+    }
+    assert_eq!(texts(&n2, conv), vec![canary, "on my way"]);
+    assert!(n2.core.conversations[&conv].messages[0].mine);
+
+    // With history turned off, a new device starts empty.
+    admin
+        .client
+        .patch_policy(&serde_json::json!({"messaging": {"history_days": 0}}))
+        .await
+        .unwrap();
+    let bad = admin
+        .client
+        .patch_policy(&serde_json::json!({"messaging": {"history_days": 91}}))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Some(ErrorCode::Validation));
+    let (api, dev) = t.sign_in_device(&doc).await;
+    let mut d2 = devices.open(api, doc.user.id, dev, "doc tablet").await;
+    for chat in [&mut n, &mut d, &mut c, &mut d2] {
+        chat.sync().await.unwrap();
+    }
+    assert!(d2.core.conversations.contains_key(&conv));
+    assert!(texts(&d2, conv).is_empty(), "{:?}", texts(&d2, conv));
+}
+
 both_backends!(
+    members_and_new_devices_are_given_the_recent_history,
     a_group_whose_devices_were_all_wiped_is_founded_again,
     conversation_across_devices,
     membership_changes_are_cryptographic,

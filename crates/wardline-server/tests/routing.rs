@@ -180,6 +180,24 @@ async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backen
     n.sync().await.unwrap();
     b.sync().await.unwrap();
     assert_eq!(texts(&b, conv), vec![text.to_owned()]);
+    // It is the original (issue 18, item 5): its id, time, sender and STAT
+    // priority, not a routine copy sent now.
+    let held = b.core.conversations[&conv].messages[0].clone();
+    let original = a.core.conversations[&conv].messages[0].clone();
+    assert_eq!(
+        (held.id, held.sent_at, held.sender_user, held.priority),
+        (stat, original.sent_at, nurse.user.id, Priority::Stat)
+    );
+    assert!(held.sent_at < t.now() - 60);
+    // Read by that id, on the original's receipts.
+    b.mark_shown(conv, &[held.id]).await.unwrap();
+    let r = n.api.receipts(conv, stat).await.unwrap();
+    assert!(
+        r.receipts
+            .iter()
+            .any(|x| x.device_id == ben.device_id && x.read_at.is_some()),
+        "{r:?}"
+    );
     a.sync().await.unwrap();
     assert_eq!(
         texts(&a, conv),
@@ -190,7 +208,7 @@ async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backen
     // The sender cannot acknowledge; Ben does, and the escalation stops.
     let own = n.api.acknowledge(conv, stat).await.unwrap_err();
     assert_eq!(own.code(), Some(ErrorCode::Forbidden));
-    let e = b.acknowledge(conv, stat).await.unwrap();
+    let e = b.acknowledge(conv, held.id).await.unwrap();
     assert_eq!(e.state, EscalationState::Acknowledged);
     assert_eq!(e.acknowledged_by, Some(ben.user.id));
     assert_eq!(e.acknowledged_device, Some(ben.device_id));
@@ -1081,8 +1099,38 @@ async fn a_waiting_stat_is_handed_over_at_shift_change(backend: Backend) {
         "{events:?}"
     );
     assert_eq!(texts(&nt, conv), vec![text.to_owned()]);
-    let e = nt.acknowledge(conv, stat).await.unwrap();
+    let held = nt.core.conversations[&conv].messages[0].clone();
+    assert_eq!((held.id, held.priority), (stat, Priority::Stat));
+    let e = nt.acknowledge(conv, held.id).await.unwrap();
     assert_eq!(e.acknowledged_by, Some(night.user.id));
+
+    // The sender recalls it: the copy shared with the night doctor goes too,
+    // on the device that holds it and for one that has not fetched it yet.
+    let (api, dev) = t.sign_in_device(&night).await;
+    let mut nt2 = devices.open(api, night.user.id, dev, "night tablet").await;
+    n.recall(conv, stat).await.unwrap();
+    nt.sync().await.unwrap();
+    let gone = &nt.core.conversations[&conv].messages[0];
+    assert!(gone.recalled_at.is_some() && gone.content.text.is_empty());
+    for chat in [&mut n, &mut d, &mut nt, &mut nt2] {
+        chat.sync().await.unwrap();
+    }
+    assert!(
+        texts(&nt2, conv).iter().all(|x| x.is_empty()),
+        "{:?}",
+        texts(&nt2, conv)
+    );
+    let pool = sqlx::AnyPool::connect(&t.config.database_url.clone().unwrap())
+        .await
+        .unwrap();
+    let (copies, left): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) - COUNT(recalled_at) FROM messages WHERE shared_again = $1",
+    )
+    .bind(stat.to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((copies, left), (1, 0), "one copy, recalled");
 }
 
 /// A STAT after an open urgent message starts its own (faster) ladder.

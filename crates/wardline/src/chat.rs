@@ -948,6 +948,26 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         }
     } else {
         say!("{id}");
+        // Say who it did not reach (issue 18, item 4): a member with no
+        // device in the conversation yet gets it only with the history
+        // their first device is given.
+        let me = chat.user();
+        let unreached: Vec<Uuid> = chat
+            .core
+            .unreached_members(conv)
+            .into_iter()
+            .filter(|u| *u != me)
+            .collect();
+        if !unreached.is_empty() {
+            let names = names(&chat).await;
+            for u in unreached {
+                eprintln!(
+                    "note: not delivered to {} yet: no device of theirs is in the conversation; \
+                     it reaches them with the recent history when one joins",
+                    names.get(&u).cloned().unwrap_or_else(|| short(u))
+                );
+            }
+        }
     }
     for (other, why) in chat.waiting.iter().filter(|(c, _)| **c != conv) {
         let n = chat
@@ -1141,6 +1161,24 @@ async fn receipts(args: ReceiptsArgs) -> anyhow::Result<()> {
             short(x.device_id),
             show(x.delivered_at),
             show(x.read_at)
+        );
+    }
+    for x in &r.not_received {
+        let why = match x.reason {
+            NotReceivedReason::NoDevice => {
+                "no device yet (their first device is given the recent history)"
+            }
+            NotReceivedReason::JoinedLater => {
+                "not received: their devices joined after it (shared again by the sender's device)"
+            }
+        };
+        say!(
+            "{:<24}  {}",
+            names
+                .get(&x.user_id)
+                .cloned()
+                .unwrap_or_else(|| short(x.user_id)),
+            why
         );
     }
     Ok(())

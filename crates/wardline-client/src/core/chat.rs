@@ -290,6 +290,28 @@ impl ChatCore {
         local.lifecycle = Some(c.lifecycle);
     }
 
+    /// Members of `conv` (as the server last said) with no device in its
+    /// group: what is sent now does not reach them until a device of theirs
+    /// joins and is given the recent history. The sender is told.
+    pub fn unreached_members(&mut self, conv: Uuid) -> Vec<Uuid> {
+        if !self.mls.has_group(conv) {
+            return Vec::new();
+        }
+        let in_group: BTreeSet<Uuid> = self
+            .mls
+            .members(conv)
+            .map(|m| m.into_iter().map(|(u, _)| u).collect())
+            .unwrap_or_default();
+        let Some(c) = self.conversations.get(&conv) else {
+            return Vec::new();
+        };
+        c.members
+            .iter()
+            .copied()
+            .filter(|u| !in_group.contains(u))
+            .collect()
+    }
+
     /// Days since this device last reached the server, if that is more than
     /// the device policy allows offline (the store then opens only online).
     pub fn offline_too_long(&self, device_now: i64) -> Option<i64> {
@@ -368,6 +390,10 @@ impl ChatCore {
                 let Some(message) = e.recalls else {
                     return reject("recall without the message it recalls".into());
                 };
+                // Copies of it waiting to be shared again are not sent.
+                self.outbox.retain(|o| {
+                    o.conversation != conversation || o.content.shared_again != Some(message)
+                });
                 let c = self.conversations.entry(conversation).or_default();
                 c.id = conversation;
                 match c.messages.iter_mut().find(|m| m.id == message) {
@@ -406,8 +432,26 @@ impl ChatCore {
                         let Some(content) = MessageContent::from_bytes(&plaintext) else {
                             return reject("content is not a Wardline message".into());
                         };
-                        // Shared again for newcomers: those who have it already
-                        // keep the one copy.
+                        // Shared again for newcomers, it is the original: its
+                        // id (to acknowledge, recall, reply to), time and
+                        // priority. The sender says which (MLS authenticates
+                        // it), the server vouches that it is theirs and when
+                        // it was sent; both must agree.
+                        let (id, sent_at) = match (content.shared_again, e.shared_again) {
+                            (None, None) => (e.message_id, e.created_at),
+                            (Some(named), Some(o)) if named == o.message_id => {
+                                (o.message_id, o.created_at)
+                            }
+                            // A copy from before the server vouched for
+                            // originals: shown as the copy it is.
+                            (Some(_), None) => (e.message_id, e.created_at),
+                            _ => {
+                                return reject(
+                                    "the message's original and the server's disagree".into(),
+                                );
+                            }
+                        };
+                        // Those who have it already keep the one copy.
                         if let Some(first) = content.shared_again
                             && self.conversations.get(&conversation).is_some_and(|c| {
                                 c.messages
@@ -418,19 +462,22 @@ impl ChatCore {
                             return Vec::new();
                         }
                         let message = LocalMessage {
-                            id: e.message_id,
+                            id,
                             sender_user: user,
                             sender_device: device,
                             content,
                             priority: e.priority,
-                            sent_at: e.created_at,
+                            sent_at,
                             mine: user == self.mls.user,
                             expires_at: e.expires_at,
                             recalled_at: None,
                         };
                         let c = self.conversations.entry(conversation).or_default();
                         c.id = conversation;
-                        c.messages.push(message.clone());
+                        // The timeline is in sending order: an original shared
+                        // again goes where it was sent, not where it arrived.
+                        let at = c.messages.partition_point(|m| m.sent_at <= message.sent_at);
+                        c.messages.insert(at, message.clone());
                         vec![Event::Message {
                             conversation,
                             message,
@@ -701,6 +748,14 @@ impl ChatCore {
         }
         let out = self.outbox.remove(i);
         self.seen.insert(out.id);
+        // A copy shared again for newcomers: this device holds the original.
+        if let Some(original) = out.content.shared_again {
+            return self
+                .conversations
+                .get(&out.conversation)
+                .and_then(|c| c.messages.iter().find(|m| m.id == original))
+                .cloned();
+        }
         let m = LocalMessage {
             id: out.id,
             sender_user: self.mls.user,

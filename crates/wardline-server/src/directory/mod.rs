@@ -186,6 +186,11 @@ pub fn validate_policy(p: &OrgPolicy) -> ApiResult<()> {
             "messaging.max_group_members must be between 2 and 5000",
         ));
     }
+    if !(0..=90).contains(&p.messaging.history_days) {
+        return Err(ApiError::validation(
+            "messaging.history_days must be between 0 and 90",
+        ));
+    }
     crate::patients::validate_policy(&p.patients)?;
     crate::lifecycle::validate_device_policy(&p.devices)?;
     crate::routing::validate_policy(&p.routing)

@@ -26,7 +26,7 @@ use wardline_crypto::mls::{self, FramedContent};
 use wardline_proto::directory::UserStatus;
 use wardline_proto::lifecycle::{DevicePosture, DeviceStatus, LifecyclePolicy};
 use wardline_proto::messaging::*;
-use wardline_proto::{ErrorCode, OrgId, UserId};
+use wardline_proto::{DeviceId, ErrorCode, OrgId, UserId};
 
 use crate::audit::AuditScope;
 use crate::authz::Principal;
@@ -252,6 +252,13 @@ impl MessagingService {
             e => e.into(),
         })?;
         self.wake(&woken).await;
+        // The new device (the user's first, or another one) joins the user's
+        // conversations from now on: the members' devices share the recent
+        // history with it (issue 18, item 4).
+        for c in self.store.user_conversations(p.org_id, p.user_id).await? {
+            self.request_history(p.org_id, c.id, p.user_id, Some(p.device_id))
+                .await?;
+        }
         // Publish the identity key in the tamper-evident trail, so that a
         // device added behind a user's back would show there for good.
         audit.also(
@@ -268,6 +275,57 @@ impl MessagingService {
             key_packages_available: kps.iter().filter(|(_, lr)| !lr).count() as i64,
             has_last_resort: true,
         })
+    }
+
+    /// Asks the members' devices to share their recent messages again with a
+    /// newcomer — `user`, who joined the conversation, or `device`, their
+    /// first or new device (MLS gives a newcomer nothing from before): a
+    /// server entry naming them, no content. How far back is the
+    /// organisation's `messaging.history_days`.
+    pub async fn request_history(
+        &self,
+        org: OrgId,
+        conversation: Uuid,
+        user: UserId,
+        device: Option<DeviceId>,
+    ) -> ApiResult<()> {
+        let days = self.policy(org).await?.history_days;
+        if days == 0 {
+            return Ok(());
+        }
+        let c = self.store.get_conversation(org, conversation).await?;
+        // Every device already in the group shares what it sent: the
+        // newcomer's other devices too when it is a new device.
+        let devices: Vec<DeviceId> = self
+            .store
+            .conversation_devices(conversation)
+            .await?
+            .into_iter()
+            .filter(|d| {
+                d.state == DeviceState::Member
+                    && match device {
+                        Some(new) => d.device_id != new,
+                        None => d.user_id != user,
+                    }
+            })
+            .map(|d| d.device_id)
+            .collect();
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let notice = wardline_proto::routing::HistoryNotice {
+            user,
+            since: now - days * 86_400,
+            device,
+        };
+        let row = MessageRow {
+            alert: Some(serde_json::to_string(&notice).expect("notice serialises")),
+            ..MessageRow::notice(MessageKind::History, conversation, c.epoch, user, now)
+        };
+        let woken = self.routing.insert_notice(&row, &devices).await?;
+        self.wake(&woken).await;
+        Ok(())
     }
 
     pub async fn list_devices(&self, org: OrgId, user: UserId) -> ApiResult<DeviceList> {
@@ -898,6 +956,37 @@ impl MessagingService {
             let policy = self.lifecycle.lifecycle_policy(p.org_id).await?;
             crate::lifecycle::message_ttl(&policy, &c.lifecycle, req.ttl_secs)?.map(|t| now + t)
         };
+        // A copy shared again for members who joined later names the
+        // submitter's own earlier message here, and keeps its identity: the
+        // recipients see (acknowledge, recall, read) the original, at its
+        // time and priority (issue 18, item 5).
+        let original = match req.shared_again {
+            None => None,
+            Some(_) if is_commit => {
+                return Err(ApiError::bad_request(
+                    "shared_again belongs to application messages",
+                ));
+            }
+            Some(named) => match self.store.get_message(id, named).await {
+                Ok(m) if m.kind == MessageKind::Application && m.sender_user == Some(p.user_id) => {
+                    // Gone for its readers: nothing to share (the
+                    // sender's outbox drops the copy).
+                    if m.recalled_at.is_some() {
+                        return Err(ApiError::new(
+                            ErrorCode::NotFound,
+                            "shared_again names a recalled message",
+                        ));
+                    }
+                    Some(m)
+                }
+                Ok(_) | Err(StoreError::NotFound) => {
+                    return Err(ApiError::validation(
+                        "shared_again names none of your messages in this conversation",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
         let hash = |b: &[u8]| Sha256::digest(b).to_vec();
         // Each body is sealed under its own data key, so that deleting the key
         // (retention, expiry, recall) destroys every copy of it.
@@ -932,11 +1021,12 @@ impl MessagingService {
             sender_user: Some(p.user_id),
             sender_device: Some(device.id),
             epoch: framing.epoch as i64,
-            // A commit is plumbing, not a clinical message.
-            priority: if is_commit {
-                Priority::Routine
-            } else {
-                req.priority
+            // A commit is plumbing, not a clinical message; a copy is what
+            // its original was.
+            priority: match &original {
+                _ if is_commit => Priority::Routine,
+                Some(o) => o.priority,
+                None => req.priority,
             },
             body_hash: Some(hash(&req.mls.0)),
             body: Some(body),
@@ -946,6 +1036,11 @@ impl MessagingService {
             recalled_at: None,
             recalls: None,
             alert: None,
+            // Naming a copy names its original.
+            shared_again: original.as_ref().map(|o| o.shared_again.unwrap_or(o.id)),
+            original_created_at: original
+                .as_ref()
+                .map(|o| o.original_created_at.unwrap_or(o.created_at)),
         };
         let welcome = req
             .welcome
@@ -957,27 +1052,16 @@ impl MessagingService {
                 body: Some(body),
                 dek_id: Some(dek),
                 expires_at: None,
+                shared_again: None,
+                original_created_at: None,
                 ..message.clone()
             });
-        let routed = match req.shared_again {
-            _ if is_commit => None,
-            // A copy of the sender's own message for newcomers: its original
-            // carries the routing and the escalation.
-            Some(original) => {
-                match self.store.get_message(id, original).await {
-                    Ok(m)
-                        if m.kind == MessageKind::Application
-                            && m.sender_user == Some(p.user_id) => {}
-                    Ok(_) | Err(StoreError::NotFound) => {
-                        return Err(ApiError::validation(
-                            "shared_again names none of your messages in this conversation",
-                        ));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                None
-            }
-            None => self.plan_routed(p, &c, &message).await?,
+        let routed = if is_commit || original.is_some() {
+            // A copy for newcomers: its original carries the routing and the
+            // escalation.
+            None
+        } else {
+            self.plan_routed(p, &c, &message).await?
         };
         let outcome = self
             .store
@@ -1160,6 +1244,7 @@ impl MessagingService {
         p: &Principal,
         id: Uuid,
         req: ReadRequest,
+        audit: &AuditScope,
     ) -> ApiResult<ReadResponse> {
         let mark = match (&req.message_ids[..], req.up_to_message_id) {
             ([], Some(up_to)) => ReadMark::UpTo(up_to),
@@ -1171,7 +1256,10 @@ impl MessagingService {
             }
         };
         let device = self.device_of(p).await?;
-        self.member_conversation(p, id).await?;
+        // Reading a patient's thread is an access to that patient's
+        // information: it is in their access report (issue 18, item 7).
+        let c = self.member_conversation(p, id).await?;
+        self.tag_patient(&c, audit).await?;
         match self
             .store
             .mark_read(device.id, id, mark, self.clock.now())
@@ -1187,17 +1275,40 @@ impl MessagingService {
         p: &Principal,
         id: Uuid,
         message: Uuid,
+        audit: &AuditScope,
     ) -> ApiResult<MessageReceipts> {
         let c = self.member_conversation(p, id).await?;
+        self.tag_patient(&c, audit).await?;
         let m = match self.store.get_message(id, message).await {
             Err(StoreError::NotFound) => return Err(ApiError::not_found("message")),
             other => other?,
         };
+        // A copy shared again is the original to its readers.
+        let message = m.shared_again.unwrap_or(message);
         let mandatory = Self::receipts_mandatory(&self.policy(p.org_id).await?, &c);
         let rows = self.store.receipts(message).await?;
+        // Every member is accounted for: those none of whose devices has it
+        // are listed with why (issue 18, item 4).
+        let devices = self.store.conversation_devices(id).await?;
+        let not_received = self
+            .store
+            .conversation_members(id)
+            .await?
+            .into_iter()
+            .filter(|u| Some(*u) != m.sender_user && !rows.iter().any(|r| r.user_id == *u))
+            .map(|u| NotReceived {
+                user_id: u,
+                reason: if devices.iter().any(|d| d.user_id == u) {
+                    NotReceivedReason::JoinedLater
+                } else {
+                    NotReceivedReason::NoDevice
+                },
+            })
+            .collect();
         Ok(MessageReceipts {
             message_id: message,
             priority: m.priority,
+            not_received,
             receipts: rows
                 .into_iter()
                 .map(|r| Receipt {
@@ -1311,8 +1422,10 @@ impl MessagingService {
         p: &Principal,
         id: Uuid,
         attachment: Uuid,
+        audit: &AuditScope,
     ) -> ApiResult<Vec<u8>> {
-        self.member_conversation(p, id).await?;
+        let c = self.member_conversation(p, id).await?;
+        self.tag_patient(&c, audit).await?;
         match self.store.get_attachment(id, attachment).await {
             Ok((a, None)) => Ok(a.data),
             Ok((a, Some(key))) => Ok(Vault::open_bytes(
@@ -1386,5 +1499,9 @@ fn entry(seq: i64, m: MessageRow) -> InboxEntry {
                     .and_then(|a| serde_json::from_str(a).ok())
             })
             .flatten(),
+        shared_again: m.shared_again.map(|o| SharedAgain {
+            message_id: o,
+            created_at: m.original_created_at.unwrap_or(m.created_at),
+        }),
     }
 }

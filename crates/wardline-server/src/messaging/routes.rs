@@ -262,11 +262,12 @@ async fn submit_message(
 async fn mark_read(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<ReadRequest>,
 ) -> ApiResult<Json<ReadResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.mark_read(&p, id, req).await?))
+    Ok(Json(s.messaging.mark_read(&p, id, req, &audit).await?))
 }
 
 /// Delivery and read receipts of a message, per recipient device.
@@ -276,10 +277,13 @@ async fn mark_read(
 async fn message_receipts(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiPath((id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<MessageReceipts>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.receipts(&p, id, message_id).await?))
+    Ok(Json(
+        s.messaging.receipts(&p, id, message_id, &audit).await?,
+    ))
 }
 
 /// Upload an attachment the client encrypted with a fresh key (the key travels
@@ -333,10 +337,14 @@ async fn upload_attachment(
 async fn download_attachment(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiPath((id, attachment_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<impl IntoResponse> {
     p.authorize(Permission::Messaging)?;
-    let data = s.messaging.attachment(&p, id, attachment_id).await?;
+    let data = s
+        .messaging
+        .attachment(&p, id, attachment_id, &audit)
+        .await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data))
 }
 

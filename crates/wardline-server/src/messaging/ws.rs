@@ -127,7 +127,7 @@ async fn run(
             let n = entries.len() as i64;
             for e in entries {
                 let seq = e.seq;
-                if !send(&mut socket, &ServerFrame::Entry(e)).await {
+                if !send(&mut socket, &ServerFrame::Entry(Box::new(e))).await {
                     return;
                 }
                 cursor = seq;

@@ -41,8 +41,6 @@ const MAX_SEARCH_RESULTS: usize = 50;
 /// after a failed fetch.
 const FEED_EVERY: i64 = 3600;
 const FEED_RETRY: i64 = 900;
-/// How far back members' devices share a patient thread with someone who joins it.
-const HISTORY_DAYS: i64 = 14;
 
 /// A name for the directory: trimmed, 1 to 100 characters.
 fn name(value: &str, what: &str) -> ApiResult<String> {
@@ -1097,7 +1095,9 @@ impl RoutingService {
             };
             self.store.insert_grant(&g, &key_row).await?;
             self.add_member(p.org_id, *c, p.user_id, p.user_id).await?;
-            self.request_history(p.org_id, *c, p.user_id).await?;
+            self.messaging
+                .request_history(p.org_id, *c, p.user_id, None)
+                .await?;
             self.store
                 .insert_notification(
                     p.org_id,
@@ -1132,7 +1132,9 @@ impl RoutingService {
         for (c, via) in &access {
             if matches!(via, AccessVia::CareTeam | AccessVia::Department) {
                 self.add_member(p.org_id, *c, p.user_id, p.user_id).await?;
-                self.request_history(p.org_id, *c, p.user_id).await?;
+                self.messaging
+                    .request_history(p.org_id, *c, p.user_id, None)
+                    .await?;
             }
         }
         Ok(PatientAccess {
@@ -1145,46 +1147,6 @@ impl RoutingService {
                 .collect(),
             grants,
         })
-    }
-
-    /// Asks the members' devices to share their recent messages again with
-    /// someone who joined a patient's thread (MLS gives them nothing from
-    /// before): a server entry naming them, no content.
-    async fn request_history(
-        &self,
-        org: OrgId,
-        conversation: Uuid,
-        joiner: UserId,
-    ) -> ApiResult<()> {
-        let c = self.messages.get_conversation(org, conversation).await?;
-        let devices: Vec<_> = self
-            .messages
-            .conversation_devices(conversation)
-            .await?
-            .into_iter()
-            .filter(|d| {
-                d.user_id != joiner && d.state == wardline_proto::messaging::DeviceState::Member
-            })
-            .map(|d| d.device_id)
-            .collect();
-        let now = self.clock.now();
-        let notice = HistoryNotice {
-            user: joiner,
-            since: now - HISTORY_DAYS * DAY,
-        };
-        let row = MessageRow {
-            alert: Some(serde_json::to_string(&notice).expect("notice serialises")),
-            ..MessageRow::notice(
-                wardline_proto::messaging::MessageKind::History,
-                conversation,
-                c.epoch,
-                joiner,
-                now,
-            )
-        };
-        let woken = self.store.insert_notice(&row, &devices).await?;
-        self.messaging.wake(&woken).await;
-        Ok(())
     }
 
     pub async fn grants(&self, org: OrgId) -> ApiResult<BreakGlassList> {

@@ -97,6 +97,11 @@ pub struct MessageRow {
     /// Server notices' payload as JSON (ids and fixed text, no content): an
     /// alert's `AlertNotice`, a history request's `HistoryNotice`.
     pub alert: Option<String>,
+    /// A copy shared again for members who joined after it: the original
+    /// message (the submitter's own, in the same conversation).
+    pub shared_again: Option<Uuid>,
+    /// A copy's original's `created_at` (seconds): the time recipients show.
+    pub original_created_at: Option<i64>,
 }
 
 impl MessageRow {
@@ -130,6 +135,8 @@ impl MessageRow {
             recalled_at: None,
             recalls: None,
             alert: None,
+            shared_again: None,
+            original_created_at: None,
         }
     }
 }

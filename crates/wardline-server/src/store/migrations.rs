@@ -65,6 +65,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0008_inbound.sql"),
         postgres: include_str!("../../migrations/postgres/0008_inbound.sql"),
     },
+    Migration {
+        version: 9,
+        name: "shared_again",
+        sqlite: include_str!("../../migrations/sqlite/0009_shared_again.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_shared_again.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

@@ -61,21 +61,24 @@ async fn delete_keys(tx: &mut Transaction<'_, Any>, keys: &[String]) -> Result<i
     Ok(n)
 }
 
-async fn message_key(
+/// The data keys of a message's body and of its copies shared again for
+/// later members (shredding one shreds them all).
+async fn message_keys(
     tx: &mut Transaction<'_, Any>,
     conversation: Uuid,
     id: Uuid,
-) -> Result<Option<String>> {
-    Ok(
-        sqlx::query("SELECT dek_id FROM messages WHERE id = $1 AND conversation_id = $2")
-            .bind(id.to_string())
-            .bind(conversation.to_string())
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.try_get::<Option<String>, _>("dek_id"))
-            .transpose()?
-            .flatten(),
+) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT dek_id FROM messages WHERE conversation_id = $2 AND (id = $1 OR shared_again = $1) \
+         AND dek_id IS NOT NULL",
     )
+    .bind(id.to_string())
+    .bind(conversation.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<String, _>("dek_id")?))
+        .collect()
 }
 
 #[async_trait]
@@ -252,7 +255,8 @@ impl LifecycleStore for SqlStore {
         let rows = sqlx::query(
             "SELECT id, sender_user, created_at, expires_at, recalled_at, dek_id, CASE WHEN body IS NULL THEN 0 ELSE 1 END AS has_body \
              FROM messages WHERE conversation_id = $1 AND kind IN ('application', 'recall') \
-             AND (created_at < $2 OR expires_at <= $3 OR (recalled_at IS NOT NULL AND body IS NOT NULL)) \
+             AND (COALESCE(original_created_at, created_at) < $2 OR expires_at <= $3 \
+                  OR (recalled_at IS NOT NULL AND body IS NOT NULL)) \
              ORDER BY created_at, id",
         )
         .bind(conversation.to_string())
@@ -280,19 +284,25 @@ impl LifecycleStore for SqlStore {
         for chunk in ids.chunks(200) {
             let (_writer, mut tx) = self.begin_write().await?;
             let mut keys = Vec::new();
+            // A message's copies shared again for later members go with it
+            // (they are the same message to their readers).
             for id in chunk {
-                if let Some(k) = message_key(&mut tx, conversation, *id).await? {
-                    keys.push(k);
-                }
-                sqlx::query("DELETE FROM inbox WHERE message_id = $1")
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM messages WHERE id = $1 AND conversation_id = $2")
-                    .bind(id.to_string())
-                    .bind(conversation.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                keys.extend(message_keys(&mut tx, conversation, *id).await?);
+                sqlx::query(
+                    "DELETE FROM inbox WHERE message_id IN \
+                     (SELECT id FROM messages WHERE conversation_id = $2 AND (id = $1 OR shared_again = $1))",
+                )
+                .bind(id.to_string())
+                .bind(conversation.to_string())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM messages WHERE conversation_id = $2 AND (id = $1 OR shared_again = $1)",
+                )
+                .bind(id.to_string())
+                .bind(conversation.to_string())
+                .execute(&mut *tx)
+                .await?;
             }
             destroyed += delete_keys(&mut tx, &keys).await?;
             tx.commit().await?;
@@ -304,11 +314,10 @@ impl LifecycleStore for SqlStore {
         let (_writer, mut tx) = self.begin_write().await?;
         let mut keys = Vec::new();
         for id in ids {
-            if let Some(k) = message_key(&mut tx, conversation, *id).await? {
-                keys.push(k);
-            }
+            keys.extend(message_keys(&mut tx, conversation, *id).await?);
             sqlx::query(
-                "UPDATE messages SET body = NULL, dek_id = NULL WHERE id = $1 AND conversation_id = $2",
+                "UPDATE messages SET body = NULL, dek_id = NULL \
+                 WHERE conversation_id = $2 AND (id = $1 OR shared_again = $1)",
             )
             .bind(id.to_string())
             .bind(conversation.to_string())
@@ -437,13 +446,27 @@ impl LifecycleStore for SqlStore {
         if marked == 0 {
             return Ok(None);
         }
+        // Its copies shared again for later members go with it.
+        sqlx::query(
+            "UPDATE messages SET recalled_at = $3 WHERE shared_again = $1 AND conversation_id = $2 \
+             AND recalled_at IS NULL",
+        )
+        .bind(message.to_string())
+        .bind(conversation.to_string())
+        .bind(notice.created_at)
+        .execute(&mut *tx)
+        .await?;
         if shred {
-            let key = message_key(&mut tx, conversation, message).await?;
-            sqlx::query("UPDATE messages SET body = NULL, dek_id = NULL WHERE id = $1")
-                .bind(message.to_string())
-                .execute(&mut *tx)
-                .await?;
-            delete_keys(&mut tx, &key.into_iter().collect::<Vec<_>>()).await?;
+            let keys = message_keys(&mut tx, conversation, message).await?;
+            sqlx::query(
+                "UPDATE messages SET body = NULL, dek_id = NULL \
+                 WHERE conversation_id = $2 AND (id = $1 OR shared_again = $1)",
+            )
+            .bind(message.to_string())
+            .bind(conversation.to_string())
+            .execute(&mut *tx)
+            .await?;
+            delete_keys(&mut tx, &keys).await?;
         }
         insert_message(&mut tx, notice).await?;
         let woken = self.fan_out_to_members(&mut tx, notice, None).await?;

@@ -113,13 +113,15 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
         recalled_at: row.try_get("recalled_at")?,
         recalls: opt_uuid(row, "recalls")?,
         alert: row.try_get("alert")?,
+        shared_again: opt_uuid(row, "shared_again")?,
+        original_created_at: row.try_get("original_created_at")?,
     })
 }
 
 pub(super) async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result<()> {
     sqlx::query(
-        "INSERT INTO messages (id, conversation_id, kind, sender_user, sender_device, epoch, priority, body, body_hash, created_at, dek_id, expires_at, recalls, alert) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "INSERT INTO messages (id, conversation_id, kind, sender_user, sender_device, epoch, priority, body, body_hash, created_at, dek_id, expires_at, recalls, alert, shared_again, original_created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(m.id.to_string())
     .bind(m.conversation_id.to_string())
@@ -135,6 +137,8 @@ pub(super) async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow
     .bind(m.expires_at)
     .bind(m.recalls.map(|r| r.to_string()))
     .bind(m.alert.clone())
+    .bind(m.shared_again.map(|o| o.to_string()))
+    .bind(m.original_created_at)
     .execute(&mut **tx)
     .await
     .map_err(|e| map_unique(e, "message"))?;
@@ -907,8 +911,12 @@ impl MessagingStore for SqlStore {
         let seq_of = async |tx: &mut Transaction<'static, Any>,
                             message: Uuid|
                -> Result<Option<i64>> {
+            // The message or, on a device that joined later, its copy
+            // shared again (the device shows it under the original's id).
             Ok(sqlx::query(
-                "SELECT seq FROM inbox WHERE device_id = $1 AND message_id = $2 AND conversation_id = $3",
+                "SELECT seq FROM inbox WHERE device_id = $1 AND conversation_id = $3 AND message_id IN \
+                 (SELECT id FROM messages WHERE conversation_id = $3 AND (id = $2 OR shared_again = $2)) \
+                 ORDER BY seq LIMIT 1",
             )
             .bind(device.to_string())
             .bind(message.to_string())
@@ -966,22 +974,36 @@ impl MessagingStore for SqlStore {
             "SELECT i.device_id, d.user_id, i.delivered_at, i.read_at, COALESCE(p.share_read_receipts, 1) AS share \
              FROM inbox i JOIN devices d ON d.id = i.device_id \
              LEFT JOIN messaging_preferences p ON p.user_id = d.user_id \
-             WHERE i.message_id = $1 ORDER BY d.user_id, i.device_id",
+             WHERE i.message_id IN (SELECT id FROM messages WHERE id = $1 OR shared_again = $1) \
+             ORDER BY d.user_id, i.device_id",
         )
         .bind(message.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReceiptRow {
-                    user_id: uuid_col(r, "user_id")?,
-                    device_id: uuid_col(r, "device_id")?,
-                    delivered_at: r.try_get("delivered_at")?,
-                    read_at: r.try_get("read_at")?,
-                    shares_read_receipts: bool_col(r, "share")?,
-                })
-            })
-            .collect()
+        // A device that holds the message and a copy shared again later has
+        // it once: the earliest delivery and reading of either.
+        let mut out: Vec<ReceiptRow> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let row = ReceiptRow {
+                user_id: uuid_col(r, "user_id")?,
+                device_id: uuid_col(r, "device_id")?,
+                delivered_at: r.try_get("delivered_at")?,
+                read_at: r.try_get("read_at")?,
+                shares_read_receipts: bool_col(r, "share")?,
+            };
+            match out.last_mut() {
+                Some(last) if last.device_id == row.device_id => {
+                    let earliest = |a: Option<i64>, b: Option<i64>| match (a, b) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    last.delivered_at = earliest(last.delivered_at, row.delivered_at);
+                    last.read_at = earliest(last.read_at, row.read_at);
+                }
+                _ => out.push(row),
+            }
+        }
+        Ok(out)
     }
 
     async fn share_read_receipts(&self, user: UserId) -> Result<bool> {
