@@ -194,6 +194,7 @@ fn audit_event(i: u64) -> NewEvent {
         patient_id: Some(format!("patient-{}", i.wrapping_mul(7919) % 5000)),
         outcome: Outcome::Success,
         reason: None,
+        changes: Vec::new(),
     }
 }
 
@@ -375,6 +376,7 @@ async fn start(
                 devices: Default::default(),
                 routing: Default::default(),
             },
+            &Default::default(),
         )
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;

@@ -258,6 +258,12 @@ pub struct AuditEvent {
     /// A short machine reason (`wrong_password`, `requires users_manage`), or the
     /// justification given for break-glass access.
     pub reason: Option<String>,
+    /// What an administrative action changed, field by field, before → after
+    /// (a user's roles, a policy's members); never a secret. Empty for other
+    /// events, and then absent from the canonical form, so entries written
+    /// before it existed hash as they did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FieldChange>,
     /// Hex SHA-256 Merkle leaf hash, for inclusion proofs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaf_hash: Option<String>,
@@ -286,6 +292,11 @@ impl AuditEvent {
             patient_id: &'a Option<String>,
             outcome: Outcome,
             reason: &'a Option<String>,
+            #[serde(skip_serializing_if = "no_changes")]
+            changes: &'a [FieldChange],
+        }
+        fn no_changes(c: &&[FieldChange]) -> bool {
+            c.is_empty()
         }
         serde_json::to_vec(&Canonical {
             seq: self.seq,
@@ -302,9 +313,59 @@ impl AuditEvent {
             patient_id: &self.patient_id,
             outcome: self.outcome,
             reason: &self.reason,
+            changes: &self.changes,
         })
         .expect("an audit event always serialises")
     }
+}
+
+/// One field an administrative action changed. Values are compact JSON
+/// text (`14`, `"Europe/London"`, `["nurse","physician"]`); `None` where the
+/// field had no value (created or removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldChange {
+    /// Dotted path of the field (`messaging.history_days`, `roles`).
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// The changes between two JSON documents, leaf by leaf (objects are walked,
+/// anything else — arrays included — compared whole), in path order.
+pub fn json_changes(before: &serde_json::Value, after: &serde_json::Value) -> Vec<FieldChange> {
+    fn walk(
+        path: &str,
+        before: Option<&serde_json::Value>,
+        after: Option<&serde_json::Value>,
+        out: &mut Vec<FieldChange>,
+    ) {
+        use serde_json::Value::Object;
+        match (before, after) {
+            (Some(Object(b)), Some(Object(a))) => {
+                let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&p, b.get(k), a.get(k), out);
+                }
+            }
+            (b, a) if b != a => out.push(FieldChange {
+                field: path.to_owned(),
+                before: b.map(|v| v.to_string()),
+                after: a.map(|v| v.to_string()),
+            }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", Some(before), Some(after), &mut out);
+    out
 }
 
 /// Search filters; all optional, combined with AND. Results are newest first.
@@ -443,6 +504,26 @@ mod tests {
     }
 
     #[test]
+    fn json_changes_name_each_changed_leaf() {
+        let before = serde_json::json!({"a": {"x": 1, "y": [1, 2]}, "b": "s", "gone": true});
+        let after = serde_json::json!({"a": {"x": 2, "y": [1, 2]}, "b": "s", "new": null});
+        let c = json_changes(&before, &after);
+        let flat: Vec<(&str, Option<&str>, Option<&str>)> = c
+            .iter()
+            .map(|c| (c.field.as_str(), c.before.as_deref(), c.after.as_deref()))
+            .collect();
+        assert_eq!(
+            flat,
+            vec![
+                ("a.x", Some("1"), Some("2")),
+                ("gone", Some("true"), None),
+                ("new", None, Some("null")),
+            ]
+        );
+        assert!(json_changes(&before, &before).is_empty());
+    }
+
+    #[test]
     fn canonical_bytes_ignore_the_leaf_hash_and_fix_field_order() {
         let e = AuditEvent {
             seq: 7,
@@ -459,6 +540,7 @@ mod tests {
             patient_id: None,
             outcome: Outcome::Success,
             reason: None,
+            changes: Vec::new(),
             leaf_hash: Some("ab".into()),
         };
         let bytes = String::from_utf8(e.canonical_bytes()).unwrap();
@@ -468,10 +550,25 @@ mod tests {
             )
         );
         assert!(!bytes.contains("leaf_hash"));
-        // Exactly the event's own JSON without the leaf hash.
+        // An event without changes is what it was before they existed, so
+        // older entries keep their hashes.
+        assert!(
+            bytes.ends_with(r#""outcome":"success","reason":null}"#),
+            "{bytes}"
+        );
+        // Exactly the event's own JSON without the leaf hash, with or
+        // without changes.
         let mut plain = e.clone();
         plain.leaf_hash = None;
         assert_eq!(bytes, serde_json::to_string(&plain).unwrap());
+        plain.changes = vec![FieldChange {
+            field: "roles".into(),
+            before: Some(r#"["nurse"]"#.into()),
+            after: Some(r#"["nurse","charge_nurse"]"#.into()),
+        }];
+        let with = String::from_utf8(plain.canonical_bytes()).unwrap();
+        assert_eq!(with, serde_json::to_string(&plain).unwrap());
+        assert!(with.ends_with(r#""reason":null,"changes":[{"field":"roles","before":"[\"nurse\"]","after":"[\"nurse\",\"charge_nurse\"]"}]}"#), "{with}");
         for k in [
             ActorKind::User,
             ActorKind::Service,

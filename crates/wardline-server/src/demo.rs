@@ -126,7 +126,10 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
     let mut policy = org.policy.clone();
     policy.patients.quiet_hours = None;
     policy.patients.practice_phone = "+1 555 010 2000".into();
-    state.directory.update_policy(org.id, policy).await?;
+    state
+        .directory
+        .update_policy(org.id, policy, &crate::audit::AuditScope::default())
+        .await?;
     let password = format!(
         "{}-{}",
         wardline_crypto::token::new_code(3, 5),

@@ -217,6 +217,7 @@ async fn detects_an_inserted_entry(backend: Backend) {
         patient_id: None,
         outcome: Outcome::Success,
         reason: None,
+        changes: Vec::new(),
         leaf_hash: None,
     };
     let leaf = merkle::leaf_hash(&forged.canonical_bytes());
@@ -584,6 +585,7 @@ async fn search_reports_and_exports(backend: Backend) {
                 patient_id: Some(patient.into()),
                 outcome: Outcome::Success,
                 reason: None,
+                changes: Vec::new(),
             })
             .await
             .unwrap();

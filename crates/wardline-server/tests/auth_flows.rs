@@ -239,6 +239,11 @@ async fn sessions_end_after_idle_timeout_and_absolute_lifetime(backend: Backend)
         .unwrap();
     assert_eq!(patched.messaging.max_group_members, 200);
     assert_eq!(patched.idle_timeout_secs, 120, "untouched members stay");
+    // Issue 18, item 7: the event says what changed, before → after.
+    assert_eq!(
+        last_changes(&t, "org.policy.update").await,
+        serde_json::json!([{"field": "messaging.max_group_members", "before": "1000", "after": "200"}])
+    );
     let reset = fresh
         .patch_policy(&serde_json::json!({"messaging": {"max_group_members": null}}))
         .await
@@ -603,6 +608,26 @@ async fn administrators_cannot_lock_themselves_out(backend: Backend) {
         second.client.update_user(me, &demote).await.unwrap().roles,
         vec![Role::Nurse]
     );
+    // Issue 18, item 7: the event says which roles went and came (it said
+    // only "user.update").
+    let changes = last_changes(&t, "user.update").await;
+    assert_eq!(
+        changes,
+        serde_json::json!([{"field": "roles", "before": "[\"org_admin\"]", "after": "[\"nurse\"]"}]),
+        "{changes}"
+    );
+}
+
+/// The `changes` of the newest successful audit event with `action`.
+async fn last_changes(t: &TestServer, action: &str) -> serde_json::Value {
+    use wardline_server::store::AuditStore;
+    let rows = t.sql.audit_entries(0, 100_000).await.unwrap();
+    let row = rows
+        .iter()
+        .rev()
+        .find(|r| r.action == action && r.outcome == "success")
+        .expect("the event");
+    serde_json::from_str(row.changes.as_deref().unwrap_or("[]")).unwrap()
 }
 
 async fn wrong_mfa_codes_back_off_across_challenges(backend: Backend) {

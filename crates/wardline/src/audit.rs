@@ -3,6 +3,7 @@
 //! `checkpoint` go through the API as the signed-in compliance officer.
 
 use crate::term::say;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -260,14 +261,43 @@ fn write_state(path: &std::path::Path, t: &Trusted) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn print_events(events: &[AuditEvent]) {
+/// Display names of the organisation's users by id, for showing actors as
+/// people (issue 18, item 7); empty if the caller may not list users (ids
+/// are shown then).
+async fn user_names(c: &wardline_client::ApiClient) -> HashMap<String, String> {
+    c.list_users()
+        .await
+        .map(|users| {
+            users
+                .into_iter()
+                .map(|u| (u.id.to_string(), u.display_name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An actor as a person: the name with the id's first block, or the id (a
+/// service name, an unknown user) as it is.
+fn actor_text(e: &AuditEvent, names: &HashMap<String, String>) -> String {
+    match e.actor_id.as_deref() {
+        None => "-".into(),
+        Some(id) => match names.get(id) {
+            Some(name) => format!("{name} ({})", id.split('-').next().unwrap_or(id)),
+            None => id.to_owned(),
+        },
+    }
+}
+
+fn print_events(events: &[AuditEvent], names: &HashMap<String, String>) {
     say!(
-        "{:>8}  {:<24}  {:<22}  {:<8}  {:<36}  {:<8} target",
+        "{:>8}  {:<19}  {:<24}  {:<7}  {:<30}  {:<8}  {:<15}  {:<10}  target",
         "seq",
         "time (UTC)",
         "action",
         "outcome",
         "actor",
+        "device",
+        "address",
         "patient"
     );
     for e in events {
@@ -277,18 +307,31 @@ fn print_events(events: &[AuditEvent]) {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         say!(
-            "{:>8}  {:<24}  {:<22}  {:<8}  {:<36}  {:<8} {}",
+            "{:>8}  {:<19}  {:<24}  {:<7}  {:<30}  {:<8}  {:<15}  {:<10}  {}",
             e.seq,
             when,
             e.action,
             outcome,
-            e.actor_id.as_deref().unwrap_or("-"),
+            actor_text(e, names),
+            e.device_id
+                .map(|d| d.to_string()[..8].to_owned())
+                .unwrap_or_else(|| "-".into()),
+            e.source_ip.as_deref().unwrap_or("-"),
             e.patient_id.as_deref().unwrap_or("-"),
             match (&e.target_type, &e.target_id) {
-                (Some(t), Some(id)) => format!("{t} {id}"),
+                (Some(t), Some(id)) => format!("{t} {}", names.get(id).unwrap_or(id)),
                 _ => "-".into(),
             }
         );
+        for c in &e.changes {
+            say!(
+                "{:>8}  {}: {} → {}",
+                "",
+                c.field,
+                c.before.as_deref().unwrap_or("(not recorded)"),
+                c.after.as_deref().unwrap_or("(not recorded)")
+            );
+        }
     }
 }
 
@@ -313,7 +356,7 @@ async fn search(args: SearchArgs) -> anyhow::Result<()> {
     if args.opts.json {
         return print_json(&page);
     }
-    print_events(&page.events);
+    print_events(&page.events, &user_names(&c).await);
     if let Some(b) = page.next_before {
         say!("(more: older than entry {b})");
     }
@@ -326,15 +369,23 @@ async fn report(patient: &str, opts: ClientOpts) -> anyhow::Result<()> {
     if opts.json {
         return print_json(&r);
     }
+    let names = user_names(&c).await;
     say!(
         "access to patient {}: {} events",
         r.patient_id,
         r.events.len()
     );
     for a in &r.accessors {
+        let who = match a.actor_id.as_deref() {
+            None => "(anonymous)".to_owned(),
+            Some(id) => names
+                .get(id)
+                .map(|n| format!("{n} ({id})"))
+                .unwrap_or_else(|| id.to_owned()),
+        };
         say!(
             "  {:<36}  {:>4} events  {} – {}  devices: {}  actions: {}",
-            a.actor_id.as_deref().unwrap_or("(anonymous)"),
+            who,
             a.events,
             time_text(a.first_ms),
             time_text(a.last_ms),
@@ -347,7 +398,7 @@ async fn report(patient: &str, opts: ClientOpts) -> anyhow::Result<()> {
         );
     }
     say!();
-    print_events(&r.events);
+    print_events(&r.events, &names);
     Ok(())
 }
 

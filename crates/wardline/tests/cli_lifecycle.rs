@@ -143,6 +143,22 @@ fn lifecycle_through_the_cli() {
     );
     assert!(released.contains("settled"), "{released}");
 
+    // Issue 18, item 7: the compliance officer's search shows who (by
+    // name), from where, and what an administrative change changed.
+    run(
+        &ada,
+        &[
+            "admin",
+            "policy",
+            "--patch",
+            r#"{"messaging": {"history_days": 7}}"#,
+        ],
+    );
+    let found = run(&cora, &["audit", "search", "--action", "org.policy.update"]);
+    assert!(found.contains("Ada Admin ("), "{found}");
+    assert!(found.contains("127.0.0.1"), "{found}");
+    assert!(found.contains("messaging.history_days: 14 → 7"), "{found}");
+
     // The latest checkpoint is checked against a pinned key, never just the
     // one the server sends (the H1 kind, in `audit checkpoint`).
     let cp = run(&cora, &["audit", "checkpoint"]);

@@ -31,7 +31,9 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 use wardline_crypto::KeyProvider;
 use wardline_crypto::merkle::{CHAIN_GENESIS, CompactRange, Hash, chain_hash, leaf_hash};
-use wardline_proto::audit::{ActorKind, AuditAction, AuditEvent, Outcome, checkpoint_message};
+use wardline_proto::audit::{
+    ActorKind, AuditAction, AuditEvent, FieldChange, Outcome, checkpoint_message,
+};
 use wardline_proto::{ErrorCode, OrgId};
 
 use crate::clock::Clock;
@@ -65,6 +67,8 @@ pub struct NewEvent {
     pub patient_id: Option<String>,
     pub outcome: Outcome,
     pub reason: Option<String>,
+    /// What an administrative action changed (see [`AuditEvent::changes`]).
+    pub changes: Vec<FieldChange>,
 }
 
 impl NewEvent {
@@ -83,6 +87,7 @@ impl NewEvent {
             patient_id: None,
             outcome: Outcome::Success,
             reason: None,
+            changes: Vec::new(),
         }
     }
 
@@ -386,6 +391,15 @@ impl Writer {
                 patient_id: storable(&e.patient_id),
                 outcome: e.outcome,
                 reason: storable(&e.reason),
+                changes: e
+                    .changes
+                    .iter()
+                    .map(|c| FieldChange {
+                        field: storable_text(&c.field),
+                        before: storable(&c.before),
+                        after: storable(&c.after),
+                    })
+                    .collect(),
                 leaf_hash: None,
             };
             let leaf = leaf_hash(&event.canonical_bytes());
@@ -422,6 +436,10 @@ impl Writer {
 /// Text as both engines store it: control characters (which the API refuses
 /// at the edge, but an event can carry from elsewhere) become U+FFFD, so an
 /// event can always be written, and written the same on SQLite and PostgreSQL.
+fn storable_text(text: &str) -> String {
+    storable(&Some(text.to_owned())).unwrap_or_default()
+}
+
 fn storable(text: &Option<String>) -> Option<String> {
     let t = text.as_ref()?;
     if !t

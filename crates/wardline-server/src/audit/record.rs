@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 use wardline_crypto::merkle::Hash;
-use wardline_proto::audit::{ActorKind, AuditAction, AuditEvent, Outcome};
+use wardline_proto::audit::{ActorKind, AuditAction, AuditEvent, FieldChange, Outcome};
 
 use crate::store::AuditRow;
 
@@ -27,6 +27,8 @@ pub fn to_row(e: &AuditEvent, leaf: &Hash, chain: &Hash, mac: &Hash) -> AuditRow
         patient_id: e.patient_id.clone(),
         outcome: e.outcome.as_str().to_owned(),
         reason: e.reason.clone(),
+        changes: (!e.changes.is_empty())
+            .then(|| serde_json::to_string(&e.changes).expect("changes serialise")),
         leaf_hash: leaf.to_vec(),
         chain_hash: chain.to_vec(),
         mac: mac.to_vec(),
@@ -74,6 +76,21 @@ pub fn decode(r: &AuditRow) -> Result<AuditEvent, String> {
         outcome: Outcome::parse(&r.outcome)
             .ok_or_else(|| format!("outcome {:?} is not a known value", r.outcome))?,
         reason: r.reason.clone(),
+        changes: decode_changes(&r.changes)?,
         leaf_hash: None,
     })
+}
+
+/// Strict like the rest: the stored text must be exactly what these changes
+/// serialise to, and an empty list is stored as nothing.
+fn decode_changes(text: &Option<String>) -> Result<Vec<FieldChange>, String> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let changes: Vec<FieldChange> =
+        serde_json::from_str(text).map_err(|e| format!("changes are not valid: {e}"))?;
+    if changes.is_empty() || serde_json::to_string(&changes).ok().as_deref() != Some(text) {
+        return Err("changes are not in canonical form".into());
+    }
+    Ok(changes)
 }

@@ -67,7 +67,7 @@ struct FormatParam {
     format: ExportFormat,
 }
 
-const CSV_HEADER: [&str; 15] = [
+const CSV_HEADER: [&str; 16] = [
     "seq",
     "at_ms",
     "org_id",
@@ -82,6 +82,8 @@ const CSV_HEADER: [&str; 15] = [
     "patient_id",
     "outcome",
     "reason",
+    // JSON text of the field changes (empty when there are none).
+    "changes",
     "leaf_hash",
 ];
 
@@ -106,6 +108,7 @@ fn csv_rows(events: &[AuditEvent], header: bool) -> std::io::Result<Vec<u8>> {
             .iter()
             .map(|k| match &v[*k] {
                 serde_json::Value::Null => String::new(),
+                serde_json::Value::Array(a) if a.is_empty() => String::new(),
                 serde_json::Value::String(s) => csv_cell(s),
                 other => other.to_string(),
             })

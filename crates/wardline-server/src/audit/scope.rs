@@ -414,6 +414,8 @@ struct ScopeData {
     target: Option<(String, String)>,
     patient_id: Option<String>,
     reason: Option<String>,
+    /// What an administrative action changed (set once it succeeded).
+    changes: Vec<wardline_proto::audit::FieldChange>,
     /// Further events the request caused (a sign-in that issued a session).
     also: Vec<(AuditAction, String, String)>,
 }
@@ -476,6 +478,12 @@ impl AuditScope {
     /// sign-in issued; recorded after the request's own event.
     pub fn also(&self, action: AuditAction, kind: &str, id: impl ToString) {
         self.with(|d| d.also.push((action, kind.to_owned(), id.to_string())));
+    }
+
+    /// What the request changed, field by field, before → after (set by the
+    /// service once the change is stored; never secrets).
+    pub fn changes(&self, changes: Vec<wardline_proto::audit::FieldChange>) {
+        self.with(|d| d.changes = changes);
     }
 
     /// A machine reason beside the outcome (`mfa_required`).
@@ -610,6 +618,7 @@ pub async fn record_requests(
         patient_id: data.patient_id,
         outcome,
         reason: error_reason.or(data.reason),
+        changes: data.changes,
     };
     if event.actor_kind == ActorKind::Anonymous {
         state.anonymous.charge(ip);
@@ -625,6 +634,7 @@ pub async fn record_requests(
             action,
             outcome: Outcome::Success,
             reason: None,
+            changes: Vec::new(),
             target_type: Some(kind),
             target_id: Some(id),
             ..event.clone()

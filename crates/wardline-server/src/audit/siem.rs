@@ -471,6 +471,11 @@ mod tests {
             patient_id: None,
             outcome: Outcome::Denied,
             reason: Some("forbidden".into()),
+            changes: vec![wardline_proto::audit::FieldChange {
+                field: "roles".into(),
+                before: Some("[\"nurse\"]".into()),
+                after: None,
+            }],
             leaf_hash: None,
         };
         let with_bom = format_rfc5424(&e, "host1", true);

@@ -16,13 +16,50 @@ use wardline_proto::directory::{
 };
 use wardline_proto::{OrgId, Role, UserId};
 
+use crate::audit::AuditScope;
 use crate::auth::password::{self, Passwords};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{OrgRow, RoutingStore, Store, StoreError, UserRow};
 use crate::vault::{FieldRef, Vault};
+use wardline_proto::audit::{FieldChange, json_changes};
 use wardline_proto::routing::Notification;
+
+/// What an update changed on a user, for the audit event: roles before →
+/// after; of the contact fields (personal data, kept out of the trail and
+/// the SIEM) only that they changed, without their values.
+fn user_changes(before: &UserRow, after: &UserRow) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    if before.roles != after.roles {
+        let names = |r: &[Role]| {
+            serde_json::to_string(&r.iter().map(|r| r.as_str()).collect::<Vec<_>>())
+                .expect("role names serialise")
+        };
+        out.push(FieldChange {
+            field: "roles".into(),
+            before: Some(names(&before.roles)),
+            after: Some(names(&after.roles)),
+        });
+    }
+    for (field, changed) in [
+        ("email", before.email_enc != after.email_enc),
+        (
+            "display_name",
+            before.display_name_enc != after.display_name_enc,
+        ),
+        ("phone", before.phone_enc != after.phone_enc),
+    ] {
+        if changed {
+            out.push(FieldChange {
+                field: field.into(),
+                before: None,
+                after: None,
+            });
+        }
+    }
+    out
+}
 
 const SETUP_CODE_KEY: &str = "setup_code_sha256";
 
@@ -344,6 +381,7 @@ impl DirectoryService {
         &self,
         org: OrgId,
         patch: &serde_json::Value,
+        audit: &AuditScope,
     ) -> ApiResult<OrgPolicy> {
         match patch.as_object() {
             None => {
@@ -372,12 +410,24 @@ impl DirectoryService {
                 "the policy has no member {path}"
             )));
         }
-        self.update_policy(org, policy).await
+        self.update_policy(org, policy, audit).await
     }
 
-    pub async fn update_policy(&self, org: OrgId, policy: OrgPolicy) -> ApiResult<OrgPolicy> {
+    /// Stores a whole policy; the audit event records each member that
+    /// changed, before → after (the policy holds no secrets).
+    pub async fn update_policy(
+        &self,
+        org: OrgId,
+        policy: OrgPolicy,
+        audit: &AuditScope,
+    ) -> ApiResult<OrgPolicy> {
         validate_policy(&policy)?;
+        let before = self.org(org).await?.policy;
         self.store.update_org_policy(org, &policy).await?;
+        audit.changes(json_changes(
+            &serde_json::to_value(&before).map_err(ApiError::internal)?,
+            &serde_json::to_value(&policy).map_err(ApiError::internal)?,
+        ));
         Ok(policy)
     }
 
@@ -478,8 +528,10 @@ impl DirectoryService {
         actor: UserId,
         id: UserId,
         req: UpdateUserRequest,
+        audit: &AuditScope,
     ) -> ApiResult<User> {
         let mut row = self.user_row(org, id).await?;
+        let before = row.clone();
         let mut named_compliance = false;
         if let Some(roles) = &req.roles {
             let roles = validate_roles(roles)?;
@@ -539,6 +591,7 @@ impl DirectoryService {
         }
         row.updated_at = self.clock.now();
         self.store.update_user(&row).await?;
+        audit.changes(user_changes(&before, &row));
         if named_compliance {
             self.record_compliance_change(
                 org,

@@ -57,10 +57,13 @@ async fn get_policy(
 async fn update_policy(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiJson(policy): ApiJson<OrgPolicy>,
 ) -> ApiResult<Json<OrgPolicy>> {
     p.authorize(Permission::OrgPolicyManage)?;
-    Ok(Json(s.directory.update_policy(p.org_id, policy).await?))
+    Ok(Json(
+        s.directory.update_policy(p.org_id, policy, &audit).await?,
+    ))
 }
 
 /// Change part of the organisation's policy: a JSON merge patch (RFC 7396)
@@ -73,10 +76,13 @@ async fn update_policy(
 async fn patch_policy(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiJson(patch): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<OrgPolicy>> {
     p.authorize(Permission::OrgPolicyManage)?;
-    Ok(Json(s.directory.patch_policy(p.org_id, &patch).await?))
+    Ok(Json(
+        s.directory.patch_policy(p.org_id, &patch, &audit).await?,
+    ))
 }
 
 /// Everyone in the caller's organisation.
@@ -128,12 +134,15 @@ async fn get_user(
 async fn update_user(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
-        s.directory.update(p.org_id, p.user_id, id, req).await?,
+        s.directory
+            .update(p.org_id, p.user_id, id, req, &audit)
+            .await?,
     ))
 }
 

@@ -28,6 +28,8 @@ pub struct AuditRow {
     pub patient_id: Option<String>,
     pub outcome: String,
     pub reason: Option<String>,
+    /// The event's `changes` as JSON; `None` when there are none.
+    pub changes: Option<String>,
     pub leaf_hash: Vec<u8>,
     pub chain_hash: Vec<u8>,
     /// The key provider's HMAC of `chain_hash`.

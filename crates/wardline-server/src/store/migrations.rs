@@ -71,6 +71,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0009_shared_again.sql"),
         postgres: include_str!("../../migrations/postgres/0009_shared_again.sql"),
     },
+    Migration {
+        version: 10,
+        name: "audit_changes",
+        sqlite: include_str!("../../migrations/sqlite/0010_audit_changes.sql"),
+        postgres: include_str!("../../migrations/postgres/0010_audit_changes.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

@@ -13,7 +13,7 @@ use super::sql::{BulkPool, SqlStore, map_unique};
 macro_rules! audit_cols {
     () => {
         "seq, at_ms, org_id, actor_kind, actor_id, device_id, source_ip, user_agent, action, \
-         target_type, target_id, patient_id, outcome, reason, leaf_hash, chain_hash, mac"
+         target_type, target_id, patient_id, outcome, reason, changes, leaf_hash, chain_hash, mac"
     };
 }
 
@@ -48,6 +48,7 @@ where
         patient_id: r.try_get("patient_id")?,
         outcome: r.try_get("outcome")?,
         reason: r.try_get("reason")?,
+        changes: r.try_get("changes")?,
         leaf_hash: r.try_get("leaf_hash")?,
         chain_hash: r.try_get("chain_hash")?,
         mac: r.try_get("mac")?,
@@ -81,10 +82,10 @@ fn insert_sql(rows: usize) -> &'static str {
 }
 
 /// Rows per INSERT statement: one statement per row costs more than the
-/// commit's fsync once batches are large (17 × 64 = 1088 parameters, within
+/// commit's fsync once batches are large (18 × 64 = 1152 parameters, within
 /// both engines' limits).
 const INSERT_CHUNK: usize = 64;
-const AUDIT_COLUMNS: usize = 17;
+const AUDIT_COLUMNS: usize = 18;
 
 /// Runs `query` on the engine-native bulk pool and decodes every row with
 /// `decode`. A macro because the query and row types differ per engine; the
@@ -136,6 +137,7 @@ impl AuditStore for SqlStore {
                     .bind(&e.patient_id)
                     .bind(&e.outcome)
                     .bind(&e.reason)
+                    .bind(&e.changes)
                     .bind(&e.leaf_hash)
                     .bind(&e.chain_hash)
                     .bind(&e.mac);
