@@ -183,6 +183,23 @@ async fn retention_and_legal_hold(backend: Backend) {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden));
     admin.client.set_lifecycle_policy(&thirty).await.unwrap();
+    // The event says what changed (issue 18, item 7); setting it again, nothing.
+    let changes = |t: &TestServer| {
+        let sql = t.sql.clone();
+        async move {
+            use wardline_server::store::AuditStore;
+            let rows = sql.audit_entries(0, 100_000).await.unwrap();
+            rows.iter()
+                .rev()
+                .find(|r| r.action == "lifecycle.policy.update" && r.outcome == "success")
+                .map(|r| r.changes.clone())
+                .unwrap()
+        }
+    };
+    let recorded = changes(&t).await.expect("changes recorded");
+    assert!(recorded.contains(r#""field":"retention"#), "{recorded}");
+    admin.client.set_lifecycle_policy(&thirty).await.unwrap();
+    assert_eq!(changes(&t).await, None);
 
     // Audit retention waits while a hold is active.
     assert_eq!(

@@ -486,6 +486,15 @@ impl AuditScope {
         self.with(|d| d.changes = changes);
     }
 
+    /// Records what changed between two versions of a document (a policy, a
+    /// conversation's lifecycle, a role's ladder), member by member. Call it
+    /// once the change is stored; the document must hold no secrets.
+    pub fn changed<T: serde::Serialize>(&self, before: &T, after: &T) {
+        if let (Ok(b), Ok(a)) = (serde_json::to_value(before), serde_json::to_value(after)) {
+            self.changes(wardline_proto::audit::json_changes(&b, &a));
+        }
+    }
+
     /// A machine reason beside the outcome (`mfa_required`).
     pub fn reason(&self, reason: &str) {
         self.with(|d| d.reason = Some(reason.to_owned()));

@@ -23,7 +23,7 @@ use crate::config::AuthConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{OrgRow, RoutingStore, Store, StoreError, UserRow};
 use crate::vault::{FieldRef, Vault};
-use wardline_proto::audit::{FieldChange, json_changes};
+use wardline_proto::audit::FieldChange;
 use wardline_proto::routing::Notification;
 
 /// What an update changed on a user, for the audit event: roles before →
@@ -424,10 +424,7 @@ impl DirectoryService {
         validate_policy(&policy)?;
         let before = self.org(org).await?.policy;
         self.store.update_org_policy(org, &policy).await?;
-        audit.changes(json_changes(
-            &serde_json::to_value(&before).map_err(ApiError::internal)?,
-            &serde_json::to_value(&policy).map_err(ApiError::internal)?,
-        ));
+        audit.changed(&before, &policy);
         Ok(policy)
     }
 
@@ -615,6 +612,7 @@ impl DirectoryService {
         actor: UserId,
         id: UserId,
         grant: bool,
+        audit: &AuditScope,
     ) -> ApiResult<User> {
         if actor == id {
             return Err(own_roles());
@@ -630,9 +628,11 @@ impl DirectoryService {
         }
         let roles = validate_roles(&roles)?;
         if roles != row.roles {
+            let before = row.clone();
             row.roles = roles;
             row.updated_at = self.clock.now();
             self.store.update_user(&row).await?;
+            audit.changes(user_changes(&before, &row));
             self.record_compliance_change(
                 org,
                 id,

@@ -155,12 +155,13 @@ async fn update_user(
 async fn grant_compliance_officer(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::ComplianceRolesManage)?;
     Ok(Json(
         s.directory
-            .set_compliance_officer(p.org_id, p.user_id, id, true)
+            .set_compliance_officer(p.org_id, p.user_id, id, true, &audit)
             .await?,
     ))
 }
@@ -173,12 +174,13 @@ async fn grant_compliance_officer(
 async fn remove_compliance_officer(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::ComplianceRolesManage)?;
     Ok(Json(
         s.directory
-            .set_compliance_officer(p.org_id, p.user_id, id, false)
+            .set_compliance_officer(p.org_id, p.user_id, id, false, &audit)
             .await?,
     ))
 }

@@ -252,9 +252,16 @@ impl LifecycleService {
         Ok(self.store.lifecycle_policy(org).await?)
     }
 
-    pub async fn set_policy(&self, org: OrgId, p: LifecyclePolicy) -> ApiResult<LifecyclePolicy> {
+    pub async fn set_policy(
+        &self,
+        org: OrgId,
+        p: LifecyclePolicy,
+        audit: &AuditScope,
+    ) -> ApiResult<LifecyclePolicy> {
         validate_policy(&p)?;
+        let before = self.store.lifecycle_policy(org).await?;
         self.store.set_lifecycle_policy(org, &p).await?;
+        audit.changed(&before, &p);
         Ok(p)
     }
 
@@ -311,6 +318,7 @@ impl LifecycleService {
         self.store
             .set_conversation_lifecycle(p.org_id, id, &own)
             .await?;
+        audit.changed(&c.lifecycle, &own);
         let c = self.messages.get_conversation(p.org_id, id).await?;
         self.messaging.to_wire(&c, Some(audit)).await
     }

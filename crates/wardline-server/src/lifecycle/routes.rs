@@ -51,10 +51,13 @@ async fn get_policy(
 async fn set_policy(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiJson(policy): ApiJson<LifecyclePolicy>,
 ) -> ApiResult<Json<LifecyclePolicy>> {
     p.authorize(Permission::OrgPolicyManage)?;
-    Ok(Json(s.lifecycle.set_policy(p.org_id, policy).await?))
+    Ok(Json(
+        s.lifecycle.set_policy(p.org_id, policy, &audit).await?,
+    ))
 }
 
 /// What a candidate policy would delete if it applied now (nothing is changed).

@@ -681,8 +681,18 @@ impl PatientService {
         key: &str,
         language: &str,
         req: PutTemplateRequest,
+        audit: &AuditScope,
     ) -> ApiResult<Vec<Template>> {
         templates::validate(key, language, &req.body, req.class)?;
+        // The text and class before, for the audit event (a template is a
+        // form with placeholders, never a patient's data).
+        let before = self
+            .texts(by.org_id)
+            .await?
+            .into_iter()
+            .find(|t| t.key == key && t.language == language)
+            .map(|t| serde_json::json!({"body": t.body, "class": t.class}));
+        let after = serde_json::json!({"body": req.body, "class": req.class});
         self.store
             .put_template(&TemplateRow {
                 org_id: by.org_id,
@@ -694,6 +704,7 @@ impl PatientService {
                 updated_at: self.clock.now(),
             })
             .await?;
+        audit.changed(&before.unwrap_or_else(|| serde_json::json!({})), &after);
         self.templates(by.org_id).await
     }
 

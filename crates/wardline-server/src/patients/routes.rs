@@ -245,7 +245,10 @@ async fn put_template(
     p.authorize(Permission::OrgPolicyManage)?;
     audit.target("template", format!("{key}/{language}"));
     Ok(Json(TemplateList {
-        templates: s.patients.put_template(&p, &key, &language, req).await?,
+        templates: s
+            .patients
+            .put_template(&p, &key, &language, req, &audit)
+            .await?,
     }))
 }
 

@@ -329,6 +329,7 @@ impl RoutingService {
         org: OrgId,
         id: Uuid,
         req: CreateRoleRequest,
+        audit: &AuditScope,
     ) -> ApiResult<ClinicalRole> {
         let old = found(self.store.get_role(org, id).await, "clinical role")?;
         let r = self.role_from(org, id, old.created_at, req).await?;
@@ -347,6 +348,7 @@ impl RoutingService {
             self.store.update_role(org, &r, self.clock.now()).await,
             "clinical role",
         )?;
+        audit.changed(&old, &r);
         Ok(r)
     }
 

@@ -134,11 +134,14 @@ async fn create_role(
 async fn update_role(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
+    audit: AuditScope,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<CreateRoleRequest>,
 ) -> ApiResult<Json<ClinicalRole>> {
     p.authorize(Permission::RoutingManage)?;
-    Ok(Json(s.routing.update_role(p.org_id, id, req).await?))
+    Ok(Json(
+        s.routing.update_role(p.org_id, id, req, &audit).await?,
+    ))
 }
 
 /// Search colleagues by name, clinical role, department or care team; shows
