@@ -509,6 +509,15 @@ pub struct RoutingPolicy {
     /// assistant). Others see only what they are members of.
     #[serde(default = "default_break_glass_roles")]
     pub break_glass_roles: Vec<crate::Role>,
+    /// When a ladder runs out unacknowledged, the holders of the clinical
+    /// roles of the paged role's department are told too (besides the sender
+    /// and everyone alerted). On by default.
+    #[serde(default = "default_true")]
+    pub unanswered_to_department: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_break_glass_roles() -> Vec<crate::Role> {
@@ -528,6 +537,7 @@ impl Default for RoutingPolicy {
             quiet_hours: None,
             break_glass_minutes: 60,
             break_glass_roles: default_break_glass_roles(),
+            unanswered_to_department: true,
         }
     }
 }

@@ -1412,11 +1412,26 @@ async fn a_ladder_that_reaches_nobody_tells_the_sender(backend: Backend) {
     let mut admin = t.setup_org("mercy").await;
     let nurse = t.user_with_role(&admin, Role::Nurse).await;
     let ana = t.user_with_role(&admin, Role::Physician).await;
+    // The department's lead is told when the ladder runs out (policy
+    // `routing.unanswered_to_department`, on by default).
+    let lead = t.user_with_role(&admin, Role::Physician).await;
+    let dept = admin.client.create_department("Radiology").await.unwrap();
+    admin
+        .client
+        .create_clinical_role(&CreateRoleRequest {
+            name: "Radiology lead".into(),
+            department_id: Some(dept.id),
+            fallback_role_id: None,
+            holders: vec![lead.user.id],
+            escalation: None,
+        })
+        .await
+        .unwrap();
     let role = admin
         .client
         .create_clinical_role(&CreateRoleRequest {
             name: "Night radiology".into(),
-            department_id: None,
+            department_id: Some(dept.id),
             fallback_role_id: None,
             holders: vec![ana.user.id],
             escalation: Some(EscalationPolicy {
@@ -1432,6 +1447,7 @@ async fn a_ladder_that_reaches_nobody_tells_the_sender(backend: Backend) {
         .unwrap();
     let devices = Devices::new();
     let mut n = devices.of(&nurse, "nurse station").await;
+    let mut l = devices.of(&lead, "lead's phone").await;
     let page = n.page(role.id, None).await.unwrap();
     assert_eq!(page.resolved_to.user_id, ana.user.id);
     let conv = page.conversation.id;
@@ -1475,6 +1491,12 @@ async fn a_ladder_that_reaches_nobody_tells_the_sender(backend: Backend) {
     .await;
     assert_eq!(told.message_id, stat);
     assert!(told.text.contains("nobody acknowledged"), "{told:?}");
+    let events = l.sync().await.unwrap();
+    assert!(
+        events.iter().any(|x| matches!(x, Event::Alert { alert, .. }
+            if alert.action == EscalationAction::Unanswered && alert.message_id == stat)),
+        "the department's lead is told: {events:?}"
+    );
     assert!(has_action(
         &actions(&t).await,
         "routing.escalation.unanswered",

@@ -374,7 +374,7 @@ impl RoutingService {
             r.state = EscalationState::Exhausted;
             r.next_at = None;
             if self.store.advance(&r, r.step, None, None).await? {
-                self.unanswered(&r, now).await?;
+                self.unanswered(&r, &policy, now).await?;
             }
             return Ok(());
         };
@@ -501,16 +501,37 @@ impl RoutingService {
             )
             .await?;
         if r.state == EscalationState::Exhausted {
-            self.unanswered(&r, now).await?;
+            self.unanswered(&r, &policy, now).await?;
         }
         Ok(())
     }
 
-    /// The ladder ran out and nobody acknowledged: the sender and everyone
-    /// alerted are told at once, and it is audited as a clinical-safety
-    /// event (the response report lists it under `unanswered`).
-    async fn unanswered(&self, r: &RoutedRow, now: i64) -> ApiResult<()> {
-        self.alert(r, EscalationAction::Unanswered, &r.notified, &[], None, now)
+    /// The ladder ran out and nobody acknowledged: the sender, everyone
+    /// alerted and (policy `routing.unanswered_to_department`) the holders of
+    /// the roles of the paged role's department are told at once, and it is
+    /// audited as a clinical-safety event (the response report lists it
+    /// under `unanswered`). The department is told, not added: its people
+    /// act on the alert (call the sender, take the patient), the ladder's
+    /// `department` step is what brings them into the conversation.
+    async fn unanswered(&self, r: &RoutedRow, policy: &RoutingPolicy, now: i64) -> ApiResult<()> {
+        let mut told = r.notified.clone();
+        let mut department = 0;
+        if policy.unanswered_to_department
+            && let Some(d) = r.department_id
+        {
+            for role in self.store.list_roles(r.org_id).await? {
+                if role.department_id != Some(d) {
+                    continue;
+                }
+                for h in role.holders {
+                    if h != r.sender_user && !told.contains(&h) && department < MAX_DEPARTMENT {
+                        told.push(h);
+                        department += 1;
+                    }
+                }
+            }
+        }
+        self.alert(r, EscalationAction::Unanswered, &told, &[], None, now)
             .await?;
         self.audit
             .record(
@@ -520,11 +541,12 @@ impl RoutingService {
                 }
                 .target("message", r.message_id)
                 .reason(format!(
-                    "{} message unanswered after {} step(s) and {} s; {} user(s) alerted",
+                    "{} message unanswered after {} step(s) and {} s; {} user(s) alerted; {} of the department told",
                     r.priority.as_str(),
                     r.step,
                     now - r.created_at,
-                    r.notified.len()
+                    r.notified.len(),
+                    department
                 )),
             )
             .await?;
