@@ -391,6 +391,7 @@ async fn start(
                     phone: Some(format!("+1555010{i:04}")),
                     roles: vec![Role::Nurse],
                     password: PASSWORD.into(),
+                    password_change_required: false,
                 },
             )
             .await

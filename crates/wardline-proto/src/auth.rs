@@ -100,6 +100,11 @@ pub struct IssuedSession {
     /// itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remembered_device: Option<String>,
+    /// The password was set by an administrator: the session may only
+    /// change it (`POST /api/v1/auth/password`; and enrol a second factor,
+    /// sign out, say who it is) until it is changed.
+    #[serde(default)]
+    pub password_change_required: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +157,10 @@ pub struct CurrentSession {
     pub expires_at: i64,
     pub idle_timeout_secs: i64,
     pub mfa_enrolment_required: bool,
+    /// The password is one an administrator set: change it before anything
+    /// else (`POST /api/v1/auth/password`).
+    #[serde(default)]
+    pub password_change_required: bool,
 }
 
 /// A session as an administrator or the user sees it. Never contains the token.

@@ -105,9 +105,18 @@ pub struct CreateUserRequest {
     #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub roles: Vec<Role>,
     /// Initial password; subject to the password policy (12 to 128 characters,
-    /// not common or guessable). The user should change it.
+    /// not common or guessable).
     #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 128))]
     pub password: String,
+    /// The password is temporary: at first sign-in the user must choose
+    /// their own before doing anything else (default). `false` when the
+    /// password is already the user's own choice.
+    #[serde(default = "temporary_password")]
+    pub password_change_required: bool,
+}
+
+fn temporary_password() -> bool {
+    true
 }
 
 /// Fields left out are not changed. `phone: null` is "leave as is"; to remove a

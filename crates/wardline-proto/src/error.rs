@@ -22,6 +22,9 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// Authenticated, but MFA enrolment must be completed first (403).
     MfaEnrolmentRequired,
+    /// Authenticated with a password an administrator set: choose your own
+    /// first with `POST /api/v1/auth/password` (403).
+    PasswordChangeRequired,
     /// Authenticated but not allowed (403).
     Forbidden,
     /// Unknown resource, or one that belongs to another organisation (404).
@@ -69,9 +72,10 @@ impl ErrorCode {
             ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::DeviceWiped => {
                 401
             }
-            ErrorCode::MfaEnrolmentRequired | ErrorCode::Forbidden | ErrorCode::DeviceBlocked => {
-                403
-            }
+            ErrorCode::MfaEnrolmentRequired
+            | ErrorCode::PasswordChangeRequired
+            | ErrorCode::Forbidden
+            | ErrorCode::DeviceBlocked => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict

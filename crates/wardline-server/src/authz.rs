@@ -22,6 +22,9 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// False while the session may only enrol a second factor.
     pub mfa_complete: bool,
+    /// True while the user's password is one an administrator set: the
+    /// session may only change it (and what [`AnySession`] allows).
+    pub password_change_required: bool,
 }
 
 impl Principal {
@@ -92,7 +95,35 @@ impl FromRequestParts<AppState> for Authenticated {
                 "set up a second factor first: POST /api/v1/auth/totp/enroll, then /api/v1/auth/totp/confirm",
             ));
         }
+        if p.password_change_required {
+            return Err(ApiError::new(
+                ErrorCode::PasswordChangeRequired,
+                "your password was set by an administrator: choose your own first with POST /api/v1/auth/password",
+            ));
+        }
         Ok(Authenticated(p))
+    }
+}
+
+/// A signed-in caller with a second factor whose password may still be the
+/// one an administrator set: only changing it accepts this.
+pub struct PasswordChangeSession(pub Principal);
+
+impl FromRequestParts<AppState> for PasswordChangeSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let p = AnySession::from_request_parts(parts, state).await?.0;
+        if !p.mfa_complete {
+            return Err(ApiError::new(
+                ErrorCode::MfaEnrolmentRequired,
+                "set up a second factor first: POST /api/v1/auth/totp/enroll, then /api/v1/auth/totp/confirm",
+            ));
+        }
+        Ok(PasswordChangeSession(p))
     }
 }
 

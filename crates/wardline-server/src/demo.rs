@@ -153,6 +153,8 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
                     phone: Some(phone),
                     roles: vec![role],
                     password: password.clone(),
+                    // The demo's passwords are printed for trying it out.
+                    password_change_required: false,
                 },
             )
             .await?;

@@ -34,6 +34,7 @@ async fn raw_sqlite_file_holds_no_phi_written_through_the_api() {
             phone: Some(phi[2].into()),
             roles: vec![Role::Physician],
             password: common::PASSWORD.into(),
+            password_change_required: false,
         })
         .await
         .unwrap();

@@ -52,6 +52,8 @@ async fn setup_code_works_once_and_mfa_is_required_by_default(backend: Backend) 
             phone: None,
             roles: vec![Role::Nurse],
             password: PASSWORD.into(),
+            // The default: the administrator's password is temporary.
+            password_change_required: true,
         })
         .await
         .unwrap();
@@ -61,7 +63,9 @@ async fn setup_code_works_once_and_mfa_is_required_by_default(backend: Backend) 
         .await
         .unwrap();
     assert_eq!(resp.step, LoginStep::MfaEnrolmentRequired);
-    let pending = t.client().with_token(Some(resp.session.unwrap().token));
+    let issued = resp.session.unwrap();
+    assert!(issued.password_change_required);
+    let pending = t.client().with_token(Some(issued.token));
     assert_eq!(
         pending.list_users().await.unwrap_err().code(),
         Some(ErrorCode::MfaEnrolmentRequired)
@@ -83,11 +87,40 @@ async fn setup_code_works_once_and_mfa_is_required_by_default(backend: Backend) 
         .confirm_totp(&t.totp_code(&enrol.secret_base32))
         .await
         .unwrap();
+    // Issue 18, item 8: then the temporary password gives way to the
+    // user's own before anything else.
+    assert_eq!(
+        pending.list_users().await.unwrap_err().code(),
+        Some(ErrorCode::PasswordChangeRequired)
+    );
+    assert_eq!(
+        pending
+            .change_password(PASSWORD, PASSWORD)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::Validation),
+        "not the same one again"
+    );
+    let own = "violet harbour lantern 1987";
+    pending.change_password(PASSWORD, own).await.unwrap();
     assert_eq!(
         pending.list_users().await.unwrap().len(),
         2,
         "the same session is now complete"
     );
+    let old = t
+        .client()
+        .login(&login_req("riverside", &nurse.email, PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), Some(ErrorCode::InvalidCredentials));
+    let next = t
+        .client()
+        .login(&login_req("riverside", &nurse.email, own))
+        .await
+        .unwrap();
+    assert_eq!(next.step, LoginStep::MfaRequired);
     assert_eq!(
         pending.enroll_totp().await.unwrap_err().code(),
         Some(ErrorCode::Conflict)
@@ -786,6 +819,7 @@ async fn the_compliance_role_is_not_the_administrators(backend: Backend) {
             phone: None,
             roles: vec![Role::ComplianceOfficer],
             password: PASSWORD.into(),
+            password_change_required: false,
         })
         .await
         .unwrap_err();
@@ -853,6 +887,7 @@ async fn authenticator_codes_are_read_as_typed(backend: Backend) {
             phone: None,
             roles: vec![Role::MedicalAssistant],
             password: PASSWORD.into(),
+            password_change_required: false,
         })
         .await
         .unwrap();

@@ -21,6 +21,9 @@ enum Caller {
     Anonymous,
     OtherOrgAdmin,
     Role(Role),
+    /// A nurse signed in (second factor included) with the temporary
+    /// password an administrator set, not changed yet.
+    TemporaryPassword,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +47,10 @@ enum Rule {
     Public,
     /// No session needed and the same answer for everyone (a fixed page).
     Open,
-    /// Any complete session; `self_scoped` routes act on the caller.
-    AnySession { allowed: Expect },
+    /// The session's own business (who am I, the second factor, the
+    /// password, signing out): any signed-in session, one whose password is
+    /// still temporary included.
+    OwnSession { allowed: Expect },
     /// Requires a permission; `tenant_target` routes name a user of org A.
     Permission {
         perm: Permission,
@@ -124,7 +129,7 @@ fn routes() -> Vec<Route> {
             method: Method::GET,
             template: "/api/v1/auth/session",
             query: "",
-            rule: Rule::AnySession {
+            rule: Rule::OwnSession {
                 allowed: Expect::Ok,
             },
             body: no_body,
@@ -133,7 +138,7 @@ fn routes() -> Vec<Route> {
             method: Method::POST,
             template: "/api/v1/auth/totp/enroll",
             query: "",
-            rule: Rule::AnySession {
+            rule: Rule::OwnSession {
                 allowed: Expect::Error(409, "conflict"),
             },
             body: no_body,
@@ -142,7 +147,7 @@ fn routes() -> Vec<Route> {
             method: Method::POST,
             template: "/api/v1/auth/totp/confirm",
             query: "",
-            rule: Rule::AnySession {
+            rule: Rule::OwnSession {
                 allowed: Expect::Error(409, "conflict"),
             },
             body: || Some(json!({"code": "000000"})),
@@ -151,7 +156,7 @@ fn routes() -> Vec<Route> {
             method: Method::POST,
             template: "/api/v1/auth/password",
             query: "",
-            rule: Rule::AnySession {
+            rule: Rule::OwnSession {
                 allowed: Expect::Error(401, "invalid_credentials"),
             },
             body: || {
@@ -977,7 +982,7 @@ fn routes() -> Vec<Route> {
             method: Method::POST,
             template: "/api/v1/auth/logout",
             query: "",
-            rule: Rule::AnySession {
+            rule: Rule::OwnSession {
                 allowed: Expect::Ok,
             },
             body: no_body,
@@ -990,7 +995,9 @@ fn expected(rule: Rule, caller: Caller) -> Option<Expect> {
         (Rule::Public, _) => None,
         (Rule::Open, _) => Some(Expect::Ok),
         (_, Caller::Anonymous) => Some(Expect::Unauthenticated),
-        (Rule::AnySession { allowed }, _) => Some(allowed),
+        (Rule::OwnSession { allowed }, _) => Some(allowed),
+        // Issue 18, item 8: nothing else until the password is the user's own.
+        (_, Caller::TemporaryPassword) => Some(Expect::Error(403, "password_change_required")),
         (Rule::PermissionThen { perm, allowed }, c) => {
             let role = match c {
                 Caller::Role(r) => r,
@@ -1042,6 +1049,20 @@ async fn matrix(backend: Backend) {
         actors.push((Caller::Role(role), Some(a.token.clone())));
         role_actors.push(a);
     }
+    let temporary = admin
+        .client
+        .create_user(&wardline_proto::directory::CreateUserRequest {
+            email: "temporary@alpha.test".into(),
+            display_name: "Tem Porary".into(),
+            phone: None,
+            roles: vec![Role::Nurse],
+            password: PASSWORD.into(),
+            password_change_required: true,
+        })
+        .await
+        .unwrap();
+    let temporary = t.sign_in_enrolling("alpha", &temporary).await;
+    actors.push((Caller::TemporaryPassword, Some(temporary.token.clone())));
     // The administrator acts last, so that destructive calls come after the refusals.
     actors.push((Caller::Role(Role::OrgAdmin), Some(admin.token.clone())));
 
@@ -1059,6 +1080,7 @@ async fn matrix(backend: Backend) {
                 phone: None,
                 roles: vec![Role::Nurse],
                 password: PASSWORD.into(),
+                password_change_required: false,
             })
             .await
             .unwrap();
@@ -1115,7 +1137,13 @@ async fn matrix(backend: Backend) {
             if let Some(action) = audited {
                 let outcome = match (status, code.as_str()) {
                     (200..=299, _) => "success",
-                    (_, "unauthenticated" | "forbidden" | "mfa_enrolment_required") => "denied",
+                    (
+                        _,
+                        "unauthenticated"
+                        | "forbidden"
+                        | "mfa_enrolment_required"
+                        | "password_change_required",
+                    ) => "denied",
                     _ => "failure",
                 };
                 let new = t.sql.audit_entries(before, 100).await.unwrap();

@@ -63,6 +63,7 @@ fn user(org: Uuid, dek: &str, bidx: &str) -> UserRow {
         totp_secret_enc: None,
         totp_enabled: false,
         totp_last_step: 0,
+        password_change_required: true,
         created_at: 10,
         updated_at: 10,
     }

@@ -43,6 +43,8 @@ pub async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
                 phone: None,
                 roles: vec![Role::OrgAdmin],
                 password,
+                // Typed by the administrator for themself.
+                password_change_required: false,
             },
         )
         .await

@@ -138,12 +138,12 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
         .and_then(|p| p.device_token.clone());
     let mut client = client_for(&server, ca_cert.as_deref())?;
 
-    let password = input::secret("Password: ")?;
+    let password = zeroize::Zeroizing::new(input::secret("Password: ")?);
     let resp = client
         .login(&LoginRequest {
             org: org.clone(),
             email: email.clone(),
-            password,
+            password: password.to_string(),
             device_id,
             device_token: device_token.clone(),
         })
@@ -182,6 +182,20 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
             session
         }
     };
+    // A password an administrator set is temporary: the user's own first.
+    if session.password_change_required {
+        client.set_token(Some(session.token.clone()));
+        eprintln!(
+            "Your password was set by an administrator. Choose your own (12 characters or more, not a common one):"
+        );
+        let own = zeroize::Zeroizing::new(input::secret("New password: ")?);
+        let again = zeroize::Zeroizing::new(input::secret("New password again: ")?);
+        if *own != *again {
+            anyhow::bail!("the two new passwords differ; sign in again to choose one");
+        }
+        client.change_password(&password, &own).await?;
+        eprintln!("Password changed.");
+    }
     let profile = Profile {
         server,
         ca_cert,
@@ -249,6 +263,7 @@ pub async fn whoami(opts: ClientOpts) -> anyhow::Result<()> {
 pub enum UsersCommand {
     List(ClientOpts),
     /// Create a user; the initial password is read from the prompt or stdin.
+    /// It is temporary: the user chooses their own at first sign-in.
     Create {
         #[command(flatten)]
         opts: ClientOpts,
@@ -266,6 +281,10 @@ pub enum UsersCommand {
         /// without echo, on a terminal; read from standard input otherwise).
         #[arg(long)]
         password_stdin: bool,
+        /// The password is already the user's own choice: no change at first
+        /// sign-in (by default the user must choose their own).
+        #[arg(long)]
+        no_password_change: bool,
     },
     Show {
         #[command(flatten)]
@@ -397,12 +416,15 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             phone,
             roles,
             password_stdin,
+            no_password_change,
         } => {
             let (c, _) = signed_in(&opts)?;
             let password = if password_stdin {
                 input::stdin_line("the new user's initial password (--password-stdin)")?
             } else {
-                input::secret("Initial password for the new user (they change it later): ")?
+                input::secret(
+                    "Initial password for the new user (temporary: they choose their own at first sign-in): ",
+                )?
             };
             let u = c
                 .create_user(&CreateUserRequest {
@@ -411,6 +433,7 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                     phone,
                     roles,
                     password,
+                    password_change_required: !no_password_change,
                 })
                 .await?;
             print_users(&[u], opts.json)

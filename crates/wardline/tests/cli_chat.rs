@@ -111,7 +111,8 @@ fn two_users_three_devices_through_the_cli() {
             "--code",
             &code,
         ],
-        &format!("{PASSWORD}\n"),
+        // Her own, chosen at her first sign-in (the temporary one is gone).
+        &format!("{OWN_PASSWORD}\n"),
     );
     assert!(ok, "{err}");
 

@@ -534,7 +534,10 @@ fn outcome_of(status: u16, code: Option<ErrorCode>) -> (Outcome, Option<String>)
         .unwrap_or_else(|| format!("http_{status}"));
     let outcome = match code {
         Some(
-            ErrorCode::Unauthenticated | ErrorCode::Forbidden | ErrorCode::MfaEnrolmentRequired,
+            ErrorCode::Unauthenticated
+            | ErrorCode::Forbidden
+            | ErrorCode::MfaEnrolmentRequired
+            | ErrorCode::PasswordChangeRequired,
         ) => Outcome::Denied,
         _ => Outcome::Failure,
     };

@@ -524,6 +524,7 @@ impl AuthService {
             expires_at: row.expires_at,
             idle_timeout_secs: row.idle_timeout_secs,
             remembered_device,
+            password_change_required: user.password_change_required,
         })
     }
 
@@ -589,6 +590,7 @@ impl AuthService {
             device_id: s.device_id,
             roles: user.roles,
             mfa_complete: s.mfa_complete,
+            password_change_required: user.password_change_required,
         })
     }
 
@@ -613,6 +615,7 @@ impl AuthService {
             expires_at: s.expires_at,
             idle_timeout_secs: s.idle_timeout_secs,
             mfa_enrolment_required: !s.mfa_complete,
+            password_change_required: p.password_change_required,
         })
     }
 
@@ -724,7 +727,13 @@ impl AuthService {
         self.store.clear_throttle(&key.key).await?;
         let wire = self.directory.to_wire(&user).await?;
         password::check_policy(&req.new_password, &[&wire.email, &wire.display_name])?;
+        if req.new_password == req.current_password {
+            return Err(ApiError::validation(
+                "the new password must differ from the current one",
+            ));
+        }
         user.password_hash = self.passwords.hash(&req.new_password).await?;
+        user.password_change_required = false;
         user.updated_at = self.clock.now();
         self.directory.save_row(&user).await?;
         self.store

@@ -16,7 +16,7 @@ use wardline_proto::{ErrorBody, Permission};
 
 use crate::app::AppState;
 use crate::audit::AuditScope;
-use crate::authz::{AnySession, Authenticated};
+use crate::authz::{AnySession, Authenticated, PasswordChangeSession};
 use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath, ApiQuery};
 
@@ -128,7 +128,7 @@ async fn confirm_totp(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn change_password(
     State(s): State<AppState>,
-    Authenticated(p): Authenticated,
+    PasswordChangeSession(p): PasswordChangeSession,
     ApiJson(req): ApiJson<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
     s.auth.change_password(&p, req).await?;

@@ -325,6 +325,8 @@ impl DirectoryService {
                     phone: None,
                     roles: vec![Role::OrgAdmin],
                     password: req.admin_password,
+                    // Chosen by the administrator themself.
+                    password_change_required: false,
                 },
             )
             .await?;
@@ -470,6 +472,7 @@ impl DirectoryService {
             totp_secret_enc: None,
             totp_enabled: false,
             totp_last_step: 0,
+            password_change_required: req.password_change_required,
             created_at: now,
             updated_at: now,
         };

@@ -77,6 +77,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0010_audit_changes.sql"),
         postgres: include_str!("../../migrations/postgres/0010_audit_changes.sql"),
     },
+    Migration {
+        version: 11,
+        name: "password_change",
+        sqlite: include_str!("../../migrations/sqlite/0011_password_change.sql"),
+        postgres: include_str!("../../migrations/postgres/0011_password_change.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

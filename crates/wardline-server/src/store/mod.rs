@@ -95,6 +95,9 @@ pub struct UserRow {
     pub totp_enabled: bool,
     /// Last TOTP time step accepted; a code is never accepted twice.
     pub totp_last_step: i64,
+    /// The password was set by an administrator: the user must choose their
+    /// own before the session does anything else.
+    pub password_change_required: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }

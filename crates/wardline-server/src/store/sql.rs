@@ -274,7 +274,8 @@ pub(super) fn data_key_from_row(row: &AnyRow, prefix: &str) -> Result<DataKeyRow
 macro_rules! user_cols {
     () => {
         "id, org_id, dek_id, email_bidx, email_enc, display_name_enc, phone_enc, roles, status, \
-         password_hash, totp_secret_enc, totp_enabled, totp_last_step, created_at, updated_at"
+         password_hash, totp_secret_enc, totp_enabled, totp_last_step, password_change_required, \
+         created_at, updated_at"
     };
 }
 
@@ -296,6 +297,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow> {
         totp_secret_enc: row.try_get("totp_secret_enc")?,
         totp_enabled: bool_col(row, "totp_enabled")?,
         totp_last_step: row.try_get("totp_last_step")?,
+        password_change_required: bool_col(row, "password_change_required")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -305,7 +307,8 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow> {
 macro_rules! user_cols_u {
     () => {
         "u.id, u.org_id, u.dek_id, u.email_bidx, u.email_enc, u.display_name_enc, u.phone_enc, u.roles, u.status, \
-         u.password_hash, u.totp_secret_enc, u.totp_enabled, u.totp_last_step, u.created_at, u.updated_at"
+         u.password_hash, u.totp_secret_enc, u.totp_enabled, u.totp_last_step, u.password_change_required, \
+         u.created_at, u.updated_at"
     };
 }
 
@@ -544,7 +547,7 @@ impl Store for SqlStore {
         sqlx::query(concat!(
             "INSERT INTO users (",
             user_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(u.id.to_string())
         .bind(u.org_id.to_string())
@@ -559,6 +562,7 @@ impl Store for SqlStore {
         .bind(u.totp_secret_enc.clone())
         .bind(u.totp_enabled as i64)
         .bind(u.totp_last_step)
+        .bind(u.password_change_required as i64)
         .bind(u.created_at)
         .bind(u.updated_at)
         .execute(&self.pool)
@@ -614,8 +618,8 @@ impl Store for SqlStore {
     async fn update_user(&self, u: &UserRow) -> Result<()> {
         let done = sqlx::query(
             "UPDATE users SET email_bidx = $1, email_enc = $2, display_name_enc = $3, phone_enc = $4, roles = $5, \
-             status = $6, password_hash = $7, totp_secret_enc = $8, totp_enabled = $9, updated_at = $10 \
-             WHERE org_id = $11 AND id = $12",
+             status = $6, password_hash = $7, totp_secret_enc = $8, totp_enabled = $9, updated_at = $10, \
+             password_change_required = $13 WHERE org_id = $11 AND id = $12",
         )
         .bind(&u.email_bidx)
         .bind(&u.email_enc)
@@ -629,6 +633,7 @@ impl Store for SqlStore {
         .bind(u.updated_at)
         .bind(u.org_id.to_string())
         .bind(u.id.to_string())
+        .bind(u.password_change_required as i64)
         .execute(&self.pool)
         .await
         .inspect(|_| self.sessions_changed())

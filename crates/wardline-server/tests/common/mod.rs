@@ -248,6 +248,7 @@ impl TestServer {
                     phone: None,
                     roles: vec![Role::OrgAdmin],
                     password: PASSWORD.into(),
+                    password_change_required: false,
                 },
             )
             .await
@@ -305,6 +306,9 @@ impl TestServer {
                 phone: Some("+15550100123".into()),
                 roles: vec![role],
                 password: PASSWORD.into(),
+                // Tests sign in with it again and again; the first-sign-in
+                // change has its own test (auth_flows).
+                password_change_required: false,
             })
             .await
             .expect("create user");

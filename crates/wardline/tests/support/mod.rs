@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wardline");
 pub const PASSWORD: &str = "lantern orbit mossy teacup";
+/// The password a user chooses at first sign-in, in place of the temporary
+/// one an administrator set (`PASSWORD`).
+pub const OWN_PASSWORD: &str = "violet harbour quill 1987";
 
 /// A child process killed (and reaped) when dropped.
 pub struct Killed(pub Child);
@@ -182,6 +185,11 @@ pub fn login_enrolling(
             let s = s.trim_end_matches(')').to_owned();
             writeln!(stdin, "{}", totp_now(&s)).unwrap();
             secret = Some(s);
+        }
+        // A user an administrator created chooses their own password
+        // (issue 18, item 8); later sign-ins use it.
+        if line.starts_with("Your password was set by an administrator") {
+            writeln!(stdin, "{OWN_PASSWORD}\n{OWN_PASSWORD}").unwrap();
         }
     }
     assert!(
