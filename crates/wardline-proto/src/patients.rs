@@ -11,6 +11,28 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Who can read a secure message to a patient, besides the patient: the
+/// organisation's choice (`patients.secure_messages`), between continuity of
+/// care (a covering colleague sees what the patient was told) and keeping
+/// the text from the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SecureMessageReaders {
+    /// Each writer chooses per message: sealed on the writer's device unless
+    /// they make it team-readable (the default).
+    #[default]
+    WriterChooses,
+    /// Always team-readable: the server seals each message (`text`), so
+    /// everyone in the practice with `patient_texting` reads it in the
+    /// thread. Messages sealed on a device are refused.
+    Team,
+    /// Always sealed on the writer's device (`sealed`): only the writer and
+    /// the patient read it, and the server never holds the text. Team-readable
+    /// messages are refused.
+    Writer,
+}
+
 /// Patient-texting policy of an organisation (part of its policy document).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -35,6 +57,9 @@ pub struct PatientTextingPolicy {
     /// ISO 3166-1 alpha-2 region (`US`, `GB`) for patient numbers written
     /// without a country code; unset: every number needs its `+` and code.
     pub default_region: Option<String>,
+    /// Who reads a secure message besides the patient (see
+    /// [`SecureMessageReaders`]); the writer's choice by default.
+    pub secure_messages: SecureMessageReaders,
 }
 
 impl Default for PatientTextingPolicy {
@@ -47,6 +72,7 @@ impl Default for PatientTextingPolicy {
             quiet_hours: Some(QuietHours::default()),
             sms_from: None,
             default_region: None,
+            secure_messages: SecureMessageReaders::default(),
         }
     }
 }
@@ -110,6 +136,10 @@ pub struct Patient {
     /// The patient's number texted STOP: nothing is sent until they text START.
     pub sms_opted_out: bool,
     pub created_at: i64,
+    /// How a secure message to this patient is to be written (organisation
+    /// policy `patients.secure_messages`).
+    #[serde(default)]
+    pub secure_messages: SecureMessageReaders,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1466,7 +1466,78 @@ async fn parallel_guesses_stop_at_the_lock(backend: Backend) {
     assert_eq!(sms_log(&log).len(), 5, "one code texted");
 }
 
+/// Issue 18, item 8: who reads what a patient is told (a covering colleague,
+/// or only the writer) is the organisation's choice, shown on the patient
+/// and held by the server.
+async fn secure_message_readers_are_the_organisations_choice(backend: Backend) {
+    let Some(t) = server(backend, |_| {}).await else {
+        return;
+    };
+    let (admin, nurse) = practice(&t).await;
+    let patient = new_patient(&nurse, "en").await;
+    consent(&nurse, patient.id, ConsentScope::SecureMessages, true).await;
+    // Issue 18, item 8: who reads what a patient is told is the
+    // organisation's choice, shown on the patient and held by the server.
+    let sealed = || SendSecureMessageRequest {
+        text: None,
+        sealed: Some(ClientSealed {
+            ciphertext: B64(vec![1; 64]),
+            key_fragment: format!("k={}", "A".repeat(43)),
+        }),
+    };
+    let text = || SendSecureMessageRequest {
+        text: Some("Your appointment moved to Friday.".into()),
+        sealed: None,
+    };
+    assert_eq!(
+        nurse
+            .client
+            .patient(patient.id)
+            .await
+            .unwrap()
+            .secure_messages,
+        SecureMessageReaders::WriterChooses
+    );
+    for (readers, refused, allowed) in [
+        (SecureMessageReaders::Team, sealed(), text()),
+        (SecureMessageReaders::Writer, text(), sealed()),
+    ] {
+        admin
+            .client
+            .patch_policy(&serde_json::json!({"patients": {"secure_messages": readers}}))
+            .await
+            .unwrap();
+        assert_eq!(
+            nurse
+                .client
+                .patient(patient.id)
+                .await
+                .unwrap()
+                .secure_messages,
+            readers
+        );
+        let err = nurse
+            .client
+            .send_patient_message(patient.id, &refused)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Validation), "{readers:?}");
+        assert!(err.to_string().contains("secure_messages"), "{err}");
+        nurse
+            .client
+            .send_patient_message(patient.id, &allowed)
+            .await
+            .unwrap();
+    }
+    admin
+        .client
+        .patch_policy(&serde_json::json!({"patients": {"secure_messages": null}}))
+        .await
+        .unwrap();
+}
+
 both_backends!(
+    secure_message_readers_are_the_organisations_choice,
     patient_texting_end_to_end,
     http_gateway_against_a_provider_stand_in,
     refusals,

@@ -74,10 +74,13 @@ pub enum PatientsCommand {
         opts: ClientOpts,
     },
     /// Write a secure message (the SMS carries only a notice and a link).
-    /// Sealed here with a fresh key that travels only in the link's fragment,
-    /// so the server never holds it readable; this profile keeps the key to
-    /// show it again. `--team-readable` lets the server seal it instead, so
-    /// colleagues can read it in the thread too.
+    /// Who reads it besides the patient is the organisation's policy
+    /// (`patients.secure_messages`): `team` — the server seals it and every
+    /// colleague with patient texting reads it in the thread; `writer` —
+    /// sealed here with a fresh key that travels only in the link's
+    /// fragment, so the server never holds it readable (this profile keeps
+    /// the key to show it again); `writer_chooses` (default) — sealed here
+    /// unless `--team-readable`.
     Send {
         patient: Uuid,
         text: String,
@@ -312,7 +315,21 @@ async fn dispatch(cmd: PatientsCommand) -> anyhow::Result<()> {
             opts,
         } => {
             let (c, _) = signed_in(&opts)?;
-            if team_readable {
+            // The organisation's policy decides who reads it; where it
+            // leaves the choice to the writer, --team-readable makes it so.
+            let team = match c.patient(patient).await?.secure_messages {
+                SecureMessageReaders::Team => true,
+                SecureMessageReaders::Writer => {
+                    if team_readable {
+                        anyhow::bail!(
+                            "the organisation keeps secure messages sealed on the writer's device (patients.secure_messages = writer): send without --team-readable"
+                        );
+                    }
+                    false
+                }
+                SecureMessageReaders::WriterChooses => team_readable,
+            };
+            if team {
                 let out = c
                     .send_patient_message(
                         patient,

@@ -133,6 +133,31 @@ fn a_nurse_texts_a_patient_through_the_cli() {
         ok && !out.contains("CANARY-PATIENT") && out.contains("sealed by the writer"),
         "{out}"
     );
+    // Issue 18, item 8: the organisation decides. Team-readable by policy:
+    // a plain `send` is read by colleagues; sealed by the writer by policy:
+    // `--team-readable` is refused with the reason.
+    let policy = |readers: &str| {
+        let (ok, _, err) = wardline(
+            &ada,
+            &[
+                "admin",
+                "policy",
+                "--patch",
+                &format!(r#"{{"patients": {{"secure_messages": "{readers}"}}}}"#),
+            ],
+            "",
+        );
+        assert!(ok, "{err}");
+    };
+    policy("team");
+    let (ok, _, err) = patients(&nina, &["send", &id, "CANARY-POLICY bring your list"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = patients(&nina, &["thread", &id]);
+    assert!(ok && out.contains("CANARY-POLICY bring your list"), "{out}");
+    policy("writer");
+    let (ok, _, err) = patients(&nina, &["send", &id, "CANARY-NO", "--team-readable"]);
+    assert!(!ok && err.contains("secure_messages = writer"), "{err}");
+    policy("writer_chooses");
     let (ok, out, err) = patients(&nina, &["threads"]);
     assert!(
         ok && out.contains("Maria Quintero") && out.contains("unread 0"),

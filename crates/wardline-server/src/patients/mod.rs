@@ -436,7 +436,7 @@ impl PatientService {
         }
     }
 
-    async fn to_wire(&self, p: &Opened) -> ApiResult<Patient> {
+    async fn to_wire(&self, p: &Opened, secure: SecureMessageReaders) -> ApiResult<Patient> {
         let history = self.store.consents(p.row.org_id, p.row.id).await?;
         Ok(Patient {
             id: p.row.id,
@@ -451,6 +451,7 @@ impl PatientService {
                 .is_opted_out(p.row.org_id, &p.row.phone_index)
                 .await?,
             created_at: p.row.created_at,
+            secure_messages: secure,
         })
     }
 
@@ -509,14 +510,16 @@ impl PatientService {
         scope.target("patient", id);
         scope.patient(&id.to_string());
         let opened = self.open_patient(row).await?;
-        self.to_wire(&opened).await
+        let secure = self.policy(by.org_id).await?.secure_messages;
+        self.to_wire(&opened, secure).await
     }
 
     pub async fn list(&self, by: &Principal) -> ApiResult<Vec<Patient>> {
         let mut out = Vec::new();
+        let secure = self.policy(by.org_id).await?.secure_messages;
         for row in self.store.list_patients(by.org_id).await? {
             let p = self.open_patient(row).await?;
-            out.push(self.to_wire(&p).await?);
+            out.push(self.to_wire(&p, secure).await?);
         }
         Ok(out)
     }
@@ -524,7 +527,8 @@ impl PatientService {
     pub async fn view(&self, by: &Principal, scope: &AuditScope, id: Uuid) -> ApiResult<Patient> {
         let p = self.load(by.org_id, id).await?;
         scope.patient(&id.to_string());
-        self.to_wire(&p).await
+        let secure = self.policy(by.org_id).await?.secure_messages;
+        self.to_wire(&p, secure).await
     }
 
     // ------------------------------------------------------------ consent
@@ -908,6 +912,20 @@ impl PatientService {
             scope.reason("client_sealed");
         }
         let policy = self.policy(by.org_id).await?;
+        // The organisation decides who reads what a patient is told.
+        match (policy.secure_messages, &body) {
+            (SecureMessageReaders::Team, SecureBody::Sealed(..)) => {
+                return Err(ApiError::validation(
+                    "the organisation's policy makes secure messages team-readable: send text, not sealed (patients.secure_messages = team)",
+                ));
+            }
+            (SecureMessageReaders::Writer, SecureBody::Text(..)) => {
+                return Err(ApiError::validation(
+                    "the organisation's policy has secure messages sealed on the writer's device: send sealed, not text (patients.secure_messages = writer)",
+                ));
+            }
+            _ => {}
+        }
         self.send_secure_body(by, scope, &p, body, &policy).await
     }
 
