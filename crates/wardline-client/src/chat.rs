@@ -349,6 +349,15 @@ impl Chat {
         self.lock = None;
     }
 
+    /// Lets go of the store's lock while this object waits (a watcher
+    /// backing off before it reconnects, for as long as the server is
+    /// down), so other commands on the same device run meanwhile;
+    /// [`Chat::watch`] takes it back and reloads what they saved. Everything
+    /// is saved before the lock is let go.
+    pub fn let_go(&mut self) {
+        self.unlock();
+    }
+
     /// Takes the store's lock again and, if another process changed the
     /// store meanwhile, reloads the state from it (this object had nothing
     /// unsaved: every change is saved before the lock is let go).
@@ -777,6 +786,47 @@ impl Chat {
         Ok(sent)
     }
 
+    /// Colleagues' display names by user id: fetched, and kept on the
+    /// device (sealed with the rest) so that senders and readers are named
+    /// when the server cannot be reached too (issue 18, item 2).
+    pub async fn names(&mut self) -> BTreeMap<Uuid, String> {
+        match self.api.list_users().await {
+            Ok(users) => {
+                let names: BTreeMap<Uuid, String> =
+                    users.into_iter().map(|u| (u.id, u.display_name)).collect();
+                if names != self.core.directory {
+                    self.core.directory = names.clone();
+                    // Best effort: the names are shown either way.
+                    let _ = self.save();
+                }
+                names
+            }
+            Err(_) => self.core.directory.clone(),
+        }
+    }
+
+    /// A message's delivery and read receipts: from the server, kept on the
+    /// device; when the server cannot be reached, the ones last fetched and
+    /// the server time they were fetched at (`Some(at)`).
+    pub async fn receipts(
+        &mut self,
+        conv: Uuid,
+        message: Uuid,
+    ) -> Result<(MessageReceipts, Option<i64>)> {
+        match self.api.receipts(conv, message).await {
+            Ok(r) => {
+                self.core.keep_receipts(r.clone(), self.core.server_time());
+                self.save()?;
+                Ok((r, None))
+            }
+            Err(e @ ClientError::Transport(_)) => match self.core.kept_receipts(message) {
+                Some((at, r)) => Ok((r.clone(), Some(*at))),
+                None => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Marks read the messages of `conv` that were shown to the person (a
     /// read receipt means "seen"); the caller names exactly what it
     /// displayed. Own messages are left out. Returns how many were newly marked.
@@ -824,6 +874,8 @@ impl Chat {
     /// same device (another terminal, another tab) run meanwhile; each batch
     /// takes it back and starts from what is on disk.
     pub async fn watch(&mut self, on_event: impl FnMut(&Event) -> bool) -> Result<()> {
+        // After [`Chat::let_go`] (a caller waiting to reconnect).
+        self.relock().await?;
         let r = self.watch_inner(on_event).await;
         let relocked = self.relock().await;
         let r = r.and(relocked);

@@ -291,13 +291,10 @@ async fn sync_or_offline(chat: &mut Chat) -> anyhow::Result<bool> {
     }
 }
 
-/// Everyone's display name, for showing senders.
-async fn names(chat: &Chat) -> HashMap<Uuid, String> {
-    chat.api
-        .list_users()
-        .await
-        .map(|users| users.into_iter().map(|u| (u.id, u.display_name)).collect())
-        .unwrap_or_default()
+/// Everyone's display name, for showing senders (kept on the device for
+/// showing them offline too).
+async fn names(chat: &mut Chat) -> HashMap<Uuid, String> {
+    chat.names().await.into_iter().collect()
 }
 
 fn resolve(chat: &Chat, prefix: &str) -> anyhow::Result<Uuid> {
@@ -639,7 +636,7 @@ async fn ack(args: AckArgs, acknowledge: bool) -> anyhow::Result<()> {
     if args.opts.json {
         return print_json(&e);
     }
-    let names = names(&chat).await;
+    let names = names(&mut chat).await;
     let name = |u: Uuid| names.get(&u).cloned().unwrap_or_else(|| short(u));
     say!(
         "{} {}: {:?}",
@@ -706,7 +703,7 @@ async fn recall(args: RecallArgs) -> anyhow::Result<()> {
     if args.opts.json {
         return print_json(&r);
     }
-    let names = names(&chat).await;
+    let names = names(&mut chat).await;
     say!(
         "{} recalled; {} device(s) told to delete it",
         short(r.message_id),
@@ -792,7 +789,7 @@ async fn list(opts: ClientOpts) -> anyhow::Result<()> {
     if opts.json {
         return print_json(&list);
     }
-    let names = names(&chat).await;
+    let names = names(&mut chat).await;
     say!(
         "{:<36}  {:<6}  {:<16}  {:>4}  title / members",
         "id",
@@ -959,7 +956,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             .filter(|u| *u != me)
             .collect();
         if !unreached.is_empty() {
-            let names = names(&chat).await;
+            let names = names(&mut chat).await;
             for u in unreached {
                 eprintln!(
                     "note: not delivered to {} yet: no device of theirs is in the conversation; \
@@ -985,7 +982,7 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
     let online = sync_or_offline(&mut chat).await?;
     let conv = resolve(&chat, &args.conversation)?;
-    let names = names(&chat).await;
+    let names = names(&mut chat).await;
     let Some(c) = chat.core.conversations.get(&conv) else {
         bail!("this device has no messages of {conv} (yet)");
     };
@@ -1045,7 +1042,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|c| resolve(&chat, c))
         .transpose()?;
-    let names = names(&chat).await;
+    let names = names(&mut chat).await;
     let me = chat.user();
     let mut seen = 0usize;
     let mut backoff = Duration::from_secs(1);
@@ -1108,6 +1105,8 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                 backoff.as_secs()
             ),
         }
+        // Other commands on this device run while the server is away.
+        chat.let_go();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
         // Only the server's verdict on the session ends it: a restart, a
@@ -1125,7 +1124,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
 
 async fn receipts(args: ReceiptsArgs) -> anyhow::Result<()> {
     let mut chat = open(&args.opts).await?;
-    report(&chat.sync().await?, chat.user());
+    sync_or_offline(&mut chat).await?;
     let conv = resolve(&chat, &args.conversation)?;
     let message = match &args.message {
         Some(m) => resolve_message(&chat, conv, m)?,
@@ -1137,12 +1136,15 @@ async fn receipts(args: ReceiptsArgs) -> anyhow::Result<()> {
             .map(|m| m.id)
             .context("you have sent nothing in this conversation from this device")?,
     };
-    let r = chat.api.receipts(conv, message).await?;
+    let (r, kept_at) = chat.receipts(conv, message).await?;
     if args.opts.json {
         return print_json(&r);
     }
-    let names = names(&chat).await;
+    let names = names(&mut chat).await;
     say!("message {} ({})", message, r.priority.as_str());
+    if let Some(at) = kept_at {
+        say!("(offline: as the server said at {})", time(at));
+    }
     say!(
         "{:<24}  {:<8}  {:<16}  {:<16}",
         "recipient",

@@ -182,8 +182,7 @@ fn bootstrap_serve_login_admin_rotate_and_shutdown() {
         assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut log = String::new();
-    std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let (_, log) = server.output();
     for secret_text in [
         PASSWORD,
         "ada@test.example",

@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -22,16 +22,12 @@ fn chat(profile: &Path, args: &[&str]) -> String {
 
 /// `wardline chat watch ARGS…` on `profile`, in the background.
 fn watch(profile: &Path, args: &[&str]) -> Killed {
-    Killed(
+    Killed::spawn(
         Command::new(BIN)
             .args(["chat", "watch"])
             .args(args)
             .env("WARDLINE_PROFILE", profile)
-            .env(PASS_ENV.0, PASS_ENV.1)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .env(PASS_ENV.0, PASS_ENV.1),
     )
 }
 
@@ -43,10 +39,7 @@ fn finished(mut w: Killed, within: Duration, what: &str) -> (String, String) {
         assert!(std::time::Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (mut out, mut err) = (String::new(), String::new());
-    std::io::Read::read_to_string(w.0.stdout.as_mut().unwrap(), &mut out).unwrap();
-    std::io::Read::read_to_string(w.0.stderr.as_mut().unwrap(), &mut err).unwrap();
-    (out, err)
+    w.output()
 }
 
 #[test]
@@ -377,6 +370,10 @@ fn two_users_three_devices_through_the_cli() {
     let bo_watch = watch(&bo, &[&conv[..8], "--count", "1"]);
     std::thread::sleep(Duration::from_secs(2));
 
+    // Receipts and names are kept on the device when fetched.
+    let online = chat(&bo, &["receipts", &conv[..8]]);
+    assert!(online.contains("Nina Nurse"), "{online}");
+
     // The server goes down; Nina writes anyway; it is sent when it is back.
     let mut log = stop_and_log(server);
     let (ok, out, err) = wardline_env(
@@ -397,6 +394,16 @@ fn two_users_three_devices_through_the_cli() {
     let (ok, out, err) = wardline_env(&nina1, &["chat", "list"], "", &[PASS_ENV]);
     assert!(
         ok && out.contains("Bed 7 handover") && out.contains("Two terminals"),
+        "{out}\n{err}"
+    );
+    // … senders by name, and the receipts as last fetched, saying when.
+    assert!(
+        chat(&nina1, &["read", &conv[..8]]).contains("Dr Bo Physician: from Bo 5"),
+        "names offline"
+    );
+    let (ok, out, err) = wardline_env(&bo, &["chat", "receipts", &conv[..8]], "", &[PASS_ENV]);
+    assert!(
+        ok && out.contains("(offline: as the server said at") && out.contains("Nina Nurse"),
         "{out}\n{err}"
     );
     let (server, _, _) = serve(&data, port);

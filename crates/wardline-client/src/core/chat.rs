@@ -157,7 +157,14 @@ struct Persisted {
     server_time: i64,
     #[serde(default)]
     device_policy: Option<DevicePolicy>,
+    #[serde(default)]
+    directory: BTreeMap<Uuid, String>,
+    #[serde(default)]
+    receipts: BTreeMap<Uuid, (i64, MessageReceipts)>,
 }
+
+/// Receipts kept for reading offline: the most recently fetched this many.
+const KEPT_RECEIPTS: usize = 200;
 
 pub struct ChatCore {
     pub mls: MlsDevice,
@@ -172,6 +179,12 @@ pub struct ChatCore {
     server_time: i64,
     /// The organisation's device policy, as last fetched.
     pub device_policy: Option<DevicePolicy>,
+    /// Colleagues' display names by user id, as last fetched: senders and
+    /// readers are named offline too.
+    pub directory: BTreeMap<Uuid, String>,
+    /// Messages' receipts as last fetched, with the server time they were
+    /// fetched at (the newest [`KEPT_RECEIPTS`]), for reading offline.
+    receipts: BTreeMap<Uuid, (i64, MessageReceipts)>,
 }
 
 /// Devices a group must gain or lose to match the server's membership.
@@ -200,7 +213,28 @@ impl ChatCore {
             known_devices: BTreeSet::from([device]),
             server_time: 0,
             device_policy: None,
+            directory: BTreeMap::new(),
+            receipts: BTreeMap::new(),
         })
+    }
+
+    /// Keeps a message's receipts as fetched at `at` (server time).
+    pub fn keep_receipts(&mut self, r: MessageReceipts, at: i64) {
+        self.receipts.insert(r.message_id, (at, r));
+        while self.receipts.len() > KEPT_RECEIPTS {
+            let oldest = self
+                .receipts
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(id, _)| *id)
+                .expect("not empty");
+            self.receipts.remove(&oldest);
+        }
+    }
+
+    /// A message's receipts as last fetched, and when.
+    pub fn kept_receipts(&self, message: Uuid) -> Option<&(i64, MessageReceipts)> {
+        self.receipts.get(&message)
     }
 
     /// The whole state, encrypted under `key` (see [`store`]).
@@ -217,6 +251,8 @@ impl ChatCore {
             mls: self.mls.export(),
             server_time: self.server_time,
             device_policy: self.device_policy.clone(),
+            directory: self.directory.clone(),
+            receipts: self.receipts.clone(),
         };
         let json = Zeroizing::new(serde_json::to_vec(&p).expect("state serialises"));
         key.seal(&json)
@@ -235,6 +271,8 @@ impl ChatCore {
             known_devices: p.known_devices,
             server_time: p.server_time,
             device_policy: p.device_policy,
+            directory: p.directory,
+            receipts: p.receipts,
         })
     }
 

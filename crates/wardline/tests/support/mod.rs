@@ -14,7 +14,62 @@ pub const PASSWORD: &str = "lantern orbit mossy teacup";
 pub const OWN_PASSWORD: &str = "violet harbour quill 1987";
 
 /// A child process killed (and reaped) when dropped.
-pub struct Killed(pub Child);
+pub struct Killed(pub Child, Drained);
+
+/// A child's stdout and stderr, read as they come: a server that logs more
+/// than a pipe holds (64 KiB) would otherwise block on its next log line
+/// and stop answering — which once looked like a server hang.
+struct Drained {
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    err: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Killed {
+    /// Spawns `cmd` with its stdout and stderr piped and drained.
+    pub fn spawn(cmd: &mut Command) -> Killed {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let drain = |mut r: Box<dyn std::io::Read + Send>| {
+            let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let b = buf.clone();
+            let t = std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = r.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    b.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            });
+            (buf, t)
+        };
+        let (out, t1) = drain(Box::new(child.stdout.take().unwrap()));
+        let (err, t2) = drain(Box::new(child.stderr.take().unwrap()));
+        Killed(
+            child,
+            Drained {
+                out,
+                err,
+                threads: vec![t1, t2],
+            },
+        )
+    }
+
+    /// (stdout, stderr) of an exited child, all of it.
+    pub fn output(&mut self) -> (String, String) {
+        for t in self.1.threads.drain(..) {
+            let _ = t.join();
+        }
+        let text = |b: &std::sync::Mutex<Vec<u8>>| {
+            String::from_utf8_lossy(&b.lock().unwrap()).into_owned()
+        };
+        (text(&self.1.out), text(&self.1.err))
+    }
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -101,21 +156,18 @@ pub fn free_port() -> u16 {
 /// the base URL and the development certificate.
 pub fn serve(data: &Path, port: u16) -> (Killed, String, PathBuf) {
     let url = format!("https://127.0.0.1:{port}");
-    let server = Command::new(BIN)
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        // Checkpoints often enough that a short test has signed ones.
-        .env("WARDLINE_AUDIT__CHECKPOINT_EVERY", "20")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let server = Killed(server);
+    let server = Killed::spawn(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            // Checkpoints often enough that a short test has signed ones.
+            .env("WARDLINE_AUDIT__CHECKPOINT_EVERY", "20"),
+    );
     let cert = data.join("tls/cert.pem");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -204,12 +256,30 @@ pub fn stop_and_log(mut server: Killed) -> String {
     let pid = server.0.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stopped = true;
     while server.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        if Instant::now() >= deadline {
+            stopped = false;
+            let _ = server.0.kill();
+            let _ = server.0.wait();
+            break;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut log = String::new();
-    std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let (_, log) = server.output();
+    // Said with what the server logged last, which says where it was.
+    assert!(
+        stopped,
+        "server did not stop on SIGTERM within 20 s; its log ends:\n{}",
+        log.lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     log
 }
 
