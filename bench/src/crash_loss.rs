@@ -182,7 +182,8 @@ pub async fn run(
                                 socket = None;
                             }
                         }
-                        Ok(ServerFrame::Idle) => {}
+                        // Staff notices, later frames: not this bench's.
+                        Ok(ServerFrame::Idle | ServerFrame::Notice(_) | ServerFrame::Unknown) => {}
                         Err(e) => m.errors.push(format!("unexpected frame: {e}")),
                     }
                 }

@@ -203,6 +203,7 @@ async fn client(
                     Some(*e)
                 }
                 Ok(ServerFrame::Idle) => None,
+                Ok(ServerFrame::Notice(_) | ServerFrame::Unknown) => continue,
                 Err(_) => {
                     t.errors.fetch_add(1, Ordering::Relaxed);
                     continue;

@@ -487,6 +487,11 @@ impl ApiClient {
         self.get("/api/v1/patient-threads").await
     }
 
+    /// The caller's unseen notices (patients who replied).
+    pub async fn notices(&self) -> Result<StaffNoticeList> {
+        self.get("/api/v1/notices").await
+    }
+
     pub async fn sms_templates(&self) -> Result<TemplateList> {
         self.get("/api/v1/sms/templates").await
     }

@@ -903,6 +903,13 @@ impl Chat {
                 .map_err(|e| ChatError::Socket(format!("unexpected frame: {e}")))?;
             match frame {
                 ServerFrame::Entry(e) => batch.push(*e),
+                ServerFrame::Notice(notice) => {
+                    if !on_event(&Event::Notice { notice }) {
+                        return Ok(());
+                    }
+                }
+                // A later server's frame.
+                ServerFrame::Unknown => {}
                 ServerFrame::Idle => {
                     if batch.is_empty() {
                         continue;

@@ -151,6 +151,7 @@ actions! {
     PatientMessageSend => "patient.message.send", "A secure message was written to a patient.";
     PatientThreadView => "patient.thread.view", "Someone in the practice read a patient thread.";
     PatientThreadsList => "patient.threads.list", "Someone listed the practice's patient threads.";
+    StaffNoticesList => "staff.notices.list", "Someone listed their unseen notices (patients who replied).";
     PatientSmsView => "patient.sms.view", "Someone listed the SMS sent to a patient and their status.";
     PatientLinksRevoke => "patient.links.revoke", "A patient's open secure links were revoked.";
     SmsTemplatesView => "sms.templates.view", "Someone listed the SMS templates.";

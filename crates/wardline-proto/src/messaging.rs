@@ -601,6 +601,12 @@ pub enum ServerFrame {
     Entry(Box<InboxEntry>),
     /// Everything up to the device's inbox end has been sent.
     Idle,
+    /// A notice to the user that is not a conversation's message (a patient
+    /// replied); sent when it happens and, on connecting, those not seen yet.
+    Notice(crate::patients::StaffNotice),
+    /// A frame of a later server version: ignore it.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A frame the client sends on the sync WebSocket.

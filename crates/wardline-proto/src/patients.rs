@@ -612,6 +612,48 @@ pub struct PatientThread {
     pub messages: Vec<PatientMessage>,
 }
 
+/// A notice to a member of staff that is not a conversation's message:
+/// content-free (a kind and the patient it is about). Live on the sync
+/// WebSocket (`notice` frames) and listed by `GET /api/v1/notices` until the
+/// user opens that patient's thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StaffNotice {
+    pub id: Uuid,
+    pub kind: StaffNoticeKind,
+    pub patient_id: Uuid,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum StaffNoticeKind {
+    /// The patient replied (portal or SMS); told to the staff who wrote to
+    /// them (the ten most recent writers).
+    PatientReply,
+}
+
+impl StaffNoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaffNoticeKind::PatientReply => "patient_reply",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StaffNoticeKind> {
+        (s == "patient_reply").then_some(StaffNoticeKind::PatientReply)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StaffNoticeList {
+    /// Unseen, oldest first (at most 100).
+    pub notices: Vec<StaffNotice>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PatientThreadSummary {

@@ -295,6 +295,7 @@ impl Server {
                 default_from: config.sms.from.clone(),
                 webhook_token: config.sms.auth_token.clone(),
             },
+            messaging.hub.clone(),
         );
         messaging.hub.set_caps(
             config.limits.max_sockets_per_device,

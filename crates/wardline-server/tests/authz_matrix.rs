@@ -718,6 +718,13 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::GET,
+            template: "/api/v1/notices",
+            query: "",
+            rule: perm(PatientTexting, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
             template: "/api/v1/sms/templates",
             query: "",
             rule: perm(PatientTexting, false),

@@ -1536,7 +1536,72 @@ async fn secure_message_readers_are_the_organisations_choice(backend: Backend) {
         .unwrap();
 }
 
+/// Issue 18, item 8: a patient's reply is told to the staff who wrote to
+/// them — live on their sync socket and listed until they open the thread —
+/// and to nobody else (it notified nobody: staff had to poll the threads).
+async fn a_patient_reply_is_told_to_those_who_wrote(backend: Backend) {
+    let Some(t) = server(backend, |_| {}).await else {
+        return;
+    };
+    let (admin, nurse) = practice(&t).await;
+    let colleague = t.user_with_role(&admin, Role::Nurse).await;
+    let org = admin.user.org_id;
+    let patient = new_patient(&nurse, "en").await;
+    consent(&nurse, patient.id, ConsentScope::SecureMessages, true).await;
+    nurse
+        .client
+        .send_patient_message(
+            patient.id,
+            &SendSecureMessageRequest {
+                text: Some("Your results are in; please call us.".into()),
+                sealed: None,
+            },
+        )
+        .await
+        .unwrap();
+    let devices = common::Devices::new();
+    let mut chat = devices.of(&nurse, "nurse station").await;
+    let mut told = None;
+    let watching = chat.watch(|e| match e {
+        wardline_client::core::Event::Notice { notice } => {
+            told = Some(notice.clone());
+            false
+        }
+        _ => true,
+    });
+    let replying = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            texts_from(&t, org, "Can I come at 3?").await.status(),
+            StatusCode::OK
+        );
+    };
+    let (watched, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(20), watching),
+        replying
+    );
+    watched.expect("the notice within 20 s").unwrap();
+    let told = told.unwrap();
+    assert_eq!(
+        (told.kind, told.patient_id),
+        (StaffNoticeKind::PatientReply, patient.id)
+    );
+    let listed = nurse.client.notices().await.unwrap().notices;
+    assert_eq!(listed, vec![told]);
+    assert!(colleague.client.notices().await.unwrap().notices.is_empty());
+    // Opening the thread is seeing it.
+    nurse.client.patient_thread(patient.id).await.unwrap();
+    assert!(nurse.client.notices().await.unwrap().notices.is_empty());
+    assert!(
+        audit_actions(&t)
+            .await
+            .iter()
+            .any(|(a, o, _, _)| a == "staff.notices.list" && o == "success")
+    );
+}
+
 both_backends!(
+    a_patient_reply_is_told_to_those_who_wrote,
     secure_message_readers_are_the_organisations_choice,
     patient_texting_end_to_end,
     http_gateway_against_a_provider_stand_in,

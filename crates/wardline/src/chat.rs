@@ -460,6 +460,17 @@ fn report(events: &[Event], me: Uuid) {
     }
 }
 
+/// A staff notice: which patient replied, never what they wrote.
+fn print_notice(n: &wardline_proto::patients::StaffNotice) {
+    match n.kind {
+        wardline_proto::patients::StaffNoticeKind::PatientReply => eprintln!(
+            "PATIENT REPLY at {}: read it with `wardline patients thread {}`",
+            time(n.created_at),
+            n.patient_id
+        ),
+    }
+}
+
 /// An escalation alert: what waits and where, never content. To the sender
 /// (`me`) it reports how their message's escalation goes; to anyone else it
 /// asks for the acknowledgement.
@@ -1085,6 +1096,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                     } if only.is_none_or(|c| c == *conversation) => {
                         print_alert(*conversation, alert, Some(me))
                     }
+                    Event::Notice { notice } => print_notice(notice),
                     _ => {}
                 }
                 args.count.is_none_or(|n| seen < n)

@@ -100,6 +100,11 @@ pub enum Event {
         conversation: Uuid,
         message: LocalMessage,
     },
+    /// A notice from the server that is not a conversation's message: a
+    /// patient this user wrote to replied (see `wardline patients thread`).
+    Notice {
+        notice: wardline_proto::patients::StaffNotice,
+    },
     Joined {
         conversation: Uuid,
     },

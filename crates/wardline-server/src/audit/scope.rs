@@ -293,6 +293,7 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
             on(PatientLinksRevoke, "patient", "id"),
         ),
         ("GET", "/api/v1/patient-threads", ev(PatientThreadsList)),
+        ("GET", "/api/v1/notices", ev(StaffNoticesList)),
         ("GET", "/api/v1/sms/templates", ev(SmsTemplatesView)),
         (
             "PUT",

@@ -24,6 +24,8 @@ pub const MAX_SOCKETS_PER_USER: usize = 16;
 
 struct Sockets {
     devices: HashMap<DeviceId, watch::Sender<u64>>,
+    /// Staff notices (not inbox entries): one channel per user with a socket.
+    notices: HashMap<UserId, watch::Sender<u64>>,
     users: HashMap<UserId, usize>,
     per_device: usize,
     per_user: usize,
@@ -33,6 +35,7 @@ impl Default for Sockets {
     fn default() -> Self {
         Sockets {
             devices: HashMap::new(),
+            notices: HashMap::new(),
             users: HashMap::new(),
             per_device: MAX_SOCKETS_PER_DEVICE,
             per_user: MAX_SOCKETS_PER_USER,
@@ -99,6 +102,31 @@ impl DeliveryHub {
                 user,
             },
         ))
+    }
+
+    /// Wake-ups for `user`'s staff notices (a socket subscribes once).
+    /// Notices are not announced to other nodes: there a socket finds them
+    /// at its next poll.
+    pub fn notices(&self, user: UserId) -> watch::Receiver<u64> {
+        let mut s = self.inner.lock().expect("hub lock");
+        s.notices
+            .entry(user)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// `users` have new staff notices.
+    pub fn notify(&self, users: &[UserId]) {
+        let mut s = self.inner.lock().expect("hub lock");
+        for u in users {
+            if let Some(tx) = s.notices.get(u) {
+                if tx.receiver_count() == 0 {
+                    s.notices.remove(u);
+                } else {
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+        }
     }
 
     pub fn wake(&self, devices: &[DeviceId]) {

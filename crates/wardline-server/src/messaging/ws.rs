@@ -118,7 +118,32 @@ async fn run(
 ) {
     let mut sessions = s.session_changes.clone();
     sessions.mark_unchanged();
+    // Staff notices (a patient replied) for those who text patients: the
+    // unseen ones on connecting, then each as it comes.
+    let wants_notices = p.has(Permission::PatientTexting);
+    let mut notices = s.messaging.hub.notices(p.user_id);
+    notices.mark_unchanged();
+    // Times are whole seconds: the last second is looked at again, and what
+    // this socket sent already is not sent twice.
+    let mut notices_after = 0;
+    let mut sent = std::collections::HashSet::new();
     loop {
+        if wants_notices {
+            let list = match s
+                .patients
+                .notices(p.org_id, p.user_id, notices_after - 1)
+                .await
+            {
+                Ok(l) => l,
+                Err(_) => return close(&mut socket, "server error; reconnect").await,
+            };
+            for n in list.notices {
+                notices_after = notices_after.max(n.created_at);
+                if sent.insert(n.id) && !send(&mut socket, &ServerFrame::Notice(n)).await {
+                    return;
+                }
+            }
+        }
         loop {
             let entries = match s.messaging.inbox_after(device, cursor, BATCH).await {
                 Ok(e) => e,
@@ -146,6 +171,7 @@ async fn run(
         loop {
             tokio::select! {
                 changed = wake.changed() => if changed.is_err() { return } else { break },
+                changed = notices.changed(), if wants_notices => if changed.is_err() { return } else { break },
                 changed = sessions.changed() => {
                     if changed.is_err() || !session_alive(&s, &p, &token).await {
                         return close(&mut socket, "session ended").await;

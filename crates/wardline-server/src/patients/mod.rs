@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 use wardline_crypto::DataKey;
 use wardline_proto::patients::*;
-use wardline_proto::{ErrorCode, OrgId};
+use wardline_proto::{ErrorCode, OrgId, UserId};
 
 use crate::audit::{AuditLog, AuditScope};
 use crate::authz::Principal;
@@ -61,7 +61,14 @@ pub struct PatientService {
     setup: Arc<TextingSetup>,
     /// Wakes the outbox sender when something is due now.
     pub outbox: Arc<Notify>,
+    /// Tells staff's open sync sockets of new notices (a patient replied).
+    hub: crate::messaging::hub::DeliveryHub,
 }
+
+/// How many of a patient's most recent writers a reply is told to.
+const REPLY_TOLD_TO: i64 = 10;
+/// Most notices one listing (or one socket's catch-up) gives.
+pub const MAX_NOTICES: i64 = 100;
 
 /// A patient's decrypted record.
 pub struct Opened {
@@ -394,6 +401,7 @@ impl PatientService {
         clock: Arc<dyn Clock>,
         audit: AuditLog,
         setup: TextingSetup,
+        hub: crate::messaging::hub::DeliveryHub,
     ) -> PatientService {
         PatientService {
             store,
@@ -403,7 +411,66 @@ impl PatientService {
             audit,
             setup: Arc::new(setup),
             outbox: Arc::new(Notify::new()),
+            hub,
         }
+    }
+
+    /// A patient replied: the staff who wrote to them (the most recent
+    /// [`REPLY_TOLD_TO`]) get a content-free notice, live on their sync
+    /// sockets and listed until they open the thread (issue 18, item 8:
+    /// staff had to poll `patients threads`). Best effort: the reply is
+    /// stored already, and the thread's unread count says it either way.
+    pub(crate) async fn tell_writers(&self, org: OrgId, patient: Uuid, now: i64) {
+        let told = async {
+            let writers = self
+                .store
+                .patient_writers(org, patient, REPLY_TOLD_TO)
+                .await?;
+            let rows: Vec<StaffNoticeRow> = writers
+                .iter()
+                .map(|u| StaffNoticeRow {
+                    id: Uuid::new_v4(),
+                    org_id: org,
+                    user_id: *u,
+                    kind: StaffNoticeKind::PatientReply.as_str().into(),
+                    patient_id: patient,
+                    created_at: now,
+                    seen_at: None,
+                })
+                .collect();
+            self.store.insert_staff_notices(&rows).await?;
+            Ok::<_, StoreError>(writers)
+        };
+        match told.await {
+            Ok(writers) => self.hub.notify(&writers),
+            Err(e) => tracing::warn!(error = %e, "telling staff of a patient's reply failed"),
+        }
+    }
+
+    /// The caller's unseen notices, oldest first, after `after` (Unix seconds).
+    pub async fn notices(
+        &self,
+        org: OrgId,
+        user: UserId,
+        after: i64,
+    ) -> ApiResult<StaffNoticeList> {
+        let rows = self
+            .store
+            .unseen_staff_notices(org, user, after, MAX_NOTICES)
+            .await?;
+        Ok(StaffNoticeList {
+            notices: rows
+                .into_iter()
+                .filter_map(|r| {
+                    Some(StaffNotice {
+                        id: r.id,
+                        kind: StaffNoticeKind::parse(&r.kind)?,
+                        patient_id: r.patient_id,
+                        created_at: r.created_at,
+                    })
+                })
+                .collect(),
+        })
     }
 
     async fn policy(&self, org: OrgId) -> ApiResult<PatientTextingPolicy> {
@@ -1046,13 +1113,12 @@ impl PatientService {
         let p = self.load(by.org_id, id).await?;
         scope.patient(&id.to_string());
         let messages = self.messages(&p).await?;
+        let now = self.clock.now();
         self.store
-            .mark_patient_messages_read(
-                by.org_id,
-                id,
-                PatientMessageDirection::FromPatient,
-                self.clock.now(),
-            )
+            .mark_patient_messages_read(by.org_id, id, PatientMessageDirection::FromPatient, now)
+            .await?;
+        self.store
+            .staff_notices_seen(by.org_id, by.user_id, id, now)
             .await?;
         Ok(PatientThread {
             patient_id: id,
@@ -1223,6 +1289,9 @@ impl PatientService {
                 self.store
                     .insert_inbound_messages(org, provider_id, &rows, now)
                     .await?;
+                for p in &patients {
+                    self.tell_writers(org, p.row.id, now).await;
+                }
                 Ok(Inbound::Message)
             }
         }

@@ -360,6 +360,8 @@ impl PatientService {
                 read_at: None,
             })
             .await?;
+        self.tell_writers(p.row.org_id, p.row.id, self.clock.now())
+            .await;
         Ok(id)
     }
 }

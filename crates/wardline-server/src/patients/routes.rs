@@ -35,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(patient_sms))
         .routes(routes!(revoke_links))
         .routes(routes!(list_threads))
+        .routes(routes!(list_notices))
         .routes(routes!(list_templates))
         .routes(routes!(put_template))
         .routes(routes!(sms_inbound))
@@ -213,6 +214,19 @@ async fn list_threads(
     Ok(Json(PatientThreadList {
         threads: s.patients.threads(&p).await?,
     }))
+}
+
+/// The caller's unseen notices (a patient they wrote to replied), oldest
+/// first; a notice is seen when its patient's thread is opened. Also sent
+/// live on the sync WebSocket as `notice` frames.
+#[utoipa::path(get, path = "/api/v1/notices", tag = "patients", security(("bearer" = [])),
+    responses((status = 200, body = StaffNoticeList), (status = 403, body = ErrorBody)))]
+async fn list_notices(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<StaffNoticeList>> {
+    p.authorize(Permission::PatientTexting)?;
+    Ok(Json(s.patients.notices(p.org_id, p.user_id, 0).await?))
 }
 
 /// The approved templates (built-in and the organisation's own), per language.

@@ -83,6 +83,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0011_password_change.sql"),
         postgres: include_str!("../../migrations/postgres/0011_password_change.sql"),
     },
+    Migration {
+        version: 12,
+        name: "staff_notices",
+        sqlite: include_str!("../../migrations/sqlite/0012_staff_notices.sql"),
+        postgres: include_str!("../../migrations/postgres/0012_staff_notices.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

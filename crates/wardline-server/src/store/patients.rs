@@ -9,11 +9,11 @@
 
 use async_trait::async_trait;
 use uuid::Uuid;
-use wardline_proto::OrgId;
 use wardline_proto::patients::{
     ConsentAction, ConsentMethod, ConsentScope, PatientMessageDirection, SmsKind, SmsStatus,
     TemplateClass,
 };
+use wardline_proto::{OrgId, UserId};
 
 use super::Result;
 
@@ -70,6 +70,19 @@ pub struct PatientMessageRow {
     pub client_sealed: bool,
     pub created_at: i64,
     pub read_at: Option<i64>,
+}
+
+/// A notice to one member of staff (content-free: a kind and a patient).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffNoticeRow {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    /// `patient_reply`.
+    pub kind: String,
+    pub patient_id: Uuid,
+    pub created_at: i64,
+    pub seen_at: Option<i64>,
 }
 
 /// A patient thread's activity: last message time and unread patient messages.
@@ -177,6 +190,27 @@ pub trait PatientStore: Send + Sync {
     ) -> Result<()>;
     /// Every patient with messages, most recent first.
     async fn thread_activity(&self, org: OrgId) -> Result<Vec<ThreadActivity>>;
+    /// The staff who wrote to `patient`, most recent writer first (at most `limit`).
+    async fn patient_writers(&self, org: OrgId, patient: Uuid, limit: i64) -> Result<Vec<UserId>>;
+
+    // Staff notices.
+    async fn insert_staff_notices(&self, rows: &[StaffNoticeRow]) -> Result<()>;
+    /// `user`'s unseen notices created after `after`, oldest first (at most `limit`).
+    async fn unseen_staff_notices(
+        &self,
+        org: OrgId,
+        user: UserId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StaffNoticeRow>>;
+    /// `user` has seen `patient`'s notices (they opened the thread).
+    async fn staff_notices_seen(
+        &self,
+        org: OrgId,
+        user: UserId,
+        patient: Uuid,
+        at: i64,
+    ) -> Result<()>;
 
     // Secure links.
     async fn insert_link(&self, l: &LinkRow) -> Result<()>;

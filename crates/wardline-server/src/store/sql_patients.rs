@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
-use wardline_proto::OrgId;
 use wardline_proto::patients::{
     ConsentAction, ConsentMethod, ConsentScope, PatientMessageDirection, SmsKind, SmsStatus,
     TemplateClass,
 };
+use wardline_proto::{OrgId, UserId};
 
 use super::patients::*;
 use super::sql::{SqlStore, map_unique, opt_uuid, uuid_col};
@@ -389,6 +389,98 @@ impl PatientStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn patient_writers(&self, org: OrgId, patient: Uuid, limit: i64) -> Result<Vec<UserId>> {
+        let rows = sqlx::query(
+            "SELECT author_user, MAX(created_at) AS last_at FROM patient_messages \
+             WHERE org_id = $1 AND patient_id = $2 AND direction = 'to_patient' AND author_user IS NOT NULL \
+             GROUP BY author_user ORDER BY last_at DESC, author_user LIMIT $3",
+        )
+        .bind(org.to_string())
+        .bind(patient.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| uuid_col(r, "author_user")).collect()
+    }
+
+    async fn insert_staff_notices(&self, rows: &[StaffNoticeRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (_writer, mut tx) = self.begin_write().await?;
+        for n in rows {
+            sqlx::query(
+                "INSERT INTO staff_notices (id, org_id, user_id, kind, patient_id, created_at, seen_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(n.id.to_string())
+            .bind(n.org_id.to_string())
+            .bind(n.user_id.to_string())
+            .bind(&n.kind)
+            .bind(n.patient_id.to_string())
+            .bind(n.created_at)
+            .bind(n.seen_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unseen_staff_notices(
+        &self,
+        org: OrgId,
+        user: UserId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StaffNoticeRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM staff_notices WHERE user_id = $2 AND org_id = $1 AND seen_at IS NULL \
+             AND created_at > $3 ORDER BY created_at, id LIMIT $4",
+        )
+        .bind(org.to_string())
+        .bind(user.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StaffNoticeRow {
+                    id: uuid_col(r, "id")?,
+                    org_id: uuid_col(r, "org_id")?,
+                    user_id: uuid_col(r, "user_id")?,
+                    kind: r.try_get("kind")?,
+                    patient_id: uuid_col(r, "patient_id")?,
+                    created_at: r.try_get("created_at")?,
+                    seen_at: r.try_get("seen_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn staff_notices_seen(
+        &self,
+        org: OrgId,
+        user: UserId,
+        patient: Uuid,
+        at: i64,
+    ) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE staff_notices SET seen_at = $4 WHERE org_id = $1 AND user_id = $2 \
+             AND patient_id = $3 AND seen_at IS NULL",
+        )
+        .bind(org.to_string())
+        .bind(user.to_string())
+        .bind(patient.to_string())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn insert_link(&self, l: &LinkRow) -> Result<()> {
