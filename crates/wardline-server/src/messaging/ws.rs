@@ -127,8 +127,13 @@ async fn run(
     // this socket sent already is not sent twice.
     let mut notices_after = 0;
     let mut sent = std::collections::HashSet::new();
+    // Looked at on connecting, on a notice wake-up and on the poll timer
+    // (other nodes' notices), never on a message's wake-up: delivery pays
+    // nothing for them.
+    let mut check_notices = wants_notices;
     loop {
-        if wants_notices {
+        if check_notices {
+            check_notices = false;
             let list = match s
                 .patients
                 .notices(p.org_id, p.user_id, notices_after - 1)
@@ -171,7 +176,13 @@ async fn run(
         loop {
             tokio::select! {
                 changed = wake.changed() => if changed.is_err() { return } else { break },
-                changed = notices.changed(), if wants_notices => if changed.is_err() { return } else { break },
+                changed = notices.changed(), if wants_notices => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    check_notices = true;
+                    break;
+                }
                 changed = sessions.changed() => {
                     if changed.is_err() || !session_alive(&s, &p, &token).await {
                         return close(&mut socket, "session ended").await;
@@ -182,6 +193,7 @@ async fn run(
                     if !session_alive(&s, &p, &token).await {
                         return close(&mut socket, "session ended").await;
                     }
+                    check_notices = wants_notices;
                     break;
                 }
                 msg = socket.recv() => match msg {
