@@ -88,13 +88,9 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let p = AnySession::from_request_parts(parts, state).await?.0;
-        if !p.mfa_complete {
-            return Err(ApiError::new(
-                ErrorCode::MfaEnrolmentRequired,
-                "set up a second factor first: POST /api/v1/auth/totp/enroll, then /api/v1/auth/totp/confirm",
-            ));
-        }
+        let p = PasswordChangeSession::from_request_parts(parts, state)
+            .await?
+            .0;
         if p.password_change_required {
             return Err(ApiError::new(
                 ErrorCode::PasswordChangeRequired,
