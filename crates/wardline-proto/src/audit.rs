@@ -226,7 +226,8 @@ impl utoipa::ToSchema for AuditAction {}
 
 impl std::fmt::Display for AuditAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`: widths in format strings apply (the CLI's tables).
+        f.pad(self.as_str())
     }
 }
 
@@ -502,6 +503,13 @@ mod tests {
             );
         }
         assert_eq!(AuditAction::parse("auth.nope"), None);
+    }
+
+    #[test]
+    fn actions_honour_widths_in_tables() {
+        // `audit search` pads columns; `write_str` ignored the width.
+        assert_eq!(format!("{:<20}|", AuditAction::Login), "auth.login          |");
+        assert_eq!(format!("{:<8}|", crate::Role::Nurse), "nurse   |");
     }
 
     #[test]

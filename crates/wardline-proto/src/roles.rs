@@ -80,7 +80,8 @@ impl Role {
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`: widths in format strings apply (the CLI's tables).
+        f.pad(self.as_str())
     }
 }
 

@@ -788,7 +788,31 @@ async fn new(args: NewArgs) -> anyhow::Result<()> {
         return print_json(&c);
     }
     say!("{}", c.id);
+    unreached_note(&mut chat, c.id).await;
     Ok(())
+}
+
+/// Says which members have no device in the conversation yet: what is sent
+/// now reaches them only with the history their first device is given.
+async fn unreached_note(chat: &mut Chat, conv: Uuid) {
+    let me = chat.user();
+    let unreached: Vec<Uuid> = chat
+        .core
+        .unreached_members(conv)
+        .into_iter()
+        .filter(|u| *u != me)
+        .collect();
+    if unreached.is_empty() {
+        return;
+    }
+    let names = names(chat).await;
+    for u in unreached {
+        eprintln!(
+            "note: not delivered to {} yet: no device of theirs is in the conversation; \
+             it reaches them with the recent history when one joins",
+            names.get(&u).cloned().unwrap_or_else(|| short(u))
+        );
+    }
 }
 
 async fn list(opts: ClientOpts) -> anyhow::Result<()> {
@@ -956,26 +980,8 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         }
     } else {
         say!("{id}");
-        // Say who it did not reach (issue 18, item 4): a member with no
-        // device in the conversation yet gets it only with the history
-        // their first device is given.
-        let me = chat.user();
-        let unreached: Vec<Uuid> = chat
-            .core
-            .unreached_members(conv)
-            .into_iter()
-            .filter(|u| *u != me)
-            .collect();
-        if !unreached.is_empty() {
-            let names = names(&mut chat).await;
-            for u in unreached {
-                eprintln!(
-                    "note: not delivered to {} yet: no device of theirs is in the conversation; \
-                     it reaches them with the recent history when one joins",
-                    names.get(&u).cloned().unwrap_or_else(|| short(u))
-                );
-            }
-        }
+        // Say who it did not reach (issue 18, item 4).
+        unreached_note(&mut chat, conv).await;
     }
     for (other, why) in chat.waiting.iter().filter(|(c, _)| **c != conv) {
         let n = chat

@@ -436,6 +436,12 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                     password_change_required: !no_password_change,
                 })
                 .await?;
+            if !no_password_change {
+                eprintln!(
+                    "the password is temporary: {} chooses their own at first sign-in",
+                    u.email
+                );
+            }
             print_users(&[u], opts.json)
         }
         UsersCommand::Show { opts, user } => {
