@@ -508,7 +508,10 @@ mod tests {
     #[test]
     fn actions_honour_widths_in_tables() {
         // `audit search` pads columns; `write_str` ignored the width.
-        assert_eq!(format!("{:<20}|", AuditAction::Login), "auth.login          |");
+        assert_eq!(
+            format!("{:<20}|", AuditAction::Login),
+            "auth.login          |"
+        );
         assert_eq!(format!("{:<8}|", crate::Role::Nurse), "nurse   |");
     }
 
