@@ -81,6 +81,25 @@ async fn message_keys(
         .collect()
 }
 
+/// Drops the body of a message and of its copies shared again, returning
+/// their data keys for the caller to delete (that deletion is the shredding).
+async fn shred_message(
+    tx: &mut Transaction<'_, Any>,
+    conversation: Uuid,
+    id: Uuid,
+) -> Result<Vec<String>> {
+    let keys = message_keys(tx, conversation, id).await?;
+    sqlx::query(
+        "UPDATE messages SET body = NULL, dek_id = NULL \
+         WHERE conversation_id = $2 AND (id = $1 OR shared_again = $1)",
+    )
+    .bind(id.to_string())
+    .bind(conversation.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(keys)
+}
+
 #[async_trait]
 impl LifecycleStore for SqlStore {
     async fn lifecycle_policy(&self, org: OrgId) -> Result<LifecyclePolicy> {
@@ -314,15 +333,7 @@ impl LifecycleStore for SqlStore {
         let (_writer, mut tx) = self.begin_write().await?;
         let mut keys = Vec::new();
         for id in ids {
-            keys.extend(message_keys(&mut tx, conversation, *id).await?);
-            sqlx::query(
-                "UPDATE messages SET body = NULL, dek_id = NULL \
-                 WHERE conversation_id = $2 AND (id = $1 OR shared_again = $1)",
-            )
-            .bind(id.to_string())
-            .bind(conversation.to_string())
-            .execute(&mut *tx)
-            .await?;
+            keys.extend(shred_message(&mut tx, conversation, *id).await?);
         }
         let destroyed = delete_keys(&mut tx, &keys).await?;
         tx.commit().await?;
@@ -457,15 +468,7 @@ impl LifecycleStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         if shred {
-            let keys = message_keys(&mut tx, conversation, message).await?;
-            sqlx::query(
-                "UPDATE messages SET body = NULL, dek_id = NULL \
-                 WHERE conversation_id = $2 AND (id = $1 OR shared_again = $1)",
-            )
-            .bind(message.to_string())
-            .bind(conversation.to_string())
-            .execute(&mut *tx)
-            .await?;
+            let keys = shred_message(&mut tx, conversation, message).await?;
             delete_keys(&mut tx, &keys).await?;
         }
         insert_message(&mut tx, notice).await?;
