@@ -255,8 +255,9 @@ impl MessagingService {
         // The new device (the user's first, or another one) joins the user's
         // conversations from now on: the members' devices share the recent
         // history with it (issue 18, item 4).
+        let days = self.policy(p.org_id).await?.history_days;
         for c in self.store.user_conversations(p.org_id, p.user_id).await? {
-            self.request_history(p.org_id, c.id, p.user_id, Some(p.device_id))
+            self.request_history_of(p.org_id, c.id, p.user_id, Some(p.device_id), days)
                 .await?;
         }
         // Publish the identity key in the tamper-evident trail, so that a
@@ -290,6 +291,19 @@ impl MessagingService {
         device: Option<DeviceId>,
     ) -> ApiResult<()> {
         let days = self.policy(org).await?.history_days;
+        self.request_history_of(org, conversation, user, device, days)
+            .await
+    }
+
+    /// [`MessagingService::request_history`] with the policy's span already read.
+    async fn request_history_of(
+        &self,
+        org: OrgId,
+        conversation: Uuid,
+        user: UserId,
+        device: Option<DeviceId>,
+        days: i64,
+    ) -> ApiResult<()> {
         if days == 0 {
             return Ok(());
         }
