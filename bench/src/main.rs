@@ -51,8 +51,9 @@ use wardline_server::audit::{AuditLog, NewEvent};
 use wardline_server::auth::password::Passwords;
 use wardline_server::clock::SystemClock;
 use wardline_server::config::AuditConfig;
-use wardline_server::store::{AuditStore, SqlStore};
 use wardline_server::{Config, Server};
+use wardline_store::AuditStore;
+use wardline_store_sql::SqlStore;
 
 const PASSWORD: &str = "lantern orbit mossy teacup";
 

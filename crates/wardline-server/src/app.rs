@@ -29,8 +29,12 @@ use crate::lifecycle::LifecycleService;
 use crate::messaging::MessagingService;
 use crate::patients::{PatientService, TextingSetup};
 use crate::routing::RoutingService;
-use crate::store::{AuditStore, SqlStore, Store, StoreError};
+use wardline_store::bus::LocalOnly;
+use wardline_store::{AuditStore, Backend, Bus, Store, StoreError};
+use wardline_store_sql::{PgBus, SqlStore};
+
 use crate::vault::{Vault, VaultError};
+use crate::worker::{Every, Shutdown, Worker, Workers};
 use crate::{
     audit, auth, directory, http, lifecycle, messaging, ops, patients, routing, telemetry, tls,
 };
@@ -196,6 +200,8 @@ pub struct Server {
     config: Config,
     state: AppState,
     sql: Arc<SqlStore>,
+    /// PostgreSQL only: the wake-up bus between nodes (closed at shutdown).
+    pg_bus: Option<Arc<PgBus>>,
     clock: Arc<dyn Clock>,
     setup_code: Option<String>,
     keys: Arc<dyn KeyProvider>,
@@ -266,11 +272,22 @@ impl Server {
         // Fail at start, not later in the background, on a bad SIEM setting.
         audit::siem::check(&config.audit).map_err(StartError::Audit)?;
         let vault = Vault::open(keys.clone(), store.clone(), clock.clone()).await?;
+        // Several nodes share a PostgreSQL database and wake each other
+        // through it; a SQLite node is alone.
+        let pg_bus = match sql.backend() {
+            Backend::Postgres => Some(Arc::new(PgBus::new(&config.database_url())?)),
+            Backend::Sqlite => None,
+        };
+        let bus: Arc<dyn Bus> = match &pg_bus {
+            Some(b) => b.clone(),
+            None => Arc::new(LocalOnly),
+        };
         let messaging = MessagingService::new(
             sql.clone(),
             sql.clone(),
             store.clone(),
             sql.clone(),
+            bus,
             vault.clone(),
             clock.clone(),
         );
@@ -369,6 +386,7 @@ impl Server {
             config,
             state,
             sql,
+            pg_bus,
             clock,
             setup_code,
             keys,
@@ -421,7 +439,10 @@ impl Server {
         listener: std::net::TcpListener,
         handle: Handle<SocketAddr>,
     ) -> Result<(), StartError> {
-        let jobs = self.start_jobs()?;
+        let mut workers = Workers::default();
+        for worker in self.workers()? {
+            workers.start(worker);
+        }
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -463,16 +484,13 @@ impl Server {
                 .header_read_timeout(head_timeout);
             server.handle(handle).serve(app).await
         };
-        // Stop the background loops before the pool closes (a loop that met a
-        // closed pool logged an ERROR on every clean shutdown). Each loop is
-        // built to survive being stopped anywhere, as after a crash: steps
-        // and runs are leased and idempotent, transactions roll back.
-        for job in &jobs {
-            job.abort();
-        }
-        for job in jobs {
-            let _ = job.await;
-        }
+        // The HTTP side has drained. Stop the background loops before the
+        // pool closes (a loop that met a closed pool logged an ERROR on every
+        // clean shutdown): each finishes its step, and one that does not
+        // within the grace period is aborted, which every loop survives as it
+        // survives a crash (steps and runs are leased and idempotent,
+        // transactions roll back).
+        workers.stop(WORKER_GRACE).await;
         // The last minutes' repeated anonymous refusals, counted in memory.
         self.state
             .anonymous
@@ -483,22 +501,26 @@ impl Server {
         if let Err(e) = self.state.audit.checkpoint_now().await {
             tracing::error!(error = %e.message, "final audit checkpoint failed");
         }
+        if let Some(bus) = &self.pg_bus {
+            bus.close().await;
+        }
         self.sql.close().await;
         result.map_err(|e| StartError::Listen(addr, e))
     }
 
-    /// Background work of a serving node: SIEM export, audit retention, the
-    /// SMS sender, and (on PostgreSQL) inbox wake-ups from other nodes.
-    /// Not started by [`Server::build`], so that CLI commands that build a
-    /// server to reach its services do not export or purge.
-    fn start_jobs(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
-        let mut jobs = Vec::new();
+    /// Background work of a serving node: SIEM export, audit retention,
+    /// lifecycle deletion, escalation and routing loops, the SMS sender, the
+    /// anonymous-refusal flush, and (on PostgreSQL) inbox wake-ups from other
+    /// nodes. Not started by [`Server::build`], so that CLI commands that
+    /// build a server to reach its services do not export or purge.
+    fn workers(&self) -> Result<Vec<Box<dyn Worker>>, StartError> {
+        let mut workers: Vec<Box<dyn Worker>> = Vec::new();
         let audit_store: Arc<dyn AuditStore> = self.sql.clone();
-        jobs.extend(
-            audit::siem::start(&self.config.audit, audit_store.clone(), self.clock.clone())
+        workers.extend(
+            audit::siem::worker(&self.config.audit, audit_store.clone(), self.clock.clone())
                 .map_err(StartError::Audit)?,
         );
-        jobs.push(audit::retention::spawn_daily(
+        workers.push(audit::retention::worker(
             audit_store,
             self.sql.clone(),
             self.keys.clone(),
@@ -516,41 +538,31 @@ impl Server {
                 self.config.sms.auth_token.as_deref().unwrap_or_default(),
             )),
         };
-        jobs.push(
-            self.state
-                .lifecycle
-                .clone()
-                .spawn(format!("node-{}", uuid::Uuid::new_v4())),
-        );
-        jobs.extend(
-            self.state
-                .routing
-                .clone()
-                .spawn(format!("node-{}", uuid::Uuid::new_v4())),
-        );
-        jobs.push(
-            patients::delivery::Sender::new(
-                self.state.patients.clone(),
-                gateway,
-                self.config.sms.max_attempts,
-            )
-            .spawn(),
-        );
+        // A node name for the leases (deletion, housekeeping): unique per start.
+        let node = format!("node-{}", uuid::Uuid::new_v4());
+        workers.push(self.state.lifecycle.clone().worker(node.clone()));
+        workers.extend(self.state.routing.clone().workers(node));
+        workers.push(Box::new(patients::delivery::Sender::new(
+            self.state.patients.clone(),
+            gateway,
+            self.config.sms.max_attempts,
+        )));
         let (gate, log) = (self.state.anonymous.clone(), self.state.audit.clone());
-        jobs.push(tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(15));
-            loop {
-                every.tick().await;
-                gate.flush(&log, audit::anonymous::unix_minute()).await;
-            }
-        }));
-        if self.sql.backend() == crate::store::Backend::Postgres {
-            jobs.push(messaging::bus::spawn_listener(
-                self.config.database_url(),
-                self.state.messaging.hub.clone(),
-            ));
+        workers.push(Every::new(
+            "anonymous-refusals",
+            Duration::from_secs(15),
+            move || {
+                let (gate, log) = (gate.clone(), log.clone());
+                async move { gate.flush(&log, audit::anonymous::unix_minute()).await }
+            },
+        ));
+        if self.pg_bus.is_some() {
+            workers.push(Box::new(WakeUpListener {
+                url: self.config.database_url(),
+                hub: self.state.messaging.hub.clone(),
+            }));
         }
-        Ok(jobs)
+        Ok(workers)
     }
 
     /// Binds `config.listen` and serves until SIGINT or SIGTERM, then drains
@@ -566,6 +578,33 @@ impl Server {
             h.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         self.serve(listener, handle).await
+    }
+}
+
+/// How long the background loops get to finish their step at shutdown.
+const WORKER_GRACE: Duration = Duration::from_secs(10);
+
+/// Inbox wake-ups from the other nodes (PostgreSQL `LISTEN`), to this node's
+/// sockets.
+struct WakeUpListener {
+    url: String,
+    hub: messaging::DeliveryHub,
+}
+
+#[async_trait::async_trait]
+impl Worker for WakeUpListener {
+    fn name(&self) -> &'static str {
+        "inbox-wake-ups"
+    }
+
+    async fn run(self: Box<Self>, shutdown: Shutdown) {
+        let hub = self.hub;
+        PgBus::listen(
+            self.url,
+            move |devices| hub.wake(devices),
+            shutdown.receiver(),
+        )
+        .await;
     }
 }
 

@@ -381,7 +381,7 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) if !url.is_empty() => url.clone(),
-            _ => crate::store::SqlStore::sqlite_url(&self.data_dir),
+            _ => wardline_store_sql::SqlStore::sqlite_url(&self.data_dir),
         }
     }
 

@@ -14,7 +14,7 @@ use wardline_proto::directory::CreateUserRequest;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::store::StoreError;
+use wardline_store::StoreError;
 
 pub const DEMO_SLUG: &str = "demo";
 

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wardline_proto::{ErrorBody, ErrorCode, ErrorDetail};
 
-use crate::store::StoreError;
+use wardline_store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -114,7 +114,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("resource"),
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
-            StoreError::Database(sqlx::Error::PoolTimedOut) => {
+            StoreError::Unavailable => {
                 tracing::error!("database pool timed out");
                 ApiError::new(ErrorCode::Unavailable, "database unavailable; try again")
             }

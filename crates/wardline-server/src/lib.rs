@@ -6,8 +6,9 @@
 //! consent, templates, SMS, secure links and the patient's pages).
 //! Cross-cutting: [`authz`] (the one place permissions are checked),
 //! [`audit::scope`] (the one place requests are audited), [`vault`] (the one
-//! place PHI is encrypted), [`store`] (storage trait and its SQL engines), [`http`]
-//! (extractors and middleware), [`app`] (assembly and serving).
+//! place PHI is encrypted), [`http`]
+//! (extractors and middleware), [`app`] (assembly and serving). Storage is
+//! behind the traits of `wardline-store`; `wardline-store-sql` implements them.
 
 pub mod app;
 pub mod audit;
@@ -26,10 +27,10 @@ pub mod ops;
 pub mod patients;
 pub mod phone;
 pub mod routing;
-pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod vault;
+pub mod worker;
 
 pub use app::{AppState, Server};
 pub use config::Config;

@@ -13,7 +13,7 @@ use wardline_crypto::{DataKey, KeyProvider, WrappedKey};
 use wardline_proto::OrgId;
 
 use crate::clock::Clock;
-use crate::store::{DataKeyRow, Store, StoreError};
+use wardline_store::{DataKeyRow, Store, StoreError};
 
 const INDEX_KEY_ID: &str = "blind-index-v1";
 

@@ -15,7 +15,7 @@ use wardline_client::profile::write_private;
 use wardline_crypto::{LocalKeyFile, verify_checkpoint_signature};
 use wardline_proto::audit::{AuditEvent, AuditQuery, checkpoint_message};
 use wardline_server::audit::verify::{Options, Trusted, verify};
-use wardline_server::store::SqlStore;
+use wardline_store_sql::SqlStore;
 
 use crate::remote::{print_json, signed_in};
 use crate::{ClientOpts, ServerOpts, load_config};

@@ -10,8 +10,9 @@ use wardline_proto::directory::CreateUserRequest;
 use wardline_server::Server;
 use wardline_server::audit::{AuditLog, NewEvent};
 use wardline_server::clock::SystemClock;
-use wardline_server::store::{SqlStore, Store};
 use wardline_server::vault::rewrap_all;
+use wardline_store::Store;
+use wardline_store_sql::SqlStore;
 
 use crate::term::say;
 use crate::{NewOrgArgs, ServerOpts, input, load_config};

@@ -39,7 +39,7 @@ use wardline_proto::{ErrorCode, OrgId};
 use crate::clock::Clock;
 use crate::config::AuditConfig;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{AuditStore, CheckpointRow, StoreError};
+use wardline_store::{AuditStore, CheckpointRow, StoreError};
 
 pub use scope::AuditScope;
 

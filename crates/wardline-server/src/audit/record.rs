@@ -9,7 +9,7 @@ use uuid::Uuid;
 use wardline_crypto::merkle::Hash;
 use wardline_proto::audit::{ActorKind, AuditAction, AuditEvent, FieldChange, Outcome};
 
-use crate::store::AuditRow;
+use wardline_store::AuditRow;
 
 pub fn to_row(e: &AuditEvent, leaf: &Hash, chain: &Hash, mac: &Hash) -> AuditRow {
     AuditRow {

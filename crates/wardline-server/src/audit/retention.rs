@@ -15,7 +15,7 @@ use wardline_proto::audit::{AuditAction, purge_message};
 use super::{AuditLog, NewEvent};
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{AuditStore, LifecycleStore, PurgeRow};
+use wardline_store::{AuditStore, LifecycleStore, PurgeRow};
 
 pub const DAY_MS: i64 = 86_400_000;
 /// The shortest audit retention Wardline accepts (configuration, the purge,
@@ -102,31 +102,40 @@ pub async fn purge_expired(
     Ok(Some((size, deleted)))
 }
 
-/// Runs the purge at start and then daily.
-pub fn spawn_daily(
+/// The purge at start and then daily.
+pub fn worker(
     store: Arc<dyn AuditStore>,
     holds: Arc<dyn LifecycleStore>,
     keys: Arc<dyn KeyProvider>,
     log: AuditLog,
     clock: Arc<dyn Clock>,
     retention_days: u32,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(24 * 3600));
-        loop {
-            every.tick().await;
-            if let Err(e) = purge_expired(
-                store.as_ref(),
-                holds.as_ref(),
-                keys.as_ref(),
-                &log,
-                clock.as_ref(),
-                retention_days,
-            )
-            .await
-            {
-                tracing::error!(error = %e.message, "audit retention purge failed");
+) -> Box<dyn crate::worker::Worker> {
+    crate::worker::Every::new(
+        "audit-retention",
+        Duration::from_secs(24 * 3600),
+        move || {
+            let (store, holds, keys, log, clock) = (
+                store.clone(),
+                holds.clone(),
+                keys.clone(),
+                log.clone(),
+                clock.clone(),
+            );
+            async move {
+                if let Err(e) = purge_expired(
+                    store.as_ref(),
+                    holds.as_ref(),
+                    keys.as_ref(),
+                    &log,
+                    clock.as_ref(),
+                    retention_days,
+                )
+                .await
+                {
+                    tracing::error!(error = %e.message, "audit retention purge failed");
+                }
             }
-        }
-    })
+        },
+    )
 }

@@ -17,8 +17,8 @@ use wardline_proto::audit::{
 use super::{PATIENT_REF_PREFIX, frontier_of, hash32, record};
 use crate::error::{ApiError, ApiResult};
 use crate::messaging::MessagingService;
-use crate::store::{AuditRow, AuditStore, CheckpointRow, StoreError};
 use crate::vault::Vault;
+use wardline_store::{AuditRow, AuditStore, CheckpointRow, StoreError};
 
 /// Largest search page; also the page size of exports and reports.
 pub const MAX_PAGE: i64 = 1000;

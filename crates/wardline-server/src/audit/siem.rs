@@ -23,7 +23,8 @@ use wardline_proto::audit::{AuditEvent, Outcome};
 use super::record;
 use crate::clock::Clock;
 use crate::config::AuditConfig;
-use crate::store::{AuditStore, StoreError};
+use crate::worker::{Shutdown, Worker};
+use wardline_store::{AuditStore, StoreError};
 
 const BATCH: i64 = 500;
 /// IANA's example enterprise number (RFC 5612); the SD-ID names our fields.
@@ -324,13 +325,13 @@ pub fn check(cfg: &AuditConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the configured sinks until the process ends. Returns `Ok(None)` when
-/// no sink is configured.
-pub fn start(
+/// The configured sinks, as one worker. Returns `Ok(None)` when no sink is
+/// configured.
+pub fn worker(
     cfg: &AuditConfig,
     store: Arc<dyn AuditStore>,
     clock: Arc<dyn Clock>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+) -> Result<Option<Box<dyn Worker>>, String> {
     let mut sinks = Vec::new();
     if let Some(url) = &cfg.syslog_url {
         let target = SyslogTarget::parse(url)?;
@@ -353,14 +354,36 @@ pub fn start(
     if sinks.is_empty() {
         return Ok(None);
     }
-    Ok(Some(tokio::spawn(async move {
-        // A JoinSet, so that aborting this task (shutdown) aborts every sink.
-        let mut tasks = tokio::task::JoinSet::new();
-        for sink in sinks {
-            tasks.spawn(run_sink(sink, store.clone(), clock.clone()));
-        }
-        while tasks.join_next().await.is_some() {}
+    Ok(Some(Box::new(Export {
+        sinks,
+        store,
+        clock,
     })))
+}
+
+/// SIEM export: one task per sink, each resending from its cursor.
+struct Export {
+    sinks: Vec<Sink>,
+    store: Arc<dyn AuditStore>,
+    clock: Arc<dyn Clock>,
+}
+
+#[async_trait::async_trait]
+impl Worker for Export {
+    fn name(&self) -> &'static str {
+        "siem-export"
+    }
+
+    async fn run(self: Box<Self>, mut shutdown: Shutdown) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for sink in self.sinks {
+            tasks.spawn(run_sink(sink, self.store.clone(), self.clock.clone()));
+        }
+        // A sink stopped mid-send resends from its cursor at the next start
+        // (the receiver sees a duplicate at worst, never a gap); dropping the
+        // JoinSet aborts them all.
+        shutdown.wait().await;
+    }
 }
 
 async fn run_sink(mut sink: Sink, store: Arc<dyn AuditStore>, clock: Arc<dyn Clock>) {

@@ -25,7 +25,7 @@ use wardline_proto::audit::{checkpoint_message, purge_message};
 
 use super::retention::DAY_MS;
 use super::{frontier_of, hash32, record};
-use crate::store::{AuditRow, AuditStore, CheckpointRow, PurgeRow, StoreError};
+use wardline_store::{AuditRow, AuditStore, CheckpointRow, PurgeRow, StoreError};
 
 /// What a previous verification established, kept by the caller off the
 /// database host: the next run starts at `size` (incremental) and fails if

@@ -31,10 +31,10 @@ use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::directory::{DirectoryService, org_to_wire};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{
+use password::Passwords;
+use wardline_store::{
     LifecycleStore, MfaChallengeRow, OrgRow, SessionRow, Store, StoreError, UserRow,
 };
-use password::Passwords;
 
 const MFA_CHALLENGE_SECS: i64 = 300;
 const MFA_MAX_ATTEMPTS: i64 = 5;

@@ -21,10 +21,10 @@ use crate::auth::password::{self, Passwords};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{OrgRow, RoutingStore, Store, StoreError, UserRow};
 use crate::vault::{FieldRef, Vault};
 use wardline_proto::audit::FieldChange;
 use wardline_proto::routing::Notification;
+use wardline_store::{OrgRow, RoutingStore, Store, StoreError, UserRow};
 
 /// What an update changed on a user, for the audit event: roles before →
 /// after; of the contact fields (personal data, kept out of the trail and

@@ -27,10 +27,10 @@ use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult, check_text, found};
 use crate::messaging::MessagingService;
-use crate::store::lifecycle::*;
-use crate::store::messaging::{MessageRow, MessagingStore};
-use crate::store::{Store, StoreError};
 use crate::vault::{FieldRef, Vault};
+use wardline_store::lifecycle::*;
+use wardline_store::messaging::{MessageRow, MessagingStore};
+use wardline_store::{Store, StoreError};
 
 const DAY: i64 = 86_400;
 /// How often a node looks for something to delete (deletion is idempotent;
@@ -506,14 +506,14 @@ impl LifecycleService {
         )
     }
 
-    /// Runs deletion for every organisation every few minutes, on one node
-    /// at a time (a lease); a crashed node's lease lapses.
-    pub fn spawn(self, node: String) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(RUN_EVERY);
-            loop {
-                every.tick().await;
-                if let Err(e) = self.run_all(&node).await {
+    /// Deletion for every organisation every few minutes, on one node at a
+    /// time (a lease); a crashed node's lease lapses.
+    pub fn worker(self, node: String) -> Box<dyn crate::worker::Worker> {
+        let node = Arc::new(node);
+        crate::worker::Every::new("lifecycle-deletion", RUN_EVERY, move || {
+            let (service, node) = (self.clone(), node.clone());
+            async move {
+                if let Err(e) = service.run_all(&node).await {
                     tracing::error!(error = %e.message, "lifecycle deletion run failed");
                 }
             }
@@ -878,7 +878,7 @@ impl LifecycleService {
     /// the wipe ended: [`crate::auth::AuthService::wiped_session`]).
     pub async fn confirm_wipe(
         &self,
-        session: &crate::store::SessionRow,
+        session: &wardline_store::SessionRow,
         confirmation: WipeConfirmation,
     ) -> ApiResult<DeviceWipe> {
         let (org, user, device) = (session.org_id, session.user_id, session.device_id);

@@ -20,7 +20,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::store::MessagingStore;
+use wardline_store::MessagingStore;
 
 /// How long an acknowledgement may wait for others.
 const WINDOW: Duration = Duration::from_millis(100);

@@ -13,7 +13,6 @@
 //! so nothing sent after a removal is encrypted to them.
 
 pub mod acks;
-pub mod bus;
 pub mod hub;
 pub mod routes;
 pub mod ws;
@@ -32,10 +31,10 @@ use crate::audit::AuditScope;
 use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
-use crate::store::messaging::*;
-use crate::store::{LifecycleStore, RoutingStore, Store, StoreError};
 use crate::vault::{FieldRef, Vault};
 pub use hub::DeliveryHub;
+use wardline_store::messaging::*;
+use wardline_store::{Bus, LifecycleStore, RoutingStore, Store, StoreError};
 
 /// Most key packages accepted in one upload, and most a device may hold.
 const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 200;
@@ -48,6 +47,8 @@ pub struct MessagingService {
     lifecycle: Arc<dyn LifecycleStore>,
     directory_store: Arc<dyn Store>,
     routing: Arc<dyn RoutingStore>,
+    /// Wake-ups for the other nodes' sockets.
+    bus: Arc<dyn Bus>,
     vault: Vault,
     clock: Arc<dyn Clock>,
     pub hub: DeliveryHub,
@@ -100,10 +101,12 @@ impl MessagingService {
         lifecycle: Arc<dyn LifecycleStore>,
         directory_store: Arc<dyn Store>,
         routing: Arc<dyn RoutingStore>,
+        bus: Arc<dyn Bus>,
         vault: Vault,
         clock: Arc<dyn Clock>,
     ) -> Self {
         MessagingService {
+            bus,
             acks: acks::AckBatcher::new(store.clone(), clock.clone()),
             store,
             lifecycle,
@@ -116,14 +119,14 @@ impl MessagingService {
         }
     }
 
-    /// Wakes the devices' open sockets here and, through the store's
-    /// notification (PostgreSQL), on every other node.
+    /// Wakes the devices' open sockets here and, through the [`Bus`], on
+    /// every other node.
     pub async fn wake(&self, devices: &[Uuid]) {
         if devices.is_empty() {
             return;
         }
         self.hub.wake(devices);
-        if let Err(e) = self.store.announce(devices).await {
+        if let Err(e) = self.bus.announce(devices).await {
             // Delivery does not depend on it: other nodes' sockets poll.
             tracing::warn!(error = %e, "inbox wake-up notification failed");
         }
@@ -1142,7 +1145,7 @@ impl MessagingService {
         p: &Principal,
         c: &ConversationRow,
         m: &MessageRow,
-    ) -> ApiResult<Option<crate::store::routing::RoutedRow>> {
+    ) -> ApiResult<Option<wardline_store::routing::RoutedRow>> {
         if m.priority == Priority::Routine && c.role_id.is_none() {
             return Ok(None);
         }

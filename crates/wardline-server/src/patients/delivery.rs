@@ -19,7 +19,8 @@ use super::gateway::{GatewayError, OutboundSms, SmsGateway};
 use super::{PatientService, open};
 use crate::audit::NewEvent;
 use crate::error::ApiResult;
-use crate::store::patients::SmsRow;
+use crate::worker::{Shutdown, Worker};
+use wardline_store::patients::SmsRow;
 
 const LEASE_SECS: i64 = 60;
 const BATCH: i64 = 20;
@@ -43,27 +44,6 @@ impl Sender {
             gateway,
             max_attempts,
         }
-    }
-
-    /// Runs until the process ends (or the task is aborted at shutdown).
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                let sent = match self.run_once().await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::warn!(error = %e.message, "sms sender: outbox unavailable");
-                        0
-                    }
-                };
-                if sent == 0 {
-                    tokio::select! {
-                        _ = self.patients.outbox.notified() => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                    }
-                }
-            }
-        })
     }
 
     /// Sends what is due now; returns how many rows it handled.
@@ -167,6 +147,33 @@ pub fn with_fragment(body: &str, public_url: &str, fragment: &str) -> String {
         // A notice template without a link cannot carry the key: send it as is;
         // the patient's page will say the message cannot be opened.
         None => body.to_owned(),
+    }
+}
+
+/// The outbox loop: sends what is due, then waits for a new SMS (or polls).
+#[async_trait::async_trait]
+impl Worker for Sender {
+    fn name(&self) -> &'static str {
+        "sms-outbox"
+    }
+
+    async fn run(self: Box<Self>, mut shutdown: Shutdown) {
+        while !shutdown.is_set() {
+            let sent = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "sms sender: outbox unavailable");
+                    0
+                }
+            };
+            if sent == 0 {
+                tokio::select! {
+                    _ = self.patients.outbox.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.wait() => return,
+                }
+            }
+        }
     }
 }
 

@@ -37,9 +37,9 @@ use crate::audit::{AuditLog, AuditScope};
 use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
-use crate::store::patients::*;
-use crate::store::{Store, StoreError};
 use crate::vault::{FieldRef, Vault};
+use wardline_store::patients::*;
+use wardline_store::{Store, StoreError};
 
 /// How the server reaches patients: its public address and sender number.
 #[derive(Debug, Clone)]

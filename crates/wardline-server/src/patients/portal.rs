@@ -19,8 +19,8 @@ use wardline_proto::patients::{
 
 use super::{Opened, PatientService, seal, templates};
 use crate::error::{ApiError, ApiResult};
-use crate::store::StoreError;
-use crate::store::patients::{LinkRow, PatientMessageRow};
+use wardline_store::StoreError;
+use wardline_store::patients::{LinkRow, PatientMessageRow};
 
 /// How long a texted code is valid.
 pub const CODE_TTL_SECS: i64 = 600;
@@ -184,7 +184,7 @@ impl PatientService {
     }
 
     /// Takes one attempt on the link before anything is compared (see
-    /// [`crate::store::PatientStore::link_attempt`]): a locked link, or one
+    /// [`wardline_store::PatientStore::link_attempt`]): a locked link, or one
     /// whose attempts are all taken by concurrent requests, evaluates nothing.
     async fn attempt(&self, view: &LinkView) -> Result<Attempt, PortalError> {
         let max = self.policy(view.link.org_id).await?.verify_max_failures;

@@ -19,9 +19,10 @@ use super::RoutingService;
 use crate::audit::{AuditScope, NewEvent};
 use crate::authz::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::store::StoreError;
-use crate::store::messaging::MessageRow;
-use crate::store::routing::{EscalationEventRow, RoutedRow};
+use crate::worker::{Every, Worker};
+use wardline_store::StoreError;
+use wardline_store::messaging::MessageRow;
+use wardline_store::routing::{EscalationEventRow, RoutedRow};
 
 /// How often each node looks for due steps (and expired break-glass grants).
 pub const TICK: Duration = Duration::from_secs(2);
@@ -288,41 +289,40 @@ impl RoutingService {
 
     // ------------------------------------------------------------- the job
 
-    /// Runs on every serving node: due ladder steps every tick; shift
+    /// The loops every serving node runs: due ladder steps every tick; shift
     /// hand-offs and expired break-glass grants on a slower loop (one node
     /// at a time, under a lease); schedule feeds on their own loop (a slow
     /// calendar server must not hold up an escalation).
-    pub fn spawn(self, node: String) -> Vec<tokio::task::JoinHandle<()>> {
+    pub fn workers(self, node: String) -> Vec<Box<dyn Worker>> {
         let feeds = self.clone();
-        let feeds = tokio::spawn(async move {
-            let mut every = tokio::time::interval(FEED_TICK);
-            loop {
-                every.tick().await;
-                if let Err(e) = feeds.refresh_feeds().await {
-                    tracing::error!(error = %e.message, "schedule feed refresh failed");
-                }
-            }
-        });
         let housekeeping = self.clone();
-        let housekeeping = tokio::spawn(async move {
-            let mut every = tokio::time::interval(HOUSEKEEPING_TICK);
-            loop {
-                every.tick().await;
-                if let Err(e) = housekeeping.housekeeping(&node).await {
-                    tracing::error!(error = %e.message, "routing housekeeping failed");
+        let node = std::sync::Arc::new(node);
+        vec![
+            Every::new("schedule-feeds", FEED_TICK, move || {
+                let feeds = feeds.clone();
+                async move {
+                    if let Err(e) = feeds.refresh_feeds().await {
+                        tracing::error!(error = %e.message, "schedule feed refresh failed");
+                    }
                 }
-            }
-        });
-        let due = tokio::spawn(async move {
-            let mut every = tokio::time::interval(TICK);
-            loop {
-                every.tick().await;
-                if let Err(e) = self.run_due().await {
-                    tracing::error!(error = %e.message, "escalation run failed");
+            }),
+            Every::new("routing-housekeeping", HOUSEKEEPING_TICK, move || {
+                let (housekeeping, node) = (housekeeping.clone(), node.clone());
+                async move {
+                    if let Err(e) = housekeeping.housekeeping(&node).await {
+                        tracing::error!(error = %e.message, "routing housekeeping failed");
+                    }
                 }
-            }
-        });
-        vec![feeds, housekeeping, due]
+            }),
+            Every::new("escalation", TICK, move || {
+                let due = self.clone();
+                async move {
+                    if let Err(e) = due.run_due().await {
+                        tracing::error!(error = %e.message, "escalation run failed");
+                    }
+                }
+            }),
+        ]
     }
 
     /// Shift hand-offs and expired break-glass grants, on the node holding

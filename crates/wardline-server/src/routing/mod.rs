@@ -28,10 +28,10 @@ use crate::directory::DirectoryService;
 use crate::error::{ApiError, ApiResult, check_text, found};
 use crate::messaging::MessagingService;
 use crate::patients::PatientService;
-use crate::store::messaging::{MessageRow, MessagingStore};
-use crate::store::routing::{FeedRow, GrantRow, RoutingStore, presence_now};
-use crate::store::{LifecycleStore, Store, StoreError};
 use crate::vault::{FieldRef, Vault};
+use wardline_store::messaging::{MessageRow, MessagingStore};
+use wardline_store::routing::{FeedRow, GrantRow, RoutingStore, presence_now};
+use wardline_store::{LifecycleStore, Store, StoreError};
 
 const DAY: i64 = 86_400;
 /// How far a fallback role may lead to another fallback role.

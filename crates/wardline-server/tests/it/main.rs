@@ -1,0 +1,19 @@
+//! The server's integration tests, in one binary (one link instead of eleven
+//! on a 2-core machine). Each module is one area, run against the real server
+//! on SQLite and on PostgreSQL; filter with `cargo nextest run -p
+//! wardline-server messaging::` and the like.
+
+#[macro_use]
+mod common;
+
+mod at_rest;
+mod audit_trail;
+mod auth_flows;
+mod authz_matrix;
+mod bad_input;
+mod lifecycle;
+mod messaging;
+mod ops;
+mod patients;
+mod routing;
+mod siem_rsyslog;
