@@ -29,6 +29,7 @@ pub mod phone;
 pub mod routing;
 pub mod telemetry;
 pub mod tls;
+pub mod use_cases;
 pub mod vault;
 pub mod worker;
 

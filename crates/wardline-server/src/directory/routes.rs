@@ -15,6 +15,7 @@ use crate::authz::Authenticated;
 use crate::directory::org_to_wire;
 use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath};
+use crate::use_cases;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -230,18 +231,17 @@ async fn deprovision_user(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
-    let user = s
-        .directory
-        .set_status(p.org_id, p.user_id, id, UserStatus::Deprovisioned)
-        .await?;
-    s.messaging
-        .remove_from_all_conversations(p.org_id, id, p.user_id)
-        .await?;
-    // Selective wipe: the departing user's devices erase their stores.
-    s.lifecycle
-        .wipe_user_devices(p.org_id, id, p.user_id)
-        .await?;
-    Ok(Json(user))
+    Ok(Json(
+        use_cases::deprovision(
+            &s.directory,
+            &s.messaging,
+            &s.lifecycle,
+            p.org_id,
+            p.user_id,
+            id,
+        )
+        .await?,
+    ))
 }
 
 /// The built-in roles and their permissions.

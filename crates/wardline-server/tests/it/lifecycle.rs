@@ -924,9 +924,79 @@ async fn device_policy(backend: Backend) {
     );
 }
 
+/// An offboarding cut short after the account was closed (a database error
+/// before the conversations and devices were dealt with) is finished by a
+/// retry: the retry still answers "already deprovisioned" but takes the user
+/// out of the conversation and wipes the device. Before the deprovisioning
+/// use case, the retry answered the conflict and did nothing.
+async fn an_interrupted_offboarding_is_finished_by_a_retry(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("lc-offboard").await;
+    let nina = t.user_with_role(&admin, Role::Nurse).await;
+    let paul = t.user_with_role(&admin, Role::Physician).await;
+    let devices = Devices::new();
+    let mut n = devices.of(&nina, "Nina's phone").await;
+    let _p = devices.of(&paul, "Paul's phone").await;
+    let conv = group(&mut n, &[paul.user.id], None).await;
+    // Only the first step ran: the account is closed.
+    t.state
+        .directory
+        .set_status(
+            admin.user.org_id,
+            admin.user.id,
+            paul.user.id,
+            wardline_proto::directory::UserStatus::Deprovisioned,
+        )
+        .await
+        .unwrap();
+    assert!(
+        n.api
+            .conversation(conv)
+            .await
+            .unwrap()
+            .members
+            .contains(&paul.user.id)
+    );
+    assert!(admin.client.device_wipes().await.unwrap().wipes.is_empty());
+
+    let err = admin
+        .client
+        .deprovision_user(paul.user.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict));
+    assert!(
+        !n.api
+            .conversation(conv)
+            .await
+            .unwrap()
+            .members
+            .contains(&paul.user.id)
+    );
+    let wipes = admin.client.device_wipes().await.unwrap().wipes;
+    assert_eq!(
+        wipes
+            .iter()
+            .map(|w| (w.device_id, w.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [(paul.device_id, "user deprovisioned")]
+    );
+    // A second retry finds nothing left to do.
+    let err = admin
+        .client
+        .deprovision_user(paul.user.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict));
+    assert_eq!(admin.client.device_wipes().await.unwrap().wipes.len(), 1);
+}
+
 both_backends!(
     retention_and_legal_hold,
     ephemeral_and_recall,
     remote_wipe,
+    an_interrupted_offboarding_is_finished_by_a_retry,
     device_policy
 );
