@@ -1,6 +1,7 @@
 //! The engine's tests, one binary: the conformance suite on SQLite and on
 //! PostgreSQL, migrations, and the schema parity of the two DDL trees.
 
+mod coverage;
 mod migrations;
 mod schema_parity;
 

@@ -18,6 +18,18 @@ use crate::{
     RoutingStore, SessionRow, Store, StoreError, UserRow,
 };
 
+mod audit;
+mod lifecycle;
+mod messaging;
+mod patients;
+mod routing;
+
+pub use audit::*;
+pub use lifecycle::*;
+pub use messaging::*;
+pub use patients::*;
+pub use routing::*;
+
 /// An engine: one value implementing every store trait, as the services see it.
 pub trait Engine:
     Store + MessagingStore + PatientStore + RoutingStore + LifecycleStore + AuditStore
@@ -31,7 +43,8 @@ impl<T> Engine for T where
 /// Expands to one `#[tokio::test]` per conformance test. `$open` is an async
 /// fn returning `Option<(Arc<E>, G)>`: a fresh migrated store and a guard
 /// kept alive for the test (a temporary directory); `None` skips the test
-/// (an engine not available here).
+/// (an engine not available here). Each trait's module lists its own tests
+/// in a `conformance_<trait>_tests!` macro, called here.
 #[macro_export]
 macro_rules! conformance_suite {
     ($open:path) => {
@@ -43,6 +56,11 @@ macro_rules! conformance_suite {
             mfa_challenges_and_throttle,
             concurrent_failures_are_all_counted,
         );
+        $crate::conformance_audit_tests!($open);
+        $crate::conformance_lifecycle_tests!($open);
+        $crate::conformance_messaging_tests!($open);
+        $crate::conformance_patients_tests!($open);
+        $crate::conformance_routing_tests!($open);
     };
     (@tests $open:path; $($name:ident),* $(,)?) => {
         $(

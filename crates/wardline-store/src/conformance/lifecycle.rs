@@ -1,0 +1,13 @@
+//! Conformance of [`LifecycleStore`](crate::LifecycleStore).
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The tests of this module, for [`conformance_suite!`](crate::conformance_suite).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! conformance_lifecycle_tests {
+    ($open:path) => {
+        $crate::conformance_suite!(@tests $open;);
+    };
+}
