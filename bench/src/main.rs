@@ -162,14 +162,7 @@ struct Running {
 }
 
 async fn fresh_schema(base: &str) -> anyhow::Result<String> {
-    let schema = format!("wl_bench_{}", Uuid::new_v4().simple());
-    sqlx::any::install_default_drivers();
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(base).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
-        .await?;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+    Ok(wardline_store_sql::testing::fresh_postgres_schema(base, "wl_bench").await?)
 }
 
 /// A realistic mix: one organisation, 2,000 staff with a device each, 5,000

@@ -2,7 +2,7 @@
 //! temporary directory on SQLite, a new schema on PostgreSQL.
 
 use uuid::Uuid;
-use wardline_store::Backend;
+use wardline_store::{Backend, Result};
 
 use crate::SqlStore;
 
@@ -34,17 +34,25 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<S
         Backend::Sqlite => Some(SqlStore::sqlite_url(dir)),
         Backend::Postgres => {
             let base = postgres_url()?;
-            let schema = format!("wl_test_{}", Uuid::new_v4().simple());
-            sqlx::any::install_default_drivers();
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
-                .await
-                .expect("connect to PostgreSQL");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&mut conn)
-                .await
-                .expect("create schema");
-            let sep = if base.contains('?') { '&' } else { '?' };
-            Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+            Some(
+                fresh_postgres_schema(&base, "wl_test")
+                    .await
+                    .expect("create a schema on PostgreSQL"),
+            )
         }
     }
+}
+
+/// Creates an empty schema `<prefix>_<random>` in the PostgreSQL database at
+/// `base` and returns a URL whose connections use it (`search_path`), so that
+/// tests and benchmarks sharing one database never see each other's rows.
+pub async fn fresh_postgres_schema(base: &str, prefix: &str) -> Result<String> {
+    let schema = format!("{prefix}_{}", Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(base).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await?;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
 }

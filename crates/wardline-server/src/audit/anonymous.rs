@@ -190,15 +190,8 @@ impl AnonymousGate {
 
 /// Free bytes on the file system holding `dir` (for unprivileged users).
 fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a NUL-terminated string and `st` a valid out-pointer.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
-    // The field types differ between platforms (u64 here, c_ulong elsewhere).
-    #[allow(clippy::useless_conversion)]
-    let free = u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize));
-    (rc == 0).then_some(free)
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 #[cfg(test)]

@@ -17,3 +17,4 @@ mod ops;
 mod patients;
 mod routing;
 mod siem_rsyslog;
+mod tidy;
