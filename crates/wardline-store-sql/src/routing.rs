@@ -437,7 +437,7 @@ impl RoutingStore for SqlStore {
     ) -> Result<Vec<Shift>> {
         let (_writer, mut tx) = self.begin_write().await?;
         let old = sqlx::query(
-            "DELETE FROM shifts WHERE org_id = $1 AND role_id = $2 AND source LIKE 'ical:%' AND ends_at > $3 \
+            "DELETE FROM shifts WHERE org_id = $1 AND role_id = $2 AND substr(source, 1, 5) = 'ical:' AND ends_at > $3 \
              RETURNING *",
         )
         .bind(org.to_string())
