@@ -651,7 +651,7 @@ impl PatientStore for SqlStore {
         // The outer WHERE repeats the due test: PostgreSQL re-evaluates it on
         // the row version it locks, so of two nodes racing for a row only one
         // updates it. SQLite runs one writer at a time anyway.
-        sqlx::query(
+        let rows = sqlx::query(
             "UPDATE sms_outbox SET status = 'sending', lease_until = $2, attempts = attempts + 1, updated_at = $1 \
              WHERE id IN (SELECT id FROM sms_outbox \
                           WHERE (status = 'queued' AND send_after <= $1) OR (status = 'sending' AND lease_until < $1) \
@@ -663,10 +663,13 @@ impl PatientStore for SqlStore {
         .bind(now + lease_secs)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(sms_from_row)
-        .collect()
+        .await?;
+        let mut rows = rows.iter().map(sms_from_row).collect::<Result<Vec<_>>>()?;
+        // `UPDATE … RETURNING` does not keep the subquery's order (both
+        // engines returned the batch newest first): put it back, so that a
+        // patient's texts go out in the order they were queued.
+        rows.sort_by(|a, b| (a.send_after, a.id).cmp(&(b.send_after, b.id)));
+        Ok(rows)
     }
 
     async fn sms_sent(&self, id: Uuid, provider_id: &str, at: i64) -> Result<()> {

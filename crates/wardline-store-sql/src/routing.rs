@@ -530,7 +530,7 @@ impl RoutingStore for SqlStore {
     }
 
     async fn claim_feeds(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<FeedRow>> {
-        sqlx::query(
+        let rows = sqlx::query(
             "UPDATE schedule_feeds SET lease_until = $2 WHERE role_id IN (\
                SELECT role_id FROM schedule_feeds WHERE next_fetch_at <= $1 \
                AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_fetch_at LIMIT $3) \
@@ -540,10 +540,11 @@ impl RoutingStore for SqlStore {
         .bind(lease_until)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(feed_from_row)
-        .collect()
+        .await?;
+        let mut feeds = rows.iter().map(feed_from_row).collect::<Result<Vec<_>>>()?;
+        // RETURNING does not keep the subquery's order.
+        feeds.sort_by_key(|f| (f.next_fetch_at, f.role_id));
+        Ok(feeds)
     }
 
     async fn feed_fetched(
@@ -656,7 +657,7 @@ impl RoutingStore for SqlStore {
     async fn claim_due(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<RoutedRow>> {
         // The outer condition repeats the inner one: PostgreSQL re-checks it
         // on the locked row, so two nodes never hold the same job.
-        sqlx::query(
+        let rows = sqlx::query(
             "UPDATE routed_messages SET lease_until = $2 WHERE message_id IN (\
                SELECT message_id FROM routed_messages WHERE state = 'open' AND next_at <= $1 \
                AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_at LIMIT $3) \
@@ -667,10 +668,12 @@ impl RoutingStore for SqlStore {
         .bind(lease_until)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(routed_from_row)
-        .collect()
+        .await?;
+        let mut due = rows.iter().map(routed_from_row).collect::<Result<Vec<_>>>()?;
+        // RETURNING does not keep the subquery's order: under a backlog the
+        // step that fell due first is taken first.
+        due.sort_by_key(|r| (r.next_at, r.message_id));
+        Ok(due)
     }
 
     async fn open_role_escalations(&self) -> Result<Vec<RoutedRow>> {

@@ -127,7 +127,8 @@ pub trait RoutingStore: Send + Sync + 'static {
     async fn get_feed(&self, org: OrgId, role: Uuid) -> Result<FeedRow>;
     /// False if the role had no feed.
     async fn delete_feed(&self, org: OrgId, role: Uuid) -> Result<bool>;
-    /// Claims feeds due at `now` until `lease_until`.
+    /// Claims up to `limit` feeds due at `now` until `lease_until`, the
+    /// longest due first.
     async fn claim_feeds(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<FeedRow>>;
     /// Records a fetch and when the next one is due; releases the lease.
     async fn feed_fetched(
@@ -173,7 +174,7 @@ pub trait RoutingStore: Send + Sync + 'static {
         priority: Priority,
     ) -> Result<Option<RoutedRow>>;
     /// Claims up to `limit` open escalations due at `now` until `lease_until`
-    /// (another node's lapsed lease is taken over).
+    /// (another node's lapsed lease is taken over), the earliest due first.
     async fn claim_due(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<RoutedRow>>;
     /// Open escalations addressed to a role (shift hand-offs).
     async fn open_role_escalations(&self) -> Result<Vec<RoutedRow>>;
