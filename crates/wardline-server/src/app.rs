@@ -33,6 +33,7 @@ use wardline_store::bus::LocalOnly;
 use wardline_store::{AuditStore, Backend, Bus, Store, StoreError};
 use wardline_store_sql::{PgBus, SqlStore};
 
+use crate::deps::Deps;
 use crate::vault::{Vault, VaultError};
 use crate::worker::{Every, Shutdown, Worker, Workers};
 use crate::{
@@ -282,31 +283,24 @@ impl Server {
             Some(b) => b.clone(),
             None => Arc::new(LocalOnly),
         };
-        let messaging = MessagingService::new(
-            sql.clone(),
-            sql.clone(),
-            store.clone(),
-            sql.clone(),
+        // One engine behind every store trait.
+        let deps = Deps {
+            store: store.clone(),
+            messaging: sql.clone(),
+            patients: sql.clone(),
+            routing: sql.clone(),
+            lifecycle: sql.clone(),
+            audit_store: audit_store.clone(),
             bus,
-            vault.clone(),
-            clock.clone(),
-        );
-        let lifecycle = LifecycleService::new(
-            sql.clone(),
-            sql.clone(),
-            store.clone(),
-            messaging.clone(),
-            vault.clone(),
-            keys.clone(),
-            clock.clone(),
-            audit.clone(),
-        );
+            vault,
+            clock: clock.clone(),
+            keys: keys.clone(),
+            audit: audit.clone(),
+        };
+        let messaging = MessagingService::new(&deps);
+        let lifecycle = LifecycleService::new(&deps, messaging.clone());
         let patients = PatientService::new(
-            sql.clone(),
-            store.clone(),
-            vault.clone(),
-            clock.clone(),
-            audit.clone(),
+            &deps,
             TextingSetup {
                 public_url: config.public_url(),
                 default_from: config.sms.from.clone(),
@@ -319,36 +313,15 @@ impl Server {
             config.limits.max_sockets_per_user,
         );
         let passwords = Passwords::new();
-        let directory = DirectoryService::new(
-            store.clone(),
-            sql.clone(),
-            vault.clone(),
-            clock.clone(),
-            passwords.clone(),
-            config.auth.clone(),
-        );
-        let auth = AuthService::new(
-            store.clone(),
-            sql.clone(),
-            directory.clone(),
-            clock.clone(),
-            passwords,
-            config.auth.clone(),
-        );
+        let directory = DirectoryService::new(&deps, passwords.clone(), config.auth.clone());
+        let auth = AuthService::new(&deps, directory.clone(), passwords, config.auth.clone());
         let routing = RoutingService::new(
-            sql.clone(),
-            sql.clone(),
-            sql.clone(),
-            store.clone(),
+            &deps,
             directory.clone(),
             messaging.clone(),
             patients.clone(),
-            vault.clone(),
-            clock.clone(),
-            audit.clone(),
             config.public_url(),
         );
-        let vault_for_audit = vault;
         let setup_code = directory
             .ensure_setup_code()
             .await
@@ -359,12 +332,7 @@ impl Server {
             auth,
             directory,
             audit,
-            audit_reader: AuditService::new(
-                audit_store,
-                keys.clone(),
-                vault_for_audit,
-                messaging.clone(),
-            ),
+            audit_reader: AuditService::new(&deps, messaging.clone()),
             store,
             messaging,
             lifecycle,

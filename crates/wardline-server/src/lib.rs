@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod deps;
 pub mod directory;
 pub mod error;
 pub mod http;

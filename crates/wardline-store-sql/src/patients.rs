@@ -668,7 +668,7 @@ impl PatientStore for SqlStore {
         // `UPDATE … RETURNING` does not keep the subquery's order (both
         // engines returned the batch newest first): put it back, so that a
         // patient's texts go out in the order they were queued.
-        rows.sort_by(|a, b| (a.send_after, a.id).cmp(&(b.send_after, b.id)));
+        rows.sort_by_key(|r| (r.send_after, r.id));
         Ok(rows)
     }
 

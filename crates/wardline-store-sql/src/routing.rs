@@ -669,7 +669,10 @@ impl RoutingStore for SqlStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut due = rows.iter().map(routed_from_row).collect::<Result<Vec<_>>>()?;
+        let mut due = rows
+            .iter()
+            .map(routed_from_row)
+            .collect::<Result<Vec<_>>>()?;
         // RETURNING does not keep the subquery's order: under a backlog the
         // step that fell due first is taken first.
         due.sort_by_key(|r| (r.next_at, r.message_id));

@@ -15,6 +15,7 @@ use wardline_proto::audit::{
 };
 
 use super::{PATIENT_REF_PREFIX, frontier_of, hash32, record};
+use crate::deps::Deps;
 use crate::error::{ApiError, ApiResult};
 use crate::messaging::MessagingService;
 use crate::vault::Vault;
@@ -66,16 +67,11 @@ pub fn checkpoint_to_wire(cp: &CheckpointRow, public_key: &[u8; 32]) -> Checkpoi
 }
 
 impl AuditService {
-    pub fn new(
-        store: Arc<dyn AuditStore>,
-        keys: Arc<dyn KeyProvider>,
-        vault: Vault,
-        references: MessagingService,
-    ) -> AuditService {
+    pub fn new(deps: &Deps, references: MessagingService) -> AuditService {
         AuditService {
-            store,
-            keys,
-            vault,
+            store: deps.audit_store.clone(),
+            keys: deps.keys.clone(),
+            vault: deps.vault.clone(),
             references,
         }
     }

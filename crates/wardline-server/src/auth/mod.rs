@@ -29,6 +29,7 @@ use crate::audit::AuditScope;
 use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::config::AuthConfig;
+use crate::deps::Deps;
 use crate::directory::{DirectoryService, org_to_wire};
 use crate::error::{ApiError, ApiResult};
 use password::Passwords;
@@ -124,18 +125,16 @@ struct ThrottleKey {
 
 impl AuthService {
     pub fn new(
-        store: Arc<dyn Store>,
-        wipes: Arc<dyn LifecycleStore>,
+        deps: &Deps,
         directory: DirectoryService,
-        clock: Arc<dyn Clock>,
         passwords: Passwords,
         cfg: AuthConfig,
     ) -> AuthService {
         AuthService {
-            store,
-            wipes,
+            store: deps.store.clone(),
+            wipes: deps.lifecycle.clone(),
             directory,
-            clock,
+            clock: deps.clock.clone(),
             passwords,
             cfg,
         }

@@ -20,6 +20,7 @@ use crate::audit::AuditScope;
 use crate::auth::password::{self, Passwords};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
+use crate::deps::Deps;
 use crate::error::{ApiError, ApiResult};
 use crate::vault::{FieldRef, Vault};
 use wardline_proto::audit::FieldChange;
@@ -251,14 +252,13 @@ fn field<'a>(row_id: &'a str, column: &'a str) -> FieldRef<'a> {
 }
 
 impl DirectoryService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        register: Arc<dyn RoutingStore>,
-        vault: Vault,
-        clock: Arc<dyn Clock>,
-        passwords: Passwords,
-        defaults: AuthConfig,
-    ) -> Self {
+    pub fn new(deps: &Deps, passwords: Passwords, defaults: AuthConfig) -> Self {
+        let (store, register, vault, clock) = (
+            deps.store.clone(),
+            deps.routing.clone(),
+            deps.vault.clone(),
+            deps.clock.clone(),
+        );
         DirectoryService {
             store,
             register,

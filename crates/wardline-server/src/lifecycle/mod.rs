@@ -25,6 +25,7 @@ use wardline_proto::{DeviceId, ErrorCode, OrgId, Permission, UserId};
 use crate::audit::{AuditLog, AuditScope, NewEvent};
 use crate::authz::Principal;
 use crate::clock::Clock;
+use crate::deps::Deps;
 use crate::error::{ApiError, ApiResult, check_text, found};
 use crate::messaging::MessagingService;
 use crate::vault::{FieldRef, Vault};
@@ -224,16 +225,16 @@ pub struct LifecycleService {
 
 impl LifecycleService {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn LifecycleStore>,
-        messages: Arc<dyn MessagingStore>,
-        directory: Arc<dyn Store>,
-        messaging: MessagingService,
-        vault: Vault,
-        keys: Arc<dyn KeyProvider>,
-        clock: Arc<dyn Clock>,
-        audit: AuditLog,
-    ) -> Self {
+    pub fn new(deps: &Deps, messaging: MessagingService) -> Self {
+        let (store, messages, directory, vault, keys, clock, audit) = (
+            deps.lifecycle.clone(),
+            deps.messaging.clone(),
+            deps.store.clone(),
+            deps.vault.clone(),
+            deps.keys.clone(),
+            deps.clock.clone(),
+            deps.audit.clone(),
+        );
         LifecycleService {
             store,
             messages,

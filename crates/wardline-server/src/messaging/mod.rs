@@ -35,6 +35,7 @@ use wardline_proto::{DeviceId, ErrorCode, OrgId, UserId};
 use crate::audit::AuditScope;
 use crate::authz::Principal;
 use crate::clock::Clock;
+use crate::deps::Deps;
 use crate::error::{ApiError, ApiResult};
 use crate::vault::{FieldRef, Vault};
 pub use hub::DeliveryHub;
@@ -101,17 +102,17 @@ fn conversation_not_found() -> ApiError {
 }
 
 impl MessagingService {
-    pub fn new(
-        store: Arc<dyn MessagingStore>,
-        lifecycle: Arc<dyn LifecycleStore>,
-        directory_store: Arc<dyn Store>,
-        routing: Arc<dyn RoutingStore>,
-        bus: Arc<dyn Bus>,
-        vault: Vault,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(deps: &Deps) -> Self {
+        let (store, lifecycle, directory_store, routing, vault, clock) = (
+            deps.messaging.clone(),
+            deps.lifecycle.clone(),
+            deps.store.clone(),
+            deps.routing.clone(),
+            deps.vault.clone(),
+            deps.clock.clone(),
+        );
         MessagingService {
-            bus,
+            bus: deps.bus.clone(),
             acks: acks::AckBatcher::new(store.clone(), clock.clone()),
             store,
             lifecycle,

@@ -40,6 +40,7 @@ use wardline_proto::{ErrorCode, OrgId, UserId};
 use crate::audit::{AuditLog, AuditScope};
 use crate::authz::Principal;
 use crate::clock::Clock;
+use crate::deps::Deps;
 use crate::error::{ApiError, ApiResult};
 use crate::vault::{FieldRef, Vault};
 use wardline_store::patients::*;
@@ -399,20 +400,16 @@ pub fn looks_like_opt_out(body: &str) -> bool {
 
 impl PatientService {
     pub fn new(
-        store: Arc<dyn PatientStore>,
-        orgs: Arc<dyn Store>,
-        vault: Vault,
-        clock: Arc<dyn Clock>,
-        audit: AuditLog,
+        deps: &Deps,
         setup: TextingSetup,
         hub: crate::messaging::hub::DeliveryHub,
     ) -> PatientService {
         PatientService {
-            store,
-            orgs,
-            vault,
-            clock,
-            audit,
+            store: deps.patients.clone(),
+            orgs: deps.store.clone(),
+            vault: deps.vault.clone(),
+            clock: deps.clock.clone(),
+            audit: deps.audit.clone(),
             setup: Arc::new(setup),
             outbox: Arc::new(Notify::new()),
             hub,

@@ -29,6 +29,7 @@ use wardline_proto::{OrgId, UserId};
 use crate::audit::{AuditLog, AuditScope};
 use crate::authz::Principal;
 use crate::clock::Clock;
+use crate::deps::Deps;
 use crate::directory::DirectoryService;
 use crate::error::{ApiError, ApiResult, check_text, found};
 use crate::messaging::MessagingService;
@@ -138,18 +139,21 @@ pub struct RoutingService {
 impl RoutingService {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn RoutingStore>,
-        leases: Arc<dyn LifecycleStore>,
-        messages: Arc<dyn MessagingStore>,
-        directory_store: Arc<dyn Store>,
+        deps: &Deps,
         directory: DirectoryService,
         messaging: MessagingService,
         patients: PatientService,
-        vault: Vault,
-        clock: Arc<dyn Clock>,
-        audit: AuditLog,
         public_url: String,
     ) -> Self {
+        let (store, leases, messages, directory_store, vault, clock, audit) = (
+            deps.routing.clone(),
+            deps.lifecycle.clone(),
+            deps.messaging.clone(),
+            deps.store.clone(),
+            deps.vault.clone(),
+            deps.clock.clone(),
+            deps.audit.clone(),
+        );
         RoutingService {
             store,
             leases,
