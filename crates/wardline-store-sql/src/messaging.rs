@@ -431,13 +431,24 @@ impl MessagingStore for SqlStore {
 
     async fn claim_key_package(&self, device: DeviceId) -> Result<Option<Vec<u8>>> {
         // One-use first, oldest first; DELETE … RETURNING makes the claim atomic,
-        // so two adders never get the same one-use package.
-        let row = sqlx::query(
-            "DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages WHERE device_id = $1 AND last_resort = 0 ORDER BY id LIMIT 1) RETURNING data",
-        )
-        .bind(device.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        // so two adders never get the same one-use package. On PostgreSQL
+        // concurrent claimers must skip the rows others are taking: without
+        // SKIP LOCKED they all picked the same oldest row, the losers found
+        // it gone and answered "no package" (or the last-resort one) while
+        // one-use packages were left (the conformance suite found it).
+        // SQLite runs one writing statement at a time.
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages WHERE device_id = $1 AND last_resort = 0 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING data"
+            }
+            Backend::Sqlite => {
+                "DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages WHERE device_id = $1 AND last_resort = 0 ORDER BY id LIMIT 1) RETURNING data"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(device.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         if let Some(row) = row {
             return Ok(Some(row.try_get("data")?));
         }
