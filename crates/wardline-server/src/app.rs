@@ -10,7 +10,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -18,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use wardline_crypto::{KeyProvider, LocalKeyFile};
 
 use crate::audit::AuditLog;
-use crate::audit::service::AuditService;
+use crate::audit_reader::AuditService;
 use crate::auth::AuthService;
 use crate::auth::password::Passwords;
 use crate::clock::{Clock, SystemClock};
@@ -34,40 +33,12 @@ use wardline_store::{AuditStore, Backend, Bus, Store, StoreError};
 use wardline_store_sql::{PgBus, SqlStore};
 
 use crate::deps::Deps;
+use crate::state::AppState;
 use crate::vault::{Vault, VaultError};
 use crate::worker::{Every, Shutdown, Worker, Workers};
 use crate::{
     audit, auth, directory, http, lifecycle, messaging, ops, patients, routing, telemetry, tls,
 };
-
-/// Everything a handler may use. Cheap to clone (all `Arc`s inside).
-#[derive(Clone)]
-pub struct AppState {
-    pub auth: AuthService,
-    pub directory: DirectoryService,
-    /// Appends to the audit trail (the request middleware and services).
-    pub audit: AuditLog,
-    /// Reads the audit trail (search, reports, proofs).
-    pub audit_reader: AuditService,
-    pub store: Arc<dyn Store>,
-    /// Devices, conversations, delivery (the MLS delivery service).
-    pub messaging: MessagingService,
-    /// Retention, legal holds, recall, remote wipe.
-    pub lifecycle: LifecycleService,
-    /// Patients, consent, templates, SMS, secure links.
-    pub patients: PatientService,
-    /// Directory of roles and teams, on-call, pages, escalation, break-glass.
-    pub routing: RoutingService,
-    /// Moves when a session may have ended (open sockets re-check theirs).
-    pub session_changes: tokio::sync::watch::Receiver<u64>,
-    pub metrics: PrometheusHandle,
-    pub openapi: Arc<String>,
-    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
-    /// `metrics_token`: lets another host read `/metrics`.
-    pub metrics_token: Option<Arc<String>>,
-    /// Anonymous requests' rate, repeated refusals, the disk floor.
-    pub anonymous: Arc<audit::anonymous::AnonymousGate>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -385,7 +356,11 @@ impl Server {
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(
-                self.state.clone(),
+                audit::scope::RequestAudit {
+                    audit: self.state.audit.clone(),
+                    anonymous: self.state.anonymous.clone(),
+                    trusted_proxies: self.state.trusted_proxies.clone(),
+                },
                 audit::scope::record_requests,
             ))
             .layer(axum::middleware::from_fn(http::observe))

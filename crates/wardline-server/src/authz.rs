@@ -1,16 +1,11 @@
 //! Authorization, in one place. Every handler obtains a [`Principal`] from the
-//! request (extractors below) and asks [`Principal::authorize`] for exactly one
+//! request (the extractors of [`crate::authn`]) and asks [`Principal::authorize`] for exactly one
 //! [`Permission`]; the role → permission table is `Role::permissions` in
 //! `wardline-proto`. Tenancy is not a permission: services scope every query by
 //! `principal.org_id`, so another organisation's ids simply do not exist.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
-use wardline_proto::{DeviceId, ErrorCode, OrgId, Permission, Role, SessionId, UserId};
+use wardline_proto::{DeviceId, OrgId, Permission, Role, SessionId, UserId};
 
-use crate::app::AppState;
-use crate::audit::AuditScope;
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Debug, Clone)]
@@ -65,84 +60,5 @@ impl Principal {
             }
         }
         out
-    }
-}
-
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
-    (!token.is_empty()).then_some(token)
-}
-
-/// A signed-in caller with a complete session (password and second factor).
-pub struct Authenticated(pub Principal);
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let p = PasswordChangeSession::from_request_parts(parts, state)
-            .await?
-            .0;
-        if p.password_change_required {
-            return Err(ApiError::new(
-                ErrorCode::PasswordChangeRequired,
-                "your password was set by an administrator: choose your own first with POST /api/v1/auth/password",
-            ));
-        }
-        Ok(Authenticated(p))
-    }
-}
-
-/// A signed-in caller with a second factor whose password may still be the
-/// one an administrator set: only changing it accepts this.
-pub struct PasswordChangeSession(pub Principal);
-
-impl FromRequestParts<AppState> for PasswordChangeSession {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let p = AnySession::from_request_parts(parts, state).await?.0;
-        if !p.mfa_complete {
-            return Err(ApiError::new(
-                ErrorCode::MfaEnrolmentRequired,
-                "set up a second factor first: POST /api/v1/auth/totp/enroll, then /api/v1/auth/totp/confirm",
-            ));
-        }
-        Ok(PasswordChangeSession(p))
-    }
-}
-
-/// A signed-in caller whose session may still be waiting for MFA enrolment.
-/// Only enrolment, logout and "who am I" accept this.
-pub struct AnySession(pub Principal);
-
-impl FromRequestParts<AppState> for AnySession {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        // Outside an audited route the scope is a detached one, dropped unread.
-        let scope = parts
-            .extensions
-            .get::<AuditScope>()
-            .cloned()
-            .unwrap_or_default();
-        let principal = state.auth.authenticate(token, &scope).await?;
-        scope.actor(&principal);
-        Ok(AnySession(principal))
     }
 }

@@ -10,6 +10,57 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+/// The shortest audit retention Wardline accepts (configuration, the purge,
+/// the database trigger and the verifier agree on it). HIPAA expects six
+/// years of documentation; a year is the floor for any deployment.
+pub const MIN_RETENTION_DAYS: u32 = 365;
+
+/// Default cap on the open sync sockets of one device on a node (a phone
+/// reconnecting while its old socket times out, a few tabs); finding L6 of
+/// 2026-11-30: one session opened 2,000, each polling the database.
+/// `limits.max_sockets_per_device`.
+pub const MAX_SOCKETS_PER_DEVICE: usize = 4;
+/// Default cap on one user's open sync sockets on a node, over all their
+/// devices. `limits.max_sockets_per_user`.
+pub const MAX_SOCKETS_PER_USER: usize = 16;
+
+/// Where audit events go by syslog (`audit.syslog_url`): RFC 5424 over TCP
+/// or over TLS (RFC 5425).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogTarget {
+    Tcp { host: String, port: u16 },
+    Tls { host: String, port: u16 },
+}
+
+impl SyslogTarget {
+    pub fn parse(url: &str) -> Result<SyslogTarget, String> {
+        let bad = || format!("audit.syslog_url {url:?} must be tcp://host:port or tls://host:port");
+        let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if host.is_empty() {
+            return Err(bad());
+        }
+        match scheme {
+            "tcp" => Ok(SyslogTarget::Tcp { host, port }),
+            "tls" => Ok(SyslogTarget::Tls { host, port }),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The sink's name in logs, metrics and the export cursor table.
+    pub fn name(&self) -> String {
+        match self {
+            SyslogTarget::Tcp { host, port } => format!("syslog:tcp://{host}:{port}"),
+            SyslogTarget::Tls { host, port } => format!("syslog:tls://{host}:{port}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -135,8 +186,8 @@ impl Default for LimitsConfig {
             max_connections_per_address: 256,
             header_read_timeout_secs: 20,
             body_min_bytes_per_sec: 1024,
-            max_sockets_per_device: crate::messaging::hub::MAX_SOCKETS_PER_DEVICE,
-            max_sockets_per_user: crate::messaging::hub::MAX_SOCKETS_PER_USER,
+            max_sockets_per_device: MAX_SOCKETS_PER_DEVICE,
+            max_sockets_per_user: MAX_SOCKETS_PER_USER,
             anonymous_per_sec: 20,
             anonymous_burst: 200,
             min_free_disk_mib: 512,
@@ -330,13 +381,13 @@ impl Config {
                 "audit.checkpoint_every and audit.checkpoint_interval_secs must be positive".into(),
             ));
         }
-        if self.audit.retention_days < crate::audit::retention::MIN_RETENTION_DAYS {
+        if self.audit.retention_days < MIN_RETENTION_DAYS {
             return Err(ConfigError::Invalid(
                 "audit.retention_days must be at least 365 (HIPAA expects six years)".into(),
             ));
         }
         if let Some(url) = &self.audit.syslog_url {
-            crate::audit::siem::SyslogTarget::parse(url).map_err(ConfigError::Invalid)?;
+            SyslogTarget::parse(url).map_err(ConfigError::Invalid)?;
         }
         if self.sms.gateway == SmsGatewayKind::Http
             && (self.sms.account_sid.is_empty() || self.sms.auth_token.is_none())

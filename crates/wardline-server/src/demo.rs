@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use wardline_proto::Role;
 use wardline_proto::directory::CreateUserRequest;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use wardline_store::StoreError;
 
 pub const DEMO_SLUG: &str = "demo";

@@ -12,7 +12,9 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_reader;
 pub mod auth;
+pub mod authn;
 pub mod authz;
 pub mod clock;
 pub mod config;
@@ -28,11 +30,13 @@ pub mod ops;
 pub mod patients;
 pub mod phone;
 pub mod routing;
+pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod use_cases;
 pub mod vault;
 pub mod worker;
 
-pub use app::{AppState, Server};
+pub use app::Server;
 pub use config::Config;
+pub use state::AppState;

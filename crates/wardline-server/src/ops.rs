@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,7 +54,7 @@ async fn metrics(
     let client = crate::http::client_ip(peer.ip(), &headers, &s.trusted_proxies);
     let token_ok = match (
         s.metrics_token.as_deref(),
-        crate::authz::bearer_token(&headers),
+        crate::authn::bearer_token(&headers),
     ) {
         // Compared as SHA-256 digests: the time taken says nothing useful
         // about the token.

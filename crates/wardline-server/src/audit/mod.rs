@@ -20,7 +20,6 @@ pub mod record;
 pub mod retention;
 pub mod routes;
 pub mod scope;
-pub mod service;
 pub mod siem;
 pub mod verify;
 

@@ -18,10 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use wardline_store::{AuditStore, LifecycleStore, PurgeRow};
 
 pub const DAY_MS: i64 = 86_400_000;
-/// The shortest audit retention Wardline accepts (configuration, the purge,
-/// the database trigger and the verifier agree on it). HIPAA expects six
-/// years of documentation; a year is the floor for any deployment.
-pub const MIN_RETENTION_DAYS: u32 = 365;
+pub use crate::config::MIN_RETENTION_DAYS;
 
 /// Purges what the policy allows; returns `(purged up to seq, rows deleted)`.
 ///

@@ -15,11 +15,11 @@ use wardline_proto::audit::*;
 use wardline_proto::{ErrorBody, OrgId, Permission};
 
 use super::AuditScope;
-use super::service::MAX_PAGE;
-use crate::app::AppState;
-use crate::authz::Authenticated;
+use crate::audit_reader::MAX_PAGE;
+use crate::authn::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiPath, ApiQuery};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -147,7 +147,7 @@ async fn export(
     tag_patient(&s, p.org_id, &scope, &q);
     q.limit = Some(MAX_PAGE);
     // Fail before the first byte on bad filters.
-    super::service::AuditService::validate(&q)?;
+    crate::audit_reader::AuditService::validate(&q)?;
     let reader = s.audit_reader.clone();
     let org = p.org_id;
     let format = f.format;

@@ -24,7 +24,6 @@ use wardline_proto::{ErrorCode, OrgId, UserId};
 
 use super::NewEvent;
 use super::anonymous::Admission;
-use crate::app::AppState;
 use crate::authz::Principal;
 use crate::error::ApiError;
 
@@ -470,7 +469,7 @@ impl AuditScope {
     /// the audit trail, kept for years and sent to the SIEM, never holds the
     /// reference itself (finding M5 of 2026-11-30). Stored as
     /// `ref:<index>`; compliance officers see the reference again through
-    /// [`super::service::AuditService`].
+    /// [`crate::audit_reader::AuditService`].
     pub fn patient_ref(&self, index: &str) {
         self.patient(&super::patient_ref_key(index));
     }
@@ -545,9 +544,19 @@ fn outcome_of(status: u16, code: Option<ErrorCode>) -> (Outcome, Option<String>)
     (outcome, Some(reason))
 }
 
+/// What the middleware needs: the audit writer, the anonymous gate, and the
+/// proxies whose `X-Forwarded-For` is believed. Its own state, so that the
+/// audit layer does not depend on the application's whole state.
+#[derive(Clone)]
+pub struct RequestAudit {
+    pub audit: super::AuditLog,
+    pub anonymous: Arc<super::anonymous::AnonymousGate>,
+    pub trusted_proxies: Arc<Vec<IpAddr>>,
+}
+
 /// Middleware: the request's audit event (see the module docs).
 pub async fn record_requests(
-    State(state): State<AppState>,
+    State(state): State<RequestAudit>,
     mut req: Request,
     next: Next,
 ) -> Response {

@@ -22,47 +22,13 @@ use wardline_proto::audit::{AuditEvent, Outcome};
 
 use super::record;
 use crate::clock::Clock;
-use crate::config::AuditConfig;
+use crate::config::{AuditConfig, SyslogTarget};
 use crate::worker::{Shutdown, Worker};
 use wardline_store::{AuditStore, StoreError};
 
 const BATCH: i64 = 500;
 /// IANA's example enterprise number (RFC 5612); the SD-ID names our fields.
 const SD_ID: &str = "wardline@32473";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyslogTarget {
-    Tcp { host: String, port: u16 },
-    Tls { host: String, port: u16 },
-}
-
-impl SyslogTarget {
-    pub fn parse(url: &str) -> Result<SyslogTarget, String> {
-        let bad = || format!("audit.syslog_url {url:?} must be tcp://host:port or tls://host:port");
-        let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
-        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        if host.is_empty() {
-            return Err(bad());
-        }
-        match scheme {
-            "tcp" => Ok(SyslogTarget::Tcp { host, port }),
-            "tls" => Ok(SyslogTarget::Tls { host, port }),
-            _ => Err(bad()),
-        }
-    }
-
-    fn name(&self) -> String {
-        match self {
-            SyslogTarget::Tcp { host, port } => format!("syslog:tcp://{host}:{port}"),
-            SyslogTarget::Tls { host, port } => format!("syslog:tls://{host}:{port}"),
-        }
-    }
-}
 
 /// `PARAM-VALUE` escaping (RFC 5424 §6.3.3).
 fn sd_escape(s: &str) -> String {

@@ -14,11 +14,11 @@ use uuid::Uuid;
 use wardline_proto::auth::*;
 use wardline_proto::{ErrorBody, Permission};
 
-use crate::app::AppState;
 use crate::audit::AuditScope;
-use crate::authz::{AnySession, Authenticated, PasswordChangeSession};
+use crate::authn::{AnySession, Authenticated, PasswordChangeSession};
 use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

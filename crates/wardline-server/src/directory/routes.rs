@@ -9,12 +9,12 @@ use uuid::Uuid;
 use wardline_proto::directory::*;
 use wardline_proto::{ErrorBody, Permission, Role};
 
-use crate::app::AppState;
 use crate::audit::AuditScope;
-use crate::authz::Authenticated;
+use crate::authn::Authenticated;
 use crate::directory::org_to_wire;
 use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath};
+use crate::state::AppState;
 use crate::use_cases;
 
 pub fn router() -> OpenApiRouter<AppState> {

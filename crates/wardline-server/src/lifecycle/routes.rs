@@ -12,11 +12,11 @@ use wardline_proto::lifecycle::*;
 use wardline_proto::messaging::Conversation;
 use wardline_proto::{ErrorBody, Permission};
 
-use crate::app::AppState;
 use crate::audit::AuditScope;
-use crate::authz::{Authenticated, bearer_token};
+use crate::authn::{Authenticated, bearer_token};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiPath};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

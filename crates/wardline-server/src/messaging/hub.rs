@@ -13,14 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use wardline_proto::{DeviceId, UserId};
 
-/// Default cap on the open sync sockets of one device on a node (a phone
-/// reconnecting while its old socket times out, a few tabs); finding L6 of
-/// 2026-11-30: one session opened 2,000, each polling the database.
-/// `limits.max_sockets_per_device`.
-pub const MAX_SOCKETS_PER_DEVICE: usize = 4;
-/// Default cap on one user's open sync sockets on a node, over all their
-/// devices. `limits.max_sockets_per_user`.
-pub const MAX_SOCKETS_PER_USER: usize = 16;
+pub use crate::config::{MAX_SOCKETS_PER_DEVICE, MAX_SOCKETS_PER_USER};
 
 struct Sockets {
     devices: HashMap<DeviceId, watch::Sender<u64>>,

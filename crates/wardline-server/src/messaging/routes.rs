@@ -12,11 +12,11 @@ use wardline_proto::lifecycle::{DevicePosture, DeviceStatus};
 use wardline_proto::messaging::*;
 use wardline_proto::{ErrorBody, Permission};
 
-use crate::app::AppState;
 use crate::audit::AuditScope;
-use crate::authz::Authenticated;
+use crate::authn::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
 
 /// MLS commits carry a Welcome with the ratchet tree: a thousand-member group's
 /// is a few hundred kilobytes, base64 on the wire.

@@ -22,11 +22,12 @@ use wardline_proto::messaging::{ClientFrame, ServerFrame, SyncQuery};
 use wardline_proto::{ErrorBody, Permission};
 use zeroize::Zeroizing;
 
-use crate::app::AppState;
 use crate::audit::AuditScope;
-use crate::authz::{Authenticated, Principal, bearer_token};
+use crate::authn::{Authenticated, bearer_token};
+use crate::authz::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::http::ApiQuery;
+use crate::state::AppState;
 
 /// How often, give or take a fifth, an idle socket looks at its inbox and
 /// session without a wake-up. Revocations and new entries on this node wake

@@ -19,11 +19,11 @@ use wardline_proto::{ErrorBody, ErrorCode, Permission};
 
 use super::pages;
 use super::portal::{LinkView, PortalError};
-use crate::app::AppState;
 use crate::audit::AuditScope;
-use crate::authz::Authenticated;
+use crate::authn::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiPath, body_bytes};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -13,11 +13,11 @@ use uuid::Uuid;
 use wardline_proto::routing::*;
 use wardline_proto::{ErrorBody, Permission};
 
-use crate::app::AppState;
 use crate::audit::AuditScope;
-use crate::authz::Authenticated;
+use crate::authn::Authenticated;
 use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

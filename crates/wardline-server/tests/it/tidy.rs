@@ -206,12 +206,7 @@ fn every_source_file_opens_with_a_module_doc_comment() {
 /// HTTP, is to empty it). The set may only shrink: a module joining a circle
 /// fails here, and one leaving it must be taken off the list.
 const MODULES_IN_IMPORT_CIRCLES: &[&str] = &[
-    "app",
-    "audit",
     "auth",
-    "authz",
-    "config",
-    "deps",
     "directory",
     "lifecycle",
     "messaging",
@@ -220,7 +215,8 @@ const MODULES_IN_IMPORT_CIRCLES: &[&str] = &[
 ];
 
 /// `crate::<module>` imports between the server's top-level modules (a file
-/// of a folder counts for its folder; `#[cfg(test)] mod tests` is left out),
+/// of a folder counts for its folder; comments and `#[cfg(test)] mod tests`
+/// are left out),
 /// with the HTTP files of a domain (`routes.rs`, `ws.rs`, `pages.rs`) as
 /// nodes of their own: they sit above every service by design.
 fn server_import_graph() -> BTreeMap<String, BTreeSet<String>> {
@@ -248,7 +244,11 @@ fn server_import_graph() -> BTreeMap<String, BTreeSet<String>> {
         let code = text
             .split("#[cfg(test)]\nmod tests")
             .next()
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
         let deps = graph.entry(node.clone()).or_default();
         for (i, _) in code.match_indices("crate::") {
             let name: String = code[i + 7..]

@@ -34,20 +34,6 @@ macro_rules! conformance_lifecycle_tests {
 
 // ------------------------------------------------------------------ helpers
 
-/// An organisation with a data key of its own.
-async fn lifecycle_org<E: Engine>(s: &E, slug: &str) -> (OrgRow, String) {
-    let o = org(slug);
-    s.insert_org(&o).await.unwrap();
-    let k = key(s, Some(o.id)).await;
-    (o, k)
-}
-
-async fn lifecycle_user<E: Engine>(s: &E, org: Uuid, dek: &str, bidx: &str) -> Uuid {
-    let u = user(org, dek, bidx);
-    s.insert_user(&u).await.unwrap();
-    u.id
-}
-
 async fn lifecycle_device<E: Engine>(
     s: &E,
     org: Uuid,
@@ -135,9 +121,9 @@ struct LifecycleWard {
 }
 
 async fn lifecycle_ward<E: Engine>(s: &E, slug: &str) -> LifecycleWard {
-    let (o, dek) = lifecycle_org(s, slug).await;
-    let alice = lifecycle_user(s, o.id, &dek, "alice").await;
-    let bob = lifecycle_user(s, o.id, &dek, "bob").await;
+    let (o, dek) = org_with_key(s, slug).await;
+    let alice = inserted_user(s, o.id, &dek, "alice").await;
+    let bob = inserted_user(s, o.id, &dek, "bob").await;
     let alice_device = lifecycle_device(s, o.id, alice, &[]).await;
     let bob_device = lifecycle_device(s, o.id, bob, &[]).await;
     let members = [alice, bob];
@@ -292,8 +278,8 @@ pub async fn lifecycle_policies_default_until_set_and_are_scoped_by_organisation
     s: Arc<E>,
 ) {
     assert!(s.org_ids().await.unwrap().is_empty());
-    let (a, dek) = lifecycle_org(s.as_ref(), "alpha").await;
-    let (b, dek_b) = lifecycle_org(s.as_ref(), "beta").await;
+    let (a, dek) = org_with_key(s.as_ref(), "alpha").await;
+    let (b, dek_b) = org_with_key(s.as_ref(), "beta").await;
     assert_eq!(
         lifecycle_sorted(s.org_ids().await.unwrap()),
         lifecycle_sorted(vec![a.id, b.id])
@@ -337,9 +323,9 @@ pub async fn lifecycle_policies_default_until_set_and_are_scoped_by_organisation
     ));
 
     // Conversations as the deletion rules see them.
-    let alice = lifecycle_user(s.as_ref(), a.id, &dek, "alice").await;
-    let bob = lifecycle_user(s.as_ref(), a.id, &dek, "bob").await;
-    let carol = lifecycle_user(s.as_ref(), b.id, &dek_b, "carol").await;
+    let alice = inserted_user(s.as_ref(), a.id, &dek, "alice").await;
+    let bob = inserted_user(s.as_ref(), a.id, &dek, "bob").await;
+    let carol = inserted_user(s.as_ref(), b.id, &dek_b, "carol").await;
     let short = ConversationLifecycle {
         retention: Some(Retention::Days(10)),
         message_ttl_secs: Some(120),
@@ -449,10 +435,10 @@ pub async fn lifecycle_policies_default_until_set_and_are_scoped_by_organisation
 pub async fn legal_holds_round_trip_are_released_once_and_scoped_by_organisation<E: Engine>(
     s: Arc<E>,
 ) {
-    let (a, dek) = lifecycle_org(s.as_ref(), "alpha").await;
-    let (b, dek_b) = lifecycle_org(s.as_ref(), "beta").await;
-    let admin = lifecycle_user(s.as_ref(), a.id, &dek, "admin").await;
-    let admin_b = lifecycle_user(s.as_ref(), b.id, &dek_b, "admin").await;
+    let (a, dek) = org_with_key(s.as_ref(), "alpha").await;
+    let (b, dek_b) = org_with_key(s.as_ref(), "beta").await;
+    let admin = inserted_user(s.as_ref(), a.id, &dek, "admin").await;
+    let admin_b = inserted_user(s.as_ref(), b.id, &dek_b, "admin").await;
     assert!(!s.any_active_hold().await.unwrap());
 
     let h1 = lifecycle_hold(a.id, HoldScope::User, &admin.to_string(), admin, 100);
@@ -557,7 +543,7 @@ pub async fn deletion_candidates_follow_retention_lifespans_and_recalls<E: Engin
     // A copy shared again later counts from its original's time.
     let (copy, _) = lifecycle_send(s.as_ref(), &w, c, 900, None, Some((old.id, 100))).await;
     // A membership notice is never a candidate.
-    let carol = lifecycle_user(s.as_ref(), w.org.id, &w.dek, "carol").await;
+    let carol = inserted_user(s.as_ref(), w.org.id, &w.dek, "carol").await;
     let joined = MessageRow::membership_notice(c, 0, w.alice, 50);
     assert!(s.add_member(c, carol, &[], &joined).await.unwrap().0);
     let notice = lifecycle_recall_notice(c, w.alice, recalled.id, 310);
@@ -852,8 +838,8 @@ pub async fn expired_attachments_are_listed_and_deleted_with_their_keys<E: Engin
 }
 
 pub async fn deletion_receipts_are_listed_newest_first_per_organisation<E: Engine>(s: Arc<E>) {
-    let (a, _) = lifecycle_org(s.as_ref(), "alpha").await;
-    let (b, _) = lifecycle_org(s.as_ref(), "beta").await;
+    let (a, _) = org_with_key(s.as_ref(), "alpha").await;
+    let (b, _) = org_with_key(s.as_ref(), "beta").await;
     let json = |n: i64| format!(r#"{{"run":{n}}}"#);
     for (o, at) in [(a.id, 100), (a.id, 300), (a.id, 200), (b.id, 400)] {
         s.insert_receipt(o, Uuid::new_v4(), at, &json(at))
@@ -1037,10 +1023,10 @@ pub async fn recall_marks_a_message_once_and_shreds_it_on_request<E: Engine>(s: 
 }
 
 pub async fn wiping_a_device_retires_it_and_ends_only_its_owners_sessions<E: Engine>(s: Arc<E>) {
-    let (a, dek) = lifecycle_org(s.as_ref(), "alpha").await;
-    let (b, _) = lifecycle_org(s.as_ref(), "beta").await;
-    let alice = lifecycle_user(s.as_ref(), a.id, &dek, "alice").await;
-    let bob = lifecycle_user(s.as_ref(), a.id, &dek, "bob").await;
+    let (a, dek) = org_with_key(s.as_ref(), "alpha").await;
+    let (b, _) = org_with_key(s.as_ref(), "beta").await;
+    let alice = inserted_user(s.as_ref(), a.id, &dek, "alice").await;
+    let bob = inserted_user(s.as_ref(), a.id, &dek, "bob").await;
     let phone = lifecycle_device(
         s.as_ref(),
         a.id,

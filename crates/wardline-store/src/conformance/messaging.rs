@@ -40,20 +40,6 @@ macro_rules! conformance_messaging_tests {
 
 // ------------------------------------------------------------------ helpers
 
-/// An organisation with a data key of its own.
-async fn messaging_org<E: Engine>(s: &E, slug: &str) -> (OrgRow, String) {
-    let o = org(slug);
-    s.insert_org(&o).await.unwrap();
-    let k = key(s, Some(o.id)).await;
-    (o, k)
-}
-
-async fn messaging_user<E: Engine>(s: &E, org: Uuid, dek: &str, bidx: &str) -> Uuid {
-    let u = user(org, dek, bidx);
-    s.insert_user(&u).await.unwrap();
-    u.id
-}
-
 /// A device row as a fresh registration stores it.
 fn messaging_device_row(org: Uuid, user: Uuid, name: &str, created_at: i64) -> DeviceRow {
     DeviceRow {
@@ -181,9 +167,9 @@ impl MessagingWard {
 }
 
 async fn messaging_ward<E: Engine>(s: &E, slug: &str) -> MessagingWard {
-    let (o, dek) = messaging_org(s, slug).await;
-    let alice = messaging_user(s, o.id, &dek, "alice").await;
-    let bob = messaging_user(s, o.id, &dek, "bob").await;
+    let (o, dek) = org_with_key(s, slug).await;
+    let alice = inserted_user(s, o.id, &dek, "alice").await;
+    let bob = inserted_user(s, o.id, &dek, "bob").await;
     let a1 = messaging_device(s, o.id, alice, 1).await;
     let b1 = messaging_device(s, o.id, bob, 1).await;
     let conv = messaging_conversation_row(o.id, &dek, alice, 10);
@@ -250,10 +236,10 @@ async fn messaging_inbox<E: Engine>(s: &E, device: Uuid) -> Vec<InboxRow> {
 // -------------------------------------------------------------------- tests
 
 pub async fn devices_round_trip_and_are_listed_with_their_key_package_stock<E: Engine>(s: Arc<E>) {
-    let (a, dek) = messaging_org(&*s, "alpha").await;
-    let (b, _) = messaging_org(&*s, "beta").await;
-    let u = messaging_user(&*s, a.id, &dek, "u").await;
-    let other = messaging_user(&*s, a.id, &dek, "other").await;
+    let (a, dek) = org_with_key(&*s, "alpha").await;
+    let (b, _) = org_with_key(&*s, "beta").await;
+    let u = inserted_user(&*s, a.id, &dek, "u").await;
+    let other = inserted_user(&*s, a.id, &dek, "other").await;
 
     let phone = messaging_device_row(a.id, u, "phone", 20);
     let woken = s
@@ -336,8 +322,8 @@ pub async fn devices_round_trip_and_are_listed_with_their_key_package_stock<E: E
 }
 
 pub async fn key_packages_are_claimed_once_before_the_last_resort_one<E: Engine>(s: Arc<E>) {
-    let (a, dek) = messaging_org(&*s, "alpha").await;
-    let u = messaging_user(&*s, a.id, &dek, "u").await;
+    let (a, dek) = org_with_key(&*s, "alpha").await;
+    let u = inserted_user(&*s, a.id, &dek, "u").await;
     let d = messaging_device_row(a.id, u, "phone", 1);
     s.insert_device(&d, &[(vec![1], false), (vec![2], false), (vec![90], true)])
         .await
@@ -409,8 +395,8 @@ pub async fn key_packages_are_claimed_once_before_the_last_resort_one<E: Engine>
 }
 
 pub async fn concurrent_key_package_claims_never_share_a_package<E: Engine>(s: Arc<E>) {
-    let (a, dek) = messaging_org(&*s, "alpha").await;
-    let u = messaging_user(&*s, a.id, &dek, "u").await;
+    let (a, dek) = org_with_key(&*s, "alpha").await;
+    let u = inserted_user(&*s, a.id, &dek, "u").await;
     let d = messaging_device_row(a.id, u, "phone", 1);
     let kps: Vec<(Vec<u8>, bool)> = (0u8..12).map(|i| (vec![i], false)).collect();
     s.insert_device(&d, &kps).await.unwrap();
@@ -437,11 +423,11 @@ pub async fn concurrent_key_package_claims_never_share_a_package<E: Engine>(s: A
 }
 
 pub async fn conversations_round_trip_and_a_pair_has_one_direct_conversation<E: Engine>(s: Arc<E>) {
-    let (a, dek) = messaging_org(&*s, "alpha").await;
-    let (b, _) = messaging_org(&*s, "beta").await;
-    let alice = messaging_user(&*s, a.id, &dek, "alice").await;
-    let bob = messaging_user(&*s, a.id, &dek, "bob").await;
-    let carol = messaging_user(&*s, a.id, &dek, "carol").await;
+    let (a, dek) = org_with_key(&*s, "alpha").await;
+    let (b, _) = org_with_key(&*s, "beta").await;
+    let alice = inserted_user(&*s, a.id, &dek, "alice").await;
+    let bob = inserted_user(&*s, a.id, &dek, "bob").await;
+    let carol = inserted_user(&*s, a.id, &dek, "carol").await;
     let a1 = messaging_device(&*s, a.id, alice, 1).await;
     let b1 = messaging_device(&*s, a.id, bob, 1).await;
     let c1 = messaging_device(&*s, a.id, carol, 1).await;
@@ -560,7 +546,7 @@ pub async fn conversations_round_trip_and_a_pair_has_one_direct_conversation<E: 
 pub async fn a_new_device_waits_to_join_every_conversation_of_its_user<E: Engine>(s: Arc<E>) {
     let w = messaging_ward(&*s, "alpha").await;
     // A conversation Alice is not in.
-    let carol = messaging_user(&*s, w.org.id, &w.dek, "carol").await;
+    let carol = inserted_user(&*s, w.org.id, &w.dek, "carol").await;
     let other = messaging_conversation_row(w.org.id, &w.dek, w.bob, 10);
     s.create_conversation(
         &other,
@@ -621,7 +607,7 @@ pub async fn a_new_device_waits_to_join_every_conversation_of_its_user<E: Engine
 pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engine>(s: Arc<E>) {
     let w = messaging_ward(&*s, "alpha").await;
     let g = w.conv.id;
-    let carol = messaging_user(&*s, w.org.id, &w.dek, "carol").await;
+    let carol = inserted_user(&*s, w.org.id, &w.dek, "carol").await;
     let c1 = messaging_device(&*s, w.org.id, carol, 2).await;
     let c2 = messaging_device(&*s, w.org.id, carol, 3).await;
 
@@ -733,7 +719,7 @@ pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engi
 pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engine>(s: Arc<E>) {
     let w = messaging_ward(&*s, "alpha").await;
     let g = w.conv.id;
-    let carol = messaging_user(&*s, w.org.id, &w.dek, "carol").await;
+    let carol = inserted_user(&*s, w.org.id, &w.dek, "carol").await;
     let c1 = messaging_device(&*s, w.org.id, carol, 2).await;
     let stranger = messaging_device(&*s, w.org.id, carol, 3).await;
     let n = MessageRow::membership_notice(g, 0, w.alice, 300);
@@ -1173,7 +1159,7 @@ pub async fn inboxes_are_paged_in_order_without_recalled_or_expired_messages<E: 
 pub async fn acks_move_the_cursor_forward_only_and_mark_delivery<E: Engine>(s: Arc<E>) {
     let w = messaging_ward(&*s, "alpha").await;
     let g = w.conv.id;
-    let carol = messaging_user(&*s, w.org.id, &w.dek, "carol").await;
+    let carol = inserted_user(&*s, w.org.id, &w.dek, "carol").await;
     let c1 = messaging_device(&*s, w.org.id, carol, 2).await;
     // Carol joins, and a commit makes her device a member.
     s.add_member(
@@ -1423,9 +1409,9 @@ pub async fn read_marks_cover_shown_messages_or_routine_ones_up_to_a_watermark<E
 }
 
 pub async fn read_receipt_sharing_defaults_to_on_and_is_kept_per_user<E: Engine>(s: Arc<E>) {
-    let (a, dek) = messaging_org(&*s, "alpha").await;
-    let u = messaging_user(&*s, a.id, &dek, "u").await;
-    let v = messaging_user(&*s, a.id, &dek, "v").await;
+    let (a, dek) = org_with_key(&*s, "alpha").await;
+    let u = inserted_user(&*s, a.id, &dek, "u").await;
+    let v = inserted_user(&*s, a.id, &dek, "v").await;
     assert!(s.share_read_receipts(u).await.unwrap());
     s.set_share_read_receipts(u, false).await.unwrap();
     assert!(!s.share_read_receipts(u).await.unwrap());
@@ -1440,9 +1426,9 @@ pub async fn read_receipt_sharing_defaults_to_on_and_is_kept_per_user<E: Engine>
 }
 
 pub async fn refounding_needs_no_member_device_and_a_waiting_one<E: Engine>(s: Arc<E>) {
-    let (o, dek) = messaging_org(&*s, "alpha").await;
-    let alice = messaging_user(&*s, o.id, &dek, "alice").await;
-    let bob = messaging_user(&*s, o.id, &dek, "bob").await;
+    let (o, dek) = org_with_key(&*s, "alpha").await;
+    let alice = inserted_user(&*s, o.id, &dek, "alice").await;
+    let bob = inserted_user(&*s, o.id, &dek, "bob").await;
     let a1 = messaging_device(&*s, o.id, alice, 1).await;
     let b1 = messaging_device(&*s, o.id, bob, 1).await;
     let b2 = messaging_device(&*s, o.id, bob, 2).await;

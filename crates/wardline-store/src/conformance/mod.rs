@@ -75,6 +75,22 @@ macro_rules! conformance_suite {
     };
 }
 
+/// An organisation, inserted, with a data key of its own (for the rows
+/// sealed under one).
+async fn org_with_key<E: Engine>(s: &E, slug: &str) -> (OrgRow, String) {
+    let o = org(slug);
+    s.insert_org(&o).await.unwrap();
+    let k = key(s, Some(o.id)).await;
+    (o, k)
+}
+
+/// A user of `org`, inserted; its id.
+async fn inserted_user<E: Engine>(s: &E, org: Uuid, dek: &str, bidx: &str) -> Uuid {
+    let u = user(org, dek, bidx);
+    s.insert_user(&u).await.unwrap();
+    u.id
+}
+
 /// An organisation row with a default policy.
 pub fn org(slug: &str) -> OrgRow {
     OrgRow {

@@ -40,9 +40,7 @@ macro_rules! conformance_patients_tests {
 
 /// An organisation and a data key of its own.
 async fn patients_setup<E: Engine>(s: &E, slug: &str) -> (Uuid, String) {
-    let o = org(slug);
-    s.insert_org(&o).await.unwrap();
-    let k = key(s, Some(o.id)).await;
+    let (o, k) = org_with_key(s, slug).await;
     (o.id, k)
 }
 

@@ -37,20 +37,6 @@ macro_rules! conformance_routing_tests {
 
 // ------------------------------------------------------------------ helpers
 
-/// An organisation with a data key of its own.
-async fn routing_org<E: Engine>(s: &E, slug: &str) -> (OrgRow, String) {
-    let o = org(slug);
-    s.insert_org(&o).await.unwrap();
-    let k = key(s, Some(o.id)).await;
-    (o, k)
-}
-
-async fn routing_user<E: Engine>(s: &E, org: Uuid, dek: &str, bidx: &str) -> Uuid {
-    let u = user(org, dek, bidx);
-    s.insert_user(&u).await.unwrap();
-    u.id
-}
-
 async fn routing_device<E: Engine>(s: &E, org: Uuid, user: Uuid) -> Uuid {
     let d = DeviceRow {
         id: Uuid::new_v4(),
@@ -83,10 +69,10 @@ struct RoutingWard {
 }
 
 async fn routing_ward<E: Engine>(s: &E, slug: &str) -> RoutingWard {
-    let (o, dek) = routing_org(s, slug).await;
-    let sender = routing_user(s, o.id, &dek, "sender").await;
-    let doc = routing_user(s, o.id, &dek, "doc").await;
-    let nurse = routing_user(s, o.id, &dek, "nurse").await;
+    let (o, dek) = org_with_key(s, slug).await;
+    let sender = inserted_user(s, o.id, &dek, "sender").await;
+    let doc = inserted_user(s, o.id, &dek, "doc").await;
+    let nurse = inserted_user(s, o.id, &dek, "nurse").await;
     let sender_device = routing_device(s, o.id, sender).await;
     let doc_device = routing_device(s, o.id, doc).await;
     let nurse_device = routing_device(s, o.id, nurse).await;
@@ -293,11 +279,11 @@ fn routing_sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
 // -------------------------------------------------------------------- tests
 
 pub async fn departments_and_care_teams_are_scoped_by_organisation<E: Engine>(s: Arc<E>) {
-    let (a, ka) = routing_org(s.as_ref(), "rt-dir-a").await;
-    let (b, _) = routing_org(s.as_ref(), "rt-dir-b").await;
-    let u1 = routing_user(s.as_ref(), a.id, &ka, "u1").await;
-    let u2 = routing_user(s.as_ref(), a.id, &ka, "u2").await;
-    let u3 = routing_user(s.as_ref(), a.id, &ka, "u3").await;
+    let (a, ka) = org_with_key(s.as_ref(), "rt-dir-a").await;
+    let (b, _) = org_with_key(s.as_ref(), "rt-dir-b").await;
+    let u1 = inserted_user(s.as_ref(), a.id, &ka, "u1").await;
+    let u2 = inserted_user(s.as_ref(), a.id, &ka, "u2").await;
+    let u3 = inserted_user(s.as_ref(), a.id, &ka, "u3").await;
 
     assert!(s.list_departments(a.id).await.unwrap().is_empty());
     let cardio = Department {
@@ -437,11 +423,11 @@ pub async fn departments_and_care_teams_are_scoped_by_organisation<E: Engine>(s:
 }
 
 pub async fn clinical_roles_round_trip_and_updates_replace_holders<E: Engine>(s: Arc<E>) {
-    let (a, ka) = routing_org(s.as_ref(), "rt-roles-a").await;
-    let (b, _) = routing_org(s.as_ref(), "rt-roles-b").await;
-    let u1 = routing_user(s.as_ref(), a.id, &ka, "u1").await;
-    let u2 = routing_user(s.as_ref(), a.id, &ka, "u2").await;
-    let u3 = routing_user(s.as_ref(), a.id, &ka, "u3").await;
+    let (a, ka) = org_with_key(s.as_ref(), "rt-roles-a").await;
+    let (b, _) = org_with_key(s.as_ref(), "rt-roles-b").await;
+    let u1 = inserted_user(s.as_ref(), a.id, &ka, "u1").await;
+    let u2 = inserted_user(s.as_ref(), a.id, &ka, "u2").await;
+    let u3 = inserted_user(s.as_ref(), a.id, &ka, "u3").await;
     let dept = Department {
         id: Uuid::new_v4(),
         name: "Cardiology".into(),
@@ -577,11 +563,11 @@ pub async fn clinical_roles_round_trip_and_updates_replace_holders<E: Engine>(s:
 }
 
 pub async fn presence_is_one_row_per_user_scoped_by_organisation<E: Engine>(s: Arc<E>) {
-    let (a, ka) = routing_org(s.as_ref(), "rt-pres-a").await;
-    let (b, kb) = routing_org(s.as_ref(), "rt-pres-b").await;
-    let u1 = routing_user(s.as_ref(), a.id, &ka, "u1").await;
-    let u2 = routing_user(s.as_ref(), a.id, &ka, "u2").await;
-    let u3 = routing_user(s.as_ref(), b.id, &kb, "u3").await;
+    let (a, ka) = org_with_key(s.as_ref(), "rt-pres-a").await;
+    let (b, kb) = org_with_key(s.as_ref(), "rt-pres-b").await;
+    let u1 = inserted_user(s.as_ref(), a.id, &ka, "u1").await;
+    let u2 = inserted_user(s.as_ref(), a.id, &ka, "u2").await;
+    let u3 = inserted_user(s.as_ref(), b.id, &kb, "u3").await;
     assert!(s.list_presence(a.id).await.unwrap().is_empty());
 
     let p1 = Presence {
@@ -630,10 +616,10 @@ pub async fn presence_is_one_row_per_user_scoped_by_organisation<E: Engine>(s: A
 }
 
 pub async fn reimport_replaces_only_unended_imported_shifts<E: Engine>(s: Arc<E>) {
-    let (a, ka) = routing_org(s.as_ref(), "rt-shift-a").await;
-    let (b, _) = routing_org(s.as_ref(), "rt-shift-b").await;
-    let u1 = routing_user(s.as_ref(), a.id, &ka, "u1").await;
-    let u2 = routing_user(s.as_ref(), a.id, &ka, "u2").await;
+    let (a, ka) = org_with_key(s.as_ref(), "rt-shift-a").await;
+    let (b, _) = org_with_key(s.as_ref(), "rt-shift-b").await;
+    let u1 = inserted_user(s.as_ref(), a.id, &ka, "u1").await;
+    let u2 = inserted_user(s.as_ref(), a.id, &ka, "u2").await;
     let role = routing_role("On call", vec![], 1);
     let other = routing_role("Other", vec![], 1);
     s.insert_role(a.id, &role).await.unwrap();
@@ -752,8 +738,8 @@ pub async fn reimport_replaces_only_unended_imported_shifts<E: Engine>(s: Arc<E>
 }
 
 pub async fn schedule_feeds_are_leased_once_and_take_their_key_along<E: Engine>(s: Arc<E>) {
-    let (a, _) = routing_org(s.as_ref(), "rt-feed-a").await;
-    let (b, _) = routing_org(s.as_ref(), "rt-feed-b").await;
+    let (a, _) = org_with_key(s.as_ref(), "rt-feed-a").await;
+    let (b, _) = org_with_key(s.as_ref(), "rt-feed-b").await;
     let (r1, r2, r3) = (
         routing_role("Role 1", vec![], 1),
         routing_role("Role 2", vec![], 1),
@@ -1439,11 +1425,11 @@ pub async fn server_notices_reach_only_the_named_devices<E: Engine>(s: Arc<E>) {
 }
 
 pub async fn break_glass_grants_expire_and_end_once<E: Engine>(s: Arc<E>) {
-    let (a, ka) = routing_org(s.as_ref(), "rt-glass-a").await;
-    let (b, kb) = routing_org(s.as_ref(), "rt-glass-b").await;
-    let doc = routing_user(s.as_ref(), a.id, &ka, "doc").await;
-    let nurse = routing_user(s.as_ref(), a.id, &ka, "nurse").await;
-    let other = routing_user(s.as_ref(), b.id, &kb, "other").await;
+    let (a, ka) = org_with_key(s.as_ref(), "rt-glass-a").await;
+    let (b, kb) = org_with_key(s.as_ref(), "rt-glass-b").await;
+    let doc = inserted_user(s.as_ref(), a.id, &ka, "doc").await;
+    let nurse = inserted_user(s.as_ref(), a.id, &ka, "nurse").await;
+    let other = inserted_user(s.as_ref(), b.id, &kb, "other").await;
     let (c1, c2, cb) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let grant = |org: Uuid, conversation, user, granted_at, expires_at| {
         let k = routing_key(org);
@@ -1536,8 +1522,8 @@ pub async fn break_glass_grants_expire_and_end_once<E: Engine>(s: Arc<E>) {
 }
 
 pub async fn notifications_are_listed_newest_first_per_organisation<E: Engine>(s: Arc<E>) {
-    let (a, _) = routing_org(s.as_ref(), "rt-notif-a").await;
-    let (b, _) = routing_org(s.as_ref(), "rt-notif-b").await;
+    let (a, _) = org_with_key(s.as_ref(), "rt-notif-a").await;
+    let (b, _) = org_with_key(s.as_ref(), "rt-notif-b").await;
     assert!(s.list_notifications(a.id).await.unwrap().is_empty());
     let n = |kind: &str, created_at| Notification {
         id: Uuid::new_v4(),

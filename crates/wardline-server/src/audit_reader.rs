@@ -14,7 +14,7 @@ use wardline_proto::audit::{
     InclusionProof,
 };
 
-use super::{PATIENT_REF_PREFIX, frontier_of, hash32, record};
+use crate::audit::{PATIENT_REF_PREFIX, frontier_of, hash32, record};
 use crate::deps::Deps;
 use crate::error::{ApiError, ApiResult};
 use crate::messaging::MessagingService;
@@ -84,7 +84,11 @@ impl AuditService {
         if uuid::Uuid::parse_str(patient).is_ok() {
             patient.to_owned()
         } else {
-            super::patient_ref_key(&crate::lifecycle::patient_index(&self.vault, org, patient))
+            crate::audit::patient_ref_key(&crate::lifecycle::patient_index(
+                &self.vault,
+                org,
+                patient,
+            ))
         }
     }
 

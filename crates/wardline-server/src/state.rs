@@ -1,0 +1,46 @@
+//! What a route handler may use: the services and the few HTTP-side values
+//! (metrics, the OpenAPI document, proxies, the anonymous gate). Apart from
+//! `app.rs` so that the routes depend on the services, not on the assembly.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use wardline_store::Store;
+
+use crate::audit::AuditLog;
+use crate::audit_reader::AuditService;
+use crate::auth::AuthService;
+use crate::directory::DirectoryService;
+use crate::lifecycle::LifecycleService;
+use crate::messaging::MessagingService;
+use crate::patients::PatientService;
+use crate::routing::RoutingService;
+
+/// Everything a handler may use. Cheap to clone (all `Arc`s inside).
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: AuthService,
+    pub directory: DirectoryService,
+    /// Appends to the audit trail (the request middleware and services).
+    pub audit: AuditLog,
+    /// Reads the audit trail (search, reports, proofs).
+    pub audit_reader: AuditService,
+    pub store: Arc<dyn Store>,
+    /// Devices, conversations, delivery (the MLS delivery service).
+    pub messaging: MessagingService,
+    /// Retention, legal holds, recall, remote wipe.
+    pub lifecycle: LifecycleService,
+    /// Patients, consent, templates, SMS, secure links.
+    pub patients: PatientService,
+    /// Directory of roles and teams, on-call, pages, escalation, break-glass.
+    pub routing: RoutingService,
+    /// Moves when a session may have ended (open sockets re-check theirs).
+    pub session_changes: tokio::sync::watch::Receiver<u64>,
+    pub metrics: PrometheusHandle,
+    pub openapi: Arc<String>,
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+    /// `metrics_token`: lets another host read `/metrics`.
+    pub metrics_token: Option<Arc<String>>,
+    /// Anonymous requests' rate, repeated refusals, the disk floor.
+    pub anonymous: Arc<crate::audit::anonymous::AnonymousGate>,
+}
