@@ -8,8 +8,7 @@ use wardline_proto::messaging::{ConversationKind, DeviceState, MessageKind, Prio
 
 use crate::lifecycle::{Candidate, HoldRow, LifecycleConversation, WipeRow};
 use crate::messaging::{
-    AttachmentRow, ConversationDeviceRow, ConversationRow, DeviceRow, MessageRow, Submission,
-    SubmitOutcome,
+    AttachmentRow, ConversationDeviceRow, ConversationRow, MessageRow, Submission, SubmitOutcome,
 };
 
 /// The tests of this module, for [`conformance_suite!`](crate::conformance_suite).
@@ -33,38 +32,6 @@ macro_rules! conformance_lifecycle_tests {
 }
 
 // ------------------------------------------------------------------ helpers
-
-async fn lifecycle_device<E: Engine>(
-    s: &E,
-    org: Uuid,
-    user: Uuid,
-    key_packages: &[(Vec<u8>, bool)],
-) -> Uuid {
-    let d = DeviceRow {
-        id: Uuid::new_v4(),
-        org_id: org,
-        user_id: user,
-        name: "phone".into(),
-        identity_key: vec![3; 32],
-        created_at: 1,
-        retired_at: None,
-        inbox_seq: 0,
-        acked_seq: 0,
-        posture: None,
-    };
-    s.insert_device(&d, key_packages).await.unwrap();
-    d.id
-}
-
-fn lifecycle_data_key(org: Uuid) -> DataKeyRow {
-    DataKeyRow {
-        id: format!("dk-{}", Uuid::new_v4()),
-        org_id: Some(org),
-        kek_id: "kek-a".into(),
-        wrapped: vec![4, 5, 6],
-        created_at: 1,
-    }
-}
 
 /// A group conversation of `members`, their `devices` members of the group.
 async fn lifecycle_conversation<E: Engine>(
@@ -124,8 +91,8 @@ async fn lifecycle_ward<E: Engine>(s: &E, slug: &str) -> LifecycleWard {
     let (o, dek) = org_with_key(s, slug).await;
     let alice = inserted_user(s, o.id, &dek, "alice").await;
     let bob = inserted_user(s, o.id, &dek, "bob").await;
-    let alice_device = lifecycle_device(s, o.id, alice, &[]).await;
-    let bob_device = lifecycle_device(s, o.id, bob, &[]).await;
+    let alice_device = inserted_device(s, o.id, alice, &[]).await;
+    let bob_device = inserted_device(s, o.id, bob, &[]).await;
     let members = [alice, bob];
     let devices = [(alice, alice_device), (bob, bob_device)];
     let conversation =
@@ -154,7 +121,7 @@ fn lifecycle_message(
     expires_at: Option<i64>,
     shared_again: Option<(Uuid, i64)>,
 ) -> (MessageRow, DataKeyRow) {
-    let k = lifecycle_data_key(w.org.id);
+    let k = data_key(Some(w.org.id));
     let id = Uuid::new_v4();
     let m = MessageRow {
         id,
@@ -223,18 +190,13 @@ async fn lifecycle_inbox<E: Engine>(s: &E, device: Uuid) -> Vec<Uuid> {
         .collect()
 }
 
-fn lifecycle_sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
-    v.sort();
-    v
-}
-
 async fn lifecycle_candidate_ids<E: Engine>(
     s: &E,
     conversation: Uuid,
     created_before: Option<i64>,
     now: i64,
 ) -> Vec<Uuid> {
-    lifecycle_sorted(
+    sorted(
         s.deletion_candidates(conversation, created_before, now)
             .await
             .unwrap()
@@ -280,10 +242,7 @@ pub async fn lifecycle_policies_default_until_set_and_are_scoped_by_organisation
     assert!(s.org_ids().await.unwrap().is_empty());
     let (a, dek) = org_with_key(s.as_ref(), "alpha").await;
     let (b, dek_b) = org_with_key(s.as_ref(), "beta").await;
-    assert_eq!(
-        lifecycle_sorted(s.org_ids().await.unwrap()),
-        lifecycle_sorted(vec![a.id, b.id])
-    );
+    assert_eq!(sorted(s.org_ids().await.unwrap()), sorted(vec![a.id, b.id]));
 
     // Never set: the default policy; an unknown organisation is not found.
     assert_eq!(
@@ -571,7 +530,7 @@ pub async fn deletion_candidates_follow_retention_lifespans_and_recalls<E: Engin
     // Retention: strictly older than the cut-off.
     assert_eq!(
         lifecycle_candidate_ids(s.as_ref(), c, Some(200), 550).await,
-        lifecycle_sorted(vec![old.id, copy.id, recalled.id])
+        sorted(vec![old.id, copy.id, recalled.id])
     );
     assert_eq!(
         lifecycle_candidate_ids(s.as_ref(), c, Some(100), 550).await,
@@ -580,8 +539,8 @@ pub async fn deletion_candidates_follow_retention_lifespans_and_recalls<E: Engin
     // Lifespans: expired at `now`.
     let got = s.deletion_candidates(c, Some(200), 600).await.unwrap();
     assert_eq!(
-        lifecycle_sorted(got.iter().map(|x| x.id).collect()),
-        lifecycle_sorted(vec![old.id, copy.id, recalled.id, ephemeral.id])
+        sorted(got.iter().map(|x| x.id).collect()),
+        sorted(vec![old.id, copy.id, recalled.id, ephemeral.id])
     );
     assert_eq!(
         got.iter().find(|x| x.id == ephemeral.id).unwrap(),
@@ -605,8 +564,8 @@ pub async fn deletion_candidates_follow_retention_lifespans_and_recalls<E: Engin
     // Everything older: application messages and recall notices only.
     let all = s.deletion_candidates(c, Some(10_000), 0).await.unwrap();
     assert_eq!(
-        lifecycle_sorted(all.iter().map(|x| x.id).collect()),
-        lifecycle_sorted(vec![
+        sorted(all.iter().map(|x| x.id).collect()),
+        sorted(vec![
             old.id,
             copy.id,
             recalled.id,
@@ -769,7 +728,7 @@ pub async fn expired_attachments_are_listed_and_deleted_with_their_keys<E: Engin
     let w = lifecycle_ward(s.as_ref(), "alpha").await;
     let c = w.conversation;
     let attach = |conversation: Uuid, created_at: i64| {
-        let k = lifecycle_data_key(w.org.id);
+        let k = data_key(Some(w.org.id));
         (
             AttachmentRow {
                 id: Uuid::new_v4(),
@@ -793,8 +752,8 @@ pub async fn expired_attachments_are_listed_and_deleted_with_their_keys<E: Engin
     assert!(s.expired_attachments(c, 100).await.unwrap().is_empty());
     assert_eq!(s.expired_attachments(c, 200).await.unwrap(), vec![a1.id]);
     assert_eq!(
-        lifecycle_sorted(s.expired_attachments(c, 301).await.unwrap()),
-        lifecycle_sorted(vec![a1.id, a2.id, a3.id])
+        sorted(s.expired_attachments(c, 301).await.unwrap()),
+        sorted(vec![a1.id, a2.id, a3.id])
     );
     assert_eq!(
         s.expired_attachments(w.other, 10_000).await.unwrap(),
@@ -915,12 +874,12 @@ pub async fn recall_marks_a_message_once_and_shreds_it_on_request<E: Engine>(s: 
         lifecycle_send(s.as_ref(), &w, c, 130, None, Some((shred.id, 120))).await;
     let (untouched, _) = lifecycle_send(s.as_ref(), &w, c, 140, None, None).await;
     let (elsewhere, _) = lifecycle_send(s.as_ref(), &w, w.other, 150, None, None).await;
-    let members = lifecycle_sorted(vec![w.alice_device, w.bob_device]);
+    let members = sorted(vec![w.alice_device, w.bob_device]);
 
     // Without shredding: marked, body kept, every member device told.
     let n1 = lifecycle_recall_notice(c, w.alice, kept.id, 300);
     let woken = s.recall(c, kept.id, false, &n1).await.unwrap().unwrap();
-    assert_eq!(lifecycle_sorted(woken), members);
+    assert_eq!(sorted(woken), members);
     assert_eq!(
         s.get_message(c, kept.id).await.unwrap(),
         MessageRow {
@@ -993,7 +952,7 @@ pub async fn recall_marks_a_message_once_and_shreds_it_on_request<E: Engine>(s: 
     // Shredding: the bodies and keys of the message and its copies go.
     let n2 = lifecycle_recall_notice(c, w.alice, shred.id, 400);
     let woken = s.recall(c, shred.id, true, &n2).await.unwrap().unwrap();
-    assert_eq!(lifecycle_sorted(woken), members);
+    assert_eq!(sorted(woken), members);
     for (m, k) in [(&shred, &shred_key), (&shred_copy, &shred_copy_key)] {
         assert_eq!(
             s.get_message(c, m.id).await.unwrap(),
@@ -1027,15 +986,15 @@ pub async fn wiping_a_device_retires_it_and_ends_only_its_owners_sessions<E: Eng
     let (b, _) = org_with_key(s.as_ref(), "beta").await;
     let alice = inserted_user(s.as_ref(), a.id, &dek, "alice").await;
     let bob = inserted_user(s.as_ref(), a.id, &dek, "bob").await;
-    let phone = lifecycle_device(
+    let phone = inserted_device(
         s.as_ref(),
         a.id,
         alice,
         &[(vec![1; 8], false), (vec![2; 8], true)],
     )
     .await;
-    let laptop = lifecycle_device(s.as_ref(), a.id, alice, &[(vec![3; 8], false)]).await;
-    let bob_phone = lifecycle_device(s.as_ref(), a.id, bob, &[]).await;
+    let laptop = inserted_device(s.as_ref(), a.id, alice, &[(vec![3; 8], false)]).await;
+    let bob_phone = inserted_device(s.as_ref(), a.id, bob, &[]).await;
 
     let on_phone = [
         session(a.id, alice, phone),
@@ -1222,21 +1181,21 @@ pub async fn retired_devices_leave_the_conversations_they_are_in_or_joining<E: E
     )
     .await;
     // A new device of Alice's waits to join both of her conversations.
-    let tablet = lifecycle_device(s.as_ref(), w.org.id, w.alice, &[]).await;
+    let tablet = inserted_device(s.as_ref(), w.org.id, w.alice, &[]).await;
 
-    let both = lifecycle_sorted(vec![c1, c2]);
+    let both = sorted(vec![c1, c2]);
     assert_eq!(
-        lifecycle_sorted(s.device_conversations(w.alice_device).await.unwrap()),
+        sorted(s.device_conversations(w.alice_device).await.unwrap()),
         both
     );
     assert_eq!(
-        lifecycle_sorted(s.device_conversations(tablet).await.unwrap()),
+        sorted(s.device_conversations(tablet).await.unwrap()),
         both,
         "waiting to join counts"
     );
     assert_eq!(
-        lifecycle_sorted(s.device_conversations(w.bob_device).await.unwrap()),
-        lifecycle_sorted(vec![c1, c2, bob_only])
+        sorted(s.device_conversations(w.bob_device).await.unwrap()),
+        sorted(vec![c1, c2, bob_only])
     );
     assert!(
         s.device_conversations(Uuid::new_v4())

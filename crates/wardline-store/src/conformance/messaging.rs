@@ -93,16 +93,6 @@ fn messaging_cd(user_id: Uuid, device_id: Uuid, state: DeviceState) -> Conversat
     }
 }
 
-fn messaging_key(org: Uuid) -> DataKeyRow {
-    DataKeyRow {
-        id: format!("dk-{}", Uuid::new_v4()),
-        org_id: Some(org),
-        kek_id: "kek-a".into(),
-        wrapped: vec![4, 5, 6],
-        created_at: 7,
-    }
-}
-
 /// A message of `kind` from `device`; the body hash is derived from `body`
 /// (so equal bodies are a replay).
 fn messaging_message(
@@ -202,11 +192,6 @@ async fn messaging_send<E: Engine>(s: &E, m: MessageRow) -> MessageRow {
         "{out:?}"
     );
     m
-}
-
-fn messaging_sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
-    v.sort();
-    v
 }
 
 fn messaging_seqs(rows: &[InboxRow]) -> Vec<i64> {
@@ -466,8 +451,8 @@ pub async fn conversations_round_trip_and_a_pair_has_one_direct_conversation<E: 
         Err(StoreError::NotFound)
     ));
     assert_eq!(
-        messaging_sorted(s.conversation_members(g.id).await.unwrap()),
-        messaging_sorted(vec![alice, bob])
+        sorted(s.conversation_members(g.id).await.unwrap()),
+        sorted(vec![alice, bob])
     );
     assert!(s.is_member(g.id, alice).await.unwrap());
     assert!(s.is_member(g.id, bob).await.unwrap());
@@ -559,8 +544,8 @@ pub async fn a_new_device_waits_to_join_every_conversation_of_its_user<E: Engine
     let a2 = messaging_device_row(w.org.id, w.alice, "laptop", 200);
     let woken = s.insert_device(&a2, &[(vec![1], false)]).await.unwrap();
     assert_eq!(
-        messaging_sorted(woken),
-        messaging_sorted(vec![w.a1, w.b1]),
+        sorted(woken),
+        sorted(vec![w.a1, w.b1]),
         "the members' devices are told"
     );
     assert_eq!(
@@ -614,11 +599,11 @@ pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engi
     let n1 = MessageRow::membership_notice(g, 0, w.alice, 300);
     let (added, woken) = s.add_member(g, carol, &[c1, c2], &n1).await.unwrap();
     assert!(added);
-    assert_eq!(messaging_sorted(woken), messaging_sorted(vec![w.a1, w.b1]));
+    assert_eq!(sorted(woken), sorted(vec![w.a1, w.b1]));
     assert!(s.is_member(g, carol).await.unwrap());
     assert_eq!(
-        messaging_sorted(s.conversation_members(g).await.unwrap()),
-        messaging_sorted(vec![w.alice, w.bob, carol])
+        sorted(s.conversation_members(g).await.unwrap()),
+        sorted(vec![w.alice, w.bob, carol])
     );
     assert_eq!(
         messaging_devices_sorted(s.conversation_devices(g).await.unwrap()),
@@ -727,7 +712,7 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
     // Bob's and Alice's inboxes hold the notice at seq 1.
 
     // A commit adding Carol's device, with its Welcome and their keys.
-    let (kc, kw) = (messaging_key(w.org.id), messaging_key(w.org.id));
+    let (kc, kw) = (data_key(Some(w.org.id)), data_key(Some(w.org.id)));
     let commit = MessageRow {
         dek_id: Some(kc.id.clone()),
         ..messaging_message(g, MessageKind::Commit, w.alice(), 0, "commit-1", 400)
@@ -747,10 +732,7 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
     match s.submit(&sub).await.unwrap() {
         SubmitOutcome::Accepted { epoch, recipients } => {
             assert_eq!(epoch, 1);
-            assert_eq!(
-                messaging_sorted(recipients),
-                messaging_sorted(vec![w.b1, c1])
-            );
+            assert_eq!(sorted(recipients), sorted(vec![w.b1, c1]));
         }
         other => panic!("commit refused: {other:?}"),
     }
@@ -809,7 +791,7 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
     );
 
     // A commit at the old epoch is refused and leaves nothing behind.
-    let ks = messaging_key(w.org.id);
+    let ks = data_key(Some(w.org.id));
     let stale = MessageRow {
         dek_id: Some(ks.id.clone()),
         ..messaging_message(g, MessageKind::Commit, w.bob(), 0, "commit-stale", 420)
@@ -887,12 +869,11 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
         s.submit(&messaging_submission(app.clone()))
             .await
             .map(|o| match o {
-                SubmitOutcome::Accepted { epoch, recipients } =>
-                    (epoch, messaging_sorted(recipients)),
+                SubmitOutcome::Accepted { epoch, recipients } => (epoch, sorted(recipients)),
                 other => panic!("{other:?}"),
             })
             .unwrap(),
-        (1, messaging_sorted(vec![w.a1, c1]))
+        (1, sorted(vec![w.a1, c1]))
     );
     assert_eq!(s.get_conversation(w.org.id, g).await.unwrap().epoch, 1);
 
@@ -1010,7 +991,7 @@ pub async fn concurrent_commits_at_one_epoch_accept_exactly_one<E: Engine>(s: Ar
 pub async fn submitted_messages_round_trip_every_field_by_conversation<E: Engine>(s: Arc<E>) {
     let w = messaging_ward(&*s, "alpha").await;
     let g = w.conv.id;
-    let k = messaging_key(w.org.id);
+    let k = data_key(Some(w.org.id));
     let first = messaging_send(
         &*s,
         messaging_message(g, MessageKind::Application, w.alice(), 0, "first", 90),
@@ -1069,7 +1050,7 @@ pub async fn submitted_messages_round_trip_every_field_by_conversation<E: Engine
 pub async fn inboxes_are_paged_in_order_without_recalled_or_expired_messages<E: Engine>(s: Arc<E>) {
     let w = messaging_ward(&*s, "alpha").await;
     let g = w.conv.id;
-    let k = messaging_key(w.org.id);
+    let k = data_key(Some(w.org.id));
     let mut ms = Vec::new();
     for i in 0..5i64 {
         let mut m = messaging_message(
@@ -1240,8 +1221,8 @@ pub async fn acks_move_the_cursor_forward_only_and_mark_delivery<E: Engine>(s: A
     );
     // Receipts: one row per recipient device (not the sender's).
     assert_eq!(
-        messaging_sorted(rs.iter().map(|r| r.device_id).collect()),
-        messaging_sorted(vec![w.b1, c1])
+        sorted(rs.iter().map(|r| r.device_id).collect()),
+        sorted(vec![w.b1, c1])
     );
     assert_eq!(messaging_receipt(&rs, c1).delivered_at, None);
     assert!(s.receipts(Uuid::new_v4()).await.unwrap().is_empty());
@@ -1535,7 +1516,7 @@ pub async fn attachments_round_trip_with_their_key_scoped_by_conversation<E: Eng
         .await
         .unwrap();
 
-    let k = messaging_key(w.org.id);
+    let k = data_key(Some(w.org.id));
     let a = AttachmentRow {
         id: Uuid::new_v4(),
         conversation_id: g,
@@ -1560,7 +1541,7 @@ pub async fn attachments_round_trip_with_their_key_scoped_by_conversation<E: Eng
     ));
 
     // Without a key of its own (rows from before sealing).
-    let k2 = messaging_key(w.org.id);
+    let k2 = data_key(Some(w.org.id));
     let plain = AttachmentRow {
         id: Uuid::new_v4(),
         conversation_id: g,
@@ -1573,7 +1554,7 @@ pub async fn attachments_round_trip_with_their_key_scoped_by_conversation<E: Eng
     assert_eq!(s.get_attachment(g, plain.id).await.unwrap(), (plain, None));
 
     // A refused attachment leaves no key behind and the first one unchanged.
-    let k3 = messaging_key(w.org.id);
+    let k3 = data_key(Some(w.org.id));
     assert!(
         s.insert_attachment(
             &AttachmentRow {

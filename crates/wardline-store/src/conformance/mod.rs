@@ -111,18 +111,50 @@ pub fn org(slug: &str) -> OrgRow {
 }
 
 async fn key(store: &dyn Store, org: Option<Uuid>) -> String {
-    let id = format!("dk-{}", Uuid::new_v4());
-    store
-        .insert_data_key(&DataKeyRow {
-            id: id.clone(),
-            org_id: org,
-            kek_id: "kek-a".into(),
-            wrapped: vec![1, 2, 3],
-            created_at: 1,
-        })
-        .await
-        .unwrap();
-    id
+    let k = data_key(org);
+    store.insert_data_key(&k).await.unwrap();
+    k.id
+}
+
+/// A fresh data key row, not stored (for the methods that store a row
+/// together with the key it is sealed under).
+fn data_key(org: Option<Uuid>) -> DataKeyRow {
+    DataKeyRow {
+        id: format!("dk-{}", Uuid::new_v4()),
+        org_id: org,
+        kek_id: "kek-a".into(),
+        wrapped: vec![1, 2, 3],
+        created_at: 1,
+    }
+}
+
+/// A device of `user`, inserted with `key_packages`; its id.
+async fn inserted_device<E: Engine>(
+    s: &E,
+    org: Uuid,
+    user: Uuid,
+    key_packages: &[(Vec<u8>, bool)],
+) -> Uuid {
+    let d = crate::messaging::DeviceRow {
+        id: Uuid::new_v4(),
+        org_id: org,
+        user_id: user,
+        name: "phone".into(),
+        identity_key: vec![3; 32],
+        created_at: 1,
+        retired_at: None,
+        inbox_seq: 0,
+        acked_seq: 0,
+        posture: None,
+    };
+    s.insert_device(&d, key_packages).await.unwrap();
+    d.id
+}
+
+/// `v` in order, for comparing what the store does not promise to order.
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
 }
 
 fn user(org: Uuid, dek: &str, bidx: &str) -> UserRow {

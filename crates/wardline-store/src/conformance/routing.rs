@@ -10,7 +10,7 @@ use wardline_proto::routing::{
 };
 
 use crate::messaging::{
-    ConversationDeviceRow, ConversationRow, DeviceRow, MessageRow, Submission, SubmitOutcome,
+    ConversationDeviceRow, ConversationRow, MessageRow, Submission, SubmitOutcome,
 };
 use crate::routing::{EscalationEventRow, FeedRow, GrantRow, RoutedRow};
 
@@ -37,23 +37,6 @@ macro_rules! conformance_routing_tests {
 
 // ------------------------------------------------------------------ helpers
 
-async fn routing_device<E: Engine>(s: &E, org: Uuid, user: Uuid) -> Uuid {
-    let d = DeviceRow {
-        id: Uuid::new_v4(),
-        org_id: org,
-        user_id: user,
-        name: "phone".into(),
-        identity_key: vec![3; 32],
-        created_at: 1,
-        retired_at: None,
-        inbox_seq: 0,
-        acked_seq: 0,
-        posture: None,
-    };
-    s.insert_device(&d, &[]).await.unwrap();
-    d.id
-}
-
 /// An organisation with a sender, a doctor and a nurse (one device each) and
 /// a group conversation of the three, every device a member.
 struct RoutingWard {
@@ -73,9 +56,9 @@ async fn routing_ward<E: Engine>(s: &E, slug: &str) -> RoutingWard {
     let sender = inserted_user(s, o.id, &dek, "sender").await;
     let doc = inserted_user(s, o.id, &dek, "doc").await;
     let nurse = inserted_user(s, o.id, &dek, "nurse").await;
-    let sender_device = routing_device(s, o.id, sender).await;
-    let doc_device = routing_device(s, o.id, doc).await;
-    let nurse_device = routing_device(s, o.id, nurse).await;
+    let sender_device = inserted_device(s, o.id, sender, &[]).await;
+    let doc_device = inserted_device(s, o.id, doc, &[]).await;
+    let nurse_device = inserted_device(s, o.id, nurse, &[]).await;
     let mut w = RoutingWard {
         org: o,
         dek,
@@ -203,16 +186,6 @@ async fn routing_submit<E: Engine>(s: &E, w: &RoutingWard, r: &RoutedRow) {
     assert!(matches!(out, SubmitOutcome::Accepted { epoch: 0, .. }));
 }
 
-fn routing_key(org: Uuid) -> DataKeyRow {
-    DataKeyRow {
-        id: format!("dk-{}", Uuid::new_v4()),
-        org_id: Some(org),
-        kek_id: "kek-a".into(),
-        wrapped: vec![4, 5, 6],
-        created_at: 1,
-    }
-}
-
 fn routing_role(name: &str, holders: Vec<Uuid>, created_at: i64) -> ClinicalRole {
     ClinicalRole {
         id: Uuid::new_v4(),
@@ -269,11 +242,6 @@ fn routing_shift(role: Uuid, user: Uuid, starts_at: i64, ends_at: i64, source: &
 
 fn routing_ids(rows: &[RoutedRow]) -> Vec<Uuid> {
     rows.iter().map(|r| r.message_id).collect()
-}
-
-fn routing_sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
-    ids.sort();
-    ids
 }
 
 // -------------------------------------------------------------------- tests
@@ -414,7 +382,7 @@ pub async fn departments_and_care_teams_are_scoped_by_organisation<E: Engine>(s:
     assert!(!s.remove_team_member(a.id, ward.id, u2).await.unwrap());
     assert_eq!(
         routing_team_view(&s.get_team(a.id, heart.id).await.unwrap()).3,
-        routing_sorted(vec![u2, u3])
+        sorted(vec![u2, u3])
     );
     assert!(
         s.get_team(a.id, ward.id).await.unwrap().members.is_empty(),
@@ -749,7 +717,7 @@ pub async fn schedule_feeds_are_leased_once_and_take_their_key_along<E: Engine>(
     s.insert_role(a.id, &r2).await.unwrap();
     s.insert_role(b.id, &r3).await.unwrap();
 
-    let k1 = routing_key(a.id);
+    let k1 = data_key(Some(a.id));
     let f1 = FeedRow {
         role_id: r1.id,
         org_id: a.id,
@@ -775,7 +743,7 @@ pub async fn schedule_feeds_are_leased_once_and_take_their_key_along<E: Engine>(
     ));
 
     // Subscribing again replaces the feed, and its URL's key goes with it.
-    let k1b = routing_key(a.id);
+    let k1b = data_key(Some(a.id));
     let f1b = FeedRow {
         dek_id: k1b.id.clone(),
         url_enc: vec![8; 24],
@@ -794,7 +762,7 @@ pub async fn schedule_feeds_are_leased_once_and_take_their_key_along<E: Engine>(
         Err(StoreError::NotFound)
     ));
 
-    let k2 = routing_key(a.id);
+    let k2 = data_key(Some(a.id));
     let f2 = FeedRow {
         role_id: r2.id,
         dek_id: k2.id.clone(),
@@ -802,7 +770,7 @@ pub async fn schedule_feeds_are_leased_once_and_take_their_key_along<E: Engine>(
         ..f1.clone()
     };
     s.put_feed(&f2, &k2).await.unwrap();
-    let k3 = routing_key(b.id);
+    let k3 = data_key(Some(b.id));
     let f3 = FeedRow {
         role_id: r3.id,
         org_id: b.id,
@@ -812,7 +780,7 @@ pub async fn schedule_feeds_are_leased_once_and_take_their_key_along<E: Engine>(
     };
     s.put_feed(&f3, &k3).await.unwrap();
 
-    let roles = |v: Vec<FeedRow>| routing_sorted(v.into_iter().map(|f| f.role_id).collect());
+    let roles = |v: Vec<FeedRow>| sorted(v.into_iter().map(|f| f.role_id).collect());
     assert!(s.claim_feeds(140, 200, 10).await.unwrap().is_empty());
     assert_eq!(s.claim_feeds(160, 220, 10).await.unwrap(), vec![f2.clone()]);
     assert!(
@@ -843,7 +811,7 @@ pub async fn schedule_feeds_are_leased_once_and_take_their_key_along<E: Engine>(
     );
     assert_eq!(
         roles(s.claim_feeds(400, 500, 10).await.unwrap()),
-        routing_sorted(vec![r2.id, r3.id])
+        sorted(vec![r2.id, r3.id])
     );
     assert!(
         s.claim_feeds(500, 600, 10).await.unwrap().is_empty(),
@@ -851,7 +819,7 @@ pub async fn schedule_feeds_are_leased_once_and_take_their_key_along<E: Engine>(
     );
     assert_eq!(
         roles(s.claim_feeds(3600, 3700, 10).await.unwrap()),
-        routing_sorted(vec![r1.id, r2.id, r3.id])
+        sorted(vec![r1.id, r2.id, r3.id])
     );
 
     assert!(!s.delete_feed(b.id, r1.id).await.unwrap());
@@ -1165,8 +1133,8 @@ pub async fn escalations_are_claimed_once_and_advance_by_compare_and_swap<E: Eng
 
     // A lapsed lease does not stop a guarded step; running out closes the job.
     assert_eq!(
-        routing_sorted(routing_ids(&s.claim_due(600, 660, 10).await.unwrap())),
-        routing_sorted(vec![stat.message_id, urgent.message_id])
+        sorted(routing_ids(&s.claim_due(600, 660, 10).await.unwrap())),
+        sorted(vec![stat.message_id, urgent.message_id])
     );
     let exhausted = RoutedRow {
         step: 3,
@@ -1396,12 +1364,12 @@ pub async fn server_notices_reach_only_the_named_devices<E: Engine>(s: Arc<E>) {
 
     let second = MessageRow::notice(MessageKind::Alert, w.conversation, 0, w.sender, 80);
     assert_eq!(
-        routing_sorted(
+        sorted(
             s.insert_notice(&second, &[w.nurse_device, w.doc_device])
                 .await
                 .unwrap()
         ),
-        routing_sorted(vec![w.nurse_device, w.doc_device])
+        sorted(vec![w.nurse_device, w.doc_device])
     );
     let seqs = |rows: Vec<crate::messaging::InboxRow>| {
         rows.into_iter()
@@ -1432,7 +1400,7 @@ pub async fn break_glass_grants_expire_and_end_once<E: Engine>(s: Arc<E>) {
     let other = inserted_user(s.as_ref(), b.id, &kb, "other").await;
     let (c1, c2, cb) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let grant = |org: Uuid, conversation, user, granted_at, expires_at| {
-        let k = routing_key(org);
+        let k = data_key(Some(org));
         (
             GrantRow {
                 id: Uuid::new_v4(),
@@ -1481,15 +1449,15 @@ pub async fn break_glass_grants_expire_and_end_once<E: Engine>(s: Arc<E>) {
     );
     assert_eq!(s.list_grants(b.id).await.unwrap(), vec![gb.clone()]);
 
-    let expired = |v: Vec<GrantRow>| routing_sorted(v.into_iter().map(|g| g.id).collect());
+    let expired = |v: Vec<GrantRow>| sorted(v.into_iter().map(|g| g.id).collect());
     assert!(s.expired_grants(169).await.unwrap().is_empty());
     assert_eq!(
         expired(s.expired_grants(180).await.unwrap()),
-        routing_sorted(vec![g3.id, gb.id])
+        sorted(vec![g3.id, gb.id])
     );
     assert_eq!(
         expired(s.expired_grants(200).await.unwrap()),
-        routing_sorted(vec![g1.id, g3.id, gb.id])
+        sorted(vec![g1.id, g3.id, gb.id])
     );
 
     assert!(s.end_grant(g3.id, 185).await.unwrap());
@@ -1497,7 +1465,7 @@ pub async fn break_glass_grants_expire_and_end_once<E: Engine>(s: Arc<E>) {
     assert!(!s.end_grant(Uuid::new_v4(), 190).await.unwrap());
     assert_eq!(
         expired(s.expired_grants(200).await.unwrap()),
-        routing_sorted(vec![g1.id, gb.id])
+        sorted(vec![g1.id, gb.id])
     );
     // Ending the newest grant early leaves the older one still running.
     assert!(s.end_grant(g2.id, 170).await.unwrap());
