@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wardline_client::chat::{Chat, ChatError, SyncSocket};
 use wardline_client::core::{Event, MessageContent};
 use wardline_proto::messaging::*;
+use wardline_proto::sync::{ClientFrame, InboxEntry, ServerFrame};
 
 use super::process::{ServerProcess, seed};
 use super::*;

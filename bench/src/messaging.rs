@@ -16,6 +16,7 @@ use wardline_client::chat::Chat;
 use wardline_client::core::MessageContent;
 use wardline_client::core::mls::MlsDevice;
 use wardline_proto::messaging::*;
+use wardline_proto::sync::ServerFrame;
 
 use super::*;
 

@@ -11,6 +11,7 @@ use wardline_proto::lifecycle::*;
 use wardline_proto::messaging::*;
 use wardline_proto::patients::*;
 use wardline_proto::routing::*;
+use wardline_proto::sync::SyncResponse;
 use wardline_proto::{ErrorBody, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]

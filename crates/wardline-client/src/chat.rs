@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use uuid::Uuid;
 use wardline_proto::ErrorCode;
 use wardline_proto::messaging::*;
+use wardline_proto::sync::{ClientFrame, InboxEntry, ServerFrame};
 
 use crate::api::{ApiClient, ClientError};
 use crate::core::{ChatCore, CoreError, Event, MessageContent, SealedStateKey, derive_key};

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod b64;
 pub mod directory;
 pub mod error;
 pub mod ids;
@@ -15,6 +16,7 @@ pub mod messaging;
 pub mod patients;
 pub mod roles;
 pub mod routing;
+pub mod sync;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{DeviceId, OrgId, SessionId, UserId};

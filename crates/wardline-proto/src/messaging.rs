@@ -8,48 +8,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Opaque bytes, base64 (standard alphabet, padded) on the wire.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct B64(pub Vec<u8>);
-
-impl std::fmt::Debug for B64 {
-    // Never prints the bytes: they may be key material or ciphertext.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "B64({} bytes)", self.0.len())
-    }
-}
-
-impl Serialize for B64 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use base64::Engine;
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for B64 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<B64, D::Error> {
-        use base64::Engine;
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(s.as_bytes())
-            .map(B64)
-            .map_err(|_| serde::de::Error::custom("expected standard base64"))
-    }
-}
-
-#[cfg(feature = "openapi")]
-impl utoipa::PartialSchema for B64 {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .content_encoding("base64")
-            .description(Some("Base64 (standard alphabet, padded) bytes"))
-            .into()
-    }
-}
-
-#[cfg(feature = "openapi")]
-impl utoipa::ToSchema for B64 {}
+pub use crate::b64::B64;
 
 // ---------------------------------------------------------------- devices
 
@@ -424,78 +383,6 @@ pub struct SubmitMessageResponse {
     pub expires_at: Option<i64>,
 }
 
-/// One entry of a device's inbox.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct InboxEntry {
-    /// Position in this device's inbox; the sync cursor.
-    pub seq: i64,
-    pub message_id: Uuid,
-    pub conversation_id: Uuid,
-    pub kind: MessageKind,
-    pub sender_user: Option<Uuid>,
-    pub sender_device: Option<Uuid>,
-    pub epoch: i64,
-    pub priority: Priority,
-    pub created_at: i64,
-    /// The MLS message; absent for `membership` and `recall` entries.
-    pub mls: Option<B64>,
-    /// Ephemeral messages: when every device must have deleted it.
-    #[serde(default)]
-    pub expires_at: Option<i64>,
-    /// `recall` entries: the message recalled.
-    #[serde(default)]
-    pub recalls: Option<Uuid>,
-    /// `alert` entries: what is waiting for acknowledgement.
-    #[serde(default)]
-    pub alert: Option<Box<crate::routing::AlertNotice>>,
-    /// `history` entries: who joined and needs the recent messages.
-    #[serde(default)]
-    pub history: Option<crate::routing::HistoryNotice>,
-    /// `application` entries that are an earlier message shared again for
-    /// members who joined after it: the original, checked by the server to
-    /// be the sender's own in this conversation. Show, acknowledge, recall
-    /// and reply to the original's id; the entry's `priority` is the
-    /// original's.
-    #[serde(default)]
-    pub shared_again: Option<SharedAgain>,
-}
-
-/// The original of a message shared again.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct SharedAgain {
-    pub message_id: Uuid,
-    /// When the original was accepted (Unix seconds).
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
-pub struct SyncQuery {
-    /// Return entries after this position (the last one the device stored).
-    #[serde(default)]
-    pub after: i64,
-    /// At most this many entries (1–500, default 100).
-    #[serde(default)]
-    pub limit: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct SyncResponse {
-    pub entries: Vec<InboxEntry>,
-    /// Entries remain after the last one returned.
-    pub more: bool,
-    /// The highest position the device has acknowledged.
-    pub acked: i64,
-    /// The server's clock: devices expire messages by the later of it and
-    /// their own, so turning a device's clock back keeps nothing.
-    #[serde(default)]
-    pub server_time: i64,
-}
-
 /// Confirms that the device has stored every inbox entry up to `up_to`; marks
 /// them delivered (delivery receipts).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -594,41 +481,9 @@ pub struct AttachmentUploaded {
     pub size: i64,
 }
 
-/// A frame the server sends on the sync WebSocket.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerFrame {
-    Entry(Box<InboxEntry>),
-    /// Everything up to the device's inbox end has been sent.
-    Idle,
-    /// A notice to the user that is not a conversation's message (a patient
-    /// replied); sent when it happens and, on connecting, those not seen yet.
-    Notice(crate::patients::StaffNotice),
-    /// A frame of a later server version: ignore it.
-    #[serde(other)]
-    Unknown,
-}
-
-/// A frame the client sends on the sync WebSocket.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientFrame {
-    Ack { up_to: i64 },
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_are_base64_and_never_debug_printed() {
-        let b = B64(vec![0, 1, 2, 250]);
-        let json = serde_json::to_string(&b).unwrap();
-        assert_eq!(json, "\"AAEC+g==\"");
-        assert_eq!(serde_json::from_str::<B64>(&json).unwrap(), b);
-        assert!(serde_json::from_str::<B64>("\"not base64!\"").is_err());
-        assert_eq!(format!("{b:?}"), "B64(4 bytes)");
-    }
 
     #[test]
     fn enums_round_trip() {

@@ -402,7 +402,7 @@ pub struct SendSecureMessageRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientSealed {
     /// `1 || nonce (12) || ciphertext || tag (16)`, at most 16 KiB.
-    pub ciphertext: crate::messaging::B64,
+    pub ciphertext: crate::b64::B64,
     /// `k=` and the 256-bit key in unpadded base64url. Put after the link in
     /// the SMS and erased from the server once the SMS has gone.
     pub key_fragment: String,
@@ -589,7 +589,7 @@ pub struct PatientMessage {
     pub text: String,
     /// The client-sealed ciphertext, which only a holder of the link's key can open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed: Option<crate::messaging::B64>,
+    pub sealed: Option<crate::b64::B64>,
     /// `portal`, `sms` or `staff`.
     pub via: String,
     pub created_at: i64,

@@ -1,6 +1,6 @@
 //! Built-in roles and the permissions they carry. The role → permission table
 //! itself lives here so that clients can show it; the server checks it in one
-//! place (`wardline_server::authz`).
+//! place (`wardline_core::authz`).
 
 use serde::{Deserialize, Serialize};
 

@@ -16,29 +16,29 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use wardline_crypto::{KeyProvider, LocalKeyFile};
 
-use crate::audit::AuditLog;
-use crate::audit_reader::AuditService;
-use crate::auth::AuthService;
-use crate::auth::password::Passwords;
-use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
 use crate::connections;
-use crate::directory::DirectoryService;
-use crate::lifecycle::LifecycleService;
-use crate::messaging::MessagingService;
-use crate::patients::{PatientService, TextingSetup};
-use crate::routing::RoutingService;
+use wardline_core::audit::AuditLog;
+use wardline_core::audit_reader::AuditService;
+use wardline_core::auth::AuthService;
+use wardline_core::clock::{Clock, SystemClock};
+use wardline_core::config::Config;
+use wardline_core::credentials::password::Passwords;
+use wardline_core::directory::DirectoryService;
+use wardline_core::lifecycle::LifecycleService;
+use wardline_core::messaging::MessagingService;
+use wardline_core::patients::{PatientService, TextingSetup};
+use wardline_core::routing::RoutingService;
 use wardline_store::bus::LocalOnly;
 use wardline_store::{AuditStore, Backend, Bus, Store, StoreError};
 use wardline_store_sql::{PgBus, SqlStore};
 
-use crate::deps::Deps;
 use crate::state::AppState;
-use crate::vault::{Vault, VaultError};
-use crate::worker::{Every, Shutdown, Worker, Workers};
-use crate::{
-    audit, auth, directory, http, lifecycle, messaging, ops, patients, routing, telemetry, tls,
-};
+use wardline_core::deps::Deps;
+use wardline_core::vault::{Vault, VaultError};
+use wardline_core::worker::{Every, Shutdown, Worker, Workers};
+use wardline_core::{audit, patients};
+
+use crate::{http, ops, request_audit, routes, telemetry, tls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -155,13 +155,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let (router, mut doc) = OpenApiRouter::with_openapi(doc)
-        .merge(auth::routes::router())
-        .merge(directory::routes::router())
-        .merge(audit::routes::router())
-        .merge(messaging::routes::router())
-        .merge(lifecycle::routes::router())
-        .merge(patients::routes::router())
-        .merge(routing::routes::router())
+        .merge(routes::auth::router())
+        .merge(routes::directory::router())
+        .merge(routes::audit::router())
+        .merge(routes::messaging::router())
+        .merge(routes::lifecycle::router())
+        .merge(routes::patients::router())
+        .merge(routes::routing::router())
         .split_for_parts();
     // After the merge: the derive's own modifiers run before any path exists.
     CommonErrors.modify(&mut doc);
@@ -356,12 +356,12 @@ impl Server {
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(
-                audit::scope::RequestAudit {
+                request_audit::RequestAudit {
                     audit: self.state.audit.clone(),
                     anonymous: self.state.anonymous.clone(),
                     trusted_proxies: self.state.trusted_proxies.clone(),
                 },
-                audit::scope::record_requests,
+                request_audit::record_requests,
             ))
             .layer(axum::middleware::from_fn(http::observe))
             .layer(DefaultBodyLimit::max(self.config.limits.max_body_bytes))
@@ -472,14 +472,16 @@ impl Server {
             self.config.audit.retention_days,
         ));
         let gateway: Arc<dyn patients::gateway::SmsGateway> = match self.config.sms.gateway {
-            crate::config::SmsGatewayKind::File => Arc::new(patients::gateway::FileGateway::new(
-                self.config.sms_file_path(),
-            )),
-            crate::config::SmsGatewayKind::Http => Arc::new(patients::gateway::HttpGateway::new(
-                &self.config.sms.api_url,
-                &self.config.sms.account_sid,
-                self.config.sms.auth_token.as_deref().unwrap_or_default(),
-            )),
+            wardline_core::config::SmsGatewayKind::File => Arc::new(
+                patients::gateway::FileGateway::new(self.config.sms_file_path()),
+            ),
+            wardline_core::config::SmsGatewayKind::Http => {
+                Arc::new(patients::gateway::HttpGateway::new(
+                    &self.config.sms.api_url,
+                    &self.config.sms.account_sid,
+                    self.config.sms.auth_token.as_deref().unwrap_or_default(),
+                ))
+            }
         };
         // A node name for the leases (deletion, housekeeping): unique per start.
         let node = format!("node-{}", uuid::Uuid::new_v4());
@@ -531,7 +533,7 @@ const WORKER_GRACE: Duration = Duration::from_secs(10);
 /// sockets.
 struct WakeUpListener {
     url: String,
-    hub: messaging::DeliveryHub,
+    hub: wardline_core::hub::DeliveryHub,
 }
 
 #[async_trait::async_trait]

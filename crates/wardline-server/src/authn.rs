@@ -8,10 +8,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use wardline_proto::ErrorCode;
 
-use crate::audit::AuditScope;
-use crate::authz::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, HttpError};
 use crate::state::AppState;
+use wardline_core::audit::AuditScope;
+use wardline_core::authz::Principal;
 
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -27,7 +27,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 pub struct Authenticated(pub Principal);
 
 impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -40,7 +40,7 @@ impl FromRequestParts<AppState> for Authenticated {
             return Err(ApiError::new(
                 ErrorCode::PasswordChangeRequired,
                 "your password was set by an administrator: choose your own first with POST /api/v1/auth/password",
-            ));
+            ).into());
         }
         Ok(Authenticated(p))
     }
@@ -51,7 +51,7 @@ impl FromRequestParts<AppState> for Authenticated {
 pub struct PasswordChangeSession(pub Principal);
 
 impl FromRequestParts<AppState> for PasswordChangeSession {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -62,7 +62,7 @@ impl FromRequestParts<AppState> for PasswordChangeSession {
             return Err(ApiError::new(
                 ErrorCode::MfaEnrolmentRequired,
                 "set up a second factor first: POST /api/v1/auth/totp/enroll, then /api/v1/auth/totp/confirm",
-            ));
+            ).into());
         }
         Ok(PasswordChangeSession(p))
     }
@@ -73,7 +73,7 @@ impl FromRequestParts<AppState> for PasswordChangeSession {
 pub struct AnySession(pub Principal);
 
 impl FromRequestParts<AppState> for AnySession {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(
         parts: &mut Parts,

@@ -128,7 +128,7 @@ pub async fn ensure_demo(state: &AppState, data_dir: &Path) -> Result<DemoCreden
     policy.patients.practice_phone = "+1 555 010 2000".into();
     state
         .directory
-        .update_policy(org.id, policy, &crate::audit::AuditScope::default())
+        .update_policy(org.id, policy, &wardline_core::audit::AuditScope::default())
         .await?;
     let password = format!(
         "{}-{}",

@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use wardline_proto::ErrorCode;
 
-use crate::error::ApiError;
+use wardline_core::text::forbidden_control;
+
+use crate::error::{ApiError, HttpError};
 
 /// JSON body. Wrong content type → 415, too large → 413, syntax → 400, not
 /// a JSON object → 400 (every request body is an object: a sequence must not
@@ -25,11 +27,11 @@ use crate::error::ApiError;
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !json_content_type(req.headers()) {
-            return Err(not_json());
+            return Err(not_json().into());
         }
         let bytes = body_bytes(
             axum::body::Bytes::from_request(req, state).await,
@@ -38,7 +40,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         check_json_text(&bytes)?;
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(json_rejection(rej)),
+            Err(rej) => Err(json_rejection(rej).into()),
         }
     }
 }
@@ -79,15 +81,6 @@ fn control_character_error(c: u32) -> ApiError {
     ApiError::validation(format!(
         "text may not contain control characters (found U+{c:04X}); tabs and line breaks are allowed"
     ))
-}
-
-/// Whether `c` may not appear in any text the API stores: C0 controls other
-/// than tab, line feed and carriage return, DEL and the C1 controls. NUL in
-/// particular: PostgreSQL refuses it in text (SQLite stores it), so letting it
-/// through made the engines hold different data and failed whole audit
-/// batches on PostgreSQL.
-pub fn forbidden_control(c: u32) -> bool {
-    (c < 0x20 && !matches!(c, 0x09 | 0x0a | 0x0d)) || (0x7f..=0x9f).contains(&c)
 }
 
 /// The first forbidden control character in any string of a JSON text, raw
@@ -239,15 +232,15 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
 pub struct ApiPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(c) = control_character_in_url(parts.uri.path()) {
-            return Err(path_rejection_for(c));
+            return Err(path_rejection_for(c).into());
         }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(rej) => Err(path_rejection(rej)),
+            Err(rej) => Err(path_rejection(rej).into()),
         }
     }
 }
@@ -268,17 +261,18 @@ fn path_rejection(rej: PathRejection) -> ApiError {
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(c) = parts.uri.query().and_then(control_character_in_url) {
             return Err(ApiError::bad_request(format!(
                 "invalid query string: control character U+{c:04X}"
-            )));
+            ))
+            .into());
         }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(rej) => Err(query_rejection(rej)),
+            Err(rej) => Err(query_rejection(rej).into()),
         }
     }
 }
@@ -308,18 +302,18 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
         .unwrap_or(peer)
 }
 
-pub async fn not_found() -> ApiError {
-    ApiError::new(
+pub async fn not_found() -> HttpError {
+    HttpError(ApiError::new(
         ErrorCode::NotFound,
         "no such endpoint; see /api/openapi.json",
-    )
+    ))
 }
 
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
+pub async fn method_not_allowed() -> HttpError {
+    HttpError(ApiError::new(
         ErrorCode::MethodNotAllowed,
         "method not allowed on this endpoint",
-    )
+    ))
 }
 
 /// Turns a panic in a handler into a JSON 500 (the panic message is logged,
@@ -327,7 +321,11 @@ pub async fn method_not_allowed() -> ApiError {
 /// and the process healthy meanwhile.
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    ApiError::new(ErrorCode::Internal, "internal error; see the server log").into_response()
+    HttpError(ApiError::new(
+        ErrorCode::Internal,
+        "internal error; see the server log",
+    ))
+    .into_response()
 }
 
 /// Metrics, one log line per request and security headers. Logs the route

@@ -1,46 +1,27 @@
-//! The Wardline server.
+//! The Wardline server: the HTTP and WebSocket entry point over the domain
+//! services of `wardline-core`.
 //!
-//! Layout: one module per domain, each with its service (the logic) and its
-//! `routes` (thin HTTP handlers): [`auth`], [`directory`], [`audit`] (the
-//! trail's writer; [`audit_reader`] reads it), [`messaging`] (the MLS
-//! delivery service), [`patients`] (patient texting: consent, templates, SMS,
-//! secure links and the patient's pages), [`lifecycle`], [`routing`].
-//! Services are built from one [`deps::Deps`]; use cases spanning services
-//! are in [`use_cases`]; background loops are [`worker::Worker`]s.
-//! Cross-cutting: [`authz`] (the one place permissions are checked),
-//! [`authn`] (the session behind a request), [`audit::scope`] (the one place
-//! requests are audited), [`vault`] (the one place PHI is encrypted),
-//! [`http`] (extractors and middleware), [`state`] (what handlers use),
-//! [`app`] (assembly and serving). Storage is behind the traits of
-//! `wardline-store`; `wardline-store-sql` implements them.
+//! [`routes`] (one file per domain: thin handlers, the sync socket, the
+//! patient's pages), [`authn`] (the session behind a request), [`request_audit`]
+//! (the one place requests are audited: [`request_audit::ROUTES`] names every
+//! route's action), [`http`] (extractors and middleware), [`error`] (errors as
+//! responses), [`state`] (what handlers use), [`connections`] and [`ops`]
+//! (connection limits, health and metrics), [`tls`], [`telemetry`], [`demo`]
+//! (the demo organisation) and [`app`] (assembly, serving and shutdown).
 
 pub mod app;
-pub mod audit;
-pub mod audit_reader;
-pub mod auth;
 pub mod authn;
-pub mod authz;
-pub mod clock;
-pub mod config;
 pub mod connections;
 pub mod demo;
-pub mod deps;
-pub mod directory;
 pub mod error;
 pub mod http;
-pub mod lifecycle;
-pub mod messaging;
 pub mod ops;
-pub mod patients;
-pub mod phone;
-pub mod routing;
+pub mod request_audit;
+pub mod routes;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
-pub mod use_cases;
-pub mod vault;
-pub mod worker;
 
 pub use app::Server;
-pub use config::Config;
 pub use state::AppState;
+pub use wardline_core::Config;

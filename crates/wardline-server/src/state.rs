@@ -7,14 +7,14 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use wardline_store::Store;
 
-use crate::audit::AuditLog;
-use crate::audit_reader::AuditService;
-use crate::auth::AuthService;
-use crate::directory::DirectoryService;
-use crate::lifecycle::LifecycleService;
-use crate::messaging::MessagingService;
-use crate::patients::PatientService;
-use crate::routing::RoutingService;
+use wardline_core::audit::AuditLog;
+use wardline_core::audit_reader::AuditService;
+use wardline_core::auth::AuthService;
+use wardline_core::directory::DirectoryService;
+use wardline_core::lifecycle::LifecycleService;
+use wardline_core::messaging::MessagingService;
+use wardline_core::patients::PatientService;
+use wardline_core::routing::RoutingService;
 
 /// Everything a handler may use. Cheap to clone (all `Arc`s inside).
 #[derive(Clone)]
@@ -42,5 +42,5 @@ pub struct AppState {
     /// `metrics_token`: lets another host read `/metrics`.
     pub metrics_token: Option<Arc<String>>,
     /// Anonymous requests' rate, repeated refusals, the disk floor.
-    pub anonymous: Arc<crate::audit::anonymous::AnonymousGate>,
+    pub anonymous: Arc<wardline_core::audit::anonymous::AnonymousGate>,
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use wardline_core::config::Config;
 
 pub struct CertPaths {
     pub cert: PathBuf,

@@ -29,6 +29,7 @@ mod messaging;
 pub mod migrations;
 mod patients;
 mod routing;
+mod shared_inserts;
 pub mod testing;
 
 pub use bus::PgBus;

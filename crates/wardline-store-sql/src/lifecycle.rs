@@ -8,7 +8,7 @@ use wardline_proto::lifecycle::{ConversationLifecycle, HoldScope, LifecyclePolic
 use wardline_proto::messaging::MessageKind;
 use wardline_proto::{DeviceId, OrgId, UserId};
 
-use crate::messaging::{insert_key, insert_message};
+use crate::shared_inserts::{insert_key, insert_message};
 use crate::{SqlStore, opt_uuid, uuid_col};
 use wardline_store::lifecycle::*;
 use wardline_store::messaging::{MessageRow, Woken};

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use wardline_proto::messaging::{ConversationKind, DeviceState, MessageKind, Priority};
 use wardline_proto::{DeviceId, OrgId, UserId};
 
+use crate::shared_inserts::{insert_key, insert_message};
 use crate::{SqlStore, bool_col, data_key_from_row, map_unique, opt_uuid, uuid_col};
 use wardline_store::messaging::*;
 use wardline_store::{Backend, DataKeyRow, Result, StoreError};
@@ -24,21 +25,6 @@ fn joined_key(row: &AnyRow) -> Result<Option<DataKeyRow>> {
         return Ok(None);
     }
     data_key_from_row(row, "k_").map(Some)
-}
-
-pub(crate) async fn insert_key(tx: &mut Transaction<'_, Any>, k: &DataKeyRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO data_keys (id, org_id, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&k.id)
-    .bind(k.org_id.map(|o| o.to_string()))
-    .bind(&k.kek_id)
-    .bind(&k.wrapped)
-    .bind(k.created_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| map_unique(e, "data key id"))?;
-    Ok(())
 }
 
 fn device_from_row(row: &AnyRow) -> Result<DeviceRow> {
@@ -116,33 +102,6 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
         shared_again: opt_uuid(row, "shared_again")?,
         original_created_at: row.try_get("original_created_at")?,
     })
-}
-
-pub(crate) async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO messages (id, conversation_id, kind, sender_user, sender_device, epoch, priority, body, body_hash, created_at, dek_id, expires_at, recalls, alert, shared_again, original_created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-    )
-    .bind(m.id.to_string())
-    .bind(m.conversation_id.to_string())
-    .bind(m.kind.as_str())
-    .bind(m.sender_user.map(|u| u.to_string()))
-    .bind(m.sender_device.map(|d| d.to_string()))
-    .bind(m.epoch)
-    .bind(m.priority.as_str())
-    .bind(m.body.clone())
-    .bind(m.body_hash.clone())
-    .bind(m.created_at)
-    .bind(m.dek_id.clone())
-    .bind(m.expires_at)
-    .bind(m.recalls.map(|r| r.to_string()))
-    .bind(m.alert.clone())
-    .bind(m.shared_again.map(|o| o.to_string()))
-    .bind(m.original_created_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| map_unique(e, "message"))?;
-    Ok(())
 }
 
 /// Key packages as `(bytes, last_resort)`.
@@ -804,7 +763,7 @@ impl MessagingStore for SqlStore {
         }
         insert_message(&mut tx, m).await?;
         if let Some(r) = &s.routed {
-            crate::routing::insert_routed(&mut tx, r).await?;
+            crate::shared_inserts::insert_routed(&mut tx, r).await?;
         }
         let mut recipients = self.fan_out_to_members(&mut tx, m, Some(sender)).await?;
         let mut new_epoch = epoch;

@@ -11,15 +11,11 @@ use wardline_proto::routing::{
 };
 use wardline_proto::{DeviceId, OrgId, UserId};
 
-use crate::messaging::{insert_key, insert_message};
+use crate::shared_inserts::{ids_json, insert_key, insert_message};
 use crate::{SqlStore, bool_col, map_unique, opt_uuid, uuid_col};
 use wardline_store::messaging::{MessageRow, Woken};
 use wardline_store::routing::*;
 use wardline_store::{DataKeyRow, Result, StoreError};
-
-fn ids_json(ids: &[Uuid]) -> String {
-    serde_json::to_string(ids).expect("ids serialise")
-}
 
 fn ids_from(row: &AnyRow, col: &str) -> Result<Vec<Uuid>> {
     serde_json::from_str(&row.try_get::<String, _>(col)?)
@@ -146,32 +142,6 @@ async fn remove_feed(tx: &mut Transaction<'_, Any>, org: OrgId, role: Uuid) -> R
         .execute(&mut **tx)
         .await?;
     Ok(true)
-}
-
-/// Stores a routed message's record (inside its submission's transaction).
-pub(crate) async fn insert_routed(tx: &mut Transaction<'_, Any>, r: &RoutedRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO routed_messages (message_id, org_id, conversation_id, sender_user, priority, role_id, resolved_user, resolved_via, department_id, state, step, next_at, lease_until, notified, merged_into, escalations, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, $13, $14, 0, $15)",
-    )
-    .bind(r.message_id.to_string())
-    .bind(r.org_id.to_string())
-    .bind(r.conversation_id.to_string())
-    .bind(r.sender_user.to_string())
-    .bind(r.priority.as_str())
-    .bind(r.role_id.map(|u| u.to_string()))
-    .bind(r.resolved_user.map(|u| u.to_string()))
-    .bind(r.resolved_via.clone())
-    .bind(r.department_id.map(|u| u.to_string()))
-    .bind(r.state.as_str())
-    .bind(r.step)
-    .bind(r.next_at)
-    .bind(ids_json(&r.notified))
-    .bind(r.merged_into.map(|u| u.to_string()))
-    .bind(r.created_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 impl SqlStore {

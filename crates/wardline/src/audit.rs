@@ -12,9 +12,9 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 use wardline_client::profile::write_private;
+use wardline_core::audit::verify::{Options, Trusted, verify};
 use wardline_crypto::{LocalKeyFile, verify_checkpoint_signature};
 use wardline_proto::audit::{AuditEvent, AuditQuery, checkpoint_message};
-use wardline_server::audit::verify::{Options, Trusted, verify};
 use wardline_store_sql::SqlStore;
 
 use crate::remote::{print_json, signed_in};

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
+use wardline_core::audit::{AuditLog, NewEvent};
+use wardline_core::clock::SystemClock;
+use wardline_core::vault::rewrap_all;
 use wardline_crypto::{KeyProvider, LocalKeyFile};
 use wardline_proto::Role;
 use wardline_proto::audit::AuditAction;
 use wardline_proto::directory::CreateUserRequest;
 use wardline_server::Server;
-use wardline_server::audit::{AuditLog, NewEvent};
-use wardline_server::clock::SystemClock;
-use wardline_server::vault::rewrap_all;
 use wardline_store::Store;
 use wardline_store_sql::SqlStore;
 

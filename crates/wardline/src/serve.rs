@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use wardline_core::config::LogFormat;
 use wardline_server::Server;
-use wardline_server::config::LogFormat;
 
 use crate::{ServerOpts, load_config};
 

@@ -28,6 +28,7 @@ use uuid::Uuid;
 use wardline_proto::lifecycle::{DevicePolicy, EffectiveLifecycle};
 use wardline_proto::messaging::*;
 use wardline_proto::routing::AlertNotice;
+use wardline_proto::sync::InboxEntry;
 use zeroize::Zeroizing;
 
 use super::content::MessageContent;

@@ -2,10 +2,10 @@
 //! file, and the key-encryption key can be rotated under a running server.
 
 use crate::common::{Backend, TestServer};
+use wardline_core::vault::rewrap_all;
 use wardline_crypto::{KeyProvider, LocalKeyFile};
 use wardline_proto::Role;
 use wardline_proto::directory::{CreateUserRequest, UpdateUserRequest};
-use wardline_server::vault::rewrap_all;
 use wardline_store::Store;
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 
 use crate::common::{Backend, TestServer};
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
+use wardline_core::audit::verify::{Finding, Options, Report, Trusted, verify};
+use wardline_core::audit::{NewEvent, retention};
+use wardline_core::clock::Clock;
 use wardline_crypto::merkle::{self, Hash};
 use wardline_crypto::{KeyProvider, LocalKeyFile, verify_checkpoint_signature};
 use wardline_proto::Role;
@@ -12,9 +15,6 @@ use wardline_proto::audit::{
     AccessReport, ActorKind, AuditAction, AuditEvent, AuditPage, Checkpoint, ConsistencyProof,
     InclusionProof, Outcome, checkpoint_message,
 };
-use wardline_server::audit::verify::{Finding, Options, Report, Trusted, verify};
-use wardline_server::audit::{NewEvent, retention};
-use wardline_server::clock::Clock;
 use wardline_store::AuditStore;
 
 async fn raw(t: &TestServer) -> AnyConnection {
@@ -330,7 +330,7 @@ async fn detects_a_change_with_recomputed_hashes(backend: Backend) {
     let rows = t.sql.audit_entries(13, 100).await.unwrap();
     let mut chain: Hash = rows[0].chain_hash.clone().try_into().unwrap();
     for row in &rows[1..] {
-        let mut e = wardline_server::audit::record::decode(row).unwrap();
+        let mut e = wardline_core::audit::record::decode(row).unwrap();
         e.leaf_hash = None;
         if e.seq == 15 {
             e.target_id = Some("rewritten".into());
@@ -369,7 +369,7 @@ async fn detects_a_forged_entry_at_the_unsigned_tail(backend: Backend) {
         return;
     };
     let last = t.sql.last_audit_entry().await.unwrap().unwrap();
-    let mut forged = wardline_server::audit::record::decode(&last).unwrap();
+    let mut forged = wardline_core::audit::record::decode(&last).unwrap();
     forged.seq = 31;
     forged.leaf_hash = None;
     forged.target_id = Some("alibi".into());
@@ -1204,7 +1204,7 @@ both_backends!(
 /// (and the authorization matrix then checks that each call left its event).
 #[tokio::test]
 async fn every_route_is_declared_in_the_audit_table() {
-    use wardline_server::audit::scope::{ROUTES, RouteAudit};
+    use wardline_server::request_audit::{ROUTES, RouteAudit};
     let (_, doc) = wardline_server::app::api();
     let doc = serde_json::to_value(&doc).unwrap();
     let mut documented = BTreeSet::new();

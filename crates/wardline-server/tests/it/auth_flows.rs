@@ -869,7 +869,7 @@ async fn the_compliance_role_is_not_the_administrators(backend: Backend) {
     assert!(changes.contains(&(nurse.user.id, "removed the compliance officer role")));
 }
 
-/// Issue 19, case 12 (fixture `tests/fixtures/realworld/12-totp-spaced-code.txt`):
+/// Issue 19, case 12 (fixture `fixtures/realworld/12-totp-spaced-code.txt`):
 /// the code as the authenticator app shows it, `123 456`, was refused at
 /// enrolment and at sign-in and counted toward the back-off.
 async fn authenticator_codes_are_read_as_typed(backend: Backend) {

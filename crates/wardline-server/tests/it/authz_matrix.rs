@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use wardline_proto::auth::LoginRequest;
 use wardline_proto::{Permission, Role};
-use wardline_server::audit::scope::{RouteAudit, route_audit};
+use wardline_server::request_audit::{RouteAudit, route_audit};
 use wardline_store::AuditStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

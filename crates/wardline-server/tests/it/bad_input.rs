@@ -462,8 +462,8 @@ async fn control_characters_are_refused_without_collateral(backend: Backend) {
 
     // Events that do carry a control character (from anywhere but the
     // edge) are still written, on both engines, with it replaced.
+    use wardline_core::audit::NewEvent;
     use wardline_proto::audit::AuditAction;
-    use wardline_server::audit::NewEvent;
     let mut event = NewEvent::service("test", AuditAction::AuditSearch);
     event.patient_id = Some("MRN\u{0}X".into());
     let writes = (0..20).map(|i| {

@@ -15,9 +15,10 @@ use wardline_client::core::{ChatCore, Event, MessageContent, derive_key};
 use wardline_proto::ErrorCode;
 use wardline_proto::Role;
 use wardline_proto::lifecycle::*;
+use wardline_proto::sync::InboxEntry;
 
+use wardline_core::audit::retention;
 use wardline_proto::messaging::*;
-use wardline_server::audit::retention;
 
 const DAY: i64 = 86_400;
 

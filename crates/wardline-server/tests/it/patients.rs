@@ -14,11 +14,11 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use uuid::Uuid;
 use wardline_client::core::patient::{open_for_patient, seal_for_patient};
+use wardline_core::patients::gateway::webhook_signature;
 use wardline_proto::audit::{AuditAction, Outcome};
 use wardline_proto::messaging::B64;
 use wardline_proto::patients::*;
 use wardline_proto::{ErrorCode, Role};
-use wardline_server::patients::gateway::webhook_signature;
 use wardline_store::AuditStore;
 
 const WEBHOOK_TOKEN: &str = "test-webhook-token-0123456789";
@@ -586,7 +586,7 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let Some(t) = TestServer::start_with(backend, |c| {
-        c.sms.gateway = wardline_server::config::SmsGatewayKind::Http;
+        c.sms.gateway = wardline_core::config::SmsGatewayKind::Http;
         c.sms.api_url = provider.clone();
         c.sms.account_sid = "AC0123456789".into();
         c.sms.auth_token = Some("provider-secret".into());
@@ -799,7 +799,10 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
     // provider's callbacks arrive late and out of order, and statuses it
     // documents were refused. Each arrival order is played on a text of its
     // own; the status only moves forward and an error stays with its status.
-    let rows = include_str!("../fixtures/realworld/09-status-sequences.tsv");
+    let rows = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/realworld/09-status-sequences.tsv"
+    ));
     for line in rows
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())

@@ -1160,7 +1160,7 @@ async fn urgent_never_downgrades_a_stat(backend: Backend) {
     assert_eq!(e.next_at, Some(e.created_at + 600), "the urgent ladder");
 }
 
-/// A real-world calendar (`tests/fixtures/realworld/`) moved `weeks` weeks
+/// A real-world calendar (`fixtures/realworld/`) moved `weeks` weeks
 /// on, so that its dates stay ahead of the clock and keep their weekdays,
 /// with the demo people's addresses replaced by this test's.
 fn moved_on(ics: &str, weeks: i64, people: &[(&str, &str)]) -> String {
@@ -1270,7 +1270,10 @@ async fn calendar_changes_upstream_change_who_is_on_call(backend: Backend) {
     let r = import(
         &admin,
         nights,
-        include_str!("../fixtures/realworld/01-swap.ics"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/realworld/01-swap.ics"
+        )),
     )
     .await;
     assert!(r.problems.is_empty() && r.warnings.is_empty(), "{r:?}");
@@ -1295,14 +1298,20 @@ async fn calendar_changes_upstream_change_who_is_on_call(backend: Backend) {
     let v1 = import(
         &admin,
         nephrology,
-        include_str!("../fixtures/realworld/04-v1.ics"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/realworld/04-v1.ics"
+        )),
     )
     .await;
     assert_eq!(v1.shifts, 2);
     let cancelled = import(
         &admin,
         nephrology,
-        include_str!("../fixtures/realworld/04-v2-cancelled.ics"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/realworld/04-v2-cancelled.ics"
+        )),
     )
     .await;
     assert_eq!(
@@ -1319,13 +1328,19 @@ async fn calendar_changes_upstream_change_who_is_on_call(backend: Backend) {
     import(
         &admin,
         dropped_role,
-        include_str!("../fixtures/realworld/04-v1.ics"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/realworld/04-v1.ics"
+        )),
     )
     .await;
     let dropped = import(
         &admin,
         dropped_role,
-        include_str!("../fixtures/realworld/04-v2-dropped.ics"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/realworld/04-v2-dropped.ics"
+        )),
     )
     .await;
     assert_eq!((dropped.shifts, dropped.removed), (2, 1), "{dropped:?}");
@@ -1340,17 +1355,20 @@ async fn calendar_changes_upstream_change_who_is_on_call(backend: Backend) {
 
     // Two shifts covering the same time: warned at import, and resolved by
     // the stated rule (a shift entered by hand wins at equal starts).
-    let both = include_str!("../fixtures/realworld/04-v1.ics")
-        .replacen(
-            "DTSTART;TZID=America/Chicago:20261212",
-            "DTSTART;TZID=America/Chicago:20261205",
-            1,
-        )
-        .replacen(
-            "DTEND;TZID=America/Chicago:20261213",
-            "DTEND;TZID=America/Chicago:20261206",
-            1,
-        );
+    let both = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/realworld/04-v1.ics"
+    ))
+    .replacen(
+        "DTSTART;TZID=America/Chicago:20261212",
+        "DTSTART;TZID=America/Chicago:20261205",
+        1,
+    )
+    .replacen(
+        "DTEND;TZID=America/Chicago:20261213",
+        "DTEND;TZID=America/Chicago:20261206",
+        1,
+    );
     let overlap_role = role(&admin, "RW overlap").await;
     let r = import(&admin, overlap_role, &both).await;
     assert_eq!(r.warnings.len(), 1, "{r:?}");

@@ -67,7 +67,7 @@ fn start_rsyslog(
         None => conf.push_str("module(load=\"imtcp\")\n"),
     }
     // Beside the raw fields, what a stock SIEM pipeline does with MSG: the
-    // receiver of real-world case 16 (`tests/fixtures/realworld/16-rsyslog-rw.conf`),
+    // receiver of real-world case 16 (`fixtures/realworld/16-rsyslog-rw.conf`),
     // `mmjsonparse` with no cookie, its result as JSON.
     conf.push_str(&format!(
         "input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n\
@@ -180,7 +180,7 @@ async fn syslog_tcp_and_jsonl_export_survive_an_outage() {
         .remove(0);
     assert_eq!(
         *event,
-        wardline_server::audit::record::decode_for_wire(&stored).unwrap()
+        wardline_core::audit::record::decode_for_wire(&stored).unwrap()
     );
     // Real-world case 16: mmjsonparse finds the event's fields at the top
     // level (with the RFC 5424 byte-order mark it found no JSON at all).
@@ -201,7 +201,10 @@ async fn syslog_tcp_and_jsonl_export_survive_an_outage() {
         "{parsed}"
     );
     // The old form, kept as the case's fixture, is what failed.
-    let old = include_str!("../fixtures/realworld/16-minimal-msg-with-bom.txt");
+    let old = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/realworld/16-minimal-msg-with-bom.txt"
+    ));
     assert!(serde_json::from_str::<serde_json::Value>(old.trim_end()).is_err());
 
     // The SIEM goes away; entries written meanwhile arrive once it is back.

@@ -11,10 +11,10 @@ use axum_server::Handle;
 use totp_rs::{Algorithm, Builder, Secret};
 use uuid::Uuid;
 use wardline_client::ApiClient;
+use wardline_core::clock::{Clock, ManualClock};
 use wardline_proto::Role;
 use wardline_proto::auth::{LoginRequest, LoginStep, SetupRequest};
 use wardline_proto::directory::{CreateUserRequest, User};
-use wardline_server::clock::{Clock, ManualClock};
 use wardline_server::{AppState, Config, Server};
 use wardline_store_sql::SqlStore;
 
@@ -310,7 +310,7 @@ impl TestServer {
             self.state
                 .audit
                 .record(
-                    wardline_server::audit::NewEvent::service(
+                    wardline_core::audit::NewEvent::service(
                         "test",
                         wardline_proto::audit::AuditAction::AuditSearch,
                     )
