@@ -3,14 +3,14 @@
 //! [`PasswordChangeSession`], [`AnySession`]). HTTP only: services take the
 //! `Principal` these produce and never see a request.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use wardline_proto::ErrorCode;
 
 use crate::error::{ApiError, HttpError};
-use crate::state::AppState;
 use wardline_core::audit::AuditScope;
+use wardline_core::auth::AuthService;
 use wardline_core::authz::Principal;
 
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -26,13 +26,14 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// A signed-in caller with a complete session (password and second factor).
 pub struct Authenticated(pub Principal);
 
-impl FromRequestParts<AppState> for Authenticated {
+impl<S> FromRequestParts<S> for Authenticated
+where
+    S: Send + Sync,
+    AuthService: FromRef<S>,
+{
     type Rejection = HttpError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let p = PasswordChangeSession::from_request_parts(parts, state)
             .await?
             .0;
@@ -50,13 +51,14 @@ impl FromRequestParts<AppState> for Authenticated {
 /// one an administrator set: only changing it accepts this.
 pub struct PasswordChangeSession(pub Principal);
 
-impl FromRequestParts<AppState> for PasswordChangeSession {
+impl<S> FromRequestParts<S> for PasswordChangeSession
+where
+    S: Send + Sync,
+    AuthService: FromRef<S>,
+{
     type Rejection = HttpError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let p = AnySession::from_request_parts(parts, state).await?.0;
         if !p.mfa_complete {
             return Err(ApiError::new(
@@ -72,13 +74,14 @@ impl FromRequestParts<AppState> for PasswordChangeSession {
 /// Only enrolment, logout and "who am I" accept this.
 pub struct AnySession(pub Principal);
 
-impl FromRequestParts<AppState> for AnySession {
+impl<S> FromRequestParts<S> for AnySession
+where
+    S: Send + Sync,
+    AuthService: FromRef<S>,
+{
     type Rejection = HttpError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
         // Outside an audited route the scope is a detached one, dropped unread.
         let scope = parts
@@ -86,7 +89,9 @@ impl FromRequestParts<AppState> for AnySession {
             .get::<AuditScope>()
             .cloned()
             .unwrap_or_default();
-        let principal = state.auth.authenticate(token, &scope).await?;
+        let principal = AuthService::from_ref(state)
+            .authenticate(token, &scope)
+            .await?;
         scope.actor(&principal);
         Ok(AnySession(principal))
     }

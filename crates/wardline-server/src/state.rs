@@ -1,8 +1,14 @@
 //! What a route handler may use: the services and the few HTTP-side values
 //! (metrics, the OpenAPI document, proxies, the anonymous gate). Apart from
 //! `app.rs` so that the routes depend on the services, not on the assembly.
+//!
+//! A handler extracts only the service it uses (`State<MessagingService>`),
+//! through the [`FromRef`] impls below, not the whole state: what a handler
+//! can reach is in its signature.
 
 use std::sync::Arc;
+
+use axum::extract::FromRef;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use wardline_store::Store;
@@ -44,3 +50,35 @@ pub struct AppState {
     /// Anonymous requests' rate, repeated refusals, the disk floor.
     pub anonymous: Arc<wardline_core::audit::anonymous::AnonymousGate>,
 }
+
+/// The proxies whose `X-Forwarded-For` is believed (the client's address
+/// for sign-in throttling and the audit trail).
+#[derive(Clone)]
+pub struct TrustedProxies(pub Arc<Vec<std::net::IpAddr>>);
+
+impl FromRef<AppState> for TrustedProxies {
+    fn from_ref(state: &AppState) -> TrustedProxies {
+        TrustedProxies(state.trusted_proxies.clone())
+    }
+}
+
+/// `State<Service>` for each service a handler may extract.
+macro_rules! services_from_state {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        $(impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> $ty {
+                state.$field.clone()
+            }
+        })*
+    };
+}
+
+services_from_state!(
+    auth: AuthService,
+    directory: DirectoryService,
+    audit_reader: AuditService,
+    messaging: MessagingService,
+    lifecycle: LifecycleService,
+    patients: PatientService,
+    routing: RoutingService,
+);

@@ -20,6 +20,7 @@ use crate::http::{ApiPath, ApiQuery};
 use crate::request_audit::Audit;
 use crate::state::AppState;
 use wardline_core::audit::AuditScope;
+use wardline_core::audit_reader::AuditService;
 use wardline_core::audit_reader::MAX_PAGE;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,9 +33,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(consistency_proof))
 }
 
-fn tag_patient(s: &AppState, org: OrgId, scope: &AuditScope, q: &AuditQuery) {
+fn tag_patient(reader: &AuditService, org: OrgId, scope: &AuditScope, q: &AuditQuery) {
     if let Some(p) = &q.patient {
-        scope.patient(&s.audit_reader.stored_patient(org, p));
+        scope.patient(&reader.stored_patient(org, p));
     }
 }
 
@@ -43,14 +44,14 @@ fn tag_patient(s: &AppState, org: OrgId, scope: &AuditScope, q: &AuditQuery) {
     params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn search(
-    State(s): State<AppState>,
+    State(audit_reader): State<AuditService>,
     Authenticated(p): Authenticated,
     Audit(scope): Audit,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
     p.authorize(Permission::AuditRead)?;
-    tag_patient(&s, p.org_id, &scope, &q);
-    Ok(Json(s.audit_reader.search(p.org_id, &q).await?))
+    tag_patient(&audit_reader, p.org_id, &scope, &q);
+    Ok(Json(audit_reader.search(p.org_id, &q).await?))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -138,18 +139,18 @@ fn jsonl_rows(events: &[AuditEvent]) -> std::io::Result<Vec<u8>> {
             (String = "application/x-ndjson"))),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn export(
-    State(s): State<AppState>,
+    State(audit_reader): State<AuditService>,
     Authenticated(p): Authenticated,
     Audit(scope): Audit,
     ApiQuery(f): ApiQuery<FormatParam>,
     ApiQuery(mut q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Response> {
     p.authorize(Permission::AuditRead)?;
-    tag_patient(&s, p.org_id, &scope, &q);
+    tag_patient(&audit_reader, p.org_id, &scope, &q);
     q.limit = Some(MAX_PAGE);
     // Fail before the first byte on bad filters.
     wardline_core::audit_reader::AuditService::validate(&q)?;
-    let reader = s.audit_reader.clone();
+    let reader = audit_reader;
     let org = p.org_id;
     let format = f.format;
     let pages = futures_util::stream::unfold(Some((q, true)), move |state| {
@@ -206,7 +207,7 @@ struct TimeRange {
     params(("patient_id" = String, Path, description = "the patient's id"), TimeRange),
     responses((status = 200, body = AccessReport), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn access_report(
-    State(s): State<AppState>,
+    State(audit_reader): State<AuditService>,
     Authenticated(p): Authenticated,
     Audit(scope): Audit,
     ApiPath(patient_id): ApiPath<String>,
@@ -216,9 +217,9 @@ async fn access_report(
     if patient_id.is_empty() || patient_id.len() > 128 {
         return Err(ApiError::validation("patient_id must be 1 to 128 characters").into());
     }
-    scope.patient(&s.audit_reader.stored_patient(p.org_id, &patient_id));
+    scope.patient(&audit_reader.stored_patient(p.org_id, &patient_id));
     Ok(Json(
-        s.audit_reader
+        audit_reader
             .access_report(p.org_id, &patient_id, range.from_ms, range.to_ms)
             .await?,
     ))
@@ -229,11 +230,11 @@ async fn access_report(
 #[utoipa::path(get, path = "/api/v1/audit/checkpoints/latest", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = Checkpoint), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn latest_checkpoint(
-    State(s): State<AppState>,
+    State(audit_reader): State<AuditService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<Checkpoint>> {
     p.authorize(Permission::AuditRead)?;
-    Ok(Json(s.audit_reader.latest_checkpoint().await?))
+    Ok(Json(audit_reader.latest_checkpoint().await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -251,13 +252,13 @@ struct InclusionParams {
     params(InclusionParams),
     responses((status = 200, body = InclusionProof), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn inclusion_proof(
-    State(s): State<AppState>,
+    State(audit_reader): State<AuditService>,
     Authenticated(p): Authenticated,
     ApiQuery(q): ApiQuery<InclusionParams>,
 ) -> ApiResult<Json<InclusionProof>> {
     p.authorize(Permission::AuditRead)?;
     Ok(Json(
-        s.audit_reader
+        audit_reader
             .inclusion_proof(p.org_id, q.seq, q.tree_size)
             .await?,
     ))
@@ -277,13 +278,13 @@ struct ConsistencyParams {
     params(ConsistencyParams),
     responses((status = 200, body = ConsistencyProof), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn consistency_proof(
-    State(s): State<AppState>,
+    State(audit_reader): State<AuditService>,
     Authenticated(p): Authenticated,
     ApiQuery(q): ApiQuery<ConsistencyParams>,
 ) -> ApiResult<Json<ConsistencyProof>> {
     p.authorize(Permission::AuditRead)?;
     Ok(Json(
-        s.audit_reader
+        audit_reader
             .consistency_proof(q.from_size, q.to_size)
             .await?,
     ))

@@ -18,7 +18,9 @@ use crate::authn::{AnySession, Authenticated, PasswordChangeSession};
 use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath, ApiQuery};
 use crate::request_audit::Audit;
-use crate::state::AppState;
+use crate::state::{AppState, TrustedProxies};
+use wardline_core::auth::AuthService;
+use wardline_core::directory::DirectoryService;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,11 +42,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/api/v1/setup", tag = "setup", request_body = SetupRequest,
     responses((status = 201, body = SetupResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn setup(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<SetupRequest>,
 ) -> ApiResult<(StatusCode, Json<SetupResponse>)> {
-    let done = s.directory.setup(req).await?;
+    let done = directory.setup(req).await?;
     audit.org(done.organisation.id);
     audit.target("user", done.admin.id);
     Ok((StatusCode::CREATED, Json(done)))
@@ -54,49 +56,50 @@ async fn setup(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn login(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
+    State(TrustedProxies(proxies)): State<TrustedProxies>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let ip = crate::http::client_ip(peer.ip(), &headers, &s.trusted_proxies);
-    Ok(Json(s.auth.login(req, ip, &audit).await?))
+    let ip = crate::http::client_ip(peer.ip(), &headers, &proxies);
+    Ok(Json(auth.login(req, ip, &audit).await?))
 }
 
 /// Complete sign-in with a TOTP or recovery code.
 #[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerifyRequest,
     responses((status = 200, body = IssuedSession), (status = 401, body = ErrorBody)))]
 async fn verify_mfa(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<MfaVerifyRequest>,
 ) -> ApiResult<Json<IssuedSession>> {
-    Ok(Json(s.auth.verify_mfa(req, &audit).await?))
+    Ok(Json(auth.verify_mfa(req, &audit).await?))
 }
 
 /// Who am I: the session, user, organisation and permissions.
 #[utoipa::path(get, path = "/api/v1/auth/session", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = CurrentSession), (status = 401, body = ErrorBody)))]
 async fn current_session(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     Audit(audit): Audit,
     AnySession(p): AnySession,
 ) -> ApiResult<Json<CurrentSession>> {
     audit.target("session", p.session_id);
-    Ok(Json(s.auth.current(&p).await?))
+    Ok(Json(auth.current(&p).await?))
 }
 
 /// End the current session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
 async fn logout(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     Audit(audit): Audit,
     AnySession(p): AnySession,
 ) -> ApiResult<StatusCode> {
     audit.target("session", p.session_id);
-    s.auth.logout(&p).await?;
+    auth.logout(&p).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -104,22 +107,22 @@ async fn logout(
 #[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = TotpEnrolment), (status = 409, body = ErrorBody)))]
 async fn enroll_totp(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     AnySession(p): AnySession,
 ) -> ApiResult<Json<TotpEnrolment>> {
-    Ok(Json(s.auth.begin_totp_enrolment(&p).await?))
+    Ok(Json(auth.begin_totp_enrolment(&p).await?))
 }
 
 /// Confirm TOTP enrolment with a first code; returns recovery codes.
 #[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "auth", security(("bearer" = [])), request_body = TotpConfirmRequest,
     responses((status = 200, body = TotpConfirmResponse), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn confirm_totp(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     AnySession(p): AnySession,
     ApiJson(req): ApiJson<TotpConfirmRequest>,
 ) -> ApiResult<Json<TotpConfirmResponse>> {
     Ok(Json(TotpConfirmResponse {
-        recovery_codes: s.auth.confirm_totp(&p, &req.code).await?,
+        recovery_codes: auth.confirm_totp(&p, &req.code).await?,
     }))
 }
 
@@ -127,11 +130,11 @@ async fn confirm_totp(
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])), request_body = ChangePasswordRequest,
     responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn change_password(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     PasswordChangeSession(p): PasswordChangeSession,
     ApiJson(req): ApiJson<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
-    s.auth.change_password(&p, req).await?;
+    auth.change_password(&p, req).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,12 +143,12 @@ async fn change_password(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = Vec<SessionSummary>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_user_sessions(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Vec<SessionSummary>>> {
     p.authorize_self_or(id, Permission::SessionsRead)?;
-    Ok(Json(s.auth.list_sessions(p.org_id, id).await?))
+    Ok(Json(auth.list_sessions(p.org_id, id).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -160,14 +163,14 @@ struct RevokeFilter {
     params(("id" = Uuid, Path, description = "user id"), RevokeFilter),
     responses((status = 200, body = RevokedSessions), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_user_sessions(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(f): ApiQuery<RevokeFilter>,
 ) -> ApiResult<Json<RevokedSessions>> {
     p.authorize_self_or(id, Permission::SessionsRevoke)?;
     Ok(Json(RevokedSessions {
-        revoked: s.auth.revoke_sessions(p.org_id, id, f.device_id).await?,
+        revoked: auth.revoke_sessions(p.org_id, id, f.device_id).await?,
     }))
 }
 
@@ -176,12 +179,12 @@ async fn revoke_user_sessions(
     params(("id" = Uuid, Path, description = "user id"), ("session_id" = Uuid, Path, description = "session id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_one_session(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     Authenticated(p): Authenticated,
     ApiPath((id, session_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
     p.authorize_self_or(id, Permission::SessionsRevoke)?;
-    s.auth.revoke_session(p.org_id, id, session_id).await?;
+    auth.revoke_session(p.org_id, id, session_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -190,11 +193,11 @@ async fn revoke_one_session(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn reset_mfa(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
     p.authorize(Permission::UsersManage)?;
-    s.auth.reset_mfa(p.org_id, id).await?;
+    auth.reset_mfa(p.org_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

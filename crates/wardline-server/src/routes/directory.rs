@@ -14,7 +14,10 @@ use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath};
 use crate::request_audit::Audit;
 use crate::state::AppState;
+use wardline_core::directory::DirectoryService;
 use wardline_core::directory::org_to_wire;
+use wardline_core::lifecycle::LifecycleService;
+use wardline_core::messaging::MessagingService;
 use wardline_core::use_cases;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -34,36 +37,36 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/org", tag = "organisation", security(("bearer" = [])),
     responses((status = 200, body = Organisation), (status = 401, body = ErrorBody)))]
 async fn get_org(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<Organisation>> {
     p.authorize(Permission::DirectoryRead)?;
-    Ok(Json(org_to_wire(&s.directory.org(p.org_id).await?)))
+    Ok(Json(org_to_wire(&directory.org(p.org_id).await?)))
 }
 
 /// Session and MFA policy of the caller's organisation.
 #[utoipa::path(get, path = "/api/v1/org/policy", tag = "organisation", security(("bearer" = [])),
     responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody)))]
 async fn get_policy(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<OrgPolicy>> {
     p.authorize(Permission::OrgPolicyManage)?;
-    Ok(Json(s.directory.org(p.org_id).await?.policy))
+    Ok(Json(directory.org(p.org_id).await?.policy))
 }
 
 /// Replace the organisation's session and MFA policy. A shorter idle timeout or lifetime also applies to sessions already open.
 #[utoipa::path(put, path = "/api/v1/org/policy", tag = "organisation", security(("bearer" = [])), request_body = OrgPolicy,
     responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_policy(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(policy): ApiJson<OrgPolicy>,
 ) -> ApiResult<Json<OrgPolicy>> {
     p.authorize(Permission::OrgPolicyManage)?;
     Ok(Json(
-        s.directory.update_policy(p.org_id, policy, &audit).await?,
+        directory.update_policy(p.org_id, policy, &audit).await?,
     ))
 }
 
@@ -75,14 +78,14 @@ async fn update_policy(
     request_body(content = serde_json::Value, content_type = "application/merge-patch+json"),
     responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn patch_policy(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(patch): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<OrgPolicy>> {
     p.authorize(Permission::OrgPolicyManage)?;
     Ok(Json(
-        s.directory.patch_policy(p.org_id, &patch, &audit).await?,
+        directory.patch_policy(p.org_id, &patch, &audit).await?,
     ))
 }
 
@@ -90,12 +93,12 @@ async fn patch_policy(
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserList), (status = 403, body = ErrorBody)))]
 async fn list_users(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<UserList>> {
     p.authorize(Permission::DirectoryRead)?;
     Ok(Json(UserList {
-        users: s.directory.list(p.org_id).await?,
+        users: directory.list(p.org_id).await?,
     }))
 }
 
@@ -103,13 +106,13 @@ async fn list_users(
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
     responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_user(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     p.authorize(Permission::UsersManage)?;
-    let user = s.directory.create_user(p.org_id, req).await?;
+    let user = directory.create_user(p.org_id, req).await?;
     audit.target("user", user.id);
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -118,12 +121,12 @@ async fn create_user(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
 async fn get_user(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize_self_or(id, Permission::DirectoryRead)?;
-    Ok(Json(s.directory.user(p.org_id, id).await?))
+    Ok(Json(directory.user(p.org_id, id).await?))
 }
 
 /// Change e-mail, name, phone or roles. Nobody changes their own roles; the
@@ -133,7 +136,7 @@ async fn get_user(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_user(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
@@ -141,7 +144,7 @@ async fn update_user(
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
-        s.directory
+        directory
             .update(p.org_id, p.user_id, id, req, &audit)
             .await?,
     ))
@@ -154,14 +157,14 @@ async fn update_user(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn grant_compliance_officer(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::ComplianceRolesManage)?;
     Ok(Json(
-        s.directory
+        directory
             .set_compliance_officer(p.org_id, p.user_id, id, true, &audit)
             .await?,
     ))
@@ -173,14 +176,14 @@ async fn grant_compliance_officer(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn remove_compliance_officer(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::ComplianceRolesManage)?;
     Ok(Json(
-        s.directory
+        directory
             .set_compliance_officer(p.org_id, p.user_id, id, false, &audit)
             .await?,
     ))
@@ -191,13 +194,13 @@ async fn remove_compliance_officer(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn suspend_user(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
-        s.directory
+        directory
             .set_status(p.org_id, p.user_id, id, UserStatus::Suspended)
             .await?,
     ))
@@ -207,13 +210,13 @@ async fn suspend_user(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn reactivate_user(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
-        s.directory
+        directory
             .set_status(p.org_id, p.user_id, id, UserStatus::Active)
             .await?,
     ))
@@ -226,21 +229,15 @@ async fn reactivate_user(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn deprovision_user(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
+    State(messaging): State<MessagingService>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
-        use_cases::deprovision(
-            &s.directory,
-            &s.messaging,
-            &s.lifecycle,
-            p.org_id,
-            p.user_id,
-            id,
-        )
-        .await?,
+        use_cases::deprovision(&directory, &messaging, &lifecycle, p.org_id, p.user_id, id).await?,
     ))
 }
 

@@ -17,6 +17,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiPath};
 use crate::request_audit::Audit;
 use crate::state::AppState;
+use wardline_core::auth::AuthService;
+use wardline_core::lifecycle::LifecycleService;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -38,51 +40,48 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/lifecycle/policy", tag = "lifecycle", security(("bearer" = [])),
     responses((status = 200, body = LifecyclePolicy)))]
 async fn get_policy(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<LifecyclePolicy>> {
     p.authorize(Permission::LifecycleManage)?;
-    Ok(Json(s.lifecycle.policy(p.org_id).await?))
+    Ok(Json(lifecycle.policy(p.org_id).await?))
 }
 
 /// Replace the lifecycle policy (preview it first with `POST /api/v1/lifecycle/preview`).
 #[utoipa::path(put, path = "/api/v1/lifecycle/policy", tag = "lifecycle", security(("bearer" = [])), request_body = LifecyclePolicy,
     responses((status = 200, body = LifecyclePolicy), (status = 422, body = ErrorBody)))]
 async fn set_policy(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(policy): ApiJson<LifecyclePolicy>,
 ) -> ApiResult<Json<LifecyclePolicy>> {
     p.authorize(Permission::OrgPolicyManage)?;
-    Ok(Json(
-        s.lifecycle.set_policy(p.org_id, policy, &audit).await?,
-    ))
+    Ok(Json(lifecycle.set_policy(p.org_id, policy, &audit).await?))
 }
 
 /// What a candidate policy would delete if it applied now (nothing is changed).
 #[utoipa::path(post, path = "/api/v1/lifecycle/preview", tag = "lifecycle", security(("bearer" = [])), request_body = LifecyclePolicy,
     responses((status = 200, body = LifecyclePreview), (status = 422, body = ErrorBody)))]
 async fn preview(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     ApiJson(policy): ApiJson<LifecyclePolicy>,
 ) -> ApiResult<Json<LifecyclePreview>> {
     p.authorize(Permission::LifecycleManage)?;
-    Ok(Json(s.lifecycle.preview(p.org_id, policy).await?))
+    Ok(Json(lifecycle.preview(p.org_id, policy).await?))
 }
 
 /// Run deletion now (it also runs every five minutes) and return the signed receipt.
 #[utoipa::path(post, path = "/api/v1/lifecycle/run", tag = "lifecycle", security(("bearer" = [])),
     responses((status = 200, body = DeletionReceipt)))]
 async fn run_now(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
 ) -> ApiResult<Json<DeletionReceipt>> {
     p.authorize(Permission::LifecycleManage)?;
-    let receipt = s
-        .lifecycle
+    let receipt = lifecycle
         .run(p.org_id, Some(p.user_id))
         .await?
         .ok_or_else(|| ApiError::internal("a requested run returned no receipt"))?;
@@ -94,11 +93,11 @@ async fn run_now(
 #[utoipa::path(get, path = "/api/v1/lifecycle/receipts", tag = "lifecycle", security(("bearer" = [])),
     responses((status = 200, body = Vec<DeletionReceipt>)))]
 async fn list_receipts(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<Vec<DeletionReceipt>>> {
     p.authorize(Permission::LifecycleManage)?;
-    Ok(Json(s.lifecycle.receipts(p.org_id).await?))
+    Ok(Json(lifecycle.receipts(p.org_id).await?))
 }
 
 /// Set a conversation's own message lifespan (members) or retention
@@ -107,7 +106,7 @@ async fn list_receipts(
     params(("id" = Uuid, Path)), request_body = ConversationLifecycle,
     responses((status = 200, body = Conversation), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn set_conversation_lifecycle(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
@@ -115,7 +114,7 @@ async fn set_conversation_lifecycle(
 ) -> ApiResult<Json<Conversation>> {
     p.authorize(Permission::Messaging)?;
     Ok(Json(
-        s.lifecycle
+        lifecycle
             .set_conversation_lifecycle(&p, id, own, &audit)
             .await?,
     ))
@@ -126,13 +125,13 @@ async fn set_conversation_lifecycle(
 #[utoipa::path(post, path = "/api/v1/legal-holds", tag = "lifecycle", security(("bearer" = [])), request_body = PlaceHoldRequest,
     responses((status = 201, body = LegalHold), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn place_hold(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<PlaceHoldRequest>,
 ) -> ApiResult<(StatusCode, Json<LegalHold>)> {
     p.authorize(Permission::LegalHoldManage)?;
-    let h = s.lifecycle.place_hold(&p, req, &audit).await?;
+    let h = lifecycle.place_hold(&p, req, &audit).await?;
     Ok((StatusCode::CREATED, Json(h)))
 }
 
@@ -140,11 +139,11 @@ async fn place_hold(
 #[utoipa::path(get, path = "/api/v1/legal-holds", tag = "lifecycle", security(("bearer" = [])),
     responses((status = 200, body = LegalHoldList)))]
 async fn list_holds(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<LegalHoldList>> {
     p.authorize(Permission::LegalHoldManage)?;
-    Ok(Json(s.lifecycle.holds(p.org_id).await?))
+    Ok(Json(lifecycle.holds(p.org_id).await?))
 }
 
 /// Release a legal hold, with the reason.
@@ -152,14 +151,14 @@ async fn list_holds(
     params(("id" = Uuid, Path)), request_body = ReleaseHoldRequest,
     responses((status = 200, body = LegalHold), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn release_hold(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<ReleaseHoldRequest>,
 ) -> ApiResult<Json<LegalHold>> {
     p.authorize(Permission::LegalHoldManage)?;
-    Ok(Json(s.lifecycle.release_hold(&p, id, req, &audit).await?))
+    Ok(Json(lifecycle.release_hold(&p, id, req, &audit).await?))
 }
 
 /// Recall a message: every device deletes it and shows that it was recalled.
@@ -168,13 +167,13 @@ async fn release_hold(
     params(("id" = Uuid, Path), ("message_id" = Uuid, Path)),
     responses((status = 200, body = RecallResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn recall_message(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath((id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<RecallResult>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.lifecycle.recall(&p, id, message_id, &audit).await?))
+    Ok(Json(lifecycle.recall(&p, id, message_id, &audit).await?))
 }
 
 /// Report a device lost (one's own, or any with `devices_manage`): its
@@ -183,14 +182,14 @@ async fn recall_message(
     params(("id" = Uuid, Path)), request_body = WipeDeviceRequest,
     responses((status = 200, body = DeviceWipe), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn wipe_device(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<WipeDeviceRequest>,
 ) -> ApiResult<Json<DeviceWipe>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.lifecycle.wipe(&p, id, req, &audit).await?))
+    Ok(Json(lifecycle.wipe(&p, id, req, &audit).await?))
 }
 
 /// Remote wipes and whether each device confirmed (all of the organisation's
@@ -198,11 +197,11 @@ async fn wipe_device(
 #[utoipa::path(get, path = "/api/v1/devices/wipes", tag = "lifecycle", security(("bearer" = [])),
     responses((status = 200, body = DeviceWipeList)))]
 async fn list_wipes(
-    State(s): State<AppState>,
+    State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<DeviceWipeList>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.lifecycle.wipes(&p).await?))
+    Ok(Json(lifecycle.wipes(&p).await?))
 }
 
 /// A wiped device confirms it erased its store and keys, with the session
@@ -210,18 +209,18 @@ async fn list_wipes(
 #[utoipa::path(post, path = "/api/v1/devices/wipe-confirmation", tag = "lifecycle", security(("bearer" = [])), request_body = WipeConfirmation,
     responses((status = 200, body = DeviceWipe), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn confirm_wipe(
-    State(s): State<AppState>,
+    State(auth): State<AuthService>,
+    State(lifecycle): State<LifecycleService>,
     headers: HeaderMap,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<WipeConfirmation>,
 ) -> ApiResult<Json<DeviceWipe>> {
     let token = bearer_token(&headers).ok_or_else(ApiError::unauthenticated)?;
-    let session = s
-        .auth
+    let session = auth
         .wiped_session(token)
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
     audit.actor_user(session.org_id, session.user_id, session.device_id);
     audit.target("device", session.device_id);
-    Ok(Json(s.lifecycle.confirm_wipe(&session, req).await?))
+    Ok(Json(lifecycle.confirm_wipe(&session, req).await?))
 }

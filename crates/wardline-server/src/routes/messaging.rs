@@ -18,6 +18,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiPath, ApiQuery};
 use crate::request_audit::Audit;
 use crate::state::AppState;
+use wardline_core::directory::DirectoryService;
+use wardline_core::messaging::MessagingService;
 
 /// MLS commits carry a Welcome with the ratchet tree: a thousand-member group's
 /// is a few hundred kilobytes, base64 on the wire.
@@ -55,13 +57,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/api/v1/devices", tag = "messaging", security(("bearer" = [])), request_body = RegisterDeviceRequest,
     responses((status = 201, body = Device), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn register_device(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<RegisterDeviceRequest>,
 ) -> ApiResult<(StatusCode, Json<Device>)> {
     p.authorize(Permission::Messaging)?;
-    let d = s.messaging.register_device(&p, req, &audit).await?;
+    let d = messaging.register_device(&p, req, &audit).await?;
     Ok((StatusCode::CREATED, Json(d)))
 }
 
@@ -69,22 +71,22 @@ async fn register_device(
 #[utoipa::path(get, path = "/api/v1/devices", tag = "messaging", security(("bearer" = [])),
     responses((status = 200, body = DeviceList)))]
 async fn list_my_devices(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<DeviceList>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.list_devices(p.org_id, p.user_id).await?))
+    Ok(Json(messaging.list_devices(p.org_id, p.user_id).await?))
 }
 
 /// The organisation's device policy and whether the caller's device meets it.
 #[utoipa::path(get, path = "/api/v1/devices/posture", tag = "messaging", security(("bearer" = [])),
     responses((status = 200, body = DeviceStatus)))]
 async fn device_status(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<DeviceStatus>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.device_status(&p).await?))
+    Ok(Json(messaging.device_status(&p).await?))
 }
 
 /// Report the caller's device's platform, OS version and whether it is rooted
@@ -92,24 +94,24 @@ async fn device_status(
 #[utoipa::path(put, path = "/api/v1/devices/posture", tag = "messaging", security(("bearer" = [])), request_body = DevicePosture,
     responses((status = 200, body = DeviceStatus), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn report_posture(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     ApiJson(posture): ApiJson<DevicePosture>,
 ) -> ApiResult<Json<DeviceStatus>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.report_posture(&p, posture).await?))
+    Ok(Json(messaging.report_posture(&p, posture).await?))
 }
 
 /// Upload more key packages for the caller's device.
 #[utoipa::path(post, path = "/api/v1/devices/key-packages", tag = "messaging", security(("bearer" = [])), request_body = UploadKeyPackagesRequest,
     responses((status = 200, body = DeviceList), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn upload_key_packages(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     ApiJson(req): ApiJson<UploadKeyPackagesRequest>,
 ) -> ApiResult<Json<DeviceList>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.upload_key_packages(&p, req).await?))
+    Ok(Json(messaging.upload_key_packages(&p, req).await?))
 }
 
 /// A colleague's devices and identity keys (to compare with the credentials
@@ -118,14 +120,15 @@ async fn upload_key_packages(
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = DeviceList), (status = 404, body = ErrorBody)))]
 async fn list_user_devices(
-    State(s): State<AppState>,
+    State(directory): State<DirectoryService>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<DeviceList>> {
     p.authorize(Permission::Messaging)?;
     // Another organisation's user does not exist for the caller.
-    s.directory.user_row(p.org_id, id).await?;
-    Ok(Json(s.messaging.list_devices(p.org_id, id).await?))
+    directory.user_row(p.org_id, id).await?;
+    Ok(Json(messaging.list_devices(p.org_id, id).await?))
 }
 
 /// Start a conversation. The caller's device then creates the MLS group and
@@ -134,13 +137,13 @@ async fn list_user_devices(
 #[utoipa::path(post, path = "/api/v1/conversations", tag = "messaging", security(("bearer" = [])), request_body = CreateConversationRequest,
     responses((status = 201, body = Conversation), (status = 200, body = Conversation), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_conversation(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<CreateConversationRequest>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
     p.authorize(Permission::Messaging)?;
-    let (created, c) = s.messaging.create_conversation(&p, req, &audit).await?;
+    let (created, c) = messaging.create_conversation(&p, req, &audit).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -153,24 +156,24 @@ async fn create_conversation(
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "messaging", security(("bearer" = [])),
     responses((status = 200, body = ConversationList)))]
 async fn list_conversations(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<ConversationList>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.list_conversations(&p).await?))
+    Ok(Json(messaging.list_conversations(&p).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "messaging", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "conversation id")),
     responses((status = 200, body = Conversation), (status = 404, body = ErrorBody)))]
 async fn get_conversation(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Conversation>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.conversation(&p, id, &audit).await?))
+    Ok(Json(messaging.conversation(&p, id, &audit).await?))
 }
 
 /// Add a colleague to a group; their devices become `pending_add`.
@@ -178,7 +181,7 @@ async fn get_conversation(
     params(("id" = Uuid, Path, description = "conversation id")),
     responses((status = 200, body = Conversation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_member(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
@@ -186,7 +189,7 @@ async fn add_member(
 ) -> ApiResult<Json<Conversation>> {
     p.authorize(Permission::Messaging)?;
     Ok(Json(
-        s.messaging.add_member(&p, id, req.user_id, &audit).await?,
+        messaging.add_member(&p, id, req.user_id, &audit).await?,
     ))
 }
 
@@ -199,13 +202,13 @@ async fn add_member(
     params(("id" = Uuid, Path, description = "conversation id")),
     responses((status = 200, body = Conversation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn refound_conversation(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Conversation>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.refound(&p, id, &audit).await?))
+    Ok(Json(messaging.refound(&p, id, &audit).await?))
 }
 
 /// Remove a member from a group, or leave it (your own user id). Their
@@ -215,14 +218,14 @@ async fn refound_conversation(
     params(("id" = Uuid, Path, description = "conversation id"), ("user_id" = Uuid, Path, description = "member")),
     responses((status = 200, body = Conversation), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn remove_member(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath((id, user_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Conversation>> {
     p.authorize(Permission::Messaging)?;
     Ok(Json(
-        s.messaging.remove_member(&p, id, user_id, &audit).await?,
+        messaging.remove_member(&p, id, user_id, &audit).await?,
     ))
 }
 
@@ -231,13 +234,13 @@ async fn remove_member(
     params(("id" = Uuid, Path, description = "conversation id")),
     responses((status = 200, body = ClaimedKeyPackages), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn claim_key_packages(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<ClaimKeyPackagesRequest>,
 ) -> ApiResult<Json<ClaimedKeyPackages>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.claim_key_packages(&p, id, req).await?))
+    Ok(Json(messaging.claim_key_packages(&p, id, req).await?))
 }
 
 /// Submit an MLS commit (one per epoch is accepted; a stale one gets 409
@@ -246,14 +249,14 @@ async fn claim_key_packages(
     params(("id" = Uuid, Path, description = "conversation id")),
     responses((status = 200, body = SubmitMessageResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn submit_message(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<SubmitMessageRequest>,
 ) -> ApiResult<Json<SubmitMessageResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.submit(&p, id, req, &audit).await?))
+    Ok(Json(messaging.submit(&p, id, req, &audit).await?))
 }
 
 /// Mark messages read on this device: those shown to the person, or routine ones up to a message.
@@ -261,14 +264,14 @@ async fn submit_message(
     params(("id" = Uuid, Path, description = "conversation id")),
     responses((status = 200, body = ReadResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn mark_read(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<ReadRequest>,
 ) -> ApiResult<Json<ReadResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.mark_read(&p, id, req, &audit).await?))
+    Ok(Json(messaging.mark_read(&p, id, req, &audit).await?))
 }
 
 /// Delivery and read receipts of a message, per recipient device.
@@ -276,15 +279,13 @@ async fn mark_read(
     params(("id" = Uuid, Path, description = "conversation id"), ("message_id" = Uuid, Path, description = "message id")),
     responses((status = 200, body = MessageReceipts), (status = 404, body = ErrorBody)))]
 async fn message_receipts(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath((id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<MessageReceipts>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(
-        s.messaging.receipts(&p, id, message_id, &audit).await?,
-    ))
+    Ok(Json(messaging.receipts(&p, id, message_id, &audit).await?))
 }
 
 /// Upload an attachment the client encrypted with a fresh key (the key travels
@@ -294,7 +295,7 @@ async fn message_receipts(
     params(("id" = Uuid, Path, description = "conversation id")),
     responses((status = 201, body = AttachmentUploaded), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn upload_attachment(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
@@ -308,7 +309,7 @@ async fn upload_attachment(
         .and_then(|v| v.parse::<u64>().ok());
     // Checked (and refused on a declared size) before a byte is read; then
     // read no further than the organisation's limit.
-    let permit = s.messaging.begin_upload(&p, id, declared, &audit).await?;
+    let permit = messaging.begin_upload(&p, id, declared, &audit).await?;
     let limit = usize::try_from(permit.max_bytes)
         .unwrap_or(usize::MAX)
         .min(MAX_ATTACHMENT_BODY_BYTES);
@@ -329,7 +330,7 @@ async fn upload_attachment(
         }
         data.extend_from_slice(&chunk);
     }
-    let up = s.messaging.upload_attachment(permit, &data).await?;
+    let up = messaging.upload_attachment(permit, &data).await?;
     Ok((StatusCode::CREATED, Json(up)))
 }
 
@@ -337,16 +338,13 @@ async fn upload_attachment(
     params(("id" = Uuid, Path, description = "conversation id"), ("attachment_id" = Uuid, Path, description = "attachment id")),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorBody)))]
 async fn download_attachment(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath((id, attachment_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<impl IntoResponse> {
     p.authorize(Permission::Messaging)?;
-    let data = s
-        .messaging
-        .attachment(&p, id, attachment_id, &audit)
-        .await?;
+    let data = messaging.attachment(&p, id, attachment_id, &audit).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data))
 }
 
@@ -355,12 +353,12 @@ async fn download_attachment(
     params(SyncQuery),
     responses((status = 200, body = SyncResponse), (status = 409, body = ErrorBody)))]
 async fn sync(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     ApiQuery(q): ApiQuery<SyncQuery>,
 ) -> ApiResult<Json<SyncResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.sync(&p, q).await?))
+    Ok(Json(messaging.sync(&p, q).await?))
 }
 
 /// Acknowledge the inbox up to a position (the device has stored those
@@ -368,22 +366,22 @@ async fn sync(
 #[utoipa::path(post, path = "/api/v1/sync/ack", tag = "messaging", security(("bearer" = [])), request_body = AckRequest,
     responses((status = 200, body = AckResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn ack(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     ApiJson(req): ApiJson<AckRequest>,
 ) -> ApiResult<Json<AckResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.ack(&p, req.up_to).await?))
+    Ok(Json(messaging.ack(&p, req.up_to).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/messaging/preferences", tag = "messaging", security(("bearer" = [])),
     responses((status = 200, body = MessagingPreferences)))]
 async fn get_preferences(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<MessagingPreferences>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.preferences(&p).await?))
+    Ok(Json(messaging.preferences(&p).await?))
 }
 
 /// Whether others see when you have read their messages (where the
@@ -391,10 +389,10 @@ async fn get_preferences(
 #[utoipa::path(put, path = "/api/v1/messaging/preferences", tag = "messaging", security(("bearer" = [])), request_body = MessagingPreferences,
     responses((status = 200, body = MessagingPreferences)))]
 async fn set_preferences(
-    State(s): State<AppState>,
+    State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
     ApiJson(req): ApiJson<MessagingPreferences>,
 ) -> ApiResult<Json<MessagingPreferences>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.messaging.set_preferences(&p, req).await?))
+    Ok(Json(messaging.set_preferences(&p, req).await?))
 }

@@ -24,6 +24,8 @@ use crate::http::{ApiJson, ApiPath, body_bytes};
 use crate::request_audit::Audit;
 use crate::state::AppState;
 use wardline_core::audit::AuditScope;
+use wardline_core::directory::DirectoryService;
+use wardline_core::patients::PatientService;
 use wardline_core::patients::portal::{LinkView, PortalError};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -54,13 +56,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/api/v1/patients", tag = "patients", security(("bearer" = [])), request_body = CreatePatientRequest,
     responses((status = 201, body = Patient), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_patient(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<CreatePatientRequest>,
 ) -> ApiResult<(StatusCode, Json<Patient>)> {
     p.authorize(Permission::PatientTexting)?;
-    let patient = s.patients.create(&p, &audit, req).await?;
+    let patient = patients.create(&p, &audit, req).await?;
     Ok((StatusCode::CREATED, Json(patient)))
 }
 
@@ -68,12 +70,12 @@ async fn create_patient(
 #[utoipa::path(get, path = "/api/v1/patients", tag = "patients", security(("bearer" = [])),
     responses((status = 200, body = PatientList)))]
 async fn list_patients(
-    State(s): State<AppState>,
+    State(patients_service): State<PatientService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<PatientList>> {
     p.authorize(Permission::PatientTexting)?;
     Ok(Json(PatientList {
-        patients: s.patients.list(&p).await?,
+        patients: patients_service.list(&p).await?,
     }))
 }
 
@@ -82,13 +84,13 @@ async fn list_patients(
     params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = Patient), (status = 404, body = ErrorBody)))]
 async fn get_patient(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Patient>> {
     p.authorize(Permission::PatientTexting)?;
-    Ok(Json(s.patients.view(&p, &audit, id).await?))
+    Ok(Json(patients.view(&p, &audit, id).await?))
 }
 
 /// Record a consent decision (given or withdrawn) with how it was obtained.
@@ -97,14 +99,14 @@ async fn get_patient(
     params(("id" = Uuid, Path, description = "patient id")), request_body = RecordConsentRequest,
     responses((status = 200, body = ConsentHistory), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn record_consent(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<RecordConsentRequest>,
 ) -> ApiResult<Json<ConsentHistory>> {
     p.authorize(Permission::PatientTexting)?;
-    Ok(Json(s.patients.record_consent(&p, &audit, id, req).await?))
+    Ok(Json(patients.record_consent(&p, &audit, id, req).await?))
 }
 
 /// The patient's consent history (every decision and keyword, oldest first),
@@ -113,13 +115,13 @@ async fn record_consent(
     params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = ConsentHistory), (status = 404, body = ErrorBody)))]
 async fn consent_history(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<ConsentHistory>> {
     p.authorize(Permission::PatientTexting)?;
-    Ok(Json(s.patients.consent_history(&p, &audit, id).await?))
+    Ok(Json(patients.consent_history(&p, &audit, id).await?))
 }
 
 /// Send a template. A `no_phi` template goes as a plain SMS (needs
@@ -129,14 +131,14 @@ async fn consent_history(
     params(("id" = Uuid, Path, description = "patient id")), request_body = SendTemplateRequest,
     responses((status = 202, body = SendOutcome), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn send_text(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<SendTemplateRequest>,
 ) -> ApiResult<(StatusCode, Json<SendOutcome>)> {
     p.authorize(Permission::PatientTexting)?;
-    let out = s.patients.send_template(&p, &audit, id, req).await?;
+    let out = patients.send_template(&p, &audit, id, req).await?;
     Ok((StatusCode::ACCEPTED, Json(out)))
 }
 
@@ -146,14 +148,14 @@ async fn send_text(
     params(("id" = Uuid, Path, description = "patient id")), request_body = SendSecureMessageRequest,
     responses((status = 202, body = SendOutcome), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn send_message(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<SendSecureMessageRequest>,
 ) -> ApiResult<(StatusCode, Json<SendOutcome>)> {
     p.authorize(Permission::PatientTexting)?;
-    let out = s.patients.send_secure(&p, &audit, id, req).await?;
+    let out = patients.send_secure(&p, &audit, id, req).await?;
     Ok((StatusCode::ACCEPTED, Json(out)))
 }
 
@@ -163,13 +165,13 @@ async fn send_message(
     params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = PatientThread), (status = 404, body = ErrorBody)))]
 async fn patient_thread(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<PatientThread>> {
     p.authorize(Permission::PatientTexting)?;
-    Ok(Json(s.patients.thread(&p, &audit, id).await?))
+    Ok(Json(patients.thread(&p, &audit, id).await?))
 }
 
 /// The SMS sent to a patient and their delivery status (never their text).
@@ -177,14 +179,14 @@ async fn patient_thread(
     params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = SmsList), (status = 404, body = ErrorBody)))]
 async fn patient_sms(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<SmsList>> {
     p.authorize(Permission::PatientTexting)?;
     Ok(Json(SmsList {
-        sms: s.patients.sms_log(&p, &audit, id).await?,
+        sms: patients.sms_log(&p, &audit, id).await?,
     }))
 }
 
@@ -193,14 +195,14 @@ async fn patient_sms(
     params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = LinksRevoked), (status = 404, body = ErrorBody)))]
 async fn revoke_links(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<LinksRevoked>> {
     p.authorize(Permission::PatientTexting)?;
     Ok(Json(LinksRevoked {
-        revoked: s.patients.revoke_links(&p, &audit, id).await?,
+        revoked: patients.revoke_links(&p, &audit, id).await?,
     }))
 }
 
@@ -208,12 +210,12 @@ async fn revoke_links(
 #[utoipa::path(get, path = "/api/v1/patient-threads", tag = "patients", security(("bearer" = [])),
     responses((status = 200, body = PatientThreadList)))]
 async fn list_threads(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<PatientThreadList>> {
     p.authorize(Permission::PatientTexting)?;
     Ok(Json(PatientThreadList {
-        threads: s.patients.threads(&p).await?,
+        threads: patients.threads(&p).await?,
     }))
 }
 
@@ -223,23 +225,23 @@ async fn list_threads(
 #[utoipa::path(get, path = "/api/v1/notices", tag = "patients", security(("bearer" = [])),
     responses((status = 200, body = StaffNoticeList), (status = 403, body = ErrorBody)))]
 async fn list_notices(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<StaffNoticeList>> {
     p.authorize(Permission::PatientTexting)?;
-    Ok(Json(s.patients.notices(p.org_id, p.user_id, 0).await?))
+    Ok(Json(patients.notices(p.org_id, p.user_id, 0).await?))
 }
 
 /// The approved templates (built-in and the organisation's own), per language.
 #[utoipa::path(get, path = "/api/v1/sms/templates", tag = "patients", security(("bearer" = [])),
     responses((status = 200, body = TemplateList)))]
 async fn list_templates(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<TemplateList>> {
     p.authorize(Permission::PatientTexting)?;
     Ok(Json(TemplateList {
-        templates: s.patients.templates(p.org_id).await?,
+        templates: patients.templates(p.org_id).await?,
     }))
 }
 
@@ -251,7 +253,7 @@ async fn list_templates(
     request_body = PutTemplateRequest,
     responses((status = 200, body = TemplateList), (status = 422, body = ErrorBody)))]
 async fn put_template(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath((key, language)): ApiPath<(String, String)>,
@@ -260,8 +262,7 @@ async fn put_template(
     p.authorize(Permission::OrgPolicyManage)?;
     audit.target("template", format!("{key}/{language}"));
     Ok(Json(TemplateList {
-        templates: s
-            .patients
+        templates: patients
             .put_template(&p, &key, &language, req, &audit)
             .await?,
     }))
@@ -324,12 +325,12 @@ fn read_form<T: serde::de::DeserializeOwned>(
 
 /// Checks the provider's signature over this request's URL and fields.
 fn check_signature(
-    s: &AppState,
+    patients: &PatientService,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     fields: &[(String, String)],
 ) -> ApiResult<()> {
-    let Some(token) = &s.patients.setup().webhook_token else {
+    let Some(token) = &patients.setup().webhook_token else {
         return Err(ApiError::forbidden(
             "SMS webhooks are not configured on this server (sms.auth_token)",
         )
@@ -337,7 +338,7 @@ fn check_signature(
     };
     let url = format!(
         "{}{}",
-        s.patients.setup().public_url,
+        patients.setup().public_url,
         uri.path_and_query().map(|p| p.as_str()).unwrap_or("")
     );
     let given = headers
@@ -361,7 +362,8 @@ fn check_signature(
     responses((status = 200, description = "Accepted (empty provider response)", content_type = "text/xml", body = String),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn sms_inbound(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
+    State(directory): State<DirectoryService>,
     Audit(audit): Audit,
     OriginalUri(uri): OriginalUri,
     ApiPath(org): ApiPath<Uuid>,
@@ -369,11 +371,10 @@ async fn sms_inbound(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let (fields, form) = read_form::<InboundSmsForm>(&headers, &body_bytes(body, "body")?)?;
-    check_signature(&s, &headers, &uri, &fields)?;
-    s.directory.org(org).await?;
+    check_signature(&patients, &headers, &uri, &fields)?;
+    directory.org(org).await?;
     audit.org(org);
-    let what = s
-        .patients
+    let what = patients
         .inbound(org, &audit, &form.MessageSid, &form.From, &form.Body)
         .await?;
     audit.reason(what.as_str());
@@ -391,7 +392,8 @@ async fn sms_inbound(
     request_body(content = SmsStatusForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 204, description = "Recorded"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn sms_status(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
+    State(directory): State<DirectoryService>,
     Audit(audit): Audit,
     OriginalUri(uri): OriginalUri,
     ApiPath(org): ApiPath<Uuid>,
@@ -399,10 +401,10 @@ async fn sms_status(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<StatusCode> {
     let (fields, form) = read_form::<SmsStatusForm>(&headers, &body_bytes(body, "body")?)?;
-    check_signature(&s, &headers, &uri, &fields)?;
-    s.directory.org(org).await?;
+    check_signature(&patients, &headers, &uri, &fields)?;
+    directory.org(org).await?;
     audit.org(org);
-    s.patients
+    patients
         .status_callback(
             org,
             &audit,
@@ -490,7 +492,7 @@ fn portal_error(e: PortalError, token: &str, lang: &str) -> Response {
 /// A refusal of a link that exists (locked, expired, revoked, used up, no
 /// session) is recorded against that link's organisation and patient.
 async fn admitted(
-    s: &AppState,
+    patients: &PatientService,
     audit: &AuditScope,
     token: &str,
     view: Result<LinkView, PortalError>,
@@ -502,7 +504,7 @@ async fn admitted(
             Ok(view)
         }
         Err(e) => {
-            if let Some((org, link, patient)) = s.patients.refused_link(token).await {
+            if let Some((org, link, patient)) = patients.refused_link(token).await {
                 audit.org(org);
                 audit.patient(&patient.to_string());
                 audit.target("link", link);
@@ -568,11 +570,18 @@ fn portal_form<T: serde::de::DeserializeOwned>(
         (status = 404, description = "Unknown, expired, used up or revoked link", content_type = "text/html", body = String),
         (status = 403, description = "Locked after failed checks", content_type = "text/html", body = String)))]
 async fn portal_open(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Audit(audit): Audit,
     PortalToken(token): PortalToken,
 ) -> Response {
-    match admitted(&s, &audit, &token, s.patients.portal_link(&token).await).await {
+    match admitted(
+        &patients,
+        &audit,
+        &token,
+        patients.portal_link(&token).await,
+    )
+    .await
+    {
         Ok(view) => {
             let t = pages::strings(&view.patient.language);
             html(StatusCode::OK, pages::dob_form(t, &token, None))
@@ -592,13 +601,20 @@ async fn portal_open(
         (status = 409, description = "The number opted out of texts: no code can be sent", content_type = "text/html", body = String),
         (status = 429, description = "A code was sent less than a minute ago", content_type = "text/html", body = String)))]
 async fn portal_verify(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Audit(audit): Audit,
     PortalToken(token): PortalToken,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let view = match admitted(&s, &audit, &token, s.patients.portal_link(&token).await).await {
+    let view = match admitted(
+        &patients,
+        &audit,
+        &token,
+        patients.portal_link(&token).await,
+    )
+    .await
+    {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
@@ -607,7 +623,7 @@ async fn portal_verify(
         Ok(f) => f,
         Err(resp) => return *resp,
     };
-    match s.patients.portal_check_dob(&view, &form.dob).await {
+    match patients.portal_check_dob(&view, &form.dob).await {
         Ok(challenge) => html(
             StatusCode::OK,
             pages::code_form(pages::strings(&lang), &token, &challenge, None),
@@ -626,13 +642,20 @@ async fn portal_verify(
         (status = 403, description = "Locked", content_type = "text/html", body = String),
         (status = 404, description = "Link not valid", content_type = "text/html", body = String)))]
 async fn portal_code(
-    State(s): State<AppState>,
+    State(patients_service): State<PatientService>,
     Audit(audit): Audit,
     PortalToken(token): PortalToken,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let view = match admitted(&s, &audit, &token, s.patients.portal_link(&token).await).await {
+    let view = match admitted(
+        &patients_service,
+        &audit,
+        &token,
+        patients_service.portal_link(&token).await,
+    )
+    .await
+    {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
@@ -641,8 +664,7 @@ async fn portal_code(
         Ok(f) => f,
         Err(resp) => return *resp,
     };
-    match s
-        .patients
+    match patients_service
         .portal_check_code(&view, &form.challenge, &form.code)
         .await
     {
@@ -675,20 +697,19 @@ async fn portal_code(
         (status = 403, description = "Locked", content_type = "text/html", body = String),
         (status = 404, description = "Link not valid", content_type = "text/html", body = String)))]
 async fn portal_thread(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Audit(audit): Audit,
     PortalToken(token): PortalToken,
     headers: HeaderMap,
 ) -> Response {
-    let session = s
-        .patients
+    let session = patients
         .portal_session(&token, session_cookie(&headers).as_deref())
         .await;
-    let view = match admitted(&s, &audit, &token, session).await {
+    let view = match admitted(&patients, &audit, &token, session).await {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
-    match s.patients.portal_thread(&view).await {
+    match patients.portal_thread(&view).await {
         Ok(messages) => html(
             StatusCode::OK,
             pages::thread(
@@ -712,17 +733,16 @@ async fn portal_thread(
         (status = 404, description = "Link not valid", content_type = "text/html", body = String),
         (status = 422, description = "Empty or too long", content_type = "text/html", body = String)))]
 async fn portal_reply(
-    State(s): State<AppState>,
+    State(patients): State<PatientService>,
     Audit(audit): Audit,
     PortalToken(token): PortalToken,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let session = s
-        .patients
+    let session = patients
         .portal_session(&token, session_cookie(&headers).as_deref())
         .await;
-    let view = match admitted(&s, &audit, &token, session).await {
+    let view = match admitted(&patients, &audit, &token, session).await {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
@@ -731,7 +751,7 @@ async fn portal_reply(
         Ok(f) => f,
         Err(resp) => return *resp,
     };
-    let (status, flash) = match s.patients.portal_reply(&view, &form.text).await {
+    let (status, flash) = match patients.portal_reply(&view, &form.text).await {
         Ok(id) => {
             audit.target("patient_message", id);
             (StatusCode::OK, (t.reply_sent, true))
@@ -741,7 +761,7 @@ async fn portal_reply(
         }
         Err(e) => return HttpError(e).into_response(),
     };
-    match s.patients.messages(&view.patient).await {
+    match patients.messages(&view.patient).await {
         Ok(messages) => html(status, pages::thread(t, &token, &messages, Some(flash))),
         Err(e) => HttpError(e).into_response(),
     }

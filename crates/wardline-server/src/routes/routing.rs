@@ -18,6 +18,7 @@ use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath, ApiQuery};
 use crate::request_audit::Audit;
 use crate::state::AppState;
+use wardline_core::routing::RoutingService;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -49,23 +50,23 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/routing/directory", tag = "routing", security(("bearer" = [])),
     responses((status = 200, body = RoutingDirectory)))]
 async fn directory(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<RoutingDirectory>> {
     p.authorize(Permission::DirectoryRead)?;
-    Ok(Json(s.routing.directory(p.org_id).await?))
+    Ok(Json(routing.directory(p.org_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/routing/departments", tag = "routing", security(("bearer" = [])), request_body = CreateDepartmentRequest,
     responses((status = 201, body = Department), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_department(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<CreateDepartmentRequest>,
 ) -> ApiResult<(StatusCode, Json<Department>)> {
     p.authorize(Permission::RoutingManage)?;
-    let d = s.routing.create_department(p.org_id, req).await?;
+    let d = routing.create_department(p.org_id, req).await?;
     audit.target("department", d.id);
     Ok((StatusCode::CREATED, Json(d)))
 }
@@ -73,13 +74,13 @@ async fn create_department(
 #[utoipa::path(post, path = "/api/v1/routing/care-teams", tag = "routing", security(("bearer" = [])), request_body = CreateCareTeamRequest,
     responses((status = 201, body = CareTeam), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_team(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<CreateCareTeamRequest>,
 ) -> ApiResult<(StatusCode, Json<CareTeam>)> {
     p.authorize(Permission::RoutingManage)?;
-    let t = s.routing.create_team(p.org_id, req).await?;
+    let t = routing.create_team(p.org_id, req).await?;
     audit.target("care_team", t.id);
     Ok((StatusCode::CREATED, Json(t)))
 }
@@ -88,14 +89,14 @@ async fn create_team(
     params(("id" = Uuid, Path)), request_body = TeamMemberRequest,
     responses((status = 200, body = CareTeam), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_team_member(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<TeamMemberRequest>,
 ) -> ApiResult<Json<CareTeam>> {
     p.authorize(Permission::RoutingManage)?;
     Ok(Json(
-        s.routing.add_team_member(p.org_id, id, req.user_id).await?,
+        routing.add_team_member(p.org_id, id, req.user_id).await?,
     ))
 }
 
@@ -103,26 +104,24 @@ async fn add_team_member(
     params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
     responses((status = 200, body = CareTeam), (status = 404, body = ErrorBody)))]
 async fn remove_team_member(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath((id, user)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<CareTeam>> {
     p.authorize(Permission::RoutingManage)?;
-    Ok(Json(
-        s.routing.remove_team_member(p.org_id, id, user).await?,
-    ))
+    Ok(Json(routing.remove_team_member(p.org_id, id, user).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/routing/roles", tag = "routing", security(("bearer" = [])), request_body = CreateRoleRequest,
     responses((status = 201, body = ClinicalRole), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_role(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<CreateRoleRequest>,
 ) -> ApiResult<(StatusCode, Json<ClinicalRole>)> {
     p.authorize(Permission::RoutingManage)?;
-    let r = s.routing.create_role(p.org_id, req).await?;
+    let r = routing.create_role(p.org_id, req).await?;
     audit.target("clinical_role", r.id);
     Ok((StatusCode::CREATED, Json(r)))
 }
@@ -132,16 +131,14 @@ async fn create_role(
     params(("id" = Uuid, Path)), request_body = CreateRoleRequest,
     responses((status = 200, body = ClinicalRole), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_role(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<CreateRoleRequest>,
 ) -> ApiResult<Json<ClinicalRole>> {
     p.authorize(Permission::RoutingManage)?;
-    Ok(Json(
-        s.routing.update_role(p.org_id, id, req, &audit).await?,
-    ))
+    Ok(Json(routing.update_role(p.org_id, id, req, &audit).await?))
 }
 
 /// Search colleagues by name, clinical role, department or care team; shows
@@ -150,44 +147,44 @@ async fn update_role(
     params(DirectorySearchQuery),
     responses((status = 200, body = DirectorySearchResult), (status = 400, body = ErrorBody)))]
 async fn search(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiQuery(q): ApiQuery<DirectorySearchQuery>,
 ) -> ApiResult<Json<DirectorySearchResult>> {
     p.authorize(Permission::DirectoryRead)?;
-    Ok(Json(s.routing.search(p.org_id, &q.q).await?))
+    Ok(Json(routing.search(p.org_id, &q.q).await?))
 }
 
 /// Set one's own availability; pages skip people off duty or in a procedure.
 #[utoipa::path(put, path = "/api/v1/routing/presence", tag = "routing", security(("bearer" = [])), request_body = SetPresenceRequest,
     responses((status = 200, body = Presence), (status = 422, body = ErrorBody)))]
 async fn set_presence(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiJson(req): ApiJson<SetPresenceRequest>,
 ) -> ApiResult<Json<Presence>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.routing.set_presence(&p, req).await?))
+    Ok(Json(routing.set_presence(&p, req).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/routing/roles/{id}/shifts", tag = "routing", security(("bearer" = [])),
     params(("id" = Uuid, Path), ShiftQuery),
     responses((status = 200, body = ShiftList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_shifts(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<ShiftQuery>,
 ) -> ApiResult<Json<ShiftList>> {
     p.authorize(Permission::DirectoryRead)?;
-    Ok(Json(s.routing.shifts(p.org_id, id, q).await?))
+    Ok(Json(routing.shifts(p.org_id, id, q).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/routing/roles/{id}/shifts", tag = "routing", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = CreateShiftRequest,
     responses((status = 201, body = Shift), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_shift(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<CreateShiftRequest>,
@@ -195,7 +192,7 @@ async fn create_shift(
     p.authorize(Permission::RoutingManage)?;
     Ok((
         StatusCode::CREATED,
-        Json(s.routing.create_shift(p.org_id, id, req).await?),
+        Json(routing.create_shift(p.org_id, id, req).await?),
     ))
 }
 
@@ -203,12 +200,12 @@ async fn create_shift(
     params(("id" = Uuid, Path), ("shift_id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_shift(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath((id, shift)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
     p.authorize(Permission::RoutingManage)?;
-    s.routing.delete_shift(p.org_id, id, shift).await?;
+    routing.delete_shift(p.org_id, id, shift).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -218,13 +215,13 @@ async fn delete_shift(
     params(("id" = Uuid, Path)), request_body = ImportScheduleRequest,
     responses((status = 200, body = ImportScheduleResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn import_schedule(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<ImportScheduleRequest>,
 ) -> ApiResult<Json<ImportScheduleResult>> {
     p.authorize(Permission::RoutingManage)?;
-    Ok(Json(s.routing.import_schedule(p.org_id, id, req).await?))
+    Ok(Json(routing.import_schedule(p.org_id, id, req).await?))
 }
 
 /// The role's subscribed schedule feed: its host, when it was last fetched
@@ -233,12 +230,12 @@ async fn import_schedule(
     params(("id" = Uuid, Path)),
     responses((status = 200, body = ScheduleFeed), (status = 404, body = ErrorBody)))]
 async fn schedule_feed(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<ScheduleFeed>> {
     p.authorize(Permission::RoutingManage)?;
-    Ok(Json(s.routing.feed(p.org_id, id).await?))
+    Ok(Json(routing.feed(p.org_id, id).await?))
 }
 
 /// Stop importing the role's feed (the shifts already imported stay).
@@ -246,12 +243,12 @@ async fn schedule_feed(
     params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn unsubscribe_feed(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
     p.authorize(Permission::RoutingManage)?;
-    s.routing.unsubscribe(p.org_id, id).await?;
+    routing.unsubscribe(p.org_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -260,12 +257,12 @@ async fn unsubscribe_feed(
     params(("id" = Uuid, Path)),
     responses((status = 200, body = OnCall), (status = 404, body = ErrorBody)))]
 async fn on_call(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<OnCall>> {
     p.authorize(Permission::DirectoryRead)?;
-    Ok(Json(s.routing.on_call(p.org_id, id).await?))
+    Ok(Json(routing.on_call(p.org_id, id).await?))
 }
 
 /// Page a role: opens (or reuses) a conversation with whoever covers it now
@@ -275,14 +272,14 @@ async fn on_call(
     params(("id" = Uuid, Path)), request_body = PageRoleRequest,
     responses((status = 200, body = PageRoleResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn page(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<PageRoleRequest>,
 ) -> ApiResult<Json<PageRoleResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.routing.page(&p, id, req, &audit).await?))
+    Ok(Json(routing.page(&p, id, req, &audit).await?))
 }
 
 /// Where an urgent, STAT or role-addressed message stands: who it resolved
@@ -291,12 +288,12 @@ async fn page(
     params(("id" = Uuid, Path), ("message_id" = Uuid, Path)),
     responses((status = 200, body = Escalation), (status = 404, body = ErrorBody)))]
 async fn escalation(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiPath((id, message)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Escalation>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.routing.escalation(&p, id, message).await?))
+    Ok(Json(routing.escalation(&p, id, message).await?))
 }
 
 /// Acknowledge an urgent or STAT message: its escalation stops (recorded with
@@ -305,13 +302,13 @@ async fn escalation(
     params(("id" = Uuid, Path), ("message_id" = Uuid, Path)),
     responses((status = 200, body = Escalation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn acknowledge(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiPath((id, message)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Escalation>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.routing.acknowledge(&p, id, message, &audit).await?))
+    Ok(Json(routing.acknowledge(&p, id, message, &audit).await?))
 }
 
 /// Open a patient's conversations: joined through the care team, or by
@@ -320,35 +317,35 @@ async fn acknowledge(
 #[utoipa::path(post, path = "/api/v1/routing/patient-access", tag = "routing", security(("bearer" = [])), request_body = OpenPatientRequest,
     responses((status = 200, body = PatientAccess), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn open_patient(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
     ApiJson(req): ApiJson<OpenPatientRequest>,
 ) -> ApiResult<Json<PatientAccess>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(s.routing.open_patient(&p, req, &audit).await?))
+    Ok(Json(routing.open_patient(&p, req, &audit).await?))
 }
 
 /// Break-glass grants with their reasons, newest first.
 #[utoipa::path(get, path = "/api/v1/routing/break-glass", tag = "routing", security(("bearer" = [])),
     responses((status = 200, body = BreakGlassList)))]
 async fn break_glass_grants(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<BreakGlassList>> {
     p.authorize(Permission::BreakGlassReview)?;
-    Ok(Json(s.routing.grants(p.org_id).await?))
+    Ok(Json(routing.grants(p.org_id).await?))
 }
 
 /// What the compliance officer is told (each break-glass grant).
 #[utoipa::path(get, path = "/api/v1/routing/notifications", tag = "routing", security(("bearer" = [])),
     responses((status = 200, body = NotificationList)))]
 async fn notifications(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<NotificationList>> {
     p.authorize(Permission::BreakGlassReview)?;
-    Ok(Json(s.routing.notifications(p.org_id).await?))
+    Ok(Json(routing.notifications(p.org_id).await?))
 }
 
 /// Response times (sent → read → acknowledged) by role and department, and the
@@ -357,12 +354,12 @@ async fn notifications(
     params(ReportQuery),
     responses((status = 200, body = ResponseReport), (status = 400, body = ErrorBody)))]
 async fn report(
-    State(s): State<AppState>,
+    State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> ApiResult<Json<ResponseReport>> {
     p.authorize(Permission::RoutingReports)?;
-    Ok(Json(s.routing.report(p.org_id, q).await?))
+    Ok(Json(routing.report(p.org_id, q).await?))
 }
 
 /// Where an escalation text's link lands: it says to sign in on a Wardline

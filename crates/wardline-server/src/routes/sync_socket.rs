@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRef, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use rand::Rng;
@@ -28,7 +28,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::ApiQuery;
 use crate::state::AppState;
 use wardline_core::audit::AuditScope;
+use wardline_core::auth::AuthService;
 use wardline_core::authz::Principal;
+use wardline_core::messaging::MessagingService;
+use wardline_core::patients::PatientService;
 
 /// How often, give or take a fifth, an idle socket looks at its inbox and
 /// session without a wake-up. Revocations and new entries on this node wake
@@ -49,12 +52,33 @@ const CLOSE_SESSION_ENDED: u16 = 1008;
 /// Real-time delivery: upgrade to a WebSocket that streams this device's inbox
 /// after `after`. Frames are JSON: from the server `{"type":"entry",…}` and
 /// `{"type":"idle"}`; from the client `{"type":"ack","up_to":N}`.
+/// What the socket uses, and nothing else of the application's state.
+#[derive(Clone)]
+pub struct SocketState {
+    auth: AuthService,
+    messaging: MessagingService,
+    patients: PatientService,
+    /// Moves when a session may have ended: the socket re-checks its own.
+    session_changes: tokio::sync::watch::Receiver<u64>,
+}
+
+impl FromRef<AppState> for SocketState {
+    fn from_ref(s: &AppState) -> SocketState {
+        SocketState {
+            auth: s.auth.clone(),
+            messaging: s.messaging.clone(),
+            patients: s.patients.clone(),
+            session_changes: s.session_changes.clone(),
+        }
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/sync/ws", tag = "messaging", security(("bearer" = [])),
     params(SyncQuery),
     responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 409, body = ErrorBody),
         (status = 429, description = "Too many open sync sockets for this device (4) or user (16) on this node", body = ErrorBody)))]
 pub async fn sync_socket(
-    State(s): State<AppState>,
+    State(s): State<SocketState>,
     Authenticated(p): Authenticated,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<SyncQuery>,
@@ -88,7 +112,7 @@ pub async fn sync_socket(
     }))
 }
 
-async fn session_alive(s: &AppState, p: &Principal, token: &str) -> bool {
+async fn session_alive(s: &SocketState, p: &Principal, token: &str) -> bool {
     match s.auth.authenticate(token, &AuditScope::default()).await {
         Ok(now) => now.session_id == p.session_id,
         Err(_) => false,
@@ -110,7 +134,7 @@ async fn close(socket: &mut WebSocket, reason: &'static str) {
 }
 
 async fn run(
-    s: AppState,
+    s: SocketState,
     p: Principal,
     device: Uuid,
     token: Zeroizing<String>,

@@ -11,6 +11,7 @@ mod audit_trail;
 mod auth_flows;
 mod authz_matrix;
 mod bad_input;
+mod data_dir;
 mod lifecycle;
 mod messaging;
 mod ops;

@@ -57,12 +57,22 @@ impl TestServer {
     ) -> Option<TestServer> {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database(backend, data_dir.path()).await?;
+        Some(Self::start_in(data_dir, Some(database_url), tweak).await)
+    }
+
+    /// A server on an existing data directory (`database_url` `None`: its
+    /// embedded SQLite database, as `wardline serve --data-dir` opens it).
+    pub async fn start_in(
+        data_dir: tempfile::TempDir,
+        database_url: Option<String>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         let mut config = Config {
             data_dir: data_dir.path().to_owned(),
             listen: addr,
-            database_url: Some(database_url),
+            database_url,
             ..Config::default()
         };
         tweak(&mut config);
@@ -81,7 +91,7 @@ impl TestServer {
         let task =
             tokio::spawn(async move { server.serve(listener, h).await.expect("server runs") });
         handle.listening().await.expect("server listening");
-        Some(TestServer {
+        TestServer {
             url: format!("https://127.0.0.1:{}", addr.port()),
             addr,
             clock,
@@ -94,7 +104,7 @@ impl TestServer {
             data_dir,
             handle,
             task,
-        })
+        }
     }
 
     /// Stops the server (as a crash or a deploy would) and starts a new one
