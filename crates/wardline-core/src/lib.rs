@@ -24,6 +24,7 @@ pub mod audit;
 pub mod audit_reader;
 pub mod auth;
 pub mod authz;
+pub mod caller;
 pub mod clock;
 pub mod config;
 pub mod credentials;

@@ -2,6 +2,7 @@
 //! the download.
 
 use super::*;
+use crate::caller::Caller;
 
 impl MessagingService {
     /// Everything an upload is checked for before its body is read (finding
@@ -11,14 +12,13 @@ impl MessagingService {
     /// place among the session's uploads in flight.
     pub async fn begin_upload(
         &self,
-        p: &Principal,
+        p: &Caller,
         id: Uuid,
         content_length: Option<u64>,
-        audit: &AuditScope,
     ) -> ApiResult<UploadPermit> {
         let device = self.device_of(p).await?;
         let c = self.member_conversation(p, id).await?;
-        self.tag_patient(&c, audit).await?;
+        self.tag_patient(&c, &p.audit).await?;
         let max = self.policy(p.org_id).await?.max_attachment_bytes;
         if content_length.is_some_and(|n| n > max as u64) {
             return Err(attachment_too_large(max));
@@ -77,15 +77,9 @@ impl MessagingService {
         })
     }
 
-    pub async fn attachment(
-        &self,
-        p: &Principal,
-        id: Uuid,
-        attachment: Uuid,
-        audit: &AuditScope,
-    ) -> ApiResult<Vec<u8>> {
+    pub async fn attachment(&self, p: &Caller, id: Uuid, attachment: Uuid) -> ApiResult<Vec<u8>> {
         let c = self.member_conversation(p, id).await?;
-        self.tag_patient(&c, audit).await?;
+        self.tag_patient(&c, &p.audit).await?;
         match self.store.get_attachment(id, attachment).await {
             Ok((a, None)) => Ok(a.data),
             Ok((a, Some(key))) => Ok(Vault::open_bytes(

@@ -3,6 +3,7 @@
 //! key-package claims for the devices to add.
 
 use super::*;
+use crate::caller::Caller;
 
 impl MessagingService {
     /// The conversation, if the caller is a member; 404 otherwise (whether it
@@ -163,9 +164,8 @@ impl MessagingService {
 
     pub async fn create_conversation(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: CreateConversationRequest,
-        audit: &AuditScope,
     ) -> ApiResult<(bool, Conversation)> {
         let device = self.device_of(p).await?;
         let policy = self.policy(p.org_id).await?;
@@ -246,8 +246,8 @@ impl MessagingService {
         if let Some(key) = &direct_key
             && let Some(existing) = self.store.find_direct(p.org_id, key).await?
         {
-            audit.target("conversation", existing.id);
-            return Ok((false, self.to_wire(&existing, Some(audit)).await?));
+            p.audit.target("conversation", existing.id);
+            return Ok((false, self.to_wire(&existing, Some(&p.audit)).await?));
         }
         let id = Uuid::new_v4();
         let now = self.clock.now();
@@ -301,7 +301,7 @@ impl MessagingService {
                 });
             }
         }
-        audit.target("conversation", id);
+        p.audit.target("conversation", id);
         match self
             .store
             .create_conversation(&row, &members, &devices)
@@ -316,11 +316,11 @@ impl MessagingService {
                     .find_direct(p.org_id, key)
                     .await?
                     .ok_or_else(conversation_not_found)?;
-                return Ok((false, self.to_wire(&existing, Some(audit)).await?));
+                return Ok((false, self.to_wire(&existing, Some(&p.audit)).await?));
             }
             Err(e) => return Err(e.into()),
         }
-        Ok((true, self.to_wire(&row, Some(audit)).await?))
+        Ok((true, self.to_wire(&row, Some(&p.audit)).await?))
     }
 
     pub async fn list_conversations(&self, p: &Principal) -> ApiResult<ConversationList> {
@@ -334,23 +334,12 @@ impl MessagingService {
         Ok(ConversationList { conversations })
     }
 
-    pub async fn conversation(
-        &self,
-        p: &Principal,
-        id: Uuid,
-        audit: &AuditScope,
-    ) -> ApiResult<Conversation> {
+    pub async fn conversation(&self, p: &Caller, id: Uuid) -> ApiResult<Conversation> {
         let c = self.member_conversation(p, id).await?;
-        self.to_wire(&c, Some(audit)).await
+        self.to_wire(&c, Some(&p.audit)).await
     }
 
-    pub async fn add_member(
-        &self,
-        p: &Principal,
-        id: Uuid,
-        user: UserId,
-        audit: &AuditScope,
-    ) -> ApiResult<Conversation> {
+    pub async fn add_member(&self, p: &Caller, id: Uuid, user: UserId) -> ApiResult<Conversation> {
         let c = self.member_conversation(p, id).await?;
         if c.kind == ConversationKind::Direct {
             return Err(ApiError::validation(
@@ -380,7 +369,7 @@ impl MessagingService {
         self.wake(&woken).await;
         self.to_wire(
             &self.store.get_conversation(p.org_id, id).await?,
-            Some(audit),
+            Some(&p.audit),
         )
         .await
     }
@@ -388,10 +377,9 @@ impl MessagingService {
     /// Removes `user` (the caller themself: leaving).
     pub async fn remove_member(
         &self,
-        p: &Principal,
+        p: &Caller,
         id: Uuid,
         user: UserId,
-        audit: &AuditScope,
     ) -> ApiResult<Conversation> {
         let c = self.member_conversation(p, id).await?;
         if c.kind == ConversationKind::Direct {
@@ -406,19 +394,14 @@ impl MessagingService {
         }
         self.wake(&woken).await;
         let c = self.store.get_conversation(p.org_id, id).await?;
-        self.to_wire(&c, Some(audit)).await
+        self.to_wire(&c, Some(&p.audit)).await
     }
 
     /// Starts a conversation's group again from the caller's device, which is
     /// waiting to join it while no member device is left to add it (see
     /// [`MessagingStore::refound_conversation`]). Messages sent before stay
     /// readable only on devices that had them.
-    pub async fn refound(
-        &self,
-        p: &Principal,
-        id: Uuid,
-        audit: &AuditScope,
-    ) -> ApiResult<Conversation> {
+    pub async fn refound(&self, p: &Caller, id: Uuid) -> ApiResult<Conversation> {
         let device = self.device_of(p).await?;
         let c = self.member_conversation(p, id).await?;
         let notice = MessageRow::membership_notice(id, 0, p.user_id, self.clock.now());
@@ -433,7 +416,7 @@ impl MessagingService {
         }
         self.wake(&woken).await;
         let c = self.store.get_conversation(p.org_id, c.id).await?;
-        self.to_wire(&c, Some(audit)).await
+        self.to_wire(&c, Some(&p.audit)).await
     }
 
     /// Takes a departing user out of every conversation (deprovisioning).

@@ -2,6 +2,7 @@
 //! listing, key-package uploads, status and posture.
 
 use super::*;
+use crate::caller::Caller;
 
 impl MessagingService {
     pub(super) fn check_key_packages(
@@ -55,11 +56,10 @@ impl MessagingService {
 
     pub async fn register_device(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: RegisterDeviceRequest,
-        audit: &AuditScope,
     ) -> ApiResult<Device> {
-        audit.target("device", p.device_id);
+        p.audit.target("device", p.device_id);
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 64 {
             return Err(ApiError::validation("name must be 1 to 64 characters"));
@@ -105,7 +105,7 @@ impl MessagingService {
         }
         // Publish the identity key in the tamper-evident trail, so that a
         // device added behind a user's back would show there for good.
-        audit.also(
+        p.audit.also(
             wardline_proto::audit::AuditAction::DeviceRegister,
             "identity_key_sha256",
             hex::encode(Sha256::digest(&row.identity_key)),

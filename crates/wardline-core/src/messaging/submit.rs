@@ -3,18 +3,18 @@
 //! prioritised message.
 
 use super::*;
+use crate::caller::Caller;
 
 impl MessagingService {
     pub async fn submit(
         &self,
-        p: &Principal,
+        p: &Caller,
         id: Uuid,
         req: SubmitMessageRequest,
-        audit: &AuditScope,
     ) -> ApiResult<SubmitMessageResponse> {
         let device = self.device_of(p).await?;
         let c = self.member_conversation(p, id).await?;
-        self.tag_patient(&c, audit).await?;
+        self.tag_patient(&c, &p.audit).await?;
         let framing = mls::inspect_message(&req.mls.0)
             .map_err(|e| ApiError::bad_request(format!("mls: {e}")))?;
         if framing.group_id != mls::group_id(id).as_slice() {

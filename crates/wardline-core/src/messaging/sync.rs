@@ -2,6 +2,7 @@
 //! the user's receipt preference.
 
 use super::*;
+use crate::caller::Caller;
 use wardline_proto::sync::{InboxEntry, SharedAgain, SyncQuery, SyncResponse};
 
 impl MessagingService {
@@ -77,10 +78,9 @@ impl MessagingService {
     /// case 15); a watermark covers routine messages only.
     pub async fn mark_read(
         &self,
-        p: &Principal,
+        p: &Caller,
         id: Uuid,
         req: ReadRequest,
-        audit: &AuditScope,
     ) -> ApiResult<ReadResponse> {
         let mark = match (&req.message_ids[..], req.up_to_message_id) {
             ([], Some(up_to)) => ReadMark::UpTo(up_to),
@@ -95,7 +95,7 @@ impl MessagingService {
         // Reading a patient's thread is an access to that patient's
         // information: it is in their access report (issue 18, item 7).
         let c = self.member_conversation(p, id).await?;
-        self.tag_patient(&c, audit).await?;
+        self.tag_patient(&c, &p.audit).await?;
         match self
             .store
             .mark_read(device.id, id, mark, self.clock.now())
@@ -108,13 +108,12 @@ impl MessagingService {
 
     pub async fn receipts(
         &self,
-        p: &Principal,
+        p: &Caller,
         id: Uuid,
         message: Uuid,
-        audit: &AuditScope,
     ) -> ApiResult<MessageReceipts> {
         let c = self.member_conversation(p, id).await?;
-        self.tag_patient(&c, audit).await?;
+        self.tag_patient(&c, &p.audit).await?;
         let m = match self.store.get_message(id, message).await {
             Err(StoreError::NotFound) => return Err(ApiError::not_found("message")),
             other => other?,

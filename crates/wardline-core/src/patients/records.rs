@@ -2,14 +2,10 @@
 //! (audited), consent changes, and the check before anything is texted.
 
 use super::*;
+use crate::caller::Caller;
 
 impl PatientService {
-    pub async fn create(
-        &self,
-        by: &Principal,
-        scope: &AuditScope,
-        req: CreatePatientRequest,
-    ) -> ApiResult<Patient> {
+    pub async fn create(&self, by: &Caller, req: CreatePatientRequest) -> ApiResult<Patient> {
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(ApiError::validation("name must be 1-200 characters"));
@@ -54,8 +50,8 @@ impl PatientService {
             }
             Err(e) => return Err(e.into()),
         }
-        scope.target("patient", id);
-        scope.patient(&id.to_string());
+        by.audit.target("patient", id);
+        by.audit.patient(&id.to_string());
         let opened = self.open_patient(row).await?;
         let secure = self.policy(by.org_id).await?.secure_messages;
         self.to_wire(&opened, secure).await
@@ -71,9 +67,9 @@ impl PatientService {
         Ok(out)
     }
 
-    pub async fn view(&self, by: &Principal, scope: &AuditScope, id: Uuid) -> ApiResult<Patient> {
+    pub async fn view(&self, by: &Caller, id: Uuid) -> ApiResult<Patient> {
         let p = self.load(by.org_id, id).await?;
-        scope.patient(&id.to_string());
+        by.audit.patient(&id.to_string());
         let secure = self.policy(by.org_id).await?.secure_messages;
         self.to_wire(&p, secure).await
     }
@@ -82,8 +78,7 @@ impl PatientService {
 
     pub async fn record_consent(
         &self,
-        by: &Principal,
-        scope: &AuditScope,
+        by: &Caller,
         id: Uuid,
         req: RecordConsentRequest,
     ) -> ApiResult<ConsentHistory> {
@@ -93,7 +88,7 @@ impl PatientService {
             ));
         }
         let p = self.load(by.org_id, id).await?;
-        scope.patient(&id.to_string());
+        by.audit.patient(&id.to_string());
         self.store
             .insert_consent(&ConsentRow {
                 id: Uuid::new_v4(),
@@ -111,18 +106,14 @@ impl PatientService {
                 at: self.clock.now(),
             })
             .await?;
-        scope.reason(if req.granted { "granted" } else { "revoked" });
+        by.audit
+            .reason(if req.granted { "granted" } else { "revoked" });
         self.history(&p).await
     }
 
-    pub async fn consent_history(
-        &self,
-        by: &Principal,
-        scope: &AuditScope,
-        id: Uuid,
-    ) -> ApiResult<ConsentHistory> {
+    pub async fn consent_history(&self, by: &Caller, id: Uuid) -> ApiResult<ConsentHistory> {
         let p = self.load(by.org_id, id).await?;
-        scope.patient(&id.to_string());
+        by.audit.patient(&id.to_string());
         self.history(&p).await
     }
 

@@ -3,6 +3,7 @@
 //! (the SMS carries only a link), and staff alerts by SMS.
 
 use super::*;
+use crate::caller::Caller;
 
 impl PatientService {
     /// Every template with what its SMS costs (the listing administrators see).
@@ -53,14 +54,13 @@ impl PatientService {
 
     pub async fn put_template(
         &self,
-        by: &Principal,
+        by: &Caller,
         key: &str,
         language: &str,
         req: PutTemplateRequest,
-        audit: &AuditScope,
     ) -> ApiResult<Vec<Template>> {
         templates::validate(key, language, &req.body, req.class)?;
-        // The text and class before, for the audit event (a template is a
+        // The text and class before, for the &by.audit event (a template is a
         // form with placeholders, never a patient's data).
         let before = self
             .texts(by.org_id)
@@ -80,7 +80,8 @@ impl PatientService {
                 updated_at: self.clock.now(),
             })
             .await?;
-        audit.changed(&before.unwrap_or_else(|| serde_json::json!({})), &after);
+        by.audit
+            .changed(&before.unwrap_or_else(|| serde_json::json!({})), &after);
         self.templates(by.org_id).await
     }
 
@@ -195,8 +196,7 @@ impl PatientService {
     /// secure message announced by a notice.
     pub async fn send_template(
         &self,
-        by: &Principal,
-        scope: &AuditScope,
+        by: &Caller,
         id: Uuid,
         req: SendTemplateRequest,
     ) -> ApiResult<SendOutcome> {
@@ -207,7 +207,7 @@ impl PatientService {
             )));
         }
         let p = self.load(by.org_id, id).await?;
-        scope.patient(&id.to_string());
+        by.audit.patient(&id.to_string());
         let t = self.template(by.org_id, &req.template, &p.language).await?;
         templates::check_params(&t.body, &req.params)?;
         let policy = self.policy(by.org_id).await?;
@@ -230,7 +230,7 @@ impl PatientService {
                         &policy,
                     )
                     .await?;
-                scope.target("sms", sms.id);
+                by.audit.target("sms", sms.id);
                 Ok(SendOutcome {
                     sms: SmsRecord {
                         size: Some(sms_size::size(&text)),
@@ -240,8 +240,8 @@ impl PatientService {
                 })
             }
             TemplateClass::Phi => {
-                scope.reason("secure_message");
-                self.send_secure_body(by, scope, &p, SecureBody::Text(text), &policy)
+                by.audit.reason("secure_message");
+                self.send_secure_body(by, &p, SecureBody::Text(text), &policy)
                     .await
             }
         }
@@ -249,8 +249,7 @@ impl PatientService {
 
     pub async fn send_secure(
         &self,
-        by: &Principal,
-        scope: &AuditScope,
+        by: &Caller,
         id: Uuid,
         req: SendSecureMessageRequest,
     ) -> ApiResult<SendOutcome> {
@@ -286,9 +285,9 @@ impl PatientService {
             }
         };
         let p = self.load(by.org_id, id).await?;
-        scope.patient(&id.to_string());
+        by.audit.patient(&id.to_string());
         if matches!(body, SecureBody::Sealed(..)) {
-            scope.reason("client_sealed");
+            by.audit.reason("client_sealed");
         }
         let policy = self.policy(by.org_id).await?;
         // The organisation decides who reads what a patient is told.
@@ -305,13 +304,12 @@ impl PatientService {
             }
             _ => {}
         }
-        self.send_secure_body(by, scope, &p, body, &policy).await
+        self.send_secure_body(by, &p, body, &policy).await
     }
 
     pub(super) async fn send_secure_body(
         &self,
-        by: &Principal,
-        scope: &AuditScope,
+        by: &Caller,
         p: &Opened,
         body: SecureBody,
         policy: &PatientTextingPolicy,
@@ -370,7 +368,7 @@ impl PatientService {
                 policy,
             )
             .await?;
-        scope.target("patient_message", message_id);
+        by.audit.target("patient_message", message_id);
         Ok(SendOutcome {
             sms: SmsRecord {
                 size: Some(sms_size::size(&sent)),

@@ -2,6 +2,7 @@
 //! threads with unread counts, the SMS log, and revoking links.
 
 use super::*;
+use crate::caller::Caller;
 
 impl PatientService {
     pub(super) fn message_to_wire(
@@ -42,14 +43,9 @@ impl PatientService {
     }
 
     /// The thread as staff see it; marks the patient's messages read.
-    pub async fn thread(
-        &self,
-        by: &Principal,
-        scope: &AuditScope,
-        id: Uuid,
-    ) -> ApiResult<PatientThread> {
+    pub async fn thread(&self, by: &Caller, id: Uuid) -> ApiResult<PatientThread> {
         let p = self.load(by.org_id, id).await?;
-        scope.patient(&id.to_string());
+        by.audit.patient(&id.to_string());
         let messages = self.messages(&p).await?;
         let now = self.clock.now();
         self.store
@@ -78,14 +74,9 @@ impl PatientService {
         Ok(out)
     }
 
-    pub async fn sms_log(
-        &self,
-        by: &Principal,
-        scope: &AuditScope,
-        id: Uuid,
-    ) -> ApiResult<Vec<SmsRecord>> {
+    pub async fn sms_log(&self, by: &Caller, id: Uuid) -> ApiResult<Vec<SmsRecord>> {
         self.load(by.org_id, id).await?;
-        scope.patient(&id.to_string());
+        by.audit.patient(&id.to_string());
         Ok(self
             .store
             .sms_for_patient(by.org_id, id, 200)
@@ -95,14 +86,9 @@ impl PatientService {
             .collect())
     }
 
-    pub async fn revoke_links(
-        &self,
-        by: &Principal,
-        scope: &AuditScope,
-        id: Uuid,
-    ) -> ApiResult<i64> {
+    pub async fn revoke_links(&self, by: &Caller, id: Uuid) -> ApiResult<i64> {
         self.load(by.org_id, id).await?;
-        scope.patient(&id.to_string());
+        by.audit.patient(&id.to_string());
         Ok(self
             .store
             .revoke_links(by.org_id, id, self.clock.now())

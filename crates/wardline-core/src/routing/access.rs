@@ -2,6 +2,7 @@
 //! break-glass with a reason, grants and the notifications they send.
 
 use super::*;
+use crate::caller::Caller;
 
 impl RoutingService {
     /// Opens a patient's conversations for the caller: members already are;
@@ -10,14 +11,13 @@ impl RoutingService {
     /// and is audited.
     pub async fn open_patient(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: OpenPatientRequest,
-        audit: &AuditScope,
     ) -> ApiResult<PatientAccess> {
         let patient = req.patient_ref.trim();
         check_text(patient, "patient_ref", 100)?;
         let bidx = crate::policy::lifecycle::patient_index(&self.vault, p.org_id, patient);
-        audit.patient_ref(&bidx);
+        p.audit.patient_ref(&bidx);
         let conversations = self.store.conversations_by_patient(p.org_id, &bidx).await?;
         if conversations.is_empty() {
             return Err(ApiError::not_found("conversation about this patient"));
@@ -114,7 +114,7 @@ impl RoutingService {
                     },
                 )
                 .await?;
-            audit.also(
+            p.audit.also(
                 wardline_proto::audit::AuditAction::BreakGlassGrant,
                 "break_glass",
                 id,

@@ -16,8 +16,9 @@ use wardline_proto::messaging::{MessageKind, Priority};
 use wardline_proto::routing::*;
 
 use super::RoutingService;
-use crate::audit::{AuditScope, NewEvent};
+use crate::audit::NewEvent;
 use crate::authz::Principal;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::policy::routing::ladder;
 use crate::worker::{Every, Worker};
@@ -151,10 +152,9 @@ impl RoutingService {
     /// stops, recorded with who and on which device.
     pub async fn acknowledge(
         &self,
-        p: &Principal,
+        p: &Caller,
         conversation: Uuid,
         message: Uuid,
-        audit: &AuditScope,
     ) -> ApiResult<Escalation> {
         let r = self.member_routed(p, conversation, message).await?;
         let device = self.messaging.device_of(p).await?;
@@ -164,7 +164,7 @@ impl RoutingService {
             ));
         }
         let root = r.merged_into.unwrap_or(r.message_id);
-        audit.target("message", root);
+        p.audit.target("message", root);
         match r.state {
             EscalationState::None => {
                 return Err(ApiError::conflict(

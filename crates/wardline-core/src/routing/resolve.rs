@@ -2,6 +2,7 @@
 //! fallback role) and the page itself.
 
 use super::*;
+use crate::caller::Caller;
 
 impl RoutingService {
     /// Whoever a page to `role` reaches now, skipping `except` (the sender)
@@ -114,10 +115,9 @@ impl RoutingService {
     /// sent to the role and resolved to that person.
     pub async fn page(
         &self,
-        p: &Principal,
+        p: &Caller,
         role: Uuid,
         req: PageRoleRequest,
-        audit: &AuditScope,
     ) -> ApiResult<PageRoleResponse> {
         let r = self.resolve(p.org_id, role, p.user_id).await?;
         // The sender's last page to this role is reused while it reaches the
@@ -154,7 +154,6 @@ impl RoutingService {
                             patient_ref: req.patient_ref,
                             care_team_id: None,
                         },
-                        audit,
                     )
                     .await?;
                 c.id
@@ -164,8 +163,8 @@ impl RoutingService {
             .set_routing(conversation, role, r.user, r.via.as_str())
             .await?;
         // The event names the conversation opened; how it was routed, by ids.
-        audit.target("conversation", conversation);
-        audit.reason(&format!(
+        p.audit.target("conversation", conversation);
+        p.audit.reason(&format!(
             "role {role} resolved to user {} ({})",
             r.user,
             r.via.as_str()
@@ -176,7 +175,7 @@ impl RoutingService {
             .await?;
         let presence = self.presence_map(p.org_id).await?;
         Ok(PageRoleResponse {
-            conversation: self.messaging.to_wire(&c, Some(audit)).await?,
+            conversation: self.messaging.to_wire(&c, Some(&p.audit)).await?,
             role_id: role,
             role_name: r.role.name.clone(),
             resolved_to: self.person(p.org_id, r.user, &presence).await?,

@@ -18,6 +18,7 @@ use crate::http::{ApiJson, ApiPath};
 use crate::request_audit::Audit;
 use crate::state::AppState;
 use wardline_core::auth::AuthService;
+use wardline_core::caller::Caller;
 use wardline_core::lifecycle::LifecycleService;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -115,7 +116,7 @@ async fn set_conversation_lifecycle(
     p.authorize(Permission::Messaging)?;
     Ok(Json(
         lifecycle
-            .set_conversation_lifecycle(&p, id, own, &audit)
+            .set_conversation_lifecycle(&Caller::new(&p, &audit), id, own)
             .await?,
     ))
 }
@@ -131,7 +132,7 @@ async fn place_hold(
     ApiJson(req): ApiJson<PlaceHoldRequest>,
 ) -> ApiResult<(StatusCode, Json<LegalHold>)> {
     p.authorize(Permission::LegalHoldManage)?;
-    let h = lifecycle.place_hold(&p, req, &audit).await?;
+    let h = lifecycle.place_hold(&Caller::new(&p, &audit), req).await?;
     Ok((StatusCode::CREATED, Json(h)))
 }
 
@@ -158,7 +159,11 @@ async fn release_hold(
     ApiJson(req): ApiJson<ReleaseHoldRequest>,
 ) -> ApiResult<Json<LegalHold>> {
     p.authorize(Permission::LegalHoldManage)?;
-    Ok(Json(lifecycle.release_hold(&p, id, req, &audit).await?))
+    Ok(Json(
+        lifecycle
+            .release_hold(&Caller::new(&p, &audit), id, req)
+            .await?,
+    ))
 }
 
 /// Recall a message: every device deletes it and shows that it was recalled.
@@ -173,7 +178,11 @@ async fn recall_message(
     ApiPath((id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<RecallResult>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(lifecycle.recall(&p, id, message_id, &audit).await?))
+    Ok(Json(
+        lifecycle
+            .recall(&Caller::new(&p, &audit), id, message_id)
+            .await?,
+    ))
 }
 
 /// Report a device lost (one's own, or any with `devices_manage`): its
@@ -189,7 +198,9 @@ async fn wipe_device(
     ApiJson(req): ApiJson<WipeDeviceRequest>,
 ) -> ApiResult<Json<DeviceWipe>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(lifecycle.wipe(&p, id, req, &audit).await?))
+    Ok(Json(
+        lifecycle.wipe(&Caller::new(&p, &audit), id, req).await?,
+    ))
 }
 
 /// Remote wipes and whether each device confirmed (all of the organisation's

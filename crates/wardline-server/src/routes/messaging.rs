@@ -18,6 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiPath, ApiQuery};
 use crate::request_audit::Audit;
 use crate::state::AppState;
+use wardline_core::caller::Caller;
 use wardline_core::directory::DirectoryService;
 use wardline_core::messaging::MessagingService;
 
@@ -63,7 +64,9 @@ async fn register_device(
     ApiJson(req): ApiJson<RegisterDeviceRequest>,
 ) -> ApiResult<(StatusCode, Json<Device>)> {
     p.authorize(Permission::Messaging)?;
-    let d = messaging.register_device(&p, req, &audit).await?;
+    let d = messaging
+        .register_device(&Caller::new(&p, &audit), req)
+        .await?;
     Ok((StatusCode::CREATED, Json(d)))
 }
 
@@ -143,7 +146,9 @@ async fn create_conversation(
     ApiJson(req): ApiJson<CreateConversationRequest>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
     p.authorize(Permission::Messaging)?;
-    let (created, c) = messaging.create_conversation(&p, req, &audit).await?;
+    let (created, c) = messaging
+        .create_conversation(&Caller::new(&p, &audit), req)
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -173,7 +178,9 @@ async fn get_conversation(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Conversation>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(messaging.conversation(&p, id, &audit).await?))
+    Ok(Json(
+        messaging.conversation(&Caller::new(&p, &audit), id).await?,
+    ))
 }
 
 /// Add a colleague to a group; their devices become `pending_add`.
@@ -189,7 +196,9 @@ async fn add_member(
 ) -> ApiResult<Json<Conversation>> {
     p.authorize(Permission::Messaging)?;
     Ok(Json(
-        messaging.add_member(&p, id, req.user_id, &audit).await?,
+        messaging
+            .add_member(&Caller::new(&p, &audit), id, req.user_id)
+            .await?,
     ))
 }
 
@@ -208,7 +217,7 @@ async fn refound_conversation(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Conversation>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(messaging.refound(&p, id, &audit).await?))
+    Ok(Json(messaging.refound(&Caller::new(&p, &audit), id).await?))
 }
 
 /// Remove a member from a group, or leave it (your own user id). Their
@@ -225,7 +234,9 @@ async fn remove_member(
 ) -> ApiResult<Json<Conversation>> {
     p.authorize(Permission::Messaging)?;
     Ok(Json(
-        messaging.remove_member(&p, id, user_id, &audit).await?,
+        messaging
+            .remove_member(&Caller::new(&p, &audit), id, user_id)
+            .await?,
     ))
 }
 
@@ -256,7 +267,9 @@ async fn submit_message(
     ApiJson(req): ApiJson<SubmitMessageRequest>,
 ) -> ApiResult<Json<SubmitMessageResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(messaging.submit(&p, id, req, &audit).await?))
+    Ok(Json(
+        messaging.submit(&Caller::new(&p, &audit), id, req).await?,
+    ))
 }
 
 /// Mark messages read on this device: those shown to the person, or routine ones up to a message.
@@ -271,7 +284,11 @@ async fn mark_read(
     ApiJson(req): ApiJson<ReadRequest>,
 ) -> ApiResult<Json<ReadResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(messaging.mark_read(&p, id, req, &audit).await?))
+    Ok(Json(
+        messaging
+            .mark_read(&Caller::new(&p, &audit), id, req)
+            .await?,
+    ))
 }
 
 /// Delivery and read receipts of a message, per recipient device.
@@ -285,7 +302,11 @@ async fn message_receipts(
     ApiPath((id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<MessageReceipts>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(messaging.receipts(&p, id, message_id, &audit).await?))
+    Ok(Json(
+        messaging
+            .receipts(&Caller::new(&p, &audit), id, message_id)
+            .await?,
+    ))
 }
 
 /// Upload an attachment the client encrypted with a fresh key (the key travels
@@ -309,7 +330,9 @@ async fn upload_attachment(
         .and_then(|v| v.parse::<u64>().ok());
     // Checked (and refused on a declared size) before a byte is read; then
     // read no further than the organisation's limit.
-    let permit = messaging.begin_upload(&p, id, declared, &audit).await?;
+    let permit = messaging
+        .begin_upload(&Caller::new(&p, &audit), id, declared)
+        .await?;
     let limit = usize::try_from(permit.max_bytes)
         .unwrap_or(usize::MAX)
         .min(MAX_ATTACHMENT_BODY_BYTES);
@@ -344,7 +367,9 @@ async fn download_attachment(
     ApiPath((id, attachment_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<impl IntoResponse> {
     p.authorize(Permission::Messaging)?;
-    let data = messaging.attachment(&p, id, attachment_id, &audit).await?;
+    let data = messaging
+        .attachment(&Caller::new(&p, &audit), id, attachment_id)
+        .await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data))
 }
 

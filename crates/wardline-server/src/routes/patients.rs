@@ -24,6 +24,7 @@ use crate::http::{ApiJson, ApiPath, body_bytes};
 use crate::request_audit::Audit;
 use crate::state::AppState;
 use wardline_core::audit::AuditScope;
+use wardline_core::caller::Caller;
 use wardline_core::directory::DirectoryService;
 use wardline_core::patients::PatientService;
 use wardline_core::patients::portal::{LinkView, PortalError};
@@ -62,7 +63,7 @@ async fn create_patient(
     ApiJson(req): ApiJson<CreatePatientRequest>,
 ) -> ApiResult<(StatusCode, Json<Patient>)> {
     p.authorize(Permission::PatientTexting)?;
-    let patient = patients.create(&p, &audit, req).await?;
+    let patient = patients.create(&Caller::new(&p, &audit), req).await?;
     Ok((StatusCode::CREATED, Json(patient)))
 }
 
@@ -90,7 +91,7 @@ async fn get_patient(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Patient>> {
     p.authorize(Permission::PatientTexting)?;
-    Ok(Json(patients.view(&p, &audit, id).await?))
+    Ok(Json(patients.view(&Caller::new(&p, &audit), id).await?))
 }
 
 /// Record a consent decision (given or withdrawn) with how it was obtained.
@@ -106,7 +107,11 @@ async fn record_consent(
     ApiJson(req): ApiJson<RecordConsentRequest>,
 ) -> ApiResult<Json<ConsentHistory>> {
     p.authorize(Permission::PatientTexting)?;
-    Ok(Json(patients.record_consent(&p, &audit, id, req).await?))
+    Ok(Json(
+        patients
+            .record_consent(&Caller::new(&p, &audit), id, req)
+            .await?,
+    ))
 }
 
 /// The patient's consent history (every decision and keyword, oldest first),
@@ -121,7 +126,11 @@ async fn consent_history(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<ConsentHistory>> {
     p.authorize(Permission::PatientTexting)?;
-    Ok(Json(patients.consent_history(&p, &audit, id).await?))
+    Ok(Json(
+        patients
+            .consent_history(&Caller::new(&p, &audit), id)
+            .await?,
+    ))
 }
 
 /// Send a template. A `no_phi` template goes as a plain SMS (needs
@@ -138,7 +147,9 @@ async fn send_text(
     ApiJson(req): ApiJson<SendTemplateRequest>,
 ) -> ApiResult<(StatusCode, Json<SendOutcome>)> {
     p.authorize(Permission::PatientTexting)?;
-    let out = patients.send_template(&p, &audit, id, req).await?;
+    let out = patients
+        .send_template(&Caller::new(&p, &audit), id, req)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(out)))
 }
 
@@ -155,7 +166,9 @@ async fn send_message(
     ApiJson(req): ApiJson<SendSecureMessageRequest>,
 ) -> ApiResult<(StatusCode, Json<SendOutcome>)> {
     p.authorize(Permission::PatientTexting)?;
-    let out = patients.send_secure(&p, &audit, id, req).await?;
+    let out = patients
+        .send_secure(&Caller::new(&p, &audit), id, req)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(out)))
 }
 
@@ -171,7 +184,7 @@ async fn patient_thread(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<PatientThread>> {
     p.authorize(Permission::PatientTexting)?;
-    Ok(Json(patients.thread(&p, &audit, id).await?))
+    Ok(Json(patients.thread(&Caller::new(&p, &audit), id).await?))
 }
 
 /// The SMS sent to a patient and their delivery status (never their text).
@@ -186,7 +199,7 @@ async fn patient_sms(
 ) -> ApiResult<Json<SmsList>> {
     p.authorize(Permission::PatientTexting)?;
     Ok(Json(SmsList {
-        sms: patients.sms_log(&p, &audit, id).await?,
+        sms: patients.sms_log(&Caller::new(&p, &audit), id).await?,
     }))
 }
 
@@ -202,7 +215,7 @@ async fn revoke_links(
 ) -> ApiResult<Json<LinksRevoked>> {
     p.authorize(Permission::PatientTexting)?;
     Ok(Json(LinksRevoked {
-        revoked: patients.revoke_links(&p, &audit, id).await?,
+        revoked: patients.revoke_links(&Caller::new(&p, &audit), id).await?,
     }))
 }
 
@@ -263,7 +276,7 @@ async fn put_template(
     audit.target("template", format!("{key}/{language}"));
     Ok(Json(TemplateList {
         templates: patients
-            .put_template(&p, &key, &language, req, &audit)
+            .put_template(&Caller::new(&p, &audit), &key, &language, req)
             .await?,
     }))
 }

@@ -18,6 +18,7 @@ use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiPath, ApiQuery};
 use crate::request_audit::Audit;
 use crate::state::AppState;
+use wardline_core::caller::Caller;
 use wardline_core::routing::RoutingService;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -279,7 +280,7 @@ async fn page(
     ApiJson(req): ApiJson<PageRoleRequest>,
 ) -> ApiResult<Json<PageRoleResponse>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(routing.page(&p, id, req, &audit).await?))
+    Ok(Json(routing.page(&Caller::new(&p, &audit), id, req).await?))
 }
 
 /// Where an urgent, STAT or role-addressed message stands: who it resolved
@@ -308,7 +309,11 @@ async fn acknowledge(
     ApiPath((id, message)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Escalation>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(routing.acknowledge(&p, id, message, &audit).await?))
+    Ok(Json(
+        routing
+            .acknowledge(&Caller::new(&p, &audit), id, message)
+            .await?,
+    ))
 }
 
 /// Open a patient's conversations: joined through the care team, or by
@@ -323,7 +328,9 @@ async fn open_patient(
     ApiJson(req): ApiJson<OpenPatientRequest>,
 ) -> ApiResult<Json<PatientAccess>> {
     p.authorize(Permission::Messaging)?;
-    Ok(Json(routing.open_patient(&p, req, &audit).await?))
+    Ok(Json(
+        routing.open_patient(&Caller::new(&p, &audit), req).await?,
+    ))
 }
 
 /// Break-glass grants with their reasons, newest first.
