@@ -176,7 +176,7 @@ fn audit_event(i: u64) -> NewEvent {
     });
     let (user, device) = &STAFF[(i % 2000) as usize];
     NewEvent {
-        org_id: Some(*ORG),
+        org_id: Some((*ORG).into()),
         actor_kind: ActorKind::User,
         actor_id: Some(user.clone()),
         device_id: Some(*device),
@@ -360,7 +360,7 @@ async fn start(
     state
         .directory
         .update_policy(
-            setup.organisation.id,
+            setup.organisation.id.into(),
             OrgPolicy {
                 idle_timeout_secs: 900,
                 absolute_lifetime_secs: 43_200,
@@ -378,7 +378,7 @@ async fn start(
         state
             .directory
             .create_user(
-                setup.organisation.id,
+                setup.organisation.id.into(),
                 CreateUserRequest {
                     email: format!("user{i}@bench.test"),
                     display_name: format!("Bench User {i}"),

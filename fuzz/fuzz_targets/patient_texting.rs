@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use wardline_proto::patients::{QuietHours, TemplateClass};
-use wardline_server::patients::{self, delivery, gateway, pages, templates};
+use wardline_core::patients::{self, delivery, gateway, templates};
+use wardline_server::routes::patient_pages as pages;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -36,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Phone numbers: whatever is accepted is E.164 (`+`, 8–15 digits).
     for region in [None, Some("US"), Some("GB")] {
-        if let Ok(e164) = wardline_server::phone::e164(a, region) {
+        if let Ok(e164) = wardline_core::phone::e164(a, region) {
             let digits = e164.strip_prefix('+').expect("E.164 starts with +");
             assert!((8..=15).contains(&digits.len()), "{e164}");
             assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{e164}");
@@ -44,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = patients::validate_dob(a);
     let _ = patients::validate_language(a);
-    let _ = patients::quiet_hours_end(
+    let _ = wardline_core::policy::patients::quiet_hours_end(
         &QuietHours {
             start: a.chars().take(8).collect(),
             end: b.chars().take(8).collect(),

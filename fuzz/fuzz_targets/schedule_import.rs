@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wardline_server::routing::ical;
+use wardline_core::routing::ical;
 
 /// 2030-03-04T12:00:00Z and two weeks after.
 const FROM: i64 = 1_898_856_000;

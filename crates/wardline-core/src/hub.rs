@@ -146,12 +146,12 @@ mod tests {
     async fn a_wake_up_before_the_wait_is_not_lost() {
         let hub = DeliveryHub::default();
         let (d, u) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-        let (mut a, _sa) = hub.open_socket(u, d).unwrap();
-        let (mut b, _sb) = hub.open_socket(u, d).unwrap();
-        hub.wake(&[d]);
+        let (mut a, _sa) = hub.open_socket(u.into(), d.into()).unwrap();
+        let (mut b, _sb) = hub.open_socket(u.into(), d.into()).unwrap();
+        hub.wake(&[d.into()]);
         a.changed().await.unwrap();
         b.changed().await.unwrap();
-        hub.wake(&[uuid::Uuid::new_v4()]); // nobody listening: no effect
+        hub.wake(&[uuid::Uuid::new_v4().into()]); // nobody listening: no effect
     }
 
     #[test]
@@ -160,18 +160,19 @@ mod tests {
         let u = uuid::Uuid::new_v4();
         let d = uuid::Uuid::new_v4();
         let open: Vec<_> = (0..MAX_SOCKETS_PER_DEVICE)
-            .map(|_| hub.open_socket(u, d).unwrap())
+            .map(|_| hub.open_socket(u.into(), d.into()).unwrap())
             .collect();
-        assert!(hub.open_socket(u, d).is_none(), "per device");
+        assert!(hub.open_socket(u.into(), d.into()).is_none(), "per device");
         drop(open);
-        assert!(hub.open_socket(u, d).is_some(), "given back");
+        assert!(hub.open_socket(u.into(), d.into()).is_some(), "given back");
         let mut held = Vec::new();
-        while let Some(s) = hub.open_socket(u, uuid::Uuid::new_v4()) {
+        while let Some(s) = hub.open_socket(u.into(), uuid::Uuid::new_v4().into()) {
             held.push(s);
         }
         assert_eq!(held.len(), MAX_SOCKETS_PER_USER);
         assert!(
-            hub.open_socket(uuid::Uuid::new_v4(), d).is_some(),
+            hub.open_socket(uuid::Uuid::new_v4().into(), d.into())
+                .is_some(),
             "another user"
         );
     }

@@ -546,7 +546,7 @@ impl Worker for WakeUpListener {
         let hub = self.hub;
         PgBus::listen(
             self.url,
-            move |devices| hub.wake(devices),
+            move |devices| hub.wake(&devices.iter().copied().map(Into::into).collect::<Vec<_>>()),
             shutdown.receiver(),
         )
         .await;

@@ -100,7 +100,7 @@ impl PgBus {
 #[async_trait]
 impl Bus for PgBus {
     async fn announce(&self, devices: &[DeviceId]) -> Result<()> {
-        for payload in payloads(devices) {
+        for payload in payloads(&devices.iter().copied().map(Into::into).collect::<Vec<_>>()) {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
                 .bind(payload)

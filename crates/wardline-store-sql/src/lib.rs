@@ -244,7 +244,7 @@ fn routing_policy_json(p: &OrgPolicy) -> String {
 
 fn org_from_row(row: &AnyRow) -> Result<OrgRow> {
     Ok(OrgRow {
-        id: uuid_col(row, "id")?,
+        id: (uuid_col(row, "id")?).into(),
         name: row.try_get("name")?,
         slug: row.try_get("slug")?,
         policy: OrgPolicy {
@@ -272,7 +272,7 @@ pub(crate) fn data_key_from_row(row: &AnyRow, prefix: &str) -> Result<DataKeyRow
     Ok(DataKeyRow {
         id: row.try_get(col("id").as_str())?,
         org_id: org
-            .map(|s| Uuid::from_str(&s))
+            .map(|s| OrgId::from_str(&s))
             .transpose()
             .map_err(|_| StoreError::Corrupt("data key org_id".into()))?,
         kek_id: row.try_get(col("kek_id").as_str())?,
@@ -295,8 +295,8 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow> {
     let status: String = row.try_get("status")?;
     let roles: String = row.try_get("roles")?;
     Ok(UserRow {
-        id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
+        id: (uuid_col(row, "id")?).into(),
+        org_id: (uuid_col(row, "org_id")?).into(),
         dek_id: row.try_get("dek_id")?,
         email_bidx: row.try_get("email_bidx")?,
         email_enc: row.try_get("email_enc")?,
@@ -333,10 +333,10 @@ macro_rules! session_cols {
 
 fn session_from_row(row: &AnyRow) -> Result<SessionRow> {
     Ok(SessionRow {
-        id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
-        user_id: uuid_col(row, "user_id")?,
-        device_id: uuid_col(row, "device_id")?,
+        id: (uuid_col(row, "id")?).into(),
+        org_id: (uuid_col(row, "org_id")?).into(),
+        user_id: (uuid_col(row, "user_id")?).into(),
+        device_id: (uuid_col(row, "device_id")?).into(),
         token_hash: row.try_get("token_hash")?,
         created_at: row.try_get("created_at")?,
         last_seen_at: row.try_get("last_seen_at")?,
@@ -350,9 +350,9 @@ fn session_from_row(row: &AnyRow) -> Result<SessionRow> {
 fn challenge_from_row(row: &AnyRow) -> Result<MfaChallengeRow> {
     Ok(MfaChallengeRow {
         token_hash: row.try_get("token_hash")?,
-        org_id: uuid_col(row, "org_id")?,
-        user_id: uuid_col(row, "user_id")?,
-        device_id: uuid_col(row, "device_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
+        user_id: (uuid_col(row, "user_id")?).into(),
+        device_id: (uuid_col(row, "device_id")?).into(),
         expires_at: row.try_get("expires_at")?,
         attempts: row.try_get("attempts")?,
     })
@@ -958,9 +958,9 @@ impl Store for SqlStore {
         .await?;
         row.map(|r| {
             Ok((
-                uuid_col(&r, "org_id")?,
-                uuid_col(&r, "user_id")?,
-                uuid_col(&r, "device_id")?,
+                uuid_col(&r, "org_id")?.into(),
+                uuid_col(&r, "user_id")?.into(),
+                uuid_col(&r, "device_id")?.into(),
             ))
         })
         .transpose()

@@ -18,7 +18,7 @@ fn hold_from_row(row: &AnyRow) -> Result<HoldRow> {
     let scope: String = row.try_get("scope")?;
     Ok(HoldRow {
         id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         scope: HoldScope::parse(&scope)
             .ok_or_else(|| StoreError::Corrupt(format!("hold scope {scope:?}")))?,
         target: row.try_get("target")?,
@@ -26,9 +26,9 @@ fn hold_from_row(row: &AnyRow) -> Result<HoldRow> {
         target_enc: row.try_get("target_enc")?,
         matter_enc: row.try_get("matter_enc")?,
         reason_enc: row.try_get("reason_enc")?,
-        placed_by: uuid_col(row, "placed_by")?,
+        placed_by: (uuid_col(row, "placed_by")?).into(),
         placed_at: row.try_get("placed_at")?,
-        released_by: opt_uuid(row, "released_by")?,
+        released_by: (opt_uuid(row, "released_by")?).map(Into::into),
         released_at: row.try_get("released_at")?,
         release_reason_enc: row.try_get("release_reason_enc")?,
     })
@@ -36,10 +36,10 @@ fn hold_from_row(row: &AnyRow) -> Result<HoldRow> {
 
 fn wipe_from_row(row: &AnyRow) -> Result<WipeRow> {
     Ok(WipeRow {
-        device_id: uuid_col(row, "device_id")?,
-        org_id: uuid_col(row, "org_id")?,
-        user_id: uuid_col(row, "user_id")?,
-        requested_by: uuid_col(row, "requested_by")?,
+        device_id: (uuid_col(row, "device_id")?).into(),
+        org_id: (uuid_col(row, "org_id")?).into(),
+        user_id: (uuid_col(row, "user_id")?).into(),
+        requested_by: (uuid_col(row, "requested_by")?).into(),
         requested_at: row.try_get("requested_at")?,
         reason: row.try_get("reason")?,
         sessions_ended: row.try_get("sessions_ended")?,
@@ -153,7 +153,7 @@ impl LifecycleStore for SqlStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| uuid_col(r, "id"))
+            .map(|r| uuid_col(r, "id").map(Into::into))
             .collect()
     }
 
@@ -185,7 +185,7 @@ impl LifecycleStore for SqlStore {
                 lifecycle: serde_json::from_str(&r.try_get::<String, _>("lifecycle")?)
                     .map_err(|e| StoreError::Corrupt(format!("conversation lifecycle: {e}")))?,
                 patient_ref_bidx: r.try_get("patient_ref_bidx")?,
-                members: users,
+                members: users.into_iter().map(Into::into).collect(),
             });
         }
         Ok(out)
@@ -287,7 +287,7 @@ impl LifecycleStore for SqlStore {
             .map(|r| {
                 Ok(Candidate {
                     id: uuid_col(r, "id")?,
-                    sender_user: opt_uuid(r, "sender_user")?,
+                    sender_user: (opt_uuid(r, "sender_user")?).map(Into::into),
                     created_at: r.try_get("created_at")?,
                     expires_at: r.try_get("expires_at")?,
                     recalled_at: r.try_get("recalled_at")?,

@@ -29,9 +29,9 @@ fn joined_key(row: &AnyRow) -> Result<Option<DataKeyRow>> {
 
 fn device_from_row(row: &AnyRow) -> Result<DeviceRow> {
     Ok(DeviceRow {
-        id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
-        user_id: uuid_col(row, "user_id")?,
+        id: (uuid_col(row, "id")?).into(),
+        org_id: (uuid_col(row, "org_id")?).into(),
+        user_id: (uuid_col(row, "user_id")?).into(),
         name: row.try_get("name")?,
         identity_key: row.try_get("identity_key")?,
         created_at: row.try_get("created_at")?,
@@ -57,14 +57,14 @@ fn conversation_from_row(row: &AnyRow) -> Result<ConversationRow> {
     let kind: String = row.try_get("kind")?;
     Ok(ConversationRow {
         id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         kind: ConversationKind::parse(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("conversation kind {kind:?}")))?,
         dek_id: row.try_get("dek_id")?,
         title_enc: row.try_get("title_enc")?,
         patient_ref_enc: row.try_get("patient_ref_enc")?,
         direct_key: row.try_get("direct_key")?,
-        created_by: uuid_col(row, "created_by")?,
+        created_by: (uuid_col(row, "created_by")?).into(),
         created_at: row.try_get("created_at")?,
         epoch: row.try_get("epoch")?,
         last_activity_at: row.try_get("last_activity_at")?,
@@ -72,7 +72,7 @@ fn conversation_from_row(row: &AnyRow) -> Result<ConversationRow> {
             .map_err(|e| StoreError::Corrupt(format!("conversation lifecycle: {e}")))?,
         patient_ref_bidx: row.try_get("patient_ref_bidx")?,
         role_id: opt_uuid(row, "role_id")?,
-        routed_user: opt_uuid(row, "routed_user")?,
+        routed_user: (opt_uuid(row, "routed_user")?).map(Into::into),
         routed_via: row.try_get("routed_via")?,
         care_team_id: opt_uuid(row, "care_team_id")?,
     })
@@ -86,8 +86,8 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
         conversation_id: uuid_col(row, "conversation_id")?,
         kind: MessageKind::parse(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("message kind {kind:?}")))?,
-        sender_user: opt_uuid(row, "sender_user")?,
-        sender_device: opt_uuid(row, "sender_device")?,
+        sender_user: (opt_uuid(row, "sender_user")?).map(Into::into),
+        sender_device: (opt_uuid(row, "sender_device")?).map(Into::into),
         epoch: row.try_get("epoch")?,
         priority: Priority::parse(&priority)
             .ok_or_else(|| StoreError::Corrupt(format!("priority {priority:?}")))?,
@@ -201,7 +201,9 @@ impl SqlStore {
         .bind(m.id.to_string())
         .execute(&mut **tx)
         .await?;
-        rows.iter().map(|r| uuid_col(r, "id")).collect()
+        rows.iter()
+            .map(|r| uuid_col(r, "id").map(Into::into))
+            .collect()
     }
 
     pub(crate) async fn fan_out_to(
@@ -502,7 +504,9 @@ impl MessagingStore for SqlStore {
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| uuid_col(r, "user_id")).collect()
+        rows.iter()
+            .map(|r| uuid_col(r, "user_id").map(Into::into))
+            .collect()
     }
 
     async fn is_member(&self, id: Uuid, user: UserId) -> Result<bool> {
@@ -527,8 +531,8 @@ impl MessagingStore for SqlStore {
             .map(|r| {
                 let s: String = r.try_get("state")?;
                 Ok(ConversationDeviceRow {
-                    device_id: uuid_col(r, "device_id")?,
-                    user_id: uuid_col(r, "user_id")?,
+                    device_id: (uuid_col(r, "device_id")?).into(),
+                    user_id: (uuid_col(r, "user_id")?).into(),
                     state: DeviceState::parse(&s)
                         .ok_or_else(|| StoreError::Corrupt(format!("device state {s:?}")))?,
                 })
@@ -955,8 +959,8 @@ impl MessagingStore for SqlStore {
         let mut out: Vec<ReceiptRow> = Vec::with_capacity(rows.len());
         for r in &rows {
             let row = ReceiptRow {
-                user_id: uuid_col(r, "user_id")?,
-                device_id: uuid_col(r, "device_id")?,
+                user_id: (uuid_col(r, "user_id")?).into(),
+                device_id: (uuid_col(r, "device_id")?).into(),
                 delivered_at: r.try_get("delivered_at")?,
                 read_at: r.try_get("read_at")?,
                 shares_read_receipts: bool_col(r, "share")?,
@@ -1036,7 +1040,7 @@ impl MessagingStore for SqlStore {
             AttachmentRow {
                 id: uuid_col(&row, "id")?,
                 conversation_id: uuid_col(&row, "conversation_id")?,
-                uploader_device: uuid_col(&row, "uploader_device")?,
+                uploader_device: (uuid_col(&row, "uploader_device")?).into(),
                 data: row.try_get("data")?,
                 created_at: row.try_get("created_at")?,
                 dek_id: row.try_get("dek_id")?,

@@ -22,7 +22,7 @@ fn parsed<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T>
 fn patient_from_row(row: &AnyRow) -> Result<PatientRow> {
     Ok(PatientRow {
         id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         dek_id: row.try_get("dek_id")?,
         name_enc: row.try_get("name_enc")?,
         dob_enc: row.try_get("dob_enc")?,
@@ -40,7 +40,7 @@ fn consent_from_row(row: &AnyRow) -> Result<ConsentRow> {
     let scope: Option<String> = row.try_get("scope")?;
     Ok(ConsentRow {
         id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         patient_id: uuid_col(row, "patient_id")?,
         scope: scope
             .map(|s| {
@@ -58,7 +58,7 @@ fn consent_from_row(row: &AnyRow) -> Result<ConsentRow> {
 fn message_from_row(row: &AnyRow) -> Result<PatientMessageRow> {
     Ok(PatientMessageRow {
         id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         patient_id: uuid_col(row, "patient_id")?,
         direction: parsed(row, "direction", PatientMessageDirection::parse)?,
         author_user: opt_uuid(row, "author_user")?,
@@ -73,7 +73,7 @@ fn message_from_row(row: &AnyRow) -> Result<PatientMessageRow> {
 fn link_from_row(row: &AnyRow) -> Result<LinkRow> {
     Ok(LinkRow {
         id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         patient_id: uuid_col(row, "patient_id")?,
         token_hash: row.try_get("token_hash")?,
         created_by: row.try_get("created_by")?,
@@ -93,7 +93,7 @@ fn link_from_row(row: &AnyRow) -> Result<LinkRow> {
 fn sms_from_row(row: &AnyRow) -> Result<SmsRow> {
     Ok(SmsRow {
         id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         patient_id: opt_uuid(row, "patient_id")?,
         dek_id: row.try_get("dek_id")?,
         from_number: row.try_get("from_number")?,
@@ -300,7 +300,7 @@ impl PatientStore for SqlStore {
         rows.iter()
             .map(|r| {
                 Ok(TemplateRow {
-                    org_id: uuid_col(r, "org_id")?,
+                    org_id: (uuid_col(r, "org_id")?).into(),
                     key: r.try_get("key")?,
                     language: r.try_get("language")?,
                     body: r.try_get("body")?,
@@ -402,7 +402,9 @@ impl PatientStore for SqlStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| uuid_col(r, "author_user")).collect()
+        rows.iter()
+            .map(|r| uuid_col(r, "author_user").map(Into::into))
+            .collect()
     }
 
     async fn insert_staff_notices(&self, rows: &[StaffNoticeRow]) -> Result<()> {
@@ -450,8 +452,8 @@ impl PatientStore for SqlStore {
             .map(|r| {
                 Ok(StaffNoticeRow {
                     id: uuid_col(r, "id")?,
-                    org_id: uuid_col(r, "org_id")?,
-                    user_id: uuid_col(r, "user_id")?,
+                    org_id: (uuid_col(r, "org_id")?).into(),
+                    user_id: (uuid_col(r, "user_id")?).into(),
                     kind: r.try_get("kind")?,
                     patient_id: uuid_col(r, "patient_id")?,
                     created_at: r.try_get("created_at")?,

@@ -27,13 +27,13 @@ fn routed_from_row(row: &AnyRow) -> Result<RoutedRow> {
     let state: String = row.try_get("state")?;
     Ok(RoutedRow {
         message_id: uuid_col(row, "message_id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         conversation_id: uuid_col(row, "conversation_id")?,
-        sender_user: uuid_col(row, "sender_user")?,
+        sender_user: (uuid_col(row, "sender_user")?).into(),
         priority: Priority::parse(&priority)
             .ok_or_else(|| StoreError::Corrupt(format!("priority {priority:?}")))?,
         role_id: opt_uuid(row, "role_id")?,
-        resolved_user: opt_uuid(row, "resolved_user")?,
+        resolved_user: (opt_uuid(row, "resolved_user")?).map(Into::into),
         resolved_via: row.try_get("resolved_via")?,
         department_id: opt_uuid(row, "department_id")?,
         state: EscalationState::parse(&state)
@@ -41,11 +41,14 @@ fn routed_from_row(row: &AnyRow) -> Result<RoutedRow> {
         step: row.try_get("step")?,
         next_at: row.try_get("next_at")?,
         lease_until: row.try_get("lease_until")?,
-        notified: ids_from(row, "notified")?,
+        notified: (ids_from(row, "notified")?)
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         merged_into: opt_uuid(row, "merged_into")?,
         escalations: row.try_get("escalations")?,
-        acked_by: opt_uuid(row, "acked_by")?,
-        acked_device: opt_uuid(row, "acked_device")?,
+        acked_by: (opt_uuid(row, "acked_by")?).map(Into::into),
+        acked_device: (opt_uuid(row, "acked_device")?).map(Into::into),
         acked_at: row.try_get("acked_at")?,
         created_at: row.try_get("created_at")?,
     })
@@ -66,7 +69,7 @@ fn shift_from_row(row: &AnyRow) -> Result<Shift> {
 fn feed_from_row(row: &AnyRow) -> Result<FeedRow> {
     Ok(FeedRow {
         role_id: uuid_col(row, "role_id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         dek_id: row.try_get("dek_id")?,
         url_enc: row.try_get("url_enc")?,
         host: row.try_get("host")?,
@@ -81,9 +84,9 @@ fn feed_from_row(row: &AnyRow) -> Result<FeedRow> {
 fn grant_from_row(row: &AnyRow) -> Result<GrantRow> {
     Ok(GrantRow {
         id: uuid_col(row, "id")?,
-        org_id: uuid_col(row, "org_id")?,
+        org_id: (uuid_col(row, "org_id")?).into(),
         conversation_id: uuid_col(row, "conversation_id")?,
-        user_id: uuid_col(row, "user_id")?,
+        user_id: (uuid_col(row, "user_id")?).into(),
         dek_id: row.try_get("dek_id")?,
         reason_enc: row.try_get("reason_enc")?,
         granted_at: row.try_get("granted_at")?,
@@ -719,7 +722,10 @@ impl RoutingStore for SqlStore {
                     at: r.try_get("at")?,
                     action: EscalationAction::parse(&action)
                         .ok_or_else(|| StoreError::Corrupt(format!("action {action:?}")))?,
-                    users: ids_from(r, "users")?,
+                    users: (ids_from(r, "users")?)
+                        .into_iter()
+                        .map(Into::into)
+                        .collect(),
                     sms: bool_col(r, "sms")?,
                 })
             })

@@ -81,6 +81,7 @@ pub(crate) async fn insert_routed(tx: &mut Transaction<'_, Any>, r: &RoutedRow) 
 }
 
 /// A list of ids as the JSON text column holds it.
-pub(crate) fn ids_json(ids: &[Uuid]) -> String {
-    serde_json::to_string(ids).expect("ids serialise")
+pub(crate) fn ids_json<T: Copy + Into<Uuid>>(ids: &[T]) -> String {
+    let ids: Vec<Uuid> = ids.iter().map(|&id| id.into()).collect();
+    serde_json::to_string(&ids).expect("ids serialise")
 }

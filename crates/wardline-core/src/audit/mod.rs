@@ -377,7 +377,7 @@ impl Writer {
             let event = AuditEvent {
                 seq,
                 at_ms: now,
-                org_id: e.org_id,
+                org_id: e.org_id.map(Into::into),
                 actor_kind: e.actor_kind,
                 actor_id: storable(&e.actor_id),
                 device_id: e.device_id,

@@ -45,7 +45,7 @@ impl AuditScope {
 
     /// The signed-in caller.
     pub fn actor(&self, p: &Principal) {
-        self.actor_user(p.org_id, p.user_id, p.device_id);
+        self.actor_user(p.org_id, p.user_id, p.device_id.into());
     }
 
     pub fn actor_user(&self, org: OrgId, user: UserId, device: Uuid) {

@@ -337,7 +337,7 @@ impl AuthService {
         // A wiped device stays retired: whoever holds it is told to erase it.
         if self
             .wipes
-            .get_wipe(org.id, user.id, req.device_id)
+            .get_wipe(org.id, user.id, req.device_id.into())
             .await?
             .is_some()
         {
@@ -351,7 +351,7 @@ impl AuthService {
                     token_hash: hash_token(&token),
                     org_id: org.id,
                     user_id: user.id,
-                    device_id: req.device_id,
+                    device_id: req.device_id.into(),
                     expires_at: self.clock.now() + MFA_CHALLENGE_SECS,
                     attempts: 0,
                 })
@@ -365,7 +365,7 @@ impl AuthService {
         }
         if org.policy.mfa_required {
             let session = self
-                .issue_session(&org, &user, req.device_id, false)
+                .issue_session(&org, &user, req.device_id.into(), false)
                 .await?;
             audit.reason("mfa_enrolment_required");
             audit.also(AuditAction::SessionCreate, "session", session.session_id);
@@ -375,7 +375,9 @@ impl AuthService {
                 session: Some(session),
             });
         }
-        let session = self.issue_session(&org, &user, req.device_id, true).await?;
+        let session = self
+            .issue_session(&org, &user, req.device_id.into(), true)
+            .await?;
         audit.also(AuditAction::SessionCreate, "session", session.session_id);
         Ok(LoginResponse {
             step: LoginStep::Complete,
@@ -407,7 +409,11 @@ impl AuthService {
                 ));
             }
         };
-        audit.actor_user(challenge.org_id, challenge.user_id, challenge.device_id);
+        audit.actor_user(
+            challenge.org_id,
+            challenge.user_id,
+            challenge.device_id.into(),
+        );
         if self.store.bump_mfa_challenge_attempts(&hash).await? > MFA_MAX_ATTEMPTS {
             self.store.delete_mfa_challenge(&hash).await?;
             return Err(ApiError::new(
@@ -484,7 +490,7 @@ impl AuthService {
         let token = new_token("wls_");
         let now = self.clock.now();
         let row = SessionRow {
-            id: Uuid::new_v4(),
+            id: Uuid::new_v4().into(),
             org_id: org.id,
             user_id: user.id,
             device_id: device,
@@ -516,7 +522,7 @@ impl AuthService {
         };
         Ok(IssuedSession {
             token,
-            session_id: row.id,
+            session_id: row.id.into(),
             expires_at: row.expires_at,
             idle_timeout_secs: row.idle_timeout_secs,
             remembered_device,
@@ -602,8 +608,8 @@ impl AuthService {
             .find(|s| s.id == p.session_id)
             .ok_or_else(ApiError::unauthenticated)?;
         Ok(CurrentSession {
-            session_id: s.id,
-            device_id: s.device_id,
+            session_id: s.id.into(),
+            device_id: s.device_id.into(),
             user,
             organisation: org_to_wire(&org),
             permissions: p.permissions(),
@@ -754,8 +760,8 @@ impl AuthService {
             .into_iter()
             .filter(|s| now - s.last_seen_at < s.idle_timeout_secs)
             .map(|s| SessionSummary {
-                id: s.id,
-                device_id: s.device_id,
+                id: s.id.into(),
+                device_id: s.device_id.into(),
                 created_at: s.created_at,
                 last_seen_at: s.last_seen_at,
                 expires_at: s.expires_at,

@@ -234,7 +234,7 @@ pub fn validate_policy(p: &OrgPolicy) -> ApiResult<()> {
 
 pub fn org_to_wire(o: &OrgRow) -> Organisation {
     Organisation {
-        id: o.id,
+        id: o.id.into(),
         name: o.name.clone(),
         slug: o.slug.clone(),
         created_at: o.created_at,
@@ -345,7 +345,7 @@ impl DirectoryService {
             ));
         }
         let org = OrgRow {
-            id: Uuid::new_v4(),
+            id: Uuid::new_v4().into(),
             name: name.to_owned(),
             slug: slug.to_owned(),
             policy: OrgPolicy {
@@ -455,7 +455,7 @@ impl DirectoryService {
         let (dek_id, key) = self.vault.new_record_key(Some(org)).await?;
         let now = self.clock.now();
         let row = UserRow {
-            id,
+            id: id.into(),
             org_id: org,
             dek_id,
             email_bidx,
@@ -478,7 +478,7 @@ impl DirectoryService {
         if names_compliance {
             self.record_compliance_change(
                 org,
-                id,
+                id.into(),
                 "the organisation's first compliance officer was named",
             )
             .await?;
@@ -684,7 +684,7 @@ impl DirectoryService {
                 &Notification {
                     id: Uuid::new_v4(),
                     kind: kind.into(),
-                    subject,
+                    subject: subject.into(),
                     detail: detail.into(),
                     created_at: self.clock.now(),
                 },
@@ -745,8 +745,8 @@ impl DirectoryService {
     fn decode(&self, row: &UserRow, key: &DataKey) -> ApiResult<User> {
         let sid = row.id.to_string();
         Ok(User {
-            id: row.id,
-            org_id: row.org_id,
+            id: row.id.into(),
+            org_id: row.org_id.into(),
             email: Vault::open_str(key, field(&sid, "email"), &row.email_enc)?,
             display_name: Vault::open_str(key, field(&sid, "display_name"), &row.display_name_enc)?,
             phone: row

@@ -127,7 +127,7 @@ impl LifecycleService {
         }
         let mut receipt = DeletionReceipt {
             id: Uuid::new_v4(),
-            org_id: org,
+            org_id: org.into(),
             run_by: run_by.map_or_else(|| "scheduled".to_owned(), |u| u.to_string()),
             started_at,
             finished_at: self.clock.now(),

@@ -130,14 +130,14 @@ impl LifecycleService {
 
 fn wire_wipe(w: &WipeRow) -> DeviceWipe {
     DeviceWipe {
-        device_id: w.device_id,
-        user_id: w.user_id,
+        device_id: w.device_id.into(),
+        user_id: w.user_id.into(),
         status: if w.confirmed_at.is_some() {
             WipeStatus::Confirmed
         } else {
             WipeStatus::Pending
         },
-        requested_by: w.requested_by,
+        requested_by: w.requested_by.into(),
         requested_at: w.requested_at,
         reason: w.reason.clone(),
         confirmed_at: w.confirmed_at,

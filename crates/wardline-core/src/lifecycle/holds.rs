@@ -56,7 +56,7 @@ impl LifecycleService {
         let stored_target = match req.scope {
             HoldScope::User => {
                 let id = parse_id(target, "user")?;
-                found(self.directory.get_user(p.org_id, id).await, "user")?;
+                found(self.directory.get_user(p.org_id, id.into()).await, "user")?;
                 id.to_string()
             }
             HoldScope::Conversation => {
@@ -132,9 +132,9 @@ impl LifecycleService {
             target: open("target", &h.target_enc)?,
             matter: open("matter", &h.matter_enc)?,
             reason: open("reason", &h.reason_enc)?,
-            placed_by: h.placed_by,
+            placed_by: h.placed_by.into(),
             placed_at: h.placed_at,
-            released_by: h.released_by,
+            released_by: h.released_by.map(Into::into),
             released_at: h.released_at,
             release_reason: h
                 .release_reason_enc

@@ -64,8 +64,8 @@ impl LifecycleService {
             .await?
             .into_iter()
             .map(|r| ReadBeforeRecall {
-                user_id: r.user_id,
-                device_id: r.device_id,
+                user_id: r.user_id.into(),
+                device_id: r.device_id.into(),
                 delivered_at: r.delivered_at,
                 read_at: r.read_at,
             })

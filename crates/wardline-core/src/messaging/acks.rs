@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use uuid::Uuid;
+use wardline_proto::DeviceId;
 
 use crate::clock::Clock;
 use wardline_store::MessagingStore;
@@ -27,7 +28,7 @@ const WINDOW: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct Pending {
-    latest: HashMap<Uuid, i64>,
+    latest: HashMap<DeviceId, i64>,
     scheduled: bool,
 }
 
@@ -51,7 +52,7 @@ impl AckBatcher {
     /// [`WINDOW`] together with whatever else arrived.
     pub fn queue(&self, device: Uuid, up_to: i64) {
         let mut p = self.pending.lock().expect("ack batch lock");
-        let seq = p.latest.entry(device).or_insert(up_to);
+        let seq = p.latest.entry(device.into()).or_insert(up_to);
         *seq = (*seq).max(up_to);
         if p.scheduled {
             return;
@@ -61,7 +62,7 @@ impl AckBatcher {
             (self.pending.clone(), self.store.clone(), self.clock.clone());
         tokio::spawn(async move {
             tokio::time::sleep(WINDOW).await;
-            let batch: Vec<(Uuid, i64)> = {
+            let batch: Vec<(DeviceId, i64)> = {
                 let mut p = pending.lock().expect("ack batch lock");
                 p.scheduled = false;
                 p.latest.drain().collect()

@@ -39,7 +39,7 @@ impl MessagingService {
         Ok(UploadPermit {
             max_bytes: max,
             conversation: id,
-            device: device.id,
+            device: device.id.into(),
             org: p.org_id,
             session: p.session_id,
             uploads: self.uploads.clone(),
@@ -65,7 +65,7 @@ impl MessagingService {
         let row = AttachmentRow {
             id: attachment_id,
             conversation_id: id,
-            uploader_device: permit.device,
+            uploader_device: permit.device.into(),
             data: Vault::seal_bytes(&key, attachment_field(&attachment_id.to_string()), data),
             created_at: self.clock.now(),
             dek_id: Some(key_row.id.clone()),

@@ -100,18 +100,24 @@ impl MessagingService {
             kind: c.kind,
             title,
             patient_ref,
-            created_by: c.created_by,
+            created_by: c.created_by.into(),
             created_at: c.created_at,
             epoch: c.epoch,
-            members: self.store.conversation_members(c.id).await?,
+            members: self
+                .store
+                .conversation_members(c.id)
+                .await?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             devices: self
                 .store
                 .conversation_devices(c.id)
                 .await?
                 .into_iter()
                 .map(|d| ConversationDevice {
-                    device_id: d.device_id,
-                    user_id: d.user_id,
+                    device_id: d.device_id.into(),
+                    user_id: d.user_id.into(),
                     state: d.state,
                 })
                 .collect(),
@@ -169,7 +175,7 @@ impl MessagingService {
     ) -> ApiResult<(bool, Conversation)> {
         let device = self.device_of(p).await?;
         let policy = self.policy(p.org_id).await?;
-        let mut others: Vec<UserId> = req.members.clone();
+        let mut others: Vec<UserId> = req.members.clone().into_iter().map(Into::into).collect();
         others.sort();
         others.dedup();
         if others.contains(&p.user_id) {
@@ -458,10 +464,10 @@ impl MessagingService {
                     "device {want} is not waiting to join this conversation"
                 )));
             }
-            if let Some(kp) = self.store.claim_key_package(*want).await? {
+            if let Some(kp) = self.store.claim_key_package((*want).into()).await? {
                 out.push(ClaimedKeyPackage {
                     device_id: *want,
-                    user_id: d.user_id,
+                    user_id: d.user_id.into(),
                     key_package: B64(kp),
                 });
             }

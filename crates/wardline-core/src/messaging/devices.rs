@@ -29,7 +29,7 @@ impl MessagingService {
             }
             let checked = mls::check_key_package(&kp.0)
                 .map_err(|e| ApiError::validation(format!("key package {i}: {e}")))?;
-            if (checked.user, checked.device) != (p.user_id, p.device_id) {
+            if (checked.user, checked.device) != (p.user_id.into(), p.device_id.into()) {
                 return Err(ApiError::validation(format!(
                     "key package {i}: its credential names another user or device"
                 )));
@@ -111,8 +111,8 @@ impl MessagingService {
             hex::encode(Sha256::digest(&row.identity_key)),
         );
         Ok(Device {
-            id: row.id,
-            user_id: row.user_id,
+            id: row.id.into(),
+            user_id: row.user_id.into(),
             name: row.name,
             identity_key: B64(row.identity_key),
             created_at: now,
@@ -172,9 +172,9 @@ impl MessagingService {
         }
         let now = self.clock.now();
         let notice = wardline_proto::routing::HistoryNotice {
-            user,
+            user: user.into(),
             since: now - days * 86_400,
-            device,
+            device: device.map(Into::into),
         };
         let row = MessageRow {
             alert: Some(serde_json::to_string(&notice).expect("notice serialises")),
@@ -191,8 +191,8 @@ impl MessagingService {
             devices: rows
                 .into_iter()
                 .map(|s| Device {
-                    id: s.device.id,
-                    user_id: s.device.user_id,
+                    id: s.device.id.into(),
+                    user_id: s.device.user_id.into(),
                     name: s.device.name,
                     identity_key: B64(s.device.identity_key),
                     created_at: s.device.created_at,

@@ -124,7 +124,7 @@ impl MessagingService {
 
     /// Wakes the devices' open sockets here and, through the [`Bus`], on
     /// every other node.
-    pub async fn wake(&self, devices: &[Uuid]) {
+    pub async fn wake(&self, devices: &[DeviceId]) {
         if devices.is_empty() {
             return;
         }

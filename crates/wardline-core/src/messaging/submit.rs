@@ -186,8 +186,8 @@ impl MessagingService {
             .submit(&Submission {
                 message,
                 welcome,
-                added: req.added_devices,
-                removed: req.removed_devices,
+                added: req.added_devices.into_iter().map(Into::into).collect(),
+                removed: req.removed_devices.into_iter().map(Into::into).collect(),
                 keys,
                 routed,
             })

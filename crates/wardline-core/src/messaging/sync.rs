@@ -42,7 +42,7 @@ impl MessagingService {
         limit: i64,
     ) -> ApiResult<Vec<InboxEntry>> {
         self.store
-            .inbox_after(device, after, limit, self.clock.now())
+            .inbox_after(device.into(), after, limit, self.clock.now())
             .await?
             .into_iter()
             .map(|r| self.entry(r))
@@ -51,7 +51,7 @@ impl MessagingService {
 
     pub async fn ack(&self, p: &Principal, up_to: i64) -> ApiResult<AckResponse> {
         let device = self.device_of(p).await?;
-        self.ack_device(device.id, up_to).await
+        self.ack_device(device.id.into(), up_to).await
     }
 
     /// An acknowledgement from a sync WebSocket: written with others within
@@ -66,7 +66,11 @@ impl MessagingService {
         if up_to < 0 {
             return Err(ApiError::validation("up_to must not be negative"));
         }
-        match self.store.ack(device, up_to, self.clock.now()).await? {
+        match self
+            .store
+            .ack(device.into(), up_to, self.clock.now())
+            .await?
+        {
             Some(acked) => Ok(AckResponse { acked }),
             None => Err(ApiError::validation(
                 "up_to is beyond the last entry handed to this device",
@@ -132,7 +136,7 @@ impl MessagingService {
             .into_iter()
             .filter(|u| Some(*u) != m.sender_user && !rows.iter().any(|r| r.user_id == *u))
             .map(|u| NotReceived {
-                user_id: u,
+                user_id: u.into(),
                 reason: if devices.iter().any(|d| d.user_id == u) {
                     NotReceivedReason::JoinedLater
                 } else {
@@ -147,8 +151,8 @@ impl MessagingService {
             receipts: rows
                 .into_iter()
                 .map(|r| Receipt {
-                    user_id: r.user_id,
-                    device_id: r.device_id,
+                    user_id: r.user_id.into(),
+                    device_id: r.device_id.into(),
                     delivered_at: r.delivered_at,
                     read_at: if mandatory || r.shares_read_receipts || r.user_id == p.user_id {
                         r.read_at
@@ -204,8 +208,8 @@ pub(super) fn entry(seq: i64, m: MessageRow) -> InboxEntry {
         message_id: m.id,
         conversation_id: m.conversation_id,
         kind: m.kind,
-        sender_user: m.sender_user,
-        sender_device: m.sender_device,
+        sender_user: m.sender_user.map(Into::into),
+        sender_device: m.sender_device.map(Into::into),
         epoch: m.epoch,
         priority: m.priority,
         created_at: m.created_at,

@@ -336,7 +336,7 @@ impl PatientService {
                 org_id: p.row.org_id,
                 patient_id: p.row.id,
                 direction: PatientMessageDirection::ToPatient,
-                author_user: Some(by.user_id),
+                author_user: Some(by.user_id.into()),
                 via: "staff".into(),
                 body_enc,
                 client_sealed,

@@ -35,7 +35,7 @@ impl RoutingService {
             .list_roles(p.org_id)
             .await?
             .into_iter()
-            .filter(|r| r.holders.contains(&p.user_id))
+            .filter(|r| r.holders.contains(&Into::into(p.user_id)))
             .filter_map(|r| r.department_id)
             .collect();
         let mut access = Vec::new();
@@ -44,7 +44,7 @@ impl RoutingService {
             let team = team.and_then(|t| teams.get(&t));
             if self.messages.is_member(c, p.user_id).await? {
                 access.push((c, AccessVia::Member));
-            } else if team.is_some_and(|t| t.members.contains(&p.user_id)) {
+            } else if team.is_some_and(|t| t.members.contains(&Into::into(p.user_id))) {
                 access.push((c, AccessVia::CareTeam));
             } else if team
                 .and_then(|t| t.department_id)
@@ -105,7 +105,7 @@ impl RoutingService {
                     &Notification {
                         id: Uuid::new_v4(),
                         kind: "break_glass".into(),
-                        subject: p.user_id,
+                        subject: p.user_id.into(),
                         detail: format!(
                             "break-glass access to conversation {c} until {} (grant {id})",
                             g.expires_at
@@ -122,7 +122,7 @@ impl RoutingService {
             grants.push(BreakGlassGrant {
                 id,
                 conversation_id: *c,
-                user_id: p.user_id,
+                user_id: p.user_id.into(),
                 reason: Some(reason.to_owned()),
                 granted_at: now,
                 expires_at: g.expires_at,
@@ -169,7 +169,7 @@ impl RoutingService {
             out.push(BreakGlassGrant {
                 id: g.id,
                 conversation_id: g.conversation_id,
-                user_id: g.user_id,
+                user_id: g.user_id.into(),
                 reason: Some(reason),
                 granted_at: g.granted_at,
                 expires_at: g.expires_at,

@@ -35,7 +35,7 @@ impl RoutingService {
             return Err(ApiError::validation("a care team has at most 500 members"));
         }
         for u in &members {
-            self.active_user(org, *u).await?;
+            self.active_user(org, (*u).into()).await?;
         }
         let t = CareTeam {
             id: Uuid::new_v4(),
@@ -106,7 +106,7 @@ impl RoutingService {
             return Err(ApiError::validation("a role has at most 500 holders"));
         }
         for u in &holders {
-            self.active_user(org, *u).await?;
+            self.active_user(org, (*u).into()).await?;
         }
         Ok(ClinicalRole {
             id,
@@ -171,7 +171,7 @@ impl RoutingService {
             ));
         }
         let presence = Presence {
-            user_id: p.user_id,
+            user_id: p.user_id.into(),
             status: req.status,
             until: req.until,
             updated_at: now,
@@ -186,7 +186,7 @@ impl RoutingService {
             .list_presence(org)
             .await?
             .into_iter()
-            .map(|p| (p.user_id, p))
+            .map(|p| (p.user_id.into(), p))
             .collect())
     }
 
@@ -197,7 +197,7 @@ impl RoutingService {
         presence: &HashMap<UserId, Presence>,
     ) -> ApiResult<OnCallPerson> {
         Ok(OnCallPerson {
-            user_id: user,
+            user_id: user.into(),
             display_name: self.directory.user(org, user).await?.display_name,
             presence: presence_now(presence.get(&user), self.clock.now()),
         })
@@ -220,7 +220,10 @@ impl RoutingService {
         let mut on_call: HashMap<UserId, Vec<String>> = HashMap::new();
         for r in &dir.roles {
             if let Some(s) = self.shift_at(org, r.id, now).await? {
-                on_call.entry(s.user_id).or_default().push(r.name.clone());
+                on_call
+                    .entry(s.user_id.into())
+                    .or_default()
+                    .push(r.name.clone());
             }
         }
         let mut entries = Vec::new();
@@ -250,8 +253,8 @@ impl RoutingService {
                 roles: roles.iter().map(|r| r.name.clone()).collect(),
                 departments: departments.into_iter().collect(),
                 care_teams: teams.iter().map(|t| t.name.clone()).collect(),
-                presence: presence_now(presence.get(&u.id), now),
-                on_call: on_call.remove(&u.id).unwrap_or_default(),
+                presence: presence_now(presence.get(&Into::into(u.id)), now),
+                on_call: on_call.remove(&Into::into(u.id)).unwrap_or_default(),
             };
             let hit = std::iter::once(&entry.display_name)
                 .chain(&entry.roles)

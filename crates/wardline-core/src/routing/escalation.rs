@@ -88,10 +88,10 @@ impl RoutingService {
         Ok(Escalation {
             message_id: r.message_id,
             conversation_id: r.conversation_id,
-            sender_user: r.sender_user,
+            sender_user: r.sender_user.into(),
             priority: r.priority,
             role_id: r.role_id,
-            resolved_user: r.resolved_user,
+            resolved_user: r.resolved_user.map(Into::into),
             resolved_via: r.resolved_via.as_deref().and_then(ResolvedVia::parse),
             state: r.state,
             merged_into: r.merged_into,
@@ -99,7 +99,7 @@ impl RoutingService {
             next_action: (r.state == EscalationState::Open)
                 .then(|| steps.get(r.step as usize).map(|s| s.action))
                 .flatten(),
-            notified: r.notified.clone(),
+            notified: r.notified.clone().into_iter().map(Into::into).collect(),
             events: self
                 .store
                 .escalation_events(r.message_id)
@@ -108,12 +108,12 @@ impl RoutingService {
                 .map(|e| EscalationEvent {
                     at: e.at,
                     action: e.action,
-                    users: e.users,
+                    users: e.users.into_iter().map(Into::into).collect(),
                     sms: e.sms,
                 })
                 .collect(),
-            acknowledged_by: r.acked_by,
-            acknowledged_device: r.acked_device,
+            acknowledged_by: r.acked_by.map(Into::into),
+            acknowledged_device: r.acked_device.map(Into::into),
             acknowledged_at: r.acked_at,
             created_at: r.created_at,
         })
@@ -322,7 +322,7 @@ impl RoutingService {
                 if let Some(role) = r.role_id
                     && let Some(s) = self.shift_at(r.org_id, role, now).await?
                     && let Some(b) = s.backup_user_id
-                    && self.unreachable(r.org_id, b, now).await?.is_none()
+                    && self.unreachable(r.org_id, b.into(), now).await?.is_none()
                 {
                     added.push(b);
                 }
@@ -332,7 +332,7 @@ impl RoutingService {
                     && let Some(f) = self.store.get_role(r.org_id, role).await?.fallback_role_id
                     && let Ok(res) = self.resolve(r.org_id, f, r.sender_user).await
                 {
-                    added.push(res.user);
+                    added.push(res.user.into());
                 }
             }
             EscalationAction::Department => {
@@ -343,7 +343,7 @@ impl RoutingService {
                         }
                         for h in role.holders {
                             if !added.contains(&h)
-                                && self.unreachable(r.org_id, h, now).await?.is_none()
+                                && self.unreachable(r.org_id, h.into(), now).await?.is_none()
                             {
                                 added.push(h);
                             }
@@ -361,14 +361,14 @@ impl RoutingService {
             | EscalationAction::Acknowledged
             | EscalationAction::Unanswered => {}
         }
-        added.retain(|u| *u != r.sender_user && !r.notified.contains(u));
+        added.retain(|u| *u != r.sender_user && !r.notified.contains(&Into::into(*u)));
         for u in &added {
-            self.add_member(r.org_id, r.conversation_id, *u, r.sender_user)
+            self.add_member(r.org_id, r.conversation_id, (*u).into(), r.sender_user)
                 .await?;
-            r.notified.push(*u);
+            r.notified.push((*u).into());
         }
         if !added.is_empty() {
-            event.users = added.clone();
+            event.users = added.clone().into_iter().map(Into::into).collect();
         }
         // A step that reached nobody (no backup on shift, no fallback role,
         // nobody with a phone) is recorded as such — its event names nobody —
@@ -395,8 +395,15 @@ impl RoutingService {
             return Ok(()); // acknowledged meanwhile
         }
         if !event.users.is_empty() && !event.sms {
-            self.alert(&r, step.action, &event.users, &added, None, now)
-                .await?;
+            self.alert(
+                &r,
+                step.action,
+                &event.users,
+                &added.iter().copied().map(Into::into).collect::<Vec<_>>(),
+                None,
+                now,
+            )
+            .await?;
         }
         self.send_texts(&r, &texts).await?;
         self.audit
@@ -442,8 +449,11 @@ impl RoutingService {
                     continue;
                 }
                 for h in role.holders {
-                    if h != r.sender_user && !told.contains(&h) && department < MAX_DEPARTMENT {
-                        told.push(h);
+                    if h != r.sender_user
+                        && !told.contains(&Into::into(h))
+                        && department < MAX_DEPARTMENT
+                    {
+                        told.push(h.into());
                         department += 1;
                     }
                 }
@@ -488,10 +498,10 @@ impl RoutingService {
             message_id: r.message_id,
             priority: r.priority,
             action,
-            added: added.to_vec(),
+            added: added.iter().copied().map(Into::into).collect(),
             text: alert_text(r.priority, now - r.created_at, action),
-            by,
-            sender: Some(r.sender_user),
+            by: by.map(Into::into),
+            sender: Some(r.sender_user.into()),
         };
         let c = self
             .messages
@@ -578,13 +588,18 @@ impl RoutingService {
                 Some(u) => *u,
                 None => {
                     let u = match self.shift_at(r.org_id, role, now).await? {
-                        Some(s) if self.unreachable(r.org_id, s.user_id, now).await?.is_none() => {
+                        Some(s)
+                            if self
+                                .unreachable(r.org_id, s.user_id.into(), now)
+                                .await?
+                                .is_none() =>
+                        {
                             Some(s.user_id)
                         }
                         _ => None,
                     };
-                    covering.insert(role, u);
-                    u
+                    covering.insert(role, u.map(Into::into));
+                    u.map(Into::into)
                 }
             };
             let Some(u) = u else { continue };

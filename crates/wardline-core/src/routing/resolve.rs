@@ -31,14 +31,14 @@ impl RoutingService {
             };
             let mut chosen = None;
             if let Some(s) = self.shift_at(org, role.id, now).await? {
-                match unreachable(s.user_id).await? {
-                    None => chosen = Some(pick(s.user_id, ResolvedVia::OnCall, &notes)),
+                match unreachable(s.user_id.into()).await? {
+                    None => chosen = Some(pick(s.user_id.into(), ResolvedVia::OnCall, &notes)),
                     Some(why) => {
                         notes.push(format!("the person on call for {} is {why}", role.name));
                         if let Some(b) = s.backup_user_id
-                            && unreachable(b).await?.is_none()
+                            && unreachable(b.into()).await?.is_none()
                         {
-                            chosen = Some(pick(b, ResolvedVia::Backup, &notes));
+                            chosen = Some(pick(b.into(), ResolvedVia::Backup, &notes));
                         }
                     }
                 }
@@ -47,8 +47,8 @@ impl RoutingService {
             }
             if chosen.is_none() {
                 for h in &role.holders {
-                    if unreachable(*h).await?.is_none() {
-                        chosen = Some(pick(*h, ResolvedVia::Holder, &notes));
+                    if unreachable((*h).into()).await?.is_none() {
+                        chosen = Some(pick((*h).into(), ResolvedVia::Holder, &notes));
                         break;
                     }
                 }
@@ -150,7 +150,7 @@ impl RoutingService {
                         CreateConversationRequest {
                             kind: ConversationKind::Group,
                             title: Some(format!("Page: {}", r.role.name)),
-                            members: vec![r.user],
+                            members: vec![r.user.into()],
                             patient_ref: req.patient_ref,
                             care_team_id: None,
                         },

@@ -40,12 +40,12 @@ impl RoutingService {
                 "a shift must end after it starts and last at most 7 days",
             ));
         }
-        self.active_user(org, req.user_id).await?;
+        self.active_user(org, req.user_id.into()).await?;
         if let Some(b) = req.backup_user_id {
             if b == req.user_id {
                 return Err(ApiError::validation("the backup must be someone else"));
             }
-            self.active_user(org, b).await?;
+            self.active_user(org, b.into()).await?;
         }
         let s = Shift {
             id: Uuid::new_v4(),
@@ -266,8 +266,8 @@ impl RoutingService {
                 shifts.push(Shift {
                     id: Uuid::new_v4(),
                     role_id: role,
-                    user_id: primary,
-                    backup_user_id: backup,
+                    user_id: primary.into(),
+                    backup_user_id: backup.map(Into::into),
                     starts_at: o.starts_at,
                     ends_at: o.ends_at,
                     source: source.clone(),
@@ -313,9 +313,9 @@ impl RoutingService {
         let shift = self.shift_at(org, role, now).await?;
         let (primary, backup) = match &shift {
             Some(s) => (
-                Some(self.person(org, s.user_id, &presence).await?),
+                Some(self.person(org, s.user_id.into(), &presence).await?),
                 match s.backup_user_id {
-                    Some(b) => Some(self.person(org, b, &presence).await?),
+                    Some(b) => Some(self.person(org, b.into(), &presence).await?),
                     None => None,
                 },
             ),

@@ -47,7 +47,7 @@ async fn setup(
     ApiJson(req): ApiJson<SetupRequest>,
 ) -> ApiResult<(StatusCode, Json<SetupResponse>)> {
     let done = directory.setup(req).await?;
-    audit.org(done.organisation.id);
+    audit.org(done.organisation.id.into());
     audit.target("user", done.admin.id);
     Ok((StatusCode::CREATED, Json(done)))
 }
@@ -147,8 +147,8 @@ async fn list_user_sessions(
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Vec<SessionSummary>>> {
-    p.authorize_self_or(id, Permission::SessionsRead)?;
-    Ok(Json(auth.list_sessions(p.org_id, id).await?))
+    p.authorize_self_or(id.into(), Permission::SessionsRead)?;
+    Ok(Json(auth.list_sessions(p.org_id, id.into()).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -168,9 +168,11 @@ async fn revoke_user_sessions(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(f): ApiQuery<RevokeFilter>,
 ) -> ApiResult<Json<RevokedSessions>> {
-    p.authorize_self_or(id, Permission::SessionsRevoke)?;
+    p.authorize_self_or(id.into(), Permission::SessionsRevoke)?;
     Ok(Json(RevokedSessions {
-        revoked: auth.revoke_sessions(p.org_id, id, f.device_id).await?,
+        revoked: auth
+            .revoke_sessions(p.org_id, id.into(), f.device_id.map(Into::into))
+            .await?,
     }))
 }
 
@@ -183,8 +185,9 @@ async fn revoke_one_session(
     Authenticated(p): Authenticated,
     ApiPath((id, session_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    p.authorize_self_or(id, Permission::SessionsRevoke)?;
-    auth.revoke_session(p.org_id, id, session_id).await?;
+    p.authorize_self_or(id.into(), Permission::SessionsRevoke)?;
+    auth.revoke_session(p.org_id, id.into(), session_id.into())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -198,6 +201,6 @@ async fn reset_mfa(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
     p.authorize(Permission::UsersManage)?;
-    auth.reset_mfa(p.org_id, id).await?;
+    auth.reset_mfa(p.org_id, id.into()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

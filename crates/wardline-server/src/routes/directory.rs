@@ -125,8 +125,8 @@ async fn get_user(
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<User>> {
-    p.authorize_self_or(id, Permission::DirectoryRead)?;
-    Ok(Json(directory.user(p.org_id, id).await?))
+    p.authorize_self_or(id.into(), Permission::DirectoryRead)?;
+    Ok(Json(directory.user(p.org_id, id.into()).await?))
 }
 
 /// Change e-mail, name, phone or roles. Nobody changes their own roles; the
@@ -145,7 +145,7 @@ async fn update_user(
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
         directory
-            .update(p.org_id, p.user_id, id, req, &audit)
+            .update(p.org_id, p.user_id, id.into(), req, &audit)
             .await?,
     ))
 }
@@ -165,7 +165,7 @@ async fn grant_compliance_officer(
     p.authorize(Permission::ComplianceRolesManage)?;
     Ok(Json(
         directory
-            .set_compliance_officer(p.org_id, p.user_id, id, true, &audit)
+            .set_compliance_officer(p.org_id, p.user_id, id.into(), true, &audit)
             .await?,
     ))
 }
@@ -184,7 +184,7 @@ async fn remove_compliance_officer(
     p.authorize(Permission::ComplianceRolesManage)?;
     Ok(Json(
         directory
-            .set_compliance_officer(p.org_id, p.user_id, id, false, &audit)
+            .set_compliance_officer(p.org_id, p.user_id, id.into(), false, &audit)
             .await?,
     ))
 }
@@ -201,7 +201,7 @@ async fn suspend_user(
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
         directory
-            .set_status(p.org_id, p.user_id, id, UserStatus::Suspended)
+            .set_status(p.org_id, p.user_id, id.into(), UserStatus::Suspended)
             .await?,
     ))
 }
@@ -217,7 +217,7 @@ async fn reactivate_user(
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
         directory
-            .set_status(p.org_id, p.user_id, id, UserStatus::Active)
+            .set_status(p.org_id, p.user_id, id.into(), UserStatus::Active)
             .await?,
     ))
 }
@@ -237,7 +237,15 @@ async fn deprovision_user(
 ) -> ApiResult<Json<User>> {
     p.authorize(Permission::UsersManage)?;
     Ok(Json(
-        use_cases::deprovision(&directory, &messaging, &lifecycle, p.org_id, p.user_id, id).await?,
+        use_cases::deprovision(
+            &directory,
+            &messaging,
+            &lifecycle,
+            p.org_id,
+            p.user_id,
+            id.into(),
+        )
+        .await?,
     ))
 }
 

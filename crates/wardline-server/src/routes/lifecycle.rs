@@ -199,7 +199,9 @@ async fn wipe_device(
 ) -> ApiResult<Json<DeviceWipe>> {
     p.authorize(Permission::Messaging)?;
     Ok(Json(
-        lifecycle.wipe(&Caller::new(&p, &audit), id, req).await?,
+        lifecycle
+            .wipe(&Caller::new(&p, &audit), id.into(), req)
+            .await?,
     ))
 }
 
@@ -231,7 +233,7 @@ async fn confirm_wipe(
         .wiped_session(token)
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
-    audit.actor_user(session.org_id, session.user_id, session.device_id);
+    audit.actor_user(session.org_id, session.user_id, session.device_id.into());
     audit.target("device", session.device_id);
     Ok(Json(lifecycle.confirm_wipe(&session, req).await?))
 }

@@ -130,8 +130,8 @@ async fn list_user_devices(
 ) -> ApiResult<Json<DeviceList>> {
     p.authorize(Permission::Messaging)?;
     // Another organisation's user does not exist for the caller.
-    directory.user_row(p.org_id, id).await?;
-    Ok(Json(messaging.list_devices(p.org_id, id).await?))
+    directory.user_row(p.org_id, id.into()).await?;
+    Ok(Json(messaging.list_devices(p.org_id, id.into()).await?))
 }
 
 /// Start a conversation. The caller's device then creates the MLS group and
@@ -197,7 +197,7 @@ async fn add_member(
     p.authorize(Permission::Messaging)?;
     Ok(Json(
         messaging
-            .add_member(&Caller::new(&p, &audit), id, req.user_id)
+            .add_member(&Caller::new(&p, &audit), id, req.user_id.into())
             .await?,
     ))
 }
@@ -235,7 +235,7 @@ async fn remove_member(
     p.authorize(Permission::Messaging)?;
     Ok(Json(
         messaging
-            .remove_member(&Caller::new(&p, &audit), id, user_id)
+            .remove_member(&Caller::new(&p, &audit), id, user_id.into())
             .await?,
     ))
 }

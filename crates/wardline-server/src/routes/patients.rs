@@ -385,10 +385,10 @@ async fn sms_inbound(
 ) -> ApiResult<Response> {
     let (fields, form) = read_form::<InboundSmsForm>(&headers, &body_bytes(body, "body")?)?;
     check_signature(&patients, &headers, &uri, &fields)?;
-    directory.org(org).await?;
-    audit.org(org);
+    directory.org(org.into()).await?;
+    audit.org(org.into());
     let what = patients
-        .inbound(org, &audit, &form.MessageSid, &form.From, &form.Body)
+        .inbound(org.into(), &audit, &form.MessageSid, &form.From, &form.Body)
         .await?;
     audit.reason(what.as_str());
     Ok((
@@ -415,11 +415,11 @@ async fn sms_status(
 ) -> ApiResult<StatusCode> {
     let (fields, form) = read_form::<SmsStatusForm>(&headers, &body_bytes(body, "body")?)?;
     check_signature(&patients, &headers, &uri, &fields)?;
-    directory.org(org).await?;
-    audit.org(org);
+    directory.org(org.into()).await?;
+    audit.org(org.into());
     patients
         .status_callback(
-            org,
+            org.into(),
             &audit,
             &form.MessageSid,
             &form.MessageStatus,

@@ -97,7 +97,9 @@ async fn add_team_member(
 ) -> ApiResult<Json<CareTeam>> {
     p.authorize(Permission::RoutingManage)?;
     Ok(Json(
-        routing.add_team_member(p.org_id, id, req.user_id).await?,
+        routing
+            .add_team_member(p.org_id, id, req.user_id.into())
+            .await?,
     ))
 }
 
@@ -110,7 +112,11 @@ async fn remove_team_member(
     ApiPath((id, user)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<CareTeam>> {
     p.authorize(Permission::RoutingManage)?;
-    Ok(Json(routing.remove_team_member(p.org_id, id, user).await?))
+    Ok(Json(
+        routing
+            .remove_team_member(p.org_id, id, user.into())
+            .await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/routing/roles", tag = "routing", security(("bearer" = [])), request_body = CreateRoleRequest,

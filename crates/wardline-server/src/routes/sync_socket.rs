@@ -49,9 +49,6 @@ const BATCH: i64 = 100;
 /// Close code: the session ended (RFC 6455 "policy violation").
 const CLOSE_SESSION_ENDED: u16 = 1008;
 
-/// Real-time delivery: upgrade to a WebSocket that streams this device's inbox
-/// after `after`. Frames are JSON: from the server `{"type":"entry",…}` and
-/// `{"type":"idle"}`; from the client `{"type":"ack","up_to":N}`.
 /// What the socket uses, and nothing else of the application's state.
 #[derive(Clone)]
 pub struct SocketState {
@@ -73,6 +70,9 @@ impl FromRef<AppState> for SocketState {
     }
 }
 
+/// Real-time delivery: upgrade to a WebSocket that streams this device's inbox
+/// after `after`. Frames are JSON: from the server `{"type":"entry",…}` and
+/// `{"type":"idle"}`; from the client `{"type":"ack","up_to":N}`.
 #[utoipa::path(get, path = "/api/v1/sync/ws", tag = "messaging", security(("bearer" = [])),
     params(SyncQuery),
     responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 409, body = ErrorBody),
@@ -108,7 +108,7 @@ pub async fn sync_socket(
         .max_frame_size(MAX_CLIENT_MESSAGE);
     Ok(ws.on_upgrade(move |socket| async move {
         let _slot = slot;
-        run(s, p, device.id, token, q.after, wake, socket).await;
+        run(s, p, device.id.into(), token, q.after, wake, socket).await;
     }))
 }
 

@@ -571,7 +571,7 @@ async fn search_reports_and_exports(backend: Backend) {
         t.state
             .audit
             .record(NewEvent {
-                org_id: Some(admin.user.org_id),
+                org_id: Some(admin.user.org_id.into()),
                 actor_kind: ActorKind::User,
                 actor_id: Some(who.user.id.to_string()),
                 device_id: Some(device),

@@ -447,7 +447,7 @@ async fn ephemeral_and_recall(backend: Backend) {
     let receipt = t
         .state
         .lifecycle
-        .run(admin.user.org_id, None)
+        .run(admin.user.org_id.into(), None)
         .await
         .unwrap()
         .unwrap();
@@ -585,7 +585,7 @@ async fn ephemeral_and_recall(backend: Backend) {
     let receipt = t
         .state
         .lifecycle
-        .run(admin.user.org_id, Some(admin.user.id))
+        .run(admin.user.org_id.into(), Some(admin.user.id.into()))
         .await
         .unwrap()
         .unwrap();
@@ -597,7 +597,7 @@ async fn ephemeral_and_recall(backend: Backend) {
     let receipt = t
         .state
         .lifecycle
-        .run(admin.user.org_id, None)
+        .run(admin.user.org_id.into(), None)
         .await
         .unwrap()
         .unwrap();
@@ -945,9 +945,9 @@ async fn an_interrupted_offboarding_is_finished_by_a_retry(backend: Backend) {
     t.state
         .directory
         .set_status(
-            admin.user.org_id,
-            admin.user.id,
-            paul.user.id,
+            admin.user.org_id.into(),
+            admin.user.id.into(),
+            paul.user.id.into(),
             wardline_proto::directory::UserStatus::Deprovisioned,
         )
         .await

@@ -6,6 +6,7 @@
 #[macro_use]
 mod common;
 
+mod api_document;
 mod at_rest;
 mod audit_trail;
 mod auth_flows;

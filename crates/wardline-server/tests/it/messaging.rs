@@ -882,7 +882,7 @@ async fn attachments(backend: Backend) {
     let report = t
         .state
         .audit_reader
-        .access_report(admin.user.org_id, "MRN-7-wound", None, None)
+        .access_report(admin.user.org_id.into(), "MRN-7-wound", None, None)
         .await
         .unwrap();
     assert!(
@@ -1236,7 +1236,7 @@ async fn wake_ups_reach_other_nodes_postgres() {
         .state
         .messaging
         .hub
-        .open_socket(bob.user.id, bob.device_id)
+        .open_socket(bob.user.id.into(), bob.device_id.into())
         .unwrap();
     a.send(conv, MessageContent::text("across nodes"), Priority::Urgent)
         .await

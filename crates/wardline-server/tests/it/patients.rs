@@ -883,7 +883,12 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
     // retries it: the STOP is not lost as a "duplicate".
     use wardline_store::patients::PatientStore;
     let halfway = "SMstop-halfway";
-    assert!(t.sql.claim_inbound(org, halfway, t.now()).await.unwrap());
+    assert!(
+        t.sql
+            .claim_inbound(org.into(), halfway, t.now())
+            .await
+            .unwrap()
+    );
     let stop = [
         ("From", PHONE),
         ("To", "+15550109999"),
@@ -895,7 +900,12 @@ async fn http_gateway_against_a_provider_stand_in(backend: Backend) {
     let p = nurse.client.patient(patient.id).await.unwrap();
     assert!(p.sms_opted_out, "the retried STOP was acted on");
     // Handled now: a further retry is a duplicate.
-    assert!(!t.sql.claim_inbound(org, halfway, t.now()).await.unwrap());
+    assert!(
+        !t.sql
+            .claim_inbound(org.into(), halfway, t.now())
+            .await
+            .unwrap()
+    );
 }
 
 /// Refusals: bad records, free text into a plain SMS, consent withdrawn,
@@ -1187,7 +1197,7 @@ async fn refusals(backend: Backend) {
     let report = t
         .state
         .audit_reader
-        .access_report(org, &patient.id.to_string(), None, None)
+        .access_report(org.into(), &patient.id.to_string(), None, None)
         .await
         .unwrap();
     let refused: Vec<_> = report

@@ -240,7 +240,7 @@ pub async fn audit_search_is_scoped_by_organisation_and_filtered<E: Engine>(s: A
 
     let search = |org: Uuid, q: AuditQuery, limit: i64| {
         let s = s.clone();
-        async move { audit_seqs(&s.search_audit(org, &q, limit).await.unwrap()) }
+        async move { audit_seqs(&s.search_audit(org.into(), &q, limit).await.unwrap()) }
     };
     let all = AuditQuery::default();
     // Newest first, one organisation only (never the installation-wide rows).
@@ -249,7 +249,7 @@ pub async fn audit_search_is_scoped_by_organisation_and_filtered<E: Engine>(s: A
     assert!(search(Uuid::new_v4(), all.clone(), 100).await.is_empty());
     // Whole rows come back.
     assert_eq!(
-        s.search_audit(b, &all, 100).await.unwrap(),
+        s.search_audit(b.into(), &all, 100).await.unwrap(),
         vec![rows[1].clone()]
     );
 
@@ -623,45 +623,45 @@ pub async fn remembered_devices_are_found_by_token_until_too_old<E: Engine>(s: A
     let (phone, laptop, tablet) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
 
     assert!(s.remembered_device("tok-1", 0).await.unwrap().is_none());
-    s.remember_device("tok-1", a.id, ua.id, phone, 1_000)
+    s.remember_device("tok-1", a.id, ua.id, phone.into(), 1_000)
         .await
         .unwrap();
-    s.remember_device("tok-2", a.id, ua.id, laptop, 2_000)
+    s.remember_device("tok-2", a.id, ua.id, laptop.into(), 2_000)
         .await
         .unwrap();
-    s.remember_device("tok-3", b.id, ub.id, tablet, 3_000)
+    s.remember_device("tok-3", b.id, ub.id, tablet.into(), 3_000)
         .await
         .unwrap();
 
     // Given at or after `not_before`.
     assert_eq!(
         s.remembered_device("tok-1", 1_000).await.unwrap(),
-        Some((a.id, ua.id, phone))
+        Some((a.id, ua.id, phone.into()))
     );
     assert!(s.remembered_device("tok-1", 1_001).await.unwrap().is_none());
     assert_eq!(
         s.remembered_device("tok-2", 0).await.unwrap(),
-        Some((a.id, ua.id, laptop))
+        Some((a.id, ua.id, laptop.into()))
     );
     assert_eq!(
         s.remembered_device("tok-3", 2_500).await.unwrap(),
-        Some((b.id, ub.id, tablet))
+        Some((b.id, ub.id, tablet.into()))
     );
     assert!(s.remembered_device("tok-4", 0).await.unwrap().is_none());
 
     // A token is given once: a second use of it does not move it.
     assert!(
-        s.remember_device("tok-1", b.id, ub.id, tablet, 5_000)
+        s.remember_device("tok-1", b.id, ub.id, tablet.into(), 5_000)
             .await
             .is_err()
     );
     assert_eq!(
         s.remembered_device("tok-1", 0).await.unwrap(),
-        Some((a.id, ua.id, phone))
+        Some((a.id, ua.id, phone.into()))
     );
     // Only real accounts remember devices.
     assert!(
-        s.remember_device("tok-5", a.id, Uuid::new_v4(), phone, 5_000)
+        s.remember_device("tok-5", a.id, Uuid::new_v4().into(), phone.into(), 5_000)
             .await
             .is_err()
     );

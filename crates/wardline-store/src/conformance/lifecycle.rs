@@ -36,10 +36,10 @@ macro_rules! conformance_lifecycle_tests {
 /// A group conversation of `members`, their `devices` members of the group.
 async fn lifecycle_conversation<E: Engine>(
     s: &E,
-    org: Uuid,
+    org: OrgId,
     dek: &str,
-    members: &[Uuid],
-    devices: &[(Uuid, Uuid)],
+    members: &[UserId],
+    devices: &[(UserId, DeviceId)],
     lifecycle: ConversationLifecycle,
     patient_bidx: Option<&str>,
 ) -> Uuid {
@@ -79,10 +79,10 @@ async fn lifecycle_conversation<E: Engine>(
 struct LifecycleWard {
     org: OrgRow,
     dek: String,
-    alice: Uuid,
-    alice_device: Uuid,
-    bob: Uuid,
-    bob_device: Uuid,
+    alice: UserId,
+    alice_device: DeviceId,
+    bob: UserId,
+    bob_device: DeviceId,
     conversation: Uuid,
     other: Uuid,
 }
@@ -174,7 +174,7 @@ async fn lifecycle_send<E: Engine>(
 }
 
 fn lifecycle_recall_notice(conversation: Uuid, actor: Uuid, message: Uuid, at: i64) -> MessageRow {
-    let mut n = MessageRow::notice(MessageKind::Recall, conversation, 0, actor, at);
+    let mut n = MessageRow::notice(MessageKind::Recall, conversation, 0, actor.into(), at);
     n.recalls = Some(message);
     n
 }
@@ -182,7 +182,7 @@ fn lifecycle_recall_notice(conversation: Uuid, actor: Uuid, message: Uuid, at: i
 /// The ids of what the device's inbox shows (recalled and expired left out
 /// as `inbox_after` does at time 0).
 async fn lifecycle_inbox<E: Engine>(s: &E, device: Uuid) -> Vec<Uuid> {
-    s.inbox_after(device, 0, 1000, 0)
+    s.inbox_after(device.into(), 0, 1000, 0)
         .await
         .unwrap()
         .into_iter()
@@ -209,14 +209,14 @@ async fn lifecycle_candidate_ids<E: Engine>(
 fn lifecycle_hold(org: Uuid, scope: HoldScope, target: &str, by: Uuid, at: i64) -> HoldRow {
     HoldRow {
         id: Uuid::new_v4(),
-        org_id: org,
+        org_id: org.into(),
         scope,
         target: target.into(),
         dek_id: format!("dk-{}", Uuid::new_v4()),
         target_enc: vec![1; 20],
         matter_enc: vec![2; 21],
         reason_enc: vec![3; 22],
-        placed_by: by,
+        placed_by: by.into(),
         placed_at: at,
         released_by: None,
         released_at: None,
@@ -250,7 +250,7 @@ pub async fn lifecycle_policies_default_until_set_and_are_scoped_by_organisation
         LifecyclePolicy::default()
     );
     assert!(matches!(
-        s.lifecycle_policy(Uuid::new_v4()).await,
+        s.lifecycle_policy(Uuid::new_v4().into()).await,
         Err(StoreError::NotFound)
     ));
     let p = LifecyclePolicy {
@@ -277,7 +277,7 @@ pub async fn lifecycle_policies_default_until_set_and_are_scoped_by_organisation
     s.set_lifecycle_policy(a.id, &p2).await.unwrap();
     assert_eq!(s.lifecycle_policy(a.id).await.unwrap(), p2);
     assert!(matches!(
-        s.set_lifecycle_policy(Uuid::new_v4(), &p).await,
+        s.set_lifecycle_policy(Uuid::new_v4().into(), &p).await,
         Err(StoreError::NotFound)
     ));
 
@@ -350,7 +350,7 @@ pub async fn lifecycle_policies_default_until_set_and_are_scoped_by_organisation
         }]
     );
     assert!(
-        s.lifecycle_conversations(Uuid::new_v4())
+        s.lifecycle_conversations(Uuid::new_v4().into())
             .await
             .unwrap()
             .is_empty()
@@ -400,9 +400,27 @@ pub async fn legal_holds_round_trip_are_released_once_and_scoped_by_organisation
     let admin_b = inserted_user(s.as_ref(), b.id, &dek_b, "admin").await;
     assert!(!s.any_active_hold().await.unwrap());
 
-    let h1 = lifecycle_hold(a.id, HoldScope::User, &admin.to_string(), admin, 100);
-    let h2 = lifecycle_hold(a.id, HoldScope::Patient, "bidx-pt", admin, 200);
-    let hb = lifecycle_hold(b.id, HoldScope::Conversation, "conv", admin_b, 150);
+    let h1 = lifecycle_hold(
+        a.id.into(),
+        HoldScope::User,
+        &admin.to_string(),
+        admin.into(),
+        100,
+    );
+    let h2 = lifecycle_hold(
+        a.id.into(),
+        HoldScope::Patient,
+        "bidx-pt",
+        admin.into(),
+        200,
+    );
+    let hb = lifecycle_hold(
+        b.id.into(),
+        HoldScope::Conversation,
+        "conv",
+        admin_b.into(),
+        150,
+    );
     for h in [&h1, &h2, &hb] {
         s.insert_hold(h, &lifecycle_hold_key(h)).await.unwrap();
     }
@@ -505,7 +523,7 @@ pub async fn deletion_candidates_follow_retention_lifespans_and_recalls<E: Engin
     let carol = inserted_user(s.as_ref(), w.org.id, &w.dek, "carol").await;
     let joined = MessageRow::membership_notice(c, 0, w.alice, 50);
     assert!(s.add_member(c, carol, &[], &joined).await.unwrap().0);
-    let notice = lifecycle_recall_notice(c, w.alice, recalled.id, 310);
+    let notice = lifecycle_recall_notice(c, w.alice.into(), recalled.id, 310);
     assert!(
         s.recall(c, recalled.id, false, &notice)
             .await
@@ -641,7 +659,7 @@ pub async fn deleting_messages_takes_their_copies_inbox_entries_and_keys<E: Engi
     let (kept, kept_key) = lifecycle_send(s.as_ref(), &w, c, 500, None, None).await;
     let (elsewhere, elsewhere_key) = lifecycle_send(s.as_ref(), &w, w.other, 100, None, None).await;
     let (recalled_too, _) = lifecycle_send(s.as_ref(), &w, c, 550, None, None).await;
-    let notice = lifecycle_recall_notice(c, w.alice, recalled_too.id, 600);
+    let notice = lifecycle_recall_notice(c, w.alice.into(), recalled_too.id, 600);
     assert!(
         s.recall(c, recalled_too.id, true, &notice)
             .await
@@ -649,7 +667,7 @@ pub async fn deleting_messages_takes_their_copies_inbox_entries_and_keys<E: Engi
             .is_some()
     );
     assert_eq!(
-        lifecycle_inbox(s.as_ref(), w.bob_device).await,
+        lifecycle_inbox(s.as_ref(), w.bob_device.into()).await,
         vec![
             old.id,
             copy.id,
@@ -691,7 +709,7 @@ pub async fn deleting_messages_takes_their_copies_inbox_entries_and_keys<E: Engi
     }
     assert!(s.receipts(old.id).await.unwrap().is_empty());
     assert_eq!(
-        lifecycle_inbox(s.as_ref(), w.bob_device).await,
+        lifecycle_inbox(s.as_ref(), w.bob_device.into()).await,
         vec![kept.id, elsewhere.id, notice.id]
     );
     assert_eq!(s.get_message(c, kept.id).await.unwrap(), kept);
@@ -815,7 +833,7 @@ pub async fn deletion_receipts_are_listed_newest_first_per_organisation<E: Engin
     );
     assert_eq!(s.list_receipts(b.id, 10).await.unwrap(), vec![json(400)]);
     assert!(
-        s.list_receipts(Uuid::new_v4(), 10)
+        s.list_receipts(Uuid::new_v4().into(), 10)
             .await
             .unwrap()
             .is_empty()
@@ -877,7 +895,7 @@ pub async fn recall_marks_a_message_once_and_shreds_it_on_request<E: Engine>(s: 
     let members = sorted(vec![w.alice_device, w.bob_device]);
 
     // Without shredding: marked, body kept, every member device told.
-    let n1 = lifecycle_recall_notice(c, w.alice, kept.id, 300);
+    let n1 = lifecycle_recall_notice(c, w.alice.into(), kept.id, 300);
     let woken = s.recall(c, kept.id, false, &n1).await.unwrap().unwrap();
     assert_eq!(sorted(woken), members);
     assert_eq!(
@@ -903,7 +921,7 @@ pub async fn recall_marks_a_message_once_and_shreds_it_on_request<E: Engine>(s: 
     assert_eq!(s.get_message(c, n1.id).await.unwrap(), n1);
 
     // Recalled once: a second recall stores nothing and shreds nothing.
-    let again = lifecycle_recall_notice(c, w.alice, kept.id, 310);
+    let again = lifecycle_recall_notice(c, w.alice.into(), kept.id, 310);
     assert!(s.recall(c, kept.id, true, &again).await.unwrap().is_none());
     assert!(matches!(
         s.get_message(c, again.id).await,
@@ -913,21 +931,21 @@ pub async fn recall_marks_a_message_once_and_shreds_it_on_request<E: Engine>(s: 
     assert_eq!(s.get_data_key(&kept_key.id).await.unwrap(), kept_key);
 
     // Only application messages of the conversation are recalled.
-    let of_notice = lifecycle_recall_notice(c, w.alice, n1.id, 320);
+    let of_notice = lifecycle_recall_notice(c, w.alice.into(), n1.id, 320);
     assert!(
         s.recall(c, n1.id, false, &of_notice)
             .await
             .unwrap()
             .is_none()
     );
-    let wrong_conv = lifecycle_recall_notice(w.other, w.alice, untouched.id, 320);
+    let wrong_conv = lifecycle_recall_notice(w.other, w.alice.into(), untouched.id, 320);
     assert!(
         s.recall(w.other, untouched.id, false, &wrong_conv)
             .await
             .unwrap()
             .is_none()
     );
-    let missing = lifecycle_recall_notice(c, w.alice, Uuid::new_v4(), 320);
+    let missing = lifecycle_recall_notice(c, w.alice.into(), Uuid::new_v4(), 320);
     assert!(
         s.recall(c, missing.recalls.unwrap(), false, &missing)
             .await
@@ -950,7 +968,7 @@ pub async fn recall_marks_a_message_once_and_shreds_it_on_request<E: Engine>(s: 
     );
 
     // Shredding: the bodies and keys of the message and its copies go.
-    let n2 = lifecycle_recall_notice(c, w.alice, shred.id, 400);
+    let n2 = lifecycle_recall_notice(c, w.alice.into(), shred.id, 400);
     let woken = s.recall(c, shred.id, true, &n2).await.unwrap().unwrap();
     assert_eq!(sorted(woken), members);
     for (m, k) in [(&shred, &shred_key), (&shred_copy, &shred_copy_key)] {
@@ -971,11 +989,11 @@ pub async fn recall_marks_a_message_once_and_shreds_it_on_request<E: Engine>(s: 
 
     // Devices see the notices and no longer the recalled messages.
     assert_eq!(
-        lifecycle_inbox(s.as_ref(), w.bob_device).await,
+        lifecycle_inbox(s.as_ref(), w.bob_device.into()).await,
         vec![untouched.id, elsewhere.id, n1.id, n2.id]
     );
     assert_eq!(
-        lifecycle_inbox(s.as_ref(), w.alice_device).await,
+        lifecycle_inbox(s.as_ref(), w.alice_device.into()).await,
         vec![n1.id, n2.id],
         "the sender's own devices are told too"
     );
@@ -1128,7 +1146,7 @@ pub async fn wiping_a_device_retires_it_and_ends_only_its_owners_sessions<E: Eng
     );
     assert!(s.list_wipes(b.id, None).await.unwrap().is_empty());
     assert!(
-        s.list_wipes(a.id, Some(Uuid::new_v4()))
+        s.list_wipes(a.id, Some(Uuid::new_v4().into()))
             .await
             .unwrap()
             .is_empty()
@@ -1198,7 +1216,7 @@ pub async fn retired_devices_leave_the_conversations_they_are_in_or_joining<E: E
         sorted(vec![c1, c2, bob_only])
     );
     assert!(
-        s.device_conversations(Uuid::new_v4())
+        s.device_conversations(Uuid::new_v4().into())
             .await
             .unwrap()
             .is_empty()
@@ -1217,14 +1235,20 @@ pub async fn retired_devices_leave_the_conversations_they_are_in_or_joining<E: E
     };
     let devices = s.conversation_devices(c1).await.unwrap();
     assert_eq!(
-        state_of(&devices, w.alice_device),
+        state_of(&devices, w.alice_device.into()),
         Some(DeviceState::PendingRemove)
     );
-    assert_eq!(state_of(&devices, tablet), Some(DeviceState::PendingAdd));
-    assert_eq!(state_of(&devices, w.bob_device), Some(DeviceState::Member));
+    assert_eq!(
+        state_of(&devices, tablet.into()),
+        Some(DeviceState::PendingAdd)
+    );
+    assert_eq!(
+        state_of(&devices, w.bob_device.into()),
+        Some(DeviceState::Member)
+    );
     assert_eq!(s.get_message(c1, n1.id).await.unwrap(), n1);
     assert!(
-        lifecycle_inbox(s.as_ref(), w.bob_device)
+        lifecycle_inbox(s.as_ref(), w.bob_device.into())
             .await
             .contains(&n1.id)
     );
@@ -1235,12 +1259,12 @@ pub async fn retired_devices_leave_the_conversations_they_are_in_or_joining<E: E
     assert!(there);
     assert_eq!(woken, vec![w.bob_device]);
     assert_eq!(
-        state_of(&s.conversation_devices(c1).await.unwrap(), tablet),
+        state_of(&s.conversation_devices(c1).await.unwrap(), tablet.into()),
         None
     );
     assert_eq!(s.device_conversations(tablet).await.unwrap(), vec![c2]);
     assert_eq!(
-        state_of(&s.conversation_devices(c2).await.unwrap(), tablet),
+        state_of(&s.conversation_devices(c2).await.unwrap(), tablet.into()),
         Some(DeviceState::PendingAdd),
         "other conversations are untouched"
     );

@@ -43,9 +43,9 @@ macro_rules! conformance_messaging_tests {
 /// A device row as a fresh registration stores it.
 fn messaging_device_row(org: Uuid, user: Uuid, name: &str, created_at: i64) -> DeviceRow {
     DeviceRow {
-        id: Uuid::new_v4(),
-        org_id: org,
-        user_id: user,
+        id: Uuid::new_v4().into(),
+        org_id: org.into(),
+        user_id: user.into(),
         name: name.into(),
         identity_key: Uuid::new_v4().as_bytes().to_vec(),
         created_at,
@@ -59,20 +59,20 @@ fn messaging_device_row(org: Uuid, user: Uuid, name: &str, created_at: i64) -> D
 async fn messaging_device<E: Engine>(s: &E, org: Uuid, user: Uuid, created_at: i64) -> Uuid {
     let d = messaging_device_row(org, user, "phone", created_at);
     s.insert_device(&d, &[]).await.unwrap();
-    d.id
+    d.id.into()
 }
 
 /// A group conversation with no optional field set.
 fn messaging_conversation_row(org: Uuid, dek: &str, creator: Uuid, at: i64) -> ConversationRow {
     ConversationRow {
         id: Uuid::new_v4(),
-        org_id: org,
+        org_id: org.into(),
         kind: ConversationKind::Group,
         dek_id: dek.into(),
         title_enc: None,
         patient_ref_enc: None,
         direct_key: None,
-        created_by: creator,
+        created_by: creator.into(),
         created_at: at,
         epoch: 0,
         last_activity_at: at,
@@ -87,8 +87,8 @@ fn messaging_conversation_row(org: Uuid, dek: &str, creator: Uuid, at: i64) -> C
 
 fn messaging_cd(user_id: Uuid, device_id: Uuid, state: DeviceState) -> ConversationDeviceRow {
     ConversationDeviceRow {
-        device_id,
-        user_id,
+        device_id: device_id.into(),
+        user_id: user_id.into(),
         state,
     }
 }
@@ -107,8 +107,8 @@ fn messaging_message(
         id: Uuid::new_v4(),
         conversation_id: conversation,
         kind,
-        sender_user: Some(user),
-        sender_device: Some(device),
+        sender_user: Some(user.into()),
+        sender_device: Some(device.into()),
         epoch,
         priority: Priority::Routine,
         body: Some(body.as_bytes().to_vec()),
@@ -140,19 +140,19 @@ fn messaging_submission(message: MessageRow) -> Submission {
 struct MessagingWard {
     org: OrgRow,
     dek: String,
-    alice: Uuid,
-    a1: Uuid,
-    bob: Uuid,
-    b1: Uuid,
+    alice: UserId,
+    a1: DeviceId,
+    bob: UserId,
+    b1: DeviceId,
     conv: ConversationRow,
 }
 
 impl MessagingWard {
     fn alice(&self) -> (Uuid, Uuid) {
-        (self.alice, self.a1)
+        (self.alice.into(), self.a1.into())
     }
     fn bob(&self) -> (Uuid, Uuid) {
-        (self.bob, self.b1)
+        (self.bob.into(), self.b1.into())
     }
 }
 
@@ -160,15 +160,15 @@ async fn messaging_ward<E: Engine>(s: &E, slug: &str) -> MessagingWard {
     let (o, dek) = org_with_key(s, slug).await;
     let alice = inserted_user(s, o.id, &dek, "alice").await;
     let bob = inserted_user(s, o.id, &dek, "bob").await;
-    let a1 = messaging_device(s, o.id, alice, 1).await;
-    let b1 = messaging_device(s, o.id, bob, 1).await;
-    let conv = messaging_conversation_row(o.id, &dek, alice, 10);
+    let a1 = messaging_device(s, o.id.into(), alice.into(), 1).await;
+    let b1 = messaging_device(s, o.id.into(), bob.into(), 1).await;
+    let conv = messaging_conversation_row(o.id.into(), &dek, alice.into(), 10);
     s.create_conversation(
         &conv,
         &[alice, bob],
         &[
-            messaging_cd(alice, a1, DeviceState::Member),
-            messaging_cd(bob, b1, DeviceState::Member),
+            messaging_cd(alice.into(), a1, DeviceState::Member),
+            messaging_cd(bob.into(), b1, DeviceState::Member),
         ],
     )
     .await
@@ -177,9 +177,9 @@ async fn messaging_ward<E: Engine>(s: &E, slug: &str) -> MessagingWard {
         org: o,
         dek,
         alice,
-        a1,
+        a1: a1.into(),
         bob,
-        b1,
+        b1: b1.into(),
         conv,
     }
 }
@@ -215,7 +215,7 @@ fn messaging_receipt(rows: &[ReceiptRow], device: Uuid) -> ReceiptRow {
 }
 
 async fn messaging_inbox<E: Engine>(s: &E, device: Uuid) -> Vec<InboxRow> {
-    s.inbox_after(device, 0, 1000, 0).await.unwrap()
+    s.inbox_after(device.into(), 0, 1000, 0).await.unwrap()
 }
 
 // -------------------------------------------------------------------- tests
@@ -226,7 +226,7 @@ pub async fn devices_round_trip_and_are_listed_with_their_key_package_stock<E: E
     let u = inserted_user(&*s, a.id, &dek, "u").await;
     let other = inserted_user(&*s, a.id, &dek, "other").await;
 
-    let phone = messaging_device_row(a.id, u, "phone", 20);
+    let phone = messaging_device_row(a.id.into(), u.into(), "phone", 20);
     let woken = s
         .insert_device(
             &phone,
@@ -242,7 +242,7 @@ pub async fn devices_round_trip_and_are_listed_with_their_key_package_stock<E: E
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        s.get_device(a.id, Uuid::new_v4()).await,
+        s.get_device(a.id, Uuid::new_v4().into()).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
@@ -258,9 +258,9 @@ pub async fn devices_round_trip_and_are_listed_with_their_key_package_stock<E: E
     ));
     assert_eq!(s.get_device(a.id, phone.id).await.unwrap().name, "phone");
 
-    let laptop = messaging_device_row(a.id, u, "laptop", 10);
+    let laptop = messaging_device_row(a.id.into(), u.into(), "laptop", 10);
     s.insert_device(&laptop, &[]).await.unwrap();
-    let others = messaging_device_row(a.id, other, "tablet", 5);
+    let others = messaging_device_row(a.id.into(), other.into(), "tablet", 5);
     s.insert_device(&others, &[(vec![7], false)]).await.unwrap();
 
     // Oldest first, each with its stock of one-use and last-resort packages;
@@ -309,11 +309,11 @@ pub async fn devices_round_trip_and_are_listed_with_their_key_package_stock<E: E
 pub async fn key_packages_are_claimed_once_before_the_last_resort_one<E: Engine>(s: Arc<E>) {
     let (a, dek) = org_with_key(&*s, "alpha").await;
     let u = inserted_user(&*s, a.id, &dek, "u").await;
-    let d = messaging_device_row(a.id, u, "phone", 1);
+    let d = messaging_device_row(a.id.into(), u.into(), "phone", 1);
     s.insert_device(&d, &[(vec![1], false), (vec![2], false), (vec![90], true)])
         .await
         .unwrap();
-    let bare = messaging_device(&*s, a.id, u, 2).await;
+    let bare = messaging_device(&*s, a.id.into(), u.into(), 2).await;
     let stock = |list: Vec<DeviceStock>, id: Uuid| {
         let x = list.into_iter().find(|x| x.device.id == id).unwrap();
         (x.available, x.has_last_resort)
@@ -327,14 +327,14 @@ pub async fn key_packages_are_claimed_once_before_the_last_resort_one<E: Engine>
         "each one-use package is handed out once"
     );
     assert_eq!(
-        stock(s.list_user_devices(a.id, u).await.unwrap(), d.id),
+        stock(s.list_user_devices(a.id, u).await.unwrap(), d.id.into()),
         (0, true)
     );
     // With no one-use package left, the last-resort one is handed out and kept.
     assert_eq!(s.claim_key_package(d.id).await.unwrap(), Some(vec![90]));
     assert_eq!(s.claim_key_package(d.id).await.unwrap(), Some(vec![90]));
     assert_eq!(
-        stock(s.list_user_devices(a.id, u).await.unwrap(), d.id),
+        stock(s.list_user_devices(a.id, u).await.unwrap(), d.id.into()),
         (0, true)
     );
 
@@ -343,7 +343,7 @@ pub async fn key_packages_are_claimed_once_before_the_last_resort_one<E: Engine>
         .await
         .unwrap();
     assert_eq!(
-        stock(s.list_user_devices(a.id, u).await.unwrap(), d.id),
+        stock(s.list_user_devices(a.id, u).await.unwrap(), d.id.into()),
         (1, true)
     );
     assert_eq!(s.claim_key_package(d.id).await.unwrap(), Some(vec![3]));
@@ -354,7 +354,7 @@ pub async fn key_packages_are_claimed_once_before_the_last_resort_one<E: Engine>
         .await
         .unwrap();
     assert_eq!(
-        stock(s.list_user_devices(a.id, u).await.unwrap(), d.id),
+        stock(s.list_user_devices(a.id, u).await.unwrap(), d.id.into()),
         (1, true)
     );
     assert_eq!(s.claim_key_package(d.id).await.unwrap(), Some(vec![4]));
@@ -362,12 +362,12 @@ pub async fn key_packages_are_claimed_once_before_the_last_resort_one<E: Engine>
     assert_eq!(s.claim_key_package(d.id).await.unwrap(), Some(vec![91]));
 
     // Packages belong to their device.
-    assert_eq!(s.claim_key_package(bare).await.unwrap(), None);
+    assert_eq!(s.claim_key_package(bare.into()).await.unwrap(), None);
     assert_eq!(
         stock(s.list_user_devices(a.id, u).await.unwrap(), bare),
         (0, false)
     );
-    s.add_key_packages(bare, &[(vec![5], false)], 30)
+    s.add_key_packages(bare.into(), &[(vec![5], false)], 30)
         .await
         .unwrap();
     assert_eq!(
@@ -375,14 +375,17 @@ pub async fn key_packages_are_claimed_once_before_the_last_resort_one<E: Engine>
         (1, false)
     );
     assert_eq!(s.claim_key_package(d.id).await.unwrap(), Some(vec![91]));
-    assert_eq!(s.claim_key_package(bare).await.unwrap(), Some(vec![5]));
-    assert_eq!(s.claim_key_package(bare).await.unwrap(), None);
+    assert_eq!(
+        s.claim_key_package(bare.into()).await.unwrap(),
+        Some(vec![5])
+    );
+    assert_eq!(s.claim_key_package(bare.into()).await.unwrap(), None);
 }
 
 pub async fn concurrent_key_package_claims_never_share_a_package<E: Engine>(s: Arc<E>) {
     let (a, dek) = org_with_key(&*s, "alpha").await;
     let u = inserted_user(&*s, a.id, &dek, "u").await;
-    let d = messaging_device_row(a.id, u, "phone", 1);
+    let d = messaging_device_row(a.id.into(), u.into(), "phone", 1);
     let kps: Vec<(Vec<u8>, bool)> = (0u8..12).map(|i| (vec![i], false)).collect();
     s.insert_device(&d, &kps).await.unwrap();
     let mut tasks = Vec::new();
@@ -413,9 +416,9 @@ pub async fn conversations_round_trip_and_a_pair_has_one_direct_conversation<E: 
     let alice = inserted_user(&*s, a.id, &dek, "alice").await;
     let bob = inserted_user(&*s, a.id, &dek, "bob").await;
     let carol = inserted_user(&*s, a.id, &dek, "carol").await;
-    let a1 = messaging_device(&*s, a.id, alice, 1).await;
-    let b1 = messaging_device(&*s, a.id, bob, 1).await;
-    let c1 = messaging_device(&*s, a.id, carol, 1).await;
+    let a1 = messaging_device(&*s, a.id.into(), alice.into(), 1).await;
+    let b1 = messaging_device(&*s, a.id.into(), bob.into(), 1).await;
+    let c1 = messaging_device(&*s, a.id.into(), carol.into(), 1).await;
 
     // Every optional field set.
     let g = ConversationRow {
@@ -432,11 +435,11 @@ pub async fn conversations_round_trip_and_a_pair_has_one_direct_conversation<E: 
         routed_user: Some(bob),
         routed_via: Some("on_call".into()),
         care_team_id: Some(Uuid::new_v4()),
-        ..messaging_conversation_row(a.id, &dek, alice, 90)
+        ..messaging_conversation_row(a.id.into(), &dek, alice.into(), 90)
     };
     let g_devices = vec![
-        messaging_cd(alice, a1, DeviceState::Member),
-        messaging_cd(bob, b1, DeviceState::PendingAdd),
+        messaging_cd(alice.into(), a1, DeviceState::Member),
+        messaging_cd(bob.into(), b1, DeviceState::PendingAdd),
     ];
     s.create_conversation(&g, &[alice, bob], &g_devices)
         .await
@@ -481,14 +484,14 @@ pub async fn conversations_round_trip_and_a_pair_has_one_direct_conversation<E: 
         kind: ConversationKind::Direct,
         direct_key: Some(pair.clone()),
         last_activity_at: 50,
-        ..messaging_conversation_row(a.id, &dek, carol, 50)
+        ..messaging_conversation_row(a.id.into(), &dek, carol.into(), 50)
     };
     s.create_conversation(
         &d,
         &[alice, carol],
         &[
-            messaging_cd(alice, a1, DeviceState::Member),
-            messaging_cd(carol, c1, DeviceState::Member),
+            messaging_cd(alice.into(), a1, DeviceState::Member),
+            messaging_cd(carol.into(), c1, DeviceState::Member),
         ],
     )
     .await
@@ -532,16 +535,16 @@ pub async fn a_new_device_waits_to_join_every_conversation_of_its_user<E: Engine
     let w = messaging_ward(&*s, "alpha").await;
     // A conversation Alice is not in.
     let carol = inserted_user(&*s, w.org.id, &w.dek, "carol").await;
-    let other = messaging_conversation_row(w.org.id, &w.dek, w.bob, 10);
+    let other = messaging_conversation_row(w.org.id.into(), &w.dek, w.bob.into(), 10);
     s.create_conversation(
         &other,
         &[w.bob, carol],
-        &[messaging_cd(w.bob, w.b1, DeviceState::Member)],
+        &[messaging_cd(w.bob.into(), w.b1.into(), DeviceState::Member)],
     )
     .await
     .unwrap();
 
-    let a2 = messaging_device_row(w.org.id, w.alice, "laptop", 200);
+    let a2 = messaging_device_row(w.org.id.into(), w.alice.into(), "laptop", 200);
     let woken = s.insert_device(&a2, &[(vec![1], false)]).await.unwrap();
     assert_eq!(
         sorted(woken),
@@ -551,17 +554,17 @@ pub async fn a_new_device_waits_to_join_every_conversation_of_its_user<E: Engine
     assert_eq!(
         messaging_devices_sorted(s.conversation_devices(w.conv.id).await.unwrap()),
         messaging_devices_sorted(vec![
-            messaging_cd(w.alice, w.a1, DeviceState::Member),
-            messaging_cd(w.bob, w.b1, DeviceState::Member),
-            messaging_cd(w.alice, a2.id, DeviceState::PendingAdd),
+            messaging_cd(w.alice.into(), w.a1.into(), DeviceState::Member),
+            messaging_cd(w.bob.into(), w.b1.into(), DeviceState::Member),
+            messaging_cd(w.alice.into(), a2.id.into(), DeviceState::PendingAdd),
         ])
     );
     assert_eq!(
         s.conversation_devices(other.id).await.unwrap(),
-        vec![messaging_cd(w.bob, w.b1, DeviceState::Member)]
+        vec![messaging_cd(w.bob.into(), w.b1.into(), DeviceState::Member)]
     );
     // The notice: a membership change at the conversation's epoch, by Alice.
-    let inbox = messaging_inbox(&*s, w.b1).await;
+    let inbox = messaging_inbox(&*s, w.b1.into()).await;
     assert_eq!(messaging_seqs(&inbox), vec![1]);
     let n = &inbox[0].message;
     assert_eq!(
@@ -576,7 +579,7 @@ pub async fn a_new_device_waits_to_join_every_conversation_of_its_user<E: Engine
     );
     assert_eq!(s.get_message(w.conv.id, n.id).await.unwrap(), *n);
     assert!(
-        messaging_inbox(&*s, a2.id).await.is_empty(),
+        messaging_inbox(&*s, a2.id.into()).await.is_empty(),
         "a waiting device receives nothing"
     );
     assert_eq!(s.get_device(w.org.id, w.b1).await.unwrap().inbox_seq, 1);
@@ -593,11 +596,14 @@ pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engi
     let w = messaging_ward(&*s, "alpha").await;
     let g = w.conv.id;
     let carol = inserted_user(&*s, w.org.id, &w.dek, "carol").await;
-    let c1 = messaging_device(&*s, w.org.id, carol, 2).await;
-    let c2 = messaging_device(&*s, w.org.id, carol, 3).await;
+    let c1 = messaging_device(&*s, w.org.id.into(), carol.into(), 2).await;
+    let c2 = messaging_device(&*s, w.org.id.into(), carol.into(), 3).await;
 
     let n1 = MessageRow::membership_notice(g, 0, w.alice, 300);
-    let (added, woken) = s.add_member(g, carol, &[c1, c2], &n1).await.unwrap();
+    let (added, woken) = s
+        .add_member(g, carol, &[c1.into(), c2.into()], &n1)
+        .await
+        .unwrap();
     assert!(added);
     assert_eq!(sorted(woken), sorted(vec![w.a1, w.b1]));
     assert!(s.is_member(g, carol).await.unwrap());
@@ -608,15 +614,15 @@ pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engi
     assert_eq!(
         messaging_devices_sorted(s.conversation_devices(g).await.unwrap()),
         messaging_devices_sorted(vec![
-            messaging_cd(w.alice, w.a1, DeviceState::Member),
-            messaging_cd(w.bob, w.b1, DeviceState::Member),
-            messaging_cd(carol, c1, DeviceState::PendingAdd),
-            messaging_cd(carol, c2, DeviceState::PendingAdd),
+            messaging_cd(w.alice.into(), w.a1.into(), DeviceState::Member),
+            messaging_cd(w.bob.into(), w.b1.into(), DeviceState::Member),
+            messaging_cd(carol.into(), c1, DeviceState::PendingAdd),
+            messaging_cd(carol.into(), c2, DeviceState::PendingAdd),
         ])
     );
     assert_eq!(s.get_message(g, n1.id).await.unwrap(), n1);
     assert_eq!(
-        messaging_ids(&messaging_inbox(&*s, w.b1).await),
+        messaging_ids(&messaging_inbox(&*s, w.b1.into()).await),
         vec![n1.id]
     );
     assert!(messaging_inbox(&*s, c1).await.is_empty());
@@ -624,14 +630,14 @@ pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engi
     // Adding a member again changes nothing and stores no notice.
     let n2 = MessageRow::membership_notice(g, 0, w.alice, 310);
     assert_eq!(
-        s.add_member(g, carol, &[c1], &n2).await.unwrap(),
+        s.add_member(g, carol, &[c1.into()], &n2).await.unwrap(),
         (false, vec![])
     );
     assert!(matches!(
         s.get_message(g, n2.id).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(messaging_inbox(&*s, w.b1).await.len(), 1);
+    assert_eq!(messaging_inbox(&*s, w.b1.into()).await.len(), 1);
 
     // Removing Bob: his device stops receiving at once and waits to be removed.
     let n3 = MessageRow::membership_notice(g, 0, w.alice, 320);
@@ -641,12 +647,12 @@ pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engi
     );
     assert!(!s.is_member(g, w.bob).await.unwrap());
     assert_eq!(
-        messaging_ids(&messaging_inbox(&*s, w.b1).await),
+        messaging_ids(&messaging_inbox(&*s, w.b1.into()).await),
         vec![n1.id],
         "a removed member's device is not sent the notice"
     );
     assert_eq!(
-        messaging_ids(&messaging_inbox(&*s, w.a1).await),
+        messaging_ids(&messaging_inbox(&*s, w.a1.into()).await),
         vec![n1.id, n3.id]
     );
     // Removing Carol drops her devices that were only waiting to join.
@@ -658,8 +664,8 @@ pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engi
     assert_eq!(
         messaging_devices_sorted(s.conversation_devices(g).await.unwrap()),
         messaging_devices_sorted(vec![
-            messaging_cd(w.alice, w.a1, DeviceState::Member),
-            messaging_cd(w.bob, w.b1, DeviceState::PendingRemove),
+            messaging_cd(w.alice.into(), w.a1.into(), DeviceState::Member),
+            messaging_cd(w.bob.into(), w.b1.into(), DeviceState::PendingRemove),
         ])
     );
     assert_eq!(s.conversation_members(g).await.unwrap(), vec![w.alice]);
@@ -682,8 +688,8 @@ pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engi
     assert_eq!(
         messaging_devices_sorted(s.conversation_devices(g).await.unwrap()),
         messaging_devices_sorted(vec![
-            messaging_cd(w.alice, w.a1, DeviceState::Member),
-            messaging_cd(w.bob, w.b1, DeviceState::PendingAdd),
+            messaging_cd(w.alice.into(), w.a1.into(), DeviceState::Member),
+            messaging_cd(w.bob.into(), w.b1.into(), DeviceState::PendingAdd),
         ])
     );
     assert_eq!(
@@ -696,7 +702,8 @@ pub async fn members_are_added_and_removed_once_with_a_membership_notice<E: Engi
 
     let n7 = MessageRow::membership_notice(Uuid::new_v4(), 0, w.alice, 360);
     assert!(matches!(
-        s.add_member(n7.conversation_id, carol, &[c1], &n7).await,
+        s.add_member(n7.conversation_id, carol, &[c1.into()], &n7)
+            .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -705,10 +712,10 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
     let w = messaging_ward(&*s, "alpha").await;
     let g = w.conv.id;
     let carol = inserted_user(&*s, w.org.id, &w.dek, "carol").await;
-    let c1 = messaging_device(&*s, w.org.id, carol, 2).await;
-    let stranger = messaging_device(&*s, w.org.id, carol, 3).await;
+    let c1 = messaging_device(&*s, w.org.id.into(), carol.into(), 2).await;
+    let stranger = messaging_device(&*s, w.org.id.into(), carol.into(), 3).await;
     let n = MessageRow::membership_notice(g, 0, w.alice, 300);
-    s.add_member(g, carol, &[c1], &n).await.unwrap();
+    s.add_member(g, carol, &[c1.into()], &n).await.unwrap();
     // Bob's and Alice's inboxes hold the notice at seq 1.
 
     // A commit adding Carol's device, with its Welcome and their keys.
@@ -724,7 +731,7 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
     let sub = Submission {
         message: commit.clone(),
         welcome: Some(welcome.clone()),
-        added: vec![c1],
+        added: vec![c1.into()],
         removed: vec![],
         keys: vec![kc.clone(), kw.clone()],
         routed: None,
@@ -732,7 +739,7 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
     match s.submit(&sub).await.unwrap() {
         SubmitOutcome::Accepted { epoch, recipients } => {
             assert_eq!(epoch, 1);
-            assert_eq!(sorted(recipients), sorted(vec![w.b1, c1]));
+            assert_eq!(sorted(recipients), sorted(vec![w.b1, c1.into()]));
         }
         other => panic!("commit refused: {other:?}"),
     }
@@ -742,13 +749,13 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
     assert_eq!(
         messaging_devices_sorted(s.conversation_devices(g).await.unwrap()),
         messaging_devices_sorted(vec![
-            messaging_cd(w.alice, w.a1, DeviceState::Member),
-            messaging_cd(w.bob, w.b1, DeviceState::Member),
-            messaging_cd(carol, c1, DeviceState::Member),
+            messaging_cd(w.alice.into(), w.a1.into(), DeviceState::Member),
+            messaging_cd(w.bob.into(), w.b1.into(), DeviceState::Member),
+            messaging_cd(carol.into(), c1, DeviceState::Member),
         ])
     );
     // The commit reaches the other members, the Welcome only the added device.
-    let bob_inbox = messaging_inbox(&*s, w.b1).await;
+    let bob_inbox = messaging_inbox(&*s, w.b1.into()).await;
     assert_eq!(messaging_ids(&bob_inbox), vec![n.id, commit.id]);
     assert_eq!(bob_inbox[1].key, Some(kc.clone()));
     let carol_inbox = messaging_inbox(&*s, c1).await;
@@ -756,7 +763,7 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
     assert_eq!(carol_inbox[0].key, Some(kw.clone()));
     assert_eq!(carol_inbox[0].message, welcome);
     assert_eq!(
-        messaging_ids(&messaging_inbox(&*s, w.a1).await),
+        messaging_ids(&messaging_inbox(&*s, w.a1.into()).await),
         vec![n.id],
         "the sender's own device is not sent its message"
     );
@@ -770,7 +777,7 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
             expires_at: None
         }
     );
-    assert_eq!(messaging_inbox(&*s, w.b1).await.len(), 2);
+    assert_eq!(messaging_inbox(&*s, w.b1.into()).await.len(), 2);
     // The same id with other bytes, the same bytes under another id.
     let taken = MessageRow {
         id: commit.id,
@@ -833,7 +840,7 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
         s.submit(&messaging_submission(messaging_message(
             g,
             MessageKind::Application,
-            (carol, stranger),
+            (carol.into(), stranger),
             1,
             "stranger",
             430
@@ -846,8 +853,8 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
     for (added, removed) in [(vec![w.b1], vec![]), (vec![], vec![w.b1])] {
         let out = s
             .submit(&Submission {
-                added,
-                removed,
+                added: added.into_iter().collect(),
+                removed: removed.into_iter().collect(),
                 ..messaging_submission(messaging_message(
                     g,
                     MessageKind::Commit,
@@ -873,7 +880,7 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
                 other => panic!("{other:?}"),
             })
             .unwrap(),
-        (1, sorted(vec![w.a1, c1]))
+        (1, sorted(vec![w.a1, c1.into()]))
     );
     assert_eq!(s.get_conversation(w.org.id, g).await.unwrap().epoch, 1);
 
@@ -903,18 +910,18 @@ pub async fn submit_takes_one_commit_per_epoch_and_refuses_what_it_must<E: Engin
         .unwrap(),
         SubmitOutcome::Accepted {
             epoch: 2,
-            recipients: vec![c1]
+            recipients: vec![c1.into()]
         }
     );
     assert_eq!(
         messaging_devices_sorted(s.conversation_devices(g).await.unwrap()),
         messaging_devices_sorted(vec![
-            messaging_cd(w.alice, w.a1, DeviceState::Member),
-            messaging_cd(carol, c1, DeviceState::Member),
+            messaging_cd(w.alice.into(), w.a1.into(), DeviceState::Member),
+            messaging_cd(carol.into(), c1, DeviceState::Member),
         ])
     );
     assert!(
-        !messaging_ids(&messaging_inbox(&*s, w.b1).await).contains(&removal.id),
+        !messaging_ids(&messaging_inbox(&*s, w.b1.into()).await).contains(&removal.id),
         "a removed device gets nothing more"
     );
     messaging_send(
@@ -970,7 +977,7 @@ pub async fn concurrent_commits_at_one_epoch_accept_exactly_one<E: Engine>(s: Ar
             SubmitOutcome::Accepted { epoch: 1, .. }
         ));
     }
-    let inbox = messaging_inbox(&*s, w.b1).await;
+    let inbox = messaging_inbox(&*s, w.b1.into()).await;
     let apps: Vec<i64> = inbox
         .iter()
         .filter(|r| r.message.kind == MessageKind::Application)
@@ -1028,7 +1035,7 @@ pub async fn submitted_messages_round_trip_every_field_by_conversation<E: Engine
     assert_eq!(s.get_message(g, bare.id).await.unwrap(), bare);
 
     // Looked up in another conversation, a message is missing.
-    let other = messaging_conversation_row(w.org.id, &w.dek, w.alice, 5);
+    let other = messaging_conversation_row(w.org.id.into(), &w.dek, w.alice.into(), 5);
     s.create_conversation(&other, &[w.alice], &[])
         .await
         .unwrap();
@@ -1041,7 +1048,7 @@ pub async fn submitted_messages_round_trip_every_field_by_conversation<E: Engine
         Err(StoreError::NotFound)
     ));
     // The inbox carries the same message with its key.
-    let inbox = messaging_inbox(&*s, w.b1).await;
+    let inbox = messaging_inbox(&*s, w.b1.into()).await;
     assert_eq!(inbox[1].message, full);
     assert_eq!(inbox[1].key, Some(k));
     assert_eq!(inbox[0].key, None);
@@ -1141,19 +1148,19 @@ pub async fn acks_move_the_cursor_forward_only_and_mark_delivery<E: Engine>(s: A
     let w = messaging_ward(&*s, "alpha").await;
     let g = w.conv.id;
     let carol = inserted_user(&*s, w.org.id, &w.dek, "carol").await;
-    let c1 = messaging_device(&*s, w.org.id, carol, 2).await;
+    let c1 = messaging_device(&*s, w.org.id.into(), carol.into(), 2).await;
     // Carol joins, and a commit makes her device a member.
     s.add_member(
         g,
         carol,
-        &[c1],
+        &[c1.into()],
         &MessageRow::membership_notice(g, 0, w.alice, 20),
     )
     .await
     .unwrap();
     let out = s
         .submit(&Submission {
-            added: vec![c1],
+            added: vec![c1.into()],
             ..messaging_submission(messaging_message(
                 g,
                 MessageKind::Commit,
@@ -1185,16 +1192,19 @@ pub async fn acks_move_the_cursor_forward_only_and_mark_delivery<E: Engine>(s: A
         );
     }
     assert_eq!(s.get_device(w.org.id, w.b1).await.unwrap().inbox_seq, 5);
-    assert_eq!(s.get_device(w.org.id, c1).await.unwrap().inbox_seq, 3);
+    assert_eq!(
+        s.get_device(w.org.id, c1.into()).await.unwrap().inbox_seq,
+        3
+    );
 
     // Beyond what was handed out: refused, nothing changes.
     assert_eq!(s.ack(w.b1, 6, 700).await.unwrap(), None);
     assert_eq!(s.get_device(w.org.id, w.b1).await.unwrap().acked_seq, 0);
-    assert_eq!(s.ack(Uuid::new_v4(), 1, 700).await.unwrap(), None);
+    assert_eq!(s.ack(Uuid::new_v4().into(), 1, 700).await.unwrap(), None);
 
     assert_eq!(s.ack(w.b1, 3, 700).await.unwrap(), Some(3));
     assert_eq!(s.get_device(w.org.id, w.b1).await.unwrap().acked_seq, 3);
-    let r0 = messaging_receipt(&s.receipts(ms[0].id).await.unwrap(), w.b1);
+    let r0 = messaging_receipt(&s.receipts(ms[0].id).await.unwrap(), w.b1.into());
     assert_eq!(
         r0,
         ReceiptRow {
@@ -1206,7 +1216,7 @@ pub async fn acks_move_the_cursor_forward_only_and_mark_delivery<E: Engine>(s: A
         }
     );
     assert_eq!(
-        messaging_receipt(&s.receipts(ms[1].id).await.unwrap(), w.b1).delivered_at,
+        messaging_receipt(&s.receipts(ms[1].id).await.unwrap(), w.b1.into()).delivered_at,
         None
     );
     // Never back, and earlier entries keep their delivery time.
@@ -1214,15 +1224,15 @@ pub async fn acks_move_the_cursor_forward_only_and_mark_delivery<E: Engine>(s: A
     assert_eq!(s.get_device(w.org.id, w.b1).await.unwrap().acked_seq, 3);
     assert_eq!(s.ack(w.b1, 5, 900).await.unwrap(), Some(5));
     let rs = s.receipts(ms[2].id).await.unwrap();
-    assert_eq!(messaging_receipt(&rs, w.b1).delivered_at, Some(900));
+    assert_eq!(messaging_receipt(&rs, w.b1.into()).delivered_at, Some(900));
     assert_eq!(
-        messaging_receipt(&s.receipts(ms[0].id).await.unwrap(), w.b1).delivered_at,
+        messaging_receipt(&s.receipts(ms[0].id).await.unwrap(), w.b1.into()).delivered_at,
         Some(700)
     );
     // Receipts: one row per recipient device (not the sender's).
     assert_eq!(
         sorted(rs.iter().map(|r| r.device_id).collect()),
-        sorted(vec![w.b1, c1])
+        sorted(vec![w.b1, c1.into()])
     );
     assert_eq!(messaging_receipt(&rs, c1).delivered_at, None);
     assert!(s.receipts(Uuid::new_v4()).await.unwrap().is_empty());
@@ -1233,25 +1243,38 @@ pub async fn acks_move_the_cursor_forward_only_and_mark_delivery<E: Engine>(s: A
         messaging_message(g, MessageKind::Application, w.alice(), 1, "m3", 50),
     )
     .await;
-    s.ack_many(&[(c1, 2), (w.b1, 99)], 1000).await.unwrap();
-    assert_eq!(s.get_device(w.org.id, c1).await.unwrap().acked_seq, 2);
+    s.ack_many(&[(c1.into(), 2), (w.b1, 99)], 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_device(w.org.id, c1.into()).await.unwrap().acked_seq,
+        2
+    );
     assert_eq!(s.get_device(w.org.id, w.b1).await.unwrap().acked_seq, 5);
     assert_eq!(
-        messaging_receipt(&s.receipts(m3.id).await.unwrap(), w.b1).delivered_at,
+        messaging_receipt(&s.receipts(m3.id).await.unwrap(), w.b1.into()).delivered_at,
         None
     );
     assert_eq!(
         messaging_receipt(&s.receipts(ms[1].id).await.unwrap(), c1).delivered_at,
         Some(1000)
     );
-    s.ack_many(&[(w.b1, 6), (c1, 4)], 1100).await.unwrap();
-    assert_eq!(s.get_device(w.org.id, c1).await.unwrap().acked_seq, 4);
+    s.ack_many(&[(w.b1, 6), (c1.into(), 4)], 1100)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_device(w.org.id, c1.into()).await.unwrap().acked_seq,
+        4
+    );
     assert_eq!(s.get_device(w.org.id, w.b1).await.unwrap().acked_seq, 6);
     let r3 = s.receipts(m3.id).await.unwrap();
-    assert_eq!(messaging_receipt(&r3, w.b1).delivered_at, Some(1100));
+    assert_eq!(messaging_receipt(&r3, w.b1.into()).delivered_at, Some(1100));
     assert_eq!(messaging_receipt(&r3, c1).delivered_at, Some(1100));
     s.ack_many(&[], 1200).await.unwrap();
-    assert_eq!(s.get_device(w.org.id, c1).await.unwrap().acked_seq, 4);
+    assert_eq!(
+        s.get_device(w.org.id, c1.into()).await.unwrap().acked_seq,
+        4
+    );
 }
 
 pub async fn read_marks_cover_shown_messages_or_routine_ones_up_to_a_watermark<E: Engine>(
@@ -1287,13 +1310,13 @@ pub async fn read_marks_cover_shown_messages_or_routine_ones_up_to_a_watermark<E
         );
     }
     // A message of another conversation in Bob's inbox.
-    let h = messaging_conversation_row(w.org.id, &w.dek, w.alice, 5);
+    let h = messaging_conversation_row(w.org.id.into(), &w.dek, w.alice.into(), 5);
     s.create_conversation(
         &h,
         &[w.alice, w.bob],
         &[
-            messaging_cd(w.alice, w.a1, DeviceState::Member),
-            messaging_cd(w.bob, w.b1, DeviceState::Member),
+            messaging_cd(w.alice.into(), w.a1.into(), DeviceState::Member),
+            messaging_cd(w.bob.into(), w.b1.into(), DeviceState::Member),
         ],
     )
     .await
@@ -1303,7 +1326,7 @@ pub async fn read_marks_cover_shown_messages_or_routine_ones_up_to_a_watermark<E
         messaging_message(h.id, MessageKind::Application, w.alice(), 0, "x", 110),
     )
     .await;
-    let bob_of = |rows: Vec<ReceiptRow>| messaging_receipt(&rows, w.b1);
+    let bob_of = |rows: Vec<ReceiptRow>| messaging_receipt(&rows, w.b1.into());
 
     // m0 was delivered before it was read: that time is kept.
     assert_eq!(s.ack(w.b1, 1, 790).await.unwrap(), Some(1));
@@ -1410,20 +1433,20 @@ pub async fn refounding_needs_no_member_device_and_a_waiting_one<E: Engine>(s: A
     let (o, dek) = org_with_key(&*s, "alpha").await;
     let alice = inserted_user(&*s, o.id, &dek, "alice").await;
     let bob = inserted_user(&*s, o.id, &dek, "bob").await;
-    let a1 = messaging_device(&*s, o.id, alice, 1).await;
-    let b1 = messaging_device(&*s, o.id, bob, 1).await;
-    let b2 = messaging_device(&*s, o.id, bob, 2).await;
+    let a1 = messaging_device(&*s, o.id.into(), alice.into(), 1).await;
+    let b1 = messaging_device(&*s, o.id.into(), bob.into(), 1).await;
+    let b2 = messaging_device(&*s, o.id.into(), bob.into(), 2).await;
     let g = ConversationRow {
         epoch: 4,
-        ..messaging_conversation_row(o.id, &dek, alice, 10)
+        ..messaging_conversation_row(o.id.into(), &dek, alice.into(), 10)
     };
     s.create_conversation(
         &g,
         &[alice, bob],
         &[
-            messaging_cd(alice, a1, DeviceState::Member),
-            messaging_cd(bob, b1, DeviceState::PendingAdd),
-            messaging_cd(bob, b2, DeviceState::PendingAdd),
+            messaging_cd(alice.into(), a1, DeviceState::Member),
+            messaging_cd(bob.into(), b1, DeviceState::PendingAdd),
+            messaging_cd(bob.into(), b2, DeviceState::PendingAdd),
         ],
     )
     .await
@@ -1432,7 +1455,7 @@ pub async fn refounding_needs_no_member_device_and_a_waiting_one<E: Engine>(s: A
     // A member device can still add the waiting ones: no refounding.
     let n1 = MessageRow::membership_notice(g.id, 4, bob, 100);
     assert_eq!(
-        s.refound_conversation(g.id, b1, &n1).await.unwrap(),
+        s.refound_conversation(g.id, b1.into(), &n1).await.unwrap(),
         (false, vec![])
     );
     assert!(matches!(
@@ -1449,11 +1472,11 @@ pub async fn refounding_needs_no_member_device_and_a_waiting_one<E: Engine>(s: A
     // Now nobody is a member; only a device waiting to join may refound.
     let n2 = MessageRow::membership_notice(g.id, 4, bob, 120);
     assert_eq!(
-        s.refound_conversation(g.id, a1, &n2).await.unwrap(),
+        s.refound_conversation(g.id, a1.into(), &n2).await.unwrap(),
         (false, vec![])
     );
     assert_eq!(
-        s.refound_conversation(g.id, Uuid::new_v4(), &n2)
+        s.refound_conversation(g.id, Uuid::new_v4().into(), &n2)
             .await
             .unwrap(),
         (false, vec![])
@@ -1462,14 +1485,14 @@ pub async fn refounding_needs_no_member_device_and_a_waiting_one<E: Engine>(s: A
 
     let n3 = MessageRow::membership_notice(g.id, 4, bob, 130);
     assert_eq!(
-        s.refound_conversation(g.id, b1, &n3).await.unwrap(),
-        (true, vec![b1])
+        s.refound_conversation(g.id, b1.into(), &n3).await.unwrap(),
+        (true, vec![b1.into()])
     );
     assert_eq!(
         messaging_devices_sorted(s.conversation_devices(g.id).await.unwrap()),
         messaging_devices_sorted(vec![
-            messaging_cd(bob, b1, DeviceState::Member),
-            messaging_cd(bob, b2, DeviceState::PendingAdd),
+            messaging_cd(bob.into(), b1, DeviceState::Member),
+            messaging_cd(bob.into(), b2, DeviceState::PendingAdd),
         ]),
         "removed devices leave, the others keep waiting"
     );
@@ -1480,18 +1503,18 @@ pub async fn refounding_needs_no_member_device_and_a_waiting_one<E: Engine>(s: A
     // The group has a member again: a second refounding is refused.
     let n4 = MessageRow::membership_notice(g.id, 0, bob, 140);
     assert_eq!(
-        s.refound_conversation(g.id, b2, &n4).await.unwrap(),
+        s.refound_conversation(g.id, b2.into(), &n4).await.unwrap(),
         (false, vec![])
     );
     assert_eq!(s.get_conversation(o.id, g.id).await.unwrap().epoch, 0);
     // The new founder commits at epoch 0.
     let out = s
         .submit(&Submission {
-            added: vec![b2],
+            added: vec![b2.into()],
             ..messaging_submission(messaging_message(
                 g.id,
                 MessageKind::Commit,
-                (bob, b1),
+                (bob.into(), b1),
                 0,
                 "refounded",
                 150,
@@ -1511,7 +1534,7 @@ pub async fn refounding_needs_no_member_device_and_a_waiting_one<E: Engine>(s: A
 pub async fn attachments_round_trip_with_their_key_scoped_by_conversation<E: Engine>(s: Arc<E>) {
     let w = messaging_ward(&*s, "alpha").await;
     let g = w.conv.id;
-    let other = messaging_conversation_row(w.org.id, &w.dek, w.alice, 5);
+    let other = messaging_conversation_row(w.org.id.into(), &w.dek, w.alice.into(), 5);
     s.create_conversation(&other, &[w.alice], &[])
         .await
         .unwrap();

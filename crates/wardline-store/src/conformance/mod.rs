@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use uuid::Uuid;
-use wardline_proto::Role;
 use wardline_proto::directory::{OrgPolicy, UserStatus};
+use wardline_proto::{DeviceId, OrgId, Role, SessionId, UserId};
 
 use crate::{
     AuditStore, DataKeyRow, LifecycleStore, MessagingStore, MfaChallengeRow, OrgRow, PatientStore,
@@ -85,7 +85,7 @@ async fn org_with_key<E: Engine>(s: &E, slug: &str) -> (OrgRow, String) {
 }
 
 /// A user of `org`, inserted; its id.
-async fn inserted_user<E: Engine>(s: &E, org: Uuid, dek: &str, bidx: &str) -> Uuid {
+async fn inserted_user<E: Engine>(s: &E, org: OrgId, dek: &str, bidx: &str) -> UserId {
     let u = user(org, dek, bidx);
     s.insert_user(&u).await.unwrap();
     u.id
@@ -94,7 +94,7 @@ async fn inserted_user<E: Engine>(s: &E, org: Uuid, dek: &str, bidx: &str) -> Uu
 /// An organisation row with a default policy.
 pub fn org(slug: &str) -> OrgRow {
     OrgRow {
-        id: Uuid::new_v4(),
+        id: OrgId::new_v4(),
         name: format!("Org {slug}"),
         slug: slug.into(),
         policy: OrgPolicy {
@@ -110,7 +110,7 @@ pub fn org(slug: &str) -> OrgRow {
     }
 }
 
-async fn key(store: &dyn Store, org: Option<Uuid>) -> String {
+async fn key(store: &dyn Store, org: Option<OrgId>) -> String {
     let k = data_key(org);
     store.insert_data_key(&k).await.unwrap();
     k.id
@@ -118,7 +118,7 @@ async fn key(store: &dyn Store, org: Option<Uuid>) -> String {
 
 /// A fresh data key row, not stored (for the methods that store a row
 /// together with the key it is sealed under).
-fn data_key(org: Option<Uuid>) -> DataKeyRow {
+fn data_key(org: Option<OrgId>) -> DataKeyRow {
     DataKeyRow {
         id: format!("dk-{}", Uuid::new_v4()),
         org_id: org,
@@ -131,12 +131,12 @@ fn data_key(org: Option<Uuid>) -> DataKeyRow {
 /// A device of `user`, inserted with `key_packages`; its id.
 async fn inserted_device<E: Engine>(
     s: &E,
-    org: Uuid,
-    user: Uuid,
+    org: OrgId,
+    user: UserId,
     key_packages: &[(Vec<u8>, bool)],
-) -> Uuid {
+) -> DeviceId {
     let d = crate::messaging::DeviceRow {
-        id: Uuid::new_v4(),
+        id: DeviceId::new_v4(),
         org_id: org,
         user_id: user,
         name: "phone".into(),
@@ -157,9 +157,9 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
-fn user(org: Uuid, dek: &str, bidx: &str) -> UserRow {
+fn user(org: OrgId, dek: &str, bidx: &str) -> UserRow {
     UserRow {
-        id: Uuid::new_v4(),
+        id: UserId::new_v4(),
         org_id: org,
         dek_id: dek.into(),
         email_bidx: bidx.into(),
@@ -178,9 +178,9 @@ fn user(org: Uuid, dek: &str, bidx: &str) -> UserRow {
     }
 }
 
-fn session(org: Uuid, user: Uuid, device: Uuid) -> SessionRow {
+fn session(org: OrgId, user: UserId, device: DeviceId) -> SessionRow {
     SessionRow {
-        id: Uuid::new_v4(),
+        id: SessionId::new_v4(),
         org_id: org,
         user_id: user,
         device_id: device,
@@ -201,7 +201,7 @@ pub async fn organisations_and_settings<E: Engine>(s: Arc<E>) {
     s.insert_org(&a).await.unwrap();
     assert!(matches!(
         s.insert_org(&OrgRow {
-            id: Uuid::new_v4(),
+            id: Uuid::new_v4().into(),
             ..a.clone()
         })
         .await,
@@ -210,7 +210,7 @@ pub async fn organisations_and_settings<E: Engine>(s: Arc<E>) {
     assert_eq!(s.get_org(a.id).await.unwrap(), a);
     assert_eq!(s.get_org_by_slug("alpha").await.unwrap(), a);
     assert!(matches!(
-        s.get_org(Uuid::new_v4()).await,
+        s.get_org(Uuid::new_v4().into()).await,
         Err(StoreError::NotFound)
     ));
     let p = OrgPolicy {
@@ -225,7 +225,7 @@ pub async fn organisations_and_settings<E: Engine>(s: Arc<E>) {
     s.update_org_policy(a.id, &p).await.unwrap();
     assert_eq!(s.get_org(a.id).await.unwrap().policy, p);
     assert!(matches!(
-        s.update_org_policy(Uuid::new_v4(), &p).await,
+        s.update_org_policy(Uuid::new_v4().into(), &p).await,
         Err(StoreError::NotFound)
     ));
 
@@ -243,7 +243,7 @@ pub async fn organisations_and_settings<E: Engine>(s: Arc<E>) {
 
 pub async fn data_keys_rewrap_is_compare_and_swap<E: Engine>(s: Arc<E>) {
     let k1 = key(s.as_ref(), None).await;
-    let k2 = key(s.as_ref(), Some(Uuid::new_v4())).await;
+    let k2 = key(s.as_ref(), Some(Uuid::new_v4().into())).await;
     assert!(matches!(
         s.insert_data_key(&DataKeyRow {
             id: k1.clone(),
@@ -384,9 +384,9 @@ pub async fn sessions_and_revocation<E: Engine>(s: Arc<E>) {
     let u = user(a.id, &k, "i");
     s.insert_user(&u).await.unwrap();
     let (phone, laptop) = (Uuid::new_v4(), Uuid::new_v4());
-    let s1 = session(a.id, u.id, phone);
-    let s2 = session(a.id, u.id, laptop);
-    let s3 = session(a.id, u.id, laptop);
+    let s1 = session(a.id, u.id, phone.into());
+    let s2 = session(a.id, u.id, laptop.into());
+    let s3 = session(a.id, u.id, laptop.into());
     for x in [&s1, &s2, &s3] {
         s.insert_session(x).await.unwrap();
     }
@@ -433,13 +433,13 @@ pub async fn sessions_and_revocation<E: Engine>(s: Arc<E>) {
     );
     // One device, sparing the caller's own session.
     assert_eq!(
-        s.revoke_user_sessions(a.id, u.id, Some(laptop), Some(s3.id), 200)
+        s.revoke_user_sessions(a.id, u.id, Some(laptop.into()), Some(s3.id), 200)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        s.revoke_user_sessions(Uuid::new_v4(), u.id, None, None, 200)
+        s.revoke_user_sessions(Uuid::new_v4().into(), u.id, None, None, 200)
             .await
             .unwrap(),
         0
@@ -467,9 +467,9 @@ pub async fn sessions_and_revocation<E: Engine>(s: Arc<E>) {
 pub async fn mfa_challenges_and_throttle<E: Engine>(s: Arc<E>) {
     let c = MfaChallengeRow {
         token_hash: vec![4; 32],
-        org_id: Uuid::new_v4(),
-        user_id: Uuid::new_v4(),
-        device_id: Uuid::new_v4(),
+        org_id: Uuid::new_v4().into(),
+        user_id: Uuid::new_v4().into(),
+        device_id: Uuid::new_v4().into(),
         expires_at: 99,
         attempts: 0,
     };

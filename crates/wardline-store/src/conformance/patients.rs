@@ -39,12 +39,12 @@ macro_rules! conformance_patients_tests {
 }
 
 /// An organisation and a data key of its own.
-async fn patients_setup<E: Engine>(s: &E, slug: &str) -> (Uuid, String) {
+async fn patients_setup<E: Engine>(s: &E, slug: &str) -> (OrgId, String) {
     let (o, k) = org_with_key(s, slug).await;
     (o.id, k)
 }
 
-fn patients_patient(org: Uuid, dek: &str, phone: &str, mrn: Option<&str>, at: i64) -> PatientRow {
+fn patients_patient(org: OrgId, dek: &str, phone: &str, mrn: Option<&str>, at: i64) -> PatientRow {
     PatientRow {
         id: Uuid::new_v4(),
         org_id: org,
@@ -62,7 +62,7 @@ fn patients_patient(org: Uuid, dek: &str, phone: &str, mrn: Option<&str>, at: i6
 }
 
 fn patients_message(
-    org: Uuid,
+    org: OrgId,
     patient: Uuid,
     direction: PatientMessageDirection,
     author: Option<Uuid>,
@@ -82,7 +82,13 @@ fn patients_message(
     }
 }
 
-fn patients_link(org: Uuid, patient: Uuid, token: &str, expires_at: i64, max_uses: i64) -> LinkRow {
+fn patients_link(
+    org: OrgId,
+    patient: Uuid,
+    token: &str,
+    expires_at: i64,
+    max_uses: i64,
+) -> LinkRow {
     LinkRow {
         id: Uuid::new_v4(),
         org_id: org,
@@ -103,7 +109,7 @@ fn patients_link(org: Uuid, patient: Uuid, token: &str, expires_at: i64, max_use
 }
 
 fn patients_sms(
-    org: Uuid,
+    org: OrgId,
     dek: &str,
     patient: Option<Uuid>,
     send_after: i64,
@@ -179,7 +185,12 @@ pub async fn patients_are_scoped_by_organisation_and_mrns_are_unique<E: Engine>(
         patients_sorted(vec![p1.clone(), p2.clone(), p3.clone()])
     );
     assert_eq!(s.list_patients(b).await.unwrap(), vec![q.clone()]);
-    assert!(s.list_patients(Uuid::new_v4()).await.unwrap().is_empty());
+    assert!(
+        s.list_patients(Uuid::new_v4().into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     assert_eq!(
         patients_sorted(s.patients_by_phone(a, "ph-1").await.unwrap()),
@@ -501,14 +512,14 @@ pub async fn staff_notices_page_unseen_and_are_seen_per_patient<E: Engine>(s: Ar
         created_at,
         seen_at: None,
     };
-    let n1 = notice(a, u1, p, 10);
-    let n2 = notice(a, u1, q, 20);
-    let n3 = notice(a, u1, p, 30);
-    let n4 = notice(a, u2, p, 15);
-    let n5 = notice(b, u1, p, 25);
+    let n1 = notice(a.into(), u1.into(), p, 10);
+    let n2 = notice(a.into(), u1.into(), q, 20);
+    let n3 = notice(a.into(), u1.into(), p, 30);
+    let n4 = notice(a.into(), u2.into(), p, 15);
+    let n5 = notice(b.into(), u1.into(), p, 25);
     let n6 = StaffNoticeRow {
         seen_at: Some(41),
-        ..notice(a, u1, p, 40)
+        ..notice(a.into(), u1.into(), p, 40)
     };
     s.insert_staff_notices(&[]).await.unwrap();
     // Inserted out of time order: listing is by time.
@@ -523,51 +534,73 @@ pub async fn staff_notices_page_unseen_and_are_seen_per_patient<E: Engine>(s: Ar
     .await
     .unwrap();
     assert_eq!(
-        s.unseen_staff_notices(a, u1, 0, 10).await.unwrap(),
+        s.unseen_staff_notices(a.into(), u1.into(), 0, 10)
+            .await
+            .unwrap(),
         vec![n1.clone(), n2.clone(), n3.clone()]
     );
     assert_eq!(
-        s.unseen_staff_notices(a, u1, 0, 2).await.unwrap(),
+        s.unseen_staff_notices(a.into(), u1.into(), 0, 2)
+            .await
+            .unwrap(),
         vec![n1.clone(), n2.clone()]
     );
     assert_eq!(
-        s.unseen_staff_notices(a, u1, 20, 2).await.unwrap(),
+        s.unseen_staff_notices(a.into(), u1.into(), 20, 2)
+            .await
+            .unwrap(),
         vec![n3.clone()],
         "after is exclusive"
     );
     assert!(
-        s.unseen_staff_notices(a, u1, 30, 10)
+        s.unseen_staff_notices(a.into(), u1.into(), 30, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        s.unseen_staff_notices(a, u2, 0, 10).await.unwrap(),
+        s.unseen_staff_notices(a.into(), u2.into(), 0, 10)
+            .await
+            .unwrap(),
         vec![n4.clone()]
     );
     assert_eq!(
-        s.unseen_staff_notices(b, u1, 0, 10).await.unwrap(),
+        s.unseen_staff_notices(b.into(), u1.into(), 0, 10)
+            .await
+            .unwrap(),
         vec![n5.clone()]
     );
 
-    s.staff_notices_seen(a, u1, p, 50).await.unwrap();
+    s.staff_notices_seen(a.into(), u1.into(), p, 50)
+        .await
+        .unwrap();
     assert_eq!(
-        s.unseen_staff_notices(a, u1, 0, 10).await.unwrap(),
+        s.unseen_staff_notices(a.into(), u1.into(), 0, 10)
+            .await
+            .unwrap(),
         vec![n2.clone()]
     );
     assert_eq!(
-        s.unseen_staff_notices(a, u2, 0, 10).await.unwrap(),
+        s.unseen_staff_notices(a.into(), u2.into(), 0, 10)
+            .await
+            .unwrap(),
         vec![n4],
         "another user's notices stay unseen"
     );
     assert_eq!(
-        s.unseen_staff_notices(b, u1, 0, 10).await.unwrap(),
+        s.unseen_staff_notices(b.into(), u1.into(), 0, 10)
+            .await
+            .unwrap(),
         vec![n5],
         "another organisation's notices stay unseen"
     );
-    s.staff_notices_seen(b, u1, q, 60).await.unwrap();
+    s.staff_notices_seen(b.into(), u1.into(), q, 60)
+        .await
+        .unwrap();
     assert_eq!(
-        s.unseen_staff_notices(a, u1, 0, 10).await.unwrap(),
+        s.unseen_staff_notices(a.into(), u1.into(), 0, 10)
+            .await
+            .unwrap(),
         vec![n2]
     );
 }

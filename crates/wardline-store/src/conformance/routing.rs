@@ -3,6 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
+use wardline_proto::OrgId;
 use wardline_proto::messaging::{ConversationKind, DeviceState, MessageKind, Priority};
 use wardline_proto::routing::{
     CareTeam, ClinicalRole, Department, EscalationAction, EscalationPolicy, EscalationState,
@@ -42,12 +43,12 @@ macro_rules! conformance_routing_tests {
 struct RoutingWard {
     org: OrgRow,
     dek: String,
-    sender: Uuid,
-    sender_device: Uuid,
-    doc: Uuid,
-    doc_device: Uuid,
-    nurse: Uuid,
-    nurse_device: Uuid,
+    sender: UserId,
+    sender_device: DeviceId,
+    doc: UserId,
+    doc_device: DeviceId,
+    nurse: UserId,
+    nurse_device: DeviceId,
     conversation: Uuid,
 }
 
@@ -308,7 +309,7 @@ pub async fn departments_and_care_teams_are_scoped_by_organisation<E: Engine>(s:
         id: Uuid::new_v4(),
         name: "Heart failure".into(),
         department_id: Some(cardio.id),
-        members: vec![u1, u2],
+        members: vec![u1.into(), u2.into()],
         created_at: 20,
     };
     let ward = CareTeam {
@@ -403,7 +404,7 @@ pub async fn clinical_roles_round_trip_and_updates_replace_holders<E: Engine>(s:
     };
     s.insert_department(a.id, &dept).await.unwrap();
 
-    let charge = routing_role("Charge nurse", vec![u3], 5);
+    let charge = routing_role("Charge nurse", vec![u3.into()], 5);
     let oncall = ClinicalRole {
         department_id: Some(dept.id),
         fallback_role_id: Some(charge.id),
@@ -420,7 +421,7 @@ pub async fn clinical_roles_round_trip_and_updates_replace_holders<E: Engine>(s:
             ],
             urgent: vec![],
         }),
-        ..routing_role("Cardiology on-call", vec![u2, u1], 6)
+        ..routing_role("Cardiology on-call", vec![u2.into(), u1.into()], 6)
     };
     s.insert_role(a.id, &charge).await.unwrap();
     s.insert_role(a.id, &oncall).await.unwrap();
@@ -473,7 +474,7 @@ pub async fn clinical_roles_round_trip_and_updates_replace_holders<E: Engine>(s:
         name: "Cardiology nights".into(),
         department_id: None,
         fallback_role_id: None,
-        holders: vec![u3],
+        holders: vec![u3.into()],
         escalation: None,
         created_at: 999,
         ..oncall.clone()
@@ -539,19 +540,19 @@ pub async fn presence_is_one_row_per_user_scoped_by_organisation<E: Engine>(s: A
     assert!(s.list_presence(a.id).await.unwrap().is_empty());
 
     let p1 = Presence {
-        user_id: u1,
+        user_id: u1.into(),
         status: PresenceStatus::Busy,
         until: Some(500),
         updated_at: 10,
     };
     let p2 = Presence {
-        user_id: u2,
+        user_id: u2.into(),
         status: PresenceStatus::InProcedure,
         until: None,
         updated_at: 11,
     };
     let p3 = Presence {
-        user_id: u3,
+        user_id: u3.into(),
         status: PresenceStatus::OffDuty,
         until: Some(9),
         updated_at: 12,
@@ -571,7 +572,7 @@ pub async fn presence_is_one_row_per_user_scoped_by_organisation<E: Engine>(s: A
 
     // Setting again replaces the user's row (an `until` back to none included).
     let p1b = Presence {
-        user_id: u1,
+        user_id: u1.into(),
         status: PresenceStatus::Available,
         until: None,
         updated_at: 20,
@@ -593,18 +594,18 @@ pub async fn reimport_replaces_only_unended_imported_shifts<E: Engine>(s: Arc<E>
     s.insert_role(a.id, &role).await.unwrap();
     s.insert_role(a.id, &other).await.unwrap();
 
-    let manual_old = routing_shift(role.id, u1, 0, 100, "manual");
-    let imported_old = routing_shift(role.id, u2, 50, 150, "ical:old");
+    let manual_old = routing_shift(role.id, u1.into(), 0, 100, "manual");
+    let imported_old = routing_shift(role.id, u2.into(), 50, 150, "ical:old");
     let imported_now = Shift {
-        backup_user_id: Some(u2),
-        ..routing_shift(role.id, u1, 150, 250, "ical:now")
+        backup_user_id: Some(u2.into()),
+        ..routing_shift(role.id, u1.into(), 150, 250, "ical:now")
     };
     let manual_new = Shift {
-        backup_user_id: Some(u2),
-        ..routing_shift(role.id, u1, 300, 400, "manual")
+        backup_user_id: Some(u2.into()),
+        ..routing_shift(role.id, u1.into(), 300, 400, "manual")
     };
-    let imported_later = routing_shift(role.id, u2, 500, 600, "ical:later");
-    let other_role = routing_shift(other.id, u1, 500, 600, "ical:other");
+    let imported_later = routing_shift(role.id, u2.into(), 500, 600, "ical:later");
+    let other_role = routing_shift(other.id, u1.into(), 500, 600, "ical:other");
     for sh in [
         &imported_later,
         &manual_new,
@@ -638,10 +639,10 @@ pub async fn reimport_replaces_only_unended_imported_shifts<E: Engine>(s: Arc<E>
             .is_empty()
     );
 
-    let fresh1 = routing_shift(role.id, u2, 200, 300, "ical:fresh1");
+    let fresh1 = routing_shift(role.id, u2.into(), 200, 300, "ical:fresh1");
     let fresh2 = Shift {
-        backup_user_id: Some(u1),
-        ..routing_shift(role.id, u1, 700, 800, "ical:fresh2")
+        backup_user_id: Some(u1.into()),
+        ..routing_shift(role.id, u1.into(), 700, 800, "ical:fresh2")
     };
     let mut replaced = s
         .replace_imported(a.id, role.id, 200, &[fresh1.clone(), fresh2.clone()])
@@ -693,7 +694,7 @@ pub async fn reimport_replaces_only_unended_imported_shifts<E: Engine>(s: Arc<E>
     // Only the exact `ical:` prefix marks an import, on both engines (the
     // engine's `LIKE 'ical:%'` ignored case on SQLite and deleted this one
     // while PostgreSQL kept it).
-    let look_alike = routing_shift(role.id, u1, 900, 950, "ICAL:upper");
+    let look_alike = routing_shift(role.id, u1.into(), 900, 950, "ICAL:upper");
     s.insert_shift(a.id, &look_alike).await.unwrap();
     let replaced = s.replace_imported(a.id, role.id, 0, &[]).await.unwrap();
     assert!(replaced.iter().all(|x| x.id != look_alike.id));
@@ -1399,7 +1400,7 @@ pub async fn break_glass_grants_expire_and_end_once<E: Engine>(s: Arc<E>) {
     let nurse = inserted_user(s.as_ref(), a.id, &ka, "nurse").await;
     let other = inserted_user(s.as_ref(), b.id, &kb, "other").await;
     let (c1, c2, cb) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let grant = |org: Uuid, conversation, user, granted_at, expires_at| {
+    let grant = |org: OrgId, conversation, user, granted_at, expires_at| {
         let k = data_key(Some(org));
         (
             GrantRow {
