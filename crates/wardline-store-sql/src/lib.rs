@@ -145,11 +145,21 @@ impl SqlStore {
         Option<tokio::sync::MutexGuard<'_, ()>>,
         sqlx::Transaction<'static, sqlx::Any>,
     )> {
-        let guard = match self.backend {
-            Backend::Sqlite => Some(self.write_lock.lock().await),
-            Backend::Postgres => None,
-        };
-        Ok((guard, self.pool.begin().await?))
+        Ok(match self.backend {
+            // IMMEDIATE takes SQLite's write lock at BEGIN, where the busy
+            // handler waits for it. A deferred transaction that reads first
+            // takes the lock at its first write, and SQLite refuses that
+            // upgrade at once ("database is locked", no wait) while another
+            // connection holds the lock: the queue above does not cover a
+            // transaction given up before its rollback has run (sqlx rolls a
+            // dropped transaction back after handing the connection back),
+            // nor another process on the same file (the CLI).
+            Backend::Sqlite => (
+                Some(self.write_lock.lock().await),
+                self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            ),
+            Backend::Postgres => (None, self.pool.begin().await?),
+        })
     }
 
     /// Changes whenever a session may have ended on this node.

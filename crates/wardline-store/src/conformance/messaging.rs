@@ -31,6 +31,7 @@ macro_rules! conformance_messaging_tests {
             inboxes_are_paged_in_order_without_recalled_or_expired_messages,
             acks_move_the_cursor_forward_only_and_mark_delivery,
             read_marks_cover_shown_messages_or_routine_ones_up_to_a_watermark,
+            a_refused_write_leaves_the_next_writer_free,
             read_receipt_sharing_defaults_to_on_and_is_kept_per_user,
             refounding_needs_no_member_device_and_a_waiting_one,
             attachments_round_trip_with_their_key_scoped_by_conversation,
@@ -1410,6 +1411,45 @@ pub async fn read_marks_cover_shown_messages_or_routine_ones_up_to_a_watermark<E
             shares_read_receipts: false,
         }
     );
+}
+
+/// A write transaction given up half-way (here a read mark that found one of
+/// its messages missing, after marking another) must not leave the next
+/// writer a locked database. CI of 2026-11-30 failed once on SQLite with
+/// "database is locked": the abandoned transaction's rollback ran after the
+/// next writer had begun reading, and SQLite does not wait for a lock a
+/// reading transaction wants to upgrade. Repeated so the race is met.
+pub async fn a_refused_write_leaves_the_next_writer_free<E: Engine>(s: Arc<E>) {
+    let w = messaging_ward(&*s, "alpha").await;
+    let g = w.conv.id;
+    for i in 0..60 {
+        let m = messaging_send(
+            &*s,
+            messaging_message(
+                g,
+                MessageKind::Application,
+                w.alice(),
+                0,
+                &format!("m{i}"),
+                100 + i,
+            ),
+        )
+        .await;
+        assert_eq!(
+            s.mark_read(w.b1, g, ReadMark::Shown(&[m.id, Uuid::new_v4()]), 200 + i)
+                .await
+                .unwrap(),
+            None,
+            "round {i}: one message missing, nothing marked"
+        );
+        assert_eq!(
+            s.mark_read(w.b1, g, ReadMark::Shown(&[m.id]), 200 + i)
+                .await
+                .unwrap_or_else(|e| panic!("round {i}: the next writer failed: {e}")),
+            Some(1),
+            "round {i}"
+        );
+    }
 }
 
 pub async fn read_receipt_sharing_defaults_to_on_and_is_kept_per_user<E: Engine>(s: Arc<E>) {
