@@ -107,6 +107,7 @@ actions! {
     SessionCreate => "auth.session.create", "A session was issued.";
     SessionView => "auth.session.view", "A user looked at their own session.";
     SessionExpire => "auth.session.expire", "A session reached its idle timeout or absolute lifetime and was ended.";
+    SocketTicketIssue => "auth.socket_ticket.issue", "A one-time ticket to open a sync socket from a browser was issued to a session.";
     SessionRevoke => "auth.session.revoke", "A session was revoked (sign-out or by an administrator).";
     SessionsList => "auth.sessions.list", "Someone listed a user's sessions.";
     OrgView => "org.view", "The organisation and its policy were read.";

@@ -65,6 +65,22 @@ pub struct SyncQuery {
     /// At most this many entries (1–500, default 100).
     #[serde(default)]
     pub limit: Option<i64>,
+    /// The sync WebSocket only, instead of an `Authorization` header (which
+    /// browsers cannot send with an upgrade): a one-time ticket from
+    /// `POST /api/v1/sync/ticket`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
+/// A one-time ticket that opens one sync WebSocket for the session that
+/// asked for it: `GET /api/v1/sync/ws?after=N&ticket=…`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SocketTicket {
+    /// Good for one upgrade.
+    pub ticket: String,
+    /// Unix seconds; 30 seconds after it was issued.
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -356,6 +356,10 @@ impl Server {
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(
+                http::AllowedOrigins::new(&self.config.public_url(), self.config.tls.insecure_http),
+                http::refuse_foreign_origins,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
                 request_audit::RequestAudit {
                     audit: self.state.audit.clone(),
                     anonymous: self.state.anonymous.clone(),

@@ -1,11 +1,12 @@
 //! The API's errors as HTTP responses: a service's [`ApiError`] renders as
 //! `{ "error": { "code", "message" } }` with the status that belongs to its
-//! code (and `Retry-After` for `429`). Handlers return [`ApiResult`]; `?`
-//! turns a service's, the store's or the crypto layer's error into it.
+//! code (and `Retry-After` for `429`, `Clear-Site-Data` for a wiped device).
+//! Handlers return [`ApiResult`]; `?` turns a service's, the store's or the
+//! crypto layer's error into it.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use wardline_proto::{ErrorBody, ErrorDetail};
+use wardline_proto::{ErrorBody, ErrorCode, ErrorDetail};
 
 pub use wardline_core::error::ApiError;
 
@@ -33,6 +34,15 @@ impl IntoResponse for HttpError {
         let mut resp = (status, axum::Json(body)).into_response();
         // For the audit middleware: the outcome's reason.
         resp.extensions_mut().insert(e.code);
+        // A wiped device that is a browser: the browser itself erases what
+        // this site stored (the web app's sealed store in IndexedDB, caches),
+        // even if the app's own code never runs again.
+        if e.code == ErrorCode::DeviceWiped {
+            resp.headers_mut().insert(
+                HeaderName::from_static("clear-site-data"),
+                HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
+            );
+        }
         if let Some(secs) = e.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

@@ -365,6 +365,87 @@ pub async fn observe(req: Request, next: Next) -> Response {
     resp
 }
 
+/// The origins whose pages may call this server from a browser: its own
+/// (the address the request was sent to) and the configured public URL's.
+#[derive(Clone, Debug)]
+pub struct AllowedOrigins {
+    /// `scheme://host[:port]` of the public URL, lower-cased.
+    pub public: Option<String>,
+    /// Plain-HTTP origins are same-origin too (`tls.insecure_http`, behind a
+    /// TLS proxy on this host); otherwise only `https://` ones.
+    pub plain_http: bool,
+}
+
+impl AllowedOrigins {
+    pub fn new(public_url: &str, plain_http: bool) -> AllowedOrigins {
+        let public = public_url
+            .split_once("://")
+            .map(|(scheme, rest)| {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                format!("{scheme}://{authority}").to_ascii_lowercase()
+            })
+            .filter(|o| !o.ends_with("://"));
+        AllowedOrigins { public, plain_http }
+    }
+
+    /// Whether a request carrying `Origin: origin`, sent to `authority`,
+    /// comes from one of this server's own pages.
+    pub fn allows(&self, origin: &str, authority: Option<&str>) -> bool {
+        let origin = origin.trim().to_ascii_lowercase();
+        if self.public.as_deref() == Some(origin.as_str()) {
+            return true;
+        }
+        let Some((scheme, host)) = origin.split_once("://") else {
+            return false; // "null": a sandboxed frame, a file, a privacy redirect
+        };
+        let scheme_ok = scheme == "https" || (self.plain_http && scheme == "http");
+        scheme_ok && authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
+    }
+}
+
+/// Refuses (403) a request that a page of another site made. Modern
+/// browsers say where a request comes from in `Sec-Fetch-Site`: only
+/// `same-origin` and `none` (the user typed the address or followed a
+/// bookmark or a texted link) pass. Without it (an older browser), an
+/// `Origin` header must name this server or its public URL; `Origin: null`
+/// without `Sec-Fetch-Site` passes, because older browsers send it on the
+/// server's own form posts under `Referrer-Policy: no-referrer` (the patient
+/// portal on an old phone). Clients that are not browsers (the CLI, an SMS
+/// provider's callbacks) send neither and pass. Sessions are bearer tokens,
+/// never cookies, so a foreign page has no credential to ride on; this keeps
+/// it from reaching even the anonymous routes (sign-in, the portal's forms,
+/// socket upgrades) through a visitor's browser.
+pub async fn refuse_foreign_origins(
+    axum::extract::State(allowed): axum::extract::State<AllowedOrigins>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let headers = req.headers();
+    let foreign = if let Some(site) = headers.get("sec-fetch-site") {
+        !matches!(site.as_bytes(), b"same-origin" | b"none")
+    } else if let Some(origin) = headers.get(header::ORIGIN)
+        && origin.as_bytes() != b"null"
+    {
+        // HTTP/2 carries the authority in the URI, HTTP/1.1 in Host.
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+        !origin.to_str().is_ok_and(|o| allowed.allows(o, authority))
+    } else {
+        false
+    };
+    if foreign {
+        return HttpError(ApiError::new(
+            ErrorCode::Forbidden,
+            "refused: the request came from a page of another site",
+        ))
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// A raw body, or the API error its rejection deserves (413 past the limit).
 pub fn body_bytes(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
@@ -408,6 +489,29 @@ mod tests {
         assert_eq!(control_character_in_url("q=%zz%"), None);
         assert!(check_json_text(b" [null, null]").is_err());
         assert!(check_json_text(b"{}").is_ok());
+    }
+
+    #[test]
+    fn only_this_servers_own_pages_are_allowed_origins() {
+        let a = AllowedOrigins::new("https://Wardline.example.org/base/", false);
+        assert_eq!(a.public.as_deref(), Some("https://wardline.example.org"));
+        assert!(a.allows("https://wardline.example.org", Some("10.0.0.5:8443")));
+        // Same origin as the address the browser used.
+        assert!(a.allows("https://localhost:8443", Some("localhost:8443")));
+        assert!(a.allows("https://LOCALHOST:8443", Some("localhost:8443")));
+        for (origin, authority) in [
+            ("https://evil.example", Some("localhost:8443")),
+            ("https://localhost:8444", Some("localhost:8443")),
+            ("http://localhost:8443", Some("localhost:8443")),
+            ("null", Some("localhost:8443")),
+            ("https://localhost:8443", None),
+            ("https://wardline.example.org.evil.example", Some("x")),
+        ] {
+            assert!(!a.allows(origin, authority), "{origin} to {authority:?}");
+        }
+        let plain = AllowedOrigins::new("http://127.0.0.1:8080", true);
+        assert!(plain.allows("http://127.0.0.1:8080", None));
+        assert!(plain.allows("http://wardline.lan", Some("wardline.lan")));
     }
 
     fn xff(v: &str) -> HeaderMap {

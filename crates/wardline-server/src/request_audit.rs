@@ -237,6 +237,7 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("GET", "/api/v1/sync", ev(MessageSync)),
         ("POST", "/api/v1/sync/ack", ev(MessageAck)),
         ("GET", "/api/v1/sync/ws", ev(MessageSync)),
+        ("POST", "/api/v1/sync/ticket", ev(SocketTicketIssue)),
         (
             "GET",
             "/api/v1/messaging/preferences",

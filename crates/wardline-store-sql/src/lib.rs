@@ -749,6 +749,58 @@ impl Store for SqlStore {
         row.as_ref().map(session_from_row).transpose()
     }
 
+    async fn get_session(&self, id: SessionId) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn insert_socket_ticket(
+        &self,
+        ticket_hash: &[u8],
+        session: SessionId,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO socket_tickets (ticket_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(ticket_hash)
+        .bind(session.to_string())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_socket_ticket(&self, ticket_hash: &[u8], now: i64) -> Result<Option<SessionRow>> {
+        // One statement: of two upgrades presenting the same ticket, only
+        // the one whose DELETE removed the row gets a session.
+        let taken = sqlx::query(
+            "DELETE FROM socket_tickets WHERE ticket_hash = $1 RETURNING session_id, expires_at",
+        )
+        .bind(ticket_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM socket_tickets WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let Some(taken) = taken else {
+            return Ok(None);
+        };
+        if taken.try_get::<i64, _>("expires_at")? <= now {
+            return Ok(None);
+        }
+        self.get_session(uuid_col(&taken, "session_id")?.into())
+            .await
+    }
+
     async fn touch_session(&self, id: SessionId, now: i64) -> Result<()> {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
             .bind(now)

@@ -89,6 +89,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_staff_notices.sql"),
         postgres: include_str!("../migrations/postgres/0012_staff_notices.sql"),
     },
+    Migration {
+        version: 13,
+        name: "socket_tickets",
+        sqlite: include_str!("../migrations/sqlite/0013_socket_tickets.sql"),
+        postgres: include_str!("../migrations/postgres/0013_socket_tickets.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

@@ -215,6 +215,19 @@ pub trait Store: Send + Sync + 'static {
     // Sessions.
     async fn insert_session(&self, s: &SessionRow) -> Result<()>;
     async fn get_session_by_token_hash(&self, hash: &[u8]) -> Result<Option<SessionRow>>;
+    async fn get_session(&self, id: SessionId) -> Result<Option<SessionRow>>;
+    /// Keeps a one-time socket ticket (its SHA-256) for `session` until
+    /// `expires_at` (Unix seconds).
+    async fn insert_socket_ticket(
+        &self,
+        ticket_hash: &[u8],
+        session: SessionId,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// Takes the ticket (it cannot be taken twice, even by two nodes at once)
+    /// and returns its session if the ticket had not lapsed at `now`. Lapsed
+    /// tickets are deleted on the way.
+    async fn take_socket_ticket(&self, ticket_hash: &[u8], now: i64) -> Result<Option<SessionRow>>;
     async fn touch_session(&self, id: SessionId, now: i64) -> Result<()>;
     async fn complete_session_mfa(&self, id: SessionId) -> Result<()>;
     async fn revoke_session(&self, id: SessionId, now: i64) -> Result<bool>;

@@ -19,6 +19,7 @@ use wardline_proto::auth::{
     MfaVerifyRequest, SessionSummary, TotpEnrolment,
 };
 use wardline_proto::directory::UserStatus;
+use wardline_proto::sync::SocketTicket;
 use wardline_proto::{DeviceId, ErrorCode, OrgId, SessionId, UserId};
 
 use crate::audit::AuditScope;
@@ -35,6 +36,9 @@ use wardline_store::{
 };
 
 const MFA_CHALLENGE_SECS: i64 = 300;
+/// How long a socket ticket waits for its upgrade: the web app asks for one
+/// right before it opens the socket.
+pub const SOCKET_TICKET_SECS: i64 = 30;
 const MFA_MAX_ATTEMPTS: i64 = 5;
 const RECOVERY_CODES: usize = 10;
 /// A failure streak is forgotten after a day without failures.
@@ -536,12 +540,57 @@ impl AuthService {
     /// timeout or absolute lifetime is ended here, once, and `audit` records
     /// that as `auth.session.expire`.
     pub async fn authenticate(&self, token: &str, audit: &AuditScope) -> ApiResult<Principal> {
-        let now = self.clock.now();
-        let Some(s) = self
+        let session = self
             .store
             .get_session_by_token_hash(&hash_token(token))
-            .await?
-        else {
+            .await?;
+        self.admit(session, audit).await
+    }
+
+    /// A one-time ticket for opening a sync WebSocket, where a browser cannot
+    /// send the bearer token (no Authorization header on an upgrade). The
+    /// ticket stands for the caller's session: it is good once, for
+    /// [`SOCKET_TICKET_SECS`], and the socket it opens ends with the session.
+    pub async fn issue_socket_ticket(&self, p: &Principal) -> ApiResult<SocketTicket> {
+        let ticket = new_token("wlt_");
+        let expires_at = self.clock.now() + SOCKET_TICKET_SECS;
+        self.store
+            .insert_socket_ticket(&hash_token(&ticket), p.session_id, expires_at)
+            .await?;
+        Ok(SocketTicket { ticket, expires_at })
+    }
+
+    /// The caller behind a socket ticket, which is used up by this call
+    /// (whatever its outcome). The session is checked as for a token.
+    pub async fn authenticate_socket_ticket(
+        &self,
+        ticket: &str,
+        audit: &AuditScope,
+    ) -> ApiResult<Principal> {
+        let session = self
+            .store
+            .take_socket_ticket(&hash_token(ticket), self.clock.now())
+            .await?;
+        if session.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "unknown, used or expired socket ticket; ask for a new one (POST /api/v1/sync/ticket)",
+            ));
+        }
+        self.admit(session, audit).await
+    }
+
+    /// The caller of a session already admitted once (an open socket checks
+    /// that its session is still live without keeping the token).
+    pub async fn reauthenticate(&self, session: SessionId) -> ApiResult<Principal> {
+        let row = self.store.get_session(session).await?;
+        self.admit(row, &AuditScope::default()).await
+    }
+
+    /// Revocation, absolute expiry, idle timeout and the user's status.
+    async fn admit(&self, session: Option<SessionRow>, audit: &AuditScope) -> ApiResult<Principal> {
+        let now = self.clock.now();
+        let Some(s) = session else {
             return Err(ApiError::unauthenticated());
         };
         if s.revoked_at.is_some() {

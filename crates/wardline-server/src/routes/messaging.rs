@@ -49,6 +49,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sync))
         .routes(routes!(ack))
         .routes(routes!(super::sync_socket::sync_socket))
+        .routes(routes!(super::sync_socket::socket_ticket))
         .routes(routes!(get_preferences, set_preferences))
 }
 

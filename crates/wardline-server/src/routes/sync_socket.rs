@@ -11,23 +11,21 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRef, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use rand::Rng;
 use uuid::Uuid;
 
-use wardline_proto::sync::{ClientFrame, ServerFrame, SyncQuery};
+use wardline_proto::sync::{ClientFrame, ServerFrame, SocketTicket, SyncQuery};
 use wardline_proto::{ErrorBody, Permission};
-use zeroize::Zeroizing;
 
-use crate::authn::{Authenticated, bearer_token};
+use crate::authn::{Authenticated, SocketSession};
 use crate::error::{ApiError, ApiResult};
 use crate::http::ApiQuery;
 use crate::state::AppState;
-use wardline_core::audit::AuditScope;
 use wardline_core::auth::AuthService;
 use wardline_core::authz::Principal;
 use wardline_core::messaging::MessagingService;
@@ -72,15 +70,16 @@ impl FromRef<AppState> for SocketState {
 
 /// Real-time delivery: upgrade to a WebSocket that streams this device's inbox
 /// after `after`. Frames are JSON: from the server `{"type":"entry",…}` and
-/// `{"type":"idle"}`; from the client `{"type":"ack","up_to":N}`.
+/// `{"type":"idle"}`; from the client `{"type":"ack","up_to":N}`. A browser
+/// authenticates with `ticket` (from `POST /api/v1/sync/ticket`) instead of
+/// the `Authorization` header it cannot send.
 #[utoipa::path(get, path = "/api/v1/sync/ws", tag = "messaging", security(("bearer" = [])),
     params(SyncQuery),
     responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 409, body = ErrorBody),
         (status = 429, description = "Too many open sync sockets for this device (4) or user (16) on this node", body = ErrorBody)))]
 pub async fn sync_socket(
     State(s): State<SocketState>,
-    Authenticated(p): Authenticated,
-    headers: HeaderMap,
+    SocketSession(p): SocketSession,
     ApiQuery(q): ApiQuery<SyncQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
@@ -92,7 +91,6 @@ pub async fn sync_socket(
     if q.after < 0 {
         return Err(ApiError::bad_request("after must not be negative").into());
     }
-    let token = Zeroizing::new(bearer_token(&headers).unwrap_or_default().to_owned());
     // Taken before the upgrade, so a refusal is an HTTP answer (429).
     let (wake, slot) = s
         .messaging
@@ -108,15 +106,27 @@ pub async fn sync_socket(
         .max_frame_size(MAX_CLIENT_MESSAGE);
     Ok(ws.on_upgrade(move |socket| async move {
         let _slot = slot;
-        run(s, p, device.id.into(), token, q.after, wake, socket).await;
+        run(s, p, device.id.into(), q.after, wake, socket).await;
     }))
 }
 
-async fn session_alive(s: &SocketState, p: &Principal, token: &str) -> bool {
-    match s.auth.authenticate(token, &AuditScope::default()).await {
-        Ok(now) => now.session_id == p.session_id,
-        Err(_) => false,
-    }
+/// A one-time ticket for opening the sync WebSocket from a browser, which
+/// cannot send the `Authorization` header with an upgrade: good for one
+/// upgrade within 30 seconds, for this session.
+#[utoipa::path(post, path = "/api/v1/sync/ticket", tag = "messaging", security(("bearer" = [])),
+    responses((status = 200, body = SocketTicket)))]
+pub async fn socket_ticket(
+    State(auth): State<AuthService>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<SocketTicket>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(auth.issue_socket_ticket(&p).await?))
+}
+
+/// The socket keeps no token (a browser's socket never had one): its
+/// session is looked at by id, with the same checks as every request.
+async fn session_alive(s: &SocketState, p: &Principal) -> bool {
+    s.auth.reauthenticate(p.session_id).await.is_ok()
 }
 
 async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
@@ -137,7 +147,6 @@ async fn run(
     s: SocketState,
     p: Principal,
     device: Uuid,
-    token: Zeroizing<String>,
     mut cursor: i64,
     mut wake: tokio::sync::watch::Receiver<u64>,
     mut socket: WebSocket,
@@ -210,13 +219,13 @@ async fn run(
                     break;
                 }
                 changed = sessions.changed() => {
-                    if changed.is_err() || !session_alive(&s, &p, &token).await {
+                    if changed.is_err() || !session_alive(&s, &p).await {
                         return close(&mut socket, "session ended").await;
                     }
                     break;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    if !session_alive(&s, &p, &token).await {
+                    if !session_alive(&s, &p).await {
                         return close(&mut socket, "session ended").await;
                     }
                     check_notices = wants_notices;

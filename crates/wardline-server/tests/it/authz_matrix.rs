@@ -479,6 +479,13 @@ fn routes() -> Vec<Route> {
             body: no_body,
         },
         Route {
+            method: Method::POST,
+            template: "/api/v1/sync/ticket",
+            query: "",
+            rule: then(Expect::Ok),
+            body: no_body,
+        },
+        Route {
             method: Method::GET,
             template: "/api/v1/messaging/preferences",
             query: "",

@@ -725,6 +725,22 @@ async fn remote_wipe(backend: Backend) {
     // The phone calls: told to wipe, it erases its store and confirms.
     let err = phone.api.my_devices().await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::DeviceWiped));
+    // A browser on that device is also told to erase what the site stored.
+    let resp = t
+        .http()
+        .get(format!("{}/api/v1/auth/session", t.url))
+        .bearer_auth(&nina.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("clear-site-data")
+            .and_then(|v| v.to_str().ok()),
+        Some("\"cache\", \"cookies\", \"storage\""),
+        "{}",
+        resp.status()
+    );
     match phone.sync().await {
         Err(ChatError::Wiped { confirmed: true }) => {}
         other => panic!("expected a confirmed wipe, got {other:?}"),

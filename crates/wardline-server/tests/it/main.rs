@@ -12,6 +12,7 @@ mod audit_trail;
 mod auth_flows;
 mod authz_matrix;
 mod bad_input;
+mod browser_session;
 mod data_dir;
 mod lifecycle;
 mod messaging;

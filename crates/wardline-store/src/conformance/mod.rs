@@ -53,6 +53,7 @@ macro_rules! conformance_suite {
             data_keys_rewrap_is_compare_and_swap,
             users_are_scoped_by_organisation,
             sessions_and_revocation,
+            socket_tickets_are_taken_once_before_they_lapse,
             mfa_challenges_and_throttle,
             concurrent_failures_are_all_counted,
         );
@@ -375,6 +376,69 @@ pub async fn users_are_scoped_by_organisation<E: Engine>(s: Arc<E>) {
         !s.consume_recovery_code(a.id, u.id, &[2]).await.unwrap(),
         "replacing drops old codes"
     );
+}
+
+/// A socket ticket opens one socket: taken once (also by two takers at the
+/// same moment), never after it lapsed, and lapsed ones do not pile up.
+pub async fn socket_tickets_are_taken_once_before_they_lapse<E: Engine>(s: Arc<E>) {
+    let a = org("alpha");
+    s.insert_org(&a).await.unwrap();
+    let k = key(s.as_ref(), Some(a.id)).await;
+    let u = user(a.id, &k, "i");
+    s.insert_user(&u).await.unwrap();
+    let s1 = session(a.id, u.id, Uuid::new_v4().into());
+    s.insert_session(&s1).await.unwrap();
+    assert_eq!(s.get_session(s1.id).await.unwrap().unwrap(), s1);
+    assert!(
+        s.get_session(Uuid::new_v4().into())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    s.insert_socket_ticket(b"t1", s1.id, 130).await.unwrap();
+    assert!(
+        s.take_socket_ticket(b"other", 100).await.unwrap().is_none(),
+        "an unknown ticket"
+    );
+    assert_eq!(
+        s.take_socket_ticket(b"t1", 100).await.unwrap().unwrap().id,
+        s1.id
+    );
+    assert!(
+        s.take_socket_ticket(b"t1", 101).await.unwrap().is_none(),
+        "a ticket opens one socket"
+    );
+    // Lapsed at its expiry second.
+    s.insert_socket_ticket(b"t2", s1.id, 130).await.unwrap();
+    assert!(s.take_socket_ticket(b"t2", 130).await.unwrap().is_none());
+    // Two takers of one ticket: exactly one gets the session.
+    for round in 0..10u8 {
+        let t = [b't', b'r', round];
+        s.insert_socket_ticket(&t, s1.id, 500).await.unwrap();
+        let (x, y) = (s.clone(), s.clone());
+        let (rx, ry) = tokio::join!(
+            async move { x.take_socket_ticket(&t, 200).await.unwrap() },
+            async move { y.take_socket_ticket(&t, 200).await.unwrap() }
+        );
+        assert_eq!(
+            rx.is_some() as u8 + ry.is_some() as u8,
+            1,
+            "round {round}: one taker"
+        );
+    }
+    // Tickets left untaken are deleted once lapsed, by the next take.
+    for i in 0..5u8 {
+        s.insert_socket_ticket(&[b'l', i], s1.id, 300)
+            .await
+            .unwrap();
+    }
+    assert!(s.take_socket_ticket(b"none", 301).await.unwrap().is_none());
+    for i in 0..5u8 {
+        s.insert_socket_ticket(&[b'l', i], s1.id, 900)
+            .await
+            .expect("the lapsed ticket's row is gone, so its hash is free");
+    }
 }
 
 pub async fn sessions_and_revocation<E: Engine>(s: Arc<E>) {
