@@ -403,10 +403,12 @@ impl AllowedOrigins {
     }
 }
 
-/// Refuses (403) a request that a page of another site made. Modern
-/// browsers say where a request comes from in `Sec-Fetch-Site`: only
-/// `same-origin` and `none` (the user typed the address or followed a
-/// bookmark or a texted link) pass. Without it (an older browser), an
+/// Refuses (403) a request that a page of another site made. Following a
+/// link to a page (a `GET` navigation: a texted or e-mailed link, the
+/// hospital intranet's) always passes: it carries no credential and changes
+/// nothing. Otherwise, modern browsers say where a request comes from in
+/// `Sec-Fetch-Site`: only `same-origin` and `none` (the user typed the
+/// address or followed a bookmark) pass. Without it (an older browser), an
 /// `Origin` header must name this server or its public URL; `Origin: null`
 /// without `Sec-Fetch-Site` passes, because older browsers send it on the
 /// server's own form posts under `Referrer-Policy: no-referrer` (the patient
@@ -421,7 +423,13 @@ pub async fn refuse_foreign_origins(
     next: Next,
 ) -> Response {
     let headers = req.headers();
-    let foreign = if let Some(site) = headers.get("sec-fetch-site") {
+    let navigation = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+        && headers
+            .get("sec-fetch-mode")
+            .is_some_and(|m| m.as_bytes() == b"navigate");
+    let foreign = if navigation {
+        false
+    } else if let Some(site) = headers.get("sec-fetch-site") {
         !matches!(site.as_bytes(), b"same-origin" | b"none")
     } else if let Some(origin) = headers.get(header::ORIGIN)
         && origin.as_bytes() != b"null"

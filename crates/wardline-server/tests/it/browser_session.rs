@@ -203,6 +203,27 @@ async fn pages_of_other_sites_are_refused_before_any_route(backend: Backend) {
         let resp = login(origin, Some(site)).await.unwrap();
         assert_eq!(resp.status(), 403, "{origin:?} {site}");
     }
+    // A foreign page's form posted by navigation is refused too; following a
+    // link from another site (the intranet, webmail) to a page is not.
+    let resp = t
+        .http()
+        .post(format!("{}/api/v1/auth/login", t.url))
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = t
+        .http()
+        .get(format!("{}/healthz", t.url))
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "a link from another site opens its page");
     // An authenticated call from a foreign page is refused as well.
     let resp = t
         .http()
