@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{cargo, run};
+use crate::{run, shared_debug_build};
 
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 const EXCLUDE: &str = "logout|sessions|deprovision|suspend|password|totp|mfa";
@@ -94,12 +94,10 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let work = target_dir(&root).join("api-fuzz");
-    let mut build = cargo();
-    build.args(["build", "--quiet", "--package", "wardline"]);
-    if run(build) != ExitCode::SUCCESS {
-        return fail("building wardline failed");
-    }
-    let wardline = target_dir(&root).join("debug/wardline");
+    let wardline = match shared_debug_build() {
+        Ok(dir) => dir.join("wardline"),
+        Err(code) => return code,
+    };
 
     // schemathesis in its own virtualenv.
     let venv = work.join("venv");

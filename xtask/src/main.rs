@@ -1,15 +1,21 @@
 //! `cargo xtask <command>`: the project's own build, test and bench entry points.
 //!
-//! * `serve [args…]`   build and run the server (`cargo xtask serve --demo`)
+//! * `serve [args…]`   build the web app (`web`), then build and run the server
+//!   (`cargo xtask serve --demo`)
 //! * `test [args…]`    the whole test suite (nextest if installed, else cargo test),
-//!   after installing the browser test's Node packages, then the client core's
-//!   WebAssembly build (`wasm`)
+//!   after building the web app and installing the browser tests' Node
+//!   packages, then the client core's WebAssembly build (`wasm`)
+//! * `web`             the clinicians' web app: `npm ci` in `web/` when its lock
+//!   changed, then its build (API types generated from `web/openapi.json`, type
+//!   check, vite) into `web/dist`, which the server serves at `/`
 //! * `wasm`            `cargo check` of `wardline-client`'s core for wasm32-unknown-unknown
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build): no command for
 //!   the micro-benchmarks, `load`, `side-by-side` (Matrix Synapse), `crash-loss`,
 //!   `escalation`
 //! * `api-fuzz`        schemathesis against the served OpenAPI document (`api_fuzz.rs`)
+//! * `crash-loss [args…]` the crash-loss run on the debug build the tests share
+//!   (CI's smoke run; `bench crash-loss` is the release-built long run)
 //! * `fuzz`            the cargo-fuzz targets in `fuzz/`, N seconds each (`fuzz.rs`)
 //!
 //! No dependencies, so it builds in a second.
@@ -34,6 +40,26 @@ fn run(mut cmd: Command) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The workspace's debug build as the test suite has it (`--all-targets`:
+/// dev-dependencies built, so features resolved as for the tests), and the
+/// directory its executables are in. After `cargo xtask test` this compiles
+/// only the executables the tests did not need: a step that ran `cargo build
+/// --package X` instead resolved features without the dev-dependencies and
+/// rebuilt most of the dependency tree (three builds of it per CI run).
+pub fn shared_debug_build() -> Result<std::path::PathBuf, ExitCode> {
+    let mut build = cargo();
+    build.args(["build", "--quiet", "--workspace", "--all-targets"]);
+    let code = run(build);
+    if code != ExitCode::SUCCESS {
+        return Err(code);
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("debug"))
 }
 
 fn has_nextest() -> bool {
@@ -102,15 +128,49 @@ fn wasm_check() -> ExitCode {
     run(c)
 }
 
+/// The web app (`web/`): its Node packages, installed when `package-lock.json`
+/// is newer than the last install, then `npm run build` (generates the API
+/// types from `openapi.json`, type-checks, bundles into `dist/`). Without
+/// npm, outside CI, the server is left to say how to build the app.
+fn web_build() -> ExitCode {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    if installed.is_none() || installed < modified(&dir.join("package-lock.json")) {
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir);
+        let code = run(npm);
+        if code != ExitCode::SUCCESS {
+            if env::var_os("CI").is_none() {
+                eprintln!(
+                    "xtask: npm ci failed in web/; the server will answer / with how to build the app"
+                );
+                return ExitCode::SUCCESS;
+            }
+            return code;
+        }
+    }
+    let mut build = Command::new("npm");
+    build.args(["run", "--silent", "build"]).current_dir(&dir);
+    run(build)
+}
+
 fn main() -> ExitCode {
     let mut args = env::args().skip(1);
     let Some(cmd) = args.next() else {
-        eprintln!("usage: cargo xtask <serve|test|wasm|lint|bench> [args…]");
+        eprintln!(
+            "usage: cargo xtask <serve|test|web|wasm|lint|bench|api-fuzz|crash-loss|fuzz> [args…]"
+        );
         return ExitCode::FAILURE;
     };
     let rest: Vec<String> = args.collect();
     match cmd.as_str() {
         "serve" => {
+            let code = web_build();
+            if code != ExitCode::SUCCESS {
+                return code;
+            }
             let mut c = cargo();
             c.args(["run", "--quiet", "--package", "wardline", "--", "serve"])
                 .args(&rest);
@@ -133,6 +193,10 @@ fn main() -> ExitCode {
             if code != ExitCode::SUCCESS {
                 return code;
             }
+            let code = web_build();
+            if code != ExitCode::SUCCESS {
+                return code;
+            }
             let mut c = cargo();
             if has_nextest() {
                 c.args(["nextest", "run", "--workspace", "--no-fail-fast"])
@@ -148,6 +212,7 @@ fn main() -> ExitCode {
             wasm_check()
         }
         "wasm" => wasm_check(),
+        "web" => web_build(),
         "lint" => {
             let mut fmt = cargo();
             fmt.args(["fmt", "--all", "--check"]);
@@ -180,10 +245,20 @@ fn main() -> ExitCode {
             run(c)
         }
         "api-fuzz" => api_fuzz::main(&rest),
+        // The crash-loss smoke run on the shared debug build (`bench
+        // crash-loss` is the release-built long run).
+        "crash-loss" => match shared_debug_build() {
+            Ok(dir) => {
+                let mut c = Command::new(dir.join("wardline-bench"));
+                c.arg("crash-loss").args(&rest);
+                run(c)
+            }
+            Err(code) => code,
+        },
         "fuzz" => fuzz::main(&rest),
         other => {
             eprintln!(
-                "xtask: unknown command {other:?}; expected serve, test, wasm, lint, bench, api-fuzz or fuzz"
+                "xtask: unknown command {other:?}; expected serve, test, web, wasm, lint, bench, api-fuzz, crash-loss or fuzz"
             );
             ExitCode::FAILURE
         }

@@ -353,6 +353,7 @@ impl Server {
     pub fn router(&self) -> Router {
         let (api, _) = api();
         api.merge(ops::router())
+            .merge(routes::web_app::router())
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(

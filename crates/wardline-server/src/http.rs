@@ -423,10 +423,12 @@ pub async fn refuse_foreign_origins(
     next: Next,
 ) -> Response {
     let headers = req.headers();
-    let navigation = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD)
-        && headers
-            .get("sec-fetch-mode")
-            .is_some_and(|m| m.as_bytes() == b"navigate");
+    let navigation = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) && headers
+        .get("sec-fetch-mode")
+        .is_some_and(|m| m.as_bytes() == b"navigate");
     let foreign = if navigation {
         false
     } else if let Some(site) = headers.get("sec-fetch-site") {

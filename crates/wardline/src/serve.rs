@@ -71,6 +71,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "Wardline {} is starting at {url}",
         env!("CARGO_PKG_VERSION")
     );
+    // The development certificate names localhost, which a browser prefers
+    // to an address.
+    let app = if host == "127.0.0.1" {
+        format!("{scheme}://localhost:{}/", cfg.listen.port())
+    } else {
+        format!("{url}/")
+    };
+    println!(
+        "  web app:  {app}{}",
+        if wardline_server::routes::web_app::built() {
+            ""
+        } else {
+            "  (not built into this server: cargo xtask web)"
+        }
+    );
     println!("  health:   {url}/healthz   metrics: {url}/metrics   API: {url}/api/openapi.json");
     println!(
         "  database: {}",

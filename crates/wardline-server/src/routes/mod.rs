@@ -3,8 +3,9 @@
 //! in `wardline-core` and shapes the response. The request's audit event is
 //! recorded by [`crate::request_audit`], never by a handler.
 //!
-//! Also here: the sync WebSocket ([`sync_socket`]) and the patient's HTML
-//! pages ([`patient_pages`]), which sit above the same services.
+//! Also here: the sync WebSocket ([`sync_socket`]), the patient's HTML
+//! pages ([`patient_pages`]), which sit above the same services, and the
+//! clinicians' web app's files ([`web_app`]).
 
 pub mod audit;
 pub mod auth;
@@ -15,3 +16,4 @@ pub mod patient_pages;
 pub mod patients;
 pub mod routing;
 pub mod sync_socket;
+pub mod web_app;

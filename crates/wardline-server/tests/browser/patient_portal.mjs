@@ -5,23 +5,16 @@
 //
 // {url, wrongAttempts, wrongDob, dob, smsLog, phone, expectText, forbidden: [..], reply?,
 //  dobLabel, codeLabel, replyLabel}
-import { chromium } from "playwright-core";
 import { readFileSync, existsSync } from "node:fs";
-import { createRequire } from "node:module";
+import { axeAudit, launchChromium } from "./lib.mjs";
 
-// axe-core audits each page against WCAG 2 A and AA. It is evaluated over the
-// DevTools protocol, so the page's own CSP (which allows only its one script)
-// stays in force for everything else.
-const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+// axe-core audits each page against WCAG 2 A and AA.
 async function audit(where) {
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(() =>
-    axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }),
-  );
+  const result = await axeAudit(page);
   if (result.violations.length) {
-    fail(`${where}: accessibility violations ${JSON.stringify(result.violations.map((v) => ({ id: v.id, nodes: v.nodes.map((n) => n.html) })))}`);
+    fail(`${where}: accessibility violations ${JSON.stringify(result.violations)}`);
   }
-  return result.passes.length;
+  return result.passes;
 }
 
 const cfg = JSON.parse(process.argv[2]);
@@ -65,10 +58,7 @@ async function submit(action) {
 }
 
 let page;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 844 } });
   page = await context.newPage();

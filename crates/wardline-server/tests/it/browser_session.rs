@@ -223,7 +223,11 @@ async fn pages_of_other_sites_are_refused_before_any_route(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "a link from another site opens its page");
+    assert_eq!(
+        resp.status(),
+        200,
+        "a link from another site opens its page"
+    );
     // An authenticated call from a foreign page is refused as well.
     let resp = t
         .http()

@@ -21,3 +21,4 @@ mod patients;
 mod routing;
 mod siem_rsyslog;
 mod tidy;
+mod web_app;

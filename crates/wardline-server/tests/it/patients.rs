@@ -4,7 +4,7 @@
 //! its webhooks; and the refusals (consent, free text, locked and expired links).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -153,24 +153,6 @@ async fn texts_from(t: &TestServer, org: Uuid, body: &str) -> reqwest::Response 
     .await
 }
 
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// Chromium and playwright-core are installed by `.ci/run` and `cargo xtask
-/// test`; outside CI a machine without them skips (CI fails instead).
-fn browser_available() -> bool {
-    let ok = Path::new("/usr/bin/chromium").exists()
-        && browser_dir().join("node_modules/playwright-core").exists();
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!("CI must run the browser test: install chromium and run npm ci in tests/browser");
-    }
-    if !ok {
-        eprintln!("skipping: no /usr/bin/chromium or tests/browser/node_modules");
-    }
-    ok
-}
-
 async fn audit_actions(t: &TestServer) -> Vec<(String, String, String, Option<String>)> {
     t.sql
         .audit_entries(0, 100_000)
@@ -187,7 +169,7 @@ async fn audit_actions(t: &TestServer) -> Vec<(String, String, String, Option<St
 /// send is refused. Every step audited; no message text in the SMS log or the
 /// database.
 async fn patient_texting_end_to_end(backend: Backend) {
-    if !browser_available() {
+    if !crate::common::browser::browser_available() {
         return;
     }
     let Some(t) = server(backend, |_| {}).await else {
@@ -490,26 +472,7 @@ async fn patient_texting_end_to_end(backend: Backend) {
 
 /// Runs `browser/patient_portal.mjs` with `cfg`; returns its steps.
 async fn browser(cfg: Value) -> Vec<Value> {
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(browser_dir().join("patient_portal.mjs"))
-            .arg(cfg.to_string())
-            .current_dir(browser_dir())
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    crate::common::browser::run_script("patient_portal.mjs", cfg, None).await
 }
 
 /// What the stand-in provider saw.

@@ -4,6 +4,8 @@
 //! expiry and back-off are tested by moving time, not by sleeping.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

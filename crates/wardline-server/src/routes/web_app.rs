@@ -1,0 +1,88 @@
+//! The clinicians' web app (`web/`, built into `web/dist` by `cargo xtask
+//! web`), served at `/` by this binary: `index.html` at `/`, the hashed
+//! bundles under `/assets/`. A release build embeds the files; a debug build
+//! reads them from `web/dist` (rust-embed). A server built before the app
+//! answers `/` with a page saying how to build it.
+//!
+//! Every response carries the app's Content-Security-Policy: scripts only
+//! from this server (and WebAssembly compiled from them), no inline script,
+//! style or third-party origin, connections only back to this server.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::state::AppState;
+
+#[derive(rust_embed::Embed)]
+#[folder = "$CARGO_MANIFEST_DIR/../../web/dist"]
+#[allow_missing = true]
+struct Built;
+
+/// The web app's Content-Security-Policy.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+     worker-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; \
+     font-src 'self'; connect-src 'self'; manifest-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+/// Whether this server has the web app to serve.
+pub fn built() -> bool {
+    Built::get("index.html").is_some()
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/{*path}", get(asset))
+}
+
+async fn index() -> Response {
+    match Built::get("index.html") {
+        Some(file) => with_policy(
+            (
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                file.data.into_owned(),
+            )
+                .into_response(),
+        ),
+        None => with_policy(
+            (
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                NOT_BUILT,
+            )
+                .into_response(),
+        ),
+    }
+}
+
+/// A bundle: its name carries its content hash, so it is cached for good.
+async fn asset(Path(path): Path<String>) -> Response {
+    let Some(file) = Built::get(&format!("assets/{path}")) else {
+        return with_policy(StatusCode::NOT_FOUND.into_response());
+    };
+    let mime = file.metadata.mimetype().to_owned();
+    let mut resp = ([(header::CONTENT_TYPE, mime)], file.data.into_owned()).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    with_policy(resp)
+}
+
+fn with_policy(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    resp
+}
+
+/// `/` on a server built without the web app.
+const NOT_BUILT: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Wardline</title></head>\
+<body><main><h1>Wardline</h1><p>This server was built without its web app.</p>\
+<p>Build it with <code>cargo xtask web</code> (Node.js 20 and npm needed), then restart the \
+server; <code>cargo xtask serve --demo</code> does both.</p>\
+<p>The API is at <a href=\"/api/openapi.json\">/api/openapi.json</a>.</p></main></body></html>";

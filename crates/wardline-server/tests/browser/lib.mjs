@@ -1,0 +1,28 @@
+// Shared by the browser scripts: Debian's Chromium, and axe-core audits
+// against WCAG 2.1 A and AA.
+import { chromium } from "playwright-core";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+
+// axe-core is evaluated over the DevTools protocol, so the page's own CSP
+// (which allows only this server's scripts) stays in force for the rest.
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/** The page's WCAG 2.1 A/AA violations (id and offending HTML) and pass count. */
+export async function axeAudit(page) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() =>
+    axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }),
+  );
+  return {
+    violations: result.violations.map((v) => ({ id: v.id, nodes: v.nodes.map((n) => n.html) })),
+    passes: result.passes.length,
+  };
+}
+
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+}

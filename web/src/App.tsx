@@ -1,0 +1,243 @@
+// Screens of the web app. Part 1 so far: sign-in (password, then the second
+// factor, or enrolling one on first sign-in with the recovery codes shown
+// once), who is signed in, and signing out; an ended session returns to
+// sign-in at once.
+import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
+import { ask, onSignedOut } from "./session";
+import type { ApiFailure, SignInState, TotpEnrolment } from "./worker/protocol";
+
+export function App() {
+  const [state, setState] = useState<SignInState | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+
+  useEffect(() => {
+    ask({ op: "session" }).then((r) => setState(r.ok ? r.value : { step: "signed_out" }));
+    return onSignedOut((message) => {
+      setNotice(message);
+      setState({ step: "signed_out" });
+    });
+  }, []);
+
+  const go = (s: SignInState) => {
+    setNotice(null);
+    setState(s);
+  };
+
+  if (!state) return <Shell title="Wardline"><p>Loading…</p></Shell>;
+  switch (state.step) {
+    case "signed_out":
+      return <SignIn notice={notice} onDone={go} />;
+    case "mfa_required":
+      return <SecondFactor onDone={go} />;
+    case "mfa_enrolment_required":
+      return <EnrolSecondFactor onDone={go} />;
+    case "password_change_required":
+    case "complete":
+      return <Home state={state} onDone={go} />;
+  }
+}
+
+function Shell({ title, children }: { title: string; children: ReactNode }) {
+  // The heading takes focus when a screen opens, so a screen reader hears
+  // where it is and keyboard users start at the top.
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => heading.current?.focus(), [title]);
+  useEffect(() => {
+    document.title = `${title} · Wardline`;
+  }, [title]);
+  return (
+    <main>
+      <h1 tabIndex={-1} ref={heading}>
+        {title}
+      </h1>
+      {children}
+    </main>
+  );
+}
+
+function Problem({ failure }: { failure: ApiFailure | null }) {
+  if (!failure) return null;
+  // The server's messages are sentence fragments ("the code is wrong …").
+  const text = failure.message.charAt(0).toUpperCase() + failure.message.slice(1);
+  return (
+    <p role="alert" className="problem">
+      {text}
+    </p>
+  );
+}
+
+/** A form whose submit runs `action`, shows its failure, and is busy meanwhile. */
+function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [failure, setFailure] = useState<ApiFailure | null>(null);
+  const run = async <T,>(action: () => Promise<{ ok: true; value: T } | { ok: false; error: ApiFailure }>) => {
+    setBusy(true);
+    setFailure(null);
+    const r = await action();
+    setBusy(false);
+    if (!r.ok) {
+      setFailure(r.error);
+      return null;
+    }
+    return r.value;
+  };
+  return { busy, failure, run };
+}
+
+function SignIn({ notice, onDone }: { notice: string | null; onDone: (s: SignInState) => void }) {
+  const { busy, failure, run } = useAction();
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget);
+    const s = await run(() =>
+      ask({
+        op: "login",
+        org: String(f.get("org")),
+        email: String(f.get("email")),
+        password: String(f.get("password")),
+      }),
+    );
+    if (s) onDone(s);
+  };
+  return (
+    <Shell title="Sign in">
+      {notice && <p role="status">{notice}</p>}
+      <form onSubmit={submit}>
+        <label htmlFor="org">Organisation</label>
+        <input id="org" name="org" autoComplete="organization" required />
+        <label htmlFor="email">E-mail</label>
+        <input id="email" name="email" type="email" autoComplete="username" required />
+        <label htmlFor="password">Password</label>
+        <input id="password" name="password" type="password" autoComplete="current-password" required />
+        <Problem failure={failure} />
+        <button type="submit" disabled={busy}>
+          {busy ? "Signing in…" : "Sign in"}
+        </button>
+      </form>
+    </Shell>
+  );
+}
+
+function CodeField({ label }: { label: string }) {
+  return (
+    <>
+      <label htmlFor="code">{label}</label>
+      <input
+        id="code"
+        name="code"
+        inputMode="numeric"
+        autoComplete="one-time-code"
+        aria-describedby="code-hint"
+        required
+      />
+      <p id="code-hint" className="hint">
+        Spaces and dashes are ignored.
+      </p>
+    </>
+  );
+}
+
+function SecondFactor({ onDone }: { onDone: (s: SignInState) => void }) {
+  const { busy, failure, run } = useAction();
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const code = String(new FormData(e.currentTarget).get("code"));
+    const s = await run(() => ask({ op: "verifyMfa", code }));
+    if (s) onDone(s);
+  };
+  return (
+    <Shell title="Second factor">
+      <form onSubmit={submit}>
+        <CodeField label="Code from your authenticator app, or a recovery code" />
+        <Problem failure={failure} />
+        <button type="submit" disabled={busy}>
+          Continue
+        </button>
+      </form>
+    </Shell>
+  );
+}
+
+function EnrolSecondFactor({ onDone }: { onDone: (s: SignInState) => void }) {
+  const { busy, failure, run } = useAction();
+  const [enrolment, setEnrolment] = useState<TotpEnrolment | null>(null);
+  const [codes, setCodes] = useState<{ recovery_codes: string[]; state: SignInState } | null>(null);
+  useEffect(() => {
+    run(() => ask({ op: "enrolTotp" })).then((e) => e && setEnrolment(e));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const code = String(new FormData(e.currentTarget).get("code"));
+    const done = await run(() => ask({ op: "confirmTotp", code }));
+    if (done) setCodes(done);
+  };
+  if (codes) {
+    return (
+      <Shell title="Recovery codes">
+        <p>
+          Each code signs you in once if you lose your authenticator. Keep them somewhere safe: they are shown only now.
+        </p>
+        <ul className="codes" aria-label="Recovery codes">
+          {codes.recovery_codes.map((c) => (
+            <li key={c}>
+              <code>{c}</code>
+            </li>
+          ))}
+        </ul>
+        <button type="button" onClick={() => onDone(codes.state)}>
+          I have kept them
+        </button>
+      </Shell>
+    );
+  }
+  return (
+    <Shell title="Set up your second factor">
+      <p>Your organisation asks for a code from an authenticator app at each sign-in.</p>
+      {enrolment && (
+        <>
+          <p>Add this account to the app with the key below, then type the code it shows.</p>
+          <p>
+            Key: <code className="secret">{enrolment.secret_base32}</code>
+          </p>
+          <form onSubmit={submit}>
+            <CodeField label="Code from your authenticator app" />
+            <Problem failure={failure} />
+            <button type="submit" disabled={busy}>
+              Confirm
+            </button>
+          </form>
+        </>
+      )}
+      {!enrolment && <Problem failure={failure} />}
+    </Shell>
+  );
+}
+
+function Home({
+  state,
+  onDone,
+}: {
+  state: Extract<SignInState, { step: "complete" | "password_change_required" }>;
+  onDone: (s: SignInState) => void;
+}) {
+  const { busy, run } = useAction();
+  const s = state.session;
+  const signOut = async () => {
+    const r = await run(() => ask({ op: "logout" }));
+    onDone(r ?? { step: "signed_out" });
+  };
+  return (
+    <Shell title="Wardline">
+      <p>
+        Signed in as <strong>{s.user.display_name}</strong> ({s.user.email}) at {s.organisation.name}.
+      </p>
+      {state.step === "password_change_required" && (
+        <p role="status">Your password was set by an administrator: choose your own before you continue.</p>
+      )}
+      <button type="button" onClick={signOut} disabled={busy}>
+        Sign out
+      </button>
+    </Shell>
+  );
+}
