@@ -8,11 +8,10 @@
 //! deprovisioning) are left out; everything else is exercised.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{run, shared_debug_build};
+use crate::{repo_root, run, shared_debug_build, target_dir};
 
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 const EXCLUDE: &str = "logout|sessions|deprovision|suspend|password|totp|mfa";
@@ -30,12 +29,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -92,8 +85,8 @@ pub fn main(args: &[String]) -> ExitCode {
     } else {
         None
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let work = target_dir(&root).join("api-fuzz");
+    let root = repo_root();
+    let work = target_dir().join("api-fuzz");
     let wardline = match shared_debug_build() {
         Ok(dir) => dir.join("wardline"),
         Err(code) => return code,

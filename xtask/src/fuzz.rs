@@ -4,10 +4,9 @@
 //! Installs cargo-fuzz if missing. Fails on the first crash; the input is in
 //! `fuzz/artifacts/<target>/`.
 
-use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use crate::run;
+use crate::{repo_root, run};
 
 pub const TARGETS: [&str; 4] = [
     "mls_ingest",
@@ -36,7 +35,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let dir = repo_root().join("fuzz");
     for target in TARGETS {
         let mut c = Command::new("cargo");
         c.args(["+nightly", "fuzz", "run", "-O", target, "--"])

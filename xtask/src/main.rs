@@ -24,6 +24,7 @@ mod api_fuzz;
 mod fuzz;
 
 use std::env;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn cargo() -> Command {
@@ -55,11 +56,35 @@ pub fn shared_debug_build() -> Result<std::path::PathBuf, ExitCode> {
     if code != ExitCode::SUCCESS {
         return Err(code);
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("debug"))
+    Ok(target_dir().join("debug"))
+}
+
+/// The workspace's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/`).
+pub fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// `npm ci` in `dir`. A failure fails the step in CI; elsewhere it is a
+/// warning saying what `is_skipped`, and the step ends there, successfully.
+fn npm_ci(dir: &Path, is_skipped: &str) -> Result<(), ExitCode> {
+    let mut npm = Command::new("npm");
+    npm.args(["ci", "--no-audit", "--no-fund"]).current_dir(dir);
+    let code = run(npm);
+    if code == ExitCode::SUCCESS {
+        return Ok(());
+    }
+    if env::var_os("CI").is_some() {
+        return Err(code);
+    }
+    eprintln!("xtask: npm ci failed in {}; {is_skipped}", dir.display());
+    Err(ExitCode::SUCCESS)
 }
 
 fn has_nextest() -> bool {
@@ -70,32 +95,26 @@ fn has_nextest() -> bool {
         .unwrap_or(false)
 }
 
-/// The client's protocol core must build for the browser: a web client will
-/// reuse it. The WebAssembly standard library comes from rustup if missing;
-/// the getrandom backends need the cfg flag (host build scripts are unaffected).
 /// The browser test's Node packages (playwright-core, axe-core; pinned in
 /// `tests/browser/package-lock.json`), installed once. Chromium itself is
 /// Debian's (`apt-get install chromium`, done by `.ci/run`).
 fn browser_deps() -> ExitCode {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../crates/wardline-server/tests/browser");
+    let dir = repo_root().join("crates/wardline-server/tests/browser");
     if ["playwright-core", "axe-core"]
         .iter()
         .all(|p| dir.join("node_modules").join(p).exists())
     {
         return ExitCode::SUCCESS;
     }
-    let mut npm = Command::new("npm");
-    npm.args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir);
-    let code = run(npm);
-    if code != ExitCode::SUCCESS && env::var_os("CI").is_none() {
-        eprintln!("xtask: npm ci failed; the browser test will be skipped outside CI");
-        return ExitCode::SUCCESS;
+    match npm_ci(&dir, "the browser tests will be skipped outside CI") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
-    code
 }
 
+/// The client's protocol core must build for the browser: a web client will
+/// reuse it. The WebAssembly standard library comes from rustup if missing;
+/// the getrandom backends need the cfg flag (host build scripts are unaffected).
 fn wasm_check() -> ExitCode {
     const TARGET: &str = "wasm32-unknown-unknown";
     let installed = Command::new("rustup")
@@ -133,23 +152,13 @@ fn wasm_check() -> ExitCode {
 /// types from `openapi.json`, type-checks, bundles into `dist/`). Without
 /// npm, outside CI, the server is left to say how to build the app.
 fn web_build() -> ExitCode {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let dir = repo_root().join("web");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let installed = modified(&dir.join("node_modules/.package-lock.json"));
-    if installed.is_none() || installed < modified(&dir.join("package-lock.json")) {
-        let mut npm = Command::new("npm");
-        npm.args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir);
-        let code = run(npm);
-        if code != ExitCode::SUCCESS {
-            if env::var_os("CI").is_none() {
-                eprintln!(
-                    "xtask: npm ci failed in web/; the server will answer / with how to build the app"
-                );
-                return ExitCode::SUCCESS;
-            }
-            return code;
-        }
+    if (installed.is_none() || installed < modified(&dir.join("package-lock.json")))
+        && let Err(code) = npm_ci(&dir, "the server will answer / with how to build the app")
+    {
+        return code;
     }
     let mut build = Command::new("npm");
     build.args(["run", "--silent", "build"]).current_dir(&dir);

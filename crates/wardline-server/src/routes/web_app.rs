@@ -39,22 +39,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn index() -> Response {
-    match Built::get("index.html") {
-        Some(file) => with_policy(
-            (
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                file.data.into_owned(),
-            )
-                .into_response(),
-        ),
-        None => with_policy(
-            (
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                NOT_BUILT,
-            )
-                .into_response(),
-        ),
-    }
+    let page =
+        Built::get("index.html").map_or(NOT_BUILT.as_bytes().to_vec(), |f| f.data.into_owned());
+    with_policy(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response())
 }
 
 /// A bundle: its name carries its content hash, so it is cached for good.

@@ -28,23 +28,22 @@ pub fn browser_available() -> bool {
 /// `ca_pem` (if any) for Node's own requests to the server; returns its
 /// steps, or fails the test with what it printed.
 pub async fn run_script(script: &str, cfg: Value, ca_pem: Option<&[u8]>) -> Vec<Value> {
-    let ca = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca.path(), ca_pem.unwrap_or_default()).unwrap();
-    let script = browser_dir().join(script);
-    let ca_path = ca_pem.map(|_| ca.path().to_owned());
-    let out = tokio::task::spawn_blocking(move || {
-        let mut node = std::process::Command::new("node");
-        node.arg(script)
-            .arg(cfg.to_string())
-            .current_dir(browser_dir());
-        if let Some(ca) = ca_path {
-            node.env("NODE_EXTRA_CA_CERTS", ca);
-        }
-        node.output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs");
+    let ca = ca_pem.map(|pem| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), pem).unwrap();
+        file
+    });
+    let mut node = std::process::Command::new("node");
+    node.arg(browser_dir().join(script))
+        .arg(cfg.to_string())
+        .current_dir(browser_dir());
+    if let Some(ca) = &ca {
+        node.env("NODE_EXTRA_CA_CERTS", ca.path());
+    }
+    let out = tokio::task::spawn_blocking(move || node.output())
+        .await
+        .unwrap()
+        .expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
