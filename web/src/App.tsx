@@ -2,9 +2,11 @@
 // factor, or enrolling one on first sign-in with the recovery codes shown
 // once), who is signed in, and signing out; an ended session returns to
 // sign-in at once.
-import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
-import { ask, onSignedOut } from "./session";
-import type { ApiFailure, SignInState, TotpEnrolment } from "./worker/protocol";
+import { useEffect, useState, type FormEvent } from "react";
+import { Problem, Shell, useAction } from "./ui";
+import { ask, onNews } from "./session";
+import { DeviceArea } from "./Chat";
+import type { SignInState, TotpEnrolment } from "./worker/protocol";
 
 export function App() {
   const [state, setState] = useState<SignInState | null>(null);
@@ -12,8 +14,9 @@ export function App() {
 
   useEffect(() => {
     ask({ op: "session" }).then((r) => setState(r.ok ? r.value : { step: "signed_out" }));
-    return onSignedOut((message) => {
-      setNotice(message);
+    return onNews((news) => {
+      if (news.event !== "signed_out" && news.event !== "wiped") return;
+      setNotice(news.message);
       setState({ step: "signed_out" });
     });
   }, []);
@@ -35,53 +38,6 @@ export function App() {
     case "complete":
       return <Home state={state} onDone={go} />;
   }
-}
-
-function Shell({ title, children }: { title: string; children: ReactNode }) {
-  // The heading takes focus when a screen opens, so a screen reader hears
-  // where it is and keyboard users start at the top.
-  const heading = useRef<HTMLHeadingElement>(null);
-  useEffect(() => heading.current?.focus(), [title]);
-  useEffect(() => {
-    document.title = `${title} · Wardline`;
-  }, [title]);
-  return (
-    <main>
-      <h1 tabIndex={-1} ref={heading}>
-        {title}
-      </h1>
-      {children}
-    </main>
-  );
-}
-
-function Problem({ failure }: { failure: ApiFailure | null }) {
-  if (!failure) return null;
-  // The server's messages are sentence fragments ("the code is wrong …").
-  const text = failure.message.charAt(0).toUpperCase() + failure.message.slice(1);
-  return (
-    <p role="alert" className="problem">
-      {text}
-    </p>
-  );
-}
-
-/** A form whose submit runs `action`, shows its failure, and is busy meanwhile. */
-function useAction() {
-  const [busy, setBusy] = useState(false);
-  const [failure, setFailure] = useState<ApiFailure | null>(null);
-  const run = async <T,>(action: () => Promise<{ ok: true; value: T } | { ok: false; error: ApiFailure }>) => {
-    setBusy(true);
-    setFailure(null);
-    const r = await action();
-    setBusy(false);
-    if (!r.ok) {
-      setFailure(r.error);
-      return null;
-    }
-    return r.value;
-  };
-  return { busy, failure, run };
 }
 
 function SignIn({ notice, onDone }: { notice: string | null; onDone: (s: SignInState) => void }) {
@@ -228,16 +184,20 @@ function Home({
     onDone(r ?? { step: "signed_out" });
   };
   return (
-    <Shell title="Wardline">
-      <p>
-        Signed in as <strong>{s.user.display_name}</strong> ({s.user.email}) at {s.organisation.name}.
-      </p>
-      {state.step === "password_change_required" && (
+    <Shell title="Wardline" wide>
+      <header className="bar">
+        <p>
+          Signed in as <strong>{s.user.display_name}</strong> ({s.user.email}) at {s.organisation.name}.
+        </p>
+        <button type="button" onClick={signOut} disabled={busy}>
+          Sign out
+        </button>
+      </header>
+      {state.step === "password_change_required" ? (
         <p role="status">Your password was set by an administrator: choose your own before you continue.</p>
+      ) : (
+        <DeviceArea me={s.user.id} />
       )}
-      <button type="button" onClick={signOut} disabled={busy}>
-        Sign out
-      </button>
     </Shell>
   );
 }

@@ -1,16 +1,19 @@
 // The page's handle on the session worker: requests in, answers out, and
-// the "signed out" news the worker sends when the server ends the session.
+// the news the worker sends unasked (session ended, device wiped, another
+// tab took over, data changed).
 import type { Answers, Envelope, Outgoing, Reply, Request } from "./worker/protocol";
+
+type News = Extract<Outgoing, { event: string }>;
 
 const worker = new Worker(new URL("./worker/session.worker.ts", import.meta.url), { type: "module" });
 const waiting = new Map<number, (r: Reply<unknown>) => void>();
 let nextId = 1;
-const signedOutListeners = new Set<(message: string) => void>();
+const listeners = new Set<(news: News) => void>();
 
 worker.onmessage = (e: MessageEvent<Outgoing>) => {
   const m = e.data;
   if ("event" in m) {
-    signedOutListeners.forEach((l) => l(m.message));
+    listeners.forEach((l) => l(m));
     return;
   }
   waiting.get(m.id)?.(m.reply);
@@ -37,7 +40,10 @@ export function ask<R extends Request>(request: R): Promise<Reply<Answers[R["op"
   });
 }
 
-export function onSignedOut(listener: (message: string) => void): () => void {
-  signedOutListeners.add(listener);
-  return () => signedOutListeners.delete(listener);
+/** Calls `listener` with each piece of news; returns the unsubscribe. */
+export function onNews(listener: (news: News) => void): () => void {
+  listeners.add(listener);
+  return () => {
+    listeners.delete(listener);
+  };
 }

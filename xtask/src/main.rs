@@ -4,11 +4,12 @@
 //!   (`cargo xtask serve --demo`)
 //! * `test [args…]`    the whole test suite (nextest if installed, else cargo test),
 //!   after building the web app and installing the browser tests' Node
-//!   packages, then the client core's WebAssembly build (`wasm`)
-//! * `web`             the clinicians' web app: `npm ci` in `web/` when its lock
-//!   changed, then its build (API types generated from `web/openapi.json`, type
+//!   packages
+//! * `web`             the clinicians' web app: the client core's wasm bindings
+//!   (`wasm`), `npm ci` in `web/` when its lock changed, then its build (API types generated from `web/openapi.json`, type
 //!   check, vite) into `web/dist`, which the server serves at `/`
-//! * `wasm`            `cargo check` of `wardline-client`'s core for wasm32-unknown-unknown
+//! * `wasm`            the client core's wasm bindings (`crates/wardline-client-wasm`,
+//!   wasm-bindgen-cli installed at the crate's version if missing) into `web/src/wasm/`
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build): no command for
 //!   the micro-benchmarks, `load`, `side-by-side` (Matrix Synapse), `crash-loss`,
@@ -112,10 +113,8 @@ fn browser_deps() -> ExitCode {
     }
 }
 
-/// The client's protocol core must build for the browser: a web client will
-/// reuse it. The WebAssembly standard library comes from rustup if missing;
-/// the getrandom backends need the cfg flag (host build scripts are unaffected).
-fn wasm_check() -> ExitCode {
+/// The WebAssembly standard library, from rustup if missing.
+fn wasm_target() -> ExitCode {
     const TARGET: &str = "wasm32-unknown-unknown";
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -126,32 +125,107 @@ fn wasm_check() -> ExitCode {
                 .any(|l| l == TARGET)
         })
         .unwrap_or(false);
-    if !installed {
-        let mut add = Command::new("rustup");
-        add.args(["target", "add", TARGET]);
-        let code = run(add);
-        if code != ExitCode::SUCCESS {
-            return code;
-        }
+    if installed {
+        return ExitCode::SUCCESS;
     }
-    let mut c = cargo();
-    c.args([
-        "check",
-        "--package",
-        "wardline-client",
-        "--no-default-features",
-        "--target",
-        TARGET,
-    ])
-    .env("RUSTFLAGS", "--cfg getrandom_backend=\"wasm_js\"");
-    run(c)
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", TARGET]);
+    run(add)
 }
 
-/// The web app (`web/`): its Node packages, installed when `package-lock.json`
-/// is newer than the last install, then `npm run build` (generates the API
-/// types from `openapi.json`, type-checks, bundles into `dist/`). Without
-/// npm, outside CI, the server is left to say how to build the app.
+/// The `wasm-bindgen` crate's version in `Cargo.lock`: the CLI must be
+/// exactly it (the two share an unversioned schema).
+fn wasm_bindgen_version() -> Option<String> {
+    let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).ok()?;
+    let mut lines = lock.lines();
+    while let Some(l) = lines.next() {
+        if l == "name = \"wasm-bindgen\"" {
+            let v = lines.next()?.strip_prefix("version = \"")?;
+            return Some(v.trim_end_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+/// `wasm-bindgen` (the CLI) at the crate's version, installed with cargo
+/// (about 3 minutes, once per machine) when missing or another version.
+fn wasm_bindgen_cli() -> Result<(), ExitCode> {
+    let Some(version) = wasm_bindgen_version() else {
+        eprintln!("xtask: no wasm-bindgen in Cargo.lock");
+        return Err(ExitCode::FAILURE);
+    };
+    let have = Command::new("wasm-bindgen")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    if have == format!("wasm-bindgen {version}") {
+        return Ok(());
+    }
+    let mut install = cargo();
+    install.args([
+        "install",
+        "wasm-bindgen-cli",
+        "--version",
+        &format!("={version}"),
+    ]);
+    match run(install) {
+        ExitCode::SUCCESS => Ok(()),
+        code => Err(code),
+    }
+}
+
+/// The client core's JavaScript bindings (`crates/wardline-client-wasm`),
+/// built for wasm32 (profile `wasm`: optimised for size) and bound by
+/// wasm-bindgen into `web/src/wasm/`, where the worker imports them. The
+/// getrandom backends need the cfg flag, for the wasm target only.
+fn wasm_build() -> ExitCode {
+    let code = wasm_target();
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    if let Err(code) = wasm_bindgen_cli() {
+        return code;
+    }
+    let mut build = cargo();
+    build
+        .args([
+            "build",
+            "--quiet",
+            "--package",
+            "wardline-client-wasm",
+            "--lib",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "wasm",
+        ])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+            "--cfg getrandom_backend=\"wasm_js\"",
+        );
+    let code = run(build);
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    let module = target_dir().join("wasm32-unknown-unknown/wasm/wardline_client_wasm.wasm");
+    let mut bind = Command::new("wasm-bindgen");
+    bind.args(["--target", "web", "--out-dir"])
+        .arg(repo_root().join("web/src/wasm"))
+        .arg(module);
+    run(bind)
+}
+
+/// The web app (`web/`): the core's wasm bindings (`wasm_build`), its Node
+/// packages, installed when `package-lock.json` is newer than the last
+/// install, then `npm run build` (generates the API types from
+/// `openapi.json`, type-checks, bundles into `dist/`). Without npm, outside
+/// CI, the server is left to say how to build the app.
 fn web_build() -> ExitCode {
+    let code = wasm_build();
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
     let dir = repo_root().join("web");
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let installed = modified(&dir.join("node_modules/.package-lock.json"));
@@ -214,13 +288,9 @@ fn main() -> ExitCode {
                 c.args(["test", "--workspace", "--no-fail-fast"])
                     .args(&rest);
             }
-            let code = run(c);
-            if code != ExitCode::SUCCESS {
-                return code;
-            }
-            wasm_check()
+            run(c)
         }
-        "wasm" => wasm_check(),
+        "wasm" => wasm_build(),
         "web" => web_build(),
         "lint" => {
             let mut fmt = cargo();

@@ -159,6 +159,7 @@ pub struct RoutingDirectory {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct DirectorySearchQuery {
     /// Matches a person's name, a clinical role, a department or a care team
     /// (case-insensitive substring, 1–100 characters).
@@ -215,6 +216,7 @@ pub struct CreateShiftRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct ShiftQuery {
     /// From (default: now).
     #[serde(default)]
@@ -746,6 +748,7 @@ pub struct NotificationList {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct ReportQuery {
     /// From (default: 7 days before `until`).
     #[serde(default)]

@@ -58,6 +58,7 @@ pub struct SharedAgain {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct SyncQuery {
     /// Return entries after this position (the last one the device stored).
     #[serde(default)]

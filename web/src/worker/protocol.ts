@@ -15,7 +15,78 @@ export type Request =
   | { op: "enrolTotp" }
   | { op: "confirmTotp"; code: string }
   | { op: "session" }
-  | { op: "logout" };
+  | { op: "logout" }
+  | { op: "deviceState" }
+  | { op: "takeOver" }
+  | { op: "createDevice"; pin: string; name: string }
+  | { op: "unlock"; pin: string }
+  | { op: "lock" }
+  | { op: "conversations" }
+  | { op: "messages"; conversation: string }
+  | { op: "colleagues" }
+  | { op: "send"; conversation: string; text: string; priority: Priority; replyTo: string | null }
+  | { op: "startConversation"; conversation: NewConversation };
+
+export type Priority = "routine" | "urgent" | "stat";
+
+/** Where this browser's device stands. */
+export interface DeviceState {
+  /**
+   * `new`: no store yet (choose a PIN); `locked`: stored, PIN needed;
+   * `open`: unlocked in this tab; `elsewhere`: another tab has it open.
+   */
+  step: "new" | "locked" | "open" | "elsewhere";
+  /** The organisation's minimum PIN length (0: no PIN required). */
+  minPin: number;
+  /** The idle lock (`lock_after_idle_secs`), when known. */
+  lockAfterIdleSecs: number | null;
+}
+
+export interface NewConversation {
+  members: string[];
+  title: string;
+  patientRef: string;
+}
+
+/** A decrypted message, as the core keeps it (LocalMessage) with its sender's name. */
+export interface Message {
+  id: string;
+  sender_user: string;
+  sender_device: string;
+  content: { text: string; reply_to?: string; attachments?: unknown[]; shared_again?: string };
+  priority: Priority;
+  sent_at: number;
+  mine: boolean;
+  expires_at: number | null;
+  recalled_at: number | null;
+  sender_name: string | null;
+}
+
+export interface MessageView {
+  messages: Message[];
+  /** Outbox messages not sent yet, in order. */
+  unsent: { id: string; text: string; priority: Priority }[];
+}
+
+export interface ConversationSummary {
+  id: string;
+  title: string | null;
+  patient_ref: string | null;
+  members: string[];
+  closed: boolean;
+  unread: number;
+  unread_priority: Priority;
+  last: Message | null;
+  unsent: number;
+  joined: boolean;
+}
+
+/** What applying inbox entries did (the core's `Event`, by `kind`). */
+export type CoreEvent =
+  | { kind: "message"; conversation: string; message: Message }
+  | { kind: "joined" | "membership_changed" | "removed"; conversation: string }
+  | { kind: "commit" | "recalled" | "alert" | "rejected"; conversation: string }
+  | { kind: "notice" | "new_device" };
 
 /** The API's error, as `{ "error": { "code", "message" } }` said it. */
 export interface ApiFailure {
@@ -42,6 +113,16 @@ export interface Answers {
   confirmTotp: { recovery_codes: string[]; state: SignInState };
   session: SignInState;
   logout: SignInState;
+  deviceState: DeviceState;
+  takeOver: DeviceState;
+  createDevice: DeviceState;
+  unlock: DeviceState;
+  lock: DeviceState;
+  conversations: ConversationSummary[];
+  messages: MessageView;
+  colleagues: { id: string; name: string }[];
+  send: string;
+  startConversation: string;
 }
 
 /** Page → worker. */
@@ -54,4 +135,10 @@ export interface Envelope {
 /** Worker → page: an answer to envelope `id`, or news nobody asked for. */
 export type Outgoing =
   | { id: number; reply: Reply<unknown> }
-  | { event: "signed_out"; message: string };
+  | { event: "signed_out"; message: string }
+  /** The device's data changed (a message came or went): ask again. */
+  | { event: "changed" }
+  /** Another tab took this device over; this one stopped. */
+  | { event: "elsewhere" }
+  /** The device was wiped: its store is erased, the session ended. */
+  | { event: "wiped"; message: string };

@@ -94,8 +94,10 @@ pub struct Outgoing {
     pub ttl_secs: Option<i64>,
 }
 
-/// What applying an entry did, for the user interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What applying an entry did, for the user interface (serialised as
+/// `{"kind": "message", …}` for the web app's worker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     Message {
         conversation: Uuid,
@@ -167,6 +169,8 @@ struct Persisted {
     directory: BTreeMap<Uuid, String>,
     #[serde(default)]
     receipts: BTreeMap<Uuid, (i64, MessageReceipts)>,
+    #[serde(default)]
+    shown: BTreeMap<Uuid, Uuid>,
 }
 
 /// Receipts kept for reading offline: the most recently fetched this many.
@@ -191,6 +195,9 @@ pub struct ChatCore {
     /// Messages' receipts as last fetched, with the server time they were
     /// fetched at (the newest [`KEPT_RECEIPTS`]), for reading offline.
     receipts: BTreeMap<Uuid, (i64, MessageReceipts)>,
+    /// Per conversation, the newest message shown to the person: unread
+    /// counts run from there (the web app's list).
+    pub shown: BTreeMap<Uuid, Uuid>,
 }
 
 /// Devices a group must gain or lose to match the server's membership.
@@ -221,6 +228,7 @@ impl ChatCore {
             device_policy: None,
             directory: BTreeMap::new(),
             receipts: BTreeMap::new(),
+            shown: BTreeMap::new(),
         })
     }
 
@@ -245,6 +253,12 @@ impl ChatCore {
 
     /// The whole state, encrypted under `key` (see [`store`]).
     pub fn seal(&self, key: &SealedStateKey) -> Vec<u8> {
+        self.seal_as(key, store::CONTEXT)
+    }
+
+    /// As [`ChatCore::seal`], bound to `context` (where the sealed state is
+    /// kept, so a record can never be passed off as another).
+    pub fn seal_as(&self, key: &SealedStateKey, context: &[u8]) -> Vec<u8> {
         let p = Persisted {
             user: self.mls.user,
             device: self.mls.device,
@@ -259,13 +273,23 @@ impl ChatCore {
             device_policy: self.device_policy.clone(),
             directory: self.directory.clone(),
             receipts: self.receipts.clone(),
+            shown: self.shown.clone(),
         };
         let json = Zeroizing::new(serde_json::to_vec(&p).expect("state serialises"));
-        key.seal(&json)
+        key.seal_as(context, &json)
     }
 
     pub fn open(sealed: &[u8], key: &SealedStateKey) -> Result<ChatCore, CoreError> {
-        let json = key.open(sealed)?;
+        Self::open_as(sealed, key, store::CONTEXT)
+    }
+
+    /// Opens what [`ChatCore::seal_as`] sealed with the same `context`.
+    pub fn open_as(
+        sealed: &[u8],
+        key: &SealedStateKey,
+        context: &[u8],
+    ) -> Result<ChatCore, CoreError> {
+        let json = key.open_as(context, sealed)?;
         let p: Persisted = serde_json::from_slice(&json)
             .map_err(|e| StoreError::Corrupt(format!("state: {e}")))?;
         Ok(ChatCore {
@@ -279,6 +303,7 @@ impl ChatCore {
             device_policy: p.device_policy,
             directory: p.directory,
             receipts: p.receipts,
+            shown: p.shown,
         })
     }
 

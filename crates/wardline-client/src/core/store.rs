@@ -10,7 +10,9 @@ use zeroize::Zeroizing;
 
 const MAGIC: &[u8; 4] = b"WLS1";
 const SALT_LEN: usize = 16;
-const CONTEXT: &[u8] = b"wardline/client-state/v1";
+/// What the native store's state is bound to (the browser binds each record
+/// to its own place instead).
+pub(crate) const CONTEXT: &[u8] = b"wardline/client-state/v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -153,6 +153,7 @@ async fn list_user_sessions(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RevokeFilter {
     /// Only the sessions of this device (e.g. a lost phone).
     device_id: Option<Uuid>,

@@ -17,7 +17,7 @@ use axum::routing::get;
 use crate::state::AppState;
 
 #[derive(rust_embed::Embed)]
-#[folder = "$CARGO_MANIFEST_DIR/../../web/dist"]
+#[folder = "$WARDLINE_WEB_DIST"]
 #[allow_missing = true]
 struct Built;
 

@@ -48,6 +48,8 @@ try {
   page = await context.newPage();
   page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("worker", (w) => w.on("console", (m) => m.type() === "error" && problems.push(`worker: ${m.text()}`)));
+  context.on("response", (r) => r.status() >= 500 && problems.push(`${r.status()} ${r.url()}`));
 
   // 1. The app, under its Content-Security-Policy.
   const resp = await page.goto(cfg.url);
@@ -89,6 +91,10 @@ try {
   log("signed_out", await screen("signed-out", "Sign in"));
 
   if (problems.length) fail(problems.join("\n"));
+} catch (e) {
+  // What the pages said before the failure is usually why.
+  const shown = await page?.locator("body").innerText().catch(() => "");
+  fail(`${e.stack ?? e}\npage: ${shown}\n${problems.join("\n")}`);
 } finally {
   await browser.close();
 }

@@ -79,3 +79,120 @@ async fn a_nurse_signs_in_and_out_of_the_web_app() {
         "{sessions_after:?}"
     );
 }
+
+/// Issue 21: a nurse and a physician chat end-to-end encrypted, each in
+/// their own browser (`tests/browser/chat.mjs`): device set-up with a PIN,
+/// a patient thread with an urgent message delivered live, a reload that
+/// needs the PIN (a wrong one opens nothing), a second tab that takes the
+/// device over without forking its group, a wipe that erases the browser's
+/// store. Neither the browsers' IndexedDB nor the server's database holds
+/// any of the messages' text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurse_and_a_physician_chat_in_their_browsers() {
+    if !browser_available() || !web_app_built() {
+        return;
+    }
+    let t = TestServer::start(Backend::Sqlite).await.unwrap();
+    let admin = t.setup_org("alpha").await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let physician = t.user_with_role(&admin, Role::Physician).await;
+    t.next_totp_step();
+    let codes = |secret: &str| {
+        serde_json::json!([t.totp_code(secret), t.totp_code_at(secret, t.now() + 30)])
+    };
+    let texts = [
+        "BP 86/50 in bed 4 after the second dose, please review",
+        "Coming now, hold the next dose",
+        "Lactate back at 3.9, repeat ordered",
+        "Thanks, start the second bag",
+    ];
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let steps = run_script(
+        "chat.mjs",
+        serde_json::json!({
+            "url": format!("{}/", t.url),
+            "org": "alpha",
+            "password": PASSWORD,
+            "pin": "4711 heron",
+            "wrongPin": "4712 heron",
+            "patientRef": "MRN-0042",
+            "texts": texts,
+            "screenshots": screenshots,
+            "adminToken": admin.client.token().unwrap(),
+            "nurse": {
+                "email": nurse.user.email,
+                "name": nurse.user.display_name,
+                "codes": codes(&nurse.totp_secret),
+            },
+            "physician": {
+                "email": physician.user.email,
+                "name": physician.user.display_name,
+                "codes": codes(&physician.totp_secret),
+            },
+        }),
+        Some(&t.ca_pem),
+    )
+    .await;
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
+            .clone()
+    };
+    let received = step("physician_received");
+    let listed = received["listed"].as_str().unwrap();
+    assert!(listed.contains("Urgent"), "{listed}");
+    assert!(listed.contains("MRN-0042"), "{listed}");
+    assert!(received["shown"].as_str().unwrap().contains(texts[0]));
+    let reloaded = step("reloaded");
+    assert!(
+        reloaded["wrongPin"].as_str().unwrap().contains("PIN"),
+        "{reloaded}"
+    );
+    assert!(reloaded["history"].as_str().unwrap().contains(texts[0]));
+    assert!(
+        step("second_tab")["first_tab"]
+            .as_str()
+            .unwrap()
+            .contains("Open in another tab")
+    );
+
+    // The nurse's browser registered itself as a device, named for what it is.
+    let devices = admin
+        .client
+        .user_devices(nurse.user.id)
+        .await
+        .unwrap()
+        .devices;
+    assert!(
+        devices.iter().any(|d| d.name == "Chrome on Linux"),
+        "{devices:?}"
+    );
+
+    // Wiped: the store is gone, the person told why.
+    let wiped = step("wiped");
+    assert_eq!(wiped["left"], "", "{wiped}");
+    assert!(
+        wiped["notice"].as_str().unwrap().contains("wiped"),
+        "{wiped}"
+    );
+    // … and told the server it did.
+    let wipes = admin.client.device_wipes().await.unwrap().wipes;
+    assert!(
+        wipes.len() == 1 && wipes[0].confirmed_at.is_some(),
+        "{wipes:?}"
+    );
+
+    // No message text at rest: not in either browser's store, not on the server.
+    let stored = step("indexeddb");
+    let db = database_bytes(&t).await;
+    for text in texts {
+        for who in ["nurse", "physician"] {
+            let kept = stored[who].as_str().unwrap();
+            assert!(!kept.is_empty(), "{who} stored nothing");
+            assert!(!kept.contains(text), "{who}'s IndexedDB holds {text:?}");
+        }
+        assert!(!contains(&db, text), "the server's database holds {text:?}");
+    }
+}

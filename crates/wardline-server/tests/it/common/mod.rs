@@ -173,12 +173,19 @@ impl TestServer {
     }
 
     pub fn totp_code(&self, secret_base32: &str) -> String {
+        self.totp_code_at(secret_base32, self.clock.now())
+    }
+
+    /// The code an authenticator shows at `at` (Unix seconds): the next
+    /// step's code is accepted now too (±1 step of skew), and after this
+    /// step's (never twice).
+    pub fn totp_code_at(&self, secret_base32: &str, at: i64) -> String {
         let t = Builder::new()
             .with_algorithm(Algorithm::SHA1)
             .with_secret(Secret::try_from_base32(secret_base32).unwrap())
             .build()
             .unwrap();
-        t.generate(self.clock.now() as u64).to_string()
+        t.generate(at as u64).to_string()
     }
 
     /// Runs first-start setup through the API and returns the signed-in

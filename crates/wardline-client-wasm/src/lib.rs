@@ -1,0 +1,481 @@
+//! The web app's binding of the Wardline client core (`wardline-client`'s
+//! `core`): one [`Device`] object per browser device, living in the app's
+//! worker, which alone holds MLS keys and decrypted messages.
+//!
+//! The network stays on the JavaScript side, as matrix-sdk-crypto-wasm does
+//! for Element Web: the core makes request bodies (device registration,
+//! commits, encrypted messages), the worker sends them with `fetch` and hands
+//! the answers back. Structured values cross the boundary as JSON text in the
+//! API's own shapes (`wardline-proto`, the OpenAPI document), so the worker
+//! can post a request body as it is.
+//!
+//! Persistence: [`Device::seal`] returns the whole state sealed (AES-256-GCM,
+//! key from Argon2id of the PIN; `WLS1 ‖ salt ‖ sealed`), bound to the
+//! record it is stored as (`wardline-web/v1/devices/<device id>`): a record
+//! copied under another device id does not open. The worker writes it to
+//! IndexedDB *before* acknowledging what changed it (apply → persist → ack).
+//!
+//! Times are Unix seconds as JavaScript numbers (exact below 2^53).
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use uuid::Uuid;
+use wardline_client::core::{
+    ChatCore, CoreError, LocalMessage, MessageContent, SealedStateKey, derive_key,
+};
+use wardline_proto::messaging::{ClaimedKeyPackages, Conversation, DeviceList, Priority};
+use wardline_proto::sync::InboxEntry;
+use wasm_bindgen::prelude::*;
+
+/// Key packages a new device uploads, and tops up to when it runs low (as the CLI).
+pub const KEY_PACKAGE_BATCH: usize = 20;
+
+/// Version of the store record format; a new one comes with a fixture test.
+pub const STORE_FORMAT: u32 = 1;
+
+/// The associated data a device's sealed state is bound to.
+fn record_context(device: Uuid) -> Vec<u8> {
+    format!("wardline-web/v{STORE_FORMAT}/devices/{device}").into_bytes()
+}
+
+/// An error for JavaScript: its message is shown to the person, so it says
+/// what went wrong in their terms and never carries content or keys.
+fn js(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn uuid(s: &str) -> Result<Uuid, JsError> {
+    Uuid::parse_str(s).map_err(|_| js(format!("{s:?} is not an id")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, JsError> {
+    serde_json::from_str(s).map_err(|e| js(format!("unexpected {what}: {e}")))
+}
+
+fn to_json(v: &impl Serialize) -> String {
+    serde_json::to_string(v).expect("core values serialise")
+}
+
+/// Seconds from a JavaScript number (fractions dropped).
+fn secs(t: f64) -> i64 {
+    t as i64
+}
+
+/// A conversation as the list shows it.
+#[derive(Serialize)]
+struct ConversationSummary<'a> {
+    id: Uuid,
+    title: Option<&'a str>,
+    patient_ref: Option<&'a str>,
+    members: &'a [Uuid],
+    closed: bool,
+    /// Messages from others after the last one this device showed.
+    unread: usize,
+    /// The highest priority among the unread ones (`routine` when none).
+    unread_priority: Priority,
+    last: Option<&'a LocalMessage>,
+    /// Outbox messages not sent yet.
+    unsent: usize,
+    /// This device is in the conversation's MLS group (it can send).
+    joined: bool,
+}
+
+/// A message as the conversation view shows it, with its sender's name.
+#[derive(Serialize)]
+struct ShownMessage<'a> {
+    #[serde(flatten)]
+    message: &'a LocalMessage,
+    sender_name: Option<&'a str>,
+}
+
+/// An outbox message, shown after the sent ones until it goes.
+#[derive(Serialize)]
+struct Unsent<'a> {
+    id: Uuid,
+    text: &'a str,
+    priority: Priority,
+}
+
+/// One browser device: MLS identity, conversations, outbox, and the key its
+/// store is sealed with (zeroized when dropped).
+#[wasm_bindgen]
+pub struct Device {
+    core: ChatCore,
+    key: SealedStateKey,
+}
+
+#[wasm_bindgen]
+impl Device {
+    /// A new device identity for `user`, its store sealed under `pin`.
+    /// `min_pin_length` is the organisation's `min_pin_length` when its
+    /// device policy has `require_local_pin` (0 otherwise).
+    pub fn create(
+        user: &str,
+        device: &str,
+        pin: &str,
+        min_pin_length: u32,
+    ) -> Result<Device, JsError> {
+        if (pin.chars().count() as u32) < min_pin_length {
+            return Err(js(format!(
+                "Your organisation requires a PIN of at least {min_pin_length} characters."
+            )));
+        }
+        let core = ChatCore::new(uuid(user)?, uuid(device)?).map_err(js)?;
+        let key = derive_key(pin, None).map_err(js)?;
+        Ok(Device { core, key })
+    }
+
+    /// Opens a sealed state with the PIN. A wrong PIN (or a record altered
+    /// or copied from another device) opens nothing.
+    pub fn open(sealed: &[u8], device: &str, pin: &str) -> Result<Device, JsError> {
+        Device::open_record(sealed, uuid(device)?, pin).map_err(js)
+    }
+
+    /// The whole state, sealed and bound to this device's record.
+    pub fn seal(&self) -> Vec<u8> {
+        self.core
+            .seal_as(&self.key, &record_context(self.core.mls.device))
+    }
+
+    pub fn user(&self) -> String {
+        self.core.mls.user.to_string()
+    }
+
+    pub fn device(&self) -> String {
+        self.core.mls.device.to_string()
+    }
+
+    /// Highest inbox position applied: where sync resumes.
+    pub fn cursor(&self) -> f64 {
+        self.core.cursor as f64
+    }
+
+    /// The body of `POST /api/v1/devices` (identity key and key packages).
+    /// Seal and store before sending it: the key packages' private keys
+    /// must exist before the server can hand them out.
+    pub fn registration(&self, name: &str) -> Result<String, JsError> {
+        let r = self
+            .core
+            .registration(name, KEY_PACKAGE_BATCH)
+            .map_err(js)?;
+        Ok(to_json(&r))
+    }
+
+    /// The body of `POST /api/v1/devices/{id}/key-packages`, topping up
+    /// the stock.
+    pub fn more_key_packages(&self) -> Result<String, JsError> {
+        Ok(to_json(
+            &self.core.more_key_packages(KEY_PACKAGE_BATCH).map_err(js)?,
+        ))
+    }
+
+    /// Applies a page of inbox entries (`SyncResponse.entries` or socket
+    /// `entry` frames, JSON array); returns the events (JSON array of
+    /// `{kind, …}`). Entries at or below the cursor are ignored.
+    pub fn apply(&mut self, entries: &str) -> Result<String, JsError> {
+        let entries: Vec<InboxEntry> = from_json("inbox entries", entries)?;
+        let events: Vec<_> = entries.iter().flat_map(|e| self.core.apply(e)).collect();
+        Ok(to_json(&events))
+    }
+
+    /// Remembers the server's clock (`SyncResponse.server_time`).
+    pub fn saw_server_time(&mut self, t: f64) {
+        self.core.saw_server_time(secs(t));
+    }
+
+    /// Deletes local copies past their lifespan or retention; how many.
+    pub fn expire(&mut self, device_now: f64) -> u32 {
+        self.core.expire(secs(device_now)) as u32
+    }
+
+    /// Days since the server was last reached, when more than the device
+    /// policy's `max_offline_days` (the store must then not open offline).
+    pub fn offline_too_long(&self, device_now: f64) -> Option<f64> {
+        self.core
+            .offline_too_long(secs(device_now))
+            .map(|d| d as f64)
+    }
+
+    /// Keeps the device policy (`DeviceStatus.policy`, JSON).
+    pub fn set_policy(&mut self, policy: &str) -> Result<(), JsError> {
+        self.core.device_policy = Some(from_json("device policy", policy)?);
+        Ok(())
+    }
+
+    /// Colleagues' names (`{ "<user id>": "name" }`), kept for offline use.
+    pub fn set_directory(&mut self, names: &str) -> Result<(), JsError> {
+        self.core.directory = from_json("directory", names)?;
+        Ok(())
+    }
+
+    /// Compares the account's devices (`DeviceList`, JSON) with the known
+    /// ones; returns `new_device` events.
+    pub fn check_devices(&mut self, devices: &str) -> Result<String, JsError> {
+        let list: DeviceList = from_json("device list", devices)?;
+        Ok(to_json(&self.core.check_devices(&list)))
+    }
+
+    /// Key packages this device has on the server, per `DeviceList`.
+    pub fn key_packages_available(&self, devices: &str) -> Result<f64, JsError> {
+        let list: DeviceList = from_json("device list", devices)?;
+        Ok(list
+            .devices
+            .iter()
+            .find(|d| d.id == self.core.mls.device)
+            .map_or(0.0, |d| d.key_packages_available as f64))
+    }
+
+    /// Keeps the server's view of a conversation (`Conversation`, JSON). If
+    /// the server just opened it with this device as its first member
+    /// (epoch 0), makes its MLS group.
+    pub fn update_conversation(&mut self, conversation: &str) -> Result<(), JsError> {
+        let c: Conversation = from_json("conversation", conversation)?;
+        let first = c.epoch == 0
+            && c.devices.iter().any(|d| {
+                d.device_id == self.core.mls.device
+                    && d.state == wardline_proto::messaging::DeviceState::Member
+            });
+        if first && !self.core.mls.has_group(c.id) {
+            self.core
+                .mls
+                .create_group(c.id)
+                .map_err(|e| js(CoreError::from(e)))?;
+        }
+        self.core.update_conversation(&c);
+        Ok(())
+    }
+
+    /// What the group must change to match the server (`Conversation`,
+    /// JSON): `{ "add": [device ids], "remove": [device ids] }`.
+    pub fn plan(&mut self, conversation: &str) -> Result<String, JsError> {
+        let c: Conversation = from_json("conversation", conversation)?;
+        let p = self.core.plan(&c).map_err(js)?;
+        Ok(serde_json::json!({ "add": p.add, "remove": p.remove }).to_string())
+    }
+
+    /// A commit adding the claimed devices (`ClaimedKeyPackages`, JSON):
+    /// the body of `POST /api/v1/conversations/{id}/messages`.
+    pub fn commit_add(&mut self, conversation: &str, claimed: &str) -> Result<String, JsError> {
+        let claimed: ClaimedKeyPackages = from_json("claimed key packages", claimed)?;
+        let req = self
+            .core
+            .commit_add(uuid(conversation)?, &claimed.key_packages)
+            .map_err(js)?;
+        Ok(to_json(&req))
+    }
+
+    /// A commit removing devices (JSON array of ids).
+    pub fn commit_remove(&mut self, conversation: &str, devices: &str) -> Result<String, JsError> {
+        let devices: Vec<Uuid> = from_json("device ids", devices)?;
+        let req = self
+            .core
+            .commit_remove(uuid(conversation)?, &devices)
+            .map_err(js)?;
+        Ok(to_json(&req))
+    }
+
+    /// The server accepted this device's commit (at `at`): merge it.
+    pub fn commit_accepted(&mut self, conversation: &str, at: f64) -> Result<(), JsError> {
+        self.core
+            .commit_accepted(uuid(conversation)?, secs(at))
+            .map_err(js)
+    }
+
+    /// The server refused this device's commit: forget it.
+    pub fn commit_refused(&mut self, conversation: &str) -> Result<(), JsError> {
+        self.core
+            .mls
+            .clear_pending(uuid(conversation)?)
+            .map_err(|e| js(CoreError::from(e)))
+    }
+
+    /// Puts a text message in the outbox (`priority`: routine, urgent or
+    /// stat; `reply_to`: a message id or empty). Returns its id.
+    pub fn queue_text(
+        &mut self,
+        conversation: &str,
+        text: &str,
+        priority: &str,
+        reply_to: &str,
+    ) -> Result<String, JsError> {
+        let priority = Priority::parse(priority)
+            .ok_or_else(|| js(format!("unknown priority {priority:?}")))?;
+        let mut content = MessageContent::text(text);
+        if !reply_to.is_empty() {
+            content.reply_to = Some(uuid(reply_to)?);
+        }
+        Ok(self
+            .core
+            .queue(uuid(conversation)?, content, priority, None)
+            .to_string())
+    }
+
+    /// The outbox entry to send next, skipping the conversations in
+    /// `blocked` (JSON array of ids), or none.
+    pub fn next_to_send(&self, blocked: &str) -> Result<Option<u32>, JsError> {
+        let blocked: BTreeSet<Uuid> = from_json("conversation ids", blocked)?;
+        Ok(self.core.next_to_send(&blocked).map(|i| i as u32))
+    }
+
+    /// The conversation of outbox entry `i`.
+    pub fn outbox_conversation(&self, i: u32) -> Option<String> {
+        self.core
+            .outbox
+            .get(i as usize)
+            .map(|o| o.conversation.to_string())
+    }
+
+    /// This device is in the conversation's MLS group.
+    pub fn has_group(&mut self, conversation: &str) -> Result<bool, JsError> {
+        Ok(self.core.mls.has_group(uuid(conversation)?))
+    }
+
+    /// The server said the conversation is closed to this device.
+    pub fn is_closed(&self, conversation: &str) -> Result<bool, JsError> {
+        Ok(self
+            .core
+            .conversations
+            .get(&uuid(conversation)?)
+            .is_some_and(|c| c.closed))
+    }
+
+    /// Encrypts outbox entry `i`: the body of `POST
+    /// /api/v1/conversations/{id}/messages`. The ratchet moved: seal and
+    /// store before sending.
+    pub fn encrypt_at(&mut self, i: u32) -> Result<String, JsError> {
+        match self.core.encrypt_at(i as usize) {
+            Some(Ok(req)) => Ok(to_json(&req)),
+            Some(Err(e)) => Err(js(e)),
+            None => Err(js("no such outbox message")),
+        }
+    }
+
+    /// The server accepted outbox entry `i` (`SubmitMessageResponse`
+    /// times): it moves into the conversation's history.
+    pub fn sent_at(&mut self, i: u32, at: f64, expires_at: Option<f64>) {
+        self.core
+            .sent_at(i as usize, secs(at), expires_at.map(secs));
+    }
+
+    /// Entry `i` must be encrypted again (the epoch moved).
+    pub fn reencrypt_at(&mut self, i: u32) {
+        self.core.reencrypt_at(i as usize);
+    }
+
+    /// Takes entry `i` out of the outbox (refused for good); returns its id.
+    pub fn drop_at(&mut self, i: u32) -> Option<String> {
+        self.core.drop_at(i as usize).map(|o| o.id.to_string())
+    }
+
+    /// The conversation list (JSON array), most recent activity first.
+    pub fn conversations(&mut self) -> String {
+        let ids: Vec<Uuid> = self.core.conversations.keys().copied().collect();
+        let joined: BTreeSet<Uuid> = ids
+            .into_iter()
+            .filter(|c| self.core.mls.has_group(*c))
+            .collect();
+        let mut list: Vec<ConversationSummary> = self
+            .core
+            .conversations
+            .values()
+            .map(|c| {
+                let from = self
+                    .core
+                    .shown
+                    .get(&c.id)
+                    .and_then(|s| c.messages.iter().position(|m| m.id == *s))
+                    .map_or(0, |p| p + 1);
+                let unread: Vec<&LocalMessage> =
+                    c.messages[from..].iter().filter(|m| !m.mine).collect();
+                ConversationSummary {
+                    id: c.id,
+                    title: c.title.as_deref(),
+                    patient_ref: c.patient_ref.as_deref(),
+                    members: &c.members,
+                    closed: c.closed,
+                    unread: unread.len(),
+                    unread_priority: unread
+                        .iter()
+                        .map(|m| m.priority)
+                        .max_by_key(|p| priority_rank(*p))
+                        .unwrap_or_default(),
+                    last: c.messages.last(),
+                    unsent: self
+                        .core
+                        .outbox
+                        .iter()
+                        .filter(|o| o.conversation == c.id)
+                        .count(),
+                    joined: joined.contains(&c.id),
+                }
+            })
+            .collect();
+        list.sort_by_key(|c| std::cmp::Reverse(c.last.map_or(0, |m| m.sent_at)));
+        to_json(&list)
+    }
+
+    /// A conversation's messages, oldest first (JSON array), each with its
+    /// sender's name when known; then its unsent outbox messages.
+    pub fn messages(&self, conversation: &str) -> Result<String, JsError> {
+        let id = uuid(conversation)?;
+        let shown: Vec<ShownMessage> = self
+            .core
+            .conversations
+            .get(&id)
+            .map(|c| {
+                c.messages
+                    .iter()
+                    .map(|m| ShownMessage {
+                        message: m,
+                        sender_name: self.core.directory.get(&m.sender_user).map(String::as_str),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unsent: Vec<Unsent> = self
+            .core
+            .outbox
+            .iter()
+            .filter(|o| o.conversation == id)
+            .map(|o| Unsent {
+                id: o.id,
+                text: &o.content.text,
+                priority: o.priority,
+            })
+            .collect();
+        Ok(serde_json::json!({ "messages": shown, "unsent": unsent }).to_string())
+    }
+
+    /// The person was shown `conversation` up to its newest message: its
+    /// unread count starts again from there.
+    pub fn shown(&mut self, conversation: &str) -> Result<(), JsError> {
+        let id = uuid(conversation)?;
+        if let Some(last) = self
+            .core
+            .conversations
+            .get(&id)
+            .and_then(|c| c.messages.last())
+        {
+            self.core.shown.insert(id, last.id);
+        }
+        Ok(())
+    }
+}
+
+impl Device {
+    /// [`Device::open`] for Rust callers (tests): the error is the core's.
+    pub fn open_record(sealed: &[u8], device: Uuid, pin: &str) -> Result<Device, CoreError> {
+        let key = derive_key(pin, Some(sealed))?;
+        let core = ChatCore::open_as(sealed, &key, &record_context(device))?;
+        Ok(Device { core, key })
+    }
+}
+
+fn priority_rank(p: Priority) -> u8 {
+    match p {
+        Priority::Routine => 0,
+        Priority::Urgent => 1,
+        Priority::Stat => 2,
+    }
+}

@@ -1,0 +1,212 @@
+// Two clinicians chat end-to-end encrypted in Debian's Chromium, as they
+// would on a shift: a nurse and a physician each sign in, choose a PIN for
+// their browser, and exchange messages in a patient thread (one urgent) that
+// arrive without reloading; the physician reloads and needs the PIN again (a
+// wrong one opens nothing); the nurse opens a second tab, which must take
+// the device over rather than fork it, and the conversation goes on from
+// there; finally an administrator wipes the physician's browser, which
+// erases its store and signs out. Every screen is audited by axe-core and photographed. Prints one
+// JSON line per step, and at the end what each browser's IndexedDB holds
+// (for the Rust side to search for plaintext). Called by
+// tests/it/web_app.rs.
+//
+// {url, org, password, pin, wrongPin, patientRef, screenshots, texts: [4], adminToken,
+//  nurse: {email, name, codes: [2]}, physician: {email, name, codes: [2]}}
+import { mkdirSync } from "node:fs";
+import { axeAudit, launchChromium } from "./lib.mjs";
+
+const cfg = JSON.parse(process.argv[2]);
+const log = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
+const fail = (msg) => {
+  console.error(`chat.mjs: ${msg}`);
+  process.exit(1);
+};
+const problems = [];
+mkdirSync(cfg.screenshots, { recursive: true });
+
+async function audit(page, name) {
+  const result = await axeAudit(page);
+  if (result.violations.length) fail(`${name}: accessibility violations ${JSON.stringify(result.violations)}`);
+  await page.screenshot({ path: `${cfg.screenshots}/chat-${name}.png`, fullPage: true });
+}
+
+const pages = [];
+function watch(page, who) {
+  pages.push(page);
+  page.on("console", (m) => m.type() === "error" && problems.push(`${who} console: ${m.text()}`));
+  page.on("pageerror", (e) => problems.push(`${who} page error: ${e.stack}`));
+  page.on("worker", (w) => w.on("console", (m) => m.type() === "error" && problems.push(`${who} worker: ${m.text()}`)));
+  page.on("response", (r) => r.status() >= 500 && problems.push(`${who}: ${r.status()} ${r.url()}`));
+}
+
+async function signIn(page, who, code) {
+  await page.goto(cfg.url);
+  await page.getByLabel("Organisation").fill(cfg.org);
+  await page.getByLabel("E-mail").fill(who.email);
+  await page.getByLabel("Password").fill(cfg.password);
+  await page.keyboard.press("Enter");
+  await page.getByLabel(/authenticator app/).fill(code);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { level: 1, name: "Wardline" }).waitFor({ timeout: 15000 });
+}
+
+const conversations = (page) => page.getByRole("heading", { level: 2, name: "Conversations" });
+const messages = (page) => page.getByRole("log", { name: "Messages" });
+
+async function send(page, text, priority) {
+  await page.getByRole("textbox", { name: "Message" }).fill(text);
+  await page.getByLabel("Priority").selectOption(priority);
+  await page.getByRole("button", { name: "Send" }).click();
+  await messages(page).getByText(text).waitFor({ timeout: 15000 });
+  // Sent, not waiting in the outbox.
+  await page.locator("li.unsent").waitFor({ state: "detached", timeout: 15000 });
+}
+
+/** Every record of this origin's IndexedDB, as text (sealed bytes as Latin-1). */
+async function indexedDbText(page) {
+  return page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const r = indexedDB.open("wardline");
+        r.onerror = () => reject(r.error);
+        r.onsuccess = () => {
+          const db = r.result;
+          if (!db.objectStoreNames.contains("devices")) return resolve("");
+          const all = db.transaction("devices").objectStore("devices").getAll();
+          all.onsuccess = () =>
+            resolve(
+              all.result
+                .map((rec) =>
+                  JSON.stringify({ ...rec, sealed: undefined }) +
+                  Array.from(rec.sealed, (b) => String.fromCharCode(b)).join(""),
+                )
+                .join("\n"),
+            );
+          all.onerror = () => reject(all.error);
+        };
+      }),
+  );
+}
+
+const browser = await launchChromium();
+try {
+  const viewport = { width: 1280, height: 900 };
+  const nurseCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const physicianCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const nurse = await nurseCtx.newPage();
+  const physician = await physicianCtx.newPage();
+  watch(nurse, "nurse");
+  watch(physician, "physician");
+
+  // 1. First sign-in in each browser: choose a PIN; the browser becomes a device.
+  for (const [page, who, name] of [
+    [nurse, cfg.nurse, "nurse"],
+    [physician, cfg.physician, "physician"],
+  ]) {
+    await signIn(page, who, who.codes[0]);
+    await page.getByRole("heading", { level: 2, name: "Choose a PIN for this browser" }).waitFor();
+    if (name === "nurse") await audit(page, "choose-pin");
+    await page.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+    await page.getByLabel("PIN again").fill(cfg.pin);
+    const t0 = Date.now();
+    await page.getByRole("button", { name: "Set up this browser" }).click();
+    await conversations(page).waitFor({ timeout: 30000 });
+    log("device_created", { who: name, ms: Date.now() - t0 });
+  }
+  await audit(nurse, "no-conversations");
+
+  // 2. The nurse opens a patient thread with the physician and sends an urgent message.
+  await nurse.getByRole("button", { name: "New conversation" }).click();
+  await nurse.getByRole("heading", { level: 2, name: "New conversation" }).waitFor();
+  await audit(nurse, "new-conversation");
+  await nurse.getByLabel(cfg.physician.name).check();
+  await nurse.getByLabel(/Patient reference/).fill(cfg.patientRef);
+  await nurse.getByRole("button", { name: "Start" }).click();
+  await nurse.getByRole("textbox", { name: "Message" }).waitFor({ timeout: 15000 });
+  await send(nurse, cfg.texts[0], "urgent");
+  await audit(nurse, "sent-urgent");
+  log("nurse_sent");
+
+  // 3. It reaches the physician without a reload: listed unread, marked urgent.
+  const item = physician.getByRole("button", { name: new RegExp(cfg.nurse.name) });
+  await item.getByText("1 unread").waitFor({ timeout: 20000 });
+  const listed = await item.innerText();
+  await audit(physician, "unread-urgent");
+  await item.click();
+  await messages(physician).getByText(cfg.texts[0]).waitFor({ timeout: 15000 });
+  const shown = await messages(physician).innerText();
+  await audit(physician, "conversation");
+  log("physician_received", { listed, shown });
+
+  // 4. The physician answers; it reaches the nurse live.
+  await send(physician, cfg.texts[1], "routine");
+  await messages(nurse).getByText(cfg.texts[1]).waitFor({ timeout: 20000 });
+  log("nurse_received");
+
+  // 5. A reload: sign in again, then the PIN — a wrong one opens nothing.
+  await physician.reload();
+  await signIn(physician, cfg.physician, cfg.physician.codes[1]);
+  await physician.getByRole("heading", { level: 2, name: "Unlock" }).waitFor();
+  await physician.getByLabel("PIN", { exact: true }).fill(cfg.wrongPin);
+  await physician.getByRole("button", { name: "Unlock" }).click();
+  const wrongPin = await physician.getByRole("alert").innerText();
+  await audit(physician, "wrong-pin");
+  await physician.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+  const t0 = Date.now();
+  await physician.getByRole("button", { name: "Unlock" }).click();
+  await conversations(physician).waitFor({ timeout: 30000 });
+  const unlockMs = Date.now() - t0;
+  await physician.getByRole("button", { name: new RegExp(cfg.nurse.name) }).click();
+  await messages(physician).getByText(cfg.texts[1]).waitFor({ timeout: 15000 });
+  const history = await messages(physician).innerText();
+  log("reloaded", { wrongPin, unlockMs, history });
+
+  // 6. A second tab of the nurse's: one writer. It says the first has the
+  // device, takes it over on request, and the first tab stops.
+  const tab2 = await nurseCtx.newPage();
+  watch(tab2, "nurse tab 2");
+  await signIn(tab2, cfg.nurse, cfg.nurse.codes[1]);
+  await tab2.getByRole("heading", { level: 2, name: "Open in another tab" }).waitFor({ timeout: 15000 });
+  await audit(tab2, "open-elsewhere");
+  await tab2.getByRole("button", { name: "Use Wardline in this tab" }).click();
+  await nurse.getByRole("heading", { level: 2, name: "Open in another tab" }).waitFor({ timeout: 15000 });
+  await tab2.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+  await tab2.getByRole("button", { name: "Unlock" }).click();
+  await conversations(tab2).waitFor({ timeout: 30000 });
+  await tab2.getByRole("button", { name: new RegExp(cfg.physician.name) }).click();
+  await messages(tab2).getByText(cfg.texts[1]).waitFor({ timeout: 15000 });
+  // The group did not fork: later messages decrypt both ways.
+  await send(tab2, cfg.texts[2], "stat");
+  await messages(physician).getByText(cfg.texts[2]).waitFor({ timeout: 20000 });
+  await send(physician, cfg.texts[3], "routine");
+  await messages(tab2).getByText(cfg.texts[3]).waitFor({ timeout: 20000 });
+  await audit(tab2, "taken-over");
+  log("second_tab", { first_tab: await nurse.locator("main").innerText() });
+
+  // 7. What each browser keeps.
+  log("indexeddb", { nurse: await indexedDbText(tab2), physician: await indexedDbText(physician) });
+
+  // 8. The physician's laptop is reported lost: an administrator wipes this
+  // browser (the call \`wardline admin devices wipe\` makes). The open app
+  // erases its store and returns to sign-in, saying why.
+  const deviceId = await physician.evaluate(() => localStorage.getItem("wardline.device"));
+  const wipe = await fetch(`${cfg.url}api/v1/devices/${deviceId}/wipe`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${cfg.adminToken}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ reason: "laptop left in the cafeteria" }),
+  });
+  if (!wipe.ok) fail(`wipe answered ${wipe.status}: ${await wipe.text()}`);
+  await physician.getByRole("heading", { level: 1, name: "Sign in" }).waitFor({ timeout: 30000 });
+  const notice = await physician.getByRole("status").innerText();
+  await audit(physician, "wiped");
+  log("wiped", { notice, left: await indexedDbText(physician) });
+
+  if (problems.length) fail(problems.join("\n"));
+} catch (e) {
+  // What the pages said before the failure is usually why.
+  const shown = [];
+  for (const p of pages) shown.push(await p.locator("body").innerText().catch(() => ""));
+  fail(`${e.stack ?? e}\npages: ${JSON.stringify(shown)}\n${problems.join("\n")}`);
+} finally {
+  await browser.close();
+}

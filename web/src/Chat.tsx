@@ -1,0 +1,374 @@
+// This browser's device and the chat on it: choosing a PIN on first use,
+// unlocking, the idle lock, one tab at a time, then conversations and
+// messages. Messages are decrypted in the worker; the page shows what the
+// worker hands it and keeps nothing itself.
+import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
+import { Problem, useAction } from "./ui";
+import { ask, onNews } from "./session";
+import type { ConversationSummary, DeviceState, Message, MessageView, Priority } from "./worker/protocol";
+
+/** A name for this browser in the user's device list. */
+function browserName(): string {
+  const ua = navigator.userAgent;
+  const browser = /Edg\//.test(ua) ? "Edge" : /Firefox\//.test(ua) ? "Firefox" : /Chrom/.test(ua) ? "Chrome" : /Safari\//.test(ua) ? "Safari" : "Browser";
+  const os = /Windows/.test(ua) ? "Windows" : /Mac OS/.test(ua) ? "macOS" : /Android/.test(ua) ? "Android" : /Linux/.test(ua) ? "Linux" : /iPhone|iPad/.test(ua) ? "iOS" : "";
+  return os ? `${browser} on ${os}` : browser;
+}
+
+export function DeviceArea({ me }: { me: string }) {
+  const [device, setDevice] = useState<DeviceState | null>(null);
+  const { busy, failure, run } = useAction();
+
+  const refresh = useCallback(() => {
+    run(() => ask({ op: "deviceState" })).then((d) => d && setDevice(d));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  useEffect(() => {
+    refresh();
+    return onNews((n) => {
+      if (n.event === "elsewhere") setDevice((d) => (d ? { ...d, step: "elsewhere" } : d));
+    });
+  }, [refresh]);
+
+  // The idle lock: unattended this long, the device closes and asks for the PIN.
+  useEffect(() => {
+    if (device?.step !== "open" || !device.lockAfterIdleSecs) return;
+    const limit = device.lockAfterIdleSecs * 1000;
+    let timer = setTimeout(lock, limit);
+    function lock() {
+      ask({ op: "lock" }).then((r) => r.ok && setDevice(r.value));
+    }
+    const activity = () => {
+      clearTimeout(timer);
+      timer = setTimeout(lock, limit);
+    };
+    const events = ["keydown", "pointerdown", "pointermove", "wheel", "touchstart"];
+    events.forEach((e) => window.addEventListener(e, activity, { passive: true }));
+    return () => {
+      clearTimeout(timer);
+      events.forEach((e) => window.removeEventListener(e, activity));
+    };
+  }, [device?.step, device?.lockAfterIdleSecs]);
+
+  if (!device) return <Problem failure={failure} />;
+
+  const pinSubmit = (op: "createDevice" | "unlock") => async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget);
+    const pin = String(f.get("pin"));
+    const next =
+      op === "createDevice"
+        ? await run(async () => {
+            if (pin !== String(f.get("pin2"))) {
+              return { ok: false, error: { status: 0, code: "validation", message: "The two PINs differ." } };
+            }
+            return ask({ op: "createDevice", pin, name: browserName() });
+          })
+        : await run(() => ask({ op: "unlock", pin }));
+    if (next) setDevice(next);
+  };
+
+  switch (device.step) {
+    case "new":
+      return (
+        <section aria-labelledby="pin-heading">
+          <h2 id="pin-heading">Choose a PIN for this browser</h2>
+          <p>
+            Your messages are kept on this computer, encrypted. The PIN opens them here; it never leaves this browser.
+            {device.minPin > 0 && ` Your organisation asks for at least ${device.minPin} characters.`}
+          </p>
+          <form onSubmit={pinSubmit("createDevice")}>
+            <label htmlFor="pin">PIN</label>
+            <input id="pin" name="pin" type="password" autoComplete="new-password" minLength={device.minPin} required />
+            <label htmlFor="pin2">PIN again</label>
+            <input id="pin2" name="pin2" type="password" autoComplete="new-password" required />
+            <Problem failure={failure} />
+            <button type="submit" disabled={busy}>
+              {busy ? "Setting up…" : "Set up this browser"}
+            </button>
+          </form>
+        </section>
+      );
+    case "locked":
+      return (
+        <section aria-labelledby="unlock-heading">
+          <h2 id="unlock-heading">Unlock</h2>
+          <p>Type this browser's PIN to open your messages.</p>
+          <form onSubmit={pinSubmit("unlock")}>
+            <label htmlFor="pin">PIN</label>
+            <input id="pin" name="pin" type="password" autoComplete="current-password" required />
+            <Problem failure={failure} />
+            <button type="submit" disabled={busy}>
+              {busy ? "Unlocking…" : "Unlock"}
+            </button>
+          </form>
+        </section>
+      );
+    case "elsewhere":
+      return (
+        <section aria-labelledby="elsewhere-heading">
+          <h2 id="elsewhere-heading">Open in another tab</h2>
+          <p>
+            Wardline is open in another tab of this browser. One tab at a time holds your messages, so that they stay in
+            order.
+          </p>
+          <Problem failure={failure} />
+          <button
+            type="button"
+            disabled={busy}
+            onClick={() => run(() => ask({ op: "takeOver" })).then((d) => d && setDevice(d))}
+          >
+            Use Wardline in this tab
+          </button>
+        </section>
+      );
+    case "open":
+      return <ChatScreen me={me} />;
+  }
+}
+
+const PRIORITY_LABEL: Record<Priority, string> = { routine: "Routine", urgent: "Urgent", stat: "STAT" };
+
+function PriorityBadge({ p }: { p: Priority }) {
+  if (p === "routine") return null;
+  return <span className={`badge ${p}`}>{PRIORITY_LABEL[p]}</span>;
+}
+
+function time(secs: number): string {
+  return new Date(secs * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function ChatScreen({ me }: { me: string }) {
+  const [list, setList] = useState<ConversationSummary[]>([]);
+  const [names, setNames] = useState<Record<string, string>>({});
+  const [selected, setSelected] = useState<string | null>(null);
+  const [starting, setStarting] = useState(false);
+
+  const load = useCallback(async () => {
+    const r = await ask({ op: "conversations" });
+    if (r.ok) setList(r.value);
+  }, []);
+  useEffect(() => {
+    load();
+    ask({ op: "colleagues" }).then((r) => r.ok && setNames(Object.fromEntries(r.value.map((c) => [c.id, c.name]))));
+    return onNews((n) => {
+      if (n.event === "changed") load();
+    });
+  }, [load]);
+
+  const titleOf = (c: ConversationSummary) =>
+    c.title ?? (c.members.filter((m) => m !== me).map((m) => names[m] ?? "A colleague").join(", ") || "Conversation");
+
+  const current = list.find((c) => c.id === selected) ?? null;
+  return (
+    <div className="chat">
+      <nav aria-label="Conversations" className="conversations">
+        <h2>Conversations</h2>
+        <button type="button" onClick={() => setStarting(true)}>
+          New conversation
+        </button>
+        {list.length === 0 && <p>No conversations yet.</p>}
+        <ul>
+          {list.map((c) => (
+            <li key={c.id}>
+              <button
+                type="button"
+                className="conversation"
+                aria-current={c.id === selected ? "true" : undefined}
+                onClick={() => {
+                  setStarting(false);
+                  setSelected(c.id);
+                }}
+              >
+                <span className="title">{titleOf(c)}</span>
+                {c.patient_ref && <span className="patient">Patient {c.patient_ref}</span>}
+                {c.unread > 0 && (
+                  <span className="unread">
+                    <PriorityBadge p={c.unread_priority} /> {c.unread} unread
+                  </span>
+                )}
+              </button>
+            </li>
+          ))}
+        </ul>
+      </nav>
+      {starting ? (
+        <NewConversationForm
+          names={names}
+          onDone={(id) => {
+            setStarting(false);
+            if (id) setSelected(id);
+            load();
+          }}
+        />
+      ) : current ? (
+        <ConversationView key={current.id} c={current} title={titleOf(current)} onShown={load} />
+      ) : (
+        <section className="conversation-view" aria-label="No conversation open">
+          <p>Choose a conversation, or start one.</p>
+        </section>
+      )}
+    </div>
+  );
+}
+
+function NewConversationForm({ names, onDone }: { names: Record<string, string>; onDone: (id: string | null) => void }) {
+  const { busy, failure, run } = useAction();
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget);
+    const members = f.getAll("member").map(String);
+    const id = await run(async () => {
+      if (members.length === 0) {
+        return { ok: false, error: { status: 0, code: "validation", message: "Choose at least one colleague." } };
+      }
+      return ask({
+        op: "startConversation",
+        conversation: { members, title: String(f.get("title") ?? ""), patientRef: String(f.get("patient") ?? "") },
+      });
+    });
+    if (id) onDone(id);
+  };
+  return (
+    <section className="conversation-view" aria-labelledby="new-heading">
+      <h2 id="new-heading">New conversation</h2>
+      <form onSubmit={submit}>
+        <fieldset>
+          <legend>With</legend>
+          {Object.entries(names)
+            .sort((a, b) => a[1].localeCompare(b[1]))
+            .map(([id, name]) => (
+              <label key={id} className="check">
+                <input type="checkbox" name="member" value={id} /> {name}
+              </label>
+            ))}
+        </fieldset>
+        <label htmlFor="title">Title (for a group)</label>
+        <input id="title" name="title" maxLength={200} />
+        <label htmlFor="patient">Patient reference (makes it a patient thread)</label>
+        <input id="patient" name="patient" maxLength={64} />
+        <Problem failure={failure} />
+        <div className="actions">
+          <button type="submit" disabled={busy}>
+            {busy ? "Starting…" : "Start"}
+          </button>
+          <button type="button" className="secondary" onClick={() => onDone(null)}>
+            Cancel
+          </button>
+        </div>
+      </form>
+    </section>
+  );
+}
+
+function ConversationView({ c, title, onShown }: { c: ConversationSummary; title: string; onShown: () => void }) {
+  const [view, setView] = useState<MessageView>({ messages: [], unsent: [] });
+  const { busy, failure, run } = useAction();
+  const heading = useRef<HTMLHeadingElement>(null);
+  const end = useRef<HTMLLIElement>(null);
+
+  const load = useCallback(async () => {
+    const r = await ask({ op: "messages", conversation: c.id });
+    if (r.ok) {
+      setView(r.value);
+      onShown();
+    }
+  }, [c.id, onShown]);
+  useEffect(() => {
+    load();
+    heading.current?.focus();
+    return onNews((n) => {
+      if (n.event === "changed") load();
+    });
+  }, [load]);
+  // A block body: an effect's return value is its cleanup, and browsers
+  // with promise-returning scroll methods return a Promise here.
+  useEffect(() => {
+    end.current?.scrollIntoView({ block: "end" });
+  }, [view]);
+
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    const f = new FormData(form);
+    const text = String(f.get("text")).trim();
+    if (!text) return;
+    const id = await run(() =>
+      ask({ op: "send", conversation: c.id, text, priority: String(f.get("priority")) as Priority, replyTo: null }),
+    );
+    if (id) {
+      form.reset();
+      load();
+    }
+  };
+
+  return (
+    <section className="conversation-view" aria-labelledby="conversation-heading">
+      <h2 id="conversation-heading" tabIndex={-1} ref={heading}>
+        {title}
+      </h2>
+      {c.patient_ref && <p className="patient">Patient {c.patient_ref}</p>}
+      {!c.joined && !c.closed && (
+        <p role="status">Waiting to be added to this conversation's encryption by a member's device.</p>
+      )}
+      {c.closed && <p role="status">You are no longer in this conversation.</p>}
+      {/* A live log (new messages are announced), holding a list. */}
+      <div role="log" aria-label="Messages">
+      <ol className="messages">
+        {view.messages.map((m) => (
+          <MessageItem key={m.id} m={m} />
+        ))}
+        {view.unsent.map((u) => (
+          <li key={u.id} className="mine unsent">
+            <p className="meta">
+              You · <PriorityBadge p={u.priority} /> not sent yet
+            </p>
+            <p className="text">{u.text}</p>
+          </li>
+        ))}
+        <li ref={end} className="end" aria-hidden="true" />
+      </ol>
+      </div>
+      {!c.closed && (
+        <form onSubmit={submit} className="composer">
+          <label htmlFor="text">Message</label>
+          <textarea
+            id="text"
+            name="text"
+            rows={3}
+            required
+            onKeyDown={(e) => {
+              // Enter sends; Shift+Enter starts a new line.
+              if (e.key === "Enter" && !e.shiftKey) {
+                e.preventDefault();
+                e.currentTarget.form?.requestSubmit();
+              }
+            }}
+          />
+          <label htmlFor="priority">Priority</label>
+          <select id="priority" name="priority" defaultValue="routine">
+            <option value="routine">Routine</option>
+            <option value="urgent">Urgent</option>
+            <option value="stat">STAT</option>
+          </select>
+          <Problem failure={failure} />
+          <button type="submit" disabled={busy}>
+            {busy ? "Sending…" : "Send"}
+          </button>
+        </form>
+      )}
+    </section>
+  );
+}
+
+function MessageItem({ m }: { m: Message }) {
+  return (
+    <li className={m.mine ? "mine" : "theirs"}>
+      <p className="meta">
+        {m.mine ? "You" : (m.sender_name ?? "A colleague")} · <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{time(m.sent_at)}</time>{" "}
+        <PriorityBadge p={m.priority} />
+      </p>
+      <p className="text">{m.recalled_at ? <em>Recalled</em> : m.content.text}</p>
+    </li>
+  );
+}

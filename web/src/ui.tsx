@@ -1,0 +1,53 @@
+// Pieces every screen uses: the page shell with its focused heading, the
+// server's failure shown as an alert, and a form action's busy/failure state.
+import { useEffect, useRef, useState, type ReactNode } from "react";
+import type { ApiFailure } from "./worker/protocol";
+
+export function Shell({ title, wide, children }: { title: string; wide?: boolean; children: ReactNode }) {
+  // The heading takes focus when a screen opens, so a screen reader hears
+  // where it is and keyboard users start at the top.
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => {
+    heading.current?.focus();
+  }, [title]);
+  useEffect(() => {
+    document.title = `${title} · Wardline`;
+  }, [title]);
+  return (
+    <main className={wide ? "wide" : undefined}>
+      <h1 tabIndex={-1} ref={heading}>
+        {title}
+      </h1>
+      {children}
+    </main>
+  );
+}
+
+export function Problem({ failure }: { failure: ApiFailure | null }) {
+  if (!failure) return null;
+  // The server's messages are sentence fragments ("the code is wrong …").
+  const text = failure.message.charAt(0).toUpperCase() + failure.message.slice(1);
+  return (
+    <p role="alert" className="problem">
+      {text}
+    </p>
+  );
+}
+
+/** A form whose submit runs `action`, shows its failure, and is busy meanwhile. */
+export function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [failure, setFailure] = useState<ApiFailure | null>(null);
+  const run = async <T,>(action: () => Promise<{ ok: true; value: T } | { ok: false; error: ApiFailure }>) => {
+    setBusy(true);
+    setFailure(null);
+    const r = await action();
+    setBusy(false);
+    if (!r.ok) {
+      setFailure(r.error);
+      return null;
+    }
+    return r.value;
+  };
+  return { busy, failure, run };
+}

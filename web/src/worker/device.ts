@@ -1,0 +1,504 @@
+// This browser's device, inside the worker: the wasm core (MLS keys, chat
+// state, outbox) and its sealed IndexedDB record, driven over the API. The
+// core makes the request bodies; this module sends them and hands answers
+// back, in the core's order: apply → persist → acknowledge, encrypt →
+// persist → submit. Only one tab's worker drives a device at a time (Web
+// Locks); every change to the core runs in `exclusive`, one after another.
+import init, { Device } from "../wasm/wardline_client_wasm.js";
+import type { components } from "../api/schema";
+import { api, call, Failed, post } from "./api";
+import * as store from "./store";
+import type { ConversationSummary, CoreEvent, DeviceState, MessageView, NewConversation } from "./protocol";
+
+type S = components["schemas"];
+
+/** Commits and sends retried after losing an epoch race (as the CLI). */
+const MAX_ATTEMPTS = 5;
+/** Key packages kept on the server; topped up below this. */
+const KEY_PACKAGE_LOW_WATER = 5;
+/** The store format this worker writes (the core's STORE_FORMAT). */
+const STORE_FORMAT = 1;
+
+let wasm: Promise<unknown> | null = null;
+let device: Device | null = null;
+let deviceId = "";
+let releaseLock: (() => void) | null = null;
+let socket: WebSocket | null = null;
+let reconnectDelay = 1000;
+let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+let directory: Record<string, string> = {};
+
+const now = () => Math.floor(Date.now() / 1000);
+
+function loadWasm() {
+  wasm ??= init();
+  return wasm;
+}
+
+// One change at a time: the socket, the page's sends and the reconnect's
+// catch-up all change the same core.
+let chain: Promise<unknown> = Promise.resolve();
+function exclusive<T>(f: () => Promise<T>): Promise<T> {
+  const r = chain.then(f);
+  chain = r.catch(() => {});
+  return r;
+}
+
+function open(): Device {
+  if (!device) throw new Failed({ status: 423, code: "locked", message: "Unlock with your PIN first." });
+  return device;
+}
+
+async function persist() {
+  const d = open();
+  await store.save(deviceId, { format: STORE_FORMAT, user: d.user(), sealed: d.seal(), savedAt: Date.now() });
+}
+
+function changed() {
+  post({ event: "changed" });
+}
+
+// ------------------------------------------------------------ one writer
+
+/**
+ * Takes this device's Web Lock: `false` when another tab holds it (unless
+ * `takeOver`, which takes it from that tab). Losing it later — another tab
+ * took over — drops the core at once and tells the page.
+ */
+async function lock(takeOver: boolean): Promise<boolean> {
+  if (releaseLock) return true;
+  return new Promise((resolve) => {
+    navigator.locks
+      .request(`wardline-device:${deviceId}`, takeOver ? { steal: true } : { ifAvailable: true }, (l) => {
+        if (!l) {
+          resolve(false);
+          return undefined;
+        }
+        resolve(true);
+        return new Promise<void>((release) => {
+          releaseLock = release;
+        });
+      })
+      .catch(() => {
+        // Another tab took this device over: stop writing now.
+        releaseLock = null;
+        close();
+        post({ event: "elsewhere" });
+      });
+  });
+}
+
+/** Forgets the open device (keys and messages leave memory) and lets go. */
+export function close() {
+  clearTimeout(reconnectTimer);
+  socket?.close();
+  socket = null;
+  device?.free();
+  device = null;
+  releaseLock?.();
+  releaseLock = null;
+}
+
+// ------------------------------------------------------------ open / create
+
+export async function state(id: string): Promise<DeviceState> {
+  deviceId = id;
+  const status = await call(() => api.GET("/api/v1/devices/posture"));
+  const pin = status.policy.require_local_pin ? status.policy.min_pin_length : 0;
+  if (device) return { step: "open", minPin: pin, lockAfterIdleSecs: status.policy.lock_after_idle_secs ?? null };
+  if (!(await lock(false))) return { step: "elsewhere", minPin: pin, lockAfterIdleSecs: null };
+  const record = await store.load(id);
+  return {
+    step: record ? "locked" : "new",
+    minPin: pin,
+    lockAfterIdleSecs: status.policy.lock_after_idle_secs ?? null,
+  };
+}
+
+export async function takeOver(id: string): Promise<DeviceState> {
+  deviceId = id;
+  await lock(true);
+  return state(id);
+}
+
+/** First use of this browser: a new device, sealed under `pin`, registered. */
+export async function create(user: string, pin: string, name: string): Promise<void> {
+  await loadWasm();
+  const status = await call(() => api.GET("/api/v1/devices/posture"));
+  const min = status.policy.require_local_pin ? status.policy.min_pin_length : 0;
+  const d = Device.create(user, deviceId, pin, min);
+  d.set_policy(JSON.stringify(status.policy));
+  device = d;
+  const registration = JSON.parse(d.registration(name)) as S["RegisterDeviceRequest"];
+  // The key packages' private keys are stored before the server can hand them out.
+  await persist();
+  try {
+    await call(() => api.POST("/api/v1/devices", { body: registration }));
+  } catch (e) {
+    close();
+    await store.eraseAll();
+    if (e instanceof Failed && e.failure.code === "conflict") {
+      throw new Failed({
+        ...e.failure,
+        message: "This browser was registered before but its local store is gone. Sign in again as a new device.",
+      });
+    }
+    throw e;
+  }
+  await start();
+}
+
+/** Opens the stored device with the PIN; a wrong PIN opens nothing. */
+export async function unlock(pin: string, online: boolean): Promise<void> {
+  await loadWasm();
+  const record = await store.load(deviceId);
+  if (!record) throw new Failed({ status: 404, code: "not_found", message: "This browser has no Wardline store yet." });
+  if (record.format !== STORE_FORMAT) {
+    throw new Failed({ status: 409, code: "conflict", message: "This store was written by a newer Wardline. Reload the page." });
+  }
+  let d: Device;
+  try {
+    d = Device.open(record.sealed, deviceId, pin);
+  } catch {
+    throw new Failed({ status: 403, code: "wrong_pin", message: "That PIN does not open this browser's store." });
+  }
+  const days = d.offline_too_long(now());
+  if (!online && days !== undefined) {
+    d.free();
+    throw new Failed({
+      status: 403,
+      code: "offline_too_long",
+      message: `This browser has not reached the server for ${days} days; connect to open it.`,
+    });
+  }
+  d.expire(now());
+  device = d;
+  await start();
+}
+
+// ------------------------------------------------------------ sync
+
+async function start() {
+  reconnectDelay = 1000;
+  await exclusive(() => sync());
+  changed();
+  connect();
+}
+
+/** Applies entries, stores the result, then acknowledges (never the other way round). */
+async function apply(entries: S["InboxEntry"][]): Promise<CoreEvent[]> {
+  if (entries.length === 0) return [];
+  const d = open();
+  const events = JSON.parse(d.apply(JSON.stringify(entries))) as CoreEvent[];
+  await persist();
+  await call(() => api.POST("/api/v1/sync/ack", { body: { up_to: entries[entries.length - 1].seq } }));
+  return events;
+}
+
+/** Catches up with the inbox over HTTP. */
+async function pull(): Promise<CoreEvent[]> {
+  const events: CoreEvent[] = [];
+  for (;;) {
+    const page = await call(() =>
+      api.GET("/api/v1/sync", { params: { query: { after: open().cursor(), limit: 200 } } }),
+    );
+    // Absent only from a server older than server_time (0: nothing learnt).
+    open().saw_server_time(page.server_time ?? 0);
+    events.push(...(await apply(page.entries)));
+    if (!page.more) break;
+  }
+  if (open().expire(now()) > 0) await persist();
+  return events;
+}
+
+/** Catch up, refresh conversations and names, bring groups in line, send the outbox. */
+async function sync() {
+  const events = await pull();
+  await refresh();
+  await after(events);
+}
+
+async function refresh() {
+  const d = open();
+  for (const c of (await call(() => api.GET("/api/v1/conversations"))).conversations) {
+    d.update_conversation(JSON.stringify(c));
+  }
+  const users = await call(() => api.GET("/api/v1/users"));
+  directory = Object.fromEntries(users.users.map((u) => [u.id, u.display_name]));
+  d.set_directory(JSON.stringify(directory));
+  d.set_policy(JSON.stringify((await call(() => api.GET("/api/v1/devices/posture"))).policy));
+  await persist();
+}
+
+async function after(events: CoreEvent[]) {
+  await reconcileTouched(events);
+  await flush();
+  await checkDevices();
+}
+
+async function reconcileTouched(events: CoreEvent[]) {
+  const touched = new Set<string>();
+  for (const e of events) {
+    if (e.kind === "membership_changed" || e.kind === "joined") touched.add(e.conversation);
+  }
+  for (const c of touched) await reconcile(c);
+}
+
+/** Keeps this device's key packages stocked (others add it to groups with them). */
+async function checkDevices() {
+  const d = open();
+  const mine = await call(() => api.GET("/api/v1/devices"));
+  const news = JSON.parse(d.check_devices(JSON.stringify(mine))) as CoreEvent[];
+  if (news.length) await persist();
+  if (d.key_packages_available(JSON.stringify(mine)) < KEY_PACKAGE_LOW_WATER) {
+    const body = JSON.parse(d.more_key_packages()) as S["UploadKeyPackagesRequest"];
+    await persist();
+    await call(() => api.POST("/api/v1/devices/key-packages", { body }));
+  }
+}
+
+/** Submits a commit the core made; `false` if another device won the epoch. */
+async function commit(conv: string, body: S["SubmitMessageRequest"]): Promise<boolean> {
+  const d = open();
+  try {
+    const r = await call(() => api.POST("/api/v1/conversations/{id}/messages", { params: { path: { id: conv } }, body }));
+    d.commit_accepted(conv, r.created_at);
+    await persist();
+    return true;
+  } catch (e) {
+    d.commit_refused(conv);
+    if (e instanceof Failed && e.failure.code === "stale_epoch") {
+      await reconcileTouched(await pull());
+      return false;
+    }
+    throw e;
+  }
+}
+
+/** Makes the conversation's MLS group match the server's membership. */
+async function reconcile(conv: string) {
+  const d = open();
+  for (let i = 0; i < MAX_ATTEMPTS; i++) {
+    let c: S["Conversation"];
+    try {
+      c = await call(() => api.GET("/api/v1/conversations/{id}", { params: { path: { id: conv } } }));
+    } catch (e) {
+      if (e instanceof Failed && e.failure.code === "not_found") return;
+      throw e;
+    }
+    d.update_conversation(JSON.stringify(c));
+    const plan = JSON.parse(d.plan(JSON.stringify(c))) as { add: string[]; remove: string[] };
+    if (plan.remove.length) {
+      await commit(conv, JSON.parse(d.commit_remove(conv, JSON.stringify(plan.remove))));
+      continue;
+    }
+    if (plan.add.length) {
+      const claimed = await call(() =>
+        api.POST("/api/v1/conversations/{id}/key-packages/claim", {
+          params: { path: { id: conv } },
+          body: { device_ids: plan.add },
+        }),
+      );
+      if (claimed.key_packages.length === 0) break;
+      await commit(conv, JSON.parse(d.commit_add(conv, JSON.stringify(claimed))));
+      continue;
+    }
+    break;
+  }
+  await persist();
+}
+
+/** Messages the server refused for good since the device was opened, and why. */
+const refused: { id: string; conversation: string; message: string }[] = [];
+
+/**
+ * Sends the outbox: each conversation's messages in order, a conversation
+ * that cannot take messages yet skipped without holding the others back.
+ * Offline, messages stay (sealed) in the outbox for the next sync.
+ */
+async function flush() {
+  const d = open();
+  const blocked: string[] = [];
+  let attempts = 0;
+  for (;;) {
+    const i = d.next_to_send(JSON.stringify(blocked));
+    if (i === undefined) break;
+    const conv = d.outbox_conversation(i)!;
+    if (attempts >= MAX_ATTEMPTS) {
+      blocked.push(conv);
+      attempts = 0;
+      continue;
+    }
+    attempts++;
+    if (!d.has_group(conv)) {
+      // Not joined yet (its Welcome has not come) or removed.
+      if (d.is_closed(conv)) {
+        d.drop_at(i);
+        await persist();
+      } else blocked.push(conv);
+      attempts = 0;
+      continue;
+    }
+    const body = JSON.parse(d.encrypt_at(i)) as S["SubmitMessageRequest"];
+    // The ratchet moved: keep that before the bytes leave.
+    await persist();
+    try {
+      const r = await call(() => api.POST("/api/v1/conversations/{id}/messages", { params: { path: { id: conv } }, body }));
+      d.sent_at(i, r.created_at, r.expires_at ?? undefined);
+      await persist();
+      attempts = 0;
+    } catch (e) {
+      const code = e instanceof Failed ? e.failure.code : "unavailable";
+      if (code === "stale_epoch") {
+        d.reencrypt_at(i);
+        await persist();
+        await reconcileTouched(await pull());
+      } else if (code === "membership_pending") {
+        d.reencrypt_at(i);
+        await persist();
+        await reconcile(conv);
+      } else if (code === "not_found") {
+        d.drop_at(i);
+        await persist();
+        attempts = 0;
+      } else if (["validation", "payload_too_large", "bad_request", "forbidden"].includes(code)) {
+        const id = d.drop_at(i);
+        await persist();
+        if (id) refused.push({ id, conversation: conv, message: (e as Failed).failure.message });
+        attempts = 0;
+      } else throw e;
+    }
+  }
+}
+
+/** The sync WebSocket, authenticated by a one-time ticket (a browser cannot send Authorization). */
+async function connect() {
+  if (!device || socket) return;
+  let ticket: string;
+  try {
+    ticket = (await call(() => api.POST("/api/v1/sync/ticket"))).ticket;
+  } catch {
+    return reconnectLater();
+  }
+  if (!device) return;
+  const origin = self.location.origin.replace(/^http/, "ws");
+  const ws = new WebSocket(
+    `${origin}/api/v1/sync/ws?after=${device.cursor()}&ticket=${encodeURIComponent(ticket)}`,
+  );
+  socket = ws;
+  let batch: S["InboxEntry"][] = [];
+  ws.onopen = () => {
+    reconnectDelay = 1000;
+  };
+  ws.onmessage = (m) => {
+    let frame: { type: string } & Record<string, unknown>;
+    try {
+      frame = JSON.parse(String(m.data));
+    } catch {
+      return;
+    }
+    if (frame.type === "entry") batch.push(frame as unknown as S["InboxEntry"]);
+    else if (frame.type === "idle" && batch.length) {
+      const entries = batch;
+      batch = [];
+      exclusive(async () => {
+        if (!device) return;
+        const events = JSON.parse(device.apply(JSON.stringify(entries))) as CoreEvent[];
+        await persist();
+        ws.send(JSON.stringify({ type: "ack", up_to: device.cursor() }));
+        changed();
+        await after(events);
+        changed();
+      }).catch(() => ws.close());
+    }
+  };
+  ws.onclose = () => {
+    if (socket === ws) socket = null;
+    reconnectLater();
+  };
+}
+
+function reconnectLater() {
+  if (!device) return;
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(() => {
+    if (!device) return;
+    // Catch up over HTTP first (and send what waited), then listen again.
+    exclusive(() => sync())
+      .then(() => changed())
+      .catch(() => {})
+      .finally(() => connect());
+  }, reconnectDelay);
+  reconnectDelay = Math.min(reconnectDelay * 2, 30_000);
+}
+
+// ------------------------------------------------------------ what the page asks
+
+export function conversations(): ConversationSummary[] {
+  return JSON.parse(open().conversations()) as ConversationSummary[];
+}
+
+export function messages(conv: string): MessageView {
+  const d = open();
+  d.shown(conv);
+  // Best effort: the unread mark is stored with the next change anyway.
+  persist().catch(() => {});
+  return JSON.parse(d.messages(conv)) as MessageView;
+}
+
+export function colleagues(): { id: string; name: string }[] {
+  const me = open().user();
+  return Object.entries(directory)
+    .filter(([id]) => id !== me)
+    .map(([id, name]) => ({ id, name }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Queues a message and sends the outbox; offline, it stays queued (sealed). */
+export function send(conv: string, text: string, priority: string, replyTo: string | null) {
+  return exclusive(async () => {
+    const d = open();
+    const id = d.queue_text(conv, text, priority, replyTo ?? "");
+    await persist();
+    changed();
+    try {
+      await flush();
+    } catch (e) {
+      if (!(e instanceof Failed) || e.failure.code !== "unavailable") throw e;
+    }
+    changed();
+    const r = refused.find((x) => x.id === id);
+    if (r) throw new Failed({ status: 422, code: "refused", message: r.message });
+    return id;
+  });
+}
+
+/** Starts a conversation: the server records it, this device makes the group and adds everyone. */
+export function startConversation(n: NewConversation) {
+  return exclusive(async () => {
+    const d = open();
+    const c = await call(() =>
+      api.POST("/api/v1/conversations", {
+        body: {
+          // The server keeps direct conversations to two people, untitled, without a patient.
+          kind: n.members.length === 1 && !n.title && !n.patientRef ? "direct" : "group",
+          title: n.title || undefined,
+          members: n.members,
+          patient_ref: n.patientRef || undefined,
+        },
+      }),
+    );
+    d.update_conversation(JSON.stringify(c));
+    await persist();
+    await reconcile(c.id);
+    changed();
+    return c.id;
+  });
+}
+
+/** The server said this device was wiped: erase its store, confirm, forget it. */
+export async function obeyWipe() {
+  close();
+  await store.eraseAll();
+  await api.POST("/api/v1/devices/wipe-confirmation", { body: { erased: true } }).catch(() => {});
+}
