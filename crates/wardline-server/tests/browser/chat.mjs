@@ -1,7 +1,8 @@
 // Two clinicians chat end-to-end encrypted in Debian's Chromium, as they
 // would on a shift: a nurse and a physician each sign in, choose a PIN for
 // their browser, and exchange messages in a patient thread (one urgent) that
-// arrive without reloading; the physician reloads and needs the PIN again (a
+// arrive without reloading, with a third member on the command line (the
+// Rust test drives it) who answers; the physician reloads and needs the PIN again (a
 // wrong one opens nothing); the nurse opens a second tab, which must take
 // the device over rather than fork it, and the conversation goes on from
 // there; finally an administrator wipes the physician's browser, which
@@ -11,7 +12,7 @@
 // tests/it/web_app.rs.
 //
 // {url, org, password, pin, wrongPin, patientRef, screenshots, texts: [4], adminToken,
-//  nurse: {email, name, codes: [2]}, physician: {email, name, codes: [2]}}
+//  cli: {name, reply}, nurse: {email, name, codes: [2]}, physician: {email, name, codes: [2]}}
 import { mkdirSync } from "node:fs";
 import { axeAudit, launchChromium } from "./lib.mjs";
 
@@ -120,16 +121,21 @@ try {
   await nurse.getByRole("heading", { level: 2, name: "New conversation" }).waitFor();
   await audit(nurse, "new-conversation");
   await nurse.getByLabel(cfg.physician.name).check();
+  await nurse.getByLabel(cfg.cli.name).check();
   await nurse.getByLabel(/Patient reference/).fill(cfg.patientRef);
   await nurse.getByRole("button", { name: "Start" }).click();
   await nurse.getByRole("textbox", { name: "Message" }).waitFor({ timeout: 15000 });
   await send(nurse, cfg.texts[0], "urgent");
   await audit(nurse, "sent-urgent");
   log("nurse_sent");
+  // The member on the command line answers; the browser decrypts it.
+  await messages(nurse).getByText(cfg.cli.reply).waitFor({ timeout: 30000 });
+  log("cli_reply_received");
 
   // 3. It reaches the physician without a reload: listed unread, marked urgent.
   const item = physician.getByRole("button", { name: new RegExp(cfg.nurse.name) });
-  await item.getByText("1 unread").waitFor({ timeout: 20000 });
+  // The urgent message and the terminal's answer.
+  await item.getByText("2 unread").waitFor({ timeout: 20000 });
   const listed = await item.innerText();
   await audit(physician, "unread-urgent");
   await item.click();

@@ -7,7 +7,10 @@
 
 use std::path::Path;
 
+use uuid::Uuid;
+use wardline_client::core::MessageContent;
 use wardline_proto::Role;
+use wardline_proto::messaging::Priority;
 
 use crate::common::browser::{browser_available, run_script};
 use crate::common::*;
@@ -80,6 +83,16 @@ async fn a_nurse_signs_in_and_out_of_the_web_app() {
     );
 }
 
+/// What the browsers send, in order.
+fn texts_sent() -> [&'static str; 4] {
+    [
+        "BP 86/50 in bed 4 after the second dose, please review",
+        "Coming now, hold the next dose",
+        "Lactate back at 3.9, repeat ordered",
+        "Thanks, start the second bag",
+    ]
+}
+
 /// Issue 21: a nurse and a physician chat end-to-end encrypted, each in
 /// their own browser (`tests/browser/chat.mjs`): device set-up with a PIN,
 /// a patient thread with an urgent message delivered live, a reload that
@@ -96,16 +109,43 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     let admin = t.setup_org("alpha").await;
     let nurse = t.user_with_role(&admin, Role::Nurse).await;
     let physician = t.user_with_role(&admin, Role::Physician).await;
+    // The third member uses the command line (the client SDK that `wardline
+    // chat` runs): it answers the nurse's first message, and must read
+    // everything the browsers send.
+    let assistant = t.user_with_role(&admin, Role::MedicalAssistant).await;
+    let devices = Devices::new();
+    let mut cli = devices.of(&assistant, "Terminal on the ward").await;
+    let cli_reply = "Seen from the terminal, bringing the monitor";
+    let cli_task = {
+        let first = texts_sent()[0];
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let mut replied = false;
+            while std::time::Instant::now() < deadline {
+                cli.sync().await.unwrap();
+                let convs: Vec<Uuid> = cli.core.conversations.keys().copied().collect();
+                for conv in convs {
+                    let seen = texts(&cli, conv);
+                    if !replied && seen.iter().any(|t| t == first) {
+                        cli.send(conv, MessageContent::text(cli_reply), Priority::Routine)
+                            .await
+                            .unwrap();
+                        replied = true;
+                    }
+                    if seen.len() >= texts_sent().len() + 1 {
+                        return (cli, conv);
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            panic!("the command-line member did not get every message");
+        })
+    };
     t.next_totp_step();
     let codes = |secret: &str| {
         serde_json::json!([t.totp_code(secret), t.totp_code_at(secret, t.now() + 30)])
     };
-    let texts = [
-        "BP 86/50 in bed 4 after the second dose, please review",
-        "Coming now, hold the next dose",
-        "Lactate back at 3.9, repeat ordered",
-        "Thanks, start the second bag",
-    ];
+    let sent = texts_sent();
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let steps = run_script(
         "chat.mjs",
@@ -116,9 +156,10 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
             "pin": "4711 heron",
             "wrongPin": "4712 heron",
             "patientRef": "MRN-0042",
-            "texts": texts,
+            "texts": sent,
             "screenshots": screenshots,
             "adminToken": admin.client.token().unwrap(),
+            "cli": { "name": assistant.user.display_name, "reply": cli_reply },
             "nurse": {
                 "email": nurse.user.email,
                 "name": nurse.user.display_name,
@@ -144,13 +185,13 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     let listed = received["listed"].as_str().unwrap();
     assert!(listed.contains("Urgent"), "{listed}");
     assert!(listed.contains("MRN-0042"), "{listed}");
-    assert!(received["shown"].as_str().unwrap().contains(texts[0]));
+    assert!(received["shown"].as_str().unwrap().contains(sent[0]));
     let reloaded = step("reloaded");
     assert!(
         reloaded["wrongPin"].as_str().unwrap().contains("PIN"),
         "{reloaded}"
     );
-    assert!(reloaded["history"].as_str().unwrap().contains(texts[0]));
+    assert!(reloaded["history"].as_str().unwrap().contains(sent[0]));
     assert!(
         step("second_tab")["first_tab"]
             .as_str()
@@ -170,6 +211,13 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         "{devices:?}"
     );
 
+    // Browser ↔ command line, both ways: the terminal read every message the
+    // browsers sent (and its own reply), in order.
+    let (cli, conv) = cli_task.await.unwrap();
+    let mut expected: Vec<&str> = vec![sent[0], cli_reply];
+    expected.extend(&sent[1..]);
+    assert_eq!(texts(&cli, conv), expected);
+
     // Wiped: the store is gone, the person told why.
     let wiped = step("wiped");
     assert_eq!(wiped["left"], "", "{wiped}");
@@ -187,7 +235,7 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     // No message text at rest: not in either browser's store, not on the server.
     let stored = step("indexeddb");
     let db = database_bytes(&t).await;
-    for text in texts {
+    for text in sent {
         for who in ["nurse", "physician"] {
             let kept = stored[who].as_str().unwrap();
             assert!(!kept.is_empty(), "{who} stored nothing");
