@@ -32,6 +32,7 @@ mod load;
 mod messaging;
 mod process;
 mod synapse;
+mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -86,6 +87,16 @@ struct Args {
 
 #[derive(clap::Subcommand)]
 enum Cmd {
+    /// The clinicians' web app in headless Chromium: load, transfer, PIN
+    /// unlock, browser → browser delivery (`web.rs`).
+    Web {
+        /// Messages sent from one browser to the other.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+    },
     /// Kill -9 the server under continuous load, restart it, and check that
     /// nothing acknowledged was lost, duplicated or reordered.
     CrashLoss {
@@ -521,6 +532,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             database_url,
         }) => return process::serve_child(data_dir, listen, database_url).await,
+        Some(Cmd::Web { messages, rate }) => return web::main(messages, rate).await,
         Some(Cmd::CrashLoss { kills, members }) => {
             return crash_loss::main(kills, members, pg).await;
         }

@@ -13,7 +13,7 @@
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build): no command for
 //!   the micro-benchmarks, `load`, `side-by-side` (Matrix Synapse), `crash-loss`,
-//!   `escalation`
+//!   `escalation`, `web` (the web app in Chromium; builds it first)
 //! * `api-fuzz`        schemathesis against the served OpenAPI document (`api_fuzz.rs`)
 //! * `crash-loss [args…]` the crash-loss run on the debug build the tests share
 //!   (CI's smoke run; `bench crash-loss` is the release-built long run)
@@ -311,6 +311,14 @@ fn main() -> ExitCode {
             run(clippy)
         }
         "bench" => {
+            // The web app's benchmark serves the app: build it first (a
+            // release server embeds it).
+            if rest.first().is_some_and(|c| c == "web") {
+                let code = web_build();
+                if code != ExitCode::SUCCESS {
+                    return code;
+                }
+            }
             let mut c = cargo();
             c.args([
                 "run",

@@ -25,6 +25,12 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             "wardline-client",
             &["wardline-proto", "wardline-crypto"][..],
         ),
+        // The browser's binding of the client core: the client and wire
+        // types, nothing of the server.
+        (
+            "wardline-client-wasm",
+            &["wardline-proto", "wardline-client"][..],
+        ),
         // The domain: store traits only, never an engine (tests aside) and
         // never HTTP.
         (

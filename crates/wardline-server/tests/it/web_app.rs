@@ -132,7 +132,7 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
                             .unwrap();
                         replied = true;
                     }
-                    if seen.len() >= texts_sent().len() + 1 {
+                    if seen.len() > texts_sent().len() {
                         return (cli, conv);
                     }
                 }
@@ -243,4 +243,34 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         }
         assert!(!contains(&db, text), "the server's database holds {text:?}");
     }
+}
+
+/// The app's files go out gzipped to a browser that accepts it, with their
+/// type: the wasm (2.7 MB as built) is most of a first load.
+#[tokio::test]
+async fn the_app_is_served_gzipped() {
+    if !web_app_built() {
+        return;
+    }
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/dist/assets");
+    let wasm = std::fs::read_dir(&dist)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".wasm"))
+        .expect("the build has the client core's wasm");
+    let built = std::fs::metadata(dist.join(&wasm)).unwrap().len();
+    let t = TestServer::start(Backend::Sqlite).await.unwrap();
+    let resp = t
+        .http()
+        .get(format!("{}/assets/{wasm}", t.url))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/wasm");
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let sent = resp.bytes().await.unwrap().len() as u64;
+    assert!(sent < built / 2, "{sent} bytes sent for {built}");
 }
