@@ -73,6 +73,10 @@ pub async fn main(messages: usize, rate: f64) -> anyhow::Result<()> {
         "| browser → browser delivery, p99 | {:.1} ms | ≤ 100 ms |",
         f("p99_ms")
     );
+    println!(
+        "| of which Enter → the submission answered (sender's side), p50 | {:.1} ms | |",
+        f("posted_p50_ms")
+    );
     r.handle.shutdown();
     Ok(())
 }

@@ -98,6 +98,15 @@ try {
       }
     }).observe(document.body, { childList: true, subtree: true, characterData: true });
   });
+  // When each submission's response ended (sender's worker), to split the
+  // latency into sending and receiving.
+  const posted = [];
+  a.context().on("requestfinished", (req) => {
+    if (req.method() === "POST" && /\/messages$/.test(new URL(req.url()).pathname)) {
+      const t = req.timing();
+      posted.push(t.startTime + t.responseEnd);
+    }
+  });
   const sent = {};
   const interval = 1000 / cfg.rate;
   const start = Date.now();
@@ -117,6 +126,12 @@ try {
   const lat = Object.keys(sent)
     .map((t) => arrived[t] - sent[t])
     .sort((x, y) => x - y);
+  const sendTimes = Object.values(sent).sort((x, y) => x - y);
+  const toPosted = posted
+    .slice(-sendTimes.length)
+    .map((p, i) => p - sendTimes[i])
+    .sort((x, y) => x - y);
+  out.posted_p50_ms = percentile(toPosted, 0.5);
   out.p50_ms = percentile(lat, 0.5);
   out.p99_ms = percentile(lat, 0.99);
   out.max_ms = lat[lat.length - 1];

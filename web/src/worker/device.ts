@@ -49,8 +49,12 @@ function open(): Device {
   return device;
 }
 
+/** A change not stored yet (see `send`). */
+let unsaved = false;
+
 async function persist() {
   const d = open();
+  unsaved = false;
   await store.save(deviceId, { format: STORE_FORMAT, user: d.user(), sealed: d.seal(), savedAt: Date.now() });
 }
 
@@ -404,9 +408,11 @@ async function connect() {
       exclusive(async () => {
         if (!device) return;
         const events = JSON.parse(device.apply(JSON.stringify(entries))) as CoreEvent[];
+        // Shown at once; acknowledged only once stored (a tab that dies in
+        // between gets the entries again: they are not acknowledged).
+        changed();
         await persist();
         ws.send(JSON.stringify({ type: "ack", up_to: device.cursor() }));
-        changed();
         await after(events);
         changed();
       }).catch(() => ws.close());
@@ -438,11 +444,18 @@ export function conversations(): ConversationSummary[] {
   return JSON.parse(open().conversations()) as ConversationSummary[];
 }
 
+let shownTimer: ReturnType<typeof setTimeout> | undefined;
+
 export function messages(conv: string): MessageView {
   const d = open();
   d.shown(conv);
-  // Best effort: the unread mark is stored with the next change anyway.
-  persist().catch(() => {});
+  // The unread mark is stored with the next change, or within 2 s: not a
+  // disk write on every new message shown (that write would queue ahead of
+  // the ones that acknowledge).
+  clearTimeout(shownTimer);
+  shownTimer = setTimeout(() => {
+    if (device) exclusive(persist).catch(() => {});
+  }, 2000);
   return JSON.parse(d.messages(conv)) as MessageView;
 }
 
@@ -459,12 +472,17 @@ export function send(conv: string, text: string, priority: string, replyTo: stri
   return exclusive(async () => {
     const d = open();
     const id = d.queue_text(conv, text, priority, replyTo ?? "");
-    await persist();
+    // Stored before it leaves: by the encryption's own write when it can
+    // go now (one disk write on the way, not two), else here.
+    unsaved = true;
+    if (!d.has_group(conv)) await persist();
     changed();
     try {
       await flush();
     } catch (e) {
       if (!(e instanceof Failed) || e.failure.code !== "unavailable") throw e;
+    } finally {
+      if (unsaved && device) await persist();
     }
     changed();
     const r = refused.find((x) => x.id === id);

@@ -343,7 +343,7 @@ async fn patient_texting_end_to_end(backend: Backend) {
         "replyLabel": "Your reply",
     }))
     .await;
-    let verified = steps.iter().find(|s| s["step"] == "verified").unwrap();
+    let verified = &crate::common::browser::step(&steps, "verified");
     assert_eq!(verified["hash"], "", "the key left the address bar");
     let thread = nurse.client.patient_thread(patient.id).await.unwrap();
     let m = thread

@@ -12,7 +12,7 @@ use wardline_client::core::MessageContent;
 use wardline_proto::Role;
 use wardline_proto::messaging::Priority;
 
-use crate::common::browser::{browser_available, run_script};
+use crate::common::browser::{self, browser_available, run_script};
 use crate::common::*;
 
 fn web_app_built() -> bool {
@@ -57,13 +57,7 @@ async fn a_nurse_signs_in_and_out_of_the_web_app() {
         Some(&t.ca_pem),
     )
     .await;
-    let step = |name: &str| {
-        steps
-            .iter()
-            .find(|s| s["step"] == name)
-            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
-            .clone()
-    };
+    let step = |name: &str| browser::step(&steps, name);
     assert_eq!(step("opened")["title"], "Sign in · Wardline");
     for s in ["opened", "password", "signed_in", "signed_out"] {
         assert_eq!(
@@ -174,13 +168,7 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         Some(&t.ca_pem),
     )
     .await;
-    let step = |name: &str| {
-        steps
-            .iter()
-            .find(|s| s["step"] == name)
-            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
-            .clone()
-    };
+    let step = |name: &str| browser::step(&steps, name);
     let received = step("physician_received");
     let listed = received["listed"].as_str().unwrap();
     assert!(listed.contains("Urgent"), "{listed}");

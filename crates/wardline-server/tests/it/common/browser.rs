@@ -55,3 +55,13 @@ pub async fn run_script(script: &str, cfg: Value, ca_pem: Option<&[u8]>) -> Vec<
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The step a script printed as `{"step": name, …}`, or fails the test
+/// with every step it did print.
+pub fn step(steps: &[Value], name: &str) -> Value {
+    steps
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
+        .clone()
+}
