@@ -153,10 +153,19 @@ export async function create(user: string, pin: string, name: string): Promise<v
 }
 
 /** Opens the stored device with the PIN; a wrong PIN opens nothing. */
-export async function unlock(pin: string, online: boolean): Promise<void> {
+export async function unlock(user: string, pin: string, online: boolean): Promise<void> {
   await loadWasm();
   const record = await store.load(deviceId);
   if (!record) throw new Failed({ status: 404, code: "not_found", message: "This browser has no Wardline store yet." });
+  // One browser profile, one person (shared workstations are their own
+  // issue): someone else's store is never opened, nor overwritten.
+  if (record.user !== user) {
+    throw new Failed({
+      status: 409,
+      code: "conflict",
+      message: "This browser profile holds another person's Wardline messages. Sign out and use your own browser profile.",
+    });
+  }
   if (record.format !== STORE_FORMAT) {
     throw new Failed({ status: 409, code: "conflict", message: "This store was written by a newer Wardline. Reload the page." });
   }

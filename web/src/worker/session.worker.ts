@@ -94,8 +94,7 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       await device.create(signedIn(), r.pin, r.name);
       return device.state(deviceId);
     case "unlock":
-      signedIn();
-      await device.unlock(r.pin, true);
+      await device.unlock(signedIn(), r.pin, true);
       return device.state(deviceId);
     case "lock":
       device.close();

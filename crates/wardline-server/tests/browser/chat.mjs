@@ -5,13 +5,14 @@
 // Rust test drives it) who answers; the physician reloads and needs the PIN again (a
 // wrong one opens nothing); the nurse opens a second tab, which must take
 // the device over rather than fork it, and the conversation goes on from
-// there; finally an administrator wipes the physician's browser, which
+// there; left alone, the app locks and the PIN opens it again; finally an
+// administrator wipes the physician's browser, which
 // erases its store and signs out. Every screen is audited by axe-core and photographed. Prints one
 // JSON line per step, and at the end what each browser's IndexedDB holds
 // (for the Rust side to search for plaintext). Called by
 // tests/it/web_app.rs.
 //
-// {url, org, password, pin, wrongPin, patientRef, screenshots, texts: [4], adminToken,
+// {url, org, password, pin, wrongPin, patientRef, screenshots, texts: [4], adminToken, idleSecs,
 //  cli: {name, reply}, nurse: {email, name, codes: [2]}, physician: {email, name, codes: [2]}}
 import { mkdirSync } from "node:fs";
 import { axeAudit, launchChromium } from "./lib.mjs";
@@ -192,7 +193,20 @@ try {
   // 7. What each browser keeps.
   log("indexeddb", { nurse: await indexedDbText(tab2), physician: await indexedDbText(physician) });
 
-  // 8. The physician's laptop is reported lost: an administrator wipes this
+  // 8. Left alone for the organisation's lock_after_idle_secs, the app locks:
+  // the worker lets go of the keys, and the PIN opens it again. (Page time
+  // is fast-forwarded; the last key press restarts the idle timer on it.)
+  await tab2.clock.install();
+  await tab2.keyboard.press("Shift");
+  await tab2.clock.fastForward((cfg.idleSecs + 1) * 1000);
+  await tab2.getByRole("heading", { level: 2, name: "Unlock" }).waitFor({ timeout: 15000 });
+  await audit(tab2, "idle-locked");
+  await tab2.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+  await tab2.getByRole("button", { name: "Unlock" }).click();
+  await conversations(tab2).waitFor({ timeout: 30000 });
+  log("idle_locked");
+
+  // 9. The physician's laptop is reported lost: an administrator wipes this
   // browser (the call \`wardline admin devices wipe\` makes). The open app
   // erases its store and returns to sign-in, saying why.
   const deviceId = await physician.evaluate(() => localStorage.getItem("wardline.device"));

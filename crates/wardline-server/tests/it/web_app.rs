@@ -153,6 +153,8 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
             "texts": sent,
             "screenshots": screenshots,
             "adminToken": admin.client.token().unwrap(),
+            // The organisation's lock_after_idle_secs (the default policy's).
+            "idleSecs": wardline_proto::lifecycle::DevicePolicy::default().lock_after_idle_secs,
             "cli": { "name": assistant.user.display_name, "reply": cli_reply },
             "nurse": {
                 "email": nurse.user.email,
@@ -205,6 +207,8 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     let mut expected: Vec<&str> = vec![sent[0], cli_reply];
     expected.extend(&sent[1..]);
     assert_eq!(texts(&cli, conv), expected);
+
+    step("idle_locked");
 
     // Wiped: the store is gone, the person told why.
     let wiped = step("wiped");
