@@ -61,7 +61,6 @@ try {
       out.create_ms = Date.now() - t1;
       out.app_kb =
         sizes.filter((s) => /\.(js|wasm|css)$/.test(new URL(s.url).pathname)).reduce((a, s) => a + s.bytes, 0) / 1000;
-      out.app_files = sizes.filter((s) => /\.(js|wasm|css)$/.test(new URL(s.url).pathname)).map((s) => s.url);
     }
     pages.push(page);
   }

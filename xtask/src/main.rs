@@ -6,8 +6,9 @@
 //!   after building the web app and installing the browser tests' Node
 //!   packages
 //! * `web`             the clinicians' web app: the client core's wasm bindings
-//!   (`wasm`), `npm ci` in `web/` when its lock changed, then its build (API types generated from `web/openapi.json`, type
-//!   check, vite) into `web/dist`, which the server serves at `/`
+//!   (`wasm`), `npm ci` in `web/` when its lock changed, then its build (API
+//!   types generated from `web/openapi.json`, type check, vite) into
+//!   `web/dist`, which the server serves at `/`
 //! * `wasm`            the client core's wasm bindings (`crates/wardline-client-wasm`,
 //!   wasm-bindgen-cli installed at the crate's version if missing) into `web/src/wasm/`
 //! * `lint`            rustfmt check and clippy with warnings as errors

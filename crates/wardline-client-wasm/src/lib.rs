@@ -189,14 +189,6 @@ impl Device {
         self.core.expire(secs(device_now)) as u32
     }
 
-    /// Days since the server was last reached, when more than the device
-    /// policy's `max_offline_days` (the store must then not open offline).
-    pub fn offline_too_long(&self, device_now: f64) -> Option<f64> {
-        self.core
-            .offline_too_long(secs(device_now))
-            .map(|d| d as f64)
-    }
-
     /// Keeps the device policy (`DeviceStatus.policy`, JSON).
     pub fn set_policy(&mut self, policy: &str) -> Result<(), JsError> {
         self.core.device_policy = Some(from_json("device policy", policy)?);
@@ -395,11 +387,7 @@ impl Device {
                     members: &c.members,
                     closed: c.closed,
                     unread: unread.len(),
-                    unread_priority: unread
-                        .iter()
-                        .map(|m| m.priority)
-                        .max_by_key(|p| priority_rank(*p))
-                        .unwrap_or_default(),
+                    unread_priority: unread.iter().map(|m| m.priority).max().unwrap_or_default(),
                     last: c.messages.last(),
                     unsent: self
                         .core
@@ -469,13 +457,5 @@ impl Device {
         let key = derive_key(pin, Some(sealed))?;
         let core = ChatCore::open_as(sealed, &key, &record_context(device))?;
         Ok(Device { core, key })
-    }
-}
-
-fn priority_rank(p: Priority) -> u8 {
-    match p {
-        Priority::Routine => 0,
-        Priority::Urgent => 1,
-        Priority::Stat => 2,
     }
 }

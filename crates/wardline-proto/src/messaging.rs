@@ -255,7 +255,11 @@ pub struct AddMemberRequest {
 
 // --------------------------------------------------------------- messages
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+// Ordered by urgency, `Routine < Urgent < Stat` (what sends first, what
+// a list shows as the most pressing); a plain comment, not part of the API document.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {

@@ -105,18 +105,23 @@ export function close() {
 
 // ------------------------------------------------------------ open / create
 
+/** The organisation's device policy, as the server says it now. */
+async function policy(): Promise<S["DevicePolicy"]> {
+  return (await call(() => api.GET("/api/v1/devices/posture"))).policy;
+}
+
+/** The shortest PIN the policy allows (0: none required). */
+function minPin(p: S["DevicePolicy"]): number {
+  return p.require_local_pin ? p.min_pin_length : 0;
+}
+
 export async function state(id: string): Promise<DeviceState> {
   deviceId = id;
-  const status = await call(() => api.GET("/api/v1/devices/posture"));
-  const pin = status.policy.require_local_pin ? status.policy.min_pin_length : 0;
-  if (device) return { step: "open", minPin: pin, lockAfterIdleSecs: status.policy.lock_after_idle_secs ?? null };
-  if (!(await lock(false))) return { step: "elsewhere", minPin: pin, lockAfterIdleSecs: null };
-  const record = await store.load(id);
-  return {
-    step: record ? "locked" : "new",
-    minPin: pin,
-    lockAfterIdleSecs: status.policy.lock_after_idle_secs ?? null,
-  };
+  const p = await policy();
+  const rules = { minPin: minPin(p), lockAfterIdleSecs: p.lock_after_idle_secs };
+  if (device) return { step: "open", ...rules };
+  if (!(await lock(false))) return { step: "elsewhere", ...rules };
+  return { step: (await store.load(id)) ? "locked" : "new", ...rules };
 }
 
 export async function takeOver(id: string): Promise<DeviceState> {
@@ -128,10 +133,9 @@ export async function takeOver(id: string): Promise<DeviceState> {
 /** First use of this browser: a new device, sealed under `pin`, registered. */
 export async function create(user: string, pin: string, name: string): Promise<void> {
   await loadWasm();
-  const status = await call(() => api.GET("/api/v1/devices/posture"));
-  const min = status.policy.require_local_pin ? status.policy.min_pin_length : 0;
-  const d = Device.create(user, deviceId, pin, min);
-  d.set_policy(JSON.stringify(status.policy));
+  const p = await policy();
+  const d = Device.create(user, deviceId, pin, minPin(p));
+  d.set_policy(JSON.stringify(p));
   device = d;
   const registration = JSON.parse(d.registration(name)) as S["RegisterDeviceRequest"];
   // The key packages' private keys are stored before the server can hand them out.
@@ -152,8 +156,12 @@ export async function create(user: string, pin: string, name: string): Promise<v
   await start();
 }
 
-/** Opens the stored device with the PIN; a wrong PIN opens nothing. */
-export async function unlock(user: string, pin: string, online: boolean): Promise<void> {
+/**
+ * Opens the stored device with the PIN; a wrong PIN opens nothing. Only
+ * signed in (the server reached): opening offline, with the policy's
+ * `max_offline_days`, is not built yet.
+ */
+export async function unlock(user: string, pin: string): Promise<void> {
   await loadWasm();
   const record = await store.load(deviceId);
   if (!record) throw new Failed({ status: 404, code: "not_found", message: "This browser has no Wardline store yet." });
@@ -174,15 +182,6 @@ export async function unlock(user: string, pin: string, online: boolean): Promis
     d = Device.open(record.sealed, deviceId, pin);
   } catch {
     throw new Failed({ status: 403, code: "wrong_pin", message: "That PIN does not open this browser's store." });
-  }
-  const days = d.offline_too_long(now());
-  if (!online && days !== undefined) {
-    d.free();
-    throw new Failed({
-      status: 403,
-      code: "offline_too_long",
-      message: `This browser has not reached the server for ${days} days; connect to open it.`,
-    });
   }
   d.expire(now());
   device = d;
@@ -239,7 +238,7 @@ async function refresh() {
   const users = await call(() => api.GET("/api/v1/users"));
   directory = Object.fromEntries(users.users.map((u) => [u.id, u.display_name]));
   d.set_directory(JSON.stringify(directory));
-  d.set_policy(JSON.stringify((await call(() => api.GET("/api/v1/devices/posture"))).policy));
+  d.set_policy(JSON.stringify(await policy()));
   await persist();
 }
 
@@ -270,21 +269,20 @@ async function checkDevices() {
   }
 }
 
-/** Submits a commit the core made; `false` if another device won the epoch. */
-async function commit(conv: string, body: S["SubmitMessageRequest"]): Promise<boolean> {
+/**
+ * Submits a commit the core made. If another device won the epoch, the
+ * commit is dropped and the inbox pulled (the caller's loop plans again).
+ */
+async function commit(conv: string, body: S["SubmitMessageRequest"]) {
   const d = open();
   try {
     const r = await call(() => api.POST("/api/v1/conversations/{id}/messages", { params: { path: { id: conv } }, body }));
     d.commit_accepted(conv, r.created_at);
     await persist();
-    return true;
   } catch (e) {
     d.commit_refused(conv);
-    if (e instanceof Failed && e.failure.code === "stale_epoch") {
-      await reconcileTouched(await pull());
-      return false;
-    }
-    throw e;
+    if (!(e instanceof Failed) || e.failure.code !== "stale_epoch") throw e;
+    await reconcileTouched(await pull());
   }
 }
 
@@ -322,7 +320,7 @@ async function reconcile(conv: string) {
 }
 
 /** Messages the server refused for good since the device was opened, and why. */
-const refused: { id: string; conversation: string; message: string }[] = [];
+const refused: { id: string; message: string }[] = [];
 
 /**
  * Sends the outbox: each conversation's messages in order, a conversation
@@ -377,7 +375,7 @@ async function flush() {
       } else if (["validation", "payload_too_large", "bad_request", "forbidden"].includes(code)) {
         const id = d.drop_at(i);
         await persist();
-        if (id) refused.push({ id, conversation: conv, message: (e as Failed).failure.message });
+        if (id) refused.push({ id, message: (e as Failed).failure.message });
         attempts = 0;
       } else throw e;
     }
@@ -481,10 +479,9 @@ export function send(conv: string, text: string, priority: string, replyTo: stri
   return exclusive(async () => {
     const d = open();
     const id = d.queue_text(conv, text, priority, replyTo ?? "");
-    // Stored before it leaves: by the encryption's own write when it can
-    // go now (one disk write on the way, not two), else here.
+    // Stored before it leaves, by the encryption's own write (one disk
+    // write on the way, not two); if it cannot go yet, after `flush`.
     unsaved = true;
-    if (!d.has_group(conv)) await persist();
     changed();
     try {
       await flush();

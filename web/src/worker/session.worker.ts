@@ -94,7 +94,7 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       await device.create(signedIn(), r.pin, r.name);
       return device.state(deviceId);
     case "unlock":
-      await device.unlock(signedIn(), r.pin, true);
+      await device.unlock(signedIn(), r.pin);
       return device.state(deviceId);
     case "lock":
       device.close();

@@ -753,14 +753,9 @@ impl ChatCore {
                 heads.push(i);
             }
         }
-        heads.into_iter().max_by_key(|i| {
-            let urgency = match self.outbox[*i].priority {
-                Priority::Routine => 0,
-                Priority::Urgent => 1,
-                Priority::Stat => 2,
-            };
-            (urgency, std::cmp::Reverse(*i))
-        })
+        heads
+            .into_iter()
+            .max_by_key(|i| (self.outbox[*i].priority, std::cmp::Reverse(*i)))
     }
 
     /// Outbox entry `i`, ready for submission: its earlier ciphertext if an
