@@ -3,7 +3,7 @@
 // once), who is signed in, and signing out; an ended session returns to
 // sign-in at once.
 import { useEffect, useState, type FormEvent } from "react";
-import { Problem, Shell, useAction } from "./ui";
+import { Problem, QrCode, Shell, useAction } from "./ui";
 import { ask, onNews } from "./session";
 import { DeviceArea } from "./Chat";
 import type { SignInState, TotpEnrolment } from "./worker/protocol";
@@ -152,9 +152,10 @@ function EnrolSecondFactor({ onDone }: { onDone: (s: SignInState) => void }) {
       <p>Your organisation asks for a code from an authenticator app at each sign-in.</p>
       {enrolment && (
         <>
-          <p>Add this account to the app with the key below, then type the code it shows.</p>
+          <p>Scan this code with the app, then type the code it shows.</p>
+          <QrCode text={enrolment.otpauth_uri} label="QR code that adds this account to an authenticator app" />
           <p>
-            Key: <code className="secret">{enrolment.secret_base32}</code>
+            Cannot scan? Type this key into the app instead: <code className="secret">{enrolment.secret_base32.match(/.{1,4}/g)?.join(" ")}</code>
           </p>
           <form onSubmit={submit}>
             <CodeField label="Code from your authenticator app" />

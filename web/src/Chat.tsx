@@ -5,7 +5,14 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
 import { Problem, useAction } from "./ui";
 import { ask, onNews } from "./session";
-import type { ConversationSummary, DeviceState, Message, MessageView, Priority } from "./worker/protocol";
+import type {
+  ConversationSummary,
+  DeviceState,
+  Message,
+  MessageView,
+  Priority,
+  ReceiptView,
+} from "./worker/protocol";
 
 /** A name for this browser in the user's device list. */
 function browserName(): string {
@@ -263,9 +270,11 @@ function NewConversationForm({ names, onDone }: { names: Record<string, string>;
 
 function ConversationView({ c, title, onShown }: { c: ConversationSummary; title: string; onShown: () => void }) {
   const [view, setView] = useState<MessageView>({ messages: [], unsent: [] });
+  const [receipts, setReceipts] = useState<Record<string, ReceiptView>>({});
   const { busy, failure, run } = useAction();
   const heading = useRef<HTMLHeadingElement>(null);
   const end = useRef<HTMLLIElement>(null);
+  const list = useRef<HTMLOListElement>(null);
 
   const load = useCallback(async () => {
     const r = await ask({ op: "messages", conversation: c.id });
@@ -286,6 +295,56 @@ function ConversationView({ c, title, onShown }: { c: ConversationSummary; title
   useEffect(() => {
     end.current?.scrollIntoView({ block: "end" });
   }, [view]);
+
+  // Read receipts mean "shown": a message from someone else counts as read
+  // once it is on screen (half of it, or a screenful of a long one) while
+  // this tab is in front — not when it merely arrived.
+  useEffect(() => {
+    const onScreen = new Set<string>();
+    const report = () => {
+      if (document.visibilityState === "visible" && onScreen.size) {
+        ask({ op: "markShown", conversation: c.id, messages: [...onScreen] });
+      }
+    };
+    const seen = new IntersectionObserver(
+      (entries) => {
+        for (const e of entries) {
+          const id = (e.target as HTMLElement).dataset.id!;
+          const shown = e.intersectionRatio >= 0.5 || e.intersectionRect.height >= (e.rootBounds?.height ?? 0) / 2;
+          if (e.isIntersecting && shown) onScreen.add(id);
+          else onScreen.delete(id);
+        }
+        report();
+      },
+      { threshold: [0, 0.5, 1] },
+    );
+    list.current?.querySelectorAll<HTMLElement>("li.theirs[data-id]").forEach((li) => seen.observe(li));
+    document.addEventListener("visibilitychange", report);
+    return () => {
+      seen.disconnect();
+      document.removeEventListener("visibilitychange", report);
+    };
+  }, [view, c.id]);
+
+  // Where my latest messages stand with the others: asked again while the
+  // conversation is open and in front (the worker fetches only what can
+  // still change).
+  useEffect(() => {
+    const mine = view.messages.filter((m) => m.mine && !m.recalled_at).map((m) => m.id).slice(-RECEIPTS_SHOWN);
+    if (mine.length === 0) return;
+    let live = true;
+    const poll = async () => {
+      if (document.visibilityState !== "visible") return;
+      const r = await ask({ op: "receipts", conversation: c.id, messages: mine });
+      if (live && r.ok) setReceipts(r.value);
+    };
+    poll();
+    const timer = setInterval(poll, 5000);
+    return () => {
+      live = false;
+      clearInterval(timer);
+    };
+  }, [view, c.id]);
 
   const submit = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -312,11 +371,12 @@ function ConversationView({ c, title, onShown }: { c: ConversationSummary; title
         <p role="status">Waiting to be added to this conversation's encryption by a member's device.</p>
       )}
       {c.closed && <p role="status">You are no longer in this conversation.</p>}
+      {c.receipts_mandatory && <p className="note">Read receipts are always shown in this conversation.</p>}
       {/* A live log (new messages are announced), holding a list. */}
       <div role="log" aria-label="Messages">
-      <ol className="messages">
+      <ol className="messages" ref={list}>
         {view.messages.map((m) => (
-          <MessageItem key={m.id} m={m} />
+          <MessageItem key={m.id} m={m} receipts={receipts[m.id]} />
         ))}
         {view.unsent.map((u) => (
           <li key={u.id} className="mine unsent">
@@ -361,14 +421,69 @@ function ConversationView({ c, title, onShown }: { c: ConversationSummary; title
   );
 }
 
-function MessageItem({ m }: { m: Message }) {
+function MessageItem({ m, receipts }: { m: Message; receipts?: ReceiptView }) {
   return (
-    <li className={m.mine ? "mine" : "theirs"}>
+    <li className={m.mine ? "mine" : "theirs"} data-id={m.id}>
       <p className="meta">
         {m.mine ? "You" : (m.sender_name ?? "A colleague")} · <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{time(m.sent_at)}</time>{" "}
         <PriorityBadge p={m.priority} />
       </p>
       <p className="text">{m.recalled_at ? <em>Recalled</em> : m.content.text}</p>
+      {m.mine && !m.recalled_at && receipts && <Receipts r={receipts} />}
     </li>
+  );
+}
+
+/** How many of my latest messages show their receipts. */
+const RECEIPTS_SHOWN = 20;
+
+/**
+ * One line per message (who has read it, who has it, who does not yet), and
+ * the detail per device on demand.
+ */
+function Receipts({ r }: { r: ReceiptView }) {
+  const people = new Map<string, { name: string; delivered: boolean; read: boolean }>();
+  for (const d of r.devices) {
+    const p = people.get(d.user) ?? { name: d.name, delivered: false, read: false };
+    p.delivered ||= d.delivered_at != null;
+    p.read ||= d.read_at != null;
+    people.set(d.user, p);
+  }
+  const all = [...people.values()];
+  const read = all.filter((p) => p.read).map((p) => p.name);
+  const delivered = all.filter((p) => p.delivered && !p.read).map((p) => p.name);
+  const waiting = [...all.filter((p) => !p.delivered).map((p) => p.name), ...r.not_received.map((n) => n.name)];
+  const parts = [
+    read.length > 0 && `Read by ${read.join(", ")}`,
+    delivered.length > 0 && `Delivered to ${delivered.join(", ")}`,
+    waiting.length > 0 && `Not yet delivered to ${waiting.join(", ")}`,
+  ].filter(Boolean);
+  const devicesOf = (user: string) => r.devices.filter((d) => d.user === user);
+  return (
+    <div className="receipts">
+      <p>{parts.join(" · ") || "Sent"}</p>
+      <details>
+        <summary>Receipts by device</summary>
+        <ul>
+          {r.devices.map((d, i) => {
+            const own = devicesOf(d.user);
+            const which = own.length > 1 ? `, device ${own.indexOf(d) + 1} of ${own.length}` : "";
+            return (
+              <li key={i}>
+                {d.name}
+                {which}:{" "}
+                {d.delivered_at == null ? "not delivered yet" : `delivered ${time(d.delivered_at)}`}
+                {d.read_at != null && `, read ${time(d.read_at)}`}
+              </li>
+            );
+          })}
+          {r.not_received.map((n) => (
+            <li key={n.user}>
+              {n.name}: {n.reason === "no_device" ? "has no device yet" : "joined after this message (it is shared with them)"}
+            </li>
+          ))}
+        </ul>
+      </details>
+    </div>
   );
 }

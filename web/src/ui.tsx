@@ -1,6 +1,7 @@
 // Pieces every screen uses: the page shell with its focused heading, the
 // server's failure shown as an alert, and a form action's busy/failure state.
 import { useEffect, useRef, useState, type ReactNode } from "react";
+import { encode } from "uqr";
 import type { ApiFailure } from "./worker/protocol";
 
 export function Shell({ title, wide, children }: { title: string; wide?: boolean; children: ReactNode }) {
@@ -50,4 +51,34 @@ export function useAction() {
     return r.value;
   };
   return { busy, failure, run };
+}
+
+/**
+ * A QR code of `text` (ISO/IEC 18004, error correction M, the standard
+ * 4-module quiet zone) drawn as one SVG path: no canvas, no data: URL, so the
+ * app's CSP stays as strict as it is.
+ */
+export function QrCode({ text, label }: { text: string; label: string }) {
+  const { data, size } = encode(text, { ecc: "M", border: 4 });
+  let d = "";
+  data.forEach((row, y) =>
+    row.forEach((dark, x) => {
+      if (dark) d += `M${x} ${y}h1v1h-1z`;
+    }),
+  );
+  return (
+    <svg
+      xmlns="http://www.w3.org/2000/svg"
+      className="qr"
+      role="img"
+      aria-label={label}
+      viewBox={`0 0 ${size} ${size}`}
+      shapeRendering="crispEdges"
+      width={size * 5}
+      height={size * 5}
+    >
+      <rect width={size} height={size} fill="#fff" />
+      <path d={d} fill="#000" />
+    </svg>
+  );
 }

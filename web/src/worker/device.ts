@@ -8,7 +8,14 @@ import init, { Device } from "../wasm/wardline_client_wasm.js";
 import type { components } from "../api/schema";
 import { api, call, Failed, post } from "./api";
 import * as store from "./store";
-import type { ConversationSummary, CoreEvent, DeviceState, MessageView, NewConversation } from "./protocol";
+import type {
+  ConversationSummary,
+  CoreEvent,
+  DeviceState,
+  MessageView,
+  NewConversation,
+  ReceiptView,
+} from "./protocol";
 
 type S = components["schemas"];
 
@@ -95,6 +102,10 @@ async function lock(takeOver: boolean): Promise<boolean> {
 /** Forgets the open device (keys and messages leave memory) and lets go. */
 export function close() {
   clearTimeout(reconnectTimer);
+  clearTimeout(readTimer);
+  toMarkRead.clear();
+  reportedRead.clear();
+  receiptCache.clear();
   socket?.close();
   socket = null;
   device?.free();
@@ -234,6 +245,7 @@ async function refresh() {
   const d = open();
   for (const c of (await call(() => api.GET("/api/v1/conversations"))).conversations) {
     d.update_conversation(JSON.stringify(c));
+    noteReceiptsRule(c);
   }
   const users = await call(() => api.GET("/api/v1/users"));
   directory = Object.fromEntries(users.users.map((u) => [u.id, u.display_name]));
@@ -246,6 +258,8 @@ async function after(events: CoreEvent[]) {
   await reconcileTouched(events);
   await flush();
   await checkDevices();
+  // Read receipts that could not be sent while offline.
+  reportRead().catch(() => {});
 }
 
 async function reconcileTouched(events: CoreEvent[]) {
@@ -298,6 +312,7 @@ async function reconcile(conv: string) {
       throw e;
     }
     d.update_conversation(JSON.stringify(c));
+    noteReceiptsRule(c);
     const plan = JSON.parse(d.plan(JSON.stringify(c))) as { add: string[]; remove: string[] };
     if (plan.remove.length) {
       await commit(conv, JSON.parse(d.commit_remove(conv, JSON.stringify(plan.remove))));
@@ -447,8 +462,17 @@ function reconnectLater() {
 
 // ------------------------------------------------------------ what the page asks
 
+/** Conversations whose read receipts the policy makes mandatory (as the server last said). */
+const receiptsMandatory = new Set<string>();
+
+function noteReceiptsRule(c: S["Conversation"]) {
+  if (c.read_receipts_mandatory) receiptsMandatory.add(c.id);
+  else receiptsMandatory.delete(c.id);
+}
+
 export function conversations(): ConversationSummary[] {
-  return JSON.parse(open().conversations()) as ConversationSummary[];
+  const list = JSON.parse(open().conversations()) as Omit<ConversationSummary, "receipts_mandatory">[];
+  return list.map((c) => ({ ...c, receipts_mandatory: receiptsMandatory.has(c.id) }));
 }
 
 let shownTimer: ReturnType<typeof setTimeout> | undefined;
@@ -513,11 +537,116 @@ export function startConversation(n: NewConversation) {
       }),
     );
     d.update_conversation(JSON.stringify(c));
+    noteReceiptsRule(c);
     await persist();
     await reconcile(c.id);
     changed();
     return c.id;
   });
+}
+
+// ------------------------------------------------------------ receipts
+
+/** Most message ids one read request names (the API's MAX_READ_IDS). */
+const MAX_READ_IDS = 500;
+/** Others' messages shown to the person and not reported read yet, by conversation. */
+const toMarkRead = new Map<string, Set<string>>();
+/** Reported read since the device was opened (the page repeats what is on screen). */
+const reportedRead = new Set<string>();
+let readTimer: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * The page showed these messages from others to the person (on screen, the
+ * tab in front): they are reported read, a moment later and together. A
+ * read receipt means "seen", so nothing else marks a message read.
+ */
+export function markShown(conv: string, ids: string[]) {
+  open();
+  const pending = toMarkRead.get(conv) ?? new Set<string>();
+  for (const id of ids) if (!reportedRead.has(id)) pending.add(id);
+  if (pending.size === 0) return;
+  toMarkRead.set(conv, pending);
+  clearTimeout(readTimer);
+  readTimer = setTimeout(() => reportRead().catch(() => {}), 300);
+}
+
+/** Sends the pending read marks; offline they wait for the next sync. */
+async function reportRead() {
+  for (const [conv, pending] of [...toMarkRead]) {
+    const ids = [...pending];
+    for (let i = 0; i < ids.length; i += MAX_READ_IDS) {
+      const chunk = ids.slice(i, i + MAX_READ_IDS);
+      try {
+        await call(() =>
+          api.POST("/api/v1/conversations/{id}/read", { params: { path: { id: conv } }, body: { message_ids: chunk } }),
+        );
+      } catch (e) {
+        // Unreachable: try again later. Refused (the message is gone, or
+        // this device was removed): there is nothing to mark any more.
+        if (!(e instanceof Failed) || e.failure.code === "unavailable") throw e;
+      }
+      for (const id of chunk) {
+        reportedRead.add(id);
+        pending.delete(id);
+      }
+    }
+    if (pending.size === 0) toMarkRead.delete(conv);
+  }
+}
+
+/** Own messages whose receipts are fetched again (the latest unsettled ones). */
+const RECEIPTS_REFRESHED = 3;
+/** How often one message's receipts are fetched while it is unsettled. */
+const RECEIPTS_EVERY_MS = 4000;
+const receiptCache = new Map<string, { at: number; r: S["MessageReceipts"] }>();
+
+/** Every member's devices have shown it: nothing more will change. */
+function settled(r: S["MessageReceipts"]): boolean {
+  return (r.not_received ?? []).length === 0 && r.receipts.every((x) => x.read_at != null);
+}
+
+/**
+ * Receipts of my messages `ids` (in the order shown, the latest last): the
+ * latest few that are not settled are fetched again, at most every few
+ * seconds; the rest come from what was fetched before.
+ */
+export async function receipts(conv: string, ids: string[]): Promise<Record<string, ReceiptView>> {
+  open();
+  const due = ids
+    .filter((id) => {
+      const c = receiptCache.get(id);
+      return !c || (!settled(c.r) && Date.now() - c.at >= RECEIPTS_EVERY_MS);
+    })
+    .slice(-RECEIPTS_REFRESHED);
+  for (const id of due) {
+    try {
+      const r = await call(() =>
+        api.GET("/api/v1/conversations/{id}/messages/{message_id}/receipts", {
+          params: { path: { id: conv, message_id: id } },
+        }),
+      );
+      receiptCache.set(id, { at: Date.now(), r });
+    } catch {
+      // Offline, or the message is gone: show what was known.
+      break;
+    }
+  }
+  const name = (u: string) => directory[u] ?? "A colleague";
+  const views: Record<string, ReceiptView> = {};
+  for (const id of ids) {
+    const c = receiptCache.get(id);
+    if (!c) continue;
+    views[id] = {
+      devices: c.r.receipts.map((x) => ({
+        user: x.user_id,
+        name: name(x.user_id),
+        delivered_at: x.delivered_at ?? null,
+        read_at: x.read_at ?? null,
+      })),
+      not_received: (c.r.not_received ?? []).map((x) => ({ user: x.user_id, name: name(x.user_id), reason: x.reason })),
+    };
+  }
+  return views;
 }
 
 /** The server said this device was wiped: erase its store, confirm, forget it. */

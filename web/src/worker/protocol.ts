@@ -25,7 +25,9 @@ export type Request =
   | { op: "messages"; conversation: string }
   | { op: "colleagues" }
   | { op: "send"; conversation: string; text: string; priority: Priority; replyTo: string | null }
-  | { op: "startConversation"; conversation: NewConversation };
+  | { op: "startConversation"; conversation: NewConversation }
+  | { op: "markShown"; conversation: string; messages: string[] }
+  | { op: "receipts"; conversation: string; messages: string[] };
 
 export type Priority = "routine" | "urgent" | "stat";
 
@@ -68,12 +70,26 @@ export interface MessageView {
   unsent: { id: string; text: string; priority: Priority }[];
 }
 
+/**
+ * Where one of my messages stands with each recipient (the server's
+ * `MessageReceipts`, with names): per device, when it was stored there and
+ * when it was shown to its owner (null: not yet, or the reader does not share
+ * read receipts and the conversation does not make them mandatory).
+ */
+export interface ReceiptView {
+  devices: { user: string; name: string; delivered_at: number | null; read_at: number | null }[];
+  /** Members none of whose devices has it, and why. */
+  not_received: { user: string; name: string; reason: "no_device" | "joined_later" }[];
+}
+
 export interface ConversationSummary {
   id: string;
   title: string | null;
   patient_ref: string | null;
   members: string[];
   closed: boolean;
+  /** Read receipts are shown here whatever a member's preference. */
+  receipts_mandatory: boolean;
   unread: number;
   unread_priority: Priority;
   last: Message | null;
@@ -123,6 +139,8 @@ export interface Answers {
   colleagues: { id: string; name: string }[];
   send: string;
   startConversation: string;
+  markShown: null;
+  receipts: Record<string, ReceiptView>;
 }
 
 /** Page → worker. */

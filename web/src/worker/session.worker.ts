@@ -109,6 +109,11 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return device.send(r.conversation, r.text, r.priority, r.replyTo);
     case "startConversation":
       return device.startConversation(r.conversation);
+    case "markShown":
+      device.markShown(r.conversation, r.messages);
+      return null;
+    case "receipts":
+      return device.receipts(r.conversation, r.messages);
   }
 }
 

@@ -139,11 +139,24 @@ try {
   await item.getByText("2 unread").waitFor({ timeout: 20000 });
   const listed = await item.innerText();
   await audit(physician, "unread-urgent");
+  // Stored on the physician's device but not shown there yet: the nurse
+  // sees it delivered, not read.
+  const urgent = messages(nurse).locator("li.mine", { hasText: cfg.texts[0] });
+  const receipt = urgent.locator(".receipts > p");
+  await receipt.filter({ hasText: new RegExp(`Delivered to .*${cfg.physician.name}`) }).waitFor({ timeout: 20000 });
+  const beforeRead = await receipt.innerText();
   await item.click();
   await messages(physician).getByText(cfg.texts[0]).waitFor({ timeout: 15000 });
   const shown = await messages(physician).innerText();
   await audit(physician, "conversation");
   log("physician_received", { listed, shown });
+  // Shown to the physician: the nurse sees it read, and by which device.
+  await receipt.filter({ hasText: new RegExp(`Read by .*${cfg.physician.name}`) }).waitFor({ timeout: 20000 });
+  const afterRead = await receipt.innerText();
+  await urgent.getByText("Receipts by device").click();
+  const byDevice = await urgent.locator(".receipts ul").innerText();
+  await audit(nurse, "receipts");
+  log("receipts", { beforeRead, afterRead, byDevice });
 
   // 4. The physician answers; it reaches the nurse live.
   await send(physician, cfg.texts[1], "routine");

@@ -5,8 +5,15 @@
 // within reach of page script. Called by tests/it/web_app.rs with one JSON
 // argument; prints one JSON line per step; exits non-zero on a fault.
 //
-// {url, org, email, password, wrongCode, code, displayName, screenshots}
+// Then a newcomer enrols their second factor: the QR code is read as an
+// authenticator app reads it, the app's code confirms it, the recovery codes
+// are shown once.
+//
+// {url, org, email, password, wrongCode, code, displayName, screenshots,
+//  newcomer: {email, displayName, totpAt}}
 import { mkdirSync } from "node:fs";
+import jsQR from "jsqr";
+import * as OTPAuth from "otpauth";
 import { axeAudit, launchChromium } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
@@ -40,6 +47,34 @@ async function reachableByPage() {
       html: document.documentElement.outerHTML,
     }),
   );
+}
+
+/**
+ * What an authenticator app reads from the QR code: the SVG drawn on a
+ * canvas in a blank page, its pixels decoded by jsQR.
+ */
+async function readQr(svg) {
+  const scratch = await page.context().newPage();
+  try {
+    await scratch.setContent("<canvas></canvas>");
+    const img = await scratch.evaluate(async (svg) => {
+      const image = new Image();
+      image.src = `data:image/svg+xml;base64,${btoa(svg)}`;
+      await image.decode();
+      const canvas = document.querySelector("canvas");
+      canvas.width = image.width;
+      canvas.height = image.height;
+      const g = canvas.getContext("2d");
+      g.drawImage(image, 0, 0);
+      const { data, width, height } = g.getImageData(0, 0, canvas.width, canvas.height);
+      return { data: Array.from(data), width, height };
+    }, svg);
+    const code = jsQR(Uint8ClampedArray.from(img.data), img.width, img.height);
+    if (!code) fail("the enrolment QR code does not decode");
+    return code.data;
+  } finally {
+    await scratch.close();
+  }
 }
 
 const browser = await launchChromium();
@@ -89,6 +124,40 @@ try {
   // 5. Sign out: back to sign-in.
   await page.getByRole("button", { name: "Sign out" }).click();
   log("signed_out", await screen("signed-out", "Sign in"));
+
+  // 6. A newcomer's first sign-in: second-factor enrolment by QR code.
+  const n = cfg.newcomer;
+  await page.getByLabel("Organisation").fill(cfg.org);
+  await page.getByLabel("E-mail").fill(n.email);
+  await page.getByLabel("Password").fill(cfg.password);
+  await page.keyboard.press("Enter");
+  const enrolScreen = await screen("enrol", "Set up your second factor");
+  const qr = page.getByRole("img", { name: /QR code/ });
+  await qr.waitFor();
+  const uri = await readQr(await qr.evaluate((e) => e.outerHTML));
+  // Shown in groups of four, as the apps accept it typed.
+  const key = (await page.locator("code.secret").innerText()).replace(/\s/g, "");
+  const totp = OTPAuth.URI.parse(uri);
+  if (totp.secret.base32 !== key) fail(`the QR code's secret ${totp.secret.base32} is not the key shown ${key}`);
+  await page.getByRole("textbox", { name: /authenticator app/ }).fill(totp.generate({ timestamp: n.totpAt * 1000 }));
+  await page.getByRole("button", { name: "Confirm" }).click();
+  const codesScreen = await screen("recovery-codes", "Recovery codes");
+  const recovery = await page.getByRole("list", { name: "Recovery codes" }).getByRole("listitem").allInnerTexts();
+  log("enrolled", {
+    uri,
+    issuer: totp.issuer,
+    label: totp.label,
+    algorithm: totp.algorithm,
+    digits: totp.digits,
+    period: totp.period,
+    recovery,
+    focused: [enrolScreen.focused, codesScreen.focused],
+  });
+  await page.getByRole("button", { name: "I have kept them" }).click();
+  await screen("enrolled-home", "Wardline");
+  const after = await page.locator("main").innerText();
+  if (!after.includes(n.displayName)) fail(`home after enrolment does not name the user: ${after}`);
+  log("newcomer_signed_in");
 
   if (problems.length) fail(problems.join("\n"));
 } catch (e) {

@@ -1,6 +1,7 @@
 //! The clinicians' web app in Chromium, as a nurse uses it
 //! (`tests/browser/web_app.mjs`): served by the server at `/` under its CSP,
-//! sign-in with password and second factor, who is signed in, sign-out —
+//! sign-in with password and second factor, who is signed in, sign-out,
+//! a newcomer's second-factor enrolment by QR code —
 //! every screen checked by axe-core, screenshots in `target/screenshots/`.
 //! The app must be built (`cargo xtask web`, which `cargo xtask test` runs);
 //! outside CI a machine without it, Chromium or playwright-core skips.
@@ -10,6 +11,8 @@ use std::path::Path;
 use uuid::Uuid;
 use wardline_client::core::MessageContent;
 use wardline_proto::Role;
+use wardline_proto::auth::{LoginRequest, LoginStep};
+use wardline_proto::directory::CreateUserRequest;
 use wardline_proto::messaging::Priority;
 
 use crate::common::browser::{self, browser_available, run_script};
@@ -41,6 +44,19 @@ async fn a_nurse_signs_in_and_out_of_the_web_app() {
     t.next_totp_step();
     let code = t.totp_code(&nurse.totp_secret);
     let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    // A colleague who has not enrolled a second factor yet.
+    let newcomer = admin
+        .client
+        .create_user(&CreateUserRequest {
+            email: "new.nurse@alpha.test".into(),
+            display_name: "Noor Newcomer".into(),
+            phone: None,
+            roles: vec![Role::Nurse],
+            password: PASSWORD.into(),
+            password_change_required: false,
+        })
+        .await
+        .unwrap();
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let steps = run_script(
         "web_app.mjs",
@@ -53,6 +69,12 @@ async fn a_nurse_signs_in_and_out_of_the_web_app() {
             "code": code,
             "displayName": nurse.user.display_name,
             "screenshots": screenshots,
+            "newcomer": {
+                "email": newcomer.email,
+                "displayName": newcomer.display_name,
+                // The server's (manual) clock: the authenticator's time.
+                "totpAt": t.now(),
+            },
         }),
         Some(&t.ca_pem),
     )
@@ -75,6 +97,49 @@ async fn a_nurse_signs_in_and_out_of_the_web_app() {
         sessions_before.len(),
         "{sessions_after:?}"
     );
+
+    // The QR code is what authenticator apps expect (Key Uri Format: TOTP,
+    // SHA-1, 6 digits, 30 s, issuer and account named), and what it holds
+    // is the secret the server enrolled: the app's next code signs in. A
+    // recovery code shown in the browser signs in too.
+    let enrolled = step("enrolled");
+    assert_eq!(enrolled["focused"], serde_json::json!(["H1", "H1"]));
+    let uri = enrolled["uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    assert_eq!(enrolled["issuer"], "Wardline (Org alpha)", "{uri}");
+    assert_eq!(enrolled["label"], newcomer.email.as_str(), "{uri}");
+    assert_eq!(enrolled["algorithm"], "SHA1");
+    assert_eq!(enrolled["digits"], 6);
+    assert_eq!(enrolled["period"], 30);
+    let recovery: Vec<String> = serde_json::from_value(enrolled["recovery"].clone()).unwrap();
+    assert_eq!(recovery.len(), 10, "{recovery:?}");
+    step("newcomer_signed_in");
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap()
+        .to_owned();
+    let login = LoginRequest {
+        org: "alpha".into(),
+        email: newcomer.email.clone(),
+        password: PASSWORD.into(),
+        device_id: Uuid::new_v4(),
+        device_token: None,
+    };
+    let c = t.client();
+    t.next_totp_step();
+    let challenge = c.login(&login).await.unwrap();
+    assert_eq!(challenge.step, LoginStep::MfaRequired);
+    c.verify_mfa(
+        challenge.mfa_token.as_deref().unwrap(),
+        &t.totp_code(&secret),
+    )
+    .await
+    .expect("the QR code's secret is the enrolled one");
+    let challenge = c.login(&login).await.unwrap();
+    c.verify_mfa(challenge.mfa_token.as_deref().unwrap(), &recovery[0])
+        .await
+        .expect("a recovery code shown in the browser signs in");
 }
 
 /// What the browsers send, in order.
@@ -207,6 +272,44 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     let mut expected: Vec<&str> = vec![sent[0], cli_reply];
     expected.extend(&sent[1..]);
     assert_eq!(texts(&cli, conv), expected);
+
+    // Read receipts mean "shown": the physician's browser showed the urgent
+    // message, the terminal stored it but never showed it. The nurse's
+    // browser said so before and after the physician opened it.
+    let receipts = step("receipts");
+    let (before, after) = (
+        receipts["beforeRead"].as_str().unwrap(),
+        receipts["afterRead"].as_str().unwrap(),
+    );
+    let (doctor, terminal) = (
+        physician.user.display_name.as_str(),
+        assistant.user.display_name.as_str(),
+    );
+    assert!(!before.contains("Read by"), "{receipts}");
+    assert!(after.contains(&format!("Read by {doctor}")), "{receipts}");
+    assert!(
+        after.contains(&format!("Delivered to {terminal}")),
+        "{receipts}"
+    );
+    let by_device = receipts["byDevice"].as_str().unwrap();
+    assert!(
+        by_device.contains(doctor) && by_device.contains(", read "),
+        "{receipts}"
+    );
+    let urgent = cli.core.conversations[&conv]
+        .messages
+        .iter()
+        .find(|m| m.content.text == sent[0])
+        .unwrap()
+        .id;
+    let server = nurse.client.receipts(conv, urgent).await.unwrap();
+    let of = |u: Uuid| server.receipts.iter().find(|r| r.user_id == u).unwrap();
+    assert!(of(physician.user.id).read_at.is_some(), "{server:?}");
+    let cli_device = of(assistant.user.id);
+    assert!(
+        cli_device.delivered_at.is_some() && cli_device.read_at.is_none(),
+        "{server:?}"
+    );
 
     step("idle_locked");
 
