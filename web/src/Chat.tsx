@@ -209,7 +209,7 @@ function ChatScreen({ me }: { me: string }) {
           }}
         />
       ) : current ? (
-        <ConversationView key={current.id} c={current} title={titleOf(current)} onShown={load} />
+        <ConversationView key={current.id} c={current} title={titleOf(current)} me={me} names={names} onShown={load} />
       ) : (
         <section className="conversation-view" aria-label="No conversation open">
           <p>Choose a conversation, or start one.</p>
@@ -268,7 +268,19 @@ function NewConversationForm({ names, onDone }: { names: Record<string, string>;
   );
 }
 
-function ConversationView({ c, title, onShown }: { c: ConversationSummary; title: string; onShown: () => void }) {
+function ConversationView({
+  c,
+  title,
+  me,
+  names,
+  onShown,
+}: {
+  c: ConversationSummary;
+  title: string;
+  me: string;
+  names: Record<string, string>;
+  onShown: () => void;
+}) {
   const [view, setView] = useState<MessageView>({ messages: [], unsent: [] });
   const [receipts, setReceipts] = useState<Record<string, ReceiptView>>({});
   const { busy, failure, run } = useAction();
@@ -372,6 +384,7 @@ function ConversationView({ c, title, onShown }: { c: ConversationSummary; title
       )}
       {c.closed && <p role="status">You are no longer in this conversation.</p>}
       {c.receipts_mandatory && <p className="note">Read receipts are always shown in this conversation.</p>}
+      {!c.closed && <Members c={c} me={me} names={names} />}
       {/* A live log (new messages are announced), holding a list. */}
       <div role="log" aria-label="Messages">
       <ol className="messages" ref={list}>
@@ -421,6 +434,86 @@ function ConversationView({ c, title, onShown }: { c: ConversationSummary; title
   );
 }
 
+/**
+ * Who is in the conversation; in a group, adding and removing colleagues and
+ * leaving (asked twice: leaving cannot be undone from here).
+ */
+function Members({ c, me, names }: { c: ConversationSummary; me: string; names: Record<string, string> }) {
+  const { busy, failure, run } = useAction();
+  const [leaving, setLeaving] = useState(false);
+  const group = c.kind === "group";
+  const others = c.members.filter((m) => m !== me);
+  const addable = Object.entries(names)
+    .filter(([id]) => !c.members.includes(id))
+    .sort((a, b) => a[1].localeCompare(b[1]));
+  const name = (id: string) => names[id] ?? "A colleague";
+  const add = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const user = String(new FormData(e.currentTarget).get("colleague") ?? "");
+    if (user) await run(() => ask({ op: "addMember", conversation: c.id, user }));
+  };
+  return (
+    <details className="members">
+      <summary>Members ({c.members.length})</summary>
+      <ul>
+        <li>You</li>
+        {others.map((m) => (
+          <li key={m}>
+            {name(m)}
+            {group && (
+              <button
+                type="button"
+                className="secondary small"
+                disabled={busy}
+                aria-label={`Remove ${name(m)}`}
+                onClick={() => run(() => ask({ op: "removeMember", conversation: c.id, user: m }))}
+              >
+                Remove
+              </button>
+            )}
+          </li>
+        ))}
+      </ul>
+      {group && addable.length > 0 && (
+        <form onSubmit={add} className="inline">
+          <label htmlFor="colleague">Add a colleague</label>
+          <select id="colleague" name="colleague">
+            {addable.map(([id, n]) => (
+              <option key={id} value={id}>
+                {n}
+              </option>
+            ))}
+          </select>
+          <button type="submit" disabled={busy}>
+            Add
+          </button>
+        </form>
+      )}
+      <Problem failure={failure} />
+      {group &&
+        (leaving ? (
+          <p role="group" aria-label="Leave this conversation?">
+            You will no longer receive its messages; what you have here stays readable.{" "}
+            <button
+              type="button"
+              disabled={busy}
+              onClick={() => run(() => ask({ op: "leave", conversation: c.id }))}
+            >
+              Leave
+            </button>{" "}
+            <button type="button" className="secondary" onClick={() => setLeaving(false)}>
+              Stay
+            </button>
+          </p>
+        ) : (
+          <button type="button" className="secondary" onClick={() => setLeaving(true)}>
+            Leave conversation
+          </button>
+        ))}
+    </details>
+  );
+}
+
 function MessageItem({ m, receipts }: { m: Message; receipts?: ReceiptView }) {
   return (
     <li className={m.mine ? "mine" : "theirs"} data-id={m.id}>
@@ -433,6 +526,9 @@ function MessageItem({ m, receipts }: { m: Message; receipts?: ReceiptView }) {
     </li>
   );
 }
+
+/** Receipts older than this say when they were true. */
+const RECEIPTS_STALE_SECS = 30;
 
 /** How many of my latest messages show their receipts. */
 const RECEIPTS_SHOWN = 20;
@@ -461,7 +557,11 @@ function Receipts({ r }: { r: ReceiptView }) {
   const devicesOf = (user: string) => r.devices.filter((d) => d.user === user);
   return (
     <div className="receipts">
-      <p>{parts.join(" · ") || "Sent"}</p>
+      <p>
+        {parts.join(" · ") || "Sent"}
+        {/* Not asked again lately (offline, or no longer a member): say when it was true. */}
+        {Date.now() / 1000 - r.as_of > RECEIPTS_STALE_SECS && ` (as of ${time(r.as_of)})`}
+      </p>
       <details>
         <summary>Receipts by device</summary>
         <ul>

@@ -323,6 +323,13 @@ impl Device {
         Ok(self.core.mls.has_group(uuid(conversation)?))
     }
 
+    /// This person left `conversation` (the server answered `DELETE
+    /// …/members/{their own id}`): the group's keys are forgotten, messages
+    /// still queued there dropped, the history kept, closed. Store after.
+    pub fn left(&mut self, conversation: &str) -> Result<(), JsError> {
+        self.core.left(uuid(conversation)?).map_err(js)
+    }
+
     /// The server said the conversation is closed to this device.
     pub fn is_closed(&self, conversation: &str) -> Result<bool, JsError> {
         Ok(self

@@ -1225,6 +1225,7 @@ async fn leave(args: ConvArgs) -> anyhow::Result<()> {
     let conv = resolve(&chat, &args.conversation)?;
     let me = chat.user();
     chat.api.remove_member(conv, me).await?;
+    chat.core.left(conv)?;
     chat.save()?;
     say!("left {conv}");
     Ok(())

@@ -245,7 +245,7 @@ async function refresh() {
   const d = open();
   for (const c of (await call(() => api.GET("/api/v1/conversations"))).conversations) {
     d.update_conversation(JSON.stringify(c));
-    noteReceiptsRule(c);
+    noteServerView(c);
   }
   const users = await call(() => api.GET("/api/v1/users"));
   directory = Object.fromEntries(users.users.map((u) => [u.id, u.display_name]));
@@ -312,7 +312,7 @@ async function reconcile(conv: string) {
       throw e;
     }
     d.update_conversation(JSON.stringify(c));
-    noteReceiptsRule(c);
+    noteServerView(c);
     const plan = JSON.parse(d.plan(JSON.stringify(c))) as { add: string[]; remove: string[] };
     if (plan.remove.length) {
       await commit(conv, JSON.parse(d.commit_remove(conv, JSON.stringify(plan.remove))));
@@ -465,14 +465,24 @@ function reconnectLater() {
 /** Conversations whose read receipts the policy makes mandatory (as the server last said). */
 const receiptsMandatory = new Set<string>();
 
-function noteReceiptsRule(c: S["Conversation"]) {
+/** Direct conversations (as the server last said). */
+const directs = new Set<string>();
+
+/** What the page needs of the server's view that the core does not keep. */
+function noteServerView(c: S["Conversation"]) {
   if (c.read_receipts_mandatory) receiptsMandatory.add(c.id);
   else receiptsMandatory.delete(c.id);
+  if (c.kind === "direct") directs.add(c.id);
+  else directs.delete(c.id);
 }
 
 export function conversations(): ConversationSummary[] {
-  const list = JSON.parse(open().conversations()) as Omit<ConversationSummary, "receipts_mandatory">[];
-  return list.map((c) => ({ ...c, receipts_mandatory: receiptsMandatory.has(c.id) }));
+  const list = JSON.parse(open().conversations()) as Omit<ConversationSummary, "receipts_mandatory" | "kind">[];
+  return list.map((c) => ({
+    ...c,
+    kind: directs.has(c.id) ? "direct" : "group",
+    receipts_mandatory: receiptsMandatory.has(c.id),
+  }));
 }
 
 let shownTimer: ReturnType<typeof setTimeout> | undefined;
@@ -537,7 +547,7 @@ export function startConversation(n: NewConversation) {
       }),
     );
     d.update_conversation(JSON.stringify(c));
-    noteReceiptsRule(c);
+    noteServerView(c);
     await persist();
     await reconcile(c.id);
     changed();
@@ -644,9 +654,64 @@ export async function receipts(conv: string, ids: string[]): Promise<Record<stri
         read_at: x.read_at ?? null,
       })),
       not_received: (c.r.not_received ?? []).map((x) => ({ user: x.user_id, name: name(x.user_id), reason: x.reason })),
+      // Settled receipts cannot change any more: true as of now.
+      as_of: settled(c.r) ? now() : Math.floor(c.at / 1000),
     };
   }
   return views;
+}
+
+// ------------------------------------------------------------ members
+
+/** Adds a colleague: the server records it, this device adds their devices to the group. */
+export function addMember(conv: string, user: string) {
+  return exclusive(async () => {
+    const c = await call(() =>
+      api.POST("/api/v1/conversations/{id}/members", { params: { path: { id: conv } }, body: { user_id: user } }),
+    );
+    open().update_conversation(JSON.stringify(c));
+    noteServerView(c);
+    await reconcile(conv);
+    changed();
+    return null;
+  });
+}
+
+/**
+ * Takes a colleague out: the server stops delivering to them at once, this
+ * device commits their devices' removal (no message is accepted until then).
+ */
+export function removeMember(conv: string, user: string) {
+  return exclusive(async () => {
+    const c = await call(() =>
+      api.DELETE("/api/v1/conversations/{id}/members/{user_id}", { params: { path: { id: conv, user_id: user } } }),
+    );
+    open().update_conversation(JSON.stringify(c));
+    noteServerView(c);
+    await reconcile(conv);
+    changed();
+    return null;
+  });
+}
+
+/**
+ * Leaves: the server takes this person out; this device forgets the group's
+ * keys and what was still queued there, and keeps the history (another
+ * member's device commits the removal).
+ */
+export function leave(conv: string) {
+  return exclusive(async () => {
+    const d = open();
+    await call(() =>
+      api.DELETE("/api/v1/conversations/{id}/members/{user_id}", {
+        params: { path: { id: conv, user_id: d.user() } },
+      }),
+    );
+    d.left(conv);
+    await persist();
+    changed();
+    return null;
+  });
 }
 
 /** The server said this device was wiped: erase its store, confirm, forget it. */

@@ -26,6 +26,9 @@ export type Request =
   | { op: "colleagues" }
   | { op: "send"; conversation: string; text: string; priority: Priority; replyTo: string | null }
   | { op: "startConversation"; conversation: NewConversation }
+  | { op: "addMember"; conversation: string; user: string }
+  | { op: "removeMember"; conversation: string; user: string }
+  | { op: "leave"; conversation: string }
   | { op: "markShown"; conversation: string; messages: string[] }
   | { op: "receipts"; conversation: string; messages: string[] };
 
@@ -80,10 +83,14 @@ export interface ReceiptView {
   devices: { user: string; name: string; delivered_at: number | null; read_at: number | null }[];
   /** Members none of whose devices has it, and why. */
   not_received: { user: string; name: string; reason: "no_device" | "joined_later" }[];
+  /** When the server said this (Unix seconds): older when it cannot be asked (offline, left). */
+  as_of: number;
 }
 
 export interface ConversationSummary {
   id: string;
+  /** Direct conversations stay between their two people: no one is added or removed. */
+  kind: "direct" | "group";
   title: string | null;
   patient_ref: string | null;
   members: string[];
@@ -139,6 +146,9 @@ export interface Answers {
   colleagues: { id: string; name: string }[];
   send: string;
   startConversation: string;
+  addMember: null;
+  removeMember: null;
+  leave: null;
   markShown: null;
   receipts: Record<string, ReceiptView>;
 }

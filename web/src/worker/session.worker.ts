@@ -109,6 +109,12 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return device.send(r.conversation, r.text, r.priority, r.replyTo);
     case "startConversation":
       return device.startConversation(r.conversation);
+    case "addMember":
+      return device.addMember(r.conversation, r.user);
+    case "removeMember":
+      return device.removeMember(r.conversation, r.user);
+    case "leave":
+      return device.leave(r.conversation);
     case "markShown":
       device.markShown(r.conversation, r.messages);
       return null;

@@ -359,6 +359,18 @@ impl ChatCore {
         local.lifecycle = Some(c.lifecycle);
     }
 
+    /// This person left `conv` (the server has taken them out): the group's
+    /// keys are forgotten, messages still waiting to go there are dropped,
+    /// and the conversation stays in the list, closed, with its history.
+    pub fn left(&mut self, conv: Uuid) -> Result<(), CoreError> {
+        self.mls.forget_group(conv)?;
+        self.outbox.retain(|o| o.conversation != conv);
+        if let Some(c) = self.conversations.get_mut(&conv) {
+            c.closed = true;
+        }
+        Ok(())
+    }
+
     /// Members of `conv` (as the server last said) with no device in its
     /// group: what is sent now does not reach them until a device of theirs
     /// joins and is given the recent history. The sender is told.

@@ -172,6 +172,20 @@ impl MlsDevice {
         self.group(conv).is_ok_and(|g| g.is_active())
     }
 
+    /// Forgets the conversation's group: its secrets leave the store, so
+    /// nothing more sent to it can be read here (this person left). A group
+    /// this device never had is not an error.
+    pub fn forget_group(&mut self, conv: Uuid) -> Result<()> {
+        match self.group(conv) {
+            Ok(_) => {}
+            Err(MlsError::NoGroup(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let mut g = self.groups.remove(&conv).expect("loaded above");
+        g.delete(self.provider.storage()).map_err(proto)?;
+        Ok(())
+    }
+
     /// Starts the conversation's group with this device as its only member.
     pub fn create_group(&mut self, conv: Uuid) -> Result<()> {
         let g = MlsGroup::new_with_group_id(

@@ -203,10 +203,35 @@ try {
   await audit(tab2, "taken-over");
   log("second_tab", { first_tab: await nurse.locator("main").innerText() });
 
-  // 7. What each browser keeps.
+  // 7. Members: the nurse adds a colleague and takes them out again; the
+  // physician leaves. What is sent afterwards does not reach the physician.
+  const members = tab2.locator("details.members");
+  await members.getByText("Members (3)").click();
+  await audit(tab2, "members");
+  await members.getByLabel("Add a colleague").selectOption({ label: cfg.extra.name });
+  await members.getByRole("button", { name: "Add", exact: true }).click();
+  await members.getByText("Members (4)").waitFor({ timeout: 20000 });
+  await members.getByRole("button", { name: `Remove ${cfg.extra.name}` }).click();
+  await members.getByText("Members (3)").waitFor({ timeout: 20000 });
+  const physicianMembers = physician.locator("details.members");
+  await physicianMembers.getByText("Members (3)").click();
+  await physicianMembers.getByRole("button", { name: "Leave conversation" }).click();
+  await physicianMembers.getByRole("button", { name: "Leave", exact: true }).click();
+  await physician.getByText("You are no longer in this conversation.").waitFor({ timeout: 20000 });
+  const composerLeft = await physician.getByRole("textbox", { name: "Message" }).count();
+  await audit(physician, "left");
+  await members.getByText("Members (2)").waitFor({ timeout: 20000 });
+  await send(tab2, cfg.texts[4], "routine");
+  await messages(tab2).locator("li.mine:not(.unsent)", { hasText: cfg.texts[4] }).waitFor({ timeout: 20000 });
+  // Long enough for a socket delivery (p99 ≈ 0.4 s on this machine).
+  await physician.waitForTimeout(2000);
+  const physicianAfter = await messages(physician).innerText();
+  log("members", { composerLeft, physicianAfter });
+
+  // 8. What each browser keeps.
   log("indexeddb", { nurse: await indexedDbText(tab2), physician: await indexedDbText(physician) });
 
-  // 8. Left alone for the organisation's lock_after_idle_secs, the app locks:
+  // 9. Left alone for the organisation's lock_after_idle_secs, the app locks:
   // the worker lets go of the keys, and the PIN opens it again. (Page time
   // is fast-forwarded; the last key press restarts the idle timer on it.)
   await tab2.clock.install();
@@ -219,7 +244,7 @@ try {
   await conversations(tab2).waitFor({ timeout: 30000 });
   log("idle_locked");
 
-  // 9. The physician's laptop is reported lost: an administrator wipes this
+  // 10. The physician's laptop is reported lost: an administrator wipes this
   // browser (the call \`wardline admin devices wipe\` makes). The open app
   // erases its store and returns to sign-in, saying why.
   const deviceId = await physician.evaluate(() => localStorage.getItem("wardline.device"));

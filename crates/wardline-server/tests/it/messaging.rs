@@ -1191,7 +1191,83 @@ async fn members_and_new_devices_are_given_the_recent_history(backend: Backend) 
     assert!(texts(&d2, conv).is_empty(), "{:?}", texts(&d2, conv));
 }
 
+/// Leaving a group (`wardline chat leave`, the web app's Leave): the server
+/// takes the person out at once; their device forgets the group's keys,
+/// drops what it had not sent there yet and keeps the history, closed; the
+/// next member's client commits the removal, and nothing later reaches them.
+async fn a_member_who_leaves_reads_nothing_more(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let alice = t.user_with_role(&admin, Role::Physician).await;
+    let bob = t.user_with_role(&admin, Role::Nurse).await;
+    let carol = t.user_with_role(&admin, Role::MedicalAssistant).await;
+    let devices = Devices::new();
+    let mut a = devices.of(&alice, "a").await;
+    let mut b = devices.of(&bob, "b").await;
+    let mut c = devices.of(&carol, "c").await;
+    let conv = group(&mut a, &[bob.user.id, carol.user.id], None).await;
+    b.sync().await.unwrap();
+    c.sync().await.unwrap();
+    a.send(
+        conv,
+        MessageContent::text("before leaving"),
+        Priority::Routine,
+    )
+    .await
+    .unwrap();
+    c.sync().await.unwrap();
+    // Carol has a message queued for the group when she leaves.
+    c.core.queue(
+        conv,
+        MessageContent::text("never sent"),
+        Priority::Routine,
+        None,
+    );
+    c.api.remove_member(conv, carol.user.id).await.unwrap();
+    c.core.left(conv).unwrap();
+    assert!(c.core.conversations[&conv].closed);
+    assert!(
+        !c.core.mls.has_group(conv),
+        "the group's keys are forgotten"
+    );
+    assert!(c.core.outbox.is_empty());
+    assert_eq!(texts(&c, conv), vec!["before leaving"]);
+    // … also in what her device stores.
+    c.save().unwrap();
+    let sealed = c
+        .core
+        .seal(&wardline_client::core::derive_key("x", None).unwrap());
+    let mut reopened = wardline_client::core::ChatCore::open(
+        &sealed,
+        &wardline_client::core::derive_key("x", Some(&sealed)).unwrap(),
+    )
+    .unwrap();
+    assert!(!reopened.mls.has_group(conv));
+
+    // Bob's client commits her removal; what comes next does not reach her.
+    b.sync().await.unwrap();
+    let after = a.api.conversation(conv).await.unwrap();
+    assert!(!after.members.contains(&carol.user.id));
+    assert!(after.devices.iter().all(|x| x.user_id != carol.user.id));
+    a.sync().await.unwrap();
+    a.send(
+        conv,
+        MessageContent::text("after leaving"),
+        Priority::Routine,
+    )
+    .await
+    .unwrap();
+    b.sync().await.unwrap();
+    c.sync().await.unwrap();
+    assert_eq!(texts(&b, conv), vec!["before leaving", "after leaving"]);
+    assert_eq!(texts(&c, conv), vec!["before leaving"]);
+    assert!(c.core.conversations[&conv].closed);
+}
+
 both_backends!(
+    a_member_who_leaves_reads_nothing_more,
     members_and_new_devices_are_given_the_recent_history,
     a_group_whose_devices_were_all_wiped_is_founded_again,
     conversation_across_devices,

@@ -143,12 +143,14 @@ async fn a_nurse_signs_in_and_out_of_the_web_app() {
 }
 
 /// What the browsers send, in order.
-fn texts_sent() -> [&'static str; 4] {
+fn texts_sent() -> [&'static str; 5] {
     [
         "BP 86/50 in bed 4 after the second dose, please review",
         "Coming now, hold the next dose",
         "Lactate back at 3.9, repeat ordered",
         "Thanks, start the second bag",
+        // After the physician left the conversation.
+        "Handover to night team at 19:00",
     ]
 }
 
@@ -221,6 +223,8 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
             // The organisation's lock_after_idle_secs (the default policy's).
             "idleSecs": wardline_proto::lifecycle::DevicePolicy::default().lock_after_idle_secs,
             "cli": { "name": assistant.user.display_name, "reply": cli_reply },
+            // Added to the conversation and taken out again.
+            "extra": { "name": admin.user.display_name },
             "nurse": {
                 "email": nurse.user.email,
                 "name": nurse.user.display_name,
@@ -312,6 +316,25 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     );
 
     step("idle_locked");
+
+    // The physician left: the server has them out, their browser no longer
+    // offers to write there, and what the nurse sent afterwards never
+    // reached it.
+    let members = step("members");
+    assert_eq!(members["composerLeft"], 0, "{members}");
+    assert!(
+        !members["physicianAfter"]
+            .as_str()
+            .unwrap()
+            .contains(sent[4]),
+        "{members}"
+    );
+    let now = nurse.client.conversation(conv).await.unwrap();
+    assert!(!now.members.contains(&physician.user.id), "{now:?}");
+    assert!(
+        now.devices.iter().all(|d| d.user_id != physician.user.id),
+        "the physician's browser was committed out of the group: {now:?}"
+    );
 
     // Wiped: the store is gone, the person told why.
     let wiped = step("wiped");
