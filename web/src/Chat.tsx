@@ -6,6 +6,7 @@ import { useCallback, useEffect, useRef, useState, type FormEvent } from "react"
 import { Problem, useAction } from "./ui";
 import { ask, onNews } from "./session";
 import type {
+  Attachment,
   ConversationSummary,
   DeviceState,
   Message,
@@ -130,7 +131,7 @@ export function DeviceArea({ me }: { me: string }) {
         </section>
       );
     case "open":
-      return <ChatScreen me={me} />;
+      return <ChatScreen me={me} allowCopy={device.allowCopy} />;
   }
 }
 
@@ -145,7 +146,7 @@ function time(secs: number): string {
   return new Date(secs * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
-function ChatScreen({ me }: { me: string }) {
+function ChatScreen({ me, allowCopy }: { me: string; allowCopy: boolean }) {
   const [list, setList] = useState<ConversationSummary[]>([]);
   const [names, setNames] = useState<Record<string, string>>({});
   const [selected, setSelected] = useState<string | null>(null);
@@ -209,7 +210,15 @@ function ChatScreen({ me }: { me: string }) {
           }}
         />
       ) : current ? (
-        <ConversationView key={current.id} c={current} title={titleOf(current)} me={me} names={names} onShown={load} />
+        <ConversationView
+          key={current.id}
+          c={current}
+          title={titleOf(current)}
+          me={me}
+          names={names}
+          allowCopy={allowCopy}
+          onShown={load}
+        />
       ) : (
         <section className="conversation-view" aria-label="No conversation open">
           <p>Choose a conversation, or start one.</p>
@@ -273,12 +282,14 @@ function ConversationView({
   title,
   me,
   names,
+  allowCopy,
   onShown,
 }: {
   c: ConversationSummary;
   title: string;
   me: string;
   names: Record<string, string>;
+  allowCopy: boolean;
   onShown: () => void;
 }) {
   const [view, setView] = useState<MessageView>({ messages: [], unsent: [] });
@@ -363,9 +374,17 @@ function ConversationView({
     const form = e.currentTarget;
     const f = new FormData(form);
     const text = String(f.get("text")).trim();
-    if (!text) return;
+    const files = (f.getAll("files") as File[]).filter((x) => x.size > 0 || x.name);
+    if (!text && files.length === 0) return;
     const id = await run(() =>
-      ask({ op: "send", conversation: c.id, text, priority: String(f.get("priority")) as Priority, replyTo: null }),
+      ask({
+        op: "send",
+        conversation: c.id,
+        text,
+        priority: String(f.get("priority")) as Priority,
+        replyTo: null,
+        files,
+      }),
     );
     if (id) {
       form.reset();
@@ -386,10 +405,17 @@ function ConversationView({
       {c.receipts_mandatory && <p className="note">Read receipts are always shown in this conversation.</p>}
       {!c.closed && <Members c={c} me={me} names={names} />}
       {/* A live log (new messages are announced), holding a list. */}
-      <div role="log" aria-label="Messages">
+      {/* The organisation's allow_copy: off, message text cannot be selected or copied here. */}
+      <div
+        role="log"
+        aria-label="Messages"
+        className={allowCopy ? undefined : "no-copy"}
+        onCopy={allowCopy ? undefined : (e) => e.preventDefault()}
+        onCut={allowCopy ? undefined : (e) => e.preventDefault()}
+      >
       <ol className="messages" ref={list}>
         {view.messages.map((m) => (
-          <MessageItem key={m.id} m={m} receipts={receipts[m.id]} />
+          <MessageItem key={m.id} m={m} conversation={c.id} receipts={receipts[m.id]} />
         ))}
         {view.unsent.map((u) => (
           <li key={u.id} className="mine unsent">
@@ -409,7 +435,6 @@ function ConversationView({
             id="text"
             name="text"
             rows={3}
-            required
             onKeyDown={(e) => {
               // Enter sends; Shift+Enter starts a new line.
               if (e.key === "Enter" && !e.shiftKey) {
@@ -418,6 +443,8 @@ function ConversationView({
               }
             }}
           />
+          <label htmlFor="files">Attach files</label>
+          <input id="files" name="files" type="file" multiple />
           <label htmlFor="priority">Priority</label>
           <select id="priority" name="priority" defaultValue="routine">
             <option value="routine">Routine</option>
@@ -514,15 +541,74 @@ function Members({ c, me, names }: { c: ConversationSummary; me: string; names: 
   );
 }
 
-function MessageItem({ m, receipts }: { m: Message; receipts?: ReceiptView }) {
+function MessageItem({ m, conversation, receipts }: { m: Message; conversation: string; receipts?: ReceiptView }) {
   return (
     <li className={m.mine ? "mine" : "theirs"} data-id={m.id}>
       <p className="meta">
         {m.mine ? "You" : (m.sender_name ?? "A colleague")} · <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{time(m.sent_at)}</time>{" "}
         <PriorityBadge p={m.priority} />
       </p>
-      <p className="text">{m.recalled_at ? <em>Recalled</em> : m.content.text}</p>
+      {(m.recalled_at || m.content.text) && (
+        <p className="text">{m.recalled_at ? <em>Recalled</em> : m.content.text}</p>
+      )}
+      {!m.recalled_at && (m.content.attachments ?? []).length > 0 && (
+        <ul className="attachments" aria-label="Attachments">
+          {m.content.attachments!.map((a) => (
+            <AttachmentItem key={a.id} a={a} conversation={conversation} message={m.id} />
+          ))}
+        </ul>
+      )}
       {m.mine && !m.recalled_at && receipts && <Receipts r={receipts} />}
+    </li>
+  );
+}
+
+/**
+ * Decrypted attachments of this page, by id (object URLs): opened once, kept
+ * while the page lives. They hold patient data, so the page never writes
+ * them anywhere; the browser's download does, when the person asks.
+ */
+const opened = new Map<string, string>();
+
+async function openAttachment(conversation: string, message: string, a: Attachment): Promise<string | null> {
+  const known = opened.get(a.id);
+  if (known) return known;
+  const r = await ask({ op: "attachment", conversation, message, attachment: a.id });
+  if (!r.ok) return null;
+  const url = URL.createObjectURL(new Blob([r.value.data], { type: r.value.mime }));
+  opened.set(a.id, url);
+  return url;
+}
+
+function size(bytes: number): string {
+  return bytes < 1024 ? `${bytes} B` : bytes < 1024 * 1024 ? `${Math.round(bytes / 1024)} kB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** A photo shows at once; every attachment can be saved; a voice clip plays. */
+function AttachmentItem({ a, conversation, message }: { a: Attachment; conversation: string; message: string }) {
+  const [url, setUrl] = useState<string | null>(opened.get(a.id) ?? null);
+  const [problem, setProblem] = useState(false);
+  useEffect(() => {
+    if (a.kind !== "photo" || url) return;
+    openAttachment(conversation, message, a).then((u) => (u ? setUrl(u) : setProblem(true)));
+  }, [a, conversation, message, url]);
+  const save = async () => {
+    const u = url ?? (await openAttachment(conversation, message, a));
+    if (!u) return setProblem(true);
+    setUrl(u);
+    const link = document.createElement("a");
+    link.href = u;
+    link.download = a.name;
+    link.click();
+  };
+  return (
+    <li>
+      {a.kind === "photo" && url && <img src={url} alt={`Photo: ${a.name}`} className="photo" />}
+      {a.kind === "voice" && url && <audio src={url} controls aria-label={`Voice clip: ${a.name}`} />}
+      <button type="button" className="secondary small" onClick={save}>
+        Save {a.name} ({size(a.size)})
+      </button>
+      {problem && <span role="alert"> This attachment could not be opened.</span>}
     </li>
   );
 }

@@ -282,14 +282,16 @@ impl Device {
             .map_err(|e| js(CoreError::from(e)))
     }
 
-    /// Puts a text message in the outbox (`priority`: routine, urgent or
-    /// stat; `reply_to`: a message id or empty). Returns its id.
+    /// Puts a message in the outbox (`priority`: routine, urgent or stat;
+    /// `reply_to`: a message id or empty; `attachments`: JSON array of
+    /// `AttachmentRef`, each already uploaded). Returns its id.
     pub fn queue_text(
         &mut self,
         conversation: &str,
         text: &str,
         priority: &str,
         reply_to: &str,
+        attachments: &str,
     ) -> Result<String, JsError> {
         let priority = Priority::parse(priority)
             .ok_or_else(|| js(format!("unknown priority {priority:?}")))?;
@@ -297,6 +299,7 @@ impl Device {
         if !reply_to.is_empty() {
             content.reply_to = Some(uuid(reply_to)?);
         }
+        content.attachments = from_json("attachments", attachments)?;
         Ok(self
             .core
             .queue(uuid(conversation)?, content, priority, None)
@@ -465,4 +468,48 @@ impl Device {
         let core = ChatCore::open_as(sealed, &key, &record_context(device))?;
         Ok(Device { core, key })
     }
+}
+
+/// An attachment encrypted for upload: the ciphertext goes to `POST
+/// /api/v1/conversations/{id}/attachments`, the key only inside the MLS
+/// message (`AttachmentRef.key`).
+#[wasm_bindgen]
+pub struct SealedAttachment {
+    ciphertext: Vec<u8>,
+    key: String,
+}
+
+#[wasm_bindgen]
+impl SealedAttachment {
+    /// AES-256-GCM of the bytes (associated data `wardline/attachment/v1`).
+    pub fn ciphertext(&self) -> Vec<u8> {
+        self.ciphertext.clone()
+    }
+
+    /// The blob's own fresh key, base64 (as `AttachmentRef.key`).
+    pub fn key(&self) -> String {
+        self.key.clone()
+    }
+}
+
+/// Encrypts `data` under a fresh key (the core's `seal_attachment`).
+#[wasm_bindgen]
+pub fn seal_attachment(data: &[u8]) -> SealedAttachment {
+    let (ciphertext, key) = wardline_client::core::content::seal_attachment(data);
+    SealedAttachment {
+        ciphertext,
+        key: serde_json::to_value(&key)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    }
+}
+
+/// Opens a downloaded attachment with the key from its message (base64);
+/// an altered blob or a wrong key opens nothing.
+#[wasm_bindgen]
+pub fn open_attachment(ciphertext: &[u8], key: &str) -> Result<Vec<u8>, JsError> {
+    let key: wardline_proto::messaging::B64 = from_json("key", &to_json(&key))?;
+    wardline_client::core::content::open_attachment(ciphertext, &key)
+        .ok_or_else(|| js("the attachment does not open with its message's key"))
 }

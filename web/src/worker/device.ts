@@ -4,16 +4,18 @@
 // back, in the core's order: apply → persist → acknowledge, encrypt →
 // persist → submit. Only one tab's worker drives a device at a time (Web
 // Locks); every change to the core runs in `exclusive`, one after another.
-import init, { Device } from "../wasm/wardline_client_wasm.js";
+import init, { Device, open_attachment, seal_attachment } from "../wasm/wardline_client_wasm.js";
 import type { components } from "../api/schema";
 import { api, call, Failed, post } from "./api";
 import * as store from "./store";
 import type {
+  Attachment,
   ConversationSummary,
   CoreEvent,
   DeviceState,
   MessageView,
   NewConversation,
+  Message,
   ReceiptView,
 } from "./protocol";
 
@@ -129,7 +131,7 @@ function minPin(p: S["DevicePolicy"]): number {
 export async function state(id: string): Promise<DeviceState> {
   deviceId = id;
   const p = await policy();
-  const rules = { minPin: minPin(p), lockAfterIdleSecs: p.lock_after_idle_secs };
+  const rules = { minPin: minPin(p), lockAfterIdleSecs: p.lock_after_idle_secs, allowCopy: p.allow_copy };
   if (device) return { step: "open", ...rules };
   if (!(await lock(false))) return { step: "elsewhere", ...rules };
   return { step: (await store.load(id)) ? "locked" : "new", ...rules };
@@ -476,10 +478,23 @@ function noteServerView(c: S["Conversation"]) {
   else directs.delete(c.id);
 }
 
+/** A message as the page may see it: attachment keys stay in the worker. */
+function forPage(m: Message): Message {
+  const attachments = m.content.attachments?.map(({ id, kind, name, mime, size }): Attachment => ({
+    id,
+    kind,
+    name,
+    mime,
+    size,
+  }));
+  return attachments ? { ...m, content: { ...m.content, attachments } } : m;
+}
+
 export function conversations(): ConversationSummary[] {
   const list = JSON.parse(open().conversations()) as Omit<ConversationSummary, "receipts_mandatory" | "kind">[];
   return list.map((c) => ({
     ...c,
+    last: c.last && forPage(c.last),
     kind: directs.has(c.id) ? "direct" : "group",
     receipts_mandatory: receiptsMandatory.has(c.id),
   }));
@@ -497,7 +512,8 @@ export function messages(conv: string): MessageView {
   shownTimer = setTimeout(() => {
     if (device) exclusive(persist).catch(() => {});
   }, 2000);
-  return JSON.parse(d.messages(conv)) as MessageView;
+  const view = JSON.parse(d.messages(conv)) as MessageView;
+  return { ...view, messages: view.messages.map(forPage) };
 }
 
 export function colleagues(): { id: string; name: string }[] {
@@ -508,11 +524,103 @@ export function colleagues(): { id: string; name: string }[] {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
+// ------------------------------------------------------------ attachments
+
+/** `mime` matches one of `allowed` (`image/*` style; none listed: any), as the server's rule. */
+function allowed(allowedTypes: string[], mime: string): boolean {
+  return (
+    allowedTypes.length === 0 ||
+    allowedTypes.some((t) => t === mime || (t.endsWith("/*") && mime.startsWith(t.slice(0, -1))))
+  );
+}
+
+/**
+ * A photo drawn again as it looks (turned upright by its EXIF orientation)
+ * and encoded afresh: EXIF, GPS and every other metadata block stay behind.
+ */
+async function withoutMetadata(photo: Blob): Promise<Blob> {
+  const bitmap = await createImageBitmap(photo, { imageOrientation: "from-image" });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  canvas.getContext("2d")!.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return canvas.convertToBlob({ type: photo.type === "image/png" ? "image/png" : "image/jpeg", quality: 0.92 });
+}
+
+/** Photos whose metadata is stripped before encryption (what canvases encode). */
+const PHOTOS = ["image/jpeg", "image/png", "image/webp"];
+
+/**
+ * Encrypts one file under a fresh key and uploads the ciphertext; the key
+ * goes only into the message. Refused before upload when the device policy
+ * does not allow its type (the server refuses sizes over its limit).
+ */
+async function upload(conv: string, file: File, allowedTypes: string[]) {
+  const declared = file.type || "application/octet-stream";
+  if (!allowed(allowedTypes, declared)) {
+    throw new Failed({
+      status: 422,
+      code: "validation",
+      message: `Your organisation does not allow ${declared} attachments (${file.name}).`,
+    });
+  }
+  let blob: Blob = file;
+  let kind: Attachment["kind"] = declared.startsWith("audio/") ? "voice" : "file";
+  if (PHOTOS.includes(declared)) {
+    blob = await withoutMetadata(file);
+    kind = "photo";
+  }
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  const sealed = seal_attachment(bytes);
+  try {
+    const ciphertext = sealed.ciphertext();
+    const up = await call(() =>
+      api.POST("/api/v1/conversations/{id}/attachments", {
+        params: { path: { id: conv } },
+        // The document calls the body an array of numbers; it is the bytes.
+        body: ciphertext as unknown as number[],
+        bodySerializer: (b: unknown) => b as BodyInit,
+        headers: { "Content-Type": "application/octet-stream" },
+      }),
+    );
+    return { id: up.attachment_id, kind, name: file.name || "attachment", mime: blob.type || declared, size: bytes.length, key: sealed.key() };
+  } finally {
+    sealed.free();
+  }
+}
+
+/** Downloads and opens one attachment of a message (the key is the message's). */
+export async function attachment(conv: string, message: string, id: string) {
+  const d = open();
+  const m = (JSON.parse(d.messages(conv)) as MessageView).messages.find((x) => x.id === message);
+  const ref = (m?.content.attachments as (Attachment & { key: string })[] | undefined)?.find((a) => a.id === id);
+  if (!ref) throw new Failed({ status: 404, code: "not_found", message: "That attachment is not here any more." });
+  const sealed = await call(() =>
+    api.GET("/api/v1/conversations/{id}/attachments/{attachment_id}", {
+      params: { path: { id: conv, attachment_id: id } },
+      parseAs: "arrayBuffer",
+    }),
+  );
+  let data: Uint8Array;
+  try {
+    data = open_attachment(new Uint8Array(sealed as unknown as ArrayBuffer), ref.key);
+  } catch {
+    throw new Failed({ status: 422, code: "validation", message: `${ref.name} does not open: it was altered.` });
+  }
+  return { name: ref.name, mime: ref.mime, data: data.buffer as ArrayBuffer };
+}
+
 /** Queues a message and sends the outbox; offline, it stays queued (sealed). */
-export function send(conv: string, text: string, priority: string, replyTo: string | null) {
+export async function send(conv: string, text: string, priority: string, replyTo: string | null, files: File[] = []) {
+  // Attachments go up first (they need the server); the message that holds
+  // their keys then takes its place in the outbox.
+  const refs: Awaited<ReturnType<typeof upload>>[] = [];
+  if (files.length) {
+    const allowedTypes = (await policy()).allowed_attachment_types;
+    for (const f of files) refs.push(await upload(conv, f, allowedTypes));
+  }
   return exclusive(async () => {
     const d = open();
-    const id = d.queue_text(conv, text, priority, replyTo ?? "");
+    const id = d.queue_text(conv, text, priority, replyTo ?? "", JSON.stringify(refs));
     // Stored before it leaves, by the encryption's own write (one disk
     // write on the way, not two); if it cannot go yet, after `flush`.
     unsaved = true;

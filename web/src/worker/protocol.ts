@@ -24,7 +24,8 @@ export type Request =
   | { op: "conversations" }
   | { op: "messages"; conversation: string }
   | { op: "colleagues" }
-  | { op: "send"; conversation: string; text: string; priority: Priority; replyTo: string | null }
+  | { op: "send"; conversation: string; text: string; priority: Priority; replyTo: string | null; files: File[] }
+  | { op: "attachment"; conversation: string; message: string; attachment: string }
   | { op: "startConversation"; conversation: NewConversation }
   | { op: "addMember"; conversation: string; user: string }
   | { op: "removeMember"; conversation: string; user: string }
@@ -45,6 +46,8 @@ export interface DeviceState {
   minPin: number;
   /** The idle lock (`lock_after_idle_secs`), when known. */
   lockAfterIdleSecs: number | null;
+  /** Whether message text may be copied out of the app (`allow_copy`). */
+  allowCopy: boolean;
 }
 
 export interface NewConversation {
@@ -53,12 +56,22 @@ export interface NewConversation {
   patientRef: string;
 }
 
+/** An attachment as the page sees it: what it is, never its key (the worker keeps that). */
+export interface Attachment {
+  id: string;
+  kind: "file" | "photo" | "voice";
+  name: string;
+  mime: string;
+  /** Bytes, before encryption. */
+  size: number;
+}
+
 /** A decrypted message, as the core keeps it (LocalMessage) with its sender's name. */
 export interface Message {
   id: string;
   sender_user: string;
   sender_device: string;
-  content: { text: string; reply_to?: string; attachments?: unknown[]; shared_again?: string };
+  content: { text: string; reply_to?: string; attachments?: Attachment[]; shared_again?: string };
   priority: Priority;
   sent_at: number;
   mine: boolean;
@@ -145,6 +158,7 @@ export interface Answers {
   messages: MessageView;
   colleagues: { id: string; name: string }[];
   send: string;
+  attachment: { name: string; mime: string; data: ArrayBuffer };
   startConversation: string;
   addMember: null;
   removeMember: null;

@@ -106,7 +106,9 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
     case "colleagues":
       return device.colleagues();
     case "send":
-      return device.send(r.conversation, r.text, r.priority, r.replyTo);
+      return device.send(r.conversation, r.text, r.priority, r.replyTo, r.files);
+    case "attachment":
+      return device.attachment(r.conversation, r.message, r.attachment);
     case "startConversation":
       return device.startConversation(r.conversation);
     case "addMember":

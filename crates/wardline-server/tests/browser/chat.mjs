@@ -14,7 +14,7 @@
 //
 // {url, org, password, pin, wrongPin, patientRef, screenshots, texts: [4], adminToken, idleSecs,
 //  cli: {name, reply}, nurse: {email, name, codes: [2]}, physician: {email, name, codes: [2]}}
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { axeAudit, launchChromium } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
@@ -55,13 +55,67 @@ async function signIn(page, who, code) {
 const conversations = (page) => page.getByRole("heading", { level: 2, name: "Conversations" });
 const messages = (page) => page.getByRole("log", { name: "Messages" });
 
-async function send(page, text, priority) {
+async function send(page, text, priority, files = []) {
   await page.getByRole("textbox", { name: "Message" }).fill(text);
+  if (files.length) await page.getByLabel("Attach files").setInputFiles(files);
   await page.getByLabel("Priority").selectOption(priority);
   await page.getByRole("button", { name: "Send" }).click();
   await messages(page).getByText(text).waitFor({ timeout: 15000 });
   // Sent, not waiting in the outbox.
   await page.locator("li.unsent").waitFor({ state: "detached", timeout: 15000 });
+}
+
+/**
+ * A JPEG as a phone camera writes it: an EXIF block (APP1) naming the camera
+ * and the place it was taken. The picture itself is drawn in a blank page.
+ */
+async function photoWithExif(context) {
+  const scratch = await context.newPage();
+  const dataUrl = await scratch.evaluate(() => {
+    const c = document.createElement("canvas");
+    c.width = 96;
+    c.height = 64;
+    const g = c.getContext("2d");
+    g.fillStyle = "#c04040";
+    g.fillRect(0, 0, 96, 64);
+    g.fillStyle = "#f0e0d0";
+    g.fillRect(24, 16, 48, 32);
+    return c.toDataURL("image/jpeg", 0.9);
+  });
+  await scratch.close();
+  const jpeg = Buffer.from(dataUrl.split(",")[1], "base64");
+  // TIFF (little-endian), one IFD with two ASCII entries: Make and ImageDescription.
+  const make = Buffer.from(`${cfg.exifMarker}\0`);
+  const where = Buffer.from("GPS 51.5072N 0.1276W\0");
+  const ifdAt = 8;
+  const values = ifdAt + 2 + 2 * 12 + 4;
+  const tiff = Buffer.alloc(values + make.length + where.length);
+  tiff.write("II", 0, "latin1");
+  tiff.writeUInt16LE(42, 2);
+  tiff.writeUInt32LE(ifdAt, 4);
+  tiff.writeUInt16LE(2, ifdAt);
+  const entry = (i, tag, value, offset) => {
+    const at = ifdAt + 2 + i * 12;
+    tiff.writeUInt16LE(tag, at);
+    tiff.writeUInt16LE(2, at + 2);
+    tiff.writeUInt32LE(value.length, at + 4);
+    tiff.writeUInt32LE(offset, at + 8);
+    value.copy(tiff, offset);
+  };
+  entry(0, 0x010e, where, values + make.length);
+  entry(1, 0x010f, make, values);
+  tiff.writeUInt32LE(0, ifdAt + 2 + 2 * 12);
+  const payload = Buffer.concat([Buffer.from("Exif\0\0", "latin1"), tiff]);
+  const app1 = Buffer.alloc(4);
+  app1.writeUInt16BE(0xffe1, 0);
+  app1.writeUInt16BE(payload.length + 2, 2);
+  return Buffer.concat([jpeg.subarray(0, 2), app1, payload, jpeg.subarray(2)]);
+}
+
+/** What the browser saved when the person pressed `button`. */
+async function saved(page, button) {
+  const [download] = await Promise.all([page.waitForEvent("download"), button.click()]);
+  return readFileSync(await download.path());
 }
 
 /** Every record of this origin's IndexedDB, as text (sealed bytes as Latin-1). */
@@ -126,7 +180,14 @@ try {
   await nurse.getByLabel(/Patient reference/).fill(cfg.patientRef);
   await nurse.getByRole("button", { name: "Start" }).click();
   await nurse.getByRole("textbox", { name: "Message" }).waitFor({ timeout: 15000 });
-  await send(nurse, cfg.texts[0], "urgent");
+  // With a photo of the wound (its camera's EXIF and GPS must not travel) and a PDF.
+  const photo = await photoWithExif(nurseCtx);
+  if (!photo.includes(cfg.exifMarker)) fail("the test photo lacks its EXIF block");
+  const pdf = Buffer.from(cfg.pdf, "latin1");
+  await send(nurse, cfg.texts[0], "urgent", [
+    { name: "wound.jpg", mimeType: "image/jpeg", buffer: photo },
+    { name: "lab-result.pdf", mimeType: "application/pdf", buffer: pdf },
+  ]);
   await audit(nurse, "sent-urgent");
   log("nurse_sent");
   // The member on the command line answers; the browser decrypts it.
@@ -150,6 +211,21 @@ try {
   const shown = await messages(physician).innerText();
   await audit(physician, "conversation");
   log("physician_received", { listed, shown });
+  // The attachments: the photo shows, both can be saved, as sent — but the
+  // photo without its metadata.
+  const picture = messages(physician).getByRole("img", { name: "Photo: wound.jpg" });
+  await picture.waitFor({ timeout: 15000 });
+  const photoShown = await picture.evaluate((img) => img.complete && img.naturalWidth);
+  const gotPdf = await saved(physician, messages(physician).getByRole("button", { name: /Save lab-result\.pdf/ }));
+  const gotPhoto = await saved(physician, messages(physician).getByRole("button", { name: /Save wound\.jpg/ }));
+  log("attachments", {
+    photoShown,
+    pdfSame: gotPdf.equals(pdf),
+    photoIsJpeg: gotPhoto[0] === 0xff && gotPhoto[1] === 0xd8,
+    photoKeepsMarker: gotPhoto.includes(cfg.exifMarker),
+    photoKeepsGps: gotPhoto.includes("GPS 51.5072N"),
+    photoHasExif: gotPhoto.includes("Exif"),
+  });
   // Shown to the physician: the nurse sees it read, and by which device.
   await receipt.filter({ hasText: new RegExp(`Read by .*${cfg.physician.name}`) }).waitFor({ timeout: 20000 });
   const afterRead = await receipt.innerText();

@@ -207,6 +207,10 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         serde_json::json!([t.totp_code(secret), t.totp_code_at(secret, t.now() + 30)])
     };
     let sent = texts_sent();
+    // Sent with the first message: a PDF, and a photo whose camera wrote
+    // this into its EXIF block.
+    let pdf = "%PDF-1.4\n% Lab result for MRN-0042: lactate 3.9 mmol/L (repeat ordered)\n%%EOF\n";
+    let exif_marker = "WardlineTestCam-7Q";
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let steps = run_script(
         "chat.mjs",
@@ -218,6 +222,8 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
             "wrongPin": "4712 heron",
             "patientRef": "MRN-0042",
             "texts": sent,
+            "pdf": pdf,
+            "exifMarker": exif_marker,
             "screenshots": screenshots,
             "adminToken": admin.client.token().unwrap(),
             // The organisation's lock_after_idle_secs (the default policy's).
@@ -245,6 +251,15 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     assert!(listed.contains("Urgent"), "{listed}");
     assert!(listed.contains("MRN-0042"), "{listed}");
     assert!(received["shown"].as_str().unwrap().contains(sent[0]));
+    // Encrypted in one browser, opened in the other: the PDF as it was, the
+    // photo shown and saved without its EXIF block (camera, place).
+    let a = step("attachments");
+    assert!(a["photoShown"].as_u64().unwrap() > 0, "{a}");
+    assert_eq!(a["pdfSame"], true, "{a}");
+    assert_eq!(a["photoIsJpeg"], true, "{a}");
+    assert_eq!(a["photoKeepsMarker"], false, "{a}");
+    assert_eq!(a["photoKeepsGps"], false, "{a}");
+    assert_eq!(a["photoHasExif"], false, "{a}");
     let reloaded = step("reloaded");
     assert!(
         reloaded["wrongPin"].as_str().unwrap().contains("PIN"),
@@ -276,6 +291,34 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     let mut expected: Vec<&str> = vec![sent[0], cli_reply];
     expected.extend(&sent[1..]);
     assert_eq!(texts(&cli, conv), expected);
+    // … and opened the browser's attachments with the keys in the message.
+    let first = cli.core.conversations[&conv]
+        .messages
+        .iter()
+        .find(|m| m.content.text == sent[0])
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = first
+        .content
+        .attachments
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["wound.jpg", "lab-result.pdf"]);
+    for a in &first.content.attachments {
+        let sealed = cli.api.download_attachment(conv, a.id).await.unwrap();
+        assert!(!contains(&sealed, "Lab result"), "uploaded in the clear");
+        let opened =
+            wardline_client::core::content::open_attachment(&sealed, &a.key).expect("opens");
+        assert_eq!(opened.len() as u64, a.size);
+        if a.name == "lab-result.pdf" {
+            assert_eq!(opened, pdf.as_bytes());
+            assert_eq!(a.mime, "application/pdf");
+        } else {
+            assert!(!contains(&opened, exif_marker), "EXIF left in the photo");
+            assert_eq!(a.mime, "image/jpeg");
+        }
+    }
 
     // Read receipts mean "shown": the physician's browser showed the urgent
     // message, the terminal stored it but never showed it. The nurse's
@@ -361,6 +404,10 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         }
         assert!(!contains(&db, text), "the server's database holds {text:?}");
     }
+    assert!(
+        !contains(&db, "Lab result"),
+        "the server's database holds the PDF"
+    );
 }
 
 /// The app's files go out gzipped to a browser that accepts it, with their
