@@ -369,6 +369,13 @@ function ConversationView({
     };
   }, [view, c.id]);
 
+  const [replyTo, setReplyTo] = useState<Message | null>(null);
+  const composer = useRef<HTMLTextAreaElement>(null);
+  const startReply = useCallback((m: Message) => {
+    setReplyTo(m);
+    composer.current?.focus();
+  }, []);
+
   const submit = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const form = e.currentTarget;
@@ -382,12 +389,13 @@ function ConversationView({
         conversation: c.id,
         text,
         priority: String(f.get("priority")) as Priority,
-        replyTo: null,
+        replyTo: replyTo?.id ?? null,
         files,
       }),
     );
     if (id) {
       form.reset();
+      setReplyTo(null);
       load();
     }
   };
@@ -415,7 +423,14 @@ function ConversationView({
       >
       <ol className="messages" ref={list}>
         {view.messages.map((m) => (
-          <MessageItem key={m.id} m={m} conversation={c.id} receipts={receipts[m.id]} />
+          <MessageItem
+            key={m.id}
+            m={m}
+            conversation={c.id}
+            receipts={receipts[m.id]}
+            parent={m.content.reply_to ? (view.messages.find((p) => p.id === m.content.reply_to) ?? null) : undefined}
+            onReply={c.closed ? undefined : startReply}
+          />
         ))}
         {view.unsent.map((u) => (
           <li key={u.id} className="mine unsent">
@@ -430,10 +445,19 @@ function ConversationView({
       </div>
       {!c.closed && (
         <form onSubmit={submit} className="composer">
+          {replyTo && (
+            <p className="replying" role="status">
+              Replying to {replyTo.mine ? "yourself" : (replyTo.sender_name ?? "a colleague")}: {excerpt(replyTo)}{" "}
+              <button type="button" className="secondary small" onClick={() => setReplyTo(null)}>
+                Cancel reply
+              </button>
+            </p>
+          )}
           <label htmlFor="text">Message</label>
           <textarea
             id="text"
             name="text"
+            ref={composer}
             rows={3}
             onKeyDown={(e) => {
               // Enter sends; Shift+Enter starts a new line.
@@ -541,13 +565,45 @@ function Members({ c, me, names }: { c: ConversationSummary; me: string; names: 
   );
 }
 
-function MessageItem({ m, conversation, receipts }: { m: Message; conversation: string; receipts?: ReceiptView }) {
+/** The start of a message, to recall it in a reply. */
+function excerpt(m: Message): string {
+  if (m.recalled_at) return "a recalled message";
+  const text = m.content.text || (m.content.attachments ?? []).map((a) => a.name).join(", ");
+  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
+}
+
+function MessageItem({
+  m,
+  conversation,
+  receipts,
+  parent,
+  onReply,
+}: {
+  m: Message;
+  conversation: string;
+  receipts?: ReceiptView;
+  /** The message this one answers (null: not here any more; undefined: not a reply). */
+  parent?: Message | null;
+  onReply?: (m: Message) => void;
+}) {
+  const who = m.mine ? "You" : (m.sender_name ?? "A colleague");
   return (
-    <li className={m.mine ? "mine" : "theirs"} data-id={m.id}>
+    <li className={m.mine ? "mine" : "theirs"} data-id={m.id} id={`message-${m.id}`}>
       <p className="meta">
-        {m.mine ? "You" : (m.sender_name ?? "A colleague")} · <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{time(m.sent_at)}</time>{" "}
+        {who} · <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{time(m.sent_at)}</time>{" "}
         <PriorityBadge p={m.priority} />
       </p>
+      {parent !== undefined && (
+        <blockquote className="quoted">
+          {parent ? (
+            <a href={`#message-${parent.id}`}>
+              In reply to {parent.mine ? "you" : (parent.sender_name ?? "a colleague")}: {excerpt(parent)}
+            </a>
+          ) : (
+            "In reply to an earlier message"
+          )}
+        </blockquote>
+      )}
       {(m.recalled_at || m.content.text) && (
         <p className="text">{m.recalled_at ? <em>Recalled</em> : m.content.text}</p>
       )}
@@ -559,6 +615,11 @@ function MessageItem({ m, conversation, receipts }: { m: Message; conversation: 
         </ul>
       )}
       {m.mine && !m.recalled_at && receipts && <Receipts r={receipts} />}
+      {onReply && !m.recalled_at && (
+        <button type="button" className="secondary small reply" onClick={() => onReply(m)} aria-label={`Reply to ${who}: ${excerpt(m)}`}>
+          Reply
+        </button>
+      )}
     </li>
   );
 }

@@ -234,10 +234,19 @@ try {
   await audit(nurse, "receipts");
   log("receipts", { beforeRead, afterRead, byDevice });
 
-  // 4. The physician answers; it reaches the nurse live.
+  // 4. The physician answers the urgent message (a reply); it reaches the
+  // nurse live, quoting what it answers.
+  await messages(physician)
+    .locator("li.theirs", { hasText: cfg.texts[0] })
+    .getByRole("button", { name: /^Reply to / })
+    .click();
+  const replying = await physician.locator(".replying").innerText();
   await send(physician, cfg.texts[1], "routine");
-  await messages(nurse).getByText(cfg.texts[1]).waitFor({ timeout: 20000 });
-  log("nurse_received");
+  const answer = messages(nurse).locator("li.theirs", { hasText: cfg.texts[1] });
+  await answer.waitFor({ timeout: 20000 });
+  const quoted = await answer.locator("blockquote").innerText();
+  await audit(nurse, "reply");
+  log("nurse_received", { replying, quoted });
 
   // 5. A reload: sign in again, then the PIN — a wrong one opens nothing.
   await physician.reload();

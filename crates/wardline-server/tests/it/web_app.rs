@@ -260,6 +260,23 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     assert_eq!(a["photoKeepsMarker"], false, "{a}");
     assert_eq!(a["photoKeepsGps"], false, "{a}");
     assert_eq!(a["photoHasExif"], false, "{a}");
+    // The physician's answer is a reply to the urgent message: said while
+    // writing it, quoted where it arrives, and in what the terminal got.
+    let reply = step("nurse_received");
+    assert!(
+        reply["replying"]
+            .as_str()
+            .unwrap()
+            .starts_with("Replying to Test nurse: BP 86/50"),
+        "{reply}"
+    );
+    assert!(
+        reply["quoted"]
+            .as_str()
+            .unwrap()
+            .starts_with("In reply to you: BP 86/50"),
+        "{reply}"
+    );
     let reloaded = step("reloaded");
     assert!(
         reloaded["wrongPin"].as_str().unwrap().contains("PIN"),
@@ -298,6 +315,12 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         .find(|m| m.content.text == sent[0])
         .unwrap()
         .clone();
+    let answer = cli.core.conversations[&conv]
+        .messages
+        .iter()
+        .find(|m| m.content.text == sent[1])
+        .unwrap();
+    assert_eq!(answer.content.reply_to, Some(first.id));
     let names: Vec<&str> = first
         .content
         .attachments
