@@ -370,6 +370,7 @@ function ConversationView({
   }, [view, c.id]);
 
   const [replyTo, setReplyTo] = useState<Message | null>(null);
+  const [clips, setClips] = useState<File[]>([]);
   const composer = useRef<HTMLTextAreaElement>(null);
   const startReply = useCallback((m: Message) => {
     setReplyTo(m);
@@ -381,7 +382,7 @@ function ConversationView({
     const form = e.currentTarget;
     const f = new FormData(form);
     const text = String(f.get("text")).trim();
-    const files = (f.getAll("files") as File[]).filter((x) => x.size > 0 || x.name);
+    const files = [...(f.getAll("files") as File[]).filter((x) => x.size > 0 || x.name), ...clips];
     if (!text && files.length === 0) return;
     const id = await run(() =>
       ask({
@@ -396,6 +397,7 @@ function ConversationView({
     if (id) {
       form.reset();
       setReplyTo(null);
+      setClips([]);
       load();
     }
   };
@@ -469,6 +471,24 @@ function ConversationView({
           />
           <label htmlFor="files">Attach files</label>
           <input id="files" name="files" type="file" multiple />
+          <VoiceRecorder onClip={(clip) => setClips((c) => [...c, clip])} />
+          {clips.length > 0 && (
+            <ul className="clips" aria-label="Voice clips to send">
+              {clips.map((clip, i) => (
+                <li key={clip.name}>
+                  {clip.name} ({size(clip.size)}){" "}
+                  <button
+                    type="button"
+                    className="secondary small"
+                    aria-label={`Remove ${clip.name}`}
+                    onClick={() => setClips((c) => c.filter((_, j) => j !== i))}
+                  >
+                    Remove
+                  </button>
+                </li>
+              ))}
+            </ul>
+          )}
           <label htmlFor="priority">Priority</label>
           <select id="priority" name="priority" defaultValue="routine">
             <option value="routine">Routine</option>
@@ -565,6 +585,58 @@ function Members({ c, me, names }: { c: ConversationSummary; me: string; names: 
   );
 }
 
+/** Containers browsers record speech in, best first (Chromium and Firefox: WebM/Opus; Safari: MP4). */
+const CLIP_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4"];
+
+/**
+ * Records a voice clip from the microphone (MediaRecorder) and hands it over
+ * as a file to send: it goes out encrypted like any attachment.
+ */
+function VoiceRecorder({ onClip }: { onClip: (clip: File) => void }) {
+  const [recorder, setRecorder] = useState<MediaRecorder | null>(null);
+  const [problem, setProblem] = useState(false);
+  const start = async () => {
+    setProblem(false);
+    let stream: MediaStream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch {
+      setProblem(true);
+      return;
+    }
+    const type = CLIP_TYPES.find((t) => MediaRecorder.isTypeSupported(t));
+    const r = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+    const chunks: Blob[] = [];
+    r.ondataavailable = (e) => chunks.push(e.data);
+    r.onstop = () => {
+      stream.getTracks().forEach((t) => t.stop());
+      const mime = (r.mimeType || "audio/webm").split(";")[0];
+      const at = new Date().toTimeString().slice(0, 8).replace(/:/g, "");
+      onClip(new File(chunks, `voice-clip-${at}.${mime.split("/")[1]}`, { type: mime }));
+      setRecorder(null);
+    };
+    r.start();
+    setRecorder(r);
+  };
+  return (
+    <div className="recorder">
+      {recorder ? (
+        <button type="button" className="secondary" onClick={() => recorder.stop()}>
+          Stop recording
+        </button>
+      ) : (
+        <button type="button" className="secondary" onClick={start}>
+          Record a voice clip
+        </button>
+      )}
+      {recorder && <span role="status"> Recording…</span>}
+      {problem && (
+        <span role="alert"> The microphone could not be used: allow it for this site in the browser&apos;s settings.</span>
+      )}
+    </div>
+  );
+}
+
 /** The start of a message, to recall it in a reply. */
 function excerpt(m: Message): string {
   if (m.recalled_at) return "a recalled message";
@@ -650,7 +722,8 @@ function AttachmentItem({ a, conversation, message }: { a: Attachment; conversat
   const [url, setUrl] = useState<string | null>(opened.get(a.id) ?? null);
   const [problem, setProblem] = useState(false);
   useEffect(() => {
-    if (a.kind !== "photo" || url) return;
+    // Photos show and voice clips are ready to play without asking; files open when saved.
+    if (a.kind === "file" || url) return;
     openAttachment(conversation, message, a).then((u) => (u ? setUrl(u) : setProblem(true)));
   }, [a, conversation, message, url]);
   const save = async () => {

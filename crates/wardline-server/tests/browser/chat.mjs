@@ -248,6 +248,32 @@ try {
   await audit(nurse, "reply");
   log("nurse_received", { replying, quoted });
 
+  // A voice clip recorded in the nurse's browser (Chromium's fake
+  // microphone) reaches the physician, who can play it.
+  await nurse.getByRole("button", { name: "Record a voice clip" }).click();
+  await nurse.getByRole("button", { name: "Stop recording" }).waitFor();
+  await nurse.waitForTimeout(1200);
+  await nurse.getByRole("button", { name: "Stop recording" }).click();
+  const clip = nurse.getByRole("list", { name: "Voice clips to send" }).getByRole("listitem");
+  await clip.waitFor();
+  const clipName = (await clip.innerText()).split(" (")[0];
+  await audit(nurse, "voice-clip");
+  await nurse.getByRole("button", { name: "Send" }).click();
+  await messages(nurse).locator("li.mine:not(.unsent)", { hasText: clipName }).waitFor({ timeout: 15000 });
+  const player = messages(physician).locator("li.theirs", { hasText: clipName }).locator("audio");
+  await player.waitFor({ timeout: 15000 });
+  // Decodable: the browser read the clip's header (a recorded WebM often
+  // states no duration, so that is not asked).
+  const playable = await player.evaluate(
+    (a) =>
+      new Promise((resolve) => {
+        if (a.readyState >= 1) return resolve(true);
+        a.onloadedmetadata = () => resolve(true);
+        a.onerror = () => resolve(false);
+      }),
+  );
+  log("voice_clip", { clipName, playable });
+
   // 5. A reload: sign in again, then the PIN — a wrong one opens nothing.
   await physician.reload();
   await signIn(physician, cfg.physician, cfg.physician.codes[1]);

@@ -193,7 +193,8 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
                             .unwrap();
                         replied = true;
                     }
-                    if seen.len() > texts_sent().len() {
+                    // The browsers' texts, the voice clip (no text) and its own reply.
+                    if seen.len() > texts_sent().len() + 1 {
                         return (cli, conv);
                     }
                 }
@@ -277,6 +278,8 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
             .starts_with("In reply to you: BP 86/50"),
         "{reply}"
     );
+    let voice = step("voice_clip");
+    assert_eq!(voice["playable"], true, "{voice}");
     let reloaded = step("reloaded");
     assert!(
         reloaded["wrongPin"].as_str().unwrap().contains("PIN"),
@@ -305,8 +308,9 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     // Browser ↔ command line, both ways: the terminal read every message the
     // browsers sent (and its own reply), in order.
     let (cli, conv) = cli_task.await.unwrap();
-    let mut expected: Vec<&str> = vec![sent[0], cli_reply];
-    expected.extend(&sent[1..]);
+    // The voice clip, after the physician's answer, has no text.
+    let mut expected: Vec<&str> = vec![sent[0], cli_reply, sent[1], ""];
+    expected.extend(&sent[2..]);
     assert_eq!(texts(&cli, conv), expected);
     // … and opened the browser's attachments with the keys in the message.
     let first = cli.core.conversations[&conv]
@@ -315,6 +319,16 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         .find(|m| m.content.text == sent[0])
         .unwrap()
         .clone();
+    let clip = &cli.core.conversations[&conv].messages[3]
+        .content
+        .attachments;
+    assert!(
+        clip.len() == 1
+            && clip[0].kind == wardline_client::core::AttachmentKind::Voice
+            && clip[0].mime.starts_with("audio/")
+            && clip[0].name == voice["clipName"].as_str().unwrap(),
+        "{clip:?}"
+    );
     let answer = cli.core.conversations[&conv]
         .messages
         .iter()
