@@ -44,8 +44,16 @@ const POLL: Duration = Duration::from_secs(30);
 const READ_BUFFER: usize = 4 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 const BATCH: i64 = 100;
-/// Close code: the session ended (RFC 6455 "policy violation").
-const CLOSE_SESSION_ENDED: u16 = 1008;
+/// Close codes (RFC 6455 §7.4.1). "Policy violation": the session ended, or
+/// the client sent a frame that is not an acknowledgement.
+const CLOSE_POLICY: u16 = 1008;
+/// "Unsupported data": a binary frame (the protocol is JSON text).
+const CLOSE_UNSUPPORTED: u16 = 1003;
+/// "Protocol error": a frame the socket could not read (over
+/// `MAX_CLIENT_MESSAGE`, or malformed).
+const CLOSE_PROTOCOL: u16 = 1002;
+/// "Internal error": the server failed; the client reconnects.
+const CLOSE_SERVER_ERROR: u16 = 1011;
 
 /// What the socket uses, and nothing else of the application's state.
 #[derive(Clone)]
@@ -134,10 +142,10 @@ async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
-async fn close(socket: &mut WebSocket, reason: &'static str) {
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
-            code: CLOSE_SESSION_ENDED,
+            code,
             reason: reason.into(),
         })))
         .await;
@@ -175,7 +183,9 @@ async fn run(
                 .await
             {
                 Ok(l) => l,
-                Err(_) => return close(&mut socket, "server error; reconnect").await,
+                Err(_) => {
+                    return close(&mut socket, CLOSE_SERVER_ERROR, "server error; reconnect").await;
+                }
             };
             for n in list.notices {
                 notices_after = notices_after.max(n.created_at);
@@ -187,7 +197,9 @@ async fn run(
         loop {
             let entries = match s.messaging.inbox_after(device, cursor, BATCH).await {
                 Ok(e) => e,
-                Err(_) => return close(&mut socket, "server error; reconnect").await,
+                Err(_) => {
+                    return close(&mut socket, CLOSE_SERVER_ERROR, "server error; reconnect").await;
+                }
             };
             let n = entries.len() as i64;
             for e in entries {
@@ -220,13 +232,13 @@ async fn run(
                 }
                 changed = sessions.changed() => {
                     if changed.is_err() || !session_alive(&s, &p).await {
-                        return close(&mut socket, "session ended").await;
+                        return close(&mut socket, CLOSE_POLICY, "session ended").await;
                     }
                     break;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if !session_alive(&s, &p).await {
-                        return close(&mut socket, "session ended").await;
+                        return close(&mut socket, CLOSE_POLICY, "session ended").await;
                     }
                     check_notices = wants_notices;
                     break;
@@ -239,11 +251,22 @@ async fn run(
                                 // bug; the cursor simply does not move.
                                 s.messaging.queue_ack(device, up_to);
                             }
-                            Err(_) => return close(&mut socket, "unknown frame").await,
+                            Err(_) => {
+                                return close(&mut socket, CLOSE_POLICY, "unknown frame").await;
+                            }
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                    Some(Ok(_)) => {}
+                    Some(Ok(Message::Binary(_))) => {
+                        return close(&mut socket, CLOSE_UNSUPPORTED, "text frames only").await;
+                    }
+                    // Too big, or not a WebSocket frame: say why if the
+                    // connection still carries it (before, it just dropped).
+                    Some(Err(_)) => {
+                        return close(&mut socket, CLOSE_PROTOCOL, "unreadable frame").await;
+                    }
+                    Some(Ok(Message::Close(_))) | None => return,
+                    // Pings are answered by the WebSocket layer; pongs need nothing.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 },
             }
         }

@@ -272,7 +272,80 @@ async fn pages_of_other_sites_are_refused_before_any_route(backend: Backend) {
     }
 }
 
+/// How the server ended the socket: the close frame's code, or none when
+/// the connection just dropped.
+async fn close_code(socket: &mut Socket) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the server answers within 10 s")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => return None,
+        }
+    }
+}
+
+/// What a crafted page (or a broken client) can send on the sync socket
+/// besides acknowledgements: each ends that socket with the RFC 6455 code
+/// for it — never a silent drop (an oversized frame used to be one) — and
+/// the device's next socket works.
+async fn bad_socket_frames_close_it_with_a_reason_and_change_nothing(backend: Backend) {
+    let Some(t) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = t.setup_org("alpha").await;
+    let nurse = t.user_with_role(&admin, Role::Nurse).await;
+    let devices = Devices::new();
+    let _chat = devices.of(&nurse, "browser").await;
+    let own = t.url.clone();
+    let cases: Vec<(&str, Message, u16)> = vec![
+        ("not JSON", Message::Text("ack 5".into()), 1008),
+        (
+            "an unknown frame",
+            Message::Text(r#"{"type":"send","text":"x"}"#.into()),
+            1008,
+        ),
+        (
+            "an ack without a number",
+            Message::Text(r#"{"type":"ack","up_to":"all"}"#.into()),
+            1008,
+        ),
+        (
+            "a binary frame",
+            Message::Binary(vec![0, 159, 146, 150].into()),
+            1003,
+        ),
+        (
+            "a frame over 4 KiB",
+            Message::Text(
+                format!(r#"{{"type":"ack","up_to":1,"pad":"{}"}}"#, "x".repeat(8192)).into(),
+            ),
+            1002,
+        ),
+    ];
+    for (what, frame, code) in cases {
+        let ticket = ticket(&t, &nurse.token).await;
+        let mut socket = open_socket(&t, &format!("after=0&ticket={ticket}"), &own)
+            .await
+            .unwrap();
+        assert_eq!(next_frame(&mut socket).await, "idle", "{what}");
+        futures_util::SinkExt::send(&mut socket, frame)
+            .await
+            .unwrap();
+        assert_eq!(close_code(&mut socket).await, Some(code), "{what}");
+    }
+    // The device's next socket works as before.
+    let ticket = ticket(&t, &nurse.token).await;
+    let mut socket = open_socket(&t, &format!("after=0&ticket={ticket}"), &own)
+        .await
+        .unwrap();
+    assert_eq!(next_frame(&mut socket).await, "idle");
+}
+
 both_backends!(
     a_socket_ticket_opens_one_socket_for_its_session,
     pages_of_other_sites_are_refused_before_any_route,
+    bad_socket_frames_close_it_with_a_reason_and_change_nothing,
 );
