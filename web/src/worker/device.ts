@@ -108,6 +108,8 @@ export function close() {
   toMarkRead.clear();
   reportedRead.clear();
   receiptCache.clear();
+  receiptsMandatory.clear();
+  directs.clear();
   socket?.close();
   socket = null;
   device?.free();
