@@ -2,7 +2,7 @@
 // unlocking, the idle lock, one tab at a time, then conversations and
 // messages. Messages are decrypted in the worker; the page shows what the
 // worker hands it and keeps nothing itself.
-import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Problem, useAction } from "./ui";
 import { ask, onNews } from "./session";
 import type {
@@ -369,6 +369,8 @@ function ConversationView({
     };
   }, [view, c.id]);
 
+  // Replies find what they answer here (not by a search per message).
+  const byId = useMemo(() => new Map(view.messages.map((m) => [m.id, m])), [view]);
   const [replyTo, setReplyTo] = useState<Message | null>(null);
   const [clips, setClips] = useState<File[]>([]);
   const composer = useRef<HTMLTextAreaElement>(null);
@@ -430,7 +432,7 @@ function ConversationView({
             m={m}
             conversation={c.id}
             receipts={receipts[m.id]}
-            parent={m.content.reply_to ? (view.messages.find((p) => p.id === m.content.reply_to) ?? null) : undefined}
+            parent={m.content.reply_to ? (byId.get(m.content.reply_to) ?? null) : undefined}
             onReply={c.closed ? undefined : startReply}
           />
         ))}

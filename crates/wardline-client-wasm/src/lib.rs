@@ -195,6 +195,16 @@ impl Device {
         Ok(())
     }
 
+    /// Whether the kept device policy lets an attachment of this MIME type
+    /// be sent (`DevicePolicy::allows_attachment`, the rule the command line
+    /// uses; no policy kept yet: any).
+    pub fn allows_attachment(&self, mime: &str) -> bool {
+        self.core
+            .device_policy
+            .as_ref()
+            .is_none_or(|p| p.allows_attachment(mime))
+    }
+
     /// Colleagues' names (`{ "<user id>": "name" }`), kept for offline use.
     pub fn set_directory(&mut self, names: &str) -> Result<(), JsError> {
         self.core.directory = from_json("directory", names)?;
@@ -413,6 +423,25 @@ impl Device {
         to_json(&list)
     }
 
+    /// One attachment of a message, with its key (`AttachmentRef`, JSON),
+    /// or none when the message or attachment is not here.
+    pub fn attachment_ref(
+        &self,
+        conversation: &str,
+        message: &str,
+        attachment: &str,
+    ) -> Result<Option<String>, JsError> {
+        let (conversation, message, attachment) =
+            (uuid(conversation)?, uuid(message)?, uuid(attachment)?);
+        Ok(self
+            .core
+            .conversations
+            .get(&conversation)
+            .and_then(|c| c.messages.iter().find(|m| m.id == message))
+            .and_then(|m| m.content.attachments.iter().find(|a| a.id == attachment))
+            .map(to_json))
+    }
+
     /// A conversation's messages, oldest first (JSON array), each with its
     /// sender's name when known; then its unsent outbox messages.
     pub fn messages(&self, conversation: &str) -> Result<String, JsError> {
@@ -468,6 +497,12 @@ impl Device {
         let core = ChatCore::open_as(sealed, &key, &record_context(device))?;
         Ok(Device { core, key })
     }
+}
+
+/// Most message ids one `POST …/read` names (the API's `MAX_READ_IDS`).
+#[wasm_bindgen]
+pub fn max_read_ids() -> u32 {
+    wardline_proto::messaging::MAX_READ_IDS as u32
 }
 
 /// An attachment encrypted for upload: the ciphertext goes to `POST

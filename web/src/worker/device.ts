@@ -4,7 +4,7 @@
 // back, in the core's order: apply → persist → acknowledge, encrypt →
 // persist → submit. Only one tab's worker drives a device at a time (Web
 // Locks); every change to the core runs in `exclusive`, one after another.
-import init, { Device, open_attachment, seal_attachment } from "../wasm/wardline_client_wasm.js";
+import init, { Device, max_read_ids, open_attachment, seal_attachment } from "../wasm/wardline_client_wasm.js";
 import type { components } from "../api/schema";
 import { api, call, Failed, post } from "./api";
 import * as store from "./store";
@@ -248,8 +248,7 @@ async function sync() {
 async function refresh() {
   const d = open();
   for (const c of (await call(() => api.GET("/api/v1/conversations"))).conversations) {
-    d.update_conversation(JSON.stringify(c));
-    noteServerView(c);
+    keepConversation(c);
   }
   const users = await call(() => api.GET("/api/v1/users"));
   directory = Object.fromEntries(users.users.map((u) => [u.id, u.display_name]));
@@ -315,8 +314,7 @@ async function reconcile(conv: string) {
       if (e instanceof Failed && e.failure.code === "not_found") return;
       throw e;
     }
-    d.update_conversation(JSON.stringify(c));
-    noteServerView(c);
+    keepConversation(c);
     const plan = JSON.parse(d.plan(JSON.stringify(c))) as { add: string[]; remove: string[] };
     if (plan.remove.length) {
       await commit(conv, JSON.parse(d.commit_remove(conv, JSON.stringify(plan.remove))));
@@ -472,8 +470,12 @@ const receiptsMandatory = new Set<string>();
 /** Direct conversations (as the server last said). */
 const directs = new Set<string>();
 
-/** What the page needs of the server's view that the core does not keep. */
-function noteServerView(c: S["Conversation"]) {
+/**
+ * Keeps the server's view of a conversation: the core's part (title,
+ * members, lifecycle) and what the page needs that the core does not keep.
+ */
+function keepConversation(c: S["Conversation"]) {
+  open().update_conversation(JSON.stringify(c));
   if (c.read_receipts_mandatory) receiptsMandatory.add(c.id);
   else receiptsMandatory.delete(c.id);
   if (c.kind === "direct") directs.add(c.id);
@@ -528,14 +530,6 @@ export function colleagues(): { id: string; name: string }[] {
 
 // ------------------------------------------------------------ attachments
 
-/** `mime` matches one of `allowed` (`image/*` style; none listed: any), as the server's rule. */
-function allowed(allowedTypes: string[], mime: string): boolean {
-  return (
-    allowedTypes.length === 0 ||
-    allowedTypes.some((t) => t === mime || (t.endsWith("/*") && mime.startsWith(t.slice(0, -1))))
-  );
-}
-
 /**
  * A photo drawn again as it looks (turned upright by its EXIF orientation)
  * and encoded afresh: EXIF, GPS and every other metadata block stay behind.
@@ -556,9 +550,9 @@ const PHOTOS = ["image/jpeg", "image/png", "image/webp"];
  * goes only into the message. Refused before upload when the device policy
  * does not allow its type (the server refuses sizes over its limit).
  */
-async function upload(conv: string, file: File, allowedTypes: string[]) {
+async function upload(conv: string, file: File) {
   const declared = file.type || "application/octet-stream";
-  if (!allowed(allowedTypes, declared)) {
+  if (!open().allows_attachment(declared)) {
     throw new Failed({
       status: 422,
       code: "validation",
@@ -592,9 +586,8 @@ async function upload(conv: string, file: File, allowedTypes: string[]) {
 
 /** Downloads and opens one attachment of a message (the key is the message's). */
 export async function attachment(conv: string, message: string, id: string) {
-  const d = open();
-  const m = (JSON.parse(d.messages(conv)) as MessageView).messages.find((x) => x.id === message);
-  const ref = (m?.content.attachments as (Attachment & { key: string })[] | undefined)?.find((a) => a.id === id);
+  const found = open().attachment_ref(conv, message, id);
+  const ref = found === undefined ? undefined : (JSON.parse(found) as Attachment & { key: string });
   if (!ref) throw new Failed({ status: 404, code: "not_found", message: "That attachment is not here any more." });
   const sealed = await call(() =>
     api.GET("/api/v1/conversations/{id}/attachments/{attachment_id}", {
@@ -617,8 +610,10 @@ export async function send(conv: string, text: string, priority: string, replyTo
   // their keys then takes its place in the outbox.
   const refs: Awaited<ReturnType<typeof upload>>[] = [];
   if (files.length) {
-    const allowedTypes = (await policy()).allowed_attachment_types;
-    for (const f of files) refs.push(await upload(conv, f, allowedTypes));
+    // The policy as the server says it now (an administrator may have just
+    // narrowed the types); the rule is the core's.
+    open().set_policy(JSON.stringify(await policy()));
+    for (const f of files) refs.push(await upload(conv, f));
   }
   return exclusive(async () => {
     const d = open();
@@ -644,7 +639,7 @@ export async function send(conv: string, text: string, priority: string, replyTo
 /** Starts a conversation: the server records it, this device makes the group and adds everyone. */
 export function startConversation(n: NewConversation) {
   return exclusive(async () => {
-    const d = open();
+    open(); // unlocked, or nothing is created on the server
     const c = await call(() =>
       api.POST("/api/v1/conversations", {
         body: {
@@ -656,8 +651,7 @@ export function startConversation(n: NewConversation) {
         },
       }),
     );
-    d.update_conversation(JSON.stringify(c));
-    noteServerView(c);
+    keepConversation(c);
     await persist();
     await reconcile(c.id);
     changed();
@@ -667,8 +661,6 @@ export function startConversation(n: NewConversation) {
 
 // ------------------------------------------------------------ receipts
 
-/** Most message ids one read request names (the API's MAX_READ_IDS). */
-const MAX_READ_IDS = 500;
 /** Others' messages shown to the person and not reported read yet, by conversation. */
 const toMarkRead = new Map<string, Set<string>>();
 /** Reported read since the device was opened (the page repeats what is on screen). */
@@ -694,8 +686,9 @@ export function markShown(conv: string, ids: string[]) {
 async function reportRead() {
   for (const [conv, pending] of [...toMarkRead]) {
     const ids = [...pending];
-    for (let i = 0; i < ids.length; i += MAX_READ_IDS) {
-      const chunk = ids.slice(i, i + MAX_READ_IDS);
+    const most = max_read_ids();
+    for (let i = 0; i < ids.length; i += most) {
+      const chunk = ids.slice(i, i + most);
       try {
         await call(() =>
           api.POST("/api/v1/conversations/{id}/read", { params: { path: { id: conv } }, body: { message_ids: chunk } }),
@@ -773,35 +766,34 @@ export async function receipts(conv: string, ids: string[]): Promise<Record<stri
 
 // ------------------------------------------------------------ members
 
-/** Adds a colleague: the server records it, this device adds their devices to the group. */
-export function addMember(conv: string, user: string) {
+/**
+ * Applies a membership change the server made (the conversation it
+ * answers), then brings the MLS group in line: colleagues' devices added,
+ * or removed (no message is accepted until that commit).
+ */
+function changeMembers(conv: string, change: () => Promise<S["Conversation"]>) {
   return exclusive(async () => {
-    const c = await call(() =>
-      api.POST("/api/v1/conversations/{id}/members", { params: { path: { id: conv } }, body: { user_id: user } }),
-    );
-    open().update_conversation(JSON.stringify(c));
-    noteServerView(c);
+    keepConversation(await change());
     await reconcile(conv);
     changed();
     return null;
   });
 }
 
-/**
- * Takes a colleague out: the server stops delivering to them at once, this
- * device commits their devices' removal (no message is accepted until then).
- */
+/** Adds a colleague to a group. */
+export function addMember(conv: string, user: string) {
+  return changeMembers(conv, () =>
+    call(() => api.POST("/api/v1/conversations/{id}/members", { params: { path: { id: conv } }, body: { user_id: user } })),
+  );
+}
+
+/** Takes a colleague out of a group: the server stops delivering to them at once. */
 export function removeMember(conv: string, user: string) {
-  return exclusive(async () => {
-    const c = await call(() =>
+  return changeMembers(conv, () =>
+    call(() =>
       api.DELETE("/api/v1/conversations/{id}/members/{user_id}", { params: { path: { id: conv, user_id: user } } }),
-    );
-    open().update_conversation(JSON.stringify(c));
-    noteServerView(c);
-    await reconcile(conv);
-    changed();
-    return null;
-  });
+    ),
+  );
 }
 
 /**
