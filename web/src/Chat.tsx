@@ -151,6 +151,8 @@ function ChatScreen({ me, allowCopy }: { me: string; allowCopy: boolean }) {
   const [names, setNames] = useState<Record<string, string>>({});
   const [selected, setSelected] = useState<string | null>(null);
   const [starting, setStarting] = useState(false);
+  // The chat closes with the device: decrypted attachments leave with it.
+  useEffect(() => forgetAttachments, []);
 
   const load = useCallback(async () => {
     const r = await ask({ op: "conversations" });
@@ -700,10 +702,16 @@ function MessageItem({
 
 /**
  * Decrypted attachments of this page, by id (object URLs): opened once, kept
- * while the page lives. They hold patient data, so the page never writes
+ * while the device is open. They hold patient data, so the page never writes
  * them anywhere; the browser's download does, when the person asks.
  */
 const opened = new Map<string, string>();
+
+/** Lets go of every opened attachment (the device closed: locked, signed out, wiped, taken over). */
+function forgetAttachments() {
+  opened.forEach((url) => URL.revokeObjectURL(url));
+  opened.clear();
+}
 
 async function openAttachment(conversation: string, message: string, a: Attachment): Promise<string | null> {
   const known = opened.get(a.id);

@@ -345,15 +345,32 @@ try {
   // 9. Left alone for the organisation's lock_after_idle_secs, the app locks:
   // the worker lets go of the keys, and the PIN opens it again. (Page time
   // is fast-forwarded; the last key press restarts the idle timer on it.)
+  // The decrypted photo on screen goes with the keys.
+  const photoUrl = await messages(tab2).getByRole("img", { name: "Photo: wound.jpg" }).getAttribute("src");
   await tab2.clock.install();
   await tab2.keyboard.press("Shift");
   await tab2.clock.fastForward((cfg.idleSecs + 1) * 1000);
   await tab2.getByRole("heading", { level: 2, name: "Unlock" }).waitFor({ timeout: 15000 });
   await audit(tab2, "idle-locked");
+  // (Loading a released URL is logged as a failed load: that one is expected.)
+  const logged = problems.length;
+  const photoAfterLock = await tab2.evaluate(
+    (url) =>
+      new Promise((resolve) => {
+        const img = new Image();
+        img.onload = () => resolve("loads");
+        img.onerror = () => resolve("gone");
+        img.src = url;
+      }),
+    photoUrl,
+  );
+  await tab2.waitForTimeout(200);
+  const probe = problems.splice(logged).filter((p) => !/nurse tab 2 console: .*ERR_FILE_NOT_FOUND/.test(p));
+  problems.push(...probe);
   await tab2.getByLabel("PIN", { exact: true }).fill(cfg.pin);
   await tab2.getByRole("button", { name: "Unlock" }).click();
   await conversations(tab2).waitFor({ timeout: 30000 });
-  log("idle_locked");
+  log("idle_locked", { photoUrl, photoAfterLock });
 
   // 10. The physician's laptop is reported lost: an administrator wipes this
   // browser (the call \`wardline admin devices wipe\` makes). The open app

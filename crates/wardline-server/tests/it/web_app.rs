@@ -395,7 +395,15 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         "{server:?}"
     );
 
-    step("idle_locked");
+    let locked = step("idle_locked");
+    assert!(
+        locked["photoUrl"].as_str().unwrap().starts_with("blob:"),
+        "{locked}"
+    );
+    assert_eq!(
+        locked["photoAfterLock"], "gone",
+        "a decrypted photo outlived the lock: {locked}"
+    );
 
     // The physician left: the server has them out, their browser no longer
     // offers to write there, and what the nurse sent afterwards never
