@@ -30,6 +30,8 @@ export function App() {
   switch (state.step) {
     case "signed_out":
       return <SignIn notice={notice} onDone={go} />;
+    case "resume":
+      return <Resume onDone={go} />;
     case "mfa_required":
       return <SecondFactor onDone={go} />;
     case "mfa_enrolment_required":
@@ -70,6 +72,38 @@ function SignIn({ notice, onDone }: { notice: string | null; onDone: (s: SignInS
           {busy ? "Signing in…" : "Sign in"}
         </button>
       </form>
+    </Shell>
+  );
+}
+
+/**
+ * A reload (or a browser restarted): this browser keeps the session sealed
+ * in its store, so the PIN opens both — offline too, on this browser's copy.
+ */
+function Resume({ onDone }: { onDone: (s: SignInState) => void }) {
+  const { busy, failure, run } = useAction();
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const pin = String(new FormData(e.currentTarget).get("pin"));
+    const s = await run(() => ask({ op: "resume", pin }));
+    if (s) onDone(s);
+  };
+  return (
+    <Shell title="Unlock">
+      <p>Type this browser's PIN to open your messages.</p>
+      <form onSubmit={submit}>
+        <label htmlFor="pin">PIN</label>
+        <input id="pin" name="pin" type="password" autoComplete="current-password" required />
+        <Problem failure={failure} />
+        <button type="submit" disabled={busy}>
+          {busy ? "Unlocking…" : "Unlock"}
+        </button>
+      </form>
+      <p>
+        <button type="button" className="secondary" onClick={() => onDone({ step: "signed_out" })}>
+          Sign in with your password instead
+        </button>
+      </p>
     </Shell>
   );
 }

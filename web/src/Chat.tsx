@@ -35,6 +35,7 @@ export function DeviceArea({ me }: { me: string }) {
     refresh();
     return onNews((n) => {
       if (n.event === "elsewhere") setDevice((d) => (d ? { ...d, step: "elsewhere" } : d));
+      if (n.event === "connection") setDevice((d) => (d ? { ...d, offlineSince: n.offlineSince } : d));
     });
   }, [refresh]);
 
@@ -131,7 +132,18 @@ export function DeviceArea({ me }: { me: string }) {
         </section>
       );
     case "open":
-      return <ChatScreen me={me} allowCopy={device.allowCopy} />;
+      return (
+        <>
+          {device.offlineSince !== null && (
+            <p className="offline" role="status">
+              Offline: showing this browser's copy
+              {device.offlineSince > 0 && ` (the server last answered ${day(device.offlineSince)})`}. What you send waits
+              here and goes, in order, when the connection is back.
+            </p>
+          )}
+          <ChatScreen me={me} allowCopy={device.allowCopy} allowForwarding={device.allowForwarding} />
+        </>
+      );
   }
 }
 
@@ -146,7 +158,12 @@ function time(secs: number): string {
   return new Date(secs * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
-function ChatScreen({ me, allowCopy }: { me: string; allowCopy: boolean }) {
+/** A time with its date: "1 Dec, 14:05". */
+function day(secs: number): string {
+  return new Date(secs * 1000).toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+}
+
+function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy: boolean; allowForwarding: boolean }) {
   const [list, setList] = useState<ConversationSummary[]>([]);
   const [names, setNames] = useState<Record<string, string>>({});
   const [selected, setSelected] = useState<string | null>(null);
@@ -219,6 +236,11 @@ function ChatScreen({ me, allowCopy }: { me: string; allowCopy: boolean }) {
           me={me}
           names={names}
           allowCopy={allowCopy}
+          forwardTo={
+            allowForwarding
+              ? list.filter((t) => t.id !== current.id && t.joined && !t.closed).map((t) => ({ id: t.id, title: titleOf(t) }))
+              : null
+          }
           onShown={load}
         />
       ) : (
@@ -285,6 +307,7 @@ function ConversationView({
   me,
   names,
   allowCopy,
+  forwardTo,
   onShown,
 }: {
   c: ConversationSummary;
@@ -292,6 +315,8 @@ function ConversationView({
   me: string;
   names: Record<string, string>;
   allowCopy: boolean;
+  /** Where a message may be forwarded (null: the policy's `allow_forwarding` is off). */
+  forwardTo: { id: string; title: string }[] | null;
   onShown: () => void;
 }) {
   const [view, setView] = useState<MessageView>({ messages: [], unsent: [] });
@@ -380,6 +405,12 @@ function ConversationView({
     setReplyTo(m);
     composer.current?.focus();
   }, []);
+  const [forwarding, setForwarding] = useState<Message | null>(null);
+  const [forwarded, setForwarded] = useState<string | null>(null);
+  const startForward = useCallback((m: Message) => {
+    setForwarded(null);
+    setForwarding(m);
+  }, []);
 
   const submit = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -435,7 +466,10 @@ function ConversationView({
             conversation={c.id}
             receipts={receipts[m.id]}
             parent={m.content.reply_to ? (byId.get(m.content.reply_to) ?? null) : undefined}
+            me={me}
+            names={names}
             onReply={c.closed ? undefined : startReply}
+            onForward={forwardTo ? startForward : undefined}
           />
         ))}
         {view.unsent.map((u) => (
@@ -449,6 +483,18 @@ function ConversationView({
         <li ref={end} className="end" aria-hidden="true" />
       </ol>
       </div>
+      {forwarding && forwardTo && (
+        <ForwardForm
+          m={forwarding}
+          from={c.id}
+          targets={forwardTo}
+          onDone={(to) => {
+            setForwarding(null);
+            if (to) setForwarded(`Forwarded to ${to}.`);
+          }}
+        />
+      )}
+      {forwarded && <p role="status">{forwarded}</p>}
       {!c.closed && (
         <form onSubmit={submit} className="composer">
           {replyTo && (
@@ -641,6 +687,68 @@ function VoiceRecorder({ onClip }: { onClip: (clip: File) => void }) {
   );
 }
 
+/**
+ * Forwarding one message into another conversation: the worker uploads its
+ * attachments again there, and the copy says who wrote the original.
+ */
+function ForwardForm({
+  m,
+  from,
+  targets,
+  onDone,
+}: {
+  m: Message;
+  from: string;
+  targets: { id: string; title: string }[];
+  /** The title forwarded to, or null when cancelled. */
+  onDone: (to: string | null) => void;
+}) {
+  const { busy, failure, run } = useAction();
+  const select = useRef<HTMLSelectElement>(null);
+  useEffect(() => {
+    select.current?.focus();
+  }, []);
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const to = String(new FormData(e.currentTarget).get("to"));
+    const sent = await run(() => ask({ op: "forward", from, message: m.id, to }));
+    if (sent) onDone(targets.find((t) => t.id === to)?.title ?? "the conversation");
+  };
+  return (
+    <form onSubmit={submit} className="forward" aria-labelledby="forward-heading">
+      <h3 id="forward-heading">Forward a message</h3>
+      <p>
+        {m.mine ? "Yours" : (m.sender_name ?? "A colleague's")}: {excerpt(m)}
+      </p>
+      {targets.length === 0 ? (
+        <p>There is no other conversation to forward it to.</p>
+      ) : (
+        <>
+          <label htmlFor="forward-to">Forward to</label>
+          <select id="forward-to" name="to" ref={select} required>
+            {targets.map((t) => (
+              <option key={t.id} value={t.id}>
+                {t.title}
+              </option>
+            ))}
+          </select>
+        </>
+      )}
+      <Problem failure={failure} />
+      <div className="actions">
+        {targets.length > 0 && (
+          <button type="submit" disabled={busy}>
+            {busy ? "Forwarding…" : "Forward"}
+          </button>
+        )}
+        <button type="button" className="secondary" onClick={() => onDone(null)}>
+          Cancel
+        </button>
+      </div>
+    </form>
+  );
+}
+
 /** The start of a message, to recall it in a reply. */
 function excerpt(m: Message): string {
   if (m.recalled_at) return "a recalled message";
@@ -653,16 +761,23 @@ function MessageItem({
   conversation,
   receipts,
   parent,
+  me,
+  names,
   onReply,
+  onForward,
 }: {
   m: Message;
   conversation: string;
   receipts?: ReceiptView;
   /** The message this one answers (null: not here any more; undefined: not a reply). */
   parent?: Message | null;
+  me: string;
+  names: Record<string, string>;
   onReply?: (m: Message) => void;
+  onForward?: (m: Message) => void;
 }) {
   const who = m.mine ? "You" : (m.sender_name ?? "A colleague");
+  const fwd = m.content.forwarded;
   return (
     <li className={m.mine ? "mine" : "theirs"} data-id={m.id} id={`message-${m.id}`}>
       <p className="meta">
@@ -680,6 +795,12 @@ function MessageItem({
           )}
         </blockquote>
       )}
+      {fwd && !m.recalled_at && (
+        <p className="forwarded">
+          Forwarded · written by {fwd.sender_user === me ? "you" : (names[fwd.sender_user] ?? "a colleague")},{" "}
+          <time dateTime={new Date(fwd.sent_at * 1000).toISOString()}>{day(fwd.sent_at)}</time>
+        </p>
+      )}
       {(m.recalled_at || m.content.text) && (
         <p className="text">{m.recalled_at ? <em>Recalled</em> : m.content.text}</p>
       )}
@@ -694,6 +815,11 @@ function MessageItem({
       {onReply && !m.recalled_at && (
         <button type="button" className="secondary small reply" onClick={() => onReply(m)} aria-label={`Reply to ${who}: ${excerpt(m)}`}>
           Reply
+        </button>
+      )}
+      {onForward && !m.recalled_at && (
+        <button type="button" className="secondary small reply" onClick={() => onForward(m)} aria-label={`Forward ${who}: ${excerpt(m)}`}>
+          Forward
         </button>
       )}
     </li>

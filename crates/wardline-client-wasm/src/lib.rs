@@ -39,6 +39,13 @@ fn record_context(device: Uuid) -> Vec<u8> {
     format!("wardline-web/v{STORE_FORMAT}/devices/{device}").into_bytes()
 }
 
+/// The associated data a device's sealed session (token and who signed in)
+/// is bound to: a session record never passes for a state record, nor for
+/// another device's session.
+fn session_context(device: Uuid) -> Vec<u8> {
+    format!("wardline-web/v{STORE_FORMAT}/sessions/{device}").into_bytes()
+}
+
 /// An error for JavaScript: its message is shown to the person, so it says
 /// what went wrong in their terms and never carries content or keys.
 fn js(e: impl std::fmt::Display) -> JsError {
@@ -140,6 +147,51 @@ impl Device {
 
     pub fn user(&self) -> String {
         self.core.mls.user.to_string()
+    }
+
+    /// Seals the signed-in session (`{ token, session }` as the worker keeps
+    /// it, JSON) under this store's key, bound to this device's session
+    /// record: a reload opens it with the PIN instead of signing in again,
+    /// and nothing in IndexedDB hands the token to page script without it.
+    pub fn seal_session(&self, session: &str) -> Vec<u8> {
+        self.key
+            .seal_as(&session_context(self.core.mls.device), session.as_bytes())
+    }
+
+    /// Opens what [`Device::seal_session`] sealed (the same store's key).
+    pub fn open_session(&self, sealed: &[u8]) -> Result<String, JsError> {
+        self.session_record(sealed)
+            .ok_or_else(|| js("This browser's saved session does not open. Sign in again."))
+    }
+
+    /// Days since this device last reached the server (by the server's own
+    /// clock, as last seen), when that is at least the device policy's
+    /// `max_offline_days`: the store must then not open until the server is
+    /// reached. `device_now` in Unix seconds.
+    pub fn offline_too_long(&self, device_now: f64) -> Option<f64> {
+        self.core
+            .offline_too_long(secs(device_now))
+            .map(|d| d as f64)
+    }
+
+    /// The device policy kept from the server (`DevicePolicy`, JSON), if any:
+    /// what applies while the server cannot be asked.
+    pub fn policy(&self) -> Option<String> {
+        self.core.device_policy.as_ref().map(to_json)
+    }
+
+    /// Whether the kept device policy lets messages be forwarded (no policy
+    /// kept yet: the default, yes).
+    pub fn allows_forwarding(&self) -> bool {
+        self.core
+            .device_policy
+            .as_ref()
+            .is_none_or(|p| p.allow_forwarding)
+    }
+
+    /// The latest server time seen (Unix seconds; 0: never reached).
+    pub fn server_time(&self) -> f64 {
+        self.core.server_time() as f64
     }
 
     pub fn device(&self) -> String {
@@ -313,6 +365,36 @@ impl Device {
         Ok(self
             .core
             .queue(uuid(conversation)?, content, priority, None)
+            .to_string())
+    }
+
+    /// The attachments (`AttachmentRef`s, keys included: for the worker
+    /// only) of a message about to be forwarded, which go up again to the
+    /// target conversation; refused as [`ChatCore::forwardable`] refuses
+    /// (`allow_forwarding` off, message gone or recalled).
+    pub fn forwarding(&self, conversation: &str, message: &str) -> Result<String, JsError> {
+        let m = self
+            .core
+            .forwardable(uuid(conversation)?, uuid(message)?)
+            .map_err(js)?;
+        Ok(to_json(&m.content.attachments))
+    }
+
+    /// Queues the forward of `message` (of `from`) into `to`, with its
+    /// attachments as uploaded there (JSON array of `AttachmentRef`).
+    /// Returns the new message's id.
+    pub fn queue_forward(
+        &mut self,
+        from: &str,
+        message: &str,
+        to: &str,
+        attachments: &str,
+    ) -> Result<String, JsError> {
+        let attachments = from_json("attachments", attachments)?;
+        Ok(self
+            .core
+            .queue_forward(uuid(from)?, uuid(message)?, uuid(to)?, attachments)
+            .map_err(js)?
             .to_string())
     }
 
@@ -491,6 +573,16 @@ impl Device {
 }
 
 impl Device {
+    /// [`Device::open_session`] for Rust callers (tests): none when the
+    /// record is not this device's session under this key.
+    pub fn session_record(&self, sealed: &[u8]) -> Option<String> {
+        let json = self
+            .key
+            .open_as(&session_context(self.core.mls.device), sealed)
+            .ok()?;
+        String::from_utf8(json.to_vec()).ok()
+    }
+
     /// [`Device::open`] for Rust callers (tests): the error is the core's.
     pub fn open_record(sealed: &[u8], device: Uuid, pin: &str) -> Result<Device, CoreError> {
         let key = derive_key(pin, Some(sealed))?;

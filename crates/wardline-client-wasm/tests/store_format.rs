@@ -61,3 +61,49 @@ fn a_wrong_pin_or_another_device_opens_nothing() {
     altered[last] ^= 1;
     assert!(Device::open_record(&altered, device_id(), PIN).is_err());
 }
+
+/// The session record (`DeviceRecord.session`): the token a reload resumes
+/// with, sealed under the store's key and bound to this device's session
+/// record, so neither the state record nor another device's session passes
+/// for it.
+#[test]
+fn the_saved_session_opens_only_as_this_devices_session() {
+    let sealed = std::fs::read(fixture(1)).unwrap();
+    let d = Device::open_record(&sealed, device_id(), PIN).unwrap();
+    let session = r#"{"token":"wl_s_example","session":{}}"#;
+    let record = d.seal_session(session);
+    assert!(!record.windows(12).any(|w| w == b"wl_s_example"));
+    assert_eq!(d.session_record(&record).unwrap(), session);
+    // The state record is not a session, and a session is not the state.
+    assert!(d.session_record(&sealed).is_none());
+    assert!(Device::open_record(&record, device_id(), PIN).is_err());
+    // Another device's store (another key, another record) opens neither.
+    let other = Device::create(USER, &Uuid::new_v4().to_string(), PIN, 6).unwrap();
+    assert!(other.session_record(&record).is_none());
+}
+
+/// `max_offline_days`: the store does not open offline once the device has
+/// not reached the server for that long (by the last server time seen).
+#[test]
+fn a_store_offline_too_long_is_told() {
+    let day = 86_400.0;
+    let mut d = Device::create(USER, DEVICE, PIN, 6).unwrap();
+    let mut policy =
+        serde_json::to_value(wardline_proto::lifecycle::DevicePolicy::default()).unwrap();
+    policy["max_offline_days"] = 3.into();
+    d.set_policy(&policy.to_string()).unwrap();
+    // Never reached: nothing to count from.
+    assert_eq!(d.offline_too_long(1_780_000_000.0), None);
+    d.saw_server_time(1_780_000_000.0);
+    assert_eq!(d.offline_too_long(1_780_000_000.0 + 2.9 * day), None);
+    assert_eq!(d.offline_too_long(1_780_000_000.0 + 3.0 * day), Some(3.0));
+    // Kept across sealing: the limit holds after a reload.
+    let reopened = Device::open_record(&d.seal(), device_id(), PIN).unwrap();
+    assert_eq!(
+        reopened.offline_too_long(1_780_000_000.0 + 4.0 * day),
+        Some(4.0)
+    );
+    policy["max_offline_days"] = serde_json::Value::Null;
+    d.set_policy(&policy.to_string()).unwrap();
+    assert_eq!(d.offline_too_long(1_780_000_000.0 + 400.0 * day), None);
+}

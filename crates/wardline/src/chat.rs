@@ -395,12 +395,24 @@ fn print_message(m: &LocalMessage, names: &HashMap<Uuid, String>) {
         .reply_to
         .map(|r| format!(" (reply to {})", short(r)))
         .unwrap_or_default();
+    let forwarded = m
+        .content
+        .forwarded
+        .as_ref()
+        .map(|f| {
+            let by = names
+                .get(&f.sender_user)
+                .cloned()
+                .unwrap_or_else(|| short(f.sender_user));
+            format!(" (forwarded: {by}, {})", time(f.sent_at))
+        })
+        .unwrap_or_default();
     let disappears = m
         .expires_at
         .map(|t| format!(" (disappears {})", time(t)))
         .unwrap_or_default();
     say!(
-        "{}  {}  {who}{flag}{reply}{disappears}: {}",
+        "{}  {}  {who}{flag}{reply}{forwarded}{disappears}: {}",
         short(m.id),
         time(m.sent_at),
         m.content.text
@@ -961,6 +973,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         reply_to,
         attachments,
         shared_again: None,
+        forwarded: None,
     };
     let ttl = args
         .disappear_after

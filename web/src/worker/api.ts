@@ -1,5 +1,6 @@
 // The worker's API client. The session token lives here, in the worker's
-// memory only (ARCHITECTURE.md, "Browsers hold no ambient credential").
+// memory, and at rest only sealed in this device's store under the PIN
+// (ARCHITECTURE.md, "Browsers hold no ambient credential").
 import createClient from "openapi-fetch";
 import type { paths } from "../api/schema";
 import type { ApiFailure, Outgoing } from "./protocol";
@@ -14,6 +15,11 @@ export function setToken(t: string | null) {
 
 export function hasToken(): boolean {
   return token !== null;
+}
+
+/** The token, for sealing into this device's store (device.ts) and nothing else. */
+export function currentToken(): string | null {
+  return token;
 }
 
 /** What the server's 401 said, for the one listener that acts on it. */

@@ -36,6 +36,12 @@ let socket: WebSocket | null = null;
 let reconnectDelay = 1000;
 let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
 let directory: Record<string, string> = {};
+/** The saved session as stored (sealed), written with every record (store.ts). */
+let sessionSealed: Uint8Array | null = null;
+/** A device opened with the PIN by `openSaved`, waiting for the session check. */
+let pending: Device | null = null;
+/** Whether the last attempt to reach the server succeeded. */
+let online = true;
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -64,7 +70,26 @@ let unsaved = false;
 async function persist() {
   const d = open();
   unsaved = false;
-  await store.save(deviceId, { format: STORE_FORMAT, user: d.user(), sealed: d.seal(), savedAt: Date.now() });
+  await store.save(deviceId, {
+    format: STORE_FORMAT,
+    user: d.user(),
+    sealed: d.seal(),
+    savedAt: Date.now(),
+    ...(sessionSealed ? { session: sessionSealed } : {}),
+  });
+}
+
+/** Tells the page when the server stops or starts answering. */
+function reached(yes: boolean) {
+  if (yes === online) return;
+  online = yes;
+  post({ event: "connection", offlineSince: offlineSince() });
+}
+
+/** Since when (the server's last answer, Unix seconds) this device is offline; null when online. */
+function offlineSince(): number | null {
+  if (online || !device) return null;
+  return device.server_time() || null;
 }
 
 function changed() {
@@ -110,6 +135,10 @@ export function close() {
   receiptCache.clear();
   receiptsMandatory.clear();
   directs.clear();
+  sessionSealed = null;
+  pending?.free();
+  pending = null;
+  online = true;
   socket?.close();
   socket = null;
   device?.free();
@@ -132,11 +161,23 @@ function minPin(p: S["DevicePolicy"]): number {
 
 export async function state(id: string): Promise<DeviceState> {
   deviceId = id;
-  const p = await policy();
-  const rules = { minPin: minPin(p), lockAfterIdleSecs: p.lock_after_idle_secs, allowCopy: p.allow_copy };
+  // Open: the policy as the last sync kept it (offline too). Otherwise the
+  // server's; offline, a stored device can still be unlocked without it.
+  const kept = device?.policy();
+  const p: S["DevicePolicy"] | null = kept ? JSON.parse(kept) : await policy().catch(() => null);
+  const rules = {
+    minPin: p ? minPin(p) : 0,
+    lockAfterIdleSecs: p?.lock_after_idle_secs ?? null,
+    allowCopy: p?.allow_copy ?? false,
+    allowForwarding: p?.allow_forwarding ?? false,
+    offlineSince: offlineSince(),
+  };
   if (device) return { step: "open", ...rules };
   if (!(await lock(false))) return { step: "elsewhere", ...rules };
-  return { step: (await store.load(id)) ? "locked" : "new", ...rules };
+  const stored = await store.load(id);
+  // A new device is registered with the server: it cannot start offline.
+  if (!stored && !p) return { ...rules, step: "new", minPin: minPin(await policy()) };
+  return { step: stored ? "locked" : "new", ...rules };
 }
 
 export async function takeOver(id: string): Promise<DeviceState> {
@@ -172,14 +213,14 @@ export async function create(user: string, pin: string, name: string): Promise<v
 }
 
 /**
- * Opens the stored device with the PIN; a wrong PIN opens nothing. Only
- * signed in (the server reached): opening offline, with the policy's
- * `max_offline_days`, is not built yet.
+ * Opens the stored device with the PIN; a wrong PIN opens nothing. Offline,
+ * it opens on this browser's copy within the policy's `max_offline_days`.
  */
 export async function unlock(user: string, pin: string): Promise<void> {
-  await loadWasm();
-  const record = await store.load(deviceId);
-  if (!record) throw new Failed({ status: 404, code: "not_found", message: "This browser has no Wardline store yet." });
+  if (!(await lock(false))) {
+    throw new Failed({ status: 409, code: "elsewhere", message: "Wardline is open in another tab of this browser." });
+  }
+  const record = await stored();
   // One browser profile, one person (shared workstations are their own
   // issue): someone else's store is never opened, nor overwritten.
   if (record.user !== user) {
@@ -189,9 +230,25 @@ export async function unlock(user: string, pin: string): Promise<void> {
       message: "This browser profile holds another person's Wardline messages. Sign out and use your own browser profile.",
     });
   }
+  const d = withPin(record, pin);
+  sessionSealed = record.session ?? null;
+  device = d;
+  await startOrOffline();
+}
+
+/** This device's record, in a format this worker reads. */
+async function stored(): Promise<store.DeviceRecord> {
+  await loadWasm();
+  const record = await store.load(deviceId);
+  if (!record) throw new Failed({ status: 404, code: "not_found", message: "This browser has no Wardline store yet." });
   if (record.format !== STORE_FORMAT) {
     throw new Failed({ status: 409, code: "conflict", message: "This store was written by a newer Wardline. Reload the page." });
   }
+  return record;
+}
+
+/** Opens a record with the PIN (a wrong one opens nothing); what expired meanwhile goes first. */
+function withPin(record: store.DeviceRecord, pin: string): Device {
   let d: Device;
   try {
     d = Device.open(record.sealed, deviceId, pin);
@@ -199,8 +256,73 @@ export async function unlock(user: string, pin: string): Promise<void> {
     throw new Failed({ status: 403, code: "wrong_pin", message: "That PIN does not open this browser's store." });
   }
   d.expire(now());
-  device = d;
-  await start();
+  return d;
+}
+
+// ------------------------------------------------------------ saved session
+
+/** What a reload resumes with: the session token and who it signs in. */
+export interface SavedSession {
+  token: string;
+  session: S["CurrentSession"];
+}
+
+/** Whether this browser keeps a session to resume with the PIN. */
+export async function hasSavedSession(id: string): Promise<boolean> {
+  deviceId = id;
+  return Boolean((await store.load(id).catch(() => undefined))?.session);
+}
+
+/**
+ * Seals the signed-in session into the open device's record, so that a
+ * reload asks for the PIN only (ARCHITECTURE.md, "Browsers hold no ambient
+ * credential": at rest the token is as unreadable as the messages).
+ */
+export function rememberSession(saved: SavedSession) {
+  return exclusive(async () => {
+    sessionSealed = open().seal_session(JSON.stringify(saved));
+    await persist();
+  });
+}
+
+/** Signed out, or the session ended: a reload asks to sign in again. */
+export async function forgetSession() {
+  sessionSealed = null;
+  if (deviceId) await store.forgetSession(deviceId).catch(() => {});
+}
+
+/**
+ * Opens the store with the PIN and returns the session saved in it. The
+ * device stays open, not started, until `resumed` (the session still
+ * holds) or `close`; when another tab has it, only the session is read.
+ */
+export async function openSaved(id: string, pin: string): Promise<SavedSession> {
+  deviceId = id;
+  const record = await stored();
+  if (!record.session) throw new Failed({ status: 401, code: "unauthenticated", message: "Sign in again." });
+  const d = withPin(record, pin);
+  let saved: SavedSession;
+  try {
+    saved = JSON.parse(d.open_session(record.session)) as SavedSession;
+  } catch (e) {
+    d.free();
+    await forgetSession();
+    throw new Failed({ status: 401, code: "unauthenticated", message: e instanceof Error ? e.message : "Sign in again." });
+  }
+  if (await lock(false)) {
+    pending?.free();
+    pending = d;
+    sessionSealed = record.session;
+  } else d.free();
+  return saved;
+}
+
+/** The saved session holds (or the server is out of reach): the device opened by `openSaved` starts. */
+export async function resumed(): Promise<void> {
+  if (!pending) return;
+  device = pending;
+  pending = null;
+  await startOrOffline();
 }
 
 // ------------------------------------------------------------ sync
@@ -208,8 +330,41 @@ export async function unlock(user: string, pin: string): Promise<void> {
 async function start() {
   reconnectDelay = 1000;
   await exclusive(() => sync());
+  reached(true);
   changed();
   connect();
+}
+
+/**
+ * Starts; when the server cannot be reached, opens on this browser's copy
+ * (history to read, messages queued in the outbox) and keeps trying — but
+ * not past the policy's `max_offline_days` since the server last answered.
+ */
+async function startOrOffline() {
+  try {
+    await start();
+  } catch (e) {
+    if (!(e instanceof Failed) || e.failure.code !== "unavailable") {
+      close();
+      throw e;
+    }
+    const d = open();
+    const days = d.offline_too_long(now());
+    if (days !== undefined) {
+      const max = (JSON.parse(d.policy() ?? "{}") as Partial<S["DevicePolicy"]>).max_offline_days;
+      close();
+      throw new Failed({
+        status: 423,
+        code: "offline_too_long",
+        message:
+          `This browser has not reached Wardline for ${days} days; your organisation allows ${max ?? days} days offline. ` +
+          "Connect to the network and unlock again.",
+      });
+    }
+    reached(false);
+    changed();
+    reconnectLater();
+  }
 }
 
 /** Applies entries, stores the result, then acknowledges (never the other way round). */
@@ -448,6 +603,13 @@ async function connect() {
   };
 }
 
+// The browser says the network is back: try now, not at the next back-off step.
+self.addEventListener("online", () => {
+  if (!device || online) return;
+  reconnectDelay = 100;
+  reconnectLater();
+});
+
 function reconnectLater() {
   if (!device) return;
   clearTimeout(reconnectTimer);
@@ -455,8 +617,13 @@ function reconnectLater() {
     if (!device) return;
     // Catch up over HTTP first (and send what waited), then listen again.
     exclusive(() => sync())
-      .then(() => changed())
-      .catch(() => {})
+      .then(() => {
+        reached(true);
+        changed();
+      })
+      .catch((e) => {
+        if (e instanceof Failed && e.failure.code === "unavailable") reached(false);
+      })
       .finally(() => connect());
   }, reconnectDelay);
   reconnectDelay = Math.min(reconnectDelay * 2, 30_000);
@@ -566,6 +733,11 @@ async function upload(conv: string, file: File) {
     kind = "photo";
   }
   const bytes = new Uint8Array(await blob.arrayBuffer());
+  return { ...(await sealAndUpload(conv, bytes)), kind, name: file.name || "attachment", mime: blob.type || declared, size: bytes.length };
+}
+
+/** Encrypts bytes under a fresh key and uploads the ciphertext to `conv`: the id and the key. */
+async function sealAndUpload(conv: string, bytes: Uint8Array): Promise<{ id: string; key: string }> {
   const sealed = seal_attachment(bytes);
   try {
     const ciphertext = sealed.ciphertext();
@@ -578,7 +750,7 @@ async function upload(conv: string, file: File) {
         headers: { "Content-Type": "application/octet-stream" },
       }),
     );
-    return { id: up.attachment_id, kind, name: file.name || "attachment", mime: blob.type || declared, size: bytes.length, key: sealed.key() };
+    return { id: up.attachment_id, key: sealed.key() };
   } finally {
     sealed.free();
   }
@@ -615,9 +787,16 @@ export async function send(conv: string, text: string, priority: string, replyTo
     open().set_policy(JSON.stringify(await policy()));
     for (const f of files) refs.push(await upload(conv, f));
   }
+  return queueAndSend((d) => d.queue_text(conv, text, priority, replyTo ?? "", JSON.stringify(refs)));
+}
+
+/**
+ * Puts a message in the outbox (`queue` returns its id) and sends the
+ * outbox; offline, it stays queued. Throws if the server refused it for good.
+ */
+function queueAndSend(queue: (d: Device) => string): Promise<string> {
   return exclusive(async () => {
-    const d = open();
-    const id = d.queue_text(conv, text, priority, replyTo ?? "", JSON.stringify(refs));
+    const id = queue(open());
     // Stored before it leaves, by the encryption's own write (one disk
     // write on the way, not two); if it cannot go yet, after `flush`.
     unsaved = true;
@@ -626,6 +805,10 @@ export async function send(conv: string, text: string, priority: string, replyTo
       await flush();
     } catch (e) {
       if (!(e instanceof Failed) || e.failure.code !== "unavailable") throw e;
+      // Out of reach (the socket may not have noticed yet): try again
+      // with the reconnect's back-off.
+      reached(false);
+      reconnectLater();
     } finally {
       if (unsaved && device) await persist();
     }
@@ -634,6 +817,36 @@ export async function send(conv: string, text: string, priority: string, replyTo
     if (r) throw new Failed({ status: 422, code: "refused", message: r.message });
     return id;
   });
+}
+
+/**
+ * Forwards a message into another conversation, where the device policy's
+ * `allow_forwarding` lets it (the core refuses otherwise). Its attachments
+ * are downloaded, opened and uploaded again there under fresh keys: each
+ * conversation's attachments are its own on the server.
+ */
+export async function forward(from: string, message: string, to: string): Promise<string> {
+  const d = open();
+  // The policy as the server says it now (forwarding may have just been
+  // turned off); offline, as last kept.
+  const p = await policy().catch(() => null);
+  if (p) d.set_policy(JSON.stringify(p));
+  let originals: (Attachment & { key: string })[];
+  try {
+    originals = JSON.parse(open().forwarding(from, message));
+  } catch (e) {
+    // The core's refusal, in the person's terms (policy, or the message is gone).
+    throw new Failed({ status: 403, code: "forbidden", message: e instanceof Error ? e.message : String(e) });
+  }
+  const again: (Attachment & { key: string })[] = [];
+  for (const a of originals) {
+    if (!open().allows_attachment(a.mime)) {
+      throw new Failed({ status: 422, code: "validation", message: `Your organisation does not allow ${a.mime} attachments (${a.name}).` });
+    }
+    const { data } = await attachment(from, message, a.id);
+    again.push({ ...a, ...(await sealAndUpload(to, new Uint8Array(data))) });
+  }
+  return queueAndSend((dev) => dev.queue_forward(from, message, to, JSON.stringify(again)));
 }
 
 /** Starts a conversation: the server records it, this device makes the group and adds everyone. */

@@ -15,6 +15,7 @@ export type Request =
   | { op: "enrolTotp" }
   | { op: "confirmTotp"; code: string }
   | { op: "session" }
+  | { op: "resume"; pin: string }
   | { op: "logout" }
   | { op: "deviceState" }
   | { op: "takeOver" }
@@ -25,6 +26,7 @@ export type Request =
   | { op: "messages"; conversation: string }
   | { op: "colleagues" }
   | { op: "send"; conversation: string; text: string; priority: Priority; replyTo: string | null; files: File[] }
+  | { op: "forward"; from: string; message: string; to: string }
   | { op: "attachment"; conversation: string; message: string; attachment: string }
   | { op: "startConversation"; conversation: NewConversation }
   | { op: "addMember"; conversation: string; user: string }
@@ -48,6 +50,13 @@ export interface DeviceState {
   lockAfterIdleSecs: number | null;
   /** Whether message text may be copied out of the app (`allow_copy`). */
   allowCopy: boolean;
+  /** Whether messages may be forwarded to another conversation (`allow_forwarding`). */
+  allowForwarding: boolean;
+  /**
+   * Open but the server cannot be reached: since when (the server's last
+   * answer, Unix seconds; 0: unknown). Null when online.
+   */
+  offlineSince: number | null;
 }
 
 export interface NewConversation {
@@ -71,7 +80,14 @@ export interface Message {
   id: string;
   sender_user: string;
   sender_device: string;
-  content: { text: string; reply_to?: string; attachments?: Attachment[]; shared_again?: string };
+  content: {
+    text: string;
+    reply_to?: string;
+    attachments?: Attachment[];
+    shared_again?: string;
+    /** Forwarded from another conversation: who wrote the original, and when (Unix seconds). */
+    forwarded?: { sender_user: string; sent_at: number };
+  };
   priority: Priority;
   sent_at: number;
   mine: boolean;
@@ -134,6 +150,8 @@ export interface ApiFailure {
 /** Where sign-in stands after a step. */
 export type SignInState =
   | { step: "signed_out" }
+  /** This browser keeps a session, sealed in its store: the PIN resumes it. */
+  | { step: "resume" }
   | { step: "mfa_required" }
   | { step: "mfa_enrolment_required"; session: CurrentSession }
   | { step: "password_change_required"; session: CurrentSession }
@@ -148,6 +166,7 @@ export interface Answers {
   enrolTotp: TotpEnrolment;
   confirmTotp: { recovery_codes: string[]; state: SignInState };
   session: SignInState;
+  resume: SignInState;
   logout: SignInState;
   deviceState: DeviceState;
   takeOver: DeviceState;
@@ -158,6 +177,7 @@ export interface Answers {
   messages: MessageView;
   colleagues: { id: string; name: string }[];
   send: string;
+  forward: string;
   attachment: { name: string; mime: string; data: ArrayBuffer };
   startConversation: string;
   addMember: null;
@@ -182,5 +202,7 @@ export type Outgoing =
   | { event: "changed" }
   /** Another tab took this device over; this one stopped. */
   | { event: "elsewhere" }
+  /** The server stopped (a time) or started (null) answering. */
+  | { event: "connection"; offlineSince: number | null }
   /** The device was wiped: its store is erased, the session ended. */
   | { event: "wiped"; message: string };

@@ -3,12 +3,14 @@
 // to it with `Request`s (protocol.ts) and never sees a token, a key or the
 // store: page script, extensions reading the DOM or storage, and a foreign
 // page's requests have nothing to take.
-import { api, call, failure, Failed, hasToken, post, setToken, whenSessionEnds } from "./api";
+import { api, call, currentToken, failure, Failed, hasToken, post, setToken, whenSessionEnds } from "./api";
 import * as device from "./device";
-import type { Envelope, Reply, Request, SignInState } from "./protocol";
+import type { CurrentSession, Envelope, Reply, Request, SignInState } from "./protocol";
 
 let mfaToken: string | null = null;
 let user: string | null = null;
+/** Who the session signs in (the server's last answer), saved with the token. */
+let current: CurrentSession | null = null;
 
 let wiping = false;
 whenSessionEnds((code) => {
@@ -28,17 +30,32 @@ whenSessionEnds((code) => {
   } else {
     setToken(null);
     device.close();
-    post({ event: "signed_out", message: "Your session ended. Sign in again." });
+    device.forgetSession().finally(() =>
+      post({ event: "signed_out", message: "Your session ended. Sign in again." }),
+    );
   }
 });
 
-async function state(): Promise<SignInState> {
-  if (!hasToken()) return { step: mfaToken ? "mfa_required" : "signed_out" };
-  const session = await call(() => api.GET("/api/v1/auth/session"));
+async function state(deviceId: string): Promise<SignInState> {
+  if (!hasToken()) {
+    if (mfaToken) return { step: "mfa_required" };
+    return (await device.hasSavedSession(deviceId)) ? { step: "resume" } : { step: "signed_out" };
+  }
+  return stepOf(await call(() => api.GET("/api/v1/auth/session")));
+}
+
+function stepOf(session: CurrentSession): SignInState {
   user = session.user.id;
+  current = session;
   if (session.mfa_enrolment_required) return { step: "mfa_enrolment_required", session };
   if (session.password_change_required) return { step: "password_change_required", session };
   return { step: "complete", session };
+}
+
+/** The device is open and signed in: a reload may resume this session with the PIN. */
+async function remember() {
+  const token = currentToken();
+  if (token && current) await device.rememberSession({ token, session: current });
 }
 
 function signedIn(): string {
@@ -58,7 +75,7 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       );
       if (res.step === "mfa_required") mfaToken = res.mfa_token ?? null;
       else setToken(res.session?.token ?? null);
-      return state();
+      return state(deviceId);
     }
     case "verifyMfa": {
       if (!mfaToken) throw new Failed({ status: 401, code: "unauthenticated", message: "Sign in again." });
@@ -66,23 +83,44 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       const issued = await call(() => api.POST("/api/v1/auth/mfa/verify", { body: { mfa_token: token, code: r.code } }));
       mfaToken = null;
       setToken(issued.token);
-      return state();
+      return state(deviceId);
     }
     case "enrolTotp":
       return call(() => api.POST("/api/v1/auth/totp/enroll"));
     case "confirmTotp": {
       const confirmed = await call(() => api.POST("/api/v1/auth/totp/confirm", { body: { code: r.code } }));
-      return { recovery_codes: confirmed.recovery_codes, state: await state() };
+      return { recovery_codes: confirmed.recovery_codes, state: await state(deviceId) };
     }
     case "session":
-      return state();
+      return state(deviceId);
+    case "resume": {
+      // The PIN opens the store and the session sealed in it; the server
+      // says whether that session still holds.
+      const saved = await device.openSaved(deviceId, r.pin);
+      setToken(saved.token);
+      let s: SignInState;
+      try {
+        s = stepOf(await call(() => api.GET("/api/v1/auth/session")));
+      } catch (e) {
+        if (!(e instanceof Failed) || e.failure.code !== "unavailable") {
+          // Ended (the 401 listener signed out) or refused: nothing stays open.
+          device.close();
+          throw e;
+        }
+        // Out of reach: this browser's copy, as the session last was.
+        s = stepOf(saved.session);
+      }
+      await device.resumed();
+      return s;
+    }
     case "logout": {
       device.close();
+      await device.forgetSession();
       if (hasToken()) await api.POST("/api/v1/auth/logout").catch(() => {});
       setToken(null);
       mfaToken = null;
       user = null;
-      return state();
+      return state(deviceId);
     }
     case "deviceState":
       signedIn();
@@ -92,9 +130,11 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return device.takeOver(deviceId);
     case "createDevice":
       await device.create(signedIn(), r.pin, r.name);
+      await remember();
       return device.state(deviceId);
     case "unlock":
       await device.unlock(signedIn(), r.pin);
+      await remember();
       return device.state(deviceId);
     case "lock":
       device.close();
@@ -107,6 +147,8 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return device.colleagues();
     case "send":
       return device.send(r.conversation, r.text, r.priority, r.replyTo, r.files);
+    case "forward":
+      return device.forward(r.from, r.message, r.to);
     case "attachment":
       return device.attachment(r.conversation, r.message, r.attachment);
     case "startConversation":

@@ -16,6 +16,12 @@ export interface DeviceRecord {
   sealed: Uint8Array;
   /** Unix milliseconds, device clock. */
   savedAt: number;
+  /**
+   * The signed-in session (`{ token, session }`), sealed by the core under
+   * the same key, associated data `wardline-web/v1/sessions/<id>`: a reload
+   * resumes it with the PIN. Absent once signed out or the session ended.
+   */
+  session?: Uint8Array;
 }
 
 function open(): Promise<IDBDatabase> {
@@ -57,6 +63,14 @@ export async function save(device: string, record: DeviceRecord): Promise<void> 
     tx.onerror = () => reject(tx.error);
     tx.onabort = () => reject(tx.error);
   });
+}
+
+/** Drops the saved session from a device's record (signed out, or the session ended). */
+export async function forgetSession(device: string): Promise<void> {
+  const record = await load(device);
+  if (!record?.session) return;
+  delete record.session;
+  await save(device, record);
 }
 
 /** Erases every device's record: a wiped device keeps nothing. */

@@ -31,7 +31,7 @@ use wardline_proto::routing::AlertNotice;
 use wardline_proto::sync::InboxEntry;
 use zeroize::Zeroizing;
 
-use super::content::MessageContent;
+use super::content::{AttachmentRef, Forwarded, MessageContent};
 use super::mls::{Incoming, MlsDevice, MlsError};
 use super::store::{self, SealedStateKey, StoreError};
 
@@ -213,6 +213,10 @@ pub enum CoreError {
     Mls(#[from] MlsError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The device policy or the message's state does not allow it; the
+    /// wording is for the person.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ChatCore {
@@ -697,6 +701,58 @@ impl ChatCore {
         id
     }
 
+    /// The message `message` of `conv` as it may be forwarded: refused when
+    /// the device policy's `allow_forwarding` is off, or the message is gone,
+    /// recalled or itself only a notice. Its attachments must be uploaded
+    /// again to the target conversation (each conversation's attachments
+    /// are its own on the server) before [`ChatCore::queue_forward`].
+    pub fn forwardable(&self, conv: Uuid, message: Uuid) -> Result<&LocalMessage, CoreError> {
+        if self
+            .device_policy
+            .as_ref()
+            .is_some_and(|p| !p.allow_forwarding)
+        {
+            return Err(CoreError::Refused(
+                "Your organisation does not allow forwarding messages.".into(),
+            ));
+        }
+        self.conversations
+            .get(&conv)
+            .and_then(|c| c.messages.iter().find(|m| m.id == message))
+            .filter(|m| m.recalled_at.is_none())
+            .ok_or_else(|| CoreError::Refused("That message is not here any more.".into()))
+    }
+
+    /// Queues a forward of `message` (of `from`) into `to`, with its
+    /// attachments as uploaded again there (`attachments`, fresh keys).
+    /// Routine priority: a forward informs, the original's escalation is
+    /// the original's. Returns the new message's id.
+    pub fn queue_forward(
+        &mut self,
+        from: Uuid,
+        message: Uuid,
+        to: Uuid,
+        attachments: Vec<AttachmentRef>,
+    ) -> Result<Uuid, CoreError> {
+        if from == to {
+            return Err(CoreError::Refused(
+                "Choose another conversation to forward to.".into(),
+            ));
+        }
+        let original = self.forwardable(from, message)?;
+        let content = MessageContent {
+            text: original.content.text.clone(),
+            attachments,
+            // A forward of a forward names the first writer.
+            forwarded: Some(original.content.forwarded.clone().unwrap_or(Forwarded {
+                sender_user: original.sender_user,
+                sent_at: original.sent_at,
+            })),
+            ..Default::default()
+        };
+        Ok(self.queue(to, content, Priority::Routine, None))
+    }
+
     /// Queues a message this device sent, shared again with members an
     /// escalation brought in after it (they cannot decrypt the original).
     /// Only the sending device does it, once; the copy is routine (the
@@ -861,3 +917,81 @@ impl ChatCore {
 }
 
 pub use store::derive_key;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device holding one conversation with one message from a colleague.
+    fn device_with_a_message() -> (ChatCore, Uuid, Uuid, Uuid) {
+        let mut core = ChatCore::new(Uuid::new_v4(), Uuid::new_v4()).unwrap();
+        let (conv, other, message) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let colleague = Uuid::new_v4();
+        core.conversations.insert(
+            conv,
+            LocalConversation {
+                id: conv,
+                messages: vec![LocalMessage {
+                    id: message,
+                    sender_user: colleague,
+                    sender_device: Uuid::new_v4(),
+                    content: MessageContent::text("K+ 6.1, repeat drawn"),
+                    priority: Priority::Urgent,
+                    sent_at: 1_780_000_000,
+                    mine: false,
+                    expires_at: None,
+                    recalled_at: None,
+                }],
+                ..Default::default()
+            },
+        );
+        (core, conv, other, message)
+    }
+
+    #[test]
+    fn a_forward_names_the_first_writer_and_goes_routine() {
+        let (mut core, conv, other, message) = device_with_a_message();
+        let id = core
+            .queue_forward(conv, message, other, Vec::new())
+            .unwrap();
+        let queued = core.outbox.iter().find(|o| o.id == id).unwrap();
+        assert_eq!(queued.conversation, other);
+        assert_eq!(queued.priority, Priority::Routine);
+        assert_eq!(queued.content.text, "K+ 6.1, repeat drawn");
+        let original = &core.conversations[&conv].messages[0];
+        assert_eq!(
+            queued.content.forwarded,
+            Some(Forwarded {
+                sender_user: original.sender_user,
+                sent_at: original.sent_at
+            })
+        );
+        // Not into the conversation it came from.
+        assert!(matches!(
+            core.queue_forward(conv, message, conv, Vec::new()),
+            Err(CoreError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn forwarding_follows_the_device_policy_and_the_message() {
+        let (mut core, conv, other, message) = device_with_a_message();
+        core.device_policy = Some(DevicePolicy {
+            allow_forwarding: false,
+            ..Default::default()
+        });
+        let refused = core.queue_forward(conv, message, other, Vec::new());
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "Your organisation does not allow forwarding messages."
+        );
+        assert!(core.outbox.is_empty());
+        core.device_policy = Some(DevicePolicy::default());
+        core.conversations.get_mut(&conv).unwrap().messages[0].recalled_at = Some(1_780_000_100);
+        assert!(matches!(
+            core.forwardable(conv, message),
+            Err(CoreError::Refused(_))
+        ));
+        assert!(core.forwardable(conv, Uuid::new_v4()).is_err());
+    }
+}

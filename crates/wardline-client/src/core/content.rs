@@ -43,6 +43,21 @@ pub struct MessageContent {
     /// brought in the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_again: Option<Uuid>,
+    /// This message forwards another one, from another conversation (where
+    /// the device policy's `allow_forwarding` lets it): who wrote it and when.
+    /// Inside the encrypted content, as everything here: the server does not
+    /// learn that a message was forwarded, nor from where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<Forwarded>,
+}
+
+/// Where a forwarded message came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// The user who wrote the original.
+    pub sender_user: Uuid,
+    /// When the original was sent (Unix seconds, server time).
+    pub sent_at: i64,
 }
 
 impl MessageContent {

@@ -15,5 +15,5 @@ pub mod patient;
 pub mod store;
 
 pub use chat::{ChatCore, CoreError, Event, GroupChange, LocalConversation, LocalMessage, Plan};
-pub use content::{AttachmentKind, AttachmentRef, MessageContent};
+pub use content::{AttachmentKind, AttachmentRef, Forwarded, MessageContent};
 pub use store::{SealedStateKey, derive_key};

@@ -12,7 +12,7 @@
 // (for the Rust side to search for plaintext). Called by
 // tests/it/web_app.rs.
 //
-// {url, org, password, pin, wrongPin, patientRef, screenshots, texts: [4], adminToken, idleSecs,
+// {url, org, password, pin, wrongPin, patientRef, screenshots, texts: [7], adminToken, idleSecs,
 //  cli: {name, reply}, nurse: {email, name, codes: [2]}, physician: {email, name, codes: [2]}}
 import { mkdirSync, readFileSync } from "node:fs";
 import { axeAudit, launchChromium } from "./lib.mjs";
@@ -54,6 +54,9 @@ async function signIn(page, who, code) {
 
 const conversations = (page) => page.getByRole("heading", { level: 2, name: "Conversations" });
 const messages = (page) => page.getByRole("log", { name: "Messages" });
+/** A conversation in the list, by (part of) its name. */
+const inList = (page, name) =>
+  page.getByRole("navigation", { name: "Conversations" }).getByRole("button", { name: new RegExp(name) });
 
 async function send(page, text, priority, files = []) {
   await page.getByRole("textbox", { name: "Message" }).fill(text);
@@ -274,29 +277,92 @@ try {
   );
   log("voice_clip", { clipName, playable });
 
-  // 5. A reload: sign in again, then the PIN — a wrong one opens nothing.
+  // 4b. The physician forwards the nurse's urgent message, photo and PDF
+  // included, into a new group with her: the copy says who wrote it, and
+  // its photo opens there (uploaded again under a key of its own).
+  await physician.getByRole("button", { name: "New conversation" }).click();
+  await physician.getByLabel(cfg.nurse.name).check();
+  await physician.getByLabel(/^Title/).fill("Wound clinic");
+  await physician.getByRole("button", { name: "Start" }).click();
+  await physician.getByRole("heading", { level: 2, name: "Wound clinic" }).waitFor({ timeout: 15000 });
+  await inList(physician, cfg.nurse.name).click();
+  await messages(physician)
+    .locator("li.theirs", { hasText: cfg.texts[0] })
+    .getByRole("button", { name: /^Forward / })
+    .click();
+  await physician.getByLabel("Forward to").selectOption({ label: "Wound clinic" });
+  await audit(physician, "forward");
+  await physician.getByRole("button", { name: "Forward", exact: true }).click();
+  await physician.getByText("Forwarded to Wound clinic.").waitFor({ timeout: 20000 });
+  await inList(nurse, "^Wound clinic").click();
+  const copy = messages(nurse).locator("li.theirs", { hasText: cfg.texts[0] });
+  await copy.waitFor({ timeout: 20000 });
+  const copyPhoto = copy.getByRole("img", { name: "Photo: wound.jpg" });
+  await copyPhoto.waitFor({ timeout: 15000 });
+  const forwardedPhoto = await copyPhoto.evaluate((img) => img.complete && img.naturalWidth);
+  const forwardedLine = await copy.locator(".forwarded").innerText();
+  await audit(nurse, "forwarded");
+  // The organisation turns forwarding off: the worker refuses, even from a
+  // page that still offers it (it asks the server for the policy first).
+  const patch = await fetch(`${cfg.url}api/v1/org/policy`, {
+    method: "PATCH",
+    headers: { Authorization: `Bearer ${cfg.adminToken}`, "Content-Type": "application/merge-patch+json" },
+    body: JSON.stringify({ devices: { allow_forwarding: false } }),
+  });
+  if (!patch.ok) fail(`policy patch answered ${patch.status}: ${await patch.text()}`);
+  await copy.getByRole("button", { name: /^Forward / }).click();
+  await nurse.getByRole("button", { name: "Forward", exact: true }).click();
+  const forwardRefused = await nurse.locator("form.forward").getByRole("alert").innerText();
+  await nurse.locator("form.forward").getByRole("button", { name: "Cancel" }).click();
+  log("forwarded", { forwardedLine, forwardedPhoto, forwardRefused });
+
+  // 5. A reload: the session is kept, sealed in the browser's store, so the
+  // PIN alone opens it again — a wrong one opens nothing.
   await physician.reload();
-  await signIn(physician, cfg.physician, cfg.physician.codes[1]);
-  await physician.getByRole("heading", { level: 2, name: "Unlock" }).waitFor();
+  await physician.getByRole("heading", { level: 1, name: "Unlock" }).waitFor({ timeout: 15000 });
   await physician.getByLabel("PIN", { exact: true }).fill(cfg.wrongPin);
-  await physician.getByRole("button", { name: "Unlock" }).click();
+  await physician.getByRole("button", { name: "Unlock", exact: true }).click();
   const wrongPin = await physician.getByRole("alert").innerText();
   await audit(physician, "wrong-pin");
   await physician.getByLabel("PIN", { exact: true }).fill(cfg.pin);
   const t0 = Date.now();
-  await physician.getByRole("button", { name: "Unlock" }).click();
+  await physician.getByRole("button", { name: "Unlock", exact: true }).click();
   await conversations(physician).waitFor({ timeout: 30000 });
   const unlockMs = Date.now() - t0;
   await physician.getByRole("button", { name: new RegExp(cfg.nurse.name) }).click();
   await messages(physician).getByText(cfg.texts[1]).waitFor({ timeout: 15000 });
   const history = await messages(physician).innerText();
-  log("reloaded", { wrongPin, unlockMs, history });
+  // Forwarding is off now: nothing offers it.
+  const forwardOffered = await messages(physician).getByRole("button", { name: /^Forward / }).count();
+  log("reloaded", { wrongPin, unlockMs, history, forwardOffered });
+
+  // 5b. The network goes: the history stays readable, what the physician
+  // writes waits in the outbox (sealed), and goes in order once it is back.
+  await physicianCtx.setOffline(true);
+  for (const text of [cfg.texts[2], cfg.texts[3]]) {
+    await physician.getByRole("textbox", { name: "Message" }).fill(text);
+    await physician.getByRole("button", { name: "Send" }).click();
+    await messages(physician).locator("li.unsent", { hasText: text }).waitFor({ timeout: 15000 });
+  }
+  const offlineNote = await physician.locator("p.offline").innerText({ timeout: 15000 });
+  await audit(physician, "offline");
+  await physicianCtx.setOffline(false);
+  await physician.waitForFunction(() => !document.querySelector("li.unsent"), null, { timeout: 45000 });
+  await physician.locator("p.offline").waitFor({ state: "detached", timeout: 15000 });
+  await inList(nurse, cfg.physician.name).click();
+  await messages(nurse).getByText(cfg.texts[3]).waitFor({ timeout: 20000 });
+  const nurseLog = await messages(nurse).innerText();
+  log("offline", { offlineNote, inOrder: nurseLog.indexOf(cfg.texts[2]) < nurseLog.indexOf(cfg.texts[3]) });
 
   // 6. A second tab of the nurse's: one writer. It says the first has the
   // device, takes it over on request, and the first tab stops.
   const tab2 = await nurseCtx.newPage();
   watch(tab2, "nurse tab 2");
-  await signIn(tab2, cfg.nurse, cfg.nurse.codes[1]);
+  // The session is this browser's: the PIN resumes it in the new tab too.
+  await tab2.goto(cfg.url);
+  await tab2.getByRole("heading", { level: 1, name: "Unlock" }).waitFor({ timeout: 15000 });
+  await tab2.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+  await tab2.getByRole("button", { name: "Unlock", exact: true }).click();
   await tab2.getByRole("heading", { level: 2, name: "Open in another tab" }).waitFor({ timeout: 15000 });
   await audit(tab2, "open-elsewhere");
   await tab2.getByRole("button", { name: "Use Wardline in this tab" }).click();
@@ -307,10 +373,10 @@ try {
   await tab2.getByRole("button", { name: new RegExp(cfg.physician.name) }).click();
   await messages(tab2).getByText(cfg.texts[1]).waitFor({ timeout: 15000 });
   // The group did not fork: later messages decrypt both ways.
-  await send(tab2, cfg.texts[2], "stat");
-  await messages(physician).getByText(cfg.texts[2]).waitFor({ timeout: 20000 });
-  await send(physician, cfg.texts[3], "routine");
-  await messages(tab2).getByText(cfg.texts[3]).waitFor({ timeout: 20000 });
+  await send(tab2, cfg.texts[4], "stat");
+  await messages(physician).getByText(cfg.texts[4]).waitFor({ timeout: 20000 });
+  await send(physician, cfg.texts[5], "routine");
+  await messages(tab2).getByText(cfg.texts[5]).waitFor({ timeout: 20000 });
   await audit(tab2, "taken-over");
   log("second_tab", { first_tab: await nurse.locator("main").innerText() });
 
@@ -332,8 +398,8 @@ try {
   const composerLeft = await physician.getByRole("textbox", { name: "Message" }).count();
   await audit(physician, "left");
   await members.getByText("Members (2)").waitFor({ timeout: 20000 });
-  await send(tab2, cfg.texts[4], "routine");
-  await messages(tab2).locator("li.mine:not(.unsent)", { hasText: cfg.texts[4] }).waitFor({ timeout: 20000 });
+  await send(tab2, cfg.texts[6], "routine");
+  await messages(tab2).locator("li.mine:not(.unsent)", { hasText: cfg.texts[6] }).waitFor({ timeout: 20000 });
   // Long enough for a socket delivery (p99 ≈ 0.4 s on this machine).
   await physician.waitForTimeout(2000);
   const physicianAfter = await messages(physician).innerText();

@@ -868,6 +868,7 @@ async fn attachments(backend: Backend) {
             key,
         }],
         shared_again: None,
+        forwarded: None,
     };
     a.send(conv, content, Priority::Routine).await.unwrap();
     b.sync().await.unwrap();

@@ -143,10 +143,13 @@ async fn a_nurse_signs_in_and_out_of_the_web_app() {
 }
 
 /// What the browsers send, in order.
-fn texts_sent() -> [&'static str; 5] {
+fn texts_sent() -> [&'static str; 7] {
     [
         "BP 86/50 in bed 4 after the second dose, please review",
         "Coming now, hold the next dose",
+        // Written by the physician while the network was gone.
+        "Written offline: fluids at 125 mL/h",
+        "Written offline: recheck BP in 15 min",
         "Lactate back at 3.9, repeat ordered",
         "Thanks, start the second bag",
         // After the physician left the conversation.
@@ -156,8 +159,10 @@ fn texts_sent() -> [&'static str; 5] {
 
 /// Issue 21: a nurse and a physician chat end-to-end encrypted, each in
 /// their own browser (`tests/browser/chat.mjs`): device set-up with a PIN,
-/// a patient thread with an urgent message delivered live, a reload that
-/// needs the PIN (a wrong one opens nothing), a second tab that takes the
+/// a patient thread with an urgent message delivered live, a forward into
+/// another group (refused once the organisation turns forwarding off), a
+/// reload that needs only the PIN (a wrong one opens nothing), messages
+/// written offline that go in order once the network is back, a second tab that takes the
 /// device over without forking its group, a wipe that erases the browser's
 /// store. Neither the browsers' IndexedDB nor the server's database holds
 /// any of the messages' text.
@@ -280,12 +285,44 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     );
     let voice = step("voice_clip");
     assert_eq!(voice["playable"], true, "{voice}");
+    // Forwarded with its photo (uploaded again, opened in the other group),
+    // saying who wrote it; refused by the worker once the policy says so,
+    // and no longer offered after a reload.
+    let forwarded = step("forwarded");
+    assert!(
+        forwarded["forwardedLine"]
+            .as_str()
+            .unwrap()
+            .starts_with("Forwarded · written by you"),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded["forwardedPhoto"].as_u64().unwrap() > 0,
+        "{forwarded}"
+    );
+    assert!(
+        forwarded["forwardRefused"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow forwarding"),
+        "{forwarded}"
+    );
     let reloaded = step("reloaded");
     assert!(
         reloaded["wrongPin"].as_str().unwrap().contains("PIN"),
         "{reloaded}"
     );
     assert!(reloaded["history"].as_str().unwrap().contains(sent[0]));
+    assert_eq!(reloaded["forwardOffered"], 0, "{reloaded}");
+    let offline = step("offline");
+    assert!(
+        offline["offlineNote"]
+            .as_str()
+            .unwrap()
+            .starts_with("Offline: showing this browser's copy"),
+        "{offline}"
+    );
+    assert_eq!(offline["inOrder"], true, "{offline}");
     assert!(
         step("second_tab")["first_tab"]
             .as_str()
@@ -414,7 +451,7 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         !members["physicianAfter"]
             .as_str()
             .unwrap()
-            .contains(sent[4]),
+            .contains(sent[6]),
         "{members}"
     );
     let now = nurse.client.conversation(conv).await.unwrap();
