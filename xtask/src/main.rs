@@ -11,6 +11,8 @@
 //!   `web/dist`, which the server serves at `/`
 //! * `wasm`            the client core's wasm bindings (`crates/wardline-client-wasm`,
 //!   wasm-bindgen-cli installed at the crate's version if missing) into `web/src/wasm/`
+//! * `wasm-test`       the client core's wasm-bindgen tests in a dedicated
+//!   worker of Chromium (chromedriver); part of `test`
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build): no command for
 //!   the micro-benchmarks, `load`, `side-by-side` (Matrix Synapse), `crash-loss`,
@@ -217,6 +219,62 @@ fn wasm_build() -> ExitCode {
     run(bind)
 }
 
+/// The client core's wasm tests (`crates/wardline-client-wasm/tests/in_browser.rs`)
+/// in a dedicated worker of Debian's Chromium: wasm-bindgen-test-runner (from
+/// the pinned wasm-bindgen-cli) drives it through chromedriver (Debian's
+/// `chromium-driver`), with the options in the crate's `webdriver.json`
+/// (headless, no sandbox as root). Built in the `wasm` profile with the web
+/// build's flags, so it shares that build's dependencies. Without
+/// chromedriver, outside CI, it says so and passes; in CI that fails.
+fn wasm_test() -> ExitCode {
+    let code = wasm_target();
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    if let Err(code) = wasm_bindgen_cli() {
+        return code;
+    }
+    let driver = env::var_os("CHROMEDRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromedriver"));
+    if !driver.exists() {
+        eprintln!(
+            "xtask: no chromedriver at {} (apt-get install chromium-driver): the wasm tests in Chromium are skipped",
+            driver.display()
+        );
+        return if env::var_os("CI").is_some() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let mut test = cargo();
+    // (No --quiet: cargo passes it on to the runner, which refuses it.)
+    test.args([
+        "test",
+        "--package",
+        "wardline-client-wasm",
+        "--test",
+        "in_browser",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "wasm",
+    ])
+    .env(
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+        "--cfg getrandom_backend=\"wasm_js\"",
+    )
+    .env(
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+        "wasm-bindgen-test-runner",
+    )
+    .env("CHROMEDRIVER", &driver)
+    // Argon2id at the store's parameters, several times per test.
+    .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
+    run(test)
+}
+
 /// The web app (`web/`): the core's wasm bindings (`wasm_build`), its Node
 /// packages, installed when `package-lock.json` is newer than the last
 /// install, then `npm run build` (generates the API types from
@@ -244,7 +302,7 @@ fn main() -> ExitCode {
     let mut args = env::args().skip(1);
     let Some(cmd) = args.next() else {
         eprintln!(
-            "usage: cargo xtask <serve|test|web|wasm|lint|bench|api-fuzz|crash-loss|fuzz> [args…]"
+            "usage: cargo xtask <serve|test|web|wasm|wasm-test|lint|bench|api-fuzz|crash-loss|fuzz> [args…]"
         );
         return ExitCode::FAILURE;
     };
@@ -281,6 +339,10 @@ fn main() -> ExitCode {
             if code != ExitCode::SUCCESS {
                 return code;
             }
+            let code = wasm_test();
+            if code != ExitCode::SUCCESS {
+                return code;
+            }
             let mut c = cargo();
             if has_nextest() {
                 c.args(["nextest", "run", "--workspace", "--no-fail-fast"])
@@ -292,6 +354,7 @@ fn main() -> ExitCode {
             run(c)
         }
         "wasm" => wasm_build(),
+        "wasm-test" => wasm_test(),
         "web" => web_build(),
         "lint" => {
             let mut fmt = cargo();
