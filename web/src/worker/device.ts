@@ -733,7 +733,16 @@ async function upload(conv: string, file: File) {
     kind = "photo";
   }
   const bytes = new Uint8Array(await blob.arrayBuffer());
-  return { ...(await sealAndUpload(conv, bytes)), kind, name: file.name || "attachment", mime: blob.type || declared, size: bytes.length };
+  const name = file.name || "attachment";
+  try {
+    return { ...(await sealAndUpload(conv, bytes)), kind, name, mime: blob.type || declared, size: bytes.length };
+  } catch (e) {
+    // The server's limit (`max_attachment_bytes`), said with the file's name.
+    if (e instanceof Failed && e.failure.code === "payload_too_large") {
+      throw new Failed({ ...e.failure, message: `Too large to send (${name}): ${e.failure.message}.` });
+    }
+    throw e;
+  }
 }
 
 /** Encrypts bytes under a fresh key and uploads the ciphertext to `conv`: the id and the key. */

@@ -316,6 +316,41 @@ try {
   await nurse.locator("form.forward").getByRole("button", { name: "Cancel" }).click();
   log("forwarded", { forwardedLine, forwardedPhoto, forwardRefused });
 
+  // 4c. Attachments the organisation does not take: a file over its size
+  // limit (the server's 413, before it stores a byte) and a type it does
+  // not allow (refused in the worker, before upload). Said plainly; nothing
+  // is sent, and what was typed stays.
+  const limits = await fetch(`${cfg.url}api/v1/org/policy`, {
+    method: "PATCH",
+    headers: { Authorization: `Bearer ${cfg.adminToken}`, "Content-Type": "application/merge-patch+json" },
+    body: JSON.stringify({
+      messaging: { max_attachment_bytes: 65536 },
+      devices: { allowed_attachment_types: ["image/*", "application/pdf", "audio/*"] },
+    }),
+  });
+  if (!limits.ok) fail(`policy patch answered ${limits.status}: ${await limits.text()}`);
+  const composerAlert = nurse.locator("form.composer").getByRole("alert");
+  const unsentText = "Consent form scan attached";
+  await nurse.getByRole("textbox", { name: "Message" }).fill(unsentText);
+  await nurse.getByLabel("Attach files").setInputFiles([
+    { name: "consent-scan.pdf", mimeType: "application/pdf", buffer: Buffer.alloc(200 * 1024, 0x25) },
+  ]);
+  await nurse.getByRole("button", { name: "Send" }).click();
+  await composerAlert.filter({ hasText: "too large" }).waitFor({ timeout: 15000 });
+  const tooLarge = await composerAlert.innerText();
+  await nurse.getByLabel("Attach files").setInputFiles([
+    { name: "handover.txt", mimeType: "text/plain", buffer: Buffer.from("handover notes") },
+  ]);
+  await nurse.getByRole("button", { name: "Send" }).click();
+  await composerAlert.filter({ hasText: "does not allow" }).waitFor({ timeout: 15000 });
+  const typeRefused = await composerAlert.innerText();
+  await audit(nurse, "attachment-refused");
+  const keptTyped = await nurse.getByRole("textbox", { name: "Message" }).inputValue();
+  const sentAnyway = await messages(nurse).getByText(unsentText).count();
+  await nurse.getByLabel("Attach files").setInputFiles([]);
+  await nurse.getByRole("textbox", { name: "Message" }).fill("");
+  log("attachments_refused", { tooLarge, typeRefused, keptTyped, sentAnyway });
+
   // 5. A reload: the session is kept, sealed in the browser's store, so the
   // PIN alone opens it again — a wrong one opens nothing.
   await physician.reload();

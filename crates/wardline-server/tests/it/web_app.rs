@@ -307,6 +307,25 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
             .contains("does not allow forwarding"),
         "{forwarded}"
     );
+    // Over the size limit, or of a type the organisation does not take:
+    // refused with the file's name and the reason, nothing sent, the text
+    // kept for another try.
+    let refused = step("attachments_refused");
+    assert_eq!(
+        refused["tooLarge"],
+        "Too large to send (consent-scan.pdf): attachments may be at most 65536 bytes (organisation policy).",
+        "{refused}"
+    );
+    assert_eq!(
+        refused["typeRefused"],
+        "Your organisation does not allow text/plain attachments (handover.txt).",
+        "{refused}"
+    );
+    assert_eq!(
+        refused["keptTyped"], "Consent form scan attached",
+        "{refused}"
+    );
+    assert_eq!(refused["sentAnyway"], 0, "{refused}");
     let reloaded = step("reloaded");
     assert!(
         reloaded["wrongPin"].as_str().unwrap().contains("PIN"),
