@@ -180,7 +180,7 @@ impl std::fmt::Display for Pace {
 /// receives over its sync WebSocket (arrival stamped by a reader task, so a
 /// submission in flight does not delay the clock), decrypts and acknowledges,
 /// until `stop`.
-async fn client(
+pub async fn client(
     mut chat: Chat,
     conv: Uuid,
     recipients: usize,

@@ -96,6 +96,15 @@ enum Cmd {
         /// Messages per second.
         #[arg(long, default_value_t = 10.0)]
         rate: f64,
+        /// Members of the conversation: the two browsers and simulated
+        /// native devices (real MLS, on the sync socket) for the rest.
+        #[arg(long, default_value_t = 2)]
+        members: usize,
+        /// Messages a simulated member writes into the conversation before
+        /// the run (with `--members` above 2): the thread the second browser
+        /// then opens, with the tab's memory read.
+        #[arg(long, default_value_t = 0)]
+        history: usize,
     },
     /// Kill -9 the server under continuous load, restart it, and check that
     /// nothing acknowledged was lost, duplicated or reordered.
@@ -532,7 +541,12 @@ async fn main() -> anyhow::Result<()> {
             listen,
             database_url,
         }) => return process::serve_child(data_dir, listen, database_url).await,
-        Some(Cmd::Web { messages, rate }) => return web::main(messages, rate).await,
+        Some(Cmd::Web {
+            messages,
+            rate,
+            members,
+            history,
+        }) => return web::main(messages, rate, members, history).await,
         Some(Cmd::CrashLoss { kills, members }) => {
             return crash_loss::main(kills, members, pg).await;
         }

@@ -2,21 +2,62 @@
 //! on this server over loopback: cold load to an interactive sign-in form,
 //! bytes transferred (as sent: gzipped), device set-up and PIN unlock
 //! (Argon2id in wasm, then catch-up), and browser → browser delivery latency
-//! at a steady rate (two members; the send is stamped when Enter is pressed,
-//! the arrival when the message appears in the other browser's list).
+//! at a steady rate (the send is stamped when Enter is pressed, the arrival
+//! when the message appears in the other browser's thread).
+//!
+//! With `--members N` above 2 the conversation has N members: the two
+//! browsers and N − 2 simulated ones, each a native device of the client SDK
+//! (real MLS) on the sync WebSocket, receiving, decrypting and acknowledging
+//! every message as a device does (`load::client`). One of them starts the
+//! conversation and, with `--history H`, writes H messages into it first:
+//! both browsers take them in live, then the second opens the thread, and
+//! the tab's memory is read (its renderer process's resident set).
 //!
 //! The app must be built first (`cargo xtask bench web` does); Chromium and
 //! the browser tests' Node packages as for the tests (`cargo xtask test`).
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use wardline_client::core::MessageContent;
+use wardline_proto::messaging::{ConversationKind, CreateConversationRequest, Priority};
 
 use super::*;
 
-pub async fn main(messages: usize, rate: f64) -> anyhow::Result<()> {
-    let (r, _, _) = start(None, 2).await?;
+pub async fn main(
+    messages: usize,
+    rate: f64,
+    members: usize,
+    history: usize,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(members >= 2, "a conversation needs the two browsers");
+    let (r, _, admin_email) = start(None, members).await?;
+    // The app locks after `lock_after_idle_secs` without a key press (300 s
+    // by default): a long history takes longer than that to come in.
+    let admin = ApiClient::new(&r.url, Some(&r.ca))?;
+    let session = admin
+        .login(&LoginRequest {
+            org: "bench".into(),
+            email: admin_email,
+            password: PASSWORD.into(),
+            device_id: Uuid::new_v4(),
+            device_token: None,
+        })
+        .await?
+        .session
+        .context("admin session")?;
+    let admin = admin.with_token(Some(session.token));
+    let mut policy = admin.policy().await?;
+    policy.devices.lock_after_idle_secs = 86_400;
+    admin.set_policy(&policy).await?;
     let ca = tempfile::NamedTempFile::new()?;
     std::fs::write(ca.path(), &r.ca)?;
+    // The simulated members: bench users 2.., one device each.
+    let dir = tempfile::tempdir()?;
+    let mut sims = Vec::new();
+    for i in 2..members {
+        sims.push(messaging::device(&r.url, &r.ca, i, dir.path()).await?);
+    }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/web_app.mjs");
     let cfg = serde_json::json!({
         "url": format!("{}/", r.url),
@@ -27,21 +68,133 @@ pub async fn main(messages: usize, rate: f64) -> anyhow::Result<()> {
         "pin": "bench pin 4711",
         "messages": messages,
         "rate": rate,
+        "history": history,
     });
-    eprintln!("bench: web app: {messages} messages at {rate}/s between two browsers");
-    let out = Command::new("node")
+    eprintln!(
+        "bench: web app: {messages} messages at {rate}/s, browser to browser, in a conversation of {members} ({} simulated), {history} messages of history",
+        members - 2
+    );
+    let mut node = Command::new("node")
         .arg(&script)
         .arg(cfg.to_string())
         .env("NODE_EXTRA_CA_CERTS", ca.path())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
         .context("node runs")?;
+    let mut stdin = node.stdin.take().context("stdin")?;
+    // The script's lines, read on a thread of their own (blocking reads).
+    let (line_tx, mut stdout) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let out = node.stdout.take().context("stdout")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let ready = stdout
+        .recv()
+        .await
+        .context("web_app.mjs ended before its devices were ready")?;
     anyhow::ensure!(
-        out.status.success(),
-        "web_app.mjs failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ready.contains("ready"),
+        "unexpected line from web_app.mjs: {ready}"
     );
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).context("one JSON result")?;
+
+    // The simulated members' conversation with both browsers, and its history.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut running = Vec::new();
+    let title = if sims.is_empty() {
+        None
+    } else {
+        let title = format!("Ward round {members}");
+        let everyone = sims[0].api.list_users().await?;
+        let others: Vec<Uuid> = everyone
+            .iter()
+            .filter(|u| {
+                u.email.ends_with("@bench.test")
+                    && u.email != "admin@bench.test"
+                    && u.id != sims[0].user()
+            })
+            .map(|u| u.id)
+            .collect();
+        anyhow::ensure!(
+            others.len() == members - 1,
+            "expected {} colleagues, found {}",
+            members - 1,
+            others.len()
+        );
+        let conv = sims[0]
+            .create(&CreateConversationRequest {
+                kind: ConversationKind::Group,
+                title: Some(title.clone()),
+                members: others,
+                patient_ref: None,
+                care_team_id: None,
+            })
+            .await?
+            .id;
+        for c in sims.iter_mut().skip(1) {
+            c.sync().await?;
+            anyhow::ensure!(
+                c.core.mls.has_group(conv),
+                "a simulated member did not join"
+            );
+        }
+        let t0 = Instant::now();
+        for i in 0..history {
+            let c = &mut sims[0];
+            c.core.queue(
+                conv,
+                MessageContent::text(format!("history {i}")),
+                Priority::Routine,
+                None,
+            );
+            let req = c.core.encrypt_next().context("queued")??;
+            let done = c.api.submit(conv, &req).await?;
+            c.core.sent_next(done.created_at, done.expires_at);
+        }
+        if history > 0 {
+            eprintln!(
+                "bench: {history} messages of history written in {:.1} s",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        // From here on every simulated device takes each message in over its
+        // socket, decrypts and acknowledges it (sending nothing).
+        let tracker = Arc::new(load::Tracker::default());
+        for chat in sims.drain(..) {
+            running.push(tokio::spawn(load::client(
+                chat,
+                conv,
+                0,
+                None,
+                Instant::now(),
+                tracker.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        Some(title)
+    };
+    let go = serde_json::json!({ "conversation": title }).to_string() + "\n";
+    stdin.write_all(go.as_bytes())?;
+    stdin.flush()?;
+    let mut last = String::new();
+    while let Some(line) = stdout.recv().await {
+        last = line;
+    }
+    let status = tokio::task::spawn_blocking(move || node.wait()).await??;
+    let _ = stop_tx.send(true);
+    for r in running {
+        r.await??;
+    }
+    anyhow::ensure!(
+        status.success(),
+        "web_app.mjs failed (its error is above); last line: {last}"
+    );
+    let m: serde_json::Value = serde_json::from_str(&last).context("one JSON result")?;
+    eprintln!("bench: web_app.mjs measured {m}");
     let f = |k: &str| m[k].as_f64().unwrap_or(f64::NAN);
     println!("| measure | result | target (issue 21) |");
     println!("| --- | --- | --- |");
@@ -76,6 +229,30 @@ pub async fn main(messages: usize, rate: f64) -> anyhow::Result<()> {
     println!(
         "| of which Enter → the submission answered (sender's side), p50 | {:.1} ms | |",
         f("posted_p50_ms")
+    );
+    if history > 0 {
+        println!(
+            "| {history} messages of history: written → in both browsers (live, over their sockets) | {:.1} s | |",
+            f("history_ms") / 1000.0
+        );
+        println!(
+            "| opening the {history}-message thread → its last message shown | {:.0} ms | |",
+            f("open_ms")
+        );
+    }
+    println!(
+        "| tab memory (largest renderer's private memory: page + worker), thread open | {:.0} MB ({:.0} MB after a GC) | ≤ 200 MB with 10,000 messages |",
+        f("renderer_mb"),
+        f("renderer_gc_mb")
+    );
+    println!(
+        "| the same after the run | {:.0} MB ({:.0} MB after a GC) | |",
+        f("renderer_after_mb"),
+        f("renderer_after_gc_mb")
+    );
+    println!(
+        "| page JS heap, thread open | {:.1} MB | |",
+        f("page_heap_mb")
     );
     r.handle.shutdown();
     Ok(())

@@ -1,13 +1,24 @@
 // The web app's figures in headless Chromium (bench/src/web.rs runs this
-// with one JSON argument and reads one JSON object from stdout):
-// cold load, bytes transferred, device set-up, PIN unlock, and browser →
-// browser delivery latency at a steady rate.
+// with one JSON argument): cold load, bytes transferred, device set-up, PIN
+// unlock, and browser → browser delivery latency at a steady rate — in a
+// conversation of the two browsers, or of many members of which the others
+// are simulated by the load generator (then with a long history, if asked:
+// the tab's memory with it open).
 //
 // {url, org, password, users: [2], names: [2], pin, messages, rate}
+//
+// Talks to the load generator by lines of JSON: prints {"ready": true} once
+// both browsers are devices, reads {"conversation": title | null} (null:
+// the first browser starts one with the second; otherwise the generator
+// made it and filled it with `history` messages), prints the result last.
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { launchChromium } from "../../crates/wardline-server/tests/browser/lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const out = {};
+const input = createInterface({ input: process.stdin });
+const lines = input[Symbol.asyncIterator]();
 
 function percentile(sorted, p) {
   return sorted[Math.round((sorted.length - 1) * p)];
@@ -34,15 +45,58 @@ async function signIn(page, email) {
   await page.getByRole("heading", { level: 1, name: "Wardline" }).waitFor({ timeout: 30000 });
 }
 
+/**
+ * Collects garbage in every page and worker (Chromium runs with
+ * `--expose-gc`), so that what is measured is what the tab keeps, not what
+ * it has not collected yet.
+ */
+async function collect(pages) {
+  for (const page of pages) {
+    await page.evaluate(() => globalThis.gc?.());
+    for (const w of page.workers()) await w.evaluate(() => globalThis.gc?.());
+  }
+}
+
+/**
+ * The private memory (MB: Private_Clean + Private_Dirty of
+ * /proc/<pid>/smaps_rollup, on this machine) of the browser's largest
+ * renderer process — a tab's page and its worker live in one. Private, not
+ * resident: the resident set also counts the Chromium binary and libraries
+ * every process shares (about 50 MB here).
+ */
+async function largestRenderer(browser) {
+  const cdp = await browser.newBrowserCDPSession();
+  const { processInfo } = await cdp.send("SystemInfo.getProcessInfo");
+  await cdp.detach();
+  let most = 0;
+  for (const p of processInfo.filter((p) => p.type === "renderer")) {
+    let rollup = "";
+    try {
+      rollup = readFileSync(`/proc/${p.id}/smaps_rollup`, "utf8");
+    } catch {
+      continue;
+    }
+    const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(rollup)?.[1] ?? 0);
+    const mb = (kb("Private_Clean") + kb("Private_Dirty")) / 1024;
+    most = Math.max(most, mb);
+    if (process.env.BENCH_VERBOSE) console.error(`renderer ${p.id}: ${mb.toFixed(0)} MB private, ${(kb("Rss") / 1024).toFixed(0)} MB resident`);
+  }
+  return most;
+}
+
 const conversations = (page) => page.getByRole("heading", { level: 2, name: "Conversations" });
 
-const browser = await launchChromium();
+const browser = await launchChromium(["--js-flags=--expose-gc"]);
 try {
   const pages = [];
   for (let i = 0; i < 2; i++) {
     const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
     const sizes = meter(ctx);
     const page = await ctx.newPage();
+    // Faults go to stderr (the generator shows them): a bench that stalls says why.
+    page.on("console", (m) => m.type() === "error" && console.error(`browser ${i}: ${m.text()}`));
+    page.on("pageerror", (e) => console.error(`browser ${i} page error: ${e.stack}`));
+    page.on("worker", (w) => w.on("console", (m) => m.type() === "error" && console.error(`browser ${i} worker: ${m.text()}`)));
     // Cold load: a fresh profile, nothing cached, to a sign-in form that takes input.
     const t0 = Date.now();
     await page.goto(cfg.url);
@@ -66,26 +120,63 @@ try {
   }
   const [a, b] = pages;
 
-  // PIN unlock after a reload (the second user).
+  // PIN unlock after a reload (the second user): the session is kept,
+  // sealed in the store, so the PIN alone opens it.
   await b.reload();
-  await signIn(b, cfg.users[1]);
-  await b.getByRole("heading", { level: 2, name: "Unlock" }).waitFor();
+  await b.getByRole("heading", { level: 1, name: "Unlock" }).waitFor({ timeout: 30000 });
   await b.getByLabel("PIN", { exact: true }).fill(cfg.pin);
   const t2 = Date.now();
-  await b.getByRole("button", { name: "Unlock" }).click();
+  await b.getByRole("button", { name: "Unlock", exact: true }).click();
   await conversations(b).waitFor({ timeout: 60000 });
   out.unlock_ms = Date.now() - t2;
 
-  // A conversation between the two, open in both.
-  await a.getByRole("button", { name: "New conversation" }).click();
-  await a.getByLabel(cfg.names[1]).check();
-  await a.getByRole("button", { name: "Start" }).click();
+  console.log(JSON.stringify({ ready: true }));
+  const { conversation } = JSON.parse((await lines.next()).value);
+  input.close();
   const box = a.getByRole("textbox", { name: "Message" });
-  await box.waitFor();
-  const item = b.getByRole("button", { name: new RegExp(cfg.names[0]) });
-  await item.waitFor({ timeout: 30000 });
-  await item.click();
+  const inList = (page, name) =>
+    page.getByRole("navigation", { name: "Conversations" }).getByRole("button", { name: new RegExp(name) });
+  if (conversation === null) {
+    // A conversation between the two, open in both.
+    await a.getByRole("button", { name: "New conversation" }).click();
+    await a.getByLabel(cfg.names[1]).check();
+    await a.getByRole("button", { name: "Start" }).click();
+    await box.waitFor();
+    await inList(b, cfg.names[0]).waitFor({ timeout: 30000 });
+    await inList(b, cfg.names[0]).click();
+  } else {
+    // The generator's conversation, with its history: every message has
+    // reached both browsers (live, over their sockets) once the list says so.
+    const t3 = Date.now();
+    for (const page of [a, b]) {
+      await inList(page, `^${conversation}`).waitFor({ timeout: 600000 });
+      // Progress every 30 s, to stderr.
+      for (let waited = 0; cfg.history > 0; waited += 30) {
+        const label = await inList(page, `^${conversation}`).innerText();
+        const unread = Number(/(\d+) unread/.exec(label)?.[1] ?? 0);
+        if (unread >= cfg.history) break;
+        if (waited >= 1200) throw new Error(`the history did not arrive: ${label}`);
+        console.error(`bench: ${unread} of ${cfg.history} messages in browser ${page === a ? 0 : 1}`);
+        await page.waitForTimeout(30000);
+      }
+    }
+    out.history_ms = Date.now() - t3;
+    await inList(a, `^${conversation}`).click();
+    await box.waitFor();
+    const t4 = Date.now();
+    await inList(b, `^${conversation}`).click();
+    if (cfg.history > 0) {
+      await b.getByText(`history ${cfg.history - 1}`, { exact: true }).waitFor({ timeout: 120000 });
+    }
+    out.open_ms = Date.now() - t4;
+  }
   await b.getByRole("textbox", { name: "Message" }).waitFor();
+  // The tab's memory (page and worker share its renderer process): the
+  // largest renderer's resident set, read from /proc on this machine.
+  out.renderer_mb = await largestRenderer(browser);
+  await collect([a, b]);
+  out.renderer_gc_mb = await largestRenderer(browser);
+  out.page_heap_mb = (await b.evaluate(() => performance.memory?.usedJSHeapSize ?? 0)) / 1e6;
 
   // Arrivals stamped in the receiving page as each message is added.
   await b.evaluate(() => {
@@ -134,6 +225,25 @@ try {
   out.p50_ms = percentile(lat, 0.5);
   out.p99_ms = percentile(lat, 0.99);
   out.max_ms = lat[lat.length - 1];
+  out.renderer_after_mb = await largestRenderer(browser);
+  await collect([a, b]);
+  out.renderer_after_gc_mb = await largestRenderer(browser);
+  // The size of the sealed state each write stores (the receiving device's).
+  out.record_kb =
+    (await b.evaluate(
+      () =>
+        new Promise((resolve) => {
+          const r = indexedDB.open("wardline");
+          r.onsuccess = () => {
+            const all = r.result.transaction("devices").objectStore("devices").getAll();
+            all.onsuccess = () => resolve(Math.max(0, ...all.result.map((x) => x.sealed.length)));
+          };
+        }),
+    )) / 1000;
+  if (process.env.BENCH_VERBOSE) {
+    await new Promise((r) => setTimeout(r, 15000));
+    out.renderer_idle_mb = await largestRenderer(browser);
+  }
   console.log(JSON.stringify(out));
 } finally {
   await browser.close();

@@ -25,6 +25,7 @@ function browserName(): string {
 
 export function DeviceArea({ me }: { me: string }) {
   const [device, setDevice] = useState<DeviceState | null>(null);
+  const [newDevices, setNewDevices] = useState<string[]>([]);
   const { busy, failure, run } = useAction();
 
   const refresh = useCallback(() => {
@@ -36,6 +37,7 @@ export function DeviceArea({ me }: { me: string }) {
     return onNews((n) => {
       if (n.event === "elsewhere") setDevice((d) => (d ? { ...d, step: "elsewhere" } : d));
       if (n.event === "connection") setDevice((d) => (d ? { ...d, offlineSince: n.offlineSince } : d));
+      if (n.event === "new_device") setNewDevices((names) => [...names, n.name]);
     });
   }, [refresh]);
 
@@ -141,11 +143,25 @@ export function DeviceArea({ me }: { me: string }) {
               here and goes, in order, when the connection is back.
             </p>
           )}
+          {newDevices.length > 0 && (
+            <div className="new-device" role="status">
+              <p>
+                A new device was added to your account: {newDevices.join(", ")}. If you did not add it, sign out and tell
+                your administrator at once.
+              </p>
+              <button type="button" className="secondary small" onClick={() => setNewDevices([])}>
+                Dismiss
+              </button>
+            </div>
+          )}
           <ChatScreen me={me} allowCopy={device.allowCopy} allowForwarding={device.allowForwarding} />
         </>
       );
   }
 }
+
+/** Messages of a thread shown at first, and added by "Show earlier messages". */
+const PAGE = 100;
 
 const PRIORITY_LABEL: Record<Priority, string> = { routine: "Routine", urgent: "Urgent", stat: "STAT" };
 
@@ -319,7 +335,9 @@ function ConversationView({
   forwardTo: { id: string; title: string }[] | null;
   onShown: () => void;
 }) {
-  const [view, setView] = useState<MessageView>({ messages: [], unsent: [] });
+  const [view, setView] = useState<MessageView>({ messages: [], earlier: 0, unsent: [] });
+  // A long thread comes a page at a time: the latest ones, then earlier on request.
+  const [limit, setLimit] = useState(PAGE);
   const [receipts, setReceipts] = useState<Record<string, ReceiptView>>({});
   const { busy, failure, run } = useAction();
   const heading = useRef<HTMLHeadingElement>(null);
@@ -327,12 +345,12 @@ function ConversationView({
   const list = useRef<HTMLOListElement>(null);
 
   const load = useCallback(async () => {
-    const r = await ask({ op: "messages", conversation: c.id });
+    const r = await ask({ op: "messages", conversation: c.id, limit });
     if (r.ok) {
       setView(r.value);
       onShown();
     }
-  }, [c.id, onShown]);
+  }, [c.id, onShown, limit]);
   useEffect(() => {
     load();
     heading.current?.focus();
@@ -340,11 +358,13 @@ function ConversationView({
       if (n.event === "changed") load();
     });
   }, [load]);
-  // A block body: an effect's return value is its cleanup, and browsers
-  // with promise-returning scroll methods return a Promise here.
+  // To the newest message when one comes (not when earlier ones are
+  // shown). A block body: an effect's return value is its cleanup, and
+  // browsers with promise-returning scroll methods return a Promise here.
+  const newest = view.messages.length ? view.messages[view.messages.length - 1].id : null;
   useEffect(() => {
     end.current?.scrollIntoView({ block: "end" });
-  }, [view]);
+  }, [newest, view.unsent.length]);
 
   // Read receipts mean "shown": a message from someone else counts as read
   // once it is on screen (half of it, or a screenful of a long one) while
@@ -458,6 +478,11 @@ function ConversationView({
         onCopy={allowCopy ? undefined : (e) => e.preventDefault()}
         onCut={allowCopy ? undefined : (e) => e.preventDefault()}
       >
+      {view.earlier > 0 && (
+        <button type="button" className="secondary small earlier" onClick={() => setLimit((l) => l + PAGE)}>
+          Show earlier messages ({view.earlier} more)
+        </button>
+      )}
       <ol className="messages" ref={list}>
         {view.messages.map((m) => (
           <MessageItem

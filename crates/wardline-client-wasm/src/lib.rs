@@ -263,6 +263,14 @@ impl Device {
         Ok(())
     }
 
+    /// The account's devices (`DeviceList`, JSON) as fetched right after
+    /// this device registered: not news to it.
+    pub fn know_devices(&mut self, devices: &str) -> Result<(), JsError> {
+        let list: DeviceList = from_json("device list", devices)?;
+        self.core.know_devices(&list);
+        Ok(())
+    }
+
     /// Compares the account's devices (`DeviceList`, JSON) with the known
     /// ones; returns `new_device` events.
     pub fn check_devices(&mut self, devices: &str) -> Result<String, JsError> {
@@ -524,24 +532,25 @@ impl Device {
             .map(to_json))
     }
 
-    /// A conversation's messages, oldest first (JSON array), each with its
-    /// sender's name when known; then its unsent outbox messages.
-    pub fn messages(&self, conversation: &str) -> Result<String, JsError> {
+    /// A conversation's latest `limit` messages, oldest first, each with its
+    /// sender's name when known; how many earlier ones there are; then its
+    /// unsent outbox messages: `{ messages, earlier, unsent }`. A long thread
+    /// is shown (and parsed, and rendered) a page at a time.
+    pub fn messages(&self, conversation: &str, limit: u32) -> Result<String, JsError> {
         let id = uuid(conversation)?;
-        let shown: Vec<ShownMessage> = self
+        let all = self
             .core
             .conversations
             .get(&id)
-            .map(|c| {
-                c.messages
-                    .iter()
-                    .map(|m| ShownMessage {
-                        message: m,
-                        sender_name: self.core.directory.get(&m.sender_user).map(String::as_str),
-                    })
-                    .collect()
+            .map_or(&[][..], |c| c.messages.as_slice());
+        let earlier = all.len().saturating_sub(limit as usize);
+        let shown: Vec<ShownMessage> = all[earlier..]
+            .iter()
+            .map(|m| ShownMessage {
+                message: m,
+                sender_name: self.core.directory.get(&m.sender_user).map(String::as_str),
             })
-            .unwrap_or_default();
+            .collect();
         let unsent: Vec<Unsent> = self
             .core
             .outbox
@@ -553,7 +562,10 @@ impl Device {
                 priority: o.priority,
             })
             .collect();
-        Ok(serde_json::json!({ "messages": shown, "unsent": unsent }).to_string())
+        Ok(
+            serde_json::json!({ "messages": shown, "earlier": earlier, "unsent": unsent })
+                .to_string(),
+        )
     }
 
     /// The person was shown `conversation` up to its newest message: its

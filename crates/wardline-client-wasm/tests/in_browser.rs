@@ -35,7 +35,7 @@ fn a_store_sealed_in_the_browser_opens_with_its_pin() {
     );
     let opened = Device::open(&sealed, DEVICE, PIN).expect("opens with its PIN");
     let view: serde_json::Value =
-        serde_json::from_str(&opened.messages(CONVERSATION).unwrap()).unwrap();
+        serde_json::from_str(&opened.messages(CONVERSATION, 100).unwrap()).unwrap();
     assert_eq!(view["unsent"][0]["text"], "K+ 6.1, repeat drawn");
     assert_eq!(view["unsent"][0]["priority"], "stat");
     assert!(Device::open(&sealed, DEVICE, "4712 heron").is_err());

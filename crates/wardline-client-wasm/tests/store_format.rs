@@ -39,7 +39,8 @@ fn a_version_1_record_opens_with_its_pin() {
     let d = Device::open_record(&sealed, device_id(), PIN).expect("the v1 fixture opens");
     assert_eq!(d.user(), USER);
     assert_eq!(d.device(), DEVICE);
-    let view: serde_json::Value = serde_json::from_str(&d.messages(CONVERSATION).unwrap()).unwrap();
+    let view: serde_json::Value =
+        serde_json::from_str(&d.messages(CONVERSATION, 100).unwrap()).unwrap();
     assert_eq!(view["unsent"][0]["text"], OUTBOX_TEXT);
     assert_eq!(view["unsent"][0]["priority"], "urgent");
     // Sealed: the text is not in the record.

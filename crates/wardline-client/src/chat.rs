@@ -263,7 +263,7 @@ impl Chat {
                 core.device_policy = Some(policy);
                 let key = derive_key(passphrase, None).map_err(CoreError::from)?;
                 let registration = core.registration(device_name, KEY_PACKAGE_BATCH)?;
-                let chat = Chat {
+                let mut chat = Chat {
                     api,
                     core,
                     path: path.to_owned(),
@@ -278,7 +278,14 @@ impl Chat {
                 // can hand them out.
                 chat.save()?;
                 match chat.api.register_device(&registration).await {
-                    Ok(_) => Ok(chat),
+                    Ok(_) => {
+                        // The devices already there are not news to this one.
+                        if let Ok(mine) = chat.api.my_devices().await {
+                            chat.core.know_devices(&mine);
+                            chat.save()?;
+                        }
+                        Ok(chat)
+                    }
                     Err(e) => {
                         let _ = std::fs::remove_file(path);
                         if e.code() == Some(ErrorCode::Conflict) {

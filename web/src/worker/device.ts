@@ -70,6 +70,7 @@ let unsaved = false;
 async function persist() {
   const d = open();
   unsaved = false;
+  clearTimeout(soon);
   await store.save(deviceId, {
     format: STORE_FORMAT,
     user: d.user(),
@@ -77,6 +78,22 @@ async function persist() {
     savedAt: Date.now(),
     ...(sessionSealed ? { session: sessionSealed } : {}),
   });
+}
+
+let soon: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * Stores a change within a second, with whatever comes meanwhile: for
+ * changes that are safe to lose. A message the server accepted but whose
+ * acceptance was not stored stays in the outbox with its ciphertext, and
+ * sending it again is answered as a duplicate (same id), never stored twice.
+ * Each write seals the whole state, so a send costs one write, not two.
+ */
+function persistSoon() {
+  clearTimeout(soon);
+  soon = setTimeout(() => {
+    if (device) exclusive(persist).catch(() => {});
+  }, 1000);
 }
 
 /** Tells the page when the server stops or starts answering. */
@@ -129,6 +146,7 @@ async function lock(takeOver: boolean): Promise<boolean> {
 /** Forgets the open device (keys and messages leave memory) and lets go. */
 export function close() {
   clearTimeout(reconnectTimer);
+  clearTimeout(soon);
   clearTimeout(readTimer);
   toMarkRead.clear();
   reportedRead.clear();
@@ -208,6 +226,13 @@ export async function create(user: string, pin: string, name: string): Promise<v
       });
     }
     throw e;
+  }
+  // The devices already there are not news to this one (they are told of
+  // it); if the list cannot be had now, the first sync's check tells of them.
+  try {
+    d.know_devices(JSON.stringify(await call(() => api.GET("/api/v1/devices"))));
+  } catch {
+    // (as said)
   }
   await start();
 }
@@ -434,6 +459,9 @@ async function checkDevices() {
   const mine = await call(() => api.GET("/api/v1/devices"));
   const news = JSON.parse(d.check_devices(JSON.stringify(mine))) as CoreEvent[];
   if (news.length) await persist();
+  // Told once (the core knows it from now on): a device the person did not
+  // add is theirs to notice.
+  for (const n of news) if (n.kind === "new_device") post({ event: "new_device", name: n.name });
   if (d.key_packages_available(JSON.stringify(mine)) < KEY_PACKAGE_LOW_WATER) {
     const body = JSON.parse(d.more_key_packages()) as S["UploadKeyPackagesRequest"];
     await persist();
@@ -528,7 +556,7 @@ async function flush() {
     try {
       const r = await call(() => api.POST("/api/v1/conversations/{id}/messages", { params: { path: { id: conv } }, body }));
       d.sent_at(i, r.created_at, r.expires_at ?? undefined);
-      await persist();
+      persistSoon();
       attempts = 0;
     } catch (e) {
       const code = e instanceof Failed ? e.failure.code : "unavailable";
@@ -569,7 +597,31 @@ async function connect() {
     `${origin}/api/v1/sync/ws?after=${device.cursor()}&ticket=${encodeURIComponent(ticket)}`,
   );
   socket = ws;
+  /** Entries since the last `idle` frame. */
   let batch: S["InboxEntry"][] = [];
+  /** Whole batches not applied yet. */
+  let ready: S["InboxEntry"][] = [];
+  let draining = false;
+  /**
+   * Applies what is ready, stores it, acknowledges it — then again with
+   * whatever arrived meanwhile, so a burst (a backlog after a weekend away,
+   * a busy ward) costs one store write per round, not one per message:
+   * each write seals the whole state, which grows with the history.
+   */
+  const drain = async () => {
+    while (ready.length && device) {
+      const entries = ready;
+      ready = [];
+      const events = JSON.parse(device.apply(JSON.stringify(entries))) as CoreEvent[];
+      // Shown at once; acknowledged only once stored (a tab that dies in
+      // between gets the entries again: they are not acknowledged).
+      changed();
+      await persist();
+      ws.send(JSON.stringify({ type: "ack", up_to: device.cursor() }));
+      await after(events);
+      changed();
+    }
+  };
   ws.onopen = () => {
     reconnectDelay = 1000;
   };
@@ -582,19 +634,15 @@ async function connect() {
     }
     if (frame.type === "entry") batch.push(frame as unknown as S["InboxEntry"]);
     else if (frame.type === "idle" && batch.length) {
-      const entries = batch;
+      ready.push(...batch);
       batch = [];
-      exclusive(async () => {
-        if (!device) return;
-        const events = JSON.parse(device.apply(JSON.stringify(entries))) as CoreEvent[];
-        // Shown at once; acknowledged only once stored (a tab that dies in
-        // between gets the entries again: they are not acknowledged).
-        changed();
-        await persist();
-        ws.send(JSON.stringify({ type: "ack", up_to: device.cursor() }));
-        await after(events);
-        changed();
-      }).catch(() => ws.close());
+      if (draining) return;
+      draining = true;
+      exclusive(drain)
+        .catch(() => ws.close())
+        .finally(() => {
+          draining = false;
+        });
     }
   };
   ws.onclose = () => {
@@ -673,7 +721,7 @@ export function conversations(): ConversationSummary[] {
 
 let shownTimer: ReturnType<typeof setTimeout> | undefined;
 
-export function messages(conv: string): MessageView {
+export function messages(conv: string, limit: number): MessageView {
   const d = open();
   d.shown(conv);
   // The unread mark is stored with the next change, or within 2 s: not a
@@ -683,7 +731,7 @@ export function messages(conv: string): MessageView {
   shownTimer = setTimeout(() => {
     if (device) exclusive(persist).catch(() => {});
   }, 2000);
-  const view = JSON.parse(d.messages(conv)) as MessageView;
+  const view = JSON.parse(d.messages(conv, Math.max(1, Math.floor(limit)))) as MessageView;
   return { ...view, messages: view.messages.map(forPage) };
 }
 

@@ -23,7 +23,8 @@ export type Request =
   | { op: "unlock"; pin: string }
   | { op: "lock" }
   | { op: "conversations" }
-  | { op: "messages"; conversation: string }
+  /** The latest `limit` messages (a long thread comes a page at a time). */
+  | { op: "messages"; conversation: string; limit: number }
   | { op: "colleagues" }
   | { op: "send"; conversation: string; text: string; priority: Priority; replyTo: string | null; files: File[] }
   | { op: "forward"; from: string; message: string; to: string }
@@ -98,6 +99,8 @@ export interface Message {
 
 export interface MessageView {
   messages: Message[];
+  /** Messages before these, not sent to the page (ask with a larger limit). */
+  earlier: number;
   /** Outbox messages not sent yet, in order. */
   unsent: { id: string; text: string; priority: Priority }[];
 }
@@ -138,7 +141,8 @@ export type CoreEvent =
   | { kind: "message"; conversation: string; message: Message }
   | { kind: "joined" | "membership_changed" | "removed"; conversation: string }
   | { kind: "commit" | "recalled" | "alert" | "rejected"; conversation: string }
-  | { kind: "notice" | "new_device" };
+  | { kind: "notice" }
+  | { kind: "new_device"; device: string; name: string };
 
 /** The API's error, as `{ "error": { "code", "message" } }` said it. */
 export interface ApiFailure {
@@ -202,6 +206,8 @@ export type Outgoing =
   | { event: "changed" }
   /** Another tab took this device over; this one stopped. */
   | { event: "elsewhere" }
+  /** A device was added to this account after this one (its name, as registered). */
+  | { event: "new_device"; name: string }
   /** The server stopped (a time) or started (null) answering. */
   | { event: "connection"; offlineSince: number | null }
   /** The device was wiped: its store is erased, the session ended. */

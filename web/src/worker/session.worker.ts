@@ -142,7 +142,7 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
     case "conversations":
       return device.conversations();
     case "messages":
-      return device.messages(r.conversation);
+      return device.messages(r.conversation, r.limit);
     case "colleagues":
       return device.colleagues();
     case "send":

@@ -333,6 +333,14 @@ impl ChatCore {
         })
     }
 
+    /// The account's devices as this one found them on registering (the
+    /// list fetched right after): not news to it — they are told of it, not
+    /// it of them. Call once, after registration.
+    pub fn know_devices(&mut self, devices: &DeviceList) {
+        self.known_devices
+            .extend(devices.devices.iter().map(|d| d.id));
+    }
+
     /// Compares the account's device list with the ones seen before; new
     /// ones are events (and known from then on).
     pub fn check_devices(&mut self, devices: &DeviceList) -> Vec<Event> {
@@ -993,5 +1001,42 @@ mod tests {
             Err(CoreError::Refused(_))
         ));
         assert!(core.forwardable(conv, Uuid::new_v4()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    fn device(id: Uuid, created_at: i64) -> Device {
+        Device {
+            id,
+            user_id: Uuid::nil(),
+            name: format!("device made at {created_at}"),
+            identity_key: B64(vec![1; 32]),
+            created_at,
+            key_packages_available: 20,
+            has_last_resort: true,
+        }
+    }
+
+    /// A new device is not told of the devices that were there when it
+    /// registered; a device registered later is news once.
+    #[test]
+    fn only_devices_registered_later_are_news() {
+        let mut core = ChatCore::new(Uuid::new_v4(), Uuid::new_v4()).unwrap();
+        let (older, newer) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut list = DeviceList {
+            devices: vec![device(older, 1_000), device(core.mls.device, 2_000)],
+        };
+        core.know_devices(&list);
+        assert!(core.check_devices(&list).is_empty());
+        list.devices.push(device(newer, 3_000));
+        let news = core.check_devices(&list);
+        assert!(
+            matches!(news.as_slice(), [Event::NewDevice { device, .. }] if *device == newer),
+            "{news:?}"
+        );
+        assert!(core.check_devices(&list).is_empty());
     }
 }

@@ -488,6 +488,23 @@ try {
   await audit(physician, "wiped");
   log("wiped", { notice, left: await indexedDbText(physician) });
 
+  // 11. The nurse sets up Wardline in another browser (a workstation on
+  // another ward): her open tab is told, so that a device she did not add
+  // would not go unnoticed. The new browser is not told of the old one.
+  const otherCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const other = await otherCtx.newPage();
+  watch(other, "nurse's other browser");
+  await signIn(other, cfg.nurse, cfg.nurse.codes[1]);
+  await other.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+  await other.getByLabel("PIN again").fill(cfg.pin);
+  await other.getByRole("button", { name: "Set up this browser" }).click();
+  await conversations(other).waitFor({ timeout: 30000 });
+  const told = tab2.locator(".new-device");
+  await told.waitFor({ timeout: 30000 });
+  const newDevice = await told.innerText();
+  await audit(tab2, "new-device");
+  log("new_device", { newDevice, toldTheNewOne: await other.locator(".new-device").count() });
+
   if (problems.length) fail(problems.join("\n"));
 } catch (e) {
   // What the pages said before the failure is usually why.

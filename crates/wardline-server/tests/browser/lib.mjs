@@ -20,7 +20,8 @@ export async function axeAudit(page) {
   };
 }
 
-export function launchChromium() {
+/** Debian's Chromium, headless; `extraArgs` for a caller's own needs (the benchmark's `--js-flags`). */
+export function launchChromium(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: [
@@ -32,6 +33,7 @@ export function launchChromium() {
       // its permission granted as a person would.
       "--use-fake-device-for-media-stream",
       "--use-fake-ui-for-media-stream",
+      ...extraArgs,
     ],
   });
 }

@@ -18,6 +18,35 @@ use wardline_proto::messaging::Priority;
 use crate::common::browser::{self, browser_available, run_script};
 use crate::common::*;
 
+/// What the server logs while the test runs (JSON lines, as `wardline serve`
+/// writes them, at debug for Wardline's own crates), kept to be searched for
+/// what must never be logged. `None` when another subscriber was installed
+/// first (a test runner sharing one process).
+fn capture_log() -> Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> {
+    #[derive(Clone)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Sink(kept.clone());
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,wardline_server=debug,wardline_core=debug,wardline_store_sql=debug",
+        ))
+        .with_writer(move || sink.clone())
+        .try_init()
+        .ok()
+        .map(|_| kept)
+}
+
 fn web_app_built() -> bool {
     let built = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../web/dist/index.html")
@@ -171,6 +200,7 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
     if !browser_available() || !web_app_built() {
         return;
     }
+    let log = capture_log();
     let t = TestServer::start(Backend::Sqlite).await.unwrap();
     let admin = t.setup_org("alpha").await;
     let nurse = t.user_with_role(&admin, Role::Nurse).await;
@@ -480,6 +510,18 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         "the physician's browser was committed out of the group: {now:?}"
     );
 
+    // A device added later is news to the nurse's open tab (not the other
+    // way round).
+    let told = step("new_device");
+    assert!(
+        told["newDevice"]
+            .as_str()
+            .unwrap()
+            .starts_with("A new device was added to your account: Chrome on Linux."),
+        "{told}"
+    );
+    assert_eq!(told["toldTheNewOne"], 0, "{told}");
+
     // Wiped: the store is gone, the person told why.
     let wiped = step("wiped");
     assert_eq!(wiped["left"], "", "{wiped}");
@@ -509,6 +551,27 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         !contains(&db, "Lab result"),
         "the server's database holds the PDF"
     );
+    // … nor in the server's log, with the patient reference, the PIN and
+    // the file names (the log has ids and route templates, never content).
+    if let Some(log) = log {
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("/api/v1/conversations/{id}/messages"),
+            "the log was not captured: {} bytes",
+            log.len()
+        );
+        let mut secret: Vec<&str> = sent.to_vec();
+        secret.extend([
+            "Lab result",
+            "MRN-0042",
+            "4711 heron",
+            "wound.jpg",
+            exif_marker,
+        ]);
+        for text in secret {
+            assert!(!log.contains(text), "the server's log holds {text:?}");
+        }
+    }
 }
 
 /// The app's files go out gzipped to a browser that accepts it, with their
