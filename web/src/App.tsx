@@ -3,7 +3,7 @@
 // once), who is signed in, and signing out; an ended session returns to
 // sign-in at once.
 import { useEffect, useState, type FormEvent } from "react";
-import { Problem, QrCode, Shell, useAction } from "./ui";
+import { PinForm, Problem, QrCode, Shell, useAction } from "./ui";
 import { ask, onNews } from "./session";
 import { DeviceArea } from "./Chat";
 import type { SignInState, TotpEnrolment } from "./worker/protocol";
@@ -82,23 +82,13 @@ function SignIn({ notice, onDone }: { notice: string | null; onDone: (s: SignInS
  */
 function Resume({ onDone }: { onDone: (s: SignInState) => void }) {
   const { busy, failure, run } = useAction();
-  const submit = async (e: FormEvent<HTMLFormElement>) => {
-    e.preventDefault();
-    const pin = String(new FormData(e.currentTarget).get("pin"));
+  const resume = async (pin: string) => {
     const s = await run(() => ask({ op: "resume", pin }));
     if (s) onDone(s);
   };
   return (
     <Shell title="Unlock">
-      <p>Type this browser's PIN to open your messages.</p>
-      <form onSubmit={submit}>
-        <label htmlFor="pin">PIN</label>
-        <input id="pin" name="pin" type="password" autoComplete="current-password" required />
-        <Problem failure={failure} />
-        <button type="submit" disabled={busy}>
-          {busy ? "Unlocking…" : "Unlock"}
-        </button>
-      </form>
+      <PinForm busy={busy} failure={failure} onPin={resume} />
       <p>
         <button type="button" className="secondary" onClick={() => onDone({ step: "signed_out" })}>
           Sign in with your password instead

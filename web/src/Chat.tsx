@@ -3,7 +3,7 @@
 // messages. Messages are decrypted in the worker; the page shows what the
 // worker hands it and keeps nothing itself.
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
-import { Problem, useAction } from "./ui";
+import { PinForm, Problem, useAction } from "./ui";
 import { ask, onNews } from "./session";
 import type {
   Attachment,
@@ -63,19 +63,16 @@ export function DeviceArea({ me }: { me: string }) {
 
   if (!device) return <Problem failure={failure} />;
 
-  const pinSubmit = (op: "createDevice" | "unlock") => async (e: FormEvent<HTMLFormElement>) => {
+  const choosePin = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const f = new FormData(e.currentTarget);
     const pin = String(f.get("pin"));
-    const next =
-      op === "createDevice"
-        ? await run(async () => {
-            if (pin !== String(f.get("pin2"))) {
-              return { ok: false, error: { status: 0, code: "validation", message: "The two PINs differ." } };
-            }
-            return ask({ op: "createDevice", pin, name: browserName() });
-          })
-        : await run(() => ask({ op: "unlock", pin }));
+    const next = await run(async () => {
+      if (pin !== String(f.get("pin2"))) {
+        return { ok: false, error: { status: 0, code: "validation", message: "The two PINs differ." } };
+      }
+      return ask({ op: "createDevice", pin, name: browserName() });
+    });
     if (next) setDevice(next);
   };
 
@@ -88,7 +85,7 @@ export function DeviceArea({ me }: { me: string }) {
             Your messages are kept on this computer, encrypted. The PIN opens them here; it never leaves this browser.
             {device.minPin > 0 && ` Your organisation asks for at least ${device.minPin} characters.`}
           </p>
-          <form onSubmit={pinSubmit("createDevice")}>
+          <form onSubmit={choosePin}>
             <label htmlFor="pin">PIN</label>
             <input id="pin" name="pin" type="password" autoComplete="new-password" minLength={device.minPin} required />
             <label htmlFor="pin2">PIN again</label>
@@ -104,15 +101,11 @@ export function DeviceArea({ me }: { me: string }) {
       return (
         <section aria-labelledby="unlock-heading">
           <h2 id="unlock-heading">Unlock</h2>
-          <p>Type this browser's PIN to open your messages.</p>
-          <form onSubmit={pinSubmit("unlock")}>
-            <label htmlFor="pin">PIN</label>
-            <input id="pin" name="pin" type="password" autoComplete="current-password" required />
-            <Problem failure={failure} />
-            <button type="submit" disabled={busy}>
-              {busy ? "Unlocking…" : "Unlock"}
-            </button>
-          </form>
+          <PinForm
+            busy={busy}
+            failure={failure}
+            onPin={(pin) => run(() => ask({ op: "unlock", pin })).then((d) => d && setDevice(d))}
+          />
         </section>
       );
     case "elsewhere":

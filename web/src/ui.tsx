@@ -35,6 +35,36 @@ export function Problem({ failure }: { failure: ApiFailure | null }) {
   );
 }
 
+/** The PIN that opens this browser's store: one field, the failure, Unlock. */
+export function PinForm({
+  busy,
+  failure,
+  onPin,
+}: {
+  busy: boolean;
+  failure: ApiFailure | null;
+  onPin: (pin: string) => void;
+}) {
+  return (
+    <>
+      <p>Type this browser's PIN to open your messages.</p>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          onPin(String(new FormData(e.currentTarget).get("pin")));
+        }}
+      >
+        <label htmlFor="pin">PIN</label>
+        <input id="pin" name="pin" type="password" autoComplete="current-password" required />
+        <Problem failure={failure} />
+        <button type="submit" disabled={busy}>
+          {busy ? "Unlocking…" : "Unlock"}
+        </button>
+      </form>
+    </>
+  );
+}
+
 /** A form whose submit runs `action`, shows its failure, and is busy meanwhile. */
 export function useAction() {
   const [busy, setBusy] = useState(false);

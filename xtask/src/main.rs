@@ -190,23 +190,8 @@ fn wasm_build() -> ExitCode {
     if let Err(code) = wasm_bindgen_cli() {
         return code;
     }
-    let mut build = cargo();
-    build
-        .args([
-            "build",
-            "--quiet",
-            "--package",
-            "wardline-client-wasm",
-            "--lib",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--profile",
-            "wasm",
-        ])
-        .env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-            "--cfg getrandom_backend=\"wasm_js\"",
-        );
+    let mut build = wasm_cargo(&["build", "--quiet", "--lib"]);
+    build.args(["--profile", "wasm"]);
     let code = run(build);
     if code != ExitCode::SUCCESS {
         return code;
@@ -217,6 +202,26 @@ fn wasm_build() -> ExitCode {
         .arg(repo_root().join("web/src/wasm"))
         .arg(module);
     run(bind)
+}
+
+/// `cargo <command> --package wardline-client-wasm --target wasm32-unknown-unknown`
+/// with the getrandom backend the browser needs (a cfg flag, for the wasm
+/// target only); the build and its tests share one profile and flags, so
+/// one set of compiled dependencies.
+fn wasm_cargo(command: &[&str]) -> Command {
+    let mut c = cargo();
+    c.args(command)
+        .args([
+            "--package",
+            "wardline-client-wasm",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+            "--cfg getrandom_backend=\"wasm_js\"",
+        );
+    c
 }
 
 /// The client core's wasm tests (`crates/wardline-client-wasm/tests/in_browser.rs`)
@@ -248,30 +253,16 @@ fn wasm_test() -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    let mut test = cargo();
     // (No --quiet: cargo passes it on to the runner, which refuses it.)
-    test.args([
-        "test",
-        "--package",
-        "wardline-client-wasm",
-        "--test",
-        "in_browser",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--profile",
-        "wasm",
-    ])
-    .env(
-        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-        "--cfg getrandom_backend=\"wasm_js\"",
-    )
-    .env(
-        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-        "wasm-bindgen-test-runner",
-    )
-    .env("CHROMEDRIVER", &driver)
-    // Argon2id at the store's parameters, several times per test.
-    .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
+    let mut test = wasm_cargo(&["test", "--test", "in_browser"]);
+    test.args(["--profile", "wasm"])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        )
+        .env("CHROMEDRIVER", &driver)
+        // Argon2id at the store's parameters, several times per test.
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
     run(test)
 }
 
