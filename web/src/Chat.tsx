@@ -247,7 +247,9 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
           allowCopy={allowCopy}
           forwardTo={
             allowForwarding
-              ? list.filter((t) => t.id !== current.id && t.joined && !t.closed).map((t) => ({ id: t.id, title: titleOf(t) }))
+              ? list
+                  .filter((t) => t.id !== current.id && t.joined && !t.closed)
+                  .map((t) => ({ id: t.id, title: titleOf(t), patientRef: t.patient_ref }))
               : null
           }
           onShown={load}
@@ -325,7 +327,7 @@ function ConversationView({
   names: Record<string, string>;
   allowCopy: boolean;
   /** Where a message may be forwarded (null: the policy's `allow_forwarding` is off). */
-  forwardTo: { id: string; title: string }[] | null;
+  forwardTo: ForwardTarget[] | null;
   onShown: () => void;
 }) {
   const [view, setView] = useState<MessageView>({ messages: [], earlier: 0, unsent: [] });
@@ -505,6 +507,7 @@ function ConversationView({
         <ForwardForm
           m={forwarding}
           from={c.id}
+          patientRef={forwarding.content.forwarded?.patient_ref ?? c.patient_ref}
           targets={forwardTo}
           onDone={(to) => {
             setForwarding(null);
@@ -709,20 +712,32 @@ function VoiceRecorder({ onClip }: { onClip: (clip: File) => void }) {
  * Forwarding one message into another conversation: the worker uploads its
  * attachments again there, and the copy says who wrote the original.
  */
+/** A conversation a message may be forwarded to. */
+interface ForwardTarget {
+  id: string;
+  title: string;
+  patientRef: string | null;
+}
+
 function ForwardForm({
   m,
   from,
+  patientRef,
   targets,
   onDone,
 }: {
   m: Message;
   from: string;
-  targets: { id: string; title: string }[];
+  /** The patient the message is about (its thread's, or the forward's it came in). */
+  patientRef: string | null;
+  targets: ForwardTarget[];
   /** The title forwarded to, or null when cancelled. */
   onDone: (to: string | null) => void;
 }) {
   const { busy, failure, run } = useAction();
   const select = useRef<HTMLSelectElement>(null);
+  const [to, setTo] = useState(targets[0]?.id ?? "");
+  const target = targets.find((t) => t.id === to);
   useEffect(() => {
     select.current?.focus();
   }, []);
@@ -743,7 +758,7 @@ function ForwardForm({
       ) : (
         <>
           <label htmlFor="forward-to">Forward to</label>
-          <select id="forward-to" name="to" ref={select} required>
+          <select id="forward-to" name="to" ref={select} required value={to} onChange={(e) => setTo(e.target.value)}>
             {targets.map((t) => (
               <option key={t.id} value={t.id}>
                 {t.title}
@@ -751,6 +766,12 @@ function ForwardForm({
             ))}
           </select>
         </>
+      )}
+      {patientRef && target && target.patientRef !== patientRef && (
+        <p className="note" role="status">
+          This message is about patient {patientRef}; {target.title} is not that patient's thread. The copy says which
+          patient it is about.
+        </p>
       )}
       <Problem failure={failure} />
       <div className="actions">
@@ -815,7 +836,8 @@ function MessageItem({
       )}
       {fwd && !m.recalled_at && (
         <p className="forwarded">
-          Forwarded · written by {fwd.sender_user === me ? "you" : (names[fwd.sender_user] ?? "a colleague")},{" "}
+          Forwarded{fwd.patient_ref && ` from patient ${fwd.patient_ref}'s thread`} · written by{" "}
+          {fwd.sender_user === me ? "you" : (names[fwd.sender_user] ?? "a colleague")},{" "}
           <time dateTime={new Date(fwd.sent_at * 1000).toISOString()}>{day(fwd.sent_at)}</time>
         </p>
       )}

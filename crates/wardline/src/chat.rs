@@ -404,7 +404,10 @@ fn print_message(m: &LocalMessage, names: &HashMap<Uuid, String>) {
                 .get(&f.sender_user)
                 .cloned()
                 .unwrap_or_else(|| short(f.sender_user));
-            format!(" (forwarded: {by}, {})", time(f.sent_at))
+            match &f.patient_ref {
+                Some(p) => format!(" (forwarded: {by}, {}, patient {p})", time(f.sent_at)),
+                None => format!(" (forwarded: {by}, {})", time(f.sent_at)),
+            }
         })
         .unwrap_or_default();
     let disappears = m

@@ -96,8 +96,12 @@ enum Command {
     #[command(subcommand)]
     Routing(routing::RoutingCommand),
     /// Print the current code for a base32 TOTP secret (a development aid, like
-    /// an authenticator app).
-    TotpCode { secret: String },
+    /// an authenticator app). The key as the web app shows it, in groups of
+    /// four, is taken as it is: spaces and dashes are ignored, case too.
+    TotpCode {
+        #[arg(required = true, num_args = 1..)]
+        secret: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,7 +173,7 @@ async fn main() -> std::process::ExitCode {
         Command::Chat(cmd) => chat::run(cmd).await,
         Command::Patients(cmd) => patients::run(cmd).await,
         Command::Routing(cmd) => routing::run(cmd).await,
-        Command::TotpCode { secret } => totp_code(&secret),
+        Command::TotpCode { secret } => totp_code(&secret.concat()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -181,7 +185,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 fn totp_code(secret: &str) -> anyhow::Result<()> {
-    let bytes = totp_rs::Secret::try_from_base32(secret.trim().to_uppercase())
+    let key: String = secret
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    let bytes = totp_rs::Secret::try_from_base32(key.to_uppercase())
         .map_err(|_| anyhow::anyhow!("not a base32 secret"))?;
     let t = totp_rs::Builder::new().with_secret(bytes).build()?;
     term::say!("{}", t.generate_current());

@@ -87,7 +87,7 @@ export interface Message {
     attachments?: Attachment[];
     shared_again?: string;
     /** Forwarded from another conversation: who wrote the original, and when (Unix seconds). */
-    forwarded?: { sender_user: string; sent_at: number };
+    forwarded?: { sender_user: string; sent_at: number; patient_ref?: string };
   };
   priority: Priority;
   sent_at: number;

@@ -748,13 +748,18 @@ impl ChatCore {
             ));
         }
         let original = self.forwardable(from, message)?;
+        let patient_ref = self
+            .conversations
+            .get(&from)
+            .and_then(|c| c.patient_ref.clone());
         let content = MessageContent {
             text: original.content.text.clone(),
             attachments,
-            // A forward of a forward names the first writer.
+            // A forward of a forward names the first writer (and patient).
             forwarded: Some(original.content.forwarded.clone().unwrap_or(Forwarded {
                 sender_user: original.sender_user,
                 sent_at: original.sent_at,
+                patient_ref,
             })),
             ..Default::default()
         };
@@ -939,6 +944,7 @@ mod tests {
             conv,
             LocalConversation {
                 id: conv,
+                patient_ref: Some("MRN-0042".into()),
                 messages: vec![LocalMessage {
                     id: message,
                     sender_user: colleague,
@@ -971,7 +977,9 @@ mod tests {
             queued.content.forwarded,
             Some(Forwarded {
                 sender_user: original.sender_user,
-                sent_at: original.sent_at
+                sent_at: original.sent_at,
+                // Which patient it is about goes with it.
+                patient_ref: Some("MRN-0042".into()),
             })
         );
         // Not into the conversation it came from.

@@ -58,6 +58,11 @@ pub struct Forwarded {
     pub sender_user: Uuid,
     /// When the original was sent (Unix seconds, server time).
     pub sent_at: i64,
+    /// The patient the original's conversation is about, if it was a
+    /// patient thread: a forward into another conversation keeps saying
+    /// which patient it concerns (encrypted with the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_ref: Option<String>,
 }
 
 impl MessageContent {

@@ -291,6 +291,8 @@ try {
     .getByRole("button", { name: /^Forward / })
     .click();
   await physician.getByLabel("Forward to").selectOption({ label: "Wound clinic" });
+  // From a patient thread into one that is not that patient's: said before it goes.
+  const forwardWarning = await physician.locator("form.forward .note").innerText();
   await audit(physician, "forward");
   await physician.getByRole("button", { name: "Forward", exact: true }).click();
   await physician.getByText("Forwarded to Wound clinic.").waitFor({ timeout: 20000 });
@@ -314,7 +316,7 @@ try {
   await nurse.getByRole("button", { name: "Forward", exact: true }).click();
   const forwardRefused = await nurse.locator("form.forward").getByRole("alert").innerText();
   await nurse.locator("form.forward").getByRole("button", { name: "Cancel" }).click();
-  log("forwarded", { forwardedLine, forwardedPhoto, forwardRefused });
+  log("forwarded", { forwardedLine, forwardedPhoto, forwardRefused, forwardWarning });
 
   // 4c. Attachments the organisation does not take: a file over its size
   // limit (the server's 413, before it stores a byte) and a type it does

@@ -323,7 +323,13 @@ async fn a_nurse_and_a_physician_chat_in_their_browsers() {
         forwarded["forwardedLine"]
             .as_str()
             .unwrap()
-            .starts_with("Forwarded · written by you"),
+            .starts_with("Forwarded from patient MRN-0042's thread · written by you"),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded["forwardWarning"].as_str().unwrap().starts_with(
+            "This message is about patient MRN-0042; Wound clinic is not that patient's thread."
+        ),
         "{forwarded}"
     );
     assert!(

@@ -291,3 +291,36 @@ fn json_anywhere_and_a_closed_pipe() {
         "{err}"
     );
 }
+
+/// The key as the web app's enrolment screen shows it (groups of four) is
+/// taken as typed or pasted — one quoted argument or several — and gives
+/// the same code as the key written solid (a newcomer's finding).
+#[test]
+fn totp_code_takes_the_key_as_the_app_shows_it() {
+    let code = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("totp-code")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let solid = code(&["JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"]);
+    // (A code may roll over between two runs: compare with a third.)
+    let spaced = code(&["JBSW Y3DP EHPK 3PXP JBSW Y3DP EHPK 3PXP"]);
+    let split = code(&[
+        "jbsw", "y3dp", "ehpk", "3pxp", "jbsw", "y3dp", "ehpk", "3pxp",
+    ]);
+    let again = code(&["JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"]);
+    assert!(
+        solid == spaced || spaced == again,
+        "{solid} {spaced} {again}"
+    );
+    assert!(solid == split || split == again, "{solid} {split} {again}");
+    assert_eq!(spaced.trim().len(), 6, "{spaced}");
+}
