@@ -164,24 +164,33 @@ pub async fn conversations(chats: &mut [Chat], size: usize) -> anyhow::Result<Ve
         if group.len() < 2 {
             anyhow::bail!("a conversation needs two members; use a size that divides the clients");
         }
-        let others: Vec<Uuid> = group[1..].iter().map(|c| c.user()).collect();
-        let conv = group[0]
-            .create(&CreateConversationRequest {
-                kind: ConversationKind::Group,
-                title: Some(format!("bench {size}")),
-                members: others,
-                patient_ref: None,
-                care_team_id: None,
-            })
-            .await?
-            .id;
-        for c in group.iter_mut().skip(1) {
-            c.sync().await?;
-            anyhow::ensure!(c.core.mls.has_group(conv), "a member did not join");
-        }
+        let conv = group_of(group, &[], format!("bench {size}")).await?;
         convs.extend(std::iter::repeat_n(conv, group.len()));
     }
     Ok(convs)
+}
+
+/// A group conversation started by `chats[0]` with the other chats' users
+/// and `also` (users without a chat here, e.g. the web bench's browsers);
+/// every chat's device joins it before this returns.
+pub async fn group_of(chats: &mut [Chat], also: &[Uuid], title: String) -> anyhow::Result<Uuid> {
+    let mut members: Vec<Uuid> = chats[1..].iter().map(|c| c.user()).collect();
+    members.extend_from_slice(also);
+    let conv = chats[0]
+        .create(&CreateConversationRequest {
+            kind: ConversationKind::Group,
+            title: Some(title),
+            members,
+            patient_ref: None,
+            care_team_id: None,
+        })
+        .await?
+        .id;
+    for c in chats.iter_mut().skip(1) {
+        c.sync().await?;
+        anyhow::ensure!(c.core.mls.has_group(conv), "a member did not join");
+    }
+    Ok(conv)
 }
 
 pub async fn delivery_rows(

@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use wardline_client::core::MessageContent;
-use wardline_proto::messaging::{ConversationKind, CreateConversationRequest, Priority};
+use wardline_proto::messaging::Priority;
 
 use super::*;
 
@@ -109,39 +109,15 @@ pub async fn main(
         None
     } else {
         let title = format!("Ward round {members}");
+        // The two browsers' users: bench users 0 and 1.
         let everyone = sims[0].api.list_users().await?;
-        let others: Vec<Uuid> = everyone
+        let browsers: Vec<Uuid> = everyone
             .iter()
-            .filter(|u| {
-                u.email.ends_with("@bench.test")
-                    && u.email != "admin@bench.test"
-                    && u.id != sims[0].user()
-            })
+            .filter(|u| ["user0@bench.test", "user1@bench.test"].contains(&u.email.as_str()))
             .map(|u| u.id)
             .collect();
-        anyhow::ensure!(
-            others.len() == members - 1,
-            "expected {} colleagues, found {}",
-            members - 1,
-            others.len()
-        );
-        let conv = sims[0]
-            .create(&CreateConversationRequest {
-                kind: ConversationKind::Group,
-                title: Some(title.clone()),
-                members: others,
-                patient_ref: None,
-                care_team_id: None,
-            })
-            .await?
-            .id;
-        for c in sims.iter_mut().skip(1) {
-            c.sync().await?;
-            anyhow::ensure!(
-                c.core.mls.has_group(conv),
-                "a simulated member did not join"
-            );
-        }
+        anyhow::ensure!(browsers.len() == 2, "the browsers' users are missing");
+        let conv = messaging::group_of(&mut sims, &browsers, title.clone()).await?;
         let t0 = Instant::now();
         for i in 0..history {
             let c = &mut sims[0];

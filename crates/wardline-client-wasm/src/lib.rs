@@ -180,15 +180,6 @@ impl Device {
         self.core.device_policy.as_ref().map(to_json)
     }
 
-    /// Whether the kept device policy lets messages be forwarded (no policy
-    /// kept yet: the default, yes).
-    pub fn allows_forwarding(&self) -> bool {
-        self.core
-            .device_policy
-            .as_ref()
-            .is_none_or(|p| p.allow_forwarding)
-    }
-
     /// The latest server time seen (Unix seconds; 0: never reached).
     pub fn server_time(&self) -> f64 {
         self.core.server_time() as f64

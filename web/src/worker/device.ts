@@ -86,8 +86,9 @@ let soon: ReturnType<typeof setTimeout> | undefined;
  * Stores a change within a second, with whatever comes meanwhile: for
  * changes that are safe to lose. A message the server accepted but whose
  * acceptance was not stored stays in the outbox with its ciphertext, and
- * sending it again is answered as a duplicate (same id), never stored twice.
- * Each write seals the whole state, so a send costs one write, not two.
+ * sending it again is answered as a duplicate (same id), never stored twice;
+ * an unread mark not stored counts the messages unread again. Each write
+ * seals the whole state, so a send costs one write, not two.
  */
 function persistSoon() {
   clearTimeout(soon);
@@ -719,18 +720,13 @@ export function conversations(): ConversationSummary[] {
   }));
 }
 
-let shownTimer: ReturnType<typeof setTimeout> | undefined;
-
 export function messages(conv: string, limit: number): MessageView {
   const d = open();
   d.shown(conv);
-  // The unread mark is stored with the next change, or within 2 s: not a
-  // disk write on every new message shown (that write would queue ahead of
-  // the ones that acknowledge).
-  clearTimeout(shownTimer);
-  shownTimer = setTimeout(() => {
-    if (device) exclusive(persist).catch(() => {});
-  }, 2000);
+  // The unread mark is stored with the next change, or soon: not a disk
+  // write on every new message shown (that write would queue ahead of the
+  // ones that acknowledge).
+  persistSoon();
   const view = JSON.parse(d.messages(conv, Math.max(1, Math.floor(limit)))) as MessageView;
   return { ...view, messages: view.messages.map(forPage) };
 }

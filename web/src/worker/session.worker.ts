@@ -100,7 +100,7 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       setToken(saved.token);
       let s: SignInState;
       try {
-        s = stepOf(await call(() => api.GET("/api/v1/auth/session")));
+        s = await state(deviceId);
       } catch (e) {
         if (!(e instanceof Failed) || e.failure.code !== "unavailable") {
           // Ended (the 401 listener signed out) or refused: nothing stays open.
