@@ -169,6 +169,31 @@ try {
       await b.getByText(`history ${cfg.history - 1}`, { exact: true }).waitFor({ timeout: 120000 });
     }
     out.open_ms = Date.now() - t4;
+    if (cfg.history > 0) {
+      // Search over the history on the device (issue 22): a whole word, a
+      // partial one, one that is nowhere; the worker's own time (the
+      // results' data-took-ms) and Enter → the results on screen. Each
+      // query five times; the median.
+      const searchBox = b.getByRole("searchbox", { name: "Search messages" });
+      const runs = { worker: [], screen: [] };
+      for (const q of [`history ${cfg.history - 7}`, "istor", "nowhere-at-all"]) {
+        for (let i = 0; i < 5; i++) {
+          await searchBox.fill(q);
+          const t5 = Date.now();
+          await searchBox.press("Enter");
+          const status = b.locator("p[data-took-ms]");
+          await status.waitFor({ timeout: 30000 });
+          runs.screen.push(Date.now() - t5);
+          runs.worker.push(Number(await status.getAttribute("data-took-ms")));
+          await b.getByRole("button", { name: "Close search" }).click();
+        }
+      }
+      const median = (xs) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+      out.search_worker_ms = median(runs.worker);
+      out.search_screen_ms = median(runs.screen);
+      out.search_worker_max_ms = Math.max(...runs.worker);
+      await inList(b, `^${conversation}`).click();
+    }
   }
   await b.getByRole("textbox", { name: "Message" }).waitFor();
   // The tab's memory (page and worker share its renderer process): the

@@ -5,11 +5,25 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { PinForm, Problem, useAction } from "./ui";
 import { ask, onNews } from "./session";
+import { day, excerpt, PriorityBadge, time } from "./format";
+import {
+  AcknowledgeBar,
+  AwaitingBanner,
+  DirectoryPanel,
+  EscalationLadder,
+  PageForm,
+  PresenceControl,
+  RecallButton,
+  RecallOutcome,
+  SearchResults,
+} from "./Clinical";
 import type {
   Attachment,
   ConversationSummary,
   DeviceState,
+  EscalationView,
   Message,
+  RecallView,
   MessageView,
   Priority,
   ReceiptView,
@@ -156,27 +170,19 @@ export function DeviceArea({ me }: { me: string }) {
 /** Messages of a thread shown at first, and added by "Show earlier messages". */
 const PAGE = 100;
 
-const PRIORITY_LABEL: Record<Priority, string> = { routine: "Routine", urgent: "Urgent", stat: "STAT" };
-
-function PriorityBadge({ p }: { p: Priority }) {
-  if (p === "routine") return null;
-  return <span className={`badge ${p}`}>{PRIORITY_LABEL[p]}</span>;
-}
-
-function time(secs: number): string {
-  return new Date(secs * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-}
-
-/** A time with its date: "1 Dec, 14:05". */
-function day(secs: number): string {
-  return new Date(secs * 1000).toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
-}
+/** Urgent messages of the open thread whose escalation is followed (the latest). */
+const ESCALATIONS_SHOWN = 20;
 
 function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy: boolean; allowForwarding: boolean }) {
   const [list, setList] = useState<ConversationSummary[]>([]);
   const [names, setNames] = useState<Record<string, string>>({});
   const [selected, setSelected] = useState<string | null>(null);
-  const [starting, setStarting] = useState(false);
+  /** What the main pane shows instead of a conversation. */
+  const [panel, setPanel] = useState<null | "new" | "page" | "directory" | { search: string; n: number }>(null);
+  /** What a page to a role said about who it reached, by conversation. */
+  const [notices, setNotices] = useState<Record<string, string>>({});
+  /** A message to open the conversation at (from search or an alert). */
+  const [focus, setFocus] = useState<{ message: string; after: number } | null>(null);
   // The chat closes with the device: decrypted attachments leave with it.
   useEffect(() => forgetAttachments, []);
 
@@ -196,13 +202,58 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
     c.title ?? (c.members.filter((m) => m !== me).map((m) => names[m] ?? "A colleague").join(", ") || "Conversation");
 
   const current = list.find((c) => c.id === selected) ?? null;
+  const titleById = (id: string) => {
+    const c = list.find((x) => x.id === id);
+    return c ? titleOf(c) : "a conversation";
+  };
+  const openAt = (conversation: string, message: string | null, after = 0) => {
+    setPanel(null);
+    setFocus(message ? { message, after } : null);
+    setSelected(conversation);
+  };
+  const messageColleague = async (user: string) => {
+    const direct = list.find((c) => c.kind === "direct" && c.members.includes(user));
+    if (direct) return openAt(direct.id, null);
+    const r = await ask({ op: "startConversation", conversation: { members: [user], title: "", patientRef: "" } });
+    if (r.ok) {
+      await load();
+      openAt(r.value, null);
+    }
+  };
   return (
+    <>
+    <AwaitingBanner titleOf={titleById} onOpen={(c, m) => openAt(c, m)} />
     <div className="chat">
       <nav aria-label="Conversations" className="conversations">
+        <PresenceControl />
+        <form
+          role="search"
+          className="search"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const q = String(new FormData(e.currentTarget).get("q") ?? "").trim();
+            // Each search runs anew (the history may have grown since).
+            if (q) setPanel({ search: q, n: Date.now() });
+          }}
+        >
+          <label htmlFor="search-q">Search messages</label>
+          <input id="search-q" name="q" type="search" maxLength={200} />
+          <button type="submit" className="secondary small">
+            Search
+          </button>
+        </form>
         <h2>Conversations</h2>
-        <button type="button" onClick={() => setStarting(true)}>
-          New conversation
-        </button>
+        <div className="actions">
+          <button type="button" onClick={() => setPanel("new")}>
+            New conversation
+          </button>
+          <button type="button" onClick={() => setPanel("page")}>
+            Page a role
+          </button>
+          <button type="button" className="secondary" onClick={() => setPanel("directory")}>
+            Directory
+          </button>
+        </div>
         {list.length === 0 && <p>No conversations yet.</p>}
         <ul>
           {list.map((c) => (
@@ -211,10 +262,7 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
                 type="button"
                 className="conversation"
                 aria-current={c.id === selected ? "true" : undefined}
-                onClick={() => {
-                  setStarting(false);
-                  setSelected(c.id);
-                }}
+                onClick={() => openAt(c.id, null)}
               >
                 <span className="title">{titleOf(c)}</span>
                 {c.patient_ref && <span className="patient">Patient {c.patient_ref}</span>}
@@ -228,19 +276,44 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
           ))}
         </ul>
       </nav>
-      {starting ? (
+      {panel === "new" ? (
         <NewConversationForm
           names={names}
           onDone={(id) => {
-            setStarting(false);
-            if (id) setSelected(id);
+            setPanel(null);
+            if (id) openAt(id, null);
             load();
           }}
         />
+      ) : panel === "page" ? (
+        <PageForm
+          onDone={(r) => {
+            setPanel(null);
+            if (!r) return;
+            setNotices((n) => ({
+              ...n,
+              [r.conversation]: `Paged ${r.role}: ${r.notice}`,
+            }));
+            load();
+            openAt(r.conversation, null);
+          }}
+        />
+      ) : panel === "directory" ? (
+        <DirectoryPanel me={me} onMessage={messageColleague} onClose={() => setPanel(null)} />
+      ) : panel ? (
+        <SearchResults
+          key={panel.n}
+          query={panel.search}
+          titleOf={titleById}
+          onOpen={(c, m, after) => openAt(c, m, after)}
+          onClose={() => setPanel(null)}
+        />
       ) : current ? (
         <ConversationView
-          key={current.id}
+          key={`${current.id}/${focus?.message ?? ""}`}
           c={current}
+          notice={notices[current.id] ?? null}
+          focus={focus}
           title={titleOf(current)}
           me={me}
           names={names}
@@ -260,6 +333,7 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
         </section>
       )}
     </div>
+    </>
   );
 }
 
@@ -314,6 +388,8 @@ function NewConversationForm({ names, onDone }: { names: Record<string, string>;
 
 function ConversationView({
   c,
+  notice,
+  focus,
   title,
   me,
   names,
@@ -322,6 +398,10 @@ function ConversationView({
   onShown,
 }: {
   c: ConversationSummary;
+  /** Who a page to a role reached, and why. */
+  notice: string | null;
+  /** Open at this message (`after`: how many follow it in the thread). */
+  focus: { message: string; after: number } | null;
   title: string;
   me: string;
   names: Record<string, string>;
@@ -332,7 +412,7 @@ function ConversationView({
 }) {
   const [view, setView] = useState<MessageView>({ messages: [], earlier: 0, unsent: [] });
   // A long thread comes a page at a time: the latest ones, then earlier on request.
-  const [limit, setLimit] = useState(PAGE);
+  const [limit, setLimit] = useState(focus ? Math.max(PAGE, focus.after + 1 + PAGE / 2) : PAGE);
   const [receipts, setReceipts] = useState<Record<string, ReceiptView>>({});
   const { busy, failure, run } = useAction();
   const heading = useRef<HTMLHeadingElement>(null);
@@ -357,9 +437,41 @@ function ConversationView({
   // shown). A block body: an effect's return value is its cleanup, and
   // browsers with promise-returning scroll methods return a Promise here.
   const newest = view.messages.length ? view.messages[view.messages.length - 1].id : null;
+  const focused = useRef(false);
   useEffect(() => {
+    // Opened at a message (search, an alert): there, once, not at the end.
+    const at = focus && !focused.current ? document.getElementById(`message-${focus.message}`) : null;
+    if (at) {
+      focused.current = true;
+      at.scrollIntoView({ block: "center" });
+      at.focus();
+      return;
+    }
+    if (focus && !focused.current) return;
     end.current?.scrollIntoView({ block: "end" });
-  }, [newest, view.unsent.length]);
+  }, [newest, view.unsent.length, focus]);
+
+  // Urgent and STAT messages here: for mine, the escalation ladder as it
+  // happens; for others', acknowledgement. Asked again on news and while open.
+  const [escalations, setEscalations] = useState<Record<string, EscalationView>>({});
+  /** What my recalls here found (who had read the message), shown where it was. */
+  const [recalls, setRecalls] = useState<Record<string, RecallView>>({});
+  useEffect(() => {
+    const urgent = view.messages.filter((m) => m.priority !== "routine" && !m.recalled_at).map((m) => m.id).slice(-ESCALATIONS_SHOWN);
+    if (urgent.length === 0) return;
+    let live = true;
+    const poll = async () => {
+      if (document.visibilityState !== "visible") return;
+      const r = await ask({ op: "escalations", conversation: c.id, messages: urgent });
+      if (live && r.ok) setEscalations(r.value);
+    };
+    poll();
+    const timer = setInterval(poll, 5000);
+    return () => {
+      live = false;
+      clearInterval(timer);
+    };
+  }, [view, c.id]);
 
   // Read receipts mean "shown": a message from someone else counts as read
   // once it is on screen (half of it, or a screenful of a long one) while
@@ -458,6 +570,11 @@ function ConversationView({
         {title}
       </h2>
       {c.patient_ref && <p className="patient">Patient {c.patient_ref}</p>}
+      {notice && (
+        <p className="page-notice" role="status">
+          {notice}
+        </p>
+      )}
       {!c.joined && !c.closed && (
         <p role="status">Waiting to be added to this conversation's encryption by a member's device.</p>
       )}
@@ -485,6 +602,11 @@ function ConversationView({
             m={m}
             conversation={c.id}
             receipts={receipts[m.id]}
+            escalation={escalations[m.id]}
+            recalled={recalls[m.id]}
+            onRecalled={(r) => setRecalls((x) => ({ ...x, [m.id]: r }))}
+            onEscalation={(e) => setEscalations((x) => ({ ...x, [m.id]: e }))}
+            found={focus?.message === m.id}
             parent={m.content.reply_to ? (byId.get(m.content.reply_to) ?? null) : undefined}
             me={me}
             names={names}
@@ -788,17 +910,15 @@ function ForwardForm({
   );
 }
 
-/** The start of a message, to recall it in a reply. */
-function excerpt(m: Message): string {
-  if (m.recalled_at) return "a recalled message";
-  const text = m.content.text || (m.content.attachments ?? []).map((a) => a.name).join(", ");
-  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
-}
-
 function MessageItem({
   m,
   conversation,
   receipts,
+  escalation,
+  onEscalation,
+  recalled,
+  onRecalled,
+  found,
   parent,
   me,
   names,
@@ -808,6 +928,12 @@ function MessageItem({
   m: Message;
   conversation: string;
   receipts?: ReceiptView;
+  escalation?: EscalationView;
+  onEscalation: (e: EscalationView) => void;
+  recalled?: RecallView;
+  onRecalled: (r: RecallView) => void;
+  /** Opened at this message (a search result, an alert). */
+  found?: boolean;
   /** The message this one answers (null: not here any more; undefined: not a reply). */
   parent?: Message | null;
   me: string;
@@ -818,7 +944,12 @@ function MessageItem({
   const who = m.mine ? "You" : (m.sender_name ?? "A colleague");
   const fwd = m.content.forwarded;
   return (
-    <li className={m.mine ? "mine" : "theirs"} data-id={m.id} id={`message-${m.id}`}>
+    <li
+      className={`${m.mine ? "mine" : "theirs"}${found ? " found" : ""}`}
+      data-id={m.id}
+      id={`message-${m.id}`}
+      tabIndex={found ? -1 : undefined}
+    >
       <p className="meta">
         {who} · <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{time(m.sent_at)}</time>{" "}
         <PriorityBadge p={m.priority} />
@@ -852,6 +983,7 @@ function MessageItem({
         </ul>
       )}
       {m.mine && !m.recalled_at && receipts && <Receipts r={receipts} />}
+      {escalation && !m.recalled_at && (m.mine ? <EscalationLadder e={escalation} /> : <AcknowledgeBar e={escalation} onDone={onEscalation} />)}
       {onReply && !m.recalled_at && (
         <button type="button" className="secondary small reply" onClick={() => onReply(m)} aria-label={`Reply to ${who}: ${excerpt(m)}`}>
           Reply
@@ -862,6 +994,8 @@ function MessageItem({
           Forward
         </button>
       )}
+      {m.mine && !m.recalled_at && !recalled && <RecallButton m={m} conversation={conversation} onDone={onRecalled} />}
+      {recalled && <RecallOutcome r={recalled} />}
     </li>
   );
 }

@@ -537,10 +537,7 @@ impl Device {
         let earlier = all.len().saturating_sub(limit as usize);
         let shown: Vec<ShownMessage> = all[earlier..]
             .iter()
-            .map(|m| ShownMessage {
-                message: m,
-                sender_name: self.core.directory.get(&m.sender_user).map(String::as_str),
-            })
+            .map(|m| self.shown_message(m))
             .collect();
         let unsent: Vec<Unsent> = self
             .core
@@ -557,6 +554,45 @@ impl Device {
             serde_json::json!({ "messages": shown, "earlier": earlier, "unsent": unsent })
                 .to_string(),
         )
+    }
+
+    /// Messages in every conversation containing every word of `query`
+    /// (partial, case-insensitive; [`ChatCore::search`]), newest first, at
+    /// most `limit`: JSON array of `{ conversation, message, after }`, the
+    /// message with its sender's name, `after` how many follow it in its
+    /// thread (show the latest `after + 1` or more to reach it).
+    pub fn search(&self, query: &str, limit: u32) -> String {
+        let found: Vec<serde_json::Value> = self
+            .core
+            .search(query, limit as usize)
+            .into_iter()
+            .map(|f| {
+                serde_json::json!({
+                    "conversation": f.conversation,
+                    "message": self.shown_message(f.message),
+                    "after": f.after,
+                })
+            })
+            .collect();
+        to_json(&found)
+    }
+
+    /// Urgent and STAT messages sent at or after `since` (Unix seconds):
+    /// from others (they may wait for this person's acknowledgement) and
+    /// this person's own (whose escalation they follow), newest first. JSON
+    /// array of `{ conversation, message }`, the message with its sender's name.
+    pub fn urgent(&self, since: f64) -> String {
+        let since = secs(since);
+        let mut all = self.core.urgent_from_others(since);
+        all.extend(self.core.urgent_sent(since));
+        all.sort_by_key(|(_, m)| std::cmp::Reverse(m.sent_at));
+        let list: Vec<serde_json::Value> = all
+            .into_iter()
+            .map(
+                |(c, m)| serde_json::json!({ "conversation": c, "message": self.shown_message(m) }),
+            )
+            .collect();
+        to_json(&list)
     }
 
     /// The person was shown `conversation` up to its newest message: its
@@ -576,6 +612,13 @@ impl Device {
 }
 
 impl Device {
+    fn shown_message<'a>(&'a self, m: &'a LocalMessage) -> ShownMessage<'a> {
+        ShownMessage {
+            message: m,
+            sender_name: self.core.directory.get(&m.sender_user).map(String::as_str),
+        }
+    }
+
     /// [`Device::open_session`] for Rust callers (tests): none when the
     /// record is not this device's session under this key.
     pub fn session_record(&self, sealed: &[u8]) -> Option<String> {

@@ -809,6 +809,11 @@ impl ApiClient {
         self.get(&format!("/api/v1/routing/search?{q}")).await
     }
 
+    /// One's own presence as it applies now.
+    pub async fn presence(&self) -> Result<Presence> {
+        self.get("/api/v1/routing/presence").await
+    }
+
     pub async fn set_presence(&self, req: &SetPresenceRequest) -> Result<Presence> {
         self.send(Method::PUT, "/api/v1/routing/presence", Some(req))
             .await

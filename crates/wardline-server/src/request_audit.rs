@@ -321,6 +321,11 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
             on(ClinicalRoleUpdate, "clinical_role", "id"),
         ),
         ("GET", "/api/v1/routing/search", ev(DirectorySearch)),
+        (
+            "GET",
+            "/api/v1/routing/presence",
+            RouteAudit::Exempt("the caller's own availability status: no patient data"),
+        ),
         ("PUT", "/api/v1/routing/presence", ev(PresenceSet)),
         (
             "GET",

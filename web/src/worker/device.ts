@@ -53,13 +53,13 @@ function loadWasm() {
 // One change at a time: the socket, the page's sends and the reconnect's
 // catch-up all change the same core.
 let chain: Promise<unknown> = Promise.resolve();
-function exclusive<T>(f: () => Promise<T>): Promise<T> {
+export function exclusive<T>(f: () => Promise<T>): Promise<T> {
   const r = chain.then(f);
   chain = r.catch(() => {});
   return r;
 }
 
-function open(): Device {
+export function open(): Device {
   if (!device) throw new Failed({ status: 423, code: "locked", message: "Unlock with your PIN first." });
   return device;
 }
@@ -110,7 +110,7 @@ function offlineSince(): number | null {
   return device.server_time() || null;
 }
 
-function changed() {
+export function changed() {
   post({ event: "changed" });
 }
 
@@ -144,8 +144,15 @@ async function lock(takeOver: boolean): Promise<boolean> {
   });
 }
 
+/** What other modules keep about the open device, forgotten with it. */
+const forgetters: (() => void)[] = [];
+export function onClose(f: () => void) {
+  forgetters.push(f);
+}
+
 /** Forgets the open device (keys and messages leave memory) and lets go. */
 export function close() {
+  for (const f of forgetters) f();
   clearTimeout(reconnectTimer);
   clearTimeout(soon);
   clearTimeout(readTimer);
@@ -438,7 +445,14 @@ async function refresh() {
   await persist();
 }
 
+/** Who else wants to hear what applying entries did (clinical.ts: alerts, recalls). */
+const listeners: ((events: CoreEvent[]) => void)[] = [];
+export function onEvents(f: (events: CoreEvent[]) => void) {
+  listeners.push(f);
+}
+
 async function after(events: CoreEvent[]) {
+  if (events.length) for (const f of listeners) f(events);
   await reconcileTouched(events);
   await flush();
   await checkDevices();
@@ -699,7 +713,7 @@ function keepConversation(c: S["Conversation"]) {
 }
 
 /** A message as the page may see it: attachment keys stay in the worker. */
-function forPage(m: Message): Message {
+export function forPage(m: Message): Message {
   const attachments = m.content.attachments?.map(({ id, kind, name, mime, size }): Attachment => ({
     id,
     kind,
@@ -729,6 +743,11 @@ export function messages(conv: string, limit: number): MessageView {
   persistSoon();
   const view = JSON.parse(d.messages(conv, Math.max(1, Math.floor(limit)))) as MessageView;
   return { ...view, messages: view.messages.map(forPage) };
+}
+
+/** Colleagues' display names by user id, as last fetched. */
+export function names(): Record<string, string> {
+  return directory;
 }
 
 export function colleagues(): { id: string; name: string }[] {
@@ -904,9 +923,9 @@ export async function forward(from: string, message: string, to: string): Promis
 
 /** Starts a conversation: the server records it, this device makes the group and adds everyone. */
 export function startConversation(n: NewConversation) {
-  return exclusive(async () => {
+  return adopt(() => {
     open(); // unlocked, or nothing is created on the server
-    const c = await call(() =>
+    return call(() =>
       api.POST("/api/v1/conversations", {
         body: {
           // The server keeps direct conversations to two people, untitled, without a patient.
@@ -917,11 +936,30 @@ export function startConversation(n: NewConversation) {
         },
       }),
     );
+  }).then((c) => c.id);
+}
+
+/**
+ * Takes a conversation the server just made or changed for this person (a
+ * new one, a page to a role): keeps it, and brings its MLS group in line
+ * (this device makes the group, or adds the newcomers' devices).
+ */
+export function adopt(made: () => Promise<S["Conversation"]>): Promise<S["Conversation"]> {
+  return exclusive(async () => {
+    const c = await made();
     keepConversation(c);
     await persist();
     await reconcile(c.id);
     changed();
-    return c.id;
+    return c;
+  });
+}
+
+/** Catches up with the inbox now (after a change made on the server, such as a recall). */
+export function catchUp(): Promise<void> {
+  return exclusive(async () => {
+    await after(await pull());
+    changed();
   });
 }
 

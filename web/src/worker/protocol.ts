@@ -34,7 +34,80 @@ export type Request =
   | { op: "removeMember"; conversation: string; user: string }
   | { op: "leave"; conversation: string }
   | { op: "markShown"; conversation: string; messages: string[] }
-  | { op: "receipts"; conversation: string; messages: string[] };
+  | { op: "receipts"; conversation: string; messages: string[] }
+  /** Urgent and STAT messages that still need someone (clinical.ts). */
+  | { op: "awaiting" }
+  | { op: "escalations"; conversation: string; messages: string[] }
+  | { op: "acknowledge"; conversation: string; message: string }
+  | { op: "roles" }
+  | { op: "page"; role: string; patientRef: string; text: string; priority: Priority }
+  | { op: "presence" }
+  | { op: "setPresence"; status: PresenceStatus; until: number | null }
+  | { op: "findColleagues"; query: string }
+  | { op: "recall"; conversation: string; message: string }
+  | { op: "search"; query: string };
+
+export type PresenceStatus = S["PresenceStatus"];
+export type Presence = S["Presence"];
+export type DirectoryEntry = S["DirectoryEntry"];
+export type EscalationAction = S["EscalationAction"];
+export type ResolvedVia = S["ResolvedVia"];
+
+/** Where an urgent or STAT message's escalation stands (the server's `Escalation`, with names). */
+export interface EscalationView {
+  message: string;
+  conversation: string;
+  priority: Priority;
+  /** Of the escalation this message belongs to (the one it joined, if merged). */
+  state: S["EscalationState"];
+  /** It joined an open escalation in the same conversation. */
+  merged: boolean;
+  /** Sent to a clinical role: its name. */
+  role: string | null;
+  sender: string;
+  /** Who the role resolved to, and why (on call, backup, holder, fallback role). */
+  resolved: { name: string; via: ResolvedVia } | null;
+  notified: string[];
+  events: { at: number; action: EscalationAction; users: string[]; sms: boolean }[];
+  /** The next step and when it runs (Unix seconds, server time); open only. */
+  next: { at: number; action: EscalationAction } | null;
+  acknowledged: { by: string; at: number } | null;
+  createdAt: number;
+}
+
+/** An urgent message that needs someone: another's to acknowledge, or one's own nobody answered. */
+export interface AwaitingView {
+  conversation: string;
+  message: Message;
+  escalation: EscalationView;
+}
+
+export interface PageResult {
+  conversation: string;
+  role: string;
+  /** Who it reached. */
+  to: string;
+  via: ResolvedVia;
+  nobodyOnCall: boolean;
+  /** The server's one line for the sender ("On call: Dr A (backup; Dr B is in a procedure)"). */
+  notice: string;
+}
+
+/** What a recall found: who had read the message before it went (names, Unix seconds). */
+export interface RecallView {
+  recalledAt: number;
+  readBefore: { name: string; at: number }[];
+  /** Delivered to these people's devices, not read. */
+  deliveredUnread: string[];
+  serverCopy: S["ServerCopy"];
+}
+
+export interface SearchView {
+  /** Newest first; `after`: messages after it in its thread. */
+  results: { conversation: string; message: Message; after: number }[];
+  /** How long the search took in the worker (ms). */
+  tookMs: number;
+}
 
 export type Priority = "routine" | "urgent" | "stat";
 
@@ -140,7 +213,9 @@ export interface ConversationSummary {
 export type CoreEvent =
   | { kind: "message"; conversation: string; message: Message }
   | { kind: "joined" | "membership_changed" | "removed"; conversation: string }
-  | { kind: "commit" | "recalled" | "alert" | "rejected"; conversation: string }
+  | { kind: "commit" | "rejected"; conversation: string }
+  | { kind: "recalled"; conversation: string; message: string }
+  | { kind: "alert"; conversation: string; alert: S["AlertNotice"] }
   | { kind: "notice" }
   | { kind: "new_device"; device: string; name: string };
 
@@ -189,6 +264,16 @@ export interface Answers {
   leave: null;
   markShown: null;
   receipts: Record<string, ReceiptView>;
+  awaiting: AwaitingView[];
+  escalations: Record<string, EscalationView>;
+  acknowledge: EscalationView;
+  roles: { id: string; name: string; department: string | null }[];
+  page: PageResult;
+  presence: Presence;
+  setPresence: Presence;
+  findColleagues: DirectoryEntry[];
+  recall: RecallView;
+  search: SearchView;
 }
 
 /** Page → worker. */

@@ -4,6 +4,7 @@
 // store: page script, extensions reading the DOM or storage, and a foreign
 // page's requests have nothing to take.
 import { api, call, currentToken, failure, Failed, hasToken, post, setToken, whenSessionEnds } from "./api";
+import * as clinical from "./clinical";
 import * as device from "./device";
 import type { CurrentSession, Envelope, Reply, Request, SignInState } from "./protocol";
 
@@ -164,6 +165,26 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return null;
     case "receipts":
       return device.receipts(r.conversation, r.messages);
+    case "awaiting":
+      return clinical.awaiting();
+    case "escalations":
+      return clinical.escalationsOf(r.conversation, r.messages);
+    case "acknowledge":
+      return clinical.acknowledge(r.conversation, r.message);
+    case "roles":
+      return clinical.roleList();
+    case "page":
+      return clinical.page(r.role, r.patientRef, r.text, r.priority);
+    case "presence":
+      return clinical.presence();
+    case "setPresence":
+      return clinical.setPresence(r.status, r.until);
+    case "findColleagues":
+      return clinical.findColleagues(r.query);
+    case "recall":
+      return clinical.recall(r.conversation, r.message);
+    case "search":
+      return clinical.search(r.query);
   }
 }
 

@@ -180,6 +180,24 @@ impl RoutingService {
         Ok(presence)
     }
 
+    /// One's own presence as it applies now: a lapsed status (or none ever
+    /// set) is `available`, with no `until`.
+    pub async fn own_presence(&self, p: &Principal) -> ApiResult<Presence> {
+        let now = self.clock.now();
+        let me: UserId = p.user_id;
+        let mine = self.presence_map(p.org_id).await?.remove(&me);
+        let status = presence_now(mine.as_ref(), now);
+        Ok(match mine {
+            Some(m) if m.status == status => m,
+            _ => Presence {
+                user_id: me.into(),
+                status,
+                until: None,
+                updated_at: mine.map_or(0, |m| m.updated_at),
+            },
+        })
+    }
+
     pub(super) async fn presence_map(&self, org: OrgId) -> ApiResult<HashMap<UserId, Presence>> {
         Ok(self
             .store

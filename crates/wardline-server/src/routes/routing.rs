@@ -30,8 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_team_member))
         .routes(routes!(create_role))
         .routes(routes!(update_role))
-        .routes(routes!(search))
-        .routes(routes!(set_presence))
+        .routes(routes!(search_directory))
+        .routes(routes!(own_presence, set_presence))
         .routes(routes!(list_shifts, create_shift))
         .routes(routes!(delete_shift))
         .routes(routes!(import_schedule))
@@ -153,13 +153,25 @@ async fn update_role(
 #[utoipa::path(get, path = "/api/v1/routing/search", tag = "routing", security(("bearer" = [])),
     params(DirectorySearchQuery),
     responses((status = 200, body = DirectorySearchResult), (status = 400, body = ErrorBody)))]
-async fn search(
+async fn search_directory(
     State(routing): State<RoutingService>,
     Authenticated(p): Authenticated,
     ApiQuery(q): ApiQuery<DirectorySearchQuery>,
 ) -> ApiResult<Json<DirectorySearchResult>> {
     p.authorize(Permission::DirectoryRead)?;
     Ok(Json(routing.search(p.org_id, &q.q).await?))
+}
+
+/// One's own availability as it applies now (`available` when none was set
+/// or the last one lapsed at its `until`).
+#[utoipa::path(get, path = "/api/v1/routing/presence", tag = "routing", security(("bearer" = [])),
+    responses((status = 200, body = Presence)))]
+async fn own_presence(
+    State(routing): State<RoutingService>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<Presence>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(routing.own_presence(&p).await?))
 }
 
 /// Set one's own availability; pages skip people off duty or in a procedure.

@@ -37,3 +37,19 @@ export function launchChromium(extraArgs = []) {
     ],
   });
 }
+
+/**
+ * Waits until the Rust test gives signal `name` (`Live::signal`: a file in
+ * `dir`), for what only it can do in the middle of a run (move the
+ * server's clock, write from the command line).
+ */
+export async function waitForSignal(dir, name, timeoutMs = 120000) {
+  const { existsSync, readFileSync } = await import("node:fs");
+  const until = Date.now() + timeoutMs;
+  while (!existsSync(`${dir}/${name}`)) {
+    if (Date.now() > until) throw new Error(`no signal "${name}" from the test within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  // What the test handed over with it (JSON; null for none).
+  return JSON.parse(readFileSync(`${dir}/${name}`, "utf8"));
+}

@@ -857,6 +857,13 @@ fn routes() -> Vec<Route> {
             body: no_body,
         },
         Route {
+            method: Method::GET,
+            template: "/api/v1/routing/presence",
+            query: "",
+            rule: perm(Messaging, false),
+            body: no_body,
+        },
+        Route {
             method: Method::PUT,
             template: "/api/v1/routing/presence",
             query: "",

@@ -22,3 +22,4 @@ mod routing;
 mod siem_rsyslog;
 mod tidy;
 mod web_app;
+mod web_clinical;

@@ -442,8 +442,22 @@ async fn paging_follows_presence_and_falls_back(backend: Backend) {
     assert_eq!(ana_entry.on_call, vec!["Cardiology on-call".to_owned()]);
     assert_eq!(ana_entry.presence, PresenceStatus::InProcedure);
 
+    // Ana sees her own status, and when it ends.
+    let own = ana.client.presence().await.unwrap();
+    assert_eq!(
+        (own.status, own.until),
+        (PresenceStatus::InProcedure, Some(now + 300))
+    );
+    assert_eq!(
+        nurse.client.presence().await.unwrap().status,
+        PresenceStatus::Available,
+        "never set: available"
+    );
+
     // Presence lapses back to available.
     t.clock.advance(301);
+    let own = ana.client.presence().await.unwrap();
+    assert_eq!((own.status, own.until), (PresenceStatus::Available, None));
     let page = n.page(c.role.id, None).await.unwrap();
     assert_eq!(page.via, ResolvedVia::OnCall);
     assert_eq!(page.resolved_to.user_id, ana.user.id);

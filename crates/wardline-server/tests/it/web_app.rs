@@ -47,7 +47,7 @@ fn capture_log() -> Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> {
         .map(|_| kept)
 }
 
-fn web_app_built() -> bool {
+pub(crate) fn web_app_built() -> bool {
     let built = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../web/dist/index.html")
         .exists();

@@ -1,0 +1,215 @@
+// The clinical workflow in Debian's Chromium, as a night shift meets it: a
+// nurse finds the cardiologist on call in the directory, pages "Cardiology
+// on-call" STAT from her browser and follows the escalation ladder on her
+// screen while nobody answers — re-alerted, then the backup brought in; the
+// backup, in his own browser, sees the STAT across the top of his screen and
+// acknowledges it, which the nurse sees at once. She recalls a message sent
+// about the wrong patient and is told who had read it. She searches the
+// history on her device for a word written three days earlier, among ten
+// thousand messages. The on-call physician uses the command line (the Rust
+// test drives it, and the server's clock). Every screen is audited by
+// axe-core and photographed. Prints one JSON line per step as it goes; waits
+// for the test's signals where only the test can act. Called by
+// tests/it/web_app.rs.
+//
+// {url, org, password, pin, screenshots, signals, role, stat, wrongPatient, cliReply, searchWord,
+//  searchPartial, searchText, nurse: {email, name, codes}, backup: {email, name, codes}, oncall: {name}}
+import { mkdirSync } from "node:fs";
+import { axeAudit, launchChromium, waitForSignal } from "./lib.mjs";
+
+const cfg = JSON.parse(process.argv[2]);
+const log = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
+const fail = (msg) => {
+  console.error(`clinical.mjs: ${msg}`);
+  process.exit(1);
+};
+const problems = [];
+mkdirSync(cfg.screenshots, { recursive: true });
+
+async function audit(page, name) {
+  const result = await axeAudit(page);
+  if (result.violations.length) fail(`${name}: accessibility violations ${JSON.stringify(result.violations)}`);
+  await page.screenshot({ path: `${cfg.screenshots}/clinical-${name}.png`, fullPage: true });
+}
+
+const pages = [];
+function watch(page, who) {
+  pages.push(page);
+  page.on("console", (m) => m.type() === "error" && problems.push(`${who} console: ${m.text()}`));
+  page.on("pageerror", (e) => problems.push(`${who} page error: ${e.stack}`));
+  page.on("worker", (w) => w.on("console", (m) => m.type() === "error" && problems.push(`${who} worker: ${m.text()}`)));
+  page.on("response", (r) => r.status() >= 500 && problems.push(`${who}: ${r.status()} ${r.url()}`));
+}
+
+async function signIn(page, who) {
+  await page.goto(cfg.url);
+  await page.getByLabel("Organisation").fill(cfg.org);
+  await page.getByLabel("E-mail").fill(who.email);
+  await page.getByLabel("Password").fill(cfg.password);
+  await page.keyboard.press("Enter");
+  await page.getByLabel(/authenticator app/).fill(who.codes[0]);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { level: 2, name: "Choose a PIN for this browser" }).waitFor({ timeout: 15000 });
+  await page.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+  await page.getByLabel("PIN again").fill(cfg.pin);
+  await page.getByRole("button", { name: "Set up this browser" }).click();
+  await conversations(page).waitFor({ timeout: 30000 });
+}
+
+const conversations = (page) => page.getByRole("heading", { level: 2, name: "Conversations" });
+const messages = (page) => page.getByRole("log", { name: "Messages" });
+const nav = (page) => page.getByRole("navigation", { name: "Conversations" });
+const inList = (page, name) => nav(page).getByRole("button", { name: new RegExp(name) });
+
+const browser = await launchChromium();
+try {
+  const viewport = { width: 1280, height: 900 };
+  const nurseCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const backupCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const nurse = await nurseCtx.newPage();
+  const backup = await backupCtx.newPage();
+  watch(nurse, "nurse");
+  watch(backup, "backup");
+  await signIn(nurse, cfg.nurse);
+  await signIn(backup, cfg.backup);
+  log("ready");
+
+  // 1. Search over the history on this device. The test writes, from the
+  // command line, one message, then (three days later by the server's
+  // clock) ten thousand more; the nurse looks for a word of the first.
+  const codes = await waitForSignal(cfg.signals, "seeded", 600000);
+  // Three days later every session has ended: each signs in again, and the
+  // PIN opens the browser's store as it was.
+  for (const [page, who, code] of [
+    [nurse, cfg.nurse, codes.nurse],
+    [backup, cfg.backup, codes.backup],
+  ]) {
+    await page.getByRole("heading", { level: 1, name: "Sign in" }).waitFor({ timeout: 60000 });
+    await page.getByLabel("Organisation").fill(cfg.org);
+    await page.getByLabel("E-mail").fill(who.email);
+    await page.getByLabel("Password").fill(cfg.password);
+    await page.keyboard.press("Enter");
+    await page.getByLabel(/authenticator app/).fill(code);
+    await page.keyboard.press("Enter");
+    await page.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+    await page.getByRole("button", { name: "Unlock" }).click();
+    await conversations(page).waitFor({ timeout: 30000 });
+  }
+  await inList(nurse, "Ward 7 handover").waitFor({ timeout: 60000 });
+  const search = async (q) => {
+    await nav(nurse).getByRole("searchbox", { name: "Search messages" }).fill(q);
+    await nav(nurse).getByRole("button", { name: "Search", exact: true }).click();
+    await nurse.getByRole("heading", { level: 2, name: `Messages with “${q}”` }).waitFor({ timeout: 15000 });
+    const status = nurse.locator("p[data-took-ms]");
+    await status.waitFor({ timeout: 15000 });
+    return { hits: nurse.locator("ol.found > li"), tookMs: Number(await status.getAttribute("data-took-ms")) };
+  };
+  // Everything arrived: the newest filler is found.
+  for (let i = 0; ; i++) {
+    const r = await search(cfg.lastFiller);
+    if ((await r.hits.count()) > 0) break;
+    if (i > 120) fail("the seeded messages did not all arrive");
+    await nurse.waitForTimeout(1000);
+  }
+  const { hits, tookMs } = await search(cfg.searchWord);
+  const found = { count: await hits.count(), first: await hits.first().innerText().catch(() => ""), tookMs };
+  const { hits: partial } = await search(cfg.searchPartial);
+  found.partialCount = await partial.count();
+  await audit(nurse, "search-results");
+  await partial.first().getByRole("button").click();
+  const at = messages(nurse).locator("li.found");
+  await at.waitFor({ timeout: 15000 });
+  found.opened = await at.innerText();
+  found.focused = await at.evaluate((el) => el === document.activeElement);
+  await audit(nurse, "search-opened");
+  log("search", found);
+
+  // 2. The directory: who covers cardiology tonight, and their status.
+  await nav(nurse).getByRole("button", { name: "Directory" }).click();
+  await nurse.getByLabel("Name, role, department or team").fill("cardiology");
+  await nurse.getByRole("button", { name: "Find" }).click();
+  const entries = nurse.getByRole("list", { name: "Colleagues found" });
+  await entries.waitFor({ timeout: 15000 });
+  const directory = await entries.innerText();
+  await audit(nurse, "directory");
+  log("directory", { directory });
+
+  // The backup says he is busy (pages still reach someone busy).
+  await backup.getByRole("button", { name: "Change status" }).click();
+  await backup.getByLabel("Status", { exact: true }).selectOption("busy");
+  await audit(backup, "presence");
+  await backup.getByRole("button", { name: "Save status" }).click();
+  await backup.locator(".presence strong", { hasText: "Busy" }).waitFor();
+  log("presence", { shown: await backup.locator(".presence").innerText() });
+
+  // 3. The nurse pages the role by name (autocompleted), STAT.
+  await nav(nurse).getByRole("button", { name: "Page a role" }).click();
+  await nurse.getByRole("heading", { level: 2, name: "Page a role" }).waitFor();
+  const offered = await nurse.locator("#page-roles option").evaluateAll((o) => o.map((x) => x.value));
+  await nurse.getByLabel("Role", { exact: true }).fill(cfg.role);
+  await nurse.getByLabel("Message", { exact: true }).fill(cfg.stat);
+  await audit(nurse, "page-form");
+  await nurse.getByRole("button", { name: "Page", exact: true }).click();
+  const notice = nurse.locator(".page-notice");
+  await notice.waitFor({ timeout: 30000 });
+  const ladder = messages(nurse).locator("li.mine", { hasText: cfg.stat }).locator(".ladder");
+  await ladder.getByText("Waiting for acknowledgement").waitFor({ timeout: 30000 });
+  const paged = { offered, notice: await notice.innerText(), ladder: await ladder.innerText() };
+  await audit(nurse, "paged");
+  log("paged", paged);
+
+  // 4. Nobody answers: the test moves the clock through two steps of the
+  // ladder. The nurse's screen shows each as it happens.
+  await waitForSignal(cfg.signals, "escalated");
+  await ladder.getByText(/Alerted again/).waitFor({ timeout: 30000 });
+  await ladder.getByText(new RegExp(`Backup brought in: ${cfg.backup.name}`)).waitFor({ timeout: 30000 });
+  const escalated = await ladder.innerText();
+  await audit(nurse, "escalated");
+  log("escalated", { ladder: escalated });
+
+  // 5. The backup's screen: the STAT across the top, wherever he is.
+  const banner = backup.getByRole("region", { name: "Needs acknowledgement" });
+  await banner.getByText(new RegExp(`STAT from ${cfg.nurse.name}`)).waitFor({ timeout: 30000 });
+  const bannerText = await banner.innerText();
+  await audit(backup, "needs-acknowledgement");
+  await banner.getByRole("button", { name: "Acknowledge" }).click();
+  await banner.waitFor({ state: "detached", timeout: 15000 });
+  // The nurse sees who acknowledged, without reloading.
+  await ladder.getByText(new RegExp(`Acknowledged by ${cfg.backup.name}`)).first().waitFor({ timeout: 30000 });
+  const acknowledged = await ladder.innerText();
+  await audit(nurse, "acknowledged");
+  // The backup opens the conversation: the message says it was acknowledged.
+  await inList(backup, `Page: ${cfg.role}`).first().click();
+  await messages(backup).getByText(cfg.stat).waitFor({ timeout: 15000 });
+  const backupSees = await messages(backup).locator("li.theirs", { hasText: cfg.stat }).innerText();
+  await audit(backup, "acknowledged-thread");
+  log("acknowledged", { banner: bannerText, ladder: acknowledged, backupSees });
+
+  // 6. A message about the wrong patient: read by the backup (on screen)
+  // and answered from the command line, then recalled by the nurse.
+  await nurse.getByRole("textbox", { name: "Message" }).fill(cfg.wrongPatient);
+  await nurse.getByRole("button", { name: "Send" }).click();
+  await messages(backup).getByText(cfg.wrongPatient).waitFor({ timeout: 30000 });
+  await messages(nurse).getByText(cfg.cliReply).waitFor({ timeout: 60000 });
+  const wrong = messages(nurse).locator("li.mine", { hasText: cfg.wrongPatient });
+  await wrong.locator(".receipts > p").filter({ hasText: new RegExp(`Read by .*${cfg.backup.name}`) }).waitFor({ timeout: 30000 });
+  await wrong.getByRole("button", { name: /^Recall/ }).click();
+  await audit(nurse, "recall-confirm");
+  await wrong.getByRole("button", { name: "Recall from every device" }).click();
+  const outcome = messages(nurse).locator(".recalled");
+  await outcome.waitFor({ timeout: 30000 }).catch(() => {});
+  // The item itself now says "Recalled" (its content is gone here too).
+  await messages(nurse).getByText("Recalled", { exact: true }).first().waitFor({ timeout: 30000 });
+  await messages(backup).getByText(cfg.wrongPatient).waitFor({ state: "detached", timeout: 30000 });
+  const backupAfter = await messages(backup).innerText();
+  await audit(nurse, "recalled");
+  log("recalled", { outcome: (await outcome.count()) ? await outcome.innerText() : null, backupAfter });
+
+  if (problems.length) fail(problems.join("\n"));
+} catch (e) {
+  const shown = [];
+  for (const p of pages) shown.push(await p.locator("body").innerText().catch(() => ""));
+  fail(`${e.stack ?? e}\npages: ${JSON.stringify(shown)}\n${problems.join("\n")}`);
+} finally {
+  await browser.close();
+}

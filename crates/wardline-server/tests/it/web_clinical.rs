@@ -1,0 +1,359 @@
+//! The clinical workflow in the clinicians' web app (issue 22), in Chromium
+//! (`tests/browser/clinical.mjs`), against the real server with its test
+//! clock: a STAT page to "Cardiology on-call" from the nurse's browser
+//! escalates (re-alert, then the backup) while nobody answers, and the
+//! backup's acknowledgement from his browser stops the ladder, each step on
+//! the nurse's screen; a recall from the browser removes the message from a
+//! command-line device and another browser; search on the device finds a
+//! word written three days earlier among 10,000 messages.
+
+use std::time::Duration;
+
+use wardline_client::core::MessageContent;
+use wardline_proto::Role;
+use wardline_proto::directory::UpdateUserRequest;
+use wardline_proto::messaging::{ConversationKind, CreateConversationRequest, Priority};
+use wardline_proto::routing::*;
+
+use crate::common::browser::{Live, browser_available};
+use crate::common::*;
+use crate::web_app::web_app_built;
+
+/// Messages written after the one the nurse searches for.
+const FILLER: usize = 10_000;
+
+async fn named(t: &TestServer, admin: &Actor, role: Role, name: &str) -> Actor {
+    let a = t.user_with_role(admin, role).await;
+    admin
+        .client
+        .update_user(
+            a.user.id,
+            &UpdateUserRequest {
+                display_name: Some(name.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    a
+}
+
+/// Polls `check` (every 200 ms, up to 30 s) until it holds.
+async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..150 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
+    if !browser_available() || !web_app_built() {
+        return;
+    }
+    let t = TestServer::start(Backend::Sqlite).await.unwrap();
+    let admin = t.setup_org("alpha").await;
+    let nurse = named(&t, &admin, Role::Nurse, "Nora Night").await;
+    let ana = named(&t, &admin, Role::Physician, "Ana Oncall").await;
+    let ben = named(&t, &admin, Role::Physician, "Ben Backup").await;
+    let carla = named(&t, &admin, Role::Nurse, "Carla Charge").await;
+    let clerk = named(&t, &admin, Role::MedicalAssistant, "Dana Clerk").await;
+
+    // Cardiology: "Cardiology on-call" (Ana tonight, Ben her backup) with a
+    // short STAT ladder, and its charge nurse as fallback.
+    let dept = admin.client.create_department("Cardiology").await.unwrap();
+    let charge = admin
+        .client
+        .create_clinical_role(&CreateRoleRequest {
+            name: "Cardiology charge nurse".into(),
+            department_id: Some(dept.id),
+            fallback_role_id: None,
+            holders: vec![carla.user.id],
+            escalation: None,
+        })
+        .await
+        .unwrap();
+    let role = admin
+        .client
+        .create_clinical_role(&CreateRoleRequest {
+            name: "Cardiology on-call".into(),
+            department_id: Some(dept.id),
+            fallback_role_id: Some(charge.id),
+            holders: vec![],
+            escalation: Some(EscalationPolicy {
+                stat: vec![
+                    EscalationStep {
+                        after_secs: 60,
+                        action: EscalationAction::Renotify,
+                    },
+                    EscalationStep {
+                        after_secs: 120,
+                        action: EscalationAction::Backup,
+                    },
+                    EscalationStep {
+                        after_secs: 180,
+                        action: EscalationAction::Sms,
+                    },
+                ],
+                urgent: vec![],
+            }),
+        })
+        .await
+        .unwrap();
+
+    let devices = Devices::new();
+    let mut oncall = devices.of(&ana, "Ana's phone").await;
+    let mut writer = devices.of(&clerk, "Ward clerk's terminal").await;
+    let (ana_device, clerk_device) = (oncall.core.mls.device, writer.core.mls.device);
+
+    t.next_totp_step();
+    let codes = |secret: &str| serde_json::json!([t.totp_code(secret)]);
+    let stat = "STAT chest pain bed 4, troponin rising, ECG changes";
+    let wrong = "Potassium 6.1 for bed 9 (wrong patient, ignore)";
+    let cli_reply = "Seen: which bed was that?";
+    let searched = "Bed 12 reports a latex allergy, use the nitrile gloves";
+    let screenshots =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let mut live = Live::start(
+        "clinical.mjs",
+        serde_json::json!({
+            "url": format!("{}/", t.url),
+            "org": "alpha",
+            "password": PASSWORD,
+            "pin": "4711 heron",
+            "screenshots": screenshots,
+            "role": role.name,
+            "stat": stat,
+            "wrongPatient": wrong,
+            "cliReply": cli_reply,
+            "searchWord": "latex",
+            "searchPartial": "nitri",
+            "lastFiller": format!("Obs round {FILLER}: all stable"),
+            "nurse": { "email": nurse.user.email, "name": "Nora Night", "codes": codes(&nurse.totp_secret) },
+            "backup": { "email": ben.user.email, "name": "Ben Backup", "codes": codes(&ben.totp_secret) },
+        }),
+        Some(&t.ca_pem),
+    );
+    live.step("ready").await;
+
+    // Search: one message, then three days later 10,000 more, written from
+    // the command line into a group with the nurse's browser.
+    let ward = writer
+        .create(&CreateConversationRequest {
+            kind: ConversationKind::Group,
+            title: Some("Ward 7 handover".into()),
+            members: vec![nurse.user.id],
+            patient_ref: None,
+            care_team_id: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    writer
+        .send(ward, MessageContent::text(searched), Priority::Routine)
+        .await
+        .unwrap();
+    let written_at = t.now();
+    // Three days on, every session has ended: each device signs in again.
+    t.clock.advance(3 * 86_400);
+    writer.api = t.sign_in_as_device(&clerk, clerk_device).await;
+    oncall.api = t.sign_in_as_device(&ana, ana_device).await;
+    let admin_api = t.sign_in_mfa(&admin).await;
+    let started = std::time::Instant::now();
+    for i in 1..=FILLER {
+        let c = &mut writer.core;
+        c.queue(
+            ward,
+            MessageContent::text(format!("Obs round {i}: all stable")),
+            Priority::Routine,
+            None,
+        );
+        let req = c.encrypt_next().unwrap().unwrap();
+        let done = writer.api.submit(ward, &req).await.unwrap();
+        writer.core.sent_next(done.created_at, done.expires_at);
+    }
+    eprintln!("{FILLER} messages written in {:?}", started.elapsed());
+    // Tonight's shift, from now (after the three days).
+    let now = t.now();
+    admin_api
+        .create_shift(
+            role.id,
+            &CreateShiftRequest {
+                user_id: ana.user.id,
+                backup_user_id: Some(ben.user.id),
+                starts_at: now - 3600,
+                ends_at: now + 11 * 3600,
+            },
+        )
+        .await
+        .unwrap();
+    // The browsers sign in again (their sessions ended too), with codes
+    // for now: the test moved the clock.
+    t.next_totp_step();
+    live.signal_with(
+        "seeded",
+        serde_json::json!({
+            "nurse": t.totp_code(&nurse.totp_secret),
+            "backup": t.totp_code(&ben.totp_secret),
+        }),
+    );
+    let search = live.step("search").await;
+    assert!(search["count"].as_u64().unwrap() == 1, "{search}");
+    assert!(
+        search["first"].as_str().unwrap().contains(searched),
+        "{search}"
+    );
+    assert_eq!(search["partialCount"], 1, "{search}");
+    assert!(
+        search["opened"].as_str().unwrap().contains(searched),
+        "{search}"
+    );
+    assert_eq!(search["focused"], true, "{search}");
+    eprintln!(
+        "search over {} messages: {} ms (written at {written_at})",
+        FILLER + 1,
+        search["tookMs"]
+    );
+
+    // The directory shows who covers cardiology tonight.
+    let directory = live.step("directory").await;
+    let d = directory["directory"].as_str().unwrap();
+    assert!(d.contains("Ana Oncall"), "{d}");
+    assert!(d.contains("on call: Cardiology on-call"), "{d}");
+    assert!(
+        live.step("presence").await["shown"]
+            .as_str()
+            .unwrap()
+            .contains("Busy")
+    );
+    assert_eq!(
+        t.sign_in_mfa(&ben).await.presence().await.unwrap().status,
+        PresenceStatus::Busy
+    );
+
+    // The page reached Ana, on call; the nurse was told so.
+    let paged = live.step("paged").await;
+    let notice = paged["notice"].as_str().unwrap();
+    assert!(notice.starts_with("Paged Cardiology on-call: "), "{paged}");
+    assert!(notice.contains("Ana Oncall"), "{paged}");
+    assert!(
+        paged["offered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "Cardiology on-call"),
+        "{paged}"
+    );
+    let ladder = paged["ladder"].as_str().unwrap();
+    assert!(ladder.contains("Ana Oncall (on call)"), "{ladder}");
+    assert!(ladder.contains("Next: alert again at"), "{ladder}");
+    // Ana's phone has it, STAT.
+    let (conv, message) = until("the STAT on Ana's phone", async || {
+        oncall.sync().await.unwrap();
+        oncall.core.conversations.values().find_map(|c| {
+            c.messages
+                .iter()
+                .find(|m| m.content.text == stat)
+                .map(|m| (c.id, m.clone()))
+        })
+    })
+    .await;
+    assert_eq!(message.priority, Priority::Stat);
+    let e = oncall.api.escalation(conv, message.id).await.unwrap();
+    assert_eq!(e.state, EscalationState::Open);
+    assert_eq!(e.resolved_via, Some(ResolvedVia::OnCall));
+
+    // Nobody answers: a minute, then two.
+    t.clock.advance(61);
+    until("the re-alert", async || {
+        let e = oncall.api.escalation(conv, message.id).await.unwrap();
+        (e.events.len() == 1).then_some(())
+    })
+    .await;
+    t.clock.advance(60);
+    until("the backup", async || {
+        let e = oncall.api.escalation(conv, message.id).await.unwrap();
+        (e.events.len() == 2).then_some(())
+    })
+    .await;
+    live.signal("escalated");
+    let escalated = live.step("escalated").await;
+    let ladder = escalated["ladder"].as_str().unwrap();
+    assert!(ladder.contains("Alerted again: Ana Oncall"), "{ladder}");
+    assert!(ladder.contains("Backup brought in: Ben Backup"), "{ladder}");
+    assert!(ladder.contains("Next: text a sign-in link at"), "{ladder}");
+
+    // Ben acknowledged from his browser: the ladder stopped.
+    let acked = live.step("acknowledged").await;
+    assert!(
+        acked["banner"]
+            .as_str()
+            .unwrap()
+            .contains("STAT from Nora Night"),
+        "{acked}"
+    );
+    assert!(
+        acked["ladder"]
+            .as_str()
+            .unwrap()
+            .contains("Acknowledged by Ben Backup"),
+        "{acked}"
+    );
+    assert!(
+        acked["backupSees"]
+            .as_str()
+            .unwrap()
+            .contains("Acknowledged by Ben Backup"),
+        "{acked}"
+    );
+    let e = oncall.api.escalation(conv, message.id).await.unwrap();
+    assert_eq!(e.state, EscalationState::Acknowledged);
+    assert_eq!(e.acknowledged_by, Some(ben.user.id));
+    t.clock.advance(120);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let e = oncall.api.escalation(conv, message.id).await.unwrap();
+    assert_eq!(
+        e.events.len(),
+        2,
+        "no step after the acknowledgement: {e:?}"
+    );
+
+    // The wrong-patient message reaches Ana's phone; she answers; the nurse
+    // recalls it from her browser and it is gone from Ana's phone too.
+    until("the wrong-patient message on Ana's phone", async || {
+        oncall.sync().await.unwrap();
+        texts(&oncall, conv)
+            .iter()
+            .any(|t| t == wrong)
+            .then_some(())
+    })
+    .await;
+    oncall
+        .send(conv, MessageContent::text(cli_reply), Priority::Routine)
+        .await
+        .unwrap();
+    let recalled = live.step("recalled").await;
+    let outcome = recalled["outcome"].as_str().unwrap();
+    assert!(
+        outcome.contains("Read before the recall by") && outcome.contains("Ben Backup"),
+        "{recalled}"
+    );
+    assert!(
+        !recalled["backupAfter"].as_str().unwrap().contains(wrong),
+        "{recalled}"
+    );
+    until("the recall on Ana's phone", async || {
+        oncall.sync().await.unwrap();
+        let c = &oncall.core.conversations[&conv];
+        c.messages
+            .iter()
+            .any(|m| m.recalled_at.is_some())
+            .then_some(())
+    })
+    .await;
+    assert!(!texts(&oncall, conv).iter().any(|t| t == wrong));
+    live.finish().await;
+}
