@@ -165,7 +165,7 @@ pub async fn run(
                             m.over_websocket += 1;
                             batch.push(*e);
                         }
-                        Ok(ServerFrame::Idle) if !batch.is_empty() => {
+                        Ok(ServerFrame::Idle { .. }) if !batch.is_empty() => {
                             let mut events = Vec::new();
                             for e in batch.drain(..) {
                                 events.extend(m.chat.core.apply(&e));
@@ -184,7 +184,11 @@ pub async fn run(
                             }
                         }
                         // Staff notices, later frames: not this bench's.
-                        Ok(ServerFrame::Idle | ServerFrame::Notice(_) | ServerFrame::Unknown) => {}
+                        Ok(
+                            ServerFrame::Idle { .. }
+                            | ServerFrame::Notice(_)
+                            | ServerFrame::Unknown,
+                        ) => {}
                         Err(e) => m.errors.push(format!("unexpected frame: {e}")),
                     }
                 }

@@ -203,7 +203,7 @@ pub async fn client(
                     }
                     Some(*e)
                 }
-                Ok(ServerFrame::Idle) => None,
+                Ok(ServerFrame::Idle { .. }) => None,
                 Ok(ServerFrame::Notice(_) | ServerFrame::Unknown) => continue,
                 Err(_) => {
                     t.errors.fetch_add(1, Ordering::Relaxed);

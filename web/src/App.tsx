@@ -4,7 +4,7 @@
 // sign-in at once.
 import { useEffect, useState, type FormEvent } from "react";
 import { PinForm, Problem, QrCode, Shell, useAction } from "./ui";
-import { ask, onNews } from "./session";
+import { ask, forgetDeviceId, onNews } from "./session";
 import { DeviceArea } from "./Chat";
 import type { SignInState, TotpEnrolment } from "./worker/protocol";
 
@@ -53,6 +53,7 @@ function SignIn({ notice, onDone }: { notice: string | null; onDone: (s: SignInS
         org: String(f.get("org")),
         email: String(f.get("email")),
         password: String(f.get("password")),
+        shared: f.get("shared") === "on",
       }),
     );
     if (s) onDone(s);
@@ -67,6 +68,9 @@ function SignIn({ notice, onDone }: { notice: string | null; onDone: (s: SignInS
         <input id="email" name="email" type="email" autoComplete="username" required />
         <label htmlFor="password">Password</label>
         <input id="password" name="password" type="password" autoComplete="current-password" required />
+        <label className="check">
+          <input type="checkbox" name="shared" /> This is a shared computer: keep nothing of mine here after I sign out
+        </label>
         <Problem failure={failure} />
         <button type="submit" disabled={busy}>
           {busy ? "Signing in…" : "Sign in"}
@@ -204,9 +208,10 @@ function Home({
 }) {
   const { busy, run } = useAction();
   const s = state.session;
-  const signOut = async () => {
-    const r = await run(() => ask({ op: "logout" }));
-    onDone(r ?? { step: "signed_out" });
+  const signOut = async (remove: boolean) => {
+    const r = await run(() => ask({ op: "logout", remove }));
+    if (r?.removed) forgetDeviceId();
+    onDone(r?.state ?? { step: "signed_out" });
   };
   return (
     <Shell title="Wardline" wide>
@@ -214,9 +219,14 @@ function Home({
         <p>
           Signed in as <strong>{s.user.display_name}</strong> ({s.user.email}) at {s.organisation.name}.
         </p>
-        <button type="button" onClick={signOut} disabled={busy}>
-          Sign out
-        </button>
+        <div className="actions">
+          <button type="button" onClick={() => signOut(false)} disabled={busy}>
+            Sign out
+          </button>
+          <button type="button" className="secondary" onClick={() => signOut(true)} disabled={busy}>
+            Sign out and remove this browser
+          </button>
+        </div>
       </header>
       {state.step === "password_change_required" ? (
         <p role="status">Your password was set by an administrator: choose your own before you continue.</p>

@@ -4,16 +4,19 @@
 // worker hands it and keeps nothing itself.
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { PinForm, Problem, useAction } from "./ui";
-import { ask, onNews } from "./session";
+import { announce, ask, forgetDeviceId, onNews } from "./session";
 import { day, excerpt, PriorityBadge, time } from "./format";
 import {
   AcknowledgeBar,
   AwaitingBanner,
+  BreakGlassBanner,
   DirectoryPanel,
   EscalationLadder,
   PageForm,
+  PatientPanel,
   PresenceControl,
   RecallButton,
+  useAlertLink,
   RecallOutcome,
   SearchResults,
 } from "./Clinical";
@@ -61,6 +64,15 @@ export function DeviceArea({ me }: { me: string }) {
     const limit = device.lockAfterIdleSecs * 1000;
     let timer = setTimeout(lock, limit);
     function lock() {
+      // A shared computer keeps nothing past the idle limit: signed out,
+      // this browser removed from the person's devices and erased.
+      if (device?.shared) {
+        ask({ op: "logout", remove: true }).then((r) => {
+          if (r.ok && r.value.removed) forgetDeviceId();
+          announce({ event: "signed_out", message: "Signed out after a while without use: this shared computer keeps nothing of yours." });
+        });
+        return;
+      }
       ask({ op: "lock" }).then((r) => r.ok && setDevice(r.value));
     }
     const activity = () => {
@@ -73,7 +85,7 @@ export function DeviceArea({ me }: { me: string }) {
       clearTimeout(timer);
       events.forEach((e) => window.removeEventListener(e, activity));
     };
-  }, [device?.step, device?.lockAfterIdleSecs]);
+  }, [device?.step, device?.lockAfterIdleSecs, device?.shared]);
 
   if (!device) return <Problem failure={failure} />;
 
@@ -143,6 +155,12 @@ export function DeviceArea({ me }: { me: string }) {
     case "open":
       return (
         <>
+          {device.shared && (
+            <p className="note">
+              Shared computer: signing out, or leaving it unused, removes this browser from your devices and erases
+              everything Wardline kept in it.
+            </p>
+          )}
           {device.offlineSince !== null && (
             <p className="offline" role="status">
               Offline: showing this browser's copy
@@ -170,6 +188,19 @@ export function DeviceArea({ me }: { me: string }) {
 /** Messages of a thread shown at first, and added by "Show earlier messages". */
 const PAGE = 100;
 
+/** Lifespans offered for a disappearing message or a conversation (seconds, label). */
+const LIFESPANS: [number, string][] = [
+  [300, "5 minutes"],
+  [3600, "1 hour"],
+  [8 * 3600, "8 hours"],
+  [86_400, "1 day"],
+  [7 * 86_400, "7 days"],
+];
+
+function lifespan(secs: number): string {
+  return LIFESPANS.find(([s]) => s === secs)?.[1] ?? (secs % 3600 === 0 ? `${secs / 3600} hours` : `${Math.round(secs / 60)} minutes`);
+}
+
 /** Urgent messages of the open thread whose escalation is followed (the latest). */
 const ESCALATIONS_SHOWN = 20;
 
@@ -178,7 +209,7 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
   const [names, setNames] = useState<Record<string, string>>({});
   const [selected, setSelected] = useState<string | null>(null);
   /** What the main pane shows instead of a conversation. */
-  const [panel, setPanel] = useState<null | "new" | "page" | "directory" | { search: string; n: number }>(null);
+  const [panel, setPanel] = useState<null | "new" | "page" | "directory" | "patient" | { search: string; n: number }>(null);
   /** What a page to a role said about who it reached, by conversation. */
   const [notices, setNotices] = useState<Record<string, string>>({});
   /** A message to open the conversation at (from search or an alert). */
@@ -220,9 +251,17 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
       openAt(r.value, null);
     }
   };
+  const linkMissing = useAlertLink(openAt);
   return (
     <>
+    {linkMissing && (
+      <p className="note" role="status">
+        The message your text message pointed to is not on this browser: it may have been sent before this browser
+        became one of your devices. Open Wardline where you read it before.
+      </p>
+    )}
     <AwaitingBanner titleOf={titleById} onOpen={(c, m) => openAt(c, m)} />
+    <BreakGlassBanner titleOf={titleById} />
     <div className="chat">
       <nav aria-label="Conversations" className="conversations">
         <PresenceControl />
@@ -252,6 +291,9 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
           </button>
           <button type="button" className="secondary" onClick={() => setPanel("directory")}>
             Directory
+          </button>
+          <button type="button" className="secondary" onClick={() => setPanel("patient")}>
+            Open a patient
           </button>
         </div>
         {list.length === 0 && <p>No conversations yet.</p>}
@@ -300,6 +342,8 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
         />
       ) : panel === "directory" ? (
         <DirectoryPanel me={me} onMessage={messageColleague} onClose={() => setPanel(null)} />
+      ) : panel === "patient" ? (
+        <PatientPanel titleOf={titleById} onOpen={(c) => openAt(c, null)} onClose={() => setPanel(null)} />
       ) : panel ? (
         <SearchResults
           key={panel.n}
@@ -554,6 +598,7 @@ function ConversationView({
         priority: String(f.get("priority")) as Priority,
         replyTo: replyTo?.id ?? null,
         files,
+        ttlSecs: Number(f.get("ttl")) || null,
       }),
     );
     if (id) {
@@ -580,7 +625,11 @@ function ConversationView({
       )}
       {c.closed && <p role="status">You are no longer in this conversation.</p>}
       {c.receipts_mandatory && <p className="note">Read receipts are always shown in this conversation.</p>}
+      {c.lifespan && (
+        <p className="note">Messages here disappear {lifespan(c.lifespan)} after they are sent, from every device.</p>
+      )}
       {!c.closed && <Members c={c} me={me} names={names} />}
+      {!c.closed && c.joined && <LifespanForm c={c} />}
       {/* A live log (new messages are announced), holding a list. */}
       {/* The organisation's allow_copy: off, message text cannot be selected or copied here. */}
       <div
@@ -688,6 +737,15 @@ function ConversationView({
             <option value="urgent">Urgent</option>
             <option value="stat">STAT</option>
           </select>
+          <label htmlFor="ttl">Disappears</label>
+          <select id="ttl" name="ttl" defaultValue="">
+            <option value="">{c.lifespan ? `As the conversation says (${lifespan(c.lifespan)})` : "Never"}</option>
+            {LIFESPANS.map(([secs, label]) => (
+              <option key={secs} value={secs}>
+                {label} after sending
+              </option>
+            ))}
+          </select>
           <Problem failure={failure} />
           <button type="submit" disabled={busy}>
             {busy ? "Sending…" : "Send"}
@@ -695,6 +753,44 @@ function ConversationView({
         </form>
       )}
     </section>
+  );
+}
+
+/**
+ * How long messages live here: every member's device deletes its copies
+ * when the time comes (a legal hold keeps the server's; the server refuses
+ * a lifespan longer than the organisation allows).
+ */
+function LifespanForm({ c }: { c: ConversationSummary }) {
+  const { busy, failure, run } = useAction();
+  const [saved, setSaved] = useState(false);
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    setSaved(false);
+    const ttl = Number(new FormData(e.currentTarget).get("lifespan")) || null;
+    const r = await run(() => ask({ op: "setLifespan", conversation: c.id, ttlSecs: ttl }));
+    if (r) setSaved(true);
+  };
+  return (
+    <details className="members">
+      <summary>Disappearing messages</summary>
+      <form onSubmit={submit} className="inline">
+        <label htmlFor="lifespan">Messages here disappear</label>
+        <select id="lifespan" name="lifespan" defaultValue={c.lifespan ?? ""}>
+          <option value="">Never (the organisation's policy)</option>
+          {LIFESPANS.map(([secs, label]) => (
+            <option key={secs} value={secs}>
+              {label} after sending
+            </option>
+          ))}
+        </select>
+        <button type="submit" disabled={busy}>
+          Save
+        </button>
+      </form>
+      {saved && <p role="status">Saved: it applies to messages sent from now on.</p>}
+      <Problem failure={failure} />
+    </details>
   );
 }
 
@@ -953,6 +1049,12 @@ function MessageItem({
       <p className="meta">
         {who} · <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{time(m.sent_at)}</time>{" "}
         <PriorityBadge p={m.priority} />
+        {m.expires_at && !m.recalled_at && (
+          <>
+            {" "}
+            · disappears at <time dateTime={new Date(m.expires_at * 1000).toISOString()}>{day(m.expires_at)}</time>
+          </>
+        )}
       </p>
       {parent !== undefined && (
         <blockquote className="quoted">

@@ -12,8 +12,10 @@ import type {
   DirectoryEntry,
   EscalationAction,
   EscalationView,
+  GrantView,
   Message,
   PageResult,
+  PatientView,
   Presence,
   PresenceStatus,
   Priority,
@@ -592,4 +594,222 @@ export function RecallOutcome({ r }: { r: RecallView }) {
       {r.deliveredUnread.length > 0 && <p>Delivered, not read: {r.deliveredUnread.join(", ")}.</p>}
     </div>
   );
+}
+
+const VIA_ACCESS: Record<PatientView["conversations"][number]["via"], string> = {
+  member: "you are a member",
+  care_team: "joined: you are on the care team",
+  department: "joined: you hold a role in the care team's department",
+  break_glass: "break-glass",
+};
+
+/**
+ * A patient's threads: open them as care team, or — when this person is
+ * not on the care team — break the glass with a stated reason, which the
+ * compliance officer reviews and which lasts a limited time.
+ */
+export function PatientPanel({
+  titleOf,
+  onOpen,
+  onClose,
+}: {
+  titleOf: (conversation: string) => string;
+  onOpen: (conversation: string) => void;
+  onClose: () => void;
+}) {
+  const [patient, setPatient] = useState("");
+  const [needsReason, setNeedsReason] = useState<string | null>(null);
+  const [opened, setOpened] = useState<PatientView | null>(null);
+  const { busy, failure, run } = useAction();
+  const open = async (reason: string | null) => {
+    let askedForReason: string | null = null;
+    const r = await run(async () => {
+      const answer = await ask({ op: "openPatient", patientRef: patient, reason });
+      // Not on the care team, and allowed to break the glass: ask why.
+      if (!answer.ok && answer.error.code === "break_glass_reason_required") {
+        askedForReason = answer.error.message;
+        return { ok: true as const, value: null };
+      }
+      return answer;
+    });
+    if (askedForReason) setNeedsReason(askedForReason);
+    if (r) {
+      setNeedsReason(null);
+      setOpened(r);
+    }
+  };
+  const until = (id: string) => opened?.grants.find((g) => g.conversation === id)?.until;
+  return (
+    <section className="conversation-view" aria-labelledby="patient-heading">
+      <h2 id="patient-heading">Open a patient</h2>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          setOpened(null);
+          setNeedsReason(null);
+          open(null);
+        }}
+        className="inline"
+      >
+        <label htmlFor="patient-ref">Patient reference</label>
+        <input
+          id="patient-ref"
+          name="patient"
+          maxLength={100}
+          required
+          value={patient}
+          onChange={(e) => setPatient(e.target.value)}
+        />
+        <button type="submit" disabled={busy || !!needsReason}>
+          Open
+        </button>
+      </form>
+      {needsReason && (
+        <form
+          className="break-glass"
+          onSubmit={(e) => {
+            e.preventDefault();
+            open(String(new FormData(e.currentTarget).get("reason") ?? ""));
+          }}
+        >
+          <h3>Break the glass</h3>
+          <p>{needsReason.charAt(0).toUpperCase() + needsReason.slice(1)}.</p>
+          <p>
+            Access is recorded, reviewed by the compliance officer, and ends on its own after the time your organisation
+            sets.
+          </p>
+          <label htmlFor="break-glass-reason">Why do you need access now?</label>
+          <textarea id="break-glass-reason" name="reason" rows={3} minLength={10} maxLength={500} required />
+          <div className="actions">
+            <button type="submit" className="danger" disabled={busy}>
+              {busy ? "Opening…" : "Break the glass"}
+            </button>
+            <button type="button" className="secondary" onClick={() => setNeedsReason(null)}>
+              Cancel
+            </button>
+          </div>
+        </form>
+      )}
+      <Problem failure={failure} />
+      {opened && (
+        <ul className="directory" aria-label="Patient's threads">
+          {opened.conversations.map((c) => (
+            <li key={c.id}>
+              <p>
+                <strong>{titleOf(c.id)}</strong> · {VIA_ACCESS[c.via]}
+                {until(c.id) && (
+                  <>
+                    {" "}
+                    until <When at={until(c.id)!} withDay />
+                  </>
+                )}
+              </p>
+              <button type="button" className="secondary small" onClick={() => onOpen(c.id)}>
+                Open {titleOf(c.id)}
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <div className="actions">
+        <button type="button" className="secondary" onClick={onClose}>
+          Close
+        </button>
+      </div>
+    </section>
+  );
+}
+
+/** How often running break-glass access is asked again (ms): it ends on its own. */
+const BREAK_GLASS_POLL_MS = 30_000;
+
+/**
+ * While break-glass access lasts, a banner says so — which thread, until
+ * when, and the reason given — on every screen of the chat.
+ */
+export function BreakGlassBanner({ titleOf }: { titleOf: (conversation: string) => string }) {
+  const [grants, setGrants] = useState<GrantView[]>([]);
+  const load = useCallback(async () => {
+    const r = await ask({ op: "breakGlass" });
+    if (r.ok) setGrants(r.value);
+  }, []);
+  useEffect(() => {
+    load();
+    const timer = setInterval(load, BREAK_GLASS_POLL_MS);
+    const off = onNews((n) => {
+      if (n.event === "changed") load();
+    });
+    return () => {
+      clearInterval(timer);
+      off();
+    };
+  }, [load]);
+  if (grants.length === 0) return null;
+  return (
+    <section className="break-glass-banner" aria-label="Break-glass access">
+      {grants.map((g) => (
+        <p key={g.conversation}>
+          <strong>Break-glass access</strong> to {titleOf(g.conversation)} until <When at={g.until} withDay />. Reason
+          given: {g.reason}
+        </p>
+      ))}
+    </section>
+  );
+}
+
+/** Where an escalation text's link (`/alerts/{id}` → `/#alert=<id>`) is kept until signed in. */
+const ALERT_LINK = "wardline.alert";
+
+/**
+ * Takes the message id an escalation text's link brought (`#alert=<id>`)
+ * out of the address — kept for this tab only, until sign-in and the PIN
+ * lead to it — so that it is in no history entry, bookmark or screenshot.
+ */
+export function keepAlertLink() {
+  const m = /^#alert=([0-9a-f-]{36})$/i.exec(location.hash);
+  if (!m) return;
+  sessionStorage.setItem(ALERT_LINK, m[1]);
+  history.replaceState(null, "", location.pathname);
+}
+
+/** How long a link's message is waited for (it may still be on its way to this device), ms. */
+const ALERT_LINK_WAIT_MS = 60_000;
+
+/**
+ * Once the chat is open: to the message an escalation text's link named,
+ * as soon as it is on this device; said plainly if it does not come.
+ */
+export function useAlertLink(open: (conversation: string, message: string, after: number) => void) {
+  const [missing, setMissing] = useState(false);
+  useEffect(() => {
+    const id = sessionStorage.getItem(ALERT_LINK);
+    if (!id) return;
+    let done = false;
+    const look = async () => {
+      if (done) return;
+      const r = await ask({ op: "locate", message: id });
+      if (r.ok && r.value && !done) {
+        done = true;
+        sessionStorage.removeItem(ALERT_LINK);
+        open(r.value.conversation, id, r.value.after);
+      }
+    };
+    look();
+    const off = onNews((n) => {
+      if (n.event === "changed") look();
+    });
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      sessionStorage.removeItem(ALERT_LINK);
+      setMissing(true);
+    }, ALERT_LINK_WAIT_MS);
+    return () => {
+      off();
+      clearTimeout(timer);
+    };
+    // Once per opening of the chat.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  return missing;
 }

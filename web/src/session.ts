@@ -20,9 +20,24 @@ worker.onmessage = (e: MessageEvent<Outgoing>) => {
   waiting.delete(m.id);
 };
 
+const DEVICE_ID = "wardline.device";
+
+/**
+ * This browser was taken out of the person's devices (a shared computer's
+ * sign-out, or asked for): the next device set up here gets a new id.
+ */
+export function forgetDeviceId() {
+  localStorage.removeItem(DEVICE_ID);
+}
+
+/** Tells this page's listeners news the page itself decided (an idle sign-out). */
+export function announce(news: News) {
+  listeners.forEach((l) => l(news));
+}
+
 /** This browser's device id: not a secret; one per browser profile. */
 function deviceId(): string {
-  const key = "wardline.device";
+  const key = DEVICE_ID;
   let id = localStorage.getItem(key);
   if (!id) {
     id = crypto.randomUUID();

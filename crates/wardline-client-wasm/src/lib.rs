@@ -345,7 +345,9 @@ impl Device {
 
     /// Puts a message in the outbox (`priority`: routine, urgent or stat;
     /// `reply_to`: a message id or empty; `attachments`: JSON array of
-    /// `AttachmentRef`, each already uploaded). Returns its id.
+    /// `AttachmentRef`, each already uploaded; `ttl_secs`: a disappearing
+    /// message's lifespan in seconds, which the server bounds by the
+    /// policy's `max_ttl_secs`). Returns its id.
     pub fn queue_text(
         &mut self,
         conversation: &str,
@@ -353,6 +355,7 @@ impl Device {
         priority: &str,
         reply_to: &str,
         attachments: &str,
+        ttl_secs: Option<f64>,
     ) -> Result<String, JsError> {
         let priority = Priority::parse(priority)
             .ok_or_else(|| js(format!("unknown priority {priority:?}")))?;
@@ -363,7 +366,7 @@ impl Device {
         content.attachments = from_json("attachments", attachments)?;
         Ok(self
             .core
-            .queue(uuid(conversation)?, content, priority, None)
+            .queue(uuid(conversation)?, content, priority, ttl_secs.map(secs))
             .to_string())
     }
 
@@ -575,6 +578,15 @@ impl Device {
             })
             .collect();
         to_json(&found)
+    }
+
+    /// Where message `id` is: `{ conversation, after }` (JSON; `after`:
+    /// messages following it there), or none when it is not on this device.
+    pub fn locate(&self, id: &str) -> Result<Option<String>, JsError> {
+        Ok(self
+            .core
+            .locate(uuid(id)?)
+            .map(|(c, after)| serde_json::json!({ "conversation": c, "after": after }).to_string()))
     }
 
     /// Urgent and STAT messages sent at or after `since` (Unix seconds):

@@ -25,7 +25,7 @@ const PIN: &str = "4711 heron";
 #[wasm_bindgen_test]
 fn a_store_sealed_in_the_browser_opens_with_its_pin() {
     let mut d = Device::create(USER, DEVICE, PIN, 6).unwrap();
-    d.queue_text(CONVERSATION, "K+ 6.1, repeat drawn", "stat", "", "[]")
+    d.queue_text(CONVERSATION, "K+ 6.1, repeat drawn", "stat", "", "[]", None)
         .unwrap();
     let sealed = d.seal();
     assert!(

@@ -31,7 +31,7 @@ fn a_version_1_record_opens_with_its_pin() {
         let mut d = Device::create(USER, DEVICE, PIN, 6).unwrap();
         d.set_directory(&format!(r#"{{"{USER}": "Fixture Nurse"}}"#))
             .unwrap();
-        d.queue_text(CONVERSATION, OUTBOX_TEXT, "urgent", "", "[]")
+        d.queue_text(CONVERSATION, OUTBOX_TEXT, "urgent", "", "[]", None)
             .unwrap();
         std::fs::write(fixture(STORE_FORMAT), d.seal()).unwrap();
     }

@@ -889,6 +889,11 @@ impl ApiClient {
         self.get("/api/v1/routing/break-glass").await
     }
 
+    /// The caller's own break-glass grants still running.
+    pub async fn own_break_glass_grants(&self) -> Result<BreakGlassList> {
+        self.get("/api/v1/routing/break-glass/mine").await
+    }
+
     pub async fn notifications(&self) -> Result<NotificationList> {
         self.get("/api/v1/routing/notifications").await
     }

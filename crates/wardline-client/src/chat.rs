@@ -918,7 +918,8 @@ impl Chat {
                 }
                 // A later server's frame.
                 ServerFrame::Unknown => {}
-                ServerFrame::Idle => {
+                ServerFrame::Idle { server_time } => {
+                    self.core.saw_server_time(server_time);
                     if batch.is_empty() {
                         continue;
                     }

@@ -27,6 +27,10 @@ pub enum ErrorCode {
     PasswordChangeRequired,
     /// Authenticated but not allowed (403).
     Forbidden,
+    /// The caller is not on the patient's care team but may break the glass:
+    /// ask again with a stated reason (`OpenPatientRequest.reason`, 10–500
+    /// characters), which the compliance officer reviews (403).
+    BreakGlassReasonRequired,
     /// Unknown resource, or one that belongs to another organisation (404).
     NotFound,
     /// Route exists but not for this method (405).
@@ -75,6 +79,7 @@ impl ErrorCode {
             ErrorCode::MfaEnrolmentRequired
             | ErrorCode::PasswordChangeRequired
             | ErrorCode::Forbidden
+            | ErrorCode::BreakGlassReasonRequired
             | ErrorCode::DeviceBlocked => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

@@ -103,8 +103,14 @@ pub struct SyncResponse {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Entry(Box<InboxEntry>),
-    /// Everything up to the device's inbox end has been sent.
-    Idle,
+    /// Everything up to the device's inbox end has been sent; the server's
+    /// clock at that moment (Unix seconds; 0 from a server older than it),
+    /// so that an open socket keeps a device's expiry clock current as a
+    /// catch-up page does (`SyncPage.server_time`).
+    Idle {
+        #[serde(default)]
+        server_time: i64,
+    },
     /// A notice to the user that is not a conversation's message (a patient
     /// replied); sent when it happens and, on connecting, those not seen yet.
     Notice(crate::patients::StaffNotice),

@@ -381,6 +381,11 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("GET", "/api/v1/routing/break-glass", ev(BreakGlassList)),
         (
             "GET",
+            "/api/v1/routing/break-glass/mine",
+            ev(BreakGlassList),
+        ),
+        (
+            "GET",
             "/api/v1/routing/notifications",
             ev(NotificationsList),
         ),

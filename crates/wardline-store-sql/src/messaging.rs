@@ -792,6 +792,15 @@ impl MessagingStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            // The devices this commit removes get it too (and nothing after):
+            // processing it is how a removed device learns it is out — its
+            // copy of the conversation closes instead of waiting for
+            // messages that will never come (a member taken out, a
+            // break-glass grant that ended).
+            if !s.removed.is_empty() {
+                self.fan_out_to(&mut tx, m, &s.removed).await?;
+                recipients.extend(s.removed.iter().copied());
+            }
             for d in &s.removed {
                 sqlx::query(
                     "DELETE FROM conversation_devices WHERE conversation_id = $1 AND device_id = $2",

@@ -12,7 +12,9 @@ import type {
   CoreEvent,
   EscalationView,
   Message,
+  GrantView,
   PageResult,
+  PatientView,
   Priority,
   RecallView,
   SearchView,
@@ -244,6 +246,44 @@ export async function recall(conv: string, message: string): Promise<RecallView>
     deliveredUnread: [...delivered].filter((u) => !read.has(u)).map(nameOf),
     serverCopy: r.server_copy,
   };
+}
+
+/**
+ * Opens a patient's threads: those whose care team (or department) includes
+ * this person are joined; the others only by break-glass with `reason`
+ * (refused with `break_glass_reason_required` without one). Each joined
+ * thread's group takes this device in through a member's device; until
+ * then it is listed as waiting.
+ */
+export async function openPatient(patientRef: string, reason: string | null): Promise<PatientView> {
+  device.open();
+  const r = await call(() =>
+    api.POST("/api/v1/routing/patient-access", {
+      body: { patient_ref: patientRef.trim(), reason: reason?.trim() || undefined },
+    }),
+  );
+  for (const c of r.conversations) {
+    await device.adopt(() =>
+      call(() => api.GET("/api/v1/conversations/{id}", { params: { path: { id: c.conversation_id } } })),
+    );
+  }
+  return {
+    conversations: r.conversations.map((c) => ({ id: c.conversation_id, via: c.via })),
+    grants: r.grants.map((g) => ({ conversation: g.conversation_id, until: g.expires_at })),
+  };
+}
+
+/** This person's break-glass access still running: which threads, until when, and why. */
+export async function breakGlass(): Promise<GrantView[]> {
+  device.open();
+  const mine = await call(() => api.GET("/api/v1/routing/break-glass/mine"));
+  return mine.grants.map((g) => ({ conversation: g.conversation_id, until: g.expires_at, reason: g.reason ?? "" }));
+}
+
+/** Where a message is on this device (an alert link's), or null when it is not (yet). */
+export function locate(message: string): { conversation: string; after: number } | null {
+  const at = device.open().locate(message);
+  return at ? JSON.parse(at) : null;
 }
 
 /** Messages on this device containing every word of `query` (partial, any case), newest first. */

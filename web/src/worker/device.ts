@@ -25,6 +25,8 @@ type S = components["schemas"];
 const MAX_ATTEMPTS = 5;
 /** Key packages kept on the server; topped up below this. */
 const KEY_PACKAGE_LOW_WATER = 5;
+/** How often disappearing messages past their time are deleted here (ms). */
+const EXPIRY_CHECK_MS = 15_000;
 /** The store format this worker writes (the core's STORE_FORMAT). */
 const STORE_FORMAT = 1;
 
@@ -35,6 +37,7 @@ let releaseLock: (() => void) | null = null;
 let socket: WebSocket | null = null;
 let reconnectDelay = 1000;
 let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+let expiryTimer: ReturnType<typeof setInterval> | undefined;
 let directory: Record<string, string> = {};
 /** The saved session as stored (sealed), written with every record (store.ts). */
 let sessionSealed: Uint8Array | null = null;
@@ -42,6 +45,8 @@ let sessionSealed: Uint8Array | null = null;
 let pending: Device | null = null;
 /** Whether the last attempt to reach the server succeeded. */
 let online = true;
+/** This device was set up on a shared computer (kept in its record). */
+let shared = false;
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -77,6 +82,7 @@ async function persist() {
     sealed: d.seal(),
     savedAt: Date.now(),
     ...(sessionSealed ? { session: sessionSealed } : {}),
+    ...(shared ? { shared: true } : {}),
   });
 }
 
@@ -150,16 +156,57 @@ export function onClose(f: () => void) {
   forgetters.push(f);
 }
 
+/**
+ * Sign-in said this is a shared computer (or not). A device set up there
+ * keeps the mark in its record, whoever unlocks it later.
+ */
+export function sharedComputer(yes: boolean) {
+  shared = yes;
+}
+
+export function isShared(): boolean {
+  return shared;
+}
+
+/**
+ * Takes this browser out of the person's devices — the server ends its
+ * sessions and takes it out of every conversation (a wipe of one's own
+ * device, with the reason) — and erases its store; the erasure is
+ * confirmed with the ended session, as after any wipe. For sign-out on a
+ * shared computer, or whenever the person asks.
+ */
+export async function removeThisDevice(id: string) {
+  close();
+  shared = false;
+  await api
+    .POST("/api/v1/devices/{id}/wipe", {
+      params: { path: { id } },
+      body: { reason: "Removed by its user at sign-out" },
+    })
+    .catch(() => {});
+  await store.eraseAll();
+  await api.POST("/api/v1/devices/wipe-confirmation", { body: { erased: true } }).catch(() => {});
+}
+
+/** Erases this browser's store (a shared computer's session ended). */
+export async function eraseStore() {
+  close();
+  shared = false;
+  await store.eraseAll();
+}
+
 /** Forgets the open device (keys and messages leave memory) and lets go. */
 export function close() {
   for (const f of forgetters) f();
   clearTimeout(reconnectTimer);
+  clearInterval(expiryTimer);
   clearTimeout(soon);
   clearTimeout(readTimer);
   toMarkRead.clear();
   reportedRead.clear();
   receiptCache.clear();
   receiptsMandatory.clear();
+  lifespans.clear();
   directs.clear();
   sessionSealed = null;
   pending?.free();
@@ -197,10 +244,13 @@ export async function state(id: string): Promise<DeviceState> {
     allowCopy: p?.allow_copy ?? false,
     allowForwarding: p?.allow_forwarding ?? false,
     offlineSince: offlineSince(),
+    shared,
   };
   if (device) return { step: "open", ...rules };
   if (!(await lock(false))) return { step: "elsewhere", ...rules };
   const stored = await store.load(id);
+  if (stored?.shared) shared = true;
+  rules.shared = shared;
   // A new device is registered with the server: it cannot start offline.
   if (!stored && !p) return { ...rules, step: "new", minPin: minPin(await policy()) };
   return { step: stored ? "locked" : "new", ...rules };
@@ -277,6 +327,7 @@ async function stored(): Promise<store.DeviceRecord> {
   if (record.format !== STORE_FORMAT) {
     throw new Failed({ status: 409, code: "conflict", message: "This store was written by a newer Wardline. Reload the page." });
   }
+  if (record.shared) shared = true;
   return record;
 }
 
@@ -374,6 +425,17 @@ async function start() {
  * not past the policy's `max_offline_days` since the server last answered.
  */
 async function startOrOffline() {
+  // Disappearing messages go from this browser when their time comes, not
+  // only at the next catch-up.
+  clearInterval(expiryTimer);
+  expiryTimer = setInterval(() => {
+    exclusive(async () => {
+      if (device && device.expire(now()) > 0) {
+        await persist();
+        changed();
+      }
+    }).catch(() => {});
+  }, EXPIRY_CHECK_MS);
   try {
     await start();
   } catch (e) {
@@ -648,7 +710,11 @@ async function connect() {
       return;
     }
     if (frame.type === "entry") batch.push(frame as unknown as S["InboxEntry"]);
-    else if (frame.type === "idle" && batch.length) {
+    else if (frame.type === "idle") {
+      // The server's clock, which disappearing messages go by (a field, not
+      // a step: set at once; the expiry check stores what it deletes).
+      if (typeof frame.server_time === "number") device?.saw_server_time(frame.server_time);
+      if (!batch.length) return;
       ready.push(...batch);
       batch = [];
       if (draining) return;
@@ -696,6 +762,8 @@ function reconnectLater() {
 
 /** Conversations whose read receipts the policy makes mandatory (as the server last said). */
 const receiptsMandatory = new Set<string>();
+/** Each conversation's message lifespan (seconds; null: messages stay), as the server said. */
+const lifespans = new Map<string, number | null>();
 
 /** Direct conversations (as the server last said). */
 const directs = new Set<string>();
@@ -706,6 +774,7 @@ const directs = new Set<string>();
  */
 function keepConversation(c: S["Conversation"]) {
   open().update_conversation(JSON.stringify(c));
+  lifespans.set(c.id, c.lifecycle.message_ttl_secs ?? null);
   if (c.read_receipts_mandatory) receiptsMandatory.add(c.id);
   else receiptsMandatory.delete(c.id);
   if (c.kind === "direct") directs.add(c.id);
@@ -731,6 +800,7 @@ export function conversations(): ConversationSummary[] {
     last: c.last && forPage(c.last),
     kind: directs.has(c.id) ? "direct" : "group",
     receipts_mandatory: receiptsMandatory.has(c.id),
+    lifespan: lifespans.get(c.id) ?? null,
   }));
 }
 
@@ -849,7 +919,14 @@ export async function attachment(conv: string, message: string, id: string) {
 }
 
 /** Queues a message and sends the outbox; offline, it stays queued (sealed). */
-export async function send(conv: string, text: string, priority: string, replyTo: string | null, files: File[] = []) {
+export async function send(
+  conv: string,
+  text: string,
+  priority: string,
+  replyTo: string | null,
+  files: File[] = [],
+  ttlSecs: number | null = null,
+) {
   // Attachments go up first (they need the server); the message that holds
   // their keys then takes its place in the outbox.
   const refs: Awaited<ReturnType<typeof upload>>[] = [];
@@ -859,7 +936,7 @@ export async function send(conv: string, text: string, priority: string, replyTo
     open().set_policy(JSON.stringify(await policy()));
     for (const f of files) refs.push(await upload(conv, f));
   }
-  return queueAndSend((d) => d.queue_text(conv, text, priority, replyTo ?? "", JSON.stringify(refs)));
+  return queueAndSend((d) => d.queue_text(conv, text, priority, replyTo ?? "", JSON.stringify(refs), ttlSecs ?? undefined));
 }
 
 /**
@@ -953,6 +1030,23 @@ export function adopt(made: () => Promise<S["Conversation"]>): Promise<S["Conver
     changed();
     return c;
   });
+}
+
+/**
+ * Sets how long messages live in a conversation (seconds; null: as the
+ * organisation's policy says). Every member's device deletes its copies
+ * when the time comes, as the server does.
+ */
+export function setLifespan(conv: string, ttlSecs: number | null) {
+  return adopt(async () => {
+    const c = await call(() => api.GET("/api/v1/conversations/{id}", { params: { path: { id: conv } } }));
+    return call(() =>
+      api.PUT("/api/v1/conversations/{id}/lifecycle", {
+        params: { path: { id: conv } },
+        body: { retention: c.lifecycle_own?.retention ?? null, message_ttl_secs: ttlSecs },
+      }),
+    );
+  }).then((c) => ({ lifespan: c.lifecycle.message_ttl_secs ?? null }));
 }
 
 /** Catches up with the inbox now (after a change made on the server, such as a recall). */

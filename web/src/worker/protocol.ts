@@ -10,13 +10,15 @@ export type LoginStep = S["LoginStep"];
 
 /** What the page asks the worker to do. */
 export type Request =
-  | { op: "login"; org: string; email: string; password: string }
+  /** `shared`: a shared computer — nothing of this person stays in the browser after sign-out. */
+  | { op: "login"; org: string; email: string; password: string; shared: boolean }
   | { op: "verifyMfa"; code: string }
   | { op: "enrolTotp" }
   | { op: "confirmTotp"; code: string }
   | { op: "session" }
   | { op: "resume"; pin: string }
-  | { op: "logout" }
+  /** `remove`: also take this browser out of the person's devices and erase its store (always, on a shared computer). */
+  | { op: "logout"; remove: boolean }
   | { op: "deviceState" }
   | { op: "takeOver" }
   | { op: "createDevice"; pin: string; name: string }
@@ -26,7 +28,17 @@ export type Request =
   /** The latest `limit` messages (a long thread comes a page at a time). */
   | { op: "messages"; conversation: string; limit: number }
   | { op: "colleagues" }
-  | { op: "send"; conversation: string; text: string; priority: Priority; replyTo: string | null; files: File[] }
+  | {
+      op: "send";
+      conversation: string;
+      text: string;
+      priority: Priority;
+      replyTo: string | null;
+      files: File[];
+      /** A disappearing message: deleted everywhere this many seconds after it is sent. */
+      ttlSecs: number | null;
+    }
+  | { op: "setLifespan"; conversation: string; ttlSecs: number | null }
   | { op: "forward"; from: string; message: string; to: string }
   | { op: "attachment"; conversation: string; message: string; attachment: string }
   | { op: "startConversation"; conversation: NewConversation }
@@ -45,7 +57,10 @@ export type Request =
   | { op: "setPresence"; status: PresenceStatus; until: number | null }
   | { op: "findColleagues"; query: string }
   | { op: "recall"; conversation: string; message: string }
-  | { op: "search"; query: string };
+  | { op: "search"; query: string }
+  | { op: "openPatient"; patientRef: string; reason: string | null }
+  | { op: "breakGlass" }
+  | { op: "locate"; message: string };
 
 export type PresenceStatus = S["PresenceStatus"];
 export type Presence = S["Presence"];
@@ -102,6 +117,20 @@ export interface RecallView {
   serverCopy: S["ServerCopy"];
 }
 
+/** A patient's threads as opened: how this person came in (care team, break-glass…). */
+export interface PatientView {
+  conversations: { id: string; via: S["AccessVia"] }[];
+  /** Break-glass grants this opening made: until when (Unix seconds). */
+  grants: { conversation: string; until: number }[];
+}
+
+/** Break-glass access still running, with the reason given. */
+export interface GrantView {
+  conversation: string;
+  until: number;
+  reason: string;
+}
+
 export interface SearchView {
   /** Newest first; `after`: messages after it in its thread. */
   results: { conversation: string; message: Message; after: number }[];
@@ -122,6 +151,11 @@ export interface DeviceState {
   minPin: number;
   /** The idle lock (`lock_after_idle_secs`), when known. */
   lockAfterIdleSecs: number | null;
+  /**
+   * Signed in as on a shared computer: sign-out and the idle limit remove
+   * this browser from the person's devices and erase its store.
+   */
+  shared: boolean;
   /** Whether message text may be copied out of the app (`allow_copy`). */
   allowCopy: boolean;
   /** Whether messages may be forwarded to another conversation (`allow_forwarding`). */
@@ -202,6 +236,8 @@ export interface ConversationSummary {
   closed: boolean;
   /** Read receipts are shown here whatever a member's preference. */
   receipts_mandatory: boolean;
+  /** Messages here disappear this many seconds after they are sent (null: they stay). */
+  lifespan: number | null;
   unread: number;
   unread_priority: Priority;
   last: Message | null;
@@ -246,7 +282,8 @@ export interface Answers {
   confirmTotp: { recovery_codes: string[]; state: SignInState };
   session: SignInState;
   resume: SignInState;
-  logout: SignInState;
+  /** `removed`: this browser was taken out of the person's devices and erased (use a new device id). */
+  logout: { state: SignInState; removed: boolean };
   deviceState: DeviceState;
   takeOver: DeviceState;
   createDevice: DeviceState;
@@ -274,6 +311,10 @@ export interface Answers {
   findColleagues: DirectoryEntry[];
   recall: RecallView;
   search: SearchView;
+  openPatient: PatientView;
+  setLifespan: { lifespan: number | null };
+  breakGlass: GrantView[];
+  locate: { conversation: string; after: number } | null;
 }
 
 /** Page → worker. */

@@ -30,8 +30,12 @@ whenSessionEnds((code) => {
       });
   } else {
     setToken(null);
+    // A shared computer keeps nothing past the session: the store goes too
+    // (the device stays on the server until an administrator removes it,
+    // as the session that could remove it has ended).
+    const shared = device.isShared();
     device.close();
-    device.forgetSession().finally(() =>
+    (shared ? device.eraseStore() : device.forgetSession()).finally(() =>
       post({ event: "signed_out", message: "Your session ended. Sign in again." }),
     );
   }
@@ -69,6 +73,7 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
     case "login": {
       setToken(null);
       mfaToken = null;
+      device.sharedComputer(r.shared);
       const res = await call(() =>
         api.POST("/api/v1/auth/login", {
           body: { org: r.org.trim(), email: r.email.trim(), password: r.password, device_id: deviceId },
@@ -115,13 +120,19 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return s;
     }
     case "logout": {
+      const remove = r.remove || device.isShared();
+      if (remove) {
+        // The removal ended the session (and confirmed with it): no sign-out call after.
+        await device.removeThisDevice(deviceId);
+        setToken(null);
+      }
       device.close();
-      await device.forgetSession();
+      if (!remove) await device.forgetSession();
       if (hasToken()) await api.POST("/api/v1/auth/logout").catch(() => {});
       setToken(null);
       mfaToken = null;
       user = null;
-      return state(deviceId);
+      return { state: await state(deviceId), removed: remove };
     }
     case "deviceState":
       signedIn();
@@ -147,7 +158,9 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
     case "colleagues":
       return device.colleagues();
     case "send":
-      return device.send(r.conversation, r.text, r.priority, r.replyTo, r.files);
+      return device.send(r.conversation, r.text, r.priority, r.replyTo, r.files, r.ttlSecs);
+    case "setLifespan":
+      return device.setLifespan(r.conversation, r.ttlSecs);
     case "forward":
       return device.forward(r.from, r.message, r.to);
     case "attachment":
@@ -185,6 +198,12 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return clinical.recall(r.conversation, r.message);
     case "search":
       return clinical.search(r.query);
+    case "openPatient":
+      return clinical.openPatient(r.patientRef, r.reason);
+    case "breakGlass":
+      return clinical.breakGlass();
+    case "locate":
+      return clinical.locate(r.message);
   }
 }
 

@@ -22,6 +22,8 @@ export interface DeviceRecord {
    * resumes it with the PIN. Absent once signed out or the session ended.
    */
   session?: Uint8Array;
+  /** Set up on a shared computer: erased, and the device removed, at sign-out or the idle limit. */
+  shared?: boolean;
 }
 
 function open(): Promise<IDBDatabase> {
@@ -41,7 +43,19 @@ function database(): Promise<IDBDatabase> {
   return db;
 }
 
+/**
+ * Whether this origin has the database at all: asking must not create it
+ * (after a shared computer's sign-out there is none, and looking at the
+ * sign-in screen must not leave an empty one behind).
+ */
+async function exists(): Promise<boolean> {
+  if (db) return true;
+  const all = await indexedDB.databases?.();
+  return all === undefined || all.some((d) => d.name === DB);
+}
+
 export async function load(device: string): Promise<DeviceRecord | undefined> {
+  if (!(await exists())) return undefined;
   const d = await database();
   return new Promise((resolve, reject) => {
     const r = d.transaction(DEVICES, "readonly").objectStore(DEVICES).get(device);

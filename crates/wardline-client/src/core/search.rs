@@ -82,6 +82,16 @@ impl ChatCore {
         found
     }
 
+    /// Where message `id` is on this device: its conversation, and how many
+    /// messages follow it there (as [`Found::after`]); none when it is not
+    /// here (not arrived yet, expired, or never this device's).
+    pub fn locate(&self, id: Uuid) -> Option<(Uuid, usize)> {
+        self.conversations.values().find_map(|c| {
+            let i = c.messages.iter().rposition(|m| m.id == id)?;
+            Some((c.id, c.messages.len() - 1 - i))
+        })
+    }
+
     /// Urgent and STAT messages from others sent at or after `since`, not
     /// recalled, newest first: those that may wait for this person's
     /// acknowledgement (the server says whether each still does).
@@ -226,5 +236,8 @@ mod tests {
         let mine = core.urgent_sent(100);
         assert_eq!(mine.len(), 1);
         assert_eq!(mine[0].1.content.text, "my stat");
+        let old = core.conversations[&ids[0]].messages[0].id;
+        assert_eq!(core.locate(old), Some((ids[0], 3)));
+        assert_eq!(core.locate(Uuid::new_v4()), None);
     }
 }

@@ -122,6 +122,12 @@ impl MessagingService {
         }
     }
 
+    /// The server's clock (Unix seconds), which devices expire messages by
+    /// (the sync socket's idle frame carries it).
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// Wakes the devices' open sockets here and, through the [`Bus`], on
     /// every other node.
     pub async fn wake(&self, devices: &[DeviceId]) {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::caller::Caller;
+use wardline_proto::ErrorCode;
 
 impl RoutingService {
     /// Opens a patient's conversations for the caller: members already are;
@@ -64,7 +65,8 @@ impl RoutingService {
             ));
         }
         if !locked.is_empty() && !(10..=500).contains(&reason.chars().count()) {
-            return Err(ApiError::forbidden(
+            return Err(ApiError::new(
+                ErrorCode::BreakGlassReasonRequired,
                 "you are not on this patient's care team: break-glass access needs a stated reason (10 to 500 characters), which the compliance officer reviews",
             ));
         }
@@ -151,8 +153,34 @@ impl RoutingService {
     }
 
     pub async fn grants(&self, org: OrgId) -> ApiResult<BreakGlassList> {
+        self.grants_where(org, |_| true).await
+    }
+
+    /// The caller's own break-glass grants still running (not ended, not
+    /// expired), with the reasons they gave: what their app shows while
+    /// the access lasts.
+    pub async fn own_grants(&self, p: &Principal) -> ApiResult<BreakGlassList> {
+        let now = self.clock.now();
+        let me = p.user_id;
+        self.grants_where(p.org_id, |g| {
+            g.user_id == me && g.ended_at.is_none() && g.expires_at > now
+        })
+        .await
+    }
+
+    async fn grants_where(
+        &self,
+        org: OrgId,
+        keep: impl Fn(&GrantRow) -> bool,
+    ) -> ApiResult<BreakGlassList> {
         let mut out = Vec::new();
-        for g in self.store.list_grants(org).await? {
+        for g in self
+            .store
+            .list_grants(org)
+            .await?
+            .into_iter()
+            .filter(|g| keep(g))
+        {
             let key = self
                 .vault
                 .unwrap_key(&self.directory_store.get_data_key(&g.dek_id).await?)?;

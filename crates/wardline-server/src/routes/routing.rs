@@ -42,6 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(acknowledge))
         .routes(routes!(open_patient))
         .routes(routes!(break_glass_grants))
+        .routes(routes!(own_break_glass_grants))
         .routes(routes!(notifications))
         .routes(routes!(report))
         .routes(routes!(alert_page))
@@ -362,6 +363,18 @@ async fn break_glass_grants(
     Ok(Json(routing.grants(p.org_id).await?))
 }
 
+/// The caller's own break-glass grants still running, with the reasons
+/// they gave (the app shows a banner while access lasts).
+#[utoipa::path(get, path = "/api/v1/routing/break-glass/mine", tag = "routing", security(("bearer" = [])),
+    responses((status = 200, body = BreakGlassList)))]
+async fn own_break_glass_grants(
+    State(routing): State<RoutingService>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<BreakGlassList>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(routing.own_grants(&p).await?))
+}
+
 /// What the compliance officer is told (each break-glass grant).
 #[utoipa::path(get, path = "/api/v1/routing/notifications", tag = "routing", security(("bearer" = [])),
     responses((status = 200, body = NotificationList)))]
@@ -387,12 +400,31 @@ async fn report(
     Ok(Json(routing.report(p.org_id, q).await?))
 }
 
-/// Where an escalation text's link lands: it says to sign in on a Wardline
-/// device and shows nothing else (no message, sender or patient).
+/// Where an escalation text's link lands. With the web app: a redirect into
+/// it, the message's id in the fragment (`/#alert=<id>`: browsers send no
+/// fragment to any server, nor in a `Referer`), where sign-in (or the PIN)
+/// leads to that message. Without it, or for an id that is not one: a
+/// notice to sign in on a Wardline device. Neither shows a message, sender
+/// or patient.
 #[utoipa::path(get, path = "/alerts/{id}", tag = "routing",
     params(("id" = String, Path, description = "the waiting message's id")),
-    responses((status = 200, description = "Sign-in notice", content_type = "text/html", body = String)))]
-async fn alert_page(ApiPath(_id): ApiPath<String>) -> Response {
+    responses(
+        (status = 303, description = "Into the web app at that message (`Location: /#alert=<id>`)"),
+        (status = 200, description = "Sign-in notice", content_type = "text/html", body = String)))]
+async fn alert_page(ApiPath(id): ApiPath<String>) -> Response {
+    if let Ok(id) = Uuid::parse_str(&id)
+        && crate::routes::web_app::built()
+    {
+        let mut resp = StatusCode::SEE_OTHER.into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_str(&format!("/#alert={id}")).expect("a UUID is a header value"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        return resp;
+    }
     let body = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
         <title>Wardline</title></head><body><main><h1>A message is waiting for you</h1>\

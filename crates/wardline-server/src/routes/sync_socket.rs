@@ -78,7 +78,7 @@ impl FromRef<AppState> for SocketState {
 
 /// Real-time delivery: upgrade to a WebSocket that streams this device's inbox
 /// after `after`. Frames are JSON: from the server `{"type":"entry",…}` and
-/// `{"type":"idle"}`; from the client `{"type":"ack","up_to":N}`. A browser
+/// `{"type":"idle","server_time":T}`; from the client `{"type":"ack","up_to":N}`. A browser
 /// authenticates with `ticket` (from `POST /api/v1/sync/ticket`) instead of
 /// the `Authorization` header it cannot send.
 #[utoipa::path(get, path = "/api/v1/sync/ws", tag = "messaging", security(("bearer" = [])),
@@ -213,7 +213,10 @@ async fn run(
                 break;
             }
         }
-        if !send(&mut socket, &ServerFrame::Idle).await {
+        let idle = ServerFrame::Idle {
+            server_time: s.messaging.now(),
+        };
+        if !send(&mut socket, &idle).await {
             return;
         }
         // Wait for a reason to look at the inbox again; the client's frames

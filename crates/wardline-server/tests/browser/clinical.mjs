@@ -6,7 +6,8 @@
 // acknowledges it, which the nurse sees at once. She recalls a message sent
 // about the wrong patient and is told who had read it. She searches the
 // history on her device for a word written three days earlier, among ten
-// thousand messages. The on-call physician uses the command line (the Rust
+// thousand messages. The backup breaks the glass into another team's
+// patient thread with a reason, under a banner, until it expires. The on-call physician uses the command line (the Rust
 // test drives it, and the server's clock). Every screen is audited by
 // axe-core and photographed. Prints one JSON line per step as it goes; waits
 // for the test's signals where only the test can act. Called by
@@ -145,6 +146,8 @@ try {
   // 3. The nurse pages the role by name (autocompleted), STAT.
   await nav(nurse).getByRole("button", { name: "Page a role" }).click();
   await nurse.getByRole("heading", { level: 2, name: "Page a role" }).waitFor();
+  // The roles to choose from come from the directory: wait for them.
+  await nurse.locator("#page-roles option").first().waitFor({ state: "attached", timeout: 15000 });
   const offered = await nurse.locator("#page-roles option").evaluateAll((o) => o.map((x) => x.value));
   await nurse.getByLabel("Role", { exact: true }).fill(cfg.role);
   await nurse.getByLabel("Message", { exact: true }).fill(cfg.stat);
@@ -160,7 +163,7 @@ try {
 
   // 4. Nobody answers: the test moves the clock through two steps of the
   // ladder. The nurse's screen shows each as it happens.
-  await waitForSignal(cfg.signals, "escalated");
+  const { stat: statId } = await waitForSignal(cfg.signals, "escalated");
   await ladder.getByText(/Alerted again/).waitFor({ timeout: 30000 });
   await ladder.getByText(new RegExp(`Backup brought in: ${cfg.backup.name}`)).waitFor({ timeout: 30000 });
   const escalated = await ladder.innerText();
@@ -204,6 +207,106 @@ try {
   const backupAfter = await messages(backup).innerText();
   await audit(nurse, "recalled");
   log("recalled", { outcome: (await outcome.count()) ? await outcome.innerText() : null, backupAfter });
+
+  // 6b. Disappearing messages: one that lives five minutes; then the
+  // conversation's own lifespan, an hour, for every message after.
+  await nurse.getByRole("textbox", { name: "Message" }).fill(cfg.ephemeral);
+  await nurse.getByLabel("Disappears", { exact: true }).selectOption("300");
+  await nurse.getByRole("button", { name: "Send" }).click();
+  const eph = messages(backup).locator("li.theirs", { hasText: cfg.ephemeral });
+  await eph.waitFor({ timeout: 30000 });
+  const ephemeralMeta = await eph.locator(".meta").innerText();
+  await nurse.getByText("Disappearing messages", { exact: true }).click();
+  await nurse.getByLabel("Messages here disappear").selectOption("3600");
+  await nurse.getByRole("button", { name: "Save", exact: true }).click();
+  await nurse.getByText("Saved: it applies to messages sent from now on.").waitFor({ timeout: 15000 });
+  const lifespanNote = await nurse.locator("p.note", { hasText: "disappear" }).innerText();
+  await audit(nurse, "lifespan");
+  await nurse.getByRole("textbox", { name: "Message" }).fill(cfg.afterLifespan);
+  await nurse.getByRole("button", { name: "Send" }).click();
+  const later = messages(backup).locator("li.theirs", { hasText: cfg.afterLifespan });
+  await later.waitFor({ timeout: 30000 });
+  log("disappearing", { ephemeralMeta, lifespanNote, laterMeta: await later.locator(".meta").innerText() });
+
+  // 7. Break-glass: Ben is not on the bed 4 team. Opening the patient
+  // asks him why; with a reason he is in, for a limited time, under a
+  // banner; the team's recent messages reach him from a member's device.
+  await nav(backup).getByRole("button", { name: "Open a patient" }).click();
+  await backup.getByLabel("Patient reference").fill(cfg.patient);
+  await backup.getByRole("button", { name: "Open", exact: true }).click();
+  await backup.getByRole("heading", { level: 3, name: "Break the glass" }).waitFor({ timeout: 15000 });
+  const asked = await backup.locator("form.break-glass").innerText();
+  await audit(backup, "break-glass-reason");
+  await backup.getByLabel("Why do you need access now?").fill(cfg.breakGlassReason);
+  await backup.getByRole("button", { name: "Break the glass" }).click();
+  const threads = backup.getByRole("list", { name: "Patient's threads" });
+  await threads.waitFor({ timeout: 30000 });
+  const glass = backup.getByRole("region", { name: "Break-glass access" });
+  await glass.waitFor({ timeout: 30000 });
+  await audit(backup, "break-glass-open");
+  log("broke_glass", { asked, threads: await threads.innerText(), banner: await glass.innerText() });
+  await threads.getByRole("button", { name: /^Open / }).first().click();
+  await messages(backup).getByText(cfg.patientMessage).waitFor({ timeout: 60000 });
+  await audit(backup, "break-glass-thread");
+  log("patient_thread", { shown: await messages(backup).innerText() });
+  // The grant runs out (the test moves the clock): the banner goes, and
+  // the thread says he is no longer in it.
+  const { sharedCode } = await waitForSignal(cfg.signals, "expired");
+  await glass.waitFor({ state: "detached", timeout: 60000 });
+  await backup.getByText("You are no longer in this conversation.").waitFor({ timeout: 60000 });
+  await audit(backup, "break-glass-expired");
+  // Five minutes on, the disappearing message is gone from both browsers.
+  await messages(nurse).getByText(cfg.ephemeral).waitFor({ state: "detached", timeout: 90000 });
+  await inList(backup, `Page: ${cfg.role}`).first().click();
+  await messages(backup).getByText(cfg.afterLifespan).waitFor({ timeout: 15000 });
+  await messages(backup).getByText(cfg.ephemeral).waitFor({ state: "detached", timeout: 90000 });
+  log("expired", { listed: await backup.locator("body").innerText() });
+
+  // 8. The link an escalation text carries, opened in the backup's browser
+  // (a reload: the PIN opens it again) leads to that message; the address
+  // keeps no trace of it.
+  await backup.goto(`${cfg.url}alerts/${statId}`);
+  await backup.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+  await backup.getByRole("button", { name: "Unlock" }).click();
+  const linked = messages(backup).locator("li.found");
+  await linked.waitFor({ timeout: 30000 });
+  await audit(backup, "alert-link");
+  log("alert_link", { address: backup.url(), shown: await linked.innerText() });
+
+  // 9. A shared computer on the ward: the nurse says so at sign-in; her
+  // sign-out removes the browser from her devices and erases its store.
+  const wardCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const ward = await wardCtx.newPage();
+  watch(ward, "shared computer");
+  await ward.goto(cfg.url);
+  await ward.getByLabel("Organisation").fill(cfg.org);
+  await ward.getByLabel("E-mail").fill(cfg.nurse.email);
+  await ward.getByLabel("Password").fill(cfg.password);
+  await ward.getByLabel(/This is a shared computer/).check();
+  await audit(ward, "shared-sign-in");
+  await ward.keyboard.press("Enter");
+  await ward.getByLabel(/authenticator app/).fill(sharedCode);
+  await ward.keyboard.press("Enter");
+  await ward.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+  await ward.getByLabel("PIN again").fill(cfg.pin);
+  await ward.getByRole("button", { name: "Set up this browser" }).click();
+  await conversations(ward).waitFor({ timeout: 30000 });
+  const sharedNote = await ward.locator("p.note", { hasText: "Shared computer" }).innerText();
+  // A new device of hers: her other browser shares its recent messages again.
+  await inList(ward, `Page: ${cfg.role}`).first().click({ timeout: 60000 });
+  await messages(ward).getByText(cfg.afterLifespan).waitFor({ timeout: 60000 });
+  const sharedDevice = await ward.evaluate(() => localStorage.getItem("wardline.device"));
+  const hadStore = await ward.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
+  await audit(ward, "shared-open");
+  await ward.getByRole("button", { name: "Sign out", exact: true }).click();
+  await ward.getByRole("heading", { level: 1, name: "Sign in" }).waitFor({ timeout: 30000 });
+  const left = await ward.evaluate(async () => ({
+    databases: (await indexedDB.databases()).map((d) => d.name),
+    caches: await caches.keys(),
+    serviceWorkers: (await navigator.serviceWorker.getRegistrations()).length,
+    deviceId: localStorage.getItem("wardline.device"),
+  }));
+  log("shared_signed_out", { sharedNote, sharedDevice, hadStore, left });
 
   if (problems.length) fail(problems.join("\n"));
 } catch (e) {

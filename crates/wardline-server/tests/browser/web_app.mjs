@@ -122,7 +122,7 @@ try {
   log("signed_in", { ...home, text });
 
   // 5. Sign out: back to sign-in.
-  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
   log("signed_out", await screen("signed-out", "Sign in"));
 
   // 6. A newcomer's first sign-in: second-factor enrolment by QR code.

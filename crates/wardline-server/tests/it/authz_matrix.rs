@@ -977,6 +977,13 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::GET,
+            template: "/api/v1/routing/break-glass/mine",
+            query: "",
+            rule: perm(Messaging, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
             template: "/api/v1/routing/notifications",
             query: "",
             rule: perm(BreakGlassReview, false),

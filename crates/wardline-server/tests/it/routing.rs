@@ -292,18 +292,38 @@ async fn stat_page_escalates_across_a_restart_and_stops_when_acknowledged(backen
         !sent.contains("CANARY") && !sent.contains("chest"),
         "{sent}"
     );
-    let page = t
-        .http()
+    // The link leads into the web app at that message (the id in the
+    // fragment, which no server sees again), or, without the app, says to
+    // sign in on a device; never anything of the message.
+    let no_redirects = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&t.ca_pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = no_redirects
         .get(format!("{}/alerts/{s2}", t.url))
         .send()
         .await
         .unwrap();
+    if wardline_server::routes::web_app::built() {
+        assert_eq!(page.status(), 303);
+        assert_eq!(page.headers()["location"], format!("/#alert={s2}").as_str());
+    } else {
+        assert_eq!(page.status(), 200);
+        let body = page.text().await.unwrap();
+        assert!(
+            body.contains("sign in") && !body.contains("CANARY"),
+            "{body}"
+        );
+    }
+    // Not a message id: the notice, whatever is built.
+    let page = no_redirects
+        .get(format!("{}/alerts/not-an-id", t.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    let body = page.text().await.unwrap();
-    assert!(
-        body.contains("sign in") && !body.contains("CANARY"),
-        "{body}"
-    );
+    assert!(page.text().await.unwrap().contains("sign in"));
     // Acknowledging the merged message closes the escalation it joined.
     let e = a.acknowledge(conv, s3).await.unwrap();
     assert_eq!(e.state, EscalationState::Acknowledged);
@@ -894,7 +914,9 @@ async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
             })
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+        // A code of its own: a client asks for the reason, rather than
+        // telling her she may not.
+        assert_eq!(e.code(), Some(ErrorCode::BreakGlassReasonRequired));
         assert!(e.to_string().contains("reason"), "{e}");
     }
     assert!(
@@ -978,6 +1000,21 @@ async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
     assert_eq!(grants.grants[0].reason.as_deref(), Some(reason));
     let denied = dana.client.break_glass_grants().await.unwrap_err();
     assert_eq!(denied.code(), Some(ErrorCode::Forbidden));
+    // Her own, while it runs, with her reason (her app's banner); nobody else's.
+    let mine = dana.client.own_break_glass_grants().await.unwrap();
+    assert_eq!(mine.grants.len(), 1);
+    assert_eq!(
+        (mine.grants[0].id, mine.grants[0].reason.as_deref()),
+        (grant.id, Some(reason))
+    );
+    assert!(
+        ben.client
+            .own_break_glass_grants()
+            .await
+            .unwrap()
+            .grants
+            .is_empty()
+    );
     let log = actions(&t).await;
     assert!(has_action(&log, "break_glass.grant", &grant.id.to_string()));
 
@@ -1001,8 +1038,25 @@ async fn break_glass_needs_a_reason_expires_and_is_reported(backend: Backend) {
     .await;
     let c = a.api.conversation(conv).await.unwrap();
     assert!(!c.members.contains(&dana.user.id));
+    // A member's device commits her device out of the group; her device
+    // learns from that commit that it is out (its copy closes).
+    a.sync().await.unwrap();
+    d.sync().await.unwrap();
+    assert!(
+        d.core.conversations[&conv].closed,
+        "her device knows it is out"
+    );
     let e = d.api.conversation(conv).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NotFound));
+    assert!(
+        d.api
+            .own_break_glass_grants()
+            .await
+            .unwrap()
+            .grants
+            .is_empty(),
+        "ended: no banner"
+    );
     let log = actions(&t).await;
     assert!(has_action(
         &log,

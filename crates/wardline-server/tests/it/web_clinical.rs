@@ -109,6 +109,40 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
     let mut writer = devices.of(&clerk, "Ward clerk's terminal").await;
     let (ana_device, clerk_device) = (oncall.core.mls.device, writer.core.mls.device);
 
+    // A patient thread of another team, for break-glass: Ana and Carla are
+    // the bed 4 team; break-glass lasts five minutes here.
+    let mut policy = admin.client.policy().await.unwrap();
+    policy.routing.break_glass_minutes = 5;
+    admin.client.set_policy(&policy).await.unwrap();
+    let team = admin
+        .client
+        .create_care_team(&CreateCareTeamRequest {
+            name: "Bed 4 team".into(),
+            department_id: Some(dept.id),
+            members: vec![ana.user.id, carla.user.id],
+        })
+        .await
+        .unwrap();
+    let patient = "MRN-55501";
+    let ephemeral = "Door code for the on-call room is 4471";
+    let after_lifespan = "Family meeting moved to 16:00";
+    let patient_text = "K+ 6.1 in bed 4, repeat sent, ECG ordered";
+    let bed4 = oncall
+        .create(&CreateConversationRequest {
+            kind: ConversationKind::Group,
+            title: Some("Bed 4".into()),
+            members: vec![carla.user.id],
+            patient_ref: Some(patient.into()),
+            care_team_id: Some(team.id),
+        })
+        .await
+        .unwrap()
+        .id;
+    oncall
+        .send(bed4, MessageContent::text(patient_text), Priority::Routine)
+        .await
+        .unwrap();
+
     t.next_totp_step();
     let codes = |secret: &str| serde_json::json!([t.totp_code(secret)]);
     let stat = "STAT chest pain bed 4, troponin rising, ECG changes";
@@ -132,6 +166,11 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
             "searchWord": "latex",
             "searchPartial": "nitri",
             "lastFiller": format!("Obs round {FILLER}: all stable"),
+            "ephemeral": ephemeral,
+            "afterLifespan": after_lifespan,
+            "patient": patient,
+            "patientMessage": patient_text,
+            "breakGlassReason": "Covering the cardiac arrest call in bed 4, the team is in theatre",
             "nurse": { "email": nurse.user.email, "name": "Nora Night", "codes": codes(&nurse.totp_secret) },
             "backup": { "email": ben.user.email, "name": "Ben Backup", "codes": codes(&ben.totp_secret) },
         }),
@@ -279,7 +318,7 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
         (e.events.len() == 2).then_some(())
     })
     .await;
-    live.signal("escalated");
+    live.signal_with("escalated", serde_json::json!({ "stat": message.id }));
     let escalated = live.step("escalated").await;
     let ladder = escalated["ladder"].as_str().unwrap();
     assert!(ladder.contains("Alerted again: Ana Oncall"), "{ladder}");
@@ -355,5 +394,150 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
     })
     .await;
     assert!(!texts(&oncall, conv).iter().any(|t| t == wrong));
+
+    // A disappearing message (five minutes) and, after the conversation's
+    // lifespan was set (an hour), one that lives an hour: both say so where
+    // they arrive; Ana's phone has them.
+    let d = live.step("disappearing").await;
+    assert!(
+        d["ephemeralMeta"]
+            .as_str()
+            .unwrap()
+            .contains("disappears at"),
+        "{d}"
+    );
+    assert!(
+        d["lifespanNote"]
+            .as_str()
+            .unwrap()
+            .contains("Messages here disappear 1 hour after they are sent"),
+        "{d}"
+    );
+    assert!(
+        d["laterMeta"].as_str().unwrap().contains("disappears at"),
+        "{d}"
+    );
+    let ttl = until("the disappearing messages on Ana's phone", async || {
+        oncall.sync().await.unwrap();
+        let c = &oncall.core.conversations[&conv];
+        let e = c.messages.iter().find(|m| m.content.text == ephemeral)?;
+        let l = c
+            .messages
+            .iter()
+            .find(|m| m.content.text == after_lifespan)?;
+        Some((e.expires_at? - e.sent_at, l.expires_at? - l.sent_at))
+    })
+    .await;
+    assert_eq!(ttl, (300, 3600));
+
+    // Break-glass from Ben's browser: with a reason, a banner while it
+    // lasts. Ana's phone (a member) takes his device in and shares the
+    // thread's recent messages again.
+    let broke = live.step("broke_glass").await;
+    assert!(
+        broke["threads"]
+            .as_str()
+            .unwrap()
+            .contains("Bed 4 · break-glass until"),
+        "{broke}"
+    );
+    let banner = broke["banner"].as_str().unwrap();
+    assert!(
+        banner.contains("Break-glass access to Bed 4 until")
+            && banner.contains("Reason given: Covering the cardiac arrest call"),
+        "{banner}"
+    );
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let member = tokio::spawn(async move {
+        while !*stopped.borrow() {
+            oncall.sync().await.unwrap();
+            let _ = tokio::time::timeout(Duration::from_millis(300), stopped.changed()).await;
+        }
+        oncall
+    });
+    let thread = live.step("patient_thread").await;
+    assert!(
+        thread["shown"].as_str().unwrap().contains(patient_text),
+        "{thread}"
+    );
+    // Five minutes on, the grant ends: Ana's phone commits his device out
+    // of the group, and his browser is out of the thread.
+    let ben_api = t.sign_in_mfa(&ben).await;
+    assert_eq!(
+        ben_api.own_break_glass_grants().await.unwrap().grants.len(),
+        1
+    );
+    t.clock.advance(301);
+    until("the grant to end", async || {
+        ben_api
+            .own_break_glass_grants()
+            .await
+            .unwrap()
+            .grants
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    t.next_totp_step();
+    live.signal_with(
+        "expired",
+        serde_json::json!({ "sharedCode": t.totp_code(&nurse.totp_secret) }),
+    );
+    let expired = live.step("expired").await;
+    stop.send(true).unwrap();
+    let oncall = member.await.unwrap();
+    // The five-minute message is gone from Ana's phone too; the hour one stays.
+    let left = texts(&oncall, conv);
+    assert!(!left.iter().any(|t| t == ephemeral), "{left:?}");
+    assert!(left.iter().any(|t| t == after_lifespan), "{left:?}");
+    assert!(
+        !expired["listed"]
+            .as_str()
+            .unwrap()
+            .contains("Break-glass access"),
+        "{expired}"
+    );
+    // The escalation text's link, in his browser: the PIN, then the STAT.
+    let link = live.step("alert_link").await;
+    assert!(link["shown"].as_str().unwrap().contains(stat), "{link}");
+    assert!(
+        !link["address"]
+            .as_str()
+            .unwrap()
+            .contains(&message.id.to_string()),
+        "{link}"
+    );
+    // The shared computer kept nothing, and is not among her devices.
+    let shared = live.step("shared_signed_out").await;
+    assert!(
+        shared["sharedNote"]
+            .as_str()
+            .unwrap()
+            .starts_with("Shared computer"),
+        "{shared}"
+    );
+    assert!(
+        shared["hadStore"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "wardline"),
+        "{shared}"
+    );
+    let left = &shared["left"];
+    assert_eq!(left["databases"], serde_json::json!([]), "{shared}");
+    assert_eq!(left["caches"], serde_json::json!([]), "{shared}");
+    assert_eq!(left["serviceWorkers"], 0, "{shared}");
+    assert!(left["deviceId"].is_null(), "{shared}");
+    let removed: uuid::Uuid = shared["sharedDevice"].as_str().unwrap().parse().unwrap();
+    let theirs = t
+        .sign_in_mfa(&admin)
+        .await
+        .user_devices(nurse.user.id)
+        .await
+        .unwrap()
+        .devices;
+    assert!(!theirs.iter().any(|d| d.id == removed), "{theirs:?}");
+    assert!(!theirs.is_empty(), "her own browser stays: {theirs:?}");
     live.finish().await;
 }
