@@ -20,6 +20,7 @@ import {
   RecallOutcome,
   SearchResults,
 } from "./Clinical";
+import { PatientReplies, PatientsPanel } from "./Patients";
 import type {
   Attachment,
   ConversationSummary,
@@ -209,7 +210,9 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
   const [names, setNames] = useState<Record<string, string>>({});
   const [selected, setSelected] = useState<string | null>(null);
   /** What the main pane shows instead of a conversation. */
-  const [panel, setPanel] = useState<null | "new" | "page" | "directory" | "patient" | { search: string; n: number }>(null);
+  const [panel, setPanel] = useState<
+    null | "new" | "page" | "directory" | "patient" | { patients: string | null } | { search: string; n: number }
+  >(null);
   /** What a page to a role said about who it reached, by conversation. */
   const [notices, setNotices] = useState<Record<string, string>>({});
   /** A message to open the conversation at (from search or an alert). */
@@ -262,6 +265,7 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
     )}
     <AwaitingBanner titleOf={titleById} onOpen={(c, m) => openAt(c, m)} />
     <BreakGlassBanner titleOf={titleById} />
+    <PatientReplies onOpen={(patient) => setPanel({ patients: patient })} />
     <div className="chat">
       <nav aria-label="Conversations" className="conversations">
         <PresenceControl />
@@ -294,6 +298,9 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
           </button>
           <button type="button" className="secondary" onClick={() => setPanel("patient")}>
             Open a patient
+          </button>
+          <button type="button" className="secondary" onClick={() => setPanel({ patients: null })}>
+            Texting patients
           </button>
         </div>
         {list.length === 0 && <p>No conversations yet.</p>}
@@ -344,6 +351,13 @@ function ChatScreen({ me, allowCopy, allowForwarding }: { me: string; allowCopy:
         <DirectoryPanel me={me} onMessage={messageColleague} onClose={() => setPanel(null)} />
       ) : panel === "patient" ? (
         <PatientPanel titleOf={titleById} onOpen={(c) => openAt(c, null)} onClose={() => setPanel(null)} />
+      ) : panel && "patients" in panel ? (
+        <PatientsPanel
+          key={panel.patients ?? ""}
+          open={panel.patients}
+          onOpen={(patient) => setPanel({ patients: patient })}
+          onClose={() => setPanel(null)}
+        />
       ) : panel ? (
         <SearchResults
           key={panel.n}

@@ -580,6 +580,42 @@ impl Device {
         to_json(&found)
     }
 
+    /// Seals a secure message to a patient on this device
+    /// (`core::patient::seal_for_patient`): the request's `sealed` part,
+    /// `{ ciphertext, key_fragment }` (JSON). Keep the fragment with
+    /// [`Device::keep_patient_key`] once the server has named the message.
+    pub fn seal_for_patient(&self, text: &str) -> String {
+        let (ciphertext, fragment) = wardline_client::core::patient::seal_for_patient(text);
+        to_json(&wardline_proto::patients::ClientSealed {
+            ciphertext: wardline_proto::messaging::B64(ciphertext),
+            key_fragment: fragment.to_string(),
+        })
+    }
+
+    /// Keeps the key of a secure message this device sealed (stored with the
+    /// rest of the state: seal and store after).
+    pub fn keep_patient_key(&mut self, message: &str, fragment: &str) -> Result<(), JsError> {
+        self.core
+            .patient_keys
+            .insert(uuid(message)?, fragment.to_owned());
+        Ok(())
+    }
+
+    /// A patient thread (`PatientThread`, JSON) with the messages this
+    /// device sealed opened (`text` filled in); others' sealed messages
+    /// stay sealed (`text` empty).
+    pub fn open_patient_thread(&self, thread: &str) -> Result<String, JsError> {
+        let mut t: wardline_proto::patients::PatientThread = from_json("patient thread", thread)?;
+        for m in &mut t.messages {
+            if let (Some(sealed), Some(key)) = (&m.sealed, self.core.patient_keys.get(&m.id))
+                && let Some(text) = wardline_client::core::patient::open_for_patient(&sealed.0, key)
+            {
+                m.text = text;
+            }
+        }
+        Ok(to_json(&t))
+    }
+
     /// Where message `id` is: `{ conversation, after }` (JSON; `after`:
     /// messages following it there), or none when it is not on this device.
     pub fn locate(&self, id: &str) -> Result<Option<String>, JsError> {

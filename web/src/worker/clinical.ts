@@ -37,6 +37,7 @@ let roleNames: Map<string, { name: string; department: string | null }> | null =
 device.onEvents((events: CoreEvent[]) => {
   for (const e of events) {
     if (e.kind === "alert") escalations.delete(e.alert.message_id);
+    if (e.kind === "removed") grants = null;
     if (e.kind === "recalled") escalations.delete(e.message);
   }
 });
@@ -44,6 +45,7 @@ device.onEvents((events: CoreEvent[]) => {
 // What this module keeps goes with the device.
 device.onClose(() => {
   escalations.clear();
+  grants = null;
   roleNames = null;
 });
 
@@ -262,6 +264,7 @@ export async function openPatient(patientRef: string, reason: string | null): Pr
       body: { patient_ref: patientRef.trim(), reason: reason?.trim() || undefined },
     }),
   );
+  if (r.grants.length) grants = null;
   for (const c of r.conversations) {
     await device.adopt(() =>
       call(() => api.GET("/api/v1/conversations/{id}", { params: { path: { id: c.conversation_id } } })),
@@ -273,11 +276,27 @@ export async function openPatient(patientRef: string, reason: string | null): Pr
   };
 }
 
-/** This person's break-glass access still running: which threads, until when, and why. */
+/** Running grants as last fetched, and when (ms); fetched again when they can have changed. */
+let grants: { list: GrantView[]; at: number } | null = null;
+/** Grants are asked again at least this often (ms): one ended early, elsewhere. */
+const GRANTS_STALE_MS = 60_000;
+
+/**
+ * This person's break-glass access still running: which threads, until
+ * when, and why. The page asks on every change; the server is asked only
+ * when the answer can differ — after opening a patient here, once the
+ * earliest grant's time is up, when this device leaves a group, or after a
+ * minute.
+ */
 export async function breakGlass(): Promise<GrantView[]> {
   device.open();
+  const now = Date.now();
+  const ends = Math.min(...(grants?.list.map((g) => g.until * 1000) ?? [Infinity]));
+  if (grants && now - grants.at < GRANTS_STALE_MS && now < ends) return grants.list;
   const mine = await call(() => api.GET("/api/v1/routing/break-glass/mine"));
-  return mine.grants.map((g) => ({ conversation: g.conversation_id, until: g.expires_at, reason: g.reason ?? "" }));
+  const list = mine.grants.map((g) => ({ conversation: g.conversation_id, until: g.expires_at, reason: g.reason ?? "" }));
+  grants = { list, at: now };
+  return list;
 }
 
 /** Where a message is on this device (an alert link's), or null when it is not (yet). */

@@ -710,6 +710,8 @@ async function connect() {
       return;
     }
     if (frame.type === "entry") batch.push(frame as unknown as S["InboxEntry"]);
+    // A patient replied (content-free: who, not what).
+    else if (frame.type === "notice") post({ event: "patient_notice", patient: String(frame.patient_id) });
     else if (frame.type === "idle") {
       // The server's clock, which disappearing messages go by (a field, not
       // a step: set at once; the expiry check stores what it deletes).
@@ -1047,6 +1049,14 @@ export function setLifespan(conv: string, ttlSecs: number | null) {
       }),
     );
   }).then((c) => ({ lifespan: c.lifecycle.message_ttl_secs ?? null }));
+}
+
+/** Makes a change to the core and stores it before answering (a patient message's key). */
+export function keep(change: (d: Device) => void): Promise<void> {
+  return exclusive(async () => {
+    change(open());
+    await persist();
+  });
 }
 
 /** Catches up with the inbox now (after a change made on the server, such as a recall). */

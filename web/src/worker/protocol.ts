@@ -60,7 +60,10 @@ export type Request =
   | { op: "search"; query: string }
   | { op: "openPatient"; patientRef: string; reason: string | null }
   | { op: "breakGlass" }
-  | { op: "locate"; message: string };
+  | { op: "locate"; message: string }
+  | { op: "patients" }
+  | { op: "patientThread"; patient: string }
+  | { op: "sendSecure"; patient: string; text: string; teamReadable: boolean };
 
 export type PresenceStatus = S["PresenceStatus"];
 export type Presence = S["Presence"];
@@ -122,6 +125,20 @@ export interface PatientView {
   conversations: { id: string; via: S["AccessVia"] }[];
   /** Break-glass grants this opening made: until when (Unix seconds). */
   grants: { conversation: string; until: number }[];
+}
+
+/** The practice's patient threads and patients, and who replied since staff last looked. */
+export interface PatientsView {
+  threads: S["PatientThreadSummary"][];
+  patients: { id: string; name: string; mrn: string | null }[];
+  /** Patients whose reply this person was told of and has not opened yet. */
+  replied: string[];
+}
+
+/** One patient and their thread, this browser's sealed messages opened. */
+export interface PatientThreadView {
+  patient: S["Patient"];
+  messages: S["PatientMessage"][];
 }
 
 /** Break-glass access still running, with the reason given. */
@@ -315,6 +332,9 @@ export interface Answers {
   setLifespan: { lifespan: number | null };
   breakGlass: GrantView[];
   locate: { conversation: string; after: number } | null;
+  patients: PatientsView;
+  patientThread: PatientThreadView;
+  sendSecure: string;
 }
 
 /** Page → worker. */
@@ -336,5 +356,7 @@ export type Outgoing =
   | { event: "new_device"; name: string }
   /** The server stopped (a time) or started (null) answering. */
   | { event: "connection"; offlineSince: number | null }
+  /** A patient this person wrote to replied (which patient; never what). */
+  | { event: "patient_notice"; patient: string }
   /** The device was wiped: its store is erased, the session ended. */
   | { event: "wiped"; message: string };

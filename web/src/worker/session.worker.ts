@@ -6,6 +6,7 @@
 import { api, call, currentToken, failure, Failed, hasToken, post, setToken, whenSessionEnds } from "./api";
 import * as clinical from "./clinical";
 import * as device from "./device";
+import * as patients from "./patients";
 import type { CurrentSession, Envelope, Reply, Request, SignInState } from "./protocol";
 
 let mfaToken: string | null = null;
@@ -204,6 +205,12 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return clinical.breakGlass();
     case "locate":
       return clinical.locate(r.message);
+    case "patients":
+      return patients.patients();
+    case "patientThread":
+      return patients.thread(r.patient);
+    case "sendSecure":
+      return patients.sendSecure(r.patient, r.text, r.teamReadable);
   }
 }
 

@@ -171,6 +171,8 @@ struct Persisted {
     receipts: BTreeMap<Uuid, (i64, MessageReceipts)>,
     #[serde(default)]
     shown: BTreeMap<Uuid, Uuid>,
+    #[serde(default)]
+    patient_keys: BTreeMap<Uuid, String>,
 }
 
 /// Receipts kept for reading offline: the most recently fetched this many.
@@ -198,6 +200,12 @@ pub struct ChatCore {
     /// Per conversation, the newest message shown to the person: unread
     /// counts run from there (the web app's list).
     pub shown: BTreeMap<Uuid, Uuid>,
+    /// Keys (the link's `k=` fragment) of the secure messages to patients
+    /// this device sealed, by message id: only the writer's device and the
+    /// patient can open them (`patients.secure_messages`), and this is
+    /// where the writer's copy of the key lives (the CLI keeps its own
+    /// file, `patient_keys`).
+    pub patient_keys: BTreeMap<Uuid, String>,
 }
 
 /// Devices a group must gain or lose to match the server's membership.
@@ -233,6 +241,7 @@ impl ChatCore {
             directory: BTreeMap::new(),
             receipts: BTreeMap::new(),
             shown: BTreeMap::new(),
+            patient_keys: BTreeMap::new(),
         })
     }
 
@@ -278,6 +287,7 @@ impl ChatCore {
             directory: self.directory.clone(),
             receipts: self.receipts.clone(),
             shown: self.shown.clone(),
+            patient_keys: self.patient_keys.clone(),
         };
         let json = Zeroizing::new(serde_json::to_vec(&p).expect("state serialises"));
         key.seal_as(context, &json)
@@ -308,6 +318,7 @@ impl ChatCore {
             directory: p.directory,
             receipts: p.receipts,
             shown: p.shown,
+            patient_keys: p.patient_keys,
         })
     }
 

@@ -1574,6 +1574,84 @@ async fn a_patient_reply_is_told_to_those_who_wrote(backend: Backend) {
     );
 }
 
+/// Issue 22, item 8: patient texting from the web app
+/// (`tests/browser/patient_threads.mjs`): a secure message sealed in the
+/// nurse's browser (the server never holds its text; her browser reads it
+/// back with the key it kept) and one readable by the team, each a text
+/// with a link and nothing else; the patient's answer by SMS is told to her
+/// at once across the top of her screen and read in the thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurse_texts_a_patient_from_the_web_app() {
+    if !crate::common::browser::browser_available() || !crate::web_app::web_app_built() {
+        return;
+    }
+    let t = server(Backend::Sqlite, |_| {}).await.unwrap();
+    let (admin, nurse) = practice(&t).await;
+    let org = admin.user.org_id;
+    let log = t.config.sms_file_path();
+    let patient = new_patient(&nurse, "en").await;
+    consent(&nurse, patient.id, ConsentScope::SecureMessages, true).await;
+    t.next_totp_step();
+    let team_text = "Your appointment moved to Friday 10:00; bring your inhaler";
+    let reply = "Can I come at 3 instead?";
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let mut live = crate::common::browser::Live::start(
+        "patient_threads.mjs",
+        serde_json::json!({
+            "url": format!("{}/", t.url),
+            "org": "clinic",
+            "password": crate::common::PASSWORD,
+            "pin": "4711 heron",
+            "screenshots": screenshots,
+            "patient": patient.name,
+            "sealedText": SEALED_TEXT,
+            "teamText": team_text,
+            "reply": reply,
+            "nurse": { "email": nurse.user.email, "codes": [t.totp_code(&nurse.totp_secret)] },
+        }),
+        Some(&t.ca_pem),
+    );
+    let sent = live.step("sent").await;
+    let shown = sent["thread"].as_str().unwrap();
+    assert!(
+        shown.contains(SEALED_TEXT) && shown.contains(team_text),
+        "{sent}"
+    );
+    // Two texts, each a notice with a link, neither with the message.
+    let sms = wait_for_sms(&log, 2).await;
+    for s in &sms[..2] {
+        let body = s["body"].as_str().unwrap();
+        assert!(!body.contains("TSH") && !body.contains("inhaler"), "{body}");
+        assert!(link_in(s).starts_with("https://"), "{body}");
+    }
+    // The server holds the team's message readable, the sealed one not at all.
+    let thread = nurse.client.patient_thread(patient.id).await.unwrap();
+    let sealed = thread
+        .messages
+        .iter()
+        .find(|m| m.sealed.is_some())
+        .expect("the browser sealed one");
+    assert!(sealed.text.is_empty());
+    assert!(thread.messages.iter().any(|m| m.text == team_text));
+    assert!(!contains(&database_bytes(&t).await, "levothyroxine"));
+
+    // The patient answers by SMS.
+    assert_eq!(texts_from(&t, org, reply).await.status(), StatusCode::OK);
+    live.signal("replied");
+    let r = live.step("reply").await;
+    assert!(
+        r["told"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{} replied", patient.name)),
+        "{r}"
+    );
+    assert!(r["listed"].as_str().unwrap().contains("1 unread"), "{r}");
+    assert!(r["thread"].as_str().unwrap().contains(reply), "{r}");
+    assert!(nurse.client.notices().await.unwrap().notices.is_empty());
+    live.finish().await;
+}
+
 both_backends!(
     a_patient_reply_is_told_to_those_who_wrote,
     secure_message_readers_are_the_organisations_choice,
