@@ -7,7 +7,10 @@ import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { Problem, useAction } from "./ui";
 import { ask, onNews } from "./session";
 import { When } from "./format";
+import type { components } from "./api/schema";
 import type { PatientThreadView, PatientsView } from "./worker/protocol";
+
+type Template = components["schemas"]["Template"];
 
 /** How often the list of threads is asked again while open (ms), besides on news. */
 const PATIENTS_POLL_MS = 30_000;
@@ -211,6 +214,92 @@ function PatientThread({ patient, onBack }: { patient: string; onBack: () => voi
         </form>
       )}
       {sent && <p role="status">{sent}</p>}
+      {p && <TemplateForm patient={p} onSent={refresh} />}
     </section>
+  );
+}
+
+/** The server's own placeholders: never asked of the sender. */
+const SERVER_FILLS = new Set(["link", "expires_hours", "practice_phone", "code"]);
+
+/** An input type for a placeholder, as the server reads its value. */
+function inputType(placeholder: string): string {
+  if (placeholder.endsWith("date")) return "date";
+  if (placeholder.endsWith("time")) return "time";
+  if (placeholder.endsWith("phone")) return "tel";
+  return "text";
+}
+
+/**
+ * A text from one of the organisation's approved templates, in the
+ * patient's language: a reminder goes as a plain text (no health
+ * information), a `phi` one as a secure message behind a link.
+ */
+function TemplateForm({ patient, onSent }: { patient: PatientThreadView["patient"]; onSent: () => void }) {
+  const [templates, setTemplates] = useState<Template[]>([]);
+  const [key, setKey] = useState("");
+  const [done, setDone] = useState<string | null>(null);
+  const { busy, failure, run } = useAction();
+  useEffect(() => {
+    ask({ op: "templates" }).then((r) => {
+      if (!r.ok) return;
+      // The notice that announces a secure message is the server's to send.
+      const mine = r.value.filter((t) => t.language === patient.language && t.key !== "new_secure_message");
+      setTemplates(mine);
+      setKey(mine[0]?.key ?? "");
+    });
+  }, [patient.language]);
+  const t = templates.find((x) => x.key === key);
+  if (templates.length === 0) return null;
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    if (!t) return;
+    const f = new FormData(e.currentTarget);
+    const params = Object.fromEntries(
+      t.placeholders.filter((x) => !SERVER_FILLS.has(x)).map((x) => [x, String(f.get(`param-${x}`) ?? "")]),
+    );
+    setDone(null);
+    const status = await run(() => ask({ op: "sendTemplate", patient: patient.id, template: t.key, params }));
+    if (status) {
+      setDone(status === "queued" ? "Queued: it goes when the patient's quiet hours end, or in a moment." : "Sent.");
+      onSent();
+    }
+  };
+  return (
+    <form onSubmit={submit} className="template">
+      <h3>Send a text from a template</h3>
+      <label htmlFor="template">Template</label>
+      <select id="template" value={key} onChange={(e) => setKey(e.target.value)}>
+        {templates.map((x) => (
+          <option key={x.key} value={x.key}>
+            {x.key.replace(/_/g, " ")}
+          </option>
+        ))}
+      </select>
+      {t && (
+        <>
+          <p className="hint">
+            {t.class === "phi"
+              ? "Health information: sent as a secure message behind a link."
+              : "A plain text: no health information."}{" "}
+            “{t.body}”
+            {t.sms && ` (${t.sms.segments} SMS part${t.sms.segments === 1 ? "" : "s"})`}
+          </p>
+          {t.placeholders
+            .filter((x) => !SERVER_FILLS.has(x))
+            .map((x) => (
+              <div key={`${t.key}/${x}`}>
+                <label htmlFor={`param-${x}`}>{x.replace(/_/g, " ")}</label>
+                <input id={`param-${x}`} name={`param-${x}`} type={inputType(x)} required />
+              </div>
+            ))}
+        </>
+      )}
+      <Problem failure={failure} />
+      <button type="submit" disabled={busy}>
+        {busy ? "Sending…" : "Send text"}
+      </button>
+      {done && <p role="status">{done}</p>}
+    </form>
   );
 }

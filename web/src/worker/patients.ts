@@ -62,3 +62,23 @@ export async function sendSecure(patient: string, text: string, teamReadable: bo
   await device.keep((dev) => dev.keep_patient_key(r.message_id!, sealed.key_fragment));
   return r.message_id;
 }
+
+/** The organisation's approved texts (built-in or its own), for the template form. */
+export async function templates(): Promise<S["Template"][]> {
+  device.open();
+  return (await call(() => api.GET("/api/v1/sms/templates"))).templates;
+}
+
+/**
+ * Sends a template to a patient: a `no_phi` one as a plain text, a `phi`
+ * one as a secure message behind a link. The server checks consent, quiet
+ * hours and the values (dates, times, phone numbers) and fills its own
+ * placeholders.
+ */
+export async function sendTemplate(patient: string, template: string, params: Record<string, string>): Promise<string> {
+  device.open();
+  const r = await call(() =>
+    api.POST("/api/v1/patients/{id}/texts", { params: { path: { id: patient } }, body: { template, params } }),
+  );
+  return r.sms.status;
+}

@@ -63,7 +63,9 @@ export type Request =
   | { op: "locate"; message: string }
   | { op: "patients" }
   | { op: "patientThread"; patient: string }
-  | { op: "sendSecure"; patient: string; text: string; teamReadable: boolean };
+  | { op: "sendSecure"; patient: string; text: string; teamReadable: boolean }
+  | { op: "templates" }
+  | { op: "sendTemplate"; patient: string; template: string; params: Record<string, string> };
 
 export type PresenceStatus = S["PresenceStatus"];
 export type Presence = S["Presence"];
@@ -335,6 +337,9 @@ export interface Answers {
   patients: PatientsView;
   patientThread: PatientThreadView;
   sendSecure: string;
+  templates: S["Template"][];
+  /** The SMS's status as queued (`queued`, `held` for quiet hours …). */
+  sendTemplate: string;
 }
 
 /** Page → worker. */

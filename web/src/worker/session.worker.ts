@@ -211,6 +211,10 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return patients.thread(r.patient);
     case "sendSecure":
       return patients.sendSecure(r.patient, r.text, r.teamReadable);
+    case "templates":
+      return patients.templates();
+    case "sendTemplate":
+      return patients.sendTemplate(r.patient, r.template, r.params);
   }
 }
 

@@ -71,6 +71,7 @@ try {
   await audit(page, "sent");
   log("sent", { thread: await thread.innerText(), status });
 
+
   // 3. The patient answers by text: the nurse is told across the top, and reads it.
   await page.getByRole("button", { name: "All patients" }).click();
   await waitForSignal(cfg.signals, "replied");
@@ -88,6 +89,16 @@ try {
   await told.waitFor({ state: "detached", timeout: 30000 });
   await audit(page, "reply-read");
   log("reply", { told: toldText, listed, thread: await thread.innerText() });
+
+  // A reminder from the organisation's approved templates (consent for reminders recorded).
+  await page.getByLabel("Template", { exact: true }).selectOption("appointment_reminder");
+  await page.getByLabel("date", { exact: true }).fill("2026-12-14");
+  await page.getByLabel("time", { exact: true }).fill("09:30");
+  await audit(page, "template");
+  await page.getByRole("button", { name: "Send text" }).click();
+  const templated = page.locator("form.template p[role=status]");
+  await templated.waitFor({ timeout: 15000 });
+  log("template", { status: await templated.innerText() });
 
   if (problems.length) fail(problems.join("\n"));
 } catch (e) {

@@ -1591,6 +1591,7 @@ async fn a_nurse_texts_a_patient_from_the_web_app() {
     let log = t.config.sms_file_path();
     let patient = new_patient(&nurse, "en").await;
     consent(&nurse, patient.id, ConsentScope::SecureMessages, true).await;
+    consent(&nurse, patient.id, ConsentScope::Reminders, true).await;
     t.next_totp_step();
     let team_text = "Your appointment moved to Friday 10:00; bring your inhaler";
     let reply = "Can I come at 3 instead?";
@@ -1649,6 +1650,12 @@ async fn a_nurse_texts_a_patient_from_the_web_app() {
     assert!(r["listed"].as_str().unwrap().contains("1 unread"), "{r}");
     assert!(r["thread"].as_str().unwrap().contains(reply), "{r}");
     assert!(nurse.client.notices().await.unwrap().notices.is_empty());
+    // The reminder, from its template, with the values typed in the form.
+    let step = live.step("template").await;
+    assert!(step["status"].as_str().unwrap().len() > 1, "{step}");
+    let sms = wait_for_sms(&log, 3).await;
+    let reminder = sms[2]["body"].as_str().unwrap();
+    assert!(reminder.contains("09:30"), "{reminder}");
     live.finish().await;
 }
 
