@@ -31,6 +31,7 @@ import type {
   MessageView,
   Priority,
   ReceiptView,
+  Reply,
 } from "./worker/protocol";
 
 /** A name for this browser in the user's device list. */
@@ -200,6 +201,29 @@ const LIFESPANS: [number, string][] = [
 
 function lifespan(secs: number): string {
   return LIFESPANS.find(([s]) => s === secs)?.[1] ?? (secs % 3600 === 0 ? `${secs / 3600} hours` : `${Math.round(secs / 60)} minutes`);
+}
+
+/** How often the open conversation asks again what can still change (receipts, escalations), ms. */
+const OPEN_POLL_MS = 5000;
+
+/**
+ * Asks now and every few seconds while this tab is in front; `apply` takes
+ * each answer that comes before the returned stop is called (an effect's
+ * cleanup).
+ */
+function pollWhileShown<T>(fetch: () => Promise<Reply<T>>, apply: (v: T) => void): () => void {
+  let live = true;
+  const poll = async () => {
+    if (document.visibilityState !== "visible") return;
+    const r = await fetch();
+    if (live && r.ok) apply(r.value);
+  };
+  poll();
+  const timer = setInterval(poll, OPEN_POLL_MS);
+  return () => {
+    live = false;
+    clearInterval(timer);
+  };
 }
 
 /** Urgent messages of the open thread whose escalation is followed (the latest). */
@@ -517,18 +541,7 @@ function ConversationView({
   useEffect(() => {
     const urgent = view.messages.filter((m) => m.priority !== "routine" && !m.recalled_at).map((m) => m.id).slice(-ESCALATIONS_SHOWN);
     if (urgent.length === 0) return;
-    let live = true;
-    const poll = async () => {
-      if (document.visibilityState !== "visible") return;
-      const r = await ask({ op: "escalations", conversation: c.id, messages: urgent });
-      if (live && r.ok) setEscalations(r.value);
-    };
-    poll();
-    const timer = setInterval(poll, 5000);
-    return () => {
-      live = false;
-      clearInterval(timer);
-    };
+    return pollWhileShown(() => ask({ op: "escalations", conversation: c.id, messages: urgent }), setEscalations);
   }, [view, c.id]);
 
   // Read receipts mean "shown": a message from someone else counts as read
@@ -567,18 +580,7 @@ function ConversationView({
   useEffect(() => {
     const mine = view.messages.filter((m) => m.mine && !m.recalled_at).map((m) => m.id).slice(-RECEIPTS_SHOWN);
     if (mine.length === 0) return;
-    let live = true;
-    const poll = async () => {
-      if (document.visibilityState !== "visible") return;
-      const r = await ask({ op: "receipts", conversation: c.id, messages: mine });
-      if (live && r.ok) setReceipts(r.value);
-    };
-    poll();
-    const timer = setInterval(poll, 5000);
-    return () => {
-      live = false;
-      clearInterval(timer);
-    };
+    return pollWhileShown(() => ask({ op: "receipts", conversation: c.id, messages: mine }), setReceipts);
   }, [view, c.id]);
 
   // Replies find what they answer here (not by a search per message).

@@ -4,7 +4,7 @@
 // this device's history. The worker talks to the server (clinical.ts); the
 // server decides who is on call and what the ladder does next.
 import { useCallback, useEffect, useState, type FormEvent, type ReactNode } from "react";
-import { Problem, useAction } from "./ui";
+import { Problem, useAction, useKeptFresh } from "./ui";
 import { ask, onNews } from "./session";
 import { excerpt, PRIORITY_LABEL, PriorityBadge, When } from "./format";
 import type {
@@ -174,17 +174,7 @@ export function AwaitingBanner({
     const r = await ask({ op: "awaiting" });
     if (r.ok) setList(r.value);
   }, []);
-  useEffect(() => {
-    load();
-    const timer = setInterval(load, AWAITING_POLL_MS);
-    const off = onNews((n) => {
-      if (n.event === "changed") load();
-    });
-    return () => {
-      clearInterval(timer);
-      off();
-    };
-  }, [load]);
+  useKeptFresh(load, AWAITING_POLL_MS);
   if (list.length === 0) return null;
   return (
     <section className="awaiting" aria-label="Needs acknowledgement">
@@ -733,17 +723,7 @@ export function BreakGlassBanner({ titleOf }: { titleOf: (conversation: string) 
     const r = await ask({ op: "breakGlass" });
     if (r.ok) setGrants(r.value);
   }, []);
-  useEffect(() => {
-    load();
-    const timer = setInterval(load, BREAK_GLASS_POLL_MS);
-    const off = onNews((n) => {
-      if (n.event === "changed") load();
-    });
-    return () => {
-      clearInterval(timer);
-      off();
-    };
-  }, [load]);
+  useKeptFresh(load, BREAK_GLASS_POLL_MS);
   if (grants.length === 0) return null;
   return (
     <section className="break-glass-banner" aria-label="Break-glass access">

@@ -4,13 +4,16 @@
 // readable by the team, as the organisation's policy says. The patient gets
 // a text with a link, never the message itself.
 import { useCallback, useEffect, useState, type FormEvent } from "react";
-import { Problem, useAction } from "./ui";
-import { ask, onNews } from "./session";
+import { Problem, useAction, useKeptFresh } from "./ui";
+import { ask, onNews, type News } from "./session";
 import { When } from "./format";
 import type { components } from "./api/schema";
 import type { PatientThreadView, PatientsView } from "./worker/protocol";
 
 type Template = components["schemas"]["Template"];
+
+/** The news patient views ask again on: a patient replied. */
+const patientReplied = (n: News) => n.event === "patient_notice";
 
 /** How often the list of threads is asked again while open (ms), besides on news. */
 const PATIENTS_POLL_MS = 30_000;
@@ -23,12 +26,7 @@ export function PatientReplies({ onOpen }: { onOpen: (patient: string) => void }
     // Not everyone texts patients (the patient_texting permission): then nothing shows.
     if (r.ok) setView(r.value);
   }, []);
-  useEffect(() => {
-    load();
-    return onNews((n) => {
-      if (n.event === "patient_notice") load();
-    });
-  }, [load]);
+  useKeptFresh(load, null, patientReplied);
   if (!view || view.replied.length === 0) return null;
   const name = (id: string) => view.patients.find((p) => p.id === id)?.name ?? "A patient";
   return (
@@ -71,17 +69,7 @@ export function PatientsPanel({
     if (r) setView(r);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
-  useEffect(() => {
-    load();
-    const timer = setInterval(load, PATIENTS_POLL_MS);
-    const off = onNews((n) => {
-      if (n.event === "patient_notice") load();
-    });
-    return () => {
-      clearInterval(timer);
-      off();
-    };
-  }, [load]);
+  useKeptFresh(load, PATIENTS_POLL_MS, patientReplied);
   if (open) return <PatientThread patient={open} onBack={() => { onOpen(null); load(); }} />;
   const f = filter.trim().toLowerCase();
   const others = (view?.patients ?? []).filter(

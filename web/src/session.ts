@@ -3,7 +3,7 @@
 // tab took over, data changed).
 import type { Answers, Envelope, Outgoing, Reply, Request } from "./worker/protocol";
 
-type News = Extract<Outgoing, { event: string }>;
+export type News = Extract<Outgoing, { event: string }>;
 
 const worker = new Worker(new URL("./worker/session.worker.ts", import.meta.url), { type: "module" });
 const waiting = new Map<number, (r: Reply<unknown>) => void>();

@@ -2,6 +2,7 @@
 // server's failure shown as an alert, and a form action's busy/failure state.
 import { useEffect, useRef, useState, type ReactNode } from "react";
 import { encode } from "uqr";
+import { onNews, type News } from "./session";
 import type { ApiFailure } from "./worker/protocol";
 
 export function Shell({ title, wide, children }: { title: string; wide?: boolean; children: ReactNode }) {
@@ -111,4 +112,27 @@ export function QrCode({ text, label }: { text: string; label: string }) {
       <path d={d} fill="#000" />
     </svg>
   );
+}
+
+/** The news that most views ask again on: the device's data changed. */
+export const onChange = (n: News) => n.event === "changed";
+
+/**
+ * Keeps a view fresh: runs `load` now, every `everyMs` (null: never by
+ * time) and on each piece of the worker's news `when` picks, until the
+ * component goes. `load` and `when` should keep their identity across
+ * renders (a `useCallback`, a module constant).
+ */
+export function useKeptFresh(load: () => void, everyMs: number | null, when: (n: News) => boolean = onChange) {
+  useEffect(() => {
+    load();
+    const timer = everyMs === null ? undefined : setInterval(load, everyMs);
+    const off = onNews((n) => {
+      if (when(n)) load();
+    });
+    return () => {
+      clearInterval(timer);
+      off();
+    };
+  }, [load, everyMs, when]);
 }

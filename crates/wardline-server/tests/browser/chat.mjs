@@ -14,32 +14,10 @@
 //
 // {url, org, password, pin, wrongPin, patientRef, screenshots, texts: [7], adminToken, idleSecs,
 //  cli: {name, reply}, nurse: {email, name, codes: [2]}, physician: {email, name, codes: [2]}}
-import { mkdirSync, readFileSync } from "node:fs";
-import { axeAudit, launchChromium } from "./lib.mjs";
+import { readFileSync } from "node:fs";
+import { launchChromium, scriptRun } from "./lib.mjs";
 
-const cfg = JSON.parse(process.argv[2]);
-const log = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
-const fail = (msg) => {
-  console.error(`chat.mjs: ${msg}`);
-  process.exit(1);
-};
-const problems = [];
-mkdirSync(cfg.screenshots, { recursive: true });
-
-async function audit(page, name) {
-  const result = await axeAudit(page);
-  if (result.violations.length) fail(`${name}: accessibility violations ${JSON.stringify(result.violations)}`);
-  await page.screenshot({ path: `${cfg.screenshots}/chat-${name}.png`, fullPage: true });
-}
-
-const pages = [];
-function watch(page, who) {
-  pages.push(page);
-  page.on("console", (m) => m.type() === "error" && problems.push(`${who} console: ${m.text()}`));
-  page.on("pageerror", (e) => problems.push(`${who} page error: ${e.stack}`));
-  page.on("worker", (w) => w.on("console", (m) => m.type() === "error" && problems.push(`${who} worker: ${m.text()}`)));
-  page.on("response", (r) => r.status() >= 500 && problems.push(`${who}: ${r.status()} ${r.url()}`));
-}
+const { cfg, log, fail, problems, pages, audit, watch } = scriptRun("chat.mjs", "chat");
 
 async function signIn(page, who, code) {
   await page.goto(cfg.url);

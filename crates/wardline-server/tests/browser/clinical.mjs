@@ -15,32 +15,9 @@
 //
 // {url, org, password, pin, screenshots, signals, role, stat, wrongPatient, cliReply, searchWord,
 //  searchPartial, searchText, nurse: {email, name, codes}, backup: {email, name, codes}, oncall: {name}}
-import { mkdirSync } from "node:fs";
-import { axeAudit, launchChromium, waitForSignal } from "./lib.mjs";
+import { launchChromium, scriptRun, waitForSignal } from "./lib.mjs";
 
-const cfg = JSON.parse(process.argv[2]);
-const log = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
-const fail = (msg) => {
-  console.error(`clinical.mjs: ${msg}`);
-  process.exit(1);
-};
-const problems = [];
-mkdirSync(cfg.screenshots, { recursive: true });
-
-async function audit(page, name) {
-  const result = await axeAudit(page);
-  if (result.violations.length) fail(`${name}: accessibility violations ${JSON.stringify(result.violations)}`);
-  await page.screenshot({ path: `${cfg.screenshots}/clinical-${name}.png`, fullPage: true });
-}
-
-const pages = [];
-function watch(page, who) {
-  pages.push(page);
-  page.on("console", (m) => m.type() === "error" && problems.push(`${who} console: ${m.text()}`));
-  page.on("pageerror", (e) => problems.push(`${who} page error: ${e.stack}`));
-  page.on("worker", (w) => w.on("console", (m) => m.type() === "error" && problems.push(`${who} worker: ${m.text()}`)));
-  page.on("response", (r) => r.status() >= 500 && problems.push(`${who}: ${r.status()} ${r.url()}`));
-}
+const { cfg, log, fail, problems, pages, audit, watch } = scriptRun("clinical.mjs", "clinical");
 
 async function signIn(page, who) {
   await page.goto(cfg.url);

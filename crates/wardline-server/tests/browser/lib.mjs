@@ -1,7 +1,7 @@
 // Shared by the browser scripts: Debian's Chromium, and axe-core audits
 // against WCAG 2.1 A and AA.
 import { chromium } from "playwright-core";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 
 // axe-core is evaluated over the DevTools protocol, so the page's own CSP
@@ -52,4 +52,41 @@ export async function waitForSignal(dir, name, timeoutMs = 120000) {
   }
   // What the test handed over with it (JSON; null for none).
   return JSON.parse(readFileSync(`${dir}/${name}`, "utf8"));
+}
+
+/**
+ * What every browser script starts with: its config (the one argument), a
+ * step printer (one JSON line each), `fail` (ends the run, naming the
+ * script), the problems seen in watched pages (console errors in a page
+ * or its workers, uncaught errors, 5xx answers) and the pages themselves,
+ * and `audit`: axe-core, then a full-page screenshot `<prefix>-<name>.png`.
+ */
+export function scriptRun(script, prefix) {
+  const cfg = JSON.parse(process.argv[2]);
+  const problems = [];
+  const pages = [];
+  const fail = (msg) => {
+    console.error(`${script}: ${msg}`);
+    process.exit(1);
+  };
+  mkdirSync(cfg.screenshots, { recursive: true });
+  return {
+    cfg,
+    problems,
+    pages,
+    fail,
+    log: (step, extra = {}) => console.log(JSON.stringify({ step, ...extra })),
+    async audit(page, name) {
+      const result = await axeAudit(page);
+      if (result.violations.length) fail(`${name}: accessibility violations ${JSON.stringify(result.violations)}`);
+      await page.screenshot({ path: `${cfg.screenshots}/${prefix}-${name}.png`, fullPage: true });
+    },
+    watch(page, who) {
+      pages.push(page);
+      page.on("console", (m) => m.type() === "error" && problems.push(`${who} console: ${m.text()}`));
+      page.on("pageerror", (e) => problems.push(`${who} page error: ${e.stack}`));
+      page.on("worker", (w) => w.on("console", (m) => m.type() === "error" && problems.push(`${who} worker: ${m.text()}`)));
+      page.on("response", (r) => r.status() >= 500 && problems.push(`${who}: ${r.status()} ${r.url()}`));
+    },
+  };
 }

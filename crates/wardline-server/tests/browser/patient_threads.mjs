@@ -9,33 +9,16 @@
 // tests/it/patients.rs.
 //
 // {url, org, password, pin, screenshots, signals, patient, sealedText, teamText, reply, nurse: {email, codes}}
-import { mkdirSync } from "node:fs";
-import { axeAudit, launchChromium, waitForSignal } from "./lib.mjs";
+import { launchChromium, scriptRun, waitForSignal } from "./lib.mjs";
 
-const cfg = JSON.parse(process.argv[2]);
-const log = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
-const fail = (msg) => {
-  console.error(`patient_threads.mjs: ${msg}`);
-  process.exit(1);
-};
-const problems = [];
-mkdirSync(cfg.screenshots, { recursive: true });
-
-async function audit(page, name) {
-  const result = await axeAudit(page);
-  if (result.violations.length) fail(`${name}: accessibility violations ${JSON.stringify(result.violations)}`);
-  await page.screenshot({ path: `${cfg.screenshots}/patients-${name}.png`, fullPage: true });
-}
+const { cfg, log, fail, problems, audit, watch } = scriptRun("patient_threads.mjs", "patients");
 
 const browser = await launchChromium();
 let page;
 try {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
   page = await ctx.newPage();
-  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
-  page.on("pageerror", (e) => problems.push(`page error: ${e.stack}`));
-  page.on("worker", (w) => w.on("console", (m) => m.type() === "error" && problems.push(`worker: ${m.text()}`)));
-  page.on("response", (r) => r.status() >= 500 && problems.push(`${r.status()} ${r.url()}`));
+  watch(page, "nurse");
 
   await page.goto(cfg.url);
   await page.getByLabel("Organisation").fill(cfg.org);

@@ -25,16 +25,20 @@ async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     panic!("timed out waiting for {what}");
 }
 
-struct Cardiology {
-    role: ClinicalRole,
-    charge: ClinicalRole,
-    dept: Department,
+pub(crate) struct Cardiology {
+    pub(crate) role: ClinicalRole,
+    pub(crate) charge: ClinicalRole,
+    pub(crate) dept: Department,
 }
 
 /// Cardiology: a department, its charge-nurse role (held by `charge`), and
 /// "Cardiology on-call" with `stat` as its own ladder and the charge nurse
 /// as fallback.
-async fn cardiology(admin: &Actor, charge: &Actor, stat: Vec<EscalationStep>) -> Cardiology {
+pub(crate) async fn cardiology(
+    admin: &Actor,
+    charge: &Actor,
+    stat: Vec<EscalationStep>,
+) -> Cardiology {
     let dept = admin.client.create_department("Cardiology").await.unwrap();
     let charge_role = admin
         .client
@@ -68,7 +72,7 @@ async fn cardiology(admin: &Actor, charge: &Actor, stat: Vec<EscalationStep>) ->
     }
 }
 
-fn step(after_secs: i64, action: EscalationAction) -> EscalationStep {
+pub(crate) fn step(after_secs: i64, action: EscalationAction) -> EscalationStep {
     EscalationStep { after_secs, action }
 }
 

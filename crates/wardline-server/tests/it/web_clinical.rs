@@ -17,6 +17,7 @@ use wardline_proto::routing::*;
 
 use crate::common::browser::{Live, browser_available};
 use crate::common::*;
+use crate::routing::{Cardiology, cardiology, step};
 use crate::web_app::web_app_built;
 
 /// Messages written after the one the nurse searches for.
@@ -63,46 +64,17 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
     let clerk = named(&t, &admin, Role::MedicalAssistant, "Dana Clerk").await;
 
     // Cardiology: "Cardiology on-call" (Ana tonight, Ben her backup) with a
-    // short STAT ladder, and its charge nurse as fallback.
-    let dept = admin.client.create_department("Cardiology").await.unwrap();
-    let charge = admin
-        .client
-        .create_clinical_role(&CreateRoleRequest {
-            name: "Cardiology charge nurse".into(),
-            department_id: Some(dept.id),
-            fallback_role_id: None,
-            holders: vec![carla.user.id],
-            escalation: None,
-        })
-        .await
-        .unwrap();
-    let role = admin
-        .client
-        .create_clinical_role(&CreateRoleRequest {
-            name: "Cardiology on-call".into(),
-            department_id: Some(dept.id),
-            fallback_role_id: Some(charge.id),
-            holders: vec![],
-            escalation: Some(EscalationPolicy {
-                stat: vec![
-                    EscalationStep {
-                        after_secs: 60,
-                        action: EscalationAction::Renotify,
-                    },
-                    EscalationStep {
-                        after_secs: 120,
-                        action: EscalationAction::Backup,
-                    },
-                    EscalationStep {
-                        after_secs: 180,
-                        action: EscalationAction::Sms,
-                    },
-                ],
-                urgent: vec![],
-            }),
-        })
-        .await
-        .unwrap();
+    // short STAT ladder, and its charge nurse (Carla) as fallback.
+    let Cardiology { role, dept, .. } = cardiology(
+        &admin,
+        &carla,
+        vec![
+            step(60, EscalationAction::Renotify),
+            step(120, EscalationAction::Backup),
+            step(180, EscalationAction::Sms),
+        ],
+    )
+    .await;
 
     let devices = Devices::new();
     let mut oncall = devices.of(&ana, "Ana's phone").await;
