@@ -12,6 +12,14 @@ export default defineConfig({
     assetsInlineLimit: 0,
     sourcemap: false,
     target: "es2022",
+    // The service worker is its own entry at /sw.js (its scope is the
+    // whole app); everything else is hashed under /assets/.
+    rollupOptions: {
+      input: { index: "index.html", sw: "src/sw.ts" },
+      output: {
+        entryFileNames: (chunk) => (chunk.name === "sw" ? "sw.js" : "assets/[name]-[hash].js"),
+      },
+    },
   },
   worker: { format: "es" },
 });

@@ -6,6 +6,7 @@ import { useEffect, useState, type FormEvent } from "react";
 import { PinForm, Problem, QrCode, Shell, useAction } from "./ui";
 import { ask, forgetDeviceId, onNews } from "./session";
 import { DeviceArea } from "./Chat";
+import { turnOffPush } from "./Notifications";
 import type { SignInState, TotpEnrolment } from "./worker/protocol";
 
 export function App() {
@@ -210,7 +211,10 @@ function Home({
   const s = state.session;
   const signOut = async (remove: boolean) => {
     const r = await run(() => ask({ op: "logout", remove }));
-    if (r?.removed) forgetDeviceId();
+    if (r?.removed) {
+      forgetDeviceId();
+      await turnOffPush();
+    }
     onDone(r?.state ?? { step: "signed_out" });
   };
   return (

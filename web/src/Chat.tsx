@@ -21,6 +21,7 @@ import {
   SearchResults,
 } from "./Clinical";
 import { PatientReplies, PatientsPanel } from "./Patients";
+import { PushOffer, turnOffPush } from "./Notifications";
 import type {
   Attachment,
   ConversationSummary,
@@ -70,7 +71,10 @@ export function DeviceArea({ me }: { me: string }) {
       // this browser removed from the person's devices and erased.
       if (device?.shared) {
         ask({ op: "logout", remove: true }).then((r) => {
-          if (r.ok && r.value.removed) forgetDeviceId();
+          if (r.ok && r.value.removed) {
+            forgetDeviceId();
+            void turnOffPush();
+          }
           announce({ event: "signed_out", message: "Signed out after a while without use: this shared computer keeps nothing of yours." });
         });
         return;
@@ -163,6 +167,7 @@ export function DeviceArea({ me }: { me: string }) {
               everything Wardline kept in it.
             </p>
           )}
+          <PushOffer shared={device.shared} />
           {device.offlineSince !== null && (
             <p className="offline" role="status">
               Offline: showing this browser's copy

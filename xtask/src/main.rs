@@ -104,7 +104,7 @@ fn has_nextest() -> bool {
 /// Debian's (`apt-get install chromium`, done by `.ci/run`).
 fn browser_deps() -> ExitCode {
     let dir = repo_root().join("crates/wardline-server/tests/browser");
-    if ["playwright-core", "axe-core"]
+    if ["playwright-core", "axe-core", "web-push-testing"]
         .iter()
         .all(|p| dir.join("node_modules").join(p).exists())
     {

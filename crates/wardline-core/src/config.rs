@@ -84,6 +84,105 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub audit: AuditConfig,
     pub sms: SmsConfig,
+    pub push: PushConfig,
+}
+
+/// Web Push (RFC 8030) to browsers whose tab is closed: a content-free
+/// "New STAT message" through the browser's push service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Off: browsers are not offered push and nothing is sent.
+    pub enabled: bool,
+    /// The VAPID `sub` claim (RFC 8292): how a push service reaches the
+    /// operator, `mailto:` or `https:`. Unset: the server's public URL.
+    pub contact: Option<String>,
+    /// Push services the server will send to, as origins (`https://host`,
+    /// `https://*.host` for any subdomain). A browser names its own endpoint,
+    /// so without this list a signed-in user could make the server post to
+    /// any address it can reach. The default covers Chrome/Edge (FCM),
+    /// Firefox, Windows and Safari.
+    pub services: Vec<String>,
+    /// Seconds to wait for a push service's answer.
+    pub timeout_secs: u64,
+}
+
+/// A push service the server may send to: scheme, host (or `*.` and a
+/// domain for any subdomain of it) and port, as in `push.services`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceOrigin {
+    scheme: String,
+    /// Lower case; with `any_subdomain`, the domain under which any host matches.
+    host: String,
+    any_subdomain: bool,
+    port: Option<u16>,
+}
+
+impl ServiceOrigin {
+    /// Reads `https://host`, `https://*.domain` or `http://host:port` (plain
+    /// HTTP is for a push service on this machine, as in tests).
+    pub fn parse(s: &str) -> Result<ServiceOrigin, String> {
+        let bad = || format!("push.services: {s:?} is not an origin like https://push.example.net");
+        let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
+        if scheme != "https" && scheme != "http" {
+            return Err(bad());
+        }
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return Err(bad());
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| bad())?)),
+            None => (rest, None),
+        };
+        let (any_subdomain, host) = match host.strip_prefix("*.") {
+            Some(h) => (true, h),
+            None => (false, host),
+        };
+        if host.is_empty() || host.contains('*') {
+            return Err(bad());
+        }
+        if scheme == "http" && !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
+            return Err(format!(
+                "push.services: {s:?}: plain http only for a push service on this machine"
+            ));
+        }
+        Ok(ServiceOrigin {
+            scheme: scheme.into(),
+            host: host.to_ascii_lowercase(),
+            any_subdomain,
+            port,
+        })
+    }
+
+    /// Whether a URL's scheme, host and port (`None`: the scheme's default)
+    /// are this origin's.
+    pub fn matches(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+        let host = host.to_ascii_lowercase();
+        let host_ok = if self.any_subdomain {
+            host.strip_suffix(&self.host)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+        } else {
+            host == self.host
+        };
+        scheme == self.scheme && host_ok && port == self.port
+    }
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            enabled: true,
+            contact: None,
+            services: vec![
+                "https://fcm.googleapis.com".into(),
+                "https://updates.push.services.mozilla.com".into(),
+                "https://*.notify.windows.com".into(),
+                "https://web.push.apple.com".into(),
+            ],
+            timeout_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -295,6 +394,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             audit: AuditConfig::default(),
             sms: SmsConfig::default(),
+            push: PushConfig::default(),
         }
     }
 }
@@ -311,6 +411,7 @@ const KEYS: &[&str] = &[
     "limits",
     "audit",
     "sms",
+    "push",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -419,6 +520,21 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "limits.max_connections, max_connections_per_address, header_read_timeout_secs and body_min_bytes_per_sec must be above 0".into(),
+            ));
+        }
+        if let Some(c) = &self.push.contact
+            && !(c.starts_with("mailto:") || c.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(
+                "push.contact must be a mailto: or https: URI (RFC 8292)".into(),
+            ));
+        }
+        for s in &self.push.services {
+            ServiceOrigin::parse(s).map_err(ConfigError::Invalid)?;
+        }
+        if !(1..=60).contains(&self.push.timeout_secs) {
+            return Err(ConfigError::Invalid(
+                "push.timeout_secs must be between 1 and 60".into(),
             ));
         }
         if self.limits.max_body_bytes < 1024 {

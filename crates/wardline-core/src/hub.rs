@@ -123,6 +123,15 @@ impl DeliveryHub {
         }
     }
 
+    /// Whether `device` has an open sync socket on this node (it hears of
+    /// news at once and needs no push).
+    pub fn has_socket(&self, device: DeviceId) -> bool {
+        let s = self.inner.lock().expect("hub lock");
+        s.devices
+            .get(&device)
+            .is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
     pub fn wake(&self, devices: &[DeviceId]) {
         let mut s = self.inner.lock().expect("hub lock");
         let map = &mut s.devices;

@@ -37,6 +37,7 @@ pub mod messaging;
 pub mod patients;
 pub mod phone;
 pub mod policy;
+pub mod push;
 pub mod routing;
 pub mod text;
 pub mod use_cases;

@@ -65,35 +65,26 @@ impl Vault {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Vault, VaultError> {
-        let index_key = match store.get_data_key(INDEX_KEY_ID).await {
-            Ok(row) => unwrap_row(keys.as_ref(), &row)?,
-            Err(StoreError::NotFound) => {
-                let key = DataKey::generate();
-                let w = keys.wrap(INDEX_KEY_ID, &key)?;
-                let row = DataKeyRow {
-                    id: INDEX_KEY_ID.into(),
-                    org_id: None,
-                    kek_id: w.kek_id,
-                    wrapped: w.wrapped,
-                    created_at: clock.now(),
-                };
-                match store.insert_data_key(&row).await {
-                    Ok(()) => key,
-                    // Another node created it first: use theirs.
-                    Err(StoreError::Conflict(_)) => {
-                        unwrap_row(keys.as_ref(), &store.get_data_key(INDEX_KEY_ID).await?)?
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let index_key =
+            service_key(keys.as_ref(), store.as_ref(), clock.as_ref(), INDEX_KEY_ID).await?;
         Ok(Vault {
             keys,
             store,
             clock,
             index_key: Arc::new(index_key),
         })
+    }
+
+    /// The server's own key named `id` (not an organisation's), created on
+    /// first use; several nodes starting at once agree on one.
+    pub async fn service_key(&self, id: &str) -> Result<DataKey, VaultError> {
+        service_key(
+            self.keys.as_ref(),
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            id,
+        )
+        .await
     }
 
     /// A fresh data key for a new record, stored wrapped. Returns its id.
@@ -203,6 +194,35 @@ fn unwrap_row(keys: &dyn KeyProvider, row: &DataKeyRow) -> Result<DataKey, Vault
 /// Rewraps every data key not yet under the provider's current KEK, in batches,
 /// while the server keeps running (each key is swapped atomically). Returns how
 /// many keys moved.
+async fn service_key(
+    keys: &dyn KeyProvider,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    id: &str,
+) -> Result<DataKey, VaultError> {
+    match store.get_data_key(id).await {
+        Ok(row) => unwrap_row(keys, &row),
+        Err(StoreError::NotFound) => {
+            let key = DataKey::generate();
+            let w = keys.wrap(id, &key)?;
+            let row = DataKeyRow {
+                id: id.into(),
+                org_id: None,
+                kek_id: w.kek_id,
+                wrapped: w.wrapped,
+                created_at: clock.now(),
+            };
+            match store.insert_data_key(&row).await {
+                Ok(()) => Ok(key),
+                // Another node created it first: use theirs.
+                Err(StoreError::Conflict(_)) => unwrap_row(keys, &store.get_data_key(id).await?),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn rewrap_all(keys: &dyn KeyProvider, store: &dyn Store) -> Result<u64, VaultError> {
     let current = keys.current_kek_id();
     let mut moved = 0;

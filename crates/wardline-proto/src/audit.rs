@@ -180,6 +180,9 @@ actions! {
     DeviceWipesList => "device.wipes.list", "Someone listed remote wipes and their confirmations.";
     DevicePostureView => "device.posture.view", "A device read the device policy and whether it meets it.";
     DevicePostureReport => "device.posture.report", "A device reported its platform, OS version and whether it is rooted or jailbroken.";
+    DevicePushView => "device.push.view", "A device read the server's Web Push key and whether it is subscribed.";
+    DevicePushSubscribe => "device.push.subscribe", "A device gave its browser's Web Push subscription (pushes carry no content).";
+    DevicePushUnsubscribe => "device.push.unsubscribe", "A device's Web Push subscription was forgotten.";
     RoutingDirectoryView => "routing.directory.view", "Someone listed departments, care teams and clinical roles.";
     DepartmentCreate => "routing.department.create", "A department or service line was created.";
     CareTeamCreate => "routing.care_team.create", "A care team was created.";

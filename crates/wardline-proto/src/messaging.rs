@@ -470,6 +470,39 @@ pub enum NotReceivedReason {
     JoinedLater,
 }
 
+/// Web Push for the caller's device: the server's VAPID key to subscribe
+/// with, and whether the device has a subscription.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PushSettings {
+    /// The server's VAPID public key (RFC 8292): an uncompressed P-256
+    /// point, base64url without padding — the browser's
+    /// `applicationServerKey`. Absent when push is turned off here.
+    pub vapid_public_key: Option<String>,
+    /// Whether this device has a push subscription.
+    pub subscribed: bool,
+}
+
+/// The browser's push subscription for this device, as
+/// `PushSubscription.toJSON()` gives it (RFC 8030 endpoint, RFC 8291 keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PushSubscriptionRequest {
+    /// The push service's URL for this subscription; one of the push
+    /// services the server is configured to send to, at most 2,048 bytes.
+    pub endpoint: String,
+    pub keys: PushSubscriptionKeys,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PushSubscriptionKeys {
+    /// The browser's P-256 public key, uncompressed (65 bytes), base64url.
+    pub p256dh: String,
+    /// The authentication secret (16 bytes), base64url.
+    pub auth: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessagingPreferences {

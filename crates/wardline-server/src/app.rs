@@ -177,6 +177,8 @@ pub struct Server {
     clock: Arc<dyn Clock>,
     setup_code: Option<String>,
     keys: Arc<dyn KeyProvider>,
+    /// The Web Push sender, until the workers start and take it.
+    push_sender: std::sync::Mutex<Option<wardline_core::push::PushSender>>,
 }
 
 /// Owner-only modes for what the data directory holds (finding L7: the
@@ -269,6 +271,20 @@ impl Server {
             audit: audit.clone(),
         };
         let messaging = MessagingService::new(&deps);
+        let vapid = wardline_core::push::VapidKey::load(&deps.vault).await?;
+        let (push, push_sender) = wardline_core::push::WebPush::new(
+            &config.push,
+            config
+                .push
+                .contact
+                .clone()
+                .unwrap_or_else(|| config.public_url()),
+            vapid,
+            deps.messaging.clone(),
+            clock.clone(),
+            messaging.hub.clone(),
+        );
+        let messaging = messaging.with_push(push);
         let lifecycle = LifecycleService::new(&deps, messaging.clone());
         let patients = PatientService::new(
             &deps,
@@ -329,6 +345,7 @@ impl Server {
             clock,
             setup_code,
             keys,
+            push_sender: std::sync::Mutex::new(push_sender),
         })
     }
 
@@ -506,6 +523,9 @@ impl Server {
                 async move { gate.flush(&log, audit::anonymous::unix_minute()).await }
             },
         ));
+        if let Some(sender) = self.push_sender.lock().expect("push sender lock").take() {
+            workers.push(Box::new(sender));
+        }
         if self.pg_bus.is_some() {
             workers.push(Box::new(WakeUpListener {
                 url: self.config.database_url(),

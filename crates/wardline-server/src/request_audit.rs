@@ -177,6 +177,9 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
         ("GET", "/api/v1/devices/wipes", ev(DeviceWipesList)),
         ("GET", "/api/v1/devices/posture", ev(DevicePostureView)),
         ("PUT", "/api/v1/devices/posture", ev(DevicePostureReport)),
+        ("GET", "/api/v1/devices/push", ev(DevicePushView)),
+        ("PUT", "/api/v1/devices/push", ev(DevicePushSubscribe)),
+        ("DELETE", "/api/v1/devices/push", ev(DevicePushUnsubscribe)),
         (
             "POST",
             "/api/v1/devices/wipe-confirmation",

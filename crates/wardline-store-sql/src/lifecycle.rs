@@ -512,6 +512,11 @@ impl LifecycleStore for SqlStore {
             .bind(w.device_id.to_string())
             .execute(&mut *tx)
             .await?;
+        // A wiped device is told nothing more, not even that there is news.
+        sqlx::query("DELETE FROM push_subscriptions WHERE device_id = $1")
+            .bind(w.device_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE device_wipes SET sessions_ended = $2 WHERE device_id = $1")
             .bind(w.device_id.to_string())
             .bind(ended)

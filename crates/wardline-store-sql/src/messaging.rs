@@ -390,6 +390,64 @@ impl MessagingStore for SqlStore {
         Ok(())
     }
 
+    async fn put_push_subscription(&self, s: &PushSubscriptionRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO push_subscriptions (device_id, org_id, user_id, endpoint, p256dh, auth, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (device_id) DO UPDATE SET endpoint = excluded.endpoint, p256dh = excluded.p256dh, \
+             auth = excluded.auth, created_at = excluded.created_at",
+        )
+        .bind(s.device_id.to_string())
+        .bind(s.org_id.to_string())
+        .bind(s.user_id.to_string())
+        .bind(&s.endpoint)
+        .bind(&s.p256dh)
+        .bind(&s.auth)
+        .bind(s.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_unique(e, "push subscription"))?;
+        Ok(())
+    }
+
+    async fn delete_push_subscription(&self, device: DeviceId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM push_subscriptions WHERE device_id = $1")
+            .bind(device.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn live_push_subscription(
+        &self,
+        device: DeviceId,
+        now: i64,
+    ) -> Result<Option<PushSubscriptionRow>> {
+        let row = sqlx::query(
+            "SELECT p.device_id, p.org_id, p.user_id, p.endpoint, p.p256dh, p.auth, p.created_at \
+             FROM push_subscriptions p JOIN devices d ON d.id = p.device_id \
+             WHERE p.device_id = $1 AND d.retired_at IS NULL AND EXISTS ( \
+               SELECT 1 FROM sessions s WHERE s.device_id = p.device_id \
+               AND s.revoked_at IS NULL AND s.expires_at > $2)",
+        )
+        .bind(device.to_string())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(PushSubscriptionRow {
+                device_id: uuid_col(&r, "device_id")?.into(),
+                org_id: uuid_col(&r, "org_id")?.into(),
+                user_id: uuid_col(&r, "user_id")?.into(),
+                endpoint: r.try_get("endpoint")?,
+                p256dh: r.try_get("p256dh")?,
+                auth: r.try_get("auth")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
     async fn claim_key_package(&self, device: DeviceId) -> Result<Option<Vec<u8>>> {
         // One-use first, oldest first; DELETE … RETURNING makes the claim atomic,
         // so two adders never get the same one-use package. On PostgreSQL

@@ -95,6 +95,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_socket_tickets.sql"),
         postgres: include_str!("../migrations/postgres/0013_socket_tickets.sql"),
     },
+    Migration {
+        version: 14,
+        name: "web_push",
+        sqlite: include_str!("../migrations/sqlite/0014_web_push.sql"),
+        postgres: include_str!("../migrations/postgres/0014_web_push.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

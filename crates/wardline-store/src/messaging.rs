@@ -31,6 +31,23 @@ pub struct DeviceRow {
     pub posture: Option<wardline_proto::lifecycle::DevicePosture>,
 }
 
+/// A device's Web Push subscription (RFC 8030): where its browser's push
+/// service takes messages for it, and the keys a payload is encrypted to
+/// (RFC 8291). One per device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSubscriptionRow {
+    pub device_id: DeviceId,
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    /// The push service's URL for this subscription (a capability: kept out of logs).
+    pub endpoint: String,
+    /// The browser's P-256 public key, uncompressed SEC1 (65 bytes).
+    pub p256dh: Vec<u8>,
+    /// The authentication secret (16 bytes).
+    pub auth: Vec<u8>,
+    pub created_at: i64,
+}
+
 /// A device with its key-package stock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceStock {
@@ -255,6 +272,20 @@ pub trait MessagingStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Hands out (and deletes) a one-use key package, or else the last-resort one.
     async fn claim_key_package(&self, device: DeviceId) -> Result<Option<Vec<u8>>>;
+
+    // Web Push.
+    /// Keeps the device's push subscription, replacing the one it had.
+    async fn put_push_subscription(&self, s: &PushSubscriptionRow) -> Result<()>;
+    /// Forgets the device's push subscription; false if it had none.
+    async fn delete_push_subscription(&self, device: DeviceId) -> Result<bool>;
+    /// The device's subscription if it is to be pushed to at `now`: the
+    /// device is not retired and one of its sessions is neither revoked nor
+    /// past its absolute expiry (a signed-out browser gets nothing).
+    async fn live_push_subscription(
+        &self,
+        device: DeviceId,
+        now: i64,
+    ) -> Result<Option<PushSubscriptionRow>>;
 
     // Conversations.
     /// Fails with `Conflict("direct conversation")` if the pair already has one.

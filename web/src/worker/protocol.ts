@@ -65,7 +65,11 @@ export type Request =
   | { op: "patientThread"; patient: string }
   | { op: "sendSecure"; patient: string; text: string; teamReadable: boolean }
   | { op: "templates" }
-  | { op: "sendTemplate"; patient: string; template: string; params: Record<string, string> };
+  | { op: "sendTemplate"; patient: string; template: string; params: Record<string, string> }
+  /** Web Push for this device: the server's key and whether it is subscribed (worker/push.ts). */
+  | { op: "pushSettings" }
+  | { op: "pushSubscribe"; subscription: S["PushSubscriptionRequest"] }
+  | { op: "pushUnsubscribe" };
 
 export type PresenceStatus = S["PresenceStatus"];
 export type Presence = S["Presence"];
@@ -340,6 +344,9 @@ export interface Answers {
   templates: S["Template"][];
   /** The SMS's status as queued (`queued`, `held` for quiet hours …). */
   sendTemplate: string;
+  pushSettings: S["PushSettings"];
+  pushSubscribe: S["PushSettings"];
+  pushUnsubscribe: S["PushSettings"];
 }
 
 /** Page → worker. */

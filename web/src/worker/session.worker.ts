@@ -7,6 +7,7 @@ import { api, call, currentToken, failure, Failed, hasToken, post, setToken, whe
 import * as clinical from "./clinical";
 import * as device from "./device";
 import * as patients from "./patients";
+import * as push from "./push";
 import type { CurrentSession, Envelope, Reply, Request, SignInState } from "./protocol";
 
 let mfaToken: string | null = null;
@@ -215,6 +216,12 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return patients.templates();
     case "sendTemplate":
       return patients.sendTemplate(r.patient, r.template, r.params);
+    case "pushSettings":
+      return push.settings();
+    case "pushSubscribe":
+      return push.subscribe(r.subscription);
+    case "pushUnsubscribe":
+      return push.unsubscribe();
   }
 }
 

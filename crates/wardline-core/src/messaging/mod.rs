@@ -16,6 +16,7 @@ pub mod acks;
 mod attachments;
 mod conversations;
 mod devices;
+mod push;
 mod submit;
 mod sync;
 
@@ -55,6 +56,8 @@ pub struct MessagingService {
     vault: Vault,
     clock: Arc<dyn Clock>,
     pub hub: DeliveryHub,
+    /// Web Push to devices whose app is closed.
+    push: crate::push::WebPush,
     acks: acks::AckBatcher,
     /// Attachment uploads being read, per session (see [`UploadPermit`]).
     uploads: Arc<std::sync::Mutex<std::collections::HashMap<wardline_proto::SessionId, usize>>>,
@@ -118,8 +121,20 @@ impl MessagingService {
             vault,
             clock,
             hub: DeliveryHub::default(),
+            push: crate::push::WebPush::off(),
             uploads: Default::default(),
         }
+    }
+
+    /// Sends Web Push through `push` (built over this service's hub).
+    pub fn with_push(mut self, push: crate::push::WebPush) -> Self {
+        self.push = push;
+        self
+    }
+
+    /// The Web Push handle (off unless [`MessagingService::with_push`]).
+    pub fn push(&self) -> &crate::push::WebPush {
+        &self.push
     }
 
     /// The server's clock (Unix seconds), which devices expire messages by

@@ -174,6 +174,10 @@ impl MessagingService {
                 original_created_at: None,
                 ..message.clone()
             });
+        // Web Push for a new clinical message (not plumbing, not a copy for
+        // newcomers): its priority, nothing else.
+        let push = (req.kind == MessageKind::Application && !is_commit && original.is_none())
+            .then(|| crate::push::PushKind::of(req.priority));
         let routed = if is_commit || original.is_some() {
             // A copy for newcomers: its original carries the routing and the
             // escalation.
@@ -195,6 +199,10 @@ impl MessagingService {
         match outcome {
             SubmitOutcome::Accepted { epoch, recipients } => {
                 self.wake(&recipients).await;
+                if let Some(kind) = push {
+                    self.push
+                        .send(&recipients, kind, req.message_id, Some(p.user_id));
+                }
                 Ok(SubmitMessageResponse {
                     message_id: req.message_id,
                     epoch,

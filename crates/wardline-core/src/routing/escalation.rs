@@ -6,6 +6,7 @@
 //! ticker claims due rows, so a restart (or a dead node) only delays a step
 //! until the next tick after its lease lapses.
 
+use crate::push::PushKind;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -528,6 +529,19 @@ impl RoutingService {
         };
         let woken = self.store.insert_notice(&row, &devices).await?;
         self.messaging.wake(&woken).await;
+        // Web Push to whoever is alerted (the sender when it ran out); a
+        // stand-down needs no one woken.
+        let push = match action {
+            EscalationAction::Acknowledged => None,
+            EscalationAction::Unanswered => Some(PushKind::Unanswered),
+            _ => Some(PushKind::Waiting),
+        };
+        if let Some(kind) = push {
+            let except = (kind != PushKind::Unanswered).then_some(r.sender_user);
+            self.messaging
+                .push()
+                .send(&woken, kind, r.message_id, except);
+        }
         Ok(())
     }
 

@@ -34,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register_device, list_my_devices))
         .routes(routes!(upload_key_packages))
         .routes(routes!(device_status, report_posture))
+        .routes(routes!(push_settings, subscribe_push, unsubscribe_push))
         .routes(routes!(list_user_devices))
         .routes(routes!(create_conversation, list_conversations))
         .routes(routes!(get_conversation))
@@ -104,6 +105,44 @@ async fn report_posture(
 ) -> ApiResult<Json<DeviceStatus>> {
     p.authorize(Permission::Messaging)?;
     Ok(Json(messaging.report_posture(&p, posture).await?))
+}
+
+/// Web Push for the caller's device: the server's VAPID public key to
+/// subscribe with (absent when push is off) and whether it is subscribed.
+#[utoipa::path(get, path = "/api/v1/devices/push", tag = "messaging", security(("bearer" = [])),
+    responses((status = 200, body = PushSettings)))]
+async fn push_settings(
+    State(messaging): State<MessagingService>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<PushSettings>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(messaging.push_settings(&p).await?))
+}
+
+/// Keep the browser's push subscription (`PushSubscription.toJSON()`) for
+/// the caller's device, replacing any it had. Pushes then tell it, with no
+/// content, that a message, an urgent or STAT one, or an escalation waits,
+/// while its app is closed and one of its sessions is live.
+#[utoipa::path(put, path = "/api/v1/devices/push", tag = "messaging", security(("bearer" = [])), request_body = PushSubscriptionRequest,
+    responses((status = 200, body = PushSettings), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn subscribe_push(
+    State(messaging): State<MessagingService>,
+    Authenticated(p): Authenticated,
+    ApiJson(req): ApiJson<PushSubscriptionRequest>,
+) -> ApiResult<Json<PushSettings>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(messaging.subscribe_push(&p, req).await?))
+}
+
+/// Forget the caller's device's push subscription (no error if it had none).
+#[utoipa::path(delete, path = "/api/v1/devices/push", tag = "messaging", security(("bearer" = [])),
+    responses((status = 200, body = PushSettings)))]
+async fn unsubscribe_push(
+    State(messaging): State<MessagingService>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<PushSettings>> {
+    p.authorize(Permission::Messaging)?;
+    Ok(Json(messaging.unsubscribe_push(&p).await?))
 }
 
 /// Upload more key packages for the caller's device.

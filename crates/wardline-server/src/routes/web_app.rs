@@ -1,6 +1,6 @@
 //! The clinicians' web app (`web/`, built into `web/dist` by `cargo xtask
 //! web`), served at `/` by this binary: `index.html` at `/`, the hashed
-//! bundles under `/assets/`. A release build embeds the files; a debug build
+//! bundles under `/assets/`, the service worker at `/sw.js`. A release build embeds the files; a debug build
 //! reads them from `web/dist` (rust-embed). A server built before the app
 //! answers `/` with a page saying how to build it.
 //!
@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{*path}", get(asset))
+        .route("/sw.js", get(service_worker))
         // gzip for browsers that ask (all do): the client core's wasm is
         // 2.7 MB as built and about 0.8 MB gzipped, which is what a nurse's
         // first load over hospital Wi-Fi waits for. Bundles are cached for
@@ -61,6 +62,23 @@ async fn asset(Path(path): Path<String>) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
+    with_policy(resp)
+}
+
+/// The service worker (`web/src/sw.ts`): at the root so that its scope is
+/// the whole app, and never cached for long, so that browsers pick up a new
+/// one at once (they check it at most a day apart anyway).
+async fn service_worker() -> Response {
+    let Some(file) = Built::get("sw.js") else {
+        return with_policy(StatusCode::NOT_FOUND.into_response());
+    };
+    let mut resp = (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        file.data.into_owned(),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     with_policy(resp)
 }
 

@@ -2,8 +2,11 @@
 // nurse finds the cardiologist on call in the directory, pages "Cardiology
 // on-call" STAT from her browser and follows the escalation ladder on her
 // screen while nobody answers — re-alerted, then the backup brought in; the
-// backup, in his own browser, sees the STAT across the top of his screen and
-// acknowledges it, which the nurse sees at once. She recalls a message sent
+// backup, who turned on notifications and closed Wardline, gets a push
+// (through a real push service) that his service worker shows as "A message
+// is waiting for your acknowledgement" and nothing more; it opens Wardline
+// at the STAT, across the top of his screen, and he acknowledges it, which
+// the nurse sees at once. She recalls a message sent
 // about the wrong patient and is told who had read it. She searches the
 // history on her device for a word written three days earlier, among ten
 // thousand messages. The backup breaks the glass into another team's
@@ -11,11 +14,11 @@
 // test drives it, and the server's clock). Every screen is audited by
 // axe-core and photographed. Prints one JSON line per step as it goes; waits
 // for the test's signals where only the test can act. Called by
-// tests/it/web_app.rs.
+// tests/it/web_clinical.rs.
 //
-// {url, org, password, pin, screenshots, signals, role, stat, wrongPatient, cliReply, searchWord,
+// {url, org, password, pin, screenshots, signals, pushService, role, stat, wrongPatient, cliReply, searchWord,
 //  searchPartial, searchText, nurse: {email, name, codes}, backup: {email, name, codes}, oncall: {name}}
-import { launchChromium, scriptRun, waitForSignal } from "./lib.mjs";
+import { launchChromium, scriptRun, trustTestCertificate, waitForSignal } from "./lib.mjs";
 
 const { cfg, log, fail, problems, pages, audit, watch } = scriptRun("clinical.mjs", "clinical");
 
@@ -34,23 +37,171 @@ async function signIn(page, who) {
   await conversations(page).waitFor({ timeout: 30000 });
 }
 
+/**
+ * Web Push for a browser context, through the test's push service
+ * (web-push-testing, `cfg.pushService`). Debian's Chromium has no push
+ * service of its own (Chrome's is Google's, reached with keys Debian does not
+ * ship), so `pushManager.subscribe` is the one browser call replaced: it
+ * subscribes at the test's service with the app's VAPID key. The rest is the
+ * browser's own: the service worker and its push event — delivered over the
+ * DevTools protocol with exactly what the push service received from
+ * Wardline and decrypted — and the notification it shows.
+ */
+async function usePushService(ctx) {
+  const subscriptions = [];
+  let seen = 0;
+  const service = async (path, body) => {
+    const r = await fetch(`${cfg.pushService}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const j = await r.json();
+    if (!r.ok) throw new Error(`push service ${path}: ${JSON.stringify(j)}`);
+    return j.data;
+  };
+  await ctx.exposeBinding("wardlineTestSubscribe", async (_source, applicationServerKey) => {
+    const sub = await service("/subscribe", { applicationServerKey });
+    subscriptions.push(sub);
+    return sub;
+  });
+  await ctx.addInitScript(() => {
+    let current = null;
+    const b64url = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    const unb64 = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0)).buffer;
+    PushManager.prototype.subscribe = async function (options) {
+      const key = options.applicationServerKey;
+      const bytes = key instanceof ArrayBuffer ? key : key.buffer.slice(key.byteOffset, key.byteOffset + key.byteLength);
+      const sub = await window.wardlineTestSubscribe(b64url(bytes));
+      current = {
+        endpoint: sub.endpoint,
+        expirationTime: null,
+        options: { applicationServerKey: bytes, userVisibleOnly: true },
+        getKey: (name) => unb64(sub.keys[name]),
+        toJSON: () => ({ endpoint: sub.endpoint, expirationTime: null, keys: sub.keys }),
+        unsubscribe: async () => {
+          current = null;
+          return true;
+        },
+      };
+      return current;
+    };
+    PushManager.prototype.getSubscription = async function () {
+      return current;
+    };
+  });
+  return {
+    latest: () => subscriptions.at(-1),
+    /** The next push the service received for the latest subscription (its decrypted payload). */
+    async next(timeoutMs = 30000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const { messages } = await service("/get-notifications", { clientHash: subscriptions.at(-1).clientHash });
+        if (messages.length > seen) return JSON.parse(messages[seen++]);
+        if (Date.now() > until) throw new Error("no push arrived");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    /** The app's service worker, reached from `page` (any page of the context, even a blank one). */
+    async serviceWorker(page) {
+      const cdp = await ctx.newCDPSession(page);
+      const registrations = [];
+      cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
+      const trace = [];
+      cdp.on("ServiceWorker.workerErrorReported", (e) => trace.push(`error: ${JSON.stringify(e.errorMessage)}`));
+      let running = false;
+      cdp.on("ServiceWorker.workerVersionUpdated", (e) => {
+        trace.push(`versions: ${JSON.stringify(e.versions.map((v) => [v.registrationId, v.runningStatus, v.status]))}`);
+        running = e.versions.some((v) => v.runningStatus === "running" && v.status === "activated");
+      });
+      await cdp.send("ServiceWorker.enable");
+      const origin = new URL(cfg.url).origin;
+      for (let i = 0; !registrations.some((r) => r.scopeURL === `${origin}/` && !r.isDeleted); i++) {
+        if (i > 100) throw new Error("the app registered no service worker");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const { registrationId } = registrations.find((r) => r.scopeURL === `${origin}/` && !r.isDeleted);
+      return {
+        /**
+         * Hands `payload` to the service worker as its browser's push
+         * channel would, and waits for the notification it shows; what that
+         * says. (A delivery to a worker that is just stopping can be lost, as
+         * the DevTools protocol gives no answer for it: it is handed over
+         * again, at most twice more.)
+         */
+        async deliver(payload) {
+          for (let deliveries = 1; ; deliveries++) {
+            // A push wakes a stopped service worker first, as the browser does.
+            await cdp.send("ServiceWorker.startWorker", { scopeURL: `${origin}/` });
+            for (let i = 0; !running && i < 50; i++) await new Promise((r) => setTimeout(r, 20));
+            await cdp.send("ServiceWorker.deliverPushMessage", { origin, registrationId, data: JSON.stringify(payload) });
+            const shown = await this.notifications(1, deliveries < 3 ? 50 : 150).catch((e) => (deliveries < 3 ? null : Promise.reject(e)));
+            if (shown) return { shown, deliveries };
+          }
+        },
+        /** Waits for `n` notifications shown by the service worker (polls every 100 ms); what each says. */
+        async notifications(n, polls = 150) {
+          for (let i = 0; ; i++) {
+            const worker =
+              ctx.serviceWorkers().find((w) => w.url() === `${origin}/sw.js`) ??
+              (await ctx.waitForEvent("serviceworker", { timeout: 1000 }).catch(() => null));
+            const shown = worker
+              ? await worker.evaluate(async () =>
+                  (await self.registration.getNotifications()).map((x) => ({
+                    title: x.title,
+                    body: x.body,
+                    tag: x.tag,
+                    requireInteraction: x.requireInteraction,
+                    message: x.data?.message,
+                  })),
+                )
+              : [];
+            if (shown.length >= n) return shown;
+            if (i > polls) {
+              throw new Error(
+                `the service worker showed ${shown.length} notifications, not ${n}; workers ${JSON.stringify(ctx.serviceWorkers().map((w) => w.url()))}; ${trace.join("; ")}`,
+              );
+            }
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        },
+      };
+    },
+  };
+}
+
 const conversations = (page) => page.getByRole("heading", { level: 2, name: "Conversations" });
 const messages = (page) => page.getByRole("log", { name: "Messages" });
 const nav = (page) => page.getByRole("navigation", { name: "Conversations" });
 const inList = (page, name) => nav(page).getByRole("button", { name: new RegExp(name) });
 
-const browser = await launchChromium();
+const browser = await launchChromium(trustTestCertificate());
 try {
   const viewport = { width: 1280, height: 900 };
   const nurseCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
   const backupCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
   const nurse = await nurseCtx.newPage();
-  const backup = await backupCtx.newPage();
+  const pushes = await usePushService(backupCtx);
+  let backup = await backupCtx.newPage();
   watch(nurse, "nurse");
   watch(backup, "backup");
   await signIn(nurse, cfg.nurse);
   await signIn(backup, cfg.backup);
-  log("ready");
+  // The backup turns on notifications for when Wardline is closed (the
+  // browser asks him; he allows it). The nurse is offered them too and
+  // says "Not now".
+  const offer = backup.getByRole("region", { name: "Pages when Wardline is closed" });
+  await offer.waitFor({ timeout: 15000 });
+  const nurseOffer = nurse.getByRole("region", { name: "Pages when Wardline is closed" });
+  await nurseOffer.getByRole("button", { name: "Not now" }).click();
+  await nurseOffer.waitFor({ state: "detached", timeout: 5000 });
+  const offerText = await offer.innerText();
+  await audit(backup, "push-offer");
+  await backupCtx.grantPermissions(["notifications"], { origin: new URL(cfg.url).origin });
+  await offer.getByRole("button", { name: "Turn on notifications" }).click();
+  await offer.waitFor({ state: "detached", timeout: 15000 });
+  if (!pushes.latest()) fail("turning notifications on made no push subscription");
+  log("ready", { offer: offerText });
 
   // 1. Search over the history on this device. The test writes, from the
   // command line, one message, then (three days later by the server's
@@ -120,6 +271,11 @@ try {
   await backup.locator(".presence strong", { hasText: "Busy" }).waitFor();
   log("presence", { shown: await backup.locator(".presence").innerText() });
 
+  // The backup closes Wardline: from now on only a push can reach him.
+  await backup.close();
+  const idle = await backupCtx.newPage();
+  const sw = await pushes.serviceWorker(idle);
+
   // 3. The nurse pages the role by name (autocompleted), STAT.
   await nav(nurse).getByRole("button", { name: "Page a role" }).click();
   await nurse.getByRole("heading", { level: 2, name: "Page a role" }).waitFor();
@@ -147,7 +303,33 @@ try {
   await audit(nurse, "escalated");
   log("escalated", { ladder: escalated });
 
-  // 5. The backup's screen: the STAT across the top, wherever he is.
+  // 5. The backup, whose Wardline is closed, was pushed to when the ladder
+  // brought him in: the push service holds it (decrypted, as his browser
+  // would), his service worker shows it — saying only what kind of thing
+  // waits — and a click on it opens Wardline at that message.
+  const pushStarted = Date.now();
+  const payload = await pushes.next();
+  if (payload.kind !== "waiting" || payload.message !== statId || Object.keys(payload).length !== 3 || payload.v !== 1) {
+    fail(`unexpected push ${JSON.stringify(payload)}`);
+  }
+  const { shown, deliveries } = await sw.deliver(payload);
+  const pushed = {
+    payload,
+    notification: shown[0],
+    deliveries,
+    ms: Date.now() - pushStarted,
+    tabs: backupCtx.pages().map((p) => p.url()),
+  };
+  log("pushed", pushed);
+  backup = await backupCtx.newPage();
+  watch(backup, "backup");
+  await backup.goto(`${cfg.url}#alert=${shown[0].message}`);
+  await backup.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+  await backup.getByRole("button", { name: "Unlock" }).click();
+  await messages(backup).locator("li.found", { hasText: cfg.stat }).waitFor({ timeout: 30000 });
+  await idle.close();
+
+  // The backup's screen: the STAT across the top, wherever he is.
   const banner = backup.getByRole("region", { name: "Needs acknowledgement" });
   await banner.getByText(new RegExp(`STAT from ${cfg.nurse.name}`)).waitFor({ timeout: 30000 });
   const bannerText = await banner.innerText();
@@ -269,6 +451,8 @@ try {
   await ward.getByRole("button", { name: "Set up this browser" }).click();
   await conversations(ward).waitFor({ timeout: 30000 });
   const sharedNote = await ward.locator("p.note", { hasText: "Shared computer" }).innerText();
+  // A shared computer is never offered notifications (they would outlive the session).
+  const sharedOffered = await ward.getByRole("region", { name: "Pages when Wardline is closed" }).count();
   // A new device of hers: her other browser shares its recent messages again.
   await inList(ward, `Page: ${cfg.role}`).first().click({ timeout: 60000 });
   await messages(ward).getByText(cfg.afterLifespan).waitFor({ timeout: 60000 });
@@ -283,7 +467,7 @@ try {
     serviceWorkers: (await navigator.serviceWorker.getRegistrations()).length,
     deviceId: localStorage.getItem("wardline.device"),
   }));
-  log("shared_signed_out", { sharedNote, sharedDevice, hadStore, left });
+  log("shared_signed_out", { sharedNote, sharedOffered, sharedDevice, hadStore, left });
 
   if (problems.length) fail(problems.join("\n"));
 } catch (e) {

@@ -3,6 +3,7 @@
 import { chromium } from "playwright-core";
 import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { createHash, X509Certificate } from "node:crypto";
 
 // axe-core is evaluated over the DevTools protocol, so the page's own CSP
 // (which allows only this server's scripts) stays in force for the rest.
@@ -18,6 +19,24 @@ export async function axeAudit(page) {
     violations: result.violations.map((v) => ({ id: v.id, nodes: v.nodes.map((n) => n.html) })),
     passes: result.passes.length,
   };
+}
+
+/**
+ * Chromium's trust in the test server's own certificate (the one in
+ * NODE_EXTRA_CA_CERTS), by its public key: a service worker is fetched only
+ * over a connection without certificate errors, which `ignoreHTTPSErrors`
+ * does not give. Trusts that key alone, not every certificate.
+ */
+export function trustTestCertificate() {
+  const file = process.env.NODE_EXTRA_CA_CERTS;
+  if (!file) return [];
+  const pems = readFileSync(file, "utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const hashes = pems.map((pem) =>
+    createHash("sha256")
+      .update(new X509Certificate(pem).publicKey.export({ type: "spki", format: "der" }))
+      .digest("base64"),
+  );
+  return hashes.length ? [`--ignore-certificate-errors-spki-list=${hashes.join(",")}`] : [];
 }
 
 /** Debian's Chromium, headless; `extraArgs` for a caller's own needs (the benchmark's `--js-flags`). */

@@ -599,6 +599,30 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::GET,
+            template: "/api/v1/devices/push",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: no_body,
+        },
+        Route {
+            method: Method::PUT,
+            template: "/api/v1/devices/push",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: || {
+                Some(json!({"endpoint": "https://fcm.googleapis.com/fcm/send/x",
+                    "keys": {"p256dh": "BAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}}))
+            },
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/api/v1/devices/push",
+            query: "",
+            rule: then(NO_DEVICE),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
             template: "/api/v1/devices/wipes",
             query: "",
             rule: then(Expect::Ok),

@@ -23,3 +23,4 @@ mod siem_rsyslog;
 mod tidy;
 mod web_app;
 mod web_clinical;
+mod web_push;

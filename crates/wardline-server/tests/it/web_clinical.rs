@@ -16,6 +16,7 @@ use wardline_proto::messaging::{ConversationKind, CreateConversationRequest, Pri
 use wardline_proto::routing::*;
 
 use crate::common::browser::{Live, browser_available};
+use crate::common::push_service::{PushService, push_service_available};
 use crate::common::*;
 use crate::routing::{Cardiology, cardiology, step};
 use crate::web_app::web_app_built;
@@ -55,7 +56,13 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
     if !browser_available() || !web_app_built() {
         return;
     }
-    let t = TestServer::start(Backend::Sqlite).await.unwrap();
+    if !push_service_available() {
+        return;
+    }
+    let push = PushService::start().await;
+    let t = TestServer::start_with(Backend::Sqlite, |c| c.push.services = vec![push.origin()])
+        .await
+        .unwrap();
     let admin = t.setup_org("alpha").await;
     let nurse = named(&t, &admin, Role::Nurse, "Nora Night").await;
     let ana = named(&t, &admin, Role::Physician, "Ana Oncall").await;
@@ -127,6 +134,7 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
         "clinical.mjs",
         serde_json::json!({
             "url": format!("{}/", t.url),
+            "pushService": push.origin(),
             "org": "alpha",
             "password": PASSWORD,
             "pin": "4711 heron",
@@ -296,6 +304,34 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
     assert!(ladder.contains("Alerted again: Ana Oncall"), "{ladder}");
     assert!(ladder.contains("Backup brought in: Ben Backup"), "{ladder}");
     assert!(ladder.contains("Next: text a sign-in link at"), "{ladder}");
+
+    // Ben's Wardline was closed: the push reached his browser and its
+    // notification says what kind of thing waits, nothing more.
+    let pushed = live.step("pushed").await;
+    assert_eq!(
+        pushed["payload"],
+        serde_json::json!({ "v": 1, "kind": "waiting", "message": message.id })
+    );
+    let n = &pushed["notification"];
+    assert_eq!(n["title"], "A message is waiting for your acknowledgement");
+    assert_eq!(n["body"], "Open Wardline to read it.");
+    assert_eq!(n["requireInteraction"], true);
+    let shown = n.to_string();
+    for secret in ["chest", "troponin", "Nora", "Cardiology", "bed"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(
+        pushed["tabs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u == "about:blank"),
+        "no Wardline tab was open: {pushed}"
+    );
+    eprintln!(
+        "backup brought in → notification shown: {} ms ({} deliveries)",
+        pushed["ms"], pushed["deliveries"]
+    );
 
     // Ben acknowledged from his browser: the ladder stopped.
     let acked = live.step("acknowledged").await;
@@ -495,6 +531,10 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
             .iter()
             .any(|d| d == "wardline"),
         "{shared}"
+    );
+    assert_eq!(
+        shared["sharedOffered"], 0,
+        "no notifications offered: {shared}"
     );
     let left = &shared["left"];
     assert_eq!(left["databases"], serde_json::json!([]), "{shared}");

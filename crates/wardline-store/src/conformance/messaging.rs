@@ -10,7 +10,7 @@ use wardline_proto::messaging::{ConversationKind, DeviceState, MessageKind, Prio
 
 use crate::messaging::{
     AttachmentRow, ConversationDeviceRow, ConversationRow, DeviceRow, DeviceStock, InboxRow,
-    MessageRow, ReadMark, ReceiptRow, Submission, SubmitOutcome,
+    MessageRow, PushSubscriptionRow, ReadMark, ReceiptRow, Submission, SubmitOutcome,
 };
 
 /// The tests of this module, for [`conformance_suite!`](crate::conformance_suite).
@@ -35,6 +35,7 @@ macro_rules! conformance_messaging_tests {
             read_receipt_sharing_defaults_to_on_and_is_kept_per_user,
             refounding_needs_no_member_device_and_a_waiting_one,
             attachments_round_trip_with_their_key_scoped_by_conversation,
+            push_subscriptions_reach_only_devices_with_a_live_session,
         );
     };
 }
@@ -1635,4 +1636,75 @@ pub async fn attachments_round_trip_with_their_key_scoped_by_conversation<E: Eng
         Err(StoreError::NotFound)
     ));
     assert_eq!(s.get_attachment(g, a.id).await.unwrap(), (a, Some(k)));
+}
+
+pub async fn push_subscriptions_reach_only_devices_with_a_live_session<E: Engine>(s: Arc<E>) {
+    let (o, dek) = org_with_key(&*s, "alpha").await;
+    let u = inserted_user(&*s, o.id, &dek, "u").await;
+    let d1: DeviceId = messaging_device(&*s, o.id.into(), u.into(), 1).await.into();
+    let d2: DeviceId = messaging_device(&*s, o.id.into(), u.into(), 2).await.into();
+    let sub = |device: DeviceId, endpoint: &str| PushSubscriptionRow {
+        device_id: device,
+        org_id: o.id,
+        user_id: u,
+        endpoint: endpoint.into(),
+        p256dh: vec![4; 65],
+        auth: vec![7; 16],
+        created_at: 50,
+    };
+    // No session yet: nothing to push to.
+    s.put_push_subscription(&sub(d1, "https://push.example/a"))
+        .await
+        .unwrap();
+    assert_eq!(s.live_push_subscription(d1, 200).await.unwrap(), None);
+    let s1 = session(o.id, u, d1);
+    s.insert_session(&s1).await.unwrap();
+    assert_eq!(
+        s.live_push_subscription(d1, 200).await.unwrap(),
+        Some(sub(d1, "https://push.example/a"))
+    );
+    // A new subscription replaces the old one.
+    s.put_push_subscription(&sub(d1, "https://push.example/b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.live_push_subscription(d1, 200)
+            .await
+            .unwrap()
+            .unwrap()
+            .endpoint,
+        "https://push.example/b"
+    );
+    // Past the session's absolute expiry (1000), and after sign-out: nothing.
+    assert_eq!(s.live_push_subscription(d1, 1000).await.unwrap(), None);
+    s.revoke_session(s1.id, 300).await.unwrap();
+    assert_eq!(s.live_push_subscription(d1, 200).await.unwrap(), None);
+    s.insert_session(&session(o.id, u, d1)).await.unwrap();
+    assert!(s.live_push_subscription(d1, 200).await.unwrap().is_some());
+    // Another device's session does not count.
+    s.put_push_subscription(&sub(d2, "https://push.example/c"))
+        .await
+        .unwrap();
+    assert_eq!(s.live_push_subscription(d2, 200).await.unwrap(), None);
+    // Forgotten once; a wipe forgets it too.
+    assert!(s.delete_push_subscription(d2).await.unwrap());
+    assert!(!s.delete_push_subscription(d2).await.unwrap());
+    s.begin_wipe(&crate::lifecycle::WipeRow {
+        device_id: d1,
+        org_id: o.id,
+        user_id: u,
+        requested_by: u,
+        requested_at: 400,
+        reason: "lost".into(),
+        sessions_ended: 0,
+        conversations: 0,
+        confirmed_at: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.live_push_subscription(d1, 200).await.unwrap(), None);
+    assert!(
+        !s.delete_push_subscription(d1).await.unwrap(),
+        "deleted by the wipe"
+    );
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod push_service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
