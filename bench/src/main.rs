@@ -30,7 +30,9 @@ mod crash_loss;
 mod escalation;
 mod load;
 mod messaging;
+mod node;
 mod process;
+mod push;
 mod synapse;
 mod web;
 
@@ -87,6 +89,16 @@ struct Args {
 
 #[derive(clap::Subcommand)]
 enum Cmd {
+    /// Web Push: a STAT message → the notification shown by a browser
+    /// whose Wardline tab is closed, through a local push service (`push.rs`).
+    Push {
+        /// STAT messages sent.
+        #[arg(long, default_value_t = 100)]
+        pushes: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+    },
     /// The clinicians' web app in headless Chromium: load, transfer, PIN
     /// unlock, browser → browser delivery (`web.rs`).
     Web {
@@ -338,6 +350,15 @@ async fn start(
     database: Option<String>,
     users: usize,
 ) -> anyhow::Result<(Running, ApiClient, String)> {
+    start_with(database, users, |_| {}).await
+}
+
+/// As [`start`], with `tweak` applied to the server's configuration.
+async fn start_with(
+    database: Option<String>,
+    users: usize,
+    tweak: impl FnOnce(&mut Config),
+) -> anyhow::Result<(Running, ApiClient, String)> {
     let dir = tempfile::tempdir()?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -352,6 +373,7 @@ async fn start(
         ..Config::default()
     };
     config.log.level = "warn".into();
+    tweak(&mut config);
     let cert = wardline_server::tls::ensure_certificate(&config)?;
     let ca = std::fs::read(cert.cert)?;
     let server = Server::build(config).await?;
@@ -547,6 +569,7 @@ async fn main() -> anyhow::Result<()> {
             members,
             history,
         }) => return web::main(messages, rate, members, history).await,
+        Some(Cmd::Push { pushes, rate }) => return push::main(pushes, rate).await,
         Some(Cmd::CrashLoss { kills, members }) => {
             return crash_loss::main(kills, members, pg).await;
         }

@@ -16,12 +16,10 @@
 //! The app must be built first (`cargo xtask bench web` does); Chromium and
 //! the browser tests' Node packages as for the tests (`cargo xtask test`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use wardline_client::core::MessageContent;
 use wardline_proto::messaging::Priority;
 
+use super::node::NodeScript;
 use super::*;
 
 pub async fn main(
@@ -50,15 +48,12 @@ pub async fn main(
     let mut policy = admin.policy().await?;
     policy.devices.lock_after_idle_secs = 86_400;
     admin.set_policy(&policy).await?;
-    let ca = tempfile::NamedTempFile::new()?;
-    std::fs::write(ca.path(), &r.ca)?;
     // The simulated members: bench users 2.., one device each.
     let dir = tempfile::tempdir()?;
     let mut sims = Vec::new();
     for i in 2..members {
         sims.push(messaging::device(&r.url, &r.ca, i, dir.path()).await?);
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/web_app.mjs");
     let cfg = serde_json::json!({
         "url": format!("{}/", r.url),
         "org": "bench",
@@ -74,29 +69,8 @@ pub async fn main(
         "bench: web app: {messages} messages at {rate}/s, browser to browser, in a conversation of {members} ({} simulated), {history} messages of history",
         members - 2
     );
-    let mut node = Command::new("node")
-        .arg(&script)
-        .arg(cfg.to_string())
-        .env("NODE_EXTRA_CA_CERTS", ca.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("node runs")?;
-    let mut stdin = node.stdin.take().context("stdin")?;
-    // The script's lines, read on a thread of their own (blocking reads).
-    let (line_tx, mut stdout) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let out = node.stdout.take().context("stdout")?;
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let ready = stdout
-        .recv()
-        .await
-        .context("web_app.mjs ended before its devices were ready")?;
+    let mut node = NodeScript::start("web_app.mjs", &cfg, &r.ca)?;
+    let ready = node.line().await?;
     anyhow::ensure!(
         ready.contains("ready"),
         "unexpected line from web_app.mjs: {ready}"
@@ -153,24 +127,13 @@ pub async fn main(
         }
         Some(title)
     };
-    let go = serde_json::json!({ "conversation": title }).to_string() + "\n";
-    stdin.write_all(go.as_bytes())?;
-    stdin.flush()?;
-    let mut last = String::new();
-    while let Some(line) = stdout.recv().await {
-        last = line;
-    }
-    let status = tokio::task::spawn_blocking(move || node.wait()).await??;
+    node.send(&serde_json::json!({ "conversation": title }).to_string())?;
+    let m = node.result().await;
     let _ = stop_tx.send(true);
     for r in running {
         r.await??;
     }
-    anyhow::ensure!(
-        status.success(),
-        "web_app.mjs failed (its error is above); last line: {last}"
-    );
-    let m: serde_json::Value = serde_json::from_str(&last).context("one JSON result")?;
-    eprintln!("bench: web_app.mjs measured {m}");
+    let m = m?;
     let f = |k: &str| m[k].as_f64().unwrap_or(f64::NAN);
     println!("| measure | result | target (issue 21) |");
     println!("| --- | --- | --- |");

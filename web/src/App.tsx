@@ -9,12 +9,33 @@ import { DeviceArea } from "./Chat";
 import { turnOffPush } from "./Notifications";
 import type { SignInState, TotpEnrolment } from "./worker/protocol";
 
+/** Set in `sessionStorage` at every load: there as long as the tab is. */
+const TAB_MARK = "wardline.tab";
+
 export function App() {
   const [state, setState] = useState<SignInState | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
 
   useEffect(() => {
-    ask({ op: "session" }).then((r) => setState(r.ok ? r.value : { step: "signed_out" }));
+    (async () => {
+      // The tab's own storage outlives a reload, not the tab: without the
+      // mark this is a new tab, where a shared computer's last user may
+      // have left their store by closing the tab instead of signing out.
+      const newTab = !sessionStorage.getItem(TAB_MARK);
+      sessionStorage.setItem(TAB_MARK, "1");
+      if (newTab) {
+        const left = await ask({ op: "leftBehind" });
+        if (left.ok && left.value) {
+          forgetDeviceId();
+          await turnOffPush();
+          setNotice(
+            "Wardline was closed on this shared computer without signing out: everything it kept here for the last person is now erased.",
+          );
+        }
+      }
+      const r = await ask({ op: "session" });
+      setState(r.ok ? r.value : { step: "signed_out" });
+    })();
     return onNews((news) => {
       if (news.event !== "signed_out" && news.event !== "wiped") return;
       setNotice(news.message);

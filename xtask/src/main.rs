@@ -366,12 +366,15 @@ fn main() -> ExitCode {
             run(clippy)
         }
         "bench" => {
-            // The web app's benchmark serves the app: build it first (a
-            // release server embeds it).
-            if rest.first().is_some_and(|c| c == "web") {
-                let code = web_build();
-                if code != ExitCode::SUCCESS {
-                    return code;
+            // The web app's benchmarks serve the app: build it first (a
+            // release server embeds it), and the browser tests' Node
+            // packages they drive Chromium with.
+            if rest.first().is_some_and(|c| c == "web" || c == "push") {
+                for step in [web_build, browser_deps] {
+                    let code = step();
+                    if code != ExitCode::SUCCESS {
+                        return code;
+                    }
                 }
             }
             let mut c = cargo();

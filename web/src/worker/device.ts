@@ -188,6 +188,22 @@ export async function removeThisDevice(id: string) {
   await api.POST("/api/v1/devices/wipe-confirmation", { body: { erased: true } }).catch(() => {});
 }
 
+/**
+ * A new tab on a browser whose device was set up on a shared computer and
+ * is open in no other tab: whoever used it closed the tab without signing
+ * out. Nothing of theirs may wait there for the next person, so the store is
+ * erased. (The server keeps the device until an administrator removes it:
+ * the session that could remove it is sealed under a PIN nobody here has.)
+ */
+export async function eraseIfLeftBehind(id: string): Promise<boolean> {
+  const record = await store.load(id).catch(() => undefined);
+  if (!record?.shared) return false;
+  const { held } = await navigator.locks.query();
+  if (held?.some((l) => l.name === `wardline-device:${id}`)) return false;
+  await store.eraseAll();
+  return true;
+}
+
 /** Erases this browser's store (a shared computer's session ended). */
 export async function eraseStore() {
   close();

@@ -16,6 +16,8 @@ export type Request =
   | { op: "enrolTotp" }
   | { op: "confirmTotp"; code: string }
   | { op: "session" }
+  /** A new tab (not a reload): erase what a shared computer's last user left by closing the tab. */
+  | { op: "leftBehind" }
   | { op: "resume"; pin: string }
   /** `remove`: also take this browser out of the person's devices and erase its store (always, on a shared computer). */
   | { op: "logout"; remove: boolean }
@@ -304,6 +306,8 @@ export interface Answers {
   enrolTotp: TotpEnrolment;
   confirmTotp: { recovery_codes: string[]; state: SignInState };
   session: SignInState;
+  /** Whether a shared computer's store was found left behind, and erased. */
+  leftBehind: boolean;
   resume: SignInState;
   /** `removed`: this browser was taken out of the person's devices and erased (use a new device id). */
   logout: { state: SignInState; removed: boolean };

@@ -136,6 +136,8 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       user = null;
       return { state: await state(deviceId), removed: remove };
     }
+    case "leftBehind":
+      return !hasToken() && device.eraseIfLeftBehind(deviceId);
     case "deviceState":
       signedIn();
       return device.state(deviceId);

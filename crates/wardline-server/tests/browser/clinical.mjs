@@ -18,7 +18,7 @@
 //
 // {url, org, password, pin, screenshots, signals, pushService, role, stat, wrongPatient, cliReply, searchWord,
 //  searchPartial, searchText, nurse: {email, name, codes}, backup: {email, name, codes}, oncall: {name}}
-import { launchChromium, scriptRun, trustTestCertificate, waitForSignal } from "./lib.mjs";
+import { launchChromium, scriptRun, trustTestCertificate, usePushService, waitForSignal } from "./lib.mjs";
 
 const { cfg, log, fail, problems, pages, audit, watch } = scriptRun("clinical.mjs", "clinical");
 
@@ -37,139 +37,6 @@ async function signIn(page, who) {
   await conversations(page).waitFor({ timeout: 30000 });
 }
 
-/**
- * Web Push for a browser context, through the test's push service
- * (web-push-testing, `cfg.pushService`). Debian's Chromium has no push
- * service of its own (Chrome's is Google's, reached with keys Debian does not
- * ship), so `pushManager.subscribe` is the one browser call replaced: it
- * subscribes at the test's service with the app's VAPID key. The rest is the
- * browser's own: the service worker and its push event — delivered over the
- * DevTools protocol with exactly what the push service received from
- * Wardline and decrypted — and the notification it shows.
- */
-async function usePushService(ctx) {
-  const subscriptions = [];
-  let seen = 0;
-  const service = async (path, body) => {
-    const r = await fetch(`${cfg.pushService}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    const j = await r.json();
-    if (!r.ok) throw new Error(`push service ${path}: ${JSON.stringify(j)}`);
-    return j.data;
-  };
-  await ctx.exposeBinding("wardlineTestSubscribe", async (_source, applicationServerKey) => {
-    const sub = await service("/subscribe", { applicationServerKey });
-    subscriptions.push(sub);
-    return sub;
-  });
-  await ctx.addInitScript(() => {
-    let current = null;
-    const b64url = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-    const unb64 = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0)).buffer;
-    PushManager.prototype.subscribe = async function (options) {
-      const key = options.applicationServerKey;
-      const bytes = key instanceof ArrayBuffer ? key : key.buffer.slice(key.byteOffset, key.byteOffset + key.byteLength);
-      const sub = await window.wardlineTestSubscribe(b64url(bytes));
-      current = {
-        endpoint: sub.endpoint,
-        expirationTime: null,
-        options: { applicationServerKey: bytes, userVisibleOnly: true },
-        getKey: (name) => unb64(sub.keys[name]),
-        toJSON: () => ({ endpoint: sub.endpoint, expirationTime: null, keys: sub.keys }),
-        unsubscribe: async () => {
-          current = null;
-          return true;
-        },
-      };
-      return current;
-    };
-    PushManager.prototype.getSubscription = async function () {
-      return current;
-    };
-  });
-  return {
-    latest: () => subscriptions.at(-1),
-    /** The next push the service received for the latest subscription (its decrypted payload). */
-    async next(timeoutMs = 30000) {
-      const until = Date.now() + timeoutMs;
-      for (;;) {
-        const { messages } = await service("/get-notifications", { clientHash: subscriptions.at(-1).clientHash });
-        if (messages.length > seen) return JSON.parse(messages[seen++]);
-        if (Date.now() > until) throw new Error("no push arrived");
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    },
-    /** The app's service worker, reached from `page` (any page of the context, even a blank one). */
-    async serviceWorker(page) {
-      const cdp = await ctx.newCDPSession(page);
-      const registrations = [];
-      cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
-      const trace = [];
-      cdp.on("ServiceWorker.workerErrorReported", (e) => trace.push(`error: ${JSON.stringify(e.errorMessage)}`));
-      let running = false;
-      cdp.on("ServiceWorker.workerVersionUpdated", (e) => {
-        trace.push(`versions: ${JSON.stringify(e.versions.map((v) => [v.registrationId, v.runningStatus, v.status]))}`);
-        running = e.versions.some((v) => v.runningStatus === "running" && v.status === "activated");
-      });
-      await cdp.send("ServiceWorker.enable");
-      const origin = new URL(cfg.url).origin;
-      for (let i = 0; !registrations.some((r) => r.scopeURL === `${origin}/` && !r.isDeleted); i++) {
-        if (i > 100) throw new Error("the app registered no service worker");
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      const { registrationId } = registrations.find((r) => r.scopeURL === `${origin}/` && !r.isDeleted);
-      return {
-        /**
-         * Hands `payload` to the service worker as its browser's push
-         * channel would, and waits for the notification it shows; what that
-         * says. (A delivery to a worker that is just stopping can be lost, as
-         * the DevTools protocol gives no answer for it: it is handed over
-         * again, at most twice more.)
-         */
-        async deliver(payload) {
-          for (let deliveries = 1; ; deliveries++) {
-            // A push wakes a stopped service worker first, as the browser does.
-            await cdp.send("ServiceWorker.startWorker", { scopeURL: `${origin}/` });
-            for (let i = 0; !running && i < 50; i++) await new Promise((r) => setTimeout(r, 20));
-            await cdp.send("ServiceWorker.deliverPushMessage", { origin, registrationId, data: JSON.stringify(payload) });
-            const shown = await this.notifications(1, deliveries < 3 ? 50 : 150).catch((e) => (deliveries < 3 ? null : Promise.reject(e)));
-            if (shown) return { shown, deliveries };
-          }
-        },
-        /** Waits for `n` notifications shown by the service worker (polls every 100 ms); what each says. */
-        async notifications(n, polls = 150) {
-          for (let i = 0; ; i++) {
-            const worker =
-              ctx.serviceWorkers().find((w) => w.url() === `${origin}/sw.js`) ??
-              (await ctx.waitForEvent("serviceworker", { timeout: 1000 }).catch(() => null));
-            const shown = worker
-              ? await worker.evaluate(async () =>
-                  (await self.registration.getNotifications()).map((x) => ({
-                    title: x.title,
-                    body: x.body,
-                    tag: x.tag,
-                    requireInteraction: x.requireInteraction,
-                    message: x.data?.message,
-                  })),
-                )
-              : [];
-            if (shown.length >= n) return shown;
-            if (i > polls) {
-              throw new Error(
-                `the service worker showed ${shown.length} notifications, not ${n}; workers ${JSON.stringify(ctx.serviceWorkers().map((w) => w.url()))}; ${trace.join("; ")}`,
-              );
-            }
-            await new Promise((r) => setTimeout(r, 100));
-          }
-        },
-      };
-    },
-  };
-}
-
 const conversations = (page) => page.getByRole("heading", { level: 2, name: "Conversations" });
 const messages = (page) => page.getByRole("log", { name: "Messages" });
 const nav = (page) => page.getByRole("navigation", { name: "Conversations" });
@@ -181,7 +48,7 @@ try {
   const nurseCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
   const backupCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
   const nurse = await nurseCtx.newPage();
-  const pushes = await usePushService(backupCtx);
+  const pushes = await usePushService(backupCtx, cfg.url, cfg.pushService);
   let backup = await backupCtx.newPage();
   watch(nurse, "nurse");
   watch(backup, "backup");
@@ -410,7 +277,7 @@ try {
   log("patient_thread", { shown: await messages(backup).innerText() });
   // The grant runs out (the test moves the clock): the banner goes, and
   // the thread says he is no longer in it.
-  const { sharedCode } = await waitForSignal(cfg.signals, "expired");
+  const { sharedCode, sharedCode2 } = await waitForSignal(cfg.signals, "expired");
   await glass.waitFor({ state: "detached", timeout: 60000 });
   await backup.getByText("You are no longer in this conversation.").waitFor({ timeout: 60000 });
   await audit(backup, "break-glass-expired");
@@ -435,21 +302,43 @@ try {
   // 9. A shared computer on the ward: the nurse says so at sign-in; her
   // sign-out removes the browser from her devices and erases its store.
   const wardCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const sharedSignIn = async (page, code) => {
+    await page.goto(cfg.url);
+    await page.getByLabel("Organisation").fill(cfg.org);
+    await page.getByLabel("E-mail").fill(cfg.nurse.email);
+    await page.getByLabel("Password").fill(cfg.password);
+    await page.getByLabel(/This is a shared computer/).check();
+    await audit(page, "shared-sign-in");
+    await page.keyboard.press("Enter");
+    await page.getByLabel(/authenticator app/).fill(code);
+    await page.keyboard.press("Enter");
+    await page.getByLabel("PIN", { exact: true }).fill(cfg.pin);
+    await page.getByLabel("PIN again").fill(cfg.pin);
+    await page.getByRole("button", { name: "Set up this browser" }).click();
+    await conversations(page).waitFor({ timeout: 30000 });
+  };
+  // First she closes the tab instead of signing out: the next person to
+  // open Wardline there finds nothing of hers, and is told why.
+  const first = await wardCtx.newPage();
+  watch(first, "shared computer, tab closed");
+  await sharedSignIn(first, sharedCode);
+  const leftStore = await first.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
+  const leftDevice = await first.evaluate(() => localStorage.getItem("wardline.device"));
+  await first.close();
   const ward = await wardCtx.newPage();
   watch(ward, "shared computer");
   await ward.goto(cfg.url);
-  await ward.getByLabel("Organisation").fill(cfg.org);
-  await ward.getByLabel("E-mail").fill(cfg.nurse.email);
-  await ward.getByLabel("Password").fill(cfg.password);
-  await ward.getByLabel(/This is a shared computer/).check();
-  await audit(ward, "shared-sign-in");
-  await ward.keyboard.press("Enter");
-  await ward.getByLabel(/authenticator app/).fill(sharedCode);
-  await ward.keyboard.press("Enter");
-  await ward.getByLabel("PIN", { exact: true }).fill(cfg.pin);
-  await ward.getByLabel("PIN again").fill(cfg.pin);
-  await ward.getByRole("button", { name: "Set up this browser" }).click();
-  await conversations(ward).waitFor({ timeout: 30000 });
+  const erasedNotice = ward.getByRole("status").filter({ hasText: "without signing out" });
+  await erasedNotice.waitFor({ timeout: 15000 });
+  await audit(ward, "shared-left-behind");
+  log("shared_left_behind", {
+    leftStore,
+    notice: await erasedNotice.innerText(),
+    databases: await ward.evaluate(async () => (await indexedDB.databases()).map((d) => d.name)),
+    sameDevice: (await ward.evaluate(() => localStorage.getItem("wardline.device"))) === leftDevice,
+  });
+  // Then she signs in there again, and signs out.
+  await sharedSignIn(ward, sharedCode2);
   const sharedNote = await ward.locator("p.note", { hasText: "Shared computer" }).innerText();
   // A shared computer is never offered notifications (they would outlive the session).
   const sharedOffered = await ward.getByRole("region", { name: "Pages when Wardline is closed" }).count();

@@ -7,23 +7,12 @@
 
 use std::time::Duration;
 
-use crate::common::{Actor, Backend, Devices, TestServer, actions, has_action, texts};
+use crate::common::{Actor, Backend, Devices, TestServer, actions, has_action, texts, until};
 use uuid::Uuid;
 use wardline_client::core::{Event, MessageContent};
 use wardline_proto::messaging::*;
 use wardline_proto::routing::*;
 use wardline_proto::{ErrorCode, Role};
-
-/// Polls `check` until it holds (the escalation job runs every 2 s).
-async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..100 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 pub(crate) struct Cardiology {
     pub(crate) role: ClinicalRole,

@@ -40,17 +40,6 @@ async fn named(t: &TestServer, admin: &Actor, role: Role, name: &str) -> Actor {
     a
 }
 
-/// Polls `check` (every 200 ms, up to 30 s) until it holds.
-async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..150 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
     if !browser_available() || !web_app_built() {
@@ -489,7 +478,10 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
     t.next_totp_step();
     live.signal_with(
         "expired",
-        serde_json::json!({ "sharedCode": t.totp_code(&nurse.totp_secret) }),
+        serde_json::json!({
+            "sharedCode": t.totp_code(&nurse.totp_secret),
+            "sharedCode2": t.totp_code_at(&nurse.totp_secret, t.now() + 30),
+        }),
     );
     let expired = live.step("expired").await;
     stop.send(true).unwrap();
@@ -515,6 +507,27 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
             .contains(&message.id.to_string()),
         "{link}"
     );
+    // A shared computer's tab closed without signing out: the next tab
+    // there erased what it had kept.
+    let left_behind = live.step("shared_left_behind").await;
+    assert!(
+        left_behind["leftStore"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "wardline"),
+        "{left_behind}"
+    );
+    assert_eq!(
+        left_behind["databases"],
+        serde_json::json!([]),
+        "{left_behind}"
+    );
+    assert_eq!(
+        left_behind["sameDevice"], false,
+        "a new device id: {left_behind}"
+    );
+
     // The shared computer kept nothing, and is not among her devices.
     let shared = live.step("shared_signed_out").await;
     assert!(

@@ -8,8 +8,6 @@
 //! (The browser side — service worker, notification — is in
 //! `tests/browser/clinical.mjs`.)
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wardline_client::core::MessageContent;
@@ -57,19 +55,13 @@ async fn subscribe(t: &TestServer, svc: &PushService, token: &str) -> String {
     sub["clientHash"].as_str().unwrap().to_owned()
 }
 
-/// Waits (up to 15 s) until the subscription has `n` pushes.
+/// The subscription's pushes, once it has `n` of them.
 async fn pushes(svc: &PushService, hash: &str, n: usize) -> Vec<Value> {
-    for _ in 0..75 {
+    until(&format!("{n} pushes"), async || {
         let m = svc.messages(hash).await;
-        if m.len() >= n {
-            return m.iter().map(|s| serde_json::from_str(s).unwrap()).collect();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!(
-        "{hash}: fewer than {n} pushes: {:?}",
-        svc.messages(hash).await
-    );
+        (m.len() >= n).then(|| m.iter().map(|s| serde_json::from_str(s).unwrap()).collect())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,16 +187,11 @@ async fn a_stat_message_is_pushed_with_no_content_to_subscribed_devices_only() {
         )
         .await
         .unwrap();
-    let mut forgotten = false;
-    for _ in 0..75 {
+    until("the 410 Gone subscription forgotten", async || {
         let (_, s) = push_call(&t, &resident.token, reqwest::Method::GET, None).await;
-        if s["subscribed"] == false {
-            forgotten = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(forgotten, "a 410 Gone subscription is forgotten");
+        (s["subscribed"] == false).then_some(())
+    })
+    .await;
 
     // Unsubscribing is idempotent.
     for _ in 0..2 {

@@ -511,3 +511,16 @@ pub fn has_action(
     log.iter()
         .any(|(a, o, t, _)| a == action && o == "success" && t.as_deref() == Some(target))
 }
+
+/// Polls `check` every 200 ms until it holds (or fails the test after 30 s,
+/// naming `what`): for what the server does in the background (escalation
+/// steps, pushes, deliveries to other devices).
+pub async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..150 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

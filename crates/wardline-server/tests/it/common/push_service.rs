@@ -77,13 +77,12 @@ impl PushService {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// A subscription as a browser's `pushManager.subscribe` makes it with
-    /// `vapid_key`: `{endpoint, keys: {p256dh, auth}, clientHash}`.
-    pub async fn subscribe(&self, vapid_key: &str) -> Value {
+    /// `POST path` with a JSON body; the answer's `data`.
+    async fn call(&self, path: &str, body: Value) -> Value {
         let r: Value = self
             .http
-            .post(self.url("/subscribe"))
-            .json(&json!({ "applicationServerKey": vapid_key }))
+            .post(self.url(path))
+            .json(&body)
             .send()
             .await
             .unwrap()
@@ -93,19 +92,19 @@ impl PushService {
         r["data"].clone()
     }
 
+    /// A subscription as a browser's `pushManager.subscribe` makes it with
+    /// `vapid_key`: `{endpoint, keys: {p256dh, auth}, clientHash}`.
+    pub async fn subscribe(&self, vapid_key: &str) -> Value {
+        self.call("/subscribe", json!({ "applicationServerKey": vapid_key }))
+            .await
+    }
+
     /// The payloads pushed to a subscription so far, decrypted.
     pub async fn messages(&self, client_hash: &str) -> Vec<String> {
-        let r: Value = self
-            .http
-            .post(self.url("/get-notifications"))
-            .json(&json!({ "clientHash": client_hash }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        serde_json::from_value(r["data"]["messages"].clone()).unwrap()
+        let data = self
+            .call("/get-notifications", json!({ "clientHash": client_hash }))
+            .await;
+        serde_json::from_value(data["messages"].clone()).unwrap()
     }
 
     /// The browser dropped the subscription: pushes to it now get 410 Gone.
