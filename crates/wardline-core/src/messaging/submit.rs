@@ -200,8 +200,8 @@ impl MessagingService {
             SubmitOutcome::Accepted { epoch, recipients } => {
                 self.wake(&recipients).await;
                 if let Some(kind) = push {
-                    self.push
-                        .send(&recipients, kind, req.message_id, Some(p.user_id));
+                    let to = crate::push::Audience::AllBut(p.user_id);
+                    self.push.send(&recipients, kind, req.message_id, to);
                 }
                 Ok(SubmitMessageResponse {
                     message_id: req.message_id,

@@ -94,6 +94,24 @@ impl PushKind {
     }
 }
 
+/// Whose devices, of those a push names, get it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Everyone's but this user's (a message's author is not told of it).
+    AllBut(UserId),
+    /// Only this user's (the sender of a ladder that ran out).
+    Only(UserId),
+}
+
+impl Audience {
+    fn includes(self, user: UserId) -> bool {
+        match self {
+            Audience::AllBut(u) => u != user,
+            Audience::Only(u) => u == user,
+        }
+    }
+}
+
 /// The encrypted payload's plaintext.
 #[derive(Debug, Serialize)]
 struct Payload {
@@ -108,8 +126,7 @@ struct Batch {
     devices: Vec<DeviceId>,
     kind: PushKind,
     message: Uuid,
-    /// Whose devices are skipped (the author of the message).
-    except: Option<UserId>,
+    to: Audience,
 }
 
 /// The services' handle on Web Push: cheap to clone; [`WebPush::off`] when
@@ -207,15 +224,9 @@ impl WebPush {
     }
 
     /// Queues a push about `message` to those of `devices` that can take one
-    /// (see the module doc), skipping `except`'s devices. Never waits: when
-    /// the queue is full the push is dropped and counted.
-    pub fn send(
-        &self,
-        devices: &[DeviceId],
-        kind: PushKind,
-        message: Uuid,
-        except: Option<UserId>,
-    ) {
+    /// (see the module doc) and belong to `to`. Never waits: when the queue
+    /// is full the push is dropped and counted.
+    pub fn send(&self, devices: &[DeviceId], kind: PushKind, message: Uuid, to: Audience) {
         let Some(inner) = &self.inner else { return };
         if devices.is_empty() {
             return;
@@ -224,7 +235,7 @@ impl WebPush {
             devices: devices.to_vec(),
             kind,
             message,
-            except,
+            to,
         };
         if inner.queue.try_send(batch).is_err() {
             metrics::counter!("wardline_push_total", "outcome" => "dropped").increment(1);
@@ -277,6 +288,15 @@ mod tests {
         assert!(!ok("http://localhost:8091/notify/abc"));
         assert!(!ok("https://user:pw@fcm.googleapis.com/x"));
         assert!(!ok("http://10.0.0.5/admin"));
+    }
+
+    #[test]
+    fn an_audience_names_whose_devices_are_pushed_to() {
+        let (a, b): (UserId, UserId) = (Uuid::new_v4().into(), Uuid::new_v4().into());
+        assert!(!Audience::AllBut(a).includes(a));
+        assert!(Audience::AllBut(a).includes(b));
+        assert!(Audience::Only(a).includes(a));
+        assert!(!Audience::Only(a).includes(b));
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl Shared {
                 continue;
             }
             let sub = match self.store.live_push_subscription(device, now).await {
-                Ok(Some(s)) if Some(s.user_id) != b.except => s,
+                Ok(Some(s)) if b.to.includes(s.user_id) => s,
                 Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "web push: subscription lookup failed");

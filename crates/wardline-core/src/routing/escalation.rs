@@ -6,7 +6,7 @@
 //! ticker claims due rows, so a restart (or a dead node) only delays a step
 //! until the next tick after its lease lapses.
 
-use crate::push::PushKind;
+use crate::push::{Audience, PushKind};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -529,18 +529,22 @@ impl RoutingService {
         };
         let woken = self.store.insert_notice(&row, &devices).await?;
         self.messaging.wake(&woken).await;
-        // Web Push to whoever is alerted (the sender when it ran out); a
-        // stand-down needs no one woken.
-        let push = match action {
-            EscalationAction::Acknowledged => None,
-            EscalationAction::Unanswered => Some(PushKind::Unanswered),
-            _ => Some(PushKind::Waiting),
-        };
-        if let Some(kind) = push {
-            let except = (kind != PushKind::Unanswered).then_some(r.sender_user);
-            self.messaging
-                .push()
-                .send(&woken, kind, r.message_id, except);
+        // Web Push: whoever is alerted hears that a message waits for them;
+        // when the ladder ran out, its sender hears that too. A stand-down
+        // needs no one woken.
+        let push = self.messaging.push();
+        match action {
+            EscalationAction::Acknowledged => {}
+            EscalationAction::Unanswered => {
+                let sender = Audience::Only(r.sender_user);
+                push.send(&woken, PushKind::Unanswered, r.message_id, sender);
+                let alerted = Audience::AllBut(r.sender_user);
+                push.send(&woken, PushKind::Waiting, r.message_id, alerted);
+            }
+            _ => {
+                let alerted = Audience::AllBut(r.sender_user);
+                push.send(&woken, PushKind::Waiting, r.message_id, alerted);
+            }
         }
         Ok(())
     }

@@ -110,7 +110,7 @@ async fn report_posture(
 /// Web Push for the caller's device: the server's VAPID public key to
 /// subscribe with (absent when push is off) and whether it is subscribed.
 #[utoipa::path(get, path = "/api/v1/devices/push", tag = "messaging", security(("bearer" = [])),
-    responses((status = 200, body = PushSettings)))]
+    responses((status = 200, body = PushSettings), (status = 409, body = ErrorBody)))]
 async fn push_settings(
     State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
@@ -136,7 +136,7 @@ async fn subscribe_push(
 
 /// Forget the caller's device's push subscription (no error if it had none).
 #[utoipa::path(delete, path = "/api/v1/devices/push", tag = "messaging", security(("bearer" = [])),
-    responses((status = 200, body = PushSettings)))]
+    responses((status = 200, body = PushSettings), (status = 409, body = ErrorBody)))]
 async fn unsubscribe_push(
     State(messaging): State<MessagingService>,
     Authenticated(p): Authenticated,
