@@ -6,7 +6,6 @@ import { useEffect, useState, type FormEvent } from "react";
 import { PinForm, Problem, QrCode, Shell, useAction } from "./ui";
 import { ask, forgetDeviceId, onNews } from "./session";
 import { DeviceArea } from "./Chat";
-import { turnOffPush } from "./Notifications";
 import type { SignInState, TotpEnrolment } from "./worker/protocol";
 
 /** Set in `sessionStorage` at every load: there as long as the tab is. */
@@ -26,8 +25,7 @@ export function App() {
       if (newTab) {
         const left = await ask({ op: "leftBehind" });
         if (left.ok && left.value) {
-          forgetDeviceId();
-          await turnOffPush();
+          await forgetDeviceId();
           setNotice(
             "Wardline was closed on this shared computer without signing out: everything it kept here for the last person is now erased.",
           );
@@ -232,10 +230,7 @@ function Home({
   const s = state.session;
   const signOut = async (remove: boolean) => {
     const r = await run(() => ask({ op: "logout", remove }));
-    if (r?.removed) {
-      forgetDeviceId();
-      await turnOffPush();
-    }
+    if (r?.removed) await forgetDeviceId();
     onDone(r?.state ?? { step: "signed_out" });
   };
   return (

@@ -21,7 +21,7 @@ import {
   SearchResults,
 } from "./Clinical";
 import { PatientReplies, PatientsPanel } from "./Patients";
-import { PushOffer, turnOffPush } from "./Notifications";
+import { PushOffer } from "./Notifications";
 import type {
   Attachment,
   ConversationSummary,
@@ -71,10 +71,7 @@ export function DeviceArea({ me }: { me: string }) {
       // this browser removed from the person's devices and erased.
       if (device?.shared) {
         ask({ op: "logout", remove: true }).then((r) => {
-          if (r.ok && r.value.removed) {
-            forgetDeviceId();
-            void turnOffPush();
-          }
+          if (r.ok && r.value.removed) void forgetDeviceId();
           announce({ event: "signed_out", message: "Signed out after a while without use: this shared computer keeps nothing of yours." });
         });
         return;

@@ -47,21 +47,6 @@ async function subscribe(vapidKey: string): Promise<void> {
   if (!r.ok) throw new Error(r.error.message);
 }
 
-/**
- * This browser takes no more pushes: its subscription is dropped and the
- * service worker unregistered. Called when the device is removed (a shared
- * computer's sign-out, "remove this browser"); the server stops pushing to a
- * signed-out device by itself.
- */
-export async function turnOffPush(): Promise<void> {
-  if (!supported()) return;
-  const registration = await navigator.serviceWorker.getRegistration("/");
-  if (!registration) return;
-  const sub = await registration.pushManager.getSubscription();
-  await sub?.unsubscribe();
-  await registration.unregister();
-}
-
 type Offer = "hidden" | "ask" | "blocked" | "failed";
 
 /** "Not now": the offer comes back at the next sign-in, not in this tab before. */

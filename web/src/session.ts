@@ -24,10 +24,19 @@ const DEVICE_ID = "wardline.device";
 
 /**
  * This browser was taken out of the person's devices (a shared computer's
- * sign-out, or asked for): the next device set up here gets a new id.
+ * sign-out or closed tab, or asked for): the next device set up here gets a
+ * new id, and the browser takes no more pushes — its push subscription is
+ * dropped and the service worker unregistered (the server already stops
+ * pushing to a signed-out device by itself).
  */
-export function forgetDeviceId() {
+export async function forgetDeviceId(): Promise<void> {
   localStorage.removeItem(DEVICE_ID);
+  if (!("serviceWorker" in navigator)) return;
+  const registration = await navigator.serviceWorker.getRegistration("/");
+  if (!registration) return;
+  const sub = await registration.pushManager?.getSubscription();
+  await sub?.unsubscribe();
+  await registration.unregister();
 }
 
 /** Tells this page's listeners news the page itself decided (an idle sign-out). */

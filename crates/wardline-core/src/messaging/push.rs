@@ -12,9 +12,14 @@ impl MessagingService {
     /// The server's VAPID key and whether the caller's device is subscribed.
     pub async fn push_settings(&self, p: &Principal) -> ApiResult<PushSettings> {
         let device = self.registered_device(p).await?;
+        self.push_settings_of(device.id).await
+    }
+
+    /// What [`MessagingService::push_settings`] answers, for a device already looked up.
+    async fn push_settings_of(&self, device: DeviceId) -> ApiResult<PushSettings> {
         let subscribed = self
             .store
-            .live_push_subscription(device.id, self.clock.now())
+            .live_push_subscription(device, self.clock.now())
             .await?
             .is_some();
         Ok(PushSettings {
@@ -57,13 +62,13 @@ impl MessagingService {
                 created_at: self.clock.now(),
             })
             .await?;
-        self.push_settings(p).await
+        self.push_settings_of(device.id).await
     }
 
     /// Forgets the caller's device's subscription (no error if it had none).
     pub async fn unsubscribe_push(&self, p: &Principal) -> ApiResult<PushSettings> {
         let device = self.registered_device(p).await?;
         self.store.delete_push_subscription(device.id).await?;
-        self.push_settings(p).await
+        self.push_settings_of(device.id).await
     }
 }
