@@ -2,10 +2,11 @@
 // factor, or enrolling one on first sign-in with the recovery codes shown
 // once), who is signed in, and signing out; an ended session returns to
 // sign-in at once.
-import { useEffect, useState, type FormEvent } from "react";
+import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { PinForm, Problem, QrCode, Shell, useAction } from "./ui";
 import { ask, forgetDeviceId, onNews } from "./session";
 import { DeviceArea } from "./Chat";
+import { ConsoleNav, ConsoleScreen, screensFor, useScreen } from "./console/Console";
 import type { SignInState, TotpEnrolment } from "./worker/protocol";
 
 /** Set in `sessionStorage` at every load: there as long as the tab is. */
@@ -228,6 +229,8 @@ function Home({
 }) {
   const { busy, run } = useAction();
   const s = state.session;
+  const screens = useMemo(() => screensFor(s.permissions), [s.permissions]);
+  const [screen, setScreen] = useScreen(screens);
   const signOut = async (remove: boolean) => {
     const r = await run(() => ask({ op: "logout", remove }));
     if (r?.removed) await forgetDeviceId();
@@ -251,7 +254,15 @@ function Home({
       {state.step === "password_change_required" ? (
         <p role="status">Your password was set by an administrator: choose your own before you continue.</p>
       ) : (
-        <DeviceArea me={s.user.id} />
+        <>
+          {screens.length > 0 && <ConsoleNav screens={screens} screen={screen} onScreen={setScreen} />}
+          {/* Messages stay open behind a console screen: their alerts and
+              sync go on while an administrator works. */}
+          <div hidden={screen !== null}>
+            <DeviceArea me={s.user.id} />
+          </div>
+          {screen && <ConsoleScreen screen={screen} permissions={s.permissions} me={s.user.id} />}
+        </>
       )}
     </Shell>
   );

@@ -14,6 +14,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for `429`.
     pub retry_after: Option<i64>,
+    /// The request body's field a `validation` error is about
+    /// (`ErrorDetail::field`).
+    pub field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -22,6 +25,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            field: None,
         }
     }
 
@@ -31,6 +35,24 @@ impl ApiError {
 
     pub fn validation(m: impl Into<String>) -> ApiError {
         ApiError::new(ErrorCode::Validation, m)
+    }
+
+    /// A `validation` error about one field of the request body (its
+    /// dot-separated path), for a form to show on that field.
+    pub fn invalid_field(field: &'static str, m: impl Into<String>) -> ApiError {
+        ApiError {
+            field: Some(field),
+            ..ApiError::validation(m)
+        }
+    }
+
+    /// This error, said of one field of the request body (a shared check,
+    /// such as a phone number's, failing for that field).
+    pub fn at_field(self, field: &'static str) -> ApiError {
+        ApiError {
+            field: Some(field),
+            ..self
+        }
     }
 
     pub fn not_found(what: &str) -> ApiError {
@@ -57,6 +79,7 @@ impl ApiError {
             code: ErrorCode::RateLimited,
             message: format!("too many attempts; try again in {retry_after} s"),
             retry_after: Some(retry_after.max(1)),
+            field: None,
         }
     }
 
@@ -76,12 +99,14 @@ pub fn found<T>(r: Result<T, StoreError>, what: &str) -> ApiResult<T> {
     }
 }
 
-/// Free text (already trimmed) of 1 to `max` characters.
-pub fn check_text(value: &str, what: &str, max: usize) -> ApiResult<()> {
+/// Free text (already trimmed) of 1 to `max` characters; `what` is the
+/// request body's field, named in the error (`ErrorDetail::field`).
+pub fn check_text(value: &str, what: &'static str, max: usize) -> ApiResult<()> {
     if value.is_empty() || value.chars().count() > max {
-        return Err(ApiError::validation(format!(
-            "{what} must be 1 to {max} characters"
-        )));
+        return Err(ApiError::invalid_field(
+            what,
+            format!("{what} must be 1 to {max} characters"),
+        ));
     }
     Ok(())
 }

@@ -178,6 +178,7 @@ actions! {
     DeviceWipe => "device.wipe", "A device was reported lost: sessions ended, removal from its groups and a wipe ordered.";
     DeviceWipeConfirm => "device.wipe.confirm", "A wiped device confirmed that it erased its store and keys.";
     DeviceWipesList => "device.wipes.list", "Someone listed remote wipes and their confirmations.";
+    DevicesManagedList => "device.managed.list", "Someone listed a user's devices with their posture, key packages, last contact and wipes.";
     DevicePostureView => "device.posture.view", "A device read the device policy and whether it meets it.";
     DevicePostureReport => "device.posture.report", "A device reported its platform, OS version and whether it is rooted or jailbroken.";
     DevicePushView => "device.push.view", "A device read the server's Web Push key and whether it is subscribed.";
@@ -387,6 +388,8 @@ pub struct AuditQuery {
     pub target: Option<String>,
     /// An action such as `auth.login`.
     pub action: Option<String>,
+    /// Only entries with this outcome (e.g. `denied`: refusals).
+    pub outcome: Option<Outcome>,
     /// From this time (Unix ms, inclusive).
     pub from_ms: Option<i64>,
     /// Until this time (Unix ms, exclusive).

@@ -141,6 +141,11 @@ pub struct UpdateUserRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserList {
     pub users: Vec<User>,
+    /// Each user's latest sign-in (Unix seconds), by user id; users who never
+    /// signed in are absent. Only for callers who may read sessions
+    /// (`sessions_read`); empty for others.
+    #[serde(default)]
+    pub last_sign_in_at: std::collections::BTreeMap<Uuid, i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

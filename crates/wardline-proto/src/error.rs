@@ -102,6 +102,11 @@ impl ErrorCode {
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// For a `validation` error about one field of the request body: its
+    /// path, dot-separated (`idle_timeout_secs`, `devices.min_pin_length`),
+    /// so a form can show the message on that field. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

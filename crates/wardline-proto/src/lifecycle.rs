@@ -301,6 +301,37 @@ pub struct DeviceWipeList {
     pub wipes: Vec<DeviceWipe>,
 }
 
+/// A device as its administrator sees it (`GET /api/v1/users/{id}/managed-devices`):
+/// what it last reported about itself and whether that meets the device
+/// policy, its key-package stock, when it last reached the server, and its
+/// wipe if it was reported lost. Never its keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ManagedDevice {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// What the device last reported (absent: nothing yet).
+    pub posture: Option<DevicePosture>,
+    /// Why the device does not meet the device policy now (empty: it does).
+    pub refusals: Vec<String>,
+    /// One-use key packages left (others add it to conversations with them).
+    pub key_packages_available: i64,
+    /// The last request of any of its sessions (Unix seconds; absent: none).
+    pub last_contact_at: Option<i64>,
+    /// Its wipe, if it was reported lost (then it is retired).
+    pub wipe: Option<DeviceWipe>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ManagedDeviceList {
+    /// Devices in use first (oldest first), then wiped ones (newest wipe first).
+    pub devices: Vec<ManagedDevice>,
+}
+
 /// Sent by a wiped device after erasing its store, with its (ended) session token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

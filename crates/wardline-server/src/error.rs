@@ -29,6 +29,7 @@ impl IntoResponse for HttpError {
             error: ErrorDetail {
                 code: e.code,
                 message: e.message,
+                field: e.field.map(str::to_owned),
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();

@@ -175,6 +175,11 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
             on(DeviceWipe, "device", "id"),
         ),
         ("GET", "/api/v1/devices/wipes", ev(DeviceWipesList)),
+        (
+            "GET",
+            "/api/v1/users/{id}/managed-devices",
+            on(DevicesManagedList, "user", "id"),
+        ),
         ("GET", "/api/v1/devices/posture", ev(DevicePostureView)),
         ("PUT", "/api/v1/devices/posture", ev(DevicePostureReport)),
         ("GET", "/api/v1/devices/push", ev(DevicePushView)),

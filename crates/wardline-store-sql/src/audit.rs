@@ -215,7 +215,8 @@ impl AuditStore for SqlStore {
             " AND (CAST($7 AS BIGINT) IS NULL OR at_ms >= $7)",
             " AND (CAST($8 AS BIGINT) IS NULL OR at_ms < $8)",
             " AND (CAST($9 AS BIGINT) IS NULL OR seq < $9)",
-            " ORDER BY seq DESC LIMIT $10"
+            " AND (CAST($10 AS TEXT) IS NULL OR outcome = $10)",
+            " ORDER BY seq DESC LIMIT $11"
         ))
         .bind(org.to_string())
         .bind(&q.actor)
@@ -226,6 +227,7 @@ impl AuditStore for SqlStore {
         .bind(q.from_ms)
         .bind(q.to_ms)
         .bind(q.before_seq)
+        .bind(q.outcome.map(|o| o.as_str()))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?

@@ -873,6 +873,33 @@ impl Store for SqlStore {
         rows.iter().map(session_from_row).collect()
     }
 
+    async fn last_sign_ins(&self, org: OrgId) -> Result<Vec<(UserId, i64)>> {
+        // One pass over the (org_id, user_id) index.
+        let rows = sqlx::query(
+            "SELECT user_id, MAX(created_at) AS at FROM sessions WHERE org_id = $1 GROUP BY user_id",
+        )
+        .bind(org.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((uuid_col(r, "user_id")?.into(), r.try_get("at")?)))
+            .collect()
+    }
+
+    async fn device_last_contacts(&self, org: OrgId, user: UserId) -> Result<Vec<(DeviceId, i64)>> {
+        let rows = sqlx::query(
+            "SELECT device_id, MAX(last_seen_at) AS at FROM sessions \
+             WHERE org_id = $1 AND user_id = $2 GROUP BY device_id",
+        )
+        .bind(org.to_string())
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((uuid_col(r, "device_id")?.into(), r.try_get("at")?)))
+            .collect()
+    }
+
     async fn insert_mfa_challenge(&self, c: &MfaChallengeRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO mfa_challenges (token_hash, org_id, user_id, device_id, expires_at, attempts) \

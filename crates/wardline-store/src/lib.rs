@@ -249,6 +249,13 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Vec<SessionRow>>;
 
+    /// Each user's latest sign-in (the start of their newest session, Unix
+    /// seconds), whatever became of it; users who never signed in are absent.
+    async fn last_sign_ins(&self, org: OrgId) -> Result<Vec<(UserId, i64)>>;
+    /// Each of a user's devices' last request (the latest `last_seen_at` of
+    /// its sessions, live or not, Unix seconds).
+    async fn device_last_contacts(&self, org: OrgId, user: UserId) -> Result<Vec<(DeviceId, i64)>>;
+
     // Login MFA challenges.
     async fn insert_mfa_challenge(&self, c: &MfaChallengeRow) -> Result<()>;
     async fn get_mfa_challenge(&self, hash: &[u8]) -> Result<Option<MfaChallengeRow>>;

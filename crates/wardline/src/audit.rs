@@ -14,7 +14,7 @@ use uuid::Uuid;
 use wardline_client::profile::write_private;
 use wardline_core::audit::verify::{Options, Trusted, verify};
 use wardline_crypto::{LocalKeyFile, verify_checkpoint_signature};
-use wardline_proto::audit::{AuditEvent, AuditQuery, checkpoint_message};
+use wardline_proto::audit::{AuditEvent, AuditQuery, Outcome, checkpoint_message};
 use wardline_store_sql::SqlStore;
 
 use crate::remote::{print_json, signed_in};
@@ -97,12 +97,19 @@ pub struct Filter {
     /// An action such as `auth.login`.
     #[arg(long)]
     action: Option<String>,
+    /// Only this outcome: `success`, `failure` or `denied`.
+    #[arg(long, value_parser = parse_outcome)]
+    outcome: Option<Outcome>,
     /// From (Unix ms).
     #[arg(long)]
     from_ms: Option<i64>,
     /// Until (Unix ms).
     #[arg(long)]
     to_ms: Option<i64>,
+}
+
+fn parse_outcome(s: &str) -> Result<Outcome, String> {
+    Outcome::parse(s).ok_or_else(|| "one of success, failure, denied".to_owned())
 }
 
 impl Filter {
@@ -113,6 +120,7 @@ impl Filter {
             device: self.device,
             target: self.target.clone(),
             action: self.action.clone(),
+            outcome: self.outcome,
             from_ms: self.from_ms,
             to_ms: self.to_ms,
             before_seq: None,

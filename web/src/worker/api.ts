@@ -84,3 +84,62 @@ export async function call<T>(
   }
   return data(r);
 }
+
+/**
+ * The administration and compliance console's API paths: the only ones a
+ * page may call through the worker by path (`relay`). Messaging, sign-in and
+ * patient texting stay behind the worker's own operations.
+ */
+const CONSOLE_PATHS = [
+  /^\/api\/v1\/users(\/[0-9a-f-]{36}(\/(suspend|reactivate|deprovision|mfa\/reset|sessions(\/[0-9a-f-]{36})?|managed-devices|compliance-officer))?)?$/,
+  /^\/api\/v1\/roles$/,
+  /^\/api\/v1\/org(\/policy)?$/,
+  /^\/api\/v1\/lifecycle\/(policy|preview|receipts)$/,
+  /^\/api\/v1\/legal-holds(\/[0-9a-f-]{36}\/release)?$/,
+  /^\/api\/v1\/audit\/(events|export|checkpoints\/latest|patients\/[^/?#]+\/access-report)$/,
+  /^\/api\/v1\/devices\/([0-9a-f-]{36}\/wipe|wipes)$/,
+  /^\/api\/v1\/routing\/(break-glass|directory|reports\/responses)$/,
+  /^\/api\/v1\/sms\/templates$/,
+];
+
+/** What `relay` answers: the server's status, body and its type. */
+export interface Relayed {
+  status: number;
+  contentType: string | null;
+  body: ArrayBuffer;
+}
+
+/**
+ * One console request, sent with the session token, for a page that never
+ * holds it. Refuses paths outside the console's (`CONSOLE_PATHS`) and
+ * anything but same-origin API paths; a 401 ends the session as elsewhere.
+ */
+export async function relay(method: string, pathAndQuery: string, body: ArrayBuffer | null, contentType: string | null): Promise<Relayed> {
+  const url = new URL(pathAndQuery, self.location.origin);
+  if (url.origin !== self.location.origin || !CONSOLE_PATHS.some((p) => p.test(url.pathname))) {
+    throw new Failed({ status: 400, code: "bad_request", message: "not a console request" });
+  }
+  if (!["GET", "POST", "PUT", "PATCH", "DELETE"].includes(method)) {
+    throw new Failed({ status: 405, code: "method_not_allowed", message: "method not allowed" });
+  }
+  const headers = new Headers();
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  if (contentType) headers.set("Content-Type", contentType);
+  let response: Response;
+  try {
+    response = await fetch(url, { method, headers, body, credentials: "omit", redirect: "error" });
+  } catch {
+    throw new Failed(failure(0, undefined));
+  }
+  const answer = await response.arrayBuffer();
+  if (response.status === 401 && token) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(answer));
+    } catch {
+      parsed = undefined;
+    }
+    onSessionEnded(failure(401, parsed).code);
+  }
+  return { status: response.status, contentType: response.headers.get("Content-Type"), body: answer };
+}

@@ -71,7 +71,12 @@ export type Request =
   /** Web Push for this device: the server's key and whether it is subscribed (worker/push.ts). */
   | { op: "pushSettings" }
   | { op: "pushSubscribe"; subscription: S["PushSubscriptionRequest"] }
-  | { op: "pushUnsubscribe" };
+  | { op: "pushUnsubscribe" }
+  /**
+   * An administration or compliance console call (console/client.ts): the
+   * worker adds the token; only the console's API paths are allowed.
+   */
+  | { op: "console"; method: string; path: string; body: ArrayBuffer | null; contentType: string | null };
 
 export type PresenceStatus = S["PresenceStatus"];
 export type Presence = S["Presence"];
@@ -351,6 +356,7 @@ export interface Answers {
   pushSettings: S["PushSettings"];
   pushSubscribe: S["PushSettings"];
   pushUnsubscribe: S["PushSettings"];
+  console: { status: number; contentType: string | null; body: ArrayBuffer };
 }
 
 /** Page → worker. */

@@ -3,7 +3,7 @@
 // to it with `Request`s (protocol.ts) and never sees a token, a key or the
 // store: page script, extensions reading the DOM or storage, and a foreign
 // page's requests have nothing to take.
-import { api, call, currentToken, failure, Failed, hasToken, post, setToken, whenSessionEnds } from "./api";
+import { api, call, currentToken, failure, Failed, hasToken, post, relay, setToken, whenSessionEnds } from "./api";
 import * as clinical from "./clinical";
 import * as device from "./device";
 import * as patients from "./patients";
@@ -222,6 +222,9 @@ async function handle(deviceId: string, r: Request): Promise<unknown> {
       return push.settings();
     case "pushSubscribe":
       return push.subscribe(r.subscription);
+    case "console":
+      signedIn();
+      return relay(r.method, r.path, r.body, r.contentType);
     case "pushUnsubscribe":
       return push.unsubscribe();
   }

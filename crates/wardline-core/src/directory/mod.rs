@@ -89,14 +89,18 @@ pub fn normalise_email(raw: &str) -> ApiResult<String> {
     if valid {
         Ok(e)
     } else {
-        Err(ApiError::validation("email is not a valid e-mail address"))
+        Err(ApiError::invalid_field(
+            "email",
+            "email is not a valid e-mail address",
+        ))
     }
 }
 
 fn validate_display_name(raw: &str) -> ApiResult<String> {
     let n = raw.trim().to_owned();
     if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "display_name",
             "display_name must be 1 to 200 printable characters",
         ));
     }
@@ -156,7 +160,7 @@ fn unknown_member(
 
 /// A staff member's mobile number as E.164 (see [`crate::phone`]).
 fn normalise_phone(raw: &str) -> ApiResult<String> {
-    crate::phone::e164(raw, None)
+    crate::phone::e164(raw, None).map_err(|e| e.at_field("phone"))
 }
 
 fn own_roles() -> ApiError {
@@ -175,7 +179,10 @@ fn validate_roles(roles: &[Role]) -> ApiResult<Vec<Role>> {
     r.sort();
     r.dedup();
     if r.is_empty() {
-        return Err(ApiError::validation("a user needs at least one role"));
+        return Err(ApiError::invalid_field(
+            "roles",
+            "a user needs at least one role",
+        ));
     }
     Ok(r)
 }
@@ -198,32 +205,38 @@ pub fn validate_slug(slug: &str) -> ApiResult<()> {
 
 pub fn validate_policy(p: &OrgPolicy) -> ApiResult<()> {
     if !(60..=86_400).contains(&p.idle_timeout_secs) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "idle_timeout_secs",
             "idle_timeout_secs must be between 60 and 86400",
         ));
     }
     if !(300..=604_800).contains(&p.absolute_lifetime_secs) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "absolute_lifetime_secs",
             "absolute_lifetime_secs must be between 300 and 604800",
         ));
     }
     if p.idle_timeout_secs > p.absolute_lifetime_secs {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "idle_timeout_secs",
             "idle_timeout_secs cannot exceed absolute_lifetime_secs",
         ));
     }
     if !(1024..=100 * 1024 * 1024).contains(&p.messaging.max_attachment_bytes) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "messaging.max_attachment_bytes",
             "messaging.max_attachment_bytes must be between 1024 and 104857600",
         ));
     }
     if !(2..=5000).contains(&p.messaging.max_group_members) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "messaging.max_group_members",
             "messaging.max_group_members must be between 2 and 5000",
         ));
     }
     if !(0..=90).contains(&p.messaging.history_days) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "messaging.history_days",
             "messaging.history_days must be between 0 and 90",
         ));
     }
@@ -439,7 +452,8 @@ impl DirectoryService {
         if names_compliance && self.has_compliance_officer(org).await? {
             return Err(compliance_is_not_theirs());
         }
-        password::check_policy(&req.password, &[&email, &name])?;
+        password::check_policy(&req.password, &[&email, &name])
+            .map_err(|e| e.at_field("password"))?;
         let email_bidx = self.vault.email_index(org, &email);
         if self
             .store
@@ -513,6 +527,20 @@ impl DirectoryService {
         rows.iter()
             .map(|(row, key)| self.decode(row, &self.vault.unwrap_key(key)?))
             .collect()
+    }
+
+    /// Each user's latest sign-in (Unix seconds), by user id.
+    pub async fn last_sign_ins(
+        &self,
+        org: OrgId,
+    ) -> ApiResult<std::collections::BTreeMap<uuid::Uuid, i64>> {
+        Ok(self
+            .store
+            .last_sign_ins(org)
+            .await?
+            .into_iter()
+            .map(|(u, at)| (u.into(), at))
+            .collect())
     }
 
     /// `actor` is the administrator making the change. Separation of duties

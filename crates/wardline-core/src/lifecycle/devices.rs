@@ -103,6 +103,60 @@ impl LifecycleService {
         })
     }
 
+    /// A user's devices as an administrator sees them (the route authorizes:
+    /// one's own, or `devices_manage`): devices in use, then wiped ones.
+    /// Errors: 404 for a user not in the organisation.
+    pub async fn managed_devices(
+        &self,
+        p: &Principal,
+        user: UserId,
+    ) -> ApiResult<ManagedDeviceList> {
+        found(self.directory.get_user(p.org_id, user).await, "user")?;
+        let policy = self.directory.get_org(p.org_id).await?.policy.devices;
+        let contacts: std::collections::HashMap<DeviceId, i64> = self
+            .directory
+            .device_last_contacts(p.org_id, user)
+            .await?
+            .into_iter()
+            .collect();
+        let mut devices: Vec<ManagedDevice> = self
+            .messages
+            .list_user_devices(p.org_id, user)
+            .await?
+            .into_iter()
+            .map(|s| ManagedDevice {
+                id: s.device.id.into(),
+                user_id: user.into(),
+                refusals: policy.refusals(s.device.posture.as_ref()),
+                name: s.device.name,
+                created_at: s.device.created_at,
+                posture: s.device.posture,
+                key_packages_available: s.available,
+                last_contact_at: contacts.get(&s.device.id).copied(),
+                wipe: None,
+            })
+            .collect();
+        let mut wipes = self.store.list_wipes(p.org_id, Some(user)).await?;
+        wipes.sort_by_key(|w| std::cmp::Reverse(w.requested_at));
+        for w in &wipes {
+            let Some(d) = self.messages.get_device(p.org_id, w.device_id).await.ok() else {
+                continue;
+            };
+            devices.push(ManagedDevice {
+                id: d.id.into(),
+                user_id: user.into(),
+                name: d.name,
+                created_at: d.created_at,
+                posture: d.posture,
+                refusals: Vec::new(),
+                key_packages_available: 0,
+                last_contact_at: contacts.get(&d.id).copied(),
+                wipe: Some(wire_wipe(w)),
+            });
+        }
+        Ok(ManagedDeviceList { devices })
+    }
+
     /// The confirmation of the wiped device's own session (`session` is one
     /// the wipe ended: [`crate::auth::AuthService::wiped_session`]).
     pub async fn confirm_wipe(

@@ -69,7 +69,8 @@ impl LifecycleService {
             }
             HoldScope::Patient => {
                 if target.is_empty() || target.chars().count() > 100 {
-                    return Err(ApiError::validation(
+                    return Err(ApiError::invalid_field(
+                        "target",
                         "a patient reference must be 1 to 100 characters",
                     ));
                 }
@@ -192,5 +193,6 @@ pub(super) fn active_hold_ids(rows: &[HoldRow]) -> Vec<Uuid> {
 }
 
 fn parse_id(s: &str, what: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(s).map_err(|_| ApiError::validation(format!("target must be a {what} id")))
+    Uuid::parse_str(s)
+        .map_err(|_| ApiError::invalid_field("target", format!("target must be a {what} id")))
 }

@@ -52,17 +52,21 @@ pub fn patient_index(vault: &Vault, org: OrgId, reference: &str) -> String {
 
 /// A retention setting within 1 to 36,500 days (or forever) and not below the
 /// retention minimum.
-pub fn check_retention(r: Retention, what: &str, minimum_days: i64) -> ApiResult<()> {
+pub fn check_retention(r: Retention, what: &'static str, minimum_days: i64) -> ApiResult<()> {
     if let Retention::Days(d) = r {
         if !(1..=36_500).contains(&d) {
-            return Err(ApiError::validation(format!(
-                "{what} must be between 1 and 36500 days, or forever"
-            )));
+            return Err(ApiError::invalid_field(
+                what,
+                format!("{what} must be between 1 and 36500 days, or forever"),
+            ));
         }
         if d < minimum_days {
-            return Err(ApiError::validation(format!(
-                "{what} ({d} days) is shorter than the retention minimum ({minimum_days} days)"
-            )));
+            return Err(ApiError::invalid_field(
+                what,
+                format!(
+                    "{what} ({d} days) is shorter than the retention minimum ({minimum_days} days)"
+                ),
+            ));
         }
     }
     Ok(())
@@ -70,25 +74,29 @@ pub fn check_retention(r: Retention, what: &str, minimum_days: i64) -> ApiResult
 
 pub fn validate_policy(p: &LifecyclePolicy) -> ApiResult<()> {
     if !(0..=36_500).contains(&p.minimum_days) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "minimum_days",
             "minimum_days must be between 0 and 36500",
         ));
     }
     check_retention(p.retention, "retention", p.minimum_days)?;
     if !(60..=365 * DAY).contains(&p.max_ttl_secs) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "max_ttl_secs",
             "max_ttl_secs must be between 60 and 31536000",
         ));
     }
     if let Some(t) = p.message_ttl_secs
         && !(60..=p.max_ttl_secs).contains(&t)
     {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "message_ttl_secs",
             "message_ttl_secs must be between 60 and max_ttl_secs",
         ));
     }
     if !(0..=7 * DAY).contains(&p.recall_window_secs) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "recall_window_secs",
             "recall_window_secs must be between 0 and 604800",
         ));
     }
@@ -97,17 +105,20 @@ pub fn validate_policy(p: &LifecyclePolicy) -> ApiResult<()> {
 
 pub fn validate_device_policy(p: &DevicePolicy) -> ApiResult<()> {
     if !(4..=64).contains(&p.min_pin_length) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "devices.min_pin_length",
             "devices.min_pin_length must be between 4 and 64",
         ));
     }
     if !(30..=DAY).contains(&p.lock_after_idle_secs) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "devices.lock_after_idle_secs",
             "devices.lock_after_idle_secs must be between 30 and 86400",
         ));
     }
     if p.max_offline_days.is_some_and(|d| !(1..=365).contains(&d)) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "devices.max_offline_days",
             "devices.max_offline_days must be between 1 and 365",
         ));
     }
@@ -116,7 +127,8 @@ pub fn validate_device_policy(p: &DevicePolicy) -> ApiResult<()> {
             .iter()
             .any(|t| t.is_empty() || t.len() > 100 || !t.contains('/'))
     {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "devices.allowed_attachment_types",
             "devices.allowed_attachment_types are MIME types like image/png or image/* (at most 100)",
         ));
     }
@@ -125,7 +137,8 @@ pub fn validate_device_policy(p: &DevicePolicy) -> ApiResult<()> {
             .iter()
             .any(|(k, v)| k.is_empty() || k.len() > 32 || v.is_empty() || v.len() > 32)
     {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "devices.min_os_versions",
             "devices.min_os_versions maps a platform to a version (1–32 characters each)",
         ));
     }

@@ -8,33 +8,37 @@ use crate::error::{ApiError, ApiResult};
 /// Checks an organisation's patient-texting policy.
 pub fn validate_policy(p: &PatientTextingPolicy) -> ApiResult<()> {
     if !(300..=604_800).contains(&p.link_ttl_secs) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "patients.link_ttl_secs",
             "patients.link_ttl_secs must be between 300 and 604800",
         ));
     }
     if !(1..=50).contains(&p.link_max_uses) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "patients.link_max_uses",
             "patients.link_max_uses must be between 1 and 50",
         ));
     }
     if !(1..=20).contains(&p.verify_max_failures) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "patients.verify_max_failures",
             "patients.verify_max_failures must be between 1 and 20",
         ));
     }
     if p.practice_phone.chars().count() > 40 {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "patients.practice_phone",
             "patients.practice_phone is at most 40 characters",
         ));
     }
     if let Some(from) = &p.sms_from {
-        crate::phone::e164(from, None)?;
+        crate::phone::e164(from, None).map_err(|e| e.at_field("patients.sms_from"))?;
     }
     if let Some(region) = &p.default_region {
-        crate::phone::validate_region(region)?;
+        crate::phone::validate_region(region).map_err(|e| e.at_field("patients.default_region"))?;
     }
     if let Some(q) = &p.quiet_hours {
-        quiet_hours_end(q, 0)?;
+        quiet_hours_end(q, 0).map_err(|e| e.at_field("patients.quiet_hours"))?;
     }
     Ok(())
 }

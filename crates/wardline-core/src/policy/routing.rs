@@ -46,23 +46,32 @@ pub fn validate_escalation(p: &EscalationPolicy) -> ApiResult<()> {
 }
 
 pub fn validate_policy(p: &RoutingPolicy) -> ApiResult<()> {
-    validate_escalation(&p.escalation)?;
+    validate_escalation(&p.escalation).map_err(|e| e.at_field("routing.escalation"))?;
     if !(30..=3600).contains(&p.renotify_min_secs) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "routing.renotify_min_secs",
             "routing.renotify_min_secs must be 30..=3600",
         ));
     }
     if !(1..=30).contains(&p.sms_per_hour) {
-        return Err(ApiError::validation("routing.sms_per_hour must be 1..=30"));
+        return Err(ApiError::invalid_field(
+            "routing.sms_per_hour",
+            "routing.sms_per_hour must be 1..=30",
+        ));
     }
     if !(5..=720).contains(&p.break_glass_minutes) {
-        return Err(ApiError::validation(
+        return Err(ApiError::invalid_field(
+            "routing.break_glass_minutes",
             "routing.break_glass_minutes must be 5..=720",
         ));
     }
     if let Some(q) = &p.quiet_hours {
-        crate::policy::patients::quiet_hours_end(q, 0)
-            .map_err(|e| ApiError::validation(format!("routing.quiet_hours: {}", e.message)))?;
+        crate::policy::patients::quiet_hours_end(q, 0).map_err(|e| {
+            ApiError::invalid_field(
+                "routing.quiet_hours",
+                format!("routing.quiet_hours: {}", e.message),
+            )
+        })?;
     }
     Ok(())
 }

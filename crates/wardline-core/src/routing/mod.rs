@@ -48,7 +48,7 @@ const FEED_EVERY: i64 = 3600;
 const FEED_RETRY: i64 = 900;
 
 /// A name for the directory: trimmed, 1 to 100 characters.
-fn name(value: &str, what: &str) -> ApiResult<String> {
+fn name(value: &str, what: &'static str) -> ApiResult<String> {
     let v = value.trim();
     check_text(v, what, 100)?;
     Ok(v.to_owned())

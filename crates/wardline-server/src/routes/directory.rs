@@ -97,8 +97,15 @@ async fn list_users(
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<UserList>> {
     p.authorize(Permission::DirectoryRead)?;
+    // Who signed in when is session data: only for those who may read it.
+    let last_sign_in_at = if p.has(Permission::SessionsRead) {
+        directory.last_sign_ins(p.org_id).await?
+    } else {
+        Default::default()
+    };
     Ok(Json(UserList {
         users: directory.list(p.org_id).await?,
+        last_sign_in_at,
     }))
 }
 

@@ -23,7 +23,7 @@ use wardline_core::lifecycle::LifecycleService;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_policy, set_policy))
+        .routes(routes!(get_lifecycle_policy, set_lifecycle_policy))
         .routes(routes!(preview))
         .routes(routes!(run_now))
         .routes(routes!(list_receipts))
@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(recall_message))
         .routes(routes!(wipe_device))
         .routes(routes!(list_wipes))
+        .routes(routes!(managed_devices))
         .routes(routes!(confirm_wipe))
 }
 
@@ -40,7 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// lifespans and the recall window.
 #[utoipa::path(get, path = "/api/v1/lifecycle/policy", tag = "lifecycle", security(("bearer" = [])),
     responses((status = 200, body = LifecyclePolicy)))]
-async fn get_policy(
+async fn get_lifecycle_policy(
     State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<LifecyclePolicy>> {
@@ -51,7 +52,7 @@ async fn get_policy(
 /// Replace the lifecycle policy (preview it first with `POST /api/v1/lifecycle/preview`).
 #[utoipa::path(put, path = "/api/v1/lifecycle/policy", tag = "lifecycle", security(("bearer" = [])), request_body = LifecyclePolicy,
     responses((status = 200, body = LifecyclePolicy), (status = 422, body = ErrorBody)))]
-async fn set_policy(
+async fn set_lifecycle_policy(
     State(lifecycle): State<LifecycleService>,
     Authenticated(p): Authenticated,
     Audit(audit): Audit,
@@ -215,6 +216,21 @@ async fn list_wipes(
 ) -> ApiResult<Json<DeviceWipeList>> {
     p.authorize(Permission::Messaging)?;
     Ok(Json(lifecycle.wipes(&p).await?))
+}
+
+/// A user's devices as their administrator sees them: posture against the
+/// device policy, key packages left, last contact, and wipes (one's own, or
+/// anyone's with `devices_manage`).
+#[utoipa::path(get, path = "/api/v1/users/{id}/managed-devices", tag = "lifecycle", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = ManagedDeviceList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn managed_devices(
+    State(lifecycle): State<LifecycleService>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<ManagedDeviceList>> {
+    p.authorize_self_or(id.into(), Permission::DevicesManage)?;
+    Ok(Json(lifecycle.managed_devices(&p, id.into()).await?))
 }
 
 /// A wiped device confirms it erased its store and keys, with the session

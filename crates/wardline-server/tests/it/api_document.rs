@@ -62,3 +62,26 @@ async fn parameters_are_documented_where_they_are_sent() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// Every operation has its own `operationId` (OpenAPI 3.1 §4.8.10: unique
+/// in the document). utoipa takes it from the handler's name, and two
+/// modules had a `get_policy`: the web app's generated types then gave the
+/// organisation policy's route the lifecycle policy's answer.
+#[tokio::test]
+async fn operation_ids_are_unique() {
+    let t = TestServer::start(Backend::Sqlite).await.unwrap();
+    let doc = t.openapi().await;
+    let mut seen = std::collections::HashMap::new();
+    let mut twice = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let Some(id) = op["operationId"].as_str() else {
+                continue;
+            };
+            if let Some(first) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                twice.push(format!("{id}: {first} and {method} {path}"));
+            }
+        }
+    }
+    assert!(twice.is_empty(), "{twice:#?}");
+}

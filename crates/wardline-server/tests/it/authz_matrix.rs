@@ -623,6 +623,13 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::GET,
+            template: "/api/v1/users/{id}/managed-devices",
+            query: "",
+            rule: perm(DevicesManage, true),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
             template: "/api/v1/devices/wipes",
             query: "",
             rule: then(Expect::Ok),

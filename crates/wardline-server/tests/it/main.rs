@@ -23,4 +23,5 @@ mod siem_rsyslog;
 mod tidy;
 mod web_app;
 mod web_clinical;
+mod web_console;
 mod web_push;
