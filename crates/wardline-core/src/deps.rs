@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wardline_crypto::KeyProvider;
 use wardline_store::{
-    AuditStore, Bus, LifecycleStore, MessagingStore, PatientStore, RoutingStore, Store,
+    AuditStore, Bus, LifecycleStore, MessagingStore, PatientStore, ReportStore, RoutingStore, Store,
 };
 
 use crate::audit::AuditLog;
@@ -24,6 +24,8 @@ pub struct Deps {
     pub patients: Arc<dyn PatientStore>,
     pub routing: Arc<dyn RoutingStore>,
     pub lifecycle: Arc<dyn LifecycleStore>,
+    /// The analytics report's aggregations.
+    pub reports: Arc<dyn ReportStore>,
     pub audit_store: Arc<dyn AuditStore>,
     /// Wake-ups for the other nodes' sockets.
     pub bus: Arc<dyn Bus>,

@@ -38,6 +38,7 @@ pub mod patients;
 pub mod phone;
 pub mod policy;
 pub mod push;
+pub mod reports;
 pub mod routing;
 pub mod text;
 pub mod use_cases;

@@ -211,6 +211,7 @@ actions! {
     BreakGlassList => "break_glass.list", "Someone listed break-glass grants and their reasons.";
     NotificationsList => "routing.notifications.list", "A compliance officer read their notifications.";
     RoutingReport => "routing.report", "Someone ran the response-time and escalation report.";
+    ActivityReport => "report.activity", "Someone ran the activity analytics (counts per day: messages, responses, escalations, active users, patient texting).";
 }
 
 // Written out rather than derived: the derive cannot see the serde names

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod messaging;
 pub mod patients;
+pub mod reports;
 pub mod roles;
 pub mod routing;
 pub mod sync;

@@ -80,6 +80,7 @@ pub enum StartError {
         (name = "sms-webhooks", description = "The SMS provider's callbacks (signed): inbound texts and delivery status"),
         (name = "patient-portal", description = "The patient's HTML pages behind a secure link (identity check, messages, reply)"),
         (name = "routing", description = "Clinical routing: departments, care teams, clinical roles, presence, on-call schedules (iCalendar), pages to a role, acknowledgement and escalation, patient context and break-glass, response reports"),
+        (name = "reports", description = "Analytics for administrators and compliance officers: counts per day over a time range, aggregated by the database"),
     )
 )]
 struct ApiDoc;
@@ -162,6 +163,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::lifecycle::router())
         .merge(routes::patients::router())
         .merge(routes::routing::router())
+        .merge(routes::reports::router())
         .split_for_parts();
     // After the merge: the derive's own modifiers run before any path exists.
     CommonErrors.modify(&mut doc);
@@ -263,6 +265,7 @@ impl Server {
             patients: sql.clone(),
             routing: sql.clone(),
             lifecycle: sql.clone(),
+            reports: sql.clone(),
             audit_store: audit_store.clone(),
             bus,
             vault,
@@ -320,7 +323,9 @@ impl Server {
             directory,
             audit,
             audit_reader: AuditService::new(&deps, messaging.clone()),
+            reports: wardline_core::reports::ReportService::new(&deps),
             store,
+            history: sql.clone(),
             messaging,
             lifecycle,
             patients,

@@ -402,6 +402,7 @@ pub const ROUTES: &[(&str, &str, RouteAudit)] = {
             "/api/v1/routing/reports/responses",
             ev(RoutingReport),
         ),
+        ("GET", "/api/v1/reports/activity", ev(ActivityReport)),
         (
             "GET",
             "/alerts/{id}",

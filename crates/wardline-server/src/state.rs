@@ -32,6 +32,8 @@ pub struct AppState {
     /// Reads the audit trail (search, reports, proofs).
     pub audit_reader: AuditService,
     pub store: Arc<dyn Store>,
+    /// Past activity for the demo organisation and the analytics benchmark.
+    pub history: Arc<dyn wardline_store::HistoryStore>,
     /// Devices, conversations, delivery (the MLS delivery service).
     pub messaging: MessagingService,
     /// Retention, legal holds, recall, remote wipe.
@@ -40,6 +42,8 @@ pub struct AppState {
     pub patients: PatientService,
     /// Directory of roles and teams, on-call, pages, escalation, break-glass.
     pub routing: RoutingService,
+    /// Analytics over a time range.
+    pub reports: wardline_core::reports::ReportService,
     /// Moves when a session may have ended (open sockets re-check theirs).
     pub session_changes: tokio::sync::watch::Receiver<u64>,
     pub metrics: PrometheusHandle,
@@ -81,4 +85,5 @@ services_from_state!(
     lifecycle: LifecycleService,
     patients: PatientService,
     routing: RoutingService,
+    reports: wardline_core::reports::ReportService,
 );

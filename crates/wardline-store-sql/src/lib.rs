@@ -28,6 +28,7 @@ mod lifecycle;
 mod messaging;
 pub mod migrations;
 mod patients;
+mod reports;
 mod routing;
 mod shared_inserts;
 pub mod testing;

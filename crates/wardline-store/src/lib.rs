@@ -21,6 +21,7 @@ pub mod conformance;
 pub mod lifecycle;
 pub mod messaging;
 pub mod patients;
+pub mod reports;
 pub mod routing;
 
 use async_trait::async_trait;
@@ -32,6 +33,7 @@ pub use bus::Bus;
 pub use lifecycle::LifecycleStore;
 pub use messaging::MessagingStore;
 pub use patients::PatientStore;
+pub use reports::{HistoryStore, ReportStore};
 pub use routing::RoutingStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

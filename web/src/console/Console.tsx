@@ -4,6 +4,7 @@
 // so a reload or the back button keeps it.
 import { useEffect, useState } from "react";
 import type { components } from "../api/schema";
+import { Analytics } from "./Analytics";
 import { AuditSearch } from "./Audit";
 import { AccessReportScreen } from "./AccessReport";
 import { Integrity } from "./Integrity";
@@ -13,7 +14,7 @@ import { Users } from "./Users";
 
 export type Permission = components["schemas"]["Permission"];
 
-export type ScreenId = "users" | "policies" | "audit" | "access" | "integrity" | "holds";
+export type ScreenId = "users" | "policies" | "analytics" | "audit" | "access" | "integrity" | "holds";
 
 interface Screen {
   id: ScreenId;
@@ -25,6 +26,7 @@ interface Screen {
 const SCREENS: Screen[] = [
   { id: "users", label: "Users", needs: ["users_manage", "sessions_read", "devices_manage"] },
   { id: "policies", label: "Policies", needs: ["org_policy_manage", "lifecycle_manage"] },
+  { id: "analytics", label: "Analytics", needs: ["routing_reports"] },
   { id: "audit", label: "Audit trail", needs: ["audit_read"] },
   { id: "access", label: "Patient access report", needs: ["audit_read"] },
   { id: "integrity", label: "Audit integrity", needs: ["audit_read"] },
@@ -103,6 +105,8 @@ export function ConsoleScreen({ screen, permissions, me }: { screen: ScreenId; p
       return <Users permissions={permissions} me={me} />;
     case "policies":
       return <Policies permissions={permissions} />;
+    case "analytics":
+      return <Analytics />;
     case "audit":
       return <AuditSearch />;
     case "access":

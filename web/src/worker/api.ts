@@ -100,6 +100,7 @@ const CONSOLE_PATHS = [
   /^\/api\/v1\/devices\/([0-9a-f-]{36}\/wipe|wipes)$/,
   /^\/api\/v1\/routing\/(break-glass|directory|reports\/responses)$/,
   /^\/api\/v1\/sms\/templates$/,
+  /^\/api\/v1\/reports\/activity$/,
 ];
 
 /** What `relay` answers: the server's status, body and its type. */

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod messaging;
 pub mod patient_pages;
 pub mod patients;
+pub mod reports;
 pub mod routing;
 pub mod sync_socket;
 pub mod web_app;

@@ -139,6 +139,24 @@ try {
   await admin.getByRole("status").filter({ hasText: "lifecycle policy is applied" }).waitFor({ timeout: 15000 });
   log("policies", { idleError, idleInvalid, previewText, applySays });
 
+  // Analytics: charts drawn, and their figures as tables.
+  await open(admin, "Analytics");
+  await admin.getByRole("heading", { level: 3, name: "Messages per day by staff role" }).waitFor({ timeout: 15000 });
+  await admin.locator("canvas").first().waitFor({ timeout: 15000 });
+  const charts = await admin.locator("canvas").evaluateAll((cs) =>
+    cs.map((c) => {
+      // Painted: some pixels are not transparent.
+      const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let painted = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i] > 0) painted++;
+      return { label: c.getAttribute("aria-label"), painted };
+    }),
+  );
+  await admin.getByText("The figures as a table").first().click();
+  const figures = await admin.getByRole("table", { name: "Messages per day by staff role" }).innerText();
+  await audit(admin, "analytics");
+  log("analytics", { charts, figures });
+
   // ---- The compliance officer -----------------------------------------
   const officerCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport, acceptDownloads: true });
   const officer = await officerCtx.newPage();

@@ -1029,6 +1029,13 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::GET,
+            template: "/api/v1/reports/activity",
+            query: "",
+            rule: perm(RoutingReports, false),
+            body: no_body,
+        },
+        Route {
+            method: Method::GET,
             template: "/alerts/{id}",
             query: "",
             rule: Rule::Open,

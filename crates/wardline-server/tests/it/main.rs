@@ -18,6 +18,7 @@ mod lifecycle;
 mod messaging;
 mod ops;
 mod patients;
+mod reports;
 mod routing;
 mod siem_rsyslog;
 mod tidy;

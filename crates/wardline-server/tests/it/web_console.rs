@@ -196,10 +196,21 @@ async fn administrators_and_compliance_officers_work_in_the_console() {
         Retention::Days(400)
     );
 
+    let analytics = step("analytics");
+    let charts = analytics["charts"].as_array().unwrap();
+    assert!(charts.len() >= 3, "{analytics}");
+    assert!(
+        charts.iter().all(|c| c["painted"].as_u64().unwrap() > 100),
+        "{analytics}"
+    );
+    let figures = analytics["figures"].as_str().unwrap();
+    assert!(figures.contains("physician"), "{figures}");
+
     // The compliance officer's.
     let audit = step("audit");
     let officer_nav = audit["officerNav"].to_string();
     for screen in [
+        "Analytics",
         "Audit trail",
         "Patient access report",
         "Audit integrity",
