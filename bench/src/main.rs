@@ -26,6 +26,7 @@
 //! Client and server share this machine (loopback, TLS, HTTP/1.1 keep-alive),
 //! so the figures are for the whole path on two cores, not server-only.
 
+mod console;
 mod crash_loss;
 mod escalation;
 mod load;
@@ -89,6 +90,23 @@ struct Args {
 
 #[derive(clap::Subcommand)]
 enum Cmd {
+    /// The administration console's heavy reads: audit search with each of
+    /// its filters over a large trail, and the activity report over months
+    /// of a large organisation, on both engines (`console.rs`).
+    Console {
+        /// Entries in the audit trail searched.
+        #[arg(long, default_value_t = 1_000_000)]
+        audit_entries: u64,
+        /// Staff of the organisation whose activity is reported.
+        #[arg(long, default_value_t = 500)]
+        users: usize,
+        /// Days of activity reported.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        /// Requests per measured query.
+        #[arg(long, default_value_t = 40)]
+        runs: usize,
+    },
     /// Web Push: a STAT message → the notification shown by a browser
     /// whose Wardline tab is closed, through a local push service (`push.rs`).
     Push {
@@ -186,6 +204,8 @@ enum Cmd {
 
 struct Running {
     url: String,
+    /// The server's services, for seeding in-process.
+    state: wardline_server::AppState,
     ca: Vec<u8>,
     handle: axum_server::Handle<std::net::SocketAddr>,
     listen: std::net::SocketAddr,
@@ -436,6 +456,7 @@ async fn start_with(
     Ok((
         Running {
             url,
+            state,
             ca,
             handle,
             listen: addr,
@@ -570,6 +591,12 @@ async fn main() -> anyhow::Result<()> {
             history,
         }) => return web::main(messages, rate, members, history).await,
         Some(Cmd::Push { pushes, rate }) => return push::main(pushes, rate).await,
+        Some(Cmd::Console {
+            audit_entries,
+            users,
+            days,
+            runs,
+        }) => return console::main(pg, audit_entries, users, days, runs).await,
         Some(Cmd::CrashLoss { kills, members }) => {
             return crash_loss::main(kills, members, pg).await;
         }

@@ -16,7 +16,8 @@
 //! * `lint`            rustfmt check and clippy with warnings as errors
 //! * `bench [args…]`   the benchmarks in `bench/` (release build): no command for
 //!   the micro-benchmarks, `load`, `side-by-side` (Matrix Synapse), `crash-loss`,
-//!   `escalation`, `web` (the web app in Chromium; builds it first)
+//!   `escalation`, `web` (the web app in Chromium; builds it first), `push`,
+//!   `console` (audit search and analytics at size)
 //! * `api-fuzz`        schemathesis against the served OpenAPI document (`api_fuzz.rs`)
 //! * `crash-loss [args…]` the crash-loss run on the debug build the tests share
 //!   (CI's smoke run; `bench crash-loss` is the release-built long run)
