@@ -202,38 +202,64 @@ impl AuditStore for SqlStore {
     }
 
     async fn search_audit(&self, org: OrgId, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRow>> {
-        // One static statement: a NULL parameter switches its filter off.
-        sqlx::query(concat!(
-            "SELECT ",
-            audit_cols!(),
-            " FROM audit_log WHERE org_id = $1",
-            " AND (CAST($2 AS TEXT) IS NULL OR actor_id = $2)",
-            " AND (CAST($3 AS TEXT) IS NULL OR patient_id = $3)",
-            " AND (CAST($4 AS TEXT) IS NULL OR device_id = $4)",
-            " AND (CAST($5 AS TEXT) IS NULL OR target_id = $5)",
-            " AND (CAST($6 AS TEXT) IS NULL OR action = $6)",
-            " AND (CAST($7 AS BIGINT) IS NULL OR at_ms >= $7)",
-            " AND (CAST($8 AS BIGINT) IS NULL OR at_ms < $8)",
-            " AND (CAST($9 AS BIGINT) IS NULL OR seq < $9)",
-            " AND (CAST($10 AS TEXT) IS NULL OR outcome = $10)",
-            " ORDER BY seq DESC LIMIT $11"
-        ))
-        .bind(org.to_string())
-        .bind(&q.actor)
-        .bind(&q.patient)
-        .bind(q.device.map(|d| d.to_string()))
-        .bind(&q.target)
-        .bind(&q.action)
-        .bind(q.from_ms)
-        .bind(q.to_ms)
-        .bind(q.before_seq)
-        .bind(q.outcome.map(|o| o.as_str()))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(audit_from_row)
-        .collect()
+        // Only the filters given, each a plain comparison, so the planner can
+        // take the index that serves it (`audit_log_actor`, `_patient`,
+        // `_device`, `_target`, `_org_at`): a `($n IS NULL OR col = $n)` form
+        // hides them from SQLite, which then walked the whole trail for a
+        // rare actor (bench/RESULTS.md, issue 23). The values are bound.
+        enum Value<'a> {
+            Text(&'a str),
+            Int(i64),
+        }
+        let org_id = org.to_string();
+        let device = q.device.map(|d| d.to_string());
+        let mut filters: Vec<(&str, Value)> = vec![("org_id =", Value::Text(&org_id))];
+        let text = [
+            ("actor_id =", q.actor.as_deref()),
+            ("patient_id =", q.patient.as_deref()),
+            ("device_id =", device.as_deref()),
+            ("target_id =", q.target.as_deref()),
+            ("action =", q.action.as_deref()),
+            ("outcome =", q.outcome.map(|o| o.as_str())),
+        ];
+        for (cond, v) in text {
+            if let Some(v) = v {
+                filters.push((cond, Value::Text(v)));
+            }
+        }
+        let ints = [
+            ("at_ms >=", q.from_ms),
+            ("at_ms <", q.to_ms),
+            ("seq <", q.before_seq),
+        ];
+        for (cond, v) in ints {
+            if let Some(v) = v {
+                filters.push((cond, Value::Int(v)));
+            }
+        }
+        let mut sql = format!("SELECT {} FROM audit_log WHERE ", audit_cols!());
+        for (i, (cond, _)) in filters.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" AND ");
+            }
+            sql.push_str(&format!("{cond} ${}", i + 1));
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", filters.len() + 1));
+        // Only fixed fragments and `$n` placeholders went into `sql`.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, v) in filters {
+            query = match v {
+                Value::Text(t) => query.bind(t),
+                Value::Int(n) => query.bind(n),
+            };
+        }
+        query
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
     }
 
     async fn latest_audit_checkpoint(&self) -> Result<Option<CheckpointRow>> {

@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_web_push.sql"),
         postgres: include_str!("../migrations/postgres/0014_web_push.sql"),
     },
+    Migration {
+        version: 15,
+        name: "report_indexes",
+        sqlite: include_str!("../migrations/sqlite/0015_report_indexes.sql"),
+        postgres: include_str!("../migrations/postgres/0015_report_indexes.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Wardline's migration lock in PostgreSQL.

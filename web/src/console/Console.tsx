@@ -6,6 +6,7 @@ import { useEffect, useState } from "react";
 import type { components } from "../api/schema";
 import { Analytics } from "./Analytics";
 import { AuditSearch } from "./Audit";
+import { BreakGlass } from "./BreakGlass";
 import { AccessReportScreen } from "./AccessReport";
 import { Integrity } from "./Integrity";
 import { LegalHolds } from "./LegalHolds";
@@ -14,7 +15,7 @@ import { Users } from "./Users";
 
 export type Permission = components["schemas"]["Permission"];
 
-export type ScreenId = "users" | "policies" | "analytics" | "audit" | "access" | "integrity" | "holds";
+export type ScreenId = "users" | "policies" | "analytics" | "audit" | "access" | "integrity" | "holds" | "break-glass";
 
 interface Screen {
   id: ScreenId;
@@ -31,6 +32,7 @@ const SCREENS: Screen[] = [
   { id: "access", label: "Patient access report", needs: ["audit_read"] },
   { id: "integrity", label: "Audit integrity", needs: ["audit_read"] },
   { id: "holds", label: "Legal holds", needs: ["legal_hold_manage"] },
+  { id: "break-glass", label: "Break-glass", needs: ["break_glass_review"] },
 ];
 
 /** The console screens this person's permissions open. */
@@ -39,7 +41,7 @@ export function screensFor(permissions: Permission[]): Screen[] {
 }
 
 function fromHash(allowed: Screen[]): ScreenId | null {
-  const m = /^#console\/([a-z]+)$/.exec(location.hash);
+  const m = /^#console\/([a-z-]+)$/.exec(location.hash);
   const id = m?.[1] as ScreenId | undefined;
   return allowed.some((s) => s.id === id) ? (id ?? null) : null;
 }
@@ -115,5 +117,7 @@ export function ConsoleScreen({ screen, permissions, me }: { screen: ScreenId; p
       return <Integrity />;
     case "holds":
       return <LegalHolds />;
+    case "break-glass":
+      return <BreakGlass />;
   }
 }

@@ -98,7 +98,7 @@ const CONSOLE_PATHS = [
   /^\/api\/v1\/legal-holds(\/[0-9a-f-]{36}\/release)?$/,
   /^\/api\/v1\/audit\/(events|export|checkpoints\/latest|patients\/[^/?#]+\/access-report)$/,
   /^\/api\/v1\/devices\/([0-9a-f-]{36}\/wipe|wipes)$/,
-  /^\/api\/v1\/routing\/(break-glass|directory|reports\/responses)$/,
+  /^\/api\/v1\/routing\/(break-glass|notifications|directory|reports\/responses)$/,
   /^\/api\/v1\/sms\/templates$/,
   /^\/api\/v1\/reports\/activity$/,
 ];

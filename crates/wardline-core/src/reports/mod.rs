@@ -136,12 +136,18 @@ impl ReportService {
             k.and_then(|k| roles.get(k).cloned())
                 .unwrap_or_else(|| "(not sent to a role)".to_owned())
         };
+        // Independent reads: at once (PostgreSQL runs them on separate
+        // connections; SQLite's readers share the WAL).
         let s = &self.store;
-        let by_role = s.messages_by_staff_role(org, since, until).await?;
-        let by_dept = s.messages_by_department(org, since, until).await?;
-        let escalations = s.escalations_per_day(org, since, until).await?;
-        let active = s.active_per_day(org, since, until).await?;
-        let texting = s.texting_per_day(org, since, until).await?;
+        let (by_role, by_dept, escalations, active, texting, by_clinical_role, by_department) = tokio::try_join!(
+            s.messages_by_staff_role(org, since, until),
+            s.messages_by_department(org, since, until),
+            s.escalations_per_day(org, since, until),
+            s.active_per_day(org, since, until),
+            s.texting_per_day(org, since, until),
+            s.response_times(org, since, until, ResponseGroup::ClinicalRole),
+            s.response_times(org, since, until, ResponseGroup::Department),
+        )?;
         let label = |labels: &'static [(&'static str, &'static str)]| {
             move |k: Option<&str>| {
                 labels
@@ -172,16 +178,8 @@ impl ReportService {
             days: (first..=last).map(date).collect(),
             messages_by_role: series(&by_role, first, days, &[], |k| k.unwrap_or("").to_owned()),
             messages_by_department: series(&by_dept, first, days, &[], department),
-            responses_by_role: summaries(
-                s.response_times(org, since, until, ResponseGroup::ClinicalRole)
-                    .await?,
-                clinical_role,
-            ),
-            responses_by_department: summaries(
-                s.response_times(org, since, until, ResponseGroup::Department)
-                    .await?,
-                department,
-            ),
+            responses_by_role: summaries(by_clinical_role, clinical_role),
+            responses_by_department: summaries(by_department, department),
             escalations: series(
                 &escalations,
                 first,

@@ -222,6 +222,11 @@ try {
   await audit(officer, "integrity");
   log("integrity", { integrity });
 
+  await open(officer, "Break-glass", "Break-glass access");
+  const grants = await officer.getByRole("table").innerText({ timeout: 15000 });
+  await audit(officer, "break-glass");
+  log("break_glass", { grants });
+
   await open(officer, "Legal holds");
   await officer.getByLabel("Everything about a patient").check();
   await officer.getByLabel(/Patient reference/).fill(cfg.patientRef);

@@ -16,7 +16,8 @@ use wardline_proto::Role;
 use wardline_proto::audit::{AuditQuery, Outcome};
 use wardline_proto::directory::UpdateUserRequest;
 use wardline_proto::lifecycle::{Retention, WipeStatus};
-use wardline_proto::messaging::Priority;
+use wardline_proto::messaging::{ConversationKind, CreateConversationRequest, Priority};
+use wardline_proto::routing::{CreateCareTeamRequest, OpenPatientRequest};
 
 use crate::common::browser::{self, browser_available, run_script};
 use crate::common::*;
@@ -56,7 +57,26 @@ async fn administrators_and_compliance_officers_work_in_the_console() {
     let phone_name = "Paula's phone";
     let mut phone = devices.of(&physician, phone_name).await;
     let mut nurse_phone = devices.of(&nurse, "Nora's phone").await;
-    let conv = group(&mut phone, &[nurse.user.id], Some(patient)).await;
+    let team = admin
+        .client
+        .create_care_team(&CreateCareTeamRequest {
+            name: "Bed 3 team".into(),
+            department_id: None,
+            members: vec![physician.user.id, nurse.user.id],
+        })
+        .await
+        .unwrap();
+    let conv = phone
+        .create(&CreateConversationRequest {
+            kind: ConversationKind::Group,
+            title: Some("Bed 3".into()),
+            members: vec![nurse.user.id],
+            patient_ref: Some(patient.into()),
+            care_team_id: Some(team.id),
+        })
+        .await
+        .unwrap()
+        .id;
     phone
         .send(
             conv,
@@ -66,6 +86,17 @@ async fn administrators_and_compliance_officers_work_in_the_console() {
         .await
         .unwrap();
     nurse_phone.sync().await.unwrap();
+
+    // A physician of another team breaks the glass into the patient's thread.
+    let bystander = named(&t, &admin, Role::Physician, "Ben Bystander").await;
+    bystander
+        .client
+        .open_patient(&OpenPatientRequest {
+            patient_ref: patient.into(),
+            reason: Some("Covering the ward tonight, bed 3 deteriorating".into()),
+        })
+        .await
+        .unwrap();
 
     // The nurse tries the console's endpoints with her own session: refused.
     for path in [
@@ -215,6 +246,7 @@ async fn administrators_and_compliance_officers_work_in_the_console() {
         "Patient access report",
         "Audit integrity",
         "Legal holds",
+        "Break-glass",
     ] {
         assert!(officer_nav.contains(screen), "{officer_nav}");
     }
@@ -249,6 +281,12 @@ async fn administrators_and_compliance_officers_work_in_the_console() {
 
     let integrity = step("integrity")["integrity"].as_str().unwrap().to_owned();
     assert!(integrity.contains("Valid"), "{integrity}");
+
+    let glass = step("break_glass")["grants"].as_str().unwrap().to_owned();
+    assert!(
+        glass.contains("Ben Bystander") && glass.contains("bed 3 deteriorating"),
+        "{glass}"
+    );
 
     let holds = step("holds");
     assert!(

@@ -10,7 +10,19 @@ use std::path::Path;
 /// Store methods reached only end to end (through the server's tests) so
 /// far: none since the suite was completed; a new method starts here only
 /// with a reason.
-const NOT_YET_COVERED: &[&str] = &[];
+const NOT_YET_COVERED: &[&str] = &[
+    // The analytics aggregates and the history they read: checked figure by
+    // figure on both engines, and the two compared, through the server
+    // (`wardline-server/tests/it/reports.rs`), where real activity makes
+    // the rows; a suite of their own here would re-create that activity.
+    "messages_by_staff_role",
+    "messages_by_department",
+    "response_times",
+    "escalations_per_day",
+    "active_per_day",
+    "texting_per_day",
+    "import_history",
+];
 
 fn store_src(rel: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -62,6 +74,7 @@ fn the_conformance_suite_calls_every_store_method() {
         "lifecycle.rs",
         "messaging.rs",
         "patients.rs",
+        "reports.rs",
         "routing.rs",
     ] {
         methods.extend(trait_methods(&store_src(f)));

@@ -450,7 +450,11 @@ pub async fn sessions_and_revocation<E: Engine>(s: Arc<E>) {
     let (phone, laptop) = (Uuid::new_v4(), Uuid::new_v4());
     let s1 = session(a.id, u.id, phone.into());
     let s2 = session(a.id, u.id, laptop.into());
-    let s3 = session(a.id, u.id, laptop.into());
+    let s3 = SessionRow {
+        created_at: 110,
+        last_seen_at: 130,
+        ..session(a.id, u.id, laptop.into())
+    };
     for x in [&s1, &s2, &s3] {
         s.insert_session(x).await.unwrap();
     }
@@ -469,6 +473,20 @@ pub async fn sessions_and_revocation<E: Engine>(s: Arc<E>) {
     );
     s.touch_session(s1.id, 150).await.unwrap();
     s.touch_session(s1.id, 120).await.unwrap(); // never moves backwards
+    // Last sign-in: the newest session's start; last contact per device:
+    // its sessions' latest request. Another organisation's are not there.
+    assert_eq!(s.last_sign_ins(a.id).await.unwrap(), vec![(u.id, 110)]);
+    let mut contacts = s.device_last_contacts(a.id, u.id).await.unwrap();
+    contacts.sort();
+    let mut want = vec![(phone.into(), 150), (laptop.into(), 130)];
+    want.sort();
+    assert_eq!(contacts, want);
+    assert!(
+        s.last_sign_ins(Uuid::new_v4().into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         s.get_session_by_token_hash(&s1.token_hash)
             .await
