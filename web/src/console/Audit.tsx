@@ -43,6 +43,13 @@ function useActions(): string[] {
   return actions;
 }
 
+/** What an event was done to: a person by name when the trail names a user. */
+export function targetText(e: AuditEvent, names: Record<string, string>): string {
+  if (!e.target_type) return "";
+  if (e.target_type === "user" && e.target_id && names[e.target_id]) return `user ${names[e.target_id]}`;
+  return `${e.target_type} ${e.target_id ?? ""}`;
+}
+
 export function actorText(e: AuditEvent, names: Record<string, string>): string {
   if (e.actor_kind === "user" && e.actor_id) return names[e.actor_id] ?? e.actor_id;
   if (e.actor_kind === "anonymous") return "Anonymous";
@@ -256,7 +263,7 @@ export function AuditSearch() {
                       </td>
                       <td className={`outcome ${e.outcome}`}>{e.outcome}</td>
                       <td>{e.patient_id ?? ""}</td>
-                      <td>{e.target_type ? `${e.target_type} ${e.target_id ?? ""}` : ""}</td>
+                      <td>{targetText(e, names)}</td>
                     </tr>
                   ))}
                 </tbody>
@@ -287,7 +294,7 @@ function EventRecord({ event, names, onClose }: { event: AuditEvent; names: Reco
     ["Outcome", event.outcome],
     ["Reason", event.reason],
     ["Patient", event.patient_id],
-    ["Target", event.target_type ? `${event.target_type} ${event.target_id ?? ""}` : null],
+    ["Target", event.target_type ? `${targetText(event, names)} (${event.target_id ?? ""})` : null],
     ["Device", event.device_id],
     ["Address", event.source_ip],
     ["Browser or app", event.user_agent],

@@ -223,7 +223,12 @@ try {
   log("integrity", { integrity });
 
   await open(officer, "Break-glass", "Break-glass access");
-  const grants = await officer.getByRole("table").innerText({ timeout: 15000 });
+  // Names and what the officer was told arrive after the grants.
+  await officer.getByRole("table").getByText(cfg.bystander).waitFor({ timeout: 15000 });
+  await officer.waitForFunction(() => document.querySelector("table tbody tr td:nth-of-type(4) time") !== null, null, {
+    timeout: 15000,
+  });
+  const grants = await officer.getByRole("table").innerText();
   await audit(officer, "break-glass");
   log("break_glass", { grants });
 

@@ -154,6 +154,7 @@ async fn administrators_and_compliance_officers_work_in_the_console() {
             "retentionDays": 400,
             "patientRef": patient,
             "matter": "Doe v. General Hospital",
+            "bystander": "Ben Bystander",
         }),
         Some(&t.ca_pem),
     )
