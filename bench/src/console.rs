@@ -12,6 +12,10 @@
 //!   delivered to two devices and mostly read; pages to the roles; a
 //!   session a person a day), seeded as past activity.
 //!
+//! * the Users screen in Chromium with `--screen-users` people (SQLite
+//!   only: the browser's side is the same on both): opening it, searching,
+//!   scrolling (`bench/web/users.mjs`).
+//!
 //! Figures: p50 and p95 of `--runs` sequential requests each.
 
 use std::time::{Duration, Instant};
@@ -38,8 +42,12 @@ pub async fn main(
     users: usize,
     days: i64,
     runs: usize,
+    screen_users: usize,
 ) -> anyhow::Result<()> {
     let mut rows = Vec::new();
+    if screen_users > 0 {
+        users_screen(screen_users, &mut rows).await?;
+    }
     backend("SQLite", None, audit_entries, users, days, runs, &mut rows).await?;
     match pg {
         Some(pg) => {
@@ -503,5 +511,85 @@ async fn seed_activity(
         .import_history(org, &h)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// The Users screen with `n` people, in Chromium.
+async fn users_screen(n: usize, rows: &mut Vec<String>) -> anyhow::Result<()> {
+    eprintln!("bench: SQLite: the Users screen with {n} people");
+    let (r, _client, admin_email) = start(None, 0).await?;
+    let org = r
+        .state
+        .directory
+        .org_by_slug("bench")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Four at a time: password hashing is capped at two per core.
+    let made = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (state, next) = (r.state.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n - 1 {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                state
+                    .directory
+                    .create_user(
+                        org.id,
+                        CreateUserRequest {
+                            email: format!("person{i}@bench.test"),
+                            display_name: format!("Person {i:04}"),
+                            phone: None,
+                            roles: vec![[Role::Nurse, Role::Physician, Role::FrontDesk][i % 3]],
+                            password: PASSWORD.into(),
+                            password_change_required: false,
+                        },
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message))?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    eprintln!(
+        "bench: {n} people added in {:.0} s",
+        made.elapsed().as_secs_f64()
+    );
+    let cfg = serde_json::json!({
+        "url": format!("{}/", r.url),
+        "org": "bench",
+        "email": admin_email,
+        "password": PASSWORD,
+        "people": n,
+        "searches": ["Person 4", "Person 12", "person3", "Person 0999", "bench.test", "Person 42", "nobody", "Person 1", "Person 25", "Person 3333"],
+    });
+    let node = crate::node::NodeScript::start("users.mjs", &cfg, &r.ca)?;
+    let m = node.result().await?;
+    let f = |v: &serde_json::Value| v.as_f64().map_or("—".to_owned(), |x| format!("{x:.1}"));
+    rows.push(format!(
+        "| SQLite (Chromium) | Users screen, {n} people: opened until all are listed | {} | — | — |",
+        f(&m["openMs"])
+    ));
+    rows.push(format!(
+        "| SQLite (Chromium) | Users screen, {n} people: a search typed until the count changes | {} | {} | {} |",
+        f(&m["search"]["p50"]),
+        f(&m["search"]["p95"]),
+        f(&m["search"]["max"])
+    ));
+    rows.push(format!(
+        "| SQLite (Chromium) | Users screen, {n} people: a scrollbar jump until its rows are drawn ({} rows exist at most; heap {} MiB) | {} | {} | {} |",
+        m["rowsAtOnce"],
+        f(&m["heapMiB"]),
+        f(&m["scroll"]["p50"]),
+        f(&m["scroll"]["p95"]),
+        f(&m["scroll"]["max"])
+    ));
+    r.handle.shutdown();
     Ok(())
 }

@@ -106,6 +106,9 @@ enum Cmd {
         /// Requests per measured query.
         #[arg(long, default_value_t = 40)]
         runs: usize,
+        /// People on the Users screen measured in Chromium (0: skip).
+        #[arg(long, default_value_t = 5000)]
+        screen_users: usize,
     },
     /// Web Push: a STAT message → the notification shown by a browser
     /// whose Wardline tab is closed, through a local push service (`push.rs`).
@@ -596,7 +599,8 @@ async fn main() -> anyhow::Result<()> {
             users,
             days,
             runs,
-        }) => return console::main(pg, audit_entries, users, days, runs).await,
+            screen_users,
+        }) => return console::main(pg, audit_entries, users, days, runs, screen_users).await,
         Some(Cmd::CrashLoss { kills, members }) => {
             return crash_loss::main(kills, members, pg).await;
         }

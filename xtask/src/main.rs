@@ -370,7 +370,10 @@ fn main() -> ExitCode {
             // The web app's benchmarks serve the app: build it first (a
             // release server embeds it), and the browser tests' Node
             // packages they drive Chromium with.
-            if rest.first().is_some_and(|c| c == "web" || c == "push") {
+            if rest
+                .first()
+                .is_some_and(|c| c == "web" || c == "push" || c == "console")
+            {
                 for step in [web_build, browser_deps] {
                     let code = step();
                     if code != ExitCode::SUCCESS {

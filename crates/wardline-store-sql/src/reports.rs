@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use wardline_proto::messaging::Priority;
-use wardline_proto::{DeviceId, OrgId, Role};
+use wardline_proto::{DeviceId, OrgId};
 
 use crate::SqlStore;
 use wardline_store::Result;
@@ -27,24 +27,16 @@ fn day_counts(rows: &[AnyRow]) -> Result<Vec<DayCount>> {
         .collect()
 }
 
-/// Messages per day by the sender's role list (`users.roles`, comma-separated);
-/// `messages_by_staff_role` counts each list towards each of its roles.
-/// (A join on `LIKE` per role cost a pattern match per message and role.)
-const BY_ROLE_LIST: &str = "SELECT m.created_at / 86400 AS day, u.roles AS key, COUNT(*) AS n \
+/// Messages per day by the sender's role list and the conversation's
+/// clinical role and care team, in one pass over the range (the covering
+/// index `messages_report` holds every column of `messages` it reads).
+const MESSAGES_PER_DAY: &str = "SELECT m.created_at / 86400 AS day, u.roles AS roles, \
+       c.role_id AS role_id, c.care_team_id AS care_team_id, COUNT(*) AS n \
      FROM messages m \
      JOIN conversations c ON c.id = m.conversation_id \
      JOIN users u ON u.id = m.sender_user \
-     WHERE c.org_id = $1 AND m.kind = 'application' AND m.created_at >= $2 AND m.created_at < $3 \
-     GROUP BY m.created_at / 86400, u.roles";
-
-const BY_DEPARTMENT: &str = "SELECT m.created_at / 86400 AS day, \
-       COALESCE(cr.department_id, ct.department_id) AS key, COUNT(*) AS n \
-     FROM messages m \
-     JOIN conversations c ON c.id = m.conversation_id \
-     LEFT JOIN clinical_roles cr ON cr.id = c.role_id \
-     LEFT JOIN care_teams ct ON ct.id = c.care_team_id \
-     WHERE c.org_id = $1 AND m.kind = 'application' AND m.created_at >= $2 AND m.created_at < $3 \
-     GROUP BY m.created_at / 86400, COALESCE(cr.department_id, ct.department_id)";
+     WHERE m.created_at >= $2 AND m.created_at < $3 AND m.kind = 'application' AND c.org_id = $1 \
+     GROUP BY m.created_at / 86400, u.roles, c.role_id, c.care_team_id";
 
 /// Sent → first read by someone else → acknowledged, per group; `{group}`
 /// is a column of `routed_messages`. One row per (group, kind): `all` (the
@@ -143,33 +135,25 @@ impl SqlStore {
 
 #[async_trait]
 impl ReportStore for SqlStore {
-    async fn messages_by_staff_role(
+    async fn messages_per_day(
         &self,
         org: OrgId,
         since: i64,
         until: i64,
-    ) -> Result<Vec<DayCount>> {
-        let mut out = Vec::new();
-        for list in day_counts(&self.range_query(BY_ROLE_LIST, org, since, until).await?)? {
-            for role in list.key.as_deref().unwrap_or("").split(',') {
-                if Role::parse(role).is_some() {
-                    out.push(DayCount {
-                        key: Some(role.to_owned()),
-                        ..list.clone()
-                    });
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn messages_by_department(
-        &self,
-        org: OrgId,
-        since: i64,
-        until: i64,
-    ) -> Result<Vec<DayCount>> {
-        day_counts(&self.range_query(BY_DEPARTMENT, org, since, until).await?)
+    ) -> Result<Vec<MessageCount>> {
+        self.range_query(MESSAGES_PER_DAY, org, since, until)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(MessageCount {
+                    day: r.try_get("day")?,
+                    roles: r.try_get("roles")?,
+                    role_id: r.try_get("role_id")?,
+                    care_team_id: r.try_get("care_team_id")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect()
     }
 
     async fn response_times(

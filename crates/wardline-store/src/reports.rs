@@ -17,6 +17,18 @@ pub struct DayCount {
     pub count: i64,
 }
 
+/// Messages of one day from senders with one role list in conversations
+/// of one clinical role / care team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageCount {
+    pub day: i64,
+    /// The sender's roles, comma-separated (`users.roles`).
+    pub roles: String,
+    pub role_id: Option<String>,
+    pub care_team_id: Option<String>,
+    pub count: i64,
+}
+
 /// Response times of one group (role id or department id; `None`: none).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResponseRow {
@@ -39,22 +51,15 @@ pub enum ResponseGroup {
 
 #[async_trait]
 pub trait ReportStore: Send + Sync {
-    /// Application messages per day by each staff role of the sender
-    /// (`key`: the role's name, e.g. `nurse`).
-    async fn messages_by_staff_role(
+    /// Application messages per day, by the sender's role list and the
+    /// conversation's clinical role and care team: one pass over the range,
+    /// which the service splits by staff role and by department.
+    async fn messages_per_day(
         &self,
         org: OrgId,
         since: i64,
         until: i64,
-    ) -> Result<Vec<DayCount>>;
-    /// Application messages per day by department id (of the
-    /// conversation's clinical role, else its care team).
-    async fn messages_by_department(
-        &self,
-        org: OrgId,
-        since: i64,
-        until: i64,
-    ) -> Result<Vec<DayCount>>;
+    ) -> Result<Vec<MessageCount>>;
     /// Routed messages' read and acknowledgement times, per group.
     async fn response_times(
         &self,

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use wardline_proto::OrgId;
 use wardline_proto::reports::*;
+use wardline_proto::{OrgId, Role};
 use wardline_store::reports::{DayCount, ResponseGroup, ResponseRow};
 use wardline_store::{ReportStore, RoutingStore};
 
@@ -121,12 +121,22 @@ impl ReportService {
             .into_iter()
             .map(|d| (d.id.to_string(), d.name))
             .collect();
-        let roles: HashMap<String, String> = self
+        let clinical_roles = self.routing.list_roles(org).await?;
+        let roles: HashMap<String, String> = clinical_roles
+            .iter()
+            .map(|r| (r.id.to_string(), r.name.clone()))
+            .collect();
+        // A conversation's department: its clinical role's, else its care team's.
+        let role_dept: HashMap<String, String> = clinical_roles
+            .iter()
+            .filter_map(|r| Some((r.id.to_string(), r.department_id?.to_string())))
+            .collect();
+        let team_dept: HashMap<String, String> = self
             .routing
-            .list_roles(org)
+            .list_teams(org)
             .await?
             .into_iter()
-            .map(|r| (r.id.to_string(), r.name))
+            .filter_map(|t| Some((t.id.to_string(), t.department_id?.to_string())))
             .collect();
         let department = |k: Option<&str>| {
             k.and_then(|k| departments.get(k).cloned())
@@ -139,15 +149,35 @@ impl ReportService {
         // Independent reads: at once (PostgreSQL runs them on separate
         // connections; SQLite's readers share the WAL).
         let s = &self.store;
-        let (by_role, by_dept, escalations, active, texting, by_clinical_role, by_department) = tokio::try_join!(
-            s.messages_by_staff_role(org, since, until),
-            s.messages_by_department(org, since, until),
+        let (messages, escalations, active, texting, by_clinical_role, by_department) = tokio::try_join!(
+            s.messages_per_day(org, since, until),
             s.escalations_per_day(org, since, until),
             s.active_per_day(org, since, until),
             s.texting_per_day(org, since, until),
             s.response_times(org, since, until, ResponseGroup::ClinicalRole),
             s.response_times(org, since, until, ResponseGroup::Department),
         )?;
+        let mut by_role = Vec::new();
+        let mut by_dept = Vec::new();
+        for m in messages {
+            for role in m.roles.split(',').filter(|r| Role::parse(r).is_some()) {
+                by_role.push(DayCount {
+                    day: m.day,
+                    key: Some(role.to_owned()),
+                    count: m.count,
+                });
+            }
+            let dept = m
+                .role_id
+                .as_ref()
+                .and_then(|r| role_dept.get(r))
+                .or_else(|| m.care_team_id.as_ref().and_then(|t| team_dept.get(t)));
+            by_dept.push(DayCount {
+                day: m.day,
+                key: dept.cloned(),
+                count: m.count,
+            });
+        }
         let label = |labels: &'static [(&'static str, &'static str)]| {
             move |k: Option<&str>| {
                 labels
