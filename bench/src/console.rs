@@ -36,6 +36,9 @@ use crate::{PASSWORD, Running, ms, percentile, start};
 
 const DAY: i64 = 86_400;
 
+/// The request path of a query's `i`th run.
+type PathOf<'a> = Box<dyn Fn(usize) -> String + 'a>;
+
 pub async fn main(
     pg: Option<String>,
     audit_entries: u64,
@@ -194,7 +197,7 @@ async fn backend(
     let officer = token(&r, "officer@bench.test").await?;
     let events = "/api/v1/audit/events?limit=50";
     let (mid_from, mid_to) = marks;
-    let queries: Vec<(&str, Box<dyn Fn(usize) -> String>)> = vec![
+    let queries: Vec<(&str, PathOf)> = vec![
         (
             "newest page, no filter",
             Box::new(move |_| events.to_owned()),
@@ -567,7 +570,7 @@ async fn users_screen(n: usize, rows: &mut Vec<String>) -> anyhow::Result<()> {
         "email": admin_email,
         "password": PASSWORD,
         "people": n,
-        "searches": ["Person 4", "Person 12", "person3", "Person 0999", "bench.test", "Person 42", "nobody", "Person 1", "Person 25", "Person 3333"],
+        "searches": ["Person 4", "Person 12", "person3", "Person 0999", "person49", "Person 42", "nobody", "Person 1", "Person 25", "Person 3333"],
     });
     let node = crate::node::NodeScript::start("users.mjs", &cfg, &r.ca)?;
     let m = node.result().await?;
