@@ -36,16 +36,20 @@ api.use({
     return request;
   },
   async onResponse({ response }) {
-    if (response.status === 401 && token) {
-      const body = await response
-        .clone()
-        .json()
-        .catch(() => undefined);
-      onSessionEnded(failure(401, body).code);
-    }
+    await noticeSessionEnd(response);
     return response;
   },
 });
+
+/** A 401 to a request that carried the token: the session ended; say why. */
+async function noticeSessionEnd(response: Response) {
+  if (response.status !== 401 || !token) return;
+  const body = await response
+    .clone()
+    .json()
+    .catch(() => undefined);
+  onSessionEnded(failure(401, body).code);
+}
 
 export function post(m: Outgoing) {
   (self as unknown as Worker).postMessage(m);
@@ -132,15 +136,7 @@ export async function relay(method: string, pathAndQuery: string, body: ArrayBuf
   } catch {
     throw new Failed(failure(0, undefined));
   }
+  await noticeSessionEnd(response);
   const answer = await response.arrayBuffer();
-  if (response.status === 401 && token) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(new TextDecoder().decode(answer));
-    } catch {
-      parsed = undefined;
-    }
-    onSessionEnded(failure(401, parsed).code);
-  }
   return { status: response.status, contentType: response.headers.get("Content-Type"), body: answer };
 }

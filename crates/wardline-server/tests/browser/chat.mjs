@@ -15,20 +15,11 @@
 // {url, org, password, pin, wrongPin, patientRef, screenshots, texts: [7], adminToken, idleSecs,
 //  cli: {name, reply}, nurse: {email, name, codes: [2]}, physician: {email, name, codes: [2]}}
 import { readFileSync } from "node:fs";
-import { launchChromium, scriptRun } from "./lib.mjs";
+import { launchChromium, scriptRun, signIn as signInAs } from "./lib.mjs";
 
 const { cfg, log, fail, problems, pages, audit, watch } = scriptRun("chat.mjs", "chat");
 
-async function signIn(page, who, code) {
-  await page.goto(cfg.url);
-  await page.getByLabel("Organisation").fill(cfg.org);
-  await page.getByLabel("E-mail").fill(who.email);
-  await page.getByLabel("Password").fill(cfg.password);
-  await page.keyboard.press("Enter");
-  await page.getByLabel(/authenticator app/).fill(code);
-  await page.keyboard.press("Enter");
-  await page.getByRole("heading", { level: 1, name: "Wardline" }).waitFor({ timeout: 15000 });
-}
+const signIn = (page, who, code) => signInAs(page, cfg, who, code);
 
 const conversations = (page) => page.getByRole("heading", { level: 2, name: "Conversations" });
 const messages = (page) => page.getByRole("log", { name: "Messages" });

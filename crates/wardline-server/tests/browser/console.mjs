@@ -15,20 +15,11 @@
 // {url, org, password, admin, officer, nurse: {email, codes}, physician:
 //  {name, device}, patientRef, screenshots}
 import { readFileSync } from "node:fs";
-import { launchChromium, scriptRun } from "./lib.mjs";
+import { launchChromium, scriptRun, signIn as signInAs } from "./lib.mjs";
 
 const { cfg, log, fail, problems, pages, audit, watch } = scriptRun("console.mjs", "console");
 
-async function signIn(page, who) {
-  await page.goto(cfg.url);
-  await page.getByLabel("Organisation").fill(cfg.org);
-  await page.getByLabel("E-mail").fill(who.email);
-  await page.getByLabel("Password").fill(cfg.password);
-  await page.keyboard.press("Enter");
-  await page.getByLabel(/authenticator app/).fill(who.codes[0]);
-  await page.keyboard.press("Enter");
-  await page.getByRole("heading", { level: 1, name: "Wardline" }).waitFor({ timeout: 15000 });
-}
+const signIn = (page, who) => signInAs(page, cfg, who, who.codes[0]);
 
 const nav = (page) => page.getByRole("navigation", { name: "Wardline" });
 async function open(page, label, heading = label) {

@@ -58,6 +58,22 @@ export function launchChromium(extraArgs = []) {
 }
 
 /**
+ * Signs `who` ({email}) in at `cfg.url` to organisation `cfg.org` with
+ * `cfg.password` and the authenticator `code`, by labels as a person would;
+ * returns once the signed-in page is shown.
+ */
+export async function signIn(page, cfg, who, code) {
+  await page.goto(cfg.url);
+  await page.getByLabel("Organisation").fill(cfg.org);
+  await page.getByLabel("E-mail").fill(who.email);
+  await page.getByLabel("Password").fill(cfg.password);
+  await page.keyboard.press("Enter");
+  await page.getByLabel(/authenticator app/).fill(code);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { level: 1, name: "Wardline" }).waitFor({ timeout: 15000 });
+}
+
+/**
  * Waits until the Rust test gives signal `name` (`Live::signal`: a file in
  * `dir`), for what only it can do in the middle of a run (move the
  * server's clock, write from the command line).

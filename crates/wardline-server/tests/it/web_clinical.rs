@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use wardline_client::core::MessageContent;
 use wardline_proto::Role;
-use wardline_proto::directory::UpdateUserRequest;
 use wardline_proto::messaging::{ConversationKind, CreateConversationRequest, Priority};
 use wardline_proto::routing::*;
 
@@ -23,22 +22,6 @@ use crate::web_app::web_app_built;
 
 /// Messages written after the one the nurse searches for.
 const FILLER: usize = 10_000;
-
-async fn named(t: &TestServer, admin: &Actor, role: Role, name: &str) -> Actor {
-    let a = t.user_with_role(admin, role).await;
-    admin
-        .client
-        .update_user(
-            a.user.id,
-            &UpdateUserRequest {
-                display_name: Some(name.into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    a
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
@@ -53,11 +36,13 @@ async fn a_stat_page_escalates_and_is_acknowledged_in_the_browser() {
         .await
         .unwrap();
     let admin = t.setup_org("alpha").await;
-    let nurse = named(&t, &admin, Role::Nurse, "Nora Night").await;
-    let ana = named(&t, &admin, Role::Physician, "Ana Oncall").await;
-    let ben = named(&t, &admin, Role::Physician, "Ben Backup").await;
-    let carla = named(&t, &admin, Role::Nurse, "Carla Charge").await;
-    let clerk = named(&t, &admin, Role::MedicalAssistant, "Dana Clerk").await;
+    let nurse = t.user_named(&admin, Role::Nurse, "Nora Night").await;
+    let ana = t.user_named(&admin, Role::Physician, "Ana Oncall").await;
+    let ben = t.user_named(&admin, Role::Physician, "Ben Backup").await;
+    let carla = t.user_named(&admin, Role::Nurse, "Carla Charge").await;
+    let clerk = t
+        .user_named(&admin, Role::MedicalAssistant, "Dana Clerk")
+        .await;
 
     // Cardiology: "Cardiology on-call" (Ana tonight, Ben her backup) with a
     // short STAT ladder, and its charge nurse (Carla) as fallback.

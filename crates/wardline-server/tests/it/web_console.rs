@@ -14,7 +14,6 @@ use wardline_client::chat::ChatError;
 use wardline_client::core::MessageContent;
 use wardline_proto::Role;
 use wardline_proto::audit::{AuditQuery, Outcome};
-use wardline_proto::directory::UpdateUserRequest;
 use wardline_proto::lifecycle::{Retention, WipeStatus};
 use wardline_proto::messaging::{ConversationKind, CreateConversationRequest, Priority};
 use wardline_proto::routing::{CreateCareTeamRequest, OpenPatientRequest};
@@ -23,22 +22,6 @@ use crate::common::browser::{self, browser_available, run_script};
 use crate::common::*;
 use crate::web_app::web_app_built;
 
-async fn named(t: &TestServer, admin: &Actor, role: Role, name: &str) -> Actor {
-    let a = t.user_with_role(admin, role).await;
-    admin
-        .client
-        .update_user(
-            a.user.id,
-            &UpdateUserRequest {
-                display_name: Some(name.into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    a
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn administrators_and_compliance_officers_work_in_the_console() {
     if !browser_available() || !web_app_built() {
@@ -46,9 +29,13 @@ async fn administrators_and_compliance_officers_work_in_the_console() {
     }
     let t = TestServer::start(Backend::Sqlite).await.unwrap();
     let admin = t.setup_org("alpha").await;
-    let officer = named(&t, &admin, Role::ComplianceOfficer, "Olive Officer").await;
-    let nurse = named(&t, &admin, Role::Nurse, "Nora Nurse").await;
-    let physician = named(&t, &admin, Role::Physician, "Paula Physician").await;
+    let officer = t
+        .user_named(&admin, Role::ComplianceOfficer, "Olive Officer")
+        .await;
+    let nurse = t.user_named(&admin, Role::Nurse, "Nora Nurse").await;
+    let physician = t
+        .user_named(&admin, Role::Physician, "Paula Physician")
+        .await;
 
     // A patient's conversation, for the access report and the hold, from
     // the physician's phone (a command-line device) and the nurse's.
@@ -88,7 +75,7 @@ async fn administrators_and_compliance_officers_work_in_the_console() {
     nurse_phone.sync().await.unwrap();
 
     // A physician of another team breaks the glass into the patient's thread.
-    let bystander = named(&t, &admin, Role::Physician, "Ben Bystander").await;
+    let bystander = t.user_named(&admin, Role::Physician, "Ben Bystander").await;
     bystander
         .client
         .open_patient(&OpenPatientRequest {

@@ -270,6 +270,24 @@ impl TestServer {
         }
     }
 
+    /// As [`TestServer::user_with_role`], under a display name of its own
+    /// (what the browser tests find people by).
+    pub async fn user_named(&self, admin: &Actor, role: Role, name: &str) -> Actor {
+        let a = self.user_with_role(admin, role).await;
+        admin
+            .client
+            .update_user(
+                a.user.id,
+                &wardline_proto::directory::UpdateUserRequest {
+                    display_name: Some(name.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("rename user");
+        a
+    }
+
     /// Creates a user with `role` as `admin` and signs them in fully.
     pub async fn user_with_role(&self, admin: &Actor, role: Role) -> Actor {
         let user = admin
